@@ -1,0 +1,231 @@
+/*
+ * hooks.c - the libc functions libtimeglass.so interposes.
+ *
+ * Each wrapper calls the real function first and returns its result
+ * unchanged; only when the fd is a tracked connection (one table load) does it
+ * pass the bytes to conn.c, which saves and restores errno. Plain read() and
+ * write() on files, pipes and untracked sockets far outnumber socket traffic
+ * in a Python app, so that fast path is the one that matters.
+ *
+ * Fortified variants (__read_chk & co.) are wrapped too: callers compiled with
+ * _FORTIFY_SOURCE reach them instead of read()/recv().
+ */
+/* sendfile and sendfile64 are both wrapped: see them under their own names. */
+#undef _FILE_OFFSET_BITS
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "tg_preload.h"
+
+#define TG_EXPORT __attribute__((visibility("default")))
+
+int tg_protect_fd(int fd, int moving);
+
+static inline void on_read(int fd, void *buf, size_t n, ssize_t r)
+{
+	struct tg_conn *c = tg_conn_get(fd);
+	if (TG_UNLIKELY(c != NULL)) {
+		struct iovec v = {.iov_base = buf, .iov_len = n};
+		tg_conn_read(c, fd, &v, 1, r);
+	}
+}
+
+static inline void on_readv(int fd, const struct iovec *iov, int cnt, ssize_t r)
+{
+	struct tg_conn *c = tg_conn_get(fd);
+	if (TG_UNLIKELY(c != NULL))
+		tg_conn_read(c, fd, iov, cnt, r);
+}
+
+static inline void on_write(int fd, const void *buf, size_t n, ssize_t r)
+{
+	struct tg_conn *c = tg_conn_get(fd);
+	if (TG_UNLIKELY(c != NULL)) {
+		struct iovec v = {.iov_base = (void *)buf, .iov_len = n};
+		tg_conn_write(c, fd, &v, 1, r);
+	}
+}
+
+static inline void on_writev(int fd, const struct iovec *iov, int cnt, ssize_t r)
+{
+	struct tg_conn *c = tg_conn_get(fd);
+	if (TG_UNLIKELY(c != NULL))
+		tg_conn_write(c, fd, iov, cnt, r);
+}
+
+static inline void on_accept(int fd, struct sockaddr *addr, socklen_t cap, socklen_t *len)
+{
+	if (fd < 0 || !tg_proc.enabled)
+		return;
+	socklen_t got = addr && len ? (*len < cap ? *len : cap) : 0;
+	tg_conn_accepted(fd, addr, got);
+}
+
+TG_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	socklen_t cap = len ? *len : 0;
+	int r = TG_REAL(accept)(fd, addr, len);
+	on_accept(r, addr, cap, len);
+	return r;
+}
+
+TG_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	socklen_t cap = len ? *len : 0;
+	int r = TG_REAL(accept4)(fd, addr, len, flags);
+	on_accept(r, addr, cap, len);
+	return r;
+}
+
+TG_EXPORT int close(int fd)
+{
+	if (TG_UNLIKELY(fd == tg_proc.sock) && tg_protect_fd(fd, 0))
+		return 0;
+	if (TG_UNLIKELY(tg_conn_get(fd) != NULL))
+		tg_conn_closing(fd);
+	return TG_REAL(close)(fd);
+}
+
+TG_EXPORT int dup2(int oldfd, int newfd)
+{
+	if (oldfd != newfd) {
+		if (TG_UNLIKELY(newfd == tg_proc.sock))
+			tg_protect_fd(newfd, 1);
+		if (TG_UNLIKELY(tg_conn_get(newfd) != NULL))
+			tg_conn_closing(newfd);
+	}
+	return TG_REAL(dup2)(oldfd, newfd);
+}
+
+TG_EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	if (oldfd != newfd) {
+		if (TG_UNLIKELY(newfd == tg_proc.sock))
+			tg_protect_fd(newfd, 1);
+		if (TG_UNLIKELY(tg_conn_get(newfd) != NULL))
+			tg_conn_closing(newfd);
+	}
+	return TG_REAL(dup3)(oldfd, newfd, flags);
+}
+
+TG_EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+	ssize_t r = TG_REAL(read)(fd, buf, n);
+	on_read(fd, buf, n, r);
+	return r;
+}
+
+TG_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+	ssize_t r = TG_REAL(read_chk)(fd, buf, n, buflen);
+	on_read(fd, buf, n, r);
+	return r;
+}
+
+TG_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
+{
+	ssize_t r = TG_REAL(readv)(fd, iov, cnt);
+	on_readv(fd, iov, cnt, r);
+	return r;
+}
+
+TG_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+	ssize_t r = TG_REAL(recv)(fd, buf, n, flags);
+	if (!(flags & MSG_PEEK))
+		on_read(fd, buf, n, r);
+	return r;
+}
+
+TG_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
+{
+	ssize_t r = TG_REAL(recv_chk)(fd, buf, n, buflen, flags);
+	if (!(flags & MSG_PEEK))
+		on_read(fd, buf, n, r);
+	return r;
+}
+
+TG_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+			   socklen_t *len)
+{
+	ssize_t r = TG_REAL(recvfrom)(fd, buf, n, flags, addr, len);
+	if (!(flags & MSG_PEEK))
+		on_read(fd, buf, n, r);
+	return r;
+}
+
+TG_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+				 struct sockaddr *addr, socklen_t *len)
+{
+	ssize_t r = TG_REAL(recvfrom_chk)(fd, buf, n, buflen, flags, addr, len);
+	if (!(flags & MSG_PEEK))
+		on_read(fd, buf, n, r);
+	return r;
+}
+
+TG_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	ssize_t r = TG_REAL(recvmsg)(fd, msg, flags);
+	if (!(flags & MSG_PEEK))
+		on_readv(fd, msg->msg_iov, (int)msg->msg_iovlen, r);
+	return r;
+}
+
+TG_EXPORT ssize_t write(int fd, const void *buf, size_t n)
+{
+	ssize_t r = TG_REAL(write)(fd, buf, n);
+	on_write(fd, buf, n, r);
+	return r;
+}
+
+TG_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
+{
+	ssize_t r = TG_REAL(writev)(fd, iov, cnt);
+	on_writev(fd, iov, cnt, r);
+	return r;
+}
+
+TG_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+	ssize_t r = TG_REAL(send)(fd, buf, n, flags);
+	on_write(fd, buf, n, r);
+	return r;
+}
+
+TG_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
+			 socklen_t len)
+{
+	ssize_t r = TG_REAL(sendto)(fd, buf, n, flags, addr, len);
+	on_write(fd, buf, n, r);
+	return r;
+}
+
+TG_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	ssize_t r = TG_REAL(sendmsg)(fd, msg, flags);
+	on_writev(fd, msg->msg_iov, (int)msg->msg_iovlen, r);
+	return r;
+}
+
+static inline void on_sendfile(int fd, ssize_t r)
+{
+	struct tg_conn *c = tg_conn_get(fd);
+	if (TG_UNLIKELY(c != NULL))
+		tg_conn_write(c, fd, NULL, 0, r);
+}
+
+TG_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n)
+{
+	ssize_t r = TG_REAL(sendfile)(out, in, off, n);
+	on_sendfile(out, r);
+	return r;
+}
+
+TG_EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t n)
+{
+	ssize_t r = TG_REAL(sendfile64)(out, in, off, n);
+	on_sendfile(out, r);
+	return r;
+}

@@ -1,0 +1,98 @@
+/*
+ * http1.h - incremental HTTP/1.x parser for the server side of a connection.
+ *
+ * The preload library feeds it every byte the app reads from an accepted
+ * socket (tg_http_on_read) and every byte the app writes to it
+ * (tg_http_on_write), each with the CLOCK_MONOTONIC time of the call. It finds
+ * request and response boundaries and hands each finished request to an emit
+ * callback. It does no I/O, takes no clock and allocates only through
+ * malloc/free for requests waiting for their response (pipelining).
+ *
+ * What it follows: keep-alive, pipelining (up to TG_HTTP_MAX_PENDING requests
+ * awaiting responses), Content-Length and chunked bodies in both directions
+ * (chunk extensions and trailers included), Expect: 100-continue and other 1xx
+ * interim responses, HEAD, 204 and 304 without a body, responses delimited by
+ * the connection closing (no length, no chunking), Connection: close, and
+ * upgrades (after a 101 response the request is emitted with TG_REQF_UPGRADE
+ * and every later byte is ignored). Bytes that are not HTTP/1.x make the
+ * parser give up on the connection (TG_HTTP_UNTRACK); whatever request was in
+ * flight is emitted with an error first. Header text is kept up to a cap,
+ * with the values of secret-bearing headers replaced by "[redacted]".
+ *
+ * Cost: bodies are skipped by counting; the request line and headers are
+ * scanned once, byte by byte. All buffers are fixed-size: a huge header never
+ * grows memory.
+ */
+#ifndef TG_HTTP1_H
+#define TG_HTTP1_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TG_HTTP_METHOD_MAX 16    /* longer methods are malformed */
+#define TG_HTTP_TARGET_MAX 2048  /* request target (path?query) kept, rest counted */
+#define TG_HTTP_HEADERS_MAX 4096 /* request header text kept, rest counted */
+#define TG_HTTP_MAX_PENDING 32   /* pipelined requests awaiting a response */
+#define TG_HTTP_LINE_MAX 65536   /* longest request/status/header line before giving up */
+
+/* A request as handed to the emit callback. Strings are not NUL-terminated. */
+struct tg_http_req {
+	uint64_t start_ns;       /* time of the read that delivered its first byte */
+	uint64_t req_end_ns;     /* time of the read that delivered its last byte, 0 if never */
+	uint64_t resp_start_ns;  /* time of the write with the first response byte, 0 if none */
+	uint64_t end_ns;         /* time of the write that completed the final response, or of the failure */
+	uint64_t request_bytes;  /* bytes of this request: line, headers, body (and chunk framing) */
+	uint64_t response_bytes; /* bytes of its responses: interim 1xx included */
+	uint16_t status;         /* final status, 0 if none; 101 for an upgrade */
+	uint16_t error;          /* enum tg_req_error of common/event.h */
+	uint8_t http_minor;      /* 0 or 1 */
+	uint8_t flags;           /* TG_REQF_* of common/event.h */
+	uint16_t method_len;
+	uint16_t target_len;
+	uint16_t headers_len;
+	char method[TG_HTTP_METHOD_MAX];
+	char target[TG_HTTP_TARGET_MAX];
+	char headers[TG_HTTP_HEADERS_MAX]; /* "Name: value\n" lines as sent, secrets redacted */
+};
+
+typedef void (*tg_http_emit_fn)(void *ctx, const struct tg_http_req *req);
+
+/* Return values of the feed functions. */
+#define TG_HTTP_OK 0
+#define TG_HTTP_UNTRACK 1 /* stop feeding this connection; call tg_http_free() */
+
+/* Per-connection state. Treat as opaque; its size is what the caller embeds. */
+struct tg_http_conn;
+
+/* Allocates and initialises the state of a new connection. NULL on ENOMEM. */
+struct tg_http_conn *tg_http_new(void);
+
+/* Frees the state. Emits nothing: call tg_http_on_close() first to flush. */
+void tg_http_free(struct tg_http_conn *c);
+
+/* The app read n bytes (n > 0) from the client at time now_ns. */
+int tg_http_on_read(struct tg_http_conn *c, const uint8_t *buf, size_t n, uint64_t now_ns,
+		    tg_http_emit_fn emit, void *ctx);
+
+/* The app wrote n bytes (n > 0) to the client at time now_ns. buf may be NULL
+ * for bytes whose content is unknown (sendfile): they are counted as body. */
+int tg_http_on_write(struct tg_http_conn *c, const uint8_t *buf, size_t n, uint64_t now_ns,
+		     tg_http_emit_fn emit, void *ctx);
+
+/* The client half-closed (read returned 0) at time now_ns. Nothing is
+ * emitted yet: the app may still answer what it has read. */
+void tg_http_on_eof(struct tg_http_conn *c, uint64_t now_ns);
+
+/* The connection is gone (close, or a read/write failed with ECONNRESET or
+ * EPIPE) at time now_ns. Emits every request still in flight: a response
+ * delimited by the close completes normally; others get the matching
+ * TG_REQ_* error (mid-request, before response, mid-response). */
+void tg_http_on_close(struct tg_http_conn *c, uint64_t now_ns, tg_http_emit_fn emit, void *ctx);
+
+/* Returns 1 if `name` (len bytes, any case) is a header whose value must be
+ * redacted: Authorization, Proxy-Authorization, Cookie, Set-Cookie,
+ * X-Api-Key, and any name containing "token", "secret", "password",
+ * "passwd", "api-key", "apikey", "session" or "auth". */
+int tg_http_secret_header(const char *name, size_t len);
+
+#endif

@@ -1,0 +1,129 @@
+/*
+ * tg_preload.h - internals shared by the files of libtimeglass.so.
+ *
+ * preload.c owns the process state (real-function table, ring, registration
+ * with the collector, fork handling); conn.c owns the table of tracked
+ * connections and feeds the HTTP parser; hooks.c holds the exported wrappers,
+ * which only call the real function and, for tracked fds, hand the bytes on.
+ * Nothing here is exported from the library (see libtimeglass.map).
+ */
+#ifndef TG_PRELOAD_H
+#define TG_PRELOAD_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "ring.h"
+
+#define TG_LIKELY(x) __builtin_expect(!!(x), 1)
+#define TG_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define TG_TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* The libc functions we wrap, resolved once with dlsym(RTLD_NEXT). */
+struct tg_real {
+	int (*accept)(int, struct sockaddr *, socklen_t *);
+	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+	int (*close)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	ssize_t (*read)(int, void *, size_t);
+	ssize_t (*read_chk)(int, void *, size_t, size_t);
+	ssize_t (*readv)(int, const struct iovec *, int);
+	ssize_t (*recv)(int, void *, size_t, int);
+	ssize_t (*recv_chk)(int, void *, size_t, size_t, int);
+	ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+	ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
+	ssize_t (*recvmsg)(int, struct msghdr *, int);
+	ssize_t (*write)(int, const void *, size_t);
+	ssize_t (*writev)(int, const struct iovec *, int);
+	ssize_t (*send)(int, const void *, size_t, int);
+	ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+	ssize_t (*sendmsg)(int, const struct msghdr *, int);
+	ssize_t (*sendfile)(int, int, off_t *, size_t);
+	ssize_t (*sendfile64)(int, int, off_t *, size_t);
+};
+
+extern struct tg_real tg_real;
+
+/* glibc's fortified entry points, declared by its headers only under
+ * _FORTIFY_SOURCE; we define and resolve them either way. */
+ssize_t __read_chk(int, void *, size_t, size_t);
+ssize_t __recv_chk(int, void *, size_t, size_t, int);
+ssize_t __recvfrom_chk(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
+extern int tg_real_ready;
+
+/* Resolves tg_real once (idempotent, thread-safe). Hooks call it when they
+ * run before the library's constructor. */
+void tg_resolve(void);
+
+#define TG_REAL(fn) (TG_LIKELY(tg_real_ready) ? (void)0 : tg_resolve(), tg_real.fn)
+
+/* Process state, owned by preload.c. */
+struct tg_proc {
+	pid_t pid;
+	int enabled;   /* registered with a collector: record events */
+	int sock;      /* registration socket kept open until exit, -1 if none */
+	struct tg_ring ring;
+	void *ring_map;
+	size_t ring_map_bytes;
+};
+extern struct tg_proc tg_proc;
+
+/* Appends a record to the process ring (drops and counts it when full). */
+static inline void *tg_reserve(uint32_t size)
+{
+	return tg_ring_reserve(&tg_proc.ring, size);
+}
+
+static inline uint64_t tg_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Kernel thread id of the caller, cached per thread. */
+uint32_t tg_tid(void);
+
+/* ---- tracked connections (conn.c) ---- */
+
+struct tg_conn;
+
+/* Table of tracked connections indexed by fd; NULL = not tracked. */
+extern _Atomic(struct tg_conn *) *tg_conns;
+extern unsigned tg_nconns;
+
+static inline struct tg_conn *tg_conn_get(int fd)
+{
+	if (TG_LIKELY((unsigned)fd >= tg_nconns))
+		return NULL;
+	return atomic_load_explicit(&tg_conns[fd], memory_order_acquire);
+}
+
+/* Allocates the table. Returns 0, -1 on ENOMEM (then nothing is tracked). */
+int tg_conns_init(void);
+
+/* A connection was accepted on fd; addr is the peer (may be NULL). */
+void tg_conn_accepted(int fd, const struct sockaddr *addr, socklen_t addrlen);
+
+/* The app read r bytes (r may be 0 for EOF or -1 with errno) into the iovec. */
+void tg_conn_read(struct tg_conn *c, int fd, const struct iovec *iov, int iovcnt, ssize_t r);
+
+/* The app wrote r bytes from the iovec (iov NULL: r opaque bytes). */
+void tg_conn_write(struct tg_conn *c, int fd, const struct iovec *iov, int iovcnt, ssize_t r);
+
+/* fd is about to be closed (or replaced by dup2/dup3). */
+void tg_conn_closing(int fd);
+
+/* In a fork child: reset locks so inherited connections stay usable. */
+void tg_conns_after_fork(void);
+
+/* Bytes that never reach a tracked connection: count an untracked conn. */
+void tg_count_untracked(void);
+
+#endif
