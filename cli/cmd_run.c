@@ -1,0 +1,385 @@
+/*
+ * cmd_run.c - `timeglass run`: the supervisor.
+ *
+ * It forks the collector (collector.c) first and waits for it to say
+ * "ready": the store is open and the registration socket listens. Only then
+ * does it fork and exec the command, with libtimeglass.so appended to
+ * LD_PRELOAD and the socket path in TIMEGLASS_SOCK. While the command runs,
+ * the supervisor forwards the signals a user or a process manager sends it;
+ * when the command ends it hands its exit status to the collector over the
+ * lifeline, closes it, waits for the collector to finish writing (up to 30
+ * s) and exits with the command's status (128 + N if killed by signal N).
+ * If the collector dies, the command keeps running and its status is still
+ * returned.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmds.h"
+#include "collector.h"
+#include "ring.h"
+#include "tg_config.h"
+#include "util.h"
+
+#define DEFAULT_KEEP_RUNS 20
+#define DEFAULT_RING_MB 8
+#define COLLECTOR_WAIT_NS (30LL * 1000000000) /* after the command, wait this long for the collector */
+#define LIB_NAME "libtimeglass.so"
+#define RING_MAX_MB ((int)(TG_RING_MAX_DATA >> 20))
+
+struct run_opts {
+	const char *db;
+	unsigned keep_runs;   /* 0 = keep all */
+	unsigned ring_mb;     /* ring data size, MiB, power of two */
+	int quiet;
+};
+
+void cmd_run_usage(FILE *f)
+{
+	fprintf(f, "Usage: timeglass run [OPTIONS] [--] CMD [ARGS...]\n"
+		   "\n"
+		   "Runs CMD and records every HTTP request it serves, with the metrics of\n"
+		   "its processes, into the store. Exit status and signals pass through.\n"
+		   "\n"
+		   "Options:\n"
+		   "  --db PATH         store to write (default: $TIMEGLASS_DB or .timeglass/timeglass.db)\n"
+		   "  --keep-runs N     keep only the newest N runs in the store, 0 = all\n"
+		   "                    (default %d, or $TIMEGLASS_KEEP_RUNS)\n"
+		   "  --ring-size MB    shared-memory ring per process, a power of two\n"
+		   "                    (default %d, or $TIMEGLASS_RING_SIZE)\n"
+		   "  -q, --quiet       no start-up line (or $TIMEGLASS_QUIET=1)\n"
+		   "  -h, --help        show this help\n"
+		   "\n"
+		   "Options end at the first argument that is not one, so both work:\n"
+		   "  timeglass run -- uvicorn main:app\n"
+		   "  timeglass run uvicorn main:app\n",
+		DEFAULT_KEEP_RUNS, DEFAULT_RING_MB);
+}
+
+static unsigned ring_mb_or_die(const char *what, const char *s)
+{
+	uint64_t v = tg_number_or_die(what, s, 1, RING_MAX_MB);
+	if (v & (v - 1))
+		tg_die("bad number for %s: '%.64s' (want a power of two: 1, 2, 4, ... %d)", what, s,
+		       RING_MAX_MB);
+	return (unsigned)v;
+}
+
+static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
+{
+	enum { OPT_DB = 256, OPT_KEEP, OPT_RING };
+	static const struct option longopts[] = {
+		{"db", required_argument, NULL, OPT_DB},
+		{"keep-runs", required_argument, NULL, OPT_KEEP},
+		{"ring-size", required_argument, NULL, OPT_RING},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *env;
+	o->keep_runs = DEFAULT_KEEP_RUNS;
+	o->ring_mb = DEFAULT_RING_MB;
+	if ((env = getenv("TIMEGLASS_KEEP_RUNS")) && *env)
+		o->keep_runs = (unsigned)tg_number_or_die("TIMEGLASS_KEEP_RUNS", env, 0, 1000000);
+	if ((env = getenv("TIMEGLASS_RING_SIZE")) && *env)
+		o->ring_mb = ring_mb_or_die("TIMEGLASS_RING_SIZE", env);
+	o->quiet = tg_env_flag("TIMEGLASS_QUIET");
+
+	opterr = 0;
+	optind = 1;
+	int c;
+	while ((c = getopt_long(argc, argv, "+:qh", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_DB: o->db = optarg; break;
+		case OPT_KEEP: o->keep_runs = (unsigned)tg_number_or_die("--keep-runs", optarg, 0, 1000000); break;
+		case OPT_RING: o->ring_mb = ring_mb_or_die("--ring-size", optarg); break;
+		case 'q': o->quiet = 1; break;
+		case 'h': cmd_run_usage(stdout); exit(0);
+		default: tg_die_getopt("run", c, argv);
+		}
+	}
+	if (optind >= argc)
+		tg_die_usage("run", "no command to run");
+	o->db = tg_default_db(o->db);
+	*cmd_index = optind;
+}
+
+/* Resolves path to an absolute, existing file in out. Returns 0 or -1. */
+static int existing(const char *path, char out[PATH_MAX])
+{
+	return realpath(path, out) && access(out, R_OK) == 0 ? 0 : -1;
+}
+
+/* Finds libtimeglass.so: $TIMEGLASS_LIB, next to a build tree's binary,
+ * next to the binary, then the install directory. Dies if none exists. */
+static void find_lib(char out[PATH_MAX])
+{
+	const char *env = getenv("TIMEGLASS_LIB");
+	if (env && *env) {
+		if (existing(env, out) < 0)
+			tg_die("TIMEGLASS_LIB=%s: %s", env, strerror(errno ? errno : ENOENT));
+		return;
+	}
+	char exe[PATH_MAX], cand[PATH_MAX + 64];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash)
+			*slash = '\0';
+		snprintf(cand, sizeof cand, "%s/../preload/" LIB_NAME, exe);
+		if (existing(cand, out) == 0)
+			return;
+		snprintf(cand, sizeof cand, "%s/" LIB_NAME, exe);
+		if (existing(cand, out) == 0)
+			return;
+	}
+	if (existing(TG_PKGLIBDIR "/" LIB_NAME, out) == 0)
+		return;
+	tg_die("cannot find " LIB_NAME " (looked next to this program and in " TG_PKGLIBDIR "); set TIMEGLASS_LIB");
+}
+
+/* ---- signals ----------------------------------------------------------- */
+
+static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+#define NFORWARDED (sizeof forwarded / sizeof forwarded[0])
+
+static volatile pid_t cmd_pid; /* the command while it runs, else 0 */
+
+static void forward(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	int saved = errno;
+	/* Ctrl-C / Ctrl-\ from the terminal reached the command already. */
+	int from_tty = (sig == SIGINT || sig == SIGQUIT) && si && si->si_code > 0;
+	if (!from_tty && cmd_pid > 0)
+		kill(cmd_pid, sig);
+	errno = saved;
+}
+
+static void block_forwarded(sigset_t *old)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	for (size_t i = 0; i < NFORWARDED; i++)
+		sigaddset(&set, forwarded[i]);
+	sigprocmask(SIG_BLOCK, &set, old);
+}
+
+static void install_forwarders(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = forward;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < NFORWARDED; i++)
+		sigaction(forwarded[i], &sa, NULL);
+}
+
+/* ---- the command ------------------------------------------------------- */
+
+/* In the command's child: environment, then exec. Never returns. */
+static void exec_command(char **argv, const char *lib, const char *sock, unsigned ring_mb, const sigset_t *mask)
+{
+	sigprocmask(SIG_SETMASK, mask, NULL);
+	const char *old = getenv("LD_PRELOAD");
+	if (old && *old) {
+		if (!strstr(old, lib)) {
+			size_t n = strlen(old) + strlen(lib) + 2;
+			char *v = malloc(n);
+			if (v) {
+				snprintf(v, n, "%s:%s", old, lib);
+				setenv("LD_PRELOAD", v, 1);
+			}
+		}
+	} else {
+		setenv("LD_PRELOAD", lib, 1);
+	}
+	char kb[32];
+	snprintf(kb, sizeof kb, "%u", ring_mb * 1024u);
+	setenv("TIMEGLASS_SOCK", sock, 1);
+	setenv("TIMEGLASS_RING_KB", kb, 1);
+	execvp(argv[0], argv);
+	int e = errno;
+	fprintf(stderr, "timeglass: cannot run '%.200s': %s\n", argv[0], strerror(e));
+	_exit(e == ENOENT ? 127 : 126);
+}
+
+static int status_code(int st)
+{
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return 1;
+}
+
+/* The collector died: say so once, and remove the run directory it left. */
+static void collector_lost(int st, const char *sock)
+{
+	char dir[PATH_MAX];
+	tg_strlcpy(dir, sock, sizeof dir);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		unlink(sock);
+		*slash = '\0';
+		rmdir(dir);
+	}
+	if (WIFSIGNALED(st))
+		tg_warn("the collector was killed by signal %d; the rest of this run is not recorded", WTERMSIG(st));
+	else
+		tg_warn("the collector exited early (status %d); the rest of this run is not recorded", status_code(st));
+}
+
+/* Writes s to the lifeline; a dead collector is not an error (no SIGPIPE). */
+static void write_all(int fd, const char *s)
+{
+	size_t n = strlen(s), off = 0;
+	while (off < n) {
+		ssize_t w = send(fd, s + off, n - off, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		off += (size_t)w;
+	}
+}
+
+/* Reads the collector's first line ("ready ..." or "error ..."). */
+static int read_line(int fd, char *buf, size_t cap)
+{
+	size_t n = 0;
+	while (n + 1 < cap) {
+		ssize_t r = read(fd, buf + n, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		if (buf[n] == '\n')
+			break;
+		n++;
+	}
+	buf[n] = '\0';
+	return (int)n;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_opts o = {0};
+	int ci;
+	parse(argc, argv, &o, &ci);
+	char lib[PATH_MAX];
+	find_lib(lib);
+
+	int life[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, life) < 0)
+		tg_die("cannot create a socket pair: %s", strerror(errno));
+	fflush(NULL);
+	pid_t coll = fork();
+	if (coll < 0)
+		tg_die("cannot start the collector: %s", strerror(errno));
+	if (coll == 0) {
+		close(life[0]);
+		struct tg_collector_opts co = {
+			.db_path = o.db,
+			.keep_runs = o.keep_runs,
+			.argv = argv + ci,
+			.lifeline = life[1],
+		};
+		_exit(tg_collector_main(&co));
+	}
+	close(life[1]);
+	int lifeline = life[0];
+
+	char line[PATH_MAX + 600];
+	read_line(lifeline, line, sizeof line);
+	int64_t run_id;
+	int off = 0;
+	if (sscanf(line, "ready %" SCNd64 " %n", &run_id, &off) != 1 || off == 0) {
+		int st;
+		while (waitpid(coll, &st, 0) < 0 && errno == EINTR)
+			;
+		if (!strncmp(line, "error ", 6))
+			tg_die("%s", line + 6);
+		tg_die("the collector did not start");
+	}
+	const char *sock = line + off;
+	if (!o.quiet)
+		fprintf(stderr, "timeglass: recording run %" PRId64 " into %s; see it with: timeglass requests (or timeglass ui)\n",
+			run_id, o.db);
+
+	sigset_t old_mask;
+	block_forwarded(&old_mask);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		tg_warn("cannot start '%s': %s", argv[ci], strerror(errno));
+		write_all(lifeline, "exit 2\n");
+		close(lifeline);
+		waitpid(coll, NULL, 0);
+		return TG_EXIT_USAGE;
+	}
+	if (pid == 0) {
+		close(lifeline);
+		exec_command(argv + ci, lib, sock, o.ring_mb, &old_mask);
+	}
+	cmd_pid = pid;
+	install_forwarders();
+	sigprocmask(SIG_SETMASK, &old_mask, NULL);
+
+	/* Wait for the command; notice the collector dying meanwhile. */
+	int status = 1, coll_alive = 1;
+	for (;;) {
+		int st;
+		pid_t w = waitpid(-1, &st, 0);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			break; /* ECHILD: cannot happen while pid runs */
+		}
+		if (w == coll && (WIFEXITED(st) || WIFSIGNALED(st))) {
+			coll_alive = 0;
+			collector_lost(st, sock);
+		} else if (w == pid && (WIFEXITED(st) || WIFSIGNALED(st))) {
+			status = status_code(st);
+			break;
+		}
+	}
+	cmd_pid = 0;
+
+	char msg[32];
+	snprintf(msg, sizeof msg, "exit %d\n", status);
+	write_all(lifeline, msg);
+	close(lifeline);
+	if (coll_alive) {
+		struct timespec step = {0, 10 * 1000000};
+		for (int64_t waited = 0;; waited += step.tv_nsec) {
+			int st;
+			pid_t w = waitpid(coll, &st, WNOHANG);
+			if (w == coll) {
+				if (WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0))
+					collector_lost(st, sock);
+				break;
+			}
+			if (w < 0 && errno != EINTR)
+				break;
+			if (waited >= COLLECTOR_WAIT_NS) {
+				tg_warn("the collector is still writing after 30 s; it finishes in the background");
+				break;
+			}
+			nanosleep(&step, NULL);
+		}
+	}
+	return status;
+}

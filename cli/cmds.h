@@ -1,0 +1,19 @@
+/*
+ * cmds.h - the timeglass subcommands. Each takes the arguments after the
+ * program name (argv[0] is the command's own name), returns the process exit
+ * status, and prints its help with *_usage().
+ */
+#ifndef TG_CMDS_H
+#define TG_CMDS_H
+
+#include <stdio.h>
+
+int cmd_run(int argc, char **argv);
+int cmd_requests(int argc, char **argv);
+int cmd_runs(int argc, char **argv);
+
+void cmd_run_usage(FILE *f);
+void cmd_requests_usage(FILE *f);
+void cmd_runs_usage(FILE *f);
+
+#endif

@@ -1,0 +1,831 @@
+/*
+ * collector.c - the collector process: registration, ring draining, /proc
+ * sampling and batched writes into the store (see collector.h).
+ *
+ * Workload: a handful to a few hundred traced processes, thousands of
+ * requests per second. One thread, one poll() loop over the listening
+ * socket, the process connections and the lifeline; every 10 ms all rings
+ * are drained, every 100 ms the processes are sampled, the loss counters
+ * read and the batch committed (or sooner, at 5000 rows).
+ *
+ * Nothing read from a ring is trusted: the pages are shared with the traced
+ * app, which may scribble over them or even shrink the memfd. Records are
+ * copied out before they are checked (the app cannot change them under the
+ * check), every length is checked against the record, and ring accesses run
+ * under a SIGBUS guard; a bad record or ring is dropped and counted as a
+ * loss, never a crash.
+ */
+#include "collector.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "event.h"
+#include "record.h"
+#include "ring.h"
+#include "store.h"
+#include "tg_config.h"
+#include "util.h"
+
+#define DRAIN_NS (10 * 1000000LL)     /* ring drain period */
+#define TICK_NS (100 * 1000000LL)     /* sampling, loss and commit period */
+#define BATCH_ROWS 5000u              /* commit sooner when this many rows wait */
+#define DRAIN_MAX_RECORDS 20000       /* per ring per pass, so that poll() stays responsive */
+#define CMDLINE_MAX 4096              /* bytes of /proc/PID/cmdline kept */
+#define FINAL_HELLO_WAIT_NS (500 * 1000000LL) /* at the end, wait this long for half-sent hellos */
+
+/* One registration connection, and once its hello arrived, one traced process. */
+struct proc {
+	int fd;                    /* connection, -1 once closed */
+	pid_t pid;                 /* from SO_PEERCRED */
+	int registered;            /* hello accepted, ring mapped */
+	unsigned char hello[sizeof(struct tg_hello)];
+	size_t hello_got;          /* bytes of hello received so far */
+	int memfd;                 /* ring memfd received with the hello, -1 if none yet */
+	int64_t process_id;        /* processes.id, 0 if the insert failed */
+	void *map;                 /* ring mapping (MAP_SHARED), NULL if none */
+	size_t map_bytes;
+	struct tg_ring ring;
+	int ring_ok;               /* 0 once the ring proved corrupt (or truncated) */
+	uint64_t seen_lost_events; /* loss counters already stored */
+	uint64_t seen_lost_bytes;
+	uint64_t seen_untracked;
+	uint64_t bad_events;       /* records dropped by our checks, not yet stored */
+	uint64_t bad_bytes;
+};
+
+struct collector {
+	struct tg_store *store;
+	int64_t run_id;
+	int64_t mono_to_unix;      /* CLOCK_REALTIME - CLOCK_MONOTONIC, ns, measured once */
+	int64_t start_mono;        /* CLOCK_MONOTONIC at start, ns */
+	int lifeline;
+	int listen_fd;
+	char dir[PATH_MAX];        /* private run directory */
+	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct proc **procs;
+	size_t nprocs, cap;
+	char life_buf[64];         /* bytes received on the lifeline */
+	size_t life_got;
+	int exit_status;           /* from "exit N", -1 until known */
+	int store_warned;          /* one warning line for store errors */
+	uint64_t store_lost;       /* rows lost to store errors, not yet recorded */
+	long clk_tck, page_size;
+	int accept_paused;         /* out of fds: stop polling the listener until the next tick */
+};
+
+static volatile sig_atomic_t terminate;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	terminate = 1;
+}
+
+/* SIGBUS guard around every access to a ring's pages. */
+static sigjmp_buf bus_jmp;
+static volatile sig_atomic_t in_ring;
+
+static void on_sigbus(int sig)
+{
+	if (in_ring)
+		siglongjmp(bus_jmp, 1);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void set_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = SIG_IGN;
+	/* Terminal signals reach the whole process group; the collector ends
+	 * when the lifeline closes, not before. */
+	int ignored[] = {SIGINT, SIGQUIT, SIGHUP, SIGPIPE, SIGUSR1, SIGUSR2, SIGWINCH};
+	for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
+		sigaction(ignored[i], &sa, NULL);
+	sa.sa_handler = on_term;
+	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = on_sigbus;
+	sa.sa_flags = SA_NODEFER;
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+/* ---- store errors ------------------------------------------------------ */
+
+/* Takes note of rows the store lost; warns once. */
+static void note_store_errors(struct collector *c)
+{
+	uint64_t n = tg_store_take_lost(c->store);
+	if (!n)
+		return;
+	c->store_lost += n;
+	if (!c->store_warned) {
+		c->store_warned = 1;
+		tg_warn("cannot write to the store (%s); dropping data", tg_error());
+	}
+}
+
+static void flush(struct collector *c)
+{
+	if (c->store_lost) {
+		uint64_t n = c->store_lost;
+		c->store_lost = 0;
+		if (tg_store_loss_add(c->store, c->run_id, 0, tg_realtime_ns(), "store_error", (int64_t)n, 0) < 0)
+			c->store_lost += n;
+	}
+	tg_store_flush(c->store);
+	note_store_errors(c);
+}
+
+/* ---- rings ------------------------------------------------------------- */
+
+static void add_loss(struct collector *c, struct proc *p, const char *kind, uint64_t events, uint64_t bytes)
+{
+	if (!events)
+		return;
+	tg_store_loss_add(c->store, c->run_id, p->process_id, tg_realtime_ns(), kind,
+			  (int64_t)(events > INT64_MAX ? INT64_MAX : events), (int64_t)(bytes > INT64_MAX ? INT64_MAX : bytes));
+	note_store_errors(c);
+}
+
+/* Stores increases of the ring's loss counters and of our own drop count.
+ * Must run under the SIGBUS guard (reads the ring header). */
+static void read_losses(struct collector *c, struct proc *p)
+{
+	struct tg_ring_hdr *h = p->ring.hdr;
+	uint64_t ev = __atomic_load_n(&h->lost_events, __ATOMIC_RELAXED);
+	uint64_t by = __atomic_load_n(&h->lost_bytes, __ATOMIC_RELAXED);
+	uint64_t un = __atomic_load_n(&h->untracked_conns, __ATOMIC_RELAXED);
+	/* Counters only grow; if the app reset them, start over from there. */
+	if (ev > p->seen_lost_events)
+		add_loss(c, p, "ring_full", ev - p->seen_lost_events, by > p->seen_lost_bytes ? by - p->seen_lost_bytes : 0);
+	if (un > p->seen_untracked)
+		add_loss(c, p, "untracked_conn", un - p->seen_untracked, 0);
+	p->seen_lost_events = ev;
+	p->seen_lost_bytes = by;
+	p->seen_untracked = un;
+	if (p->bad_events) {
+		add_loss(c, p, "ring_corrupt", p->bad_events, p->bad_bytes);
+		p->bad_events = p->bad_bytes = 0;
+	}
+}
+
+static void store_record(struct collector *c, struct proc *p, const void *rec, uint32_t size)
+{
+	const struct tg_ev_hdr *h = rec;
+	if (h->type != TG_EV_REQUEST)
+		return; /* a kind of record this collector does not store */
+	struct tg_request_row row;
+	char addr[TG_ADDR_MAX];
+	if (tg_decode_request(rec, size, c->mono_to_unix, &row, addr) < 0) {
+		p->bad_events++;
+		p->bad_bytes += size;
+		return;
+	}
+	row.run_id = c->run_id;
+	row.process_id = p->process_id;
+	row.pid = p->pid;
+	tg_store_request_add(c->store, &row);
+	note_store_errors(c);
+	if (tg_store_pending(c->store) >= BATCH_ROWS)
+		flush(c);
+}
+
+/* Drains up to DRAIN_MAX_RECORDS records of p's ring (and, with losses,
+ * stores its loss counters). A ring that faults or breaks the protocol is
+ * given up on. Returns the number of records consumed. */
+static int service_ring(struct collector *c, struct proc *p, int losses)
+{
+	/* 8-aligned copy of the record being decoded. */
+	static uint64_t recbuf[TG_RING_MAX_RECORD / 8];
+
+	if (!p->ring_ok)
+		return 0;
+	if (sigsetjmp(bus_jmp, 0)) {
+		in_ring = 0;
+		p->ring_ok = 0;
+		p->bad_events++;
+		tg_warn("the ring of process %d became unreadable (memfd shrunk?); not recording it any more",
+			(int)p->pid);
+		add_loss(c, p, "ring_corrupt", p->bad_events, p->bad_bytes);
+		p->bad_events = p->bad_bytes = 0;
+		return 0;
+	}
+	in_ring = 1;
+	uint64_t cap = p->ring.mask + 1;
+	int n;
+	for (n = 0; n < DRAIN_MAX_RECORDS; n++) {
+		uint32_t size;
+		const struct tg_ev_hdr *e = tg_ring_peek(&p->ring, &size);
+		if (!e) {
+			if (tg_ring_used(&p->ring) > cap) {
+				/* head or tail overwritten: nothing more can be trusted. */
+				p->ring_ok = 0;
+				p->bad_events++;
+			}
+			break;
+		}
+		if (size > TG_RING_MAX_RECORD) {
+			/* No producer writes such a record: the ring is scribbled on. */
+			p->ring_ok = 0;
+			p->bad_events++;
+			break;
+		}
+		memcpy(recbuf, e, size);
+		tg_ring_release(&p->ring, e, size);
+		in_ring = 0;
+		store_record(c, p, recbuf, size);
+		in_ring = 1;
+	}
+	if (losses)
+		read_losses(c, p);
+	in_ring = 0;
+	return n;
+}
+
+/* ---- processes --------------------------------------------------------- */
+
+static struct proc *proc_new(struct collector *c, int fd, pid_t pid)
+{
+	if (c->nprocs == c->cap) {
+		size_t ncap = c->cap ? c->cap * 2 : 16;
+		struct proc **np = realloc(c->procs, ncap * sizeof *np);
+		if (!np)
+			return NULL;
+		c->procs = np;
+		c->cap = ncap;
+	}
+	struct proc *p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	p->fd = fd;
+	p->pid = pid;
+	p->memfd = -1;
+	c->procs[c->nprocs++] = p;
+	return p;
+}
+
+/* Last drain, losses, end time; then the process's resources go. */
+static void proc_finish(struct collector *c, struct proc *p)
+{
+	if (p->registered) {
+		while (service_ring(c, p, 0) == DRAIN_MAX_RECORDS)
+			;
+		service_ring(c, p, 1);
+		if (p->bad_events) { /* left over by a ring given up on */
+			add_loss(c, p, "ring_corrupt", p->bad_events, p->bad_bytes);
+			p->bad_events = p->bad_bytes = 0;
+		}
+		if (p->process_id) {
+			tg_store_process_end(c->store, p->process_id, tg_realtime_ns());
+			note_store_errors(c);
+		}
+	}
+	if (p->map)
+		munmap(p->map, p->map_bytes);
+	p->map = NULL;
+	p->registered = 0;
+	p->ring_ok = 0;
+	if (p->memfd >= 0)
+		close(p->memfd);
+	p->memfd = -1;
+	if (p->fd >= 0)
+		close(p->fd);
+	p->fd = -1;
+}
+
+/* Drops finished entries from the table. */
+static void procs_compact(struct collector *c)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < c->nprocs; i++) {
+		if (c->procs[i]->fd >= 0)
+			c->procs[j++] = c->procs[i];
+		else
+			free(c->procs[i]);
+	}
+	c->nprocs = j;
+}
+
+/* The command line of pid, NULs turned into spaces, capped. NULL if gone. */
+static char *read_cmdline(pid_t pid)
+{
+	char path[64], buf[CMDLINE_MAX + 1];
+	snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+	ssize_t n = tg_read_small_file(path, buf, sizeof buf);
+	if (n <= 0)
+		return NULL;
+	while (n > 0 && buf[n - 1] == '\0')
+		n--;
+	for (ssize_t i = 0; i < n; i++)
+		if (buf[i] == '\0')
+			buf[i] = ' ';
+	buf[n] = '\0';
+	return strdup(buf);
+}
+
+/* Parses /proc/PID/stat: ppid, utime and stime (clock ticks). -1 if gone. */
+static int read_stat(pid_t pid, int *ppid, uint64_t *utime, uint64_t *stime)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if (tg_read_small_file(path, buf, sizeof buf) <= 0)
+		return -1;
+	char *p = strrchr(buf, ')'); /* the command name may hold spaces and ')' */
+	if (!p)
+		return -1;
+	/* After ")": state(3) ppid(4) ... utime(14) stime(15). */
+	unsigned long long v[13];
+	char state;
+	if (sscanf(p + 1, " %c %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &state, &v[0], &v[1],
+		   &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11]) != 13)
+		return -1;
+	*ppid = (int)v[0];
+	*utime = v[10];
+	*stime = v[11];
+	return 0;
+}
+
+static void sample(struct collector *c, struct proc *p, int64_t now_unix)
+{
+	if (!p->registered || !p->process_id)
+		return;
+	int ppid;
+	uint64_t ut, st;
+	char path[64], buf[256];
+	if (read_stat(p->pid, &ppid, &ut, &st) < 0)
+		return;
+	snprintf(path, sizeof path, "/proc/%d/statm", (int)p->pid);
+	unsigned long long size_pages, rss_pages;
+	if (tg_read_small_file(path, buf, sizeof buf) <= 0 || sscanf(buf, "%llu %llu", &size_pages, &rss_pages) != 2)
+		return;
+	int64_t ns_per_tick = 1000000000LL / c->clk_tck;
+	tg_store_metric_add(c->store, p->process_id, now_unix, (int64_t)ut * ns_per_tick, (int64_t)st * ns_per_tick,
+			    (int64_t)rss_pages * c->page_size);
+	note_store_errors(c);
+}
+
+static int is_pow2(uint64_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+/* The hello is complete: check it, map the ring, add the processes row.
+ * Returns 0, or -1 if the registration is refused (the caller closes). */
+static int proc_register(struct collector *c, struct proc *p)
+{
+	struct tg_hello h;
+	memcpy(&h, p->hello, sizeof h);
+	uint64_t data = h.ring_bytes - TG_RING_HDR_BYTES;
+	struct stat st;
+	if (h.magic != TG_HELLO_MAGIC || h.version != TG_RING_VERSION) {
+		tg_warn("process %d speaks another TimeGlass version (ring %u, this one %u); not recording it",
+			(int)p->pid, h.magic == TG_HELLO_MAGIC ? h.version : 0, TG_RING_VERSION);
+		return -1;
+	}
+	if (p->memfd < 0 || h.ring_bytes <= TG_RING_HDR_BYTES || !is_pow2(data) || data < TG_RING_MIN_DATA ||
+	    data > TG_RING_MAX_DATA || fstat(p->memfd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size < h.ring_bytes) {
+		tg_warn("process %d sent a bad registration; not recording it", (int)p->pid);
+		return -1;
+	}
+	p->map = mmap(NULL, h.ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, p->memfd, 0);
+	close(p->memfd);
+	p->memfd = -1;
+	if (p->map == MAP_FAILED) {
+		p->map = NULL;
+		tg_warn("cannot map the ring of process %d: %s", (int)p->pid, strerror(errno));
+		return -1;
+	}
+	p->map_bytes = h.ring_bytes;
+	int ok;
+	if (sigsetjmp(bus_jmp, 0)) {
+		ok = -1;
+	} else {
+		in_ring = 1;
+		ok = tg_ring_attach(&p->ring, p->map, p->map_bytes);
+		in_ring = 0;
+	}
+	in_ring = 0;
+	if (ok < 0) {
+		tg_warn("process %d sent a ring this collector cannot read; not recording it", (int)p->pid);
+		return -1;
+	}
+	p->registered = 1;
+	p->ring_ok = 1;
+
+	char exe_path[64], exe[PATH_MAX];
+	snprintf(exe_path, sizeof exe_path, "/proc/%d/exe", (int)p->pid);
+	ssize_t n = readlink(exe_path, exe, sizeof exe - 1);
+	exe[n > 0 ? n : 0] = '\0';
+	char *cmdline = read_cmdline(p->pid);
+	int ppid;
+	uint64_t ut, stt;
+	if (read_stat(p->pid, &ppid, &ut, &stt) < 0)
+		ppid = h.ppid;
+	int64_t now_mono = tg_monotonic_ns();
+	/* The hello's clock is the app's word: use it only when plausible. */
+	int64_t started = (h.mono_ns > 0 && (int64_t)h.mono_ns <= now_mono &&
+			   (int64_t)h.mono_ns > c->start_mono - 86400LL * 1000000000LL)
+				  ? (int64_t)h.mono_ns + c->mono_to_unix
+				  : now_mono + c->mono_to_unix;
+	struct tg_process_info pi = {
+		.run_id = c->run_id,
+		.pid = p->pid,
+		.ppid = ppid,
+		.exe = n > 0 ? exe : NULL,
+		.cmdline = cmdline,
+		.started_unix_ns = started,
+		.after_fork = (h.flags & TG_HELLO_AFTER_FORK) != 0,
+	};
+	int64_t id = tg_store_process_add(c->store, &pi);
+	free(cmdline);
+	if (id < 0) {
+		tg_store_take_lost(c->store);
+		c->store_lost++;
+		if (!c->store_warned) {
+			c->store_warned = 1;
+			tg_warn("cannot write to the store (%s); dropping data", tg_error());
+		}
+		id = 0; /* still drain, so the app's ring does not fill up */
+	}
+	p->process_id = id;
+	/* Losses counted before registration belong to this process too. */
+	return 0;
+}
+
+/* Reads what the connection has: the hello (and its memfd) first, then
+ * nothing is expected but EOF. Returns 0, or -1 when the connection ended
+ * or must be dropped. */
+static int proc_read(struct collector *c, struct proc *p)
+{
+	for (;;) {
+		unsigned char scratch[256];
+		unsigned char *dst = scratch;
+		size_t want = sizeof scratch;
+		if (p->hello_got < sizeof p->hello) {
+			dst = p->hello + p->hello_got;
+			want = sizeof p->hello - p->hello_got;
+		}
+		union {
+			struct cmsghdr align;
+			char buf[CMSG_SPACE(sizeof(int) * 8)];
+		} ctl;
+		struct iovec iov = {.iov_base = dst, .iov_len = want};
+		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+				     .msg_controllen = sizeof ctl.buf};
+		ssize_t r = recvmsg(p->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		/* Keep the first fd that comes with the hello; close any other. */
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); r >= 0 && cm; cm = CMSG_NXTHDR(&msg, cm)) {
+			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < nfd; i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+				if (p->memfd < 0 && !p->registered && dst != scratch)
+					p->memfd = fd;
+				else
+					close(fd);
+			}
+		}
+		if (r <= 0)
+			return -1; /* EOF or error */
+		if (dst == scratch)
+			continue; /* nothing else is expected after the hello: ignore */
+		p->hello_got += (size_t)r;
+		if (p->hello_got == sizeof p->hello && proc_register(c, p) < 0)
+			return -1;
+	}
+}
+
+static void accept_all(struct collector *c)
+{
+	for (;;) {
+		int fd = accept4(c->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				if (!c->accept_paused)
+					tg_warn("cannot accept a traced process: %s", strerror(errno));
+				c->accept_paused = 1;
+			}
+			return;
+		}
+		struct ucred cred;
+		socklen_t len = sizeof cred;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || !proc_new(c, fd, cred.pid)) {
+			close(fd);
+			continue;
+		}
+	}
+}
+
+/* ---- lifeline ---------------------------------------------------------- */
+
+/* Reads the supervisor's message. Returns 1 on EOF (time to finish). */
+static int lifeline_read(struct collector *c)
+{
+	for (;;) {
+		char buf[64];
+		ssize_t r = read(c->lifeline, buf, sizeof buf);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (r <= 0)
+			break;
+		size_t room = sizeof c->life_buf - 1 - c->life_got;
+		size_t n = (size_t)r < room ? (size_t)r : room;
+		memcpy(c->life_buf + c->life_got, buf, n);
+		c->life_got += n;
+	}
+	c->life_buf[c->life_got] = '\0';
+	int st;
+	if (sscanf(c->life_buf, "exit %d", &st) == 1 && st >= 0 && st <= 255 + 128)
+		c->exit_status = st;
+	return 1;
+}
+
+static void say(int fd, const char *line)
+{
+	size_t n = strlen(line), off = 0;
+	while (off < n) {
+		ssize_t w = write(fd, line + off, n - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		off += (size_t)w;
+	}
+}
+
+/* ---- set-up ------------------------------------------------------------ */
+
+/* The traced command as one line, arguments that need it single-quoted. */
+static char *join_command(char *const *argv)
+{
+	size_t cap = 1;
+	for (char *const *a = argv; *a; a++)
+		cap += strlen(*a) * 4 + 3;
+	char *s = malloc(cap), *o = s;
+	if (!s)
+		return NULL;
+	for (char *const *a = argv; *a; a++) {
+		if (a != argv)
+			*o++ = ' ';
+		int plain = **a != '\0';
+		for (const char *p = *a; *p; p++)
+			if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@,+%", *p))
+				plain = 0;
+		if (plain) {
+			o = stpcpy(o, *a);
+			continue;
+		}
+		*o++ = '\'';
+		for (const char *p = *a; *p; p++) {
+			if (*p == '\'')
+				o = stpcpy(o, "'\\''");
+			else
+				*o++ = *p;
+		}
+		*o++ = '\'';
+	}
+	*o = '\0';
+	return s;
+}
+
+/* Private run directory with the registration socket. */
+static int make_socket(struct collector *c)
+{
+	const char *base = getenv("XDG_RUNTIME_DIR");
+	struct stat st;
+	if (!base || base[0] != '/' || stat(base, &st) < 0 || !S_ISDIR(st.st_mode) || access(base, W_OK | X_OK) < 0)
+		base = "/tmp";
+	if ((size_t)snprintf(c->dir, sizeof c->dir, "%s/timeglass-XXXXXX", base) >= sizeof c->dir ||
+	    !mkdtemp(c->dir)) {
+		c->dir[0] = '\0';
+		return tg_fail("cannot create a run directory in %s: %s", base, strerror(errno));
+	}
+	if ((size_t)snprintf(c->sock, sizeof c->sock, "%s/collector.sock", c->dir) >= sizeof c->sock || strchr(c->dir, '\n'))
+		return tg_fail("run directory path too long: %s", c->dir);
+	c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->listen_fd < 0)
+		return tg_fail("cannot create a socket: %s", strerror(errno));
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, c->sock, strlen(c->sock) + 1);
+	if (bind(c->listen_fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(c->listen_fd, SOMAXCONN) < 0)
+		return tg_fail("cannot listen on %s: %s", c->sock, strerror(errno));
+	return 0;
+}
+
+static void remove_socket(struct collector *c)
+{
+	if (c->listen_fd >= 0)
+		close(c->listen_fd);
+	c->listen_fd = -1;
+	if (c->sock[0])
+		unlink(c->sock);
+	if (c->dir[0])
+		rmdir(c->dir);
+}
+
+static int start(struct collector *c, const struct tg_collector_opts *o)
+{
+	c->store = tg_store_open(o->db_path, TG_STORE_WRITE);
+	if (!c->store)
+		return -1;
+	char host[256] = "", cwd[PATH_MAX];
+	gethostname(host, sizeof host - 1);
+	char *cmd = join_command(o->argv);
+	struct tg_run_info ri = {
+		.started_unix_ns = tg_realtime_ns(),
+		.command = cmd ? cmd : "",
+		.cwd = getcwd(cwd, sizeof cwd),
+		.hostname = host,
+		.tg_version = TG_VERSION,
+		.source = "run",
+	};
+	c->run_id = tg_store_run_begin(c->store, &ri);
+	free(cmd);
+	if (c->run_id < 0)
+		return -1;
+	if (tg_store_prune(c->store, o->keep_runs) < 0)
+		tg_warn("%s", tg_error()); /* old runs stay; recording still works */
+	return make_socket(c);
+}
+
+/* ---- main loop --------------------------------------------------------- */
+
+static void drain_all(struct collector *c, int losses)
+{
+	for (size_t i = 0; i < c->nprocs; i++)
+		if (c->procs[i]->registered)
+			service_ring(c, c->procs[i], losses);
+}
+
+/* One poll() round: waits at most timeout_ms. Returns 1 when the lifeline closed. */
+static int poll_once(struct collector *c, int timeout_ms, struct pollfd **pfd, size_t *pfd_cap)
+{
+	size_t need = c->nprocs + 2;
+	if (need > *pfd_cap) {
+		struct pollfd *np = realloc(*pfd, need * sizeof *np);
+		if (!np)
+			return 0;
+		*pfd = np;
+		*pfd_cap = need;
+	}
+	struct pollfd *f = *pfd;
+	f[0] = (struct pollfd){.fd = c->lifeline, .events = POLLIN};
+	f[1] = (struct pollfd){.fd = c->accept_paused ? -1 : c->listen_fd, .events = POLLIN};
+	size_t nprocs = c->nprocs;
+	for (size_t i = 0; i < nprocs; i++)
+		f[i + 2] = (struct pollfd){.fd = c->procs[i]->fd, .events = POLLIN};
+	int n = poll(f, need, timeout_ms);
+	if (n <= 0)
+		return 0;
+	int done = 0;
+	if (f[0].revents && lifeline_read(c))
+		done = 1;
+	int dead = 0;
+	for (size_t i = 0; i < nprocs; i++) {
+		if (!f[i + 2].revents)
+			continue;
+		struct proc *p = c->procs[i];
+		if (proc_read(c, p) < 0) {
+			proc_finish(c, p);
+			dead = 1;
+		}
+	}
+	if (dead)
+		procs_compact(c);
+	if (f[1].revents)
+		accept_all(c);
+	return done;
+}
+
+/* The command has ended (or the supervisor is gone): take in the processes
+ * still queued on the socket, drain everything, close the run. A process
+ * that connected but has not sent its whole hello yet gets a short grace. */
+static void finish(struct collector *c, struct pollfd **pfd, size_t *pfd_cap)
+{
+	int64_t deadline = tg_monotonic_ns() + FINAL_HELLO_WAIT_NS;
+	for (;;) {
+		accept_all(c);
+		int waiting = 0;
+		for (size_t i = 0; i < c->nprocs; i++) {
+			struct proc *p = c->procs[i];
+			if (p->registered)
+				continue;
+			if (proc_read(c, p) < 0)
+				proc_finish(c, p);
+			else if (!p->registered)
+				waiting = 1;
+		}
+		procs_compact(c);
+		if (!waiting || tg_monotonic_ns() >= deadline)
+			break;
+		poll_once(c, 10, pfd, pfd_cap);
+	}
+	for (size_t i = 0; i < c->nprocs; i++)
+		proc_finish(c, c->procs[i]);
+	procs_compact(c);
+	flush(c);
+	if (tg_store_run_end(c->store, c->run_id, tg_realtime_ns(), c->exit_status) < 0 && !c->store_warned)
+		tg_warn("%s", tg_error());
+}
+
+int tg_collector_main(const struct tg_collector_opts *o)
+{
+	struct collector c = {
+		.lifeline = o->lifeline,
+		.listen_fd = -1,
+		.exit_status = -1,
+		.clk_tck = sysconf(_SC_CLK_TCK),
+		.page_size = sysconf(_SC_PAGESIZE),
+	};
+	prctl(PR_SET_NAME, "tg-collector", 0, 0, 0);
+	set_signals();
+	/* Do not hold the user's terminal or pipes open; warnings use stderr. */
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (devnull >= 0) {
+		dup2(devnull, STDIN_FILENO);
+		dup2(devnull, STDOUT_FILENO);
+		if (devnull > STDOUT_FILENO)
+			close(devnull);
+	}
+	if (c.clk_tck <= 0)
+		c.clk_tck = 100;
+	if (c.page_size <= 0)
+		c.page_size = 4096;
+	int64_t m0 = tg_monotonic_ns(), rt = tg_realtime_ns(), m1 = tg_monotonic_ns();
+	c.start_mono = m0 + (m1 - m0) / 2;
+	c.mono_to_unix = rt - c.start_mono;
+
+	if (start(&c, o) < 0) {
+		char line[TG_ERR_MAX + 16];
+		snprintf(line, sizeof line, "error %s\n", tg_error());
+		say(c.lifeline, line);
+		remove_socket(&c);
+		tg_store_close(c.store);
+		return TG_EXIT_USAGE;
+	}
+	char line[PATH_MAX + 64];
+	snprintf(line, sizeof line, "ready %" PRId64 " %s\n", c.run_id, c.sock);
+	say(c.lifeline, line);
+	fcntl(c.lifeline, F_SETFL, fcntl(c.lifeline, F_GETFL) | O_NONBLOCK);
+
+	struct pollfd *pfd = NULL;
+	size_t pfd_cap = 0;
+	int64_t now = tg_monotonic_ns();
+	int64_t next_drain = now + DRAIN_NS, next_tick = now + TICK_NS;
+	int done = 0;
+	while (!done && !terminate) {
+		int64_t wait_ns = next_drain - now;
+		int timeout = wait_ns <= 0 ? 0 : (int)((wait_ns + 999999) / 1000000);
+		done = poll_once(&c, timeout, &pfd, &pfd_cap);
+		now = tg_monotonic_ns();
+		if (now < next_drain)
+			continue;
+		int tick = now >= next_tick;
+		drain_all(&c, tick);
+		next_drain = now + DRAIN_NS;
+		if (tick) {
+			int64_t now_unix = now + c.mono_to_unix;
+			for (size_t i = 0; i < c.nprocs; i++)
+				sample(&c, c.procs[i], now_unix);
+			flush(&c);
+			c.accept_paused = 0;
+			next_tick = now + TICK_NS;
+		}
+	}
+	finish(&c, &pfd, &pfd_cap);
+	free(pfd);
+	free(c.procs);
+	remove_socket(&c);
+	tg_store_close(c.store);
+	close(c.lifeline);
+	return 0;
+}

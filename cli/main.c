@@ -1,0 +1,89 @@
+/*
+ * main.c - the timeglass command: dispatches the command table below,
+ * prints the overall help and the version.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmds.h"
+#include "tg_config.h"
+#include "util.h"
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	void (*usage)(FILE *f);
+	const char *summary;
+};
+
+static const struct command commands[] = {
+	{"run", cmd_run, cmd_run_usage, "run a command and record its HTTP requests"},
+	{"requests", cmd_requests, cmd_requests_usage, "print the recorded requests of a run"},
+	{"runs", cmd_runs, cmd_runs_usage, "list the recorded runs"},
+};
+
+static const struct command *find(const char *name)
+{
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: timeglass COMMAND [OPTIONS]\n"
+		   "\n"
+		   "Profiles HTTP (ASGI/WSGI) apps with no code change.\n"
+		   "\n"
+		   "Commands:\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "  %-10s %s\n", "help", "show help for a command");
+	fprintf(f, "\n"
+		   "Options:\n"
+		   "  -h, --help     show this help\n"
+		   "  -V, --version  print the version\n"
+		   "\n"
+		   "Example:\n"
+		   "  timeglass run -- uvicorn main:app\n"
+		   "  timeglass requests\n"
+		   "\n"
+		   "The store is .timeglass/timeglass.db in the current directory unless\n"
+		   "--db or TIMEGLASS_DB says otherwise. See: timeglass COMMAND --help\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return TG_EXIT_USAGE;
+	}
+	const char *name = argv[1];
+	if (!strcmp(name, "-h") || !strcmp(name, "--help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(name, "-V") || !strcmp(name, "--version")) {
+		printf("timeglass %s\n", TG_VERSION);
+		return 0;
+	}
+	if (!strcmp(name, "help")) {
+		if (argc < 3) {
+			usage(stdout);
+			return 0;
+		}
+		const struct command *c = find(argv[2]);
+		if (!c)
+			tg_die_usage(NULL, "unknown command '%.64s'", argv[2]);
+		c->usage(stdout);
+		return 0;
+	}
+	const struct command *c = find(name);
+	if (!c) {
+		if (name[0] == '-')
+			tg_die_usage(NULL, "unknown option '%.64s'", name);
+		tg_die_usage(NULL, "unknown command '%.64s'", name);
+	}
+	return c->run(argc - 1, argv + 1);
+}

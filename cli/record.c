@@ -1,0 +1,138 @@
+/*
+ * record.c - decoding of request records into store rows (record.h).
+ */
+#include "record.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "event.h"
+
+#define MAX_DURATION_NS (30LL * 86400 * 1000000000) /* longer is a corrupt record */
+
+static const char *const error_text[] = {
+	[TG_REQ_CLIENT_CLOSED_MID_REQUEST] = "client closed mid-request",
+	[TG_REQ_CLIENT_CLOSED_BEFORE_RESPONSE] = "client closed before response",
+	[TG_REQ_CLOSED_MID_RESPONSE] = "connection closed mid-response",
+	[TG_REQ_MALFORMED] = "malformed HTTP request",
+	[TG_REQ_TOO_MANY_PIPELINED] = "too many pipelined requests",
+	[TG_REQ_SERVER_CLOSED_BEFORE_RESPONSE] = "server closed before response",
+};
+
+const char *tg_req_error_text(unsigned error)
+{
+	return error < sizeof error_text / sizeof error_text[0] ? error_text[error] : NULL;
+}
+
+static const char *const flag_names[8] = {
+	"head", "upgrade", "target_truncated", "headers_truncated",
+	"chunked_request", "chunked_response", "continue", NULL,
+};
+_Static_assert(TG_REQF_HEAD == 1 << 0 && TG_REQF_UPGRADE == 1 << 1 && TG_REQF_TARGET_TRUNCATED == 1 << 2 &&
+		       TG_REQF_HEADERS_TRUNCATED == 1 << 3 && TG_REQF_CHUNKED_REQ == 1 << 4 &&
+		       TG_REQF_CHUNKED_RESP == 1 << 5 && TG_REQF_CONTINUE == 1 << 6,
+	       "flag_names follows the TG_REQF_* bits");
+
+const char *tg_req_flag_name(unsigned bit)
+{
+	return bit < 8 ? flag_names[bit] : NULL;
+}
+
+void tg_split_target(const char *t, size_t n, const char **path, size_t *path_len, const char **query,
+		     size_t *query_len)
+{
+	size_t start = 0;
+	if (n && t[0] != '/') {
+		/* Absolute form: scheme "://" authority, then the path. */
+		const char *sep = t && n >= 3 ? memmem(t, n, "://", 3) : NULL;
+		if (sep) {
+			size_t i = (size_t)(sep - t) + 3;
+			while (i < n && t[i] != '/' && t[i] != '?')
+				i++;
+			start = i;
+		}
+	}
+	const char *q = memchr(t + start, '?', n - start);
+	size_t end = q ? (size_t)(q - t) : n;
+	if (start == end && start > 0) {
+		*path = "/"; /* "http://host" or "http://host?q" */
+		*path_len = 1;
+	} else {
+		*path = t + start;
+		*path_len = end - start;
+	}
+	*query = q ? q + 1 : NULL;
+	*query_len = q ? n - end - 1 : 0;
+}
+
+static void format_addr(const struct tg_ev_request *r, char addr[TG_ADDR_MAX])
+{
+	char ip[INET6_ADDRSTRLEN];
+	if (r->client_family == AF_INET && inet_ntop(AF_INET, r->client_addr, ip, sizeof ip))
+		snprintf(addr, TG_ADDR_MAX, "%s:%u", ip, r->client_port);
+	else if (r->client_family == AF_INET6 && inet_ntop(AF_INET6, r->client_addr, ip, sizeof ip))
+		snprintf(addr, TG_ADDR_MAX, "[%s]:%u", ip, r->client_port);
+	else if (r->client_family == AF_UNIX)
+		snprintf(addr, TG_ADDR_MAX, "unix");
+	else
+		addr[0] = '\0';
+}
+
+int tg_decode_request(const void *rec, uint32_t size, int64_t mono_to_unix, struct tg_request_row *row,
+		      char addr[TG_ADDR_MAX])
+{
+	static const char *const versions[] = {"HTTP/1.0", "HTTP/1.1"};
+	const struct tg_ev_request *r = rec;
+	if (size < sizeof *r)
+		return -1;
+	size_t strings = (size_t)r->method_len + r->target_len + r->headers_len;
+	if (strings > size - sizeof *r)
+		return -1;
+	if (r->start_ns == 0 || r->end_ns < r->start_ns || r->end_ns - r->start_ns > (uint64_t)MAX_DURATION_NS ||
+	    r->start_ns > (uint64_t)INT64_MAX - MAX_DURATION_NS)
+		return -1;
+	if (r->error > TG_REQ_SERVER_CLOSED_BEFORE_RESPONSE || r->http_minor > 1 || r->status > 999 ||
+	    (r->client_family != 0 && r->client_family != AF_INET && r->client_family != AF_INET6 &&
+	     r->client_family != AF_UNIX) ||
+	    r->request_bytes > INT64_MAX || r->response_bytes > INT64_MAX)
+		return -1;
+
+	const char *data = (const char *)(r + 1);
+	memset(row, 0, sizeof *row);
+	row->tid = r->tid;
+	row->conn_id = r->conn_id > INT64_MAX ? -1 : (int64_t)r->conn_id;
+	row->start_unix_ns = (int64_t)r->start_ns + mono_to_unix;
+	row->duration_ns = (int64_t)(r->end_ns - r->start_ns);
+	/* Phase times are offsets from the start; one before it is unusable. */
+	if (r->req_end_ns && r->req_end_ns >= r->start_ns && r->req_end_ns - r->start_ns <= (uint64_t)MAX_DURATION_NS) {
+		row->has_req_end = 1;
+		row->req_end_ns = (int64_t)(r->req_end_ns - r->start_ns);
+	}
+	if (r->resp_start_ns && r->resp_start_ns >= r->start_ns &&
+	    r->resp_start_ns - r->start_ns <= (uint64_t)MAX_DURATION_NS) {
+		row->has_resp_start = 1;
+		row->resp_start_ns = (int64_t)(r->resp_start_ns - r->start_ns);
+	}
+	if (r->method_len) {
+		row->method = data;
+		row->method_len = r->method_len;
+	}
+	if (r->target_len)
+		tg_split_target(data + r->method_len, r->target_len, &row->path, &row->path_len, &row->query,
+				&row->query_len);
+	if (r->headers_len) {
+		row->headers = data + r->method_len + r->target_len;
+		row->headers_len = r->headers_len;
+	}
+	row->http_version = versions[r->http_minor];
+	row->status = r->status;
+	row->request_bytes = (int64_t)r->request_bytes;
+	row->response_bytes = (int64_t)r->response_bytes;
+	format_addr(r, addr);
+	row->client_addr = addr[0] ? addr : NULL;
+	row->error = tg_req_error_text(r->error);
+	row->flags = r->flags;
+	return 0;
+}

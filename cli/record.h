@@ -1,0 +1,39 @@
+/*
+ * record.h - turns the preload library's binary records (common/event.h)
+ * into store rows, and names their enums for people and JSON.
+ *
+ * The decoder takes a private copy of a record (never the shared ring
+ * itself) and checks every length and value before using it.
+ */
+#ifndef TG_RECORD_H
+#define TG_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+#define TG_ADDR_MAX 64 /* bytes for "[v6 address]:port" and its NUL */
+
+/* Fills row from the request record rec (size bytes, 8-aligned copy).
+ * mono_to_unix converts its CLOCK_MONOTONIC times to Unix time. Strings in
+ * row point into rec, except client_addr (written to addr) and constant
+ * texts. run_id, process_id and pid are left for the caller. Returns 0, or
+ * -1 if the record is malformed (lengths beyond the record, impossible
+ * times or enum values). */
+int tg_decode_request(const void *rec, uint32_t size, int64_t mono_to_unix, struct tg_request_row *row,
+		      char addr[TG_ADDR_MAX]);
+
+/* Splits a request target into path and query. Origin form "/p?q" gives
+ * "/p" and "q"; absolute form "http://host/p?q" gives "/p" and "q"; anything
+ * else is the path as is. *query is NULL when there is no '?'. */
+void tg_split_target(const char *t, size_t n, const char **path, size_t *path_len, const char **query,
+		     size_t *query_len);
+
+/* Text of an enum tg_req_error value; NULL for TG_REQ_OK or unknown. */
+const char *tg_req_error_text(unsigned error);
+
+/* Name of the TG_REQF_* flag with bit number `bit` (0..7), NULL if none. */
+const char *tg_req_flag_name(unsigned bit);
+
+#endif

@@ -1,0 +1,562 @@
+/*
+ * store.c - the SQLite store of store.h: open, migrate, prune, batched inserts.
+ *
+ * Workload: the collector inserts thousands of request rows per second in
+ * batches of up to a few thousand rows per transaction; the dashboard and
+ * the query commands read concurrently (WAL). The schema below is shared
+ * with the Python middleware, which writes the same tables directly.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/*
+ * Migrations: migrations[i] takes a store from schema i to schema i + 1.
+ * Append only; never edit a step that has shipped.
+ */
+static const char *const migrations[] = {
+	/* 0 -> 1: runs, processes, requests, process metrics, losses. */
+	"CREATE TABLE runs ("
+	"  id INTEGER PRIMARY KEY,"
+	"  started_unix_ns INTEGER NOT NULL,"
+	"  ended_unix_ns INTEGER,"
+	"  command TEXT NOT NULL,"
+	"  cwd TEXT,"
+	"  hostname TEXT,"
+	"  tg_version TEXT,"
+	"  source TEXT NOT NULL DEFAULT 'run',"
+	"  exit_status INTEGER);"
+	"CREATE TABLE processes ("
+	"  id INTEGER PRIMARY KEY,"
+	"  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	"  pid INTEGER NOT NULL,"
+	"  ppid INTEGER,"
+	"  exe TEXT,"
+	"  cmdline TEXT,"
+	"  started_unix_ns INTEGER,"
+	"  ended_unix_ns INTEGER,"
+	"  after_fork INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX processes_run ON processes(run_id);"
+	"CREATE TABLE requests ("
+	"  id INTEGER PRIMARY KEY,"
+	"  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	"  process_id INTEGER REFERENCES processes(id) ON DELETE CASCADE,"
+	"  pid INTEGER NOT NULL,"
+	"  tid INTEGER,"
+	"  conn_id INTEGER,"
+	"  start_unix_ns INTEGER NOT NULL,"
+	"  duration_ns INTEGER NOT NULL,"
+	"  req_end_ns INTEGER,"    /* offset from start_unix_ns, ns */
+	"  resp_start_ns INTEGER," /* offset from start_unix_ns, ns */
+	"  method TEXT,"
+	"  path TEXT,"
+	"  query_string TEXT,"
+	"  route TEXT,"
+	"  http_version TEXT,"
+	"  status INTEGER,"
+	"  request_bytes INTEGER NOT NULL DEFAULT 0,"
+	"  response_bytes INTEGER NOT NULL DEFAULT 0,"
+	"  client_addr TEXT,"
+	"  error TEXT,"
+	"  flags INTEGER NOT NULL DEFAULT 0,"
+	"  headers TEXT,"
+	"  transport TEXT NOT NULL DEFAULT 'http',"
+	"  exception TEXT);"
+	"CREATE INDEX requests_run_start ON requests(run_id, start_unix_ns);"
+	"CREATE INDEX requests_run_route ON requests(run_id, route, method);"
+	"CREATE INDEX requests_run_status ON requests(run_id, status);"
+	"CREATE INDEX requests_run_duration ON requests(run_id, duration_ns);"
+	/* Deleting a process (retention) looks its requests up by process_id. */
+	"CREATE INDEX requests_process ON requests(process_id);"
+	"CREATE TABLE process_metrics ("
+	"  process_id INTEGER NOT NULL REFERENCES processes(id) ON DELETE CASCADE,"
+	"  ts_unix_ns INTEGER NOT NULL,"
+	"  cpu_user_ns INTEGER NOT NULL,"
+	"  cpu_sys_ns INTEGER NOT NULL,"
+	"  rss_bytes INTEGER NOT NULL);"
+	"CREATE INDEX process_metrics_process_ts ON process_metrics(process_id, ts_unix_ns);"
+	"CREATE TABLE losses ("
+	"  id INTEGER PRIMARY KEY,"
+	"  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	"  process_id INTEGER,"
+	"  ts_unix_ns INTEGER NOT NULL,"
+	"  kind TEXT NOT NULL,"
+	"  events INTEGER NOT NULL,"
+	"  bytes INTEGER NOT NULL);"
+	"CREATE INDEX losses_run ON losses(run_id);",
+};
+
+_Static_assert(sizeof migrations / sizeof migrations[0] == TG_STORE_SCHEMA,
+	       "one migration step per schema version");
+
+enum stmt_id {
+	ST_REQUEST,
+	ST_METRIC,
+	ST_LOSS,
+	ST_PROCESS_END,
+	ST_COUNT,
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+	[ST_REQUEST] = "INSERT INTO requests (run_id, process_id, pid, tid, conn_id, start_unix_ns,"
+		       " duration_ns, req_end_ns, resp_start_ns, method, path, query_string, http_version,"
+		       " status, request_bytes, response_bytes, client_addr, error, flags, headers, transport)"
+		       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'http')",
+	[ST_METRIC] = ("INSERT INTO process_metrics (process_id, ts_unix_ns, cpu_user_ns, cpu_sys_ns, rss_bytes)"
+		       " VALUES (?,?,?,?,?)"),
+	[ST_LOSS] = "INSERT INTO losses (run_id, process_id, ts_unix_ns, kind, events, bytes) VALUES (?,?,?,?,?,?)",
+	[ST_PROCESS_END] = "UPDATE processes SET ended_unix_ns = ? WHERE id = ?",
+};
+
+struct tg_store {
+	sqlite3 *db;
+	char *path;
+	enum tg_store_mode mode;
+	sqlite3_stmt *stmt[ST_COUNT]; /* prepared on first use */
+	int in_batch;                 /* a batch transaction is open */
+	unsigned pending;             /* rows added in the open batch */
+	uint64_t lost;                /* rows lost to SQLite errors, see tg_store_take_lost() */
+};
+
+sqlite3 *tg_store_db(struct tg_store *s)
+{
+	return s->db;
+}
+
+const char *tg_store_path(const struct tg_store *s)
+{
+	return s->path;
+}
+
+unsigned tg_store_pending(const struct tg_store *s)
+{
+	return s->pending;
+}
+
+uint64_t tg_store_take_lost(struct tg_store *s)
+{
+	uint64_t n = s->lost;
+	s->lost = 0;
+	return n;
+}
+
+/* Records "PATH: sqlite message" as the error. */
+static int fail_db(struct tg_store *s, const char *what)
+{
+	return tg_fail("%s: %s%s%s", s->path, what ? what : "", what ? ": " : "", sqlite3_errmsg(s->db));
+}
+
+static int exec(struct tg_store *s, const char *sql)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		tg_fail("%s: %s", s->path, msg ? msg : sqlite3_errmsg(s->db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads a single integer result of sql into *out. */
+static int query_int(struct tg_store *s, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return fail_db(s, NULL);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	else if (rc == SQLITE_DONE)
+		*out = 0;
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return fail_db(s, NULL);
+	return 0;
+}
+
+/* Explains the first failure on a file that may not be a database at all. */
+static int fail_open(struct tg_store *s)
+{
+	int rc = sqlite3_errcode(s->db);
+	if (rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT)
+		return tg_fail("%s is not a TimeGlass store (%s)", s->path, sqlite3_errmsg(s->db));
+	return fail_db(s, NULL);
+}
+
+/* Checks the schema version; in write mode brings the store up to date. */
+static int migrate(struct tg_store *s)
+{
+	int64_t version, tables;
+	if (query_int(s, "PRAGMA user_version", &version) < 0 ||
+	    query_int(s, "SELECT count(*) FROM sqlite_master", &tables) < 0)
+		return fail_open(s);
+	if (version > TG_STORE_SCHEMA)
+		return tg_fail("%s was written by a newer TimeGlass (schema %lld, this one reads up to %d)", s->path,
+			       (long long)version, TG_STORE_SCHEMA);
+	if (version == 0 && tables > 0)
+		return tg_fail("%s is not a TimeGlass store (it holds other tables)", s->path);
+	if (version == TG_STORE_SCHEMA)
+		return 0;
+	if (s->mode == TG_STORE_READ) {
+		if (version == 0)
+			return tg_fail("%s holds no TimeGlass data yet; record some with: timeglass run -- CMD",
+				       s->path);
+		return tg_fail("%s uses an older schema (%lld); open it once with timeglass run to upgrade it",
+			       s->path, (long long)version);
+	}
+	for (;;) {
+		/* IMMEDIATE: two writers racing on a new store serialize here. */
+		if (exec(s, "BEGIN IMMEDIATE") < 0)
+			return -1;
+		if (query_int(s, "PRAGMA user_version", &version) < 0)
+			goto fail;
+		if (version >= TG_STORE_SCHEMA) {
+			exec(s, "COMMIT");
+			return 0;
+		}
+		if (exec(s, migrations[version]) < 0)
+			goto fail;
+		char sql[64];
+		snprintf(sql, sizeof sql, "PRAGMA user_version = %lld", (long long)version + 1);
+		if (exec(s, sql) < 0 || exec(s, "COMMIT") < 0)
+			goto fail;
+	}
+fail:;
+	char saved[TG_ERR_MAX];
+	tg_strlcpy(saved, tg_error(), sizeof saved);
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return tg_fail("%s (while upgrading the schema)", saved);
+}
+
+/* Creates the file (and its directories) with private permissions. */
+static int create_file(const char *path)
+{
+	mode_t old = umask(077);
+	int rc = tg_mkdirs_for(path);
+	if (rc == 0) {
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd < 0)
+			rc = tg_fail("cannot create store %s: %s", path, strerror(errno));
+		else
+			close(fd);
+	}
+	umask(old);
+	return rc;
+}
+
+struct tg_store *tg_store_open(const char *path, enum tg_store_mode mode)
+{
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		if (errno != ENOENT || mode == TG_STORE_READ) {
+			if (errno == ENOENT)
+				tg_fail("no store at %s; record one with: timeglass run -- CMD", path);
+			else
+				tg_fail("cannot open store %s: %s", path, strerror(errno));
+			return NULL;
+		}
+		if (create_file(path) < 0)
+			return NULL;
+	} else if (!S_ISREG(st.st_mode)) {
+		tg_fail("%s is not a TimeGlass store (not a regular file)", path);
+		return NULL;
+	} else if (mode == TG_STORE_WRITE && access(path, W_OK) < 0) {
+		tg_fail("cannot write store %s: %s", path, strerror(errno));
+		return NULL;
+	}
+
+	struct tg_store *s = calloc(1, sizeof *s);
+	if (!s || !(s->path = strdup(path))) {
+		free(s);
+		tg_fail("out of memory");
+		return NULL;
+	}
+	s->mode = mode;
+	int flags = (mode == TG_STORE_READ ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
+	mode_t old = umask(077); /* -wal and -shm files */
+	int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+	umask(old);
+	if (rc != SQLITE_OK) {
+		if (s->db)
+			fail_db(s, "cannot open");
+		else
+			tg_fail("%s: cannot open: out of memory", path);
+		goto fail;
+	}
+	sqlite3_extended_result_codes(s->db, 0);
+	sqlite3_busy_timeout(s->db, 5000);
+	if (migrate(s) < 0)
+		goto fail;
+	if (mode == TG_STORE_WRITE) {
+		int64_t dummy;
+		if (query_int(s, "PRAGMA journal_mode = WAL", &dummy) < 0 ||
+		    exec(s, "PRAGMA synchronous = NORMAL") < 0)
+			goto fail;
+	} else if (exec(s, "PRAGMA query_only = ON") < 0) {
+		goto fail;
+	}
+	if (exec(s, "PRAGMA foreign_keys = ON") < 0)
+		goto fail;
+	return s;
+fail:
+	sqlite3_close(s->db);
+	free(s->path);
+	free(s);
+	return NULL;
+}
+
+void tg_store_close(struct tg_store *s)
+{
+	if (!s)
+		return;
+	if (s->in_batch)
+		tg_store_flush(s);
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(s->stmt[i]);
+	sqlite3_close(s->db);
+	free(s->path);
+	free(s);
+}
+
+int tg_store_prune(struct tg_store *s, unsigned keep)
+{
+	if (keep == 0)
+		return 0;
+	if (tg_store_flush(s) < 0 || exec(s, "BEGIN IMMEDIATE") < 0)
+		return -1;
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, "DELETE FROM runs WHERE id NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?)",
+				    -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, keep);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+	if (rc != SQLITE_DONE) {
+		fail_db(s, "cannot delete old runs");
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	int n = sqlite3_changes(s->db);
+	if (exec(s, "COMMIT") < 0) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return n;
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *p, size_t n)
+{
+	if (p)
+		sqlite3_bind_text(st, i, p, (int)n, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static void bind_cstr(sqlite3_stmt *st, int i, const char *p)
+{
+	bind_text_or_null(st, i, p, p ? strlen(p) : 0);
+}
+
+int64_t tg_store_run_begin(struct tg_store *s, const struct tg_run_info *ri)
+{
+	if (tg_store_flush(s) < 0)
+		return -1;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db,
+			       "INSERT INTO runs (started_unix_ns, command, cwd, hostname, tg_version, source)"
+			       " VALUES (?,?,?,?,?,?)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return fail_db(s, "cannot add a run");
+	sqlite3_bind_int64(st, 1, ri->started_unix_ns);
+	bind_cstr(st, 2, ri->command ? ri->command : "");
+	bind_cstr(st, 3, ri->cwd);
+	bind_cstr(st, 4, ri->hostname);
+	bind_cstr(st, 5, ri->tg_version);
+	bind_cstr(st, 6, ri->source ? ri->source : "run");
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fail_db(s, "cannot add a run");
+	return sqlite3_last_insert_rowid(s->db);
+}
+
+int tg_store_run_end(struct tg_store *s, int64_t run_id, int64_t ended_unix_ns, int exit_status)
+{
+	if (tg_store_flush(s) < 0)
+		return -1;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, "UPDATE runs SET ended_unix_ns = ?, exit_status = ? WHERE id = ?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return fail_db(s, "cannot finish the run");
+	sqlite3_bind_int64(st, 1, ended_unix_ns);
+	if (exit_status >= 0)
+		sqlite3_bind_int(st, 2, exit_status);
+	else
+		sqlite3_bind_null(st, 2);
+	sqlite3_bind_int64(st, 3, run_id);
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : fail_db(s, "cannot finish the run");
+}
+
+int64_t tg_store_process_add(struct tg_store *s, const struct tg_process_info *pi)
+{
+	/* Committed at once, outside the batch: a failed batch must not take
+	 * away the row its requests point to. */
+	tg_store_flush(s);
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db,
+			       "INSERT INTO processes (run_id, pid, ppid, exe, cmdline, started_unix_ns, after_fork)"
+			       " VALUES (?,?,?,?,?,?,?)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return fail_db(s, "cannot add a process");
+	sqlite3_bind_int64(st, 1, pi->run_id);
+	sqlite3_bind_int(st, 2, pi->pid);
+	sqlite3_bind_int(st, 3, pi->ppid);
+	bind_cstr(st, 4, pi->exe);
+	bind_cstr(st, 5, pi->cmdline);
+	sqlite3_bind_int64(st, 6, pi->started_unix_ns);
+	sqlite3_bind_int(st, 7, pi->after_fork ? 1 : 0);
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fail_db(s, "cannot add a process");
+	return sqlite3_last_insert_rowid(s->db);
+}
+
+/* The prepared statement `id`, reset, inside an open batch; NULL on error. */
+static sqlite3_stmt *batch_stmt(struct tg_store *s, enum stmt_id id)
+{
+	if (!s->stmt[id] && sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[id],
+					       NULL) != SQLITE_OK) {
+		fail_db(s, NULL);
+		s->lost++;
+		return NULL;
+	}
+	if (!s->in_batch) {
+		if (exec(s, "BEGIN") < 0) {
+			s->lost++;
+			return NULL;
+		}
+		s->in_batch = 1;
+		s->pending = 0;
+	}
+	sqlite3_reset(s->stmt[id]);
+	sqlite3_clear_bindings(s->stmt[id]);
+	return s->stmt[id];
+}
+
+static int batch_step(struct tg_store *s, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE) {
+		s->pending++;
+		return 0;
+	}
+	fail_db(s, NULL);
+	s->lost++;
+	if (sqlite3_get_autocommit(s->db)) {
+		/* SQLite rolled the whole batch back (disk full, I/O error). */
+		s->lost += s->pending;
+		s->in_batch = 0;
+		s->pending = 0;
+	}
+	return -1;
+}
+
+int tg_store_process_end(struct tg_store *s, int64_t process_id, int64_t ended_unix_ns)
+{
+	sqlite3_stmt *st = batch_stmt(s, ST_PROCESS_END);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, ended_unix_ns);
+	sqlite3_bind_int64(st, 2, process_id);
+	return batch_step(s, st);
+}
+
+int tg_store_request_add(struct tg_store *s, const struct tg_request_row *r)
+{
+	sqlite3_stmt *st = batch_stmt(s, ST_REQUEST);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, r->run_id);
+	if (r->process_id)
+		sqlite3_bind_int64(st, 2, r->process_id);
+	sqlite3_bind_int(st, 3, r->pid);
+	sqlite3_bind_int64(st, 4, r->tid);
+	sqlite3_bind_int64(st, 5, r->conn_id);
+	sqlite3_bind_int64(st, 6, r->start_unix_ns);
+	sqlite3_bind_int64(st, 7, r->duration_ns);
+	if (r->has_req_end)
+		sqlite3_bind_int64(st, 8, r->req_end_ns);
+	if (r->has_resp_start)
+		sqlite3_bind_int64(st, 9, r->resp_start_ns);
+	bind_text_or_null(st, 10, r->method, r->method_len);
+	bind_text_or_null(st, 11, r->path, r->path_len);
+	bind_text_or_null(st, 12, r->query, r->query_len);
+	bind_cstr(st, 13, r->http_version);
+	if (r->status)
+		sqlite3_bind_int(st, 14, r->status);
+	sqlite3_bind_int64(st, 15, r->request_bytes);
+	sqlite3_bind_int64(st, 16, r->response_bytes);
+	bind_cstr(st, 17, r->client_addr);
+	bind_cstr(st, 18, r->error);
+	sqlite3_bind_int64(st, 19, r->flags);
+	bind_text_or_null(st, 20, r->headers, r->headers_len);
+	return batch_step(s, st);
+}
+
+int tg_store_metric_add(struct tg_store *s, int64_t process_id, int64_t ts_unix_ns, int64_t cpu_user_ns,
+			int64_t cpu_sys_ns, int64_t rss_bytes)
+{
+	sqlite3_stmt *st = batch_stmt(s, ST_METRIC);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, process_id);
+	sqlite3_bind_int64(st, 2, ts_unix_ns);
+	sqlite3_bind_int64(st, 3, cpu_user_ns);
+	sqlite3_bind_int64(st, 4, cpu_sys_ns);
+	sqlite3_bind_int64(st, 5, rss_bytes);
+	return batch_step(s, st);
+}
+
+int tg_store_loss_add(struct tg_store *s, int64_t run_id, int64_t process_id, int64_t ts_unix_ns,
+		      const char *kind, int64_t events, int64_t bytes)
+{
+	sqlite3_stmt *st = batch_stmt(s, ST_LOSS);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, run_id);
+	if (process_id)
+		sqlite3_bind_int64(st, 2, process_id);
+	sqlite3_bind_int64(st, 3, ts_unix_ns);
+	bind_cstr(st, 4, kind);
+	sqlite3_bind_int64(st, 5, events);
+	sqlite3_bind_int64(st, 6, bytes);
+	return batch_step(s, st);
+}
+
+int tg_store_flush(struct tg_store *s)
+{
+	if (!s->in_batch)
+		return 0;
+	int rc = exec(s, "COMMIT");
+	if (rc < 0) {
+		s->lost += s->pending;
+		if (sqlite3_get_autocommit(s->db) == 0)
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	s->in_batch = 0;
+	s->pending = 0;
+	return rc;
+}

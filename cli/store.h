@@ -1,0 +1,126 @@
+/*
+ * store.h - the SQLite store: opening, schema migrations, retention, and the
+ * collector's batched inserts.
+ *
+ * One store file holds many runs. Its schema is versioned with PRAGMA
+ * user_version; a writer migrates an older store forward, step by step, each
+ * step in its own transaction; anybody refuses a store written by a newer
+ * TimeGlass. Connections use WAL (readers never block the collector),
+ * busy_timeout 5000 ms and foreign keys.
+ *
+ * The collector writes through prepared statements in batch transactions:
+ * tg_store_*_add() opens a transaction when none is open, tg_store_flush()
+ * commits it. Commands that only read (requests, runs, the dashboard) open
+ * the store read-only and run their own queries on tg_store_db().
+ *
+ * Every function that can fail returns -1 (or NULL) with one line in
+ * tg_error() (util.h) that names the store path.
+ */
+#ifndef TG_STORE_H
+#define TG_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#define TG_STORE_SCHEMA 1 /* newest schema version this build reads and writes */
+
+struct tg_store;
+
+enum tg_store_mode {
+	TG_STORE_READ,  /* existing store only; never creates or migrates */
+	TG_STORE_WRITE, /* creates (dir 0700, file 0600) and migrates as needed */
+};
+
+/* Opens the store at path. NULL on failure, with tg_error() set: no store
+ * (read mode), cannot create, not a SQLite file, not a TimeGlass store,
+ * written by a newer TimeGlass, or SQLite errors. */
+struct tg_store *tg_store_open(const char *path, enum tg_store_mode mode);
+
+/* Commits any open batch (errors ignored) and closes. NULL is fine. */
+void tg_store_close(struct tg_store *s);
+
+/* The connection, for read queries; owned by the store. */
+sqlite3 *tg_store_db(struct tg_store *s);
+const char *tg_store_path(const struct tg_store *s);
+
+/* Deletes all but the newest `keep` runs and everything that belongs to
+ * them; keep 0 keeps everything. Returns the number of runs deleted or -1. */
+int tg_store_prune(struct tg_store *s, unsigned keep);
+
+struct tg_run_info {
+	int64_t started_unix_ns;
+	const char *command; /* command line as typed, joined by spaces */
+	const char *cwd;     /* may be NULL */
+	const char *hostname;
+	const char *tg_version;
+	const char *source;  /* "run" */
+};
+
+/* Inserts a run row at once (own transaction). Returns its id or -1. */
+int64_t tg_store_run_begin(struct tg_store *s, const struct tg_run_info *ri);
+
+/* Sets ended_unix_ns and exit_status (exit_status < 0: leave NULL). */
+int tg_store_run_end(struct tg_store *s, int64_t run_id, int64_t ended_unix_ns, int exit_status);
+
+struct tg_process_info {
+	int64_t run_id;
+	int32_t pid, ppid;
+	const char *exe, *cmdline; /* may be NULL */
+	int64_t started_unix_ns;
+	int after_fork;            /* registered from a fork child */
+};
+
+/* Commits the open batch, then inserts a process row at once. Returns its id or -1. */
+int64_t tg_store_process_add(struct tg_store *s, const struct tg_process_info *pi);
+
+/* Sets processes.ended_unix_ns (in the batch). Returns 0 or -1. */
+int tg_store_process_end(struct tg_store *s, int64_t process_id, int64_t ended_unix_ns);
+
+/* One request row. Strings are byte strings of the given lengths (not
+ * NUL-terminated; NULL pointer = SQL NULL). Optional integers use has_*. */
+struct tg_request_row {
+	int64_t run_id;
+	int64_t process_id; /* 0 = NULL */
+	int32_t pid;
+	int64_t tid, conn_id;
+	int64_t start_unix_ns, duration_ns;
+	int64_t req_end_ns, resp_start_ns; /* offsets from start, ns */
+	int has_req_end, has_resp_start;
+	const char *method; size_t method_len;
+	const char *path; size_t path_len;
+	const char *query; size_t query_len; /* NULL: no '?' in the target */
+	const char *http_version;            /* "HTTP/1.1" */
+	int status;                          /* 0 = NULL */
+	int64_t request_bytes, response_bytes;
+	const char *client_addr;             /* NUL-terminated or NULL */
+	const char *error;                   /* NUL-terminated or NULL */
+	int64_t flags;                       /* TG_REQF_* */
+	const char *headers; size_t headers_len;
+};
+
+/* Adds a request to the batch. Returns 0 or -1. */
+int tg_store_request_add(struct tg_store *s, const struct tg_request_row *r);
+
+/* Adds a process_metrics row (times in ns, rss in bytes) to the batch. */
+int tg_store_metric_add(struct tg_store *s, int64_t process_id, int64_t ts_unix_ns, int64_t cpu_user_ns,
+			int64_t cpu_sys_ns, int64_t rss_bytes);
+
+/* Adds a losses row (process_id 0 = NULL) to the batch. kind: "ring_full",
+ * "untracked_conn", "ring_corrupt" or "store_error". */
+int tg_store_loss_add(struct tg_store *s, int64_t run_id, int64_t process_id, int64_t ts_unix_ns,
+		      const char *kind, int64_t events, int64_t bytes);
+
+/* Rows added since the batch began (0 when no batch is open). */
+unsigned tg_store_pending(const struct tg_store *s);
+
+/* Commits the open batch. On failure it is rolled back: returns -1 and the
+ * batch's rows are gone (counted for tg_store_take_lost()). */
+int tg_store_flush(struct tg_store *s);
+
+/* Rows of the batch API lost to SQLite errors (failed inserts, rolled-back
+ * batches) since the last call; resets the count. */
+uint64_t tg_store_take_lost(struct tg_store *s);
+
+#endif
