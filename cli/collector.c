@@ -50,6 +50,15 @@
 #define FINAL_HELLO_WAIT_NS (500 * 1000000LL) /* at the end, wait this long for half-sent hellos */
 
 /* One registration connection, and once its hello arrived, one traced process. */
+/* A mark (route template, exception) waiting for the request record of the
+ * same client, which arrives when the response is complete. */
+struct pending_mark {
+	struct tg_mark m; /* m.text points to text below */
+	char *text;       /* malloc'd copy */
+};
+
+#define MARKS_MAX 4096 /* pending marks per process; the oldest go beyond that */
+
 struct proc {
 	int fd;                    /* connection, -1 once closed */
 	pid_t pid;                 /* from SO_PEERCRED */
@@ -67,6 +76,8 @@ struct proc {
 	uint64_t seen_untracked;
 	uint64_t bad_events;       /* records dropped by our checks, not yet stored */
 	uint64_t bad_bytes;
+	struct pending_mark *marks; /* marks waiting for their request, oldest first */
+	size_t nmarks, marks_cap;
 };
 
 struct collector {
@@ -187,9 +198,94 @@ static void read_losses(struct collector *c, struct proc *p)
 	}
 }
 
+static void marks_free(struct proc *p)
+{
+	for (size_t i = 0; i < p->nmarks; i++)
+		free(p->marks[i].text);
+	free(p->marks);
+	p->marks = NULL;
+	p->nmarks = p->marks_cap = 0;
+}
+
+/* Keeps a copy of a mark until the request it names is stored. */
+static void mark_add(struct proc *p, const struct tg_mark *m)
+{
+	if (p->nmarks == MARKS_MAX) {
+		free(p->marks[0].text);
+		memmove(p->marks, p->marks + 1, (p->nmarks - 1) * sizeof *p->marks);
+		p->nmarks--;
+	}
+	if (p->nmarks == p->marks_cap) {
+		size_t ncap = p->marks_cap ? p->marks_cap * 2 : 16;
+		struct pending_mark *nm = realloc(p->marks, ncap * sizeof *nm);
+		if (!nm)
+			return;
+		p->marks = nm;
+		p->marks_cap = ncap;
+	}
+	char *text = malloc(m->text_len ? m->text_len : 1);
+	if (!text)
+		return;
+	memcpy(text, m->text, m->text_len);
+	struct pending_mark *pm = &p->marks[p->nmarks++];
+	pm->m = *m;
+	pm->m.text = text;
+	pm->text = text;
+}
+
+/* Gives row the route and exception of the marks of its client that fall in
+ * its time span, and returns how many marks are consumed or stale (those
+ * are flagged by zeroing their kind; the caller compacts after storing the
+ * row, which still points to their text). */
+static size_t marks_apply(struct proc *p, const struct tg_ev_request *r, struct tg_request_row *row)
+{
+	size_t used = 0;
+	for (size_t i = 0; i < p->nmarks; i++) {
+		struct tg_mark *m = &p->marks[i].m;
+		if (!tg_mark_matches(m, r))
+			continue;
+		if (m->ts_ns > r->end_ns)
+			continue; /* the client's next request */
+		if (m->ts_ns >= r->start_ns) {
+			if (m->kind == TG_MARK_ROUTE) {
+				row->route = m->text;
+				row->route_len = m->text_len;
+			} else if (m->kind == TG_MARK_EXCEPTION) {
+				row->exception = m->text;
+				row->exception_len = m->text_len;
+			}
+		}
+		m->kind = 0; /* used, or older than this request: stale */
+		used++;
+	}
+	return used;
+}
+
+static void marks_compact(struct proc *p)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < p->nmarks; i++) {
+		if (p->marks[i].m.kind)
+			p->marks[j++] = p->marks[i];
+		else
+			free(p->marks[i].text);
+	}
+	p->nmarks = j;
+}
+
 static void store_record(struct collector *c, struct proc *p, const void *rec, uint32_t size)
 {
 	const struct tg_ev_hdr *h = rec;
+	if (h->type == TG_EV_MARK) {
+		struct tg_mark m;
+		if (tg_decode_mark(rec, size, &m) < 0) {
+			p->bad_events++;
+			p->bad_bytes += size;
+		} else {
+			mark_add(p, &m);
+		}
+		return;
+	}
 	if (h->type != TG_EV_REQUEST)
 		return; /* a kind of record this collector does not store */
 	struct tg_request_row row;
@@ -202,7 +298,11 @@ static void store_record(struct collector *c, struct proc *p, const void *rec, u
 	row.run_id = c->run_id;
 	row.process_id = p->process_id;
 	row.pid = p->pid;
+	const struct tg_ev_request *req = rec;
+	size_t used = p->nmarks && !(req->flags & TG_REQF_ASGI) ? marks_apply(p, req, &row) : 0;
 	tg_store_request_add(c->store, &row);
+	if (used)
+		marks_compact(p);
 	note_store_errors(c);
 	if (tg_store_pending(c->store) >= BATCH_ROWS)
 		flush(c);
@@ -298,6 +398,7 @@ static void proc_finish(struct collector *c, struct proc *p)
 			note_store_errors(c);
 		}
 	}
+	marks_free(p);
 	if (p->map)
 		munmap(p->map, p->map_bytes);
 	p->map = NULL;

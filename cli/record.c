@@ -1,5 +1,5 @@
 /*
- * record.c - decoding of request records into store rows (record.h).
+ * record.c - decoding of request and mark records into store rows (record.h).
  */
 #include "record.h"
 
@@ -28,11 +28,12 @@ const char *tg_req_error_text(unsigned error)
 
 static const char *const flag_names[8] = {
 	"head", "upgrade", "target_truncated", "headers_truncated",
-	"chunked_request", "chunked_response", "continue", NULL,
+	"chunked_request", "chunked_response", "continue", "asgi",
 };
 _Static_assert(TG_REQF_HEAD == 1 << 0 && TG_REQF_UPGRADE == 1 << 1 && TG_REQF_TARGET_TRUNCATED == 1 << 2 &&
 		       TG_REQF_HEADERS_TRUNCATED == 1 << 3 && TG_REQF_CHUNKED_REQ == 1 << 4 &&
-		       TG_REQF_CHUNKED_RESP == 1 << 5 && TG_REQF_CONTINUE == 1 << 6,
+		       TG_REQF_CHUNKED_RESP == 1 << 5 && TG_REQF_CONTINUE == 1 << 6 &&
+		       TG_REQF_ASGI == 1 << 7,
 	       "flag_names follows the TG_REQF_* bits");
 
 const char *tg_req_flag_name(unsigned bit)
@@ -87,7 +88,7 @@ int tg_decode_request(const void *rec, uint32_t size, int64_t mono_to_unix, stru
 	const struct tg_ev_request *r = rec;
 	if (size < sizeof *r)
 		return -1;
-	size_t strings = (size_t)r->method_len + r->target_len + r->headers_len;
+	size_t strings = (size_t)r->method_len + r->target_len + r->headers_len + r->route_len;
 	if (strings > size - sizeof *r)
 		return -1;
 	if (r->start_ns == 0 || r->end_ns < r->start_ns || r->end_ns - r->start_ns > (uint64_t)MAX_DURATION_NS ||
@@ -126,6 +127,11 @@ int tg_decode_request(const void *rec, uint32_t size, int64_t mono_to_unix, stru
 		row->headers = data + r->method_len + r->target_len;
 		row->headers_len = r->headers_len;
 	}
+	if (r->route_len) {
+		row->route = data + r->method_len + r->target_len + r->headers_len;
+		row->route_len = r->route_len;
+	}
+	row->transport = (r->flags & TG_REQF_ASGI) ? "asgi" : "http";
 	row->http_version = versions[r->http_minor];
 	row->status = r->status;
 	row->request_bytes = (int64_t)r->request_bytes;
@@ -135,4 +141,31 @@ int tg_decode_request(const void *rec, uint32_t size, int64_t mono_to_unix, stru
 	row->error = tg_req_error_text(r->error);
 	row->flags = r->flags;
 	return 0;
+}
+
+int tg_decode_mark(const void *rec, uint32_t size, struct tg_mark *m)
+{
+	const struct tg_ev_mark *r = rec;
+	if (size < sizeof *r || r->text_len > size - sizeof *r || r->ts_ns == 0 ||
+	    (r->kind != TG_MARK_ROUTE && r->kind != TG_MARK_EXCEPTION) ||
+	    (r->client_family != 0 && r->client_family != AF_INET && r->client_family != AF_INET6))
+		return -1;
+	memset(m, 0, sizeof *m);
+	m->kind = r->kind;
+	m->ts_ns = r->ts_ns;
+	m->family = r->client_family;
+	m->port = r->client_port;
+	memcpy(m->addr, r->client_addr, sizeof m->addr);
+	m->text = (const char *)(r + 1);
+	m->text_len = r->text_len;
+	return 0;
+}
+
+int tg_mark_matches(const struct tg_mark *m, const void *request_rec)
+{
+	const struct tg_ev_request *r = request_rec;
+	if (m->family != r->client_family || m->port != r->client_port)
+		return 0;
+	size_t alen = m->family == AF_INET ? 4 : m->family == AF_INET6 ? 16 : 0;
+	return memcmp(m->addr, r->client_addr, alen) == 0;
 }

@@ -24,6 +24,26 @@
 int tg_decode_request(const void *rec, uint32_t size, int64_t mono_to_unix, struct tg_request_row *row,
 		      char addr[TG_ADDR_MAX]);
 
+/* A mark record (the marker naming a wire request), decoded. text points
+ * into the record. */
+struct tg_mark {
+	unsigned kind;          /* enum tg_mark_kind */
+	uint64_t ts_ns;         /* CLOCK_MONOTONIC */
+	uint8_t family;         /* AF_INET, AF_INET6 or 0 */
+	uint16_t port;
+	uint8_t addr[16];
+	const char *text;
+	size_t text_len;
+};
+
+/* Decodes a TG_EV_MARK record (size bytes, private copy). Returns 0 or -1
+ * when malformed. */
+int tg_decode_mark(const void *rec, uint32_t size, struct tg_mark *m);
+
+/* 1 if mark m names the client of request record request_rec (already
+ * validated by tg_decode_request). */
+int tg_mark_matches(const struct tg_mark *m, const void *request_rec);
+
 /* Splits a request target into path and query. Origin form "/p?q" gives
  * "/p" and "q"; absolute form "http://host/p?q" gives "/p" and "q"; anything
  * else is the path as is. *query is NULL when there is no '?'. */

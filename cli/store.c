@@ -108,8 +108,9 @@ enum stmt_id {
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_REQUEST] = "INSERT INTO requests (run_id, process_id, pid, tid, conn_id, start_unix_ns,"
 		       " duration_ns, req_end_ns, resp_start_ns, method, path, query_string, http_version,"
-		       " status, request_bytes, response_bytes, client_addr, error, flags, headers, transport)"
-		       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'http')",
+		       " status, request_bytes, response_bytes, client_addr, error, flags, headers, transport,"
+		       " route, exception)"
+		       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_METRIC] = ("INSERT INTO process_metrics (process_id, ts_unix_ns, cpu_user_ns, cpu_sys_ns, rss_bytes)"
 		       " VALUES (?,?,?,?,?)"),
 	[ST_LOSS] = "INSERT INTO losses (run_id, process_id, ts_unix_ns, kind, events, bytes) VALUES (?,?,?,?,?,?)",
@@ -513,6 +514,9 @@ int tg_store_request_add(struct tg_store *s, const struct tg_request_row *r)
 	bind_cstr(st, 18, r->error);
 	sqlite3_bind_int64(st, 19, r->flags);
 	bind_text_or_null(st, 20, r->headers, r->headers_len);
+	bind_cstr(st, 21, r->transport ? r->transport : "http");
+	bind_text_or_null(st, 22, r->route, r->route_len);
+	bind_text_or_null(st, 23, r->exception, r->exception_len);
 	return batch_step(s, st);
 }
 

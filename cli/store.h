@@ -98,6 +98,9 @@ struct tg_request_row {
 	const char *error;                   /* NUL-terminated or NULL */
 	int64_t flags;                       /* TG_REQF_* */
 	const char *headers; size_t headers_len;
+	const char *route; size_t route_len;         /* template from the marker, or NULL */
+	const char *exception; size_t exception_len; /* from the marker, or NULL */
+	const char *transport;                       /* "http" (NULL) or "asgi" */
 };
 
 /* Adds a request to the batch. Returns 0 or -1. */
