@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "cmds.h"
+#ifdef TG_HAVE_SERVER
+#include "ui.h"
+#endif
 #include "tg_config.h"
 #include "util.h"
 
@@ -16,8 +19,41 @@ struct command {
 	const char *summary;
 };
 
+static void cmd_ui_usage(FILE *f)
+{
+	fprintf(f, "Usage: timeglass ui [--db PATH] [--port N] [--host ADDR] [--no-open]\n"
+		   "\n"
+		   "Serves the dashboard on http://127.0.0.1:7411/ (live while a run is recorded).\n"
+		   "\n"
+		   "Options:\n"
+		   "  --db PATH    store to show (default .timeglass/timeglass.db, or TIMEGLASS_DB)\n"
+		   "  --port N     port to listen on (default 7411)\n"
+		   "  --host ADDR  address to bind (default 127.0.0.1; others print a warning)\n"
+		   "  --no-open    do not try to open a browser\n");
+}
+
+static int cmd_ui(int argc, char **argv)
+{
+#ifdef TG_HAVE_SERVER
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			cmd_ui_usage(stdout);
+			return 0;
+		}
+	}
+	return tg_cmd_ui(argc, argv);
+#else
+	(void)argc;
+	(void)argv;
+	fprintf(stderr, "timeglass: this build has no dashboard (it needs civetweb, cJSON, esbuild and "
+			"web/node_modules at build time)\n");
+	return TG_EXIT_USAGE;
+#endif
+}
+
 static const struct command commands[] = {
 	{"run", cmd_run, cmd_run_usage, "run a command and record its HTTP requests"},
+	{"ui", cmd_ui, cmd_ui_usage, "serve the dashboard (http://127.0.0.1:7411/)"},
 	{"requests", cmd_requests, cmd_requests_usage, "print the recorded requests of a run"},
 	{"runs", cmd_runs, cmd_runs_usage, "list the recorded runs"},
 };
