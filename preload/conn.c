@@ -298,6 +298,18 @@ void tg_conn_closing(int fd)
 	errno = saved;
 }
 
+void tg_conn_closing_range(unsigned first, unsigned last)
+{
+	unsigned top = __atomic_load_n(&max_fd_seen, __ATOMIC_RELAXED);
+	if (!tg_conns || first > top)
+		return;
+	if (last > top)
+		last = top;
+	for (unsigned fd = first; fd <= last && fd < tg_nconns; fd++)
+		if (atomic_load_explicit(&tg_conns[fd], memory_order_relaxed))
+			tg_conn_closing((int)fd);
+}
+
 void tg_conns_after_fork(void)
 {
 	free_lock = 0;

@@ -12,9 +12,12 @@
  */
 /* sendfile and sendfile64 are both wrapped: see them under their own names. */
 #undef _FILE_OFFSET_BITS
+#include <stdarg.h>
 #include <sys/sendfile.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <errno.h>
 #include <unistd.h>
 
 #include "tg_preload.h"
@@ -86,6 +89,41 @@ TG_EXPORT int close(int fd)
 	if (TG_UNLIKELY(tg_conn_get(fd) != NULL))
 		tg_conn_closing(fd);
 	return TG_REAL(close)(fd);
+}
+
+/* close(2) by way of syscall(2): libuv (uvloop) closes sockets so. */
+TG_EXPORT long syscall(long n, ...)
+{
+	va_list ap;
+	va_start(ap, n);
+	long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long);
+	long a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
+	va_end(ap);
+	if (TG_UNLIKELY(n == SYS_close)) {
+		int fd = (int)a1;
+		if (TG_UNLIKELY(fd == tg_proc.sock) && tg_protect_fd(fd, 0))
+			return 0;
+		if (TG_UNLIKELY(tg_conn_get(fd) != NULL))
+			tg_conn_closing(fd);
+	}
+#ifdef SYS_close_range
+	else if (TG_UNLIKELY(n == SYS_close_range) && tg_nconns && !((unsigned)a3 & 4u /* CLOSE_RANGE_CLOEXEC */)) {
+		tg_conn_closing_range((unsigned)a1, (unsigned)a2);
+	}
+#endif
+	return TG_REAL(syscall)(n, a1, a2, a3, a4, a5, a6);
+}
+
+TG_EXPORT int close_range(unsigned first, unsigned last, int flags);
+TG_EXPORT int close_range(unsigned first, unsigned last, int flags)
+{
+	if (TG_UNLIKELY(tg_nconns) && !(flags & 4 /* CLOSE_RANGE_CLOEXEC */))
+		tg_conn_closing_range(first, last);
+	if (!TG_REAL(close_range)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return tg_real.close_range(first, last, flags);
 }
 
 TG_EXPORT int dup2(int oldfd, int newfd)

@@ -73,6 +73,8 @@ static void resolve_all(void)
 	R(sendmsg, sendmsg);
 	R(sendfile, sendfile);
 	R(sendfile64, sendfile64);
+	R(syscall, syscall);
+	tg_real.close_range = dlsym(RTLD_NEXT, "close_range"); /* glibc 2.34+ */
 	__atomic_store_n(&tg_real_ready, 1, __ATOMIC_RELEASE);
 }
 

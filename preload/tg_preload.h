@@ -46,6 +46,8 @@ struct tg_real {
 	ssize_t (*sendmsg)(int, const struct msghdr *, int);
 	ssize_t (*sendfile)(int, int, off_t *, size_t);
 	ssize_t (*sendfile64)(int, int, off_t *, size_t);
+	long (*syscall)(long, ...);
+	int (*close_range)(unsigned, unsigned, int);
 };
 
 extern struct tg_real tg_real;
@@ -119,6 +121,9 @@ void tg_conn_write(struct tg_conn *c, int fd, const struct iovec *iov, int iovcn
 
 /* fd is about to be closed (or replaced by dup2/dup3). */
 void tg_conn_closing(int fd);
+
+/* Every tracked fd in [first, last] is about to be closed (close_range). */
+void tg_conn_closing_range(unsigned first, unsigned last);
 
 /* In a fork child: reset locks so inherited connections stay usable. */
 void tg_conns_after_fork(void);
