@@ -13,6 +13,7 @@
  * returned.
  */
 #include <errno.h>
+#include <glob.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -42,6 +43,7 @@ struct run_opts {
 	unsigned keep_runs;   /* 0 = keep all */
 	unsigned ring_mb;     /* ring data size, MiB, power of two */
 	int quiet;
+	int no_bootstrap;     /* do not put the Python bootstrap on PYTHONPATH */
 };
 
 void cmd_run_usage(FILE *f)
@@ -58,6 +60,8 @@ void cmd_run_usage(FILE *f)
 		   "  --ring-size MB    shared-memory ring per process, a power of two\n"
 		   "                    (default %d, or $TIMEGLASS_RING_SIZE)\n"
 		   "  -q, --quiet       no start-up line (or $TIMEGLASS_QUIET=1)\n"
+		   "  --no-bootstrap    do not inject the Python bootstrap that names routes\n"
+		   "                    (or $TIMEGLASS_NO_BOOTSTRAP=1)\n"
 		   "  -h, --help        show this help\n"
 		   "\n"
 		   "Options end at the first argument that is not one, so both work:\n"
@@ -77,12 +81,13 @@ static unsigned ring_mb_or_die(const char *what, const char *s)
 
 static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 {
-	enum { OPT_DB = 256, OPT_KEEP, OPT_RING };
+	enum { OPT_DB = 256, OPT_KEEP, OPT_RING, OPT_NO_BOOTSTRAP };
 	static const struct option longopts[] = {
 		{"db", required_argument, NULL, OPT_DB},
 		{"keep-runs", required_argument, NULL, OPT_KEEP},
 		{"ring-size", required_argument, NULL, OPT_RING},
 		{"quiet", no_argument, NULL, 'q'},
+		{"no-bootstrap", no_argument, NULL, OPT_NO_BOOTSTRAP},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -94,6 +99,7 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 	if ((env = getenv("TIMEGLASS_RING_SIZE")) && *env)
 		o->ring_mb = ring_mb_or_die("TIMEGLASS_RING_SIZE", env);
 	o->quiet = tg_env_flag("TIMEGLASS_QUIET");
+	o->no_bootstrap = tg_env_flag("TIMEGLASS_NO_BOOTSTRAP");
 
 	opterr = 0;
 	optind = 1;
@@ -104,6 +110,7 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 		case OPT_KEEP: o->keep_runs = (unsigned)tg_number_or_die("--keep-runs", optarg, 0, 1000000); break;
 		case OPT_RING: o->ring_mb = ring_mb_or_die("--ring-size", optarg); break;
 		case 'q': o->quiet = 1; break;
+		case OPT_NO_BOOTSTRAP: o->no_bootstrap = 1; break;
 		case 'h': cmd_run_usage(stdout); exit(0);
 		default: tg_die_getopt("run", c, argv);
 		}
@@ -118,6 +125,46 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 static int existing(const char *path, char out[PATH_MAX])
 {
 	return realpath(path, out) && access(out, R_OK) == 0 ? 0 : -1;
+}
+
+/* Resolves the first match of dir + pattern into out. Returns 0 or -1. */
+static int glob_first(const char *dir, const char *pattern, char out[PATH_MAX])
+{
+	char pat[PATH_MAX + 128];
+	glob_t g;
+	snprintf(pat, sizeof pat, "%s%s", dir, pattern);
+	int rc = -1;
+	if (glob(pat, 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc && rc < 0; i++)
+			rc = existing(g.gl_pathv[i], out);
+		globfree(&g);
+	}
+	return rc;
+}
+
+/* Finds the directory of the Python bootstrap (a sitecustomize that names
+ * routes): $TIMEGLASS_BOOTSTRAP_DIR, the source tree of a build tree's
+ * binary, a virtualenv's site-packages, the install directory. Returns 0,
+ * or -1 when there is none (the run goes on without it). */
+static int find_bootstrap(char out[PATH_MAX])
+{
+	const char *env = getenv("TIMEGLASS_BOOTSTRAP_DIR");
+	if (env && *env)
+		return existing(env, out);
+	char exe[PATH_MAX], cand[PATH_MAX + 64];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash)
+			*slash = '\0';
+		snprintf(cand, sizeof cand, "%s/../preload/" LIB_NAME, exe);
+		if (access(cand, R_OK) == 0 && existing(TG_SOURCE_DIR "/python/timeglass/bootstrap", out) == 0)
+			return 0;
+		if (glob_first(exe, "/../lib/python3*/site-packages/timeglass/bootstrap", out) == 0)
+			return 0;
+	}
+	return existing(TG_PY_BOOTSTRAP_DIR, out);
 }
 
 /* Finds libtimeglass.so: $TIMEGLASS_LIB, next to a build tree's binary,
@@ -142,6 +189,10 @@ static void find_lib(char out[PATH_MAX])
 			return;
 		snprintf(cand, sizeof cand, "%s/" LIB_NAME, exe);
 		if (existing(cand, out) == 0)
+			return;
+		/* pip install: the wheel puts it beside the Python packages. */
+		if (glob_first(exe, "/../lib/python3*/site-packages/.timeglass.mesonpy.libs/timeglass/" LIB_NAME,
+			       out) == 0)
 			return;
 	}
 	if (existing(TG_PKGLIBDIR "/" LIB_NAME, out) == 0)
@@ -190,9 +241,26 @@ static void install_forwarders(void)
 /* ---- the command ------------------------------------------------------- */
 
 /* In the command's child: environment, then exec. Never returns. */
-static void exec_command(char **argv, const char *lib, const char *sock, unsigned ring_mb, const sigset_t *mask)
+static void exec_command(char **argv, const char *lib, const char *sock, unsigned ring_mb, const sigset_t *mask,
+			 int no_bootstrap)
 {
 	sigprocmask(SIG_SETMASK, mask, NULL);
+	char boot[PATH_MAX];
+	if (no_bootstrap) {
+		setenv("TIMEGLASS_NO_BOOTSTRAP", "1", 1);
+	} else if (find_bootstrap(boot) == 0) {
+		const char *pp = getenv("PYTHONPATH");
+		if (!pp || !*pp) {
+			setenv("PYTHONPATH", boot, 1);
+		} else if (!strstr(pp, boot)) {
+			size_t n = strlen(pp) + strlen(boot) + 2;
+			char *v = malloc(n);
+			if (v) {
+				snprintf(v, n, "%s:%s", boot, pp);
+				setenv("PYTHONPATH", v, 1);
+			}
+		}
+	}
 	const char *old = getenv("LD_PRELOAD");
 	if (old && *old) {
 		if (!strstr(old, lib)) {
@@ -332,7 +400,7 @@ int cmd_run(int argc, char **argv)
 	}
 	if (pid == 0) {
 		close(lifeline);
-		exec_command(argv + ci, lib, sock, o.ring_mb, &old_mask);
+		exec_command(argv + ci, lib, sock, o.ring_mb, &old_mask, o.no_bootstrap);
 	}
 	cmd_pid = pid;
 	install_forwarders();

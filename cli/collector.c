@@ -244,8 +244,11 @@ static size_t marks_apply(struct proc *p, const struct tg_ev_request *r, struct 
 		struct tg_mark *m = &p->marks[i].m;
 		if (!tg_mark_matches(m, r))
 			continue;
-		if (m->ts_ns > r->end_ns)
-			continue; /* the client's next request */
+		/* A later mark names the client's next request; but the
+		 * marker reports an in-process request after its end, on the
+		 * same thread, right before the request record itself. */
+		if (m->ts_ns > r->end_ns && !(r->flags & TG_REQF_ASGI))
+			continue;
 		if (m->ts_ns >= r->start_ns) {
 			if (m->kind == TG_MARK_ROUTE) {
 				row->route = m->text;
@@ -299,7 +302,7 @@ static void store_record(struct collector *c, struct proc *p, const void *rec, u
 	row.process_id = p->process_id;
 	row.pid = p->pid;
 	const struct tg_ev_request *req = rec;
-	size_t used = p->nmarks && !(req->flags & TG_REQF_ASGI) ? marks_apply(p, req, &row) : 0;
+	size_t used = p->nmarks ? marks_apply(p, req, &row) : 0;
 	tg_store_request_add(c->store, &row);
 	if (used)
 		marks_compact(p);

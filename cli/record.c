@@ -152,6 +152,7 @@ int tg_decode_mark(const void *rec, uint32_t size, struct tg_mark *m)
 		return -1;
 	memset(m, 0, sizeof *m);
 	m->kind = r->kind;
+	m->tid = r->tid;
 	m->ts_ns = r->ts_ns;
 	m->family = r->client_family;
 	m->port = r->client_port;
@@ -164,6 +165,8 @@ int tg_decode_mark(const void *rec, uint32_t size, struct tg_mark *m)
 int tg_mark_matches(const struct tg_mark *m, const void *request_rec)
 {
 	const struct tg_ev_request *r = request_rec;
+	if (r->flags & TG_REQF_ASGI)
+		return m->family == 0 && m->tid == r->tid;
 	if (m->family != r->client_family || m->port != r->client_port)
 		return 0;
 	size_t alen = m->family == AF_INET ? 4 : m->family == AF_INET6 ? 16 : 0;

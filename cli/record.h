@@ -28,6 +28,7 @@ int tg_decode_request(const void *rec, uint32_t size, int64_t mono_to_unix, stru
  * into the record. */
 struct tg_mark {
 	unsigned kind;          /* enum tg_mark_kind */
+	uint32_t tid;           /* thread that ran the marker */
 	uint64_t ts_ns;         /* CLOCK_MONOTONIC */
 	uint8_t family;         /* AF_INET, AF_INET6 or 0 */
 	uint16_t port;
@@ -40,8 +41,9 @@ struct tg_mark {
  * when malformed. */
 int tg_decode_mark(const void *rec, uint32_t size, struct tg_mark *m);
 
-/* 1 if mark m names the client of request record request_rec (already
- * validated by tg_decode_request). */
+/* 1 if mark m names request record request_rec (already validated by
+ * tg_decode_request): the same client for a wire request, the same thread
+ * for an in-process (ASGI) one, which has no socket to go by. */
 int tg_mark_matches(const struct tg_mark *m, const void *request_rec);
 
 /* Splits a request target into path and query. Origin form "/p?q" gives
