@@ -1,0 +1,174 @@
+"""The SQLite store as the middleware writes it when no collector is running.
+
+The schema is the collector's (cli/store.c): the statements below are the
+same text, so a store created here and one created by `timeglass run` are
+indistinguishable, and either program can add runs to a store the other made.
+
+Writers migrate a store forward under BEGIN IMMEDIATE, refuse one written by
+a newer TimeGlass, and use WAL with a 5 s busy timeout, like the collector.
+"""
+
+import os
+import sqlite3
+
+SCHEMA_VERSION = 1
+DEFAULT_PATH = os.path.join(".timeglass", "timeglass.db")
+
+BUSY_TIMEOUT_S = 5.0
+
+# migrations[i] takes a store from schema i to i + 1 (cli/store.c, same text).
+MIGRATIONS = (
+    # 0 -> 1: runs, processes, requests, process metrics, losses.
+    "CREATE TABLE runs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  started_unix_ns INTEGER NOT NULL,"
+    "  ended_unix_ns INTEGER,"
+    "  command TEXT NOT NULL,"
+    "  cwd TEXT,"
+    "  hostname TEXT,"
+    "  tg_version TEXT,"
+    "  source TEXT NOT NULL DEFAULT 'run',"
+    "  exit_status INTEGER);"
+    "CREATE TABLE processes ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  pid INTEGER NOT NULL,"
+    "  ppid INTEGER,"
+    "  exe TEXT,"
+    "  cmdline TEXT,"
+    "  started_unix_ns INTEGER,"
+    "  ended_unix_ns INTEGER,"
+    "  after_fork INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX processes_run ON processes(run_id);"
+    "CREATE TABLE requests ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  process_id INTEGER REFERENCES processes(id) ON DELETE CASCADE,"
+    "  pid INTEGER NOT NULL,"
+    "  tid INTEGER,"
+    "  conn_id INTEGER,"
+    "  start_unix_ns INTEGER NOT NULL,"
+    "  duration_ns INTEGER NOT NULL,"
+    "  req_end_ns INTEGER,"
+    "  resp_start_ns INTEGER,"
+    "  method TEXT,"
+    "  path TEXT,"
+    "  query_string TEXT,"
+    "  route TEXT,"
+    "  http_version TEXT,"
+    "  status INTEGER,"
+    "  request_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  response_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  client_addr TEXT,"
+    "  error TEXT,"
+    "  flags INTEGER NOT NULL DEFAULT 0,"
+    "  headers TEXT,"
+    "  transport TEXT NOT NULL DEFAULT 'http',"
+    "  exception TEXT);"
+    "CREATE INDEX requests_run_start ON requests(run_id, start_unix_ns);"
+    "CREATE INDEX requests_run_route ON requests(run_id, route, method);"
+    "CREATE INDEX requests_run_status ON requests(run_id, status);"
+    "CREATE INDEX requests_run_duration ON requests(run_id, duration_ns);"
+    "CREATE INDEX requests_process ON requests(process_id);"
+    "CREATE TABLE process_metrics ("
+    "  process_id INTEGER NOT NULL REFERENCES processes(id) ON DELETE CASCADE,"
+    "  ts_unix_ns INTEGER NOT NULL,"
+    "  cpu_user_ns INTEGER NOT NULL,"
+    "  cpu_sys_ns INTEGER NOT NULL,"
+    "  rss_bytes INTEGER NOT NULL);"
+    "CREATE INDEX process_metrics_process_ts ON process_metrics(process_id, ts_unix_ns);"
+    "CREATE TABLE losses ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  process_id INTEGER,"
+    "  ts_unix_ns INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  events INTEGER NOT NULL,"
+    "  bytes INTEGER NOT NULL);"
+    "CREATE INDEX losses_run ON losses(run_id);",
+)
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+class StoreError(Exception):
+    """A store that cannot be used; the message is one line and names the path."""
+
+
+def default_path():
+    """TIMEGLASS_DB, else .timeglass/timeglass.db in the current directory."""
+    return os.environ.get("TIMEGLASS_DB") or DEFAULT_PATH
+
+
+def _create_file(path):
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+
+
+def _scalar(conn, sql):
+    row = conn.execute(sql).fetchone()
+    return row[0] if row else 0
+
+
+def _migrate(conn, path):
+    try:
+        version = _scalar(conn, "PRAGMA user_version")
+        tables = _scalar(conn, "SELECT count(*) FROM sqlite_master")
+    except sqlite3.DatabaseError as e:
+        raise StoreError("%s is not a TimeGlass store (%s)" % (path, e)) from None
+    if version > SCHEMA_VERSION:
+        raise StoreError("%s was written by a newer TimeGlass (schema %d, this one reads up to %d)"
+                         % (path, version, SCHEMA_VERSION))
+    if version == 0 and tables > 0:
+        raise StoreError("%s is not a TimeGlass store (it holds other tables)" % path)
+    while version < SCHEMA_VERSION:
+        # IMMEDIATE: two writers racing on a new store serialize here.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = _scalar(conn, "PRAGMA user_version")
+            if version < SCHEMA_VERSION:
+                _exec_script(conn, MIGRATIONS[version])
+                version += 1
+                conn.execute("PRAGMA user_version = %d" % version)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _exec_script(conn, script):
+    """Runs each statement of script inside the caller's transaction."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def open_store(path):
+    """Opens (creating and migrating as needed) the store at path for writing.
+
+    Returns a sqlite3 connection in autocommit mode, usable from any thread
+    under the caller's lock. Raises StoreError with a one-line reason.
+    """
+    try:
+        if not os.path.exists(path):
+            _create_file(path)
+        elif not os.path.isfile(path):
+            raise StoreError("%s is not a TimeGlass store (not a regular file)" % path)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                               check_same_thread=False)
+    except OSError as e:
+        raise StoreError("cannot create store %s: %s" % (path, e.strerror or e)) from None
+    except sqlite3.Error as e:
+        raise StoreError("%s: cannot open: %s" % (path, e)) from None
+    try:
+        _migrate(conn, path)
+        conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except StoreError:
+        conn.close()
+        raise
+    except sqlite3.Error as e:
+        conn.close()
+        raise StoreError("%s: %s" % (path, e)) from None
+    return conn

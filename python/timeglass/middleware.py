@@ -1,0 +1,373 @@
+"""TimeGlassMiddleware: a pure ASGI middleware that names requests for TimeGlass.
+
+What it does depends on where the application runs:
+
+* under `timeglass run` (the preload library is loaded and recording), a
+  request that came over a socket is already being recorded from the wire;
+  the middleware only tells the library its route template (when the
+  response starts, or when the application gives up) and, if the application
+  raises, the exception text; the collector joins both to the wire request
+  (one row, never two). A websocket handshake gets its route mark too. A
+  request served in-process (FastAPI's TestClient, httpx's ASGITransport)
+  never touches a socket, so the middleware reports the whole request to the
+  library (transport "asgi").
+* run plainly (`uvicorn main:app`), it records request rows into the SQLite
+  store itself (see _recorder.py), so `timeglass ui` works the same. Byte
+  counts are body bytes; the 500 that ServerErrorMiddleware writes after an
+  exception passes outside this middleware, so its bytes are not counted.
+
+The route template is the `path` of the route the router chose: FastAPI
+leaves that route in scope["route"], which costs nothing to read. Where it is
+missing (plain Starlette routes, mounts, requests the router never saw) it
+is found by matching, see _routes.py.
+
+HTTP messages pass through unchanged and unbuffered (streaming responses and
+background tasks behave as without it); websocket and lifespan messages are
+not touched (lifespan shutdown only flushes the queued rows). Nothing the middleware does on its own
+account can fail a request: its errors cost one log warning.
+
+When the bootstrap of `timeglass run` has already marked a request (it wraps
+every Starlette application, see _autopatch.py), an application's own
+TimeGlassMiddleware lets the request through untouched.
+"""
+
+import logging
+import os
+import threading
+import time
+
+from . import _native, _recorder, _routes, _store
+from ._text import exception_text
+
+SCOPE_KEY = "timeglass"  # set in the scope of a request that is already being marked
+
+FLAG_HEAD = 0x01  # TG_REQF_HEAD (common/event.h)
+FLAG_ASGI = 0x80  # TG_REQF_ASGI: served in-process, no socket
+
+# Modules whose `receive` callables belong to in-process transports, and to
+# servers that listen on real sockets.
+_IN_PROCESS = ("starlette.testclient", "httpx.", "async_asgi_testclient", "asgi_lifespan")
+_SERVERS = ("uvicorn.", "hypercorn.", "daphne.", "granian", "gunicorn.")
+
+_ERR_CLIENT_CLOSED = "client closed before response"
+_ERR_CLOSED_MID_RESPONSE = "connection closed mid-response"
+
+log = logging.getLogger("timeglass")
+_monotonic_ns = time.monotonic_ns
+_time_ns = time.time_ns
+_native_id = threading.get_native_id
+
+
+class TimeGlassMiddleware:
+    """ASGI middleware: `app.add_middleware(TimeGlassMiddleware)`.
+
+    db: store path for standalone recording (default TIMEGLASS_DB, else
+    .timeglass/timeglass.db in the working directory). enabled: False turns
+    standalone recording off (default: on unless TIMEGLASS_DISABLE=1).
+    """
+
+    def __init__(self, app, db=None, enabled=None):
+        self.app = app
+        self._db = db
+        if enabled is None:
+            enabled = os.environ.get("TIMEGLASS_DISABLE", "") in ("", "0")
+        self._enabled = enabled
+        self._recorder = None
+
+    async def __call__(self, scope, receive, send):
+        kind = scope["type"]
+        if SCOPE_KEY in scope or (kind != "http" and kind != "websocket"):
+            if kind == "lifespan" and self._enabled and _native.native() is None:
+                send = self._lifespan_send(send)
+            await self.app(scope, receive, send)
+            return
+        native = _native.native()
+        if native is not None:
+            await serve_native(self.app, scope, receive, send, native)
+        elif kind == "http" and self._enabled:
+            await serve_standalone(self.app, scope, receive, send, self._store())
+        else:
+            await self.app(scope, receive, send)
+
+    def _store(self):
+        rec = self._recorder
+        if rec is None or rec is not _recorder.recorder(rec.path):  # new after fork
+            path = os.path.abspath(self._db or _store.default_path())
+            rec = self._recorder = _recorder.recorder(path)
+        return rec
+
+    def _lifespan_send(self, send):
+        async def lifespan_send(message):
+            if message.get("type") == "lifespan.shutdown.complete":
+                _quietly(_recorder.flush_all, True)
+            await send(message)
+        return lifespan_send
+
+
+def flush(final=False):
+    """Writes every row the middleware has queued (standalone mode) now."""
+    _recorder.flush_all(final)
+
+
+def _quietly(fn, *args):
+    try:
+        return fn(*args)
+    except Exception as e:  # never let bookkeeping fail a request
+        _warn_once("timeglass: internal error (%s: %s); recording may be incomplete"
+                   % (type(e).__name__, e))
+        return None
+
+
+_warned = False
+
+
+def _warn_once(message):
+    global _warned
+    if not _warned:
+        _warned = True
+        log.warning(message)
+
+
+_transport_of = {}  # receive.__module__ -> True (in-process), False (socket), None (unknown)
+
+
+def in_process(scope, receive):
+    """True when the request was not read from a socket (a test client)."""
+    module = getattr(receive, "__module__", None) or ""
+    known = _transport_of.get(module, 0)
+    if known == 0:
+        known = True if module.startswith(_IN_PROCESS) else False if module.startswith(_SERVERS) else None
+        _transport_of[module] = known
+    if known is not None:
+        return known
+    client = scope.get("client")
+    if not client or not client[0]:
+        return scope.get("server") is None
+    host = client[0]
+    return not (host[0].isdigit() or ":" in host)  # "testclient" is not an address
+
+
+def _client(scope):
+    client = scope.get("client")
+    if client:
+        return client[0], client[1] or 0
+    return None, 0
+
+
+class _Exchange:
+    """One HTTP exchange: watches its messages (status, byte counts, phase
+    times), finds its route template, and sends the route mark when the
+    response starts if `native` is set."""
+
+    __slots__ = ("scope", "_receive", "_send", "_owner", "_path0", "_root0", "native", "route",
+                 "routed", "marked", "status", "req_end", "resp_start", "resp_end",
+                 "req_bytes", "resp_bytes", "disconnected")
+
+    def __init__(self, scope, receive, send, owner, native=None):
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self._owner = owner if owner is not None else scope.get("app")
+        self._path0 = scope.get("path")  # the router may rewrite both (mounts)
+        self._root0 = scope.get("root_path", "")
+        self.native = native
+        self.route = None
+        self.routed = self.marked = False
+        self.status = 0
+        self.req_end = self.resp_start = self.resp_end = 0
+        self.req_bytes = self.resp_bytes = 0
+        self.disconnected = False
+
+    async def receive(self):
+        message = await self._receive()
+        kind = message.get("type")
+        if kind == "http.request":
+            self.req_bytes += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                self.req_end = _monotonic_ns()
+        elif kind == "http.disconnect":
+            self.disconnected = True
+        return message
+
+    async def send(self, message):
+        kind = message.get("type")
+        if kind == "http.response.start":
+            self.status = message.get("status", 0)
+            self.resp_start = _monotonic_ns()
+            if self.native is not None and not self.marked:
+                _quietly(self.mark_route)
+        elif kind == "http.response.body":
+            self.resp_bytes += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                self.resp_end = _monotonic_ns()
+        await self._send(message)
+
+    def route_template(self):
+        """The route's template ("/items/{item_id}"), or None (no route)."""
+        if not self.routed:
+            self.routed = True
+            self.route = _quietly(self._find_route)
+        return self.route
+
+    def _find_route(self):
+        scope = self.scope
+        route = scope.get("route")
+        if route is not None and scope.get("root_path", "") == self._root0:  # not inside a mount
+            path = getattr(route, "path", None)
+            if isinstance(path, str):
+                return path
+        view = dict(scope)
+        view["path"] = self._path0
+        view["root_path"] = self._root0
+        view.pop("path_params", None)
+        return _routes.route_template(view, self._owner)
+
+    def mark_route(self):
+        self.marked = True
+        route = self.route_template()
+        if route:
+            host, port = _client(self.scope)
+            self.native.mark(_native.MARK_ROUTE, host, port, route)
+
+    def mark_exception(self, exc):
+        host, port = _client(self.scope)
+        self.native.mark(_native.MARK_EXCEPTION, host, port, exception_text(exc))
+
+    def outcome(self, failed):
+        """(status, error) once the application has returned or raised."""
+        if self.resp_end:
+            return self.status, None
+        if self.disconnected:
+            return self.status or None, _ERR_CLOSED_MID_RESPONSE if self.resp_start else _ERR_CLIENT_CLOSED
+        if self.resp_start:
+            return self.status, _ERR_CLOSED_MID_RESPONSE if failed else None
+        return 500, None  # the server (or ServerErrorMiddleware) answers 500
+
+
+async def serve_native(app, scope, receive, send, native, owner=None):
+    """Serves one http/websocket request while the preload library records.
+
+    owner: the Starlette application whose routes apply (default scope["app"]).
+    """
+    scope[SCOPE_KEY] = True
+    if scope["type"] != "http":
+        await _serve_websocket(app, scope, receive, send, native, owner)
+    elif in_process(scope, receive):
+        await _serve_in_process(app, scope, receive, send, native, owner)
+    else:
+        await _serve_wire(app, scope, receive, send, native, owner)
+
+
+async def _serve_wire(app, scope, receive, send, native, owner):
+    ex = _Exchange(scope, receive, send, owner, native)
+    try:
+        await app(scope, receive, ex.send)
+    except Exception as exc:
+        if not ex.marked:
+            _quietly(ex.mark_route)
+        _quietly(ex.mark_exception, exc)
+        raise
+    if not ex.marked:  # no response yet: the server answers for the app
+        _quietly(ex.mark_route)
+
+
+async def _serve_websocket(app, scope, receive, send, native, owner):
+    # The handshake is an HTTP request in flight until the app accepts it:
+    # name it now, then leave the connection alone.
+    if not in_process(scope, receive):
+        route = _quietly(_routes.route_template, scope, owner)
+        if route:
+            host, port = _client(scope)
+            _quietly(native.mark, _native.MARK_ROUTE, host, port, route)
+    await app(scope, receive, send)
+
+
+async def _serve_in_process(app, scope, receive, send, native, owner):
+    start = _monotonic_ns()
+    ex = _Exchange(scope, receive, send, owner)
+    failed = None
+    try:
+        await app(scope, ex.receive, ex.send)
+    except Exception as exc:
+        failed = exc
+        raise
+    finally:
+        _quietly(_report_in_process, native, ex, start, failed)
+
+
+def _report_in_process(native, ex, start, failed):
+    end = ex.resp_end or _monotonic_ns()
+    scope = ex.scope
+    host, port = _client(scope)
+    if failed is not None:
+        native.mark(_native.MARK_EXCEPTION, host, port, exception_text(failed))
+    status, error = ex.outcome(failed is not None)
+    code = _native.REQ_OK
+    if error == _ERR_CLIENT_CLOSED:
+        code = _native.REQ_CLIENT_CLOSED_BEFORE_RESPONSE
+    elif error == _ERR_CLOSED_MID_RESPONSE:
+        code = _native.REQ_CLOSED_MID_RESPONSE
+    native.asgi_request(scope.get("method", ""), _target(scope), ex.route_template(), status,
+                        start, end, ex.req_bytes, ex.resp_bytes, host, port, code)
+
+
+def _path(scope):
+    """The request path as sent (percent-encoded), without the query."""
+    raw = scope.get("raw_path")
+    if not raw:
+        return scope.get("path", "")
+    if b"?" in raw:  # some test clients include the query
+        raw = raw.split(b"?", 1)[0]
+    return raw.decode("latin-1")
+
+
+def _target(scope):
+    path = _path(scope)
+    query = scope.get("query_string")
+    return path + "?" + query.decode("latin-1") if query else path
+
+
+async def serve_standalone(app, scope, receive, send, recorder):
+    """Serves one HTTP request and queues its row for the store."""
+    scope[SCOPE_KEY] = True
+    start_unix = _time_ns()
+    start = _monotonic_ns()
+    tid = _native_id()
+    ex = _Exchange(scope, receive, send, None)
+    failed = None
+    try:
+        await app(scope, ex.receive, ex.send)
+    except Exception as exc:
+        failed = exc
+        raise
+    finally:
+        _quietly(_record, recorder, receive, ex, tid, start_unix, start, failed)
+
+
+def _record(recorder, receive, ex, tid, start_unix, start, failed):
+    end = ex.resp_end or _monotonic_ns()
+    scope = ex.scope
+    status, error = ex.outcome(failed is not None)
+    method = scope.get("method")
+    query = scope.get("query_string")
+    local = in_process(scope, receive)
+    flags = (FLAG_HEAD if method == "HEAD" else 0) | (FLAG_ASGI if local else 0)
+    recorder.add((
+        tid, start_unix, end - start,
+        ex.req_end - start if ex.req_end else None,
+        ex.resp_start - start if ex.resp_start else None,
+        method, _path(scope), query.decode("latin-1") if query else None,
+        ex.route_template(),
+        "HTTP/" + scope.get("http_version", "1.1"),
+        status, ex.req_bytes, ex.resp_bytes, _client_addr(scope), error, flags,
+        "asgi" if local else "http",
+        exception_text(failed) if failed is not None else None,
+    ))
+
+
+def _client_addr(scope):
+    client = scope.get("client")
+    if not client:
+        return None
+    host, port = client[0], client[1]
+    return ("[%s]:%s" if ":" in host else "%s:%s") % (host, port)

@@ -1,0 +1,94 @@
+"""The store the middleware creates is the collector's store: same schema
+(compared with one that `timeglass run` created), same version, readable
+by the `timeglass` commands."""
+
+import json
+import subprocess
+
+from timeglass import _store
+from timeglass._recorder import Recorder
+
+from tgpy import TIMEGLASS, child_env, require_c_build
+
+
+def schema(db):
+    import sqlite3
+
+    conn = sqlite3.connect(str(db))
+    try:
+        objects = conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name").fetchall()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        return objects, version
+    finally:
+        conn.close()
+
+
+def python_store(path):
+    _store.open_store(str(path)).close()
+    return path
+
+
+def test_schema_matches_the_collector(tmp_path):
+    require_c_build()
+    c_db = tmp_path / "c.db"
+    proc = subprocess.run([str(TIMEGLASS), "run", "--db", str(c_db), "--quiet", "--", "true"],
+                          env=child_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    py_db = python_store(tmp_path / "py.db")
+    c_objects, c_version = schema(c_db)
+    py_objects, py_version = schema(py_db)
+    assert py_version == c_version == _store.SCHEMA_VERSION
+    assert py_objects == c_objects
+
+
+def test_schema_has_the_documented_tables(tmp_path):
+    objects, version = schema(python_store(tmp_path / "s.db"))
+    tables = {name for kind, name, _, _ in objects if kind == "table"}
+    assert tables == {"runs", "processes", "requests", "process_metrics", "losses"}
+    assert version == 1
+
+
+def test_reopening_keeps_the_schema(tmp_path):
+    db = python_store(tmp_path / "s.db")
+    before = schema(db)
+    python_store(db)
+    assert schema(db) == before
+
+
+def test_timeglass_requests_reads_a_middleware_store(tmp_path):
+    require_c_build()
+    db = tmp_path / "m.db"
+    rec = Recorder(str(db))
+    rec.add((123, 1_700_000_000_000_000_000, 2_500_000, None, 2_000_000, "GET", "/items/4", "a=b",
+             "/items/{item_id}", "HTTP/1.1", 200, 0, 17, "127.0.0.1:5000", None, 0, "http", None))
+    rec.flush(final=True)
+    proc = subprocess.run([str(TIMEGLASS), "requests", "--db", str(db), "--json"],
+                          env=child_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["method"], row["path"], row["query_string"], row["route"], row["status"]) == (
+        "GET", "/items/4", "a=b", "/items/{item_id}", 200)
+    assert row["duration_ns"] == 2_500_000 and row["transport"] == "http"
+
+
+def test_collector_and_middleware_share_a_store(tmp_path):
+    """A store made by `timeglass run` takes middleware runs, and the reverse."""
+    require_c_build()
+    db = tmp_path / "shared.db"
+    python_store(db)
+    proc = subprocess.run([str(TIMEGLASS), "run", "--db", str(db), "--quiet", "--", "true"],
+                          env=child_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rec = Recorder(str(db))
+    rec.add((1, 1, 1, None, None, "GET", "/", None, None, "HTTP/1.1", 200, 0, 0, None, None, 0,
+             "http", None))
+    rec.flush(final=True)
+    import sqlite3
+
+    conn = sqlite3.connect(str(db))
+    sources = [r[0] for r in conn.execute("SELECT source FROM runs ORDER BY id")]
+    conn.close()
+    assert sources == ["run", "middleware"]
