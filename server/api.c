@@ -1,0 +1,1155 @@
+/*
+ * api.c - the JSON API of the dashboard: /api/status, /api/runs,
+ * /api/overview, /api/endpoints, /api/requests and /api/requests/ID.
+ *
+ * Each handler reads the store through the thread's read-only connection
+ * inside one read transaction (a consistent snapshot while the collector
+ * writes), builds the whole cJSON body, then sends it. API.md documents the
+ * shapes. The requests list pages by keyset (sort key, id) so that any page
+ * of a million-row run costs one index range scan.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "json.h"
+#include "server.h"
+#include "stats.h"
+#include "tg_config.h"
+
+#define LIST_LIMIT_DEFAULT 100
+#define LIST_LIMIT_MAX 500
+#define SERIES_MAX_POINTS 300   /* points per process metric series */
+#define TIMELINE_MAX_BUCKETS 150
+
+int64_t tg_now_unix_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Parses a whole decimal integer (optional '-'). Returns 0 or -1. */
+static int parse_i64(const char *s, int64_t *out)
+{
+	if (!*s)
+		return -1;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end || (s[0] != '-' && (s[0] < '0' || s[0] > '9')))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Reads integer parameter name. Returns 1 when present and valid, 0 when
+ * absent or empty, -1 after sending 400 for a bad value. */
+static int param_i64(struct tg_req *r, const char *name, int64_t min, int64_t max, int64_t *out)
+{
+	char buf[64];
+	int n = tg_query_param(r, name, buf, sizeof buf);
+	if (n == -1 || n == 0)
+		return 0;
+	if (n < 0 || parse_i64(buf, out) < 0 || *out < min || *out > max) {
+		tg_send_error(r, 400, "bad_param", "bad value for %s (expected an integer from %" PRId64 " to %" PRId64 ")",
+			      name, min, max);
+		return -1;
+	}
+	return 1;
+}
+
+static int begin_read(sqlite3 *db)
+{
+	return sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+static void end_read(sqlite3 *db)
+{
+	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+}
+
+static int db_error(struct tg_req *r, sqlite3 *db)
+{
+	int status = tg_send_error(r, 500, "store_error", "reading the store failed: %s", sqlite3_errmsg(db));
+	end_read(db);
+	return status;
+}
+
+int tg_run_is_live(sqlite3 *db, int64_t run_id)
+{
+	sqlite3_stmt *st;
+	int live = 0;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT r.ended_unix_ns IS NULL,"
+			       " (SELECT max((SELECT max(m.ts_unix_ns) FROM process_metrics m WHERE m.process_id = p.id))"
+			       "  FROM processes p WHERE p.run_id = r.id)"
+			       " FROM runs r WHERE r.id = ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(st, 1, run_id);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0)) {
+		if (sqlite3_column_type(st, 1) == SQLITE_NULL)
+			live = 1; /* no metrics (the middleware alone): trust ended_unix_ns */
+		else
+			live = tg_now_unix_ns() - sqlite3_column_int64(st, 1) < 10 * (int64_t)1000000000;
+	}
+	sqlite3_finalize(st);
+	return live;
+}
+
+int tg_store_summary(sqlite3 *db, struct tg_store_summary *out)
+{
+	memset(out, 0, sizeof *out);
+	out->runs = tg_db_int(db, "SELECT count(*) FROM runs", -1);
+	if (out->runs < 0)
+		return -1;
+	out->latest_run = tg_db_int(db, "SELECT max(id) FROM runs", 0);
+	out->max_request_id = tg_db_int(db, "SELECT max(id) FROM requests", 0);
+	if (out->latest_run)
+		out->latest_live = tg_run_is_live(db, out->latest_run);
+	return 0;
+}
+
+/* Adds "queries" and "samples" capability objects: whether the store has
+ * these tables yet. */
+static void add_capabilities(cJSON *obj, sqlite3 *db)
+{
+	cJSON *caps = cJSON_AddObjectToObject(obj, "capabilities");
+	cJSON_AddBoolToObject(caps, "queries", tg_db_has_table(db, "queries"));
+	cJSON_AddBoolToObject(caps, "samples", tg_db_has_table(db, "samples"));
+}
+
+int tg_api_status(struct tg_req *r)
+{
+	if (r->rest[0])
+		return tg_send_error(r, 404, "not_found", "no such API endpoint");
+	struct tg_db db;
+	tg_db_acquire(r->db_path, &db);
+	cJSON *body = cJSON_CreateObject();
+	cJSON_AddStringToObject(body, "version", TG_VERSION);
+	cJSON *store = cJSON_AddObjectToObject(body, "store");
+	tg_json_add_bytes(store, "path", r->db_path, strlen(r->db_path));
+	cJSON_AddStringToObject(store, "state", tg_db_state_name(db.state));
+	if (db.state == TG_DB_OK)
+		cJSON_AddNullToObject(store, "message");
+	else
+		cJSON_AddStringToObject(store, "message", db.message);
+	if (db.schema >= 0)
+		tg_json_add_int(store, "schema", db.schema);
+	else
+		cJSON_AddNullToObject(store, "schema");
+	tg_json_add_int(store, "supported_schema", TG_UI_SCHEMA);
+
+	struct tg_store_summary sum = { 0 };
+	if (db.state == TG_DB_OK) {
+		if (begin_read(db.db) < 0 || tg_store_summary(db.db, &sum) < 0) {
+			cJSON_Delete(body);
+			return db_error(r, db.db);
+		}
+		add_capabilities(body, db.db);
+		end_read(db.db);
+	} else {
+		cJSON *caps = cJSON_AddObjectToObject(body, "capabilities");
+		cJSON_AddBoolToObject(caps, "queries", 0);
+		cJSON_AddBoolToObject(caps, "samples", 0);
+	}
+	tg_json_add_int(body, "runs", sum.runs);
+	if (sum.latest_run)
+		tg_json_add_int(body, "latest_run", sum.latest_run);
+	else
+		cJSON_AddNullToObject(body, "latest_run");
+	cJSON_AddBoolToObject(body, "live", sum.latest_live);
+	tg_json_add_int(body, "max_request_id", sum.max_request_id);
+	tg_json_add_ns(body, "now_unix_ns", tg_now_unix_ns());
+	return tg_send_json(r, 200, body);
+}
+
+/* Adds *_unix_ns (exact string) and *_ms (double) for a time column. */
+static void add_time(cJSON *obj, const char *base, sqlite3_stmt *st, int col)
+{
+	char ns[64], ms[64];
+	snprintf(ns, sizeof ns, "%s_unix_ns", base);
+	snprintf(ms, sizeof ms, "%s_ms", base);
+	if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+		cJSON_AddNullToObject(obj, ns);
+		cJSON_AddNullToObject(obj, ms);
+		return;
+	}
+	int64_t v = sqlite3_column_int64(st, col);
+	tg_json_add_ns(obj, ns, v);
+	tg_json_add_num(obj, ms, (double)v / 1e6);
+}
+
+#define RUN_COLUMNS                                                                                  \
+	"r.id, r.started_unix_ns, r.ended_unix_ns, r.command, r.cwd, r.hostname, r.tg_version, r.source," \
+	" r.exit_status, (SELECT count(*) FROM processes p WHERE p.run_id = r.id)"
+
+/* A run object from a row of RUN_COLUMNS. */
+static cJSON *run_json(sqlite3 *db, sqlite3_stmt *st)
+{
+	cJSON *o = cJSON_CreateObject();
+	int64_t id = sqlite3_column_int64(st, 0);
+	tg_json_add_int(o, "id", id);
+	add_time(o, "started", st, 1);
+	add_time(o, "ended", st, 2);
+	tg_json_add_col(o, "command", st, 3);
+	tg_json_add_col(o, "cwd", st, 4);
+	tg_json_add_col(o, "hostname", st, 5);
+	tg_json_add_col(o, "tg_version", st, 6);
+	tg_json_add_col(o, "source", st, 7);
+	tg_json_add_col(o, "exit_status", st, 8);
+	tg_json_add_col(o, "processes", st, 9);
+	cJSON_AddBoolToObject(o, "live", tg_run_is_live(db, id));
+	return o;
+}
+
+/* Number of requests of a run: from the stats when loaded, else counted on
+ * the run's index. */
+static int64_t run_request_count(sqlite3 *db, int64_t run_id)
+{
+	char sql[96];
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM requests WHERE run_id = %" PRId64, run_id);
+	return tg_db_int(db, sql, 0);
+}
+
+int tg_api_runs(struct tg_req *r)
+{
+	if (r->rest[0])
+		return tg_send_error(r, 404, "not_found", "no such API endpoint");
+	struct tg_db dbs;
+	sqlite3 *db = tg_req_db(r, &dbs);
+	if (!db)
+		return 503;
+	if (begin_read(db) < 0)
+		return db_error(r, db);
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT " RUN_COLUMNS " FROM runs r ORDER BY r.id DESC LIMIT 200", -1, &st,
+			       NULL) != SQLITE_OK)
+		return db_error(r, db);
+	cJSON *body = cJSON_CreateObject();
+	cJSON *runs = cJSON_AddArrayToObject(body, "runs");
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		cJSON *o = run_json(db, st);
+		tg_json_add_int(o, "requests", run_request_count(db, sqlite3_column_int64(st, 0)));
+		cJSON_AddItemToArray(runs, o);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		cJSON_Delete(body);
+		return db_error(r, db);
+	}
+	end_read(db);
+	return tg_send_json(r, 200, body);
+}
+
+/* Resolves the run parameter (default: the newest run). Returns 1 with
+ * *run_id set, or 0 after sending an error (the status is in *status). */
+static int resolve_run(struct tg_req *r, sqlite3 *db, int64_t *run_id, int *status)
+{
+	int got = param_i64(r, "run", 1, INT64_MAX, run_id);
+	if (got < 0) {
+		*status = 400;
+		return 0;
+	}
+	if (got == 0)
+		*run_id = tg_db_int(db, "SELECT max(id) FROM runs", 0);
+	if (*run_id == 0) {
+		*status = tg_send_error(r, 404, "no_runs",
+					"No recordings yet: run `timeglass run -- uvicorn main:app`");
+		return 0;
+	}
+	return 1;
+}
+
+/* Adds the run object for run_id to body. Returns 0, or -1 when there is
+ * no such run. */
+static int add_run(cJSON *body, sqlite3 *db, int64_t run_id)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT " RUN_COLUMNS " FROM runs r WHERE r.id = ?", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(st, 1, run_id);
+	int found = sqlite3_step(st) == SQLITE_ROW;
+	if (found)
+		cJSON_AddItemToObject(body, "run", run_json(db, st));
+	sqlite3_finalize(st);
+	return found ? 0 : -1;
+}
+
+static double ns_to_ms(int64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+/* Adds name_ms (double) and name_ns (exact) for a duration. */
+static void add_dur(cJSON *obj, const char *base, int64_t ns)
+{
+	char k[48];
+	snprintf(k, sizeof k, "%s_ms", base);
+	tg_json_add_num(obj, k, ns_to_ms(ns));
+	snprintf(k, sizeof k, "%s_ns", base);
+	tg_json_add_int(obj, k, ns);
+}
+
+/* Seconds over which the run served requests: first start to last end,
+ * at least one second. */
+static double active_seconds(const struct tg_run_stats *s)
+{
+	double secs = (double)(s->max_end_ns - s->min_start_ns) / 1e9;
+	return secs < 1.0 ? 1.0 : secs;
+}
+
+/* The request timeline: per time bucket, RPS, mean and max latency and
+ * 4xx/5xx counts. Bucket widths are round numbers of seconds. */
+static cJSON *timeline_json(const struct tg_run_stats *s)
+{
+	static const int64_t widths_s[] = { 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400 };
+	cJSON *tl = cJSON_CreateObject();
+	if (s->n == 0) {
+		tg_json_add_int(tl, "bucket_s", 1);
+		const char *names[] = { "t", "rps", "avg_ms", "max_ms", "n_4xx", "n_5xx" };
+		for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+			cJSON_AddArrayToObject(tl, names[i]);
+		return tl;
+	}
+	int64_t span = s->max_end_ns - s->min_start_ns;
+	int64_t w = widths_s[sizeof widths_s / sizeof widths_s[0] - 1] * 1000000000LL;
+	for (size_t i = 0; i < sizeof widths_s / sizeof widths_s[0]; i++) {
+		if (span / (widths_s[i] * 1000000000LL) < TIMELINE_MAX_BUCKETS) {
+			w = widths_s[i] * 1000000000LL;
+			break;
+		}
+	}
+	int64_t t0 = s->min_start_ns - s->min_start_ns % w;
+	size_t nb = (size_t)((s->max_end_ns - t0) / w) + 1;
+	if (nb > 4 * TIMELINE_MAX_BUCKETS)
+		nb = 4 * TIMELINE_MAX_BUCKETS;
+	struct bucket { uint64_t n, n4, n5; int64_t sum, max; } *b = calloc(nb, sizeof *b);
+	if (!b)
+		return tl;
+	for (size_t i = 0; i < s->n; i++) {
+		size_t k = (size_t)((s->start_ns[i] - t0) / w);
+		if (k >= nb)
+			k = nb - 1;
+		b[k].n++;
+		b[k].sum += s->dur_ns[i];
+		if (s->dur_ns[i] > b[k].max)
+			b[k].max = s->dur_ns[i];
+		if (s->status[i] >= 500)
+			b[k].n5++;
+		else if (s->status[i] >= 400)
+			b[k].n4++;
+	}
+	tg_json_add_int(tl, "bucket_s", w / 1000000000LL);
+	cJSON *t = cJSON_AddArrayToObject(tl, "t");
+	cJSON *rps = cJSON_AddArrayToObject(tl, "rps");
+	cJSON *avg = cJSON_AddArrayToObject(tl, "avg_ms");
+	cJSON *mx = cJSON_AddArrayToObject(tl, "max_ms");
+	cJSON *e4 = cJSON_AddArrayToObject(tl, "n_4xx");
+	cJSON *e5 = cJSON_AddArrayToObject(tl, "n_5xx");
+	double ws = (double)w / 1e9;
+	for (size_t k = 0; k < nb; k++) {
+		cJSON_AddItemToArray(t, tg_json_int((t0 + (int64_t)k * w) / 1000000000LL));
+		cJSON_AddItemToArray(rps, tg_json_num((double)b[k].n / ws));
+		cJSON_AddItemToArray(avg, b[k].n ? tg_json_num(ns_to_ms(b[k].sum) / (double)b[k].n) : cJSON_CreateNull());
+		cJSON_AddItemToArray(mx, b[k].n ? tg_json_num(ns_to_ms(b[k].max)) : cJSON_CreateNull());
+		cJSON_AddItemToArray(e4, tg_json_int((int64_t)b[k].n4));
+		cJSON_AddItemToArray(e5, tg_json_int((int64_t)b[k].n5));
+	}
+	free(b);
+	return tl;
+}
+
+/* Latency summary of an endpoint (or of all requests). */
+static void add_latency(cJSON *o, struct tg_endpoint_stats *e)
+{
+	add_dur(o, "avg", e->count ? e->sum_ns / (int64_t)e->count : 0);
+	add_dur(o, "p50", tg_durs_percentile(&e->durs, 50));
+	add_dur(o, "p90", tg_durs_percentile(&e->durs, 90));
+	add_dur(o, "p95", tg_durs_percentile(&e->durs, 95));
+	add_dur(o, "p99", tg_durs_percentile(&e->durs, 99));
+	add_dur(o, "max", e->max_ns);
+	tg_json_add_int(o, "n_4xx", (int64_t)e->n4xx);
+	tg_json_add_int(o, "n_5xx", (int64_t)e->n5xx);
+	tg_json_add_num(o, "rate_4xx", e->count ? (double)e->n4xx / (double)e->count : 0.0);
+	tg_json_add_num(o, "rate_5xx", e->count ? (double)e->n5xx / (double)e->count : 0.0);
+}
+
+struct sample {
+	int64_t ts, cpu, rss;
+};
+
+/* CPU and memory of one process: mean and peak CPU%, peak and last RSS,
+ * and a series of at most SERIES_MAX_POINTS points (CPU% averaged, RSS
+ * maximum over each point's samples). */
+static void add_process_series(cJSON *o, const struct sample *sm, size_t n, double *cpu_avg_out, int64_t *rss_max_out)
+{
+	cJSON *series = cJSON_AddObjectToObject(o, "series");
+	cJSON *t = cJSON_AddArrayToObject(series, "t");
+	cJSON *cpu = cJSON_AddArrayToObject(series, "cpu_pct");
+	cJSON *rss = cJSON_AddArrayToObject(series, "rss_bytes");
+	double cpu_avg = 0, cpu_max = 0;
+	int64_t rss_max = 0;
+	for (size_t i = 0; i < n; i++)
+		if (sm[i].rss > rss_max)
+			rss_max = sm[i].rss;
+	if (n >= 2 && sm[n - 1].ts > sm[0].ts)
+		cpu_avg = 100.0 * (double)(sm[n - 1].cpu - sm[0].cpu) / (double)(sm[n - 1].ts - sm[0].ts);
+	size_t intervals = n > 1 ? n - 1 : 0;
+	size_t group = (intervals + SERIES_MAX_POINTS - 1) / SERIES_MAX_POINTS;
+	if (group < 1)
+		group = 1;
+	for (size_t i = 0; i < intervals; i += group) {
+		size_t j = i + group < intervals ? i + group : intervals;
+		int64_t dt = sm[j].ts - sm[i].ts;
+		double pct = dt > 0 ? 100.0 * (double)(sm[j].cpu - sm[i].cpu) / (double)dt : 0.0;
+		if (pct < 0)
+			pct = 0;
+		int64_t m = 0;
+		for (size_t k = i + 1; k <= j; k++)
+			if (sm[k].rss > m)
+				m = sm[k].rss;
+		if (pct > cpu_max)
+			cpu_max = pct;
+		cJSON_AddItemToArray(t, tg_json_num((double)sm[j].ts / 1e9));
+		cJSON_AddItemToArray(cpu, tg_json_num(pct));
+		cJSON_AddItemToArray(rss, tg_json_int(m));
+	}
+	tg_json_add_num(o, "cpu_avg_pct", cpu_avg);
+	tg_json_add_num(o, "cpu_max_pct", cpu_max);
+	tg_json_add_int(o, "rss_max_bytes", rss_max);
+	tg_json_add_int(o, "rss_last_bytes", n ? sm[n - 1].rss : 0);
+	tg_json_add_int(o, "samples", (int64_t)n);
+	*cpu_avg_out = cpu_avg;
+	*rss_max_out = rss_max;
+}
+
+/* The run's processes with their CPU and memory series; sets the run-wide
+ * totals (sum over processes of mean CPU% and of peak RSS). */
+static int add_processes(cJSON *body, sqlite3 *db, int64_t run_id, double *cpu_total, int64_t *rss_total)
+{
+	sqlite3_stmt *ps, *ms;
+	*cpu_total = 0;
+	*rss_total = 0;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT id, pid, ppid, exe, cmdline, started_unix_ns, ended_unix_ns, after_fork"
+			       " FROM processes WHERE run_id = ? ORDER BY id LIMIT 64",
+			       -1, &ps, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT ts_unix_ns, cpu_user_ns + cpu_sys_ns, rss_bytes FROM process_metrics"
+			       " WHERE process_id = ? ORDER BY ts_unix_ns",
+			       -1, &ms, NULL) != SQLITE_OK) {
+		sqlite3_finalize(ps);
+		return -1;
+	}
+	sqlite3_bind_int64(ps, 1, run_id);
+	cJSON *arr = cJSON_AddArrayToObject(body, "processes");
+	struct sample *sm = NULL;
+	size_t cap = 0;
+	int rc, ok = 0;
+	while ((rc = sqlite3_step(ps)) == SQLITE_ROW) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddItemToArray(arr, o);
+		tg_json_add_col(o, "id", ps, 0);
+		tg_json_add_col(o, "pid", ps, 1);
+		tg_json_add_col(o, "ppid", ps, 2);
+		tg_json_add_col(o, "exe", ps, 3);
+		tg_json_add_col(o, "cmdline", ps, 4);
+		add_time(o, "started", ps, 5);
+		add_time(o, "ended", ps, 6);
+		cJSON_AddBoolToObject(o, "after_fork", sqlite3_column_int(ps, 7));
+		size_t n = 0;
+		sqlite3_reset(ms);
+		sqlite3_bind_int64(ms, 1, sqlite3_column_int64(ps, 0));
+		while (sqlite3_step(ms) == SQLITE_ROW) {
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 256;
+				struct sample *ns = realloc(sm, nc * sizeof *ns);
+				if (!ns)
+					break;
+				sm = ns;
+				cap = nc;
+			}
+			sm[n].ts = sqlite3_column_int64(ms, 0);
+			sm[n].cpu = sqlite3_column_int64(ms, 1);
+			sm[n].rss = sqlite3_column_int64(ms, 2);
+			n++;
+		}
+		double cpu;
+		int64_t rss;
+		add_process_series(o, sm, n, &cpu, &rss);
+		*cpu_total += cpu;
+		*rss_total += rss;
+	}
+	ok = rc == SQLITE_DONE ? 0 : -1;
+	free(sm);
+	sqlite3_finalize(ps);
+	sqlite3_finalize(ms);
+	return ok;
+}
+
+static int add_losses(cJSON *body, sqlite3 *db, int64_t run_id)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT kind, count(*), sum(events), sum(bytes) FROM losses WHERE run_id = ?"
+			       " GROUP BY kind ORDER BY kind",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(st, 1, run_id);
+	cJSON *arr = cJSON_AddArrayToObject(body, "losses");
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		cJSON *o = cJSON_CreateObject();
+		tg_json_add_col(o, "kind", st, 0);
+		tg_json_add_col(o, "records", st, 1);
+		tg_json_add_col(o, "events", st, 2);
+		tg_json_add_col(o, "bytes", st, 3);
+		cJSON_AddItemToArray(arr, o);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* "queries": captured SQL of the run, or {"available": false} while the
+ * store has no such table. */
+static void add_queries_summary(cJSON *body, sqlite3 *db, int64_t run_id)
+{
+	cJSON *q = cJSON_AddObjectToObject(body, "queries");
+	int avail = tg_db_has_table(db, "queries");
+	cJSON_AddBoolToObject(q, "available", avail);
+	if (!avail)
+		return;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT count(*), coalesce(sum(duration_ns), 0) FROM queries WHERE run_id = ?", -1,
+			       &st, NULL) != SQLITE_OK)
+		return; /* a layout this build does not know: just "available" */
+	sqlite3_bind_int64(st, 1, run_id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		tg_json_add_int(q, "count", sqlite3_column_int64(st, 0));
+		add_dur(q, "total", sqlite3_column_int64(st, 1));
+	}
+	sqlite3_finalize(st);
+}
+
+int tg_api_overview(struct tg_req *r)
+{
+	if (r->rest[0])
+		return tg_send_error(r, 404, "not_found", "no such API endpoint");
+	struct tg_db dbs;
+	sqlite3 *db = tg_req_db(r, &dbs);
+	if (!db)
+		return 503;
+	if (begin_read(db) < 0)
+		return db_error(r, db);
+	int64_t run_id;
+	int status;
+	if (!resolve_run(r, db, &run_id, &status)) {
+		end_read(db);
+		return status;
+	}
+	cJSON *body = cJSON_CreateObject();
+	if (add_run(body, db, run_id) < 0) {
+		cJSON_Delete(body);
+		end_read(db);
+		return tg_send_error(r, 404, "no_such_run", "there is no run %" PRId64 " in this store", run_id);
+	}
+	const char *err;
+	struct tg_run_stats *s = tg_stats_acquire(db, run_id, &err);
+	if (!s) {
+		cJSON_Delete(body);
+		status = tg_send_error(r, 500, "store_error", "reading the store failed: %s", err);
+		end_read(db);
+		return status;
+	}
+	cJSON *sum = cJSON_AddObjectToObject(body, "summary");
+	tg_json_add_int(sum, "count", (int64_t)s->n);
+	add_latency(sum, &s->all);
+	double secs = active_seconds(s);
+	tg_json_add_num(sum, "active_s", s->n ? (double)(s->max_end_ns - s->min_start_ns) / 1e9 : 0.0);
+	tg_json_add_num(sum, "rps", s->n ? (double)s->n / secs : 0.0);
+	if (s->n) {
+		tg_json_add_ns(sum, "first_start_unix_ns", s->min_start_ns);
+		tg_json_add_ns(sum, "last_end_unix_ns", s->max_end_ns);
+	} else {
+		cJSON_AddNullToObject(sum, "first_start_unix_ns");
+		cJSON_AddNullToObject(sum, "last_end_unix_ns");
+	}
+	tg_json_add_int(sum, "endpoints", (int64_t)s->n_eps);
+	cJSON *tl = timeline_json(s);
+	cJSON_AddItemToObject(body, "timeline", tl);
+	double peak = 0;
+	cJSON *it;
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(tl, "rps")) if (it->valuedouble > peak) peak = it->valuedouble;
+	tg_json_add_num(sum, "peak_rps", peak);
+	tg_stats_release();
+
+	double cpu;
+	int64_t rss;
+	if (add_processes(body, db, run_id, &cpu, &rss) < 0 || add_losses(body, db, run_id) < 0) {
+		cJSON_Delete(body);
+		return db_error(r, db);
+	}
+	cJSON *res = cJSON_AddObjectToObject(body, "resources");
+	tg_json_add_num(res, "cpu_avg_pct", cpu);
+	tg_json_add_int(res, "rss_peak_bytes", rss);
+	add_queries_summary(body, db, run_id);
+	cJSON *samples = cJSON_AddObjectToObject(body, "samples");
+	cJSON_AddBoolToObject(samples, "available", tg_db_has_table(db, "samples"));
+	end_read(db);
+	return tg_send_json(r, 200, body);
+}
+
+/* Sort keys of the endpoints table. */
+enum ep_key { EK_COUNT, EK_AVG, EK_P50, EK_P90, EK_P99, EK_MAX, EK_ERR5, EK_ERR4, EK_NAME };
+
+struct ep_row {
+	struct tg_endpoint_stats *e;
+	int64_t p50, p90, p99;
+};
+
+static enum ep_key sort_key;
+static int sort_desc;
+
+static int cmp_ep(const void *a, const void *b)
+{
+	const struct ep_row *x = a, *y = b;
+	double u = 0, v = 0;
+	int c = 0;
+	switch (sort_key) {
+	case EK_COUNT: u = (double)x->e->count, v = (double)y->e->count; break;
+	case EK_AVG: u = (double)x->e->sum_ns / (double)x->e->count, v = (double)y->e->sum_ns / (double)y->e->count; break;
+	case EK_P50: u = (double)x->p50, v = (double)y->p50; break;
+	case EK_P90: u = (double)x->p90, v = (double)y->p90; break;
+	case EK_P99: u = (double)x->p99, v = (double)y->p99; break;
+	case EK_MAX: u = (double)x->e->max_ns, v = (double)y->e->max_ns; break;
+	case EK_ERR5: u = (double)x->e->n5xx / (double)x->e->count, v = (double)y->e->n5xx / (double)y->e->count; break;
+	case EK_ERR4: u = (double)x->e->n4xx / (double)x->e->count, v = (double)y->e->n4xx / (double)y->e->count; break;
+	case EK_NAME: c = strcmp(x->e->name, y->e->name); break;
+	}
+	if (sort_key != EK_NAME)
+		c = (u > v) - (u < v);
+	if (sort_desc)
+		c = -c;
+	if (c == 0)
+		c = strcmp(x->e->name, y->e->name) ? strcmp(x->e->name, y->e->name) : strcmp(x->e->method, y->e->method);
+	return c;
+}
+
+int tg_api_endpoints(struct tg_req *r)
+{
+	static const struct { const char *name; enum ep_key key; } keys[] = {
+		{ "count", EK_COUNT }, { "rps", EK_COUNT }, { "avg", EK_AVG }, { "p50", EK_P50 },
+		{ "p90", EK_P90 }, { "p99", EK_P99 }, { "max", EK_MAX }, { "errors", EK_ERR5 },
+		{ "5xx", EK_ERR5 }, { "4xx", EK_ERR4 }, { "name", EK_NAME },
+	};
+	if (r->rest[0])
+		return tg_send_error(r, 404, "not_found", "no such API endpoint");
+	char sort[16] = "count", dir[8] = "";
+	if (tg_query_param(r, "sort", sort, sizeof sort) == 0)
+		strcpy(sort, "count");
+	tg_query_param(r, "dir", dir, sizeof dir);
+	enum ep_key key = EK_COUNT;
+	int known = 0;
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		if (strcmp(sort, keys[i].name) == 0)
+			key = keys[i].key, known = 1;
+	if (!known && sort[0])
+		return tg_send_error(r, 400, "bad_param",
+				     "bad value for sort (count, rps, avg, p50, p90, p99, max, 5xx, 4xx or name)");
+	if (dir[0] && strcmp(dir, "asc") != 0 && strcmp(dir, "desc") != 0)
+		return tg_send_error(r, 400, "bad_param", "bad value for dir (asc or desc)");
+	int desc = dir[0] ? strcmp(dir, "desc") == 0 : key != EK_NAME;
+	int64_t limit = 1000;
+	if (param_i64(r, "limit", 1, 10000, &limit) < 0)
+		return 400;
+
+	struct tg_db dbs;
+	sqlite3 *db = tg_req_db(r, &dbs);
+	if (!db)
+		return 503;
+	if (begin_read(db) < 0)
+		return db_error(r, db);
+	int64_t run_id;
+	int status;
+	if (!resolve_run(r, db, &run_id, &status)) {
+		end_read(db);
+		return status;
+	}
+	const char *err;
+	struct tg_run_stats *s = tg_stats_acquire(db, run_id, &err);
+	if (!s) {
+		int nf = err && strcmp(err, "no such run") == 0;
+		status = nf ? tg_send_error(r, 404, "no_such_run", "there is no run %" PRId64 " in this store", run_id)
+			    : tg_send_error(r, 500, "store_error", "reading the store failed: %s", err);
+		end_read(db);
+		return status;
+	}
+	struct ep_row *rows = calloc(s->n_eps ? s->n_eps : 1, sizeof *rows);
+	if (!rows) {
+		tg_stats_release();
+		end_read(db);
+		return tg_send_json(r, 500, NULL);
+	}
+	for (size_t i = 0; i < s->n_eps; i++) {
+		rows[i].e = &s->eps[i];
+		rows[i].p50 = tg_durs_percentile(&s->eps[i].durs, 50);
+		rows[i].p90 = tg_durs_percentile(&s->eps[i].durs, 90);
+		rows[i].p99 = tg_durs_percentile(&s->eps[i].durs, 99);
+	}
+	sort_key = key; /* qsort has no context argument: the lock guards these */
+	sort_desc = desc;
+	qsort(rows, s->n_eps, sizeof *rows, cmp_ep);
+	double secs = active_seconds(s);
+	cJSON *body = cJSON_CreateObject();
+	tg_json_add_int(body, "run", run_id);
+	tg_json_add_int(body, "total", (int64_t)s->n_eps);
+	cJSON_AddBoolToObject(body, "capped", s->n_eps >= TG_STATS_MAX_ENDPOINTS);
+	cJSON *arr = cJSON_AddArrayToObject(body, "endpoints");
+	for (size_t i = 0; i < s->n_eps && (int64_t)i < limit; i++) {
+		struct tg_endpoint_stats *e = rows[i].e;
+		cJSON *o = cJSON_CreateObject();
+		tg_json_add_bytes(o, "method", e->method, strlen(e->method));
+		tg_json_add_bytes(o, "route", e->name, strlen(e->name));
+		cJSON_AddBoolToObject(o, "is_route", e->is_route);
+		cJSON_AddBoolToObject(o, "is_other", e->is_other);
+		tg_json_add_int(o, "count", (int64_t)e->count);
+		tg_json_add_num(o, "rps", (double)e->count / secs);
+		add_latency(o, e);
+		cJSON_AddItemToArray(arr, o);
+	}
+	free(rows);
+	tg_stats_release();
+	end_read(db);
+	return tg_send_json(r, 200, body);
+}
+
+/* ---- the requests list ---- */
+
+#define MAX_BINDS 16
+
+struct sql_buf {
+	char text[2048];
+	size_t len;
+	struct bind {
+		int is_text;
+		int64_t i;
+		char s[512];
+	} binds[MAX_BINDS];
+	int n;
+};
+
+static void sql_add(struct sql_buf *q, const char *s)
+{
+	size_t l = strlen(s);
+	if (q->len + l < sizeof q->text) {
+		memcpy(q->text + q->len, s, l + 1);
+		q->len += l;
+	}
+}
+
+static int bind_i(struct sql_buf *q, int64_t v)
+{
+	if (q->n == MAX_BINDS)
+		return 0;
+	q->binds[q->n].is_text = 0;
+	q->binds[q->n].i = v;
+	return ++q->n;
+}
+
+static int bind_s(struct sql_buf *q, const char *s)
+{
+	if (q->n == MAX_BINDS)
+		return 0;
+	q->binds[q->n].is_text = 1;
+	snprintf(q->binds[q->n].s, sizeof q->binds[q->n].s, "%s", s);
+	return ++q->n;
+}
+
+/* Appends " AND " + cond, where the first "?#" becomes ?a and the second ?b
+ * (the numbers bind_*() returned). */
+static void sql_cond(struct sql_buf *q, const char *cond, int a, int b)
+{
+	char buf[256];
+	size_t o = 0;
+	int k = 0;
+	for (const char *p = cond; *p && o < sizeof buf - 16; p++) {
+		if (p[0] == '?' && p[1] == '#') {
+			o += (size_t)snprintf(buf + o, sizeof buf - o, "?%d", k++ == 0 ? a : b);
+			p++;
+		} else {
+			buf[o++] = *p;
+		}
+	}
+	buf[o] = 0;
+	sql_add(q, " AND ");
+	sql_add(q, buf);
+}
+
+/* More matching rows than this make an index on the filtered column the
+ * wrong way in: walking the sort index and skipping non-matches is faster
+ * than sorting that many. */
+#define PROBE_ROWS 5000
+
+/* Counts up to PROBE_ROWS requests of the run with status in [lo, hi]
+ * (an index range scan of at most that many entries). */
+static int64_t status_probe(sqlite3 *db, int64_t run_id, int lo, int hi)
+{
+	char sql[200];
+	snprintf(sql, sizeof sql,
+		 "SELECT count(*) FROM (SELECT 1 FROM requests WHERE run_id = %" PRId64
+		 " AND status BETWEEN %d AND %d LIMIT %d)",
+		 run_id, lo, hi, PROBE_ROWS);
+	return tg_db_int(db, sql, PROBE_ROWS);
+}
+
+/* Adds a status filter: "2xx".."5xx", "NNN" or "none". Rare statuses are
+ * looked up on the status index; common ones are checked row by row
+ * while the sort index is walked ("+status" keeps the planner off the
+ * status index). Returns 0, or -1 for a bad value. */
+static int status_filter(struct sql_buf *q, sqlite3 *db, int64_t run_id, const char *v)
+{
+	int lo, hi;
+	int64_t n;
+	if (strcmp(v, "none") == 0) {
+		sql_add(q, " AND status IS NULL");
+		return 0;
+	}
+	if (strlen(v) == 3 && v[0] >= '1' && v[0] <= '5' && strcmp(v + 1, "xx") == 0) {
+		lo = (v[0] - '0') * 100;
+		hi = lo + 99;
+	} else if (parse_i64(v, &n) == 0 && n >= 100 && n <= 999) {
+		lo = hi = (int)n;
+	} else {
+		return -1;
+	}
+	int a = bind_i(q, lo), b = bind_i(q, hi);
+	if (status_probe(db, run_id, lo, hi) < PROBE_ROWS)
+		sql_cond(q, "status BETWEEN ?# AND ?#", a, b);
+	else
+		sql_cond(q, "+status BETWEEN ?# AND ?#", a, b);
+	return 0;
+}
+
+/* A row of the list, from LIST_COLUMNS. */
+#define LIST_COLUMNS                                                                                        \
+	"id, start_unix_ns, duration_ns, method, path, query_string, route, status, response_bytes, pid, error," \
+	" exception IS NOT NULL, run_id"
+
+static cJSON *list_row(sqlite3_stmt *st)
+{
+	cJSON *o = cJSON_CreateObject();
+	tg_json_add_col(o, "id", st, 0);
+	add_time(o, "start", st, 1);
+	int64_t dur = sqlite3_column_int64(st, 2);
+	tg_json_add_int(o, "duration_ns", dur);
+	tg_json_add_num(o, "duration_ms", ns_to_ms(dur));
+	tg_json_add_col(o, "method", st, 3);
+	tg_json_add_col(o, "path", st, 4);
+	tg_json_add_col(o, "query_string", st, 5);
+	tg_json_add_col(o, "route", st, 6);
+	tg_json_add_col(o, "status", st, 7);
+	tg_json_add_col(o, "response_bytes", st, 8);
+	tg_json_add_col(o, "pid", st, 9);
+	tg_json_add_col(o, "error", st, 10);
+	cJSON_AddBoolToObject(o, "exception", sqlite3_column_int(st, 11));
+	tg_json_add_col(o, "run", st, 12);
+	return o;
+}
+
+static int request_detail(struct tg_req *r, const char *idtext);
+
+int tg_api_requests(struct tg_req *r)
+{
+	if (r->rest[0] == '/')
+		return request_detail(r, r->rest + 1);
+	if (r->rest[0])
+		return tg_send_error(r, 404, "not_found", "no such API endpoint");
+
+	struct sql_buf *q = calloc(1, sizeof *q);
+	if (!q)
+		return tg_send_json(r, 500, NULL);
+	char v[512], sort[16] = "start", dir[8] = "desc";
+	int status = 0;
+	int64_t n, limit = LIST_LIMIT_DEFAULT, newer_than = 0;
+	if (param_i64(r, "limit", 1, LIST_LIMIT_MAX, &limit) < 0 || param_i64(r, "newer_than", 0, INT64_MAX, &newer_than) < 0) {
+		free(q);
+		return 400;
+	}
+	if (tg_query_param(r, "sort", sort, sizeof sort) == 0)
+		strcpy(sort, "start");
+	if (tg_query_param(r, "dir", dir, sizeof dir) == 0)
+		strcpy(dir, "desc");
+	if (strcmp(sort, "start") != 0 && strcmp(sort, "duration") != 0) {
+		free(q);
+		return tg_send_error(r, 400, "bad_param", "bad value for sort (start or duration)");
+	}
+	if (strcmp(dir, "asc") != 0 && strcmp(dir, "desc") != 0) {
+		free(q);
+		return tg_send_error(r, 400, "bad_param", "bad value for dir (asc or desc)");
+	}
+	const char *key = strcmp(sort, "start") == 0 ? "start_unix_ns" : "duration_ns";
+	int desc = strcmp(dir, "desc") == 0;
+
+	struct tg_db dbs;
+	sqlite3 *db = tg_req_db(r, &dbs);
+	if (!db) {
+		free(q);
+		return 503;
+	}
+	if (begin_read(db) < 0) {
+		free(q);
+		return db_error(r, db);
+	}
+	int64_t run_id;
+	if (!resolve_run(r, db, &run_id, &status))
+		goto done;
+
+	sql_add(q, "SELECT " LIST_COLUMNS " FROM requests WHERE run_id = ?1");
+	bind_i(q, run_id);
+	if (tg_query_param(r, "route", v, sizeof v) > 0)
+		sql_cond(q, "route = ?#", bind_s(q, v), 0);
+	if (tg_query_param(r, "path", v, sizeof v) > 0)
+		sql_cond(q, "path = ?#", bind_s(q, v), 0);
+	if (tg_query_param(r, "method", v, sizeof v) > 0)
+		sql_cond(q, "method = ?#", bind_s(q, v), 0);
+	if (tg_query_param(r, "status", v, sizeof v) > 0 && status_filter(q, db, run_id, v) < 0) {
+		status = tg_send_error(r, 400, "bad_param", "bad value for status (2xx, 3xx, 4xx, 5xx, none or a code)");
+		goto done;
+	}
+	if (tg_query_param(r, "min_ms", v, sizeof v) > 0) {
+		char *end;
+		double ms = strtod(v, &end);
+		if (*end || !(ms >= 0) || ms > 1e9) {
+			status = tg_send_error(r, 400, "bad_param", "bad value for min_ms (milliseconds, e.g. 250)");
+			goto done;
+		}
+		sql_cond(q, "duration_ns >= ?#", bind_i(q, (int64_t)llround(ms * 1e6)), 0);
+	}
+	int len = tg_query_param(r, "q", v, sizeof v / 2 - 2);
+	if (len > 0) {
+		/* Substring of the path, ASCII case-insensitive; % _ \ taken literally. */
+		char pat[sizeof v];
+		size_t o = 0;
+		pat[o++] = '%';
+		for (int i = 0; i < len; i++) {
+			if (v[i] == '%' || v[i] == '_' || v[i] == '\\')
+				pat[o++] = '\\';
+			pat[o++] = v[i];
+		}
+		pat[o++] = '%';
+		pat[o] = 0;
+		sql_cond(q, "path LIKE ?# ESCAPE '\\'", bind_s(q, pat), 0);
+	} else if (len == -2) {
+		status = tg_send_error(r, 400, "bad_param", "the path text (q) is too long");
+		goto done;
+	}
+	int got;
+	if ((got = param_i64(r, "from", INT64_MIN, INT64_MAX, &n)) < 0) {
+		status = 400;
+		goto done;
+	} else if (got) {
+		sql_cond(q, "start_unix_ns >= ?#", bind_i(q, n), 0);
+	}
+	if ((got = param_i64(r, "to", INT64_MIN, INT64_MAX, &n)) < 0) {
+		status = 400;
+		goto done;
+	} else if (got) {
+		sql_cond(q, "start_unix_ns < ?#", bind_i(q, n), 0);
+	}
+	if (newer_than > 0)
+		sql_cond(q, "id > ?#", bind_i(q, newer_than), 0);
+	if (tg_query_param(r, "after", v, sizeof v) > 0) {
+		/* The keyset cursor: "KEY:ID" of the last row shown. */
+		char *colon = strchr(v, ':');
+		int64_t k, id;
+		if (!colon || (*colon = 0, parse_i64(v, &k) < 0) || parse_i64(colon + 1, &id) < 0) {
+			status = tg_send_error(r, 400, "bad_param", "bad value for after (a cursor from \"next\")");
+			goto done;
+		}
+		int a = bind_i(q, k), b = bind_i(q, id);
+		if (strcmp(sort, "start") == 0)
+			sql_cond(q, desc ? "(start_unix_ns, id) < (?#, ?#)" : "(start_unix_ns, id) > (?#, ?#)", a, b);
+		else
+			sql_cond(q, desc ? "(duration_ns, id) < (?#, ?#)" : "(duration_ns, id) > (?#, ?#)", a, b);
+	}
+	char tail[160];
+	snprintf(tail, sizeof tail, " ORDER BY %s %s, id %s LIMIT %" PRId64, key, desc ? "DESC" : "ASC",
+		 desc ? "DESC" : "ASC", limit + 1);
+	sql_add(q, tail);
+
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, q->text, -1, &st, NULL) != SQLITE_OK) {
+		status = tg_send_error(r, 500, "store_error", "reading the store failed: %s", sqlite3_errmsg(db));
+		goto done;
+	}
+	for (int i = 0; i < q->n; i++) {
+		if (q->binds[i].is_text)
+			sqlite3_bind_text(st, i + 1, q->binds[i].s, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_int64(st, i + 1, q->binds[i].i);
+	}
+	cJSON *body = cJSON_CreateObject();
+	tg_json_add_int(body, "run", run_id);
+	cJSON *rows = cJSON_AddArrayToObject(body, "rows");
+	int rc, count = 0;
+	int64_t last_key = 0, last_id = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (count == limit)
+			break; /* one more than the page: there is a next page */
+		cJSON_AddItemToArray(rows, list_row(st));
+		last_key = sqlite3_column_int64(st, strcmp(sort, "start") == 0 ? 1 : 2);
+		last_id = sqlite3_column_int64(st, 0);
+		count++;
+	}
+	int more = rc == SQLITE_ROW;
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		cJSON_Delete(body);
+		status = tg_send_error(r, 500, "store_error", "reading the store failed: %s", sqlite3_errmsg(db));
+		goto done;
+	}
+	if (more) {
+		snprintf(v, sizeof v, "%" PRId64 ":%" PRId64, last_key, last_id);
+		cJSON_AddStringToObject(body, "next", v);
+	} else {
+		cJSON_AddNullToObject(body, "next");
+	}
+	status = tg_send_json(r, 200, body);
+done:
+	end_read(db);
+	free(q);
+	return status;
+}
+
+/* Names of the TG_REQF_* flags (common/event.h), bit by bit. */
+static const char *const flag_names[] = {
+	"head", "upgrade", "target_truncated", "headers_truncated", "chunked_request", "chunked_response",
+	"continue", "asgi",
+};
+
+/* Splits "Name: value\n" lines into [[name, value], ...]. */
+static cJSON *headers_list(const char *h, size_t len)
+{
+	cJSON *arr = cJSON_CreateArray();
+	size_t i = 0;
+	while (i < len) {
+		size_t e = i;
+		while (e < len && h[e] != '\n')
+			e++;
+		size_t end = e;
+		if (end > i && h[end - 1] == '\r')
+			end--;
+		if (end > i) {
+			size_t c = i;
+			while (c < end && h[c] != ':')
+				c++;
+			size_t vs = c < end ? c + 1 : end;
+			while (vs < end && (h[vs] == ' ' || h[vs] == '\t'))
+				vs++;
+			cJSON *pair = cJSON_CreateArray();
+			cJSON *tmp = cJSON_CreateObject();
+			tg_json_add_bytes(tmp, "n", h + i, c - i);
+			tg_json_add_bytes(tmp, "v", h + vs, end - vs);
+			cJSON_AddItemToArray(pair, cJSON_DetachItemFromObject(tmp, "n"));
+			cJSON_AddItemToArray(pair, cJSON_DetachItemFromObject(tmp, "v"));
+			cJSON_Delete(tmp);
+			cJSON_AddItemToArray(arr, pair);
+		}
+		i = e + 1;
+	}
+	return arr;
+}
+
+static int request_detail(struct tg_req *r, const char *idtext)
+{
+	int64_t id;
+	if (parse_i64(idtext, &id) < 0 || id < 1)
+		return tg_send_error(r, 404, "not_found", "no such request");
+	struct tg_db dbs;
+	sqlite3 *db = tg_req_db(r, &dbs);
+	if (!db)
+		return 503;
+	if (begin_read(db) < 0)
+		return db_error(r, db);
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT r.*, p.exe AS process_exe, p.cmdline AS process_cmdline FROM requests r"
+			       " LEFT JOIN processes p ON p.id = r.process_id WHERE r.id = ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_error(r, db);
+	sqlite3_bind_int64(st, 1, id);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return db_error(r, db);
+		end_read(db);
+		return tg_send_error(r, 404, "not_found", "there is no request %" PRId64 " in this store", id);
+	}
+	cJSON *body = cJSON_CreateObject();
+	cJSON *req = cJSON_AddObjectToObject(body, "request");
+	int64_t start = 0, dur = 0, req_end = -1, resp_start = -1, flags = 0;
+	const char *headers = NULL;
+	size_t headers_len = 0;
+	/* Every column, so that columns added by later schemas show up too. */
+	for (int c = 0; c < sqlite3_column_count(st); c++) {
+		const char *name = sqlite3_column_name(st, c);
+		size_t nl = strlen(name);
+		int isnull = sqlite3_column_type(st, c) == SQLITE_NULL;
+		if (nl > 8 && strcmp(name + nl - 8, "_unix_ns") == 0 && !isnull)
+			tg_json_add_ns(req, name, sqlite3_column_int64(st, c));
+		else
+			tg_json_add_col(req, name, st, c);
+		int64_t v = sqlite3_column_int64(st, c);
+		if (strcmp(name, "start_unix_ns") == 0)
+			start = v;
+		else if (strcmp(name, "duration_ns") == 0)
+			dur = v;
+		else if (strcmp(name, "req_end_ns") == 0 && !isnull)
+			req_end = v;
+		else if (strcmp(name, "resp_start_ns") == 0 && !isnull)
+			resp_start = v;
+		else if (strcmp(name, "flags") == 0)
+			flags = v;
+		else if (strcmp(name, "headers") == 0 && !isnull) {
+			headers = (const char *)sqlite3_column_text(st, c);
+			headers_len = (size_t)sqlite3_column_bytes(st, c);
+		}
+	}
+	tg_json_add_num(req, "start_ms", (double)start / 1e6);
+	tg_json_add_num(req, "duration_ms", ns_to_ms(dur));
+	cJSON_AddItemToObject(body, "headers", headers ? headers_list(headers, headers_len) : cJSON_CreateArray());
+	cJSON *fl = cJSON_AddArrayToObject(body, "flags");
+	for (size_t b = 0; b < sizeof flag_names / sizeof flag_names[0]; b++)
+		if (flags & (1 << b))
+			cJSON_AddItemToArray(fl, cJSON_CreateString(flag_names[b]));
+
+	/* The waterfall: request on the wire, the app's work, response on the wire. */
+	cJSON *timing = cJSON_AddObjectToObject(body, "timing");
+	tg_json_add_int(timing, "total_ns", dur);
+	if (req_end >= 0 && resp_start >= req_end && resp_start <= dur) {
+		cJSON_AddBoolToObject(timing, "available", 1);
+		tg_json_add_int(timing, "wire_in_ns", req_end);
+		tg_json_add_int(timing, "app_ns", resp_start - req_end);
+		tg_json_add_int(timing, "wire_out_ns", dur - resp_start);
+	} else {
+		cJSON_AddBoolToObject(timing, "available", 0);
+	}
+	sqlite3_finalize(st);
+	cJSON *queries = cJSON_AddObjectToObject(body, "queries");
+	cJSON_AddBoolToObject(queries, "available", tg_db_has_table(db, "queries"));
+	cJSON_AddArrayToObject(queries, "rows");
+	cJSON *samples = cJSON_AddObjectToObject(body, "samples");
+	cJSON_AddBoolToObject(samples, "available", tg_db_has_table(db, "samples"));
+	end_read(db);
+	return tg_send_json(r, 200, body);
+}

@@ -1,0 +1,194 @@
+/*
+ * db.c - per-thread read-only store connections for the dashboard (db.h).
+ *
+ * Workload: every API request and every SSE tick (2 per second per open
+ * page) calls tg_db_acquire(); the common case is one stat() and one
+ * PRAGMA user_version on an open connection.
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct thread_conn {
+	sqlite3 *db;
+	char *path;
+	dev_t dev;
+	ino_t ino;
+};
+
+static pthread_key_t conn_key;
+static pthread_once_t conn_once = PTHREAD_ONCE_INIT;
+
+static void conn_close(struct thread_conn *c)
+{
+	if (c->db)
+		sqlite3_close(c->db);
+	c->db = NULL;
+	free(c->path);
+	c->path = NULL;
+}
+
+static void conn_destroy(void *p)
+{
+	conn_close(p);
+	free(p);
+}
+
+static void conn_key_init(void)
+{
+	pthread_key_create(&conn_key, conn_destroy);
+}
+
+void tg_db_close_thread(void)
+{
+	pthread_once(&conn_once, conn_key_init);
+	struct thread_conn *c = pthread_getspecific(conn_key);
+	if (c) {
+		conn_destroy(c);
+		pthread_setspecific(conn_key, NULL);
+	}
+}
+
+const char *tg_db_state_name(enum tg_db_state state)
+{
+	switch (state) {
+	case TG_DB_OK: return "ok";
+	case TG_DB_MISSING: return "missing";
+	case TG_DB_EMPTY: return "empty";
+	case TG_DB_OLDER: return "older";
+	case TG_DB_NEWER: return "newer";
+	case TG_DB_BAD: break;
+	}
+	return "bad";
+}
+
+long long tg_db_int(sqlite3 *db, const char *sql, long long dflt)
+{
+	sqlite3_stmt *st;
+	long long v = dflt;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return dflt;
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+int tg_db_has_table(sqlite3 *db, const char *name)
+{
+	sqlite3_stmt *st;
+	int found = 0;
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	found = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return found;
+}
+
+static void set_bad(struct tg_db *out, const char *path, const char *why)
+{
+	out->state = TG_DB_BAD;
+	snprintf(out->message, sizeof out->message, "%s is not a readable TimeGlass store (%s)", path, why);
+}
+
+/* Reads the schema version of an open connection and sets the state. */
+static void classify(struct tg_db *out, sqlite3 *db, const char *path)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			out->schema = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+	}
+	if (rc != SQLITE_ROW) {
+		set_bad(out, path, sqlite3_errmsg(db));
+		return;
+	}
+	if (out->schema == 0) {
+		long long tables = tg_db_int(db, "SELECT count(*) FROM sqlite_master", -1);
+		if (tables != 0) {
+			set_bad(out, path, tables < 0 ? sqlite3_errmsg(db) : "it holds other tables");
+			return;
+		}
+		out->state = TG_DB_EMPTY;
+		snprintf(out->message, sizeof out->message,
+			 "No recordings yet: run `timeglass run -- uvicorn main:app`");
+	} else if (out->schema > TG_UI_SCHEMA) {
+		out->state = TG_DB_NEWER;
+		snprintf(out->message, sizeof out->message,
+			 "%s was written by a newer TimeGlass (schema %d; this dashboard reads up to %d): "
+			 "upgrade timeglass to view it",
+			 path, out->schema, TG_UI_SCHEMA);
+	} else if (out->schema < TG_UI_SCHEMA) {
+		out->state = TG_DB_OLDER;
+		snprintf(out->message, sizeof out->message,
+			 "%s uses an older schema (%d); record once with `timeglass run` to upgrade it", path,
+			 out->schema);
+	} else {
+		out->state = TG_DB_OK;
+		out->db = db;
+	}
+}
+
+void tg_db_acquire(const char *path, struct tg_db *out)
+{
+	memset(out, 0, sizeof *out);
+	out->schema = -1;
+	pthread_once(&conn_once, conn_key_init);
+	struct thread_conn *c = pthread_getspecific(conn_key);
+	if (!c) {
+		c = calloc(1, sizeof *c);
+		if (!c) {
+			set_bad(out, path, "out of memory");
+			return;
+		}
+		pthread_setspecific(conn_key, c);
+	}
+
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		conn_close(c);
+		if (errno == ENOENT || errno == ENOTDIR) {
+			out->state = TG_DB_MISSING;
+			snprintf(out->message, sizeof out->message,
+				 "No recordings yet: run `timeglass run -- uvicorn main:app`");
+		} else {
+			set_bad(out, path, strerror(errno));
+		}
+		return;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		conn_close(c);
+		set_bad(out, path, "not a regular file");
+		return;
+	}
+	if (c->db && (strcmp(c->path, path) != 0 || c->dev != st.st_dev || c->ino != st.st_ino))
+		conn_close(c);
+	if (!c->db) {
+		if (!(c->path = strdup(path))) {
+			set_bad(out, path, "out of memory");
+			return;
+		}
+		int rc = sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+		if (rc != SQLITE_OK) {
+			set_bad(out, path, c->db ? sqlite3_errmsg(c->db) : "out of memory");
+			conn_close(c);
+			return;
+		}
+		sqlite3_busy_timeout(c->db, 2000);
+		c->dev = st.st_dev;
+		c->ino = st.st_ino;
+	}
+	classify(out, c->db, path);
+	if (out->state == TG_DB_BAD)
+		conn_close(c); /* try afresh next time */
+}

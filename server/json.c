@@ -1,0 +1,128 @@
+/*
+ * json.c - the cJSON helpers of json.h: exact integers, unix-ns strings and
+ * UTF-8-safe strings for the dashboard API.
+ */
+#include "json.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+cJSON *tg_json_int(int64_t v)
+{
+	char buf[24];
+	snprintf(buf, sizeof buf, "%" PRId64, v);
+	return cJSON_CreateRaw(buf);
+}
+
+cJSON *tg_json_num(double v)
+{
+	return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
+}
+
+/* Adds item under name; frees it when that fails. */
+static cJSON *add(cJSON *obj, const char *name, cJSON *item)
+{
+	if (!item)
+		return NULL;
+	if (!cJSON_AddItemToObject(obj, name, item)) {
+		cJSON_Delete(item);
+		return NULL;
+	}
+	return item;
+}
+
+cJSON *tg_json_add_int(cJSON *obj, const char *name, int64_t v)
+{
+	return add(obj, name, tg_json_int(v));
+}
+
+cJSON *tg_json_add_ns(cJSON *obj, const char *name, int64_t v)
+{
+	char buf[24];
+	snprintf(buf, sizeof buf, "%" PRId64, v);
+	return add(obj, name, cJSON_CreateString(buf));
+}
+
+cJSON *tg_json_add_num(cJSON *obj, const char *name, double v)
+{
+	return add(obj, name, tg_json_num(v));
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0];
+	size_t len;
+	unsigned min;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2, min = 0x80;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, min = 0x800;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, min = 0x10000;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	unsigned cp = c & (0x3f >> (len - 1));
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+cJSON *tg_json_add_bytes(cJSON *obj, const char *name, const char *s, size_t len)
+{
+	if (!s)
+		return add(obj, name, cJSON_CreateNull());
+	/* Worst case: every byte becomes the 3-byte U+FFFD; NUL bytes are
+	 * dropped (cJSON strings are NUL-terminated). */
+	char *buf = malloc(len * 3 + 1);
+	if (!buf)
+		return NULL;
+	const unsigned char *p = (const unsigned char *)s;
+	size_t o = 0;
+	for (size_t i = 0; i < len;) {
+		size_t l = p[i] ? utf8_len(p + i, len - i) : 1;
+		if (!p[i]) {
+			i++;
+		} else if (l == 0) {
+			memcpy(buf + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		} else {
+			memcpy(buf + o, p + i, l);
+			o += l;
+			i += l;
+		}
+	}
+	buf[o] = 0;
+	cJSON *item = add(obj, name, cJSON_CreateString(buf));
+	free(buf);
+	return item;
+}
+
+cJSON *tg_json_add_col(cJSON *obj, const char *name, sqlite3_stmt *st, int col)
+{
+	switch (sqlite3_column_type(st, col)) {
+	case SQLITE_NULL:
+		return add(obj, name, cJSON_CreateNull());
+	case SQLITE_INTEGER:
+		return tg_json_add_int(obj, name, sqlite3_column_int64(st, col));
+	case SQLITE_FLOAT:
+		return tg_json_add_num(obj, name, sqlite3_column_double(st, col));
+	default: {
+		const char *s = (const char *)sqlite3_column_text(st, col);
+		return tg_json_add_bytes(obj, name, s ? s : "", (size_t)sqlite3_column_bytes(st, col));
+	}
+	}
+}

@@ -1,0 +1,348 @@
+/*
+ * stats.c - in-memory per-run aggregates (stats.h), loaded from the store
+ * once and then extended with the rows added since.
+ */
+#include "stats.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STATS_MAX_RUNS 3
+
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tg_run_stats *cache[STATS_MAX_RUNS];
+static uint64_t use_clock;
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+static int durs_push(struct tg_durs *d, int64_t v)
+{
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 64;
+		int64_t *nv = realloc(d->v, cap * sizeof *nv);
+		if (!nv)
+			return -1;
+		d->v = nv;
+		d->cap = cap;
+	}
+	d->v[d->n++] = v;
+	return 0;
+}
+
+/* Sorts the new tail and merges it into the sorted head. */
+static int durs_sort(struct tg_durs *d)
+{
+	if (d->sorted == d->n)
+		return 0;
+	size_t head = d->sorted, tail = d->n - head;
+	qsort(d->v + head, tail, sizeof *d->v, cmp_i64);
+	if (head > 0 && d->v[head - 1] > d->v[head]) {
+		int64_t *t = malloc(tail * sizeof *t);
+		if (!t)
+			return -1;
+		memcpy(t, d->v + head, tail * sizeof *t);
+		/* Merge from the back: head is v[0..head), tail is t. */
+		size_t i = head, j = tail, o = d->n;
+		while (j > 0) {
+			if (i > 0 && d->v[i - 1] > t[j - 1])
+				d->v[--o] = d->v[--i];
+			else
+				d->v[--o] = t[--j];
+		}
+		free(t);
+	}
+	d->sorted = d->n;
+	return 0;
+}
+
+int64_t tg_durs_percentile(struct tg_durs *d, double pct)
+{
+	if (d->n == 0 || durs_sort(d) < 0)
+		return 0;
+	double r = pct / 100.0 * (double)d->n;
+	size_t rank = (size_t)r;
+	if ((double)rank < r)
+		rank++; /* ceil */
+	if (rank < 1)
+		rank = 1;
+	if (rank > d->n)
+		rank = d->n;
+	return d->v[rank - 1];
+}
+
+static void ep_free(struct tg_endpoint_stats *e)
+{
+	free(e->method);
+	free(e->name);
+	free(e->durs.v);
+}
+
+static void run_free(struct tg_run_stats *s)
+{
+	if (!s)
+		return;
+	free(s->start_ns);
+	free(s->dur_ns);
+	free(s->status);
+	ep_free(&s->all);
+	for (size_t i = 0; i < s->n_eps; i++)
+		ep_free(&s->eps[i]);
+	free(s->eps);
+	free(s->table);
+	free(s);
+}
+
+static uint64_t hash_key(const char *method, const char *name)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (const unsigned char *p = (const unsigned char *)method; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	h = (h ^ 0x1f) * 1099511628211ULL;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	return h;
+}
+
+static int table_grow(struct tg_run_stats *s)
+{
+	size_t size = s->table_size ? s->table_size * 2 : 256;
+	uint32_t *t = calloc(size, sizeof *t);
+	if (!t)
+		return -1;
+	for (size_t i = 0; i < s->n_eps; i++) {
+		size_t h = hash_key(s->eps[i].method, s->eps[i].name) & (size - 1);
+		while (t[h])
+			h = (h + 1) & (size - 1);
+		t[h] = (uint32_t)i + 1;
+	}
+	free(s->table);
+	s->table = t;
+	s->table_size = size;
+	return 0;
+}
+
+static struct tg_endpoint_stats *ep_new(struct tg_run_stats *s, const char *method, const char *name,
+					int is_route, int is_other)
+{
+	if (s->n_eps == s->cap_eps) {
+		size_t cap = s->cap_eps ? s->cap_eps * 2 : 32;
+		struct tg_endpoint_stats *n = realloc(s->eps, cap * sizeof *n);
+		if (!n)
+			return NULL;
+		s->eps = n;
+		s->cap_eps = cap;
+	}
+	struct tg_endpoint_stats *e = &s->eps[s->n_eps];
+	memset(e, 0, sizeof *e);
+	e->method = strdup(method);
+	e->name = strdup(name);
+	if (!e->method || !e->name) {
+		ep_free(e);
+		return NULL;
+	}
+	e->is_route = is_route;
+	e->is_other = is_other;
+	s->n_eps++;
+	return e;
+}
+
+/* The endpoint for (method, name), created on first sight. */
+static struct tg_endpoint_stats *ep_find(struct tg_run_stats *s, const char *method, const char *name,
+					 int is_route)
+{
+	if ((s->n_eps + 1) * 2 > s->table_size && table_grow(s) < 0)
+		return NULL;
+	size_t mask = s->table_size - 1, h = hash_key(method, name) & mask;
+	for (; s->table[h]; h = (h + 1) & mask) {
+		struct tg_endpoint_stats *e = &s->eps[s->table[h] - 1];
+		if (!e->is_other && e->is_route == is_route && strcmp(e->name, name) == 0 &&
+		    strcmp(e->method, method) == 0)
+			return e;
+	}
+	if (s->n_eps >= TG_STATS_MAX_ENDPOINTS) {
+		/* Over the cap: one shared bucket, found by a linear look once. */
+		for (size_t i = s->n_eps; i-- > 0;)
+			if (s->eps[i].is_other)
+				return &s->eps[i];
+		return ep_new(s, "", "(other)", 0, 1);
+	}
+	struct tg_endpoint_stats *e = ep_new(s, method, name, is_route, 0);
+	if (e)
+		s->table[h] = (uint32_t)s->n_eps;
+	return e;
+}
+
+static int ep_add(struct tg_endpoint_stats *e, int64_t start, int64_t dur, int status)
+{
+	if (durs_push(&e->durs, dur) < 0)
+		return -1;
+	if (e->count == 0 || start < e->first_ns)
+		e->first_ns = start;
+	if (e->count == 0 || start + dur > e->last_ns)
+		e->last_ns = start + dur;
+	e->count++;
+	e->sum_ns += dur;
+	if (dur > e->max_ns)
+		e->max_ns = dur;
+	if (status >= 500 && status <= 599)
+		e->n5xx++;
+	else if (status >= 400 && status <= 499)
+		e->n4xx++;
+	return 0;
+}
+
+static int run_push(struct tg_run_stats *s, int64_t start, int64_t dur, int status)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 1024;
+		int64_t *a = realloc(s->start_ns, cap * sizeof *a);
+		if (!a)
+			return -1;
+		s->start_ns = a;
+		int64_t *b = realloc(s->dur_ns, cap * sizeof *b);
+		if (!b)
+			return -1;
+		s->dur_ns = b;
+		int16_t *c = realloc(s->status, cap * sizeof *c);
+		if (!c)
+			return -1;
+		s->status = c;
+		s->cap = cap;
+	}
+	if (s->n == 0 || start < s->min_start_ns)
+		s->min_start_ns = start;
+	if (s->n == 0 || start + dur > s->max_end_ns)
+		s->max_end_ns = start + dur;
+	s->start_ns[s->n] = start;
+	s->dur_ns[s->n] = dur;
+	s->status[s->n] = (int16_t)(status > 0 && status < 1000 ? status : 0);
+	s->n++;
+	return 0;
+}
+
+/* Reads the run's requests with id > last_id. */
+static int load_new(sqlite3 *db, struct tg_run_stats *s, const char **err)
+{
+	/* The first load walks the run's index; later ones the rowid range
+	 * (+run_id keeps the planner off the run index, which cannot seek on
+	 * the id). */
+	const char *sql = s->last_id == 0
+		? "SELECT id, start_unix_ns, duration_ns, status, route, path, method FROM requests"
+		  " WHERE run_id = ?1 AND id > ?2"
+		: "SELECT id, start_unix_ns, duration_ns, status, route, path, method FROM requests"
+		  " WHERE +run_id = ?1 AND id > ?2";
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		*err = sqlite3_errmsg(db);
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, s->run_id);
+	sqlite3_bind_int64(st, 2, s->last_id);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		int64_t start = sqlite3_column_int64(st, 1);
+		int64_t dur = sqlite3_column_int64(st, 2);
+		int status = sqlite3_column_int(st, 3);
+		const char *route = (const char *)sqlite3_column_text(st, 4);
+		const char *path = (const char *)sqlite3_column_text(st, 5);
+		const char *method = (const char *)sqlite3_column_text(st, 6);
+		if (dur < 0)
+			dur = 0;
+		struct tg_endpoint_stats *e =
+			ep_find(s, method ? method : "", route ? route : path ? path : "", route != NULL);
+		if (!e || ep_add(e, start, dur, status) < 0 || ep_add(&s->all, start, dur, status) < 0 ||
+		    run_push(s, start, dur, status) < 0) {
+			*err = "out of memory";
+			sqlite3_finalize(st);
+			return -1;
+		}
+		if (id > s->last_id)
+			s->last_id = id;
+	}
+	if (rc != SQLITE_DONE)
+		*err = sqlite3_errmsg(db);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+struct tg_run_stats *tg_stats_acquire(sqlite3 *db, int64_t run_id, const char **err)
+{
+	*err = NULL;
+	sqlite3_stmt *st;
+	int64_t started = 0;
+	if (sqlite3_prepare_v2(db, "SELECT started_unix_ns FROM runs WHERE id = ?", -1, &st, NULL) != SQLITE_OK) {
+		*err = sqlite3_errmsg(db);
+		return NULL;
+	}
+	sqlite3_bind_int64(st, 1, run_id);
+	int found = sqlite3_step(st) == SQLITE_ROW;
+	if (found)
+		started = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (!found) {
+		*err = "no such run";
+		return NULL;
+	}
+
+	pthread_mutex_lock(&stats_lock);
+	struct tg_run_stats *s = NULL;
+	int slot = -1;
+	for (int i = 0; i < STATS_MAX_RUNS; i++) {
+		if (cache[i] && cache[i]->run_id == run_id) {
+			if (cache[i]->run_started_ns == started) {
+				s = cache[i];
+			} else {
+				run_free(cache[i]); /* the store was replaced */
+				cache[i] = NULL;
+				slot = i;
+			}
+			break;
+		}
+	}
+	if (!s) {
+		if (slot < 0) {
+			slot = 0;
+			for (int i = 0; i < STATS_MAX_RUNS; i++) {
+				if (!cache[i]) {
+					slot = i;
+					break;
+				}
+				if (cache[i]->last_used < cache[slot]->last_used)
+					slot = i;
+			}
+			run_free(cache[slot]);
+			cache[slot] = NULL;
+		}
+		s = calloc(1, sizeof *s);
+		if (!s) {
+			pthread_mutex_unlock(&stats_lock);
+			*err = "out of memory";
+			return NULL;
+		}
+		s->run_id = run_id;
+		s->run_started_ns = started;
+		cache[slot] = s;
+	}
+	s->last_used = ++use_clock;
+	if (load_new(db, s, err) < 0) {
+		/* Drop what may be half-loaded; the next call starts afresh. */
+		for (int i = 0; i < STATS_MAX_RUNS; i++)
+			if (cache[i] == s)
+				cache[i] = NULL;
+		run_free(s);
+		pthread_mutex_unlock(&stats_lock);
+		return NULL;
+	}
+	return s;
+}
+
+void tg_stats_release(void)
+{
+	pthread_mutex_unlock(&stats_lock);
+}

@@ -1,0 +1,79 @@
+/*
+ * stats.h - per-run request aggregates for the overview and endpoints
+ * views, kept in memory and brought up to date incrementally.
+ *
+ * Why: the figures these views show (exact latency percentiles per endpoint,
+ * RPS over time) need every request of a run; scanning a million rows takes
+ * far longer than an interactive page may. Requests are only ever appended
+ * (ids grow), so the first use of a run loads it once (about a second per
+ * million requests) and every later use reads only the rows added since.
+ *
+ * Memory: about 34 bytes per request; the newest few runs used are kept
+ * (STATS_MAX_RUNS), the least recently used is dropped. Distinct endpoints
+ * per run are capped (TG_STATS_MAX_ENDPOINTS): requests beyond the cap are
+ * counted under one "(other)" endpoint, so unrouted paths full of ids cannot
+ * exhaust memory.
+ *
+ * Percentiles are exact, by nearest rank: pN is the value at rank
+ * ceil(N/100 * count) of the sorted durations.
+ */
+#ifndef TG_SERVER_STATS_H
+#define TG_SERVER_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#define TG_STATS_MAX_ENDPOINTS 5000
+
+/* A growing set of durations (ns) that is sorted lazily. */
+struct tg_durs {
+	int64_t *v;
+	size_t n, cap;
+	size_t sorted; /* v[0..sorted) is in order */
+};
+
+struct tg_endpoint_stats {
+	char *method;   /* "" when unknown */
+	char *name;     /* route template, else the path */
+	int is_route;   /* name is a route template */
+	int is_other;   /* the "(other)" overflow bucket */
+	uint64_t count, n4xx, n5xx;
+	int64_t sum_ns, max_ns;
+	int64_t first_ns, last_ns; /* first start and last end, unix ns */
+	struct tg_durs durs;
+};
+
+struct tg_run_stats {
+	int64_t run_id;
+	int64_t run_started_ns;  /* identifies the run across store replacement */
+	int64_t last_id;         /* highest request id loaded */
+	size_t n;                /* requests loaded */
+	size_t cap;
+	int64_t *start_ns;       /* per request, unix ns */
+	int64_t *dur_ns;         /* per request */
+	int16_t *status;         /* per request, 0 = none */
+	int64_t min_start_ns, max_end_ns;
+	struct tg_endpoint_stats all; /* every request of the run */
+	struct tg_endpoint_stats *eps;
+	size_t n_eps, cap_eps;
+	uint32_t *table;        /* hash table of eps indexes + 1, 0 = empty */
+	size_t table_size;      /* power of two */
+	uint64_t last_used;
+};
+
+/* Locks the stats and returns those of run_id brought up to date from db.
+ * NULL (and nothing locked) when the run does not exist or on SQLite or
+ * memory errors (*err then says which). On success call tg_stats_release()
+ * when done; the pointer is valid until then. */
+struct tg_run_stats *tg_stats_acquire(sqlite3 *db, int64_t run_id, const char **err);
+
+/* Unlocks what tg_stats_acquire() returned. */
+void tg_stats_release(void);
+
+/* Percentile pct (0 < pct <= 100) of the durations; 0 when empty. Sorts
+ * them first if needed (callers hold the stats lock). */
+int64_t tg_durs_percentile(struct tg_durs *d, double pct);
+
+#endif

@@ -1,0 +1,304 @@
+// End-to-end tests of the dashboard in headless Chromium (playwright-core,
+// the system's /usr/bin/chromium): every view, filters, a request's detail,
+// XSS payloads rendered as text, a live row, the empty store, keyboard use.
+// Screenshots go to tests/ui/artifacts/.
+//
+//   node --test tests/ui/e2e.mjs
+//
+// Needs: `npm ci --prefix web`, a built timeglass-ui (build/server/, or
+// TIMEGLASS_UI_CMD), /usr/bin/chromium and /usr/bin/python3.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { mkdtempSync, mkdirSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import net from 'node:net';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = join(HERE, '..', '..');
+const ART = join(HERE, 'artifacts');
+const PY = '/usr/bin/python3';
+const require = createRequire(join(ROOT, 'web', 'package.json'));
+const { chromium } = require('playwright-core');
+
+function uiCommand() {
+  if (process.env.TIMEGLASS_UI_CMD) return process.env.TIMEGLASS_UI_CMD.split(/\s+/);
+  for (const b of ['build', 'build-ui']) {
+    const exe = join(ROOT, b, 'server', 'timeglass-ui');
+    if (existsSync(exe)) return [exe];
+  }
+  throw new Error('no timeglass-ui: build it or set TIMEGLASS_UI_CMD');
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startUi(db) {
+  const port = await freePort();
+  const [cmd, ...args] = uiCommand();
+  const proc = spawn(cmd, [...args, '--db', db, '--port', String(port), '--no-open'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((resolve, reject) => {
+    proc.stdout.once('data', resolve);
+    proc.once('exit', (code) => reject(new Error(`timeglass-ui exited with ${code}`)));
+  });
+  return { port, proc, url: `http://127.0.0.1:${port}/` };
+}
+
+function stopUi(ui) {
+  return new Promise((resolve) => {
+    if (ui.proc.exitCode !== null) return resolve();
+    ui.proc.once('exit', resolve);
+    ui.proc.kill('SIGTERM');
+  });
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'tg-e2e-'));
+const store = join(tmp, 'fixture.db');
+const demo = join(tmp, 'demo.db');
+let ui;
+let demoUi;
+let browser;
+let page;
+const problems = []; // dialogs, page errors, CSP violations
+
+function watch(p) {
+  p.on('dialog', (d) => {
+    problems.push(`dialog: ${d.message()}`);
+    d.dismiss().catch(() => {});
+  });
+  p.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  p.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+  });
+}
+
+async function shot(name, p = page, fullPage = true) {
+  await p.screenshot({ path: join(ART, `${name}.png`), fullPage });
+}
+
+async function go(hash, p = page, base = ui.url) {
+  await p.goto(`${base}${hash}`);
+}
+
+before(async () => {
+  mkdirSync(ART, { recursive: true });
+  execFileSync(PY, [join(HERE, 'fixture.py'), store]);
+  execFileSync(PY, [join(ROOT, 'bench', 'gen_store.py'), '--requests', '30000', '--db', demo], { stdio: 'ignore' });
+  ui = await startUi(store);
+  demoUi = await startUi(demo);
+  browser = await chromium.launchPersistentContext(join(tmp, 'profile'), {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
+      '--no-first-run', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1360, height: 900 },
+    colorScheme: 'light',
+  });
+  page = browser.pages()[0] || await browser.newPage();
+  watch(page);
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (ui) await stopUi(ui);
+  if (demoUi) await stopUi(demoUi);
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+test('overview shows the run scorecard and charts', async () => {
+  await go('#/overview?run=1');
+  await page.waitForSelector('.tiles');
+  const tiles = await page.$$eval('.tile', (els) => Object.fromEntries(els.map((e) => [
+    e.querySelector('.tile-label').textContent, e.querySelector('.tile-value').textContent])));
+  assert.equal(tiles.Requests, '12');
+  assert.equal(tiles['Latency avg'], '6.50 ms');
+  assert.equal(tiles['Latency p90'], '11.0 ms');
+  assert.equal(tiles['Latency p99'], '12.0 ms');
+  assert.equal(tiles['5xx rate'], '17%');
+  assert.equal(tiles.CPU, '50%');
+  assert.equal(tiles['DB time'], '–');
+  await page.waitForSelector('.chart canvas');
+  assert.ok((await page.$$('.chart canvas')).length >= 4, 'throughput, latency, CPU and memory charts');
+  assert.match(await page.textContent('main'), /SQL queries: not captured yet/);
+  assert.match(await page.textContent('.run-line'), /Run #1/);
+  await shot('overview-fixture');
+});
+
+test('realistic store: overview in light and dark, endpoints, requests', async () => {
+  await go('#/overview', page, demoUi.url);
+  await page.waitForSelector('.chart canvas');
+  await page.waitForTimeout(300);
+  await shot('overview-light');
+  await page.keyboard.press('t');
+  await page.waitForSelector('.chart canvas');
+  await page.waitForTimeout(300);
+  assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'dark');
+  await shot('overview-dark');
+  await go('#/endpoints', page, demoUi.url);
+  await page.waitForSelector('table.sortable tbody tr');
+  await shot('endpoints-dark');
+  await page.keyboard.press('t');
+  await go('#/requests', page, demoUi.url);
+  await page.waitForSelector('.requests-table tbody tr');
+  await shot('requests-light', page, false);
+  // mobile width
+  const mobile = await browser.newPage();
+  watch(mobile);
+  await mobile.setViewportSize({ width: 390, height: 844 });
+  await go('#/overview', mobile, demoUi.url);
+  await mobile.waitForSelector('.chart canvas');
+  await mobile.waitForTimeout(300);
+  await shot('overview-mobile', mobile);
+  await mobile.close();
+});
+
+test('endpoints: sort and open a route', async () => {
+  await go('#/endpoints?run=1');
+  await page.waitForSelector('table.sortable tbody tr');
+  assert.equal((await page.$$('table.sortable tbody tr')).length, 5);
+  await page.click('th button:has-text("p99")');
+  await page.waitForFunction(() => location.hash.includes('sort=p99'));
+  await page.waitForSelector('table.sortable th[aria-sort="descending"]');
+  const first = await page.textContent('table.sortable tbody tr:first-child td:first-child');
+  assert.match(first, /DELETE/);
+  await shot('endpoints-fixture');
+  await page.click('table.sortable tbody tr:has-text("/health")');
+  await page.waitForFunction(() => location.hash.startsWith('#/requests') && location.hash.includes('route=%2Fhealth'));
+  await page.waitForSelector('.requests-table tbody tr');
+  assert.equal((await page.$$('.requests-table tbody tr')).length, 2);
+});
+
+test('requests: filters, sort and paging', async () => {
+  await go('#/requests?run=1');
+  await page.waitForSelector('.requests-table tbody tr');
+  assert.equal((await page.$$('.requests-table tbody tr')).length, 12);
+  await page.selectOption('select[aria-label="Status"]', '5xx');
+  await page.waitForFunction(() => location.hash.includes('status=5xx'));
+  await page.waitForFunction(() => document.querySelectorAll('.requests-table tbody tr').length === 2);
+  await page.fill('input[aria-label="Path contains"]', 'items/5');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.querySelectorAll('.requests-table tbody tr').length === 1);
+  await shot('requests-filtered', page, false);
+  await page.click('button:has-text("Clear all filters")');
+  await page.fill('input[aria-label="Minimum duration in milliseconds"]', '10');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.querySelectorAll('.requests-table tbody tr').length === 3);
+  await page.click('th button:has-text("Duration")');
+  await page.waitForFunction(() => location.hash.includes('sort=duration'));
+  await page.waitForSelector('.requests-table tbody tr');
+  const durs = await page.$$eval('.requests-table tbody td.dur', (tds) => tds.map((t) => t.textContent));
+  assert.deepEqual(durs, ['12.0 ms', '11.0 ms', '10.0 ms']);
+  // keyset paging on the realistic store: load more appends a page
+  await go('#/requests', page, demoUi.url);
+  await page.waitForFunction(() => document.querySelectorAll('.requests-table tbody tr').length === 100);
+  await page.click('button.more');
+  await page.waitForFunction(() => document.querySelectorAll('.requests-table tbody tr').length >= 200);
+  const ids = await page.$$eval('.requests-table tbody tr', (trs) => trs.map((t) => t.dataset.id));
+  assert.equal(new Set(ids).size, ids.length, 'no request listed twice');
+});
+
+test('request detail: waterfall, context, exception, curl, panels', async () => {
+  await go('#/requests/5?run=1');
+  await page.waitForSelector('.waterfall');
+  assert.equal((await page.$$('.wf-row')).length, 4);
+  const text = await page.textContent('main');
+  assert.match(text, /ValueError: <b>boom<\/b>/);
+  assert.match(text, /SQL queries: not captured yet/);
+  assert.match(text, /Flame graph: not captured yet/);
+  assert.match(text, /\[redacted\]/);
+  assert.equal(await page.$$eval('main b', (b) => b.length), 0, 'exception markup stays text');
+  await page.click('button:has-text("Copy as curl")');
+  const curl = await page.textContent('pre.curl');
+  assert.equal(curl, "curl -X 'POST' 'http://127.0.0.1:8000/items' -H 'user-agent: curl/7.88.1' -H 'authorization: [redacted]'");
+  await shot('detail');
+});
+
+test('XSS payloads render as text', async () => {
+  await go('#/requests?run=2');
+  await page.waitForSelector('.requests-table tbody tr');
+  const paths = await page.$$eval('.requests-table a.path', (as) => as.map((a) => a.textContent));
+  assert.ok(paths.includes('/<script>alert(1)</script>?a=<img src=x onerror=alert(2)>'), paths.join(' | '));
+  await go('#/requests/101?run=2');
+  await page.waitForSelector('.headers');
+  const headers = await page.textContent('.headers');
+  assert.ok(headers.includes('</script><img src=x onerror=alert(1)>'));
+  assert.equal(await page.evaluate(() => document.querySelectorAll('img[src="x"], main script, main img').length), 0);
+  assert.equal(await page.evaluate(() => document.scripts.length), 1, 'only the bundle');
+  await page.waitForTimeout(300);
+  assert.deepEqual(problems.filter((p) => p.startsWith('dialog')), []);
+  await shot('xss-detail');
+});
+
+test('a request recorded during the test appears live', async () => {
+  await go('#/requests');
+  await page.waitForSelector('.requests-table tbody tr');
+  await page.waitForTimeout(800); // the event stream is connected
+  execFileSync(PY, ['-c', `
+import sqlite3, sys
+sys.path.insert(0, ${JSON.stringify(HERE)})
+import fixture
+db = sqlite3.connect(${JSON.stringify(store)})
+fixture.insert_request(db, id=500, run_id=2, start_unix_ns=fixture.T0 + 30_000 * fixture.MS, duration_ns=4 * fixture.MS,
+                       method='PATCH', path='/live/arrival', route='/live/{what}', status=202)
+db.commit()
+`]);
+  await page.waitForSelector('.requests-table tbody tr[data-id="500"]', { timeout: 5000 });
+  const first = await page.getAttribute('.requests-table tbody tr:first-child', 'data-id');
+  assert.equal(first, '500');
+  assert.ok(await page.isVisible('#live-badge'));
+  await shot('live');
+});
+
+test('keyboard: views, rows, detail and back', async () => {
+  await go('#/overview?run=1');
+  await page.waitForSelector('.tiles');
+  await page.keyboard.press('3');
+  await page.waitForSelector('.requests-table tbody tr');
+  await page.keyboard.press('j');
+  await page.keyboard.press('j');
+  const focused = await page.evaluate(() => document.activeElement.dataset.id);
+  assert.equal(focused, '11');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('.waterfall');
+  assert.match(await page.evaluate(() => location.hash), /^#\/requests\/11/);
+  await page.keyboard.press('Escape');
+  await page.waitForFunction(() => location.hash.startsWith('#/requests?'));
+  await page.keyboard.press('?');
+  assert.ok(await page.isVisible('#help'));
+  await shot('help');
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('2');
+  await page.waitForSelector('table.sortable');
+});
+
+test('no store yet: a clear message, then it lights up', async () => {
+  const db = join(tmp, 'later', 'timeglass.db');
+  const empty = await startUi(db);
+  try {
+    await page.goto(empty.url);
+    await page.waitForSelector('.notice');
+    assert.match(await page.textContent('.notice'), /No recordings yet/);
+    assert.match(await page.textContent('.notice'), /timeglass run -- uvicorn main:app/);
+    await shot('no-store');
+    mkdirSync(dirname(db), { recursive: true });
+    execFileSync(PY, [join(HERE, 'fixture.py'), db]);
+    await page.waitForSelector('.tiles', { timeout: 8000 });
+  } finally {
+    await stopUi(empty);
+  }
+});
+
+test('no CSP violations, page errors or dialogs', () => {
+  assert.deepEqual(problems.filter((p) => !p.includes('Failed to load resource')), []);
+});

@@ -1,0 +1,437 @@
+"""API tests of the dashboard (timeglass ui) against the fixture store:
+JSON shapes, exact figures, pagination, filters, errors, security headers
+and the Host check, XSS payloads, store states and live updates."""
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+import fixture
+from conftest import Server, free_port, ui_command
+
+MS = fixture.MS
+T0 = fixture.T0
+
+
+def q(s):
+    return urllib.parse.quote(s, safe="")
+
+
+# ---- shapes and figures ----
+
+def test_status(server, store):
+    st = server.json("/api/status")
+    assert st["store"] == {"path": store, "state": "ok", "message": None, "schema": 1, "supported_schema": 1}
+    assert st["runs"] == 2 and st["latest_run"] == 2 and st["live"] is True
+    assert st["max_request_id"] == 102
+    assert st["capabilities"] == {"queries": False, "samples": False}
+    assert isinstance(st["now_unix_ns"], str) and int(st["now_unix_ns"]) > T0
+
+
+def test_banner_line(server):
+    assert server.banner == "timeglass: dashboard at http://127.0.0.1:%d/ (Ctrl-C to stop)\n" % server.port
+
+
+def test_runs(server):
+    runs = server.json("/api/runs")["runs"]
+    assert [r["id"] for r in runs] == [2, 1]
+    r1 = runs[1]
+    assert r1["requests"] == 12 and r1["processes"] == 1 and r1["live"] is False
+    assert r1["command"] == "uvicorn main:app" and r1["exit_status"] == 0
+    # unix ns are exact strings; ms are doubles
+    assert r1["started_unix_ns"] == str(T0 - 1000 * MS)
+    assert r1["ended_unix_ns"] == str(T0 + 3000 * MS)
+    assert abs(r1["started_ms"] - (T0 - 1000 * MS) / 1e6) < 1e-3
+    assert runs[0]["live"] is True and runs[0]["ended_unix_ns"] is None and runs[0]["exit_status"] is None
+
+
+def test_overview_figures(server):
+    ov = server.json("/api/overview?run=1")
+    s = ov["summary"]
+    assert s["count"] == 12
+    assert s["avg_ns"] == 6_500_000 and s["avg_ms"] == 6.5
+    assert (s["p50_ns"], s["p90_ns"], s["p95_ns"], s["p99_ns"], s["max_ns"]) == (6 * MS, 11 * MS, 12 * MS, 12 * MS, 12 * MS)
+    assert s["n_5xx"] == 2 and s["n_4xx"] == 2
+    assert s["rate_5xx"] == pytest.approx(2 / 12) and s["rate_4xx"] == pytest.approx(2 / 12)
+    assert s["first_start_unix_ns"] == str(T0)
+    assert s["last_end_unix_ns"] == str(T0 + 1112 * MS)
+    assert s["active_s"] == pytest.approx(1.112)
+    assert s["rps"] == pytest.approx(12 / 1.112)
+    assert s["endpoints"] == 5
+    tl = ov["timeline"]
+    assert tl["bucket_s"] == 1 and sum(tl["rps"]) * tl["bucket_s"] == 12
+    assert sum(tl["n_5xx"]) == 2 and sum(tl["n_4xx"]) == 2
+    assert len(tl["t"]) == len(tl["rps"]) == len(tl["avg_ms"]) == len(tl["max_ms"])
+    p = ov["processes"]
+    assert len(p) == 1 and p[0]["pid"] == 4242
+    assert p[0]["cpu_avg_pct"] == pytest.approx(50.0)
+    assert p[0]["rss_max_bytes"] == 110_000_000 and p[0]["rss_last_bytes"] == 110_000_000
+    assert p[0]["series"]["cpu_pct"] == pytest.approx([50.0] * 10)
+    assert ov["resources"] == {"cpu_avg_pct": pytest.approx(50.0), "rss_peak_bytes": 110_000_000}
+    assert ov["losses"] == [{"kind": "ring_full", "records": 1, "events": 7, "bytes": 512}]
+    assert ov["queries"] == {"available": False}
+    assert ov["samples"] == {"available": False}
+    assert ov["run"]["id"] == 1
+
+
+def test_overview_defaults_to_newest_run(server):
+    ov = server.json("/api/overview")
+    assert ov["run"]["id"] == 2 and ov["run"]["live"] is True
+    assert ov["summary"]["count"] == 2
+    assert ov["processes"][0]["samples"] == 0
+
+
+def test_endpoints(server):
+    body = server.json("/api/endpoints?run=1")
+    eps = {(e["method"], e["route"]): e for e in body["endpoints"]}
+    assert body["total"] == 5 and set(eps) == {
+        ("GET", "/items/{item_id}"), ("DELETE", "/items/{item_id}"), ("POST", "/items"), ("GET", "/health"), ("GET", "/favicon.ico")}
+    items = eps[("GET", "/items/{item_id}")]
+    assert items["count"] == 6 and items["is_route"] is True
+    assert (items["avg_ns"], items["p50_ns"], items["p90_ns"], items["p99_ns"], items["max_ns"]) == (6 * MS, 3 * MS, 11 * MS, 11 * MS, 11 * MS)
+    assert items["n_4xx"] == 1 and items["n_5xx"] == 1 and items["rate_5xx"] == pytest.approx(1 / 6)
+    assert items["rps"] == pytest.approx(6 / 1.112)
+    fav = eps[("GET", "/favicon.ico")]
+    assert fav["is_route"] is False and fav["count"] == 1 and fav["rate_4xx"] == 1.0
+    # default sort: most requests first
+    assert body["endpoints"][0]["route"] == "/items/{item_id}"
+
+
+@pytest.mark.parametrize("sort,dir,first", [
+    ("p99", "desc", ("DELETE", "/items/{item_id}")),
+    ("p99", "asc", ("POST", "/items")),
+    ("name", "asc", ("GET", "/favicon.ico")),
+    ("5xx", "desc", ("POST", "/items")),
+])
+def test_endpoints_sort(server, sort, dir, first):
+    eps = server.json("/api/endpoints?run=1&sort=%s&dir=%s" % (sort, dir))["endpoints"]
+    assert (eps[0]["method"], eps[0]["route"]) == first
+
+
+def ids(rows):
+    return [r["id"] for r in rows]
+
+
+def test_requests_list_and_keyset_pages(server):
+    full = server.json("/api/requests?run=1")
+    assert ids(full["rows"]) == list(range(12, 0, -1)) and full["next"] is None
+    row = full["rows"][-1]
+    assert row["start_unix_ns"] == str(T0) and row["duration_ns"] == MS and row["duration_ms"] == 1.0
+    assert row["method"] == "GET" and row["path"] == "/items/1" and row["route"] == "/items/{item_id}"
+    assert row["status"] == 200 and row["pid"] == 4242 and row["exception"] is False
+    # keyset pages: 5 + 5 + 2, no gaps, no repeats
+    seen, after = [], None
+    while True:
+        page = server.json("/api/requests?run=1&limit=5" + ("&after=" + q(after) if after else ""))
+        seen += ids(page["rows"])
+        after = page["next"]
+        if not after:
+            break
+    assert seen == list(range(12, 0, -1))
+    # by duration, ascending, paged
+    seen, after = [], None
+    while True:
+        page = server.json("/api/requests?run=1&limit=4&sort=duration&dir=asc" + ("&after=" + q(after) if after else ""))
+        seen += [r["duration_ns"] for r in page["rows"]]
+        after = page["next"]
+        if not after:
+            break
+    assert seen == [k * MS for k in range(1, 13)]
+
+
+@pytest.mark.parametrize("query,expect", [
+    ("status=5xx", [10, 5]),
+    ("status=4xx", [8, 3]),
+    ("status=204", [12]),
+    ("route=" + q("/items/{item_id}"), [12, 11, 10, 9, 3, 2, 1]),
+    ("route=" + q("/items/{item_id}") + "&method=GET", [11, 10, 9, 3, 2, 1]),
+    ("path=" + q("/favicon.ico"), [8]),
+    ("method=POST", [5, 4]),
+    ("min_ms=10", [12, 11, 10]),
+    ("min_ms=9.5&status=2xx", [12, 11]),
+    ("q=HEAL", [7, 6]),
+    ("q=" + q("%"), []),
+    ("from=%d&to=%d" % (T0 + 200 * MS, T0 + 500 * MS), [5, 4, 3]),
+    ("status=none", []),
+])
+def test_requests_filters(server, query, expect):
+    assert ids(server.json("/api/requests?run=1&" + query)["rows"]) == expect
+
+
+def test_requests_newer_than(server):
+    assert ids(server.json("/api/requests?run=1&newer_than=9")["rows"]) == [12, 11, 10]
+
+
+@pytest.mark.parametrize("query", ["sort=size", "dir=up", "status=9xx", "min_ms=abc", "limit=0", "limit=100000",
+                                   "after=garbage", "run=abc", "from=12x"])
+def test_requests_bad_params(server, query):
+    body = server.json("/api/requests?" + query, expect=400)
+    assert body["error"]["status"] == 400 and body["error"]["code"] == "bad_param" and body["error"]["message"]
+
+
+def test_unknown_run(server):
+    body = server.json("/api/overview?run=99", expect=404)
+    assert body["error"]["code"] == "no_such_run"
+
+
+def test_request_detail(server):
+    d = server.json("/api/requests/5")
+    r = d["request"]
+    assert r["id"] == 5 and r["run_id"] == 1 and r["method"] == "POST" and r["path"] == "/items"
+    assert r["status"] == 500 and r["route"] == "/items" and r["start_unix_ns"] == str(T0 + 400 * MS)
+    assert r["exception"] == fixture.EXCEPTION and r["process_exe"] == "/usr/bin/python3.11"
+    assert r["request_bytes"] == 104 and r["response_bytes"] == 1004 and r["client_addr"] == "127.0.0.1:50000"
+    for col in ("tid", "conn_id", "http_version", "flags", "transport", "headers", "error", "query_string"):
+        assert col in r
+    assert d["headers"] == [["host", "127.0.0.1:8000"], ["user-agent", "curl/7.88.1"], ["authorization", "[redacted]"]]
+    assert d["timing"] == {"total_ns": 5 * MS, "available": True, "wire_in_ns": 500_000, "app_ns": 3_500_000, "wire_out_ns": 1_000_000}
+    assert d["queries"] == {"available": False, "rows": []} and d["samples"] == {"available": False}
+
+
+def test_request_detail_missing(server):
+    for path in ("/api/requests/9999", "/api/requests/abc"):
+        body = server.json(path, expect=404)
+        assert body["error"]["code"] == "not_found"
+
+
+def test_unknown_api_and_page(server):
+    assert server.json("/api/nope", expect=404)["error"]["code"] == "not_found"
+    assert server.json("/nope.html", expect=404)["error"]["code"] == "not_found"
+
+
+# ---- security ----
+
+CSP_PARTS = ["default-src 'self'", "script-src 'self'", "object-src 'none'", "frame-ancestors 'none'"]
+
+
+@pytest.mark.parametrize("path", ["/", "/assets/app.js", "/assets/app.css", "/api/status", "/api/nope"])
+def test_security_headers(server, path):
+    status, h, body = server.get(path)
+    assert status in (200, 404)
+    for part in CSP_PARTS:
+        assert part in h["content-security-policy"]
+    assert "unsafe-inline" not in h["content-security-policy"] and "unsafe-eval" not in h["content-security-policy"]
+    assert h["x-content-type-options"] == "nosniff"
+    assert not [k for k in h if k.startswith("access-control-")]
+
+
+def test_page_and_assets(server):
+    status, h, body = server.get("/")
+    assert status == 200 and h["content-type"].startswith("text/html")
+    html = body.decode()
+    assert '<script type="module" src="/assets/app.js"></script>' in html
+    assert "<script>" not in html and " on" + "click=" not in html  # no inline code
+    status, h, js = server.get("/assets/app.js")
+    assert status == 200 and h["content-type"].startswith("text/javascript") and len(js) > 10000
+    etag = h["etag"]
+    status, _, _ = server.get("/assets/app.js", headers={"If-None-Match": etag})
+    assert status == 304
+
+
+@pytest.mark.parametrize("host,ok", [
+    ("127.0.0.1:{p}", True), ("localhost:{p}", True), ("LOCALHOST:{p}", True), ("[::1]:{p}", True),
+    ("evil.example", False), ("evil.example:{p}", False), ("localhost", False), ("127.0.0.1:1", False),
+    ("localhost.evil.example:{p}", False), ("", False), (None, False),
+])
+def test_host_header(server, host, ok):
+    status, h, body = server.get("/api/status", host=False if host is None else host.format(p=server.port))
+    if ok:
+        assert status == 200
+    else:
+        assert status == 403
+        assert json.loads(body)["error"]["code"] == "forbidden_host"
+
+
+def test_methods(server):
+    status, h, body = server.get("/api/status", method="POST")
+    assert status == 405 and json.loads(body)["error"]["code"] == "method_not_allowed"
+    status, h, body = server.get("/api/status", method="HEAD")
+    assert status == 200 and body == b""
+
+
+def test_xss_payloads_are_plain_json_strings(server):
+    rows = server.json("/api/requests?run=2")["rows"]
+    xss = [r for r in rows if r["id"] == 101][0]
+    assert xss["path"] == fixture.XSS_PATH
+    d = server.json("/api/requests/101")
+    assert ["x-evil", fixture.XSS_HEADER] in d["headers"]
+    status, h, body = server.get("/api/requests/101")
+    assert h["content-type"] == "application/json"
+
+
+def test_invalid_utf8_is_replaced(tmp_path, make_server):
+    db = str(tmp_path / "t.db")
+    fixture.build(db)
+    con = sqlite3.connect(db)
+    con.execute("UPDATE requests SET path = CAST(X'2fff6f6b00' AS TEXT) WHERE id = 1")
+    con.commit()
+    con.close()
+    s = make_server(db)
+    row = [r for r in s.json("/api/requests?run=1")["rows"] if r["id"] == 1][0]
+    assert row["path"] == "/\ufffdok"
+
+
+# ---- store states ----
+
+def test_missing_store_then_appears(tmp_path, make_server):
+    db = str(tmp_path / "sub" / "timeglass.db")
+    s = make_server(db)
+    st = s.json("/api/status")
+    assert st["store"]["state"] == "missing" and st["runs"] == 0 and st["latest_run"] is None
+    assert "No recordings yet: run `timeglass run -- uvicorn main:app`" in st["store"]["message"]
+    for path in ("/api/runs", "/api/overview", "/api/requests", "/api/endpoints"):
+        err = s.json(path, expect=503)["error"]
+        assert err["code"] == "store_missing" and "No recordings yet" in err["message"]
+    os.makedirs(os.path.dirname(db))
+    fixture.build(db)
+    assert s.json("/api/status")["store"]["state"] == "ok"
+    assert len(s.json("/api/runs")["runs"]) == 2
+
+
+def test_empty_store_and_no_runs(tmp_path, make_server):
+    db = str(tmp_path / "t.db")
+    sqlite3.connect(db).close()  # a zero-byte file: the collector is creating it
+    s = make_server(db)
+    assert s.json("/api/status")["store"]["state"] == "empty"
+    fixture.create_store(db).close()  # schema, no runs yet
+    assert s.json("/api/status")["store"]["state"] == "ok"
+    assert s.json("/api/overview", expect=404)["error"]["code"] == "no_runs"
+    assert s.json("/api/runs")["runs"] == []
+
+
+def run_ui(args, timeout=10):
+    return subprocess.run(ui_command() + args, capture_output=True, text=True, timeout=timeout)
+
+
+def test_newer_schema_is_refused(tmp_path, make_server):
+    db = str(tmp_path / "t.db")
+    fixture.build(db)
+    s = make_server(db)
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA user_version = 2")
+    con.commit()
+    con.close()
+    err = s.json("/api/overview", expect=503)["error"]
+    assert err["code"] == "store_newer" and "newer TimeGlass" in err["message"]
+    st = s.json("/api/status")
+    assert st["store"]["state"] == "newer" and st["store"]["schema"] == 2
+    # at start: one line, status 2
+    r = run_ui(["--db", db, "--port", "0", "--no-open"])
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("timeglass: ")
+    assert "newer TimeGlass" in r.stderr
+
+
+def test_corrupt_store_is_refused(tmp_path):
+    db = str(tmp_path / "t.db")
+    with open(db, "wb") as f:
+        f.write(b"this is not a database at all" * 200)
+    r = run_ui(["--db", db, "--port", "0", "--no-open"])
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("timeglass: ")
+    assert "not a readable TimeGlass store" in r.stderr
+
+
+@pytest.mark.parametrize("args,text", [
+    (["--bogus"], "unknown option '--bogus'"),
+    (["--port", "70000"], "bad port"),
+    (["--port"], "needs a value"),
+    (["extra"], "unexpected argument"),
+    (["--host", "evil.example"], "bad --host"),
+])
+def test_bad_usage(tmp_path, args, text):
+    r = run_ui(["--db", str(tmp_path / "x.db"), "--no-open"] + args)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("timeglass: ") and text in r.stderr
+
+
+def test_port_busy(server, tmp_path):
+    r = run_ui(["--db", str(tmp_path / "x.db"), "--port", str(server.port), "--no-open"])
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("timeglass: cannot listen")
+
+
+def test_env_store_and_help(tmp_path):
+    r = run_ui(["--help"])
+    assert r.returncode == 0 and "--port N" in r.stdout
+
+
+def test_other_host_warns(store, make_server):
+    s = make_server(store, ["--host", "0.0.0.0"])
+    assert "warning" in s.proc.stderr.readline()
+    assert s.get("/api/status")[0] == 200
+    assert s.get("/api/status", host="evil.example:%d" % s.port)[0] == 403
+
+
+# ---- concurrency and live updates ----
+
+def test_reads_while_collector_writes(tmp_path, make_server):
+    db = str(tmp_path / "t.db")
+    fixture.build(db)
+    s = make_server(db)
+    w = sqlite3.connect(db, isolation_level=None, timeout=10)
+    w.execute("PRAGMA journal_mode = WAL")
+    w.execute("BEGIN IMMEDIATE")
+    fixture.insert_request(w, id=200, run_id=2, start_unix_ns=T0 + 20_000 * MS, duration_ns=MS)
+    t = time.time()
+    assert s.json("/api/status")["max_request_id"] == 102  # the uncommitted row is not seen
+    assert len(s.json("/api/requests?run=2")["rows"]) == 2
+    assert time.time() - t < 2
+    w.execute("COMMIT")
+    assert s.json("/api/status")["max_request_id"] == 200
+    assert s.json("/api/overview?run=2")["summary"]["count"] == 3  # stats extend incrementally
+    w.close()
+
+
+def read_events(port, n, timeout=6):
+    """The first n "state" events of /api/events."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAccept: text/event-stream\r\n\r\n" % port)
+    buf, events = b"", []
+    deadline = time.time() + timeout
+    while len(events) < n and time.time() < deadline:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n\n" in buf:
+            block, buf = buf.split(b"\n\n", 1)
+            for line in block.split(b"\n"):
+                if line.startswith(b"data: "):
+                    events.append(json.loads(line[6:]))
+    sock.close()
+    return buf, events
+
+
+def test_events_stream(tmp_path, make_server):
+    db = str(tmp_path / "t.db")
+    fixture.build(db)
+    s = make_server(db)
+    result = {}
+
+    def reader():
+        result["events"] = read_events(s.port, 2)[1]
+    th = threading.Thread(target=reader)
+    th.start()
+    time.sleep(0.8)
+    w = sqlite3.connect(db)
+    fixture.insert_request(w, id=300, run_id=2, start_unix_ns=T0 + 20_000 * MS, duration_ns=MS)
+    w.commit()
+    w.close()
+    th.join()
+    ev = result["events"]
+    assert ev[0] == {"state": "ok", "runs": 2, "latest_run": 2, "live": True, "max_request_id": 102}
+    assert ev[1]["max_request_id"] == 300
+
+
+def test_events_headers(server):
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % server.port)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    sock.close()
+    head = data.split(b"\r\n\r\n")[0].decode().lower()
+    assert "content-type: text/event-stream" in head and "content-security-policy" in head

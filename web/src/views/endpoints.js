@@ -1,0 +1,119 @@
+// Endpoints: one row per route (or path, when the route is unknown) and
+// method, sortable by any column; a row opens its requests.
+
+import { api } from '../api.js';
+import { h, clear, notice } from '../dom.js';
+import { fmtMs, fmtRate, fmtRps, fmtCount } from '../format.js';
+import { href, navigate } from '../router.js';
+import { storeNotice, errorNotice, throttle } from './common.js';
+
+const COLUMNS = [
+  { key: 'name', label: 'Endpoint', cls: '' },
+  { key: 'count', label: 'Requests', cls: 'num' },
+  { key: 'rps', label: 'req/s', cls: 'num' },
+  { key: 'avg', label: 'Avg', cls: 'num' },
+  { key: 'p50', label: 'p50', cls: 'num' },
+  { key: 'p90', label: 'p90', cls: 'num' },
+  { key: 'p99', label: 'p99', cls: 'num' },
+  { key: 'max', label: 'Max', cls: 'num' },
+  { key: '5xx', label: '5xx', cls: 'num' },
+  { key: '4xx', label: '4xx', cls: 'num' },
+];
+
+function requestsLink(e, runId) {
+  const params = { run: runId, method: e.method };
+  if (e.is_other) return null;
+  if (e.is_route) params.route = e.route; else params.path = e.route;
+  return params;
+}
+
+export function mount(root, ctx) {
+  const n = storeNotice(ctx);
+  if (n) {
+    root.append(n);
+    return null;
+  }
+  const runId = ctx.runId;
+  const sort = ctx.params.get('sort') || 'count';
+  const dir = ctx.params.get('dir') || (sort === 'name' ? 'asc' : 'desc');
+  let destroyed = false;
+  let data = null;
+  const filter = h('input', {
+    type: 'search', class: 'filter-input', placeholder: 'Filter endpoints…', 'aria-label': 'Filter endpoints', 'data-search': '',
+    value: ctx.params.get('filter') || '',
+  });
+  const tableBox = h('div', { class: 'table-box' }, h('p', { class: 'loading' }, 'Loading…'));
+  const count = h('span', { class: 'muted' });
+  root.append(h('div', { class: 'page endpoints' },
+    h('div', { class: 'page-head' }, h('h1', null, 'Endpoints'), count),
+    h('div', { class: 'toolbar' }, filter),
+    tableBox));
+
+  const setSort = (key) => {
+    const nextDir = key === sort ? (dir === 'desc' ? 'asc' : 'desc') : key === 'name' ? 'asc' : 'desc';
+    navigate('endpoints', { run: ctx.params.get('run'), sort: key, dir: nextDir, filter: filter.value });
+  };
+
+  const draw = () => {
+    if (!data) return;
+    const needle = filter.value.trim().toLowerCase();
+    const rows = data.endpoints.filter((e) => !needle || `${e.method} ${e.route}`.toLowerCase().includes(needle));
+    count.textContent = `${fmtCount(rows.length)} of ${fmtCount(data.total)} endpoint${data.total === 1 ? '' : 's'}`;
+    clear(tableBox);
+    if (!data.endpoints.length) {
+      tableBox.append(notice('empty', 'No requests in this run yet', 'Endpoints appear here as requests arrive.'));
+      return;
+    }
+    const maxP99 = Math.max(...rows.map((e) => e.p99_ms), 0.001);
+    const head = h('tr', null, COLUMNS.map((c) => {
+      const active = c.key === sort || (c.key === 'count' && sort === 'rps' && false);
+      const th = h('th', { class: c.cls, scope: 'col', 'aria-sort': active ? (dir === 'asc' ? 'ascending' : 'descending') : null },
+        h('button', { type: 'button', class: 'sort', on: { click: () => setSort(c.key) } },
+          c.label, active ? h('span', { class: 'sort-arrow', 'aria-hidden': 'true' }, dir === 'asc' ? '▲' : '▼') : null));
+      return th;
+    }));
+    const body = h('tbody', null, rows.map((e) => {
+      const params = requestsLink(e, runId);
+      const open = () => params && navigate('requests', params);
+      const bar = h('span', { class: 'bar' });
+      bar.style.width = `${Math.max(2, (e.p99_ms / maxP99) * 100)}%`;
+      return h('tr', {
+        tabindex: '0', 'data-row': '', class: params ? 'clickable' : '',
+        on: { click: (ev) => { if (!(ev.target instanceof HTMLAnchorElement)) open(); }, keydown: (ev) => { if (ev.key === 'Enter') open(); } },
+      },
+      h('td', null, params
+        ? h('a', { href: href('requests', params), class: 'endpoint', tabindex: '-1' },
+          h('span', { class: `method m-${e.method}` }, e.method || '?'),
+          h('span', { class: 'mono' }, e.route), e.is_route ? null : h('span', { class: 'tag', title: 'No route template was recorded: grouped by path' }, 'path'))
+        : h('span', { class: 'endpoint muted' }, e.route, ' ', h('span', { class: 'tag' }, 'more endpoints than shown'))),
+      h('td', { class: 'num' }, fmtCount(e.count)),
+      h('td', { class: 'num' }, fmtRps(e.rps)),
+      h('td', { class: 'num' }, fmtMs(e.avg_ms)),
+      h('td', { class: 'num' }, fmtMs(e.p50_ms)),
+      h('td', { class: 'num' }, fmtMs(e.p90_ms)),
+      h('td', { class: 'num p99' }, h('span', { class: 'p99-val' }, fmtMs(e.p99_ms)), bar),
+      h('td', { class: 'num' }, fmtMs(e.max_ms)),
+      h('td', { class: `num${e.n_5xx ? ' bad' : ''}` }, fmtRate(e.rate_5xx)),
+      h('td', { class: `num${e.n_4xx ? ' warn' : ''}` }, fmtRate(e.rate_4xx)));
+    }));
+    tableBox.append(h('table', { class: 'grid sortable' }, h('thead', null, head), body));
+  };
+
+  filter.addEventListener('input', draw);
+  const load = async () => {
+    try {
+      data = await api('endpoints', { run: runId, sort, dir });
+      if (!destroyed) draw();
+    } catch (e) {
+      if (destroyed) return;
+      clear(tableBox);
+      tableBox.append(errorNotice(e, ctx));
+    }
+  };
+  load();
+  const reload = throttle(load, 2000);
+  return {
+    destroy() { destroyed = true; },
+    live(state) { if (state.latest_run === runId) reload(); },
+  };
+}
