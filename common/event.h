@@ -37,6 +37,14 @@ enum tg_ev_type {
 	TG_EV_PAD = 1,     /* filler to the end of the ring: skip */
 	TG_EV_REQUEST = 2, /* struct tg_ev_request: one finished HTTP request */
 	TG_EV_MARK = 3,    /* struct tg_ev_mark: the Python side names a request */
+	/* SQL and outbound calls: layouts in event_sql.h */
+	TG_EV_QUERY = 4,
+	TG_EV_HTTP_CALL = 5,
+	TG_EV_REQ_SCOPE = 6, /* a thread or task enters/leaves a request (marker) */
+	/* Python stacks: layouts in event_py.h */
+	TG_EV_SAMPLE = 16,
+	TG_EV_CODE = 17,
+	TG_EV_PY_INFO = 18,
 };
 
 struct tg_ev_hdr {

@@ -11,7 +11,7 @@ a newer TimeGlass, and use WAL with a 5 s busy timeout, like the collector.
 import os
 import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 DEFAULT_PATH = os.path.join(".timeglass", "timeglass.db")
 
 BUSY_TIMEOUT_S = 5.0
@@ -49,8 +49,8 @@ MIGRATIONS = (
     "  conn_id INTEGER,"
     "  start_unix_ns INTEGER NOT NULL,"
     "  duration_ns INTEGER NOT NULL,"
-    "  req_end_ns INTEGER,"
-    "  resp_start_ns INTEGER,"
+    "  req_end_ns INTEGER,"    # offset from start_unix_ns, ns
+    "  resp_start_ns INTEGER," # offset from start_unix_ns, ns
     "  method TEXT,"
     "  path TEXT,"
     "  query_string TEXT,"
@@ -69,6 +69,7 @@ MIGRATIONS = (
     "CREATE INDEX requests_run_route ON requests(run_id, route, method);"
     "CREATE INDEX requests_run_status ON requests(run_id, status);"
     "CREATE INDEX requests_run_duration ON requests(run_id, duration_ns);"
+    # Deleting a process (retention) looks its requests up by process_id.
     "CREATE INDEX requests_process ON requests(process_id);"
     "CREATE TABLE process_metrics ("
     "  process_id INTEGER NOT NULL REFERENCES processes(id) ON DELETE CASCADE,"
@@ -86,6 +87,81 @@ MIGRATIONS = (
     "  events INTEGER NOT NULL,"
     "  bytes INTEGER NOT NULL);"
     "CREATE INDEX losses_run ON losses(run_id);",
+
+    # 1 -> 2: SQL queries and outbound calls. request_id is NULL for work outside any request (startup, background jobs).
+    "CREATE TABLE queries ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  request_id INTEGER REFERENCES requests(id) ON DELETE CASCADE,"
+    "  process_id INTEGER REFERENCES processes(id) ON DELETE CASCADE,"
+    "  pid INTEGER NOT NULL,"
+    "  tid INTEGER,"
+    "  start_unix_ns INTEGER NOT NULL,"
+    "  duration_ns INTEGER NOT NULL,"
+    "  db_system TEXT NOT NULL,"      # 'postgresql' | 'sqlite'
+    "  tap TEXT NOT NULL,"            # 'libpq' | 'wire' | 'sqlite3'
+    "  database TEXT,"
+    "  sql TEXT,"
+    "  sql_truncated INTEGER NOT NULL DEFAULT 0,"
+    "  fingerprint TEXT,"
+    "  fingerprint_hash INTEGER,"
+    "  params TEXT,"                  # only with --capture-params
+    "  rows INTEGER,"
+    "  error TEXT,"
+    "  call_site TEXT,"               # 'file:line function' of the app's own code
+    "  attribution TEXT,"             # how request_id was found
+    "  duplicate INTEGER NOT NULL DEFAULT 0,"
+    "  n_plus_one INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX queries_request ON queries(request_id);"
+    "CREATE INDEX queries_run_start ON queries(run_id, start_unix_ns);"
+    "CREATE INDEX queries_process ON queries(process_id);"
+    "CREATE TABLE spans ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  request_id INTEGER REFERENCES requests(id) ON DELETE CASCADE,"
+    "  process_id INTEGER REFERENCES processes(id) ON DELETE CASCADE,"
+    "  pid INTEGER NOT NULL,"
+    "  tid INTEGER,"
+    "  kind TEXT NOT NULL,"           # 'http_client'
+    "  start_unix_ns INTEGER NOT NULL,"
+    "  duration_ns INTEGER NOT NULL,"
+    "  method TEXT,"
+    "  host TEXT,"
+    "  path TEXT,"
+    "  status INTEGER,"
+    "  request_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  response_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  tls INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT,"
+    "  call_site TEXT,"
+    "  attribution TEXT);"
+    "CREATE INDEX spans_request ON spans(request_id);"
+    "CREATE INDEX spans_process ON spans(process_id);",
+
+    # 2 -> 3: Python stack samples, deduplicated frames and stacks.
+    "CREATE TABLE frames ("
+    "  id INTEGER PRIMARY KEY,"
+    "  kind TEXT NOT NULL,"           # 'python' | 'native'
+    "  name TEXT NOT NULL,"           # qualified name
+    "  file TEXT,"
+    "  line INTEGER,"
+    "  UNIQUE (kind, name, file, line));"
+    "CREATE TABLE stacks ("
+    "  id INTEGER PRIMARY KEY,"
+    "  hash INTEGER NOT NULL UNIQUE,"
+    "  frames TEXT NOT NULL);"        # frame ids, root first, comma-separated
+    "CREATE TABLE samples ("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  request_id INTEGER REFERENCES requests(id) ON DELETE CASCADE,"
+    "  process_id INTEGER REFERENCES processes(id) ON DELETE CASCADE,"
+    "  tid INTEGER,"
+    "  stack_id INTEGER NOT NULL REFERENCES stacks(id),"
+    "  state TEXT NOT NULL,"          # 'running' | 'waiting' | ...
+    "  count INTEGER NOT NULL);"
+    "CREATE INDEX samples_request ON samples(request_id);"
+    "CREATE INDEX samples_run ON samples(run_id);"
+    "CREATE INDEX samples_process ON samples(process_id);"
+    "ALTER TABLE requests ADD COLUMN cpu_ns INTEGER;",
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

@@ -135,7 +135,7 @@ def test_newer_store_is_left_alone(tmp_path, caplog):
     db = tmp_path / "new.db"
     conn = sqlite3.connect(str(db))
     conn.execute("CREATE TABLE future (x)")
-    conn.execute("PRAGMA user_version = 2")
+    conn.execute("PRAGMA user_version = 99")
     conn.commit()
     conn.close()
     with caplog.at_level("WARNING", logger="timeglass"):
@@ -147,7 +147,7 @@ def test_newer_store_is_left_alone(tmp_path, caplog):
     assert len(warnings) == 1 and "newer TimeGlass" in warnings[0] and "\n" not in warnings[0]
     conn = sqlite3.connect(str(db))
     assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["future"]
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 99
 
 
 def test_foreign_database_is_left_alone(tmp_path, caplog):

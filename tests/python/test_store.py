@@ -45,8 +45,9 @@ def test_schema_matches_the_collector(tmp_path):
 def test_schema_has_the_documented_tables(tmp_path):
     objects, version = schema(python_store(tmp_path / "s.db"))
     tables = {name for kind, name, _, _ in objects if kind == "table"}
-    assert tables == {"runs", "processes", "requests", "process_metrics", "losses"}
-    assert version == 1
+    assert tables == {"runs", "processes", "requests", "process_metrics", "losses",
+                      "queries", "spans", "frames", "stacks", "samples"}
+    assert version == _store.SCHEMA_VERSION == 3
 
 
 def test_reopening_keeps_the_schema(tmp_path):
