@@ -16,8 +16,9 @@
  *
  * Cost: bodies and chunk data are skipped by arithmetic; header values, chunk
  * extensions, trailers and reason phrases are scanned with memchr; only the
- * request line, status line and header names are walked byte by byte. All
- * state is fixed-size; the only buffers are the caps of struct tg_http_req.
+ * request line, status line, header names and the values of the few headers
+ * that decide framing are walked byte by byte. All state is fixed-size; the
+ * only buffers are the caps of struct tg_http_req.
  */
 #include "http1.h"
 
@@ -77,7 +78,8 @@ enum { H_OTHER, H_CONTENT_LENGTH, H_TRANSFER_ENCODING, H_CONNECTION, H_EXPECT, H
 #define MF_UPGRADE 0x080      /* Upgrade: header present */
 #define MF_EXPECT_100 0x100   /* Expect: 100-continue */
 
-/* Parser state of one direction. Fields below `line_len` are per message. */
+/* Parser state of one direction. msg_begin() zeroes everything from
+ * `remaining` up to `name` at the start of each message. */
 struct msg {
 	uint8_t st, sub;
 	uint64_t remaining; /* M_BODY_LEN, CS_DATA: bytes left; CS_SIZE: size so far */
@@ -132,18 +134,12 @@ static inline uint8_t lower(uint8_t ch)
 	return (ch >= 'A' && ch <= 'Z') ? (uint8_t)(ch | 0x20) : ch;
 }
 
-/* 1 if ch may appear in a token (RFC 9110 tchar). */
+/* 1 if ch may appear in a token (RFC 9110 tchar: ALPHA, DIGIT and
+ * !#$%&'*+-.^_`|~), from a bitmap of the ASCII range. */
 static inline int is_tchar(uint8_t ch)
 {
-	uint8_t l = (uint8_t)(ch | 0x20);
-	if ((l >= 'a' && l <= 'z') || (ch >= '0' && ch <= '9'))
-		return 1;
-	switch (ch) {
-	case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-	case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-		return 1;
-	}
-	return 0;
+	static const uint64_t tchar[2] = { 0x03ff6cfa00000000ull, 0x57ffffffc7fffffeull };
+	return ch < 128 && (tchar[ch >> 6] >> (ch & 63) & 1);
 }
 
 /* Value of a hex digit, or -1. */
@@ -163,36 +159,53 @@ static inline int eq(const char *s, size_t len, const char *lit)
 	return strlen(lit) == len && memcmp(s, lit, len) == 0;
 }
 
-/* 1 if the lower-case needle occurs in s[0..len), compared case-insensitively. */
-static int contains_ci(const char *s, size_t len, const char *needle)
+/* 1 if s[i..len) starts with the lower-case literal lit[0..n), any case. */
+static inline int at_ci(const char *s, size_t len, size_t i, const char *lit, size_t n)
 {
-	size_t nl = strlen(needle);
-	for (size_t i = 0; i + nl <= len; i++) {
-		size_t k = 0;
-		while (k < nl && lower((uint8_t)s[i + k]) == (uint8_t)needle[k])
-			k++;
-		if (k == nl)
-			return 1;
+	if (len - i < n)
+		return 0;
+	for (size_t k = 0; k < n; k++)
+		if (lower((uint8_t)s[i + k]) != (uint8_t)lit[k])
+			return 0;
+	return 1;
+}
+
+#define AT(lit) at_ci(name, len, i, (lit), sizeof(lit) - 1)
+
+/* One pass over the name: at each letter that starts a needle, compare the
+ * needles starting with it. Authorization, Proxy-Authorization and X-Api-Key
+ * are covered by "auth" and "api-key"; Cookie and Set-Cookie are exact. */
+int tg_http_secret_header(const char *name, size_t len)
+{
+	size_t i = 0;
+	if (!name)
+		return 0;
+	if ((len == 6 && AT("cookie")) || (len == 10 && AT("set-cookie")))
+		return 1;
+	for (; i < len; i++) {
+		switch (name[i] | 0x20) {
+		case 'a':
+			if (AT("auth") || AT("api-key") || AT("apikey"))
+				return 1;
+			break;
+		case 'p':
+			if (AT("password") || AT("passwd"))
+				return 1;
+			break;
+		case 's':
+			if (AT("secret") || AT("session"))
+				return 1;
+			break;
+		case 't':
+			if (AT("token"))
+				return 1;
+			break;
+		}
 	}
 	return 0;
 }
 
-int tg_http_secret_header(const char *name, size_t len)
-{
-	static const char *const exact[] = { "authorization", "proxy-authorization", "cookie",
-					     "set-cookie", "x-api-key" };
-	static const char *const part[] = { "token", "secret", "password", "passwd",
-					    "api-key", "apikey", "session", "auth" };
-	if (!name)
-		return 0;
-	for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
-		if (strlen(exact[i]) == len && contains_ci(name, len, exact[i]))
-			return 1;
-	for (size_t i = 0; i < sizeof part / sizeof part[0]; i++)
-		if (contains_ci(name, len, part[i]))
-			return 1;
-	return 0;
-}
+#undef AT
 
 /* ---- request FIFO ------------------------------------------------------ */
 
@@ -492,7 +505,7 @@ static void drop_line(struct msg *m, struct tg_http_req *r)
  * text would exceed its cap. No-op when the line is not being kept. */
 static void store(struct msg *m, struct tg_http_req *r, const void *s, size_t len)
 {
-	if (!m->storing)
+	if (!m->storing || !r)
 		return;
 	if (len > (size_t)TG_HTTP_HEADERS_MAX - r->headers_len) {
 		drop_line(m, r);
@@ -596,22 +609,32 @@ static void name_end(struct msg *m, struct tg_http_req *r)
 {
 	const char *nm = m->name;
 	size_t len = m->name_len;
-	if (len <= NAME_BUF) {
+	switch (len) { /* len > NAME_BUF: unknown */
+	case 14:
 		if (eq(nm, len, "content-length"))
 			m->hid = H_CONTENT_LENGTH;
-		else if (eq(nm, len, "transfer-encoding"))
+		break;
+	case 17:
+		if (eq(nm, len, "transfer-encoding"))
 			m->hid = H_TRANSFER_ENCODING;
-		else if (eq(nm, len, "connection"))
+		break;
+	case 10:
+		if (eq(nm, len, "connection"))
 			m->hid = H_CONNECTION;
-		else if (eq(nm, len, "expect"))
+		break;
+	case 6:
+		if (eq(nm, len, "expect"))
 			m->hid = H_EXPECT;
-		else if (eq(nm, len, "upgrade"))
+		break;
+	case 7:
+		if (eq(nm, len, "upgrade"))
 			m->hid = H_UPGRADE;
+		break;
 	}
 	m->num = 0;
 	m->num_state = 0;
 	m->tok_len = 0;
-	if (m->storing) {
+	if (m->storing && r) {
 		m->secret = (uint8_t)tg_http_secret_header(r->headers + m->line_start,
 							   (size_t)(r->headers_len - m->line_start));
 		store(m, r, ": ", 2);
@@ -655,7 +678,7 @@ static void line_end(struct msg *m, struct tg_http_req *r)
 		m->hflags |= MF_UPGRADE;
 		break;
 	}
-	if (!m->storing)
+	if (!m->storing || !r)
 		return;
 	while (r->headers_len > m->value_start) {
 		char ch = r->headers[r->headers_len - 1];
@@ -956,6 +979,8 @@ int tg_http_on_read(struct tg_http_conn *c, const uint8_t *buf, size_t n, uint64
 			while (used < avail && (p[used] == '\r' || p[used] == '\n'))
 				used++; /* blank lines between requests belong to none */
 			off += used;
+			/* A FIFO that is full (or a slot that cannot be
+			 * allocated) is pipelining deeper than we follow. */
 			if (used < avail && !request_begin(c, now_ns))
 				return give_up(c, TG_REQ_TOO_MANY_PIPELINED, now_ns, emit, ctx);
 			continue;

@@ -33,7 +33,7 @@
 #define TG_HTTP_TARGET_MAX 2048  /* request target (path?query) kept, rest counted */
 #define TG_HTTP_HEADERS_MAX 4096 /* request header text kept, rest counted */
 #define TG_HTTP_MAX_PENDING 32   /* pipelined requests awaiting a response */
-#define TG_HTTP_LINE_MAX 65536   /* longest request/status/header line before giving up */
+#define TG_HTTP_LINE_MAX 65536   /* longest request/status/chunk line; header lines up to 16x */
 
 /* A request as handed to the emit callback. Strings are not NUL-terminated. */
 struct tg_http_req {
