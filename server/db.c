@@ -128,12 +128,9 @@ static void classify(struct tg_db *out, sqlite3 *db, const char *path)
 			 "%s was written by a newer TimeGlass (schema %d; this dashboard reads up to %d): "
 			 "upgrade timeglass to view it",
 			 path, out->schema, TG_UI_SCHEMA);
-	} else if (out->schema < TG_UI_SCHEMA) {
-		out->state = TG_DB_OLDER;
-		snprintf(out->message, sizeof out->message,
-			 "%s uses an older schema (%d); record once with `timeglass run` to upgrade it", path,
-			 out->schema);
 	} else {
+		/* Older schemas lack only later tables (queries, samples), which
+		 * every view checks for: show what there is. */
 		out->state = TG_DB_OK;
 		out->db = db;
 	}

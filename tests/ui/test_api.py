@@ -27,7 +27,7 @@ def q(s):
 
 def test_status(server, store):
     st = server.json("/api/status")
-    assert st["store"] == {"path": store, "state": "ok", "message": None, "schema": 1, "supported_schema": 1}
+    assert st["store"] == {"path": store, "state": "ok", "message": None, "schema": 1, "supported_schema": 3}
     assert st["runs"] == 2 and st["latest_run"] == 2 and st["live"] is True
     assert st["max_request_id"] == 102
     assert st["capabilities"] == {"queries": False, "samples": False}
@@ -314,13 +314,13 @@ def test_newer_schema_is_refused(tmp_path, make_server):
     fixture.build(db)
     s = make_server(db)
     con = sqlite3.connect(db)
-    con.execute("PRAGMA user_version = 2")
+    con.execute("PRAGMA user_version = 99")
     con.commit()
     con.close()
     err = s.json("/api/overview", expect=503)["error"]
     assert err["code"] == "store_newer" and "newer TimeGlass" in err["message"]
     st = s.json("/api/status")
-    assert st["store"]["state"] == "newer" and st["store"]["schema"] == 2
+    assert st["store"]["state"] == "newer" and st["store"]["schema"] == 99
     # at start: one line, status 2
     r = run_ui(["--db", db, "--port", "0", "--no-open"])
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("timeglass: ")

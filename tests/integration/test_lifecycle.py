@@ -1,0 +1,166 @@
+"""`timeglass run` as a supervisor: exit status, signals, crashes on either side, metrics."""
+
+import http.client
+import os
+import signal
+import subprocess
+import textwrap
+import time
+
+from rawhttp import RawConnection, build_request
+from tgtest import (PYTHON, TIMEGLASS, open_store, summarize, timeglass_env, wait_for)
+
+
+def run_traced(tmp_path, argv, timeout=60, **kw):
+    db = tmp_path / "exit.db"
+    return subprocess.run([str(TIMEGLASS), "run", "--db", str(db), "--quiet", "--", *argv],
+                          env=timeglass_env(), capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, **kw)
+
+
+def test_exit_status_is_passed_through(timeglass_bin, tmp_path):
+    assert run_traced(tmp_path, [PYTHON, "-c", "import sys; sys.exit(3)"]).returncode == 3
+    assert run_traced(tmp_path, [PYTHON, "-c", "pass"]).returncode == 0
+    killed = run_traced(tmp_path, [PYTHON, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    assert killed.returncode == 128 + signal.SIGKILL, killed
+    out = run_traced(tmp_path, [PYTHON, "-c", "print('hello from the app')"])
+    assert out.returncode == 0 and out.stdout == "hello from the app\n", out
+    assert out.stderr == "", "--quiet prints nothing: %r" % out.stderr
+
+
+def test_not_quiet_prints_one_line(timeglass_bin, tmp_path):
+    db = tmp_path / "loud.db"
+    proc = subprocess.run([str(TIMEGLASS), "run", "--db", str(db), "--", PYTHON, "-c", "pass"],
+                          env=timeglass_env(), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("timeglass: recording run "), proc.stderr
+    assert str(db) in lines[0], lines[0]
+
+
+def test_sigterm_and_sigint_reach_the_app(traced, tmp_path, port):
+    marker = tmp_path / "got-signal"
+    script = tmp_path / "sigapp.py"
+    script.write_text(textwrap.dedent("""
+        import signal, socket, sys, time
+        def handler(signum, frame):
+            open(sys.argv[1], "w").write(signal.Signals(signum).name)
+            sys.exit(7)
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", int(sys.argv[2]))); s.listen()
+        while True:
+            time.sleep(0.1)
+    """))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if marker.exists():
+            marker.unlink()
+        with traced(argv=[PYTHON, str(script), str(marker), str(port)], port=port, stop=False) as server:
+            status = server.stop(sig)
+        assert status == 7, "exit status %r, app stderr:\n%s" % (status, server.diagnostics())
+        assert marker.read_text() == sig.name
+
+
+def test_app_killed_by_signal_status(traced):
+    with traced(stop=False) as server:
+        app = server.app_pid()
+        os.kill(app, signal.SIGKILL)
+        status = server.wait()
+    assert status == 128 + signal.SIGKILL, status
+
+
+def get(conn, target):
+    t0 = time.monotonic()
+    conn.request("GET", target)
+    resp = conn.getresponse()
+    resp.read()
+    return resp.status, time.monotonic() - t0
+
+
+def test_app_survives_collector_sigkill(traced):
+    with traced() as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        for i in range(20):
+            assert get(conn, "/items/%d" % i)[0] == 200
+        collectors = server.collector_pids()
+        assert len(collectors) == 1, "expected one tg-collector child, found %r" % collectors
+        os.kill(collectors[0], signal.SIGKILL)
+        wait_for(lambda: not server.collector_pids(), 5, what="the collector to die")
+        err_before = server.stderr()
+        t0 = time.monotonic()
+        timings = []
+        for i in range(300):  # more events than a small ring would hold
+            status, took = get(conn, "/items/%d?q=after-kill" % i)
+            assert status == 200
+            timings.append(took)
+        fresh = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        for i in range(20):
+            assert get(fresh, "/")[0] == 200
+        total = time.monotonic() - t0
+        conn.close()
+        fresh.close()
+        assert max(timings) < 1.0, "a request took %.2f s after the collector died" % max(timings)
+        assert total < 15, total
+    assert server.returncode == 0, "timeglass run must still return the app's status\n" + server.diagnostics()
+    new_err = server.stderr()[len(err_before):]
+    tg_lines = [ln for ln in server.stderr().splitlines() if "timeglass" in ln.lower()]
+    assert len(tg_lines) <= 1, "timeglass spammed the app's stderr:\n" + "\n".join(tg_lines[:20])
+    assert "Traceback" not in new_err, new_err[-3000:]
+
+
+def test_requests_survive_app_sigkill(traced):
+    done = []
+    with traced(stop=False) as server:
+        app = server.app_pid()
+        with RawConnection(server.port) as conn:
+            for i in range(50):
+                req = build_request("GET", "/items/%d?q=before-kill" % i)
+                conn.send(req)
+                resp = conn.read_response()
+                assert resp.status == 200
+                done.append((i, len(req), resp.raw_len))
+        os.kill(app, signal.SIGKILL)
+        status = server.wait()
+    assert status == 128 + signal.SIGKILL
+    rows = [r for r in server.requests() if r["query_string"] == "q=before-kill"]
+    assert len(rows) == len(done), "completed requests lost after the app was killed:\n" + summarize(rows)
+    for row, (i, req_len, resp_len) in zip(rows, done):
+        assert (row["path"], row["status"], row["request_bytes"], row["response_bytes"], row["error"]) == \
+            ("/items/%d" % i, 200, req_len, resp_len, None), row
+        assert row["pid"] == app
+
+
+def test_process_metrics_are_sampled(traced, store):
+    with traced(db=store) as server:
+        app = server.app_pid()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        t_end = time.monotonic() + 1.5
+        n = 0
+        while time.monotonic() < t_end:
+            assert get(conn, "/sync")[0] == 200
+            n += 1
+        conn.close()
+    db = open_store(store)
+    try:
+        cols = [r[1] for r in db.execute("PRAGMA table_info(processes)")]
+        key = "id" if "id" in cols else "rowid"
+        proc_rows = db.execute("SELECT %s, exe, cmdline FROM processes WHERE pid = ?" % key, (app,)).fetchall()
+        assert len(proc_rows) == 1, "processes rows for the uvicorn pid: %r" % proc_rows
+        pid_key, exe, cmdline = proc_rows[0]
+        assert "uvicorn" in (cmdline or ""), cmdline
+        samples = db.execute(
+            "SELECT ts_unix_ns, cpu_user_ns, cpu_sys_ns, rss_bytes FROM process_metrics"
+            " WHERE process_id = ? ORDER BY ts_unix_ns", (pid_key,)).fetchall()
+    finally:
+        db.close()
+    # sampled every 100 ms over a run of > 1.5 s
+    assert len(samples) >= 8, "only %d metric samples" % len(samples)
+    low = [(i, s) for i, s in enumerate(samples) if s[3] <= 1_000_000]
+    assert not low, "samples (index, row) with rss_bytes <= 1 MB of %d: %r" % (len(samples), low)
+    cpu = [s[1] + s[2] for s in samples]
+    assert cpu == sorted(cpu), "CPU time never goes backwards"
+    assert cpu[-1] - cpu[0] > 50_000_000, "%d busy requests used CPU: %r" % (n, cpu)
+    ts = [s[0] for s in samples]
+    gaps = [b - a for a, b in zip(ts, ts[1:])]
+    assert max(gaps) < 500_000_000, gaps
