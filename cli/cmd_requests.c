@@ -217,11 +217,15 @@ static const char *loss_label(const char *kind)
 	return kind;
 }
 
-/* One stderr line if the run lost data. */
+/* One stderr line if the run lost data that can hide requests. (Other
+ * kinds, such as stack samples dropped on a racing frame, are statistics
+ * of their own commands.) */
 static void warn_losses(struct tg_store *s, int64_t run)
 {
 	sqlite3_stmt *st = prepare_or_die(
-		s, "SELECT kind, sum(events) FROM losses WHERE run_id = ? GROUP BY kind HAVING sum(events) > 0 ORDER BY 2 DESC");
+		s, "SELECT kind, sum(events) FROM losses WHERE run_id = ?"
+		   " AND kind IN ('ring_full', 'untracked_conn', 'ring_corrupt', 'store_error')"
+		   " GROUP BY kind HAVING sum(events) > 0 ORDER BY 2 DESC");
 	sqlite3_bind_int64(st, 1, run);
 	char kinds[256] = "";
 	size_t used = 0;
@@ -249,12 +253,14 @@ static void warn_losses(struct tg_store *s, int64_t run)
 enum {
 	C_ID, C_RUN, C_PID, C_TID, C_CONN, C_START, C_DUR, C_REQ_END, C_RESP_START, C_METHOD, C_PATH, C_QUERY,
 	C_ROUTE, C_VERSION, C_STATUS, C_IN, C_OUT, C_CLIENT, C_ERROR, C_FLAGS, C_HEADERS, C_TRANSPORT, C_PROCESS,
-	C_EXCEPTION,
+	C_EXCEPTION, C_NQUERIES, C_NCALLS,
 };
 #define REQUEST_COLUMNS                                                                                        \
 	"id, run_id, pid, tid, conn_id, start_unix_ns, duration_ns, req_end_ns, resp_start_ns, method, path,"     \
 	" query_string, route, http_version, status, request_bytes, response_bytes, client_addr, error, flags,"  \
-	" headers, transport, process_id, exception"
+	" headers, transport, process_id, exception,"                                                            \
+	" (SELECT count(*) FROM queries WHERE queries.request_id = requests.id),"                                \
+	" (SELECT count(*) FROM spans WHERE spans.request_id = requests.id)"
 
 static void request_json(struct jw *w, sqlite3_stmt *st)
 {
@@ -293,6 +299,8 @@ static void request_json(struct jw *w, sqlite3_stmt *st)
 	json_text(w, "headers", st, C_HEADERS);
 	json_text(w, "transport", st, C_TRANSPORT);
 	json_text(w, "exception", st, C_EXCEPTION);
+	json_int(w, "queries", st, C_NQUERIES);
+	json_int(w, "http_calls", st, C_NCALLS);
 	jw_obj_close(w);
 	jw_newline(w);
 }

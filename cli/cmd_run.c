@@ -62,6 +62,13 @@ void cmd_run_usage(FILE *f)
 		   "  -q, --quiet       no start-up line (or $TIMEGLASS_QUIET=1)\n"
 		   "  --no-bootstrap    do not inject the Python bootstrap that names routes\n"
 		   "                    (or $TIMEGLASS_NO_BOOTSTRAP=1)\n"
+		   "  --sample-rate HZ  Python stack samples per second and thread, 0 = off\n"
+		   "                    (default 1000, or $TIMEGLASS_SAMPLE_HZ)\n"
+		   "  --capture-params  store SQL query parameters too (off by default; may hold\n"
+		   "                    personal data) (or $TIMEGLASS_CAPTURE_PARAMS=1)\n"
+		   "  --sql-max BYTES   SQL text kept per query (default 4096, or $TIMEGLASS_SQL_MAX)\n"
+		   "  --n-plus-one N    flag a query shape run N times from one call site in one\n"
+		   "                    request as N+1 (default 5, or $TIMEGLASS_N_PLUS_ONE)\n"
 		   "  -h, --help        show this help\n"
 		   "\n"
 		   "Options end at the first argument that is not one, so both work:\n"
@@ -81,13 +88,18 @@ static unsigned ring_mb_or_die(const char *what, const char *s)
 
 static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 {
-	enum { OPT_DB = 256, OPT_KEEP, OPT_RING, OPT_NO_BOOTSTRAP };
+	enum { OPT_DB = 256, OPT_KEEP, OPT_RING, OPT_NO_BOOTSTRAP, OPT_SAMPLE_RATE, OPT_CAPTURE_PARAMS, OPT_SQL_MAX,
+	       OPT_N_PLUS_ONE };
 	static const struct option longopts[] = {
 		{"db", required_argument, NULL, OPT_DB},
 		{"keep-runs", required_argument, NULL, OPT_KEEP},
 		{"ring-size", required_argument, NULL, OPT_RING},
 		{"quiet", no_argument, NULL, 'q'},
 		{"no-bootstrap", no_argument, NULL, OPT_NO_BOOTSTRAP},
+		{"sample-rate", required_argument, NULL, OPT_SAMPLE_RATE},
+		{"capture-params", no_argument, NULL, OPT_CAPTURE_PARAMS},
+		{"sql-max", required_argument, NULL, OPT_SQL_MAX},
+		{"n-plus-one", required_argument, NULL, OPT_N_PLUS_ONE},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -111,6 +123,26 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 		case OPT_RING: o->ring_mb = ring_mb_or_die("--ring-size", optarg); break;
 		case 'q': o->quiet = 1; break;
 		case OPT_NO_BOOTSTRAP: o->no_bootstrap = 1; break;
+		case OPT_SAMPLE_RATE: {
+			/* The sampler in the app reads it from the environment. */
+			char hz[32];
+			snprintf(hz, sizeof hz, "%llu",
+				 (unsigned long long)tg_number_or_die("--sample-rate", optarg, 0, 100000));
+			setenv("TIMEGLASS_SAMPLE_HZ", hz, 1);
+			break;
+		}
+		/* The SQL taps (app) and the collector read these from the environment. */
+		case OPT_CAPTURE_PARAMS: setenv("TIMEGLASS_CAPTURE_PARAMS", "1", 1); break;
+		case OPT_SQL_MAX:
+		case OPT_N_PLUS_ONE: {
+			char v[32];
+			int sql = c == OPT_SQL_MAX;
+			snprintf(v, sizeof v, "%llu",
+				 (unsigned long long)tg_number_or_die(sql ? "--sql-max" : "--n-plus-one", optarg,
+								      sql ? 16 : 2, sql ? 32768 : 1000000));
+			setenv(sql ? "TIMEGLASS_SQL_MAX" : "TIMEGLASS_N_PLUS_ONE", v, 1);
+			break;
+		}
 		case 'h': cmd_run_usage(stdout); exit(0);
 		default: tg_die_getopt("run", c, argv);
 		}

@@ -11,9 +11,19 @@
 int cmd_run(int argc, char **argv);
 int cmd_requests(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
+int cmd_ci(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+int cmd_queries(int argc, char **argv);
+int cmd_spans(int argc, char **argv);
+int cmd_flame(int argc, char **argv);
 
 void cmd_run_usage(FILE *f);
 void cmd_requests_usage(FILE *f);
 void cmd_runs_usage(FILE *f);
+void cmd_ci_usage(FILE *f);
+void cmd_score_usage(FILE *f);
+void cmd_queries_usage(FILE *f);
+void cmd_spans_usage(FILE *f);
+void cmd_flame_usage(FILE *f);
 
 #endif

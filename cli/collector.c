@@ -38,6 +38,8 @@
 #include "event.h"
 #include "record.h"
 #include "ring.h"
+#include "sql.h"
+#include "stacks.h"
 #include "store.h"
 #include "tg_config.h"
 #include "util.h"
@@ -78,6 +80,8 @@ struct proc {
 	uint64_t bad_bytes;
 	struct pending_mark *marks; /* marks waiting for their request, oldest first */
 	size_t nmarks, marks_cap;
+	struct tg_sql_proc *sql;   /* queries and outbound calls waiting for their request (sql.h) */
+	struct tg_stacks_proc *stacks; /* Python stack samples waiting for their request (stacks.h) */
 };
 
 struct collector {
@@ -97,6 +101,7 @@ struct collector {
 	int store_warned;          /* one warning line for store errors */
 	uint64_t store_lost;       /* rows lost to store errors, not yet recorded */
 	long clk_tck, page_size;
+	unsigned n_plus_one;       /* N+1 threshold ($TIMEGLASS_N_PLUS_ONE, default 5) */
 	int accept_paused;         /* out of fds: stop polling the listener until the next tick */
 };
 
@@ -276,9 +281,56 @@ static void marks_compact(struct proc *p)
 	p->nmarks = j;
 }
 
+static struct tg_sql_ctx sql_ctx(const struct collector *c, const struct proc *p)
+{
+	return (struct tg_sql_ctx){.store = c->store, .run_id = c->run_id, .process_id = p->process_id,
+				   .pid = p->pid, .mono_to_unix = c->mono_to_unix, .n_plus_one = c->n_plus_one};
+}
+
+static struct tg_stacks_ctx stacks_ctx(const struct collector *c, const struct proc *p)
+{
+	return (struct tg_stacks_ctx){.store = c->store, .run_id = c->run_id, .process_id = p->process_id,
+				      .mono_to_unix = c->mono_to_unix};
+}
+
+/* Python samples, code objects and sampler counters (stacks.c); scope
+ * records are read by both stacks.c and sql.c. */
+static void stacks_record(struct collector *c, struct proc *p, const void *rec, uint32_t size)
+{
+	struct tg_stacks_ctx xc = stacks_ctx(c, p);
+	if (!p->stacks)
+		p->stacks = tg_stacks_proc_new();
+	if (p->stacks && tg_stacks_record(&xc, p->stacks, rec, size, tg_monotonic_ns()) < 0) {
+		p->bad_events++;
+		p->bad_bytes += size;
+	}
+	note_store_errors(c);
+	if (tg_store_pending(c->store) >= BATCH_ROWS)
+		flush(c);
+}
+
 static void store_record(struct collector *c, struct proc *p, const void *rec, uint32_t size)
 {
 	const struct tg_ev_hdr *h = rec;
+	if (h->type == TG_EV_SAMPLE || h->type == TG_EV_CODE || h->type == TG_EV_PY_INFO) {
+		stacks_record(c, p, rec, size);
+		return;
+	}
+	if (h->type == TG_EV_REQ_SCOPE && p->stacks)
+		stacks_record(c, p, rec, size);
+	if (h->type == TG_EV_QUERY || h->type == TG_EV_HTTP_CALL || h->type == TG_EV_REQ_SCOPE) {
+		struct tg_sql_ctx sc = sql_ctx(c, p);
+		if (!p->sql)
+			p->sql = tg_sql_proc_new();
+		if (!p->sql || tg_sql_record(&sc, p->sql, rec, size, tg_monotonic_ns()) < 0) {
+			p->bad_events++;
+			p->bad_bytes += size;
+		}
+		note_store_errors(c);
+		if (tg_store_pending(c->store) >= BATCH_ROWS)
+			flush(c);
+		return;
+	}
 	if (h->type == TG_EV_MARK) {
 		struct tg_mark m;
 		if (tg_decode_mark(rec, size, &m) < 0) {
@@ -286,6 +338,20 @@ static void store_record(struct collector *c, struct proc *p, const void *rec, u
 			p->bad_bytes += size;
 		} else {
 			mark_add(p, &m);
+			stacks_record(c, p, rec, size);
+		}
+		return;
+	}
+	if (h->type == TG_EV_REQ_FIXUP) {
+		const struct tg_ev_req_fixup *f = rec;
+		const char *err = size >= sizeof *f ? tg_req_error_text(f->error) : NULL;
+		if (!err || f->conn_id > INT64_MAX || f->start_ns > INT64_MAX || f->unsent_bytes > INT64_MAX) {
+			p->bad_events++;
+			p->bad_bytes += size;
+		} else {
+			tg_store_request_fixup(c->store, c->run_id, p->pid, (int64_t)f->conn_id,
+					       (int64_t)f->start_ns + c->mono_to_unix, err, (int64_t)f->unsent_bytes);
+			note_store_errors(c);
 		}
 		return;
 	}
@@ -303,7 +369,16 @@ static void store_record(struct collector *c, struct proc *p, const void *rec, u
 	row.pid = p->pid;
 	const struct tg_ev_request *req = rec;
 	size_t used = p->nmarks ? marks_apply(p, req, &row) : 0;
-	tg_store_request_add(c->store, &row);
+	int stored = tg_store_request_add(c->store, &row) == 0;
+	int64_t request_id = stored ? tg_store_last_id(c->store) : 0;
+	if (p->sql) {
+		struct tg_sql_ctx sc = sql_ctx(c, p);
+		tg_sql_request(&sc, p->sql, req, stored ? tg_store_last_id(c->store) : 0, tg_monotonic_ns());
+	}
+	if (p->stacks) {
+		struct tg_stacks_ctx xc = stacks_ctx(c, p);
+		tg_stacks_request(&xc, p->stacks, req, request_id);
+	}
 	if (used)
 		marks_compact(p);
 	note_store_errors(c);
@@ -396,12 +471,26 @@ static void proc_finish(struct collector *c, struct proc *p)
 			add_loss(c, p, "ring_corrupt", p->bad_events, p->bad_bytes);
 			p->bad_events = p->bad_bytes = 0;
 		}
+		if (p->sql) { /* what still waits for a request is written now */
+			struct tg_sql_ctx sc = sql_ctx(c, p);
+			tg_sql_settle(&sc, p->sql, tg_monotonic_ns(), 1);
+			note_store_errors(c);
+		}
+		if (p->stacks) { /* samples still waiting for a request */
+			struct tg_stacks_ctx xc = stacks_ctx(c, p);
+			tg_stacks_settle(&xc, p->stacks, tg_monotonic_ns(), 1);
+			note_store_errors(c);
+		}
 		if (p->process_id) {
 			tg_store_process_end(c->store, p->process_id, tg_realtime_ns());
 			note_store_errors(c);
 		}
 	}
 	marks_free(p);
+	tg_sql_proc_free(p->sql);
+	p->sql = NULL;
+	tg_stacks_proc_free(p->stacks);
+	p->stacks = NULL;
 	if (p->map)
 		munmap(p->map, p->map_bytes);
 	p->map = NULL;
@@ -446,7 +535,7 @@ static char *read_cmdline(pid_t pid)
 }
 
 /* Parses /proc/PID/stat: ppid, utime and stime (clock ticks). -1 if gone. */
-static int read_stat(pid_t pid, int *ppid, uint64_t *utime, uint64_t *stime)
+static int read_stat(pid_t pid, char *state_out, int *ppid, uint64_t *utime, uint64_t *stime)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -461,6 +550,7 @@ static int read_stat(pid_t pid, int *ppid, uint64_t *utime, uint64_t *stime)
 	if (sscanf(p + 1, " %c %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &state, &v[0], &v[1],
 		   &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11]) != 13)
 		return -1;
+	*state_out = state;
 	*ppid = (int)v[0];
 	*utime = v[10];
 	*stime = v[11];
@@ -472,13 +562,18 @@ static void sample(struct collector *c, struct proc *p, int64_t now_unix)
 	if (!p->registered || !p->process_id)
 		return;
 	int ppid;
+	char state;
 	uint64_t ut, st;
 	char path[64], buf[256];
-	if (read_stat(p->pid, &ppid, &ut, &st) < 0)
+	if (read_stat(p->pid, &state, &ppid, &ut, &st) < 0)
 		return;
 	snprintf(path, sizeof path, "/proc/%d/statm", (int)p->pid);
 	unsigned long long size_pages, rss_pages;
 	if (tg_read_small_file(path, buf, sizeof buf) <= 0 || sscanf(buf, "%llu %llu", &size_pages, &rss_pages) != 2)
+		return;
+	/* A process that is exiting (or a zombie) has no memory left to
+	 * report: such a sample would be a false drop to zero. */
+	if (rss_pages == 0 || state == 'Z' || state == 'X')
 		return;
 	int64_t ns_per_tick = 1000000000LL / c->clk_tck;
 	tg_store_metric_add(c->store, p->process_id, now_unix, (int64_t)ut * ns_per_tick, (int64_t)st * ns_per_tick,
@@ -542,7 +637,8 @@ static int proc_register(struct collector *c, struct proc *p)
 	char *cmdline = read_cmdline(p->pid);
 	int ppid;
 	uint64_t ut, stt;
-	if (read_stat(p->pid, &ppid, &ut, &stt) < 0)
+	char state;
+	if (read_stat(p->pid, &state, &ppid, &ut, &stt) < 0)
 		ppid = h.ppid;
 	int64_t now_mono = tg_monotonic_ns();
 	/* The hello's clock is the app's word: use it only when plausible. */
@@ -882,6 +978,10 @@ int tg_collector_main(const struct tg_collector_opts *o)
 	}
 	if (c.clk_tck <= 0)
 		c.clk_tck = 100;
+	const char *np1 = getenv("TIMEGLASS_N_PLUS_ONE");
+	c.n_plus_one = np1 && *np1 ? (unsigned)strtoul(np1, NULL, 10) : 5;
+	if (c.n_plus_one < 2)
+		c.n_plus_one = 2;
 	if (c.page_size <= 0)
 		c.page_size = 4096;
 	int64_t m0 = tg_monotonic_ns(), rt = tg_realtime_ns(), m1 = tg_monotonic_ns();
@@ -918,8 +1018,17 @@ int tg_collector_main(const struct tg_collector_opts *o)
 		next_drain = now + DRAIN_NS;
 		if (tick) {
 			int64_t now_unix = now + c.mono_to_unix;
-			for (size_t i = 0; i < c.nprocs; i++)
+			for (size_t i = 0; i < c.nprocs; i++) {
 				sample(&c, c.procs[i], now_unix);
+				if (c.procs[i]->sql) {
+					struct tg_sql_ctx sc = sql_ctx(&c, c.procs[i]);
+					tg_sql_settle(&sc, c.procs[i]->sql, now, 0);
+				}
+				if (c.procs[i]->stacks) {
+					struct tg_stacks_ctx xc = stacks_ctx(&c, c.procs[i]);
+					tg_stacks_settle(&xc, c.procs[i]->stacks, now, 0);
+				}
+			}
 			flush(&c);
 			c.accept_paused = 0;
 			next_tick = now + TICK_NS;

@@ -56,6 +56,11 @@ static const struct command commands[] = {
 	{"ui", cmd_ui, cmd_ui_usage, "serve the dashboard (http://127.0.0.1:7411/)"},
 	{"requests", cmd_requests, cmd_requests_usage, "print the recorded requests of a run"},
 	{"runs", cmd_runs, cmd_runs_usage, "list the recorded runs"},
+	{"ci", cmd_ci, cmd_ci_usage, "profile a test suite, check budgets and baselines"},
+	{"score", cmd_score, cmd_score_usage, "grade a run on the TimeGlass benchmarks"},
+	{"queries", cmd_queries, cmd_queries_usage, "print the recorded SQL queries of a run or request"},
+	{"spans", cmd_spans, cmd_spans_usage, "print the recorded outbound HTTP calls of a run or request"},
+	{"flame", cmd_flame, cmd_flame_usage, "print sampled Python stacks as a flame graph (folded, speedscope)"},
 };
 
 static const struct command *find(const char *name)

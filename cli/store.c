@@ -162,8 +162,9 @@ static const char *const migrations[] = {
 	"  process_id INTEGER REFERENCES processes(id) ON DELETE CASCADE,"
 	"  tid INTEGER,"
 	"  stack_id INTEGER NOT NULL REFERENCES stacks(id),"
-	"  state TEXT NOT NULL,"          /* 'running' | 'waiting' | ... */
-	"  count INTEGER NOT NULL);"
+	"  state TEXT NOT NULL,"          /* 'running' | 'waiting' */
+	"  count INTEGER NOT NULL,"       /* samples of this stack in this state */
+	"  cpu_ns INTEGER NOT NULL DEFAULT 0);"  /* thread CPU time they stand for */
 	"CREATE INDEX samples_request ON samples(request_id);"
 	"CREATE INDEX samples_run ON samples(run_id);"
 	"CREATE INDEX samples_process ON samples(process_id);"
@@ -178,6 +179,15 @@ enum stmt_id {
 	ST_METRIC,
 	ST_LOSS,
 	ST_PROCESS_END,
+	ST_REQUEST_FIXUP,
+	ST_QUERY,
+	ST_SPAN,
+	ST_FRAME_INS,
+	ST_FRAME_GET,
+	ST_STACK_INS,
+	ST_STACK_GET,
+	ST_SAMPLE,
+	ST_REQUEST_CPU,
 	ST_COUNT,
 };
 
@@ -191,6 +201,22 @@ static const char *const stmt_sql[ST_COUNT] = {
 		       " VALUES (?,?,?,?,?)"),
 	[ST_LOSS] = "INSERT INTO losses (run_id, process_id, ts_unix_ns, kind, events, bytes) VALUES (?,?,?,?,?,?)",
 	[ST_PROCESS_END] = "UPDATE processes SET ended_unix_ns = ? WHERE id = ?",
+	[ST_REQUEST_FIXUP] = "UPDATE requests SET error = ?, response_bytes = max(response_bytes - ?, 0)"
+			     " WHERE run_id = ? AND pid = ? AND conn_id = ? AND start_unix_ns = ?",
+	[ST_FRAME_INS] = "INSERT OR IGNORE INTO frames (kind, name, file, line) VALUES (?,?,?,?)",
+	[ST_FRAME_GET] = "SELECT id FROM frames WHERE kind = ? AND name = ? AND file = ? AND line = ?",
+	[ST_STACK_INS] = "INSERT OR IGNORE INTO stacks (hash, frames) VALUES (?,?)",
+	[ST_STACK_GET] = "SELECT id, frames FROM stacks WHERE hash = ?",
+	[ST_SAMPLE] = "INSERT INTO samples (run_id, request_id, process_id, tid, stack_id, state, count, cpu_ns)"
+		      " VALUES (?,?,?,?,?,?,?,?)",
+	[ST_REQUEST_CPU] = "UPDATE requests SET cpu_ns = coalesce(cpu_ns, 0) + ? WHERE id = ?",
+	[ST_QUERY] = "INSERT INTO queries (run_id, request_id, process_id, pid, tid, start_unix_ns, duration_ns,"
+		     " db_system, tap, database, sql, sql_truncated, fingerprint, fingerprint_hash, params, rows,"
+		     " error, call_site, attribution, duplicate, n_plus_one)"
+		     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	[ST_SPAN] = "INSERT INTO spans (run_id, request_id, process_id, pid, tid, kind, start_unix_ns, duration_ns,"
+		    " method, host, path, status, request_bytes, response_bytes, tls, error, call_site, attribution)"
+		    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 };
 
 struct tg_store {
@@ -561,6 +587,21 @@ int tg_store_process_end(struct tg_store *s, int64_t process_id, int64_t ended_u
 	return batch_step(s, st);
 }
 
+int tg_store_request_fixup(struct tg_store *s, int64_t run_id, int32_t pid, int64_t conn_id,
+			   int64_t start_unix_ns, const char *error, int64_t unsent_bytes)
+{
+	sqlite3_stmt *st = batch_stmt(s, ST_REQUEST_FIXUP);
+	if (!st)
+		return -1;
+	sqlite3_bind_text(st, 1, error, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, unsent_bytes);
+	sqlite3_bind_int64(st, 3, run_id);
+	sqlite3_bind_int(st, 4, pid);
+	sqlite3_bind_int64(st, 5, conn_id);
+	sqlite3_bind_int64(st, 6, start_unix_ns);
+	return batch_step(s, st);
+}
+
 int tg_store_request_add(struct tg_store *s, const struct tg_request_row *r)
 {
 	sqlite3_stmt *st = batch_stmt(s, ST_REQUEST);
@@ -593,6 +634,76 @@ int tg_store_request_add(struct tg_store *s, const struct tg_request_row *r)
 	bind_cstr(st, 21, r->transport ? r->transport : "http");
 	bind_text_or_null(st, 22, r->route, r->route_len);
 	bind_text_or_null(st, 23, r->exception, r->exception_len);
+	return batch_step(s, st);
+}
+
+int64_t tg_store_last_id(struct tg_store *s)
+{
+	return sqlite3_last_insert_rowid(s->db);
+}
+
+static void bind_id(sqlite3_stmt *st, int i, int64_t id)
+{
+	if (id)
+		sqlite3_bind_int64(st, i, id);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+int tg_store_query_add(struct tg_store *s, const struct tg_query_row *q)
+{
+	sqlite3_stmt *st = batch_stmt(s, ST_QUERY);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, q->run_id);
+	bind_id(st, 2, q->request_id);
+	bind_id(st, 3, q->process_id);
+	sqlite3_bind_int(st, 4, q->pid);
+	sqlite3_bind_int64(st, 5, q->tid);
+	sqlite3_bind_int64(st, 6, q->start_unix_ns);
+	sqlite3_bind_int64(st, 7, q->duration_ns);
+	bind_cstr(st, 8, q->db_system);
+	bind_cstr(st, 9, q->tap);
+	bind_text_or_null(st, 10, q->database, q->database_len);
+	bind_text_or_null(st, 11, q->sql, q->sql_len);
+	sqlite3_bind_int(st, 12, q->sql_truncated ? 1 : 0);
+	bind_text_or_null(st, 13, q->fingerprint, q->fingerprint_len);
+	sqlite3_bind_int64(st, 14, q->fingerprint_hash);
+	bind_text_or_null(st, 15, q->params, q->params_len);
+	if (q->has_rows)
+		sqlite3_bind_int64(st, 16, q->rows);
+	bind_text_or_null(st, 17, q->error, q->error_len);
+	bind_text_or_null(st, 18, q->call_site, q->call_site_len);
+	bind_cstr(st, 19, q->attribution);
+	sqlite3_bind_int(st, 20, q->duplicate ? 1 : 0);
+	sqlite3_bind_int(st, 21, q->n_plus_one ? 1 : 0);
+	return batch_step(s, st);
+}
+
+int tg_store_span_add(struct tg_store *s, const struct tg_span_row *r)
+{
+	sqlite3_stmt *st = batch_stmt(s, ST_SPAN);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, r->run_id);
+	bind_id(st, 2, r->request_id);
+	bind_id(st, 3, r->process_id);
+	sqlite3_bind_int(st, 4, r->pid);
+	sqlite3_bind_int64(st, 5, r->tid);
+	bind_cstr(st, 6, r->kind ? r->kind : "http_client");
+	sqlite3_bind_int64(st, 7, r->start_unix_ns);
+	sqlite3_bind_int64(st, 8, r->duration_ns);
+	bind_text_or_null(st, 9, r->method, r->method_len);
+	bind_text_or_null(st, 10, r->host, r->host_len);
+	bind_text_or_null(st, 11, r->path, r->path_len);
+	if (r->status)
+		sqlite3_bind_int(st, 12, r->status);
+	sqlite3_bind_int64(st, 13, r->request_bytes);
+	sqlite3_bind_int64(st, 14, r->response_bytes);
+	sqlite3_bind_int(st, 15, r->tls ? 1 : 0);
+	bind_text_or_null(st, 16, r->error, r->error_len);
+	bind_text_or_null(st, 17, r->call_site, r->call_site_len);
+	bind_cstr(st, 18, r->attribution);
 	return batch_step(s, st);
 }
 
@@ -639,4 +750,95 @@ int tg_store_flush(struct tg_store *s)
 	s->in_batch = 0;
 	s->pending = 0;
 	return rc;
+}
+
+/* ---- stack samples (stacks.c) ---- */
+
+/* Runs a SELECT statement of the batch that returns an id in column 0 (and,
+ * for stacks, the frame list in column 1, compared with want). */
+static int64_t select_id(struct tg_store *s, sqlite3_stmt *st, const char *want)
+{
+	int64_t id = 0;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *f = want ? sqlite3_column_text(st, 1) : NULL;
+		if (!want || (f && strcmp((const char *)f, want) == 0))
+			id = sqlite3_column_int64(st, 0);
+		else
+			id = -1; /* hash collision with a different stack */
+	} else if (rc != SQLITE_DONE) {
+		fail_db(s, NULL);
+	}
+	sqlite3_reset(st);
+	return id;
+}
+
+static void bind_frame(sqlite3_stmt *st, const char *kind, const char *name, const char *file, int line)
+{
+	bind_cstr(st, 1, kind);
+	bind_cstr(st, 2, name);
+	bind_cstr(st, 3, file ? file : "");
+	sqlite3_bind_int(st, 4, line);
+}
+
+int64_t tg_store_frame_id(struct tg_store *s, const char *kind, const char *name, const char *file, int line)
+{
+	sqlite3_stmt *st = batch_stmt(s, ST_FRAME_GET);
+	if (!st)
+		return 0;
+	bind_frame(st, kind, name, file, line);
+	int64_t id = select_id(s, st, NULL);
+	if (id > 0)
+		return id;
+	if (!(st = batch_stmt(s, ST_FRAME_INS)))
+		return 0;
+	bind_frame(st, kind, name, file, line);
+	if (batch_step(s, st) < 0)
+		return 0;
+	return sqlite3_last_insert_rowid(s->db);
+}
+
+int64_t tg_store_stack_id(struct tg_store *s, int64_t hash, const char *frames)
+{
+	sqlite3_stmt *st = batch_stmt(s, ST_STACK_GET);
+	if (!st)
+		return 0;
+	sqlite3_bind_int64(st, 1, hash);
+	int64_t id = select_id(s, st, frames);
+	if (id != 0)
+		return id; /* found, or -1: collision */
+	if (!(st = batch_stmt(s, ST_STACK_INS)))
+		return 0;
+	sqlite3_bind_int64(st, 1, hash);
+	bind_cstr(st, 2, frames);
+	if (batch_step(s, st) < 0)
+		return 0;
+	return sqlite3_last_insert_rowid(s->db);
+}
+
+int tg_store_sample_add(struct tg_store *s, const struct tg_sample_row *r)
+{
+	sqlite3_stmt *st = batch_stmt(s, ST_SAMPLE);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, r->run_id);
+	bind_id(st, 2, r->request_id);
+	bind_id(st, 3, r->process_id);
+	if (r->tid)
+		sqlite3_bind_int64(st, 4, r->tid);
+	sqlite3_bind_int64(st, 5, r->stack_id);
+	bind_cstr(st, 6, r->state);
+	sqlite3_bind_int64(st, 7, r->count);
+	sqlite3_bind_int64(st, 8, r->cpu_ns);
+	return batch_step(s, st);
+}
+
+int tg_store_request_cpu_add(struct tg_store *s, int64_t request_id, int64_t cpu_ns)
+{
+	sqlite3_stmt *st = batch_stmt(s, ST_REQUEST_CPU);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, cpu_ns);
+	sqlite3_bind_int64(st, 2, request_id);
+	return batch_step(s, st);
 }

@@ -103,8 +103,88 @@ struct tg_request_row {
 	const char *transport;                       /* "http" (NULL) or "asgi" */
 };
 
+/* Corrects a stored request (in the batch): its response was cut short.
+ * The request is found by run, pid, connection and start time. */
+int tg_store_request_fixup(struct tg_store *s, int64_t run_id, int32_t pid, int64_t conn_id,
+			   int64_t start_unix_ns, const char *error, int64_t unsent_bytes);
+
 /* Adds a request to the batch. Returns 0 or -1. */
 int tg_store_request_add(struct tg_store *s, const struct tg_request_row *r);
+
+/* id of the row the last *_add() inserted. */
+int64_t tg_store_last_id(struct tg_store *s);
+
+/* ---- stack samples (written by stacks.c) ---- */
+
+/* id of the frame (kind "python" or "native", qualified name, file or
+ * module, line; file may be NULL = ""), inserted if new. 0 on error. */
+int64_t tg_store_frame_id(struct tg_store *s, const char *kind, const char *name, const char *file, int line);
+
+/* id of the stack whose frame ids (root first, comma-separated) are frames
+ * and whose hash is hash, inserted if new. 0 on error, -1 when another stack
+ * has this hash (the caller rehashes). */
+int64_t tg_store_stack_id(struct tg_store *s, int64_t hash, const char *frames);
+
+/* One aggregated samples row. */
+struct tg_sample_row {
+	int64_t run_id;
+	int64_t request_id; /* 0 = NULL: outside any request */
+	int64_t process_id; /* 0 = NULL */
+	int64_t tid;        /* 0 = NULL: several threads */
+	int64_t stack_id;
+	const char *state;  /* "running" | "waiting" */
+	int64_t count;      /* samples */
+	int64_t cpu_ns;     /* thread CPU time they stand for */
+};
+int tg_store_sample_add(struct tg_store *s, const struct tg_sample_row *r);
+
+/* Adds cpu_ns to requests.cpu_ns of request_id. */
+int tg_store_request_cpu_add(struct tg_store *s, int64_t request_id, int64_t cpu_ns);
+
+/* One queries row (see the schema). Strings as in tg_request_row; NULL
+ * pointer = SQL NULL. */
+struct tg_query_row {
+	int64_t run_id, process_id, request_id; /* process_id, request_id 0 = NULL */
+	int32_t pid;
+	int64_t tid;
+	int64_t start_unix_ns, duration_ns;
+	const char *db_system, *tap;             /* NUL-terminated */
+	const char *database; size_t database_len;
+	const char *sql; size_t sql_len;
+	int sql_truncated;
+	const char *fingerprint; size_t fingerprint_len;
+	int64_t fingerprint_hash;
+	const char *params; size_t params_len;
+	int64_t rows; int has_rows;
+	const char *error; size_t error_len;
+	const char *call_site; size_t call_site_len;
+	const char *attribution;                 /* 'scope' | 'thread' | 'none' */
+	int duplicate, n_plus_one;
+};
+
+/* Adds a query to the batch. Returns 0 or -1. */
+int tg_store_query_add(struct tg_store *s, const struct tg_query_row *q);
+
+/* One spans row (outbound HTTP call). */
+struct tg_span_row {
+	int64_t run_id, process_id, request_id;
+	int32_t pid;
+	int64_t tid;
+	const char *kind;                        /* 'http_client' */
+	int64_t start_unix_ns, duration_ns;
+	const char *method; size_t method_len;
+	const char *host; size_t host_len;
+	const char *path; size_t path_len;
+	int status;                              /* 0 = NULL */
+	int64_t request_bytes, response_bytes;
+	int tls;
+	const char *error; size_t error_len;
+	const char *call_site; size_t call_site_len;
+	const char *attribution;
+};
+
+/* Adds a span to the batch. Returns 0 or -1. */
+int tg_store_span_add(struct tg_store *s, const struct tg_span_row *r);
 
 /* Adds a process_metrics row (times in ns, rss in bytes) to the batch. */
 int tg_store_metric_add(struct tg_store *s, int64_t process_id, int64_t ts_unix_ns, int64_t cpu_user_ns,

@@ -41,6 +41,7 @@ enum tg_ev_type {
 	TG_EV_QUERY = 4,
 	TG_EV_HTTP_CALL = 5,
 	TG_EV_REQ_SCOPE = 6, /* a thread or task enters/leaves a request (marker) */
+	TG_EV_REQ_FIXUP = 7, /* struct tg_ev_req_fixup: a request emitted as complete was not */
 	/* Python stacks: layouts in event_py.h */
 	TG_EV_SAMPLE = 16,
 	TG_EV_CODE = 17,
@@ -104,6 +105,23 @@ struct tg_ev_request {
 	uint16_t pad1;
 	uint8_t client_addr[16]; /* 4 bytes for AF_INET, 16 for AF_INET6 */
 	/* char data[] follows */
+};
+
+/*
+ * Responses are parsed before they are written, so a request is in the ring
+ * before its client can have the response. When the connection then ends
+ * with some of those bytes never taken by the kernel, this record corrects
+ * the last request emitted on it: error and unsent byte count.
+ */
+struct tg_ev_req_fixup {
+	struct tg_ev_hdr h;
+	uint32_t tid;
+	uint16_t error;        /* enum tg_req_error, TG_REQ_CLOSED_MID_RESPONSE */
+	uint16_t pad0;
+	uint64_t conn_id;
+	uint64_t start_ns;     /* start_ns of the request to correct */
+	uint64_t unsent_bytes; /* response bytes counted but never sent */
+	uint64_t ts_ns;        /* CLOCK_MONOTONIC when the connection ended */
 };
 
 /* What a TG_EV_MARK says about the wire request it names. */

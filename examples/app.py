@@ -151,6 +151,21 @@ def list_notes(limit: int = 20):
     return {"notes": [dict(r) for r in rows]}
 
 
+_bench_conn = None
+
+
+@app.get("/queries10")
+async def ten_queries():
+    """Ten simple SQLite queries on the event loop: the SQL-capture benchmark."""
+    global _bench_conn
+    if _bench_conn is None:
+        _bench_conn = sqlite3.connect(NOTES_DB, timeout=10, check_same_thread=False)
+    total = 0
+    for k in range(10):
+        total += _bench_conn.execute("SELECT count(*) + ? FROM notes", (k,)).fetchone()[0]
+    return {"total": total}
+
+
 @app.post("/notes", status_code=201)
 def create_note(note: NoteIn):
     conn = _connect()

@@ -23,6 +23,7 @@
 
 #include "event.h"
 #include "http1.h"
+#include "taps.h"
 #include "tg_preload.h"
 
 struct tg_conn {
@@ -30,9 +31,12 @@ struct tg_conn {
 	int lock;                /* spinlock: 0 free, 1 held */
 	uint64_t id;             /* per-process connection number, from 1 */
 	struct tg_http_conn *http;
+	struct tg_out *out;      /* outbound socket (outbound.c), http is NULL then */
 	uint8_t family;          /* AF_INET, AF_INET6, AF_UNIX or 0 */
 	uint16_t port;           /* peer port, host order */
 	uint8_t addr[16];        /* peer address */
+	uint64_t ahead;          /* bytes fed to the parser that the kernel has not taken yet */
+	uint64_t last_start_ns;  /* start_ns of the last request emitted, 0 if none */
 	struct tg_conn *next_free;
 };
 
@@ -106,6 +110,9 @@ static void conn_free(struct tg_conn *c)
 	if (c->http)
 		tg_http_free(c->http);
 	c->http = NULL;
+	if (c->out)
+		tg_out_free(c->out, tg_now_ns());
+	c->out = NULL;
 	spin_lock(&free_lock);
 	c->next_free = free_list;
 	free_list = c;
@@ -163,9 +170,10 @@ void tg_conn_accepted(int fd, const struct sockaddr *addr, socklen_t addrlen)
 /* Emit callback of the parser: one finished request → one ring record. */
 static void emit_request(void *ctx, const struct tg_http_req *req)
 {
-	const struct tg_conn *c = ctx;
+	struct tg_conn *c = ctx;
 	if (!tg_proc.enabled)
 		return;
+	c->last_start_ns = req->start_ns;
 	uint32_t strings = (uint32_t)req->method_len + req->target_len + req->headers_len;
 	uint32_t size = (uint32_t)sizeof(struct tg_ev_request) + strings;
 	uint8_t *rec = tg_reserve(size);
@@ -213,7 +221,23 @@ static void untrack(int fd, struct tg_conn *c, uint64_t now)
 	if (!atomic_compare_exchange_strong(&tg_conns[fd], &expected, NULL))
 		return; /* someone else is already closing it */
 	spin_lock(&c->lock);
-	tg_http_on_close(c->http, now, emit_request, c);
+	if (c->http && c->ahead && c->last_start_ns && tg_proc.enabled) {
+		/* The response was parsed as complete, but its tail was
+		 * never sent: correct the request we emitted. */
+		struct tg_ev_req_fixup *f = tg_reserve(sizeof *f);
+		if (f) {
+			f->tid = tg_tid();
+			f->error = TG_REQ_CLOSED_MID_RESPONSE;
+			f->pad0 = 0;
+			f->conn_id = c->id;
+			f->start_ns = c->last_start_ns;
+			f->unsent_bytes = c->ahead;
+			f->ts_ns = now;
+			tg_ring_commit(f, sizeof *f, TG_EV_REQ_FIXUP, 0);
+		}
+	}
+	if (c->http)
+		tg_http_on_close(c->http, now, emit_request, c);
 	spin_unlock(&c->lock);
 	conn_free(c);
 }
@@ -229,8 +253,80 @@ static void give_up(int fd, struct tg_conn *c)
 	conn_free(c);
 }
 
+/* Bytes on an outbound socket go to outbound.c (dir 0 written, 1 read). */
+static void out_io(struct tg_conn *c, int fd, int dir, const struct iovec *iov, int iovcnt, ssize_t r)
+{
+	int saved = errno;
+	uint64_t now = tg_now_ns();
+	if (r > 0 && iov) {
+		size_t left = (size_t)r;
+		spin_lock(&c->lock);
+		for (int i = 0; i < iovcnt && left; i++) {
+			size_t n = iov[i].iov_len < left ? iov[i].iov_len : left;
+			if (n)
+				tg_out_io(c->out, dir, iov[i].iov_base, n, now);
+			left -= n;
+		}
+		spin_unlock(&c->lock);
+	} else if (r < 0 && (saved == ECONNRESET || saved == EPIPE || saved == ETIMEDOUT || saved == ENOTCONN)) {
+		untrack(fd, c, now);
+	}
+	errno = saved;
+}
+
+int tg_conn_outbound(int fd, struct tg_out *o)
+{
+	if (!tg_proc.enabled || fd < 0 || (unsigned)fd >= tg_nconns)
+		return -1;
+	if (atomic_load_explicit(&tg_conns[fd], memory_order_relaxed))
+		tg_conn_closing(fd);
+	struct tg_conn *c = conn_alloc();
+	if (!c)
+		return -1;
+	memset(c, 0, sizeof *c);
+	c->fd = fd;
+	c->out = o;
+	if ((unsigned)fd > __atomic_load_n(&max_fd_seen, __ATOMIC_RELAXED))
+		__atomic_store_n(&max_fd_seen, (unsigned)fd, __ATOMIC_RELAXED);
+	c->id = __atomic_add_fetch(&next_conn_id, 1, __ATOMIC_RELAXED);
+	atomic_store_explicit(&tg_conns[fd], c, memory_order_release);
+	return 0;
+}
+
+struct tg_out *tg_conn_get_out(int fd)
+{
+	struct tg_conn *c = tg_conn_get(fd);
+	return c ? c->out : NULL;
+}
+
+void tg_conn_bind(int fd, int bind, uint64_t token, const char *site, size_t len)
+{
+	struct tg_conn *c = tg_conn_get(fd);
+	if (!c || !c->out)
+		return;
+	spin_lock(&c->lock);
+	if (c->out)
+		tg_out_bind(c->out, bind, token, site, len);
+	spin_unlock(&c->lock);
+}
+
+void tg_conn_claim_libpq(int fd)
+{
+	struct tg_conn *c = tg_conn_get(fd);
+	if (!c || !c->out)
+		return;
+	spin_lock(&c->lock);
+	if (c->out)
+		tg_out_set_libpq(c->out);
+	spin_unlock(&c->lock);
+}
+
 void tg_conn_read(struct tg_conn *c, int fd, const struct iovec *iov, int iovcnt, ssize_t r)
 {
+	if (c->out) {
+		out_io(c, fd, 1, iov, iovcnt, r);
+		return;
+	}
 	int saved = errno;
 	uint64_t now = tg_now_ns();
 	if (r > 0) {
@@ -256,31 +352,67 @@ void tg_conn_read(struct tg_conn *c, int fd, const struct iovec *iov, int iovcnt
 	errno = saved;
 }
 
-void tg_conn_write(struct tg_conn *c, int fd, const struct iovec *iov, int iovcnt, ssize_t r)
+/*
+ * Writes are parsed before they are made, so that the request a response
+ * completes is in the ring before its client can have the response: a
+ * process killed right after its last write loses nothing. Bytes the kernel
+ * then does not take (a short write, EAGAIN) were parsed already; `ahead`
+ * counts them, and the next write, which must start with them (a stream's
+ * unsent bytes go first), skips them.
+ */
+void tg_conn_write_before(struct tg_conn *c, int fd, const struct iovec *iov, int iovcnt, size_t opaque,
+			  uint64_t t0)
 {
+	if (c->out)
+		return;
 	int saved = errno;
-	uint64_t now = tg_now_ns();
-	if (r > 0) {
-		int rc = TG_HTTP_OK;
-		size_t left = (size_t)r;
-		spin_lock(&c->lock);
-		if (!iov) {
-			rc = tg_http_on_write(c->http, NULL, left, now, emit_request, c);
-		} else {
-			for (int i = 0; i < iovcnt && left && rc == TG_HTTP_OK; i++) {
-				size_t n = iov[i].iov_len < left ? iov[i].iov_len : left;
-				if (n)
-					rc = tg_http_on_write(c->http, iov[i].iov_base, n, now,
-							      emit_request, c);
-				left -= n;
-			}
+	int rc = TG_HTTP_OK;
+	spin_lock(&c->lock);
+	uint64_t skip = c->ahead;
+	if (!iov) {
+		size_t s = skip < opaque ? (size_t)skip : opaque;
+		skip -= s;
+		if (opaque > s)
+			rc = tg_http_on_write(c->http, NULL, opaque - s, t0, emit_request, c);
+	} else {
+		for (int i = 0; i < iovcnt && rc == TG_HTTP_OK; i++) {
+			size_t n = iov[i].iov_len;
+			size_t s = skip < n ? (size_t)skip : n;
+			skip -= s;
+			if (n > s)
+				rc = tg_http_on_write(c->http, (const uint8_t *)iov[i].iov_base + s, n - s, t0,
+						      emit_request, c);
 		}
-		spin_unlock(&c->lock);
-		if (rc == TG_HTTP_UNTRACK)
-			give_up(fd, c);
-	} else if (r < 0 && (saved == EPIPE || saved == ECONNRESET || saved == ENOTCONN)) {
-		untrack(fd, c, now);
 	}
+	c->ahead = skip;
+	spin_unlock(&c->lock);
+	if (rc == TG_HTTP_UNTRACK)
+		give_up(fd, c);
+	errno = saved;
+}
+
+void tg_conn_write(struct tg_conn *c, int fd, const struct iovec *iov, int iovcnt, size_t opaque, ssize_t r,
+		   uint64_t t0)
+{
+	if (c->out) {
+		out_io(c, fd, 0, iov, iovcnt, r);
+		return;
+	}
+	int saved = errno;
+	size_t total = 0;
+	if (iov) {
+		for (int i = 0; i < iovcnt; i++)
+			total += iov[i].iov_len;
+	} else {
+		total = opaque;
+	}
+	if (r < 0 || (size_t)r < total) {
+		spin_lock(&c->lock);
+		c->ahead += total - (r > 0 ? (size_t)r : 0);
+		spin_unlock(&c->lock);
+	}
+	if (r < 0 && (saved == EPIPE || saved == ECONNRESET || saved == ENOTCONN))
+		untrack(fd, c, tg_now_ns());
 	errno = saved;
 }
 

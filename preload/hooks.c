@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include "taps.h"
 #include "tg_preload.h"
 
 #define TG_EXPORT __attribute__((visibility("default")))
@@ -42,20 +43,40 @@ static inline void on_readv(int fd, const struct iovec *iov, int cnt, ssize_t r)
 		tg_conn_read(c, fd, iov, cnt, r);
 }
 
-static inline void on_write(int fd, const void *buf, size_t n, ssize_t r)
+/* Writes are timed when they start (the peer can have the bytes before
+ * the call returns: a request must never look longer than its client saw)
+ * and parsed before they are made (see tg_conn_write_before). */
+static inline uint64_t before_writev(int fd, const struct iovec *iov, int cnt, size_t opaque)
 {
 	struct tg_conn *c = tg_conn_get(fd);
-	if (TG_UNLIKELY(c != NULL)) {
-		struct iovec v = {.iov_base = (void *)buf, .iov_len = n};
-		tg_conn_write(c, fd, &v, 1, r);
-	}
+	if (TG_LIKELY(c == NULL))
+		return 0;
+	uint64_t t0 = tg_now_ns();
+	tg_conn_write_before(c, fd, iov, cnt, opaque, t0);
+	return t0;
 }
 
-static inline void on_writev(int fd, const struct iovec *iov, int cnt, ssize_t r)
+static inline uint64_t before_write(int fd, const void *buf, size_t n)
+{
+	if (TG_LIKELY(tg_conn_get(fd) == NULL))
+		return 0;
+	struct iovec v = {.iov_base = (void *)buf, .iov_len = n};
+	return before_writev(fd, &v, 1, 0);
+}
+
+static inline void after_writev(int fd, const struct iovec *iov, int cnt, size_t opaque, ssize_t r, uint64_t t0)
 {
 	struct tg_conn *c = tg_conn_get(fd);
-	if (TG_UNLIKELY(c != NULL))
-		tg_conn_write(c, fd, iov, cnt, r);
+	if (TG_UNLIKELY(c != NULL) && t0)
+		tg_conn_write(c, fd, iov, cnt, opaque, r, t0);
+}
+
+static inline void after_write(int fd, const void *buf, size_t n, ssize_t r, uint64_t t0)
+{
+	if (TG_LIKELY(!t0))
+		return;
+	struct iovec v = {.iov_base = (void *)buf, .iov_len = n};
+	after_writev(fd, &v, 1, 0, r, t0);
 }
 
 static inline void on_accept(int fd, struct sockaddr *addr, socklen_t cap, socklen_t *len)
@@ -79,6 +100,15 @@ TG_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 	socklen_t cap = len ? *len : 0;
 	int r = TG_REAL(accept4)(fd, addr, len, flags);
 	on_accept(r, addr, cap, len);
+	return r;
+}
+
+/* Outbound connections (PostgreSQL, HTTP clients): see outbound.c. */
+TG_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	int r = TG_REAL(connect)(fd, addr, len);
+	if (TG_UNLIKELY(tg_proc.enabled) && (r == 0 || errno == EINPROGRESS))
+		tg_out_connected(fd, addr, len);
 	return r;
 }
 
@@ -213,57 +243,57 @@ TG_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 
 TG_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
+	uint64_t t0 = before_write(fd, buf, n);
 	ssize_t r = TG_REAL(write)(fd, buf, n);
-	on_write(fd, buf, n, r);
+	after_write(fd, buf, n, r, t0);
 	return r;
 }
 
 TG_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
+	uint64_t t0 = before_writev(fd, iov, cnt, 0);
 	ssize_t r = TG_REAL(writev)(fd, iov, cnt);
-	on_writev(fd, iov, cnt, r);
+	after_writev(fd, iov, cnt, 0, r, t0);
 	return r;
 }
 
 TG_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
+	uint64_t t0 = before_write(fd, buf, n);
 	ssize_t r = TG_REAL(send)(fd, buf, n, flags);
-	on_write(fd, buf, n, r);
+	after_write(fd, buf, n, r, t0);
 	return r;
 }
 
 TG_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
 			 socklen_t len)
 {
+	uint64_t t0 = before_write(fd, buf, n);
 	ssize_t r = TG_REAL(sendto)(fd, buf, n, flags, addr, len);
-	on_write(fd, buf, n, r);
+	after_write(fd, buf, n, r, t0);
 	return r;
 }
 
 TG_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
+	uint64_t t0 = before_writev(fd, msg->msg_iov, (int)msg->msg_iovlen, 0);
 	ssize_t r = TG_REAL(sendmsg)(fd, msg, flags);
-	on_writev(fd, msg->msg_iov, (int)msg->msg_iovlen, r);
+	after_writev(fd, msg->msg_iov, (int)msg->msg_iovlen, 0, r, t0);
 	return r;
-}
-
-static inline void on_sendfile(int fd, ssize_t r)
-{
-	struct tg_conn *c = tg_conn_get(fd);
-	if (TG_UNLIKELY(c != NULL))
-		tg_conn_write(c, fd, NULL, 0, r);
 }
 
 TG_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n)
 {
+	uint64_t t0 = before_writev(out, NULL, 0, n);
 	ssize_t r = TG_REAL(sendfile)(out, in, off, n);
-	on_sendfile(out, r);
+	after_writev(out, NULL, 0, n, r, t0);
 	return r;
 }
 
 TG_EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t n)
 {
+	uint64_t t0 = before_writev(out, NULL, 0, n);
 	ssize_t r = TG_REAL(sendfile64)(out, in, off, n);
-	on_sendfile(out, r);
+	after_writev(out, NULL, 0, n, r, t0);
 	return r;
 }

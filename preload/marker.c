@@ -32,9 +32,11 @@ TG_EXPORT int timeglass_asgi_request(const char *method, const char *target, con
 				     uint64_t request_bytes, uint64_t response_bytes,
 				     const char *client_host, int client_port, int error);
 
+/* 2: request scopes (timeglass_scope_enter/exit, timeglass_thread_enter/exit,
+ * see scope.c). */
 int timeglass_abi_version(void)
 {
-	return 1;
+	return 2;
 }
 
 /* 1 when this process is registered with a collector (under `timeglass run`). */

@@ -74,6 +74,7 @@ static void resolve_all(void)
 	R(sendfile, sendfile);
 	R(sendfile64, sendfile64);
 	R(syscall, syscall);
+	R(connect, connect);
 	tg_real.close_range = dlsym(RTLD_NEXT, "close_range"); /* glibc 2.34+ */
 	__atomic_store_n(&tg_real_ready, 1, __ATOMIC_RELEASE);
 }
@@ -205,6 +206,7 @@ static void after_fork_child(void)
 	tg_conns_after_fork();
 	if (was_enabled)
 		register_process(TG_HELLO_AFTER_FORK);
+	tg_sampler_after_fork();
 }
 
 /* Called by the close/dup2/dup3 hooks: keeps the app from closing the
@@ -241,6 +243,7 @@ __attribute__((constructor)) static void tg_init(void)
 		if (tg_conns_init() == 0) {
 			pthread_atfork(NULL, NULL, after_fork_child);
 			register_process(0);
+			tg_sampler_start();
 		}
 	}
 	errno = saved;

@@ -32,4 +32,80 @@ int tg_py_thread_frames(uintptr_t *out, int max);
  * len. Returns the length written, 0 if there is none. */
 size_t tg_py_call_site(char *buf, size_t len);
 
+/* ---- for the sampler (sampler.c) and tests ---- */
+
+/* PY_VERSION_HEX of the interpreter found by tg_py_init(), 0 if none. */
+uint32_t tg_py_version(void);
+
+/* Reads len bytes at addr of this process into dst without ever faulting
+ * (process_vm_readv on ourselves). Returns 0, or -1 if any byte is not
+ * readable. */
+int tg_py_safe_read(void *dst, uintptr_t addr, size_t len);
+
+/* A reader that caches whole pages for the length of one pass over the
+ * stacks (one sampler tick): frames of one thread share a few pages of its
+ * data stack, so a deep stack costs a few system calls, not one per frame.
+ * pages must hold nslots * 4096 bytes, tags nslots entries; nslots is a
+ * power of two. Data read through it is a snapshot: call tg_py_rd_reset()
+ * before each pass. */
+struct tg_py_rd {
+	uintptr_t *tags;    /* page address + 1 held by each slot, 0 = empty */
+	uint8_t *pages;     /* nslots pages */
+	unsigned nslots;
+	unsigned syscalls;  /* reads made since the last reset */
+};
+void tg_py_rd_reset(struct tg_py_rd *rd);
+int tg_py_rd_read(struct tg_py_rd *rd, void *dst, uintptr_t addr, size_t len);
+
+/* One Python thread of the main interpreter. */
+struct tg_py_thread {
+	uintptr_t tstate;   /* PyThreadState * */
+	uint32_t tid;       /* kernel thread id */
+	int holds_gil;      /* 1: holds the GIL (3.11, 3.15+), 0: no, -1: unknown */
+};
+
+/* Lists up to max Python threads. Returns how many, or -1 when the
+ * interpreter is not (or no longer) running. */
+int tg_py_threads(struct tg_py_rd *rd, struct tg_py_thread *out, int max);
+
+/* One frame of a stack: the code object and the instruction being run. */
+struct tg_py_frame {
+	uintptr_t frame;    /* _PyInterpreterFrame * */
+	uintptr_t code;     /* PyCodeObject * */
+	int32_t lasti;      /* instruction offset in 2-byte code units */
+};
+
+/* Walks the frame chain of tstate, innermost first, into out[0..max).
+ * Returns the number of frames, or -1 when the chain is inconsistent (a
+ * pointer that cannot be read, a frame whose code is not a code object, a
+ * loop): the caller drops the sample. *truncated is set when the chain was
+ * longer than max. */
+int tg_py_walk(struct tg_py_rd *rd, uintptr_t tstate, struct tg_py_frame *out, int max,
+	       int *truncated);
+
+/* The same; with check_code 0 the frames' code objects are not checked to
+ * be code objects (the caller checks them, e.g. through a cache). */
+int tg_py_walk_ex(struct tg_py_rd *rd, uintptr_t tstate, struct tg_py_frame *out, int max,
+		  int *truncated, int check_code);
+
+/* What identifies a code object across time (address reuse): a hash of its
+ * name, file and line table pointers and first line. Returns 0, -1 if the
+ * object cannot be read or is not a code object. */
+int tg_py_code_ident(struct tg_py_rd *rd, uintptr_t code, uint64_t *ident);
+
+/* Names of a code object, as UTF-8 (capped, NUL-terminated), its first line
+ * and up to table_cap bytes of its location table. Returns 0 or -1. */
+struct tg_py_code_info {
+	char qualname[256];
+	char filename[512];
+	int32_t firstlineno;
+	uint32_t table_len;      /* bytes copied to table */
+	uint32_t table_full_len; /* bytes in co_linetable */
+};
+int tg_py_code_info(struct tg_py_rd *rd, uintptr_t code, struct tg_py_code_info *ci,
+		    uint8_t *table, size_t table_cap);
+
+/* In a fork child: forget the calling thread's cached thread state. */
+void tg_py_after_fork(void);
+
 #endif

@@ -48,6 +48,7 @@ struct tg_real {
 	ssize_t (*sendfile64)(int, int, off_t *, size_t);
 	long (*syscall)(long, ...);
 	int (*close_range)(unsigned, unsigned, int);
+	int (*connect)(int, const struct sockaddr *, socklen_t);
 };
 
 extern struct tg_real tg_real;
@@ -89,6 +90,15 @@ static inline uint64_t tg_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* ---- Python stack sampler (sampler.c) ---- */
+
+/* Starts the sampler thread when this process runs a supported CPython and
+ * is traced (TIMEGLASS_SAMPLE_HZ, default 1000, 0 = off). */
+void tg_sampler_start(void);
+
+/* In a fork child, after registration: a sampler of the child's own. */
+void tg_sampler_after_fork(void);
+
 /* Kernel thread id of the caller, cached per thread. */
 uint32_t tg_tid(void);
 
@@ -116,8 +126,15 @@ void tg_conn_accepted(int fd, const struct sockaddr *addr, socklen_t addrlen);
 /* The app read r bytes (r may be 0 for EOF or -1 with errno) into the iovec. */
 void tg_conn_read(struct tg_conn *c, int fd, const struct iovec *iov, int iovcnt, ssize_t r);
 
-/* The app wrote r bytes from the iovec (iov NULL: r opaque bytes). */
-void tg_conn_write(struct tg_conn *c, int fd, const struct iovec *iov, int iovcnt, ssize_t r);
+/* The app is about to write the iovec (iov NULL: `opaque` bytes of unknown
+ * content, sendfile) at time t0: inbound connections parse it now. */
+void tg_conn_write_before(struct tg_conn *c, int fd, const struct iovec *iov, int iovcnt, size_t opaque,
+			  uint64_t t0);
+
+/* The write returned r (bytes taken, or -1 with errno); arguments as
+ * given to tg_conn_write_before(). */
+void tg_conn_write(struct tg_conn *c, int fd, const struct iovec *iov, int iovcnt, size_t opaque, ssize_t r,
+		   uint64_t t0);
 
 /* fd is about to be closed (or replaced by dup2/dup3). */
 void tg_conn_closing(int fd);

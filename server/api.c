@@ -1,6 +1,7 @@
 /*
  * api.c - the JSON API of the dashboard: /api/status, /api/runs,
- * /api/overview, /api/endpoints, /api/requests and /api/requests/ID.
+ * /api/overview, /api/score, /api/endpoints, /api/requests and
+ * /api/requests/ID.
  *
  * Each handler reads the store through the thread's read-only connection
  * inside one read transaction (a consistent snapshot while the collector
@@ -18,9 +19,11 @@
 
 #include "api.h"
 #include "json.h"
+#include "report.h"
 #include "server.h"
 #include "stats.h"
 #include "tg_config.h"
+#include "util.h"
 
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 500
@@ -605,6 +608,70 @@ int tg_api_overview(struct tg_req *r)
 	cJSON *samples = cJSON_AddObjectToObject(body, "samples");
 	cJSON_AddBoolToObject(samples, "available", tg_db_has_table(db, "samples"));
 	end_read(db);
+	return tg_send_json(r, 200, body);
+}
+
+/* GET /api/score?run=ID: the scorecard of `timeglass score`, computed by
+ * report.c over the run (coverage from ./.coverage of the server's cwd). */
+int tg_api_score(struct tg_req *r)
+{
+	if (r->rest[0])
+		return tg_send_error(r, 404, "not_found", "no such API endpoint");
+	struct tg_db dbs;
+	sqlite3 *db = tg_req_db(r, &dbs);
+	if (!db)
+		return 503;
+	if (begin_read(db) < 0)
+		return db_error(r, db);
+	int64_t run_id;
+	int status;
+	if (!resolve_run(r, db, &run_id, &status)) {
+		end_read(db);
+		return status;
+	}
+	struct rp_report rep;
+	int rc = rp_load(db, run_id, NULL, &rep);
+	end_read(db);
+	if (rc < 0) {
+		rp_free(&rep);
+		return tg_send_error(r, 404, "no_such_run", "%s", tg_error());
+	}
+	struct rp_coverage cov;
+	rp_coverage_read(NULL, &cov);
+	struct rp_score_item items[RP_BENCH_COUNT];
+	rp_score(&rep, &cov, items);
+	cJSON *body = cJSON_CreateObject();
+	tg_json_add_int(body, "run_id", run_id);
+	tg_json_add_int(body, "requests", (int64_t)rep.nreqs);
+	cJSON *arr = cJSON_AddArrayToObject(body, "scorecard");
+	for (int i = 0; i < RP_BENCH_COUNT; i++) {
+		const struct rp_score_item *it = &items[i];
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "key", it->key);
+		cJSON_AddStringToObject(o, "name", it->name);
+		cJSON_AddBoolToObject(o, "measured", it->measured);
+		if (it->measured && isfinite(it->value))
+			tg_json_add_num(o, "value", it->value);
+		else
+			cJSON_AddNullToObject(o, "value");
+		cJSON_AddStringToObject(o, "unit", it->unit);
+		tg_json_add_bytes(o, "figure", it->figure, strlen(it->figure));
+		char g[2] = {it->grade, 0};
+		if (it->grade == '-')
+			cJSON_AddNullToObject(o, "grade");
+		else
+			cJSON_AddStringToObject(o, "grade", g);
+		tg_json_add_bytes(o, "note", it->note, strlen(it->note));
+		/* evidence quotes wire text (paths): through tg_json_add_bytes for valid UTF-8 */
+		cJSON *ev = cJSON_AddArrayToObject(o, "evidence"), *tmp = cJSON_CreateObject();
+		for (size_t k = 0; k < it->nevidence; k++) {
+			tg_json_add_bytes(tmp, "e", it->evidence[k], strlen(it->evidence[k]));
+			cJSON_AddItemToArray(ev, cJSON_DetachItemFromObject(tmp, "e"));
+		}
+		cJSON_Delete(tmp);
+		cJSON_AddItemToArray(arr, o);
+	}
+	rp_free(&rep);
 	return tg_send_json(r, 200, body);
 }
 

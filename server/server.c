@@ -51,6 +51,7 @@ static const struct route {
 	{ "/api/status", tg_api_status },
 	{ "/api/runs", tg_api_runs },
 	{ "/api/overview", tg_api_overview },
+	{ "/api/score", tg_api_score },
 	{ "/api/endpoints", tg_api_endpoints },
 	{ "/api/requests", tg_api_requests },
 	{ "/api/events", tg_api_events },

@@ -84,6 +84,7 @@ int tg_server_stopping(const struct tg_server *srv);
 int tg_api_status(struct tg_req *r);
 int tg_api_runs(struct tg_req *r);
 int tg_api_overview(struct tg_req *r);
+int tg_api_score(struct tg_req *r);
 int tg_api_endpoints(struct tg_req *r);
 int tg_api_requests(struct tg_req *r);
 int tg_api_events(struct tg_req *r);

@@ -12,10 +12,12 @@ already marks (a mounted sub-application, or an application's own
 TimeGlassMiddleware further in) is marked once.
 """
 
+import contextvars
 import functools
+import sys
 
 from . import _native
-from .middleware import SCOPE_KEY, serve_native
+from .middleware import SCOPE_KEY, current_token, serve_native
 
 
 class BootstrapMarker:
@@ -46,3 +48,128 @@ def patch_errors_module(module):
 
     cls.__init__ = __init__
     cls._timeglass_patched = True
+    patch_threadpool()
+    when_imported("asyncpg.connection", patch_asyncpg)
+
+
+def patch_threadpool():
+    """Makes anyio.to_thread.run_sync (Starlette's run_in_threadpool, so every
+    sync FastAPI endpoint and dependency) run its function under the scope
+    token of the request that called it, so that the queries and outbound
+    calls of the worker thread belong to that request."""
+    try:
+        import anyio.to_thread as to_thread
+    except ImportError:
+        return
+    original = to_thread.run_sync
+    if getattr(original, "_timeglass_patched", False):
+        return
+
+    @functools.wraps(original)
+    async def run_sync(func, *args, **kwargs):
+        token = current_token.get()
+        if token:
+            native = _native.native()
+            if native is not None and native.thread_enter is not None:
+                func = _in_scope(func, token, native.thread_enter, native.thread_exit)
+        return await original(func, *args, **kwargs)
+
+    run_sync._timeglass_patched = True
+    to_thread.run_sync = run_sync
+
+
+def _in_scope(func, token, enter, leave):
+    def call(*args):
+        enter(token)
+        try:
+            return func(*args)
+        finally:
+            leave()
+    return call
+
+
+# asyncpg hands its bytes to the event loop's transport; uvloop writes them
+# later, from the loop rather than from the request's task, where the
+# library cannot tell which request they belong to. Around each operation
+# on a connection the driver runs for a request, tell the library which
+# request and call site own the connection's socket.
+_ASYNCPG_METHODS = ("execute", "_get_statement", "_executemany", "_Connection__execute", "_copy_out",
+                    "_copy_in", "copy_records_to_table")
+
+
+def patch_asyncpg(module):
+    cls = getattr(module, "Connection", None)
+    if cls is None or cls.__dict__.get("_timeglass_patched"):
+        return
+    for name in _ASYNCPG_METHODS:
+        method = cls.__dict__.get(name)
+        if method is not None:
+            setattr(cls, name, _bound_to_request(method))
+    cls._timeglass_patched = True
+
+
+_in_operation = contextvars.ContextVar("timeglass_asyncpg_op", default=False)
+
+
+def _bound_to_request(method):
+    @functools.wraps(method)
+    async def wrapper(self, *args, **kwargs):
+        if _in_operation.get():  # an outer operation (fetch -> prepare) has bound it
+            return await method(self, *args, **kwargs)
+        native = _native.native()
+        fd = -1
+        if native is not None and native.fd_scope is not None:
+            try:
+                fd = self._transport.get_extra_info("socket").fileno()
+            except Exception:
+                fd = -1
+        if fd < 0:
+            return await method(self, *args, **kwargs)
+        native.fd_scope(fd, current_token.get(), 1)
+        outer = _in_operation.set(True)
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            _in_operation.reset(outer)
+            native.fd_scope(fd, 0, 0)
+    return wrapper
+
+
+class _AfterImport:
+    """Meta path finder: runs fn(module) once `name` has been imported."""
+
+    def __init__(self, name, fn):
+        self.name, self.fn = name, fn
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        import importlib.util
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        loader, fn = spec.loader, self.fn
+
+        class Loader:
+            def create_module(self, spec):
+                return loader.create_module(spec)
+
+            def exec_module(self, module):
+                module.__loader__ = loader
+                loader.exec_module(module)
+                try:
+                    fn(module)
+                except Exception:  # the application must run regardless
+                    pass
+        spec.loader = Loader()
+        return spec
+
+
+def when_imported(name, fn):
+    """Calls fn(module) now if `name` is imported, else right after its import."""
+    module = sys.modules.get(name)
+    if module is not None:
+        fn(module)
+    elif not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(name, fn))

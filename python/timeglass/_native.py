@@ -11,7 +11,7 @@ middleware runs standalone and writes the store itself.
 import ctypes
 import os
 
-ABI_VERSION = 1
+ABI_VERSION = 2  # newest marker ABI this package speaks; 1 has no request scopes
 
 MARK_ROUTE = 1  # text: route template, e.g. "/items/{item_id}"
 MARK_EXCEPTION = 2  # text: "Type: message" and the traceback
@@ -29,9 +29,10 @@ _u64 = ctypes.c_uint64
 class Native:
     """The bound marker functions of a loaded, ABI-compatible library."""
 
-    __slots__ = ("_mark", "_asgi", "_active")
+    __slots__ = ("_mark", "_asgi", "_active", "scope_enter", "scope_exit", "thread_enter",
+                 "thread_exit", "fd_scope")
 
-    def __init__(self, lib):
+    def __init__(self, lib, version=ABI_VERSION):
         self._active = lib.timeglass_active
         self._active.argtypes = []
         self._active.restype = ctypes.c_int
@@ -43,6 +44,29 @@ class Native:
         self._asgi.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int,
                                _u64, _u64, _u64, _u64, ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
         self._asgi.restype = ctypes.c_int
+        # Request scopes (ABI 2): which request a query or outbound call belongs to.
+        # scope_enter(host, port) -> token; scope_exit(token); thread_enter(token);
+        # thread_exit(). Called directly (no Python wrapper) to keep them cheap.
+        # fd_scope(fd, token, bind): a driver's operation on socket fd runs for
+        # request `token` (bind=1) or is over (bind=0).
+        self.scope_enter = self.scope_exit = self.thread_enter = self.thread_exit = None
+        self.fd_scope = None
+        if version >= 2:
+            self.scope_enter = lib.timeglass_scope_enter
+            self.scope_enter.argtypes = [ctypes.c_char_p, ctypes.c_int]
+            self.scope_enter.restype = _u64
+            self.scope_exit = lib.timeglass_scope_exit
+            self.scope_exit.argtypes = [_u64]
+            self.scope_exit.restype = None
+            self.thread_enter = lib.timeglass_thread_enter
+            self.thread_enter.argtypes = [_u64]
+            self.thread_enter.restype = None
+            self.thread_exit = lib.timeglass_thread_exit
+            self.thread_exit.argtypes = []
+            self.thread_exit.restype = None
+            self.fd_scope = lib.timeglass_fd_scope
+            self.fd_scope.argtypes = [ctypes.c_int, _u64, ctypes.c_int]
+            self.fd_scope.restype = None
 
     def active(self):
         """True while this process is registered with a collector."""
@@ -75,10 +99,11 @@ def load():
         return None
     version.argtypes = []
     version.restype = ctypes.c_int
-    if version() != ABI_VERSION:
+    abi = version()
+    if not 1 <= abi <= ABI_VERSION:
         return None
     try:
-        return Native(lib)
+        return Native(lib, abi)
     except AttributeError:
         return None
 

@@ -156,8 +156,9 @@ MIGRATIONS = (
     "  process_id INTEGER REFERENCES processes(id) ON DELETE CASCADE,"
     "  tid INTEGER,"
     "  stack_id INTEGER NOT NULL REFERENCES stacks(id),"
-    "  state TEXT NOT NULL,"          # 'running' | 'waiting' | ...
-    "  count INTEGER NOT NULL);"
+    "  state TEXT NOT NULL,"          # 'running' | 'waiting'
+    "  count INTEGER NOT NULL,"       # samples of this stack in this state
+    "  cpu_ns INTEGER NOT NULL DEFAULT 0);"  # thread CPU time they stand for
     "CREATE INDEX samples_request ON samples(request_id);"
     "CREATE INDEX samples_run ON samples(run_id);"
     "CREATE INDEX samples_process ON samples(process_id);"

@@ -31,6 +31,7 @@ every Starlette application, see _autopatch.py), an application's own
 TimeGlassMiddleware lets the request through untouched.
 """
 
+import contextvars
 import logging
 import os
 import threading
@@ -40,6 +41,10 @@ from . import _native, _recorder, _routes, _store
 from ._text import exception_text
 
 SCOPE_KEY = "timeglass"  # set in the scope of a request that is already being marked
+
+# Scope token of the request this task serves (0: none); worker threads
+# started for it get the token through this variable (see _autopatch.py).
+current_token = contextvars.ContextVar("timeglass_scope", default=0)
 
 FLAG_HEAD = 0x01  # TG_REQF_HEAD (common/event.h)
 FLAG_ASGI = 0x80  # TG_REQF_ASGI: served in-process, no socket
@@ -252,10 +257,26 @@ async def serve_native(app, scope, receive, send, native, owner=None):
     scope[SCOPE_KEY] = True
     if scope["type"] != "http":
         await _serve_websocket(app, scope, receive, send, native, owner)
-    elif in_process(scope, receive):
-        await _serve_in_process(app, scope, receive, send, native, owner)
+        return
+    enter = native.scope_enter
+    if enter is None:  # a library without request scopes
+        token = 0
     else:
-        await _serve_wire(app, scope, receive, send, native, owner)
+        # The request's scope: queries and outbound calls made from this
+        # task (this coroutine frame is its root) or from worker threads
+        # it hands the token to (see _autopatch.py) belong to this request.
+        host, port = _client(scope)
+        token = enter(host.encode("ascii", "replace") if host else None, port or 0)
+        reset = current_token.set(token)
+    try:
+        if in_process(scope, receive):
+            await _serve_in_process(app, scope, receive, send, native, owner)
+        else:
+            await _serve_wire(app, scope, receive, send, native, owner)
+    finally:
+        if token:
+            native.scope_exit(token)
+            current_token.reset(reset)
 
 
 async def _serve_wire(app, scope, receive, send, native, owner):

@@ -60,6 +60,24 @@ function slowest(eps, runId) {
       }))));
 }
 
+// The graded scorecard of `timeglass score` (GET /api/score): each benchmark's
+// figure, grade and the evidence behind it. Text only: evidence quotes paths.
+function gradesCard(sc) {
+  if (!sc) return null;
+  return h('section', { class: 'card', 'aria-label': 'Graded scorecard' },
+    h('div', { class: 'card-head' }, h('h2', null, 'Scorecard'),
+      h('span', { class: 'muted' }, 'grades A–F: see `timeglass score --help`')),
+    h('table', { class: 'grid compact' },
+      h('thead', null, h('tr', null, h('th', null, 'Benchmark'), h('th', null, 'Figure'), h('th', null, 'Grade'), h('th', null, 'Evidence'))),
+      h('tbody', null, sc.scorecard.map((it) => h('tr', null,
+        h('td', null, it.name),
+        h('td', { class: it.measured ? null : 'muted' }, it.figure),
+        h('td', null, h('strong', null, it.grade || '–')),
+        h('td', null, it.evidence.length
+          ? h('ul', { class: 'plain' }, it.evidence.map((e) => h('li', { class: 'mono' }, e)))
+          : h('span', { class: 'muted' }, it.note)))))));
+}
+
 function lossesCard(ov) {
   if (!ov.losses.length) return null;
   return h('section', { class: 'card' },
@@ -82,7 +100,7 @@ export function mount(root, ctx) {
   const body = h('div', { class: 'page overview' }, h('p', { class: 'loading' }, 'Loading…'));
   root.append(body);
 
-  const draw = (ov, eps) => {
+  const draw = (ov, eps, sc) => {
     for (const c of charts) c.destroy();
     charts = [];
     const tl = ov.timeline;
@@ -133,18 +151,19 @@ export function mount(root, ctx) {
         : notice('empty', 'No requests in this run yet', 'Send your app a request; it shows up here within a second.'),
       procs.length ? null : notice('info', 'CPU and memory: not sampled in this run', 'They are recorded by `timeglass run` for every process of the app.'),
       h('div', { class: 'two-col' }, slowest(eps, runId), lossesCard(ov)),
-      h('section', { class: 'card muted-card' },
+      gradesCard(sc),
+      ov.queries.available && ov.samples.available ? null : h('section', { class: 'card muted-card' },
         h('h2', null, 'Not captured yet'),
         h('ul', { class: 'plain' },
           ov.queries.available ? null : h('li', null, 'SQL queries: not captured yet'),
-          ov.samples.available ? null : h('li', null, 'Flame graphs: not captured yet'),
-          h('li', null, 'Test coverage: not captured yet')))]);
+          ov.samples.available ? null : h('li', null, 'Flame graphs: not captured yet')))]);
   };
 
   const load = async () => {
     try {
-      const [ov, eps] = await Promise.all([api('overview', { run: runId }), api('endpoints', { run: runId, sort: 'p99', limit: 6 })]);
-      if (!destroyed) draw(ov, eps);
+      const [ov, eps, sc] = await Promise.all([api('overview', { run: runId }), api('endpoints', { run: runId, sort: 'p99', limit: 6 }),
+        api('score', { run: runId }).catch(() => null)]);
+      if (!destroyed) draw(ov, eps, sc);
     } catch (e) {
       if (destroyed) return;
       clear(body);

@@ -1,0 +1,1327 @@
+/*
+ * cmd_ci.c - `timeglass ci`: runs a test suite under `timeglass run` with the
+ * pytest plugin, then turns the recorded run into a report and a gate.
+ *
+ * Flow: the suite runs as a child (`timeglass run --db DB --quiet -- CMD`,
+ * the same binary) with TIMEGLASS_TEST_EVENTS naming a temporary file and
+ * the plugin on PYTEST_PLUGINS; the run it recorded is loaded with report.h
+ * and its requests attributed to tests; budgets (budget.h) and a saved
+ * baseline are checked; the result goes to the terminal, Markdown (also
+ * $GITHUB_STEP_SUMMARY), JUnit XML and JSON. Without CMD, an existing run
+ * (--run, default the latest) is checked instead, with --events naming its
+ * test events.
+ *
+ * Exit status: CMD's own when it failed; else 1 for any budget breach or
+ * regression that is not a warning; else 0. Bad usage: 2.
+ *
+ * Timing regressions: a route is slower when its new p50 exceeds the
+ * baseline p50 by more than the tolerance (default 25 %) and by at least
+ * the noise floor (default 1 ms), and a one-sided Mann-Whitney U test over
+ * the durations gives p < 0.01. With fewer than 5 samples on either side
+ * the test is skipped and the report says so.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <glob.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "budget.h"
+#include "cmds.h"
+#include "jsonw.h"
+#include "report.h"
+#include "store.h"
+#include "tg_config.h"
+#include "util.h"
+
+#define MW_MIN_SAMPLES 5
+#define MW_ALPHA 0.01
+#define BASELINE_MAX_SAMPLES 2000
+#define TABLE_MAX_TESTS 200 /* tests listed in the tables; JSON has all */
+
+enum cls { CLS_TIMING, CLS_QUERIES, CLS_ERRORS, CLS_NPLUS1, CLS_COUNT };
+static const char *const cls_names[CLS_COUNT] = {"timing", "queries", "errors", "n+1"};
+
+void cmd_ci_usage(FILE *f)
+{
+	fprintf(f, "Usage: timeglass ci [OPTIONS] -- CMD [ARGS...]\n"
+		   "       timeglass ci [OPTIONS] [--run ID] [--events FILE]\n"
+		   "\n"
+		   "Runs a test suite (CMD, e.g. /usr/bin/python3 -m pytest) under `timeglass run`\n"
+		   "with the TimeGlass pytest plugin, reports requests, SQL queries, N+1 findings\n"
+		   "and time per test and per route, and fails on budget breaches and on\n"
+		   "regressions against a saved baseline. Without CMD it checks a recorded run.\n"
+		   "\n"
+		   "Options:\n"
+		   "  --db PATH             store (default: $TIMEGLASS_DB or .timeglass/timeglass.db)\n"
+		   "  --budget FILE         budgets: a pyproject.toml ([tool.timeglass]) or a file of\n"
+		   "                        the same keys at top level (default: ./pyproject.toml)\n"
+		   "  --baseline FILE       compare with a baseline saved by --save-baseline\n"
+		   "  --save-baseline FILE  write this run's figures as a baseline\n"
+		   "  --time-tolerance X    timing tolerance over the baseline p50 (default 0.25)\n"
+		   "  --time-floor-ms X     smaller p50 differences are noise (default 1)\n"
+		   "  --warn-only CLASS     report a class of regressions as warnings: timing,\n"
+		   "                        queries, errors or n+1 (repeatable, or comma-separated)\n"
+		   "  --junit FILE          JUnit XML: one testcase per check\n"
+		   "  --markdown FILE       Markdown report (also appended to $GITHUB_STEP_SUMMARY)\n"
+		   "  --json FILE           JSON report ('-' for stdout)\n"
+		   "  --coverage FILE       coverage.py data file for the scorecard (default ./.coverage)\n"
+		   "  --events FILE         keep the test events here (without CMD: read them)\n"
+		   "  --run ID              without CMD: the run to check (default: the latest)\n"
+		   "  -q, --quiet           no terminal report, only findings and the result line\n"
+		   "  -h, --help            show this help\n"
+		   "\n"
+		   "Budget keys ([tool.timeglass], or [tool.timeglass.routes.\"GET /path/{id}\"]):\n"
+		   "  p95_ms, max_queries_per_request, allow_n_plus_one, max_5xx, time_tolerance\n"
+		   "\n"
+		   "Regressions against the baseline: more queries per request on a route or in a\n"
+		   "test (exact), a new N+1 pattern, more 5xx responses, and slower routes: new p50\n"
+		   "> baseline p50 x (1 + tolerance), at least the floor slower, and a one-sided\n"
+		   "Mann-Whitney U test at p < 0.01 (only the tolerance with < 5 samples a side).\n"
+		   "\n"
+		   "Exit status: CMD's when it failed, 1 for breaches or regressions, 2 for bad usage.\n");
+}
+
+struct ci_opts {
+	const char *db, *budget, *baseline, *save_baseline, *junit, *markdown, *json, *coverage, *events;
+	int64_t run;
+	double tolerance, floor_ms;
+	int tolerance_set;
+	int warn_only[CLS_COUNT];
+	int quiet;
+	char **cmd;
+};
+
+/* ---- checks ------------------------------------------------------------ */
+
+struct check {
+	const char *suite;    /* "budget" | "baseline" */
+	char name[320];       /* "p95 GET /items/{item_id}" */
+	enum cls cls;
+	int failed, warn;     /* warn: failed but reported as a warning */
+	char route[256];
+	char test[512];
+	char msg[640];
+};
+
+struct checks {
+	struct check *v;
+	size_t n, cap;
+	size_t breaches, regressions, warnings;
+};
+
+static struct check *add_check(struct checks *c, const char *suite, enum cls cls, const char *route, const char *test,
+			       const char *name_fmt, ...) __attribute__((format(printf, 6, 7)));
+static struct check *add_check(struct checks *c, const char *suite, enum cls cls, const char *route, const char *test,
+			       const char *name_fmt, ...)
+{
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 32;
+		c->v = realloc(c->v, c->cap * sizeof *c->v);
+		if (!c->v)
+			tg_die("out of memory");
+	}
+	struct check *k = &c->v[c->n++];
+	memset(k, 0, sizeof *k);
+	k->suite = suite;
+	k->cls = cls;
+	tg_strlcpy(k->route, route ? route : "", sizeof k->route);
+	tg_strlcpy(k->test, test ? test : "", sizeof k->test);
+	va_list ap;
+	va_start(ap, name_fmt);
+	vsnprintf(k->name, sizeof k->name, name_fmt, ap);
+	va_end(ap);
+	return k;
+}
+
+static void fail_check(struct checks *c, struct check *k, int warn, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void fail_check(struct checks *c, struct check *k, int warn, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(k->msg, sizeof k->msg, fmt, ap);
+	va_end(ap);
+	k->failed = 1;
+	k->warn = warn;
+	if (warn)
+		c->warnings++;
+	else if (!strcmp(k->suite, "budget"))
+		c->breaches++;
+	else
+		c->regressions++;
+}
+
+static const char *test_of(const struct rp_report *r, long t)
+{
+	return t >= 0 ? r->tests[t].nodeid : "";
+}
+
+/* The test of the first request of route k that matches want. */
+static const char *route_test(const struct rp_report *r, size_t k, int (*want)(const struct rp_request *))
+{
+	for (size_t i = 0; i < r->nreqs; i++)
+		if (r->reqs[i].route == k && r->reqs[i].test >= 0 && (!want || want(&r->reqs[i])))
+			return r->tests[r->reqs[i].test].nodeid;
+	return "";
+}
+
+static int is_5xx(const struct rp_request *q) { return q->status >= 500; }
+static int is_np1(const struct rp_request *q) { return q->n_plus_one > 0; }
+
+static const char *slowest_test(const struct rp_report *r, size_t k)
+{
+	long best = -1;
+	int64_t d = -1;
+	for (size_t i = 0; i < r->nreqs; i++)
+		if (r->reqs[i].route == k && r->reqs[i].duration_ns > d) {
+			d = r->reqs[i].duration_ns;
+			best = r->reqs[i].test;
+		}
+	return test_of(r, best);
+}
+
+static const char *in_test(const char *t, char *buf, size_t cap)
+{
+	if (*t)
+		snprintf(buf, cap, " (test %s)", t);
+	else
+		buf[0] = '\0';
+	return buf;
+}
+
+static void check_budget(const struct rp_report *r, const struct budget *b, struct checks *c)
+{
+	char tb[600];
+	for (size_t k = 0; k < r->nroutes; k++) {
+		const struct rp_route *ro = &r->routes[k];
+		struct bg_limits l = bg_for_route(b, ro->key);
+		if (l.set & BG_P95) {
+			struct check *x = add_check(c, "budget", CLS_TIMING, ro->key, slowest_test(r, k), "p95 %s", ro->key);
+			if (ro->p95_ms > l.p95_ms)
+				fail_check(c, x, 0, "%s: p95 %.2f ms > budget %g ms over %" PRId64 " requests%s", ro->key,
+					   ro->p95_ms, l.p95_ms, ro->count, in_test(x->test, tb, sizeof tb));
+		}
+		if (l.set & BG_QUERIES) {
+			const char *t = ro->count ? test_of(r, r->reqs[ro->max_q_req].test) : "";
+			struct check *x = add_check(c, "budget", CLS_QUERIES, ro->key, t, "queries per request %s", ro->key);
+			if (ro->max_queries > l.max_queries)
+				fail_check(c, x, 0, "%s: %" PRId64 " queries in request %" PRId64 " > budget %" PRId64 "%s",
+					   ro->key, ro->max_queries, r->reqs[ro->max_q_req].id, l.max_queries,
+					   in_test(t, tb, sizeof tb));
+		}
+		if ((l.set & BG_N_PLUS_ONE) && !l.allow_n_plus_one) {
+			const char *t = route_test(r, k, is_np1);
+			struct check *x = add_check(c, "budget", CLS_NPLUS1, ro->key, t, "no N+1 %s", ro->key);
+			if (ro->n_plus_one)
+				fail_check(c, x, 0, "%s: N+1 queries in %" PRId64 " of %" PRId64 " requests (limit: none)%s",
+					   ro->key, ro->n_plus_one, ro->count, in_test(t, tb, sizeof tb));
+		}
+		if (l.set & BG_5XX) {
+			const char *t = route_test(r, k, is_5xx);
+			struct check *x = add_check(c, "budget", CLS_ERRORS, ro->key, t, "5xx %s", ro->key);
+			if (ro->n5xx > l.max_5xx)
+				fail_check(c, x, 0, "%s: %" PRId64 " 5xx responses > budget %" PRId64 "%s", ro->key, ro->n5xx,
+					   l.max_5xx, in_test(t, tb, sizeof tb));
+		}
+	}
+	if (b->global.set & BG_5XX) {
+		int64_t n5 = 0;
+		long first = -1;
+		char ids[200] = "";
+		size_t used = 0;
+		for (size_t i = 0; i < r->nreqs; i++) {
+			if (r->reqs[i].status < 500)
+				continue;
+			if (!n5++)
+				first = (long)i;
+			if (n5 <= 5 && used < sizeof ids - 24)
+				used += (size_t)snprintf(ids + used, sizeof ids - used, "%s%" PRId64, n5 > 1 ? ", " : "",
+							 r->reqs[i].id);
+		}
+		const char *route = first >= 0 ? r->routes[r->reqs[first].route].key : "";
+		const char *t = first >= 0 ? test_of(r, r->reqs[first].test) : "";
+		struct check *x = add_check(c, "budget", CLS_ERRORS, route, t, "5xx responses");
+		if (n5 > b->global.max_5xx)
+			fail_check(c, x, 0, "%" PRId64 " 5xx responses > budget %" PRId64 ": first %s%s; requests %s%s", n5,
+				   b->global.max_5xx, route, in_test(t, tb, sizeof tb), ids, n5 > 5 ? ", ..." : "");
+	}
+}
+
+/* ---- baselines --------------------------------------------------------- */
+
+struct base_route {
+	char *key;
+	int64_t count, queries, n_plus_one, n5xx;
+	double p50_ms;
+	double *samples;
+	size_t nsamples;
+};
+
+struct base_test {
+	char *nodeid;
+	int64_t requests, queries, n_plus_one;
+};
+
+struct baseline {
+	struct base_route *routes;
+	size_t nroutes;
+	struct base_test *tests;
+	size_t ntests;
+};
+
+static void write_baseline(const char *path, const struct rp_report *r)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		tg_die("cannot write baseline %s: %s", path, strerror(errno));
+	struct jw w;
+	jw_init(&w, f);
+	jw_obj_open(&w);
+	jw_key(&w, "timeglass_baseline");
+	jw_i64(&w, 1);
+	jw_key(&w, "tg_version");
+	jw_cstr(&w, TG_VERSION);
+	jw_key(&w, "run_id");
+	jw_i64(&w, r->run_id);
+	jw_key(&w, "command");
+	jw_cstr(&w, r->command);
+	jw_key(&w, "routes");
+	jw_obj_open(&w);
+	for (size_t k = 0; k < r->nroutes; k++) {
+		const struct rp_route *ro = &r->routes[k];
+		jw_key(&w, ro->key);
+		jw_obj_open(&w);
+		jw_key(&w, "count");
+		jw_i64(&w, ro->count);
+		rp_jw_num(&w, "p50_ms", ro->p50_ms);
+		rp_jw_num(&w, "p95_ms", ro->p95_ms);
+		rp_jw_num(&w, "p99_ms", ro->p99_ms);
+		rp_jw_num(&w, "mean_ms", ro->mean_ms);
+		rp_jw_num(&w, "stdev_ms", ro->stdev_ms);
+		jw_key(&w, "queries");
+		jw_i64(&w, ro->queries);
+		rp_jw_num(&w, "queries_per_request", ro->count ? (double)ro->queries / (double)ro->count : 0);
+		jw_key(&w, "n_plus_one");
+		jw_i64(&w, ro->n_plus_one);
+		jw_key(&w, "n5xx");
+		jw_i64(&w, ro->n5xx);
+		jw_key(&w, "samples_ms");
+		jw_arr_open(&w);
+		size_t n = (size_t)ro->count, step = n > BASELINE_MAX_SAMPLES ? n / BASELINE_MAX_SAMPLES + 1 : 1;
+		for (size_t i = 0; i < n; i += step) {
+			fprintf(f, "%s%.4f", i ? "," : "", ro->samples_ms[i]);
+		}
+		jw_arr_close(&w);
+		jw_obj_close(&w);
+	}
+	jw_obj_close(&w);
+	jw_key(&w, "tests");
+	jw_obj_open(&w);
+	for (size_t i = 0; i < r->ntests; i++) {
+		const struct rp_test *t = &r->tests[i];
+		jw_key(&w, t->nodeid);
+		jw_obj_open(&w);
+		jw_key(&w, "requests");
+		jw_i64(&w, t->requests);
+		jw_key(&w, "queries");
+		jw_i64(&w, t->queries);
+		jw_key(&w, "n_plus_one");
+		jw_i64(&w, t->n_plus_one);
+		jw_key(&w, "n5xx");
+		jw_i64(&w, t->n5xx);
+		jw_obj_close(&w);
+	}
+	jw_obj_close(&w);
+	jw_obj_close(&w);
+	jw_newline(&w);
+	if (fclose(f) != 0)
+		tg_die("cannot write baseline %s: %s", path, strerror(errno));
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	size_t cap = 65536, n = 0;
+	char *buf = malloc(cap);
+	size_t got;
+	while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+		n += got;
+		if (n + 1 == cap) {
+			char *p = realloc(buf, cap *= 2);
+			if (!p) {
+				free(buf);
+				buf = NULL;
+			}
+			buf = p;
+		}
+	}
+	fclose(f);
+	if (buf)
+		buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+/* Reads a baseline with SQLite's JSON functions. Dies on a bad file. */
+static void read_baseline(const char *path, struct baseline *b)
+{
+	memset(b, 0, sizeof *b);
+	size_t len;
+	char *text = slurp(path, &len);
+	if (!text)
+		tg_die("cannot read baseline %s: %s", path, strerror(errno));
+	sqlite3 *mem;
+	if (sqlite3_open_v2(":memory:", &mem, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+		tg_die("cannot open an in-memory database");
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(mem, "SELECT json_valid(?1) AND json_extract(?1, '$.timeglass_baseline') = 1", -1, &st,
+			       NULL) != SQLITE_OK)
+		tg_die("baseline %s: %s", path, sqlite3_errmsg(mem));
+	sqlite3_bind_text(st, 1, text, (int)len, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW || !sqlite3_column_int(st, 0))
+		tg_die("%s is not a TimeGlass baseline (write one with --save-baseline)", path);
+	sqlite3_finalize(st);
+
+	sqlite3_stmt *sm;
+	if (sqlite3_prepare_v2(mem,
+			       "SELECT key, json_extract(value, '$.count'), json_extract(value, '$.queries'),"
+			       " json_extract(value, '$.n_plus_one'), json_extract(value, '$.n5xx'),"
+			       " json_extract(value, '$.p50_ms'), json_extract(value, '$.samples_ms')"
+			       " FROM json_each(?1, '$.routes')",
+			       -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(mem, "SELECT value FROM json_each(?1)", -1, &sm, NULL) != SQLITE_OK)
+		tg_die("baseline %s: %s", path, sqlite3_errmsg(mem));
+	sqlite3_bind_text(st, 1, text, (int)len, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		b->routes = realloc(b->routes, (b->nroutes + 1) * sizeof *b->routes);
+		if (!b->routes)
+			tg_die("out of memory");
+		struct base_route *br = &b->routes[b->nroutes++];
+		memset(br, 0, sizeof *br);
+		br->key = strdup((const char *)sqlite3_column_text(st, 0));
+		br->count = sqlite3_column_int64(st, 1);
+		br->queries = sqlite3_column_int64(st, 2);
+		br->n_plus_one = sqlite3_column_int64(st, 3);
+		br->n5xx = sqlite3_column_int64(st, 4);
+		br->p50_ms = sqlite3_column_double(st, 5);
+		const char *s = (const char *)sqlite3_column_text(st, 6);
+		if (s) {
+			sqlite3_bind_text(sm, 1, s, -1, SQLITE_TRANSIENT);
+			size_t cap = 0;
+			while (sqlite3_step(sm) == SQLITE_ROW) {
+				if (br->nsamples == cap) {
+					cap = cap ? cap * 2 : 64;
+					br->samples = realloc(br->samples, cap * sizeof(double));
+					if (!br->samples)
+						tg_die("out of memory");
+				}
+				br->samples[br->nsamples++] = sqlite3_column_double(sm, 0);
+			}
+			sqlite3_reset(sm);
+		}
+	}
+	sqlite3_finalize(st);
+	sqlite3_finalize(sm);
+	if (sqlite3_prepare_v2(mem,
+			       "SELECT key, json_extract(value, '$.requests'), json_extract(value, '$.queries'),"
+			       " json_extract(value, '$.n_plus_one') FROM json_each(?1, '$.tests')",
+			       -1, &st, NULL) != SQLITE_OK)
+		tg_die("baseline %s: %s", path, sqlite3_errmsg(mem));
+	sqlite3_bind_text(st, 1, text, (int)len, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		b->tests = realloc(b->tests, (b->ntests + 1) * sizeof *b->tests);
+		if (!b->tests)
+			tg_die("out of memory");
+		struct base_test *bt = &b->tests[b->ntests++];
+		bt->nodeid = strdup((const char *)sqlite3_column_text(st, 0));
+		bt->requests = sqlite3_column_int64(st, 1);
+		bt->queries = sqlite3_column_int64(st, 2);
+		bt->n_plus_one = sqlite3_column_int64(st, 3);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(mem);
+	free(text);
+}
+
+static void free_baseline(struct baseline *b)
+{
+	for (size_t i = 0; i < b->nroutes; i++) {
+		free(b->routes[i].key);
+		free(b->routes[i].samples);
+	}
+	for (size_t i = 0; i < b->ntests; i++)
+		free(b->tests[i].nodeid);
+	free(b->routes);
+	free(b->tests);
+}
+
+static void check_baseline(const struct rp_report *r, const struct baseline *b, const struct ci_opts *o,
+			   struct checks *c)
+{
+	char tb[600];
+	for (size_t k = 0; k < r->nroutes; k++) {
+		const struct rp_route *ro = &r->routes[k];
+		const struct base_route *br = NULL;
+		for (size_t i = 0; i < b->nroutes && !br; i++)
+			if (!strcmp(b->routes[i].key, ro->key))
+				br = &b->routes[i];
+		if (!br) {
+			/* a new route: only new N+1 patterns and 5xx responses are regressions */
+			if (ro->n_plus_one) {
+				const char *t = route_test(r, k, is_np1);
+				struct check *x = add_check(c, "baseline", CLS_NPLUS1, ro->key, t, "N+1 %s", ro->key);
+				fail_check(c, x, o->warn_only[CLS_NPLUS1], "%s (new route): N+1 queries in %" PRId64 " requests%s",
+					   ro->key, ro->n_plus_one, in_test(t, tb, sizeof tb));
+			}
+			if (ro->n5xx) {
+				const char *t = route_test(r, k, is_5xx);
+				struct check *x = add_check(c, "baseline", CLS_ERRORS, ro->key, t, "5xx %s", ro->key);
+				fail_check(c, x, o->warn_only[CLS_ERRORS], "%s (new route): %" PRId64 " 5xx responses%s",
+					   ro->key, ro->n5xx, in_test(t, tb, sizeof tb));
+			}
+			continue;
+		}
+		/* queries per request, exactly: new/new_n > base/base_n */
+		const char *tq = ro->count ? test_of(r, r->reqs[ro->max_q_req].test) : "";
+		struct check *x = add_check(c, "baseline", CLS_QUERIES, ro->key, tq, "queries per request %s", ro->key);
+		if (br->count && ro->count && (__int128)ro->queries * br->count > (__int128)br->queries * ro->count)
+			fail_check(c, x, o->warn_only[CLS_QUERIES], "%s: %.2f queries per request, baseline %.2f%s", ro->key,
+				   (double)ro->queries / (double)ro->count, (double)br->queries / (double)br->count,
+				   in_test(tq, tb, sizeof tb));
+		const char *tn = route_test(r, k, is_np1);
+		x = add_check(c, "baseline", CLS_NPLUS1, ro->key, tn, "N+1 %s", ro->key);
+		if (ro->n_plus_one && !br->n_plus_one)
+			fail_check(c, x, o->warn_only[CLS_NPLUS1], "%s: new N+1 queries in %" PRId64 " of %" PRId64 " requests%s",
+				   ro->key, ro->n_plus_one, ro->count, in_test(tn, tb, sizeof tb));
+		const char *te = route_test(r, k, is_5xx);
+		x = add_check(c, "baseline", CLS_ERRORS, ro->key, te, "5xx %s", ro->key);
+		if (ro->n5xx > br->n5xx)
+			fail_check(c, x, o->warn_only[CLS_ERRORS], "%s: %" PRId64 " 5xx responses, baseline %" PRId64 "%s",
+				   ro->key, ro->n5xx, br->n5xx, in_test(te, tb, sizeof tb));
+		/* timing */
+		const char *tt = slowest_test(r, k);
+		x = add_check(c, "baseline", CLS_TIMING, ro->key, tt, "timing %s", ro->key);
+		double limit = br->p50_ms * (1 + o->tolerance);
+		if (ro->p50_ms > limit && ro->p50_ms - br->p50_ms >= o->floor_ms) {
+			size_t n = (size_t)ro->count;
+			if (n < MW_MIN_SAMPLES || br->nsamples < MW_MIN_SAMPLES) {
+				fail_check(c, x, o->warn_only[CLS_TIMING],
+					   "%s: p50 %.2f ms, baseline %.2f ms (+%.0f%% > %.0f%% tolerance; %zu/%zu samples, "
+					   "too few for a significance test)%s",
+					   ro->key, ro->p50_ms, br->p50_ms, 100 * (ro->p50_ms / br->p50_ms - 1), 100 * o->tolerance,
+					   br->nsamples, n, in_test(tt, tb, sizeof tb));
+			} else {
+				double p = rp_mann_whitney_greater(br->samples, br->nsamples, ro->samples_ms, n);
+				if (p < MW_ALPHA)
+					fail_check(c, x, o->warn_only[CLS_TIMING],
+						   "%s: p50 %.2f ms, baseline %.2f ms (+%.0f%% > %.0f%% tolerance, "
+						   "Mann-Whitney p = %.2g)%s",
+						   ro->key, ro->p50_ms, br->p50_ms, 100 * (ro->p50_ms / br->p50_ms - 1),
+						   100 * o->tolerance, p, in_test(tt, tb, sizeof tb));
+			}
+		}
+	}
+	for (size_t i = 0; i < r->ntests; i++) {
+		const struct rp_test *t = &r->tests[i];
+		for (size_t j = 0; j < b->ntests; j++) {
+			const struct base_test *bt = &b->tests[j];
+			if (strcmp(bt->nodeid, t->nodeid))
+				continue;
+			struct check *x = add_check(c, "baseline", CLS_QUERIES, "", t->nodeid, "queries in %s", t->nodeid);
+			if (t->queries > bt->queries)
+				fail_check(c, x, o->warn_only[CLS_QUERIES], "test %s: %" PRId64 " queries, baseline %" PRId64,
+					   t->nodeid, t->queries, bt->queries);
+			break;
+		}
+	}
+}
+
+/* ---- text helpers ------------------------------------------------------ */
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	size_t len = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+	if (!len || len > n || (len == 2 && s[0] < 0xc2))
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+enum esc { ESC_TERM, ESC_XML, ESC_MD };
+
+/* Writes s with control characters and invalid UTF-8 as '?', and the
+ * characters special to the format escaped. */
+static void put_esc(FILE *f, const char *str, enum esc how)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t n = strlen(str);
+	for (size_t i = 0; i < n;) {
+		size_t len = utf8_seq(s + i, n - i);
+		if (!len || s[i] < 0x20 || s[i] == 0x7f) {
+			fputc(s[i] == '\n' || s[i] == '\t' ? ' ' : '?', f);
+			i++;
+			continue;
+		}
+		char ch = (char)s[i];
+		if (how != ESC_TERM && ch == '&')
+			fputs("&amp;", f);
+		else if (how != ESC_TERM && ch == '<')
+			fputs("&lt;", f);
+		else if (how != ESC_TERM && ch == '>')
+			fputs("&gt;", f);
+		else if (how == ESC_XML && ch == '"')
+			fputs("&quot;", f);
+		else if (how == ESC_MD && (ch == '|' || ch == '`' || ch == '*' || ch == '_' || ch == '[' || ch == ']'))
+			fprintf(f, "\\%c", ch);
+		else
+			fwrite(s + i, 1, len, f);
+		i += len;
+	}
+}
+
+/* Columns that s takes on a terminal (one per UTF-8 sequence). */
+static size_t cols(const char *s)
+{
+	size_t c = 0;
+	for (; *s; s++)
+		c += ((unsigned char)*s & 0xc0) != 0x80;
+	return c;
+}
+
+static void put_cell(FILE *f, const char *s, size_t width)
+{
+	char buf[1024];
+	size_t c = cols(s);
+	if (c > width && width > 3) {
+		/* keep the end (the most specific part of a route or nodeid) */
+		size_t skip = c - (width - 3), seen = 0;
+		const char *p = s;
+		while (*p && seen < skip) {
+			p++;
+			if (((unsigned char)*p & 0xc0) != 0x80)
+				seen++;
+		}
+		snprintf(buf, sizeof buf, "...%s", p);
+		s = buf;
+		c = cols(s);
+	}
+	put_esc(f, s, ESC_TERM);
+	for (; c < width; c++)
+		fputc(' ', f);
+}
+
+/* ---- outputs ----------------------------------------------------------- */
+
+struct ci_result {
+	const struct rp_report *r;
+	const struct checks *c;
+	const struct rp_score_item *score;
+	const struct budget *budget;
+	const char *baseline;
+	const struct ci_opts *o;
+	int cmd_status;        /* -1 when no command ran */
+	int exit_status;
+};
+
+static const char *verdict(const struct ci_result *x)
+{
+	return x->exit_status ? "failed" : "passed";
+}
+
+static void print_terminal(FILE *f, const struct ci_result *x, int color)
+{
+	const struct rp_report *r = x->r;
+	const char *red = color ? "\033[31m" : "", *yellow = color ? "\033[33m" : "", *green = color ? "\033[32m" : "",
+		   *bold = color ? "\033[1m" : "", *off = color ? "\033[0m" : "";
+	if (!x->o->quiet) {
+		fprintf(f, "\n%sTimeGlass CI%s: run %" PRId64 ", %zu requests, %zu tests, %" PRId64 " SQL queries%s\n", bold,
+			off, r->run_id, r->nreqs, r->ntests, r->total_queries,
+			r->has_queries && r->total_queries ? "" : " (no SQL captured)");
+		size_t w = 5;
+		for (size_t k = 0; k < r->nroutes; k++)
+			if (cols(r->routes[k].key) > w)
+				w = cols(r->routes[k].key);
+		if (w > 48)
+			w = 48;
+		if (r->nroutes) {
+			fprintf(f, "\n%s", bold);
+			put_cell(f, "ROUTE", w);
+			fprintf(f, " %6s %9s %9s %9s %6s %4s %4s%s\n", "REQS", "P50 ms", "P95 ms", "P99 ms", "Q/REQ", "N+1",
+				"5XX", off);
+		}
+		for (size_t k = 0; k < r->nroutes; k++) {
+			const struct rp_route *ro = &r->routes[k];
+			put_cell(f, ro->key, w);
+			fprintf(f, " %6" PRId64 " %9.2f %9.2f %9.2f %6.2f %4" PRId64 " %4" PRId64 "\n", ro->count, ro->p50_ms,
+				ro->p95_ms, ro->p99_ms, ro->count ? (double)ro->queries / (double)ro->count : 0.0,
+				ro->n_plus_one, ro->n5xx);
+		}
+		if (r->ntests) {
+			size_t tw = 4;
+			for (size_t i = 0; i < r->ntests; i++)
+				if (cols(r->tests[i].nodeid) > tw)
+					tw = cols(r->tests[i].nodeid);
+			if (tw > 56)
+				tw = 56;
+			fprintf(f, "\n%s", bold);
+			put_cell(f, "TEST", tw);
+			fprintf(f, " %6s %7s %4s %9s %s%s\n", "REQS", "QUERIES", "N+1", "TIME ms", "OUTCOME", off);
+			for (size_t i = 0; i < r->ntests && i < TABLE_MAX_TESTS; i++) {
+				const struct rp_test *t = &r->tests[i];
+				put_cell(f, t->nodeid, tw);
+				fprintf(f, " %6" PRId64 " %7" PRId64 " %4" PRId64 " %9.1f %s\n", t->requests, t->queries,
+					t->n_plus_one, (double)(t->end_unix_ns - t->start_unix_ns) / 1e6, t->outcome);
+			}
+			if (r->ntests > TABLE_MAX_TESTS)
+				fprintf(f, "... and %zu more tests (see --json)\n", r->ntests - TABLE_MAX_TESTS);
+		}
+		fprintf(f, "\n%sScorecard%s\n", bold, off);
+		for (int i = 0; i < RP_BENCH_COUNT; i++) {
+			const struct rp_score_item *it = &x->score[i];
+			put_cell(f, it->name, 26);
+			fprintf(f, " %c  ", it->grade);
+			put_esc(f, it->figure, ESC_TERM);
+			fputc('\n', f);
+		}
+	}
+	size_t nb = 0, nr = 0;
+	for (size_t i = 0; i < x->c->n; i++)
+		nb += !strcmp(x->c->v[i].suite, "budget"), nr += !strcmp(x->c->v[i].suite, "baseline");
+	if (x->budget->found)
+		fprintf(f, "\n%sBudget%s (%s): %zu checks, %zu breaches\n", bold, off, x->budget->source, nb,
+			x->c->breaches);
+	if (x->baseline)
+		fprintf(f, "%sBaseline%s (%s): %zu checks, %zu regressions, %zu warnings; timing rule: p50 > baseline "
+			   "x %.2f, >= %g ms slower, Mann-Whitney p < %g\n",
+			bold, off, x->baseline, nr, x->c->regressions, x->c->warnings, 1 + x->o->tolerance, x->o->floor_ms,
+			MW_ALPHA);
+	for (size_t i = 0; i < x->c->n; i++) {
+		const struct check *k = &x->c->v[i];
+		if (!k->failed)
+			continue;
+		fprintf(f, "  %s%s%s %s ", k->warn ? yellow : red, k->warn ? "WARN" : "FAIL", off,
+			!strcmp(k->suite, "budget") ? "budget" : "regression");
+		put_esc(f, k->msg, ESC_TERM);
+		fputc('\n', f);
+	}
+	if (x->cmd_status > 0)
+		fprintf(f, "  %sFAIL%s the command exited with status %d\n", red, off, x->cmd_status);
+	fprintf(f, "\n%s%s%s%s: %zu budget breaches, %zu regressions, %zu warnings\n", bold,
+		x->exit_status ? red : green, x->exit_status ? "TimeGlass CI failed" : "TimeGlass CI passed", off,
+		x->c->breaches, x->c->regressions, x->c->warnings);
+}
+
+static void write_markdown(FILE *f, const struct ci_result *x)
+{
+	const struct rp_report *r = x->r;
+	fprintf(f, "## TimeGlass CI: %s\n\n", x->exit_status ? "❌ failed" : "✅ passed");
+	fprintf(f, "Run %" PRId64 ": %zu requests in %zu tests, %" PRId64 " SQL queries%s. "
+		   "%zu budget breaches, %zu regressions, %zu warnings.\n\n",
+		r->run_id, r->nreqs, r->ntests, r->total_queries, r->has_queries && r->total_queries ? "" : " (no SQL captured)",
+		x->c->breaches, x->c->regressions, x->c->warnings);
+	if (x->cmd_status > 0)
+		fprintf(f, "The test command exited with status %d.\n\n", x->cmd_status);
+	if (x->c->breaches || x->c->regressions || x->c->warnings) {
+		fprintf(f, "### Findings\n\n| Result | Kind | Route | Test | Finding |\n|---|---|---|---|---|\n");
+		for (size_t i = 0; i < x->c->n; i++) {
+			const struct check *k = &x->c->v[i];
+			if (!k->failed)
+				continue;
+			fprintf(f, "| %s | %s %s | ", k->warn ? "⚠️ warning" : "❌ fail",
+				!strcmp(k->suite, "budget") ? "budget" : "regression", cls_names[k->cls]);
+			put_esc(f, k->route, ESC_MD);
+			fputs(" | ", f);
+			put_esc(f, k->test, ESC_MD);
+			fputs(" | ", f);
+			put_esc(f, k->msg, ESC_MD);
+			fputs(" |\n", f);
+		}
+		fputc('\n', f);
+	}
+	if (x->baseline)
+		fprintf(f, "Timing rule: a route regresses when its p50 exceeds the baseline's by more than %.0f %% "
+			   "and %g ms, and a one-sided Mann-Whitney U test gives p < %g (with fewer than %d samples a "
+			   "side, the tolerance alone).\n\n",
+			100 * x->o->tolerance, x->o->floor_ms, MW_ALPHA, MW_MIN_SAMPLES);
+	fprintf(f, "### Routes\n\n| Route | Requests | p50 ms | p95 ms | p99 ms | Queries/request | N+1 | 5xx |\n"
+		   "|---|---:|---:|---:|---:|---:|---:|---:|\n");
+	for (size_t k = 0; k < r->nroutes; k++) {
+		const struct rp_route *ro = &r->routes[k];
+		fputs("| ", f);
+		put_esc(f, ro->key, ESC_MD);
+		fprintf(f, " | %" PRId64 " | %.2f | %.2f | %.2f | %.2f | %" PRId64 " | %" PRId64 " |\n", ro->count,
+			ro->p50_ms, ro->p95_ms, ro->p99_ms, ro->count ? (double)ro->queries / (double)ro->count : 0.0,
+			ro->n_plus_one, ro->n5xx);
+	}
+	if (r->ntests) {
+		fprintf(f, "\n### Tests\n\n| Test | Requests | Queries | N+1 | Time ms | Outcome |\n"
+			   "|---|---:|---:|---:|---:|---|\n");
+		for (size_t i = 0; i < r->ntests && i < TABLE_MAX_TESTS; i++) {
+			const struct rp_test *t = &r->tests[i];
+			fputs("| ", f);
+			put_esc(f, t->nodeid, ESC_MD);
+			fprintf(f, " | %" PRId64 " | %" PRId64 " | %" PRId64 " | %.1f | %s |\n", t->requests, t->queries,
+				t->n_plus_one, (double)(t->end_unix_ns - t->start_unix_ns) / 1e6, t->outcome);
+		}
+	}
+	fprintf(f, "\n### Scorecard\n\n| Benchmark | Figure | Grade | Evidence |\n|---|---|---|---|\n");
+	for (int i = 0; i < RP_BENCH_COUNT; i++) {
+		const struct rp_score_item *it = &x->score[i];
+		fprintf(f, "| %s | ", it->name);
+		put_esc(f, it->figure, ESC_MD);
+		fprintf(f, " | %c | ", it->grade);
+		for (size_t e = 0; e < it->nevidence; e++) {
+			if (e)
+				fputs("<br>", f);
+			put_esc(f, it->evidence[e], ESC_MD);
+		}
+		if (!it->nevidence || !it->measured)
+			put_esc(f, it->note, ESC_MD);
+		fputs(" |\n", f);
+	}
+}
+
+static void write_junit(FILE *f, const struct ci_result *x)
+{
+	static const char *const suites[] = {"run", "budget", "baseline"};
+	size_t total = 1 + x->c->n, fails = (x->cmd_status > 0) + x->c->breaches + x->c->regressions;
+	fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"timeglass\" tests=\"%zu\" "
+		   "failures=\"%zu\">\n",
+		total, fails);
+	for (size_t s = 0; s < 3; s++) {
+		size_t n = s == 0, nf = s == 0 && x->cmd_status > 0;
+		for (size_t i = 0; i < x->c->n; i++)
+			if (!strcmp(x->c->v[i].suite, suites[s])) {
+				n++;
+				nf += x->c->v[i].failed && !x->c->v[i].warn;
+			}
+		if (!n)
+			continue;
+		fprintf(f, "  <testsuite name=\"timeglass.%s\" tests=\"%zu\" failures=\"%zu\">\n", suites[s], n, nf);
+		if (s == 0) {
+			fputs("    <testcase classname=\"timeglass.run\" name=\"command\">", f);
+			if (x->cmd_status > 0)
+				fprintf(f, "<failure message=\"the command exited with status %d\"/>", x->cmd_status);
+			fputs("</testcase>\n", f);
+		}
+		for (size_t i = 0; i < x->c->n; i++) {
+			const struct check *k = &x->c->v[i];
+			if (strcmp(k->suite, suites[s]))
+				continue;
+			fprintf(f, "    <testcase classname=\"timeglass.%s.%s\" name=\"", suites[s], cls_names[k->cls]);
+			put_esc(f, k->name, ESC_XML);
+			fputs("\">", f);
+			if (k->failed && !k->warn) {
+				fputs("<failure message=\"", f);
+				put_esc(f, k->msg, ESC_XML);
+				fputs("\" type=\"", f);
+				fputs(!strcmp(k->suite, "budget") ? "budget" : "regression", f);
+				fputs("\">", f);
+				put_esc(f, k->msg, ESC_XML);
+				fputs("</failure>", f);
+			} else if (k->failed) {
+				fputs("<system-out>warning: ", f);
+				put_esc(f, k->msg, ESC_XML);
+				fputs("</system-out>", f);
+			}
+			fputs("</testcase>\n", f);
+		}
+		fputs("  </testsuite>\n", f);
+	}
+	fputs("</testsuites>\n", f);
+}
+
+static void write_json(FILE *f, const struct ci_result *x)
+{
+	const struct rp_report *r = x->r;
+	struct jw w;
+	jw_init(&w, f);
+	jw_obj_open(&w);
+	jw_key(&w, "result");
+	jw_cstr(&w, verdict(x));
+	jw_key(&w, "exit_status");
+	jw_i64(&w, x->exit_status);
+	jw_key(&w, "command_status");
+	if (x->cmd_status < 0)
+		jw_null(&w);
+	else
+		jw_i64(&w, x->cmd_status);
+	jw_key(&w, "run_id");
+	jw_i64(&w, r->run_id);
+	jw_key(&w, "command");
+	jw_cstr(&w, r->command);
+	jw_key(&w, "requests");
+	jw_u64(&w, r->nreqs);
+	jw_key(&w, "queries");
+	jw_i64(&w, r->total_queries);
+	jw_key(&w, "sql_captured");
+	jw_bool(&w, r->has_queries && r->total_queries > 0);
+	jw_key(&w, "budget");
+	if (x->budget->found)
+		jw_cstr(&w, x->budget->source);
+	else
+		jw_null(&w);
+	jw_key(&w, "baseline");
+	jw_cstr(&w, x->baseline);
+	jw_key(&w, "timing_rule");
+	jw_obj_open(&w);
+	rp_jw_num(&w, "tolerance", x->o->tolerance);
+	rp_jw_num(&w, "floor_ms", x->o->floor_ms);
+	rp_jw_num(&w, "alpha", MW_ALPHA);
+	jw_key(&w, "min_samples");
+	jw_i64(&w, MW_MIN_SAMPLES);
+	jw_key(&w, "test");
+	jw_cstr(&w, "mann-whitney-u-one-sided");
+	jw_obj_close(&w);
+	jw_key(&w, "summary");
+	jw_obj_open(&w);
+	jw_key(&w, "breaches");
+	jw_u64(&w, x->c->breaches);
+	jw_key(&w, "regressions");
+	jw_u64(&w, x->c->regressions);
+	jw_key(&w, "warnings");
+	jw_u64(&w, x->c->warnings);
+	jw_obj_close(&w);
+	jw_key(&w, "checks");
+	jw_arr_open(&w);
+	for (size_t i = 0; i < x->c->n; i++) {
+		const struct check *k = &x->c->v[i];
+		jw_obj_open(&w);
+		jw_key(&w, "suite");
+		jw_cstr(&w, k->suite);
+		jw_key(&w, "class");
+		jw_cstr(&w, cls_names[k->cls]);
+		jw_key(&w, "name");
+		jw_cstr(&w, k->name);
+		jw_key(&w, "status");
+		jw_cstr(&w, !k->failed ? "ok" : k->warn ? "warning" : "fail");
+		jw_key(&w, "route");
+		jw_cstr(&w, k->route);
+		jw_key(&w, "test");
+		jw_cstr(&w, k->test);
+		jw_key(&w, "message");
+		jw_cstr(&w, k->failed ? k->msg : NULL);
+		jw_obj_close(&w);
+	}
+	jw_arr_close(&w);
+	jw_key(&w, "routes");
+	jw_arr_open(&w);
+	for (size_t k = 0; k < r->nroutes; k++) {
+		const struct rp_route *ro = &r->routes[k];
+		jw_obj_open(&w);
+		jw_key(&w, "route");
+		jw_cstr(&w, ro->key);
+		jw_key(&w, "count");
+		jw_i64(&w, ro->count);
+		rp_jw_num(&w, "mean_ms", ro->mean_ms);
+		rp_jw_num(&w, "stdev_ms", ro->stdev_ms);
+		rp_jw_num(&w, "p50_ms", ro->p50_ms);
+		rp_jw_num(&w, "p90_ms", ro->p90_ms);
+		rp_jw_num(&w, "p95_ms", ro->p95_ms);
+		rp_jw_num(&w, "p99_ms", ro->p99_ms);
+		rp_jw_num(&w, "max_ms", ro->max_ms);
+		jw_key(&w, "queries");
+		jw_i64(&w, ro->queries);
+		rp_jw_num(&w, "queries_per_request", ro->count ? (double)ro->queries / (double)ro->count : 0);
+		jw_key(&w, "max_queries");
+		jw_i64(&w, ro->max_queries);
+		jw_key(&w, "n_plus_one");
+		jw_i64(&w, ro->n_plus_one);
+		jw_key(&w, "n4xx");
+		jw_i64(&w, ro->n4xx);
+		jw_key(&w, "n5xx");
+		jw_i64(&w, ro->n5xx);
+		jw_obj_close(&w);
+	}
+	jw_arr_close(&w);
+	jw_key(&w, "tests");
+	jw_arr_open(&w);
+	for (size_t i = 0; i < r->ntests; i++) {
+		const struct rp_test *t = &r->tests[i];
+		jw_obj_open(&w);
+		jw_key(&w, "nodeid");
+		jw_cstr(&w, t->nodeid);
+		jw_key(&w, "outcome");
+		jw_cstr(&w, t->outcome);
+		jw_key(&w, "requests");
+		jw_i64(&w, t->requests);
+		jw_key(&w, "queries");
+		jw_i64(&w, t->queries);
+		jw_key(&w, "n_plus_one");
+		jw_i64(&w, t->n_plus_one);
+		jw_key(&w, "n5xx");
+		jw_i64(&w, t->n5xx);
+		rp_jw_num(&w, "duration_ms", (double)(t->end_unix_ns - t->start_unix_ns) / 1e6);
+		jw_obj_close(&w);
+	}
+	jw_arr_close(&w);
+	jw_key(&w, "scorecard");
+	rp_score_json(&w, x->score);
+	jw_obj_close(&w);
+	jw_newline(&w);
+}
+
+typedef void (*writer_fn)(FILE *f, const struct ci_result *x);
+
+static void write_file(const char *path, const char *mode, writer_fn fn, const struct ci_result *x)
+{
+	if (!strcmp(path, "-")) {
+		fn(stdout, x);
+		fflush(stdout);
+		return;
+	}
+	FILE *f = fopen(path, mode);
+	if (!f) {
+		tg_warn("cannot write %s: %s", path, strerror(errno));
+		return;
+	}
+	fn(f, x);
+	if (fclose(f) != 0)
+		tg_warn("cannot write %s: %s", path, strerror(errno));
+}
+
+/* ---- running the suite ------------------------------------------------- */
+
+/* The directory holding the timeglass Python package (for the pytest
+ * plugin), or NULL when none is found (an installed package's entry point
+ * loads the plugin on its own then). */
+static const char *python_dir(void)
+{
+	static char out[PATH_MAX];
+	char cand[PATH_MAX + 64], exe[PATH_MAX], plugin[PATH_MAX + 96];
+	const char *env = getenv("TIMEGLASS_BOOTSTRAP_DIR");
+	const char *cands[3] = {NULL, NULL, NULL};
+	if (env && *env) {
+		snprintf(cand, sizeof cand, "%s/../..", env);
+		cands[0] = cand;
+	}
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash)
+			*slash = '\0';
+		snprintf(plugin, sizeof plugin, "%s/../preload/libtimeglass.so", exe);
+		if (access(plugin, R_OK) == 0)
+			cands[1] = TG_SOURCE_DIR "/python";
+	}
+	cands[2] = TG_PY_BOOTSTRAP_DIR "/../..";
+	for (int i = 0; i < 3; i++) {
+		if (!cands[i])
+			continue;
+		snprintf(plugin, sizeof plugin, "%s/timeglass/pytest_plugin.py", cands[i]);
+		if (access(plugin, R_OK) == 0 && realpath(cands[i], out))
+			return out;
+	}
+	return NULL;
+}
+
+/* Whether dir holds an installed timeglass distribution (its dist-info
+ * declares the pytest11 entry point). */
+static int has_entry_point(const char *dir)
+{
+	char pat[PATH_MAX + 64];
+	snprintf(pat, sizeof pat, "%s/timeglass-*.dist-info/entry_points.txt", dir);
+	glob_t g;
+	int found = glob(pat, 0, NULL, &g) == 0 && g.gl_pathc > 0;
+	if (found)
+		globfree(&g);
+	return found;
+}
+
+static void prepend_env(const char *name, const char *value, const char *sep)
+{
+	const char *old = getenv(name);
+	if (!old || !*old) {
+		setenv(name, value, 1);
+		return;
+	}
+	if (strstr(old, value))
+		return;
+	size_t n = strlen(old) + strlen(value) + 2;
+	char *v = malloc(n);
+	if (!v)
+		return;
+	snprintf(v, n, "%s%s%s", value, sep, old);
+	setenv(name, v, 1);
+	free(v);
+}
+
+/* Runs `timeglass run --db DB --quiet -- CMD` with the plugin's environment.
+ * Returns CMD's status (128 + signal when killed). */
+static int run_suite(const struct ci_opts *o, const char *events)
+{
+	size_t argc = 0;
+	while (o->cmd[argc])
+		argc++;
+	char **argv = calloc(argc + 7, sizeof *argv);
+	if (!argv)
+		tg_die("out of memory");
+	size_t i = 0;
+	argv[i++] = (char *)"timeglass";
+	argv[i++] = (char *)"run";
+	argv[i++] = (char *)"--db";
+	argv[i++] = (char *)o->db;
+	argv[i++] = (char *)"--quiet";
+	argv[i++] = (char *)"--";
+	for (size_t k = 0; k < argc; k++)
+		argv[i++] = o->cmd[k];
+	argv[i] = NULL;
+
+	fflush(NULL);
+	struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
+	sigemptyset(&ign.sa_mask);
+	sigaction(SIGINT, &ign, &old_int); /* the supervisor handles Ctrl-C and ends the run */
+	sigaction(SIGQUIT, &ign, &old_quit);
+	pid_t pid = fork();
+	if (pid < 0)
+		tg_die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		sigaction(SIGINT, &old_int, NULL);
+		sigaction(SIGQUIT, &old_quit, NULL);
+		setenv("TIMEGLASS_TEST_EVENTS", events, 1);
+		const char *py = python_dir();
+		if (py) {
+			prepend_env("PYTHONPATH", py, ":");
+			/* An installed package's pytest11 entry point loads the plugin
+			 * itself; naming it again in PYTEST_PLUGINS would register the
+			 * module twice, which pytest refuses. */
+			if (!has_entry_point(py))
+				prepend_env("PYTEST_PLUGINS", "timeglass.pytest_plugin", ",");
+		}
+		execv("/proc/self/exe", argv);
+		fprintf(stderr, "timeglass: cannot run timeglass run: %s\n", strerror(errno));
+		_exit(127);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGQUIT, &old_quit, NULL);
+	free(argv);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
+}
+
+static int64_t latest_run_or_zero(const char *db)
+{
+	if (access(db, F_OK) != 0)
+		return 0;
+	struct tg_store *s = tg_store_open(db, TG_STORE_READ);
+	if (!s)
+		return 0;
+	int64_t id = rp_latest_run(tg_store_db(s));
+	tg_store_close(s);
+	return id < 0 ? 0 : id;
+}
+
+/* ---- options ----------------------------------------------------------- */
+
+static void parse_warn_only(struct ci_opts *o, const char *arg)
+{
+	char buf[256];
+	tg_strlcpy(buf, arg, sizeof buf);
+	for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		int found = 0;
+		for (int c = 0; c < CLS_COUNT; c++)
+			if (!strcmp(t, cls_names[c]) || (c == CLS_NPLUS1 && !strcmp(t, "n_plus_one"))) {
+				o->warn_only[c] = 1;
+				found = 1;
+			}
+		if (!found)
+			tg_die_usage("ci", "--warn-only takes timing, queries, errors or n+1, not '%.40s'", t);
+	}
+}
+
+static double parse_double(const char *what, const char *s, double max)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (end == s || *end || errno || !(v >= 0) || v > max)
+		tg_die_usage("ci", "bad number for %s: '%.40s'", what, s);
+	return v;
+}
+
+static void parse_opts(int argc, char **argv, struct ci_opts *o)
+{
+	enum {
+		OPT_DB = 256, OPT_BUDGET, OPT_BASELINE, OPT_SAVE, OPT_JUNIT, OPT_MD, OPT_JSON, OPT_TOL, OPT_FLOOR,
+		OPT_WARN, OPT_COV, OPT_EVENTS, OPT_RUN,
+	};
+	static const struct option opts[] = {
+		{"db", required_argument, NULL, OPT_DB},
+		{"budget", required_argument, NULL, OPT_BUDGET},
+		{"baseline", required_argument, NULL, OPT_BASELINE},
+		{"save-baseline", required_argument, NULL, OPT_SAVE},
+		{"junit", required_argument, NULL, OPT_JUNIT},
+		{"markdown", required_argument, NULL, OPT_MD},
+		{"json", required_argument, NULL, OPT_JSON},
+		{"time-tolerance", required_argument, NULL, OPT_TOL},
+		{"time-floor-ms", required_argument, NULL, OPT_FLOOR},
+		{"warn-only", required_argument, NULL, OPT_WARN},
+		{"coverage", required_argument, NULL, OPT_COV},
+		{"events", required_argument, NULL, OPT_EVENTS},
+		{"run", required_argument, NULL, OPT_RUN},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	memset(o, 0, sizeof *o);
+	o->tolerance = 0.25;
+	o->floor_ms = 1.0;
+	opterr = 0;
+	optind = 1;
+	int c;
+	while ((c = getopt_long(argc, argv, "+:qh", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_DB: o->db = optarg; break;
+		case OPT_BUDGET: o->budget = optarg; break;
+		case OPT_BASELINE: o->baseline = optarg; break;
+		case OPT_SAVE: o->save_baseline = optarg; break;
+		case OPT_JUNIT: o->junit = optarg; break;
+		case OPT_MD: o->markdown = optarg; break;
+		case OPT_JSON: o->json = optarg; break;
+		case OPT_TOL:
+			o->tolerance = parse_double("--time-tolerance", optarg, 100);
+			o->tolerance_set = 1;
+			break;
+		case OPT_FLOOR: o->floor_ms = parse_double("--time-floor-ms", optarg, 1e6); break;
+		case OPT_WARN: parse_warn_only(o, optarg); break;
+		case OPT_COV: o->coverage = optarg; break;
+		case OPT_EVENTS: o->events = optarg; break;
+		case OPT_RUN: o->run = (int64_t)tg_number_or_die("--run", optarg, 1, INT64_MAX); break;
+		case 'q': o->quiet = 1; break;
+		case 'h':
+			cmd_ci_usage(stdout);
+			exit(0);
+		default: tg_die_getopt("ci", c, argv);
+		}
+	}
+	if (optind < argc)
+		o->cmd = argv + optind;
+	if (o->cmd && o->run)
+		tg_die_usage("ci", "--run checks a recorded run: give it without a command");
+	if (o->baseline && o->save_baseline && !strcmp(o->baseline, o->save_baseline))
+		tg_die_usage("ci", "--baseline and --save-baseline name the same file");
+	o->db = tg_default_db(o->db);
+}
+
+/* ---- the command ------------------------------------------------------- */
+
+int cmd_ci(int argc, char **argv)
+{
+	struct ci_opts o;
+	parse_opts(argc, argv, &o);
+
+	struct budget budget;
+	if (bg_read(o.budget ? o.budget : "pyproject.toml",
+		    !o.budget || strstr(o.budget, "pyproject.toml") != NULL, o.budget != NULL, &budget) < 0)
+		tg_die("%s", tg_error());
+	if (o.budget && !budget.found)
+		tg_warn("%s holds no budget keys", o.budget);
+	if (!o.tolerance_set && (budget.global.set & BG_TOLERANCE))
+		o.tolerance = budget.global.time_tolerance;
+	struct baseline base = {0};
+	if (o.baseline)
+		read_baseline(o.baseline, &base);
+
+	int cmd_status = -1;
+	char tmp_events[PATH_MAX] = "";
+	const char *events = o.events;
+	int64_t run_id = o.run;
+	if (o.cmd) {
+		if (!events) {
+			const char *dir = getenv("TMPDIR");
+			snprintf(tmp_events, sizeof tmp_events, "%s/timeglass-ci-XXXXXX", dir && *dir ? dir : "/tmp");
+			int fd = mkstemp(tmp_events);
+			if (fd < 0)
+				tg_die("cannot create a temporary file in %s: %s", dir && *dir ? dir : "/tmp", strerror(errno));
+			close(fd);
+			events = tmp_events;
+		} else {
+			int fd = open(events, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+			if (fd < 0)
+				tg_die("cannot write %s: %s", events, strerror(errno));
+			close(fd);
+		}
+		int64_t before = latest_run_or_zero(o.db);
+		cmd_status = run_suite(&o, events);
+		run_id = latest_run_or_zero(o.db);
+		if (run_id <= before) {
+			if (*tmp_events)
+				unlink(tmp_events);
+			tg_die("the command recorded no run in %s (status %d)", o.db, cmd_status);
+		}
+	}
+
+	struct tg_store *s = tg_store_open(o.db, TG_STORE_READ);
+	if (!s)
+		tg_die("%s", tg_error());
+	struct rp_report r;
+	if (rp_load(tg_store_db(s), run_id, events, &r) < 0)
+		tg_die("%s", tg_error());
+	tg_store_close(s);
+	if (*tmp_events)
+		unlink(tmp_events);
+	if (o.cmd && !r.ntests)
+		tg_warn("no test events: the pytest plugin did not load (is CMD a pytest run?); requests are not "
+			"attributed to tests");
+
+	struct checks checks = {0};
+	if (budget.found)
+		check_budget(&r, &budget, &checks);
+	if (o.baseline)
+		check_baseline(&r, &base, &o, &checks);
+	if (o.save_baseline)
+		write_baseline(o.save_baseline, &r);
+
+	struct rp_coverage cov;
+	rp_coverage_read(o.coverage, &cov);
+	struct rp_score_item score[RP_BENCH_COUNT];
+	rp_score(&r, &cov, score);
+
+	struct ci_result x = {
+		.r = &r, .c = &checks, .score = score, .budget = &budget, .baseline = o.baseline, .o = &o,
+		.cmd_status = cmd_status,
+	};
+	x.exit_status = cmd_status > 0 ? cmd_status : (checks.breaches || checks.regressions) ? 1 : 0;
+
+	const char *nc = getenv("NO_COLOR");
+	int json_stdout = o.json && !strcmp(o.json, "-");
+	FILE *term = json_stdout ? stderr : stdout;
+	print_terminal(term, &x, isatty(fileno(term)) && !(nc && *nc));
+	fflush(term);
+	if (o.markdown)
+		write_file(o.markdown, "w", write_markdown, &x);
+	const char *summary = getenv("GITHUB_STEP_SUMMARY");
+	if (summary && *summary)
+		write_file(summary, "a", write_markdown, &x);
+	if (o.junit)
+		write_file(o.junit, "w", write_junit, &x);
+	if (o.json)
+		write_file(o.json, "w", write_json, &x);
+	if (o.save_baseline && !o.quiet)
+		fprintf(term, "Baseline written to %s\n", o.save_baseline);
+
+	free(checks.v);
+	free_baseline(&base);
+	bg_free(&budget);
+	rp_free(&r);
+	return x.exit_status;
+}

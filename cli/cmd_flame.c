@@ -1,0 +1,366 @@
+/*
+ * cmd_flame.c - `timeglass flame`: the Python stack samples of one request,
+ * of one route (all its requests in a run), of a whole run or of the time
+ * outside any request, as folded stacks ("a;b;c 12", for flamegraph.pl,
+ * inferno, speedscope's import) or as a speedscope JSON document.
+ *
+ * Frames print as "qualname (file:line)". Waiting samples (the thread was
+ * off CPU: I/O, locks, the GIL) end in a "(waiting)" leaf unless --state
+ * selects one kind, so one graph separates waiting from running.
+ */
+#include <getopt.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmds.h"
+#include "jsonw.h"
+#include "store.h"
+#include "util.h"
+
+void cmd_flame_usage(FILE *f)
+{
+	fprintf(f, "Usage: timeglass flame [OPTIONS] (--request ID | --route 'METHOD TEMPLATE' | --all | --no-request)\n"
+		   "\n"
+		   "Prints the sampled Python stacks as a flame graph.\n"
+		   "\n"
+		   "Options:\n"
+		   "  --db PATH          store to read (default: $TIMEGLASS_DB or .timeglass/timeglass.db)\n"
+		   "  --run ID           run for --route/--all/--no-request (default: the latest)\n"
+		   "  --request ID       samples of one request\n"
+		   "  --route R          samples of every request of a route, e.g. 'GET /items/{item_id}'\n"
+		   "  --all              every sample of the run\n"
+		   "  --no-request       samples taken outside any request\n"
+		   "  --state S          running, waiting or all (default: all)\n"
+		   "  --format F         folded (default) or speedscope\n"
+		   "  -h, --help         show this help\n");
+}
+
+struct frame {
+	char *label; /* "qualname (file:line)", NULL if unknown */
+	const char *name, *file;
+	int line;
+};
+
+struct flame_opts {
+	const char *db;
+	int64_t run, request;
+	const char *route;
+	int all, no_request;
+	const char *state; /* NULL = all */
+	int speedscope;
+};
+
+static void die_db(struct tg_store *s)
+{
+	tg_die("%s: %s", tg_store_path(s), sqlite3_errmsg(tg_store_db(s)));
+}
+
+static sqlite3_stmt *prep(struct tg_store *s, const char *sql)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(tg_store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
+		die_db(s);
+	return st;
+}
+
+/* All frames, indexed by id. */
+static struct frame *load_frames(struct tg_store *s, int64_t *n)
+{
+	sqlite3_stmt *st = prep(s, "SELECT coalesce(max(id), 0) FROM frames");
+	*n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) + 1 : 1;
+	sqlite3_finalize(st);
+	struct frame *fr = calloc((size_t)*n, sizeof *fr);
+	if (!fr)
+		tg_die("out of memory");
+	st = prep(s, "SELECT id, name, file, line FROM frames");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		if (id <= 0 || id >= *n)
+			continue;
+		const char *name = (const char *)sqlite3_column_text(st, 1);
+		const char *file = (const char *)sqlite3_column_text(st, 2);
+		int line = sqlite3_column_int(st, 3);
+		name = name ? name : "?";
+		file = file ? file : "";
+		size_t len = strlen(name) + strlen(file) + 32;
+		char *l = malloc(len);
+		char *nm = strdup(name), *fl = strdup(file);
+		if (!l || !nm || !fl)
+			tg_die("out of memory");
+		if (*file)
+			snprintf(l, len, "%s (%s:%d)", name, file, line);
+		else
+			snprintf(l, len, "%s", name);
+		for (char *c = l; *c; c++)
+			if (*c == ';' || *c == '\n')
+				*c = ','; /* folded format separators */
+		fr[id] = (struct frame){.label = l, .name = nm, .file = fl, .line = line};
+	}
+	sqlite3_finalize(st);
+	return fr;
+}
+
+static int64_t latest_run(struct tg_store *s)
+{
+	sqlite3_stmt *st = prep(s, "SELECT coalesce(max(id), 0) FROM runs");
+	int64_t id = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_finalize(st);
+	return id;
+}
+
+static void parse(int argc, char **argv, struct flame_opts *o)
+{
+	enum { OPT_DB = 256, OPT_RUN, OPT_REQUEST, OPT_ROUTE, OPT_ALL, OPT_NOREQ, OPT_STATE, OPT_FORMAT };
+	static const struct option opts[] = {
+		{"db", required_argument, NULL, OPT_DB},
+		{"run", required_argument, NULL, OPT_RUN},
+		{"request", required_argument, NULL, OPT_REQUEST},
+		{"route", required_argument, NULL, OPT_ROUTE},
+		{"all", no_argument, NULL, OPT_ALL},
+		{"no-request", no_argument, NULL, OPT_NOREQ},
+		{"state", required_argument, NULL, OPT_STATE},
+		{"format", required_argument, NULL, OPT_FORMAT},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	opterr = 0;
+	optind = 1;
+	int c;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_DB: o->db = optarg; break;
+		case OPT_RUN: o->run = (int64_t)tg_number_or_die("--run", optarg, 1, INT64_MAX); break;
+		case OPT_REQUEST: o->request = (int64_t)tg_number_or_die("--request", optarg, 1, INT64_MAX); break;
+		case OPT_ROUTE: o->route = optarg; break;
+		case OPT_ALL: o->all = 1; break;
+		case OPT_NOREQ: o->no_request = 1; break;
+		case OPT_STATE:
+			if (strcmp(optarg, "all") == 0)
+				o->state = NULL;
+			else if (strcmp(optarg, "running") == 0 || strcmp(optarg, "waiting") == 0)
+				o->state = optarg;
+			else
+				tg_die_usage("flame", "--state must be running, waiting or all");
+			break;
+		case OPT_FORMAT:
+			if (strcmp(optarg, "speedscope") == 0)
+				o->speedscope = 1;
+			else if (strcmp(optarg, "folded") != 0)
+				tg_die_usage("flame", "--format must be folded or speedscope");
+			break;
+		case 'h':
+			cmd_flame_usage(stdout);
+			exit(0);
+		default: tg_die_getopt("flame", c, argv);
+		}
+	}
+	if (optind < argc)
+		tg_die_usage("flame", "unexpected argument '%.64s'", argv[optind]);
+	if ((o->request != 0) + (o->route != NULL) + o->all + o->no_request != 1)
+		tg_die_usage("flame", "give exactly one of --request, --route, --all, --no-request");
+	o->db = tg_default_db(o->db);
+}
+
+struct row {
+	char *frames; /* ids, root first, comma-separated */
+	int waiting;
+	int64_t count;
+};
+
+int cmd_flame(int argc, char **argv)
+{
+	struct flame_opts o = {0};
+	parse(argc, argv, &o);
+	struct tg_store *s = tg_store_open(o.db, TG_STORE_READ);
+	if (!s)
+		tg_die("%s", tg_error());
+	if (!o.request && !o.run)
+		o.run = latest_run(s);
+
+	char sql[1024];
+	const char *where;
+	if (o.request)
+		where = "s.request_id = ?1";
+	else if (o.route)
+		where = "s.request_id IN (SELECT id FROM requests WHERE run_id = ?1 AND method = ?2"
+			" AND coalesce(route, path) = ?3)";
+	else if (o.all)
+		where = "s.run_id = ?1";
+	else
+		where = "s.run_id = ?1 AND s.request_id IS NULL";
+	snprintf(sql, sizeof sql,
+		 "SELECT st.frames, s.state, sum(s.count) FROM samples s JOIN stacks st ON st.id = s.stack_id"
+		 " WHERE %s AND (?4 IS NULL OR s.state = ?4) GROUP BY s.stack_id, s.state ORDER BY 3 DESC",
+		 where);
+	sqlite3_stmt *st = prep(s, sql);
+	sqlite3_bind_int64(st, 1, o.request ? o.request : o.run);
+	char method[32] = "";
+	if (o.route) {
+		const char *sp = strchr(o.route, ' ');
+		if (!sp || (size_t)(sp - o.route) >= sizeof method)
+			tg_die_usage("flame", "--route takes 'METHOD /template', e.g. 'GET /items/{item_id}'");
+		memcpy(method, o.route, (size_t)(sp - o.route));
+		method[sp - o.route] = '\0';
+		sqlite3_bind_text(st, 2, method, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, sp + 1, -1, SQLITE_STATIC);
+	}
+	if (o.state)
+		sqlite3_bind_text(st, 4, o.state, -1, SQLITE_STATIC);
+
+	struct row *rows = NULL;
+	size_t nrows = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (nrows == cap) {
+			cap = cap ? cap * 2 : 256;
+			rows = realloc(rows, cap * sizeof *rows);
+			if (!rows)
+				tg_die("out of memory");
+		}
+		const char *f = (const char *)sqlite3_column_text(st, 0);
+		const char *state = (const char *)sqlite3_column_text(st, 1);
+		rows[nrows].frames = strdup(f ? f : "");
+		rows[nrows].waiting = state && strcmp(state, "waiting") == 0;
+		rows[nrows].count = sqlite3_column_int64(st, 2);
+		if (!rows[nrows].frames)
+			tg_die("out of memory");
+		nrows++;
+	}
+	if (rc != SQLITE_DONE)
+		die_db(s);
+	sqlite3_finalize(st);
+
+	int64_t nframes;
+	struct frame *fr = load_frames(s, &nframes);
+	int mark_waiting = o.state == NULL;
+
+	if (!o.speedscope) {
+		for (size_t i = 0; i < nrows; i++) {
+			char *save = NULL, *tok;
+			int first = 1;
+			for (tok = strtok_r(rows[i].frames, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+				int64_t id = strtoll(tok, NULL, 10);
+				const char *l = id > 0 && id < nframes && fr[id].label ? fr[id].label : "?";
+				printf(first ? "%s" : ";%s", l);
+				first = 0;
+			}
+			if (rows[i].waiting && mark_waiting)
+				printf(";(waiting)");
+			printf(" %lld\n", (long long)rows[i].count);
+		}
+	} else {
+		/* speedscope: shared frame table (indices into our frames + the
+		 * waiting leaf), one sampled profile with weights. */
+		int64_t *index = calloc((size_t)nframes + 1, sizeof *index); /* frame id -> speedscope index + 1 */
+		if (!index)
+			tg_die("out of memory");
+		int64_t nidx = 0, waiting_idx = -1;
+		struct jw w;
+		jw_init(&w, stdout);
+		jw_obj_open(&w);
+		jw_key(&w, "$schema");
+		jw_cstr(&w, "https://www.speedscope.app/file-format-schema.json");
+		jw_key(&w, "exporter");
+		jw_cstr(&w, "timeglass");
+		char name[512];
+		if (o.request)
+			snprintf(name, sizeof name, "request %lld", (long long)o.request);
+		else if (o.route)
+			snprintf(name, sizeof name, "%s (run %lld)", o.route, (long long)o.run);
+		else
+			snprintf(name, sizeof name, "run %lld%s", (long long)o.run, o.no_request ? ", no request" : "");
+		jw_key(&w, "name");
+		jw_cstr(&w, name);
+		jw_key(&w, "activeProfileIndex");
+		jw_i64(&w, 0);
+		/* Frames in order of first use. */
+		jw_key(&w, "shared");
+		jw_obj_open(&w);
+		jw_key(&w, "frames");
+		jw_arr_open(&w);
+		for (size_t i = 0; i < nrows; i++) {
+			char *copy = strdup(rows[i].frames), *save = NULL;
+			for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+				int64_t id = strtoll(tok, NULL, 10);
+				if (id <= 0 || id >= nframes || index[id])
+					continue;
+				index[id] = ++nidx;
+				jw_obj_open(&w);
+				jw_key(&w, "name");
+				jw_cstr(&w, fr[id].name ? fr[id].name : "?");
+				if (fr[id].file && *fr[id].file) {
+					jw_key(&w, "file");
+					jw_cstr(&w, fr[id].file);
+					jw_key(&w, "line");
+					jw_i64(&w, fr[id].line);
+				}
+				jw_obj_close(&w);
+			}
+			free(copy);
+			if (rows[i].waiting && mark_waiting && waiting_idx < 0) {
+				waiting_idx = nidx++;
+				jw_obj_open(&w);
+				jw_key(&w, "name");
+				jw_cstr(&w, "(waiting)");
+				jw_obj_close(&w);
+			}
+		}
+		jw_arr_close(&w);
+		jw_obj_close(&w);
+		int64_t total = 0;
+		for (size_t i = 0; i < nrows; i++)
+			total += rows[i].count;
+		jw_key(&w, "profiles");
+		jw_arr_open(&w);
+		jw_obj_open(&w);
+		jw_key(&w, "type");
+		jw_cstr(&w, "sampled");
+		jw_key(&w, "name");
+		jw_cstr(&w, name);
+		jw_key(&w, "unit");
+		jw_cstr(&w, "none");
+		jw_key(&w, "startValue");
+		jw_i64(&w, 0);
+		jw_key(&w, "endValue");
+		jw_i64(&w, total);
+		jw_key(&w, "samples");
+		jw_arr_open(&w);
+		for (size_t i = 0; i < nrows; i++) {
+			jw_arr_open(&w);
+			char *save = NULL;
+			for (char *tok = strtok_r(rows[i].frames, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+				int64_t id = strtoll(tok, NULL, 10);
+				if (id > 0 && id < nframes && index[id])
+					jw_i64(&w, index[id] - 1);
+			}
+			if (rows[i].waiting && mark_waiting)
+				jw_i64(&w, waiting_idx);
+			jw_arr_close(&w);
+		}
+		jw_arr_close(&w);
+		jw_key(&w, "weights");
+		jw_arr_open(&w);
+		for (size_t i = 0; i < nrows; i++)
+			jw_i64(&w, rows[i].count);
+		jw_arr_close(&w);
+		jw_obj_close(&w);
+		jw_arr_close(&w);
+		jw_obj_close(&w);
+		jw_newline(&w);
+		free(index);
+	}
+	for (size_t i = 0; i < nrows; i++)
+		free(rows[i].frames);
+	free(rows);
+	for (int64_t i = 0; i < nframes; i++) {
+		free(fr[i].label);
+		free((char *)fr[i].name);
+		free((char *)fr[i].file);
+	}
+	free(fr);
+	tg_store_close(s);
+	return 0;
+}

@@ -1,0 +1,253 @@
+/*
+ * cmd_queries.c - `timeglass queries` and `timeglass spans`: the SQL queries
+ * and outbound HTTP calls of a run, or of one request, as a table for
+ * people or as JSON lines for scripts.
+ *
+ * Both open the store read-only (they work while a run is recording).
+ * Text that came from the app (SQL, hosts, paths) is escaped in JSON and
+ * has control characters replaced in tables.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmds.h"
+#include "jsonw.h"
+#include "store.h"
+#include "util.h"
+
+void cmd_queries_usage(FILE *f)
+{
+	fprintf(f, "Usage: timeglass queries [OPTIONS]\n"
+		   "\n"
+		   "Prints the SQL queries recorded in a run (or one request), oldest first.\n"
+		   "\n"
+		   "Options:\n"
+		   "  --db PATH      store to read (default: $TIMEGLASS_DB or .timeglass/timeglass.db)\n"
+		   "  --run ID       run to show (default: the latest)\n"
+		   "  --request ID   only the queries of request ID (see: timeglass requests)\n"
+		   "  --json         one JSON object per line instead of a table\n"
+		   "  --limit N      only the N most recent queries\n"
+		   "  -h, --help     show this help\n");
+}
+
+void cmd_spans_usage(FILE *f)
+{
+	fprintf(f, "Usage: timeglass spans [OPTIONS]\n"
+		   "\n"
+		   "Prints the outbound HTTP calls recorded in a run (or one request), oldest first.\n"
+		   "\n"
+		   "Options:\n"
+		   "  --db PATH      store to read (default: $TIMEGLASS_DB or .timeglass/timeglass.db)\n"
+		   "  --run ID       run to show (default: the latest)\n"
+		   "  --request ID   only the calls made by request ID\n"
+		   "  --json         one JSON object per line instead of a table\n"
+		   "  --limit N      only the N most recent calls\n"
+		   "  -h, --help     show this help\n");
+}
+
+struct opts {
+	const char *db;
+	int64_t run, request;
+	int json;
+	int64_t limit;
+};
+
+static void parse(const char *cmd, void (*usage)(FILE *), int argc, char **argv, struct opts *o)
+{
+	enum { OPT_DB = 256, OPT_RUN, OPT_REQUEST, OPT_JSON, OPT_LIMIT };
+	static const struct option longopts[] = {
+		{"db", required_argument, NULL, OPT_DB},
+		{"run", required_argument, NULL, OPT_RUN},
+		{"request", required_argument, NULL, OPT_REQUEST},
+		{"json", no_argument, NULL, OPT_JSON},
+		{"limit", required_argument, NULL, OPT_LIMIT},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	opterr = 0;
+	optind = 1;
+	int c;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_DB: o->db = optarg; break;
+		case OPT_RUN: o->run = (int64_t)tg_number_or_die("--run", optarg, 1, INT64_MAX); break;
+		case OPT_REQUEST: o->request = (int64_t)tg_number_or_die("--request", optarg, 1, INT64_MAX); break;
+		case OPT_JSON: o->json = 1; break;
+		case OPT_LIMIT: o->limit = (int64_t)tg_number_or_die("--limit", optarg, 1, INT64_MAX); break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default: tg_die_getopt(cmd, c, argv);
+		}
+	}
+	if (optind < argc)
+		tg_die_usage(cmd, "unexpected argument '%.64s'", argv[optind]);
+	o->db = tg_default_db(o->db);
+}
+
+static sqlite3_stmt *prepare(struct tg_store *s, const char *sql)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(tg_store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
+		tg_die("%s: %s", tg_store_path(s), sqlite3_errmsg(tg_store_db(s)));
+	return st;
+}
+
+/* The run to show: --run, else that of --request, else the latest. */
+static int64_t pick_run(struct tg_store *s, const struct opts *o)
+{
+	if (o->run)
+		return o->run;
+	sqlite3_stmt *st = o->request ? prepare(s, "SELECT run_id FROM requests WHERE id = ?")
+				      : prepare(s, "SELECT max(id) FROM runs");
+	if (o->request)
+		sqlite3_bind_int64(st, 1, o->request);
+	int64_t id = 0;
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+		id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (!id && o->request)
+		tg_die("no request %" PRId64 " in %s", o->request, tg_store_path(s));
+	if (!id)
+		tg_die("no runs in %s yet; record one with: timeglass run -- CMD", tg_store_path(s));
+	return id;
+}
+
+/* Column i as JSON under key: integer, text or null, as stored. */
+static void json_col(struct jw *w, const char *key, sqlite3_stmt *st, int i)
+{
+	jw_key(w, key);
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_NULL: jw_null(w); break;
+	case SQLITE_INTEGER: jw_i64(w, sqlite3_column_int64(st, i)); break;
+	default:
+		jw_str(w, (const char *)sqlite3_column_text(st, i), (size_t)sqlite3_column_bytes(st, i));
+	}
+}
+
+/* Prints text without control characters, cut at width columns. */
+static void cell(sqlite3_stmt *st, int i, int width)
+{
+	const unsigned char *p = sqlite3_column_text(st, i);
+	int n = sqlite3_column_bytes(st, i);
+	if (!p) {
+		p = (const unsigned char *)"-";
+		n = 1;
+	}
+	for (int k = 0; k < n && k < width; k++)
+		putchar(p[k] < 0x20 || p[k] == 0x7f ? ' ' : p[k]);
+}
+
+static int list(int argc, char **argv, const char *cmd, void (*usage)(FILE *), const char *table,
+		const char *const *cols, size_t ncols, void (*row)(sqlite3_stmt *))
+{
+	struct opts o = {0};
+	parse(cmd, usage, argc, argv, &o);
+	struct tg_store *s = tg_store_open(o.db, TG_STORE_READ);
+	if (!s)
+		tg_die("%s", tg_error());
+	int64_t run = pick_run(s, &o);
+	char sql[1024];
+	size_t used = (size_t)snprintf(sql, sizeof sql, "SELECT ");
+	for (size_t i = 0; i < ncols; i++)
+		used += (size_t)snprintf(sql + used, sizeof sql - used, "%s%s", i ? ", " : "", cols[i]);
+	snprintf(sql + used, sizeof sql - used,
+		 " FROM %s WHERE run_id = ?1 AND (?2 = 0 OR request_id = ?2)"
+		 " ORDER BY start_unix_ns DESC, id DESC LIMIT ?3",
+		 table);
+	char outer[1200];
+	snprintf(outer, sizeof outer, "SELECT * FROM (%s) ORDER BY start_unix_ns, id", sql);
+	sqlite3_stmt *st = prepare(s, outer);
+	sqlite3_bind_int64(st, 1, run);
+	sqlite3_bind_int64(st, 2, o.request);
+	sqlite3_bind_int64(st, 3, o.limit ? o.limit : -1);
+	struct jw w;
+	jw_init(&w, stdout);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (o.json) {
+			jw_obj_open(&w);
+			for (size_t i = 0; i < ncols; i++)
+				json_col(&w, cols[i], st, (int)i);
+			jw_obj_close(&w);
+			jw_newline(&w);
+		} else {
+			row(st);
+		}
+	}
+	if (rc != SQLITE_DONE)
+		tg_die("%s: %s", tg_store_path(s), sqlite3_errmsg(tg_store_db(s)));
+	sqlite3_finalize(st);
+	fflush(stdout);
+	tg_store_close(s);
+	return 0;
+}
+
+static const char *const query_cols[] = {
+	"id", "request_id", "run_id", "process_id", "pid", "tid", "start_unix_ns", "duration_ns", "db_system",
+	"tap", "database", "sql", "sql_truncated", "fingerprint", "params", "rows", "error", "call_site",
+	"attribution", "duplicate", "n_plus_one",
+};
+
+static void query_row(sqlite3_stmt *st)
+{
+	char dur[24];
+	tg_fmt_duration(dur, sizeof dur, sqlite3_column_int64(st, 7));
+	printf("%-7lld %-8s %-10s %9s %6s ", (long long)sqlite3_column_int64(st, 0),
+	       sqlite3_column_type(st, 1) == SQLITE_NULL ? "-" : (const char *)sqlite3_column_text(st, 1),
+	       (const char *)sqlite3_column_text(st, 9), dur,
+	       sqlite3_column_type(st, 15) == SQLITE_NULL ? "-" : (const char *)sqlite3_column_text(st, 15));
+	printf("%s", sqlite3_column_int64(st, 20) ? "N+1 " : "");
+	cell(st, 11, 100);
+	if (sqlite3_column_type(st, 16) != SQLITE_NULL) {
+		fputs("  ! ", stdout);
+		cell(st, 16, 60);
+	}
+	putchar('\n');
+}
+
+int cmd_queries(int argc, char **argv)
+{
+	int json = 0;
+	for (int i = 1; i < argc; i++)
+		json |= strcmp(argv[i], "--json") == 0;
+	if (!json)
+		printf("%-7s %-8s %-10s %9s %6s %s\n", "ID", "REQUEST", "TAP", "DURATION", "ROWS", "SQL");
+	return list(argc, argv, "queries", cmd_queries_usage, "queries", query_cols,
+		    sizeof query_cols / sizeof query_cols[0], query_row);
+}
+
+static const char *const span_cols[] = {
+	"id", "request_id", "run_id", "process_id", "pid", "tid", "kind", "start_unix_ns", "duration_ns",
+	"method", "host", "path", "status", "request_bytes", "response_bytes", "tls", "error", "call_site",
+	"attribution",
+};
+
+static void span_row(sqlite3_stmt *st)
+{
+	char dur[24];
+	tg_fmt_duration(dur, sizeof dur, sqlite3_column_int64(st, 8));
+	printf("%-7lld %-8s %9s %-4s ", (long long)sqlite3_column_int64(st, 0),
+	       sqlite3_column_type(st, 1) == SQLITE_NULL ? "-" : (const char *)sqlite3_column_text(st, 1), dur,
+	       sqlite3_column_type(st, 12) == SQLITE_NULL ? "-" : (const char *)sqlite3_column_text(st, 12));
+	cell(st, 9, 8);
+	putchar(' ');
+	printf("%s://", sqlite3_column_int64(st, 15) ? "https" : "http");
+	cell(st, 10, 60);
+	cell(st, 11, 100);
+	putchar('\n');
+}
+
+int cmd_spans(int argc, char **argv)
+{
+	int json = 0;
+	for (int i = 1; i < argc; i++)
+		json |= strcmp(argv[i], "--json") == 0;
+	if (!json)
+		printf("%-7s %-8s %9s %-4s %s\n", "ID", "REQUEST", "DURATION", "CODE", "CALL");
+	return list(argc, argv, "spans", cmd_spans_usage, "spans", span_cols, sizeof span_cols / sizeof span_cols[0],
+		    span_row);
+}

@@ -1,0 +1,852 @@
+/*
+ * report.c - loads one run of the store into memory and aggregates it for
+ * `timeglass ci` and `timeglass score`: requests with their query counts,
+ * tests from the pytest plugin's JSON lines, statistics per route and per
+ * test, process CPU and memory, coverage.py's data, and the scorecard.
+ *
+ * JSON input (test events, coverage.json) is parsed by SQLite's JSON
+ * functions on a private in-memory connection, so the command needs no JSON
+ * parser of its own.
+ */
+#include "report.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsonw.h"
+#include "util.h"
+
+#define TEST_SCAN_BACK 256 /* tests examined before a request's start (overlap from xdist) */
+
+static int fail_sql(sqlite3 *db, const char *what)
+{
+	return tg_fail("%s: %s", what, sqlite3_errmsg(db));
+}
+
+int64_t rp_latest_run(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) FROM runs", -1, &st, NULL) != SQLITE_OK)
+		return fail_sql(db, "reading runs");
+	int64_t id = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	sqlite3_finalize(st);
+	if (id < 0)
+		return fail_sql(db, "reading runs");
+	return id;
+}
+
+static int table_exists(sqlite3 *db, const char *name)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	int yes = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return yes;
+}
+
+static char *dup_col(sqlite3_stmt *st, int i)
+{
+	const char *s = (const char *)sqlite3_column_text(st, i);
+	return strdup(s ? s : "");
+}
+
+double rp_percentile(const double *sorted, size_t n, double p)
+{
+	if (!n)
+		return 0;
+	double rank = ceil(p / 100.0 * (double)n);
+	size_t i = rank < 1 ? 0 : (size_t)rank - 1;
+	return sorted[i < n ? i : n - 1];
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+double rp_mann_whitney_greater(const double *a, size_t na, const double *b, size_t nb)
+{
+	if (!na || !nb)
+		return 1.0;
+	size_t n = na + nb;
+	struct item { double v; int from_b; } *all = malloc(n * sizeof *all);
+	if (!all)
+		return 1.0;
+	for (size_t i = 0; i < na; i++)
+		all[i] = (struct item){a[i], 0};
+	for (size_t i = 0; i < nb; i++)
+		all[na + i] = (struct item){b[i], 1};
+	qsort(all, n, sizeof *all, cmp_double); /* v is the first member */
+	double rank_b = 0, ties = 0;
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		while (j < n && all[j].v == all[i].v)
+			j++;
+		double t = (double)(j - i), avg = ((double)i + 1 + (double)j) / 2.0;
+		ties += t * t * t - t;
+		for (size_t k = i; k < j; k++)
+			if (all[k].from_b)
+				rank_b += avg;
+		i = j;
+	}
+	free(all);
+	double dna = (double)na, dnb = (double)nb, dn = (double)n;
+	double u = rank_b - dnb * (dnb + 1) / 2.0;
+	double mean = dna * dnb / 2.0;
+	double var = dna * dnb / 12.0 * ((dn + 1) - ties / (dn * (dn - 1)));
+	if (var <= 0)
+		return u > mean ? 0.0 : 1.0;
+	double z = (u - mean - 0.5) / sqrt(var);
+	return 0.5 * erfc(z / sqrt(2.0));
+}
+
+/* ---- loading ----------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int cmp_route_key(const void *key, const void *elem)
+{
+	return strcmp((const char *)key, ((const struct rp_route *)elem)->key);
+}
+
+long rp_find_route(const struct rp_report *r, const char *key)
+{
+	const struct rp_route *x = bsearch(key, r->routes, r->nroutes, sizeof *r->routes, cmp_route_key);
+	return x ? (long)(x - r->routes) : -1;
+}
+
+#define ROUTE_KEY_SQL "coalesce(r.method, '?') || ' ' || coalesce(r.route, r.path, '?')"
+
+static int load_run(sqlite3 *db, struct rp_report *r)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT started_unix_ns, coalesce(ended_unix_ns, 0), command FROM runs WHERE id = ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return fail_sql(db, "reading runs");
+	sqlite3_bind_int64(st, 1, r->run_id);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		r->run_start_ns = sqlite3_column_int64(st, 0);
+		r->run_end_ns = sqlite3_column_int64(st, 1);
+		r->command = dup_col(st, 2);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? tg_fail("no run %" PRId64 " in the store", r->run_id)
+					 : fail_sql(db, "reading runs");
+	return 0;
+}
+
+static int load_routes(sqlite3 *db, struct rp_report *r)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT DISTINCT " ROUTE_KEY_SQL " FROM requests r WHERE r.run_id = ?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return fail_sql(db, "reading requests");
+	sqlite3_bind_int64(st, 1, r->run_id);
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (r->nroutes == cap) {
+			cap = cap ? cap * 2 : 16;
+			void *p = realloc(r->routes, cap * sizeof *r->routes);
+			if (!p) {
+				sqlite3_finalize(st);
+				return tg_fail("out of memory");
+			}
+			r->routes = p;
+		}
+		memset(&r->routes[r->nroutes], 0, sizeof *r->routes);
+		r->routes[r->nroutes++].key = dup_col(st, 0);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fail_sql(db, "reading requests");
+	/* key is the first member: sort the structs by it */
+	qsort(r->routes, r->nroutes, sizeof *r->routes, cmp_str);
+	return 0;
+}
+
+static int load_requests(sqlite3 *db, struct rp_report *r)
+{
+	const char *with_q =
+		"SELECT r.id, r.start_unix_ns, r.duration_ns, r.pid, coalesce(r.status, 0), " ROUTE_KEY_SQL ","
+		" coalesce(q.n, 0), coalesce(q.ns, 0), coalesce(q.np1, 0)"
+		" FROM requests r LEFT JOIN (SELECT request_id, count(*) AS n, sum(duration_ns) AS ns,"
+		"   count(DISTINCT CASE WHEN n_plus_one THEN coalesce(fingerprint, sql, '') END) AS np1"
+		"   FROM queries WHERE request_id IN (SELECT id FROM requests WHERE run_id = ?1)"
+		"   GROUP BY request_id) q ON q.request_id = r.id"
+		" WHERE r.run_id = ?1 ORDER BY r.start_unix_ns, r.id";
+	const char *without_q = "SELECT r.id, r.start_unix_ns, r.duration_ns, r.pid, coalesce(r.status, 0), " ROUTE_KEY_SQL
+				", 0, 0, 0 FROM requests r WHERE r.run_id = ?1 ORDER BY r.start_unix_ns, r.id";
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, r->has_queries ? with_q : without_q, -1, &st, NULL) != SQLITE_OK)
+		return fail_sql(db, "reading requests");
+	sqlite3_bind_int64(st, 1, r->run_id);
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (r->nreqs == cap) {
+			cap = cap ? cap * 2 : 256;
+			void *p = realloc(r->reqs, cap * sizeof *r->reqs);
+			if (!p) {
+				sqlite3_finalize(st);
+				return tg_fail("out of memory");
+			}
+			r->reqs = p;
+		}
+		struct rp_request *q = &r->reqs[r->nreqs];
+		q->id = sqlite3_column_int64(st, 0);
+		q->start_unix_ns = sqlite3_column_int64(st, 1);
+		q->duration_ns = sqlite3_column_int64(st, 2);
+		q->pid = (int32_t)sqlite3_column_int(st, 3);
+		q->status = sqlite3_column_int(st, 4);
+		long ri = rp_find_route(r, (const char *)sqlite3_column_text(st, 5));
+		if (ri < 0)
+			continue; /* a request that arrived after the route list was read */
+		q->route = (size_t)ri;
+		q->test = -1;
+		q->queries = sqlite3_column_int64(st, 6);
+		q->query_ns = sqlite3_column_int64(st, 7);
+		q->n_plus_one = sqlite3_column_int64(st, 8);
+		r->nreqs++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fail_sql(db, "reading requests");
+	return 0;
+}
+
+static int load_metrics(sqlite3 *db, struct rp_report *r)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT count(*), coalesce(sum(cpu), 0), coalesce(max(rss), 0), coalesce(max(t1), 0) - coalesce(min(t0), 0)"
+			       " FROM (SELECT max(m.cpu_user_ns + m.cpu_sys_ns) AS cpu, max(m.rss_bytes) AS rss,"
+			       "   min(m.ts_unix_ns) AS t0, max(m.ts_unix_ns) AS t1"
+			       "   FROM process_metrics m JOIN processes p ON p.id = m.process_id"
+			       "   WHERE p.run_id = ? GROUP BY m.process_id)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return fail_sql(db, "reading process metrics");
+	sqlite3_bind_int64(st, 1, r->run_id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		r->has_metrics = sqlite3_column_int64(st, 0) > 0;
+		r->cpu_ns = sqlite3_column_int64(st, 1);
+		r->peak_rss = sqlite3_column_int64(st, 2);
+		r->metrics_span_ns = sqlite3_column_int64(st, 3);
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+static int cmp_test_start(const void *a, const void *b)
+{
+	const struct rp_test *x = a, *y = b;
+	return (x->start_unix_ns > y->start_unix_ns) - (x->start_unix_ns < y->start_unix_ns);
+}
+
+static int add_test(struct rp_report *r, size_t *cap, const char *nodeid, const char *outcome, int32_t pid,
+		    int64_t start, int64_t end)
+{
+	for (size_t i = r->ntests; i-- > 0;) {
+		struct rp_test *t = &r->tests[i];
+		if (t->pid == pid && t->start_unix_ns == start && !strcmp(t->nodeid, nodeid)) {
+			t->end_unix_ns = end; /* the end line of a test seen begun */
+			tg_strlcpy(t->outcome, outcome, sizeof t->outcome);
+			return 0;
+		}
+	}
+	if (r->ntests == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		void *p = realloc(r->tests, *cap * sizeof *r->tests);
+		if (!p)
+			return tg_fail("out of memory");
+		r->tests = p;
+	}
+	struct rp_test *t = &r->tests[r->ntests++];
+	memset(t, 0, sizeof *t);
+	t->nodeid = strdup(nodeid);
+	tg_strlcpy(t->outcome, outcome, sizeof t->outcome);
+	t->pid = pid;
+	t->start_unix_ns = start;
+	t->end_unix_ns = end;
+	return t->nodeid ? 0 : tg_fail("out of memory");
+}
+
+/* Reads the plugin's JSON lines. A begin without an end (a crashed test)
+ * lasts until the end of the run. */
+static int load_tests(struct rp_report *r, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	sqlite3 *mem;
+	if (sqlite3_open_v2(":memory:", &mem, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		fclose(f);
+		return tg_fail("cannot open an in-memory database");
+	}
+	sqlite3_stmt *st;
+	int ret = 0;
+	if (sqlite3_prepare_v2(mem,
+			       "SELECT json_extract(?1, '$.event'), json_extract(?1, '$.nodeid'), json_extract(?1, '$.pid'),"
+			       " coalesce(json_extract(?1, '$.start_unix_ns'), json_extract(?1, '$.unix_ns')),"
+			       " json_extract(?1, '$.end_unix_ns'), coalesce(json_extract(?1, '$.outcome'), '')"
+			       " WHERE json_valid(?1)",
+			       -1, &st, NULL) != SQLITE_OK) {
+		ret = fail_sql(mem, "parsing test events");
+		goto out;
+	}
+	char *line = NULL;
+	size_t lcap = 0, cap = 0;
+	ssize_t n;
+	int64_t open_end = r->run_end_ns ? r->run_end_ns : INT64_MAX;
+	while ((n = getline(&line, &lcap, f)) > 0 && ret == 0) {
+		sqlite3_bind_text(st, 1, line, (int)n, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 1) == SQLITE_TEXT) {
+			const char *ev = (const char *)sqlite3_column_text(st, 0);
+			const char *nodeid = (const char *)sqlite3_column_text(st, 1);
+			int32_t pid = (int32_t)sqlite3_column_int(st, 2);
+			int64_t start = sqlite3_column_int64(st, 3);
+			const char *outcome = (const char *)sqlite3_column_text(st, 5);
+			if (ev && !strcmp(ev, "end"))
+				ret = add_test(r, &cap, nodeid, outcome, pid, start, sqlite3_column_int64(st, 4));
+			else if (ev && !strcmp(ev, "begin"))
+				ret = add_test(r, &cap, nodeid, "", pid, start, open_end);
+		}
+		sqlite3_reset(st);
+	}
+	free(line);
+	sqlite3_finalize(st);
+	qsort(r->tests, r->ntests, sizeof *r->tests, cmp_test_start);
+out:
+	sqlite3_close(mem);
+	fclose(f);
+	return ret;
+}
+
+/* Gives each request the test whose window holds its start, preferring a
+ * test of the same process. */
+static void attribute(struct rp_report *r)
+{
+	for (size_t i = 0; i < r->nreqs; i++) {
+		struct rp_request *q = &r->reqs[i];
+		size_t lo = 0, hi = r->ntests; /* first test starting after q */
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (r->tests[mid].start_unix_ns <= q->start_unix_ns)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		long best = -1;
+		for (size_t k = lo, seen = 0; k-- > 0 && seen < TEST_SCAN_BACK; seen++) {
+			const struct rp_test *t = &r->tests[k];
+			if (q->start_unix_ns > t->end_unix_ns)
+				continue;
+			if (t->pid == q->pid) {
+				best = (long)k;
+				break;
+			}
+			if (best < 0)
+				best = (long)k;
+		}
+		q->test = best;
+		if (best >= 0) {
+			struct rp_test *t = &r->tests[best];
+			t->requests++;
+			t->queries += q->queries;
+			t->query_ns += q->query_ns;
+			t->n_plus_one += q->n_plus_one;
+			t->n5xx += q->status >= 500;
+		}
+	}
+}
+
+static void route_stats(struct rp_report *r)
+{
+	for (size_t i = 0; i < r->nreqs; i++) {
+		const struct rp_request *q = &r->reqs[i];
+		struct rp_route *ro = &r->routes[q->route];
+		ro->count++;
+	}
+	for (size_t k = 0; k < r->nroutes; k++) {
+		struct rp_route *ro = &r->routes[k];
+		ro->samples_ms = ro->count ? malloc((size_t)ro->count * sizeof(double)) : NULL;
+		ro->count = 0;
+	}
+	r->first_start_ns = r->nreqs ? r->reqs[0].start_unix_ns : 0;
+	for (size_t i = 0; i < r->nreqs; i++) {
+		const struct rp_request *q = &r->reqs[i];
+		struct rp_route *ro = &r->routes[q->route];
+		if (ro->samples_ms)
+			ro->samples_ms[ro->count] = (double)q->duration_ns / 1e6;
+		ro->count++;
+		ro->n4xx += q->status >= 400 && q->status < 500;
+		ro->n5xx += q->status >= 500;
+		ro->queries += q->queries;
+		ro->query_ns += q->query_ns;
+		ro->n_plus_one += q->n_plus_one > 0;
+		if (ro->count == 1 || q->queries > ro->max_queries) {
+			ro->max_q_req = i; /* the first request with the most queries */
+			if (q->queries > ro->max_queries)
+				ro->max_queries = q->queries;
+		}
+		r->total_queries += q->queries;
+		r->total_query_ns += q->query_ns;
+		r->total_n_plus_one += q->n_plus_one;
+		int64_t end = q->start_unix_ns + q->duration_ns;
+		if (end > r->last_end_ns)
+			r->last_end_ns = end;
+	}
+	for (size_t k = 0; k < r->nroutes; k++) {
+		struct rp_route *ro = &r->routes[k];
+		if (!ro->count || !ro->samples_ms)
+			continue;
+		size_t n = (size_t)ro->count;
+		qsort(ro->samples_ms, n, sizeof(double), cmp_double);
+		double sum = 0, sq = 0;
+		for (size_t i = 0; i < n; i++)
+			sum += ro->samples_ms[i];
+		ro->mean_ms = sum / (double)n;
+		for (size_t i = 0; i < n; i++)
+			sq += (ro->samples_ms[i] - ro->mean_ms) * (ro->samples_ms[i] - ro->mean_ms);
+		ro->stdev_ms = n > 1 ? sqrt(sq / (double)(n - 1)) : 0;
+		ro->p50_ms = rp_percentile(ro->samples_ms, n, 50);
+		ro->p90_ms = rp_percentile(ro->samples_ms, n, 90);
+		ro->p95_ms = rp_percentile(ro->samples_ms, n, 95);
+		ro->p99_ms = rp_percentile(ro->samples_ms, n, 99);
+		ro->max_ms = ro->samples_ms[n - 1];
+	}
+}
+
+int rp_load(sqlite3 *db, int64_t run_id, const char *events_path, struct rp_report *r)
+{
+	memset(r, 0, sizeof *r);
+	if (!run_id) {
+		run_id = rp_latest_run(db);
+		if (run_id < 0)
+			return -1;
+		if (!run_id)
+			return tg_fail("the store holds no runs yet");
+	}
+	r->run_id = run_id;
+	r->has_queries = table_exists(db, "queries");
+	if (load_run(db, r) < 0 || load_routes(db, r) < 0 || load_requests(db, r) < 0 || load_metrics(db, r) < 0)
+		return -1;
+	if (events_path && load_tests(r, events_path) < 0)
+		return -1;
+	for (size_t i = 0; i < r->nroutes; i++)
+		if (!r->routes[i].key)
+			return tg_fail("out of memory");
+	attribute(r);
+	route_stats(r);
+	return 0;
+}
+
+void rp_free(struct rp_report *r)
+{
+	for (size_t i = 0; i < r->nroutes; i++) {
+		free(r->routes[i].key);
+		free(r->routes[i].samples_ms);
+	}
+	for (size_t i = 0; i < r->ntests; i++)
+		free(r->tests[i].nodeid);
+	free(r->routes);
+	free(r->tests);
+	free(r->reqs);
+	free(r->command);
+	memset(r, 0, sizeof *r);
+}
+
+/* ---- coverage ---------------------------------------------------------- */
+
+static int popcount_blob(const unsigned char *p, int n)
+{
+	int c = 0;
+	for (int i = 0; i < n; i++)
+		c += __builtin_popcount(p[i]);
+	return c;
+}
+
+/* Lines of line_bits, OR-ing the bitmaps of a file's contexts. */
+static int64_t count_line_bits(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT file_id, numbits FROM line_bits ORDER BY file_id", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	int64_t total = 0, cur = -1;
+	unsigned char *acc = NULL;
+	int acc_n = 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		int64_t fid = sqlite3_column_int64(st, 0);
+		const unsigned char *b = sqlite3_column_blob(st, 1);
+		int n = sqlite3_column_bytes(st, 1);
+		if (fid != cur) {
+			total += popcount_blob(acc, acc_n);
+			acc_n = 0;
+			cur = fid;
+		}
+		if (n > acc_n) {
+			unsigned char *p = realloc(acc, (size_t)n);
+			if (!p)
+				break;
+			acc = p;
+			memset(acc + acc_n, 0, (size_t)(n - acc_n));
+			acc_n = n;
+		}
+		for (int i = 0; i < n && b; i++)
+			acc[i] |= b[i];
+	}
+	total += popcount_blob(acc, acc_n);
+	free(acc);
+	sqlite3_finalize(st);
+	return total;
+}
+
+static int64_t int_query(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* totals.percent_covered of a coverage.json report beside the data file. */
+static double json_percent(const char *data_path)
+{
+	char path[600];
+	const char *slash = strrchr(data_path, '/');
+	int dir = slash ? (int)(slash - data_path + 1) : 0;
+	snprintf(path, sizeof path, "%.*scoverage.json", dir, data_path);
+	static char buf[1 << 20];
+	if (tg_read_small_file(path, buf, sizeof buf) <= 0)
+		return -1;
+	sqlite3 *mem;
+	double pct = -1;
+	if (sqlite3_open_v2(":memory:", &mem, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(mem, "SELECT json_extract(?1, '$.totals.percent_covered') WHERE json_valid(?1)", -1,
+				       &st, NULL) == SQLITE_OK) {
+			sqlite3_bind_text(st, 1, buf, -1, SQLITE_STATIC);
+			if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+				pct = sqlite3_column_double(st, 0);
+			sqlite3_finalize(st);
+		}
+	}
+	sqlite3_close(mem);
+	return pct;
+}
+
+void rp_coverage_read(const char *path, struct rp_coverage *c)
+{
+	memset(c, 0, sizeof *c);
+	c->percent = -1;
+	tg_strlcpy(c->path, path ? path : ".coverage", sizeof c->path);
+	sqlite3 *db;
+	if (sqlite3_open_v2(c->path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		sqlite3_close(db);
+		return;
+	}
+	if (table_exists(db, "file")) {
+		c->files = int_query(db, "SELECT count(*) FROM file");
+		int64_t lines = 0;
+		if (table_exists(db, "line_bits"))
+			lines = count_line_bits(db);
+		if (lines <= 0 && table_exists(db, "arc"))
+			lines = int_query(db, "SELECT count(*) FROM (SELECT DISTINCT file_id, tono FROM arc WHERE tono > 0)");
+		c->lines = lines < 0 ? 0 : lines;
+		c->found = c->files >= 0;
+		if (c->found)
+			c->percent = json_percent(c->path);
+	}
+	sqlite3_close(db);
+}
+
+/* ---- the scorecard ----------------------------------------------------- */
+
+/* Grade limits A, B, C, D (beyond D: F); lower is better unless higher. */
+struct bench_def {
+	const char *key, *name, *unit;
+	int higher_better;
+	double lim[4];
+	const char *what;
+};
+
+static const struct bench_def benches[RP_BENCH_COUNT] = {
+	[RP_AVG] = {"latency_avg", "Average latency", "ms", 0, {50, 100, 250, 500}, "mean request duration"},
+	[RP_P90] = {"latency_p90", "p90 latency", "ms", 0, {100, 200, 500, 1000}, "90th percentile of request durations"},
+	[RP_P99] = {"latency_p99", "p99 latency", "ms", 0, {200, 500, 1000, 2000}, "99th percentile of request durations"},
+	[RP_RPS] = {"throughput", "Throughput", "req/s", 1, {500, 200, 50, 10},
+		    "requests per second while requests were served (a test suite's pace is a lower bound)"},
+	[RP_CPU] = {"cpu", "CPU usage", "ms/req", 0, {5, 10, 25, 50},
+		    "CPU time of the run's processes per request (test code included under pytest)"},
+	[RP_MEM] = {"memory", "Memory (RSS)", "MiB", 0, {128, 256, 512, 1024}, "peak resident set of one process"},
+	[RP_DB] = {"db_time", "Database query time", "ms/req", 0, {5, 20, 50, 100}, "SQL time per request"},
+	[RP_5XX] = {"error_rate_5xx", "5xx error rate", "%", 0, {0, 0.1, 1, 5}, "share of responses with status 500-599"},
+	[RP_4XX] = {"bad_input_4xx", "Bad input handling (4xx)", "%", 1, {100, 99, 95, 90},
+		    "share of error responses that are 4xx rather than 5xx"},
+	[RP_COVERAGE] = {"coverage", "Test coverage", "%", 1, {90, 80, 70, 50}, "lines covered (coverage.py)"},
+};
+
+static char grade_of(const struct bench_def *b, double v)
+{
+	static const char g[] = "ABCD";
+	for (int i = 0; i < 4; i++)
+		if (b->higher_better ? v >= b->lim[i] : v <= b->lim[i])
+			return g[i];
+	return 'F';
+}
+
+void rp_score_thresholds(FILE *f)
+{
+	for (int i = 0; i < RP_BENCH_COUNT; i++) {
+		const struct bench_def *b = &benches[i];
+		const char *op = b->higher_better ? ">=" : "<=";
+		fprintf(f, "  %-26s A %s %g, B %s %g, C %s %g, D %s %g %s, else F\n", b->name, op, b->lim[0], op,
+			b->lim[1], op, b->lim[2], op, b->lim[3], b->unit);
+	}
+}
+
+static void evidence(struct rp_score_item *it, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void evidence(struct rp_score_item *it, const char *fmt, ...)
+{
+	if (it->nevidence >= RP_EVIDENCE_MAX)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(it->evidence[it->nevidence++], sizeof it->evidence[0], fmt, ap);
+	va_end(ap);
+}
+
+static void set_value(struct rp_score_item *it, const struct bench_def *b, double v, int decimals)
+{
+	it->measured = 1;
+	it->value = v;
+	snprintf(it->figure, sizeof it->figure, "%.*f %s", decimals, v, b->unit);
+	it->grade = grade_of(b, v);
+}
+
+/* Indexes of routes sorted by a metric, descending; caller frees. */
+static const struct rp_report *sort_ctx;
+static double (*sort_metric)(const struct rp_route *);
+static int cmp_routes_desc(const void *a, const void *b)
+{
+	double x = sort_metric(&sort_ctx->routes[*(const size_t *)a]);
+	double y = sort_metric(&sort_ctx->routes[*(const size_t *)b]);
+	return (x < y) - (x > y);
+}
+static double m_mean(const struct rp_route *ro) { return ro->mean_ms; }
+static double m_p90(const struct rp_route *ro) { return ro->p90_ms; }
+static double m_p99(const struct rp_route *ro) { return ro->p99_ms; }
+static double m_db(const struct rp_route *ro) { return (double)ro->query_ns; }
+static double m_count(const struct rp_route *ro) { return (double)ro->count; }
+
+static void top_routes(const struct rp_report *r, struct rp_score_item *it, double (*metric)(const struct rp_route *),
+		       const char *label)
+{
+	size_t *ix = malloc(r->nroutes * sizeof *ix + 1);
+	if (!ix)
+		return;
+	for (size_t i = 0; i < r->nroutes; i++)
+		ix[i] = i;
+	sort_ctx = r;
+	sort_metric = metric;
+	qsort(ix, r->nroutes, sizeof *ix, cmp_routes_desc);
+	for (size_t i = 0; i < r->nroutes && i < 3; i++) {
+		const struct rp_route *ro = &r->routes[ix[i]];
+		if (metric == m_db)
+			evidence(it, "%s: %.2f ms SQL in %" PRId64 " queries over %" PRId64 " requests%s", ro->key,
+				 (double)ro->query_ns / 1e6, ro->queries, ro->count,
+				 ro->n_plus_one ? " (N+1 found)" : "");
+		else
+			evidence(it, "%s: %s %.2f ms (%" PRId64 " requests)", ro->key, label, metric(ro), ro->count);
+	}
+	free(ix);
+}
+
+static const char *test_name(const struct rp_report *r, long t)
+{
+	return t >= 0 ? r->tests[t].nodeid : "no test";
+}
+
+void rp_score(const struct rp_report *r, const struct rp_coverage *cov, struct rp_score_item out[RP_BENCH_COUNT])
+{
+	memset(out, 0, sizeof(struct rp_score_item) * RP_BENCH_COUNT);
+	for (int i = 0; i < RP_BENCH_COUNT; i++) {
+		out[i].key = benches[i].key;
+		out[i].name = benches[i].name;
+		out[i].unit = benches[i].unit;
+		out[i].grade = '-';
+		snprintf(out[i].note, sizeof out[i].note, "%s", benches[i].what);
+		snprintf(out[i].figure, sizeof out[i].figure, "not measured");
+	}
+	size_t n = r->nreqs;
+	double *all = n ? malloc(n * sizeof *all) : NULL;
+	double sum = 0;
+	int64_t n4 = 0, n5 = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (all)
+			all[i] = (double)r->reqs[i].duration_ns / 1e6;
+		sum += (double)r->reqs[i].duration_ns / 1e6;
+		n4 += r->reqs[i].status >= 400 && r->reqs[i].status < 500;
+		n5 += r->reqs[i].status >= 500;
+	}
+	if (all) {
+		qsort(all, n, sizeof *all, cmp_double);
+		set_value(&out[RP_AVG], &benches[RP_AVG], sum / (double)n, 2);
+		set_value(&out[RP_P90], &benches[RP_P90], rp_percentile(all, n, 90), 2);
+		set_value(&out[RP_P99], &benches[RP_P99], rp_percentile(all, n, 99), 2);
+		top_routes(r, &out[RP_AVG], m_mean, "mean");
+		top_routes(r, &out[RP_P90], m_p90, "p90");
+		top_routes(r, &out[RP_P99], m_p99, "p99");
+		free(all);
+
+		int64_t span = r->last_end_ns - r->first_start_ns;
+		if (span > 0) {
+			set_value(&out[RP_RPS], &benches[RP_RPS], (double)n / ((double)span / 1e9), 1);
+			evidence(&out[RP_RPS], "%zu requests in %.3f s", n, (double)span / 1e9);
+			top_routes(r, &out[RP_RPS], m_count, "mean");
+		}
+	} else {
+		for (int i = RP_AVG; i <= RP_RPS; i++)
+			snprintf(out[i].figure, sizeof out[i].figure, "no requests recorded");
+	}
+
+	if (r->has_metrics && n) {
+		double per = (double)r->cpu_ns / 1e6 / (double)n;
+		set_value(&out[RP_CPU], &benches[RP_CPU], per, 2);
+		double wall = (double)(r->run_end_ns > r->run_start_ns ? r->run_end_ns - r->run_start_ns : r->metrics_span_ns);
+		evidence(&out[RP_CPU], "%.3f s CPU for %zu requests", (double)r->cpu_ns / 1e9, n);
+		if (wall > 0)
+			evidence(&out[RP_CPU], "%.0f%% of one core on average over %.2f s", 100.0 * (double)r->cpu_ns / wall,
+				 wall / 1e9);
+	} else if (!r->has_metrics) {
+		snprintf(out[RP_CPU].figure, sizeof out[RP_CPU].figure, "not sampled");
+	}
+	if (r->has_metrics) {
+		set_value(&out[RP_MEM], &benches[RP_MEM], (double)r->peak_rss / 1048576.0, 1);
+		evidence(&out[RP_MEM], "%" PRId64 " bytes peak RSS", r->peak_rss);
+	} else {
+		snprintf(out[RP_MEM].figure, sizeof out[RP_MEM].figure, "not sampled");
+	}
+
+	if (!r->has_queries || !r->total_queries) {
+		snprintf(out[RP_DB].figure, sizeof out[RP_DB].figure, "not measured");
+		snprintf(out[RP_DB].note, sizeof out[RP_DB].note, "%s",
+			 r->has_queries ? "no SQL queries were captured in this run" : "this store has no SQL capture");
+	} else if (n) {
+		set_value(&out[RP_DB], &benches[RP_DB], (double)r->total_query_ns / 1e6 / (double)n, 2);
+		evidence(&out[RP_DB], "%" PRId64 " queries, %.2f ms in all, %" PRId64 " N+1 findings", r->total_queries,
+			 (double)r->total_query_ns / 1e6, r->total_n_plus_one);
+		top_routes(r, &out[RP_DB], m_db, "");
+	}
+
+	if (n) {
+		set_value(&out[RP_5XX], &benches[RP_5XX], 100.0 * (double)n5 / (double)n, 2);
+		snprintf(out[RP_5XX].figure, sizeof out[RP_5XX].figure, "%.2f %% (%" PRId64 " of %zu)",
+			 100.0 * (double)n5 / (double)n, n5, n);
+		for (size_t i = 0; i < n; i++) {
+			const struct rp_request *q = &r->reqs[i];
+			if (q->status >= 500)
+				evidence(&out[RP_5XX], "request %" PRId64 ": %s -> %d (%s)", q->id, r->routes[q->route].key,
+					 q->status, test_name(r, q->test));
+		}
+	} else {
+		snprintf(out[RP_5XX].figure, sizeof out[RP_5XX].figure, "no requests recorded");
+	}
+
+	if (n4 + n5) {
+		double pct = 100.0 * (double)n4 / (double)(n4 + n5);
+		set_value(&out[RP_4XX], &benches[RP_4XX], pct, 1);
+		snprintf(out[RP_4XX].figure, sizeof out[RP_4XX].figure, "%.1f %% (%" PRId64 " 4xx, %" PRId64 " 5xx)", pct, n4,
+			 n5);
+		for (size_t k = 0; k < r->nroutes; k++) {
+			const struct rp_route *ro = &r->routes[k];
+			if (ro->n4xx || ro->n5xx)
+				evidence(&out[RP_4XX], "%s: %" PRId64 " 4xx, %" PRId64 " 5xx", ro->key, ro->n4xx, ro->n5xx);
+		}
+	} else {
+		snprintf(out[RP_4XX].figure, sizeof out[RP_4XX].figure, "not exercised");
+		snprintf(out[RP_4XX].note, sizeof out[RP_4XX].note,
+			 "no request got an error response: the tests never sent bad input");
+	}
+
+	struct rp_score_item *c = &out[RP_COVERAGE];
+	if (cov && cov->found) {
+		evidence(c, "%s: %" PRId64 " lines executed in %" PRId64 " files", cov->path, cov->lines, cov->files);
+		if (cov->percent >= 0) {
+			set_value(c, &benches[RP_COVERAGE], cov->percent, 1);
+		} else {
+			snprintf(c->figure, sizeof c->figure, "%" PRId64 " lines in %" PRId64 " files", cov->lines, cov->files);
+			snprintf(c->note, sizeof c->note,
+				 "percent not computed: run `coverage json` to add the total (coverage.json)");
+		}
+	} else {
+		snprintf(c->figure, sizeof c->figure, "not measured");
+		snprintf(c->note, sizeof c->note, "no coverage data (.coverage); run the tests under `coverage run`");
+	}
+}
+
+void rp_jw_num(struct jw *w, const char *key, double v)
+{
+	jw_key(w, key);
+	if (!isfinite(v)) {
+		jw_null(w);
+		return;
+	}
+	/* jsonw writes no doubles; right after a key no comma is due */
+	fprintf(w->f, "%.10g", v);
+	w->after_key = 0;
+}
+
+void rp_score_json(struct jw *w, const struct rp_score_item items[RP_BENCH_COUNT])
+{
+	jw_arr_open(w);
+	for (int i = 0; i < RP_BENCH_COUNT; i++) {
+		const struct rp_score_item *it = &items[i];
+		jw_obj_open(w);
+		jw_key(w, "key");
+		jw_cstr(w, it->key);
+		jw_key(w, "name");
+		jw_cstr(w, it->name);
+		jw_key(w, "measured");
+		jw_bool(w, it->measured);
+		if (it->measured)
+			rp_jw_num(w, "value", it->value);
+		else {
+			jw_key(w, "value");
+			jw_null(w);
+		}
+		jw_key(w, "unit");
+		jw_cstr(w, it->unit);
+		jw_key(w, "figure");
+		jw_cstr(w, it->figure);
+		jw_key(w, "grade");
+		if (it->grade == '-')
+			jw_null(w);
+		else
+			jw_str(w, &it->grade, 1);
+		jw_key(w, "note");
+		jw_cstr(w, it->note);
+		jw_key(w, "evidence");
+		jw_arr_open(w);
+		for (size_t k = 0; k < it->nevidence; k++)
+			jw_cstr(w, it->evidence[k]);
+		jw_arr_close(w);
+		jw_obj_close(w);
+	}
+	jw_arr_close(w);
+}

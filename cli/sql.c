@@ -1,0 +1,492 @@
+/*
+ * sql.c - attribution and storage of queries and outbound calls (sql.h).
+ *
+ * Workload: up to tens of thousands of queries per second over a few
+ * hundred requests in flight. Per process: an array of pending records in
+ * arrival order (each a private copy of its ring record), an array of
+ * scopes (token -> client, time, request row) and a ring of the most
+ * recent requests for the thread fallback. Settling runs every collector
+ * tick; searches are linear over the pending set, which stays small
+ * because requests complete within seconds.
+ */
+#include "sql.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "event_sql.h"
+#include "fingerprint.h"
+
+#define SETTLE_NO_TOKEN_NS (3LL * 1000000000)  /* tokenless records wait this long for their request */
+#define SETTLE_TOKEN_NS (120LL * 1000000000)   /* records of a scope whose request never came */
+#define SCOPE_KEEP_NS (120LL * 1000000000)     /* resolved scopes are kept this long for late records */
+#define PENDING_MAX 200000                     /* pending records per process; the oldest go first */
+#define SCOPES_MAX 16384                       /* scopes per process */
+#define RECENT 4096                            /* recent requests kept for the thread fallback */
+#define GROUP_MAX 4096                         /* records of one request fingerprinted together */
+#define FP_MAX 4096                            /* bytes of fingerprint kept */
+#define ASGI_SLACK_NS (1000000LL)              /* in-process: scope begun up to 1 ms before the request */
+
+struct pending {
+	void *rec;       /* private copy of the record, NULL once written */
+	uint32_t size;
+	uint16_t type;   /* TG_EV_QUERY or TG_EV_HTTP_CALL */
+	uint32_t tid;
+	uint64_t token;
+	uint64_t start_ns, end_ns;
+	int64_t seen_ns; /* collector time of arrival */
+};
+
+struct scope {
+	uint64_t token;
+	uint32_t tid;
+	uint64_t begin_ns;
+	uint8_t family;
+	uint16_t port;
+	uint8_t addr[16];
+	int64_t request_id; /* 0 until its request is stored */
+	int64_t seen_ns;
+};
+
+struct recent {
+	uint32_t tid;
+	uint64_t start_ns, end_ns;
+	int64_t id;
+};
+
+struct tg_sql_proc {
+	struct pending *pend;
+	size_t npend, pend_cap, pend_live;
+	struct scope *scopes;
+	size_t nscopes, scopes_cap;
+	struct recent recent[RECENT];
+	size_t nrecent, recent_next;
+};
+
+struct tg_sql_proc *tg_sql_proc_new(void)
+{
+	return calloc(1, sizeof(struct tg_sql_proc));
+}
+
+void tg_sql_proc_free(struct tg_sql_proc *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->npend; i++)
+		free(p->pend[i].rec);
+	free(p->pend);
+	free(p->scopes);
+	free(p);
+}
+
+/* ---- decoding ---------------------------------------------------------- */
+
+/* Checks a query record's lengths. */
+static int check_query(const void *rec, uint32_t size)
+{
+	if (size < sizeof(struct tg_ev_query))
+		return -1;
+	const struct tg_ev_query *q = rec;
+	uint64_t need = sizeof *q + (uint64_t)q->sql_len + q->db_len + q->err_len + q->params_len + q->site_len;
+	if (need > size || q->tap < TG_TAP_LIBPQ || q->tap > TG_TAP_SQLITE3 || q->db_system < TG_DB_POSTGRESQL ||
+	    q->db_system > TG_DB_SQLITE || q->end_ns < q->start_ns)
+		return -1;
+	return 0;
+}
+
+static int check_call(const void *rec, uint32_t size)
+{
+	if (size < sizeof(struct tg_ev_http_call))
+		return -1;
+	const struct tg_ev_http_call *h = rec;
+	uint64_t need = sizeof *h + (uint64_t)h->method_len + h->host_len + h->target_len + h->err_len + h->site_len;
+	if (need > size || h->end_ns < h->start_ns)
+		return -1;
+	return 0;
+}
+
+/* ---- writing ----------------------------------------------------------- */
+
+static const char *tap_name(unsigned tap)
+{
+	return tap == TG_TAP_LIBPQ ? "libpq" : tap == TG_TAP_WIRE ? "wire" : "sqlite3";
+}
+
+struct fp {
+	int64_t hash;     /* fingerprint */
+	int64_t exact;    /* fingerprint of text and parameters: duplicates */
+	int64_t site;     /* call site */
+};
+
+static void query_fp(const struct tg_ev_query *q, struct fp *f, char *fp, size_t *fp_len)
+{
+	const char *sql = (const char *)(q + 1);
+	*fp_len = tg_sql_fingerprint(sql, q->sql_len, fp, FP_MAX);
+	f->hash = tg_hash64(fp, *fp_len, 0);
+	const char *params = sql + q->sql_len + q->db_len + q->err_len;
+	f->exact = tg_hash64(params, q->params_len, (uint64_t)tg_hash64(sql, q->sql_len, 0));
+	f->site = tg_hash64(params + q->params_len, q->site_len, 0);
+}
+
+static void write_query(const struct tg_sql_ctx *c, const struct pending *pe, int64_t request_id,
+			const char *attribution, int duplicate, int n_plus_one)
+{
+	const struct tg_ev_query *q = pe->rec;
+	const char *sql = (const char *)(q + 1);
+	const char *db = sql + q->sql_len, *err = db + q->db_len, *params = err + q->err_len,
+		   *site = params + q->params_len;
+	static char red[TG_SQL_MAX_LIMIT + 64], fp[FP_MAX], pred[TG_SQL_PARAMS_MAX + 64];
+	size_t red_len = tg_sql_redact(sql, q->sql_len, red, sizeof red);
+	size_t fp_len = tg_sql_fingerprint(sql, q->sql_len, fp, sizeof fp);
+	size_t pred_len = q->params_len ? tg_sql_redact(params, q->params_len, pred, sizeof pred) : 0;
+	struct tg_query_row row = {
+		.run_id = c->run_id,
+		.process_id = c->process_id,
+		.request_id = request_id,
+		.pid = c->pid,
+		.tid = q->tid,
+		.start_unix_ns = (int64_t)q->start_ns + c->mono_to_unix,
+		.duration_ns = (int64_t)(q->end_ns - q->start_ns),
+		.db_system = q->db_system == TG_DB_SQLITE ? "sqlite" : "postgresql",
+		.tap = tap_name(q->tap),
+		.database = q->db_len ? db : NULL,
+		.database_len = q->db_len,
+		.sql = red,
+		.sql_len = red_len,
+		.sql_truncated = (q->flags & TG_QF_SQL_TRUNCATED) != 0,
+		.fingerprint = fp,
+		.fingerprint_len = fp_len,
+		.fingerprint_hash = tg_hash64(fp, fp_len, 0),
+		.params = q->params_len ? pred : NULL,
+		.params_len = pred_len,
+		.rows = q->rows,
+		.has_rows = !(q->flags & TG_QF_ROWS_UNKNOWN),
+		.error = (q->flags & TG_QF_ERROR) ? err : NULL,
+		.error_len = q->err_len,
+		.call_site = q->site_len ? site : NULL,
+		.call_site_len = q->site_len,
+		.attribution = attribution,
+		.duplicate = duplicate,
+		.n_plus_one = n_plus_one,
+	};
+	tg_store_query_add(c->store, &row);
+}
+
+/* "/path?query" -> "/path" for the spans table (queries may carry secrets). */
+static size_t path_len(const char *t, size_t n)
+{
+	const char *q = memchr(t, '?', n);
+	return q ? (size_t)(q - t) : n;
+}
+
+static void write_call(const struct tg_sql_ctx *c, const struct pending *pe, int64_t request_id,
+		       const char *attribution)
+{
+	const struct tg_ev_http_call *h = pe->rec;
+	const char *method = (const char *)(h + 1);
+	const char *host = method + h->method_len, *target = host + h->host_len, *err = target + h->target_len,
+		   *site = err + h->err_len;
+	struct tg_span_row row = {
+		.run_id = c->run_id,
+		.process_id = c->process_id,
+		.request_id = request_id,
+		.pid = c->pid,
+		.tid = h->tid,
+		.kind = "http_client",
+		.start_unix_ns = (int64_t)h->start_ns + c->mono_to_unix,
+		.duration_ns = (int64_t)(h->end_ns - h->start_ns),
+		.method = h->method_len ? method : NULL,
+		.method_len = h->method_len,
+		.host = h->host_len ? host : NULL,
+		.host_len = h->host_len,
+		.path = h->target_len ? target : NULL,
+		.path_len = path_len(target, h->target_len),
+		.status = h->status,
+		.request_bytes = (int64_t)h->request_bytes,
+		.response_bytes = (int64_t)h->response_bytes,
+		.tls = (h->flags & TG_HF_TLS) != 0,
+		.error = h->err_len ? err : NULL,
+		.error_len = h->err_len,
+		.call_site = h->site_len ? site : NULL,
+		.call_site_len = h->site_len,
+		.attribution = attribution,
+	};
+	tg_store_span_add(c->store, &row);
+}
+
+static void drop(struct tg_sql_proc *p, struct pending *pe)
+{
+	free(pe->rec);
+	pe->rec = NULL;
+	p->pend_live--;
+}
+
+/* Writes one record alone (no N+1 context). */
+static void write_one(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struct pending *pe, int64_t request_id,
+		      const char *attribution)
+{
+	if (pe->type == TG_EV_QUERY)
+		write_query(c, pe, request_id, attribution, 0, 0);
+	else
+		write_call(c, pe, request_id, attribution);
+	drop(p, pe);
+}
+
+/* Writes the records of one request together: duplicates (same text and
+ * parameters, after the first) and N+1 (a fingerprint run n_plus_one times
+ * or more from one call site) are flagged. */
+static void write_group(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struct pending **g, size_t n,
+			int64_t request_id, const char *attribution)
+{
+	static struct fp fps[GROUP_MAX];
+	static char fp[FP_MAX];
+	size_t fp_len;
+	for (size_t i = 0; i < n; i++)
+		if (g[i]->type == TG_EV_QUERY)
+			query_fp(g[i]->rec, &fps[i], fp, &fp_len);
+	unsigned limit = c->n_plus_one ? c->n_plus_one : 5;
+	for (size_t i = 0; i < n; i++) {
+		if (g[i]->type != TG_EV_QUERY) {
+			write_call(c, g[i], request_id, attribution);
+			continue;
+		}
+		int dup = 0;
+		unsigned same = 0;
+		for (size_t j = 0; j < n; j++) {
+			if (g[j]->type != TG_EV_QUERY)
+				continue;
+			if (j < i && fps[j].exact == fps[i].exact)
+				dup = 1;
+			if (fps[j].hash == fps[i].hash && fps[j].site == fps[i].site)
+				same++;
+		}
+		write_query(c, g[i], request_id, attribution, dup, same >= limit);
+	}
+	for (size_t i = 0; i < n; i++)
+		drop(p, g[i]);
+}
+
+static struct scope *scope_find(struct tg_sql_proc *p, uint64_t token)
+{
+	for (size_t i = p->nscopes; i-- > 0;)
+		if (p->scopes[i].token == token)
+			return &p->scopes[i];
+	return NULL;
+}
+
+static void compact(struct tg_sql_proc *p)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < p->npend; i++)
+		if (p->pend[i].rec)
+			p->pend[j++] = p->pend[i];
+	p->npend = j;
+}
+
+/* The thread fallback: the one request in flight on tid when [start, end]
+ * ran, or 0 if none or several. */
+static int64_t by_thread(const struct tg_sql_proc *p, uint32_t tid, uint64_t start, uint64_t end)
+{
+	int64_t found = 0;
+	for (size_t i = 0; i < p->nrecent; i++) {
+		const struct recent *r = &p->recent[i];
+		if (r->tid != tid || start < r->start_ns || end > r->end_ns)
+			continue;
+		if (found)
+			return 0;
+		found = r->id;
+	}
+	return found;
+}
+
+/* Writes a record whose time is up: its scope's request if known, else by
+ * thread, else none. */
+static void settle_one(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struct pending *pe)
+{
+	if (pe->token) {
+		struct scope *s = scope_find(p, pe->token);
+		if (s && s->request_id) {
+			write_one(c, p, pe, s->request_id, "scope");
+			return;
+		}
+	}
+	int64_t id = by_thread(p, pe->tid, pe->start_ns, pe->end_ns);
+	write_one(c, p, pe, id, id ? "thread" : "none");
+}
+
+/* ---- records ----------------------------------------------------------- */
+
+static int add_scope(struct tg_sql_proc *p, const struct tg_ev_scope *s, int64_t now)
+{
+	if (s->kind == TG_SCOPE_END)
+		return 0; /* the BEGIN record carries everything we join on */
+	if (s->kind != TG_SCOPE_BEGIN || !s->token)
+		return -1;
+	if (p->nscopes == SCOPES_MAX) { /* forget the older half */
+		memmove(p->scopes, p->scopes + SCOPES_MAX / 2, (SCOPES_MAX / 2) * sizeof *p->scopes);
+		p->nscopes = SCOPES_MAX / 2;
+	}
+	if (p->nscopes == p->scopes_cap) {
+		size_t ncap = p->scopes_cap ? p->scopes_cap * 2 : 64;
+		struct scope *ns = realloc(p->scopes, ncap * sizeof *ns);
+		if (!ns)
+			return 0;
+		p->scopes = ns;
+		p->scopes_cap = ncap;
+	}
+	struct scope *sc = &p->scopes[p->nscopes++];
+	memset(sc, 0, sizeof *sc);
+	sc->token = s->token;
+	sc->tid = s->tid;
+	sc->begin_ns = s->ts_ns;
+	sc->family = s->client_family;
+	sc->port = s->client_port;
+	memcpy(sc->addr, s->client_addr, 16);
+	sc->seen_ns = now;
+	return 0;
+}
+
+int tg_sql_record(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const void *rec, uint32_t size, int64_t now)
+{
+	const struct tg_ev_hdr *h = rec;
+	if (h->type == TG_EV_REQ_SCOPE) {
+		if (size < sizeof(struct tg_ev_scope))
+			return -1;
+		return add_scope(p, rec, now);
+	}
+	struct pending pe = {.size = size, .type = h->type, .seen_ns = now};
+	if (h->type == TG_EV_QUERY) {
+		if (check_query(rec, size) < 0)
+			return -1;
+		const struct tg_ev_query *q = rec;
+		pe.tid = q->tid;
+		pe.token = q->scope;
+		pe.start_ns = q->start_ns;
+		pe.end_ns = q->end_ns;
+	} else if (h->type == TG_EV_HTTP_CALL) {
+		if (check_call(rec, size) < 0)
+			return -1;
+		const struct tg_ev_http_call *hc = rec;
+		pe.tid = hc->tid;
+		pe.token = hc->scope;
+		pe.start_ns = hc->start_ns;
+		pe.end_ns = hc->end_ns;
+	} else {
+		return -1;
+	}
+	pe.rec = malloc(size);
+	if (!pe.rec)
+		return 0;
+	memcpy(pe.rec, rec, size);
+	/* Its request already stored (a late query of a finished request)? */
+	if (pe.token) {
+		struct scope *s = scope_find(p, pe.token);
+		if (s && s->request_id) {
+			p->pend_live++;
+			write_one(c, p, &pe, s->request_id, "scope");
+			return 0;
+		}
+	}
+	if (p->pend_live >= PENDING_MAX) {
+		compact(p);
+		settle_one(c, p, &p->pend[0]);
+		compact(p);
+	}
+	if (p->npend == p->pend_cap) {
+		compact(p);
+		if (p->npend == p->pend_cap) {
+			size_t ncap = p->pend_cap ? p->pend_cap * 2 : 256;
+			struct pending *np = realloc(p->pend, ncap * sizeof *np);
+			if (!np) {
+				free(pe.rec);
+				return 0;
+			}
+			p->pend = np;
+			p->pend_cap = ncap;
+		}
+	}
+	p->pend[p->npend++] = pe;
+	p->pend_live++;
+	return 0;
+}
+
+/* 1 if scope s names request r: same client, begun while r was in flight;
+ * for an in-process request, the same thread instead of a client. */
+static int scope_matches(const struct scope *s, const struct tg_ev_request *r)
+{
+	if (r->flags & TG_REQF_ASGI) /* the marker takes the request's start just after the scope's */
+		return s->tid == r->tid && s->begin_ns + ASGI_SLACK_NS >= r->start_ns && s->begin_ns <= r->end_ns;
+	if (s->begin_ns < r->start_ns || s->begin_ns > r->end_ns)
+		return 0;
+	if (s->family != r->client_family || s->port != r->client_port)
+		return 0;
+	size_t alen = s->family == 2 /* AF_INET */ ? 4 : 16;
+	return memcmp(s->addr, r->client_addr, alen) == 0;
+}
+
+void tg_sql_request(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const struct tg_ev_request *r,
+		    int64_t request_id, int64_t now)
+{
+	(void)now;
+	struct recent *rc = &p->recent[p->recent_next];
+	rc->tid = r->tid;
+	rc->start_ns = r->start_ns;
+	rc->end_ns = r->end_ns;
+	rc->id = request_id;
+	p->recent_next = (p->recent_next + 1) % RECENT;
+	if (p->nrecent < RECENT)
+		p->nrecent++;
+	if (!request_id)
+		return;
+	/* The matching scope begun closest to the request's start. */
+	struct scope *s = NULL;
+	for (size_t i = 0; i < p->nscopes; i++) {
+		struct scope *c2 = &p->scopes[i];
+		if (c2->request_id || !scope_matches(c2, r))
+			continue;
+		uint64_t d = c2->begin_ns > r->start_ns ? c2->begin_ns - r->start_ns : r->start_ns - c2->begin_ns;
+		uint64_t best = s ? (s->begin_ns > r->start_ns ? s->begin_ns - r->start_ns : r->start_ns - s->begin_ns)
+				  : UINT64_MAX;
+		if (d < best)
+			s = c2;
+	}
+	if (!s)
+		return;
+	s->request_id = request_id;
+	static struct pending *group[GROUP_MAX];
+	size_t n = 0;
+	for (size_t i = 0; i < p->npend; i++) {
+		struct pending *pe = &p->pend[i];
+		if (!pe->rec || pe->token != s->token)
+			continue;
+		group[n++] = pe;
+		if (n == GROUP_MAX) {
+			write_group(c, p, group, n, request_id, "scope");
+			n = 0;
+		}
+	}
+	if (n)
+		write_group(c, p, group, n, request_id, "scope");
+}
+
+void tg_sql_settle(const struct tg_sql_ctx *c, struct tg_sql_proc *p, int64_t now, int final)
+{
+	for (size_t i = 0; i < p->npend; i++) {
+		struct pending *pe = &p->pend[i];
+		if (!pe->rec)
+			continue;
+		int64_t age = now - pe->seen_ns;
+		if (final || (!pe->token && age >= SETTLE_NO_TOKEN_NS) || age >= SETTLE_TOKEN_NS)
+			settle_one(c, p, pe);
+	}
+	compact(p);
+	/* Forget resolved scopes nobody can refer to any more. */
+	size_t j = 0;
+	for (size_t i = 0; i < p->nscopes; i++) {
+		struct scope *s = &p->scopes[i];
+		if (now - s->seen_ns > SCOPE_KEEP_NS)
+			continue;
+		p->scopes[j++] = *s;
+	}
+	p->nscopes = j;
+}

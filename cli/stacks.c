@@ -1,0 +1,606 @@
+/*
+ * stacks.c - Python stack samples in the collector (stacks.h).
+ *
+ * Per process: a map of code objects (address -> names, first line, location
+ * table, identity) fed by TG_EV_CODE, a cache (code, identity, instruction)
+ * -> frames.id, a cache of stack hashes -> stacks.id, the scope tokens seen
+ * in TG_EV_REQ_SCOPE BEGIN records, the recent requests (for attribution by
+ * thread and time), and the samples waiting for their request. Memory is
+ * bounded: at most MAX_PENDING samples wait (the oldest are settled early),
+ * recent requests and scopes are forgotten after a minute.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "event_py.h"
+#include "event_sql.h"
+#include "lines.h"
+#include "record.h"
+#include "stacks.h"
+
+#define WAIT_NS (3 * 1000000000LL)      /* samples wait this long for their request */
+#define SCOPE_WAIT_NS (60 * 1000000000LL) /* ... or this long when they carry a scope token */
+#define KEEP_NS (120 * 1000000000LL)    /* requests and scopes remembered this long */
+#define MAX_PENDING (1u << 20)
+
+struct code {
+	uint64_t addr, ident;
+	char *qualname, *filename;
+	int firstlineno;
+	uint8_t *table;
+	uint32_t table_len;
+};
+
+struct frame_key {
+	uint64_t addr, ident;
+	int32_t lasti;
+	int64_t id; /* frames.id, 0 = empty slot */
+};
+
+struct stack_key {
+	uint64_t hash;
+	int64_t id;
+};
+
+struct pending {
+	int64_t ts_ns; /* sample time, CLOCK_MONOTONIC of the app */
+	uint64_t scope;
+	int64_t stack_id;
+	int64_t cpu_ns;
+	uint32_t tid;
+	uint8_t state;
+};
+
+/* A request known to have started (scope BEGIN or route mark) before its
+ * record arrived: while unmatched, samples after ts_ns cannot be attributed
+ * by thread and time yet. */
+struct scope {
+	uint64_t token;     /* scope token, 0 for a mark */
+	int64_t ts_ns;
+	int64_t request_id; /* 0 until its request is known */
+	uint32_t tid;
+	uint8_t family;
+	uint16_t port;
+	uint8_t addr[16];
+};
+
+struct recent_req {
+	int64_t id;
+	int64_t start_ns, end_ns;
+	uint32_t tid;
+};
+
+struct agg {
+	int64_t request_id, stack_id;
+	uint8_t state;
+	int64_t count, cpu_ns;
+	uint32_t tid; /* UINT32_MAX: mixed */
+	int used;
+};
+
+struct tg_stacks_proc {
+	struct code *codes;
+	size_t ncodes, codes_cap; /* open addressing, cap power of two */
+	struct frame_key *frames;
+	size_t nframes, frames_cap;
+	struct stack_key *stacks;
+	size_t nstacks, stacks_cap;
+	struct pending *pend;
+	size_t npend, pend_cap;
+	struct scope *scopes;
+	size_t nscopes, scopes_cap;
+	struct recent_req *reqs;
+	size_t nreqs, reqs_cap;
+	uint64_t seen_dropped, seen_ring_full; /* PY_INFO counters already stored */
+	int64_t last_now;
+};
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+struct tg_stacks_proc *tg_stacks_proc_new(void)
+{
+	return calloc(1, sizeof(struct tg_stacks_proc));
+}
+
+static void code_free(struct code *c)
+{
+	free(c->qualname);
+	free(c->filename);
+	free(c->table);
+}
+
+void tg_stacks_proc_free(struct tg_stacks_proc *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->codes_cap; i++)
+		if (p->codes[i].addr)
+			code_free(&p->codes[i]);
+	free(p->codes);
+	free(p->frames);
+	free(p->stacks);
+	free(p->pend);
+	free(p->scopes);
+	free(p->reqs);
+	free(p);
+}
+
+/* ---- code objects ---- */
+
+static struct code *code_find(struct tg_stacks_proc *p, uint64_t addr)
+{
+	if (!p->codes_cap)
+		return NULL;
+	size_t m = p->codes_cap - 1;
+	for (size_t i = mix64(addr) & m;; i = (i + 1) & m) {
+		if (p->codes[i].addr == addr)
+			return &p->codes[i];
+		if (!p->codes[i].addr)
+			return NULL;
+	}
+}
+
+/* The slot for addr (existing or new), NULL on ENOMEM. */
+static struct code *code_slot(struct tg_stacks_proc *p, uint64_t addr)
+{
+	if ((p->ncodes + 1) * 2 > p->codes_cap) {
+		size_t ncap = p->codes_cap ? p->codes_cap * 2 : 1024;
+		struct code *nc = calloc(ncap, sizeof *nc);
+		if (!nc)
+			return NULL;
+		for (size_t i = 0; i < p->codes_cap; i++) {
+			if (!p->codes[i].addr)
+				continue;
+			size_t j = mix64(p->codes[i].addr) & (ncap - 1);
+			while (nc[j].addr)
+				j = (j + 1) & (ncap - 1);
+			nc[j] = p->codes[i];
+		}
+		free(p->codes);
+		p->codes = nc;
+		p->codes_cap = ncap;
+	}
+	size_t m = p->codes_cap - 1;
+	for (size_t i = mix64(addr) & m;; i = (i + 1) & m) {
+		if (p->codes[i].addr == addr)
+			return &p->codes[i];
+		if (!p->codes[i].addr) {
+			p->ncodes++;
+			p->codes[i].addr = addr;
+			return &p->codes[i];
+		}
+	}
+}
+
+static char *dup_n(const char *s, size_t n)
+{
+	char *d = malloc(n + 1);
+	if (d) {
+		memcpy(d, s, n);
+		d[n] = '\0';
+	}
+	return d;
+}
+
+static int on_code(struct tg_stacks_proc *p, const void *rec, uint32_t size)
+{
+	const struct tg_ev_code *e = rec;
+	if (size < sizeof *e || !e->code)
+		return -1;
+	size_t need = sizeof *e + (size_t)e->qualname_len + e->filename_len + e->table_len;
+	if (need > size)
+		return -1;
+	const char *d = (const char *)(e + 1);
+	struct code *c = code_slot(p, e->code);
+	if (!c)
+		return 0;
+	if (c->qualname)
+		code_free(c);
+	c->ident = e->ident;
+	c->firstlineno = e->firstlineno;
+	c->qualname = dup_n(d, e->qualname_len);
+	c->filename = dup_n(d + e->qualname_len, e->filename_len);
+	c->table = malloc(e->table_len ? e->table_len : 1);
+	c->table_len = c->table ? e->table_len : 0;
+	if (c->table)
+		memcpy(c->table, d + e->qualname_len + e->filename_len, e->table_len);
+	return 0;
+}
+
+/* ---- frames and stacks ---- */
+
+static int grow_frames(struct tg_stacks_proc *p)
+{
+	size_t ncap = p->frames_cap ? p->frames_cap * 2 : 4096;
+	struct frame_key *nf = calloc(ncap, sizeof *nf);
+	if (!nf)
+		return -1;
+	for (size_t i = 0; i < p->frames_cap; i++) {
+		struct frame_key *k = &p->frames[i];
+		if (!k->id)
+			continue;
+		size_t j = mix64(k->addr ^ mix64(k->ident ^ (uint64_t)k->lasti)) & (ncap - 1);
+		while (nf[j].id)
+			j = (j + 1) & (ncap - 1);
+		nf[j] = *k;
+	}
+	free(p->frames);
+	p->frames = nf;
+	p->frames_cap = ncap;
+	return 0;
+}
+
+/* frames.id of instruction lasti of code addr, 0 on error. */
+static int64_t frame_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, uint64_t addr, int32_t lasti)
+{
+	struct code *co = code_find(p, addr);
+	uint64_t ident = co ? co->ident : 0;
+	if ((p->nframes + 1) * 2 > p->frames_cap && grow_frames(p) < 0)
+		return 0;
+	size_t m = p->frames_cap - 1, i;
+	for (i = mix64(addr ^ mix64(ident ^ (uint64_t)lasti)) & m; p->frames[i].id; i = (i + 1) & m) {
+		struct frame_key *k = &p->frames[i];
+		if (k->addr == addr && k->ident == ident && k->lasti == lasti)
+			return k->id;
+	}
+	int64_t id;
+	if (co && co->qualname) {
+		int line = tg_py_addr2line(co->table, co->table_len, co->firstlineno, lasti);
+		if (line < 0)
+			line = co->firstlineno;
+		id = tg_store_frame_id(c->store, "python", co->qualname, co->filename, line);
+	} else {
+		id = tg_store_frame_id(c->store, "python", "<unknown>", "", 0);
+	}
+	if (id <= 0)
+		return 0;
+	p->frames[i] = (struct frame_key){.addr = addr, .ident = ident, .lasti = lasti, .id = id};
+	p->nframes++;
+	return id;
+}
+
+static int64_t stack_lookup(struct tg_stacks_proc *p, uint64_t hash, int64_t id_to_add)
+{
+	if (id_to_add && (p->nstacks + 1) * 2 > p->stacks_cap) {
+		size_t ncap = p->stacks_cap ? p->stacks_cap * 2 : 4096;
+		struct stack_key *ns = calloc(ncap, sizeof *ns);
+		if (!ns)
+			return 0;
+		for (size_t i = 0; i < p->stacks_cap; i++) {
+			if (!p->stacks[i].id)
+				continue;
+			size_t j = mix64(p->stacks[i].hash) & (ncap - 1);
+			while (ns[j].id)
+				j = (j + 1) & (ncap - 1);
+			ns[j] = p->stacks[i];
+		}
+		free(p->stacks);
+		p->stacks = ns;
+		p->stacks_cap = ncap;
+	}
+	if (!p->stacks_cap)
+		return 0;
+	size_t m = p->stacks_cap - 1, i;
+	for (i = mix64(hash) & m; p->stacks[i].id; i = (i + 1) & m)
+		if (p->stacks[i].hash == hash)
+			return p->stacks[i].id;
+	if (id_to_add) {
+		p->stacks[i] = (struct stack_key){.hash = hash, .id = id_to_add};
+		p->nstacks++;
+	}
+	return id_to_add;
+}
+
+/* stacks.id of the sample's frames (innermost first in the record), 0 on error. */
+static int64_t stack_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const struct tg_ev_pyframe *f,
+			unsigned n)
+{
+	static int64_t ids[65536];
+	static char text[65536 * 21];
+	uint64_t h = 0x9e3779b97f4a7c15ull;
+	for (unsigned i = 0; i < n; i++) {
+		ids[i] = frame_id(c, p, f[i].code, f[i].lasti);
+		if (!ids[i])
+			return 0;
+		h = mix64(h ^ (uint64_t)ids[i]) + i;
+	}
+	int64_t id = stack_lookup(p, h, 0);
+	if (id)
+		return id;
+	size_t pos = 0;
+	for (unsigned i = n; i-- > 0;) /* root first */
+		pos += (size_t)snprintf(text + pos, sizeof text - pos, i + 1 < n ? ",%lld" : "%lld",
+					(long long)ids[i]);
+	for (int salt = 0; salt < 4; salt++) {
+		int64_t hh = (int64_t)(h + (uint64_t)salt * 0x632be59bd9b4e019ull);
+		id = tg_store_stack_id(c->store, hh & INT64_MAX, text);
+		if (id > 0)
+			break;
+		if (id == 0)
+			return 0;
+	}
+	if (id <= 0)
+		return 0;
+	return stack_lookup(p, h, id);
+}
+
+/* ---- samples ---- */
+
+static int on_sample(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const void *rec, uint32_t size,
+		     int64_t now_ns)
+{
+	const struct tg_ev_sample *e = rec;
+	if (size < sizeof *e || (size - sizeof *e) / sizeof(struct tg_ev_pyframe) < e->nframes ||
+	    e->nframes == 0 || e->state > TG_PYSTATE_WAITING)
+		return -1;
+	int64_t sid = stack_id(c, p, (const struct tg_ev_pyframe *)(e + 1), e->nframes);
+	if (!sid)
+		return 0; /* store error: counted by the store */
+	if (p->npend == p->pend_cap) {
+		if (p->pend_cap >= MAX_PENDING)
+			tg_stacks_settle(c, p, now_ns, 1);
+		if (p->npend == p->pend_cap) {
+			size_t ncap = p->pend_cap ? p->pend_cap * 2 : 4096;
+			struct pending *np = realloc(p->pend, ncap * sizeof *np);
+			if (!np)
+				return 0;
+			p->pend = np;
+			p->pend_cap = ncap;
+		}
+	}
+	p->pend[p->npend++] = (struct pending){.ts_ns = (int64_t)e->ts_ns, .scope = e->scope, .stack_id = sid,
+					       .cpu_ns = (int64_t)e->cpu_ns, .tid = e->tid, .state = e->state};
+	return 0;
+}
+
+static void on_info(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const struct tg_ev_py_info *e)
+{
+	if (e->dropped > p->seen_dropped) {
+		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now,
+				  "py_sample_race", (int64_t)(e->dropped - p->seen_dropped), 0);
+		p->seen_dropped = e->dropped;
+	}
+	if (e->ring_full > p->seen_ring_full) {
+		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now,
+				  "py_sample_ring_full", (int64_t)(e->ring_full - p->seen_ring_full), 0);
+		p->seen_ring_full = e->ring_full;
+	}
+}
+
+static int on_scope(struct tg_stacks_proc *p, const void *rec, uint32_t size)
+{
+	const struct tg_ev_scope *e = rec;
+	if (size < sizeof *e)
+		return -1;
+	if (e->kind != TG_SCOPE_BEGIN || !e->token)
+		return 0;
+	if (p->nscopes == p->scopes_cap) {
+		size_t ncap = p->scopes_cap ? p->scopes_cap * 2 : 256;
+		struct scope *ns = realloc(p->scopes, ncap * sizeof *ns);
+		if (!ns)
+			return 0;
+		p->scopes = ns;
+		p->scopes_cap = ncap;
+	}
+	struct scope *s = &p->scopes[p->nscopes++];
+	memset(s, 0, sizeof *s);
+	s->token = e->token;
+	s->ts_ns = (int64_t)e->ts_ns;
+	s->tid = e->tid;
+	s->family = e->client_family;
+	s->port = e->client_port;
+	memcpy(s->addr, e->client_addr, sizeof s->addr);
+	return 0;
+}
+
+static int on_mark(struct tg_stacks_proc *p, const void *rec, uint32_t size)
+{
+	struct tg_mark m;
+	if (tg_decode_mark(rec, size, &m) < 0)
+		return -1;
+	if (m.kind != TG_MARK_ROUTE)
+		return 0;
+	if (p->nscopes == p->scopes_cap) {
+		size_t ncap = p->scopes_cap ? p->scopes_cap * 2 : 256;
+		struct scope *ns = realloc(p->scopes, ncap * sizeof *ns);
+		if (!ns)
+			return 0;
+		p->scopes = ns;
+		p->scopes_cap = ncap;
+	}
+	struct scope *sc = &p->scopes[p->nscopes++];
+	memset(sc, 0, sizeof *sc);
+	sc->ts_ns = (int64_t)m.ts_ns;
+	sc->tid = m.tid;
+	sc->family = m.family;
+	sc->port = m.port;
+	memcpy(sc->addr, m.addr, sizeof sc->addr);
+	return 0;
+}
+
+int tg_stacks_record(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const void *rec, uint32_t size,
+		     int64_t now_ns)
+{
+	const struct tg_ev_hdr *h = rec;
+	switch (h->type) {
+	case TG_EV_CODE:
+		return on_code(p, rec, size);
+	case TG_EV_SAMPLE:
+		return on_sample(c, p, rec, size, now_ns);
+	case TG_EV_PY_INFO:
+		if (size < sizeof(struct tg_ev_py_info))
+			return -1;
+		on_info(c, p, rec);
+		return 0;
+	case TG_EV_REQ_SCOPE:
+		return on_scope(p, rec, size);
+	case TG_EV_MARK:
+		return on_mark(p, rec, size);
+	default:
+		return 0;
+	}
+}
+
+void tg_stacks_request(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const struct tg_ev_request *r,
+		       int64_t request_id)
+{
+	(void)c;
+	if (!request_id)
+		return;
+	if (p->nreqs == p->reqs_cap) {
+		size_t ncap = p->reqs_cap ? p->reqs_cap * 2 : 256;
+		struct recent_req *nr = realloc(p->reqs, ncap * sizeof *nr);
+		if (!nr)
+			return;
+		p->reqs = nr;
+		p->reqs_cap = ncap;
+	}
+	p->reqs[p->nreqs++] = (struct recent_req){.id = request_id, .start_ns = (int64_t)r->start_ns,
+						  .end_ns = (int64_t)r->end_ns, .tid = r->tid};
+	/* Scopes begun by this request's task: same client, inside its time. */
+	for (size_t i = 0; i < p->nscopes; i++) {
+		struct scope *s = &p->scopes[i];
+		if (s->request_id || s->ts_ns < (int64_t)r->start_ns || s->ts_ns > (int64_t)r->end_ns)
+			continue;
+		if (r->flags & TG_REQF_ASGI) {
+			if (s->tid != r->tid)
+				continue;
+		} else if (s->family != r->client_family || s->port != r->client_port ||
+			   memcmp(s->addr, r->client_addr, sizeof s->addr) != 0) {
+			continue;
+		}
+		s->request_id = request_id;
+	}
+}
+
+/* The request of a sample without a usable scope: by thread and time. */
+static int64_t by_thread(const struct tg_stacks_proc *p, const struct pending *s)
+{
+	int64_t on_tid = 0, any = 0;
+	int n_tid = 0, n_any = 0;
+	for (size_t i = 0; i < p->nreqs; i++) {
+		const struct recent_req *r = &p->reqs[i];
+		if (s->ts_ns < r->start_ns || s->ts_ns > r->end_ns)
+			continue;
+		n_any++;
+		any = r->id;
+		if (r->tid == s->tid) {
+			n_tid++;
+			on_tid = r->id;
+		}
+	}
+	if (n_tid == 1)
+		return on_tid;
+	if (n_tid == 0 && n_any == 1)
+		return any;
+	return 0;
+}
+
+/* 1 and *req set when sample s can be attributed now, 0 to keep waiting.
+ * open_since: start of the oldest request known to be still in flight. */
+static int attribute(const struct tg_stacks_proc *p, const struct pending *s, int64_t app_now, int final,
+		     int64_t open_since, int64_t *req)
+{
+	if (s->scope) {
+		for (size_t i = p->nscopes; i-- > 0;)
+			if (p->scopes[i].token == s->scope) {
+				if (p->scopes[i].request_id) {
+					*req = p->scopes[i].request_id;
+					return 1;
+				}
+				break;
+			}
+		if (!final && app_now - s->ts_ns < SCOPE_WAIT_NS)
+			return 0;
+	} else if (!final && (app_now - s->ts_ns < WAIT_NS || s->ts_ns >= open_since)) {
+		return 0; /* its request, or a concurrent one, may not be known yet */
+	}
+	*req = by_thread(p, s);
+	return 1;
+}
+
+void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, int64_t now_ns, int final)
+{
+	/* Samples carry the app's CLOCK_MONOTONIC, the same clock as ours. */
+	int64_t app_now = now_ns;
+	p->last_now = now_ns;
+	if (!p->npend)
+		goto forget;
+	size_t cap = 1;
+	while (cap < p->npend * 2)
+		cap <<= 1;
+	struct agg *tab = calloc(cap, sizeof *tab);
+	if (!tab)
+		return;
+	int64_t open_since = INT64_MAX;
+	for (size_t i = 0; i < p->nscopes; i++)
+		if (!p->scopes[i].request_id && app_now - p->scopes[i].ts_ns < SCOPE_WAIT_NS &&
+		    p->scopes[i].ts_ns < open_since)
+			open_since = p->scopes[i].ts_ns;
+	size_t keep = 0;
+	for (size_t i = 0; i < p->npend; i++) {
+		struct pending *s = &p->pend[i];
+		int64_t req = 0;
+		if (!attribute(p, s, app_now, final, open_since, &req)) {
+			p->pend[keep++] = *s;
+			continue;
+		}
+		uint64_t h = mix64((uint64_t)req * 31 + (uint64_t)s->stack_id * 7 + s->state);
+		size_t j;
+		for (j = h & (cap - 1); tab[j].used; j = (j + 1) & (cap - 1))
+			if (tab[j].request_id == req && tab[j].stack_id == s->stack_id && tab[j].state == s->state)
+				break;
+		struct agg *a = &tab[j];
+		if (!a->used) {
+			*a = (struct agg){.request_id = req, .stack_id = s->stack_id, .state = s->state,
+					  .tid = s->tid, .used = 1};
+		} else if (a->tid != s->tid) {
+			a->tid = UINT32_MAX;
+		}
+		a->count++;
+		a->cpu_ns += s->cpu_ns;
+	}
+	p->npend = keep;
+	for (size_t j = 0; j < cap; j++) {
+		struct agg *a = &tab[j];
+		if (!a->used)
+			continue;
+		struct tg_sample_row row = {.run_id = c->run_id, .request_id = a->request_id,
+					    .process_id = c->process_id,
+					    .tid = a->tid == UINT32_MAX ? 0 : a->tid, .stack_id = a->stack_id,
+					    .state = a->state == TG_PYSTATE_RUNNING ? "running" : "waiting",
+					    .count = a->count, .cpu_ns = a->cpu_ns};
+		tg_store_sample_add(c->store, &row);
+		/* Per-request CPU time: the CPU its samples stand for. */
+		if (a->request_id && a->cpu_ns)
+			tg_store_request_cpu_add(c->store, a->request_id, a->cpu_ns);
+	}
+	free(tab);
+forget:
+	/* Forget requests and scopes nobody can refer to any more. */
+	if (!final) {
+		int64_t oldest = app_now - KEEP_NS;
+		for (size_t i = 0; i < p->npend; i++)
+			if (p->pend[i].ts_ns - KEEP_NS < oldest)
+				oldest = p->pend[i].ts_ns - KEEP_NS;
+		size_t k = 0;
+		for (size_t i = 0; i < p->nreqs; i++)
+			if (p->reqs[i].end_ns >= oldest)
+				p->reqs[k++] = p->reqs[i];
+		p->nreqs = k;
+		k = 0;
+		for (size_t i = 0; i < p->nscopes; i++)
+			if (p->scopes[i].ts_ns >= oldest)
+				p->scopes[k++] = p->scopes[i];
+		p->nscopes = k;
+	}
+}

@@ -1,0 +1,84 @@
+/*
+ * event_py.h - ring records of the Python stack sampler (types TG_EV_SAMPLE,
+ * TG_EV_CODE and TG_EV_PY_INFO of event.h).
+ *
+ * A sample names code objects by address only; the first time the sampler
+ * sees a code object (or sees a different one at an address it knew), it
+ * writes a TG_EV_CODE record before the sample that uses it, so the collector
+ * always resolves an address with the latest TG_EV_CODE of that process.
+ */
+#ifndef TG_EVENT_PY_H
+#define TG_EVENT_PY_H
+
+#include <stdint.h>
+
+#include "event.h"
+
+/* tg_ev_sample.state */
+enum tg_py_state {
+	TG_PYSTATE_RUNNING = 0, /* the thread was on CPU during most of the interval */
+	TG_PYSTATE_WAITING = 1, /* off CPU: epoll/select, a socket, a lock, the GIL */
+};
+
+/* tg_ev_sample.flags */
+#define TG_SAMPLEF_TRUNCATED 0x01 /* deeper than the frame cap: outermost frames missing */
+#define TG_SAMPLEF_NATIVE 0x02    /* native frames follow the Python frames */
+
+struct tg_ev_pyframe {
+	uint64_t code;  /* PyCodeObject address, resolved through TG_EV_CODE */
+	int32_t lasti;  /* instruction offset, 2-byte code units */
+	uint32_t pad;
+};
+
+/*
+ * One sample of one thread: nframes frames, innermost first.
+ */
+struct tg_ev_sample {
+	struct tg_ev_hdr h;
+	uint32_t tid;         /* kernel thread id */
+	uint8_t state;        /* enum tg_py_state */
+	uint8_t flags;        /* TG_SAMPLEF_* */
+	uint16_t nframes;
+	uint64_t ts_ns;       /* CLOCK_MONOTONIC when the stack was read */
+	uint64_t scope;       /* request scope token (preload/scope.c), 0 if none */
+	uint64_t cpu_ns;      /* thread CPU time used since this thread's previous sample */
+	uint64_t interval_ns; /* wall time since this thread's previous sample (0 on the first) */
+	/* struct tg_ev_pyframe frames[nframes] follows */
+};
+
+/*
+ * What a code object is. Followed by qualname_len bytes of qualified name,
+ * filename_len bytes of file name (UTF-8) and table_len bytes of co_linetable
+ * (capped), then zero padding to a multiple of 8.
+ */
+struct tg_ev_code {
+	struct tg_ev_hdr h;
+	uint64_t code;          /* PyCodeObject address */
+	uint64_t ident;         /* identity hash guarding against address reuse */
+	int32_t firstlineno;
+	uint32_t py_version;    /* PY_VERSION_HEX */
+	uint16_t qualname_len;
+	uint16_t filename_len;
+	uint32_t table_len;     /* bytes of location table that follow */
+	/* char data[] follows */
+};
+
+/*
+ * Sampler counters since the process started (cumulative), written about
+ * once a second and when sampling stops.
+ */
+struct tg_ev_py_info {
+	struct tg_ev_hdr h;
+	uint32_t py_version;   /* PY_VERSION_HEX, 0 if not a supported CPython */
+	uint32_t rate_hz;      /* configured sampling rate */
+	uint64_t ticks;        /* passes over all threads */
+	uint64_t samples;      /* thread samples written */
+	uint64_t dropped;      /* thread samples dropped: inconsistent stack (race) */
+	uint64_t truncated;    /* samples deeper than the frame cap */
+	uint64_t codes;        /* TG_EV_CODE records written */
+	uint64_t ring_full;    /* records the ring refused */
+	uint64_t overruns;     /* ticks that started late by more than one period */
+	uint64_t sampler_cpu_ns; /* CPU time used by the sampler thread */
+};
+
+#endif

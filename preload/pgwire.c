@@ -1,0 +1,688 @@
+/*
+ * pgwire.c - PostgreSQL protocol v3 client-side parser (pgwire.h).
+ *
+ * Workload: asyncpg and psycopg 3 connections, thousands of queries per
+ * second per process, most of them extended-protocol batches
+ * (Parse/Bind/Describe/Execute/Sync in one write) answered in one read. Each
+ * direction is a small state machine over message headers; the bodies we
+ * need are copied into a fixed buffer (capped), all others are skipped.
+ * Queries in flight wait in a FIFO (pipelining); a Sync marker in the FIFO
+ * closes each batch at the matching ReadyForQuery.
+ */
+#include "pgwire.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PROTO_V3 196608u
+#define SSL_REQUEST 80877103u
+#define GSSENC_REQUEST 80877104u
+#define CANCEL_REQUEST 80877102u
+
+#define STMTS_MAX 256    /* prepared statement names remembered per connection */
+#define PORTALS_MAX 8    /* named portals remembered */
+#define QUEUE_MAX 64     /* queries and syncs in flight */
+#define ERR_MAX 512      /* bytes of "SQLSTATE message" */
+#define DB_MAX 128
+#define FE_EXTRA 512     /* bytes of a frontend message kept beyond the SQL cap */
+#define BE_KEEP 1024     /* bytes of a backend message body kept */
+#define MSG_MAX (1u << 30) /* larger length fields are not PostgreSQL */
+
+enum qkind { Q_SIMPLE = 1, Q_EXT = 2, Q_SYNC = 3 };
+
+struct qent {
+	uint8_t kind;
+	uint8_t done;          /* Q_EXT: completed and emitted */
+	uint8_t failed;
+	uint8_t sql_truncated;
+	char *sql;             /* malloc'd, NULL if unknown */
+	size_t sql_len;
+	uint64_t start_ns;
+	int64_t rows, datarows;
+	int has_tag_rows;
+	uint64_t scope;
+	uint16_t site_len;
+	char site[TG_PG_SITE_MAX];
+	uint16_t err_len;
+	char err[ERR_MAX];
+};
+
+struct stmt {
+	uint64_t hash;         /* of the name */
+	char *name;
+	char *sql;
+	size_t sql_len;
+	int truncated;
+};
+
+struct dir {
+	uint8_t hdr[5];
+	unsigned hdr_got, hdr_need; /* 5, or 4 for an untyped startup message, or 1 for an SSL answer */
+	uint8_t type;
+	uint32_t body_len, body_got; /* body bytes (length field minus 4) */
+	uint8_t *buf;                /* kept prefix of the body */
+	size_t keep, kept;           /* bytes to keep of this body / kept so far */
+	size_t cap;
+};
+
+struct tg_pgwire {
+	size_t sql_max;
+	int startup;                 /* expecting an untyped (startup) frontend message */
+	int ssl_answer;              /* expecting the one-byte answer to SSLRequest (1) or GSSENC (2) */
+	int dead;                    /* returned UNTRACK or ENCRYPTED */
+	struct dir fe, be;
+	char db[DB_MAX];
+	size_t db_len;
+	struct stmt stmts[STMTS_MAX];
+	unsigned nstmts, next_evict;
+	char *unnamed_portal_stmt;   /* statement name bound to the unnamed portal (malloc'd) */
+	char *portals[PORTALS_MAX][2]; /* named portal -> statement name */
+	unsigned next_portal;
+	struct stmt *batch_parse;    /* last Parse of the current batch, for errors before any Execute */
+	int parse_ctx_pending;       /* a Parse was sent and no Execute since: take its context at Sync/Flush */
+	uint64_t parse_scope;        /* context of the last Parse-only batch */
+	uint64_t parse_ns;           /* when its Sync/Flush was sent */
+	uint16_t parse_site_len;
+	char parse_site[TG_PG_SITE_MAX];
+	struct qent *q[QUEUE_MAX];
+	unsigned qhead, qcount;
+};
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t hash_name(const char *s, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < n; i++) {
+		h ^= (uint8_t)s[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+int tg_pgwire_sniff(const uint8_t *buf, size_t n)
+{
+	if (n < 8)
+		return 0;
+	uint32_t len = be32(buf), code = be32(buf + 4);
+	if (code == SSL_REQUEST || code == GSSENC_REQUEST || code == CANCEL_REQUEST)
+		return len == 8 || len == 16;
+	return (code >> 16) == 3 && len >= 8 && len < 10000;
+}
+
+struct tg_pgwire *tg_pgwire_new(size_t sql_max)
+{
+	struct tg_pgwire *w = calloc(1, sizeof *w);
+	if (!w)
+		return NULL;
+	w->sql_max = sql_max;
+	w->startup = 1;
+	w->fe.cap = sql_max + FE_EXTRA;
+	w->be.cap = BE_KEEP;
+	w->fe.buf = malloc(w->fe.cap);
+	w->be.buf = malloc(w->be.cap);
+	if (!w->fe.buf || !w->be.buf) {
+		tg_pgwire_free(w);
+		return NULL;
+	}
+	w->fe.hdr_need = 4;
+	w->be.hdr_need = 5;
+	return w;
+}
+
+static void qent_free(struct qent *e)
+{
+	if (e) {
+		free(e->sql);
+		free(e);
+	}
+}
+
+void tg_pgwire_free(struct tg_pgwire *w)
+{
+	if (!w)
+		return;
+	for (unsigned i = 0; i < w->nstmts; i++) {
+		free(w->stmts[i].name);
+		free(w->stmts[i].sql);
+	}
+	for (unsigned i = 0; i < w->qcount; i++)
+		qent_free(w->q[(w->qhead + i) % QUEUE_MAX]);
+	for (unsigned i = 0; i < PORTALS_MAX; i++) {
+		free(w->portals[i][0]);
+		free(w->portals[i][1]);
+	}
+	free(w->unnamed_portal_stmt);
+	free(w->fe.buf);
+	free(w->be.buf);
+	free(w);
+}
+
+/* ---- statements and portals ---- */
+
+static struct stmt *stmt_find(struct tg_pgwire *w, const char *name, size_t n)
+{
+	uint64_t h = hash_name(name, n);
+	for (unsigned i = 0; i < w->nstmts; i++)
+		if (w->stmts[i].hash == h && strlen(w->stmts[i].name) == n && memcmp(w->stmts[i].name, name, n) == 0)
+			return &w->stmts[i];
+	return NULL;
+}
+
+static struct stmt *stmt_set(struct tg_pgwire *w, const char *name, size_t nlen, const char *sql, size_t slen,
+			     int truncated)
+{
+	struct stmt *s = stmt_find(w, name, nlen);
+	if (!s) {
+		if (w->nstmts < STMTS_MAX) {
+			s = &w->stmts[w->nstmts++];
+		} else {
+			/* Full: replace the slots round-robin (drivers cap their own caches). */
+			s = &w->stmts[w->next_evict++ % STMTS_MAX];
+			free(s->name);
+			free(s->sql);
+		}
+		memset(s, 0, sizeof *s);
+		s->name = malloc(nlen + 1);
+		if (!s->name) {
+			s->hash = 0;
+			return NULL;
+		}
+		memcpy(s->name, name, nlen);
+		s->name[nlen] = '\0';
+		s->hash = hash_name(name, nlen);
+	}
+	free(s->sql);
+	s->sql = malloc(slen ? slen : 1);
+	s->sql_len = s->sql ? slen : 0;
+	if (s->sql && slen)
+		memcpy(s->sql, sql, slen);
+	s->truncated = truncated;
+	return s;
+}
+
+/* Statement bound to portal (name, n bytes): "" = unnamed portal. */
+static const char *portal_stmt(struct tg_pgwire *w, const char *portal, size_t n)
+{
+	if (n == 0)
+		return w->unnamed_portal_stmt;
+	for (unsigned i = 0; i < PORTALS_MAX; i++)
+		if (w->portals[i][0] && strlen(w->portals[i][0]) == n && memcmp(w->portals[i][0], portal, n) == 0)
+			return w->portals[i][1];
+	return NULL;
+}
+
+static char *dupn(const char *s, size_t n)
+{
+	char *d = malloc(n + 1);
+	if (d) {
+		memcpy(d, s, n);
+		d[n] = '\0';
+	}
+	return d;
+}
+
+static void portal_bind(struct tg_pgwire *w, const char *portal, size_t pn, const char *stmt, size_t sn)
+{
+	char *name = dupn(stmt, sn);
+	if (pn == 0) {
+		free(w->unnamed_portal_stmt);
+		w->unnamed_portal_stmt = name;
+		return;
+	}
+	unsigned slot = w->next_portal++ % PORTALS_MAX;
+	for (unsigned i = 0; i < PORTALS_MAX; i++)
+		if (w->portals[i][0] && strlen(w->portals[i][0]) == pn && memcmp(w->portals[i][0], portal, pn) == 0)
+			slot = i;
+	free(w->portals[slot][0]);
+	free(w->portals[slot][1]);
+	w->portals[slot][0] = dupn(portal, pn);
+	w->portals[slot][1] = name;
+}
+
+/* ---- the queue ---- */
+
+static struct qent *q_push(struct tg_pgwire *w, enum qkind kind)
+{
+	if (w->qcount == QUEUE_MAX)
+		return NULL;
+	struct qent *e = calloc(1, sizeof *e);
+	if (!e)
+		return NULL;
+	e->kind = (uint8_t)kind;
+	w->q[(w->qhead + w->qcount++) % QUEUE_MAX] = e;
+	return e;
+}
+
+static struct qent *q_at(struct tg_pgwire *w, unsigned i)
+{
+	return i < w->qcount ? w->q[(w->qhead + i) % QUEUE_MAX] : NULL;
+}
+
+static void q_pop(struct tg_pgwire *w)
+{
+	qent_free(w->q[w->qhead]);
+	w->q[w->qhead] = NULL;
+	w->qhead = (w->qhead + 1) % QUEUE_MAX;
+	w->qcount--;
+}
+
+/* The query a backend message is about: the first not yet done, before any sync. */
+static struct qent *q_current(struct tg_pgwire *w)
+{
+	for (unsigned i = 0; i < w->qcount; i++) {
+		struct qent *e = q_at(w, i);
+		if (e->kind == Q_SYNC)
+			return NULL;
+		if (!e->done)
+			return e;
+	}
+	return NULL;
+}
+
+static void emit_q(struct tg_pgwire *w, struct qent *e, uint64_t now, tg_pg_emit_fn emit, void *ctx)
+{
+	if (e->done)
+		return;
+	e->done = 1;
+	struct tg_pg_query q = {
+		.sql = e->sql,
+		.sql_len = e->sql_len,
+		.sql_truncated = e->sql_truncated,
+		.db = w->db,
+		.db_len = w->db_len,
+		.start_ns = e->start_ns,
+		.end_ns = now,
+		.rows = e->has_tag_rows ? e->rows : e->datarows,
+		.failed = e->failed,
+		.err = e->err,
+		.err_len = e->err_len,
+		.scope = e->scope,
+		.site = e->site,
+		.site_len = e->site_len,
+	};
+	if (emit)
+		emit(ctx, &q);
+}
+
+static struct qent *new_query(struct tg_pgwire *w, enum qkind kind, const char *sql, size_t len, int truncated,
+			      uint64_t now, tg_pg_context_fn context, void *ctx)
+{
+	struct qent *e = q_push(w, kind);
+	if (!e)
+		return NULL;
+	e->start_ns = now;
+	if (sql) {
+		e->sql = dupn(sql, len);
+		e->sql_len = e->sql ? len : 0;
+		e->sql_truncated = truncated;
+	}
+	if (context)
+		e->site_len = (uint16_t)context(ctx, &e->scope, e->site, sizeof e->site);
+	return e;
+}
+
+/* ---- frontend messages ---- */
+
+static void fe_startup(struct tg_pgwire *w, const uint8_t *b, size_t n, int *rc)
+{
+	if (n < 4) {
+		*rc = TG_PG_UNTRACK;
+		return;
+	}
+	uint32_t code = be32(b);
+	if (code == SSL_REQUEST) {
+		w->ssl_answer = 1;
+		return; /* the next frontend message is a startup message again */
+	}
+	if (code == GSSENC_REQUEST) {
+		w->ssl_answer = 2;
+		return;
+	}
+	if (code == CANCEL_REQUEST || (code >> 16) != 3) {
+		*rc = TG_PG_UNTRACK;
+		return;
+	}
+	w->startup = 0;
+	/* key\0value\0 ... \0 */
+	size_t i = 4;
+	while (i < n && b[i]) {
+		const char *key = (const char *)b + i;
+		size_t kl = strnlen(key, n - i);
+		i += kl + 1;
+		if (i >= n)
+			break;
+		const char *val = (const char *)b + i;
+		size_t vl = strnlen(val, n - i);
+		i += vl + 1;
+		if ((kl == 8 && memcmp(key, "database", 8) == 0) || (kl == 4 && memcmp(key, "user", 4) == 0 && !w->db_len)) {
+			w->db_len = vl < DB_MAX ? vl : DB_MAX;
+			memcpy(w->db, val, w->db_len);
+		}
+	}
+}
+
+/* A NUL-terminated string at b[*i] within n bytes; its length, or -1. */
+static long cstr(const uint8_t *b, size_t n, size_t *i)
+{
+	if (*i >= n)
+		return -1;
+	const uint8_t *z = memchr(b + *i, 0, n - *i);
+	if (!z)
+		return -1;
+	long len = (long)(z - (b + *i));
+	*i += (size_t)len + 1;
+	return len;
+}
+
+static void fe_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size_t n, int complete, uint64_t now,
+		       tg_pg_context_fn context, void *ctx)
+{
+	size_t i = 0;
+	switch (type) {
+	case 'Q': { /* Query: sql\0 */
+		size_t len = complete && n ? n - 1 : n;
+		if (len > w->sql_max)
+			len = w->sql_max;
+		new_query(w, Q_SIMPLE, (const char *)b, strnlen((const char *)b, len), !complete || len < n - 1, now,
+			  context, ctx);
+		break;
+	}
+	case 'P': { /* Parse: name\0 sql\0 nparams types */
+		long nl = cstr(b, n, &i);
+		if (nl < 0)
+			break;
+		const char *sql = (const char *)b + i;
+		size_t avail = n - i;
+		size_t sl = strnlen(sql, avail);
+		int truncated = sl == avail; /* no NUL seen: cut by the cap */
+		if (sl > w->sql_max) {
+			sl = w->sql_max;
+			truncated = 1;
+		}
+		w->batch_parse = stmt_set(w, (const char *)b, (size_t)nl, sql, sl, truncated);
+		w->parse_ctx_pending = 1;
+		break;
+	}
+	case 'B': { /* Bind: portal\0 statement\0 ... */
+		long pl = cstr(b, n, &i);
+		size_t stmt_at = i;
+		long sl = cstr(b, n, &i);
+		if (pl >= 0 && sl >= 0)
+			portal_bind(w, (const char *)b, (size_t)pl, (const char *)b + stmt_at, (size_t)sl);
+		break;
+	}
+	case 'E': { /* Execute: portal\0 maxrows */
+		long pl = cstr(b, n, &i);
+		if (pl < 0)
+			break;
+		const char *name = portal_stmt(w, (const char *)b, (size_t)pl);
+		struct stmt *s = name ? stmt_find(w, name, strlen(name)) : NULL;
+		new_query(w, Q_EXT, s ? s->sql : NULL, s ? s->sql_len : 0, s ? s->truncated : 1, now, context, ctx);
+		w->parse_ctx_pending = 0;
+		break;
+	}
+	case 'S': /* Sync */
+	case 'H': /* Flush */
+		if (w->parse_ctx_pending && context) {
+			/* A batch that only prepares: if the statement does not
+			 * compile, the error is reported as a query of this caller. */
+			w->parse_ctx_pending = 0;
+			w->parse_ns = now;
+			w->parse_site_len = (uint16_t)context(ctx, &w->parse_scope, w->parse_site, sizeof w->parse_site);
+		}
+		if (type == 'S')
+			q_push(w, Q_SYNC);
+		break;
+	default: /* Describe, Close, Flush, Terminate, password/SASL, copy, function call */
+		break;
+	}
+}
+
+/* ---- backend messages ---- */
+
+static void be_error(struct qent *e, const uint8_t *b, size_t n)
+{
+	const char *code = "", *msg = "";
+	size_t cl = 0, ml = 0, i = 0;
+	while (i < n && b[i]) {
+		uint8_t f = b[i++];
+		size_t at = i;
+		long l = cstr(b, n, &i);
+		if (l < 0) { /* cut by the cap: take what is there */
+			l = (long)(n - at);
+			i = n;
+		}
+		if (f == 'C') {
+			code = (const char *)b + at;
+			cl = (size_t)l;
+		} else if (f == 'M') {
+			msg = (const char *)b + at;
+			ml = (size_t)l;
+		}
+	}
+	e->failed = 1;
+	size_t len = 0;
+	if (cl > 16)
+		cl = 16;
+	memcpy(e->err, code, cl);
+	len = cl;
+	e->err[len++] = ' ';
+	if (ml > ERR_MAX - len)
+		ml = ERR_MAX - len;
+	memcpy(e->err + len, msg, ml);
+	e->err_len = (uint16_t)(len + ml);
+}
+
+/* Rows from a CommandComplete tag: its last number ("INSERT 0 3" -> 3). */
+static int tag_rows(const uint8_t *b, size_t n, int64_t *rows)
+{
+	size_t len = strnlen((const char *)b, n);
+	size_t i = len;
+	while (i > 0 && b[i - 1] >= '0' && b[i - 1] <= '9')
+		i--;
+	if (i == len || i == 0 || b[i - 1] != ' ')
+		return 0;
+	int64_t v = 0;
+	for (size_t k = i; k < len && k < i + 18; k++)
+		v = v * 10 + (b[k] - '0');
+	*rows = v;
+	return 1;
+}
+
+static void be_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size_t n, uint64_t now,
+		       tg_pg_emit_fn emit, tg_pg_context_fn context, void *ctx)
+{
+	struct qent *e = q_current(w);
+	switch (type) {
+	case 'D': /* DataRow */
+		if (e)
+			e->datarows++;
+		break;
+	case 'C': /* CommandComplete */
+		if (!e)
+			break;
+		if (e->kind == Q_SIMPLE) {
+			int64_t r;
+			if (tag_rows(b, n, &r)) {
+				e->rows += r;
+				e->has_tag_rows = 1;
+			}
+		} else {
+			e->has_tag_rows = tag_rows(b, n, &e->rows);
+			emit_q(w, e, now, emit, ctx);
+		}
+		break;
+	case 'I': /* EmptyQueryResponse */
+	case 's': /* PortalSuspended */
+		if (e && e->kind == Q_EXT)
+			emit_q(w, e, now, emit, ctx);
+		break;
+	case 'E': /* ErrorResponse */
+		if (e) {
+			if (!e->failed)
+				be_error(e, b, n);
+			if (e->kind == Q_EXT)
+				emit_q(w, e, now, emit, ctx);
+		} else if (w->batch_parse) {
+			/* A batch without Execute failed (a statement that does not
+			 * compile, as drivers prepare it first): a failed query too. */
+			struct stmt *s = w->batch_parse;
+			w->batch_parse = NULL;
+			struct qent *f = new_query(w, Q_EXT, s->sql, s->sql_len, s->truncated, now, NULL, ctx);
+			if (f) {
+				f->scope = w->parse_scope;
+				f->start_ns = w->parse_ns && w->parse_ns <= now ? w->parse_ns : now;
+				f->site_len = w->parse_site_len;
+				memcpy(f->site, w->parse_site, w->parse_site_len);
+				be_error(f, b, n);
+				emit_q(w, f, now, emit, ctx);
+			}
+		}
+		break;
+	case 'Z': /* ReadyForQuery: the batch (or simple query) is over */
+		while (w->qcount) {
+			struct qent *h = q_at(w, 0);
+			if (h->kind == Q_SIMPLE) {
+				emit_q(w, h, now, emit, ctx);
+				q_pop(w);
+				break;
+			}
+			int sync = h->kind == Q_SYNC;
+			q_pop(w); /* an Execute skipped after an error is not a query that ran */
+			if (sync)
+				break;
+		}
+		w->batch_parse = NULL;
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- byte streams ---- */
+
+/* Bytes of the body of this message type worth keeping. */
+static size_t fe_keep(const struct tg_pgwire *w, uint8_t type, int startup)
+{
+	if (startup)
+		return 4096;
+	switch (type) {
+	case 'Q':
+	case 'P':
+		return w->sql_max + FE_EXTRA;
+	case 'B':
+	case 'E':
+		return 512;
+	default:
+		return 0; /* password and SASL messages are never copied */
+	}
+}
+
+static size_t be_keep(uint8_t type)
+{
+	return type == 'C' || type == 'E' ? BE_KEEP : 0;
+}
+
+int tg_pgwire_feed(struct tg_pgwire *w, int dir, const uint8_t *buf, size_t n, uint64_t now,
+		   tg_pg_emit_fn emit, tg_pg_context_fn context, void *ctx)
+{
+	if (w->dead)
+		return TG_PG_UNTRACK;
+	struct dir *d = dir == TG_PG_TO_SERVER ? &w->fe : &w->be;
+	int rc = TG_PG_OK;
+	while (n && rc == TG_PG_OK) {
+		if (dir == TG_PG_FROM_SERVER && w->ssl_answer) {
+			uint8_t a = buf[0];
+			buf++;
+			n--;
+			int gss = w->ssl_answer == 2;
+			w->ssl_answer = 0;
+			if (a == 'S' || (gss && a == 'G')) {
+				rc = gss ? TG_PG_UNTRACK : TG_PG_ENCRYPTED;
+				break;
+			}
+			if (a != 'N') {
+				rc = TG_PG_UNTRACK;
+				break;
+			}
+			continue;
+		}
+		if (d->hdr_got < d->hdr_need) {
+			if (dir == TG_PG_TO_SERVER)
+				d->hdr_need = w->startup ? 4 : 5;
+			size_t take = d->hdr_need - d->hdr_got;
+			if (take > n)
+				take = n;
+			memcpy(d->hdr + d->hdr_got, buf, take);
+			d->hdr_got += (unsigned)take;
+			buf += take;
+			n -= take;
+			if (d->hdr_got < d->hdr_need)
+				break;
+			uint32_t len;
+			if (d->hdr_need == 4) {
+				d->type = 0;
+				len = be32(d->hdr);
+			} else {
+				d->type = d->hdr[0];
+				len = be32(d->hdr + 1);
+			}
+			if (len < 4 || len > MSG_MAX || (d->hdr_need == 4 && (len < 8 || len > 10000))) {
+				rc = TG_PG_UNTRACK;
+				break;
+			}
+			d->body_len = len - 4;
+			d->body_got = 0;
+			d->kept = 0;
+			d->keep = dir == TG_PG_TO_SERVER ? fe_keep(w, d->type, d->hdr_need == 4) : be_keep(d->type);
+			if (d->keep > d->cap)
+				d->keep = d->cap;
+		}
+		size_t take = d->body_len - d->body_got;
+		if (take > n)
+			take = n;
+		if (d->kept < d->keep) {
+			size_t k = d->keep - d->kept < take ? d->keep - d->kept : take;
+			memcpy(d->buf + d->kept, buf, k);
+			d->kept += k;
+		}
+		d->body_got += (uint32_t)take;
+		buf += take;
+		n -= take;
+		if (d->body_got < d->body_len)
+			break;
+		/* A whole message. */
+		int startup = d->hdr_need == 4;
+		d->hdr_got = 0;
+		if (dir == TG_PG_TO_SERVER) {
+			if (startup)
+				fe_startup(w, d->buf, d->kept, &rc);
+			else
+				fe_message(w, d->type, d->buf, d->kept, d->kept == d->body_len, now, context, ctx);
+		} else {
+			be_message(w, d->type, d->buf, d->kept, now, emit, context, ctx);
+		}
+	}
+	if (rc != TG_PG_OK)
+		w->dead = 1;
+	return rc;
+}
+
+void tg_pgwire_close(struct tg_pgwire *w, uint64_t now, tg_pg_emit_fn emit, void *ctx)
+{
+	while (w->qcount) {
+		struct qent *e = q_at(w, 0);
+		if (e->kind != Q_SYNC && !e->done) {
+			static const char closed[] = "08006 connection closed";
+			e->failed = 1;
+			memcpy(e->err, closed, sizeof closed - 1);
+			e->err_len = sizeof closed - 1;
+			emit_q(w, e, now, emit, ctx);
+		}
+		q_pop(w);
+	}
+}

@@ -1,0 +1,354 @@
+/*
+ * sampler.c - the Python stack sampler: one thread per traced Python process
+ * that, every 1/rate seconds, reads every Python thread's frame chain
+ * (pyframes.c, safe reads, no GIL) and appends one TG_EV_SAMPLE per thread to
+ * the process ring, preceded by a TG_EV_CODE the first time a code object is
+ * seen (event_py.h).
+ *
+ * Running or waiting: each sample carries the thread's CPU time used since
+ * its previous sample (a per-thread CPU clock read with clock_gettime, one
+ * system call, no /proc parsing); a thread that used less than half of the
+ * wall interval on CPU is labelled waiting (blocked in epoll, on a socket, a
+ * lock or the GIL), else running. The collector sums cpu_ns per request.
+ *
+ * Costs and bounds: at most MAX_THREADS threads and MAX_FRAMES frames per
+ * tick; a stack that changes under the reader is dropped and counted; the
+ * thread blocks every signal, never allocates after start, never takes a lock
+ * the app can hold, and does not keep the process alive. After fork the
+ * child starts its own sampler (tg_sampler_after_fork).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "event_py.h"
+#include "pyframes.h"
+#include "tg_preload.h"
+
+#define MAX_THREADS 256
+#define MAX_FRAMES 1024
+#define RD_SLOTS 64            /* page cache of one tick: 256 KiB */
+#define CODE_SLOTS 8192        /* code objects remembered as already sent */
+#define TABLE_CAP 8192         /* bytes of co_linetable sent per code object */
+#define INFO_EVERY_NS 1000000000ull
+#define RECHECK_NS 50000000ull /* identity of a known code object re-read this often */
+
+/* Request scope, provided by scope.c when it is linked in. */
+uint64_t tg_scope_of_frames(const uintptr_t *frames, int n) __attribute__((weak));
+uint64_t tg_scope_of_thread(uint32_t tid) __attribute__((weak));
+
+void tg_sampler_start(void);
+void tg_sampler_after_fork(void);
+
+struct thr_state {
+	uint32_t tid;
+	uint64_t cpu_ns;  /* thread CPU time at its previous sample */
+	uint64_t wall_ns; /* CLOCK_MONOTONIC at its previous sample */
+	uint64_t tick;    /* last tick it was seen */
+};
+
+struct code_slot {
+	uintptr_t code;
+	uint64_t ident;
+	uint64_t checked; /* tick of the last identity check */
+};
+
+static struct {
+	unsigned rate_hz;
+	uint64_t recheck_ticks; /* RECHECK_NS in ticks */
+	int started;
+	uint64_t gen; /* bumped on fork: a stale thread exits */
+	/* counters (sampler thread only) */
+	uint64_t ticks, samples, dropped, truncated, codes, ring_full, overruns;
+} S;
+
+/* Sampler-thread-only buffers (static: no allocation while sampling). */
+static uintptr_t rd_tags[RD_SLOTS];
+static uint8_t rd_pages[RD_SLOTS * 4096];
+static struct tg_py_thread threads[MAX_THREADS];
+static struct thr_state tstates[MAX_THREADS];
+static struct tg_py_frame frames[MAX_FRAMES];
+static uintptr_t frame_addrs[MAX_FRAMES];
+static struct code_slot codes[CODE_SLOTS];
+static uint8_t table_buf[TABLE_CAP];
+static struct tg_py_code_info code_info;
+
+/* CPU time of thread tid of this process, 0 if unknown. */
+static uint64_t thread_cpu_ns(uint32_t tid)
+{
+	/* The kernel's per-thread CPU clock id (as pthread_getcpuclockid
+	 * builds it): ~tid << 3 | CPUCLOCK_PERTHREAD | CPUCLOCK_SCHED. */
+	clockid_t id = (clockid_t)((~(unsigned)tid << 3) | 4 | 2);
+	struct timespec ts;
+	if (clock_gettime(id, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static struct thr_state *thread_slot(uint32_t tid)
+{
+	unsigned h = (tid * 2654435761u) % MAX_THREADS;
+	for (unsigned i = 0; i < MAX_THREADS; i++) {
+		struct thr_state *t = &tstates[(h + i) % MAX_THREADS];
+		if (t->tid == tid)
+			return t;
+		if (t->tid == 0 || t->tick + 100 < S.ticks) { /* empty, or gone for 100 ticks */
+			memset(t, 0, sizeof *t);
+			t->tid = tid;
+			return t;
+		}
+	}
+	return NULL;
+}
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	return x;
+}
+
+/* Sends a TG_EV_CODE for code unless this exact object was sent before.
+ * A code object seen before is checked again (type and identity, against
+ * address reuse) when its last check is RECHECK_NS old: in between, a frame
+ * pointing at a known code address costs no read of the code object.
+ * Returns 0, -1 if the object could not be read (the sample is dropped). */
+static int note_code(struct tg_py_rd *rd, uintptr_t code)
+{
+	/* 4-way set: the entry of code, else an empty one, else the least
+	 * recently checked. */
+	unsigned h = (unsigned)mix(code) & (CODE_SLOTS - 1) & ~3u;
+	struct code_slot *c = NULL;
+	for (unsigned i = 0; i < 4; i++) {
+		struct code_slot *e = &codes[h + i];
+		if (e->code == code) {
+			c = e;
+			break;
+		}
+		if (!c || (c->code && (!e->code || e->checked < c->checked)))
+			c = e;
+	}
+	if (c->code == code && S.ticks - c->checked < S.recheck_ticks)
+		return 0; /* known, and checked recently */
+	uint64_t ident;
+	if (tg_py_code_ident(rd, code, &ident) < 0)
+		return -1;
+	if (c->code == code && c->ident == ident) {
+		c->checked = S.ticks;
+		return 0;
+	}
+	if (tg_py_code_info(rd, code, &code_info, table_buf, sizeof table_buf) < 0)
+		return -1;
+	size_t ql = strlen(code_info.qualname), fl = strlen(code_info.filename);
+	uint32_t size = (uint32_t)((sizeof(struct tg_ev_code) + ql + fl + code_info.table_len + 7) & ~7ul);
+	struct tg_ev_code *ev = tg_reserve(size);
+	if (!ev) {
+		S.ring_full++;
+		return -1; /* not sent: do not remember it */
+	}
+	ev->code = code;
+	ev->ident = ident;
+	ev->firstlineno = code_info.firstlineno;
+	ev->py_version = tg_py_version();
+	ev->qualname_len = (uint16_t)ql;
+	ev->filename_len = (uint16_t)fl;
+	ev->table_len = code_info.table_len;
+	char *d = (char *)(ev + 1);
+	memcpy(d, code_info.qualname, ql);
+	memcpy(d + ql, code_info.filename, fl);
+	memcpy(d + ql + fl, table_buf, code_info.table_len);
+	size_t used = sizeof *ev + ql + fl + code_info.table_len;
+	memset((char *)ev + used, 0, size - used);
+	tg_ring_commit(ev, size, TG_EV_CODE, 0);
+	S.codes++;
+	c->code = code;
+	c->ident = ident;
+	c->checked = S.ticks;
+	return 0;
+}
+
+static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, uint64_t now)
+{
+	struct thr_state *ts = thread_slot(th->tid);
+	uint64_t cpu = thread_cpu_ns(th->tid);
+	uint64_t cpu_d = 0, wall_d = 0;
+	if (ts && ts->wall_ns) {
+		wall_d = now - ts->wall_ns;
+		cpu_d = cpu > ts->cpu_ns ? cpu - ts->cpu_ns : 0;
+	}
+	if (ts) {
+		ts->cpu_ns = cpu;
+		ts->wall_ns = now;
+		ts->tick = S.ticks;
+	}
+	int truncated;
+	int n = tg_py_walk_ex(rd, th->tstate, frames, MAX_FRAMES, &truncated, 0);
+	if (n < 0) {
+		S.dropped++;
+		return;
+	}
+	if (n == 0)
+		return; /* no Python code on this thread right now */
+	for (int i = 0; i < n; i++)
+		if (note_code(rd, frames[i].code) < 0) {
+			S.dropped++;
+			return;
+		}
+	uint64_t scope = 0;
+	if (tg_scope_of_frames) {
+		for (int i = 0; i < n; i++)
+			frame_addrs[i] = frames[i].frame;
+		scope = tg_scope_of_frames(frame_addrs, n);
+	}
+	if (!scope && tg_scope_of_thread)
+		scope = tg_scope_of_thread(th->tid);
+
+	uint32_t size = (uint32_t)(sizeof(struct tg_ev_sample) + (size_t)n * sizeof(struct tg_ev_pyframe));
+	struct tg_ev_sample *ev = tg_reserve(size);
+	if (!ev) {
+		S.ring_full++;
+		return;
+	}
+	ev->tid = th->tid;
+	int running;
+	if (wall_d)
+		running = cpu_d * 2 >= wall_d;
+	else
+		running = th->holds_gil == 1;
+	ev->state = running ? TG_PYSTATE_RUNNING : TG_PYSTATE_WAITING;
+	ev->flags = truncated ? TG_SAMPLEF_TRUNCATED : 0;
+	ev->nframes = (uint16_t)n;
+	ev->ts_ns = now;
+	ev->scope = scope;
+	ev->cpu_ns = cpu_d;
+	ev->interval_ns = wall_d;
+	struct tg_ev_pyframe *f = (struct tg_ev_pyframe *)(ev + 1);
+	for (int i = 0; i < n; i++) {
+		f[i].code = frames[i].code;
+		f[i].lasti = frames[i].lasti;
+		f[i].pad = 0;
+	}
+	tg_ring_commit(ev, size, TG_EV_SAMPLE, 0);
+	S.samples++;
+	if (truncated)
+		S.truncated++;
+}
+
+static void write_info(void)
+{
+	struct tg_ev_py_info ev;
+	memset(&ev, 0, sizeof ev);
+	struct timespec ts;
+	ev.py_version = tg_py_version();
+	ev.rate_hz = S.rate_hz;
+	ev.ticks = S.ticks;
+	ev.samples = S.samples;
+	ev.dropped = S.dropped;
+	ev.truncated = S.truncated;
+	ev.codes = S.codes;
+	ev.ring_full = S.ring_full;
+	ev.overruns = S.overruns;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+		ev.sampler_cpu_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	tg_ring_write(&tg_proc.ring, &ev, sizeof ev, TG_EV_PY_INFO);
+}
+
+static void *sampler_main(void *arg)
+{
+	uint64_t gen = (uint64_t)(uintptr_t)arg;
+	struct tg_py_rd rd = {.tags = rd_tags, .pages = rd_pages, .nslots = RD_SLOTS};
+	uint64_t period = 1000000000ull / S.rate_hz;
+	uint64_t next = tg_now_ns() + period, last_info = 0;
+	int was_up = 0;
+	while (__atomic_load_n(&S.gen, __ATOMIC_ACQUIRE) == gen) {
+		struct timespec dl = {.tv_sec = (time_t)(next / 1000000000ull),
+				      .tv_nsec = (long)(next % 1000000000ull)};
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &dl, NULL) == EINTR)
+			;
+		uint64_t now = tg_now_ns();
+		if (now > next + period) {
+			S.overruns++;
+			next = now;
+		}
+		next += period;
+		if (!tg_proc.enabled)
+			continue;
+		tg_py_rd_reset(&rd);
+		int n = tg_py_threads(&rd, threads, MAX_THREADS);
+		if (n < 0) {
+			if (was_up) { /* interpreter finalizing: last counters, then rest */
+				write_info();
+				was_up = 0;
+			}
+			next = now + 20 * period; /* not up yet (or finalizing): poll slowly */
+			continue;
+		}
+		was_up = 1;
+		S.ticks++;
+		for (int i = 0; i < n; i++)
+			sample_thread(&rd, &threads[i], now);
+		if (now - last_info >= INFO_EVERY_NS) {
+			write_info();
+			last_info = now;
+		}
+	}
+	return NULL;
+}
+
+static void spawn(void)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	pthread_t t;
+	if (pthread_attr_init(&attr) != 0)
+		return;
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits: no signal ever lands on it */
+	uint64_t gen = __atomic_add_fetch(&S.gen, 1, __ATOMIC_ACQ_REL);
+	if (pthread_create(&t, &attr, sampler_main, (void *)(uintptr_t)gen) == 0) {
+		pthread_setname_np(t, "timeglass-smp");
+		S.started = 1;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+}
+
+/* Starts the sampler if this process runs a supported CPython, is traced,
+ * and sampling is not turned off (TIMEGLASS_SAMPLE_HZ=0). Call once, from the
+ * library constructor after registration. */
+void tg_sampler_start(void)
+{
+	const char *s = getenv("TIMEGLASS_SAMPLE_HZ");
+	unsigned long hz = s && *s ? strtoul(s, NULL, 10) : 1000;
+	if (hz == 0 || !tg_proc.enabled || tg_py_init() < 0)
+		return;
+	if (hz > 100000)
+		hz = 100000;
+	S.rate_hz = (unsigned)hz;
+	S.recheck_ticks = RECHECK_NS * hz / 1000000000ull;
+	if (S.recheck_ticks == 0)
+		S.recheck_ticks = 1;
+	spawn();
+}
+
+/* In a fork child, once it is registered: forget what the parent sent and
+ * start a sampler of its own (threads do not survive fork). */
+void tg_sampler_after_fork(void)
+{
+	tg_py_after_fork();
+	if (!S.started)
+		return;
+	S.started = 0;
+	S.ticks = S.samples = S.dropped = S.truncated = S.codes = S.ring_full = S.overruns = 0;
+	memset(codes, 0, sizeof codes);
+	memset(tstates, 0, sizeof tstates);
+	if (tg_proc.enabled && S.rate_hz)
+		spawn();
+}

@@ -1,0 +1,601 @@
+/*
+ * scope.c - request scopes and the records of the SQL and HTTP taps.
+ *
+ * The marker (bootstrap or TimeGlassMiddleware) calls timeglass_scope_enter()
+ * inside each request's task: we hand out a token, remember the calling
+ * thread's innermost Python frame (the request task's coroutine frame, which
+ * lives as long as the request) as that request's root, and write a
+ * TG_SCOPE_BEGIN record. A query then belongs to the request whose root
+ * frame is the innermost registered root on the querying thread's stack -
+ * right for any number of requests interleaved on one asyncio loop. Worker
+ * threads (sync endpoints in the threadpool) are told their token directly
+ * with timeglass_thread_enter().
+ *
+ * Workload: one enter/exit pair per request, one lookup per query or
+ * outbound call. The root table is a fixed open-addressing table updated
+ * with atomics: no locks, no allocation.
+ */
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "../cli/lines.h"
+#include "event_sql.h"
+#include "pyframes.h"
+#include "taps.h"
+#include "tg_preload.h"
+
+#define TG_EXPORT __attribute__((visibility("default")))
+#define ROOTS 4096u        /* root table slots (power of two): requests in flight per process */
+#define FRAMES_MAX 256     /* Python frames searched for a root, innermost first */
+
+TG_TLS int tg_tap_depth;
+TG_TLS int tg_in_libpq;
+
+static TG_TLS uint64_t thread_token; /* set by timeglass_thread_enter, 0 if none */
+static uint64_t next_token;
+
+/* frame address -> token. A slot is free while its token is 0; its frame
+ * is 0 (never used: ends a probe chain) or TOMB (used before). A token
+ * carries its slot in its low bits, so that exit frees it directly:
+ * token = counter << 13 | has_slot << 12 | slot. */
+static struct root {
+	uintptr_t frame;
+	uint64_t token;
+} roots[ROOTS];
+static unsigned nroots; /* live entries: lookups are skipped while 0 */
+#define TOMB ((uintptr_t)1)
+#define TOKEN_HAS_SLOT (1ull << 12)
+
+static unsigned sql_max_bytes;
+static int capture_params = -1;
+
+unsigned tg_sql_max(void)
+{
+	unsigned v = __atomic_load_n(&sql_max_bytes, __ATOMIC_RELAXED);
+	if (TG_LIKELY(v))
+		return v;
+	const char *s = getenv("TIMEGLASS_SQL_MAX");
+	unsigned long n = s && *s ? strtoul(s, NULL, 10) : TG_SQL_MAX_DEFAULT;
+	if (n < 16)
+		n = 16;
+	if (n > TG_SQL_MAX_LIMIT)
+		n = TG_SQL_MAX_LIMIT;
+	__atomic_store_n(&sql_max_bytes, (unsigned)n, __ATOMIC_RELAXED);
+	return (unsigned)n;
+}
+
+int tg_sql_on(void)
+{
+	static int on = -1;
+	int v = __atomic_load_n(&on, __ATOMIC_RELAXED);
+	if (TG_LIKELY(v >= 0))
+		return v;
+	const char *s = getenv("TIMEGLASS_NO_SQL");
+	v = !(s && *s && strcmp(s, "0") != 0);
+	__atomic_store_n(&on, v, __ATOMIC_RELAXED);
+	return v;
+}
+
+int tg_capture_params(void)
+{
+	int v = __atomic_load_n(&capture_params, __ATOMIC_RELAXED);
+	if (TG_LIKELY(v >= 0))
+		return v;
+	const char *s = getenv("TIMEGLASS_CAPTURE_PARAMS");
+	v = s && *s && strcmp(s, "0") != 0;
+	__atomic_store_n(&capture_params, v, __ATOMIC_RELAXED);
+	return v;
+}
+
+static inline unsigned slot_of(uintptr_t frame)
+{
+	uint64_t h = (uint64_t)frame * 0x9e3779b97f4a7c15ull;
+	return (unsigned)(h >> 40) & (ROOTS - 1);
+}
+
+/* Registers frame as a root; returns the token (with its slot) or, when
+ * the table is full, a token without a slot. */
+static uint64_t root_add(uintptr_t frame, uint64_t counter)
+{
+	unsigned i = slot_of(frame);
+	for (unsigned n = 0; n < ROOTS; n++, i = (i + 1) & (ROOTS - 1)) {
+		uint64_t expect = 0;
+		uint64_t token = counter << 13 | TOKEN_HAS_SLOT | i;
+		if (__atomic_load_n(&roots[i].token, __ATOMIC_RELAXED) != 0)
+			continue;
+		if (!__atomic_compare_exchange_n(&roots[i].token, &expect, token, 0, __ATOMIC_ACQ_REL,
+						 __ATOMIC_RELAXED))
+			continue;
+		__atomic_store_n(&roots[i].frame, frame, __ATOMIC_RELEASE);
+		__atomic_fetch_add(&nroots, 1, __ATOMIC_RELAXED);
+		return token;
+	}
+	return counter << 13;
+}
+
+static void root_del(uint64_t token)
+{
+	if (!(token & TOKEN_HAS_SLOT))
+		return;
+	struct root *r = &roots[token & (ROOTS - 1)];
+	if (__atomic_load_n(&r->token, __ATOMIC_ACQUIRE) != token)
+		return;
+	__atomic_store_n(&r->frame, TOMB, __ATOMIC_RELEASE);
+	__atomic_store_n(&r->token, 0, __ATOMIC_RELEASE);
+	__atomic_fetch_sub(&nroots, 1, __ATOMIC_RELAXED);
+}
+
+static uint64_t root_find(uintptr_t frame)
+{
+	unsigned i = slot_of(frame);
+	for (unsigned n = 0; n < ROOTS; n++, i = (i + 1) & (ROOTS - 1)) {
+		uintptr_t cur = __atomic_load_n(&roots[i].frame, __ATOMIC_ACQUIRE);
+		if (cur == frame) {
+			uint64_t t = __atomic_load_n(&roots[i].token, __ATOMIC_ACQUIRE);
+			/* Re-check: the slot may have been recycled meanwhile. */
+			if (__atomic_load_n(&roots[i].frame, __ATOMIC_ACQUIRE) == frame)
+				return t;
+			return 0;
+		}
+		if (cur == 0)
+			return 0;
+	}
+	return 0;
+}
+
+uint64_t tg_scope_current(void)
+{
+	if (thread_token)
+		return thread_token;
+	if (!__atomic_load_n(&nroots, __ATOMIC_RELAXED))
+		return 0;
+	uintptr_t frames[FRAMES_MAX];
+	int n = tg_py_thread_frames(frames, FRAMES_MAX);
+	for (int i = 0; i < n; i++) {
+		uint64_t t = root_find(frames[i]);
+		if (t)
+			return t;
+	}
+	return 0;
+}
+
+/* ---- scope and call site in one walk ----------------------------------
+ *
+ * A query needs both its request scope (the innermost registered root frame
+ * on the stack) and its call site (the innermost frame of the app's own
+ * code). One walk of the thread's frames gives both; what costs most -
+ * deciding whether a code object is the app's, and turning (code, offset)
+ * into "file:line function" - is cached process-wide. The app/library
+ * verdict is cached per code object address; a site string per (code,
+ * identity, offset), the identity guarding against a code object freed and
+ * another allocated at its address.
+ */
+
+#define CTX_FRAMES 128     /* frames walked when the scope must be found */
+#define SCOPE_FRAMES 12    /* frames walked first for scope and site (a FastAPI
+			    * endpoint's root is 9 frames up) */
+#define SITE_FRAMES 6      /* frames walked first for the call site alone */
+#define APP_SLOTS 2048     /* code objects classified (power of two) */
+#define SITE_SLOTS 1024    /* call sites cached (power of two) */
+#define RD_SLOTS 4         /* pages cached by the reader during one walk */
+
+static struct app_ent {
+	uintptr_t code;
+	int app;
+} app_cache[APP_SLOTS];
+
+static struct site_ent {
+	uintptr_t code;
+	uint64_t ident;
+	int32_t lasti;
+	uint16_t len;
+	char text[TG_CALL_SITE_MAX];
+} site_cache[SITE_SLOTS];
+
+static int cache_lock;
+static TG_TLS uintptr_t my_tstate;
+static TG_TLS uint32_t my_tstate_tid;
+
+static void cache_acquire(void)
+{
+	while (__atomic_exchange_n(&cache_lock, 1, __ATOMIC_ACQUIRE))
+		;
+}
+
+static void cache_release(void)
+{
+	__atomic_store_n(&cache_lock, 0, __ATOMIC_RELEASE);
+}
+
+/* Same rule as the sampler's: not the standard library, installed
+ * packages, frozen modules or TimeGlass. */
+static int app_file(const char *fn)
+{
+	if (fn[0] != '/' && fn[0] != '.')
+		return fn[0] != '<' && fn[0] != '\0';
+	return !strstr(fn, "/site-packages/") && !strstr(fn, "/dist-packages/") && !strstr(fn, "/lib/python3") &&
+	       !strstr(fn, "/lib64/python3") && !strstr(fn, "/timeglass/");
+}
+
+/* The calling thread's PyThreadState, cached per thread. */
+static uintptr_t thread_state(struct tg_py_rd *rd, int refresh)
+{
+	uint32_t tid = tg_tid();
+	if (my_tstate && my_tstate_tid == tid && !refresh)
+		return my_tstate;
+	struct tg_py_thread th[256];
+	int n = tg_py_threads(rd, th, 256);
+	my_tstate = 0;
+	for (int i = 0; i < n; i++) {
+		if (th[i].tid == tid) {
+			my_tstate = th[i].tstate;
+			my_tstate_tid = tid;
+		}
+	}
+	return my_tstate;
+}
+
+/* 1 if code is the app's own; -1 if it cannot be read. */
+static int is_app_code(struct tg_py_rd *rd, uintptr_t code)
+{
+	struct app_ent *e = &app_cache[(code >> 4) & (APP_SLOTS - 1)];
+	cache_acquire();
+	int app = e->code == code ? e->app : -2;
+	cache_release();
+	if (app != -2)
+		return app;
+	static TG_TLS struct tg_py_code_info ci;
+	if (tg_py_code_info(rd, code, &ci, NULL, 0) < 0)
+		return -1;
+	app = app_file(ci.filename);
+	cache_acquire();
+	e->code = code;
+	e->app = app;
+	cache_release();
+	return app;
+}
+
+/* "file:line function" of frame f into site (cap bytes). Returns its length. */
+static size_t site_of(struct tg_py_rd *rd, const struct tg_py_frame *f, char *site, size_t cap)
+{
+	uint64_t ident;
+	if (tg_py_code_ident(rd, f->code, &ident) < 0)
+		return 0;
+	unsigned h = (unsigned)(((f->code >> 4) * 31 + (uintptr_t)f->lasti) & (SITE_SLOTS - 1));
+	struct site_ent *e = &site_cache[h];
+	size_t len = 0;
+	int hit = 0;
+	cache_acquire();
+	if (e->code == f->code && e->ident == ident && e->lasti == f->lasti) {
+		len = e->len < cap ? e->len : cap;
+		memcpy(site, e->text, len);
+		hit = 1;
+	}
+	cache_release();
+	if (hit)
+		return len;
+	static TG_TLS struct tg_py_code_info ci;
+	static TG_TLS uint8_t table[4096];
+	if (tg_py_code_info(rd, f->code, &ci, table, sizeof table) < 0)
+		return 0;
+	int line = tg_py_addr2line(table, ci.table_len, ci.firstlineno, f->lasti);
+	if (line < 0)
+		line = ci.firstlineno;
+	char text[TG_CALL_SITE_MAX];
+	int w = snprintf(text, sizeof text, "%s:%d %s", ci.filename, line, ci.qualname);
+	if (w <= 0)
+		return 0;
+	len = (size_t)w < sizeof text ? (size_t)w : sizeof text - 1;
+	cache_acquire();
+	e->code = f->code;
+	e->ident = ident;
+	e->lasti = f->lasti;
+	e->len = (uint16_t)len;
+	memcpy(e->text, text, len);
+	cache_release();
+	if (len > cap)
+		len = cap;
+	memcpy(site, text, len);
+	return len;
+}
+
+size_t tg_taps_context(uint64_t *scope, char *site, size_t cap)
+{
+	*scope = thread_token;
+	if (tg_py_init() < 0)
+		return 0;
+	uintptr_t tags[RD_SLOTS];
+	uint8_t pages[RD_SLOTS * 4096];
+	struct tg_py_rd rd = {.tags = tags, .pages = pages, .nslots = RD_SLOTS};
+	tg_py_rd_reset(&rd);
+	int need_scope = !*scope && __atomic_load_n(&nroots, __ATOMIC_RELAXED);
+	struct tg_py_frame fr[CTX_FRAMES];
+	int truncated = 0, n = -1;
+	uintptr_t ts = 0;
+	/* A short walk first: the request's root is usually a dozen frames up. */
+	for (int attempt = 0; attempt < 2 && n <= 0; attempt++) {
+		ts = thread_state(&rd, attempt);
+		if (!ts)
+			return 0;
+		n = tg_py_walk_ex(&rd, ts, fr, need_scope ? SCOPE_FRAMES : SITE_FRAMES, &truncated, 0);
+	}
+	size_t len = 0;
+	int site_done = 0, deep = 0;
+	for (int i = 0; i < n && (!site_done || need_scope); i++) {
+		if (i == n - 1 && truncated && !deep && (need_scope || !site_done)) {
+			/* Not found in the short walk: walk the whole chain once. */
+			int m = tg_py_walk_ex(&rd, ts, fr, CTX_FRAMES, &truncated, 0);
+			if (m > n)
+				n = m;
+			deep = 1;
+		}
+		if (need_scope) {
+			uint64_t t = root_find(fr[i].frame);
+			if (t) {
+				*scope = t;
+				need_scope = 0;
+			}
+		}
+		if (!site_done) {
+			int app = is_app_code(&rd, fr[i].code);
+			if (app < 0)
+				break; /* the chain moved under us: no site rather than a wrong one */
+			if (app) {
+				len = site_of(&rd, &fr[i], site, cap);
+				site_done = 1;
+			}
+		}
+	}
+	return len;
+}
+
+static uint8_t parse_host(const char *host, uint8_t addr[16])
+{
+	memset(addr, 0, 16);
+	if (!host)
+		return 0;
+	if (inet_pton(AF_INET, host, addr) == 1)
+		return AF_INET;
+	if (inet_pton(AF_INET6, host, addr) == 1)
+		return AF_INET6;
+	return 0;
+}
+
+static void emit_scope(unsigned kind, uint64_t token, const char *host, int port)
+{
+	struct tg_ev_scope *ev = tg_reserve(sizeof *ev);
+	if (!ev)
+		return;
+	memset((char *)ev + sizeof ev->h, 0, sizeof *ev - sizeof ev->h);
+	ev->tid = tg_tid();
+	ev->kind = (uint16_t)kind;
+	ev->token = token;
+	ev->ts_ns = tg_now_ns();
+	ev->client_family = parse_host(host, ev->client_addr);
+	ev->client_port = (uint16_t)port;
+	tg_ring_commit(ev, sizeof *ev, TG_EV_REQ_SCOPE, 0);
+}
+
+TG_EXPORT uint64_t timeglass_scope_enter(const char *client_host, int client_port);
+TG_EXPORT void timeglass_scope_exit(uint64_t token);
+TG_EXPORT void timeglass_thread_enter(uint64_t token);
+TG_EXPORT void timeglass_thread_exit(void);
+TG_EXPORT void timeglass_fd_scope(int fd, uint64_t token, int bind);
+
+/* Starts the scope of the request served by the calling task; client is
+ * the peer of its connection (NULL/0 for an in-process request). Returns
+ * the token (0 when not recording). */
+uint64_t timeglass_scope_enter(const char *client_host, int client_port)
+{
+	if (!tg_proc.enabled)
+		return 0;
+	int saved = errno;
+	uint64_t counter = __atomic_add_fetch(&next_token, 1, __ATOMIC_RELAXED);
+	uint64_t token = counter << 13;
+	uintptr_t frame;
+	if (tg_py_thread_frames(&frame, 1) == 1)
+		token = root_add(frame, counter);
+	emit_scope(TG_SCOPE_BEGIN, token, client_host, client_port);
+	errno = saved;
+	return token;
+}
+
+/* Ends a scope begun by timeglass_scope_enter (token 0 is ignored). */
+void timeglass_scope_exit(uint64_t token)
+{
+	if (!token || !tg_proc.enabled)
+		return;
+	int saved = errno;
+	if (__atomic_load_n(&nroots, __ATOMIC_RELAXED))
+		root_del(token);
+	emit_scope(TG_SCOPE_END, token, NULL, 0);
+	errno = saved;
+}
+
+/* The calling thread works for the request of `token` until thread_exit. */
+void timeglass_thread_enter(uint64_t token)
+{
+	thread_token = token;
+}
+
+void timeglass_thread_exit(void)
+{
+	thread_token = 0;
+}
+
+/* A driver is about to run an operation on its connection socket fd for
+ * the request of `token` (0: none) - bind 1 - or has finished it - bind 0.
+ * Queries sent on fd meanwhile belong to that scope and the caller's call
+ * site even when the bytes leave from the event loop, outside the task
+ * (uvloop batches writes). */
+void timeglass_fd_scope(int fd, uint64_t token, int bind)
+{
+	if (!tg_proc.enabled || fd < 0)
+		return;
+	int saved = errno;
+	char site[TG_CALL_SITE_MAX];
+	uint64_t walked;
+	size_t len = bind ? tg_taps_context(&walked, site, sizeof site) : 0;
+	tg_conn_bind(fd, bind, token, site, len);
+	errno = saved;
+}
+
+static inline uint16_t cap16(size_t n, size_t cap)
+{
+	return (uint16_t)(n < cap ? n : cap);
+}
+
+static uint8_t *put(uint8_t *p, const char *s, size_t n)
+{
+	if (n)
+		memcpy(p, s, n);
+	return p + n;
+}
+
+void tg_emit_query(const struct tg_query_info *q)
+{
+	if (!tg_proc.enabled)
+		return;
+	int saved = errno;
+	char site_buf[TG_CALL_SITE_MAX];
+	const char *site = q->site;
+	size_t site_len = q->site_len;
+	uint64_t scope = q->scope;
+	if (!q->site_set) {
+		uint64_t walked;
+		site = site_buf;
+		site_len = tg_taps_context(&walked, site_buf, sizeof site_buf);
+		if (!q->scope_set && !scope)
+			scope = walked;
+	} else if (!q->scope_set && !scope) {
+		scope = tg_scope_current();
+	}
+	uint16_t flags = q->flags;
+	size_t max = tg_sql_max();
+	uint16_t sl = cap16(q->sql ? q->sql_len : 0, max);
+	if (q->sql && q->sql_len > sl)
+		flags |= TG_QF_SQL_TRUNCATED;
+	uint16_t dl = cap16(q->db ? q->db_len : 0, TG_SQL_DB_MAX);
+	uint16_t el = cap16(q->err ? q->err_len : 0, TG_SQL_ERR_MAX);
+	uint16_t pl = tg_capture_params() ? cap16(q->params ? q->params_len : 0, TG_SQL_PARAMS_MAX) : 0;
+	uint16_t tl = cap16(site_len, TG_CALL_SITE_MAX);
+	uint32_t size = (uint32_t)sizeof(struct tg_ev_query) + sl + dl + el + pl + tl;
+	uint8_t *rec = tg_reserve(size);
+	if (!rec) {
+		errno = saved;
+		return;
+	}
+	struct tg_ev_query *ev = (struct tg_ev_query *)rec;
+	ev->tid = tg_tid();
+	ev->tap = q->tap;
+	ev->db_system = q->db_system;
+	ev->flags = flags;
+	ev->scope = scope;
+	ev->conn_key = q->conn_key;
+	ev->start_ns = q->start_ns;
+	ev->end_ns = q->end_ns >= q->start_ns ? q->end_ns : q->start_ns;
+	ev->rows = q->rows;
+	ev->sql_len = sl;
+	ev->db_len = dl;
+	ev->err_len = el;
+	ev->params_len = pl;
+	ev->site_len = tl;
+	memset(ev->pad0, 0, sizeof ev->pad0);
+	uint8_t *p = rec + sizeof *ev;
+	p = put(p, q->sql, sl);
+	p = put(p, q->db, dl);
+	p = put(p, q->err, el);
+	p = put(p, q->params, pl);
+	p = put(p, site, tl);
+	uint32_t padded = (size + 7u) & ~7u;
+	memset(p, 0, padded - size);
+	tg_ring_commit(rec, size, TG_EV_QUERY, 0);
+	errno = saved;
+}
+
+void tg_emit_http_call(const struct tg_http_call_info *h)
+{
+	if (!tg_proc.enabled)
+		return;
+	int saved = errno;
+	uint16_t ml = cap16(h->method_len, 16), hl = cap16(h->host_len, 256), tl = cap16(h->target_len, 2048),
+		 el = cap16(h->err_len, TG_SQL_ERR_MAX), sl = cap16(h->site_len, TG_CALL_SITE_MAX);
+	uint32_t size = (uint32_t)sizeof(struct tg_ev_http_call) + ml + hl + tl + el + sl;
+	uint8_t *rec = tg_reserve(size);
+	if (!rec) {
+		errno = saved;
+		return;
+	}
+	struct tg_ev_http_call *ev = (struct tg_ev_http_call *)rec;
+	ev->tid = tg_tid();
+	ev->status = h->status;
+	ev->flags = h->flags;
+	ev->scope = h->scope;
+	ev->start_ns = h->start_ns;
+	ev->end_ns = h->end_ns >= h->start_ns ? h->end_ns : h->start_ns;
+	ev->request_bytes = h->request_bytes;
+	ev->response_bytes = h->response_bytes;
+	ev->method_len = ml;
+	ev->host_len = hl;
+	ev->target_len = tl;
+	ev->err_len = el;
+	ev->site_len = sl;
+	memset(ev->pad0, 0, sizeof ev->pad0);
+	uint8_t *p = rec + sizeof *ev;
+	p = put(p, h->method, ml);
+	p = put(p, h->host, hl);
+	p = put(p, h->target, tl);
+	p = put(p, h->err, el);
+	p = put(p, h->site, sl);
+	uint32_t padded = (size + 7u) & ~7u;
+	memset(p, 0, padded - size);
+	tg_ring_commit(rec, size, TG_EV_HTTP_CALL, 0);
+	errno = saved;
+}
+
+/* ---- real functions of libraries the app may load with dlopen ---- */
+
+struct find_lib {
+	const char *prefix;
+	const char *name;
+	void *ours;
+	void *found;
+};
+
+static int find_in_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)size;
+	struct find_lib *f = data;
+	const char *path = info->dlpi_name;
+	if (!path || !*path)
+		return 0;
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	if (strncmp(base, f->prefix, strlen(f->prefix)) != 0)
+		return 0;
+	void *h = dlopen(path, RTLD_NOLOAD | RTLD_LAZY);
+	if (!h)
+		return 0;
+	void *fn = dlsym(h, f->name);
+	if (fn && fn != f->ours) {
+		f->found = fn;
+		return 1;
+	}
+	return 0;
+}
+
+void *tg_lib_sym(const char *prefix, const char *name, void *ours)
+{
+	void *fn = dlsym(RTLD_NEXT, name);
+	if (fn && fn != ours)
+		return fn;
+	struct find_lib f = {.prefix = prefix, .name = name, .ours = ours};
+	dl_iterate_phdr(find_in_object, &f);
+	return f.found;
+}

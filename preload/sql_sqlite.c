@@ -1,0 +1,372 @@
+/*
+ * sql_sqlite.c - the sqlite3 taps: every statement the app runs on its own
+ * SQLite databases (Python's sqlite3 module, SQLAlchemy over it) becomes a
+ * TG_EV_QUERY record with its text, duration (first step to done, error or
+ * reset), rows and error.
+ *
+ * Workload: Python's sqlite3 module prepares each statement once (it keeps
+ * a statement cache), then steps it and resets it; per query we keep one
+ * entry in a small per-thread table (SQLite connections are used by one
+ * thread at a time) and write one record when the statement finishes.
+ * Statements SQLite runs inside prepare or step (schema loading) are not
+ * the app's and pass through. TimeGlass's own store is never captured:
+ * connections to a file named timeglass.db, under a .timeglass directory or
+ * at $TIMEGLASS_DB are skipped.
+ *
+ * libsqlite3 usually arrives with dlopen (Python's _sqlite3 module), so the
+ * real functions are looked up in it on first use (tg_lib_sym).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "taps.h"
+#include "tg_preload.h"
+
+#define TG_EXPORT __attribute__((visibility("default")))
+
+typedef struct sqlite3 sqlite3;
+typedef struct sqlite3_stmt sqlite3_stmt;
+
+#define SQLITE_OK 0
+#define SQLITE_ROW 100
+#define SQLITE_DONE 101
+
+TG_EXPORT int sqlite3_prepare_v2(sqlite3 *db, const char *sql, int n, sqlite3_stmt **st, const char **tail);
+TG_EXPORT int sqlite3_prepare_v3(sqlite3 *db, const char *sql, int n, unsigned flags, sqlite3_stmt **st,
+				 const char **tail);
+TG_EXPORT int sqlite3_step(sqlite3_stmt *st);
+TG_EXPORT int sqlite3_reset(sqlite3_stmt *st);
+TG_EXPORT int sqlite3_finalize(sqlite3_stmt *st);
+
+static struct {
+	int (*prepare_v2)(sqlite3 *, const char *, int, sqlite3_stmt **, const char **);
+	int (*prepare_v3)(sqlite3 *, const char *, int, unsigned, sqlite3_stmt **, const char **);
+	int (*step)(sqlite3_stmt *);
+	int (*reset)(sqlite3_stmt *);
+	int (*finalize)(sqlite3_stmt *);
+	const char *(*sql)(sqlite3_stmt *);
+	sqlite3 *(*db_handle)(sqlite3_stmt *);
+	const char *(*db_filename)(sqlite3 *, const char *);
+	const char *(*errmsg)(sqlite3 *);
+	int (*changes)(sqlite3 *);
+	int (*stmt_readonly)(sqlite3_stmt *);
+	char *(*expanded_sql)(sqlite3_stmt *);
+	void (*free_)(void *);
+} real;
+static pthread_once_t real_once = PTHREAD_ONCE_INIT;
+
+#define LIB "libsqlite3.so"
+
+static void resolve(void)
+{
+	real.prepare_v2 = tg_lib_sym(LIB, "sqlite3_prepare_v2", (void *)sqlite3_prepare_v2);
+	real.prepare_v3 = tg_lib_sym(LIB, "sqlite3_prepare_v3", (void *)sqlite3_prepare_v3);
+	real.step = tg_lib_sym(LIB, "sqlite3_step", (void *)sqlite3_step);
+	real.reset = tg_lib_sym(LIB, "sqlite3_reset", (void *)sqlite3_reset);
+	real.finalize = tg_lib_sym(LIB, "sqlite3_finalize", (void *)sqlite3_finalize);
+	real.sql = tg_lib_sym(LIB, "sqlite3_sql", NULL);
+	real.db_handle = tg_lib_sym(LIB, "sqlite3_db_handle", NULL);
+	real.db_filename = tg_lib_sym(LIB, "sqlite3_db_filename", NULL);
+	real.errmsg = tg_lib_sym(LIB, "sqlite3_errmsg", NULL);
+	real.changes = tg_lib_sym(LIB, "sqlite3_changes", NULL);
+	real.stmt_readonly = tg_lib_sym(LIB, "sqlite3_stmt_readonly", NULL);
+	real.expanded_sql = tg_lib_sym(LIB, "sqlite3_expanded_sql", NULL);
+	real.free_ = tg_lib_sym(LIB, "sqlite3_free", NULL);
+}
+
+static inline void need_real(void)
+{
+	pthread_once(&real_once, resolve);
+}
+
+/* 1 when every helper we use to describe a statement is there. */
+static int can_describe(void)
+{
+	return real.sql && real.db_handle && real.db_filename && real.errmsg && real.changes &&
+	       real.stmt_readonly;
+}
+
+/* ---- statements being stepped on this thread ---- */
+
+#define ACTIVE_MAX 16 /* statements stepped at once by one thread (nested cursors) */
+
+struct active {
+	sqlite3_stmt *st;  /* NULL = free */
+	uint64_t start_ns; /* first step */
+	int64_t rows;      /* SQLITE_ROW results so far */
+	uint64_t age;      /* for eviction: the oldest goes when the table is full */
+};
+
+static TG_TLS struct active active[ACTIVE_MAX];
+static TG_TLS uint64_t active_clock;
+static TG_TLS int nactive;
+
+static struct active *active_find(sqlite3_stmt *st)
+{
+	if (!nactive)
+		return NULL;
+	for (int i = 0; i < ACTIVE_MAX; i++)
+		if (active[i].st == st)
+			return &active[i];
+	return NULL;
+}
+
+static struct active *active_new(sqlite3_stmt *st, uint64_t now)
+{
+	struct active *a = NULL;
+	for (int i = 0; i < ACTIVE_MAX && !a; i++)
+		if (!active[i].st)
+			a = &active[i];
+	if (!a) { /* abandoned statements (never reset): drop the oldest */
+		a = &active[0];
+		for (int i = 1; i < ACTIVE_MAX; i++)
+			if (active[i].age < a->age)
+				a = &active[i];
+		nactive--;
+	}
+	a->st = st;
+	a->start_ns = now;
+	a->rows = 0;
+	a->age = ++active_clock;
+	nactive++;
+	return a;
+}
+
+static void active_del(struct active *a)
+{
+	a->st = NULL;
+	nactive--;
+}
+
+static const char *store_env; /* $TIMEGLASS_DB, read once */
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+
+static void read_env(void)
+{
+	const char *e = getenv("TIMEGLASS_DB");
+	store_env = e && *e ? e : NULL;
+}
+
+/* Per thread: the last connection seen and its verdict (a handle is reused
+ * only after sqlite3_close, and then for a database opened anew). */
+static TG_TLS sqlite3 *last_db;
+static TG_TLS const char *last_file;
+static TG_TLS int last_own;
+
+/* 1 if db is TimeGlass's own store: never captured. */
+static int is_own_store(sqlite3 *db, const char **file)
+{
+	const char *fn = real.db_filename(db, "main");
+	*file = fn;
+	if (db == last_db && fn == last_file)
+		return last_own;
+	int own = 0;
+	if (fn && *fn) { /* in-memory or temporary databases are the app's */
+		size_t n = strlen(fn);
+		pthread_once(&env_once, read_env);
+		own = (n >= 12 && strcmp(fn + n - 12, "timeglass.db") == 0) || strstr(fn, "/.timeglass/") ||
+		      (store_env && strcmp(store_env, fn) == 0);
+	}
+	last_db = db;
+	last_file = fn;
+	last_own = own;
+	return own;
+}
+
+static const char *code_name(int rc)
+{
+	switch (rc & 0xff) {
+	case 1: return "SQLITE_ERROR";
+	case 3: return "SQLITE_PERM";
+	case 4: return "SQLITE_ABORT";
+	case 5: return "SQLITE_BUSY";
+	case 6: return "SQLITE_LOCKED";
+	case 7: return "SQLITE_NOMEM";
+	case 8: return "SQLITE_READONLY";
+	case 9: return "SQLITE_INTERRUPT";
+	case 10: return "SQLITE_IOERR";
+	case 11: return "SQLITE_CORRUPT";
+	case 13: return "SQLITE_FULL";
+	case 14: return "SQLITE_CANTOPEN";
+	case 17: return "SQLITE_SCHEMA";
+	case 18: return "SQLITE_TOOBIG";
+	case 19: return "SQLITE_CONSTRAINT";
+	case 20: return "SQLITE_MISMATCH";
+	case 21: return "SQLITE_MISUSE";
+	case 23: return "SQLITE_AUTH";
+	case 25: return "SQLITE_RANGE";
+	case 26: return "SQLITE_NOTADB";
+	default: return "SQLITE_ERROR";
+	}
+}
+
+/* Writes the record of a statement that finished with rc at now. */
+static void finish(sqlite3_stmt *st, sqlite3 *db, const char *file, const char *sql, size_t sql_len,
+		   uint64_t start, uint64_t now, int64_t rows, int rc)
+{
+	char err[TG_SQL_ERR_MAX];
+	int el = 0;
+	struct tg_query_info q = {
+		.tap = TG_TAP_SQLITE3,
+		.db_system = TG_DB_SQLITE,
+		.conn_key = (uint64_t)(uintptr_t)db,
+		.start_ns = start,
+		.end_ns = now,
+		.rows = rows,
+		.sql = sql,
+		.sql_len = sql_len,
+	};
+	if (file && *file) {
+		size_t fl = strlen(file);
+		q.db = fl > TG_SQL_DB_MAX ? file + fl - TG_SQL_DB_MAX : file;
+		q.db_len = fl > TG_SQL_DB_MAX ? TG_SQL_DB_MAX : fl;
+	} else {
+		q.db = ":memory:";
+		q.db_len = 8;
+	}
+	if (rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		const char *msg = real.errmsg(db);
+		el = snprintf(err, sizeof err, "%s %s", code_name(rc), msg ? msg : "");
+		if (el < 0)
+			el = 0;
+		if ((size_t)el >= sizeof err)
+			el = (int)sizeof err - 1;
+		q.flags |= TG_QF_ERROR;
+		q.err = err;
+		q.err_len = (size_t)el;
+	}
+	char *expanded = NULL;
+	if (st && tg_capture_params() && real.expanded_sql && real.free_) {
+		expanded = real.expanded_sql(st);
+		if (expanded) {
+			q.params = expanded;
+			q.params_len = strlen(expanded);
+		}
+	}
+	tg_emit_query(&q);
+	if (expanded)
+		real.free_(expanded);
+}
+
+static void finish_active(struct active *a, int rc, uint64_t now)
+{
+	sqlite3_stmt *st = a->st;
+	sqlite3 *db = real.db_handle(st);
+	const char *file;
+	int64_t rows = a->rows;
+	uint64_t start = a->start_ns;
+	active_del(a);
+	if (!db || is_own_store(db, &file))
+		return;
+	const char *sql = real.sql(st);
+	if (!rows && !real.stmt_readonly(st))
+		rows = real.changes(db);
+	finish(st, db, file, sql, sql ? strlen(sql) : 0, start, now, rows, rc);
+}
+
+static int prepare_done(sqlite3 *db, const char *sql, int n, int rc, uint64_t start)
+{
+	/* Only a failed prepare is a query of its own (a syntax error, an
+	 * unknown table): a statement that compiles is recorded when stepped. */
+	if (rc == SQLITE_OK || !db || !sql || !can_describe())
+		return rc;
+	const char *file;
+	if (is_own_store(db, &file))
+		return rc;
+	int saved = errno;
+	size_t len = n < 0 ? strlen(sql) : strnlen(sql, (size_t)n);
+	finish(NULL, db, file, sql, len, start, tg_now_ns(), 0, rc);
+	errno = saved;
+	return rc;
+}
+
+int sqlite3_prepare_v2(sqlite3 *db, const char *sql, int n, sqlite3_stmt **st, const char **tail)
+{
+	need_real();
+	if (!real.prepare_v2)
+		return 21; /* SQLITE_MISUSE: nothing to call (never happens with a loaded libsqlite3) */
+	if (!tg_proc.enabled || tg_tap_depth || !tg_sql_on())
+		return real.prepare_v2(db, sql, n, st, tail);
+	uint64_t start = tg_now_ns();
+	tg_tap_depth++;
+	int rc = real.prepare_v2(db, sql, n, st, tail);
+	tg_tap_depth--;
+	return prepare_done(db, sql, n, rc, start);
+}
+
+int sqlite3_prepare_v3(sqlite3 *db, const char *sql, int n, unsigned flags, sqlite3_stmt **st,
+		       const char **tail)
+{
+	need_real();
+	if (!real.prepare_v3)
+		return 21;
+	if (!tg_proc.enabled || tg_tap_depth || !tg_sql_on())
+		return real.prepare_v3(db, sql, n, flags, st, tail);
+	uint64_t start = tg_now_ns();
+	tg_tap_depth++;
+	int rc = real.prepare_v3(db, sql, n, flags, st, tail);
+	tg_tap_depth--;
+	return prepare_done(db, sql, n, rc, start);
+}
+
+int sqlite3_step(sqlite3_stmt *st)
+{
+	need_real();
+	if (!real.step)
+		return 21;
+	if (!tg_proc.enabled || tg_tap_depth || !st || !can_describe() || !tg_sql_on())
+		return real.step(st);
+	struct active *a = active_find(st);
+	if (!a)
+		a = active_new(st, tg_now_ns());
+	tg_tap_depth++;
+	int rc = real.step(st);
+	tg_tap_depth--;
+	if (rc == SQLITE_ROW) {
+		a->rows++;
+		return rc;
+	}
+	int saved = errno;
+	tg_tap_depth++;
+	finish_active(a, rc, tg_now_ns());
+	tg_tap_depth--;
+	errno = saved;
+	return rc;
+}
+
+/* A statement reset or finalized before SQLITE_DONE (fetchone, break out of
+ * a loop) finishes here. */
+static void stop_early(sqlite3_stmt *st)
+{
+	if (!nactive || !st || tg_tap_depth)
+		return;
+	struct active *a = active_find(st);
+	if (!a)
+		return;
+	int saved = errno;
+	tg_tap_depth++;
+	finish_active(a, SQLITE_DONE, tg_now_ns());
+	tg_tap_depth--;
+	errno = saved;
+}
+
+int sqlite3_reset(sqlite3_stmt *st)
+{
+	need_real();
+	if (!real.reset)
+		return 21;
+	stop_early(st);
+	return real.reset(st);
+}
+
+int sqlite3_finalize(sqlite3_stmt *st)
+{
+	need_real();
+	if (!real.finalize)
+		return 21;
+	stop_early(st);
+	return real.finalize(st);
+}

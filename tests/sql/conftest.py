@@ -1,0 +1,218 @@
+"""Fixtures of the SQL and outbound-HTTP capture tests.
+
+One PostgreSQL 15 server per session (pgharness.py), two local echo HTTP
+servers (plain and TLS) in this process, and one recorded run of
+apps/sqlapp.py under `timeglass run`, driven with 50-way concurrency over
+every driver and transport; the tests then check what the store holds.
+"""
+
+import concurrent.futures
+import http.server
+import json
+import os
+import random
+import re
+import shutil
+import sqlite3
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "integration"))
+
+import pgharness  # noqa: E402
+from tgtest import PYTHON, TracedServer, free_port, require_built, run_cli, timeglass_env  # noqa: E402
+
+APP = HERE / "apps" / "sqlapp.py"
+CONCURRENCY = 50
+
+# driver -> (tap that must see it, transports)
+DRIVERS = {
+    "pg2": ("libpq", ("tcp", "unix")),
+    "sqla": ("libpq", ("tcp", "unix")),
+    "pg3": ("wire", ("tcp", "unix")),
+    "pg3a": ("wire", ("tcp", "unix")),
+    "apg": ("wire", ("tcp", "unix")),
+    "lite": ("sqlite3", ("file",)),
+    "litea": ("sqlite3", ("file",)),
+}
+KINDS = {"one": 1, "loop": 6, "fail": 1}
+PER_GROUP = {"one": 30, "loop": 8, "fail": 4}  # requests per driver and transport
+HTTP_CLIENTS = ("requests", "httpx")
+HTTP_PER_GROUP = 20
+
+
+def site_lines():
+    """{"pg2-one": (line, function), ...} from the `# site:NAME` comments of the app."""
+    out = {}
+    func = None
+    for n, line in enumerate(APP.read_text().splitlines(), 1):
+        m = re.match(r"\s*(?:async )?def (\w+)\(", line)
+        if m:
+            func = m.group(1)
+        m = re.search(r"# site:([\w-]+)", line)
+        if m:
+            out[m.group(1)] = (n, func)
+    return out
+
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = ("echo " + self.path.split("?")[0]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def _echo_servers(tmp):
+    key, crt = os.path.join(tmp, "echo.key"), os.path.join(tmp, "echo.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "2"],
+                   check=True, capture_output=True, timeout=120)
+    plain = _Server(("127.0.0.1", 0), _Echo)
+    tls = _Server(("127.0.0.1", 0), _Echo)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+    for s in (plain, tls):
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    return plain, tls, crt
+
+
+@pytest.fixture(scope="session")
+def pg():
+    try:
+        server = pgharness.PgServer().start()
+    except pgharness.Unavailable as e:
+        pytest.skip("no PostgreSQL for the SQL tests: %s" % e)
+    try:
+        server.setup_schema()
+        yield server
+    finally:
+        server.stop()
+
+
+def _get(port, path):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=60) as r:
+        return r.status, json.loads(r.read())
+
+
+class Recorded:
+    """What one run recorded: requests, queries and spans (as JSON rows)."""
+
+    def __init__(self, db, responses, plan, lite_db, echo_ports, stderr):
+        self.db = db
+        self.responses = responses  # path -> (status, json)
+        self.plan = plan            # [(driver, transport, kind, i)]
+        self.lite_db = lite_db
+        self.echo_ports = echo_ports
+        self.stderr = stderr
+        self.requests = self._lines("requests", "--limit", "100000000")
+        self.queries = self._lines("queries")
+        self.spans = self._lines("spans")
+        self.by_path = {}
+        for r in self.requests:
+            self.by_path.setdefault(r["path"], []).append(r)
+
+    def _lines(self, cmd, *extra):
+        out = run_cli(cmd, "--db", self.db, "--json", *extra).stdout
+        return [json.loads(ln) for ln in out.splitlines() if ln.strip()]
+
+    def request(self, path):
+        rows = self.by_path.get(path, [])
+        assert len(rows) == 1, "expected one request row for %s, found %d" % (path, len(rows))
+        return rows[0]
+
+
+@pytest.fixture(scope="session")
+def recorded(pg, tmp_path_factory):
+    require_built()
+    tmp = str(tmp_path_factory.mktemp("sqlrun"))
+    store = os.path.join(tmp, "store", "timeglass.db")
+    os.makedirs(os.path.dirname(store))
+    lite_db = os.path.join(tmp, "app.db")
+    with sqlite3.connect(lite_db) as c:
+        c.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        c.executemany("INSERT INTO items VALUES (?, ?)", [(k, "item-%d" % k) for k in range(1, 101)])
+    plain, tls, ca = _echo_servers(tmp)
+    port = free_port()
+    env = timeglass_env({
+        "TG_DSN_TCP": pg.dsn_tcp(), "TG_DSN_UNIX": pg.dsn_unix(), "TG_LITE_DB": lite_db,
+        "TG_ECHO_HTTP": "http://127.0.0.1:%d" % plain.server_address[1],
+        "TG_ECHO_HTTPS": "https://127.0.0.1:%d" % tls.server_address[1],
+        "TG_ECHO_CA": ca,
+    })
+    argv = [PYTHON, "-m", "uvicorn", "sqlapp:app", "--app-dir", str(APP.parent), "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "warning"]
+    workdir = Path(tmp) / "server"
+    workdir.mkdir()
+    server = TracedServer(argv, store, port, workdir, env=env)
+    responses = {}
+    plan = []
+    try:
+        server.wait_ready()
+        n = 0
+        paths = []
+        for drv, (_tap, transports) in DRIVERS.items():
+            for tr in transports:
+                for kind, count in PER_GROUP.items():
+                    for _ in range(count):
+                        n += 1
+                        plan.append((drv, tr, kind, n))
+        for cl in HTTP_CLIENTS:
+            for scheme in ("http", "https"):
+                for _ in range(HTTP_PER_GROUP):
+                    n += 1
+                    plan.append(("http", cl, scheme, n))
+        # Warm-up, one at a time: pools and connections are made lazily.
+        warm = {}
+        for p in plan:
+            warm.setdefault(p[:2], p)
+        for p in warm.values():
+            paths.append(p)
+        rest = [p for p in plan if p not in paths]
+        random.Random(7).shuffle(rest)
+
+        def path_of(p):
+            if p[0] == "http":
+                return "/http/%s/%s/%d" % (p[1], p[2], p[3])
+            return "/%s/%s/%s/%d" % p
+
+        for p in paths:
+            responses[path_of(p)] = _get(port, path_of(p))
+        with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as ex:
+            futs = {ex.submit(_get, port, path_of(p)): path_of(p) for p in rest}
+            for f in concurrent.futures.as_completed(futs):
+                responses[futs[f]] = f.result()
+        for drv in ("pg2", "pg3"):
+            responses["/sslinfo-sync/" + drv] = _get(port, "/sslinfo-sync/" + drv)
+        for drv in ("pg3a", "apg"):
+            responses["/sslinfo/" + drv] = _get(port, "/sslinfo/" + drv)
+        server.stop()
+        assert server.returncode == 0, server.diagnostics()
+        stderr = server.stderr()
+    finally:
+        server.close()
+        plain.shutdown()
+        tls.shutdown()
+    yield Recorded(store, responses, plan, lite_db, (plain.server_address[1], tls.server_address[1]), stderr)
+    shutil.rmtree(tmp, ignore_errors=True)

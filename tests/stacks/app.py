@@ -1,0 +1,140 @@
+"""FastAPI app whose endpoints spend their time in known functions, for the
+stack sampler tests (tests/stacks)."""
+import time
+
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+def burn(seconds):
+    """Spins on the CPU for about `seconds`."""
+    end = time.thread_time() + seconds
+    x = 0
+    while time.thread_time() < end:
+        for _ in range(200):
+            x += 1
+    return x
+
+
+def hot_seventy(total):
+    return burn(total * 0.7)
+
+
+def cold_thirty(total):
+    return burn(total * 0.3)
+
+
+@app.get("/split")
+async def split(ms: int = 300):
+    """70% of the CPU in hot_seventy, 30% in cold_thirty."""
+    total = ms / 1000.0
+    hot_seventy(total)
+    cold_thirty(total)
+    return {"ok": True}
+
+
+def make_endpoint(i):
+    # Each endpoint's own function, with a distinct name, spinning in
+    # slices and yielding to the event loop in between so that requests
+    # interleave on the loop.
+    import asyncio
+
+    ns = {}
+    exec(
+        f"def work_{i}(s):\n"
+        f"    return burn(s)\n",
+        {"burn": burn},
+        ns,
+    )
+    work = ns[f"work_{i}"]
+
+    async def endpoint(ms: int = 200):
+        total = ms / 1000.0
+        slices = 10
+        for _ in range(slices):
+            work(total / slices)
+            await asyncio.sleep(0)
+        return {"endpoint": i}
+
+    endpoint.__name__ = f"endpoint_{i}"
+    app.add_api_route(f"/ep/{i}", endpoint, methods=["GET"])
+
+
+for _i in range(20):
+    make_endpoint(_i)
+
+
+def pool_work(total):
+    return burn(total)
+
+
+@app.get("/pool")
+def pool(ms: int = 200):
+    """A sync endpoint: runs in the threadpool."""
+    pool_work(ms / 1000.0)
+    return {"ok": True}
+
+
+def deep(n, total):
+    if n == 0:
+        return burn(total)
+    return deep(n - 1, total)
+
+
+@app.get("/recursion")
+async def recursion(depth: int = 500, ms: int = 200):
+    deep(depth, ms / 1000.0)
+    return {"depth": depth}
+
+
+def numbers(end_time):
+    while time.thread_time() < end_time:
+        for i in range(100):
+            yield i
+
+
+def gen_consume(total):
+    s = 0
+    for v in numbers(time.thread_time() + total):
+        s += v
+    return s
+
+
+@app.get("/generators")
+async def generators(ms: int = 200):
+    gen_consume(ms / 1000.0)
+    return {"ok": True}
+
+
+class AppError(Exception):
+    pass
+
+
+def raiser(i):
+    raise AppError(i)
+
+
+def exc_loop(total):
+    end = time.thread_time() + total
+    n = 0
+    while time.thread_time() < end:
+        try:
+            raiser(n)
+        except AppError:
+            n += 1
+    return n
+
+
+@app.get("/exceptions")
+async def exceptions(ms: int = 200):
+    exc_loop(ms / 1000.0)
+    return {"ok": True}
+
+
+@app.get("/sleep")
+async def sleep(ms: int = 200):
+    import asyncio
+
+    await asyncio.sleep(ms / 1000.0)
+    return {"ok": True}

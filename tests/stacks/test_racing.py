@@ -1,0 +1,42 @@
+"""The sampler at 10 kHz against a workload that races with it (deep
+recursion, exceptions, generators, coroutines, threads that come and go):
+the app must finish cleanly (and, with the ASan library, without a sanitizer
+report), most samples must be consistent, and racing ones are dropped and
+counted as a loss.
+
+TIMEGLASS_RACE_SECONDS (default 6) and TIMEGLASS_RACE_SAMPLES (default
+20000) scale it; the release bar is a million samples under the ASan build:
+  TIMEGLASS_BUILD=build-asan TIMEGLASS_TEST_LIB=build-asan/preload/libtimeglass.so \\
+  TIMEGLASS_TEST_PRELOAD_FIRST=$(gcc -print-file-name=libasan.so) \\
+  TIMEGLASS_RACE_SECONDS=60 TIMEGLASS_RACE_SAMPLES=1000000 \\
+  /usr/bin/python3 -m pytest tests/stacks/test_racing.py"""
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import tgtest
+from conftest import PYTHON
+
+HERE = Path(__file__).resolve().parent
+
+
+def test_racing_workload(tmp_path):
+    seconds = os.environ.get("TIMEGLASS_RACE_SECONDS", "6")
+    want = int(os.environ.get("TIMEGLASS_RACE_SAMPLES", "20000"))
+    db = tmp_path / "race.db"
+    r = subprocess.run([str(tgtest.TIMEGLASS), "run", "-q", "--db", str(db), "--sample-rate", "10000", "--",
+                        PYTHON, str(HERE / "racing.py"), seconds],
+                       capture_output=True, text=True, env=tgtest.timeglass_env(), timeout=float(seconds) * 4 + 60)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    assert "racing: done" in out
+    assert not tgtest.SANITIZER_MARK.search(out), out[-6000:]
+    with sqlite3.connect(db) as c:
+        samples, = c.execute("SELECT coalesce(sum(count), 0) FROM samples").fetchone()
+        dropped, = c.execute("SELECT coalesce(sum(events), 0) FROM losses WHERE kind = 'py_sample_race'").fetchone()
+        deepest, = c.execute("SELECT max(length(frames) - length(replace(frames, ',', '')) + 1) FROM stacks").fetchone()
+    print("samples %d, dropped as inconsistent %d, deepest %d" % (samples, dropped, deepest))
+    assert samples >= want, (samples, dropped)
+    assert dropped < samples / 4, (samples, dropped)
+    assert deepest >= 500

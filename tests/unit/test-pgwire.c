@@ -1,0 +1,334 @@
+/*
+ * test-pgwire.c - unit tests of the PostgreSQL wire-protocol parser
+ * (preload/pgwire.c): startup, simple and extended queries, pipelining,
+ * statement caching, errors, SSL negotiation, and splits at every byte.
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgwire.h"
+
+#define MAXQ 64
+
+struct got {
+	int n;
+	char sql[MAXQ][256];
+	char err[MAXQ][256];
+	char db[MAXQ][64];
+	int64_t rows[MAXQ];
+	int failed[MAXQ];
+	uint64_t start[MAXQ], end[MAXQ];
+	uint64_t scope[MAXQ];
+};
+
+static uint64_t next_scope = 100;
+
+static void emit(void *ctx, const struct tg_pg_query *q)
+{
+	struct got *g = ctx;
+	assert(g->n < MAXQ);
+	snprintf(g->sql[g->n], 256, "%.*s", (int)q->sql_len, q->sql ? q->sql : "");
+	snprintf(g->err[g->n], 256, "%.*s", (int)q->err_len, q->err ? q->err : "");
+	snprintf(g->db[g->n], 64, "%.*s", (int)q->db_len, q->db ? q->db : "");
+	g->rows[g->n] = q->rows;
+	g->failed[g->n] = q->failed;
+	g->start[g->n] = q->start_ns;
+	g->end[g->n] = q->end_ns;
+	g->scope[g->n] = q->scope;
+	g->n++;
+}
+
+static size_t context(void *ctx, uint64_t *scope, char *site, size_t cap)
+{
+	(void)ctx;
+	*scope = next_scope++;
+	return (size_t)snprintf(site, cap, "app.py:1 f");
+}
+
+/* ---- message builders ---- */
+
+struct buf {
+	uint8_t b[65536];
+	size_t n;
+};
+
+static void put32(struct buf *b, uint32_t v)
+{
+	b->b[b->n++] = (uint8_t)(v >> 24);
+	b->b[b->n++] = (uint8_t)(v >> 16);
+	b->b[b->n++] = (uint8_t)(v >> 8);
+	b->b[b->n++] = (uint8_t)v;
+}
+
+static void msg(struct buf *b, char type, const void *body, size_t len)
+{
+	b->b[b->n++] = (uint8_t)type;
+	put32(b, (uint32_t)len + 4);
+	memcpy(b->b + b->n, body, len);
+	b->n += len;
+}
+
+/* Body of concatenated NUL-terminated strings, then raw tail bytes. */
+static size_t strs(uint8_t *out, const char *const *s, int n)
+{
+	size_t len = 0;
+	for (int i = 0; i < n; i++) {
+		size_t l = strlen(s[i]) + 1;
+		memcpy(out + len, s[i], l);
+		len += l;
+	}
+	return len;
+}
+
+static void startup(struct buf *b, const char *db)
+{
+	uint8_t body[256];
+	size_t n = 0;
+	body[n++] = 0; body[n++] = 3; body[n++] = 0; body[n++] = 0;
+	const char *kv[] = {"user", "tg", "database", db, ""};
+	n += strs(body + n, kv, 5);
+	put32(b, (uint32_t)n + 4);
+	memcpy(b->b + b->n, body, n);
+	b->n += n;
+}
+
+static void query(struct buf *b, const char *sql)
+{
+	msg(b, 'Q', sql, strlen(sql) + 1);
+}
+
+static void parse(struct buf *b, const char *name, const char *sql)
+{
+	uint8_t body[4096];
+	const char *s[] = {name, sql};
+	size_t n = strs(body, s, 2);
+	body[n++] = 0;
+	body[n++] = 0; /* no parameter types */
+	msg(b, 'P', body, n);
+}
+
+static void bind(struct buf *b, const char *portal, const char *stmt)
+{
+	uint8_t body[256];
+	const char *s[] = {portal, stmt};
+	size_t n = strs(body, s, 2);
+	memset(body + n, 0, 6); /* formats, params, result formats */
+	n += 6;
+	msg(b, 'B', body, n);
+}
+
+static void execute(struct buf *b, const char *portal)
+{
+	uint8_t body[64];
+	size_t n = strlen(portal) + 1;
+	memcpy(body, portal, n);
+	memset(body + n, 0, 4);
+	msg(b, 'E', body, n + 4);
+}
+
+static void simple(struct buf *b, char type)
+{
+	msg(b, type, "", 0);
+}
+
+static void complete(struct buf *b, const char *tag)
+{
+	msg(b, 'C', tag, strlen(tag) + 1);
+}
+
+static void datarow(struct buf *b)
+{
+	static const uint8_t row[] = {0, 1, 0, 0, 0, 1, 'x'};
+	msg(b, 'D', row, sizeof row);
+}
+
+static void ready(struct buf *b)
+{
+	msg(b, 'Z', "I", 1);
+}
+
+static void error(struct buf *b, const char *code, const char *text)
+{
+	uint8_t body[512];
+	size_t n = 0;
+	body[n++] = 'S';
+	n += strs(body + n, (const char *[]){"ERROR"}, 1);
+	body[n++] = 'C';
+	n += strs(body + n, (const char *[]){code}, 1);
+	body[n++] = 'M';
+	n += strs(body + n, (const char *[]){text}, 1);
+	body[n++] = 0;
+	msg(b, 'E', body, n);
+}
+
+/* Feeds fe then be, split into chunks of `chunk` bytes (0 = whole). */
+static void feed(struct tg_pgwire *w, struct got *g, struct buf *fe, struct buf *be, size_t chunk, uint64_t t)
+{
+	for (int d = 0; d < 2; d++) {
+		struct buf *b = d ? be : fe;
+		size_t step = chunk ? chunk : b->n;
+		for (size_t off = 0; off < b->n; off += step) {
+			size_t n = b->n - off < step ? b->n - off : step;
+			int rc = tg_pgwire_feed(w, d ? TG_PG_FROM_SERVER : TG_PG_TO_SERVER, b->b + off, n, t + d, emit,
+						context, g);
+			assert(rc == TG_PG_OK);
+		}
+		b->n = 0;
+	}
+}
+
+static void session(size_t chunk)
+{
+	struct tg_pgwire *w = tg_pgwire_new(4096);
+	struct got g = {0};
+	struct buf fe = {.n = 0}, be = {.n = 0};
+
+	startup(&fe, "shop");
+	msg(&be, 'R', "\0\0\0\0", 4);
+	msg(&be, 'S', "a\0b", 4);
+	msg(&be, 'K', "\0\0\0\1\0\0\0\2", 8);
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 10);
+	assert(g.n == 0);
+
+	/* simple query with rows */
+	query(&fe, "SELECT 1");
+	msg(&be, 'T', "\0\0", 2);
+	datarow(&be);
+	datarow(&be);
+	complete(&be, "SELECT 2");
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 20);
+	assert(g.n == 1 && !strcmp(g.sql[0], "SELECT 1") && g.rows[0] == 2 && !g.failed[0]);
+	assert(!strcmp(g.db[0], "shop") && g.start[0] == 20 && g.end[0] == 21);
+
+	/* extended: Parse/Bind/Describe/Execute/Sync, unnamed */
+	parse(&fe, "", "SELECT name FROM items WHERE id = $1");
+	bind(&fe, "", "");
+	msg(&fe, 'D', "P\0", 2);
+	execute(&fe, "");
+	simple(&fe, 'S');
+	simple(&be, '1');
+	simple(&be, '2');
+	msg(&be, 'T', "\0\0", 2);
+	datarow(&be);
+	complete(&be, "SELECT 1");
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 30);
+	assert(g.n == 2 && !strcmp(g.sql[1], "SELECT name FROM items WHERE id = $1") && g.rows[1] == 1);
+
+	/* named statement prepared once, executed twice in a pipeline */
+	parse(&fe, "__asyncpg_stmt_1__", "UPDATE items SET n = n + 1");
+	msg(&fe, 'D', "S__asyncpg_stmt_1__\0", 20);
+	simple(&fe, 'S');
+	simple(&be, '1');
+	simple(&be, 'n');
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 40);
+	assert(g.n == 2); /* a prepare is not a query */
+	for (int k = 0; k < 2; k++) {
+		bind(&fe, "", "__asyncpg_stmt_1__");
+		execute(&fe, "");
+		simple(&fe, 'S');
+		simple(&be, '2');
+		complete(&be, "UPDATE 7");
+		ready(&be);
+	}
+	feed(w, &g, &fe, &be, chunk, 50);
+	assert(g.n == 4 && !strcmp(g.sql[2], "UPDATE items SET n = n + 1") && g.rows[2] == 7 && g.rows[3] == 7);
+	assert(g.scope[2] != g.scope[3]);
+
+	/* error in an extended batch: the failed Execute is reported, the
+	 * one after it (skipped by the server) is not */
+	parse(&fe, "", "SELECT * FROM missing");
+	bind(&fe, "", "");
+	execute(&fe, "");
+	simple(&fe, 'S');
+	error(&be, "42P01", "relation \"missing\" does not exist");
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 60);
+	assert(g.n == 5 && g.failed[4] && !strcmp(g.err[4], "42P01 relation \"missing\" does not exist"));
+	assert(!strcmp(g.sql[4], "SELECT * FROM missing"));
+
+	/* error in a simple query */
+	query(&fe, "SELEC 1");
+	error(&be, "42601", "syntax error");
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 70);
+	assert(g.n == 6 && g.failed[5] && !strncmp(g.err[5], "42601 ", 6));
+
+	/* password message is skipped */
+	msg(&fe, 'p', "secret\0", 7);
+	feed(w, &g, &fe, &be, chunk, 80);
+	assert(g.n == 6);
+
+	/* in flight at close: failed */
+	query(&fe, "SELECT pg_sleep(10)");
+	feed(w, &g, &fe, &be, chunk, 90);
+	tg_pgwire_close(w, 99, emit, &g);
+	assert(g.n == 7 && g.failed[6] && g.end[6] == 99);
+	tg_pgwire_free(w);
+}
+
+static void ssl_negotiation(void)
+{
+	struct tg_pgwire *w = tg_pgwire_new(4096);
+	struct got g = {0};
+	uint8_t req[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+	assert(tg_pgwire_sniff(req, 8));
+	assert(tg_pgwire_feed(w, TG_PG_TO_SERVER, req, 8, 1, emit, context, &g) == TG_PG_OK);
+	assert(tg_pgwire_feed(w, TG_PG_FROM_SERVER, (const uint8_t *)"S", 1, 2, emit, context, &g) == TG_PG_ENCRYPTED);
+	tg_pgwire_free(w);
+
+	/* refused: plaintext startup follows */
+	w = tg_pgwire_new(4096);
+	assert(tg_pgwire_feed(w, TG_PG_TO_SERVER, req, 8, 1, emit, context, &g) == TG_PG_OK);
+	assert(tg_pgwire_feed(w, TG_PG_FROM_SERVER, (const uint8_t *)"N", 1, 2, emit, context, &g) == TG_PG_OK);
+	struct buf fe = {.n = 0}, be = {.n = 0};
+	startup(&fe, "db2");
+	ready(&be);
+	query(&fe, "SELECT 3");
+	complete(&be, "SELECT 0");
+	ready(&be);
+	/* the ReadyForQuery after startup and the query's answer */
+	assert(tg_pgwire_feed(w, TG_PG_TO_SERVER, fe.b, fe.n, 3, emit, context, &g) == TG_PG_OK);
+	assert(tg_pgwire_feed(w, TG_PG_FROM_SERVER, be.b, be.n, 4, emit, context, &g) == TG_PG_OK);
+	assert(g.n == 1 && !strcmp(g.db[0], "db2") && g.rows[0] == 0);
+	tg_pgwire_free(w);
+
+	/* not PostgreSQL */
+	assert(!tg_pgwire_sniff((const uint8_t *)"GET / HTTP/1.1\r\n", 16));
+	w = tg_pgwire_new(4096);
+	assert(tg_pgwire_feed(w, TG_PG_TO_SERVER, (const uint8_t *)"\x16\x03\x01\x02\x00\x01\x00\x01", 8, 1, emit,
+			      context, &g) == TG_PG_UNTRACK);
+	tg_pgwire_free(w);
+}
+
+static void truncation(void)
+{
+	struct tg_pgwire *w = tg_pgwire_new(32);
+	struct got g = {0};
+	struct buf fe = {.n = 0}, be = {.n = 0};
+	startup(&fe, "d");
+	ready(&be);
+	feed(w, &g, &fe, &be, 0, 1);
+	query(&fe, "SELECT 'a very long statement text that goes past the cap'");
+	complete(&be, "SELECT 1");
+	ready(&be);
+	feed(w, &g, &fe, &be, 0, 2);
+	assert(g.n == 1 && strlen(g.sql[0]) == 32);
+	tg_pgwire_free(w);
+}
+
+int main(void)
+{
+	session(0);
+	for (size_t chunk = 1; chunk <= 17; chunk++)
+		session(chunk);
+	ssl_negotiation();
+	truncation();
+	printf("pgwire: ok\n");
+	return 0;
+}
