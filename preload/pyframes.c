@@ -264,10 +264,11 @@ int tg_py_walk_ex(struct tg_py_rd *rd, uintptr_t ts, struct tg_py_frame *out, in
 		}
 		if (check_code && !is_code(rd, rf.code))
 			return -1;
-		intptr_t first = (intptr_t)(rf.code + TG_PYO(co_code));
-		intptr_t d = ((intptr_t)rf.instr - first) / 2;
-		if (d < 0 || d > (1 << 24))
-			d = 0; /* frame just created, or instr not yet set */
+		/* Unsigned: instr may be garbage in a racing frame. */
+		uintptr_t first = rf.code + TG_PYO(co_code);
+		uintptr_t off = (uintptr_t)rf.instr - first;
+		intptr_t d = off < ((uintptr_t)2 << 24) ? (intptr_t)(off / 2) : 0;
+		/* 0 too for a frame just created, or instr not yet set. */
 		out[n].frame = f;
 		out[n].code = rf.code;
 		out[n].lasti = (int32_t)d;
