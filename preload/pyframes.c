@@ -83,6 +83,10 @@ int tg_py_rd_read(struct tg_py_rd *rd, void *dst, uintptr_t addr, size_t len)
 {
 	if (addr < 4096)
 		return -1;
+	if (rd && rd->direct) {
+		memcpy(dst, (const void *)addr, len);
+		return 0;
+	}
 	if (!rd || rd->nslots == 0 || len > PAGE) {
 		if (rd)
 			rd->syscalls++;
@@ -400,9 +404,18 @@ void tg_py_after_fork(void)
 	my_tstate_tid = 0;
 }
 
+/* Kernel id of the calling thread, cached per thread (and per process: a
+ * fork child's thread has a new id). */
 static uint32_t own_tid(void)
 {
-	return (uint32_t)syscall(SYS_gettid);
+	static TG_TLS uint32_t tid;
+	static TG_TLS pid_t tid_pid;
+	pid_t pid = __atomic_load_n(&self_pid, __ATOMIC_RELAXED);
+	if (!tid || !pid || tid_pid != pid) {
+		tid = (uint32_t)syscall(SYS_gettid);
+		tid_pid = pid;
+	}
+	return tid;
 }
 
 /* The calling thread's PyThreadState in the main interpreter, or 0. */
@@ -410,7 +423,7 @@ static uintptr_t my_thread_state(struct tg_py_rd *rd, uint32_t tid)
 {
 	if (my_tstate && my_tstate_tid == tid) {
 		uint64_t t = 0;
-		if (tg_py_rd_read(rd, &t, my_tstate + TG_PYO(ts_native_tid), sizeof t) == 0 &&
+		if (tg_py_safe_read(&t, my_tstate + TG_PYO(ts_native_tid), sizeof t) == 0 &&
 		    (uint32_t)t == tid)
 			return my_tstate;
 	}
@@ -425,6 +438,17 @@ static uintptr_t my_thread_state(struct tg_py_rd *rd, uint32_t tid)
 	return 0;
 }
 
+uintptr_t tg_py_my_thread_state(struct tg_py_rd *rd)
+{
+	if (tg_py_init() < 0)
+		return 0;
+	int direct = rd->direct;
+	rd->direct = 0;
+	uintptr_t ts = my_thread_state(rd, own_tid());
+	rd->direct = direct;
+	return ts;
+}
+
 int tg_py_thread_frames(uintptr_t *out, int max)
 {
 	if (max <= 0 || tg_py_init() < 0)
@@ -436,6 +460,7 @@ int tg_py_thread_frames(uintptr_t *out, int max)
 	uintptr_t ts = my_thread_state(&rd, own_tid());
 	if (!ts)
 		return 0;
+	rd.direct = 1;
 	int total = 0;
 	int cap = max < MAX_DEPTH ? max : MAX_DEPTH;
 	uintptr_t f;
@@ -456,7 +481,7 @@ int tg_py_thread_frames(uintptr_t *out, int max)
 
 /* Whether a file is the app's own code (not the standard library,
  * installed packages, frozen modules or TimeGlass). */
-static int is_app_file(const char *fn)
+int tg_py_is_app_file(const char *fn)
 {
 	if (fn[0] != '/' && fn[0] != '.' && !(fn[0] && fn[1] == ':'))
 		return fn[0] != '<' && fn[0] != '\0'; /* relative path: app; "<frozen ...>": not */
@@ -464,7 +489,7 @@ static int is_app_file(const char *fn)
 		return 0;
 	if (strstr(fn, "/lib/python3") || strstr(fn, "/lib64/python3"))
 		return 0;
-	if (strstr(fn, "/timeglass/"))
+	if (strstr(fn, "/python/timeglass/")) /* TimeGlass's own package, from a source tree */
 		return 0;
 	return 1;
 }
@@ -492,6 +517,7 @@ size_t tg_py_call_site(char *buf, size_t len)
 	uintptr_t ts = my_thread_state(&rd, own_tid());
 	if (!ts)
 		return 0;
+	rd.direct = 1;
 	struct tg_py_frame fr[128];
 	int truncated;
 	int n = tg_py_walk(&rd, ts, fr, 128, &truncated);
@@ -508,7 +534,7 @@ size_t tg_py_call_site(char *buf, size_t len)
 			return 0;
 		e->code = fr[i].code;
 		e->ident = ident;
-		e->app = is_app_file(ci.filename);
+		e->app = tg_py_is_app_file(ci.filename);
 		if (!e->app)
 			continue;
 		int line = tg_py_addr2line(table, ci.table_len, ci.firstlineno, fr[i].lasti);

@@ -53,7 +53,20 @@ struct tg_py_rd {
 	uint8_t *pages;     /* nslots pages */
 	unsigned nslots;
 	unsigned syscalls;  /* reads made since the last reset */
+	int direct;         /* 1: plain loads, for the calling thread's own live frames */
 };
+
+/* The calling thread's PyThreadState, checked with a safe read (the cached
+ * pointer may belong to a thread state since freed). 0 if none. Its frame
+ * chain can then be read with rd->direct = 1: no other thread changes it,
+ * and the frames, their code objects and strings stay alive while this
+ * thread is inside a hook. */
+uintptr_t tg_py_my_thread_state(struct tg_py_rd *rd);
+
+/* 1 if a code object's file name is the app's own code: not the standard
+ * library, not site-packages/dist-packages, not frozen modules, not
+ * TimeGlass's own package. */
+int tg_py_is_app_file(const char *filename);
 void tg_py_rd_reset(struct tg_py_rd *rd);
 int tg_py_rd_read(struct tg_py_rd *rd, void *dst, uintptr_t addr, size_t len);
 

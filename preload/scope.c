@@ -199,8 +199,6 @@ static struct site_ent {
 } site_cache[SITE_SLOTS];
 
 static int cache_lock;
-static TG_TLS uintptr_t my_tstate;
-static TG_TLS uint32_t my_tstate_tid;
 
 static void cache_acquire(void)
 {
@@ -211,34 +209,6 @@ static void cache_acquire(void)
 static void cache_release(void)
 {
 	__atomic_store_n(&cache_lock, 0, __ATOMIC_RELEASE);
-}
-
-/* Same rule as the sampler's: not the standard library, installed
- * packages, frozen modules or TimeGlass. */
-static int app_file(const char *fn)
-{
-	if (fn[0] != '/' && fn[0] != '.')
-		return fn[0] != '<' && fn[0] != '\0';
-	return !strstr(fn, "/site-packages/") && !strstr(fn, "/dist-packages/") && !strstr(fn, "/lib/python3") &&
-	       !strstr(fn, "/lib64/python3") && !strstr(fn, "/timeglass/");
-}
-
-/* The calling thread's PyThreadState, cached per thread. */
-static uintptr_t thread_state(struct tg_py_rd *rd, int refresh)
-{
-	uint32_t tid = tg_tid();
-	if (my_tstate && my_tstate_tid == tid && !refresh)
-		return my_tstate;
-	struct tg_py_thread th[256];
-	int n = tg_py_threads(rd, th, 256);
-	my_tstate = 0;
-	for (int i = 0; i < n; i++) {
-		if (th[i].tid == tid) {
-			my_tstate = th[i].tstate;
-			my_tstate_tid = tid;
-		}
-	}
-	return my_tstate;
 }
 
 /* 1 if code is the app's own; -1 if it cannot be read. */
@@ -253,7 +223,7 @@ static int is_app_code(struct tg_py_rd *rd, uintptr_t code)
 	static TG_TLS struct tg_py_code_info ci;
 	if (tg_py_code_info(rd, code, &ci, NULL, 0) < 0)
 		return -1;
-	app = app_file(ci.filename);
+	app = tg_py_is_app_file(ci.filename);
 	cache_acquire();
 	e->code = code;
 	e->app = app;
@@ -318,13 +288,13 @@ size_t tg_taps_context(uint64_t *scope, char *site, size_t cap)
 	struct tg_py_frame fr[CTX_FRAMES];
 	int truncated = 0, n = -1;
 	uintptr_t ts = 0;
-	/* A short walk first: the request's root is usually a dozen frames up. */
-	for (int attempt = 0; attempt < 2 && n <= 0; attempt++) {
-		ts = thread_state(&rd, attempt);
-		if (!ts)
-			return 0;
-		n = tg_py_walk_ex(&rd, ts, fr, need_scope ? SCOPE_FRAMES : SITE_FRAMES, &truncated, 0);
-	}
+	/* A short walk first: the request's root is usually a dozen frames up.
+	 * Our own live frames are read with plain loads (see pyframes.h). */
+	ts = tg_py_my_thread_state(&rd);
+	if (!ts)
+		return 0;
+	rd.direct = 1;
+	n = tg_py_walk_ex(&rd, ts, fr, need_scope ? SCOPE_FRAMES : SITE_FRAMES, &truncated, 0);
 	size_t len = 0;
 	int site_done = 0, deep = 0;
 	for (int i = 0; i < n && (!site_done || need_scope); i++) {
