@@ -149,6 +149,70 @@ static uint64_t root_find(uintptr_t frame)
 	return 0;
 }
 
+/* Threads working for a request (thread_enter): tid -> token, readable from
+ * other threads (the sampler) without locks. Open addressing; a slot is
+ * free while its tid is 0. */
+#define THREADS 1024
+static struct thread_scope {
+	uint32_t tid;
+	uint64_t token;
+} thread_scopes[THREADS];
+
+static void thread_scope_set(uint32_t tid, uint64_t token)
+{
+	unsigned i = (tid * 2654435761u) & (THREADS - 1);
+	for (unsigned n = 0; n < THREADS; n++, i = (i + 1) & (THREADS - 1)) {
+		uint32_t cur = __atomic_load_n(&thread_scopes[i].tid, __ATOMIC_ACQUIRE);
+		if (cur == tid) {
+			__atomic_store_n(&thread_scopes[i].token, token, __ATOMIC_RELEASE);
+			return;
+		}
+		if (cur == 0 && token) {
+			uint32_t expect = 0;
+			if (__atomic_compare_exchange_n(&thread_scopes[i].tid, &expect, tid, 0, __ATOMIC_ACQ_REL,
+							__ATOMIC_RELAXED)) {
+				__atomic_store_n(&thread_scopes[i].token, token, __ATOMIC_RELEASE);
+				return;
+			}
+			if (expect == tid) {
+				__atomic_store_n(&thread_scopes[i].token, token, __ATOMIC_RELEASE);
+				return;
+			}
+		}
+	}
+}
+
+/* The request a thread works for, as its thread_enter said; 0 if none.
+ * Lock-free: called by the sampler for other threads. */
+uint64_t tg_scope_of_thread(uint32_t tid);
+uint64_t tg_scope_of_thread(uint32_t tid)
+{
+	unsigned i = (tid * 2654435761u) & (THREADS - 1);
+	for (unsigned n = 0; n < THREADS; n++, i = (i + 1) & (THREADS - 1)) {
+		uint32_t cur = __atomic_load_n(&thread_scopes[i].tid, __ATOMIC_ACQUIRE);
+		if (cur == tid)
+			return __atomic_load_n(&thread_scopes[i].token, __ATOMIC_ACQUIRE);
+		if (cur == 0)
+			return 0;
+	}
+	return 0;
+}
+
+/* The request whose root frame is the innermost of frames[] (innermost
+ * first) that is one; 0 if none. Lock-free: called by the sampler. */
+uint64_t tg_scope_of_frames(const uintptr_t *frames, int n);
+uint64_t tg_scope_of_frames(const uintptr_t *frames, int n)
+{
+	if (!__atomic_load_n(&nroots, __ATOMIC_RELAXED))
+		return 0;
+	for (int i = 0; i < n; i++) {
+		uint64_t t = root_find(frames[i]);
+		if (t)
+			return t;
+	}
+	return 0;
+}
+
 uint64_t tg_scope_current(void)
 {
 	if (thread_token)
@@ -392,11 +456,13 @@ void timeglass_scope_exit(uint64_t token)
 void timeglass_thread_enter(uint64_t token)
 {
 	thread_token = token;
+	thread_scope_set(tg_tid(), token);
 }
 
 void timeglass_thread_exit(void)
 {
 	thread_token = 0;
+	thread_scope_set(tg_tid(), 0);
 }
 
 /* A driver is about to run an operation on its connection socket fd for

@@ -154,9 +154,7 @@ def test_concurrent_requests_only_own_frames(run):
             assert works <= {own}, (i, works)
             total += n if own in works else 0
         seen[i] = total
-    if not scope_support() and not all(v > 0 for v in seen.values()):
-        pytest.xfail("request scopes (tg_scope_of_frames in preload/scope.c) are not in this build: "
-                     "concurrent samples stay outside any request")
+    assert scope_support()
     assert all(v > 0 for v in seen.values()), seen
 
 
