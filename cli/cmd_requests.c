@@ -405,7 +405,8 @@ int cmd_runs(int argc, char **argv)
 		s, "SELECT r.id, r.started_unix_ns, r.ended_unix_ns, r.command, r.cwd, r.hostname, r.tg_version,"
 		   " r.source, r.exit_status,"
 		   " (SELECT count(*) FROM requests q WHERE q.run_id = r.id),"
-		   " (SELECT coalesce(sum(events), 0) FROM losses l WHERE l.run_id = r.id)"
+		   " (SELECT coalesce(sum(events), 0) FROM losses l WHERE l.run_id = r.id AND l.kind IN"
+		   " ('ring_full', 'untracked_conn', 'ring_corrupt', 'store_error'))"
 		   " FROM runs r ORDER BY r.id");
 	struct jw w;
 	jw_init(&w, stdout);
