@@ -1,7 +1,8 @@
 /*
  * api.c - the JSON API of the dashboard: /api/status, /api/runs,
  * /api/overview, /api/score, /api/endpoints, /api/requests and
- * /api/requests/ID.
+ * /api/requests/ID (its /queries and /spans are in profile.c, as is
+ * /api/flame).
  *
  * Each handler reads the store through the thread's read-only connection
  * inside one read transaction (a consistent snapshot while the collector
@@ -541,6 +542,23 @@ static void add_queries_summary(cJSON *body, sqlite3 *db, int64_t run_id)
 		add_dur(q, "total", sqlite3_column_int64(st, 1));
 	}
 	sqlite3_finalize(st);
+	/* Time in the database while serving requests, over the requests' time. */
+	if (sqlite3_prepare_v2(db,
+			       "SELECT count(*), coalesce(sum(duration_ns), 0),"
+			       " (SELECT coalesce(sum(duration_ns), 0) FROM requests WHERE run_id = ?1),"
+			       " count(DISTINCT CASE WHEN n_plus_one THEN request_id END)"
+			       " FROM queries WHERE run_id = ?1 AND request_id IS NOT NULL",
+			       -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(st, 1, run_id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		int64_t db_ns = sqlite3_column_int64(st, 1), req_ns = sqlite3_column_int64(st, 2);
+		tg_json_add_int(q, "in_requests", sqlite3_column_int64(st, 0));
+		add_dur(q, "in_requests", db_ns);
+		tg_json_add_num(q, "db_share", req_ns > 0 ? (double)db_ns / (double)req_ns : 0.0);
+		tg_json_add_int(q, "n_plus_one_requests", sqlite3_column_int64(st, 3));
+	}
+	sqlite3_finalize(st);
 }
 
 int tg_api_overview(struct tg_req *r)
@@ -711,6 +729,55 @@ static int cmp_ep(const void *a, const void *b)
 	return c;
 }
 
+/* SQL figures of one endpoint (grouped as the stats group requests). */
+struct ep_db {
+	char *method, *name;
+	int is_route;
+	int64_t queries, db_ns, n_plus_one;
+};
+
+/* Queries of the run's requests per endpoint: count, time and requests
+ * with an N+1 flag. Sets *out (caller frees each method, name and the
+ * array); returns the number of rows (0 on error). */
+static size_t endpoint_queries(sqlite3 *db, int64_t run_id, struct ep_db **out)
+{
+	sqlite3_stmt *st;
+	*out = NULL;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT coalesce(r.method, ''), r.route IS NOT NULL, coalesce(r.route, r.path, ''),"
+			       " count(*), sum(q.duration_ns), count(DISTINCT CASE WHEN q.n_plus_one THEN r.id END)"
+			       " FROM queries q JOIN requests r ON r.id = q.request_id"
+			       " WHERE q.run_id = ?1 AND r.run_id = ?1 GROUP BY 1, 2, 3",
+			       -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(st, 1, run_id);
+	size_t n = 0, cap = 0;
+	struct ep_db *a = NULL;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			struct ep_db *na = realloc(a, nc * sizeof *na);
+			if (!na)
+				break;
+			a = na;
+			cap = nc;
+		}
+		const char *m = (const char *)sqlite3_column_text(st, 0), *nm = (const char *)sqlite3_column_text(st, 2);
+		a[n] = (struct ep_db){ .method = strdup(m ? m : ""), .name = strdup(nm ? nm : ""),
+				       .is_route = sqlite3_column_int(st, 1), .queries = sqlite3_column_int64(st, 3),
+				       .db_ns = sqlite3_column_int64(st, 4), .n_plus_one = sqlite3_column_int64(st, 5) };
+		if (!a[n].method || !a[n].name) {
+			free(a[n].method);
+			free(a[n].name);
+			break;
+		}
+		n++;
+	}
+	sqlite3_finalize(st);
+	*out = a;
+	return n;
+}
+
 int tg_api_endpoints(struct tg_req *r)
 {
 	static const struct { const char *name; enum ep_key key; } keys[] = {
@@ -781,6 +848,11 @@ int tg_api_endpoints(struct tg_req *r)
 	tg_json_add_int(body, "total", (int64_t)s->n_eps);
 	cJSON_AddBoolToObject(body, "capped", s->n_eps >= TG_STATS_MAX_ENDPOINTS);
 	cJSON *arr = cJSON_AddArrayToObject(body, "endpoints");
+	struct ep_db *dbq = NULL;
+	size_t n_dbq = 0;
+	int have_queries = tg_db_has_table(db, "queries");
+	if (have_queries)
+		n_dbq = endpoint_queries(db, run_id, &dbq);
 	for (size_t i = 0; i < s->n_eps && (int64_t)i < limit; i++) {
 		struct tg_endpoint_stats *e = rows[i].e;
 		cJSON *o = cJSON_CreateObject();
@@ -791,8 +863,27 @@ int tg_api_endpoints(struct tg_req *r)
 		tg_json_add_int(o, "count", (int64_t)e->count);
 		tg_json_add_num(o, "rps", (double)e->count / secs);
 		add_latency(o, e);
+		if (have_queries) {
+			const struct ep_db *x = NULL;
+			for (size_t k = 0; k < n_dbq && !e->is_other; k++)
+				if (dbq[k].is_route == e->is_route && strcmp(dbq[k].method, e->method) == 0 &&
+				    strcmp(dbq[k].name, e->name) == 0) {
+					x = &dbq[k];
+					break;
+				}
+			tg_json_add_int(o, "queries", x ? x->queries : 0);
+			tg_json_add_num(o, "queries_per_request", x && e->count ? (double)x->queries / (double)e->count : 0.0);
+			add_dur(o, "db", x ? x->db_ns : 0);
+			tg_json_add_num(o, "db_ms_share", x && e->sum_ns > 0 ? (double)x->db_ns / (double)e->sum_ns : 0.0);
+			tg_json_add_int(o, "n_plus_one", x ? x->n_plus_one : 0);
+		}
 		cJSON_AddItemToArray(arr, o);
 	}
+	for (size_t k = 0; k < n_dbq; k++) {
+		free(dbq[k].method);
+		free(dbq[k].name);
+	}
+	free(dbq);
 	free(rows);
 	tg_stats_release();
 	end_read(db);
@@ -1139,8 +1230,21 @@ static cJSON *headers_list(const char *h, size_t len)
 static int request_detail(struct tg_req *r, const char *idtext)
 {
 	int64_t id;
-	if (parse_i64(idtext, &id) < 0 || id < 1)
+	char idbuf[32];
+	const char *slash = strchr(idtext, '/');
+	size_t idlen = slash ? (size_t)(slash - idtext) : strlen(idtext);
+	if (idlen == 0 || idlen >= sizeof idbuf)
 		return tg_send_error(r, 404, "not_found", "no such request");
+	memcpy(idbuf, idtext, idlen);
+	idbuf[idlen] = 0;
+	if (parse_i64(idbuf, &id) < 0 || id < 1)
+		return tg_send_error(r, 404, "not_found", "no such request");
+	if (slash && strcmp(slash, "/queries") == 0)
+		return tg_api_request_queries(r, id);
+	if (slash && strcmp(slash, "/spans") == 0)
+		return tg_api_request_spans(r, id);
+	if (slash)
+		return tg_send_error(r, 404, "not_found", "no such API endpoint");
 	struct tg_db dbs;
 	sqlite3 *db = tg_req_db(r, &dbs);
 	if (!db)
@@ -1212,11 +1316,29 @@ static int request_detail(struct tg_req *r, const char *idtext)
 		cJSON_AddBoolToObject(timing, "available", 0);
 	}
 	sqlite3_finalize(st);
-	cJSON *queries = cJSON_AddObjectToObject(body, "queries");
-	cJSON_AddBoolToObject(queries, "available", tg_db_has_table(db, "queries"));
-	cJSON_AddArrayToObject(queries, "rows");
-	cJSON *samples = cJSON_AddObjectToObject(body, "samples");
-	cJSON_AddBoolToObject(samples, "available", tg_db_has_table(db, "samples"));
+	/* What else was captured for the request: the page fetches the lists
+	 * (/queries, /spans, /api/flame) only when there is something. */
+	static const struct { const char *key, *table, *sql; } parts[] = {
+		{ "queries", "queries", "SELECT count(*), coalesce(sum(duration_ns), 0) FROM queries WHERE request_id = ?" },
+		{ "spans", "spans", "SELECT count(*), coalesce(sum(duration_ns), 0) FROM spans WHERE request_id = ?" },
+		{ "samples", "samples", "SELECT coalesce(sum(count), 0), 0 FROM samples WHERE request_id = ?" },
+	};
+	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+		cJSON *o = cJSON_AddObjectToObject(body, parts[i].key);
+		int avail = tg_db_has_table(db, parts[i].table);
+		cJSON_AddBoolToObject(o, "available", avail);
+		if (!avail)
+			continue;
+		if (sqlite3_prepare_v2(db, parts[i].sql, -1, &st, NULL) != SQLITE_OK)
+			continue;
+		sqlite3_bind_int64(st, 1, id);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			tg_json_add_int(o, "count", sqlite3_column_int64(st, 0));
+			if (i < 2)
+				add_dur(o, "total", sqlite3_column_int64(st, 1));
+		}
+		sqlite3_finalize(st);
+	}
 	end_read(db);
 	return tg_send_json(r, 200, body);
 }

@@ -54,6 +54,7 @@ static const struct route {
 	{ "/api/score", tg_api_score },
 	{ "/api/endpoints", tg_api_endpoints },
 	{ "/api/requests", tg_api_requests },
+	{ "/api/flame", tg_api_flame },
 	{ "/api/events", tg_api_events },
 };
 

@@ -127,10 +127,10 @@ test('overview shows the run scorecard and charts', async () => {
   assert.equal(tiles['Latency p99'], '12.0 ms');
   assert.equal(tiles['5xx rate'], '17%');
   assert.equal(tiles.CPU, '50%');
-  assert.equal(tiles['DB time'], '–');
+  assert.equal(tiles['DB time'], '7.4%');
   await page.waitForSelector('.chart canvas');
   assert.ok((await page.$$('.chart canvas')).length >= 4, 'throughput, latency, CPU and memory charts');
-  assert.match(await page.textContent('main'), /SQL queries: not captured yet/);
+  assert.doesNotMatch(await page.textContent('main'), /not captured yet/);
   assert.match(await page.textContent('.run-line'), /Run #1/);
   await shot('overview-fixture');
 });
@@ -139,6 +139,8 @@ test('realistic store: overview in light and dark, endpoints, requests', async (
   await go('#/overview', page, demoUi.url);
   await page.waitForSelector('.chart canvas');
   await page.waitForTimeout(300);
+  // the realistic store has schema 1: no SQL or samples tables yet
+  assert.match(await page.textContent('main'), /SQL queries: not captured yet/);
   await shot('overview-light');
   await page.keyboard.press('t');
   await page.waitForSelector('.chart canvas');
@@ -211,17 +213,98 @@ test('requests: filters, sort and paging', async () => {
 test('request detail: waterfall, context, exception, curl, panels', async () => {
   await go('#/requests/5?run=1');
   await page.waitForSelector('.waterfall');
-  assert.equal((await page.$$('.wf-row')).length, 4);
+  assert.equal((await page.$$('.wf-row')).length, 5, 'in, app, one query, out, total');
   const text = await page.textContent('main');
   assert.match(text, /ValueError: <b>boom<\/b>/);
-  assert.match(text, /SQL queries: not captured yet/);
-  assert.match(text, /Flame graph: not captured yet/);
+  assert.match(await page.textContent('.q-err'), /duplicate key value/);
+  assert.match(text, /Flame graph: no samples during this request/);
   assert.match(text, /\[redacted\]/);
   assert.equal(await page.$$eval('main b', (b) => b.length), 0, 'exception markup stays text');
   await page.click('button:has-text("Copy as curl")');
   const curl = await page.textContent('pre.curl');
   assert.equal(curl, "curl -X 'POST' 'http://127.0.0.1:8000/items' -H 'user-agent: curl/7.88.1' -H 'authorization: [redacted]'");
   await shot('detail');
+});
+
+test('request detail: queries, waterfall and an interactive flame graph', async () => {
+  await go('#/requests/9?run=1');
+  await page.waitForSelector('.queries-table tbody tr');
+  assert.equal((await page.$$('.queries-table tbody tr')).length, 5);
+  assert.equal(await page.$$eval('.queries-table .tag-bad', (t) => t.length), 3, 'three N+1 queries');
+  assert.equal(await page.$$eval('.queries-table .tag-warn', (t) => t.length), 1, 'one duplicate');
+  assert.match(await page.textContent('.npo-list'), /SELECT \* FROM tags WHERE item_id = \?/);
+  assert.equal(await page.textContent('.queries-table tbody tr:first-child .sql-kw'), 'SELECT');
+  // waterfall: in, app, 5 queries, 1 outbound call, out, total
+  assert.equal((await page.$$('.wf-row')).length, 10);
+  assert.equal((await page.$$('.wf-row[data-query]')).length, 5);
+  assert.match(await page.textContent('.spans-table'), /prices\.example\.com\/v1\/prices\/4/);
+  await page.waitForSelector('.flame .flame-frame');
+  const frames = await page.$$eval('.flame .flame-frame', (fs) => fs.map((f) => f.textContent));
+  assert.deepEqual(frames.slice(0, 3), ['all (14 samples)', 'run', 'get_item']);
+  assert.ok(frames.includes('(waiting)') && frames.includes('dumps'));
+  await page.locator('#flame').scrollIntoViewIfNeeded();
+  await page.hover('.flame-frame:has-text("load_item")');
+  await page.waitForSelector('.flame-tip:not([hidden])');
+  const tip = await page.textContent('.flame-tip');
+  assert.match(tip, /load_item/);
+  assert.match(tip, /app\/db\.py:10/);
+  assert.match(tip, /8 samples · 57% of all/);
+  await shot('detail-flame');
+  // click to zoom: load_item fills the width, render is gone
+  await page.click('.flame-frame:has-text("load_item")');
+  await page.waitForSelector('.flame-crumbs button');
+  const w = await page.$eval('.flame-frame[aria-level="4"]', (f) => f.style.width);
+  assert.equal(w, '100%');
+  assert.equal(await page.$$eval('.flame-frame', (fs) => fs.filter((f) => f.textContent === 'dumps').length), 0);
+  await page.click('button:has-text("Reset zoom")');
+  await page.waitForFunction(() => [...document.querySelectorAll('.flame-frame')].some((f) => f.textContent === 'dumps'));
+  // search highlights matches
+  await page.fill('.flame-search', 'dumps');
+  await page.waitForSelector('.flame-frame.f-match');
+  assert.deepEqual(await page.$$eval('.flame-frame.f-match', (fs) => fs.map((f) => f.textContent)), ['dumps']);
+  assert.match(await page.textContent('.flame-match'), /29% of samples/);
+  // keyboard: focus the graph, move down, zoom with Enter, back out with Escape
+  await page.fill('.flame-search', '');
+  await page.focus('.flame');
+  await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('.flame-crumbs button');
+  assert.match(await page.textContent('.flame-crumbs'), /get_item/);
+  await page.keyboard.press('Escape');
+  await page.waitForFunction(() => !document.querySelector('.flame-crumbs button') || document.querySelector('.flame-crumbs').textContent.indexOf('get_item') < 0);
+  assert.match(await page.evaluate(() => location.hash), /^#\/requests\/9/, 'Escape in the graph zooms out, not back');
+  await shot('detail-queries');
+  await page.keyboard.press('t');
+  await page.waitForSelector('.flame .flame-frame');
+  await page.locator('#sql').scrollIntoViewIfNeeded();
+  await shot('detail-queries-dark', page, false);
+  await page.keyboard.press('t');
+});
+
+test('endpoints: SQL figures and a route flame graph', async () => {
+  await go('#/endpoints?run=1');
+  await page.waitForSelector('table.sortable tbody tr');
+  const row = page.locator('table.sortable tbody tr', { hasText: 'GET/items/{item_id}flame' });
+  const cells = await row.locator('td').allTextContents();
+  assert.deepEqual(cells.slice(10, 13), ['1.0', '13%', 'N+1 × 1']);
+  assert.match(cells[0], /flame/);
+  await shot('endpoints-sql');
+  await row.locator('a.flame-link').click();
+  await page.waitForFunction(() => location.hash.startsWith('#/flame'));
+  await page.waitForSelector('.flame .flame-frame');
+  assert.match(await page.textContent('.flame-legend'), /^20 samples/);
+  await page.selectOption('select[aria-label="Samples"]', 'running');
+  await page.waitForFunction(() => document.querySelector('.flame-legend') && document.querySelector('.flame-legend').textContent.startsWith('17 samples'));
+  await shot('route-flame');
+});
+
+test('older store: detail panels say not captured yet', async () => {
+  await go('#/requests/1', page, demoUi.url);
+  await page.waitForSelector('.waterfall');
+  const text = await page.textContent('main');
+  assert.match(text, /SQL queries: not captured yet/);
+  assert.match(text, /Flame graph: not captured yet/);
 });
 
 test('XSS payloads render as text', async () => {
@@ -233,6 +316,10 @@ test('XSS payloads render as text', async () => {
   await page.waitForSelector('.headers');
   const headers = await page.textContent('.headers');
   assert.ok(headers.includes('</script><img src=x onerror=alert(1)>'));
+  await page.waitForSelector('.queries-table code.sql');
+  assert.equal(await page.textContent('.queries-table code.sql'),
+    "SELECT '</script><img src=x onerror=alert(1)>' AS x FROM orders WHERE note = '<b>hi</b>'");
+  assert.equal(await page.$$eval('.queries-table b', (b) => b.length), 0);
   assert.equal(await page.evaluate(() => document.querySelectorAll('img[src="x"], main script, main img').length), 0);
   assert.equal(await page.evaluate(() => document.scripts.length), 1, 'only the bundle');
   await page.waitForTimeout(300);

@@ -1,13 +1,20 @@
 #!/usr/bin/python3
-"""The known store the dashboard tests run against (schema 1).
+"""The known store the dashboard tests run against (the newest schema).
 
     /usr/bin/python3 tests/ui/fixture.py PATH    # writes it (the e2e test does)
 
-Run 1 (ended) holds twelve requests whose figures the tests check exactly;
+Run 1 (ended) holds twelve requests whose figures the tests check exactly,
+with SQL queries, an outbound call and stack samples for some of them;
 run 2 (newest, still recording) holds a few more, among them the XSS
-payloads. Times are fixed (T0) so that every figure is reproducible.
+payloads (also in SQL). Times are fixed (T0) so that every figure is
+reproducible. build(path, schema=1) writes the same requests in a store of
+schema 1, which has no queries, spans or samples tables yet.
+
+The schema upgrades are read from the migrations[] of cli/store.c, so the
+tables are exactly those `timeglass run` creates.
 """
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
@@ -36,12 +43,107 @@ RUN1 = [
 EXCEPTION = "Traceback (most recent call last):\n  File \"main.py\", line 9, in create\nValueError: <b>boom</b>\n"
 
 
+XSS_SQL = "SELECT '</script><img src=x onerror=alert(1)>' AS x FROM orders WHERE note = '<b>hi</b>'"
+STORE_C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cli", "store.c")
+
+
+def migrations():
+    """The SQL of each schema step of cli/store.c's migrations[] array."""
+    src = open(STORE_C, encoding="utf-8").read()
+    body = src[src.index("migrations[] = {") + len("migrations[] = {"):]
+    out, cur, i = [], [], 0
+    while i < len(body):
+        c = body[i]
+        if body.startswith("/*", i):
+            i = body.index("*/", i) + 2
+        elif c == '"':
+            m = re.compile(r'"((?:[^"\\]|\\.)*)"').match(body, i)
+            cur.append(m.group(1).encode().decode("unicode_escape"))
+            i = m.end()
+        elif c == ",":
+            out.append("".join(cur))
+            cur = []
+            i += 1
+        elif c == "}":
+            if cur:
+                out.append("".join(cur))
+            return out
+        else:
+            i += 1
+    raise ValueError("no migrations[] in cli/store.c")
+
+
+def upgrade(db, schema):
+    """Applies the steps of cli/store.c from schema 1 up to schema."""
+    steps = migrations()
+    for v in range(1, schema):
+        db.executescript(steps[v])
+    db.execute("PRAGMA user_version = %d" % schema)
+
+
+# Frames (id, name, file, line) and stacks (id, frame ids root first) of the samples.
+FRAMES = [
+    (1, "run", "uvicorn/server.py", 61),
+    (2, "get_item", "app/main.py", 20),
+    (3, "load_item", "app/db.py", 10),
+    (4, "execute", "sqlalchemy/engine/base.py", 1412),
+    (5, "render", "app/main.py", 31),
+    (6, "dumps", "json/__init__.py", 231),
+]
+STACKS = [(1, "1,2,3,4"), (2, "1,2,5,6"), (3, "1,2"), (4, "1,2,3")]
+# Samples: (request id or None, stack, state, count)
+SAMPLES = [
+    (9, 1, "running", 5), (9, 1, "waiting", 3), (9, 2, "running", 4), (9, 3, "running", 2),
+    (1, 4, "running", 6),
+    (None, 3, "running", 1),
+]
+# Queries: (request id or None, offset ms from the request start, duration us, sql, fingerprint, rows,
+# error, call site, duplicate, n_plus_one)
+Q_ITEM = "SELECT * FROM items WHERE id = ?"
+Q_TAGS = "SELECT * FROM tags WHERE item_id = ?"
+QUERIES = [
+    (9, 1.0, 2000, "SELECT * FROM items WHERE id = 4", Q_ITEM, 1, None, "app/main.py:21 get_item", 0, 0),
+    (9, 3.5, 500, "SELECT * FROM tags WHERE item_id = 1", Q_TAGS, 2, None, "app/main.py:24 get_item", 0, 1),
+    (9, 4.0, 500, "SELECT * FROM tags WHERE item_id = 2", Q_TAGS, 0, None, "app/main.py:24 get_item", 0, 1),
+    (9, 4.5, 500, "SELECT * FROM tags WHERE item_id = 3", Q_TAGS, 1, None, "app/main.py:24 get_item", 0, 1),
+    (9, 5.5, 1000, "SELECT * FROM items WHERE id = 4", Q_ITEM, 1, None, "app/main.py:27 get_item", 1, 0),
+    (1, 0.2, 300, "SELECT * FROM items WHERE id = 1", Q_ITEM, 1, None, "app/main.py:21 get_item", 0, 0),
+    (5, 1.0, 1000, "INSERT INTO items (name) VALUES ($1)", "INSERT INTO items (name) VALUES (?)", None,
+     'duplicate key value violates unique constraint "items_name_key"', "app/main.py:9 create", 0, 0),
+    (None, -500.0, 3000, "CREATE TABLE IF NOT EXISTS items (id serial PRIMARY KEY, name text)", None, None, None, None, 0, 0),
+]
+
+
+def insert_profile(db):
+    """Queries, one outbound call and stack samples of run 1; XSS SQL in run 2."""
+    starts = dict(db.execute("SELECT id, start_unix_ns FROM requests"))
+    for k, (rid, off, dur_us, sql, fp, rows, err, site, dup, npo) in enumerate(QUERIES):
+        base = starts[rid] if rid else T0
+        db.execute("INSERT INTO queries (id, run_id, request_id, process_id, pid, tid, start_unix_ns, duration_ns,"
+                   " db_system, tap, database, sql, fingerprint, rows, error, call_site, attribution, duplicate, n_plus_one)"
+                   " VALUES (?, 1, ?, 1, 4242, 4243, ?, ?, 'postgresql', 'libpq', 'shop', ?, ?, ?, ?, ?, 'scope', ?, ?)",
+                   (k + 1, rid, base + int(off * MS), dur_us * 1000, sql, fp, rows, err, site, dup, npo))
+    db.execute("INSERT INTO queries (id, run_id, request_id, process_id, pid, start_unix_ns, duration_ns, db_system, tap,"
+               " sql, fingerprint, rows) VALUES (100, 2, 101, 2, 5000, ?, 400000, 'sqlite', 'sqlite3', ?, ?, 0)",
+               (starts[101] + MS, XSS_SQL, XSS_SQL))
+    db.execute("INSERT INTO spans (id, run_id, request_id, process_id, pid, tid, kind, start_unix_ns, duration_ns, method,"
+               " host, path, status, request_bytes, response_bytes, tls, call_site)"
+               " VALUES (1, 1, 9, 1, 4242, 4243, 'http_client', ?, ?, 'GET', 'prices.example.com', '/v1/prices/4', 200,"
+               " 120, 512, 1, 'app/main.py:29 get_item')", (starts[9] + 6 * MS, 2 * MS))
+    db.executemany("INSERT INTO frames (id, kind, name, file, line) VALUES (?, 'python', ?, ?, ?)", FRAMES)
+    db.executemany("INSERT INTO stacks (id, hash, frames) VALUES (?, ?, ?)", [(i, 1000 + i, f) for i, f in STACKS])
+    db.executemany("INSERT INTO samples (run_id, request_id, process_id, tid, stack_id, state, count, cpu_ns)"
+                   " VALUES (1, ?, 1, 4243, ?, ?, ?, 0)", SAMPLES)
+
+
 def insert_request(db, **kw):
     db.execute("INSERT INTO requests (%s) VALUES (%s)" % (REQUEST_COLUMNS, ",".join("?" * 24)), request_row(**kw))
 
 
-def build(path, run2_live=True):
+def build(path, run2_live=True, schema=3):
     db = create_store(path)
+    if schema > 1:
+        upgrade(db, schema)
     db.execute("BEGIN")
     db.execute("INSERT INTO runs VALUES (1, ?, ?, 'uvicorn main:app', '/srv/app', 'devbox', '0.1.0', 'run', 0)",
                (T0 - 1000 * MS, T0 + 3000 * MS))
@@ -74,6 +176,8 @@ def build(path, run2_live=True):
     insert_request(db, id=102, run_id=2, process_id=2, pid=5000, start_unix_ns=t2 + 20 * MS, duration_ns=7 * MS,
                    method="POST", path="/orders", route="/orders", status=500, exception=EXCEPTION,
                    headers="host: 127.0.0.1:8000\n")
+    if schema >= 3:
+        insert_profile(db)
     db.execute("COMMIT")
     db.close()
 

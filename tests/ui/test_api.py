@@ -27,10 +27,10 @@ def q(s):
 
 def test_status(server, store):
     st = server.json("/api/status")
-    assert st["store"] == {"path": store, "state": "ok", "message": None, "schema": 1, "supported_schema": 3}
+    assert st["store"] == {"path": store, "state": "ok", "message": None, "schema": 3, "supported_schema": 3}
     assert st["runs"] == 2 and st["latest_run"] == 2 and st["live"] is True
     assert st["max_request_id"] == 102
-    assert st["capabilities"] == {"queries": False, "samples": False}
+    assert st["capabilities"] == {"queries": True, "samples": True}
     assert isinstance(st["now_unix_ns"], str) and int(st["now_unix_ns"]) > T0
 
 
@@ -75,8 +75,11 @@ def test_overview_figures(server):
     assert p[0]["series"]["cpu_pct"] == pytest.approx([50.0] * 10)
     assert ov["resources"] == {"cpu_avg_pct": pytest.approx(50.0), "rss_peak_bytes": 110_000_000}
     assert ov["losses"] == [{"kind": "ring_full", "records": 1, "events": 7, "bytes": 512}]
-    assert ov["queries"] == {"available": False}
-    assert ov["samples"] == {"available": False}
+    # 8 queries (one at startup, outside any request): 5.8 ms of the requests' 78 ms
+    assert ov["queries"] == {"available": True, "count": 8, "total_ms": 8.8, "total_ns": 8_800_000, "in_requests": 7,
+                             "in_requests_ms": 5.8, "in_requests_ns": 5_800_000, "db_share": pytest.approx(5.8 / 78),
+                             "n_plus_one_requests": 1}
+    assert ov["samples"] == {"available": True}
     assert ov["run"]["id"] == 1
 
 
@@ -191,7 +194,9 @@ def test_request_detail(server):
         assert col in r
     assert d["headers"] == [["host", "127.0.0.1:8000"], ["user-agent", "curl/7.88.1"], ["authorization", "[redacted]"]]
     assert d["timing"] == {"total_ns": 5 * MS, "available": True, "wire_in_ns": 500_000, "app_ns": 3_500_000, "wire_out_ns": 1_000_000}
-    assert d["queries"] == {"available": False, "rows": []} and d["samples"] == {"available": False}
+    assert d["queries"] == {"available": True, "count": 1, "total_ms": 1.0, "total_ns": MS}
+    assert d["spans"] == {"available": True, "count": 0, "total_ms": 0.0, "total_ns": 0}
+    assert d["samples"] == {"available": True, "count": 0}
 
 
 def test_request_detail_missing(server):
@@ -435,3 +440,161 @@ def test_events_headers(server):
     sock.close()
     head = data.split(b"\r\n\r\n")[0].decode().lower()
     assert "content-type: text/event-stream" in head and "content-security-policy" in head
+
+
+# ---- SQL queries, outbound calls and flame graphs ----
+
+def test_request_queries(server):
+    d = server.json("/api/requests/9/queries")
+    assert d["request"] == 9 and d["available"] is True
+    rows = d["rows"]
+    assert [r["id"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["start_offset_ms"] for r in rows] == [1.0, 3.5, 4.0, 4.5, 5.5]
+    assert [r["duration_ns"] for r in rows] == [2 * MS, 500_000, 500_000, 500_000, MS]
+    assert [r["n_plus_one"] for r in rows] == [False, True, True, True, False]
+    assert [r["duplicate"] for r in rows] == [False, False, False, False, True]
+    first = rows[0]
+    assert first == {
+        "id": 1, "start_unix_ns": str(T0 + 801 * MS), "start_offset_ms": 1.0, "duration_ms": 2.0, "duration_ns": 2 * MS,
+        "db_system": "postgresql", "tap": "libpq", "database": "shop", "sql": "SELECT * FROM items WHERE id = 4",
+        "sql_truncated": False, "fingerprint": fixture.Q_ITEM, "rows": 1, "error": None,
+        "call_site": "app/main.py:21 get_item", "duplicate": False, "n_plus_one": False}
+    s = d["summary"]
+    assert s["count"] == 5 and s["total_ns"] == 4_500_000 and s["total_ms"] == 4.5
+    assert s["duplicates"] == 1 and s["n_plus_one_queries"] == 3
+    assert s["n_plus_one"] == [{"fingerprint": fixture.Q_TAGS, "count": 3, "total_ms": 1.5, "total_ns": 1_500_000}]
+
+
+def test_request_queries_error_and_none(server):
+    d = server.json("/api/requests/5/queries")
+    assert len(d["rows"]) == 1 and d["rows"][0]["error"].startswith("duplicate key") and d["rows"][0]["rows"] is None
+    d = server.json("/api/requests/6/queries")
+    assert d["rows"] == [] and d["summary"]["count"] == 0 and d["summary"]["n_plus_one"] == []
+    assert server.json("/api/requests/9999/queries", expect=404)["error"]["code"] == "not_found"
+    assert server.json("/api/requests/9/nope", expect=404)["error"]["code"] == "not_found"
+
+
+def test_request_spans(server):
+    d = server.json("/api/requests/9/spans")
+    assert d["available"] is True and len(d["rows"]) == 1
+    sp = d["rows"][0]
+    assert sp["start_offset_ms"] == 6.0 and sp["duration_ns"] == 2 * MS and sp["status"] == 200
+    assert (sp["method"], sp["host"], sp["path"], sp["tls"]) == ("GET", "prices.example.com", "/v1/prices/4", True)
+    assert server.json("/api/requests/1/spans")["rows"] == []
+
+
+def test_request_detail_counts(server):
+    d = server.json("/api/requests/9")
+    assert d["queries"] == {"available": True, "count": 5, "total_ms": 4.5, "total_ns": 4_500_000}
+    assert d["spans"]["count"] == 1 and d["samples"] == {"available": True, "count": 14}
+
+
+def tree_sum_ok(node):
+    """Each node's value is at least the sum of its children's."""
+    kids = sum(c["value"] for c in node["children"])
+    return node["value"] >= kids and all(tree_sum_ok(c) for c in node["children"])
+
+
+def flat(node, depth=0):
+    yield depth, node["name"], node["value"]
+    for c in node["children"]:
+        yield from flat(c, depth + 1)
+
+
+def test_flame_request(server):
+    d = server.json("/api/flame?request=9")
+    assert d["available"] is True and d["total"] == 14 and d["running"] == 11 and d["waiting"] == 3
+    assert d["total"] == sum(c for rid, _, _, c in fixture.SAMPLES if rid == 9)
+    t = d["tree"]
+    assert t["name"] == "all" and t["value"] == 14 and tree_sum_ok(t)
+    assert list(flat(t)) == [
+        (0, "all", 14), (1, "run", 14), (2, "get_item", 14), (3, "load_item", 8), (4, "execute", 8),
+        (5, "(waiting)", 3), (3, "render", 4), (4, "dumps", 4)]
+    run = t["children"][0]
+    assert (run["file"], run["line"]) == ("uvicorn/server.py", 61)
+    assert d["nodes"] == 8 and d["capped"] is False
+    # one state: no "(waiting)" leaf
+    d = server.json("/api/flame?request=9&state=waiting")
+    assert d["total"] == 3 and list(flat(d["tree"]))[-1] == (4, "execute", 3)
+    assert server.json("/api/flame?request=9&state=running")["total"] == 11
+
+
+def test_flame_route(server):
+    d = server.json("/api/flame?route=%s&run=1" % q("GET /items/{item_id}"))
+    assert d["route"] == "GET /items/{item_id}" and d["run"] == 1
+    assert d["total"] == 20  # request 9 (14) and request 1 (6); not the sample outside requests
+    names = {n: v for _, n, v in flat(d["tree"])}
+    assert names["load_item"] == 14 and names["get_item"] == 20
+    assert server.json("/api/flame?route=%s&run=1" % q("GET /health"))["total"] == 0
+    assert server.json("/api/flame?request=1")["total"] == 6
+
+
+@pytest.mark.parametrize("query,code,status", [
+    ("", "bad_param", 400),
+    ("request=x", "bad_param", 400),
+    ("request=1&route=GET%20/x", "bad_param", 400),
+    ("route=nospace", "bad_param", 400),
+    ("request=1&state=sleeping", "bad_param", 400),
+    ("request=9999", "not_found", 404),
+    ("route=GET%20/x&run=99", "no_such_run", 404),
+])
+def test_flame_bad_params(server, query, code, status):
+    assert server.json("/api/flame?" + query, expect=status)["error"]["code"] == code
+
+
+def test_endpoints_sql_figures(server):
+    eps = {(e["method"], e["route"]): e for e in server.json("/api/endpoints?run=1")["endpoints"]}
+    items = eps[("GET", "/items/{item_id}")]
+    # 6 queries over 6 requests; 4.8 ms of SQL in 36 ms of requests; request 9 has an N+1
+    assert items["queries"] == 6 and items["queries_per_request"] == 1.0
+    assert items["db_ns"] == 4_800_000 and items["db_ms_share"] == pytest.approx(4.8 / 36)
+    assert items["n_plus_one"] == 1
+    post = eps[("POST", "/items")]
+    assert post["queries_per_request"] == 0.5 and post["db_ms_share"] == pytest.approx(1 / 9) and post["n_plus_one"] == 0
+    health = eps[("GET", "/health")]
+    assert (health["queries"], health["queries_per_request"], health["db_ms_share"], health["n_plus_one"]) == (0, 0, 0, 0)
+
+
+def test_older_store_says_not_captured(tmp_path, make_server):
+    db = str(tmp_path / "old.db")
+    fixture.build(db, schema=1)
+    s = make_server(db)
+    assert s.json("/api/status")["capabilities"] == {"queries": False, "samples": False}
+    ov = s.json("/api/overview?run=1")
+    assert ov["queries"] == {"available": False} and ov["samples"] == {"available": False}
+    d = s.json("/api/requests/9")
+    assert d["queries"] == {"available": False} and d["spans"] == {"available": False}
+    assert d["samples"] == {"available": False}
+    assert s.json("/api/requests/9/queries") == {"request": 9, "available": False}
+    assert s.json("/api/requests/9/spans") == {"request": 9, "available": False}
+    assert s.json("/api/flame?request=9") == {"request": 9, "state": "all", "available": False}
+    assert "queries_per_request" not in s.json("/api/endpoints?run=1")["endpoints"][0]
+
+
+def test_flame_node_cap(tmp_path, make_server):
+    db = str(tmp_path / "wide.db")
+    fixture.build(db)
+    w = sqlite3.connect(db)
+    # 6000 distinct leaves under one frame: the lightest go to "(other)"
+    w.executemany("INSERT INTO frames (id, kind, name, file, line) VALUES (?, 'python', ?, 'wide.py', ?)",
+                  [(1000 + i, "leaf_%d" % i, i) for i in range(6000)])
+    w.executemany("INSERT INTO stacks (id, hash, frames) VALUES (?, ?, ?)",
+                  [(1000 + i, 50000 + i, "1,%d" % (1000 + i)) for i in range(6000)])
+    w.executemany("INSERT INTO samples (run_id, request_id, process_id, stack_id, state, count) VALUES (1, 3, 1, ?, 'running', ?)",
+                  [(1000 + i, 1 + (i % 3)) for i in range(6000)])
+    w.commit()
+    w.close()
+    d = make_server(db).json("/api/flame?request=3")
+    expect = sum(1 + (i % 3) for i in range(6000))
+    assert d["total"] == expect and d["tree"]["value"] == expect and d["capped"] is True
+    assert d["nodes"] <= 5002
+    run = d["tree"]["children"][0]
+    assert run["value"] == expect and tree_sum_ok(d["tree"])
+    other = [c for c in run["children"] if c["name"] == "(other)"]
+    assert len(other) == 1 and other[0]["value"] > 0
+    assert sum(c["value"] for c in run["children"]) == expect
+
+
+def test_xss_sql_is_plain_json(server):
+    d = server.json("/api/requests/101/queries")
+    assert d["rows"][0]["sql"] == fixture.XSS_SQL

@@ -12,8 +12,9 @@ import * as overview from './views/overview.js';
 import * as endpoints from './views/endpoints.js';
 import * as requests from './views/requests.js';
 import * as detail from './views/detail.js';
+import * as routeFlame from './views/routeflame.js';
 
-const views = { overview, endpoints, requests, detail };
+const views = { overview, endpoints, requests, detail, flame: routeFlame };
 
 const app = {
   status: null, // /api/status
@@ -124,7 +125,7 @@ function render(force = false) {
   if (!force && key === app.routeKey && app.current) return;
   app.routeKey = key;
   for (const a of document.querySelectorAll('.tabs a')) {
-    const active = a.dataset.view === route.view || (route.view === 'detail' && a.dataset.view === 'requests');
+    const active = a.dataset.view === route.view || (route.view === 'detail' && a.dataset.view === 'requests') || (route.view === 'flame' && a.dataset.view === 'endpoints');
     if (active) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
     const run = route.params.get('run');
@@ -199,7 +200,7 @@ function onKey(e) {
   if (e.ctrlKey || e.metaKey || e.altKey) return;
   const help = $('help');
   if (e.key === 'Escape' && !typing(e.target) && !help.open) {
-    if (parseRoute().view === 'detail') {
+    if (['detail', 'flame'].includes(parseRoute().view)) {
       e.preventDefault();
       history.length > 1 ? history.back() : navigate('requests');
     }
@@ -236,7 +237,7 @@ async function start() {
   $('help-toggle').addEventListener('click', () => $('help').showModal());
   $('run-select').addEventListener('change', (e) => {
     const route = parseRoute();
-    const view = route.view === 'detail' ? 'requests' : route.view;
+    const view = route.view === 'detail' ? 'requests' : route.view === 'flame' ? 'endpoints' : route.view;
     const params = view === 'requests' ? {} : Object.fromEntries(route.params);
     params.run = e.target.value;
     navigate(view, params);

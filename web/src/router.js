@@ -1,4 +1,5 @@
-// Hash routing: #/overview, #/endpoints, #/requests, #/requests/ID, each
+// Hash routing: #/overview, #/endpoints, #/requests, #/requests/ID,
+// #/flame (a route's flame graph), each
 // with query parameters (run, filters, sort).
 
 export function parseRoute(hash = location.hash) {
@@ -12,7 +13,7 @@ export function parseRoute(hash = location.hash) {
     view = 'detail';
     id = parts[1];
   }
-  if (!['overview', 'endpoints', 'requests', 'detail'].includes(view)) view = 'overview';
+  if (!['overview', 'endpoints', 'requests', 'detail', 'flame'].includes(view)) view = 'overview';
   return { view, id, params };
 }
 

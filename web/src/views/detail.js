@@ -7,6 +7,8 @@ import { h, append, clear, notice } from '../dom.js';
 import { fmtMs, fmtDateTime, fmtTime, fmtBytes, statusClass } from '../format.js';
 import { href, navigate } from '../router.js';
 import { storeNotice, errorNotice } from './common.js';
+import { queriesTable } from './sql.js';
+import { flameGraph } from './flame.js';
 
 /** Single-quotes s for a POSIX shell. */
 function shq(s) {
@@ -27,33 +29,65 @@ export function curlCommand(req, headers) {
   return parts.join(' ');
 }
 
-function waterfall(d) {
+const WF_MAX_ROWS = 60; // query and call rows drawn in the waterfall
+
+function wfRow(label, title, cls, offNs, lenNs, total, { mono = false, extra = null, dataset = null } = {}) {
+  const seg = h('span', { class: `wf-seg ${cls}` });
+  seg.style.marginLeft = `${Math.min(100, Math.max(0, (offNs / total) * 100))}%`;
+  seg.style.width = `${Math.max(0.4, Math.min(100, (lenNs / total) * 100))}%`;
+  return h('div', { class: 'wf-row', role: 'listitem', title, dataset },
+    h('span', { class: `wf-label${mono ? ' mono' : ''}` }, label, extra),
+    h('div', { class: 'wf-track' }, seg),
+    h('span', { class: 'wf-val' }, fmtMs(lenNs / 1e6)));
+}
+
+function waterfall(d, queries, spans) {
   const t = d.timing;
   const total = t.total_ns || 1;
+  const inner = [];
+  for (const q of (queries && queries.rows) || []) {
+    inner.push({ at: q.start_offset_ms, row: () => wfRow(`SQL ${q.sql ? q.sql.trim().split(/\s+/)[0].toUpperCase() : ''}`.trim(), q.sql || '', `wf-sql${q.n_plus_one ? ' wf-npo' : ''}`,
+      q.start_offset_ms * 1e6, q.duration_ns, total, {
+        extra: q.n_plus_one ? h('span', { class: 'tag tag-bad' }, 'N+1') : q.duplicate ? h('span', { class: 'tag tag-warn' }, 'dup') : null,
+        dataset: { query: String(q.id) },
+      }) });
+  }
+  for (const sp of (spans && spans.rows) || []) {
+    inner.push({ at: sp.start_offset_ms, row: () => wfRow(`${sp.method || 'HTTP'} ${sp.host || ''}`, `${sp.method || ''} ${sp.host || ''}${sp.path || ''} → ${sp.status ?? sp.error ?? '?'}`,
+      'wf-span', sp.start_offset_ms * 1e6, sp.duration_ns, total, { mono: true }) });
+  }
+  inner.sort((a, b) => a.at - b.at);
+  const shown = inner.slice(0, WF_MAX_ROWS).map((x) => x.row());
+  const more = inner.length > WF_MAX_ROWS ? h('p', { class: 'muted small' }, `… and ${inner.length - WF_MAX_ROWS} more (all are in the table below)`) : null;
+  const legend = h('div', { class: 'wf-legend muted small' },
+    t.available ? [h('span', { class: 'dot wf-in' }), 'request in', h('span', { class: 'dot wf-app' }), 'app', h('span', { class: 'dot wf-out' }), 'response out'] : null,
+    queries && queries.rows.length ? [h('span', { class: 'dot wf-sql' }), 'SQL'] : null,
+    spans && spans.rows.length ? [h('span', { class: 'dot wf-span' }), 'outbound HTTP'] : null);
+  const totalRow = h('div', { class: 'wf-row wf-total' }, h('span', { class: 'wf-label' }, 'Total'), h('div', { class: 'wf-track' }), h('span', { class: 'wf-val' }, fmtMs(total / 1e6)));
   if (!t.available) {
-    return h('section', { class: 'card' }, h('h2', null, 'Timeline'),
-      h('div', { class: 'waterfall' }, h('div', { class: 'wf-row' },
-        h('span', { class: 'wf-label' }, 'Total'),
-        h('div', { class: 'wf-track' }, h('span', { class: 'wf-seg wf-app full' })),
-        h('span', { class: 'wf-val' }, fmtMs(t.total_ns / 1e6)))),
+    return h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', null, 'Timeline'), legend),
+      h('div', { class: 'waterfall', role: 'list' }, wfRow('App', 'The whole request', 'wf-app', 0, total, total), shown, totalRow), more,
       h('p', { class: 'muted' }, 'Wire timings were not recorded for this request (it was reported by the middleware, not seen on the socket).'));
   }
-  const segs = [
-    ['Request in', 'Request bytes arriving, from the first byte to the last', 'wf-in', 0, t.wire_in_ns],
-    ['App', 'Your application handling the request, until the first response byte', 'wf-app', t.wire_in_ns, t.app_ns],
-    ['Response out', 'Response bytes leaving, from the first byte to the last', 'wf-out', t.wire_in_ns + t.app_ns, t.wire_out_ns],
-  ];
-  return h('section', { class: 'card' }, h('h2', null, 'Timeline'),
-    h('div', { class: 'waterfall', role: 'list' }, segs.map(([label, title, cls, off, len]) => {
-      const seg = h('span', { class: `wf-seg ${cls}` });
-      seg.style.marginLeft = `${(off / total) * 100}%`;
-      seg.style.width = `${Math.max(0.4, (len / total) * 100)}%`;
-      return h('div', { class: 'wf-row', role: 'listitem', title },
-        h('span', { class: 'wf-label' }, label),
-        h('div', { class: 'wf-track' }, seg),
-        h('span', { class: 'wf-val' }, fmtMs(len / 1e6)));
-    }),
-    h('div', { class: 'wf-row wf-total' }, h('span', { class: 'wf-label' }, 'Total'), h('div', { class: 'wf-track' }), h('span', { class: 'wf-val' }, fmtMs(total / 1e6)))));
+  return h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', null, 'Timeline'), legend),
+    h('div', { class: 'waterfall', role: 'list' },
+      wfRow('Request in', 'Request bytes arriving, from the first byte to the last', 'wf-in', 0, t.wire_in_ns, total),
+      wfRow('App', 'Your application handling the request, until the first response byte', 'wf-app', t.wire_in_ns, t.app_ns, total),
+      shown,
+      wfRow('Response out', 'Response bytes leaving, from the first byte to the last', 'wf-out', t.wire_in_ns + t.app_ns, t.wire_out_ns, total),
+      totalRow), more);
+}
+
+function spansTable(spans) {
+  return h('table', { class: 'grid compact spans-table' },
+    h('thead', null, h('tr', null, h('th', { class: 'num' }, 'At'), h('th', null, 'Call'), h('th', null, 'Status'), h('th', { class: 'num' }, 'Duration'), h('th', { class: 'num' }, 'Sent / received'), h('th', null, 'Call site'))),
+    h('tbody', null, spans.rows.map((sp) => h('tr', null,
+      h('td', { class: 'num' }, `+${fmtMs(sp.start_offset_ms)}`),
+      h('td', { class: 'mono wrap' }, h('span', { class: `method m-${sp.method}` }, sp.method || '?'), ' ', `${sp.tls ? 'https' : 'http'}://${sp.host || ''}${sp.path || ''}`),
+      h('td', null, sp.status ? h('span', { class: `status ${statusClass(sp.status)}` }, String(sp.status)) : h('span', { class: 'bad' }, sp.error || '—')),
+      h('td', { class: 'num' }, fmtMs(sp.duration_ms)),
+      h('td', { class: 'num' }, `${fmtBytes(sp.request_bytes)} / ${fmtBytes(sp.response_bytes)}`),
+      h('td', { class: 'mono small' }, sp.call_site || '–')))));
 }
 
 function kv(pairs) {
@@ -71,8 +105,18 @@ export function mount(root, ctx) {
   root.append(page);
   const back = () => (history.length > 1 ? history.back() : navigate('requests', { run: ctx.params.get('run') }));
 
-  api(`requests/${encodeURIComponent(ctx.id)}`).then((d) => {
+  let flame = null;
+  const id = encodeURIComponent(ctx.id);
+  api(`requests/${id}`).then(async (d) => {
+    const [queries, spans, samples] = await Promise.all([
+      d.queries.available && d.queries.count ? api(`requests/${id}/queries`) : null,
+      d.spans && d.spans.available && d.spans.count ? api(`requests/${id}/spans`) : null,
+      d.samples.available && d.samples.count ? api('flame', { request: ctx.id }) : null,
+    ]);
+    return [d, queries, spans, samples];
+  }).then(([d, queries, spans, samples]) => {
     if (destroyed) return;
+    if (samples && samples.available && samples.total) flame = flameGraph(samples, { label: 'Flame graph of this request' });
     const r = d.request;
     const curl = curlCommand(r, d.headers);
     const copyBtn = h('button', { type: 'button', class: 'primary' }, 'Copy as curl');
@@ -101,7 +145,16 @@ export function mount(root, ctx) {
       curlBox,
       r.exception ? h('section', { class: 'card card-bad' }, h('h2', null, 'Exception'), h('pre', { class: 'exception mono' }, r.exception)) : null,
       r.error ? notice('error', 'Connection error', r.error) : null,
-      waterfall(d),
+      waterfall(d, queries, spans),
+      h('section', { class: 'card', id: 'sql' }, h('h2', null, 'SQL queries'),
+        queries ? queriesTable(queries)
+          : h('p', { class: 'muted' }, d.queries.available ? 'No SQL queries during this request.' : 'SQL queries: not captured yet')),
+      spans ? h('section', { class: 'card' }, h('h2', null, 'Outbound HTTP calls'), spansTable(spans)) : null,
+      h('section', { class: 'card', id: 'flame' },
+        h('div', { class: 'card-head' }, h('h2', null, 'Flame graph'),
+          r.route ? h('a', { href: href('flame', { run: r.run_id, route: `${r.method} ${r.route}` }) }, 'Whole route →') : null),
+        flame ? flame.el
+          : h('p', { class: 'muted' }, d.samples.available ? 'Flame graph: no samples during this request (it may have been shorter than the sampling interval).' : 'Flame graph: not captured yet')),
       h('div', { class: 'two-col' },
         h('section', { class: 'card' }, h('h2', null, 'Context'), kv([
           ['Started', `${fmtDateTime(r.start_ms)} (${fmtTime(r.start_ms)})`],
@@ -124,18 +177,11 @@ export function mount(root, ctx) {
           d.headers.length
             ? h('table', { class: 'grid compact headers' }, h('tbody', null, d.headers.map(([k, v]) => h('tr', null, h('th', { scope: 'row', class: 'mono' }, k), h('td', { class: 'mono wrap' }, v)))))
             : h('p', { class: 'muted' }, 'No headers recorded.'),
-          h('p', { class: 'muted small' }, 'Secret-bearing headers (Authorization, Cookie, …) are redacted by the recorder.'))),
-      h('div', { class: 'two-col' },
-        h('section', { class: 'card' }, h('h2', null, 'SQL queries'),
-          d.queries.available && d.queries.rows.length
-            ? h('ul', { class: 'plain' }, d.queries.rows.map((q) => h('li', { class: 'mono' }, q.sql || '')))
-            : h('p', { class: 'muted' }, d.queries.available ? 'No SQL queries during this request.' : 'SQL queries: not captured yet')),
-        h('section', { class: 'card' }, h('h2', null, 'Flame graph'),
-          h('p', { class: 'muted' }, d.samples.available ? 'Flame graph: no samples during this request.' : 'Flame graph: not captured yet')))]);
+          h('p', { class: 'muted small' }, 'Secret-bearing headers (Authorization, Cookie, …) are redacted by the recorder.')))]);
   }).catch((e) => {
     if (destroyed) return;
     clear(page);
     page.append(errorNotice(e, ctx), h('p', null, h('button', { type: 'button', class: 'link', on: { click: back } }, '← Back to requests')));
   });
-  return { destroy() { destroyed = true; } };
+  return { destroy() { destroyed = true; if (flame) flame.destroy(); } };
 }

@@ -1,5 +1,7 @@
 // Endpoints: one row per route (or path, when the route is unknown) and
-// method, sortable by any column; a row opens its requests.
+// method, sortable by any column; a row opens its requests, its "flame"
+// link the route's merged flame graph. With SQL captured: queries per
+// request, the share of time in the database and N+1 flags.
 
 import { api } from '../api.js';
 import { h, clear, notice } from '../dom.js';
@@ -65,13 +67,17 @@ export function mount(root, ctx) {
       return;
     }
     const maxP99 = Math.max(...rows.map((e) => e.p99_ms), 0.001);
+    const sql = data.endpoints.length && data.endpoints[0].queries_per_request !== undefined;
     const head = h('tr', null, COLUMNS.map((c) => {
       const active = c.key === sort || (c.key === 'count' && sort === 'rps' && false);
       const th = h('th', { class: c.cls, scope: 'col', 'aria-sort': active ? (dir === 'asc' ? 'ascending' : 'descending') : null },
         h('button', { type: 'button', class: 'sort', on: { click: () => setSort(c.key) } },
           c.label, active ? h('span', { class: 'sort-arrow', 'aria-hidden': 'true' }, dir === 'asc' ? '▲' : '▼') : null));
       return th;
-    }));
+    }), sql ? [h('th', { class: 'num', scope: 'col', title: 'SQL queries per request' }, 'Queries/req'),
+      h('th', { class: 'num', scope: 'col', title: 'Share of the requests\' time spent in SQL queries' }, 'DB time'),
+      h('th', { class: 'num', scope: 'col', title: 'Requests with an N+1 query pattern' }, 'N+1')]
+      : h('th', { class: 'num muted', scope: 'col', title: 'SQL queries: not captured yet' }, 'SQL'));
     const body = h('tbody', null, rows.map((e) => {
       const params = requestsLink(e, runId);
       const open = () => params && navigate('requests', params);
@@ -82,9 +88,13 @@ export function mount(root, ctx) {
         on: { click: (ev) => { if (!(ev.target instanceof HTMLAnchorElement)) open(); }, keydown: (ev) => { if (ev.key === 'Enter') open(); } },
       },
       h('td', null, params
-        ? h('a', { href: href('requests', params), class: 'endpoint', tabindex: '-1' },
+        ? [h('a', { href: href('requests', params), class: 'endpoint', tabindex: '-1' },
           h('span', { class: `method m-${e.method}` }, e.method || '?'),
-          h('span', { class: 'mono' }, e.route), e.is_route ? null : h('span', { class: 'tag', title: 'No route template was recorded: grouped by path' }, 'path'))
+          h('span', { class: 'mono' }, e.route), e.is_route ? null : h('span', { class: 'tag', title: 'No route template was recorded: grouped by path' }, 'path')),
+        h('a', {
+          class: 'flame-link', href: href('flame', { run: runId, route: `${e.method} ${e.route}` }), tabindex: '-1',
+          title: 'Flame graph of this endpoint', 'aria-label': `Flame graph of ${e.method} ${e.route}`,
+        }, 'flame')]
         : h('span', { class: 'endpoint muted' }, e.route, ' ', h('span', { class: 'tag' }, 'more endpoints than shown'))),
       h('td', { class: 'num' }, fmtCount(e.count)),
       h('td', { class: 'num' }, fmtRps(e.rps)),
@@ -94,7 +104,11 @@ export function mount(root, ctx) {
       h('td', { class: 'num p99' }, h('span', { class: 'p99-val' }, fmtMs(e.p99_ms)), bar),
       h('td', { class: 'num' }, fmtMs(e.max_ms)),
       h('td', { class: `num${e.n_5xx ? ' bad' : ''}` }, fmtRate(e.rate_5xx)),
-      h('td', { class: `num${e.n_4xx ? ' warn' : ''}` }, fmtRate(e.rate_4xx)));
+      h('td', { class: `num${e.n_4xx ? ' warn' : ''}` }, fmtRate(e.rate_4xx)),
+      sql ? [h('td', { class: 'num' }, e.queries ? e.queries_per_request.toFixed(e.queries_per_request < 10 ? 1 : 0) : '0'),
+        h('td', { class: 'num db-share', title: `${fmtMs(e.db_ms)} in SQL` }, e.queries ? fmtRate(e.db_ms_share) : '–'),
+        h('td', { class: 'num' }, e.n_plus_one ? h('span', { class: 'tag tag-bad', title: `${fmtCount(e.n_plus_one)} request(s) with an N+1 query pattern` }, `N+1 × ${fmtCount(e.n_plus_one)}`) : '–')]
+        : h('td', { class: 'num muted' }, '–'));
     }));
     tableBox.append(h('table', { class: 'grid sortable' }, h('thead', null, head), body));
   };

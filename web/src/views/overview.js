@@ -33,7 +33,9 @@ function scorecard(ov) {
     tile('Memory', ov.processes.length ? fmtBytes(res.rss_peak_bytes) : '–',
       ov.processes.length > 1 ? 'peak RSS, processes summed' : ov.processes.length ? 'peak RSS' : 'not sampled'),
     q.available && q.count !== undefined
-      ? tile('DB time', fmtMs(q.total_ms), `${fmtCount(q.count)} queries`)
+      ? tile('DB time', q.db_share !== undefined ? fmtRate(q.db_share) : fmtMs(q.total_ms),
+        q.db_share !== undefined ? `of request time · ${fmtMs(q.in_requests_ms)} in ${fmtCount(q.in_requests)} queries` : `${fmtCount(q.count)} queries`,
+        q.n_plus_one_requests ? 'warn' : null)
       : tile('DB time', '–', 'SQL queries: not captured yet', 'muted'),
     tile('Data losses', lostEvents ? fmtCount(lostEvents) : 'none', lostEvents ? 'events dropped' : 'recording complete', lostEvents ? 'warn' : 'good'));
 }
