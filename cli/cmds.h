@@ -16,6 +16,7 @@ int cmd_score(int argc, char **argv);
 int cmd_queries(int argc, char **argv);
 int cmd_spans(int argc, char **argv);
 int cmd_flame(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 void cmd_run_usage(FILE *f);
 void cmd_requests_usage(FILE *f);
@@ -25,5 +26,6 @@ void cmd_score_usage(FILE *f);
 void cmd_queries_usage(FILE *f);
 void cmd_spans_usage(FILE *f);
 void cmd_flame_usage(FILE *f);
+void cmd_export_usage(FILE *f);
 
 #endif

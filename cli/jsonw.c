@@ -168,6 +168,12 @@ void jw_i64(struct jw *w, int64_t v)
 	fprintf(w->f, "%" PRId64, v);
 }
 
+void jw_raw(struct jw *w, const char *text)
+{
+	sep(w);
+	fputs(text, w->f);
+}
+
 void jw_u64(struct jw *w, uint64_t v)
 {
 	sep(w);

@@ -46,6 +46,8 @@ void jw_cstr(struct jw *w, const char *s);
 void jw_i64(struct jw *w, int64_t v);
 void jw_u64(struct jw *w, uint64_t v);
 void jw_bool(struct jw *w, int v);
+/* A value written as is: the caller guarantees it is valid JSON (a number). */
+void jw_raw(struct jw *w, const char *text);
 void jw_null(struct jw *w);
 
 /* Ends a top-level value with a newline (JSON lines). */

@@ -61,6 +61,7 @@ static const struct command commands[] = {
 	{"queries", cmd_queries, cmd_queries_usage, "print the recorded SQL queries of a run or request"},
 	{"spans", cmd_spans, cmd_spans_usage, "print the recorded outbound HTTP calls of a run or request"},
 	{"flame", cmd_flame, cmd_flame_usage, "print sampled Python stacks as a flame graph (folded, speedscope)"},
+	{"export", cmd_export, cmd_export_usage, "write a run as a Chrome trace (Perfetto) or speedscope file"},
 };
 
 static const struct command *find(const char *name)
