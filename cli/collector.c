@@ -84,12 +84,16 @@ struct proc {
 	struct tg_stacks_proc *stacks; /* Python stack samples waiting for their request (stacks.h) */
 };
 
+#define STORE_WAIT_MS 50                         /* per round, for a locked store */
+#define FINAL_LOCK_WAIT_NS (20LL * 1000000000LL) /* at exit, for a locked store */
+
 struct collector {
 	struct tg_store *store;
 	int64_t run_id;
 	int64_t mono_to_unix;      /* CLOCK_REALTIME - CLOCK_MONOTONIC, ns, measured once */
 	int64_t start_mono;        /* CLOCK_MONOTONIC at start, ns */
 	int lifeline;
+	int store_locked;          /* the last round found the store locked */
 	int listen_fd;
 	char dir[PATH_MAX];        /* private run directory */
 	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -949,6 +953,10 @@ static void finish(struct collector *c, struct pollfd **pfd, size_t *pfd_cap)
 			break;
 		poll_once(c, 10, pfd, pfd_cap);
 	}
+	/* Still locked? Wait a while rather than drop what the rings hold. */
+	for (int64_t until = tg_monotonic_ns() + FINAL_LOCK_WAIT_NS;
+	     tg_store_begin(c->store, STORE_WAIT_MS) < 0 && tg_monotonic_ns() < until;)
+		;
 	for (size_t i = 0; i < c->nprocs; i++)
 		proc_finish(c, c->procs[i]);
 	procs_compact(c);
@@ -1014,8 +1022,19 @@ int tg_collector_main(const struct tg_collector_opts *o)
 		if (now < next_drain)
 			continue;
 		int tick = now >= next_tick;
-		drain_all(&c, tick);
 		next_drain = now + DRAIN_NS;
+		/* Another program holds the store's write lock: leave the data in
+		 * the rings (the app never waits; a ring that fills drops and
+		 * counts) and try again next round. */
+		if (tg_store_begin(c.store, STORE_WAIT_MS) < 0) {
+			if (!c.store_locked)
+				tg_warn("%s is locked by another program; holding data until it is free",
+					tg_store_path(c.store));
+			c.store_locked = 1;
+			continue;
+		}
+		c.store_locked = 0;
+		drain_all(&c, tick);
 		if (tick) {
 			int64_t now_unix = now + c.mono_to_unix;
 			for (size_t i = 0; i < c.nprocs; i++) {

@@ -536,6 +536,20 @@ int64_t tg_store_process_add(struct tg_store *s, const struct tg_process_info *p
 	return sqlite3_last_insert_rowid(s->db);
 }
 
+int tg_store_begin(struct tg_store *s, int wait_ms)
+{
+	if (s->in_batch)
+		return 0;
+	sqlite3_busy_timeout(s->db, wait_ms);
+	int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	sqlite3_busy_timeout(s->db, 5000);
+	if (rc != SQLITE_OK)
+		return -1;
+	s->in_batch = 1;
+	s->pending = 0;
+	return 0;
+}
+
 /* The prepared statement `id`, reset, inside an open batch; NULL on error. */
 static sqlite3_stmt *batch_stmt(struct tg_store *s, enum stmt_id id)
 {

@@ -195,6 +195,12 @@ int tg_store_metric_add(struct tg_store *s, int64_t process_id, int64_t ts_unix_
 int tg_store_loss_add(struct tg_store *s, int64_t run_id, int64_t process_id, int64_t ts_unix_ns,
 		      const char *kind, int64_t events, int64_t bytes);
 
+/* Opens the batch with the write lock taken (BEGIN IMMEDIATE), waiting at
+ * most wait_ms for another writer. Returns 0 (also when a batch is already
+ * open), or -1 when the store stays locked: nothing was written or lost, so
+ * the caller can keep its data and try again later. */
+int tg_store_begin(struct tg_store *s, int wait_ms);
+
 /* Rows added since the batch began (0 when no batch is open). */
 unsigned tg_store_pending(const struct tg_store *s);
 
