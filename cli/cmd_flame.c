@@ -4,7 +4,8 @@
  * outside any request, as folded stacks ("a;b;c 12", for flamegraph.pl,
  * inferno, speedscope's import) or as a speedscope JSON document.
  *
- * Frames print as "qualname (file:line)". Waiting samples (the thread was
+ * Frames print as "qualname (file:line)", native frames (--native) as
+ * "function (library)". Waiting samples (the thread was
  * off CPU: I/O, locks, the GIL) end in a "(waiting)" leaf unless --state
  * selects one kind, so one graph separates waiting from running.
  */
@@ -75,7 +76,7 @@ static struct frame *load_frames(struct tg_store *s, int64_t *n)
 	struct frame *fr = calloc((size_t)*n, sizeof *fr);
 	if (!fr)
 		tg_die("out of memory");
-	st = prep(s, "SELECT id, name, file, line FROM frames");
+	st = prep(s, "SELECT id, name, file, line, kind FROM frames");
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
 		if (id <= 0 || id >= *n)
@@ -83,6 +84,8 @@ static struct frame *load_frames(struct tg_store *s, int64_t *n)
 		const char *name = (const char *)sqlite3_column_text(st, 1);
 		const char *file = (const char *)sqlite3_column_text(st, 2);
 		int line = sqlite3_column_int(st, 3);
+		const char *kind = (const char *)sqlite3_column_text(st, 4);
+		int native = kind && strcmp(kind, "native") == 0;
 		name = name ? name : "?";
 		file = file ? file : "";
 		size_t len = strlen(name) + strlen(file) + 32;
@@ -90,14 +93,17 @@ static struct frame *load_frames(struct tg_store *s, int64_t *n)
 		char *nm = strdup(name), *fl = strdup(file);
 		if (!l || !nm || !fl)
 			tg_die("out of memory");
-		if (*file)
+		if (*file && native) { /* "function (library)": no line */
+			const char *base = strrchr(file, '/');
+			snprintf(l, len, "%s (%s)", name, base ? base + 1 : file);
+		} else if (*file)
 			snprintf(l, len, "%s (%s:%d)", name, file, line);
 		else
 			snprintf(l, len, "%s", name);
 		for (char *c = l; *c; c++)
 			if (*c == ';' || *c == '\n')
 				*c = ','; /* folded format separators */
-		fr[id] = (struct frame){.label = l, .name = nm, .file = fl, .line = line};
+		fr[id] = (struct frame){.label = l, .name = nm, .file = fl, .line = native ? 0 : line};
 	}
 	sqlite3_finalize(st);
 	return fr;
@@ -294,8 +300,10 @@ int cmd_flame(int argc, char **argv)
 				if (fr[id].file && *fr[id].file) {
 					jw_key(&w, "file");
 					jw_cstr(&w, fr[id].file);
-					jw_key(&w, "line");
-					jw_i64(&w, fr[id].line);
+					if (fr[id].line) {
+						jw_key(&w, "line");
+						jw_i64(&w, fr[id].line);
+					}
 				}
 				jw_obj_close(&w);
 			}

@@ -63,7 +63,16 @@ void cmd_run_usage(FILE *f)
 		   "  --no-bootstrap    do not inject the Python bootstrap that names routes\n"
 		   "                    (or $TIMEGLASS_NO_BOOTSTRAP=1)\n"
 		   "  --sample-rate HZ  Python stack samples per second and thread, 0 = off\n"
-		   "                    (default 1000, or $TIMEGLASS_SAMPLE_HZ)\n"
+		   "                    (default 1000, or $TIMEGLASS_SAMPLE_HZ); lowered while the\n"
+		   "                    sampler uses more than $TIMEGLASS_SAMPLE_BUDGET %% of a core\n"
+		   "                    (default 5, 0 = no limit)\n"
+		   "  --native          add native (C) frames to the samples, under the Python\n"
+		   "                    frames that called them (or $TIMEGLASS_NATIVE=1)\n"
+		   "  --trace           exact trace: every Python function call of a request that\n"
+		   "                    lasts at least the threshold becomes a 'function' span\n"
+		   "                    (or $TIMEGLASS_TRACE=1; costs more than sampling, see README)\n"
+		   "  --trace-threshold-us N  shortest call kept by --trace, microseconds\n"
+		   "                    (default 100, or $TIMEGLASS_TRACE_US)\n"
 		   "  --capture-params  store SQL query parameters too (off by default; may hold\n"
 		   "                    personal data) (or $TIMEGLASS_CAPTURE_PARAMS=1)\n"
 		   "  --sql-max BYTES   SQL text kept per query (default 4096, or $TIMEGLASS_SQL_MAX)\n"
@@ -89,7 +98,7 @@ static unsigned ring_mb_or_die(const char *what, const char *s)
 static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 {
 	enum { OPT_DB = 256, OPT_KEEP, OPT_RING, OPT_NO_BOOTSTRAP, OPT_SAMPLE_RATE, OPT_CAPTURE_PARAMS, OPT_SQL_MAX,
-	       OPT_N_PLUS_ONE };
+	       OPT_N_PLUS_ONE, OPT_NATIVE, OPT_TRACE, OPT_TRACE_US };
 	static const struct option longopts[] = {
 		{"db", required_argument, NULL, OPT_DB},
 		{"keep-runs", required_argument, NULL, OPT_KEEP},
@@ -100,6 +109,9 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 		{"capture-params", no_argument, NULL, OPT_CAPTURE_PARAMS},
 		{"sql-max", required_argument, NULL, OPT_SQL_MAX},
 		{"n-plus-one", required_argument, NULL, OPT_N_PLUS_ONE},
+		{"native", no_argument, NULL, OPT_NATIVE},
+		{"trace", no_argument, NULL, OPT_TRACE},
+		{"trace-threshold-us", required_argument, NULL, OPT_TRACE_US},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -129,6 +141,21 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 			snprintf(hz, sizeof hz, "%llu",
 				 (unsigned long long)tg_number_or_die("--sample-rate", optarg, 0, 100000));
 			setenv("TIMEGLASS_SAMPLE_HZ", hz, 1);
+			break;
+		}
+		/* The sampler and the Python bootstrap read these from the environment. */
+		case OPT_NATIVE:
+#ifndef TG_HAVE_NATIVE
+			tg_warn("--native: this build has no native unwinding (libunwind, libelf); ignored");
+#endif
+			setenv("TIMEGLASS_NATIVE", "1", 1);
+			break;
+		case OPT_TRACE: setenv("TIMEGLASS_TRACE", "1", 1); break;
+		case OPT_TRACE_US: {
+			char us[32];
+			snprintf(us, sizeof us, "%llu",
+				 (unsigned long long)tg_number_or_die("--trace-threshold-us", optarg, 0, 60000000));
+			setenv("TIMEGLASS_TRACE_US", us, 1);
 			break;
 		}
 		/* The SQL taps (app) and the collector read these from the environment. */
@@ -197,6 +224,28 @@ static int find_bootstrap(char out[PATH_MAX])
 			return 0;
 	}
 	return existing(TG_PY_BOOTSTRAP_DIR, out);
+}
+
+/* The build directory of the timeglass._speedups extension when this is a
+ * build tree's binary (installed, it is inside the package). Returns 0 or -1. */
+static int find_build_pyext(char out[PATH_MAX])
+{
+	char exe[PATH_MAX], so[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0)
+		return -1;
+	exe[n] = '\0';
+	char *slash = strrchr(exe, '/');
+	if (slash)
+		*slash = '\0';
+	if (glob_first(exe, "/../python/_speedups*.so", so) < 0)
+		return -1;
+	slash = strrchr(so, '/');
+	if (!slash)
+		return -1;
+	*slash = '\0';
+	memcpy(out, so, (size_t)(slash - so) + 1);
+	return 0;
 }
 
 /* Finds libtimeglass.so: $TIMEGLASS_LIB, next to a build tree's binary,
@@ -292,6 +341,9 @@ static void exec_command(char **argv, const char *lib, const char *sock, unsigne
 				setenv("PYTHONPATH", v, 1);
 			}
 		}
+		char pyext[PATH_MAX];
+		if (!getenv("TIMEGLASS_PYEXT_DIR") && find_build_pyext(pyext) == 0)
+			setenv("TIMEGLASS_PYEXT_DIR", pyext, 1);
 	}
 	const char *old = getenv("LD_PRELOAD");
 	if (old && *old) {

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "event.h"
+#include "event_py.h"
 #include "record.h"
 #include "ring.h"
 #include "sql.h"
@@ -294,7 +295,7 @@ static struct tg_sql_ctx sql_ctx(const struct collector *c, const struct proc *p
 static struct tg_stacks_ctx stacks_ctx(const struct collector *c, const struct proc *p)
 {
 	return (struct tg_stacks_ctx){.store = c->store, .run_id = c->run_id, .process_id = p->process_id,
-				      .mono_to_unix = c->mono_to_unix};
+				      .pid = p->pid, .mono_to_unix = c->mono_to_unix};
 }
 
 /* Python samples, code objects and sampler counters (stacks.c); scope
@@ -316,7 +317,7 @@ static void stacks_record(struct collector *c, struct proc *p, const void *rec, 
 static void store_record(struct collector *c, struct proc *p, const void *rec, uint32_t size)
 {
 	const struct tg_ev_hdr *h = rec;
-	if (h->type == TG_EV_SAMPLE || h->type == TG_EV_CODE || h->type == TG_EV_PY_INFO) {
+	if (h->type == TG_EV_SAMPLE || h->type == TG_EV_CODE || h->type == TG_EV_PY_INFO || h->type == TG_EV_PY_FUNC) {
 		stacks_record(c, p, rec, size);
 		return;
 	}

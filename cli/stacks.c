@@ -18,6 +18,9 @@
 #include "lines.h"
 #include "record.h"
 #include "stacks.h"
+#ifdef TG_HAVE_NATIVE
+#include "symbolize.h"
+#endif
 
 #define WAIT_NS (3 * 1000000000LL)      /* samples wait this long for their request */
 #define SCOPE_WAIT_NS (60 * 1000000000LL) /* ... or this long when they carry a scope token */
@@ -36,6 +39,13 @@ struct frame_key {
 	uint64_t addr, ident;
 	int32_t lasti;
 	int64_t id; /* frames.id, 0 = empty slot */
+};
+
+/* A native instruction address of the process and its frames.id. */
+struct native_key {
+	uint64_t addr;
+	int64_t id;   /* 0 = empty slot */
+	int eval;     /* 1: the eval loop (_PyEval_EvalFrameDefault) */
 };
 
 struct stack_key {
@@ -71,6 +81,15 @@ struct recent_req {
 	uint32_t tid;
 };
 
+/* A function span of exact-trace mode waiting for its request. */
+struct pfunc {
+	struct pending s; /* time (start), scope and thread, as for a sample */
+	int64_t end_ns;
+	uint16_t flags;
+	uint16_t site_len;
+	char *site;
+};
+
 struct agg {
 	int64_t request_id, stack_id;
 	uint8_t state;
@@ -86,13 +105,21 @@ struct tg_stacks_proc {
 	size_t nframes, frames_cap;
 	struct stack_key *stacks;
 	size_t nstacks, stacks_cap;
+	struct native_key *natives;
+	size_t nnatives, natives_cap;
+#ifdef TG_HAVE_NATIVE
+	struct tg_sym_proc *sym;
+#endif
 	struct pending *pend;
 	size_t npend, pend_cap;
+	struct pfunc *funcs;
+	size_t nfuncs, funcs_cap;
 	struct scope *scopes;
 	size_t nscopes, scopes_cap;
 	struct recent_req *reqs;
 	size_t nreqs, reqs_cap;
 	uint64_t seen_dropped, seen_ring_full; /* PY_INFO counters already stored */
+	uint64_t seen_budget_skipped;
 	int64_t last_now;
 };
 
@@ -128,7 +155,14 @@ void tg_stacks_proc_free(struct tg_stacks_proc *p)
 	free(p->codes);
 	free(p->frames);
 	free(p->stacks);
+	free(p->natives);
+#ifdef TG_HAVE_NATIVE
+	tg_sym_proc_free(p->sym);
+#endif
 	free(p->pend);
+	for (size_t i = 0; i < p->nfuncs; i++)
+		free(p->funcs[i].site);
+	free(p->funcs);
 	free(p->scopes);
 	free(p->reqs);
 	free(p);
@@ -300,24 +334,81 @@ static int64_t stack_lookup(struct tg_stacks_proc *p, uint64_t hash, int64_t id_
 	return id_to_add;
 }
 
-/* stacks.id of the sample's frames (innermost first in the record), 0 on error. */
-static int64_t stack_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const struct tg_ev_pyframe *f,
-			unsigned n)
+/* frames.id of native address addr (a return address unless first), and
+ * whether it is the eval loop; 0 on error. */
+static int64_t native_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, uint64_t addr, int first,
+			 int *eval)
 {
-	static int64_t ids[65536];
-	static char text[65536 * 21];
-	uint64_t h = 0x9e3779b97f4a7c15ull;
-	for (unsigned i = 0; i < n; i++) {
-		ids[i] = frame_id(c, p, f[i].code, f[i].lasti);
-		if (!ids[i])
+	*eval = 0;
+	if ((p->nnatives + 1) * 2 > p->natives_cap) {
+		size_t ncap = p->natives_cap ? p->natives_cap * 2 : 1024;
+		struct native_key *nn = calloc(ncap, sizeof *nn);
+		if (!nn)
 			return 0;
-		h = mix64(h ^ (uint64_t)ids[i]) + i;
+		for (size_t i = 0; i < p->natives_cap; i++) {
+			if (!p->natives[i].id)
+				continue;
+			size_t j = mix64(p->natives[i].addr) & (ncap - 1);
+			while (nn[j].id)
+				j = (j + 1) & (ncap - 1);
+			nn[j] = p->natives[i];
+		}
+		free(p->natives);
+		p->natives = nn;
+		p->natives_cap = ncap;
 	}
+	size_t m = p->natives_cap - 1, i;
+	for (i = mix64(addr) & m; p->natives[i].id; i = (i + 1) & m)
+		if (p->natives[i].addr == addr) {
+			*eval = p->natives[i].eval;
+			return p->natives[i].id;
+		}
+	/* A return address points after the call: look up the call itself. */
+	uint64_t at = first || !addr ? addr : addr - 1;
+	const char *func = NULL, *file = NULL;
+	uint64_t off = 0;
+#ifdef TG_HAVE_NATIVE
+	if (!p->sym && c->pid > 0)
+		p->sym = tg_sym_proc_new(c->pid);
+	if (p->sym)
+		tg_sym_lookup(p->sym, at, &func, &file, &off);
+#endif
+	char name[512];
+	if (func) {
+		snprintf(name, sizeof name, "%s", func);
+	} else if (file) {
+		const char *base = strrchr(file, '/');
+		snprintf(name, sizeof name, "%s+0x%llx", base ? base + 1 : file, (unsigned long long)off);
+	} else {
+		snprintf(name, sizeof name, "[unknown]");
+	}
+	int64_t id = tg_store_frame_id(c->store, "native", name, file ? file : "", 0);
+	if (id <= 0)
+		return 0;
+	int ev = func && strncmp(func, "_PyEval_EvalFrameDefault", 24) == 0;
+	*eval = ev;
+	if (!file)
+		return id; /* not in a known mapping yet (maps are read again later): not cached */
+	p->natives[i] = (struct native_key){.addr = addr, .id = id, .eval = ev};
+	p->nnatives++;
+	return id;
+}
+
+#define MAX_IDS 65536
+
+/* stacks.id of frame ids ids[0..n) (innermost first), 0 on error. */
+static int64_t stack_of_ids(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const int64_t *ids,
+			    unsigned n)
+{
+	static char text[MAX_IDS * 21];
+	uint64_t h = 0x9e3779b97f4a7c15ull;
+	for (unsigned i = 0; i < n; i++)
+		h = mix64(h ^ (uint64_t)ids[i]) + i;
 	int64_t id = stack_lookup(p, h, 0);
 	if (id)
 		return id;
 	size_t pos = 0;
-	for (unsigned i = n; i-- > 0;) /* root first */
+	for (unsigned i = n; i-- > 0 && pos < sizeof text;) /* root first */
 		pos += (size_t)snprintf(text + pos, sizeof text - pos, i + 1 < n ? ",%lld" : "%lld",
 					(long long)ids[i]);
 	for (int salt = 0; salt < 4; salt++) {
@@ -333,6 +424,54 @@ static int64_t stack_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p,
 	return stack_lookup(p, h, id);
 }
 
+/* stacks.id of the sample's frames (innermost first in the record), merged
+ * with its native frames nat[0..nn) when nn > 0; 0 on error. The two are
+ * read one after the other while the thread runs: when the native stack
+ * has more calls of the eval loop than the Python stack has runs of frames
+ * (the thread returned in between) the Python frames are kept alone. With
+ * fewer (the native stack was cut short: TG_NATIVE_MAX frames, or code
+ * without unwind information) the Python frames left over go on the root
+ * side. */
+static int64_t stack_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const struct tg_ev_pyframe *f,
+			unsigned n, const uint64_t *nat, unsigned nn, int nat_truncated)
+{
+	static int64_t ids[MAX_IDS];
+	static int64_t nids[1024];
+	static int nevals[1024];
+	unsigned k = 0, pi = 0, evals = 0, groups = 0;
+	for (unsigned j = 0; j < nn; j++) {
+		if (!(nids[j] = native_id(c, p, nat[j], j == 0, &nevals[j])))
+			return 0;
+		evals += nevals[j] != 0;
+	}
+	for (unsigned i = 0; i < n; i++)
+		groups += (f[i].flags & TG_PYFRAME_ENTRY) || i + 1 == n;
+	if (evals > groups)
+		nn = 0;
+	(void)nat_truncated; /* fewer: cut short (TG_NATIVE_MAX, or code without unwind info) */
+	for (unsigned j = 0; j < nn && k < MAX_IDS; j++) {
+		int eval = nevals[j];
+		int64_t nid = nids[j];
+		if (!eval || pi >= n) {
+			ids[k++] = nid;
+			continue;
+		}
+		/* The Python frames this call of the eval loop ran. */
+		for (; pi < n && k < MAX_IDS; pi++) {
+			if (!(ids[k++] = frame_id(c, p, f[pi].code, f[pi].lasti)))
+				return 0;
+			if (f[pi].flags & TG_PYFRAME_ENTRY) {
+				pi++;
+				break;
+			}
+		}
+	}
+	for (; pi < n && k < MAX_IDS; pi++)
+		if (!(ids[k++] = frame_id(c, p, f[pi].code, f[pi].lasti)))
+			return 0;
+	return stack_of_ids(c, p, ids, k);
+}
+
 /* ---- samples ---- */
 
 static int on_sample(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const void *rec, uint32_t size,
@@ -342,7 +481,21 @@ static int on_sample(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, co
 	if (size < sizeof *e || (size - sizeof *e) / sizeof(struct tg_ev_pyframe) < e->nframes ||
 	    e->nframes == 0 || e->state > TG_PYSTATE_WAITING)
 		return -1;
-	int64_t sid = stack_id(c, p, (const struct tg_ev_pyframe *)(e + 1), e->nframes);
+	const struct tg_ev_pyframe *pf = (const struct tg_ev_pyframe *)(e + 1);
+	const uint64_t *nat = NULL;
+	unsigned nn = 0;
+	int nat_truncated = 0;
+	if (e->flags & TG_SAMPLEF_NATIVE) {
+		size_t used = sizeof *e + (size_t)e->nframes * sizeof *pf;
+		const struct tg_ev_native *nh = (const struct tg_ev_native *)(pf + e->nframes);
+		if (size - used < sizeof *nh || (size - used - sizeof *nh) / sizeof(uint64_t) < nh->n ||
+		    nh->n > 1024)
+			return -1;
+		nat = (const uint64_t *)(nh + 1);
+		nn = nh->n;
+		nat_truncated = (nh->flags & TG_NATIVE_TRUNCATED) != 0;
+	}
+	int64_t sid = stack_id(c, p, pf, e->nframes, nat, nn, nat_truncated);
 	if (!sid)
 		return 0; /* store error: counted by the store */
 	if (p->npend == p->pend_cap) {
@@ -362,6 +515,31 @@ static int on_sample(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, co
 	return 0;
 }
 
+static int on_func(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const void *rec, uint32_t size,
+		   int64_t now_ns)
+{
+	const struct tg_ev_py_func *e = rec;
+	if (size < sizeof *e || size - sizeof *e < e->site_len || e->end_ns < e->start_ns)
+		return -1;
+	if (p->nfuncs == p->funcs_cap) {
+		if (p->funcs_cap >= MAX_PENDING / 4)
+			tg_stacks_settle(c, p, now_ns, 1);
+		if (p->nfuncs == p->funcs_cap) {
+			size_t ncap = p->funcs_cap ? p->funcs_cap * 2 : 1024;
+			struct pfunc *nf = realloc(p->funcs, ncap * sizeof *nf);
+			if (!nf)
+				return 0;
+			p->funcs = nf;
+			p->funcs_cap = ncap;
+		}
+	}
+	char *site = e->site_len ? dup_n((const char *)(e + 1), e->site_len) : NULL;
+	p->funcs[p->nfuncs++] = (struct pfunc){
+		.s = {.ts_ns = (int64_t)e->start_ns, .scope = e->scope, .tid = e->tid},
+		.end_ns = (int64_t)e->end_ns, .flags = e->flags, .site_len = site ? e->site_len : 0, .site = site};
+	return 0;
+}
+
 static void on_info(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const struct tg_ev_py_info *e)
 {
 	if (e->dropped > p->seen_dropped) {
@@ -373,6 +551,13 @@ static void on_info(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, con
 		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now,
 				  "py_sample_ring_full", (int64_t)(e->ring_full - p->seen_ring_full), 0);
 		p->seen_ring_full = e->ring_full;
+	}
+	/* The sampler lowered its rate to stay within its CPU budget: the ticks
+	 * it did not take (not requests lost). */
+	if (e->budget_skipped > p->seen_budget_skipped) {
+		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now,
+				  "py_sample_budget", (int64_t)(e->budget_skipped - p->seen_budget_skipped), 0);
+		p->seen_budget_skipped = e->budget_skipped;
 	}
 }
 
@@ -436,6 +621,8 @@ int tg_stacks_record(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, co
 		return on_code(p, rec, size);
 	case TG_EV_SAMPLE:
 		return on_sample(c, p, rec, size, now_ns);
+	case TG_EV_PY_FUNC:
+		return on_func(c, p, rec, size, now_ns);
 	case TG_EV_PY_INFO:
 		if (size < sizeof(struct tg_ev_py_info))
 			return -1;
@@ -528,11 +715,62 @@ static int attribute(const struct tg_stacks_proc *p, const struct pending *s, in
 	return 1;
 }
 
+static int64_t open_since_of(const struct tg_stacks_proc *p, int64_t app_now)
+{
+	int64_t open_since = INT64_MAX;
+	for (size_t i = 0; i < p->nscopes; i++)
+		if (!p->scopes[i].request_id && app_now - p->scopes[i].ts_ns < SCOPE_WAIT_NS &&
+		    p->scopes[i].ts_ns < open_since)
+			open_since = p->scopes[i].ts_ns;
+	return open_since;
+}
+
+/* Writes the function spans whose request is known (final: all). */
+static void settle_funcs(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, int64_t app_now, int final)
+{
+	if (!p->nfuncs)
+		return;
+	int64_t open_since = open_since_of(p, app_now);
+	size_t keep = 0;
+	for (size_t i = 0; i < p->nfuncs; i++) {
+		struct pfunc *f = &p->funcs[i];
+		int64_t req = 0;
+		if (!attribute(p, &f->s, app_now, final, open_since, &req)) {
+			p->funcs[keep++] = *f;
+			continue;
+		}
+		if (!req) { /* outside any request (start-up, background work): not kept */
+			free(f->site);
+			continue;
+		}
+		static const char err[] = "exception";
+		struct tg_span_row row = {
+			.run_id = c->run_id,
+			.process_id = c->process_id,
+			.request_id = req,
+			.pid = c->pid,
+			.tid = f->s.tid,
+			.kind = "function",
+			.start_unix_ns = f->s.ts_ns + c->mono_to_unix,
+			.duration_ns = f->end_ns - f->s.ts_ns,
+			.error = (f->flags & TG_PYFUNC_ERROR) ? err : NULL,
+			.error_len = (f->flags & TG_PYFUNC_ERROR) ? sizeof err - 1 : 0,
+			.call_site = f->site,
+			.call_site_len = f->site_len,
+			.attribution = f->s.scope ? "scope" : "thread",
+		};
+		tg_store_span_add(c->store, &row);
+		free(f->site);
+	}
+	p->nfuncs = keep;
+}
+
 void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, int64_t now_ns, int final)
 {
 	/* Samples carry the app's CLOCK_MONOTONIC, the same clock as ours. */
 	int64_t app_now = now_ns;
 	p->last_now = now_ns;
+	settle_funcs(c, p, app_now, final);
 	if (!p->npend)
 		goto forget;
 	size_t cap = 1;

@@ -4,6 +4,11 @@
  * instruction) pairs to function, file and line, deduplicating frames and
  * stacks, attributing samples to requests and writing aggregated counts.
  *
+ * Native frames (--native): named through symbolize/ and merged with the
+ * Python frames: each native call of the eval loop (_PyEval_EvalFrameDefault)
+ * is replaced by the Python frames it ran, innermost first; Python frames
+ * left over (the native stack was cut short) go on the root side.
+ *
  * Attribution, in order: the request scope token the sample carries, joined
  * to a request through the scope's BEGIN record (TG_EV_REQ_SCOPE, same
  * client and time as the request); without one, the only request of the
@@ -26,6 +31,7 @@ struct tg_stacks_ctx {
 	int64_t run_id;
 	int64_t process_id;   /* 0 = NULL */
 	int64_t mono_to_unix; /* CLOCK_REALTIME - CLOCK_MONOTONIC, ns */
+	int pid;              /* the app process: its maps name native frames */
 };
 
 struct tg_stacks_proc;

@@ -24,14 +24,28 @@ enum tg_py_state {
 #define TG_SAMPLEF_TRUNCATED 0x01 /* deeper than the frame cap: outermost frames missing */
 #define TG_SAMPLEF_NATIVE 0x02    /* native frames follow the Python frames */
 
+/* tg_ev_pyframe.flags */
+#define TG_PYFRAME_ENTRY 0x01 /* first frame run by its call of the eval loop: the
+				 frames up to it (innermost first) are that call's */
+
 struct tg_ev_pyframe {
 	uint64_t code;  /* PyCodeObject address, resolved through TG_EV_CODE */
 	int32_t lasti;  /* instruction offset, 2-byte code units */
-	uint32_t pad;
+	uint32_t flags; /* TG_PYFRAME_* */
 };
 
+/* With TG_SAMPLEF_NATIVE, the Python frames are followed by this header and
+ * n native instruction addresses (uint64_t), innermost first: the first is
+ * where the thread was interrupted, the others are return addresses. */
+struct tg_ev_native {
+	uint32_t n;
+	uint32_t flags; /* TG_NATIVE_* */
+};
+#define TG_NATIVE_TRUNCATED 0x01 /* the stack was deeper: outermost frames missing */
+
 /*
- * One sample of one thread: nframes frames, innermost first.
+ * One sample of one thread: nframes frames, innermost first (then native
+ * frames with TG_SAMPLEF_NATIVE).
  */
 struct tg_ev_sample {
 	struct tg_ev_hdr h;
@@ -70,7 +84,7 @@ struct tg_ev_code {
 struct tg_ev_py_info {
 	struct tg_ev_hdr h;
 	uint32_t py_version;   /* PY_VERSION_HEX, 0 if not a supported CPython */
-	uint32_t rate_hz;      /* configured sampling rate */
+	uint32_t rate_hz;      /* sampling rate in force (lowered when over the CPU budget) */
 	uint64_t ticks;        /* passes over all threads */
 	uint64_t samples;      /* thread samples written */
 	uint64_t dropped;      /* thread samples dropped: inconsistent stack (race) */
@@ -79,6 +93,32 @@ struct tg_ev_py_info {
 	uint64_t ring_full;    /* records the ring refused */
 	uint64_t overruns;     /* ticks that started late by more than one period */
 	uint64_t sampler_cpu_ns; /* CPU time used by the sampler thread */
+	uint32_t target_hz;    /* rate asked for (TIMEGLASS_SAMPLE_HZ); rate_hz is the rate in force */
+	uint32_t budget_ppm;   /* CPU budget of the sampler, millionths of one core */
+	uint64_t budget_skipped; /* ticks not taken because the rate was lowered to fit the budget */
+	uint64_t reused;       /* samples that reused the thread's previous stack (unchanged) */
+	uint64_t native_missed; /* samples sent without their native frames (--native) */
 };
+
+/*
+ * Exact-trace mode (`timeglass run --trace`): one Python function call (one
+ * run of the eval loop over its frame: a generator or coroutine counts each
+ * resumption) that lasted at least the threshold. Followed by site_len
+ * bytes of "file:firstline qualname", then zero padding to a multiple of 8.
+ * Type TG_EV_PY_FUNC, in the Python stacks range of enum tg_ev_type.
+ */
+#define TG_EV_PY_FUNC 19
+
+struct tg_ev_py_func {
+	struct tg_ev_hdr h;
+	uint32_t tid;
+	uint16_t site_len;
+	uint16_t flags;    /* TG_PYFUNC_* */
+	uint64_t scope;    /* request scope token (preload/scope.c), 0 if none */
+	uint64_t start_ns; /* CLOCK_MONOTONIC */
+	uint64_t end_ns;
+	/* char site[site_len] follows */
+};
+#define TG_PYFUNC_ERROR 0x01 /* ended by an exception */
 
 #endif

@@ -33,10 +33,11 @@ TG_EXPORT int timeglass_asgi_request(const char *method, const char *target, con
 				     const char *client_host, int client_port, int error);
 
 /* 2: request scopes (timeglass_scope_enter/exit, timeglass_thread_enter/exit,
- * see scope.c). */
+ * see scope.c). 3: exact-trace mode (timeglass_trace_start,
+ * timeglass_trace_dropped, see pytrace.c). */
 int timeglass_abi_version(void)
 {
-	return 2;
+	return 3;
 }
 
 /* 1 when this process is registered with a collector (under `timeglass run`). */

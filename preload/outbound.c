@@ -112,6 +112,8 @@ static void pg_emit(void *ctx, const struct tg_pg_query *pq)
 		.site = pq->site,
 		.site_len = pq->site_len,
 		.site_set = 1,
+		.params = pq->params,
+		.params_len = pq->params_len,
 	};
 	tg_emit_query(&q);
 }
@@ -160,6 +162,8 @@ int tg_stream_feed(struct tg_stream *s, int dir, const uint8_t *buf, size_t n, u
 		if (buf[0] == 0 && tg_pgwire_sniff(buf, n)) {
 			s->pg = tg_pgwire_new(tg_sql_max());
 			s->kind = s->pg ? S_PG : S_DEAD;
+			if (s->pg && tg_capture_params())
+				tg_pgwire_capture_params(s->pg, 1);
 		} else if (buf[0] >= 'A' && buf[0] <= 'Z') {
 			s->http = tg_httpc_new(s->peer);
 			s->kind = s->http ? S_HTTP : S_DEAD;

@@ -11,6 +11,7 @@
  */
 #include "pgwire.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,13 @@
 #define FE_EXTRA 512     /* bytes of a frontend message kept beyond the SQL cap */
 #define BE_KEEP 1024     /* bytes of a backend message body kept */
 #define MSG_MAX (1u << 30) /* larger length fields are not PostgreSQL */
+#define BIND_KEEP 512    /* bytes of a Bind body kept (names only) */
+#define BIND_KEEP_PARAMS 8192 /* ... with parameter capture on */
+#define TYPES_MAX 64     /* parameter types remembered per statement */
+#define DESC_MAX 16      /* Describe(statement) messages awaiting their answer */
+#define PORTAL_NAME_MAX 64
+#define TEXT_VALUE_MAX 200 /* bytes of one rendered text value */
+#define HEX_VALUE_MAX 32   /* bytes of one binary value of unknown type rendered as hex */
 
 enum qkind { Q_SIMPLE = 1, Q_EXT = 2, Q_SYNC = 3 };
 
@@ -45,6 +53,8 @@ struct qent {
 	char site[TG_PG_SITE_MAX];
 	uint16_t err_len;
 	char err[ERR_MAX];
+	char *params;          /* rendered Bind values (capture on), malloc'd */
+	size_t params_len;
 };
 
 struct stmt {
@@ -53,6 +63,8 @@ struct stmt {
 	char *sql;
 	size_t sql_len;
 	int truncated;
+	uint32_t *types;       /* parameter type OIDs (capture on), malloc'd */
+	unsigned ntypes;
 };
 
 struct dir {
@@ -86,6 +98,19 @@ struct tg_pgwire {
 	char parse_site[TG_PG_SITE_MAX];
 	struct qent *q[QUEUE_MAX];
 	unsigned qhead, qcount;
+	/* Parameter capture. */
+	int params_on;
+	char *bind_params;           /* values of the last Bind (TG_PG_PARAMS_MAX bytes) */
+	size_t bind_params_len;
+	int bind_valid;              /* they belong to the portal bind_portal */
+	char bind_portal[PORTAL_NAME_MAX];
+	size_t bind_portal_len;
+	struct {
+		char *name;
+		unsigned batch;
+	} desc[DESC_MAX];            /* Describe('S', name) sent, answer not yet read */
+	unsigned dhead, dcount;
+	unsigned fe_syncs, be_syncs; /* Syncs sent / their ReadyForQuery read */
 };
 
 static uint32_t be32(const uint8_t *p)
@@ -133,10 +158,25 @@ struct tg_pgwire *tg_pgwire_new(size_t sql_max)
 	return w;
 }
 
+void tg_pgwire_capture_params(struct tg_pgwire *w, int on)
+{
+	if (on && !w->bind_params)
+		w->bind_params = malloc(TG_PG_PARAMS_MAX);
+	if (on && w->bind_params && w->fe.cap < BIND_KEEP_PARAMS && !w->fe.kept) {
+		uint8_t *buf = realloc(w->fe.buf, BIND_KEEP_PARAMS);
+		if (buf) {
+			w->fe.buf = buf;
+			w->fe.cap = BIND_KEEP_PARAMS;
+		}
+	}
+	w->params_on = on && w->bind_params;
+}
+
 static void qent_free(struct qent *e)
 {
 	if (e) {
 		free(e->sql);
+		free(e->params);
 		free(e);
 	}
 }
@@ -148,7 +188,11 @@ void tg_pgwire_free(struct tg_pgwire *w)
 	for (unsigned i = 0; i < w->nstmts; i++) {
 		free(w->stmts[i].name);
 		free(w->stmts[i].sql);
+		free(w->stmts[i].types);
 	}
+	for (unsigned i = 0; i < w->dcount; i++)
+		free(w->desc[(w->dhead + i) % DESC_MAX].name);
+	free(w->bind_params);
 	for (unsigned i = 0; i < w->qcount; i++)
 		qent_free(w->q[(w->qhead + i) % QUEUE_MAX]);
 	for (unsigned i = 0; i < PORTALS_MAX; i++) {
@@ -184,6 +228,7 @@ static struct stmt *stmt_set(struct tg_pgwire *w, const char *name, size_t nlen,
 			s = &w->stmts[w->next_evict++ % STMTS_MAX];
 			free(s->name);
 			free(s->sql);
+			free(s->types);
 		}
 		memset(s, 0, sizeof *s);
 		s->name = malloc(nlen + 1);
@@ -196,6 +241,9 @@ static struct stmt *stmt_set(struct tg_pgwire *w, const char *name, size_t nlen,
 		s->hash = hash_name(name, nlen);
 	}
 	free(s->sql);
+	free(s->types);
+	s->types = NULL;
+	s->ntypes = 0;
 	s->sql = malloc(slen ? slen : 1);
 	s->sql_len = s->sql ? slen : 0;
 	if (s->sql && slen)
@@ -303,6 +351,8 @@ static void emit_q(struct tg_pgwire *w, struct qent *e, uint64_t now, tg_pg_emit
 		.scope = e->scope,
 		.site = e->site,
 		.site_len = e->site_len,
+		.params = e->params,
+		.params_len = e->params_len,
 	};
 	if (emit)
 		emit(ctx, &q);
@@ -323,6 +373,246 @@ static struct qent *new_query(struct tg_pgwire *w, enum qkind kind, const char *
 	if (context)
 		e->site_len = (uint16_t)context(ctx, &e->scope, e->site, sizeof e->site);
 	return e;
+}
+
+/* ---- parameter values (capture on) ---- */
+
+static uint16_t be16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static void stmt_set_types(struct stmt *s, const uint8_t *b, unsigned n)
+{
+	if (n > TYPES_MAX)
+		n = TYPES_MAX;
+	uint32_t *t = n ? malloc(n * sizeof *t) : NULL;
+	if (n && !t)
+		return;
+	for (unsigned k = 0; k < n; k++)
+		t[k] = be32(b + 4 * k);
+	free(s->types);
+	s->types = t;
+	s->ntypes = n;
+}
+
+struct pout {
+	char *p;
+	size_t len, cap;
+	int full;
+};
+
+static void pput(struct pout *o, const char *s, size_t n)
+{
+	if (o->full)
+		return;
+	if (n > o->cap - o->len) {
+		n = o->cap - o->len;
+		o->full = 1;
+	}
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+}
+
+static void pput_hex(struct pout *o, const uint8_t *v, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	char hex[2 * HEX_VALUE_MAX + 2];
+	size_t m = n < HEX_VALUE_MAX ? n : HEX_VALUE_MAX, k = 0;
+	hex[k++] = '0';
+	hex[k++] = 'x';
+	for (size_t i = 0; i < m; i++) {
+		hex[k++] = digits[v[i] >> 4];
+		hex[k++] = digits[v[i] & 15];
+	}
+	pput(o, hex, k);
+	if (m < n)
+		pput(o, "...", 3);
+}
+
+static void pput_text(struct pout *o, const uint8_t *v, size_t n, int cut)
+{
+	pput(o, "'", 1);
+	size_t m = n < TEXT_VALUE_MAX ? n : TEXT_VALUE_MAX;
+	pput(o, (const char *)v, m);
+	pput(o, m < n || cut ? "...'" : "'", m < n || cut ? 4 : 1);
+}
+
+/* One binary value of type oid (0: unknown), n bytes. */
+static void pput_binary(struct pout *o, uint32_t oid, const uint8_t *v, size_t n)
+{
+	char num[48];
+	int w = -1;
+	uint64_t u = 0;
+	for (size_t i = 0; i < n && i < 8; i++)
+		u = u << 8 | v[i];
+	switch (oid) {
+	case 16: /* bool */
+		if (n == 1)
+			w = snprintf(num, sizeof num, "%s", v[0] ? "true" : "false");
+		break;
+	case 21: /* int2 */
+		if (n == 2)
+			w = snprintf(num, sizeof num, "%d", (int16_t)u);
+		break;
+	case 23: /* int4 */
+		if (n == 4)
+			w = snprintf(num, sizeof num, "%d", (int32_t)u);
+		break;
+	case 26: /* oid */
+		if (n == 4)
+			w = snprintf(num, sizeof num, "%u", (uint32_t)u);
+		break;
+	case 20: /* int8 */
+		if (n == 8)
+			w = snprintf(num, sizeof num, "%lld", (long long)(int64_t)u);
+		break;
+	case 700: /* float4 */
+		if (n == 4) {
+			uint32_t bits = (uint32_t)u;
+			float f;
+			memcpy(&f, &bits, sizeof f);
+			w = snprintf(num, sizeof num, "%.9g", (double)f);
+		}
+		break;
+	case 701: /* float8 */
+		if (n == 8) {
+			double d;
+			memcpy(&d, &u, sizeof d);
+			w = snprintf(num, sizeof num, "%.17g", d);
+		}
+		break;
+	case 2950: /* uuid */
+		if (n == 16) {
+			static const char digits[] = "0123456789abcdef";
+			size_t k = 0;
+			num[k++] = '\'';
+			for (size_t i = 0; i < 16; i++) {
+				if (i == 4 || i == 6 || i == 8 || i == 10)
+					num[k++] = '-';
+				num[k++] = digits[v[i] >> 4];
+				num[k++] = digits[v[i] & 15];
+			}
+			num[k++] = '\'';
+			w = (int)k;
+		}
+		break;
+	case 19:   /* name */
+	case 25:   /* text */
+	case 114:  /* json */
+	case 1042: /* bpchar */
+	case 1043: /* varchar */
+		pput_text(o, v, n, 0);
+		return;
+	default:
+		break;
+	}
+	if (w > 0 && (size_t)w < sizeof num)
+		pput(o, num, (size_t)w);
+	else
+		pput_hex(o, v, n);
+}
+
+/* Renders the values of a Bind body (b, n bytes kept; complete: the whole
+ * body) from offset i, just past the statement name, with the parameter
+ * types of s (may be NULL), into w->bind_params. */
+static void render_bind(struct tg_pgwire *w, const struct stmt *s, const uint8_t *b, size_t n, size_t i,
+			int complete)
+{
+	struct pout o = {.p = w->bind_params, .cap = TG_PG_PARAMS_MAX};
+	if (n - i < 2)
+		goto cut;
+	unsigned nfmt = be16(b + i);
+	i += 2;
+	if (n - i < 2 * (size_t)nfmt + 2)
+		goto cut;
+	const uint8_t *fmts = b + i;
+	i += 2 * (size_t)nfmt;
+	unsigned np = be16(b + i);
+	i += 2;
+	for (unsigned k = 0; k < np && !o.full; k++) {
+		char head[16];
+		int hl = snprintf(head, sizeof head, "%s$%u=", k ? ", " : "", k + 1);
+		if (n - i < 4)
+			goto cut;
+		int32_t len = (int32_t)be32(b + i);
+		i += 4;
+		pput(&o, head, (size_t)hl);
+		if (len < 0) {
+			pput(&o, "NULL", 4);
+			continue;
+		}
+		size_t have = n - i < (size_t)len ? n - i : (size_t)len;
+		int binary = nfmt == 0 ? 0 : nfmt == 1 ? be16(fmts) != 0 : k < nfmt && be16(fmts + 2 * k) != 0;
+		if (have < (size_t)len) { /* the value runs past what was kept */
+			if (binary) {
+				pput_hex(&o, b + i, have);
+				if (have <= HEX_VALUE_MAX)
+					pput(&o, "...", 3);
+			} else {
+				pput_text(&o, b + i, have, 1);
+			}
+			goto done;
+		}
+		if (binary)
+			pput_binary(&o, s && k < s->ntypes ? s->types[k] : 0, b + i, have);
+		else
+			pput_text(&o, b + i, have, 0);
+		i += have;
+	}
+	if (o.full)
+		goto cut;
+	goto done;
+cut:
+	if (!complete || o.full) {
+		if (o.len + 3 > o.cap)
+			o.len = o.cap - 3;
+		o.full = 0;
+		pput(&o, "...", 3);
+	}
+done:
+	w->bind_params_len = o.len;
+}
+
+static void desc_push(struct tg_pgwire *w, const char *name, size_t n)
+{
+	if (w->dcount == DESC_MAX) { /* answers lost: start over */
+		free(w->desc[w->dhead].name);
+		w->dhead = (w->dhead + 1) % DESC_MAX;
+		w->dcount--;
+	}
+	char *d = dupn(name, n);
+	if (!d)
+		return;
+	unsigned at = (w->dhead + w->dcount++) % DESC_MAX;
+	w->desc[at].name = d;
+	w->desc[at].batch = w->fe_syncs;
+}
+
+static void desc_pop(struct tg_pgwire *w)
+{
+	free(w->desc[w->dhead].name);
+	w->desc[w->dhead].name = NULL;
+	w->dhead = (w->dhead + 1) % DESC_MAX;
+	w->dcount--;
+}
+
+/* Describes of batches already over (their answer was skipped after an error). */
+static void desc_drop_stale(struct tg_pgwire *w)
+{
+	while (w->dcount && (int)(w->desc[w->dhead].batch - w->be_syncs) < 0)
+		desc_pop(w);
+}
+
+static void attach_params(struct tg_pgwire *w, struct qent *e, const char *portal, size_t n)
+{
+	if (!w->bind_valid || n != w->bind_portal_len || memcmp(portal, w->bind_portal, n) != 0)
+		return;
+	e->params = malloc(w->bind_params_len ? w->bind_params_len : 1);
+	if (e->params) {
+		memcpy(e->params, w->bind_params, w->bind_params_len);
+		e->params_len = w->bind_params_len;
+	}
 }
 
 /* ---- frontend messages ---- */
@@ -405,6 +695,14 @@ static void fe_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 		}
 		w->batch_parse = stmt_set(w, (const char *)b, (size_t)nl, sql, sl, truncated);
 		w->parse_ctx_pending = 1;
+		if (w->params_on && w->batch_parse && !truncated) {
+			size_t t = i + strnlen(sql, avail) + 1;
+			if (t + 2 <= n) {
+				unsigned nt = be16(b + t);
+				if (t + 2 + 4 * (size_t)nt <= n)
+					stmt_set_types(w->batch_parse, b + t + 2, nt);
+			}
+		}
 		break;
 	}
 	case 'B': { /* Bind: portal\0 statement\0 ... */
@@ -413,6 +711,16 @@ static void fe_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 		long sl = cstr(b, n, &i);
 		if (pl >= 0 && sl >= 0)
 			portal_bind(w, (const char *)b, (size_t)pl, (const char *)b + stmt_at, (size_t)sl);
+		if (w->params_on) {
+			w->bind_valid = 0;
+			if (pl < 0 || sl < 0 || (size_t)pl > sizeof w->bind_portal)
+				break;
+			const struct stmt *s = stmt_find(w, (const char *)b + stmt_at, (size_t)sl);
+			render_bind(w, s, b, n, i, complete);
+			memcpy(w->bind_portal, b, (size_t)pl);
+			w->bind_portal_len = (size_t)pl;
+			w->bind_valid = 1;
+		}
 		break;
 	}
 	case 'E': { /* Execute: portal\0 maxrows */
@@ -421,7 +729,10 @@ static void fe_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 			break;
 		const char *name = portal_stmt(w, (const char *)b, (size_t)pl);
 		struct stmt *s = name ? stmt_find(w, name, strlen(name)) : NULL;
-		new_query(w, Q_EXT, s ? s->sql : NULL, s ? s->sql_len : 0, s ? s->truncated : 1, now, context, ctx);
+		struct qent *e =
+			new_query(w, Q_EXT, s ? s->sql : NULL, s ? s->sql_len : 0, s ? s->truncated : 1, now, context, ctx);
+		if (e && w->params_on)
+			attach_params(w, e, (const char *)b, (size_t)pl);
 		w->parse_ctx_pending = 0;
 		break;
 	}
@@ -434,8 +745,18 @@ static void fe_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 			w->parse_ns = now;
 			w->parse_site_len = (uint16_t)context(ctx, &w->parse_scope, w->parse_site, sizeof w->parse_site);
 		}
-		if (type == 'S')
+		if (type == 'S') {
 			q_push(w, Q_SYNC);
+			w->fe_syncs++;
+		}
+		break;
+	case 'D': /* Describe: 'S' name\0 (its ParameterDescription gives the types) */
+		if (w->params_on && n >= 2 && b[0] == 'S') {
+			i = 1;
+			long nl = cstr(b, n, &i);
+			if (nl >= 0)
+				desc_push(w, (const char *)b + 1, (size_t)nl);
+		}
 		break;
 	default: /* Describe, Close, Flush, Terminate, password/SASL, copy, function call */
 		break;
@@ -543,6 +864,15 @@ static void be_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 			}
 		}
 		break;
+	case 't': /* ParameterDescription: the types of the statement described */
+		desc_drop_stale(w);
+		if (w->dcount) {
+			struct stmt *s = stmt_find(w, w->desc[w->dhead].name, strlen(w->desc[w->dhead].name));
+			if (s && n >= 2 && 2 + 4 * (size_t)be16(b) <= n)
+				stmt_set_types(s, b + 2, be16(b));
+			desc_pop(w);
+		}
+		break;
 	case 'Z': /* ReadyForQuery: the batch (or simple query) is over */
 		while (w->qcount) {
 			struct qent *h = q_at(w, 0);
@@ -553,10 +883,14 @@ static void be_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 			}
 			int sync = h->kind == Q_SYNC;
 			q_pop(w); /* an Execute skipped after an error is not a query that ran */
-			if (sync)
+			if (sync) {
+				w->be_syncs++;
 				break;
+			}
 		}
 		w->batch_parse = NULL;
+		if (w->dcount)
+			desc_drop_stale(w);
 		break;
 	default:
 		break;
@@ -575,16 +909,19 @@ static size_t fe_keep(const struct tg_pgwire *w, uint8_t type, int startup)
 	case 'P':
 		return w->sql_max + FE_EXTRA;
 	case 'B':
+		return w->params_on ? BIND_KEEP_PARAMS : BIND_KEEP;
 	case 'E':
 		return 512;
+	case 'D':
+		return w->params_on ? 512 : 0;
 	default:
 		return 0; /* password and SASL messages are never copied */
 	}
 }
 
-static size_t be_keep(uint8_t type)
+static size_t be_keep(const struct tg_pgwire *w, uint8_t type)
 {
-	return type == 'C' || type == 'E' ? BE_KEEP : 0;
+	return type == 'C' || type == 'E' || (type == 't' && w->params_on) ? BE_KEEP : 0;
 }
 
 int tg_pgwire_feed(struct tg_pgwire *w, int dir, const uint8_t *buf, size_t n, uint64_t now,
@@ -638,7 +975,7 @@ int tg_pgwire_feed(struct tg_pgwire *w, int dir, const uint8_t *buf, size_t n, u
 			d->body_len = len - 4;
 			d->body_got = 0;
 			d->kept = 0;
-			d->keep = dir == TG_PG_TO_SERVER ? fe_keep(w, d->type, d->hdr_need == 4) : be_keep(d->type);
+			d->keep = dir == TG_PG_TO_SERVER ? fe_keep(w, d->type, d->hdr_need == 4) : be_keep(w, d->type);
 			if (d->keep > d->cap)
 				d->keep = d->cap;
 		}

@@ -13,6 +13,13 @@
  * and message, and hands each finished query to an emit callback. Password
  * and SASL messages are skipped unread. It does no I/O and takes no clock.
  *
+ * With parameter capture on (tg_pgwire_capture_params), Bind values are
+ * rendered as "$1='text', $2=NULL, $3=42": text-format values as text,
+ * binary ones by type (int2/int4/int8/oid, bool, float4/float8, text-like,
+ * uuid) where the statement's parameter types are known - from its Parse
+ * or from the server's ParameterDescription answering a Describe - else
+ * as capped hex. Off, Bind values are never looked at.
+ *
  * Cost: message bodies that matter are copied up to a cap (SQL text up to
  * the configured maximum); DataRow and other bodies are skipped by counting.
  */
@@ -44,6 +51,7 @@ struct tg_pg_query {
 	const char *err; size_t err_len;    /* "SQLSTATE message" */
 	uint64_t scope;                     /* as given by the context callback at send time */
 	const char *site; size_t site_len;  /* likewise */
+	const char *params; size_t params_len; /* rendered Bind values, with capture on */
 };
 
 typedef void (*tg_pg_emit_fn)(void *ctx, const struct tg_pg_query *q);
@@ -57,6 +65,12 @@ struct tg_pgwire;
 /* New connection state; sql_max caps the SQL text kept. NULL on ENOMEM. */
 struct tg_pgwire *tg_pgwire_new(size_t sql_max);
 void tg_pgwire_free(struct tg_pgwire *w);
+
+/* Turns the rendering of Bind parameter values on (1) or off (0, the
+ * default). Set it before the first feed. */
+void tg_pgwire_capture_params(struct tg_pgwire *w, int on);
+
+#define TG_PG_PARAMS_MAX 1024 /* bytes of rendered parameters kept per query */
 
 /* Feeds n bytes in direction dir at time now. Returns TG_PG_*. After
  * TG_PG_UNTRACK or TG_PG_ENCRYPTED the state must only be freed. */

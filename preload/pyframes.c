@@ -216,6 +216,7 @@ static int current_frame(struct tg_py_rd *rd, uintptr_t ts, uintptr_t *frame)
 struct raw_frame {
 	uintptr_t code, previous, instr;
 	int owner;
+	int is_entry; /* 3.11 only */
 };
 
 static int read_frame(struct tg_py_rd *rd, uintptr_t f, struct raw_frame *rf)
@@ -227,6 +228,7 @@ static int read_frame(struct tg_py_rd *rd, uintptr_t f, struct raw_frame *rf)
 	memcpy(&rf->previous, b + TG_PYO(fr_previous), sizeof rf->previous);
 	memcpy(&rf->instr, b + TG_PYO(fr_instr), sizeof rf->instr);
 	rf->owner = (signed char)b[TG_PYO(fr_owner)];
+	rf->is_entry = TG_PYO(fr_is_entry) != TG_PYOFF_NONE && b[TG_PYO(fr_is_entry)];
 	rf->code &= ~(uintptr_t)TG_PYO(code_tag_mask);
 	return 0;
 }
@@ -259,6 +261,8 @@ int tg_py_walk_ex(struct tg_py_rd *rd, uintptr_t ts, struct tg_py_frame *out, in
 		if ((f & 7) || read_frame(rd, f, &rf) < 0)
 			return -1;
 		if (rf.owner == TG_PYO(own_skip1) || rf.owner == TG_PYO(own_skip2) || !rf.code) {
+			if (n)
+				out[n - 1].entry = 1; /* the eval loop call it opened starts there */
 			f = rf.previous;
 			continue; /* shim frame owned by C */
 		}
@@ -276,6 +280,7 @@ int tg_py_walk_ex(struct tg_py_rd *rd, uintptr_t ts, struct tg_py_frame *out, in
 		out[n].frame = f;
 		out[n].code = rf.code;
 		out[n].lasti = (int32_t)d;
+		out[n].entry = rf.is_entry || !rf.previous;
 		n++;
 		f = rf.previous;
 	}

@@ -86,6 +86,9 @@ struct tg_py_frame {
 	uintptr_t frame;    /* _PyInterpreterFrame * */
 	uintptr_t code;     /* PyCodeObject * */
 	int32_t lasti;      /* instruction offset in 2-byte code units */
+	int entry;          /* 1: the first frame run by its call of the eval loop
+			       (_PyEval_EvalFrameDefault): frames up to and including
+			       it, innermost first, are that call's */
 };
 
 /* Walks the frame chain of tstate, innermost first, into out[0..max).

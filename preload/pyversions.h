@@ -38,6 +38,8 @@ struct tg_pyoff {
 	uint32_t fr_previous;
 	uint32_t fr_instr;         /* prev_instr (3.11/3.12) or instr_ptr (3.13+) */
 	uint32_t fr_owner;         /* char owner */
+	uint32_t fr_is_entry;      /* 3.11: bool is_entry (first frame of an eval loop call); NONE later,
+				      where a shim frame owned by C marks that call instead */
 	int32_t own_skip1;         /* owner values of frames that are not Python code (-1: none) */
 	int32_t own_skip2;
 	uint64_t code_tag_mask;    /* bits of f_executable that are tags (3.14+ stack refs) */

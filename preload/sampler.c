@@ -11,6 +11,29 @@
  * wall interval on CPU is labelled waiting (blocked in epoll, on a socket, a
  * lock or the GIL), else running. The collector sums cpu_ns per request.
  *
+ * Unchanged stacks are not walked again: a thread whose CPU clock has not
+ * moved since its previous sample cannot have changed its stack (it ran no
+ * code), so that sample is sent again, labelled waiting; a running thread
+ * whose innermost frame (address, code object, instruction) is the one of
+ * its previous sample is taken to have the same stack (one frame read
+ * instead of a walk; the usual case of a thread inside a long C call).
+ *
+ * CPU budget: the sampler measures its own CPU time every BUDGET_WINDOW_NS
+ * and, when it used more than TIMEGLASS_SAMPLE_BUDGET (percent of one core,
+ * default 5, 0 = no limit), lowers its rate to fit (never below MIN_HZ); it
+ * raises it again, up to the rate asked for, when well under. A lowered rate
+ * is said in the TG_EV_PY_INFO records (rate_hz < target_hz, budget_skipped),
+ * written at once when the rate changes. On a VM one wakeup of a sleeping
+ * thread costs ~15 us of CPU whatever the work done, so 10 kHz costs ~15% of
+ * a core before any stack is read: the budget is what bounds it.
+ *
+ * Native frames (--native, TIMEGLASS_NATIVE=1): before walking a thread
+ * that ran, the sampler asks it for its native stack (unwind.c: a signal,
+ * libunwind in the handler, bounded wait); the addresses follow the Python
+ * frames in the sample (TG_SAMPLEF_NATIVE). A thread that does not answer
+ * three times in a row is not asked again for about 100 ms. The innermost-frame shortcut is
+ * off in this mode (the native stack may have changed under it).
+ *
  * Costs and bounds: at most MAX_THREADS threads and MAX_FRAMES frames per
  * tick; a stack that changes under the reader is dropped and counted; the
  * thread blocks every signal, never allocates after start, never takes a lock
@@ -28,6 +51,7 @@
 #include "event_py.h"
 #include "pyframes.h"
 #include "tg_preload.h"
+#include "unwind.h"
 
 #define MAX_THREADS 256
 #define MAX_FRAMES 1024
@@ -36,6 +60,9 @@
 #define TABLE_CAP 8192         /* bytes of co_linetable sent per code object */
 #define INFO_EVERY_NS 1000000000ull
 #define RECHECK_NS 50000000ull /* identity of a known code object re-read this often */
+#define KEEP_FRAMES 128        /* a thread's previous stack is kept for reuse up to this depth */
+#define BUDGET_WINDOW_NS 100000000ull /* the sampler's CPU use is checked this often */
+#define MIN_HZ 50u             /* the budget never lowers the rate below this */
 
 /* Request scope, provided by scope.c when it is linked in. */
 uint64_t tg_scope_of_frames(const uintptr_t *frames, int n) __attribute__((weak));
@@ -49,6 +76,17 @@ struct thr_state {
 	uint64_t cpu_ns;  /* thread CPU time at its previous sample */
 	uint64_t wall_ns; /* CLOCK_MONOTONIC at its previous sample */
 	uint64_t tick;    /* last tick it was seen */
+	/* Its previous sample, sent again while the stack is unchanged. */
+	uintptr_t kept_top;   /* innermost frame address (_PyInterpreterFrame *) */
+	uint64_t kept_scope;
+	uint16_t kept_n;      /* 0: nothing kept */
+	uint8_t kept_flags;
+	uint8_t kept_nn;      /* native frames kept (--native) */
+	uint64_t native_off_until; /* tick before which it is not asked for native frames */
+	uint8_t native_misses;     /* requests in a row it did not answer */
+	struct tg_ev_pyframe kept[KEEP_FRAMES];
+	uintptr_t kept_addrs[KEEP_FRAMES]; /* their frame addresses: the request scope is found again */
+	uint64_t kept_native[TG_NATIVE_MAX];
 };
 
 struct code_slot {
@@ -58,12 +96,15 @@ struct code_slot {
 };
 
 static struct {
-	unsigned rate_hz;
+	unsigned rate_hz;       /* rate in force */
+	unsigned target_hz;     /* rate asked for */
+	uint32_t budget_ppm;    /* CPU budget, millionths of one core; 0 = none */
 	uint64_t recheck_ticks; /* RECHECK_NS in ticks */
 	int started;
 	uint64_t gen; /* bumped on fork: a stale thread exits */
 	/* counters (sampler thread only) */
 	uint64_t ticks, samples, dropped, truncated, codes, ring_full, overruns;
+	uint64_t budget_skipped, reused, native_missed;
 } S;
 
 /* Sampler-thread-only buffers (static: no allocation while sampling). */
@@ -172,22 +213,115 @@ static int note_code(struct tg_py_rd *rd, uintptr_t code)
 	return 0;
 }
 
+/* Appends one TG_EV_SAMPLE of n frames f (innermost first). Returns 0, -1
+ * when the ring is full. */
+static int emit_sample(uint32_t tid, int running, uint8_t flags, uint64_t now, uint64_t scope, uint64_t cpu_d,
+		       uint64_t wall_d, const struct tg_ev_pyframe *f, int n, const uint64_t *nat, int nn)
+{
+	if (nn > 0)
+		flags |= TG_SAMPLEF_NATIVE;
+	else
+		flags &= (uint8_t)~TG_SAMPLEF_NATIVE;
+	uint32_t size = (uint32_t)(sizeof(struct tg_ev_sample) + (size_t)n * sizeof(struct tg_ev_pyframe));
+	if (nn > 0)
+		size += (uint32_t)(sizeof(struct tg_ev_native) + (size_t)nn * sizeof(uint64_t));
+	struct tg_ev_sample *ev = tg_reserve(size);
+	if (!ev) {
+		S.ring_full++;
+		return -1;
+	}
+	ev->tid = tid;
+	ev->state = running ? TG_PYSTATE_RUNNING : TG_PYSTATE_WAITING;
+	ev->flags = flags;
+	ev->nframes = (uint16_t)n;
+	ev->ts_ns = now;
+	ev->scope = scope;
+	ev->cpu_ns = cpu_d;
+	ev->interval_ns = wall_d;
+	memcpy(ev + 1, f, (size_t)n * sizeof *f);
+	if (nn > 0) {
+		struct tg_ev_native *nh = (struct tg_ev_native *)((struct tg_ev_pyframe *)(ev + 1) + n);
+		nh->n = (uint32_t)nn;
+		nh->flags = nn >= TG_NATIVE_MAX ? TG_NATIVE_TRUNCATED : 0;
+		memcpy(nh + 1, nat, (size_t)nn * sizeof *nat);
+	}
+	tg_ring_commit(ev, size, TG_EV_SAMPLE, 0);
+	S.samples++;
+	if (flags & TG_SAMPLEF_TRUNCATED)
+		S.truncated++;
+	return 0;
+}
+
 static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, uint64_t now)
 {
 	struct thr_state *ts = thread_slot(th->tid);
 	uint64_t cpu = thread_cpu_ns(th->tid);
-	uint64_t cpu_d = 0, wall_d = 0;
+	uint64_t cpu_d = 0, wall_d = 0, prev_cpu = 0;
 	if (ts && ts->wall_ns) {
 		wall_d = now - ts->wall_ns;
 		cpu_d = cpu > ts->cpu_ns ? cpu - ts->cpu_ns : 0;
+		prev_cpu = ts->cpu_ns;
 	}
 	if (ts) {
 		ts->cpu_ns = cpu;
 		ts->wall_ns = now;
 		ts->tick = S.ticks;
 	}
+	int running;
+	if (wall_d)
+		running = cpu_d * 2 >= wall_d;
+	else
+		running = th->holds_gil == 1;
+
+	/* Ran no code since its previous sample: the same stack, waiting. */
+	if (ts && ts->kept_n && cpu && cpu == prev_cpu) {
+		if (emit_sample(th->tid, 0, ts->kept_flags, now, ts->kept_scope, 0, wall_d, ts->kept, ts->kept_n,
+				ts->kept_native, ts->kept_nn) == 0)
+			S.reused++;
+		return;
+	}
 	int truncated;
-	int n = tg_py_walk_ex(rd, th->tstate, frames, MAX_FRAMES, &truncated, 0);
+	int n;
+	int native = tg_unwind_active();
+	if (ts && ts->kept_n && !native) {
+		/* Same innermost frame, code and instruction: the same stack. */
+		n = tg_py_walk_ex(rd, th->tstate, frames, 1, &truncated, 0);
+		if (n == 1 && frames[0].frame == ts->kept_top && frames[0].code == ts->kept[0].code &&
+		    frames[0].lasti == ts->kept[0].lasti) {
+			/* The thread ran: its request may have changed (a new
+			 * request's frames at the addresses of the last one's). */
+			uint64_t scope = tg_scope_of_frames ? tg_scope_of_frames(ts->kept_addrs, ts->kept_n) : 0;
+			if (!scope && tg_scope_of_thread)
+				scope = tg_scope_of_thread(th->tid);
+			if (emit_sample(th->tid, running, ts->kept_flags, now, scope, cpu_d, wall_d, ts->kept,
+					ts->kept_n, NULL, 0) == 0)
+				S.reused++;
+			return;
+		}
+		ts->kept_n = 0;
+	}
+	/* Native frames first (the thread runs on between the two reads). */
+	static uint64_t nat[TG_NATIVE_MAX];
+	int nn = 0;
+	if (native && (!ts || S.ticks >= ts->native_off_until)) {
+		nn = tg_unwind_capture(th->tid, nat, TG_NATIVE_MAX);
+		if (nn == -1 && ts && ++ts->native_misses >= 3) {
+			/* No answer three times in a row (the thread blocks the
+			 * signal, or its unwinding is slow): not asked again
+			 * for a tenth of a second. */
+			ts->native_off_until = S.ticks + S.rate_hz / 10;
+			ts->native_misses = 0;
+		} else if (nn >= 0 && ts) {
+			ts->native_misses = 0;
+		}
+		if (nn < 0) {
+			S.native_missed++;
+			nn = 0;
+		}
+	} else if (native) {
+		S.native_missed++;
+	}
+	n = tg_py_walk_ex(rd, th->tstate, frames, MAX_FRAMES, &truncated, 0);
 	if (n < 0) {
 		S.dropped++;
 		return;
@@ -208,35 +342,26 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 	if (!scope && tg_scope_of_thread)
 		scope = tg_scope_of_thread(th->tid);
 
-	uint32_t size = (uint32_t)(sizeof(struct tg_ev_sample) + (size_t)n * sizeof(struct tg_ev_pyframe));
-	struct tg_ev_sample *ev = tg_reserve(size);
-	if (!ev) {
-		S.ring_full++;
-		return;
-	}
-	ev->tid = th->tid;
-	int running;
-	if (wall_d)
-		running = cpu_d * 2 >= wall_d;
-	else
-		running = th->holds_gil == 1;
-	ev->state = running ? TG_PYSTATE_RUNNING : TG_PYSTATE_WAITING;
-	ev->flags = truncated ? TG_SAMPLEF_TRUNCATED : 0;
-	ev->nframes = (uint16_t)n;
-	ev->ts_ns = now;
-	ev->scope = scope;
-	ev->cpu_ns = cpu_d;
-	ev->interval_ns = wall_d;
-	struct tg_ev_pyframe *f = (struct tg_ev_pyframe *)(ev + 1);
+	static struct tg_ev_pyframe out[MAX_FRAMES];
 	for (int i = 0; i < n; i++) {
-		f[i].code = frames[i].code;
-		f[i].lasti = frames[i].lasti;
-		f[i].pad = 0;
+		out[i].code = frames[i].code;
+		out[i].lasti = frames[i].lasti;
+		out[i].flags = frames[i].entry ? TG_PYFRAME_ENTRY : 0;
 	}
-	tg_ring_commit(ev, size, TG_EV_SAMPLE, 0);
-	S.samples++;
-	if (truncated)
-		S.truncated++;
+	uint8_t flags = truncated ? TG_SAMPLEF_TRUNCATED : 0;
+	if (emit_sample(th->tid, running, flags, now, scope, cpu_d, wall_d, out, n, nat, nn) < 0)
+		return;
+	if (ts && n <= KEEP_FRAMES) {
+		memcpy(ts->kept, out, (size_t)n * sizeof out[0]);
+		for (int i = 0; i < n; i++)
+			ts->kept_addrs[i] = frames[i].frame;
+		memcpy(ts->kept_native, nat, (size_t)nn * sizeof nat[0]);
+		ts->kept_nn = (uint8_t)nn;
+		ts->kept_n = (uint16_t)n;
+		ts->kept_flags = flags;
+		ts->kept_scope = scope;
+		ts->kept_top = frames[0].frame;
+	}
 }
 
 static void write_info(void)
@@ -246,6 +371,11 @@ static void write_info(void)
 	struct timespec ts;
 	ev.py_version = tg_py_version();
 	ev.rate_hz = S.rate_hz;
+	ev.target_hz = S.target_hz;
+	ev.budget_ppm = S.budget_ppm;
+	ev.budget_skipped = S.budget_skipped;
+	ev.reused = S.reused;
+	ev.native_missed = S.native_missed;
 	ev.ticks = S.ticks;
 	ev.samples = S.samples;
 	ev.dropped = S.dropped;
@@ -258,12 +388,44 @@ static void write_info(void)
 	tg_ring_write(&tg_proc.ring, &ev, sizeof ev, TG_EV_PY_INFO);
 }
 
+static uint64_t own_cpu_ns(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The CPU budget, once per window: the new rate, or 0 to keep the rate. */
+static unsigned budget_rate(uint64_t cpu_used, uint64_t wall, uint64_t ticks)
+{
+	if (!S.budget_ppm || !wall)
+		return 0;
+	if (S.rate_hz < S.target_hz) {
+		uint64_t due = wall * S.target_hz / 1000000000ull;
+		if (due > ticks)
+			S.budget_skipped += due - ticks;
+	}
+	uint64_t allowed = wall * S.budget_ppm / 1000000ull;
+	if (cpu_used > allowed && S.rate_hz > MIN_HZ) {
+		/* Aim 10% under the budget: cost is about proportional to rate. */
+		uint64_t hz = (uint64_t)S.rate_hz * allowed / cpu_used * 9 / 10;
+		return hz < MIN_HZ ? MIN_HZ : (unsigned)hz;
+	}
+	if (cpu_used * 10 < allowed * 6 && S.rate_hz < S.target_hz) {
+		uint64_t hz = (uint64_t)S.rate_hz * 5 / 4 + 1;
+		return hz > S.target_hz ? S.target_hz : (unsigned)hz;
+	}
+	return 0;
+}
+
 static void *sampler_main(void *arg)
 {
 	uint64_t gen = (uint64_t)(uintptr_t)arg;
 	struct tg_py_rd rd = {.tags = rd_tags, .pages = rd_pages, .nslots = RD_SLOTS};
 	uint64_t period = 1000000000ull / S.rate_hz;
 	uint64_t next = tg_now_ns() + period, last_info = 0;
+	uint64_t win_start = 0, win_cpu = 0, win_ticks = 0;
 	int was_up = 0;
 	while (__atomic_load_n(&S.gen, __ATOMIC_ACQUIRE) == gen) {
 		struct timespec dl = {.tv_sec = (time_t)(next / 1000000000ull),
@@ -292,6 +454,22 @@ static void *sampler_main(void *arg)
 		S.ticks++;
 		for (int i = 0; i < n; i++)
 			sample_thread(&rd, &threads[i], now);
+		if (now - win_start >= BUDGET_WINDOW_NS) {
+			uint64_t cpu = own_cpu_ns();
+			unsigned hz = win_start ? budget_rate(cpu - win_cpu, now - win_start, S.ticks - win_ticks) : 0;
+			win_start = now;
+			win_cpu = cpu;
+			win_ticks = S.ticks;
+			if (hz && hz != S.rate_hz) {
+				S.rate_hz = hz;
+				period = 1000000000ull / hz;
+				next = now + period;
+				S.recheck_ticks = RECHECK_NS * hz / 1000000000ull;
+				if (S.recheck_ticks == 0)
+					S.recheck_ticks = 1;
+				last_info = 0; /* say so now */
+			}
+		}
 		if (now - last_info >= INFO_EVERY_NS) {
 			write_info();
 			last_info = now;
@@ -331,7 +509,15 @@ void tg_sampler_start(void)
 		return;
 	if (hz > 100000)
 		hz = 100000;
-	S.rate_hz = (unsigned)hz;
+	tg_unwind_init();
+	S.rate_hz = S.target_hz = (unsigned)hz;
+	const char *b = getenv("TIMEGLASS_SAMPLE_BUDGET");
+	double pct = b && *b ? strtod(b, NULL) : 5.0;
+	if (!(pct > 0)) /* 0, negative or not a number: no budget */
+		pct = 0;
+	if (pct > 100)
+		pct = 100;
+	S.budget_ppm = (uint32_t)(pct * 10000.0);
 	S.recheck_ticks = RECHECK_NS * hz / 1000000000ull;
 	if (S.recheck_ticks == 0)
 		S.recheck_ticks = 1;
@@ -343,10 +529,13 @@ void tg_sampler_start(void)
 void tg_sampler_after_fork(void)
 {
 	tg_py_after_fork();
+	tg_unwind_after_fork();
 	if (!S.started)
 		return;
 	S.started = 0;
 	S.ticks = S.samples = S.dropped = S.truncated = S.codes = S.ring_full = S.overruns = 0;
+	S.budget_skipped = S.reused = S.native_missed = 0;
+	S.rate_hz = S.target_hz;
 	memset(codes, 0, sizeof codes);
 	memset(tstates, 0, sizeof tstates);
 	if (tg_proc.enabled && S.rate_hz)

@@ -244,7 +244,9 @@ uint64_t tg_scope_current(void)
 #define CTX_FRAMES 128     /* frames walked when the scope must be found */
 #define SCOPE_FRAMES 12    /* frames walked first for scope and site (a FastAPI
 			    * endpoint's root is 9 frames up) */
-#define SITE_FRAMES 6      /* frames walked first for the call site alone */
+#define SITE_FRAMES 2      /* frames walked first for the call site alone (a
+			    * query of the sqlite3 module, called from C, has
+			    * the app's frame innermost) */
 #define APP_SLOTS 2048     /* code objects classified (power of two) */
 #define SITE_SLOTS 1024    /* call sites cached (power of two) */
 #define RD_SLOTS 4         /* pages cached by the reader during one walk */
@@ -358,17 +360,11 @@ size_t tg_taps_context(uint64_t *scope, char *site, size_t cap)
 	if (!ts)
 		return 0;
 	rd.direct = 1;
-	n = tg_py_walk_ex(&rd, ts, fr, need_scope ? SCOPE_FRAMES : SITE_FRAMES, &truncated, 0);
+	int limit = need_scope ? SCOPE_FRAMES : SITE_FRAMES;
+	n = tg_py_walk_ex(&rd, ts, fr, limit, &truncated, 0);
 	size_t len = 0;
-	int site_done = 0, deep = 0;
+	int site_done = 0;
 	for (int i = 0; i < n && (!site_done || need_scope); i++) {
-		if (i == n - 1 && truncated && !deep && (need_scope || !site_done)) {
-			/* Not found in the short walk: walk the whole chain once. */
-			int m = tg_py_walk_ex(&rd, ts, fr, CTX_FRAMES, &truncated, 0);
-			if (m > n)
-				n = m;
-			deep = 1;
-		}
 		if (need_scope) {
 			uint64_t t = root_find(fr[i].frame);
 			if (t) {
@@ -384,6 +380,14 @@ size_t tg_taps_context(uint64_t *scope, char *site, size_t cap)
 				len = site_of(&rd, &fr[i], site, cap);
 				site_done = 1;
 			}
+		}
+		if (i == n - 1 && truncated && limit < CTX_FRAMES && (need_scope || !site_done)) {
+			/* Not found in the short walk: walk further (the first
+			 * frames again, then the ones beyond). */
+			limit = limit < SCOPE_FRAMES * 2 ? SCOPE_FRAMES * 2 : CTX_FRAMES;
+			int m = tg_py_walk_ex(&rd, ts, fr, limit, &truncated, 0);
+			if (m > n)
+				n = m;
 		}
 	}
 	return len;

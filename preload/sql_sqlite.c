@@ -203,8 +203,86 @@ static const char *code_name(int rc)
 	}
 }
 
+/* ---- what a statement is, cached per sqlite3_stmt ----
+ *
+ * Its connection, database file, text and read-only flag are fixed from
+ * prepare to finalize (and the connection outlives it), so they are looked
+ * up once per statement, not per query: Python's sqlite3 module reuses its
+ * cached statements. Shared by all threads (a statement may be finalized on
+ * another thread than the one that stepped it); entries are dropped when
+ * the statement is finalized.
+ */
+
+#define STMT_SLOTS 512 /* power of two */
+
+struct stmt_info {
+	sqlite3_stmt *st; /* NULL = free */
+	sqlite3 *db;
+	const char *file;
+	const char *sql;
+	uint32_t file_len, sql_len;
+	int own, readonly;
+};
+
+static struct stmt_info stmt_cache[STMT_SLOTS];
+static int stmt_lock;
+
+static inline struct stmt_info *stmt_slot(sqlite3_stmt *st)
+{
+	return &stmt_cache[((uintptr_t)st >> 4) * 0x9e3779b1u >> 7 & (STMT_SLOTS - 1)];
+}
+
+static inline void stmt_acquire(void)
+{
+	while (__atomic_exchange_n(&stmt_lock, 1, __ATOMIC_ACQUIRE))
+		;
+}
+
+static inline void stmt_release(void)
+{
+	__atomic_store_n(&stmt_lock, 0, __ATOMIC_RELEASE);
+}
+
+/* Fills *si for st. Returns 0 when it has no connection. */
+static int stmt_describe(sqlite3_stmt *st, struct stmt_info *si)
+{
+	struct stmt_info *e = stmt_slot(st);
+	stmt_acquire();
+	int hit = e->st == st;
+	if (hit)
+		*si = *e;
+	stmt_release();
+	if (hit)
+		return 1;
+	sqlite3 *db = real.db_handle(st);
+	if (!db)
+		return 0;
+	si->st = st;
+	si->db = db;
+	si->own = is_own_store(db, &si->file);
+	size_t fl = si->file ? strlen(si->file) : 0;
+	si->file_len = (uint32_t)(fl < UINT32_MAX ? fl : 0);
+	si->sql = real.sql(st);
+	size_t sl = si->sql ? strlen(si->sql) : 0;
+	si->sql_len = (uint32_t)(sl < UINT32_MAX ? sl : UINT32_MAX);
+	si->readonly = real.stmt_readonly(st);
+	stmt_acquire();
+	*e = *si;
+	stmt_release();
+	return 1;
+}
+
+static void stmt_forget(sqlite3_stmt *st)
+{
+	struct stmt_info *e = stmt_slot(st);
+	stmt_acquire();
+	if (e->st == st)
+		e->st = NULL;
+	stmt_release();
+}
+
 /* Writes the record of a statement that finished with rc at now. */
-static void finish(sqlite3_stmt *st, sqlite3 *db, const char *file, const char *sql, size_t sql_len,
+static void finish(sqlite3_stmt *st, sqlite3 *db, const char *file, size_t fl, const char *sql, size_t sql_len,
 		   uint64_t start, uint64_t now, int64_t rows, int rc)
 {
 	char err[TG_SQL_ERR_MAX];
@@ -219,8 +297,7 @@ static void finish(sqlite3_stmt *st, sqlite3 *db, const char *file, const char *
 		.sql = sql,
 		.sql_len = sql_len,
 	};
-	if (file && *file) {
-		size_t fl = strlen(file);
+	if (file && fl) {
 		q.db = fl > TG_SQL_DB_MAX ? file + fl - TG_SQL_DB_MAX : file;
 		q.db_len = fl > TG_SQL_DB_MAX ? TG_SQL_DB_MAX : fl;
 	} else {
@@ -254,17 +331,15 @@ static void finish(sqlite3_stmt *st, sqlite3 *db, const char *file, const char *
 static void finish_active(struct active *a, int rc, uint64_t now)
 {
 	sqlite3_stmt *st = a->st;
-	sqlite3 *db = real.db_handle(st);
-	const char *file;
 	int64_t rows = a->rows;
 	uint64_t start = a->start_ns;
 	active_del(a);
-	if (!db || is_own_store(db, &file))
+	struct stmt_info si;
+	if (!stmt_describe(st, &si) || si.own)
 		return;
-	const char *sql = real.sql(st);
-	if (!rows && !real.stmt_readonly(st))
-		rows = real.changes(db);
-	finish(st, db, file, sql, sql ? strlen(sql) : 0, start, now, rows, rc);
+	if (!rows && !si.readonly)
+		rows = real.changes(si.db);
+	finish(st, si.db, si.file, si.file_len, si.sql, si.sql_len, start, now, rows, rc);
 }
 
 static int prepare_done(sqlite3 *db, const char *sql, int n, int rc, uint64_t start)
@@ -278,7 +353,7 @@ static int prepare_done(sqlite3 *db, const char *sql, int n, int rc, uint64_t st
 		return rc;
 	int saved = errno;
 	size_t len = n < 0 ? strlen(sql) : strnlen(sql, (size_t)n);
-	finish(NULL, db, file, sql, len, start, tg_now_ns(), 0, rc);
+	finish(NULL, db, file, file ? strlen(file) : 0, sql, len, start, tg_now_ns(), 0, rc);
 	errno = saved;
 	return rc;
 }
@@ -368,5 +443,7 @@ int sqlite3_finalize(sqlite3_stmt *st)
 	if (!real.finalize)
 		return 21;
 	stop_early(st);
+	if (st)
+		stmt_forget(st);
 	return real.finalize(st);
 }

@@ -6,12 +6,22 @@ where the file is. `native()` answers, once per process, whether this process
 is being recorded by a collector; when it is not (no library, an ABI this
 package does not speak, or a library that is loaded but not registered), the
 middleware runs standalone and writes the store itself.
+
+The same functions are reached without ctypes through the C extension
+timeglass._speedups when it is built for this interpreter (it lives in the
+package once installed; `timeglass run` from a build tree names its build
+directory in TIMEGLASS_PYEXT_DIR). TIMEGLASS_NO_SPEEDUPS=1 keeps to ctypes.
 """
 
 import ctypes
+import importlib.machinery
+import importlib.util
 import os
+import sys
 
 ABI_VERSION = 2  # newest marker ABI this package speaks; 1 has no request scopes
+# The ABI only grows (functions are added, none change), so a newer library
+# serves this package with the functions of ABI_VERSION.
 
 MARK_ROUTE = 1  # text: route template, e.g. "/items/{item_id}"
 MARK_EXCEPTION = 2  # text: "Type: message" and the traceback
@@ -31,6 +41,8 @@ class Native:
 
     __slots__ = ("_mark", "_asgi", "_active", "scope_enter", "scope_exit", "thread_enter",
                  "thread_exit", "fd_scope")
+
+    fast = None  # the _speedups module when FastNative serves instead
 
     def __init__(self, lib, version=ABI_VERSION):
         self._active = lib.timeglass_active
@@ -86,12 +98,77 @@ class Native:
                           request_bytes, response_bytes, _host(host), port or 0, error)
 
 
+class FastNative:
+    """The same interface as Native, served by the _speedups extension.
+
+    fast.request(scope, send, owner) is the whole per-request wire path of
+    the middleware (see middleware.serve_native)."""
+
+    __slots__ = ("fast", "active", "mark", "asgi_request", "scope_enter", "scope_exit",
+                 "thread_enter", "thread_exit", "fd_scope")
+
+    def __init__(self, speedups, version=ABI_VERSION):
+        from .middleware import current_token, slow_route, report_error
+
+        speedups.configure(slow_route, report_error, current_token)
+        self.fast = speedups
+        self.active = speedups.active
+        self.mark = speedups.mark
+        self.asgi_request = speedups.asgi_request
+        self.scope_enter = self.scope_exit = self.thread_enter = self.thread_exit = None
+        self.fd_scope = None
+        if version >= 2:
+            self.scope_enter = speedups.scope_enter
+            self.scope_exit = speedups.scope_exit
+            self.thread_enter = speedups.thread_enter
+            self.thread_exit = speedups.thread_exit
+            self.fd_scope = speedups.fd_scope
+        else:
+            self.fast = None  # its request path needs request scopes
+
+
+def speedups():
+    """The _speedups extension module, or None (not built for this Python,
+    or turned off with TIMEGLASS_NO_SPEEDUPS=1)."""
+    if os.environ.get("TIMEGLASS_NO_SPEEDUPS", "") not in ("", "0"):
+        return None
+    name = __package__ + "._speedups"
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    try:
+        from . import _speedups
+        return _speedups
+    except ImportError:
+        pass
+    where = os.environ.get("TIMEGLASS_PYEXT_DIR")
+    if not where:
+        return None
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:  # this interpreter's ABI only
+        path = os.path.join(where, "_speedups" + suffix)
+        if os.path.isfile(path):
+            try:
+                loader = importlib.machinery.ExtensionFileLoader(name, path)
+                spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+                module = importlib.util.module_from_spec(spec)
+                loader.exec_module(module)
+            except (ImportError, OSError):
+                return None
+            sys.modules[name] = module
+            return module
+    return None
+
+
 def _host(host):
     return host.encode("ascii", "replace") if host else None
 
 
 def load():
     """The library's marker functions if it is loaded with our ABI, else None."""
+    fast = speedups()
+    if fast is not None:
+        abi = fast.load()
+        return FastNative(fast, min(abi, ABI_VERSION)) if abi >= 1 else None
     try:
         lib = ctypes.CDLL(None)
         version = lib.timeglass_abi_version
@@ -100,10 +177,10 @@ def load():
     version.argtypes = []
     version.restype = ctypes.c_int
     abi = version()
-    if not 1 <= abi <= ABI_VERSION:
+    if abi < 1:
         return None
     try:
-        return Native(lib, abi)
+        return Native(lib, min(abi, ABI_VERSION))
     except AttributeError:
         return None
 

@@ -159,6 +159,30 @@ def _client(scope):
     return None, 0
 
 
+def _find_route(scope, path0, root0, owner):
+    route = scope.get("route")
+    if route is not None and scope.get("root_path", "") == root0:  # not inside a mount
+        path = getattr(route, "path", None)
+        if isinstance(path, str):
+            return path
+    view = dict(scope)
+    view["path"] = path0
+    view["root_path"] = root0
+    view.pop("path_params", None)
+    return _routes.route_template(view, owner)
+
+
+def slow_route(scope, path0, root0, owner):
+    """The route template when scope["route"] does not give it (_speedups)."""
+    return _quietly(_find_route, scope, path0, root0, owner)
+
+
+def report_error(e):
+    """An internal error of _speedups: one warning, like _quietly."""
+    _warn_once("timeglass: internal error (%s: %s); recording may be incomplete"
+               % (type(e).__name__, e))
+
+
 class _Exchange:
     """One HTTP exchange: watches its messages (status, byte counts, phase
     times), finds its route template, and sends the route mark when the
@@ -215,17 +239,7 @@ class _Exchange:
         return self.route
 
     def _find_route(self):
-        scope = self.scope
-        route = scope.get("route")
-        if route is not None and scope.get("root_path", "") == self._root0:  # not inside a mount
-            path = getattr(route, "path", None)
-            if isinstance(path, str):
-                return path
-        view = dict(scope)
-        view["path"] = self._path0
-        view["root_path"] = self._root0
-        view.pop("path_params", None)
-        return _routes.route_template(view, self._owner)
+        return _find_route(self.scope, self._path0, self._root0, self._owner)
 
     def mark_route(self):
         self.marked = True
@@ -258,6 +272,23 @@ async def serve_native(app, scope, receive, send, native, owner=None):
     if scope["type"] != "http":
         await _serve_websocket(app, scope, receive, send, native, owner)
         return
+    fast = native.fast
+    if fast is not None and not in_process(scope, receive):
+        # The same as the ctypes path below (scope, route mark when the
+        # response starts or the application returns), in C: `req` is the
+        # application's send. The scope's root is this coroutine frame.
+        req = fast.request(scope, send, owner)
+        try:
+            await app(scope, receive, req)
+        except Exception as exc:
+            req.done()
+            _quietly(_mark_exception, native, scope, exc)
+            raise
+        else:
+            req.done()
+        finally:
+            req.close()
+        return
     enter = native.scope_enter
     if enter is None:  # a library without request scopes
         token = 0
@@ -277,6 +308,11 @@ async def serve_native(app, scope, receive, send, native, owner=None):
         if token:
             native.scope_exit(token)
             current_token.reset(reset)
+
+
+def _mark_exception(native, scope, exc):
+    host, port = _client(scope)
+    native.mark(_native.MARK_EXCEPTION, host, port, exception_text(exc))
 
 
 async def _serve_wire(app, scope, receive, send, native, owner):

@@ -66,11 +66,13 @@ static void pg_emit(void *ctx, const struct tg_pg_query *q)
 	REQUIRE(q->end_ns <= r->now);
 	REQUIRE(q->site_len <= TG_PG_SITE_MAX);
 	REQUIRE(q->failed || !q->err_len);
+	REQUIRE(q->params_len <= TG_PG_PARAMS_MAX && (!q->params_len || q->params));
 	uint64_t h = fnv(0xcbf29ce484222325ull, q->sql ? q->sql : "", q->sql_len);
 	h = fnv(h, q->err ? q->err : "", q->err_len);
 	h = fnv(h, &q->rows, sizeof q->rows);
 	h = fnv(h, &q->start_ns, sizeof q->start_ns);
 	h = fnv(h, &q->end_ns, sizeof q->end_ns);
+	h = fnv(h, q->params ? q->params : "", q->params_len);
 	if (r->n < MAX_DIGESTS)
 		r->digest[r->n] = h;
 	r->n++;
@@ -108,6 +110,8 @@ static void run_script(const uint8_t *data, size_t size, int http, int split, st
 	struct tg_httpc *c = http ? tg_httpc_new("127.0.0.1:80") : NULL;
 	if (!w && !c)
 		abort();
+	if (w && size && (data[0] & 0x80)) /* half the inputs render Bind values */
+		tg_pgwire_capture_params(w, 1);
 	int dead = 0;
 	size_t i = 0;
 	while (i < size) {

@@ -46,8 +46,15 @@ DRIVERS = {
 }
 KINDS = {"one": 1, "loop": 6, "fail": 1}
 PER_GROUP = {"one": 30, "loop": 8, "fail": 4}  # requests per driver and transport
-HTTP_CLIENTS = ("requests", "httpx")
+# asyncpg cursors, prepared statements and transaction blocks: kind ->
+# (queries marked with the request number, queries of the request in all)
+APGX_KINDS = {"cursor": (1, 3), "prepare": (5, 5), "txn": (1, 3)}
+APGX_PER_GROUP = 8
+HTTP_CLIENTS = ("requests", "httpx", "aiohttp", "urllib")
 HTTP_PER_GROUP = 20
+# --capture-params run: path prefix per driver
+PARAM_DRIVERS = {"apg": "/params/apg", "pg3a": "/params/pg3a", "pg3": "/params-sync/pg3",
+                 "pg2": "/params-sync/pg2", "lite": "/params/lite"}
 
 
 def site_lines():
@@ -178,6 +185,11 @@ def recorded(pg, tmp_path_factory):
                     for _ in range(count):
                         n += 1
                         plan.append((drv, tr, kind, n))
+        for tr in ("tcp", "unix"):
+            for kind in APGX_KINDS:
+                for _ in range(APGX_PER_GROUP):
+                    n += 1
+                    plan.append(("apgx", tr, kind, n))
         for cl in HTTP_CLIENTS:
             for scheme in ("http", "https"):
                 for _ in range(HTTP_PER_GROUP):
@@ -215,4 +227,42 @@ def recorded(pg, tmp_path_factory):
         plain.shutdown()
         tls.shutdown()
     yield Recorded(store, responses, plan, lite_db, (plain.server_address[1], tls.server_address[1]), stderr)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def recorded_params(pg, tmp_path_factory):
+    """A short run with --capture-params: a few requests per driver, one at a time."""
+    require_built()
+    tmp = str(tmp_path_factory.mktemp("sqlparams"))
+    store = os.path.join(tmp, "store", "timeglass.db")
+    os.makedirs(os.path.dirname(store))
+    lite_db = os.path.join(tmp, "app.db")
+    with sqlite3.connect(lite_db) as c:
+        c.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        c.executemany("INSERT INTO items VALUES (?, ?)", [(k, "item-%d" % k) for k in range(1, 101)])
+    port = free_port()
+    env = timeglass_env({"TG_DSN_TCP": pg.dsn_tcp(), "TG_DSN_UNIX": pg.dsn_unix(), "TG_LITE_DB": lite_db})
+    argv = [PYTHON, "-m", "uvicorn", "sqlapp:app", "--app-dir", str(APP.parent), "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "warning"]
+    workdir = Path(tmp) / "server"
+    workdir.mkdir()
+    server = TracedServer(argv, store, port, workdir, env=env, tg_args=["--capture-params"])
+    responses = {}
+    plan = []
+    try:
+        server.wait_ready()
+        n = 0
+        for drv, prefix in PARAM_DRIVERS.items():
+            for _ in range(3):
+                n += 1
+                plan.append((drv, n))
+                path = "%s/%d" % (prefix, n)
+                responses[path] = _get(port, path)
+        server.stop()
+        assert server.returncode == 0, server.diagnostics()
+        stderr = server.stderr()
+    finally:
+        server.close()
+    yield Recorded(store, responses, plan, lite_db, (0, 0), stderr)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -13,7 +13,7 @@ import sqlite3
 
 import pytest
 
-from conftest import APP, DRIVERS, HTTP_CLIENTS, KINDS, site_lines
+from conftest import APGX_KINDS, APP, DRIVERS, HTTP_CLIENTS, KINDS, PARAM_DRIVERS, site_lines
 
 GROUPS = [(d, t) for d, (_tap, ts) in DRIVERS.items() for t in ts]
 PG = "postgresql"
@@ -81,6 +81,93 @@ def test_sql_text_and_fingerprint(recorded):
     assert q["sql"] == "SELECT name FROM items WHERE id = %d /* r=%d */" % (i % 100 + 1, i)
     assert q["fingerprint"] == "select name from items where id = ?"
     assert q["params"] is None  # not without --capture-params
+    i = next(p[3] for p in recorded.plan if p[:3] == ("apg", "tcp", "one"))
+    (q,) = _queries_of(recorded, i)
+    assert q["params"] is None
+
+
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+def test_asyncpg_cursor_prepare_transaction(recorded, transport):
+    """asyncpg's cursors, prepared statements and transaction blocks: every
+    statement on the request that ran it (uvloop writes from the loop)."""
+    sites = site_lines()
+    problems = []
+    plan = [p for p in recorded.plan if p[0] == "apgx" and p[1] == transport]
+    assert plan
+    for _drv, _tr, kind, i in plan:
+        path = "/apgx/%s/%s/%d" % (transport, kind, i)
+        status, body = recorded.responses[path]
+        assert status == 200, (path, body)
+        req = recorded.request(path)
+        marked, total = APGX_KINDS[kind]
+        qs = _queries_of(recorded, i)
+        # asyncpg's pool runs its reset query (RESET ALL ...) on release: of
+        # the request too, but not counted here.
+        on_req = [q for q in recorded.queries if q["request_id"] == req["id"] and "RESET ALL" not in (q["sql"] or "")]
+        if len(qs) != marked or len(on_req) != total:
+            problems.append("%s: %d marked queries (want %d), %d on the request (want %d): %r" % (
+                path, len(qs), marked, len(on_req), total, [(q["sql"], q["request_id"]) for q in qs]))
+            continue
+        want_sites = {
+            "cursor": ["apgx-cursor"],
+            "prepare": ["apgx-prepare", "apgx-prepare2", "apgx-prepare3", "apgx-prepare4", "apgx-prepare4"],
+            "txn": ["apgx-txn2"],
+        }[kind]
+        got = sorted(q["call_site"] or "" for q in qs)
+        want = sorted("%s:%d %s" % ((APP,) + sites[w]) for w in want_sites)
+        if got != want:
+            problems.append("%s: call sites %r, want %r" % (path, got, want))
+        for q in qs:
+            if q["request_id"] != req["id"] or q["error"] is not None or q["tap"] != "wire":
+                problems.append("%s: query %r" % (path, q))
+        if kind == "prepare" and sorted(q["rows"] for q in qs) != [1, 1, 1, 1, 1]:
+            problems.append("%s: rows %r" % (path, [q["rows"] for q in qs]))
+        if kind == "cursor" and qs[0]["rows"] != 3:
+            problems.append("%s: cursor rows %r" % (path, qs[0]["rows"]))
+        if kind in ("cursor", "txn"):
+            texts = sorted((q["sql"] or "").strip().rstrip(";").upper() for q in on_req if q not in qs)
+            if texts != ["BEGIN", "COMMIT"]:
+                problems.append("%s: transaction statements %r" % (path, texts))
+        if kind == "txn":
+            line, func = sites["apgx-txn"]
+            for q in on_req:
+                if q not in qs and q["call_site"] != "%s:%d %s" % (APP, line, func):
+                    problems.append("%s: %s call site %r" % (path, q["sql"], q["call_site"]))
+    assert not problems, "%d problems, first ones:\n%s" % (len(problems), "\n".join(problems[:20]))
+
+
+PARAMS_WANT = {
+    # asyncpg: binary values, types from the server's ParameterDescription
+    "apg": "$1=42, $2='it's', $3=true, $4=2.5",
+    # psycopg 3: types in the Parse
+    "pg3a": "$1=42, $2='it's', $3=true, $4=2.5",
+    "pg3": "$1=42, $2='it's', $3=true, $4=2.5",
+    # psycopg2 interpolates on the client: no parameters reach libpq
+    "pg2": None,
+    # sqlite3: the expanded statement
+    "lite": "SELECT count(*) FROM items WHERE id = 42 AND name <> 'it''s' AND 1 AND id > 2.5 /* r=%d */",
+}
+
+
+def test_params_captured_with_capture_params(recorded_params):
+    rec = recorded_params
+    problems = []
+    for drv, i in rec.plan:
+        path = "%s/%d" % (PARAM_DRIVERS[drv], i)
+        status, body = rec.responses[path]
+        assert status == 200 and body["n"] == 1, (path, body)
+        req = rec.request(path)
+        qs = _queries_of(rec, i)
+        if len(qs) != 1 or qs[0]["request_id"] != req["id"]:
+            problems.append("%s: queries %r" % (path, qs))
+            continue
+        got = qs[0]["params"]
+        want = PARAMS_WANT[drv]
+        if want is not None and "%d" in want:
+            want = want % i
+        if got != want:
+            problems.append("%s: params %r, want %r" % (path, got, want))
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("path", ["/sslinfo-sync/pg2", "/sslinfo-sync/pg3", "/sslinfo/pg3a", "/sslinfo/apg"])

@@ -138,3 +138,32 @@ async def sleep(ms: int = 200):
 
     await asyncio.sleep(ms / 1000.0)
     return {"ok": True}
+
+
+def compress_loop(total):
+    """zlib.compress of a large buffer, repeatedly: time spent in libz."""
+    import os
+    import zlib
+
+    data = os.urandom(1 << 16) * 16
+    end = time.thread_time() + total
+    n = 0
+    while time.thread_time() < end:
+        n += len(zlib.compress(data, 6))
+    return n
+
+
+def pbkdf2_loop(total):
+    """hashlib.pbkdf2_hmac: time spent in libcrypto."""
+    import hashlib
+
+    end = time.thread_time() + total
+    while time.thread_time() < end:
+        hashlib.pbkdf2_hmac("sha256", b"password", b"salt", 20000)
+
+
+@app.get("/native")
+async def native(ms: int = 300):
+    compress_loop(ms / 2000.0)
+    pbkdf2_loop(ms / 2000.0)
+    return {"ok": True}

@@ -1,7 +1,8 @@
 /*
  * test-pgwire.c - unit tests of the PostgreSQL wire-protocol parser
  * (preload/pgwire.c): startup, simple and extended queries, pipelining,
- * statement caching, errors, SSL negotiation, and splits at every byte.
+ * statement caching, errors, SSL negotiation, Bind parameter rendering,
+ * and splits at every byte.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -21,6 +22,8 @@ struct got {
 	int failed[MAXQ];
 	uint64_t start[MAXQ], end[MAXQ];
 	uint64_t scope[MAXQ];
+	char params[MAXQ][TG_PG_PARAMS_MAX + 1];
+	size_t params_len[MAXQ];
 };
 
 static uint64_t next_scope = 100;
@@ -37,6 +40,10 @@ static void emit(void *ctx, const struct tg_pg_query *q)
 	g->start[g->n] = q->start_ns;
 	g->end[g->n] = q->end_ns;
 	g->scope[g->n] = q->scope;
+	assert(q->params_len <= TG_PG_PARAMS_MAX);
+	memcpy(g->params[g->n], q->params ? q->params : "", q->params_len);
+	g->params[g->n][q->params_len] = '\0';
+	g->params_len[g->n] = q->params_len;
 	g->n++;
 }
 
@@ -306,6 +313,233 @@ static void ssl_negotiation(void)
 	tg_pgwire_free(w);
 }
 
+/* ---- parameters ---- */
+
+static void put16(uint8_t *b, size_t *n, unsigned v)
+{
+	b[(*n)++] = (uint8_t)(v >> 8);
+	b[(*n)++] = (uint8_t)v;
+}
+
+static void put32b(uint8_t *b, size_t *n, uint32_t v)
+{
+	put16(b, n, v >> 16);
+	put16(b, n, v & 0xffff);
+}
+
+static void parse_typed(struct buf *b, const char *name, const char *sql, const uint32_t *types, unsigned nt)
+{
+	uint8_t body[4096];
+	const char *s[] = {name, sql};
+	size_t n = strs(body, s, 2);
+	put16(body, &n, nt);
+	for (unsigned k = 0; k < nt; k++)
+		put32b(body, &n, types[k]);
+	msg(b, 'P', body, n);
+}
+
+struct pval {
+	int fmt;            /* 0 text, 1 binary */
+	int len;            /* -1 NULL */
+	const uint8_t *v;
+};
+
+static void bind_values(struct buf *b, const char *portal, const char *stmt, const struct pval *p, unsigned np,
+			int one_fmt)
+{
+	static uint8_t body[32768];
+	const char *s[] = {portal, stmt};
+	size_t n = strs(body, s, 2);
+	if (one_fmt >= 0) {
+		put16(body, &n, 1);
+		put16(body, &n, (unsigned)one_fmt);
+	} else {
+		put16(body, &n, np);
+		for (unsigned k = 0; k < np; k++)
+			put16(body, &n, (unsigned)p[k].fmt);
+	}
+	put16(body, &n, np);
+	for (unsigned k = 0; k < np; k++) {
+		put32b(body, &n, (uint32_t)p[k].len);
+		if (p[k].len > 0) {
+			memcpy(body + n, p[k].v, (size_t)p[k].len);
+			n += (size_t)p[k].len;
+		}
+	}
+	put16(body, &n, 0); /* result formats */
+	msg(b, 'B', body, n);
+}
+
+static void param_types(struct buf *b, const uint32_t *types, unsigned nt)
+{
+	uint8_t body[512];
+	size_t n = 0;
+	put16(body, &n, nt);
+	for (unsigned k = 0; k < nt; k++)
+		put32b(body, &n, types[k]);
+	msg(b, 't', body, n);
+}
+
+static struct tg_pgwire *params_conn(struct got *g, int on)
+{
+	struct tg_pgwire *w = tg_pgwire_new(4096);
+	tg_pgwire_capture_params(w, on);
+	struct buf fe = {.n = 0}, be = {.n = 0};
+	startup(&fe, "shop");
+	ready(&be);
+	feed(w, g, &fe, &be, 0, 1);
+	return w;
+}
+
+static void params(size_t chunk)
+{
+	static const uint8_t i4[] = {0, 0, 0, 42}, i2[] = {0xff, 0xfe}, i8[] = {0, 0, 0, 1, 0, 0, 0, 0},
+			     yes[] = {1}, f8[] = {0x40, 0x09, 0x21, 0xfb, 0x54, 0x44, 0x2d, 0x18},
+			     blob[] = {0xde, 0xad, 0xbe, 0xef}, txt[] = "caf\xc3\xa9",
+			     uu[] = {0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 1, 2, 3, 4, 5, 6, 7, 8};
+	struct got g;
+	memset(&g, 0, sizeof g);
+	struct tg_pgwire *w = params_conn(&g, 1);
+	struct buf fe = {.n = 0}, be = {.n = 0};
+
+	/* psycopg 3 style: types in the Parse, per-parameter formats */
+	uint32_t types[] = {23, 25, 16, 20, 701, 17, 21, 2950};
+	struct pval p[] = {
+		{1, 4, i4}, {0, 5, (const uint8_t *)"o'k x"}, {1, 1, yes}, {1, 8, i8},
+		{1, 8, f8}, {1, 4, blob}, {1, 2, i2}, {1, 16, uu}, {0, -1, NULL},
+	};
+	parse_typed(&fe, "", "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9", types, 8);
+	bind_values(&fe, "", "", p, 9, -1);
+	execute(&fe, "");
+	simple(&fe, 'S');
+	simple(&be, '1');
+	simple(&be, '2');
+	datarow(&be);
+	complete(&be, "SELECT 1");
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 10);
+	assert(g.n == 1);
+	assert(!strcmp(g.params[0], "$1=42, $2='o'k x', $3=true, $4=4294967296, $5=3.1415926535897931, "
+				    "$6=0xdeadbeef, $7=-2, $8='12345678-9abc-def0-0102-030405060708', $9=NULL"));
+
+	/* asyncpg style: untyped Parse, types from the ParameterDescription
+	 * answering Describe(statement), all parameters binary */
+	parse(&fe, "__asyncpg_stmt_2__", "SELECT name FROM items WHERE id = $1 AND name = $2");
+	msg(&fe, 'D', "S__asyncpg_stmt_2__\0", 20);
+	simple(&fe, 'S');
+	simple(&be, '1');
+	param_types(&be, (const uint32_t[]){20, 1043}, 2);
+	msg(&be, 'T', "\0\0", 2);
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 20);
+	struct pval q[] = {{1, 8, i8}, {1, 5, txt}};
+	bind_values(&fe, "", "__asyncpg_stmt_2__", q, 2, 1);
+	execute(&fe, "");
+	simple(&fe, 'S');
+	simple(&be, '2');
+	complete(&be, "SELECT 0");
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 30);
+	assert(g.n == 2 && !strcmp(g.params[1], "$1=4294967296, $2='caf\xc3\xa9'"));
+
+	/* a Describe whose answer never comes (its Parse failed) does not
+	 * take the next statement's ParameterDescription */
+	parse(&fe, "bad", "SELEC $1");
+	msg(&fe, 'D', "Sbad\0", 5);
+	simple(&fe, 'S');
+	error(&be, "42601", "syntax error");
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 34);
+	parse(&fe, "good", "SELECT $1");
+	msg(&fe, 'D', "Sgood\0", 6);
+	simple(&fe, 'S');
+	simple(&be, '1');
+	param_types(&be, (const uint32_t[]){23}, 1);
+	msg(&be, 'n', "", 0);
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 35);
+	assert(g.n == 3 && g.failed[2] && !strcmp(g.sql[2], "SELEC $1"));
+	bind_values(&fe, "", "good", (struct pval[]){{1, 4, i4}}, 1, 1);
+	execute(&fe, "");
+	simple(&fe, 'S');
+	simple(&be, '2');
+	complete(&be, "SELECT 1");
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 36);
+	assert(g.n == 4 && !strcmp(g.params[3], "$1=42"));
+	g.n = 2;
+
+	/* unknown types: binary values as hex; text-only binds */
+	parse(&fe, "s3", "SELECT $1");
+	bind_values(&fe, "", "s3", (struct pval[]){{1, 4, i4}}, 1, 1);
+	execute(&fe, "");
+	bind_values(&fe, "", "s3", (struct pval[]){{0, 2, (const uint8_t *)"42"}}, 1, 0);
+	execute(&fe, "");
+	simple(&fe, 'S');
+	simple(&be, '1');
+	simple(&be, '2');
+	complete(&be, "SELECT 1");
+	simple(&be, '2');
+	complete(&be, "SELECT 1");
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 40);
+	assert(g.n == 4 && !strcmp(g.params[2], "$1=0x0000002a") && !strcmp(g.params[3], "$1='42'"));
+
+	/* caps: a long text value, a long binary value, many parameters */
+	static uint8_t big[20000];
+	memset(big, 'a', sizeof big);
+	bind_values(&fe, "", "s3", (struct pval[]){{0, 300, big}, {1, 100, big}}, 2, -1);
+	execute(&fe, "");
+	static struct pval many[500];
+	for (int k = 0; k < 500; k++)
+		many[k] = (struct pval){0, 3, (const uint8_t *)"abc"};
+	bind_values(&fe, "", "s3", many, 500, 0);
+	execute(&fe, "");
+	bind_values(&fe, "", "s3", (struct pval[]){{0, 20000, big}}, 1, 0);
+	execute(&fe, "");
+	simple(&fe, 'S');
+	for (int k = 0; k < 3; k++) {
+		simple(&be, '2');
+		complete(&be, "SELECT 1");
+	}
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 50);
+	assert(g.n == 7);
+	assert(!strncmp(g.params[4], "$1='aaaa", 8) && strstr(g.params[4], "a...', $2=0x6161") &&
+	       !strcmp(g.params[4] + strlen(g.params[4]) - 5, "61..."));
+	assert(g.params_len[5] <= TG_PG_PARAMS_MAX && !strcmp(g.params[5] + g.params_len[5] - 3, "..."));
+	assert(!strncmp(g.params[5], "$1='abc', $2='abc'", 18));
+	assert(!strncmp(g.params[6], "$1='aaa", 7) && !strcmp(g.params[6] + g.params_len[6] - 4, "...'"));
+
+	/* an Execute of another portal than the one bound last: no values */
+	bind_values(&fe, "p1", "s3", (struct pval[]){{0, 1, (const uint8_t *)"1"}}, 1, 0);
+	bind_values(&fe, "p2", "s3", (struct pval[]){{0, 1, (const uint8_t *)"2"}}, 1, 0);
+	execute(&fe, "p1");
+	execute(&fe, "p2");
+	simple(&fe, 'S');
+	simple(&be, '2');
+	simple(&be, '2');
+	complete(&be, "SELECT 1");
+	complete(&be, "SELECT 1");
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 60);
+	assert(g.n == 9 && g.params_len[7] == 0 && !strcmp(g.params[8], "$1='2'"));
+	tg_pgwire_free(w);
+
+	/* off: never rendered */
+	memset(&g, 0, sizeof g);
+	w = params_conn(&g, 0);
+	parse_typed(&fe, "", "SELECT $1", types, 1);
+	bind_values(&fe, "", "", p, 1, -1);
+	execute(&fe, "");
+	simple(&fe, 'S');
+	complete(&be, "SELECT 1");
+	ready(&be);
+	feed(w, &g, &fe, &be, chunk, 10);
+	assert(g.n == 1 && g.params_len[0] == 0);
+	tg_pgwire_free(w);
+}
+
 static void truncation(void)
 {
 	struct tg_pgwire *w = tg_pgwire_new(32);
@@ -329,6 +563,9 @@ int main(void)
 		session(chunk);
 	ssl_negotiation();
 	truncation();
+	params(0);
+	for (size_t chunk = 1; chunk <= 9; chunk += 4)
+		params(chunk);
 	printf("pgwire: ok\n");
 	return 0;
 }

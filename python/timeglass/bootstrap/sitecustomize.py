@@ -1,7 +1,7 @@
 """Bootstrap of `timeglass run`: marks Starlette/FastAPI requests with no code change.
 
 `timeglass run` puts this file's directory first on PYTHONPATH, so Python's
-`site` imports it at startup. It does three small things and imports nothing
+`site` imports it at startup. It does a few small things and imports nothing
 heavy:
 
 1. when the process runs under `timeglass run` (TIMEGLASS_SOCK is set) and
@@ -13,7 +13,9 @@ heavy:
 2. the timeglass package is imported from the environment if it is there,
    else from the directory above this one (the copy that came with the
    `timeglass` binary);
-3. it then runs the next `sitecustomize` on sys.path, if any, as Python would
+3. with `timeglass run --trace` (TIMEGLASS_TRACE=1) it turns on exact-trace
+   mode (timeglass/_trace.py);
+4. it then runs the next `sitecustomize` on sys.path, if any, as Python would
    have done without this directory.
 """
 
@@ -141,8 +143,22 @@ def _chain():
             sys.path.insert(i, p)
 
 
+def _trace():
+    """`timeglass run --trace`: the exact-trace hook (timeglass/_trace.py)."""
+    if os.environ.get("TIMEGLASS_TRACE", "") in ("", "0") or not os.environ.get("TIMEGLASS_SOCK"):
+        return
+    try:
+        _timeglass()
+        from timeglass._trace import start
+
+        start()
+    except Exception as e:  # the application must start regardless
+        sys.stderr.write("timeglass: --trace inactive: %s: %s\n" % (type(e).__name__, e))
+
+
 try:
     _install()
 except Exception as _e:
     sys.stderr.write("timeglass: bootstrap inactive: %s: %s\n" % (type(_e).__name__, _e))
+_trace()
 _chain()

@@ -9,6 +9,16 @@ that the test can check which request each captured query belongs to:
   /{driver}/{transport}/loop/{i}  the same query six times (an N+1 loop)
   /{driver}/{transport}/fail/{i}  a query on a missing table (caught)
 
+asyncpg's other ways to run statements (driver `apgx`):
+
+  /apgx/{transport}/cursor/{i}   a cursor iterated inside a transaction block
+  /apgx/{transport}/prepare/{i}  conn.prepare() then fetch, fetchrow, fetchval
+                                 and executemany (two argument sets)
+  /apgx/{transport}/txn/{i}      one query in `async with conn.transaction()`
+
+/params/{driver}/{i} runs one query with parameters of several types (for
+the run with --capture-params).
+
 Lines that run statements carry a `# site:NAME` comment; the test reads
 their line numbers to check call sites. Configuration comes from the
 environment: TG_DSN_TCP, TG_DSN_UNIX (libpq syntax), TG_LITE_DB (SQLite
@@ -217,6 +227,75 @@ async def apg_fail(transport: str, i: int):
     return {"error": None}
 
 
+@app.get("/apgx/{transport}/cursor/{i}")
+async def apgx_cursor(transport: str, i: int):
+    pool = await _apg_pool(transport)
+    names = []
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            async for r in conn.cursor("SELECT name FROM items WHERE id <= $1 ORDER BY id /* r=" + str(i) + " */", 3):  # site:apgx-cursor
+                names.append(r[0])
+    return {"rows": names}
+
+
+@app.get("/apgx/{transport}/prepare/{i}")
+async def apgx_prepare(transport: str, i: int):
+    pool = await _apg_pool(transport)
+    async with pool.acquire() as conn:
+        stmt = await conn.prepare("SELECT name FROM items WHERE id = $1 /* r=" + str(i) + " */")
+        a = await stmt.fetch(1)  # site:apgx-prepare
+        b = await stmt.fetchrow(2)  # site:apgx-prepare2
+        c = await stmt.fetchval(3)  # site:apgx-prepare3
+        await stmt.executemany([(4,), (5,)])  # site:apgx-prepare4
+    return {"rows": [a[0][0], b[0], c]}
+
+
+@app.get("/apgx/{transport}/txn/{i}")
+async def apgx_txn(transport: str, i: int):
+    pool = await _apg_pool(transport)
+    async with pool.acquire() as conn:
+        async with conn.transaction():  # site:apgx-txn
+            name = await conn.fetchval("SELECT name FROM items WHERE id = $1 /* r=" + str(i) + " */", 7)  # site:apgx-txn2
+    return {"rows": [name]}
+
+
+# -- parameters (the --capture-params run) ------------------------------------
+
+_PARAMS_SQL = "SELECT count(*) FROM items WHERE id = {} AND name <> {} AND {} AND id > {} /* r={} */"
+
+
+@app.get("/params/{driver}/{i}")
+async def params(driver: str, i: int):
+    if driver == "apg":
+        pool = await _apg_pool("unix")
+        async with pool.acquire() as conn:
+            sql = _PARAMS_SQL.format("$1::int4", "$2::text", "$3::bool", "$4::float8", i)
+            n = await conn.fetchval(sql, 42, "it's", True, 2.5)
+    elif driver == "pg3a":
+        pool = await _pg3a_pool("unix")
+        conn = await pool.get()
+        try:
+            sql = _PARAMS_SQL.format("%s", "%s", "%s", "%s", i)
+            cur = await conn.execute(sql, (42, "it's", True, 2.5))
+            n = (await cur.fetchone())[0]
+        finally:
+            pool.put_nowait(conn)
+    else:
+        sql = _PARAMS_SQL.format("?", "?", "?", "?", i)
+        n = _lite_async().execute(sql, (42, "it's", True, 2.5)).fetchone()[0]
+    return {"n": n}
+
+
+@app.get("/params-sync/{driver}/{i}")
+def params_sync(driver: str, i: int):
+    sql = _PARAMS_SQL.format("%s", "%s", "%s", "%s", i)
+    if driver == "pg3":
+        return {"n": _pg3("unix").execute(sql, (42, "it's", True, 2.5)).fetchone()[0]}
+    cur = _pg2("unix").cursor()
+    cur.execute(sql, (42, "it's", True, 2.5))
+    return {"n": cur.fetchone()[0]}
+
+
 # -- SQLAlchemy (sync, psycopg2 dialect, its connection pool) -----------------
 
 _engines = {}
@@ -385,6 +464,32 @@ def http_requests(scheme: str, i: int):
         s = _requests_local.s = requests.Session()
     r = s.get(_echo_url(scheme, i), verify=os.environ.get("TG_ECHO_CA"), timeout=30)  # site:http-requests
     return {"status": r.status_code, "body": r.text}
+
+
+_aiohttp_session = None
+
+
+@app.get("/http/aiohttp/{scheme}/{i}")
+async def http_aiohttp(scheme: str, i: int):
+    import ssl
+
+    import aiohttp
+    global _aiohttp_session
+    if _aiohttp_session is None:
+        ctx = ssl.create_default_context(cafile=os.environ.get("TG_ECHO_CA"))
+        _aiohttp_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx))
+    async with _aiohttp_session.get(_echo_url(scheme, i)) as r:  # site:http-aiohttp
+        body = await r.text()
+    return {"status": r.status, "body": body}
+
+
+@app.get("/http/urllib/{scheme}/{i}")
+def http_urllib(scheme: str, i: int):
+    import ssl
+    import urllib.request
+    ctx = ssl.create_default_context(cafile=os.environ.get("TG_ECHO_CA")) if scheme == "https" else None
+    with urllib.request.urlopen(_echo_url(scheme, i), timeout=30, context=ctx) as r:  # site:http-urllib
+        return {"status": r.status, "body": r.read().decode()}
 
 
 @app.get("/http/httpx/{scheme}/{i}")

@@ -1,0 +1,101 @@
+"""timeglass._speedups, the C path to the marker ABI: used under `timeglass run`
+when it is built for the interpreter, with the same records as the ctypes
+fallback (TIMEGLASS_NO_SPEEDUPS=1, or an interpreter it was not built for).
+Needs build/cli/timeglass, build/preload/libtimeglass.so and the extension
+in build/python."""
+
+import glob
+import subprocess
+
+import httpx
+import pytest
+
+from tgpy import BUILD, PYTHON, TIMEGLASS, child_env, require_c_build, uvicorn_args
+from test_under_timeglass_run import requests_of, timeglass_prefix
+
+PROBE = (
+    "import timeglass._native as n\n"
+    "lib = n.native()\n"
+    "print(type(lib).__name__, lib.fast is not None)\n"
+)
+
+
+@pytest.fixture(autouse=True)
+def built():
+    require_c_build()
+    if not glob.glob(str(BUILD / "python" / "_speedups*.so")):
+        pytest.skip("timeglass._speedups is not built")
+
+
+def probe(tmp_path, **extra):
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    proc = subprocess.run(timeglass_prefix(tmp_path / "probe.db") + [PYTHON, str(script)],
+                          env=child_env(extra, bootstrap=True), capture_output=True, text=True,
+                          timeout=120, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_timeglass_run_uses_speedups(tmp_path):
+    assert probe(tmp_path) == ["FastNative", "True"]
+
+
+def test_no_speedups_env_falls_back_to_ctypes(tmp_path):
+    assert probe(tmp_path, TIMEGLASS_NO_SPEEDUPS="1") == ["Native", "False"]
+
+
+def test_without_a_library_speedups_load_nothing():
+    code = ("import timeglass._native as n\n"
+            "sp = n.speedups()\n"
+            "assert sp is not None\n"
+            "assert sp.load() == 0\n"
+            "assert n.native() is None\n")
+    env = child_env({"TIMEGLASS_PYEXT_DIR": str(BUILD / "python")})
+    proc = subprocess.run([PYTHON, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def rows_of(server, tmp_path, app, name, **extra):
+    db = tmp_path / (name + ".db")
+    with server(uvicorn_args(app), child_env(extra, bootstrap=True), prefix=timeglass_prefix(db)) as s:
+        with httpx.Client(base_url=s.url, timeout=10,
+                          limits=httpx.Limits(max_keepalive_connections=0)) as c:
+            for path in ("/items/1", "/items/2?q=1", "/nowhere", "/boom"):
+                c.get(path)
+    assert s.proc.returncode == 0, s.output()
+    return [(r["method"], r["path"], r["status"], r["transport"], r["route"],
+             (r["exception"] or "").split("\n")[0]) for r in requests_of(db)]
+
+
+@pytest.mark.parametrize("app", ["app_plain:app", "app_with_middleware:app"])
+def test_speedups_and_ctypes_give_the_same_rows(server, tmp_path, app):
+    fast = rows_of(server, tmp_path, app, "fast")
+    slow = rows_of(server, tmp_path, app, "slow", TIMEGLASS_NO_SPEEDUPS="1")
+    assert fast == slow
+    boom = "/boom" if app.startswith("app_plain") else "/boom/x"
+    assert [r[4] for r in fast if r[1] == "/items/1"] == ["/items/{item_id}"]
+    assert [r[2] for r in fast if r[1] == "/nowhere"] == [404]
+    if app.startswith("app_plain"):
+        assert [r[4:] for r in fast if r[1] == boom] == [("/boom", "RuntimeError: plain boom")]
+
+
+@pytest.mark.parametrize("speedups", ["", "1"])
+def test_in_process_requests_either_way(tmp_path, speedups):
+    script = tmp_path / "client.py"
+    script.write_text(
+        "from fastapi.testclient import TestClient\n"
+        "import app_plain\n"
+        "c = TestClient(app_plain.app, raise_server_exceptions=False)\n"
+        "assert c.get('/items/5?x=1').status_code == 200\n"
+        "assert c.get('/boom').status_code == 500\n")
+    db = tmp_path / "run.db"
+    proc = subprocess.run(timeglass_prefix(db) + [PYTHON, str(script)],
+                          env=child_env({"TIMEGLASS_NO_SPEEDUPS": speedups}, bootstrap=True),
+                          capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    rows = requests_of(db)
+    assert [(r["method"], r["path"], r["query_string"], r["status"], r["transport"], r["route"])
+            for r in rows] == [("GET", "/items/5", "x=1", 200, "asgi", "/items/{item_id}"),
+                               ("GET", "/boom", None, 500, "asgi", "/boom")]
+    assert rows[1]["exception"].startswith("RuntimeError: plain boom\n")
