@@ -884,6 +884,24 @@ static int start(struct collector *c, const struct tg_collector_opts *o)
 
 /* ---- main loop --------------------------------------------------------- */
 
+/* Whether any ring holds records not yet drained. A ring that faults says
+ * yes: service_ring() then finds out and gives up on it. */
+static int rings_have_data(struct collector *c)
+{
+	if (sigsetjmp(bus_jmp, 0)) {
+		in_ring = 0;
+		return 1;
+	}
+	int yes = 0;
+	in_ring = 1;
+	for (size_t i = 0; i < c->nprocs && !yes; i++) {
+		struct proc *p = c->procs[i];
+		yes = p->registered && p->ring_ok && tg_ring_used(&p->ring);
+	}
+	in_ring = 0;
+	return yes;
+}
+
 static void drain_all(struct collector *c, int losses)
 {
 	for (size_t i = 0; i < c->nprocs; i++)
@@ -1024,9 +1042,14 @@ int tg_collector_main(const struct tg_collector_opts *o)
 			continue;
 		int tick = now >= next_tick;
 		next_drain = now + DRAIN_NS;
-		/* Another program holds the store's write lock: leave the data in
-		 * the rings (the app never waits; a ring that fills drops and
-		 * counts) and try again next round. */
+		/* The write lock is taken only for a round with work, and given
+		 * back at its end, so that other writers of the store (the
+		 * standalone middleware, a user's sqlite3 shell) get their turn.
+		 * Another program holds it: leave the data in the rings (the app
+		 * never waits; a ring that fills drops and counts) and try again
+		 * next round. */
+		if (!tick && !rings_have_data(&c))
+			continue;
 		if (tg_store_begin(c.store, STORE_WAIT_MS) < 0) {
 			if (!c.store_locked)
 				tg_warn("%s is locked by another program; holding data until it is free",
@@ -1049,10 +1072,10 @@ int tg_collector_main(const struct tg_collector_opts *o)
 					tg_stacks_settle(&xc, c.procs[i]->stacks, now, 0);
 				}
 			}
-			flush(&c);
 			c.accept_paused = 0;
 			next_tick = now + TICK_NS;
 		}
+		flush(&c);
 	}
 	finish(&c, &pfd, &pfd_cap);
 	free(pfd);

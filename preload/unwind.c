@@ -8,10 +8,15 @@
  * (symbolize/).
  *
  * The handler is async-signal-safe: no allocation, no lock of ours, at most
- * TG_NATIVE_MAX frames; errno is kept. The sampler waits for it a bounded
+ * TG_NATIVE_MAX frames; errno is kept. It uses libunwind's fast path
+ * (unw_backtrace: frame shapes cached per thread, ~2.5 us for 64 frames on
+ * the test VM) and falls back to the DWARF unwinder (unw_init_local2 from
+ * the interrupted context, unw_step: ~17 us) when the interrupted
+ * instruction is not found in the fast trace. The sampler waits for it a bounded
  * time (WAIT_NS); a handler that has not started by then is cancelled, one
  * still running keeps its slot busy (that thread gets no native frames until
- * it finishes) and the sample goes without native frames (counted).
+ * it finishes) and the sample goes without native frames (counted). The
+ * sampler sleeps on the slot (futex) while it waits; the handler wakes it.
  * Built only with the native_unwind feature (libunwind); otherwise the
  * functions below are stubs that say "not available". libunwind is loaded
  * with dlopen by tg_unwind_init(), only under --native: other processes do
@@ -24,6 +29,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,7 +48,7 @@
 #define SLOTS 256               /* threads with a slot of their own (by tid hash) */
 #define TG_STR_(x) #x
 #define TG_STR(x) TG_STR_(x)    /* the real (per-architecture) name of a libunwind macro */
-#define WAIT_NS 5000000ull      /* the sampler waits this long for a handler */
+#define WAIT_NS 2000000ull      /* the sampler waits this long for a handler */
 
 enum { SLOT_IDLE, SLOT_ASKED, SLOT_FILLING, SLOT_DONE };
 
@@ -63,6 +69,7 @@ static int (*u_init_local)(unw_cursor_t *, unw_context_t *);
 static int (*u_init_local2)(unw_cursor_t *, unw_context_t *, int);
 static int (*u_step)(unw_cursor_t *);
 static int (*u_get_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
+static int (*u_backtrace)(void **, int);
 
 static int load_libunwind(void)
 {
@@ -76,6 +83,7 @@ static int load_libunwind(void)
 	u_init_local2 = (int (*)(unw_cursor_t *, unw_context_t *, int))dlsym(h, TG_STR(unw_init_local2));
 	u_step = (int (*)(unw_cursor_t *))dlsym(h, TG_STR(unw_step));
 	u_get_reg = (int (*)(unw_cursor_t *, unw_regnum_t, unw_word_t *))dlsym(h, TG_STR(unw_get_reg));
+	u_backtrace = (int (*)(void **, int))dlsym(h, "unw_backtrace"); /* optional: the fast path */
 	return u_getcontext && u_init_local && u_init_local2 && u_step && u_get_reg ? 0 : -1;
 }
 
@@ -92,9 +100,25 @@ static void on_signal(int sig, siginfo_t *si, void *ucv)
 		errno = saved;
 		return; /* not asked, or the request was cancelled */
 	}
-	unw_cursor_t cur;
 	int n = 0;
-	if (u_init_local2(&cur, (unw_context_t *)ucv, UNW_INIT_SIGNAL_FRAME) == 0) {
+#if defined(__x86_64__)
+	/* Fast path: libunwind's frame-shape cache (unw_backtrace), from this
+	 * handler through the signal frame; keep what lies from the
+	 * interrupted instruction on. */
+	if (u_backtrace) {
+		void *buf[TG_NATIVE_MAX + 8];
+		int m = u_backtrace(buf, TG_NATIVE_MAX + 8);
+		uintptr_t pc = (uintptr_t)((ucontext_t *)ucv)->uc_mcontext.gregs[REG_RIP];
+		for (int i = 0; i < m && i < 8; i++)
+			if ((uintptr_t)buf[i] == pc) {
+				for (int j = i; j < m && n < TG_NATIVE_MAX; j++)
+					s->ips[n++] = (uint64_t)(uintptr_t)buf[j];
+				break;
+			}
+	}
+#endif
+	unw_cursor_t cur;
+	if (!n && u_init_local2(&cur, (unw_context_t *)ucv, UNW_INIT_SIGNAL_FRAME) == 0) {
 		do {
 			unw_word_t ip = 0;
 			if (u_get_reg(&cur, UNW_REG_IP, &ip) < 0 || ip == 0)
@@ -104,6 +128,7 @@ static void on_signal(int sig, siginfo_t *si, void *ucv)
 	}
 	s->n = n;
 	__atomic_store_n(&s->state, SLOT_DONE, __ATOMIC_RELEASE);
+	syscall(SYS_futex, &s->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0); /* the sampler may wait */
 	errno = saved;
 }
 
@@ -128,6 +153,10 @@ int tg_unwind_init(void)
 	if (u_getcontext(&ctx) == 0 && u_init_local(&cur, &ctx) == 0)
 		while (u_step(&cur) > 0)
 			;
+	if (u_backtrace) {
+		void *buf[8];
+		u_backtrace(buf, 8);
+	}
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_sigaction = on_signal;
@@ -185,9 +214,12 @@ int tg_unwind_capture(uint32_t tid, uint64_t *ips, int max)
 		if (spin < 64) {
 			__builtin_ia32_pause();
 		} else {
-			/* The thread may need this CPU to run its handler. */
-			struct timespec d = {0, 20000};
-			nanosleep(&d, NULL);
+			/* Sleep until the handler is done (it wakes us) or the
+			 * time is up: the thread may need this CPU to run. */
+			uint64_t left = WAIT_NS - (tg_now_ns() - start);
+			struct timespec d = {(time_t)(left / 1000000000ull), (long)(left % 1000000000ull)};
+			if (st == SLOT_ASKED || st == SLOT_FILLING)
+				syscall(SYS_futex, &s->state, FUTEX_WAIT_PRIVATE, st, &d, NULL, 0);
 		}
 	}
 	int n = s->n < max ? s->n : max;
