@@ -71,6 +71,15 @@ static const char *col_str(sqlite3_stmt *st, int i, size_t *n)
 	return sqlite3_column_type(st, i) == SQLITE_NULL ? NULL : (const char *)sqlite3_column_text(st, i);
 }
 
+/* Column i as an integer, or null. */
+static void jw_col_int(struct jw *w, sqlite3_stmt *st, int i)
+{
+	if (sqlite3_column_type(st, i) == SQLITE_NULL)
+		jw_null(w);
+	else
+		jw_i64(w, sqlite3_column_int64(st, i));
+}
+
 /* Microseconds from t0 with three decimals, as the format's "ts"/"dur". */
 static void jw_us(struct jw *w, int64_t ns)
 {
@@ -159,10 +168,7 @@ static void export_requests(struct jw *w, struct tg_store *s, int64_t run, int64
 		jw_key(w, "query_string");
 		jw_str(w, query, ql);
 		jw_key(w, "status");
-		if (sqlite3_column_type(st, 9) == SQLITE_NULL)
-			jw_null(w);
-		else
-			jw_i64(w, sqlite3_column_int64(st, 9));
+		jw_col_int(w, st, 9);
 		jw_key(w, "error");
 		jw_str(w, error, el);
 		jw_key(w, "request_bytes");
@@ -199,19 +205,13 @@ static void export_queries(struct jw *w, struct tg_store *s, int64_t run, int64_
 		jw_key(w, "database");
 		jw_str(w, dbname, bl);
 		jw_key(w, "rows");
-		if (sqlite3_column_type(st, 7) == SQLITE_NULL)
-			jw_null(w);
-		else
-			jw_i64(w, sqlite3_column_int64(st, 7));
+		jw_col_int(w, st, 7);
 		jw_key(w, "error");
 		jw_str(w, error, el);
 		jw_key(w, "call_site");
 		jw_str(w, site, cl);
 		jw_key(w, "request_id");
-		if (sqlite3_column_type(st, 10) == SQLITE_NULL)
-			jw_null(w);
-		else
-			jw_i64(w, sqlite3_column_int64(st, 10));
+		jw_col_int(w, st, 10);
 		jw_key(w, "n_plus_one");
 		jw_bool(w, sqlite3_column_int(st, 11));
 		jw_key(w, "duplicate");
@@ -241,17 +241,11 @@ static void export_spans(struct jw *w, struct tg_store *s, int64_t run, int64_t 
 			   sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2) - t0,
 			   sqlite3_column_int64(st, 3));
 		jw_key(w, "status");
-		if (sqlite3_column_type(st, 7) == SQLITE_NULL)
-			jw_null(w);
-		else
-			jw_i64(w, sqlite3_column_int64(st, 7));
+		jw_col_int(w, st, 7);
 		jw_key(w, "error");
 		jw_str(w, error, el);
 		jw_key(w, "request_id");
-		if (sqlite3_column_type(st, 9) == SQLITE_NULL)
-			jw_null(w);
-		else
-			jw_i64(w, sqlite3_column_int64(st, 9));
+		jw_col_int(w, st, 9);
 		slice_end(w);
 	}
 	sqlite3_finalize(st);
