@@ -5,14 +5,16 @@
 #   tests/matrix/build-chroot.sh trixie   # Python 3.13, FastAPI 0.115
 #   tests/matrix/build-chroot.sh sid      # Python 3.14 (and 3.15 if packaged)
 #
-# A chroot that already exists (marked by .timeglass-ready) is reused as is;
-# delete the directory to rebuild it. Needs root and debootstrap.
+# A chroot that already exists (marked by .timeglass-ready-N, N the version of
+# the package list below) is reused as is; an older one gets the missing
+# packages; delete the directory to rebuild it. Needs root and debootstrap.
 set -eu
 name=${1:?usage: build-chroot.sh trixie|sid}
 root=${TIMEGLASS_CHROOTS:-/var/cache/timeglass-chroots}/$name
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
-if [ -e "$root/.timeglass-ready" ]; then
+ready=.timeglass-ready-2 # bump when the package list changes
+if [ -e "$root/$ready" ]; then
 	echo "chroot $root: ready (reused)"
 	exit 0
 fi
@@ -22,7 +24,7 @@ if [ ! -e "$root/usr/bin/apt-get" ]; then
 	debootstrap --variant=minbase "$name" "$root" "$mirror"
 fi
 cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
-pkgs="python3 python3-dev python3-fastapi python3-uvicorn python3-httpx python3-pytest gcc libc6-dev meson ninja-build pkg-config libsqlite3-dev procps"
+pkgs="python3 python3-dev python3-fastapi python3-uvicorn python3-httpx python3-pytest gcc libc6-dev meson ninja-build pkg-config libsqlite3-dev procps libunwind-dev libelf-dev zlib1g-dev"
 run() { chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 "$@"; }
 run apt-get -o Acquire::Check-Valid-Until=false update
 run apt-get install -y --no-install-recommends $pkgs
@@ -33,5 +35,5 @@ if [ "$name" = sid ]; then
 	done
 fi
 run apt-get clean
-touch "$root/.timeglass-ready"
+touch "$root/$ready"
 echo "chroot $root: built"

@@ -44,7 +44,7 @@ for name in $names; do
 		start=$(date +%s)
 		if chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
 			PY="$py" sh -ec '
-			b=/var/tmp/tg-build-$PY
+			b=/var/tmp/tg2-build-$PY
 			[ -e $b/build.ninja ] || meson setup $b /src >/dev/null
 			ninja -C $b preload/libtimeglass.so cli/timeglass tests/unit/test-pyframes.so >/dev/null
 			$PY /src/tests/unit/test-pyframes.py $b/tests/unit/test-pyframes.so
