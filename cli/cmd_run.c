@@ -50,8 +50,9 @@ void cmd_run_usage(FILE *f)
 {
 	fprintf(f, "Usage: timeglass run [OPTIONS] [--] CMD [ARGS...]\n"
 		   "\n"
-		   "Runs CMD and records every HTTP request it serves, with the metrics of\n"
-		   "its processes, into the store. Exit status and signals pass through.\n"
+		   "Runs CMD and records every HTTP request it serves, its SQL queries and\n"
+		   "outbound calls, sampled Python stacks, and the CPU and memory of its\n"
+		   "processes, into the store. Exit status and signals pass through.\n"
 		   "\n"
 		   "Options:\n"
 		   "  --db PATH         store to write (default: $TIMEGLASS_DB or .timeglass/timeglass.db)\n"

@@ -52,7 +52,7 @@ static int cmd_ui(int argc, char **argv)
 }
 
 static const struct command commands[] = {
-	{"run", cmd_run, cmd_run_usage, "run a command and record its HTTP requests"},
+	{"run", cmd_run, cmd_run_usage, "run a command and record its requests, SQL queries and stacks"},
 	{"ui", cmd_ui, cmd_ui_usage, "serve the dashboard (http://127.0.0.1:7411/)"},
 	{"requests", cmd_requests, cmd_requests_usage, "print the recorded requests of a run"},
 	{"runs", cmd_runs, cmd_runs_usage, "list the recorded runs"},
