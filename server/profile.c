@@ -2,7 +2,8 @@
  * profile.c - what a request did inside the application, for the dashboard:
  * GET /api/requests/ID/queries (its SQL), GET /api/requests/ID/spans (its
  * outbound calls) and GET /api/flame (the Python stack samples of a request
- * or a route as one merged tree).
+ * or a route as one merged tree; GET /api/flame/diff: two routes or runs
+ * merged into one tree that counts each side's samples).
  *
  * The flame tree is built here from samples, stacks and frames with the
  * selection of `timeglass flame` (cli/cmd_flame.c): one row per (stack,
@@ -277,19 +278,23 @@ int tg_api_request_spans(struct tg_req *r, int64_t id)
 
 /* ---- the flame tree ---- */
 
+/* A tree holds one selection (side 0), or two merged for a comparison
+ * (sides 0 and 1): each node counts the samples of each side. */
 struct node {
-	int64_t frame;   /* frames.id, or FRAME_* */
-	int64_t value;   /* samples in this subtree */
-	int32_t child;   /* first child, -1 = none */
-	int32_t sibling; /* next sibling, -1 = none */
+	int64_t frame;    /* frames.id, or FRAME_* */
+	int64_t value[2]; /* samples in this subtree, per side */
+	int32_t child;    /* first child, -1 = none */
+	int32_t sibling;  /* next sibling, -1 = none */
 };
 
 struct tree {
 	struct node *n;
+	int32_t *parents; /* parent of each node */
 	size_t len, cap;
 	int32_t *slots; /* hash (parent, frame) -> node index + 1 */
 	size_t nslots;  /* power of two, > 2 × the most nodes */
 	int capped;     /* some stacks went to "(other)" */
+	int sides;      /* 1, or 2 for a comparison */
 };
 
 static uint64_t mix(uint64_t x)
@@ -302,35 +307,73 @@ static uint64_t mix(uint64_t x)
 	return x;
 }
 
-/* The parent of node i is not stored: slots are keyed by (parent, frame)
- * and looked up with both. */
+/* The parent of node i is not kept in the slots: they are keyed by
+ * (parent, frame) and looked up with both. */
 static size_t slot_of(const struct tree *t, int32_t parent, int64_t frame)
 {
 	return (size_t)mix((uint64_t)parent * 0x9e3779b97f4a7c15ull ^ (uint64_t)frame) & (t->nslots - 1);
 }
 
+/* Every stack adds at most one node past the cap ("(other)"). Returns 0 or
+ * -1 (out of memory, nothing to free). */
+static int tree_init(struct tree *t, int sides)
+{
+	*t = (struct tree){ 0 };
+	t->sides = sides;
+	t->cap = 2 * FLAME_MAX_NODES + 2;
+	t->nslots = 1;
+	while (t->nslots < 2 * t->cap)
+		t->nslots <<= 1;
+	t->n = malloc(t->cap * sizeof *t->n);
+	t->slots = calloc(t->nslots, sizeof *t->slots);
+	t->parents = malloc(t->cap * sizeof *t->parents);
+	if (!t->n || !t->slots || !t->parents) {
+		free(t->n);
+		free(t->slots);
+		free(t->parents);
+		return -1;
+	}
+	t->n[0] = (struct node){ .frame = FRAME_ROOT, .child = -1, .sibling = -1 };
+	t->parents[0] = -1;
+	t->len = 1;
+	return 0;
+}
+
+static void tree_free(struct tree *t)
+{
+	free(t->n);
+	free(t->slots);
+	free(t->parents);
+}
+
 /* Returns the child of parent for frame (created when absent and room is
  * left, or always when force), or -1 (no room, or out of memory). */
-static int32_t child_of(struct tree *t, int32_t *parents, int32_t parent, int64_t frame, int force)
+static int32_t child_of(struct tree *t, int32_t parent, int64_t frame, int force)
 {
 	size_t m = t->nslots - 1;
 	size_t i;
 	for (i = slot_of(t, parent, frame); t->slots[i]; i = (i + 1) & m) {
 		int32_t k = t->slots[i] - 1;
-		if (t->n[k].frame == frame && parents[k] == parent)
+		if (t->n[k].frame == frame && t->parents[k] == parent)
 			return k;
 	}
 	if ((t->len >= FLAME_MAX_NODES && !force) || t->len >= t->cap)
 		return -1;
 	int32_t k = (int32_t)t->len++;
-	t->n[k] = (struct node){ .frame = frame, .value = 0, .child = -1, .sibling = t->n[parent].child };
+	t->n[k] = (struct node){ .frame = frame, .child = -1, .sibling = t->n[parent].child };
 	t->n[parent].child = k;
-	parents[k] = parent;
+	t->parents[k] = parent;
 	t->slots[i] = k + 1;
 	return k;
 }
 
-/* Frame labels, loaded on demand for the frames a tree uses. */
+static int64_t weight(const struct node *nd)
+{
+	return nd->value[0] + nd->value[1];
+}
+
+/* Frame labels, loaded on demand for the frames a tree uses. One side:
+ * "value"; two: "value_a" and "value_b". */
 static cJSON *node_json(const struct tree *t, int32_t k, sqlite3_stmt *fst)
 {
 	const struct node *nd = &t->n[k];
@@ -353,7 +396,12 @@ static cJSON *node_json(const struct tree *t, int32_t k, sqlite3_stmt *fst)
 		cJSON_AddNullToObject(o, "file");
 		cJSON_AddNullToObject(o, "line");
 	}
-	tg_json_add_int(o, "value", nd->value);
+	if (t->sides == 1) {
+		tg_json_add_int(o, "value", nd->value[0]);
+	} else {
+		tg_json_add_int(o, "value_a", nd->value[0]);
+		tg_json_add_int(o, "value_b", nd->value[1]);
+	}
 	cJSON *kids = cJSON_AddArrayToObject(o, "children");
 	/* Children heaviest first (then by frame id, for stable output). */
 	size_t nk = 0;
@@ -367,9 +415,10 @@ static cJSON *node_json(const struct tree *t, int32_t k, sqlite3_stmt *fst)
 		order[j++] = c;
 	for (size_t a = 1; a < nk; a++) { /* insertion sort: few children per node */
 		int32_t x = order[a];
+		int64_t wx = weight(&t->n[x]);
 		size_t b = a;
-		while (b > 0 && (t->n[order[b - 1]].value < t->n[x].value ||
-				 (t->n[order[b - 1]].value == t->n[x].value && t->n[order[b - 1]].frame > t->n[x].frame))) {
+		while (b > 0 && (weight(&t->n[order[b - 1]]) < wx ||
+				 (weight(&t->n[order[b - 1]]) == wx && t->n[order[b - 1]].frame > t->n[x].frame))) {
 			order[b] = order[b - 1];
 			b--;
 		}
@@ -382,11 +431,11 @@ static cJSON *node_json(const struct tree *t, int32_t k, sqlite3_stmt *fst)
 }
 
 /* Adds one stack (frame ids root first, comma-separated) with count
- * samples to the tree; waiting adds the "(waiting)" leaf. */
-static void tree_add(struct tree *t, int32_t *parents, const char *frames, int waiting, int64_t count)
+ * samples of side to the tree; waiting adds the "(waiting)" leaf. */
+static void tree_add(struct tree *t, int side, const char *frames, int waiting, int64_t count)
 {
 	int32_t cur = 0;
-	t->n[0].value += count;
+	t->n[0].value[side] += count;
 	const char *p = frames;
 	int overflow = 0;
 	while (*p && !overflow) {
@@ -395,61 +444,169 @@ static void tree_add(struct tree *t, int32_t *parents, const char *frames, int w
 		if (end == p)
 			break;
 		p = *end == ',' ? end + 1 : end;
-		int32_t k = child_of(t, parents, cur, id > 0 ? id : 0, 0);
+		int32_t k = child_of(t, cur, id > 0 ? id : 0, 0);
 		if (k < 0) {
 			overflow = 1;
 			break;
 		}
 		cur = k;
-		t->n[cur].value += count;
+		t->n[cur].value[side] += count;
 	}
 	if (!overflow && waiting) {
-		int32_t k = child_of(t, parents, cur, FRAME_WAITING, 0);
+		int32_t k = child_of(t, cur, FRAME_WAITING, 0);
 		if (k < 0)
 			overflow = 1;
 		else
-			t->n[k].value += count;
+			t->n[k].value[side] += count;
 	}
 	if (overflow) {
-		int32_t k = child_of(t, parents, cur, FRAME_OTHER, 1);
+		int32_t k = child_of(t, cur, FRAME_OTHER, 1);
 		t->capped = 1;
 		if (k >= 0)
-			t->n[k].value += count;
+			t->n[k].value[side] += count;
 	}
 }
 
-int tg_api_flame(struct tg_req *r)
+/* What a tree (or one side of a comparison) reads: one request, a route
+ * in a run, or (neither) every sample of a run. */
+struct selection {
+	int64_t request, run;
+	char route[512];
+	char method[32];
+	const char *tmpl; /* in route, or NULL */
+};
+
+/* Reads the parameters prefix+request (when allow_request), prefix+route
+ * and prefix+run into sel. Returns 0, or the status of the error sent. */
+static int parse_selection(struct tg_req *r, const char *prefix, int allow_request, struct selection *sel)
 {
-	if (r->rest[0])
-		return tg_send_error(r, 404, "not_found", "no such API endpoint");
-	char buf[512], state[16] = "all";
-	int64_t request = 0, run = 0;
-	int n = tg_query_param(r, "request", buf, sizeof buf);
-	if (n > 0 && parse_id(buf, &request) < 0)
-		return tg_send_error(r, 400, "bad_param", "bad value for request (a request id)");
-	n = tg_query_param(r, "run", buf, sizeof buf);
-	if (n > 0 && parse_id(buf, &run) < 0)
-		return tg_send_error(r, 400, "bad_param", "bad value for run (a run id)");
-	char route[512] = "", method[32] = "";
-	const char *tmpl = NULL;
-	n = tg_query_param(r, "route", route, sizeof route);
+	char name[32], buf[512];
+	int n;
+	memset(sel, 0, sizeof *sel);
+	if (allow_request) {
+		snprintf(name, sizeof name, "%srequest", prefix);
+		n = tg_query_param(r, name, buf, sizeof buf);
+		if (n > 0 && parse_id(buf, &sel->request) < 0)
+			return tg_send_error(r, 400, "bad_param", "bad value for %s (a request id)", name);
+	}
+	snprintf(name, sizeof name, "%srun", prefix);
+	n = tg_query_param(r, name, buf, sizeof buf);
+	if (n > 0 && parse_id(buf, &sel->run) < 0)
+		return tg_send_error(r, 400, "bad_param", "bad value for %s (a run id)", name);
+	snprintf(name, sizeof name, "%sroute", prefix);
+	n = tg_query_param(r, name, sel->route, sizeof sel->route);
 	if (n == -2)
 		return tg_send_error(r, 400, "bad_param", "the route is too long");
 	if (n > 0) {
-		char *sp = strchr(route, ' ');
-		if (!sp || sp == route || (size_t)(sp - route) >= sizeof method || !sp[1])
+		char *sp = strchr(sel->route, ' ');
+		if (!sp || sp == sel->route || (size_t)(sp - sel->route) >= sizeof sel->method || !sp[1])
 			return tg_send_error(r, 400, "bad_param",
-					     "bad value for route (METHOD and template, e.g. GET /items/{item_id})");
-		memcpy(method, route, (size_t)(sp - route));
-		method[sp - route] = 0;
-		tmpl = sp + 1;
+					     "bad value for %s (METHOD and template, e.g. GET /items/{item_id})", name);
+		memcpy(sel->method, sel->route, (size_t)(sp - sel->route));
+		sel->method[sp - sel->route] = 0;
+		sel->tmpl = sp + 1;
+	} else {
+		sel->route[0] = 0;
 	}
-	if ((request != 0) == (tmpl != NULL))
-		return tg_send_error(r, 400, "bad_param", "give exactly one of request or route");
+	return 0;
+}
+
+/* Checks that the selection's request or run exists (run: default the
+ * newest). Returns 0, or the status of the error sent (the read
+ * transaction then ended). */
+static int check_selection(struct tg_req *r, sqlite3 *db, struct selection *sel)
+{
+	if (sel->request) {
+		int64_t start;
+		int found = request_start(db, sel->request, &start);
+		if (found < 0)
+			return db_error(r, db);
+		if (!found) {
+			end_read(db);
+			return tg_send_error(r, 404, "not_found", "there is no request %" PRId64 " in this store",
+					     sel->request);
+		}
+		return 0;
+	}
+	if (!sel->run)
+		sel->run = tg_db_int(db, "SELECT coalesce(max(id), 0) FROM runs", 0);
+	char sql[96];
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM runs WHERE id = %" PRId64, sel->run);
+	if (!sel->run || tg_db_int(db, sql, 0) == 0) {
+		end_read(db);
+		return tg_send_error(r, 404, "no_such_run", "there is no run %" PRId64 " in this store", sel->run);
+	}
+	return 0;
+}
+
+/* Adds the samples of sel (state: "all", "running" or "waiting") to side
+ * of the tree, counting them in running[side] and waiting[side]. Returns
+ * 0, or -1 on a store error. */
+static int tree_read(struct tree *t, int side, sqlite3 *db, const struct selection *sel, const char *state,
+		     int64_t *running, int64_t *waiting)
+{
+	int all_states = strcmp(state, "all") == 0;
+	/* The selection of `timeglass flame` (cli/cmd_flame.c). */
+	char sql[1024];
+	snprintf(sql, sizeof sql,
+		 "SELECT st.frames, s.state, sum(s.count) FROM samples s JOIN stacks st ON st.id = s.stack_id"
+		 " WHERE %s AND (?4 IS NULL OR s.state = ?4) GROUP BY s.stack_id, s.state ORDER BY 3 DESC, s.stack_id",
+		 sel->request ? "s.request_id = ?1"
+		 : sel->tmpl  ? "s.request_id IN (SELECT id FROM requests WHERE run_id = ?1 AND method = ?2"
+				" AND coalesce(route, path) = ?3)"
+			      : "s.run_id = ?1");
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(st, 1, sel->request ? sel->request : sel->run);
+	if (sel->tmpl) {
+		sqlite3_bind_text(st, 2, sel->method, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, sel->tmpl, -1, SQLITE_STATIC);
+	}
+	if (!all_states)
+		sqlite3_bind_text(st, 4, state, -1, SQLITE_STATIC);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *frames = (const char *)sqlite3_column_text(st, 0);
+		const char *s = (const char *)sqlite3_column_text(st, 1);
+		int is_waiting = s && strcmp(s, "waiting") == 0;
+		int64_t count = sqlite3_column_int64(st, 2);
+		if (is_waiting)
+			waiting[side] += count;
+		else
+			running[side] += count;
+		tree_add(t, side, frames ? frames : "", is_waiting && all_states, count);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void add_selection(cJSON *o, const struct selection *sel)
+{
+	if (sel->request) {
+		tg_json_add_int(o, "request", sel->request);
+		return;
+	}
+	if (sel->tmpl)
+		tg_json_add_bytes(o, "route", sel->route, strlen(sel->route));
+	else
+		cJSON_AddNullToObject(o, "route");
+	tg_json_add_int(o, "run", sel->run);
+}
+
+/* The flame tree of one selection (sides 1), or of two merged (sides 2:
+ * GET /api/flame/diff). */
+static int send_flame(struct tg_req *r, const struct selection *sels, int sides)
+{
+	char state[16] = "all";
 	if (tg_query_param(r, "state", state, sizeof state) == -2 ||
 	    (strcmp(state, "all") != 0 && strcmp(state, "running") != 0 && strcmp(state, "waiting") != 0))
 		return tg_send_error(r, 400, "bad_param", "bad value for state (running, waiting or all)");
-	int all_states = strcmp(state, "all") == 0;
+	struct selection sel[2];
+	memcpy(sel, sels, (size_t)sides * sizeof *sel);
+	for (int i = 0; i < sides; i++)
+		if (sel[i].tmpl) /* points into its own route */
+			sel[i].tmpl = sel[i].route + (sels[i].tmpl - sels[i].route);
 
 	struct tg_db dbs;
 	sqlite3 *db = tg_req_db(r, &dbs);
@@ -457,31 +614,17 @@ int tg_api_flame(struct tg_req *r)
 		return 503;
 	if (begin_read(db) < 0)
 		return db_error(r, db);
-	if (request) {
-		int64_t start;
-		int found = request_start(db, request, &start);
-		if (found < 0)
-			return db_error(r, db);
-		if (!found) {
-			end_read(db);
-			return tg_send_error(r, 404, "not_found", "there is no request %" PRId64 " in this store", request);
-		}
-	} else {
-		if (!run)
-			run = tg_db_int(db, "SELECT coalesce(max(id), 0) FROM runs", 0);
-		char sql[96];
-		snprintf(sql, sizeof sql, "SELECT count(*) FROM runs WHERE id = %" PRId64, run);
-		if (!run || tg_db_int(db, sql, 0) == 0) {
-			end_read(db);
-			return tg_send_error(r, 404, "no_such_run", "there is no run %" PRId64 " in this store", run);
-		}
+	for (int i = 0; i < sides; i++) {
+		int status = check_selection(r, db, &sel[i]);
+		if (status)
+			return status;
 	}
 	cJSON *body = cJSON_CreateObject();
-	if (request)
-		tg_json_add_int(body, "request", request);
-	else {
-		tg_json_add_bytes(body, "route", route, strlen(route));
-		tg_json_add_int(body, "run", run);
+	if (sides == 1) {
+		add_selection(body, &sel[0]);
+	} else {
+		add_selection(cJSON_AddObjectToObject(body, "a"), &sel[0]);
+		add_selection(cJSON_AddObjectToObject(body, "b"), &sel[1]);
 	}
 	cJSON_AddStringToObject(body, "state", state);
 	if (!tg_db_has_table(db, "samples") || !tg_db_has_table(db, "stacks") || !tg_db_has_table(db, "frames")) {
@@ -491,86 +634,71 @@ int tg_api_flame(struct tg_req *r)
 	}
 	cJSON_AddBoolToObject(body, "available", 1);
 
-	/* The selection of `timeglass flame` (cli/cmd_flame.c). */
-	char sql[1024];
-	snprintf(sql, sizeof sql,
-		 "SELECT st.frames, s.state, sum(s.count) FROM samples s JOIN stacks st ON st.id = s.stack_id"
-		 " WHERE %s AND (?4 IS NULL OR s.state = ?4) GROUP BY s.stack_id, s.state ORDER BY 3 DESC, s.stack_id",
-		 request ? "s.request_id = ?1"
-			 : "s.request_id IN (SELECT id FROM requests WHERE run_id = ?1 AND method = ?2"
-			   " AND coalesce(route, path) = ?3)");
-	sqlite3_stmt *st, *fst;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		cJSON_Delete(body);
-		return db_error(r, db);
-	}
+	sqlite3_stmt *fst;
 	if (sqlite3_prepare_v2(db, "SELECT name, file, line FROM frames WHERE id = ?", -1, &fst, NULL) != SQLITE_OK) {
-		sqlite3_finalize(st);
 		cJSON_Delete(body);
 		return db_error(r, db);
 	}
-	sqlite3_bind_int64(st, 1, request ? request : run);
-	if (tmpl) {
-		sqlite3_bind_text(st, 2, method, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, tmpl, -1, SQLITE_STATIC);
-	}
-	if (!all_states)
-		sqlite3_bind_text(st, 4, state, -1, SQLITE_STATIC);
-
-	/* Every stack adds at most one node past the cap ("(other)"). */
-	struct tree t = { 0 };
-	t.cap = 2 * FLAME_MAX_NODES + 2;
-	t.nslots = 1;
-	while (t.nslots < 2 * t.cap)
-		t.nslots <<= 1;
-	t.n = malloc(t.cap * sizeof *t.n);
-	t.slots = calloc(t.nslots, sizeof *t.slots);
-	int32_t *parents = malloc(t.cap * sizeof *parents);
-	if (!t.n || !t.slots || !parents) {
-		free(t.n);
-		free(t.slots);
-		free(parents);
-		sqlite3_finalize(st);
+	struct tree t;
+	if (tree_init(&t, sides) < 0) {
 		sqlite3_finalize(fst);
 		cJSON_Delete(body);
 		end_read(db);
 		return tg_send_json(r, 500, NULL);
 	}
-	t.n[0] = (struct node){ .frame = FRAME_ROOT, .value = 0, .child = -1, .sibling = -1 };
-	parents[0] = -1;
-	t.len = 1;
-	int64_t running = 0, waiting_n = 0;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *frames = (const char *)sqlite3_column_text(st, 0);
-		const char *s = (const char *)sqlite3_column_text(st, 1);
-		int waiting = s && strcmp(s, "waiting") == 0;
-		int64_t count = sqlite3_column_int64(st, 2);
-		if (waiting)
-			waiting_n += count;
-		else
-			running += count;
-		tree_add(&t, parents, frames ? frames : "", waiting && all_states, count);
+	int64_t running[2] = { 0, 0 }, waiting[2] = { 0, 0 };
+	for (int i = 0; i < sides; i++) {
+		if (tree_read(&t, i, db, &sel[i], state, running, waiting) < 0) {
+			sqlite3_finalize(fst);
+			tree_free(&t);
+			cJSON_Delete(body);
+			return db_error(r, db);
+		}
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		sqlite3_finalize(fst);
-		free(t.n);
-		free(t.slots);
-		free(parents);
-		cJSON_Delete(body);
-		return db_error(r, db);
+	if (sides == 1) {
+		tg_json_add_int(body, "total", t.n[0].value[0]);
+		tg_json_add_int(body, "running", running[0]);
+		tg_json_add_int(body, "waiting", waiting[0]);
+	} else {
+		static const char *const key[2][3] = { { "total_a", "running_a", "waiting_a" },
+						       { "total_b", "running_b", "waiting_b" } };
+		for (int i = 0; i < 2; i++) {
+			tg_json_add_int(body, key[i][0], t.n[0].value[i]);
+			tg_json_add_int(body, key[i][1], running[i]);
+			tg_json_add_int(body, key[i][2], waiting[i]);
+		}
 	}
-	tg_json_add_int(body, "total", t.n[0].value);
-	tg_json_add_int(body, "running", running);
-	tg_json_add_int(body, "waiting", waiting_n);
 	tg_json_add_int(body, "nodes", (int64_t)t.len);
 	cJSON_AddBoolToObject(body, "capped", t.capped);
 	cJSON_AddItemToObject(body, "tree", node_json(&t, 0, fst));
 	sqlite3_finalize(fst);
 	end_read(db);
-	free(t.n);
-	free(t.slots);
-	free(parents);
+	tree_free(&t);
 	return tg_send_json(r, 200, body);
+}
+
+/* GET /api/flame/diff?a_route=&a_run=&b_route=&b_run=[&state=]: each side
+ * a route in a run, or (no route) a whole run. */
+static int flame_diff(struct tg_req *r)
+{
+	struct selection sel[2];
+	int status;
+	if ((status = parse_selection(r, "a_", 0, &sel[0])) || (status = parse_selection(r, "b_", 0, &sel[1])))
+		return status;
+	return send_flame(r, sel, 2);
+}
+
+int tg_api_flame(struct tg_req *r)
+{
+	if (strcmp(r->rest, "/diff") == 0)
+		return flame_diff(r);
+	if (r->rest[0])
+		return tg_send_error(r, 404, "not_found", "no such API endpoint");
+	struct selection sel;
+	int status = parse_selection(r, "", 1, &sel);
+	if (status)
+		return status;
+	if ((sel.request != 0) == (sel.tmpl != NULL))
+		return tg_send_error(r, 400, "bad_param", "give exactly one of request or route");
+	return send_flame(r, &sel, 1);
 }

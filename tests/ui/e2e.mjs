@@ -299,6 +299,55 @@ test('endpoints: SQL figures and a route flame graph', async () => {
   await shot('route-flame');
 });
 
+test('compare: a differential flame graph of two routes', async () => {
+  await page.emulateMedia({ colorScheme: 'light' });
+  await go(`#/compare?a_run=1&a_route=${encodeURIComponent('GET /items/{item_id}')}&b_run=1&b_route=${encodeURIComponent('POST /items')}`);
+  await page.evaluate(() => localStorage.setItem('timeglass-theme', 'light'));
+  await page.reload();
+  await page.waitForSelector('.flame .flame-frame.f-diff');
+  assert.equal(await page.getAttribute('.tabs a[data-view="compare"]', 'aria-current'), 'page');
+  const legend = await page.textContent('.diff-legend');
+  assert.match(legend, /A: GET \/items\/\{item_id\} · run #1 · 20 samples/);
+  assert.match(legend, /B: POST \/items · run #1 · 7 samples/);
+  assert.match(legend, /shrank in B.*grew in B/);
+  const cls = (name) => page.$eval(`.flame-frame[aria-label^="${name},"]`, (f) => f.className);
+  assert.match(await cls('load_item'), /f-shrank/);
+  assert.match(await cls('render'), /f-grew/);
+  assert.equal(await page.textContent('.flame-frame.f-root'), 'all (A 20 · B 7 samples)');
+  // the pickers: both runs, and the routes of run 1
+  await page.waitForFunction(() => document.querySelectorAll('select[data-side="b"][data-pick="route"] option').length > 3);
+  assert.equal(await page.inputValue('select[data-side="a"][data-pick="route"]'), 'GET /items/{item_id}');
+  await page.hover('.flame-frame:has-text("render")');
+  await page.waitForSelector('.flame-tip:not([hidden])');
+  const tip = await page.textContent('.flame-tip');
+  assert.match(tip, /A: 4 samples · 20% of A/);
+  assert.match(tip, /B: 5 samples · 71% of B/);
+  assert.match(tip, /Change: \+51 pts/);
+  await shot('compare-tip');
+  await page.mouse.move(5, 600);
+  await page.waitForSelector('.flame-tip[hidden]', { state: 'attached' });
+  await shot('compare');
+  // click to zoom, keyboard as in the flame graph
+  await page.click('.flame-frame:has-text("load_item")');
+  await page.waitForSelector('.flame-crumbs button');
+  assert.equal(await page.$$eval('.flame-frame', (fs) => fs.filter((f) => f.textContent === 'dumps').length), 0);
+  await page.focus('.flame');
+  await page.keyboard.press('Escape'); // out to get_item, run, all
+  await page.waitForFunction(() => !document.querySelector('.flame-crumbs').textContent.includes('load_item'));
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Escape');
+  await page.waitForFunction(() => !document.querySelector('.flame-crumbs button'));
+  await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('.flame-crumbs button');
+  assert.match(await page.textContent('.flame-crumbs'), /get_item/);
+  // a side becomes the whole run
+  await page.selectOption('select[data-side="a"][data-pick="route"]', '');
+  await page.waitForFunction(() => location.hash.includes('a_run=1') && !location.hash.includes('a_route'));
+  await page.waitForFunction(() => /A: whole run #1 · 28 samples/.test(document.querySelector('.diff-legend')?.textContent || ''));
+});
+
 test('older store: detail panels say not captured yet', async () => {
   await go('#/requests/1', page, demoUi.url);
   await page.waitForSelector('.waterfall');

@@ -95,6 +95,7 @@ STACKS = [(1, "1,2,3,4"), (2, "1,2,5,6"), (3, "1,2"), (4, "1,2,3")]
 SAMPLES = [
     (9, 1, "running", 5), (9, 1, "waiting", 3), (9, 2, "running", 4), (9, 3, "running", 2),
     (1, 4, "running", 6),
+    (4, 2, "running", 5), (4, 3, "waiting", 2),
     (None, 3, "running", 1),
 ]
 # Queries: (request id or None, offset ms from the request start, duration us, sql, fingerprint, rows,

@@ -529,6 +529,70 @@ def test_flame_route(server):
     assert server.json("/api/flame?request=1")["total"] == 6
 
 
+def side_samples(run, route=None):
+    """Sample count of a route in a run of the fixture, or of the whole run."""
+    reqs = {i + 1: (m, r or p) for i, (_, m, p, r, *_rest) in enumerate(fixture.RUN1)}
+    if route is None:
+        return sum(c for *_, c in fixture.SAMPLES) if run == 1 else 0
+    return sum(c for rid, _, _, c in fixture.SAMPLES if rid and " ".join(reqs[rid]) == route)
+
+
+def diff_flat(node, depth=0):
+    yield depth, node["name"], node["value_a"], node["value_b"]
+    for c in node["children"]:
+        yield from diff_flat(c, depth + 1)
+
+
+def test_flame_diff_routes(server):
+    a, b = "GET /items/{item_id}", "POST /items"
+    d = server.json("/api/flame/diff?a_route=%s&a_run=1&b_route=%s&b_run=1" % (q(a), q(b)))
+    assert d["available"] is True and d["a"] == {"route": a, "run": 1} and d["b"] == {"route": b, "run": 1}
+    assert d["total_a"] == side_samples(1, a) == 20 and d["total_b"] == side_samples(1, b) == 7
+    assert (d["running_a"], d["waiting_a"], d["running_b"], d["waiting_b"]) == (17, 3, 5, 2)
+    t = d["tree"]
+    assert (t["name"], t["value_a"], t["value_b"]) == ("all", 20, 7) and "value" not in t
+
+    def sums_ok(n):
+        return all(sum(c[k] for c in n["children"]) <= n[k] for k in ("value_a", "value_b")) and \
+            all(sums_ok(c) for c in n["children"])
+    assert sums_ok(t)
+    nodes = {(depth, name): (va, vb) for depth, name, va, vb in diff_flat(t)}
+    assert nodes[(2, "get_item")] == (20, 7)
+    assert nodes[(3, "load_item")] == (14, 0)
+    assert nodes[(5, "(waiting)")] == (3, 0) and nodes[(3, "(waiting)")] == (0, 2)
+    assert nodes[(3, "render")] == (4, 5) and nodes[(4, "dumps")] == (4, 5)
+    # heaviest (both sides together) first
+    assert [c["name"] for c in t["children"][0]["children"][0]["children"]][:2] == ["load_item", "render"]
+    # one state
+    d = server.json("/api/flame/diff?a_route=%s&a_run=1&b_route=%s&b_run=1&state=running" % (q(a), q(b)))
+    assert (d["total_a"], d["total_b"]) == (17, 5)
+
+
+def test_flame_diff_whole_run(server):
+    d = server.json("/api/flame/diff?a_run=1&b_route=%s&b_run=1" % q("POST /items"))
+    assert d["a"] == {"route": None, "run": 1}
+    assert d["total_a"] == side_samples(1) == sum(c for *_, c in fixture.SAMPLES) and d["total_b"] == 7
+    assert d["tree"]["value_a"] == d["total_a"]
+    # run 2 has no samples; no run = the newest (2)
+    d = server.json("/api/flame/diff?a_run=1&b_run=2")
+    assert (d["total_a"], d["total_b"]) == (side_samples(1), 0)
+    assert server.json("/api/flame/diff")["b"] == {"route": None, "run": 2}
+
+
+@pytest.mark.parametrize("query,code,status", [
+    ("a_run=x", "bad_param", 400),
+    ("b_route=nospace", "bad_param", 400),
+    ("a_run=1&b_run=99", "no_such_run", 404),
+    ("a_run=1&state=sleeping", "bad_param", 400),
+])
+def test_flame_diff_bad_params(server, query, code, status):
+    assert server.json("/api/flame/diff?" + query, expect=status)["error"]["code"] == code
+
+
+def test_flame_diff_unknown_subpath(server):
+    assert server.json("/api/flame/other", expect=404)["error"]["code"] == "not_found"
+
+
 @pytest.mark.parametrize("query,code,status", [
     ("", "bad_param", 400),
     ("request=x", "bad_param", 400),

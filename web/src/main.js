@@ -13,8 +13,9 @@ import * as endpoints from './views/endpoints.js';
 import * as requests from './views/requests.js';
 import * as detail from './views/detail.js';
 import * as routeFlame from './views/routeflame.js';
+import * as compare from './views/compare.js';
 
-const views = { overview, endpoints, requests, detail, flame: routeFlame };
+const views = { overview, endpoints, requests, detail, flame: routeFlame, compare };
 
 const app = {
   status: null, // /api/status
@@ -213,6 +214,7 @@ function onKey(e) {
     case '1': navigate('overview', keep); break;
     case '2': navigate('endpoints', keep); break;
     case '3': navigate('requests', keep); break;
+    case '4': navigate('compare', keep); break;
     case 't': toggleTheme(); break;
     case '?': help.open ? help.close() : help.showModal(); break;
     case 'j': moveRow(1); break;

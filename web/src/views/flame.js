@@ -4,6 +4,8 @@
 // Keyboard: the graph is one tab stop; arrows move between frames
 // (up: caller, down: heaviest callee, left/right: neighbours), Enter zooms,
 // Escape zooms out. Frame names and paths come from the app: text only.
+// Options let another view (the comparison) weigh, colour and describe the
+// frames its own way.
 
 import { h, append, clear } from '../dom.js';
 import { fmtCount } from '../format.js';
@@ -20,8 +22,9 @@ function hashHue(s) {
   return (x >>> 0) % 1000 / 1000;
 }
 
-/** Prepares the API tree: parent links, depth and start offset per node. */
-function index(root) {
+/** Prepares the API tree: parent links, depth, width (w, from weight) and
+ * start offset per node. */
+function index(root, weight) {
   const nodes = [];
   let maxDepth = 0;
   const walk = (n, parent, depth, x) => {
@@ -29,25 +32,26 @@ function index(root) {
     n.depth = depth;
     n.x = x;
     n.i = nodes.length;
+    n.w = weight(n);
     nodes.push(n);
     if (depth > maxDepth) maxDepth = depth;
     let cx = x;
     for (const c of n.children) {
       walk(c, n, depth + 1, cx);
-      cx += c.value;
+      cx += c.w;
     }
   };
   walk(root, null, 0, 0);
   return { nodes, maxDepth };
 }
 
-function pct(v, total) {
+export function pct(v, total) {
   if (!total) return '0%';
   const p = (v / total) * 100;
   return `${p < 1 ? p.toFixed(2) : p < 10 ? p.toFixed(1) : p.toFixed(0)}%`;
 }
 
-function where(n) {
+export function where(n) {
   if (!n.file) return '';
   return n.line ? `${n.file}:${n.line}` : n.file;
 }
@@ -56,14 +60,31 @@ function special(n) {
   return n.name === '(waiting)' || n.name === '(other)' || n.depth === 0;
 }
 
+const defaultTip = (n, total, zoom, root) => [
+  h('div', null, `${fmtCount(n.value)} samples · ${pct(n.value, total)} of all`,
+    zoom !== root ? ` · ${pct(n.value, zoom.value)} of zoom` : ''),
+];
+
 /**
  * The flame graph of data (GET /api/flame with available and samples).
+ * Options: label; weight(n) (frame width, default its samples); paint(n, el)
+ * (colour, default a hue from the name); tip(n, total, zoom, root) (the
+ * tooltip's lines); describe(n) (accessible text); rootLabel; legend (an
+ * element replacing the sample counts below the graph).
  * Returns {el, destroy()}.
  */
-export function flameGraph(data, { label = 'Flame graph' } = {}) {
+export function flameGraph(data, {
+  label = 'Flame graph',
+  weight = (n) => n.value,
+  paint = null,
+  tip: tipLines = defaultTip,
+  describe = null,
+  rootLabel = null,
+  legend: legendEl = null,
+} = {}) {
   const root = data.tree;
-  const { nodes, maxDepth } = index(root);
-  const total = root.value;
+  const { nodes, maxDepth } = index(root, weight);
+  const total = root.w;
   let zoom = root;
   let focus = root;
   let needle = '';
@@ -75,12 +96,13 @@ export function flameGraph(data, { label = 'Flame graph' } = {}) {
   const reset = h('button', { type: 'button', class: 'small', disabled: true }, 'Reset zoom');
   const crumbs = h('div', { class: 'flame-crumbs', 'aria-label': 'Zoomed frame' });
   const canvas = h('div', {
-    class: 'flame', role: 'tree', tabindex: '0', 'aria-label': `${label}: ${fmtCount(total)} samples. Arrow keys move, Enter zooms, Escape zooms out.`,
+    class: 'flame', role: 'tree', tabindex: '0',
+    'aria-label': `${label}${legendEl ? '' : `: ${fmtCount(total)} samples`}. Arrow keys move, Enter zooms, Escape zooms out.`,
   });
   canvas.style.height = `${(maxDepth + 1) * ROW}px`;
   const tip = h('div', { class: 'flame-tip', role: 'tooltip', hidden: true });
   const wrap = h('div', { class: 'flame-wrap' }, canvas, tip);
-  const legend = h('p', { class: 'muted small flame-legend' },
+  const legend = legendEl || h('p', { class: 'muted small flame-legend' },
     `${fmtCount(total)} samples`,
     data.waiting ? ` · ${fmtCount(data.running)} running, ${fmtCount(data.waiting)} waiting (off CPU, shown as “(waiting)”)` : '',
     data.capped ? ' · the smallest stacks are merged into “(other)”' : '',
@@ -96,8 +118,7 @@ export function flameGraph(data, { label = 'Flame graph' } = {}) {
     tip.append(
       h('div', { class: 'flame-tip-name' }, n.depth === 0 ? 'all samples' : n.name),
       where(n) ? h('div', { class: 'mono small' }, where(n)) : null,
-      h('div', null, `${fmtCount(n.value)} samples · ${pct(n.value, total)} of all`,
-        zoom !== root ? ` · ${pct(n.value, zoom.value)} of zoom` : ''));
+      ...tipLines(n, total, zoom, root));
     tip.hidden = false;
     const box = wrap.getBoundingClientRect();
     const w = tip.offsetWidth;
@@ -110,11 +131,11 @@ export function flameGraph(data, { label = 'Flame graph' } = {}) {
   function draw() {
     needle = search.value.trim().toLowerCase();
     clear(canvas);
-    const span = zoom.value || 1;
+    const span = zoom.w || 1;
     let matched = 0;
     // Top-most matches count once (their subtrees include nested matches).
     const countMatch = (n) => {
-      if (matches(n)) { matched += n.value; return; }
+      if (matches(n)) { matched += n.w; return; }
       for (const c of n.children) countMatch(c);
     };
     if (needle) countMatch(root);
@@ -130,12 +151,12 @@ export function flameGraph(data, { label = 'Flame graph' } = {}) {
         left = 0;
         width = 100;
       } else {
-        if (n.x < zoom.x || n.x >= zoom.x + span || n.value === 0) continue;
+        if (n.x < zoom.x || n.x >= zoom.x + span || !n.w) continue;
         let a = n;
         while (a && a.depth > zoom.depth) a = a.parent;
         if (a !== zoom) continue;
         left = ((n.x - zoom.x) / span) * 100;
-        width = (n.value / span) * 100;
+        width = (n.w / span) * 100;
         if (width < MIN_PCT) continue;
       }
       const cls = ['flame-frame'];
@@ -147,10 +168,11 @@ export function flameGraph(data, { label = 'Flame graph' } = {}) {
       if (n === focus) cls.push('f-focus');
       const f = h('div', {
         class: cls.join(' '), role: 'treeitem', 'aria-level': String(n.depth + 1),
-        'aria-label': `${n.depth === 0 ? 'all' : n.name}, ${fmtCount(n.value)} samples, ${pct(n.value, total)}`,
+        'aria-label': describe ? describe(n) : `${n.depth === 0 ? 'all' : n.name}, ${fmtCount(n.value)} samples, ${pct(n.value, total)}`,
         dataset: { i: String(n.i) },
-      }, h('span', { class: 'flame-label' }, n.depth === 0 ? `all (${fmtCount(n.value)} samples)` : n.name));
-      if (!special(n)) f.style.setProperty('--h', String(hashHue(n.name)));
+      }, h('span', { class: 'flame-label' }, n.depth === 0 ? (rootLabel || `all (${fmtCount(n.value)} samples)`) : n.name));
+      if (paint) paint(n, f);
+      else if (!special(n)) f.style.setProperty('--h', String(hashHue(n.name)));
       f.style.left = `${left}%`;
       f.style.width = `${width}%`;
       f.style.top = `${n.depth * ROW}px`;
@@ -188,7 +210,7 @@ export function flameGraph(data, { label = 'Flame graph' } = {}) {
   canvas.addEventListener('mouseleave', () => { tip.hidden = true; });
   canvas.addEventListener('keydown', (ev) => {
     let next = null;
-    const visible = (n) => n && n.value > 0;
+    const visible = (n) => n && n.w > 0;
     switch (ev.key) {
       case 'ArrowUp': next = focus.parent; break;
       case 'ArrowDown': next = focus.children.find(visible) || null; break;
@@ -209,7 +231,7 @@ export function flameGraph(data, { label = 'Flame graph' } = {}) {
     ev.preventDefault();
     if (!next) return;
     focus = next;
-    if (focus.depth < zoom.depth || (focus.depth > zoom.depth && !(focus.x >= zoom.x && focus.x < zoom.x + zoom.value))) zoom = root;
+    if (focus.depth < zoom.depth || (focus.depth > zoom.depth && !(focus.x >= zoom.x && focus.x < zoom.x + zoom.w))) zoom = root;
     draw();
     const f = canvas.querySelector('.f-focus');
     if (f) {
