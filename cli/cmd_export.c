@@ -48,17 +48,10 @@ struct export_opts {
 	int64_t run, request;
 };
 
-static sqlite3_stmt *prepare(struct tg_store *s, const char *sql)
-{
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(tg_store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
-		tg_die("%s: %s", tg_store_path(s), sqlite3_errmsg(tg_store_db(s)));
-	return st;
-}
 
 static int has_table(struct tg_store *s, const char *name)
 {
-	sqlite3_stmt *st = prepare(s, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?");
+	sqlite3_stmt *st = tg_store_prepare_or_die(s, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	int yes = sqlite3_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
@@ -120,7 +113,7 @@ static void slice_end(struct jw *w)
 
 static void export_processes(struct jw *w, struct tg_store *s, int64_t run)
 {
-	sqlite3_stmt *st = prepare(s, "SELECT pid, cmdline FROM processes WHERE run_id = ? GROUP BY pid ORDER BY min(id)");
+	sqlite3_stmt *st = tg_store_prepare_or_die(s, "SELECT pid, cmdline FROM processes WHERE run_id = ? GROUP BY pid ORDER BY min(id)");
 	sqlite3_bind_int64(st, 1, run);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		size_t n;
@@ -144,7 +137,7 @@ static void export_processes(struct jw *w, struct tg_store *s, int64_t run)
 
 static void export_requests(struct jw *w, struct tg_store *s, int64_t run, int64_t request, int64_t t0)
 {
-	sqlite3_stmt *st = prepare(
+	sqlite3_stmt *st = tg_store_prepare_or_die(
 		s, "SELECT id, pid, tid, start_unix_ns, duration_ns, method, coalesce(route, path), path, query_string,"
 		   " status, error, request_bytes, response_bytes, client_addr, transport"
 		   " FROM requests WHERE run_id = ?1 AND (?2 = 0 OR id = ?2) ORDER BY start_unix_ns");
@@ -186,7 +179,7 @@ static void export_requests(struct jw *w, struct tg_store *s, int64_t run, int64
 
 static void export_queries(struct jw *w, struct tg_store *s, int64_t run, int64_t request, int64_t t0)
 {
-	sqlite3_stmt *st = prepare(
+	sqlite3_stmt *st = tg_store_prepare_or_die(
 		s, "SELECT pid, tid, start_unix_ns, duration_ns, sql, db_system, database, rows, error, call_site,"
 		   " request_id, n_plus_one, duplicate FROM queries"
 		   " WHERE run_id = ?1 AND (?2 = 0 OR request_id = ?2) ORDER BY start_unix_ns");
@@ -223,7 +216,7 @@ static void export_queries(struct jw *w, struct tg_store *s, int64_t run, int64_
 
 static void export_spans(struct jw *w, struct tg_store *s, int64_t run, int64_t request, int64_t t0)
 {
-	sqlite3_stmt *st = prepare(
+	sqlite3_stmt *st = tg_store_prepare_or_die(
 		s, "SELECT pid, tid, start_unix_ns, duration_ns, method, host, path, status, error, request_id, kind"
 		   " FROM spans WHERE run_id = ?1 AND (?2 = 0 OR request_id = ?2) ORDER BY start_unix_ns");
 	sqlite3_bind_int64(st, 1, run);
@@ -253,14 +246,14 @@ static void export_spans(struct jw *w, struct tg_store *s, int64_t run, int64_t 
 
 static int export_chrome(struct tg_store *s, int64_t run, int64_t request, FILE *out)
 {
-	sqlite3_stmt *st = prepare(s, "SELECT started_unix_ns, command FROM runs WHERE id = ?");
+	sqlite3_stmt *st = tg_store_prepare_or_die(s, "SELECT started_unix_ns, command FROM runs WHERE id = ?");
 	sqlite3_bind_int64(st, 1, run);
 	if (sqlite3_step(st) != SQLITE_ROW)
 		tg_die("no run %" PRId64 " in %s; see: timeglass runs", run, tg_store_path(s));
 	int64_t t0 = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	if (request) {
-		st = prepare(s, "SELECT 1 FROM requests WHERE id = ? AND run_id = ?");
+		st = tg_store_prepare_or_die(s, "SELECT 1 FROM requests WHERE id = ? AND run_id = ?");
 		sqlite3_bind_int64(st, 1, request);
 		sqlite3_bind_int64(st, 2, run);
 		int found = sqlite3_step(st) == SQLITE_ROW;
@@ -364,10 +357,7 @@ int cmd_export(int argc, char **argv)
 		tg_die("%s", tg_error());
 	int64_t run = o.run;
 	if (!run) {
-		sqlite3_stmt *st = prepare(s, "SELECT max(id) FROM runs");
-		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-			run = sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
+		run = tg_store_latest_run(s);
 		if (!run)
 			tg_die("no runs in %s yet; record one with: timeglass run -- CMD", tg_store_path(s));
 	}

@@ -88,27 +88,22 @@ static void parse(const char *cmd, void (*usage)(FILE *), int argc, char **argv,
 	o->db = tg_default_db(o->db);
 }
 
-static sqlite3_stmt *prepare(struct tg_store *s, const char *sql)
-{
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(tg_store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
-		tg_die("%s: %s", tg_store_path(s), sqlite3_errmsg(tg_store_db(s)));
-	return st;
-}
 
 /* The run to show: --run, else that of --request, else the latest. */
 static int64_t pick_run(struct tg_store *s, const struct opts *o)
 {
 	if (o->run)
 		return o->run;
-	sqlite3_stmt *st = o->request ? prepare(s, "SELECT run_id FROM requests WHERE id = ?")
-				      : prepare(s, "SELECT max(id) FROM runs");
-	if (o->request)
-		sqlite3_bind_int64(st, 1, o->request);
 	int64_t id = 0;
-	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-		id = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	if (o->request) {
+		sqlite3_stmt *st = tg_store_prepare_or_die(s, "SELECT run_id FROM requests WHERE id = ?");
+		sqlite3_bind_int64(st, 1, o->request);
+		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+			id = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	} else {
+		id = tg_store_latest_run(s);
+	}
 	if (!id && o->request)
 		tg_die("no request %" PRId64 " in %s", o->request, tg_store_path(s));
 	if (!id)
@@ -141,8 +136,10 @@ static void cell(sqlite3_stmt *st, int i, int width)
 		putchar(p[k] < 0x20 || p[k] == 0x7f ? ' ' : p[k]);
 }
 
+/* Prints the rows of `table` for the options in argv; header is the table
+ * view's first line (not printed with --json, nor before an error). */
 static int list(int argc, char **argv, const char *cmd, void (*usage)(FILE *), const char *table,
-		const char *const *cols, size_t ncols, void (*row)(sqlite3_stmt *))
+		const char *const *cols, size_t ncols, void (*row)(sqlite3_stmt *), const char *header)
 {
 	struct opts o = {0};
 	parse(cmd, usage, argc, argv, &o);
@@ -150,6 +147,8 @@ static int list(int argc, char **argv, const char *cmd, void (*usage)(FILE *), c
 	if (!s)
 		tg_die("%s", tg_error());
 	int64_t run = pick_run(s, &o);
+	if (!o.json)
+		fputs(header, stdout);
 	char sql[1024];
 	size_t used = (size_t)snprintf(sql, sizeof sql, "SELECT ");
 	for (size_t i = 0; i < ncols; i++)
@@ -160,7 +159,7 @@ static int list(int argc, char **argv, const char *cmd, void (*usage)(FILE *), c
 		 table);
 	char outer[1200];
 	snprintf(outer, sizeof outer, "SELECT * FROM (%s) ORDER BY start_unix_ns, id", sql);
-	sqlite3_stmt *st = prepare(s, outer);
+	sqlite3_stmt *st = tg_store_prepare_or_die(s, outer);
 	sqlite3_bind_int64(st, 1, run);
 	sqlite3_bind_int64(st, 2, o.request);
 	sqlite3_bind_int64(st, 3, o.limit ? o.limit : -1);
@@ -211,13 +210,9 @@ static void query_row(sqlite3_stmt *st)
 
 int cmd_queries(int argc, char **argv)
 {
-	int json = 0;
-	for (int i = 1; i < argc; i++)
-		json |= strcmp(argv[i], "--json") == 0;
-	if (!json)
-		printf("%-7s %-8s %-10s %9s %6s %s\n", "ID", "REQUEST", "TAP", "DURATION", "ROWS", "SQL");
 	return list(argc, argv, "queries", cmd_queries_usage, "queries", query_cols,
-		    sizeof query_cols / sizeof query_cols[0], query_row);
+		    sizeof query_cols / sizeof query_cols[0], query_row,
+		    "ID      REQUEST  TAP         DURATION   ROWS SQL\n");
 }
 
 static const char *const span_cols[] = {
@@ -243,11 +238,6 @@ static void span_row(sqlite3_stmt *st)
 
 int cmd_spans(int argc, char **argv)
 {
-	int json = 0;
-	for (int i = 1; i < argc; i++)
-		json |= strcmp(argv[i], "--json") == 0;
-	if (!json)
-		printf("%-7s %-8s %9s %-4s %s\n", "ID", "REQUEST", "DURATION", "CODE", "CALL");
 	return list(argc, argv, "spans", cmd_spans_usage, "spans", span_cols, sizeof span_cols / sizeof span_cols[0],
-		    span_row);
+		    span_row, "ID      REQUEST   DURATION CODE CALL\n");
 }

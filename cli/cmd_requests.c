@@ -97,13 +97,6 @@ static struct tg_store *open_or_die(const char *path)
 	return s;
 }
 
-static sqlite3_stmt *prepare_or_die(struct tg_store *s, const char *sql)
-{
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(tg_store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
-		tg_die("%s: %s", tg_store_path(s), sqlite3_errmsg(tg_store_db(s)));
-	return st;
-}
 
 static void step_failed(struct tg_store *s)
 {
@@ -222,7 +215,7 @@ static const char *loss_label(const char *kind)
  * of their own commands.) */
 static void warn_losses(struct tg_store *s, int64_t run)
 {
-	sqlite3_stmt *st = prepare_or_die(
+	sqlite3_stmt *st = tg_store_prepare_or_die(
 		s, "SELECT kind, sum(events) FROM losses WHERE run_id = ?"
 		   " AND kind IN ('ring_full', 'untracked_conn', 'ring_corrupt', 'store_error')"
 		   " GROUP BY kind HAVING sum(events) > 0 ORDER BY 2 DESC");
@@ -337,14 +330,19 @@ static void request_row(sqlite3_stmt *st, int path_width)
 /* The run to show: the one asked for, or the latest. Dies if none. */
 static int64_t pick_run(struct tg_store *s, int64_t want)
 {
-	sqlite3_stmt *st = prepare_or_die(s, want ? "SELECT id FROM runs WHERE id = ?" : "SELECT max(id) FROM runs");
-	if (want)
+	int64_t id = 0;
+	if (want) {
+		sqlite3_stmt *st = tg_store_prepare_or_die(s, "SELECT id FROM runs WHERE id = ?");
 		sqlite3_bind_int64(st, 1, want);
-	int rc = sqlite3_step(st);
-	int64_t id = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL ? col_i64(st, 0) : 0;
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		step_failed(s);
-	sqlite3_finalize(st);
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			id = col_i64(st, 0);
+		else if (rc != SQLITE_DONE)
+			step_failed(s);
+		sqlite3_finalize(st);
+	} else {
+		id = tg_store_latest_run(s);
+	}
 	if (!id && want)
 		tg_die("no run %" PRId64 " in %s; see: timeglass runs", want, tg_store_path(s));
 	if (!id)
@@ -359,7 +357,7 @@ int cmd_requests(int argc, char **argv)
 	struct tg_store *s = open_or_die(o.db);
 	int64_t run = pick_run(s, o.run);
 
-	sqlite3_stmt *st = prepare_or_die(
+	sqlite3_stmt *st = tg_store_prepare_or_die(
 		s, o.limit ? "SELECT * FROM (SELECT " REQUEST_COLUMNS " FROM requests WHERE run_id = ?1"
 			     " ORDER BY start_unix_ns DESC, id DESC LIMIT ?2) ORDER BY start_unix_ns, id"
 			   : "SELECT " REQUEST_COLUMNS " FROM requests WHERE run_id = ?1 ORDER BY start_unix_ns, id");
@@ -401,7 +399,7 @@ int cmd_runs(int argc, char **argv)
 	struct query_opts o = {0};
 	parse("runs", argc, argv, &o, 0);
 	struct tg_store *s = open_or_die(o.db);
-	sqlite3_stmt *st = prepare_or_die(
+	sqlite3_stmt *st = tg_store_prepare_or_die(
 		s, "SELECT r.id, r.started_unix_ns, r.ended_unix_ns, r.command, r.cwd, r.hostname, r.tg_version,"
 		   " r.source, r.exit_status,"
 		   " (SELECT count(*) FROM requests q WHERE q.run_id = r.id),"

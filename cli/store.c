@@ -536,6 +536,25 @@ int64_t tg_store_process_add(struct tg_store *s, const struct tg_process_info *p
 	return sqlite3_last_insert_rowid(s->db);
 }
 
+sqlite3_stmt *tg_store_prepare_or_die(struct tg_store *s, const char *sql)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		tg_die("%s: %s", s->path, sqlite3_errmsg(s->db));
+	return st;
+}
+
+int64_t tg_store_latest_run(struct tg_store *s)
+{
+	sqlite3_stmt *st = tg_store_prepare_or_die(s, "SELECT max(id) FROM runs");
+	int rc = sqlite3_step(st);
+	int64_t id = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL ? sqlite3_column_int64(st, 0) : 0;
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		tg_die("%s: %s", s->path, sqlite3_errmsg(s->db));
+	sqlite3_finalize(st);
+	return id;
+}
+
 int tg_store_begin(struct tg_store *s, int wait_ms)
 {
 	if (s->in_batch)

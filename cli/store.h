@@ -45,6 +45,12 @@ void tg_store_close(struct tg_store *s);
 sqlite3 *tg_store_db(struct tg_store *s);
 const char *tg_store_path(const struct tg_store *s);
 
+/* For read commands: prepares sql or dies with one line naming the store. */
+sqlite3_stmt *tg_store_prepare_or_die(struct tg_store *s, const char *sql);
+
+/* The id of the newest run, 0 when the store has none. Dies on errors. */
+int64_t tg_store_latest_run(struct tg_store *s);
+
 /* Deletes all but the newest `keep` runs and everything that belongs to
  * them; keep 0 keeps everything. Returns the number of runs deleted or -1. */
 int tg_store_prune(struct tg_store *s, unsigned keep);
