@@ -46,8 +46,7 @@ int timeglass_active(void)
 	return tg_proc.enabled;
 }
 
-/* Parses a textual address; family 0 when it is not an IP address. */
-static uint8_t parse_host(const char *host, uint8_t addr[16])
+uint8_t tg_parse_host(const char *host, uint8_t addr[16])
 {
 	memset(addr, 0, 16);
 	if (!host)
@@ -78,7 +77,7 @@ int timeglass_mark(int kind, const char *client_host, int client_port, const cha
 	m->kind = (uint16_t)kind;
 	m->text_len = (uint16_t)text_len;
 	m->ts_ns = tg_now_ns();
-	m->client_family = parse_host(client_host, m->client_addr);
+	m->client_family = tg_parse_host(client_host, m->client_addr);
 	m->pad0 = 0;
 	m->client_port = (uint16_t)client_port;
 	m->pad1 = 0;
@@ -121,7 +120,7 @@ int timeglass_asgi_request(const char *method, const char *target, const char *r
 	ev->response_bytes = response_bytes;
 	ev->http_minor = 1;
 	ev->flags = TG_REQF_ASGI;
-	ev->client_family = parse_host(client_host, ev->client_addr);
+	ev->client_family = tg_parse_host(client_host, ev->client_addr);
 	ev->client_port = (uint16_t)client_port;
 	ev->method_len = ml;
 	ev->target_len = tl;

@@ -393,17 +393,6 @@ size_t tg_taps_context(uint64_t *scope, char *site, size_t cap)
 	return len;
 }
 
-static uint8_t parse_host(const char *host, uint8_t addr[16])
-{
-	memset(addr, 0, 16);
-	if (!host)
-		return 0;
-	if (inet_pton(AF_INET, host, addr) == 1)
-		return AF_INET;
-	if (inet_pton(AF_INET6, host, addr) == 1)
-		return AF_INET6;
-	return 0;
-}
 
 static void emit_scope(unsigned kind, uint64_t token, const char *host, int port)
 {
@@ -415,7 +404,7 @@ static void emit_scope(unsigned kind, uint64_t token, const char *host, int port
 	ev->kind = (uint16_t)kind;
 	ev->token = token;
 	ev->ts_ns = tg_now_ns();
-	ev->client_family = parse_host(host, ev->client_addr);
+	ev->client_family = tg_parse_host(host, ev->client_addr);
 	ev->client_port = (uint16_t)port;
 	tg_ring_commit(ev, sizeof *ev, TG_EV_REQ_SCOPE, 0);
 }

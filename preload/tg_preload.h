@@ -99,6 +99,10 @@ void tg_sampler_start(void);
 /* In a fork child, after registration: a sampler of the child's own. */
 void tg_sampler_after_fork(void);
 
+/* Parses a textual client address (marker calls) into addr; returns
+ * AF_INET or AF_INET6, or 0 (addr zeroed) when it is not an IP address. */
+uint8_t tg_parse_host(const char *host, uint8_t addr[16]);
+
 /* Kernel thread id of the caller, cached per thread. */
 uint32_t tg_tid(void);
 
