@@ -70,6 +70,9 @@ def test_full_disk_is_reported_and_the_app_keeps_serving(traced, tmp_path):
         proc = run_cli("requests", "--db", db, "--json", check=False)
         rows = [l for l in proc.stdout.splitlines() if l.strip()]
         assert len(rows) < sent  # what did not fit is gone, and said so:
-        assert "lost" in proc.stderr and "store" in proc.stderr, proc.stderr
+        # by the run's warning; `requests` can say it too only when the loss
+        # itself still fitted on the disk, so it is not required here.
+        assert any("full" in w for w in warnings), warnings
+        assert proc.returncode == 0, proc.stderr  # a half-written store still reads
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
