@@ -5,6 +5,11 @@ under `timeglass run`, on the Python named by TIMEGLASS_TEST_PYTHON
 Environment (besides tests/integration/tgtest.py's TIMEGLASS_BUILD,
 TIMEGLASS_TEST_LIB, TIMEGLASS_TEST_PRELOAD_FIRST):
   TIMEGLASS_TEST_PYTHON   interpreter that runs the app
+
+The sampler's CPU budget is off in these runs (TIMEGLASS_SAMPLE_BUDGET=0):
+the tests count samples against the rate asked for, and a busy or slow
+machine would otherwise lower the rate under them. The budget has its own
+tests (test_budget.py).
 """
 import os
 import signal
@@ -37,7 +42,7 @@ class Served:
         self.db = tmp / "tg.db"
         self.port = free_port()
         self.log = open(tmp / "run.log", "w+")
-        env = tgtest.timeglass_env(extra_env)
+        env = tgtest.timeglass_env(dict({"TIMEGLASS_SAMPLE_BUDGET": "0"}, **(extra_env or {})))
         cmd = [str(tgtest.TIMEGLASS), "run", "-q", "--db", str(self.db), "--sample-rate", str(rate), "--",
                PYTHON, "-m", "uvicorn", "app:app", "--app-dir", str(HERE), "--port", str(self.port),
                "--log-level", "warning"]
