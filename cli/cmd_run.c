@@ -67,6 +67,11 @@ void cmd_run_usage(FILE *f)
 		   "                    (default 1000, or $TIMEGLASS_SAMPLE_HZ); lowered while the\n"
 		   "                    sampler uses more than $TIMEGLASS_SAMPLE_BUDGET %% of a core\n"
 		   "                    (default 5, 0 = no limit)\n"
+		   "  --sample-mode MODE  how samples are taken (or $TIMEGLASS_SAMPLE_MODE):\n"
+		   "                    timer: a sampler thread reads every thread's stack at the\n"
+		   "                    rate; eval: each thread samples itself at its Python calls\n"
+		   "                    and returns (eval-frame hook, no timer: far cheaper at high\n"
+		   "                    rates, see README); auto (default): eval above 2000 Hz\n"
 		   "  --native          add native (C) frames to the samples, under the Python\n"
 		   "                    frames that called them (or $TIMEGLASS_NATIVE=1)\n"
 		   "  --trace           exact trace: every Python function call of a request that\n"
@@ -100,7 +105,7 @@ static unsigned ring_mb_or_die(const char *what, const char *s)
 static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 {
 	enum { OPT_DB = 256, OPT_KEEP, OPT_RING, OPT_NO_BOOTSTRAP, OPT_SAMPLE_RATE, OPT_CAPTURE_PARAMS, OPT_SQL_MAX,
-	       OPT_N_PLUS_ONE, OPT_NATIVE, OPT_TRACE, OPT_TRACE_US };
+	       OPT_N_PLUS_ONE, OPT_NATIVE, OPT_TRACE, OPT_TRACE_US, OPT_SAMPLE_MODE };
 	static const struct option longopts[] = {
 		{"db", required_argument, NULL, OPT_DB},
 		{"keep-runs", required_argument, NULL, OPT_KEEP},
@@ -108,6 +113,7 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 		{"quiet", no_argument, NULL, 'q'},
 		{"no-bootstrap", no_argument, NULL, OPT_NO_BOOTSTRAP},
 		{"sample-rate", required_argument, NULL, OPT_SAMPLE_RATE},
+		{"sample-mode", required_argument, NULL, OPT_SAMPLE_MODE},
 		{"capture-params", no_argument, NULL, OPT_CAPTURE_PARAMS},
 		{"sql-max", required_argument, NULL, OPT_SQL_MAX},
 		{"n-plus-one", required_argument, NULL, OPT_N_PLUS_ONE},
@@ -146,6 +152,11 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 			break;
 		}
 		/* The sampler and the Python bootstrap read these from the environment. */
+		case OPT_SAMPLE_MODE:
+			if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "timer") != 0 && strcmp(optarg, "eval") != 0)
+				tg_die_usage("run", "--sample-mode: '%.32s' is not one of auto, timer, eval", optarg);
+			setenv("TIMEGLASS_SAMPLE_MODE", optarg, 1);
+			break;
 		case OPT_NATIVE:
 #ifndef TG_HAVE_NATIVE
 			tg_warn("--native: this build has no native unwinding (libunwind, libelf); ignored");

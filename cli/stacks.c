@@ -59,6 +59,8 @@ struct pending {
 	int64_t stack_id;
 	int64_t cpu_ns;
 	uint32_t tid;
+	uint32_t weight;     /* sampling periods it stands for */
+	int64_t interval_ns; /* wall time those periods span, ending at ts_ns (weight > 1) */
 	uint8_t state;
 };
 
@@ -511,7 +513,9 @@ static int on_sample(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, co
 		}
 	}
 	p->pend[p->npend++] = (struct pending){.ts_ns = (int64_t)e->ts_ns, .scope = e->scope, .stack_id = sid,
-					       .cpu_ns = (int64_t)e->cpu_ns, .tid = e->tid, .state = e->state};
+					       .cpu_ns = (int64_t)e->cpu_ns, .tid = e->tid,
+					       .weight = e->weight ? e->weight : 1,
+					       .interval_ns = (int64_t)e->interval_ns, .state = e->state};
 	return 0;
 }
 
@@ -669,9 +673,11 @@ void tg_stacks_request(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, 
 	}
 }
 
-/* The request of a sample without a usable scope: by thread and time. */
-static int64_t by_thread(const struct tg_stacks_proc *p, const struct pending *s)
+/* The request of a sample without a usable scope: by thread and time
+ * (*win: its window). */
+static int64_t by_thread(const struct tg_stacks_proc *p, const struct pending *s, const struct recent_req **win)
 {
+	const struct recent_req *w_tid = NULL, *w_any = NULL;
 	int64_t on_tid = 0, any = 0;
 	int n_tid = 0, n_any = 0;
 	for (size_t i = 0; i < p->nreqs; i++) {
@@ -680,23 +686,30 @@ static int64_t by_thread(const struct tg_stacks_proc *p, const struct pending *s
 			continue;
 		n_any++;
 		any = r->id;
+		w_any = r;
 		if (r->tid == s->tid) {
 			n_tid++;
 			on_tid = r->id;
+			w_tid = r;
 		}
 	}
-	if (n_tid == 1)
+	if (n_tid == 1) {
+		*win = w_tid;
 		return on_tid;
-	if (n_tid == 0 && n_any == 1)
+	}
+	if (n_tid == 0 && n_any == 1) {
+		*win = w_any;
 		return any;
+	}
 	return 0;
 }
 
 /* 1 and *req set when sample s can be attributed now, 0 to keep waiting.
  * open_since: start of the oldest request known to be still in flight. */
 static int attribute(const struct tg_stacks_proc *p, const struct pending *s, int64_t app_now, int final,
-		     int64_t open_since, int64_t *req)
+		     int64_t open_since, int64_t *req, const struct recent_req **win)
 {
+	*win = NULL;
 	if (s->scope) {
 		for (size_t i = p->nscopes; i-- > 0;)
 			if (p->scopes[i].token == s->scope) {
@@ -711,7 +724,7 @@ static int attribute(const struct tg_stacks_proc *p, const struct pending *s, in
 	} else if (!final && (app_now - s->ts_ns < WAIT_NS || s->ts_ns >= open_since)) {
 		return 0; /* its request, or a concurrent one, may not be known yet */
 	}
-	*req = by_thread(p, s);
+	*req = by_thread(p, s, win);
 	return 1;
 }
 
@@ -735,7 +748,8 @@ static void settle_funcs(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p
 	for (size_t i = 0; i < p->nfuncs; i++) {
 		struct pfunc *f = &p->funcs[i];
 		int64_t req = 0;
-		if (!attribute(p, &f->s, app_now, final, open_since, &req)) {
+		const struct recent_req *win;
+		if (!attribute(p, &f->s, app_now, final, open_since, &req, &win)) {
 			p->funcs[keep++] = *f;
 			continue;
 		}
@@ -765,6 +779,25 @@ static void settle_funcs(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p
 	p->nfuncs = keep;
 }
 
+/* Adds count samples of s (and cpu_ns of CPU) to request req in tab. */
+static void agg_add(struct agg *tab, size_t cap, int64_t req, const struct pending *s, int64_t count, int64_t cpu_ns)
+{
+	uint64_t h = mix64((uint64_t)req * 31 + (uint64_t)s->stack_id * 7 + s->state);
+	size_t j;
+	for (j = h & (cap - 1); tab[j].used; j = (j + 1) & (cap - 1))
+		if (tab[j].request_id == req && tab[j].stack_id == s->stack_id && tab[j].state == s->state)
+			break;
+	struct agg *a = &tab[j];
+	if (!a->used) {
+		*a = (struct agg){.request_id = req, .stack_id = s->stack_id, .state = s->state, .tid = s->tid,
+				  .used = 1};
+	} else if (a->tid != s->tid) {
+		a->tid = UINT32_MAX;
+	}
+	a->count += count;
+	a->cpu_ns += cpu_ns;
+}
+
 void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, int64_t now_ns, int final)
 {
 	/* Samples carry the app's CLOCK_MONOTONIC, the same clock as ours. */
@@ -774,7 +807,7 @@ void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, i
 	if (!p->npend)
 		goto forget;
 	size_t cap = 1;
-	while (cap < p->npend * 2)
+	while (cap < p->npend * 4) /* a sample can be split in two */
 		cap <<= 1;
 	struct agg *tab = calloc(cap, sizeof *tab);
 	if (!tab)
@@ -788,24 +821,27 @@ void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, i
 	for (size_t i = 0; i < p->npend; i++) {
 		struct pending *s = &p->pend[i];
 		int64_t req = 0;
-		if (!attribute(p, s, app_now, final, open_since, &req)) {
+		const struct recent_req *win;
+		if (!attribute(p, s, app_now, final, open_since, &req, &win)) {
 			p->pend[keep++] = *s;
 			continue;
 		}
-		uint64_t h = mix64((uint64_t)req * 31 + (uint64_t)s->stack_id * 7 + s->state);
-		size_t j;
-		for (j = h & (cap - 1); tab[j].used; j = (j + 1) & (cap - 1))
-			if (tab[j].request_id == req && tab[j].stack_id == s->stack_id && tab[j].state == s->state)
-				break;
-		struct agg *a = &tab[j];
-		if (!a->used) {
-			*a = (struct agg){.request_id = req, .stack_id = s->stack_id, .state = s->state,
-					  .tid = s->tid, .used = 1};
-		} else if (a->tid != s->tid) {
-			a->tid = UINT32_MAX;
+		int64_t count = s->weight, cpu = s->cpu_ns;
+		if (win && s->weight > 1 && s->interval_ns > 0) {
+			/* An eval-clocked sample found by thread and time stands for
+			 * a span of time (a thread blocked since long before, say an
+			 * idle worker woken for this request): the request gets the
+			 * part of it inside its own window, the rest no request. */
+			int64_t from = s->ts_ns - s->interval_ns, lo = from > win->start_ns ? from : win->start_ns;
+			int64_t hi = s->ts_ns < win->end_ns ? s->ts_ns : win->end_ns;
+			double in = hi > lo ? (double)(hi - lo) / (double)s->interval_ns : 0.0;
+			count = (int64_t)((double)s->weight * in + 0.5);
+			cpu = (int64_t)((double)s->cpu_ns * in);
+			if (s->weight - count > 0)
+				agg_add(tab, cap, 0, s, s->weight - count, s->cpu_ns - cpu);
 		}
-		a->count++;
-		a->cpu_ns += s->cpu_ns;
+		if (count > 0)
+			agg_add(tab, cap, req, s, count, cpu);
 	}
 	p->npend = keep;
 	for (size_t j = 0; j < cap; j++) {

@@ -23,6 +23,8 @@ enum tg_py_state {
 /* tg_ev_sample.flags */
 #define TG_SAMPLEF_TRUNCATED 0x01 /* deeper than the frame cap: outermost frames missing */
 #define TG_SAMPLEF_NATIVE 0x02    /* native frames follow the Python frames */
+#define TG_SAMPLEF_EVAL 0x04      /* taken by the thread itself in the eval-frame hook
+				     (--sample-mode eval), not by the sampler thread */
 
 /* tg_ev_pyframe.flags */
 #define TG_PYFRAME_ENTRY 0x01 /* first frame run by its call of the eval loop: the
@@ -57,6 +59,10 @@ struct tg_ev_sample {
 	uint64_t scope;       /* request scope token (preload/scope.c), 0 if none */
 	uint64_t cpu_ns;      /* thread CPU time used since this thread's previous sample */
 	uint64_t interval_ns; /* wall time since this thread's previous sample (0 on the first) */
+	uint32_t weight;      /* sampling periods this sample stands for (0 counts as 1): the
+				 eval-driven sampler (TG_SAMPLEF_EVAL) sends one sample for all
+				 the period boundaries the thread crossed with one stack */
+	uint32_t reserved;
 	/* struct tg_ev_pyframe frames[nframes] follows */
 };
 
@@ -98,6 +104,10 @@ struct tg_ev_py_info {
 	uint64_t budget_skipped; /* ticks not taken because the rate was lowered to fit the budget */
 	uint64_t reused;       /* samples that reused the thread's previous stack (unchanged) */
 	uint64_t native_missed; /* samples sent without their native frames (--native) */
+	uint32_t mode;          /* 0: the sampler thread samples (timer), 1: the threads sample
+				   themselves in the eval-frame hook (--sample-mode eval) */
+	uint32_t reserved;
+	uint64_t eval_busy;     /* eval-hook samples skipped: another thread was sampling */
 };
 
 /*

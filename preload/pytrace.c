@@ -20,6 +20,14 @@
  * frames) and its site, cached per code object (one safe read to check the
  * cache). At most MAX_SPANS_PER_S records a second; the rest are counted.
  * All of this runs with the GIL held, so the static buffers are not shared.
+ *
+ * The same hook drives eval-clocked sampling (`--sample-mode eval`,
+ * timeglass_sample_eval_start()): each thread keeps its next period
+ * boundary, and a call that starts or ends past it takes a sample of the
+ * thread (sampler.c, tg_sampler_eval_sample) weighted by the boundaries
+ * crossed since the thread's previous call or return, the interval during
+ * which its stack did not change. A call that crosses no boundary pays one
+ * compare more.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -44,13 +52,18 @@
 typedef void *(*tg_eval_fn)(void *tstate, void *frame, int throwflag);
 
 TG_EXPORT int timeglass_trace_start(uint64_t threshold_ns);
+TG_EXPORT int timeglass_sample_eval_start(uint32_t hz);
 TG_EXPORT uint64_t timeglass_trace_dropped(void);
 
 uint64_t tg_scope_current(void) __attribute__((weak));
 
 static tg_eval_fn real_eval;
 static uint64_t threshold; /* in clock units (TSC ticks or ns) */
-static int tracing;
+static int hooked;        /* eval_hook is the interpreter's eval-frame function */
+static int tracing;       /* spans of long calls (--trace) */
+static int eval_sampling; /* eval-clocked samples (--sample-mode eval) */
+static uint64_t eval_period; /* clock units between two sampling boundaries */
+static TG_TLS uint64_t ev_last, ev_next; /* this thread's last boundary sampled and the next one */
 static int use_tsc;
 static double tsc_per_ns;
 
@@ -167,25 +180,47 @@ static void emit(uintptr_t code, uint64_t span, int error)
 	errno = saved;
 }
 
+/* The thread reached a call or a return at t, past its next boundary:
+ * one sample for the boundaries crossed since the previous one (code and
+ * frame: the call that just returned, 0 at a call). */
+static void __attribute__((noinline)) eval_tick(void *tstate, uint64_t t, uintptr_t code, void *frame)
+{
+	int saved = errno;
+	if (!ev_next) { /* the thread's first event */
+		ev_last = t;
+		ev_next = t + eval_period;
+		tg_sampler_eval_sample((uintptr_t)tstate, 0, 0, 0);
+		errno = saved;
+		return;
+	}
+	uint64_t w = (t - ev_last) / eval_period;
+	ev_last += w * eval_period;
+	ev_next = ev_last + eval_period;
+	tg_sampler_eval_sample((uintptr_t)tstate, w > UINT32_MAX ? UINT32_MAX : (uint32_t)w, code, (uintptr_t)frame);
+	errno = saved;
+}
+
 static void *eval_hook(void *tstate, void *frame, int throwflag)
 {
 	uint64_t t0 = clock_now();
 	/* The code object is read now: the frame is gone when the call returns. */
 	uintptr_t code = *(const uintptr_t *)((const char *)frame + TG_PYO(fr_code)) &
 			 ~(uintptr_t)TG_PYO(code_tag_mask);
+	if (eval_sampling && t0 >= ev_next)
+		eval_tick(tstate, t0, 0, NULL);
 	void *r = real_eval(tstate, frame, throwflag);
-	uint64_t span = clock_now() - t0;
-	if (span >= threshold && tg_proc.enabled)
-		emit(code, span, r == NULL);
+	uint64_t t1 = clock_now();
+	if (eval_sampling && t1 >= ev_next)
+		eval_tick(tstate, t1, code, frame);
+	if (tracing && t1 - t0 >= threshold && tg_proc.enabled)
+		emit(code, t1 - t0, r == NULL);
 	return r;
 }
 
-/* Turns exact-trace mode on for the main interpreter; call with the GIL
- * held (ctypes.PyDLL). Returns 0, or -1 when it cannot be (not a supported
- * CPython, another eval-frame hook is set, the process is not recorded). */
-int timeglass_trace_start(uint64_t threshold_ns)
+/* Installs eval_hook for the main interpreter (GIL held). 0, or -1. */
+static int install(void)
 {
-	if (tracing)
+	if (hooked)
 		return 0;
 	if (!tg_proc.enabled || tg_py_init() < 0)
 		return -1;
@@ -200,9 +235,40 @@ int timeglass_trace_start(uint64_t threshold_ns)
 	if (!interp || get_eval(interp) != real_eval)
 		return -1; /* someone else's hook */
 	tsc_setup();
-	threshold = use_tsc ? (uint64_t)((double)threshold_ns * tsc_per_ns) : threshold_ns;
 	set_eval(interp, eval_hook);
+	hooked = 1;
+	return 0;
+}
+
+/* Turns exact-trace mode on for the main interpreter; call with the GIL
+ * held (ctypes.PyDLL). Returns 0, or -1 when it cannot be (not a supported
+ * CPython, another eval-frame hook is set, the process is not recorded). */
+int timeglass_trace_start(uint64_t threshold_ns)
+{
+	if (tracing)
+		return 0;
+	if (install() < 0)
+		return -1;
+	threshold = use_tsc ? (uint64_t)((double)threshold_ns * tsc_per_ns) : threshold_ns;
 	tracing = 1;
+	return 0;
+}
+
+/* Turns eval-clocked sampling on at hz boundaries a second per thread (GIL
+ * held, ctypes.PyDLL); the sampler thread stops its own passes. Returns 0,
+ * or -1 when it cannot be (as timeglass_trace_start). */
+int timeglass_sample_eval_start(uint32_t hz)
+{
+	if (eval_sampling)
+		return 0;
+	if (hz == 0 || hz > 1000000 || install() < 0)
+		return -1;
+	double per_ns = use_tsc ? tsc_per_ns : 1.0;
+	eval_period = (uint64_t)(per_ns * 1e9 / hz);
+	if (eval_period == 0)
+		eval_period = 1;
+	tg_sampler_eval_on(hz);
+	eval_sampling = 1;
 	return 0;
 }
 

@@ -105,6 +105,8 @@ static struct {
 	/* counters (sampler thread only) */
 	uint64_t ticks, samples, dropped, truncated, codes, ring_full, overruns;
 	uint64_t budget_skipped, reused, native_missed;
+	int eval_mode;      /* 1: the threads sample themselves (tg_sampler_eval_sample) */
+	uint64_t eval_busy; /* eval samples skipped: the buffers were in use */
 } S;
 
 /* Sampler-thread-only buffers (static: no allocation while sampling). */
@@ -117,6 +119,25 @@ static uintptr_t frame_addrs[MAX_FRAMES];
 static struct code_slot codes[CODE_SLOTS];
 static uint8_t table_buf[TABLE_CAP];
 static struct tg_py_code_info code_info;
+static struct tg_ev_pyframe out_frames[MAX_FRAMES];
+#define EVAL_RD_SLOTS 4
+static uintptr_t eval_rd_tags[EVAL_RD_SLOTS];
+static uint8_t eval_rd_pages[EVAL_RD_SLOTS * 4096];
+
+/* Held for a pass over the stacks (sampler thread) or for one eval-hook
+ * sample (an app thread): the buffers and tables above are shared. Never
+ * waited for by an app thread: a sample that finds it taken is skipped. */
+static int busy;
+
+static int lock_try(void)
+{
+	return !__atomic_exchange_n(&busy, 1, __ATOMIC_ACQUIRE);
+}
+
+static void lock_release(void)
+{
+	__atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
+}
 
 /* CPU time of thread tid of this process, 0 if unknown. */
 static uint64_t thread_cpu_ns(uint32_t tid)
@@ -126,6 +147,14 @@ static uint64_t thread_cpu_ns(uint32_t tid)
 	clockid_t id = (clockid_t)((~(unsigned)tid << 3) | 4 | 2);
 	struct timespec ts;
 	if (clock_gettime(id, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t own_cpu_ns(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
 		return 0;
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
@@ -216,7 +245,8 @@ static int note_code(struct tg_py_rd *rd, uintptr_t code)
 /* Appends one TG_EV_SAMPLE of n frames f (innermost first). Returns 0, -1
  * when the ring is full. */
 static int emit_sample(uint32_t tid, int running, uint8_t flags, uint64_t now, uint64_t scope, uint64_t cpu_d,
-		       uint64_t wall_d, const struct tg_ev_pyframe *f, int n, const uint64_t *nat, int nn)
+		       uint64_t wall_d, const struct tg_ev_pyframe *f, int n, const uint64_t *nat, int nn,
+		       uint32_t weight)
 {
 	if (nn > 0)
 		flags |= TG_SAMPLEF_NATIVE;
@@ -238,6 +268,8 @@ static int emit_sample(uint32_t tid, int running, uint8_t flags, uint64_t now, u
 	ev->scope = scope;
 	ev->cpu_ns = cpu_d;
 	ev->interval_ns = wall_d;
+	ev->weight = weight;
+	ev->reserved = 0;
 	memcpy(ev + 1, f, (size_t)n * sizeof *f);
 	if (nn > 0) {
 		struct tg_ev_native *nh = (struct tg_ev_native *)((struct tg_ev_pyframe *)(ev + 1) + n);
@@ -276,7 +308,7 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 	/* Ran no code since its previous sample: the same stack, waiting. */
 	if (ts && ts->kept_n && cpu && cpu == prev_cpu) {
 		if (emit_sample(th->tid, 0, ts->kept_flags, now, ts->kept_scope, 0, wall_d, ts->kept, ts->kept_n,
-				ts->kept_native, ts->kept_nn) == 0)
+				ts->kept_native, ts->kept_nn, 1) == 0)
 			S.reused++;
 		return;
 	}
@@ -294,7 +326,7 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 			if (!scope && tg_scope_of_thread)
 				scope = tg_scope_of_thread(th->tid);
 			if (emit_sample(th->tid, running, ts->kept_flags, now, scope, cpu_d, wall_d, ts->kept,
-					ts->kept_n, NULL, 0) == 0)
+					ts->kept_n, NULL, 0, 1) == 0)
 				S.reused++;
 			return;
 		}
@@ -342,14 +374,14 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 	if (!scope && tg_scope_of_thread)
 		scope = tg_scope_of_thread(th->tid);
 
-	static struct tg_ev_pyframe out[MAX_FRAMES];
+	struct tg_ev_pyframe *out = out_frames;
 	for (int i = 0; i < n; i++) {
 		out[i].code = frames[i].code;
 		out[i].lasti = frames[i].lasti;
 		out[i].flags = frames[i].entry ? TG_PYFRAME_ENTRY : 0;
 	}
 	uint8_t flags = truncated ? TG_SAMPLEF_TRUNCATED : 0;
-	if (emit_sample(th->tid, running, flags, now, scope, cpu_d, wall_d, out, n, nat, nn) < 0)
+	if (emit_sample(th->tid, running, flags, now, scope, cpu_d, wall_d, out, n, nat, nn, 1) < 0)
 		return;
 	if (ts && n <= KEEP_FRAMES) {
 		memcpy(ts->kept, out, (size_t)n * sizeof out[0]);
@@ -362,6 +394,86 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 		ts->kept_scope = scope;
 		ts->kept_top = frames[0].frame;
 	}
+}
+
+/* ---- Eval-driven sampling (--sample-mode eval, pytrace.c) ----
+ *
+ * The thread samples itself, in the eval-frame hook, holding the GIL: when a
+ * Python call starts or ends past the thread's next period boundary, its
+ * stack is the one it had since its previous call or return, so one sample
+ * weighted by the boundaries crossed stands for all of them. No timer, no
+ * wakeup, no signal; the frames are read with plain loads (the thread's own
+ * live frames), except the code object of a call that just ended (it may be
+ * gone: a safe read). That call's frame is gone too: it is shown at its
+ * first line. */
+
+static TG_TLS uint64_t ev_cpu, ev_wall; /* this thread's CPU clock and time at its previous sample */
+
+void tg_sampler_eval_sample(uintptr_t tstate, uint32_t weight, uintptr_t code, uintptr_t frame)
+{
+	if (!tg_proc.enabled)
+		return;
+	uint64_t now = tg_now_ns(), cpu = own_cpu_ns();
+	if (weight == 0 || !ev_wall) { /* the thread's first event: its baseline */
+		ev_cpu = cpu;
+		ev_wall = now;
+		return;
+	}
+	uint64_t cpu_d = cpu > ev_cpu ? cpu - ev_cpu : 0, wall_d = now - ev_wall;
+	ev_cpu = cpu;
+	ev_wall = now;
+	if (!lock_try()) {
+		__atomic_add_fetch(&S.eval_busy, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	struct tg_py_rd direct = {.direct = 1};
+	struct tg_py_rd safe = {.tags = eval_rd_tags, .pages = eval_rd_pages, .nslots = EVAL_RD_SLOTS};
+	tg_py_rd_reset(&safe);
+	int off = 0, truncated;
+	if (code) {
+		frames[0] = (struct tg_py_frame){.frame = frame, .code = code, .lasti = 0, .entry = 1};
+		off = 1;
+	}
+	int n = tg_py_walk_ex(&direct, tstate, frames + off, MAX_FRAMES - off, &truncated, 0);
+	if (n < 0) {
+		S.dropped++;
+		goto out;
+	}
+	n += off;
+	if (n == 0)
+		goto out; /* no Python code on the thread (a callback from C) */
+	for (int i = 0; i < n; i++)
+		if (note_code(i < off ? &safe : &direct, frames[i].code) < 0) {
+			S.dropped++;
+			goto out;
+		}
+	uint64_t scope = 0;
+	if (tg_scope_of_frames) {
+		for (int i = 0; i < n; i++)
+			frame_addrs[i] = frames[i].frame;
+		scope = tg_scope_of_frames(frame_addrs, n);
+	}
+	uint32_t tid = tg_tid();
+	if (!scope && tg_scope_of_thread)
+		scope = tg_scope_of_thread(tid);
+	for (int i = 0; i < n; i++) {
+		out_frames[i].code = frames[i].code;
+		out_frames[i].lasti = frames[i].lasti;
+		out_frames[i].flags = frames[i].entry ? TG_PYFRAME_ENTRY : 0;
+	}
+	uint8_t flags = TG_SAMPLEF_EVAL | (truncated ? TG_SAMPLEF_TRUNCATED : 0);
+	S.ticks++;
+	emit_sample(tid, cpu_d * 2 >= wall_d, flags, now, scope, cpu_d, wall_d, out_frames, n, NULL, 0, weight);
+out:
+	lock_release();
+}
+
+/* The eval-frame hook is on: the sampler thread stops walking stacks (it
+ * still sends the counters). hz is the rate of the hook's boundaries. */
+void tg_sampler_eval_on(unsigned hz)
+{
+	S.rate_hz = S.target_hz = hz;
+	__atomic_store_n(&S.eval_mode, 1, __ATOMIC_RELEASE);
 }
 
 static void write_info(void)
@@ -383,17 +495,11 @@ static void write_info(void)
 	ev.codes = S.codes;
 	ev.ring_full = S.ring_full;
 	ev.overruns = S.overruns;
+	ev.mode = (uint32_t)__atomic_load_n(&S.eval_mode, __ATOMIC_RELAXED);
+	ev.eval_busy = __atomic_load_n(&S.eval_busy, __ATOMIC_RELAXED);
 	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
 		ev.sampler_cpu_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	tg_ring_write(&tg_proc.ring, &ev, sizeof ev, TG_EV_PY_INFO);
-}
-
-static uint64_t own_cpu_ns(void)
-{
-	struct timespec ts;
-	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* The CPU budget, once per window: the new rate, or 0 to keep the rate. */
@@ -440,6 +546,18 @@ static void *sampler_main(void *arg)
 		next += period;
 		if (!tg_proc.enabled)
 			continue;
+		if (__atomic_load_n(&S.eval_mode, __ATOMIC_ACQUIRE)) {
+			/* The threads sample themselves: only the counters, once a
+			 * second, under the lock (they are the samplers' too). */
+			if (lock_try()) {
+				write_info();
+				lock_release();
+			}
+			next = now + BUDGET_WINDOW_NS;
+			continue;
+		}
+		if (!lock_try())
+			continue;
 		tg_py_rd_reset(&rd);
 		int n = tg_py_threads(&rd, threads, MAX_THREADS);
 		if (n < 0) {
@@ -448,6 +566,7 @@ static void *sampler_main(void *arg)
 				was_up = 0;
 			}
 			next = now + 20 * period; /* not up yet (or finalizing): poll slowly */
+			lock_release();
 			continue;
 		}
 		was_up = 1;
@@ -474,6 +593,7 @@ static void *sampler_main(void *arg)
 			write_info();
 			last_info = now;
 		}
+		lock_release();
 	}
 	return NULL;
 }

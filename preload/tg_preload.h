@@ -99,6 +99,15 @@ void tg_sampler_start(void);
 /* In a fork child, after registration: a sampler of the child's own. */
 void tg_sampler_after_fork(void);
 
+/* Eval-driven sampling (pytrace.c calls these from its eval-frame hook, GIL
+ * held): a sample of the calling thread, whose PyThreadState is tstate,
+ * standing for weight period boundaries (0: the thread's first event, only
+ * its baseline); code and frame, when not 0, are those of a call that just
+ * returned, shown innermost. tg_sampler_eval_on() stops the sampler thread's
+ * own passes. */
+void tg_sampler_eval_sample(uintptr_t tstate, uint32_t weight, uintptr_t code, uintptr_t frame);
+void tg_sampler_eval_on(unsigned hz);
+
 /* Parses a textual client address (marker calls) into addr; returns
  * AF_INET or AF_INET6, or 0 (addr zeroed) when it is not an IP address. */
 uint8_t tg_parse_host(const char *host, uint8_t addr[16]);

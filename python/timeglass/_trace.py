@@ -1,4 +1,4 @@
-"""Exact-trace mode of `timeglass run --trace`.
+"""Exact-trace mode of `timeglass run --trace`, and eval-clocked sampling.
 
 Turns on the preload library's eval-frame hook (preload/pytrace.c) for this
 interpreter: from then on every Python function call that lasts at least
@@ -7,6 +7,11 @@ span of its request. The hook is C, so calls under the threshold cost two
 clock reads and no Python code. Called once, early, by the bootstrap
 (timeglass/bootstrap/sitecustomize.py); it must hold the GIL, hence
 ctypes.PyDLL.
+
+The same hook can take the stack samples (`--sample-mode eval`, the default
+above 2000 Hz): each thread samples itself when a Python call starts or ends
+past its next period boundary, instead of a sampler thread woken by a timer
+for every period (see preload/pytrace.c).
 """
 
 import os
@@ -43,5 +48,49 @@ def start():
     if fn(threshold_us() * 1000) != 0:
         sys.stderr.write("timeglass: --trace is not available in this interpreter "
                          "(unsupported version, or another eval-frame hook is set)\n")
+        return False
+    return True
+
+
+EVAL_ABOVE_HZ = 2000  # `--sample-mode auto` picks eval above this rate
+
+
+def sample_mode():
+    """("off" | "timer" | "eval", rate in Hz) for this process's environment."""
+    try:
+        hz = int(os.environ.get("TIMEGLASS_SAMPLE_HZ", "") or 1000)
+    except ValueError:
+        hz = 1000
+    if hz <= 0:
+        return "off", 0
+    hz = min(hz, 100000)
+    mode = os.environ.get("TIMEGLASS_SAMPLE_MODE", "") or "auto"
+    if os.environ.get("TIMEGLASS_NATIVE", "") not in ("", "0"):
+        if mode == "eval":
+            sys.stderr.write("timeglass: --native needs the sampler thread: --sample-mode eval ignored\n")
+        return "timer", hz
+    if mode == "eval" or (mode == "auto" and hz > EVAL_ABOVE_HZ):
+        return "eval", hz
+    return "timer", hz
+
+
+def start_sampling():
+    """Turns eval-clocked sampling on when the mode asks for it. Returns True
+    when it is on; else the sampler thread goes on sampling."""
+    mode, hz = sample_mode()
+    if mode != "eval" or not os.environ.get("TIMEGLASS_SOCK"):
+        return False
+    import ctypes
+
+    try:
+        fn = ctypes.PyDLL(None).timeglass_sample_eval_start
+    except AttributeError:  # not under the preload library
+        return False
+    fn.argtypes = [ctypes.c_uint32]
+    fn.restype = ctypes.c_int
+    if fn(hz) != 0:
+        sys.stderr.write("timeglass: eval-clocked sampling is not available in this interpreter "
+                         "(unsupported version, or another eval-frame hook is set); "
+                         "the sampler thread samples instead\n")
         return False
     return True

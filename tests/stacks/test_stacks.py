@@ -5,6 +5,7 @@ import re
 import sqlite3
 import subprocess
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -17,11 +18,15 @@ N_SPLIT = 4
 N_CONCURRENT = 20
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
+@pytest.fixture(scope="module", params=["timer", "eval"])
+def run(request, tmp_path_factory):
     """One app run with all the traffic of this module; the store is complete
-    when the tests look at it."""
-    s = Served(tmp_path_factory.mktemp("stacks"), 1000)
+    when the tests look at it. Every test runs against both ways of sampling:
+    the sampler thread (timer) and the threads themselves in the eval-frame
+    hook (eval), at the same 1 kHz."""
+    s = Served(tmp_path_factory.mktemp("stacks-" + request.param), 1000,
+               {"TIMEGLASS_SAMPLE_MODE": request.param})
+    s.mode = request.param
     try:
         for _ in range(N_SPLIT):
             s.get("/split?ms=%d" % SPLIT_MS)
@@ -187,3 +192,33 @@ def test_sampling_off(tmp_path):
         assert s.stop() == 0
     with sqlite3.connect(s.db) as db:
         assert db.execute("SELECT count(*) FROM samples").fetchone()[0] == 0
+
+
+def test_eval_mode_at_10khz(tmp_path):
+    """10 kHz picks eval-clocked sampling (auto): a request's running samples
+    match its CPU time at 10 per ms, and the 70/30 split holds."""
+    s = Served(tmp_path, 10000)
+    try:
+        s.get("/split?ms=400")
+        s.get("/pool?ms=100")
+        time.sleep(1.5)  # the pool's worker and the loop sit idle
+        s.get("/pool?ms=100")
+    finally:
+        assert s.stop() == 0
+    with sqlite3.connect(s.db) as db:
+        rid, cpu = db.execute("SELECT id, cpu_ns FROM requests WHERE path = '/split'").fetchone()
+        pool_id, pool_ns = db.execute("SELECT id, duration_ns FROM requests WHERE path = '/pool' "
+                                      "ORDER BY id DESC").fetchone()
+        pool_n, = db.execute("SELECT sum(count) FROM samples WHERE request_id = ?", (pool_id,)).fetchone()
+    # The second /pool request: the worker's samples and the loop's, each
+    # at most its duration; the 1.5 s the threads were idle before it (one
+    # weighted sample at the wake-up) are not its own.
+    assert pool_n <= 2.5 * pool_ns / 1e5, (pool_n, pool_ns)
+    hot = cold = total = 0
+    for frames, n in folded(s.flame("--request", str(rid), "--state", "running")):
+        total += n
+        hot += n if "hot_seventy" in names(frames) else 0
+        cold += n if "cold_thirty" in names(frames) else 0
+    expected = cpu / 1e5  # samples of 100 us in its CPU time
+    assert 0.7 * expected <= total <= 1.3 * expected, (total, expected)
+    assert hot + cold >= 0.9 * total and 60 <= 100.0 * hot / (hot + cold) <= 80, (hot, cold)

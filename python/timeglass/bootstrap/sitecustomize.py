@@ -14,7 +14,8 @@ heavy:
    else from the directory above this one (the copy that came with the
    `timeglass` binary);
 3. with `timeglass run --trace` (TIMEGLASS_TRACE=1) it turns on exact-trace
-   mode (timeglass/_trace.py);
+   mode, and with `--sample-mode eval` (or a rate above 2000 Hz) the
+   eval-clocked sampler (timeglass/_trace.py);
 4. it then runs the next `sitecustomize` on sys.path, if any, as Python would
    have done without this directory.
 """
@@ -156,9 +157,27 @@ def _trace():
         sys.stderr.write("timeglass: --trace inactive: %s: %s\n" % (type(e).__name__, e))
 
 
+def _sampling():
+    """Eval-clocked sampling (timeglass/_trace.py), when asked for."""
+    if not os.environ.get("TIMEGLASS_SOCK"):
+        return
+    mode = os.environ.get("TIMEGLASS_SAMPLE_MODE", "")
+    hz = os.environ.get("TIMEGLASS_SAMPLE_HZ", "")
+    if mode != "eval" and not (mode in ("", "auto") and hz.isdigit() and int(hz) > 2000):
+        return  # the sampler thread's (nothing to import)
+    try:
+        _timeglass()
+        from timeglass._trace import start_sampling
+
+        start_sampling()
+    except Exception as e:  # the application must start regardless
+        sys.stderr.write("timeglass: eval-clocked sampling inactive: %s: %s\n" % (type(e).__name__, e))
+
+
 try:
     _install()
 except Exception as _e:
     sys.stderr.write("timeglass: bootstrap inactive: %s: %s\n" % (type(_e).__name__, _e))
 _trace()
+_sampling()
 _chain()
