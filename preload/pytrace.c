@@ -254,6 +254,22 @@ int timeglass_trace_start(uint64_t threshold_ns)
 	return 0;
 }
 
+static uint64_t period_of(uint32_t hz)
+{
+	double per_ns = use_tsc ? tsc_per_ns : 1.0;
+	uint64_t p = (uint64_t)(per_ns * 1e9 / hz);
+	return p ? p : 1;
+}
+
+/* A new eval-clocked rate (the sampler's CPU budget); each thread takes it
+ * after its next sample. */
+void tg_trace_eval_rate(unsigned hz);
+void tg_trace_eval_rate(unsigned hz)
+{
+	if (hz)
+		__atomic_store_n(&eval_period, period_of(hz), __ATOMIC_RELAXED);
+}
+
 /* Turns eval-clocked sampling on at hz boundaries a second per thread (GIL
  * held, ctypes.PyDLL); the sampler thread stops its own passes. Returns 0,
  * or -1 when it cannot be (as timeglass_trace_start). */
@@ -263,10 +279,7 @@ int timeglass_sample_eval_start(uint32_t hz)
 		return 0;
 	if (hz == 0 || hz > 1000000 || install() < 0)
 		return -1;
-	double per_ns = use_tsc ? tsc_per_ns : 1.0;
-	eval_period = (uint64_t)(per_ns * 1e9 / hz);
-	if (eval_period == 0)
-		eval_period = 1;
+	eval_period = period_of(hz);
 	tg_sampler_eval_on(hz);
 	eval_sampling = 1;
 	return 0;

@@ -64,6 +64,9 @@
 #define BUDGET_WINDOW_NS 100000000ull /* the sampler's CPU use is checked this often */
 #define MIN_HZ 50u             /* the budget never lowers the rate below this */
 
+/* The eval-clocked sampler's rate (pytrace.c). */
+void tg_trace_eval_rate(unsigned hz) __attribute__((weak));
+
 /* Request scope, provided by scope.c when it is linked in. */
 uint64_t tg_scope_of_frames(const uintptr_t *frames, int n) __attribute__((weak));
 uint64_t tg_scope_of_thread(uint32_t tid) __attribute__((weak));
@@ -107,6 +110,7 @@ static struct {
 	uint64_t budget_skipped, reused, native_missed;
 	int eval_mode;      /* 1: the threads sample themselves (tg_sampler_eval_sample) */
 	uint64_t eval_busy; /* eval samples skipped: the buffers were in use */
+	uint64_t eval_cost_ns; /* wall time the threads spent taking eval samples */
 } S;
 
 /* Sampler-thread-only buffers (static: no allocation while sampling). */
@@ -465,6 +469,7 @@ void tg_sampler_eval_sample(uintptr_t tstate, uint32_t weight, uintptr_t code, u
 	S.ticks++;
 	emit_sample(tid, cpu_d * 2 >= wall_d, flags, now, scope, cpu_d, wall_d, out_frames, n, NULL, 0, weight);
 out:
+	S.eval_cost_ns += tg_now_ns() - now;
 	lock_release();
 }
 
@@ -473,6 +478,7 @@ out:
 void tg_sampler_eval_on(unsigned hz)
 {
 	S.rate_hz = S.target_hz = hz;
+	S.eval_cost_ns = 0;
 	__atomic_store_n(&S.eval_mode, 1, __ATOMIC_RELEASE);
 }
 
@@ -532,7 +538,7 @@ static void *sampler_main(void *arg)
 	uint64_t period = 1000000000ull / S.rate_hz;
 	uint64_t next = tg_now_ns() + period, last_info = 0;
 	uint64_t win_start = 0, win_cpu = 0, win_ticks = 0;
-	int was_up = 0;
+	int was_up = 0, was_eval = 0;
 	while (__atomic_load_n(&S.gen, __ATOMIC_ACQUIRE) == gen) {
 		struct timespec dl = {.tv_sec = (time_t)(next / 1000000000ull),
 				      .tv_nsec = (long)(next % 1000000000ull)};
@@ -549,7 +555,21 @@ static void *sampler_main(void *arg)
 		if (__atomic_load_n(&S.eval_mode, __ATOMIC_ACQUIRE)) {
 			/* The threads sample themselves: only the counters, once a
 			 * second, under the lock (they are the samplers' too). */
+			if (!was_eval) { /* a new baseline: the window counted the thread's CPU */
+				win_start = 0;
+				was_eval = 1;
+			}
 			if (lock_try()) {
+				/* The budget holds for the threads' sampling too:
+				 * its cost is the time they spent in it. */
+				uint64_t cost = S.eval_cost_ns;
+				unsigned hz = win_start ? budget_rate(cost - win_cpu, now - win_start, UINT64_MAX) : 0;
+				win_start = now;
+				win_cpu = cost;
+				if (hz && hz != S.rate_hz && tg_trace_eval_rate) {
+					S.rate_hz = hz;
+					tg_trace_eval_rate(hz);
+				}
 				write_info();
 				lock_release();
 			}
