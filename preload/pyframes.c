@@ -38,6 +38,36 @@ static uintptr_t runtime;   /* &_PyRuntime */
  * (it holds the main interpreter, and from 3.12 the main thread's state:
  * two or three system calls fewer per sampler pass). */
 static uintptr_t static_lo, static_hi;
+/* The main thread's stack as mapped at start-up: the kernel grows it down
+ * and never unmaps it, so it is read with plain loads too (3.11 and 3.12
+ * keep the current frame pointer in a _PyCFrame there: one system call
+ * fewer per pass). */
+static uintptr_t stack_lo, stack_hi;
+
+static void find_main_stack(void)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return;
+	char line[512];
+	while (fgets(line, sizeof line, f)) {
+		unsigned long lo, hi;
+		size_t n = strlen(line);
+		if (n > 8 && strcmp(line + n - 8, "[stack]\n") == 0 && sscanf(line, "%lx-%lx", &lo, &hi) == 2 &&
+		    lo < hi) {
+			stack_lo = lo;
+			stack_hi = hi;
+			break;
+		}
+	}
+	fclose(f);
+}
+
+static inline int always_mapped(uintptr_t addr, size_t len)
+{
+	return (addr >= static_lo && addr < static_hi && len <= static_hi - addr) ||
+	       (addr >= stack_lo && addr < stack_hi && len <= stack_hi - addr);
+}
 static uintptr_t code_type; /* &PyCode_Type */
 static pid_t self_pid;
 
@@ -89,7 +119,7 @@ int tg_py_rd_read(struct tg_py_rd *rd, void *dst, uintptr_t addr, size_t len)
 {
 	if (addr < 4096)
 		return -1;
-	if ((rd && rd->direct) || (addr >= static_lo && addr < static_hi && len <= static_hi - addr)) {
+	if ((rd && rd->direct) || always_mapped(addr, len)) {
 		memcpy(dst, (const void *)addr, len);
 		return 0;
 	}
@@ -141,6 +171,7 @@ int tg_py_init(void)
 			static_lo = runtime;
 			static_hi = runtime + sym->st_size;
 		}
+		find_main_stack();
 		st = 1;
 	}
 	__atomic_store_n(&py_state, st, __ATOMIC_RELEASE);
