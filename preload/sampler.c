@@ -143,6 +143,19 @@ static void lock_release(void)
 	__atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
 }
 
+/* The sampler thread may wait for it (the app's threads never do): at a
+ * high eval rate they can hold it most of the time. 1 when taken. */
+static int lock_wait(void)
+{
+	for (int i = 0; i < 200; i++) {
+		if (lock_try())
+			return 1;
+		struct timespec d = {0, 20000};
+		nanosleep(&d, NULL);
+	}
+	return 0;
+}
+
 /* CPU time of thread tid of this process, 0 if unknown. */
 static uint64_t thread_cpu_ns(uint32_t tid)
 {
@@ -559,7 +572,7 @@ static void *sampler_main(void *arg)
 				win_start = 0;
 				was_eval = 1;
 			}
-			if (lock_try()) {
+			if (lock_wait()) {
 				/* The budget holds for the threads' sampling too:
 				 * its cost is the time they spent in it. */
 				uint64_t cost = S.eval_cost_ns;
@@ -676,6 +689,7 @@ void tg_sampler_after_fork(void)
 	S.ticks = S.samples = S.dropped = S.truncated = S.codes = S.ring_full = S.overruns = 0;
 	S.budget_skipped = S.reused = S.native_missed = 0;
 	S.rate_hz = S.target_hz;
+	busy = 0; /* held by a thread of the parent that the child does not have */
 	memset(codes, 0, sizeof codes);
 	memset(tstates, 0, sizeof tstates);
 	if (tg_proc.enabled && S.rate_hz)
