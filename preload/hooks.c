@@ -29,6 +29,7 @@ int tg_protect_fd(int fd, int moving);
 
 static inline void on_read(int fd, void *buf, size_t n, ssize_t r)
 {
+	tg_sampler_poll();
 	struct tg_conn *c = tg_conn_get(fd);
 	if (TG_UNLIKELY(c != NULL)) {
 		struct iovec v = {.iov_base = buf, .iov_len = n};
@@ -38,6 +39,7 @@ static inline void on_read(int fd, void *buf, size_t n, ssize_t r)
 
 static inline void on_readv(int fd, const struct iovec *iov, int cnt, ssize_t r)
 {
+	tg_sampler_poll();
 	struct tg_conn *c = tg_conn_get(fd);
 	if (TG_UNLIKELY(c != NULL))
 		tg_conn_read(c, fd, iov, cnt, r);
@@ -81,6 +83,7 @@ static inline void after_write(int fd, const void *buf, size_t n, ssize_t r, uin
 
 static inline void on_accept(int fd, struct sockaddr *addr, socklen_t cap, socklen_t *len)
 {
+	tg_sampler_poll();
 	if (fd < 0 || !tg_proc.enabled)
 		return;
 	socklen_t got = addr && len ? (*len < cap ? *len : cap) : 0;
@@ -114,6 +117,7 @@ TG_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 
 TG_EXPORT int close(int fd)
 {
+	tg_sampler_poll();
 	if (TG_UNLIKELY(fd == tg_proc.sock) && tg_protect_fd(fd, 0))
 		return 0;
 	if (TG_UNLIKELY(tg_conn_get(fd) != NULL))

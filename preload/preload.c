@@ -241,7 +241,7 @@ __attribute__((constructor)) static void tg_init(void)
 		memcpy(sock_path, s, strlen(s) + 1);
 		ring_data_bytes = env_ring_bytes();
 		if (tg_conns_init() == 0) {
-			pthread_atfork(NULL, NULL, after_fork_child);
+			pthread_atfork(tg_sampler_before_fork, tg_sampler_after_fork_parent, after_fork_child);
 			register_process(0);
 			tg_sampler_start();
 		}

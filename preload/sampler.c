@@ -39,12 +39,22 @@
  * thread blocks every signal, never allocates after start, never takes a lock
  * the app can hold, and does not keep the process alive. After fork the
  * child starts its own sampler (tg_sampler_after_fork).
+ *
+ * Fork: the thread is stopped and joined before fork() (pthread_atfork
+ * prepare; it sleeps on a futex, so it wakes at once) and restarted in the
+ * parent only 10 ms later, by the next socket or file hook that runs
+ * (tg_sampler_poll): CPython 3.12+ counts the process's threads right after
+ * fork() returns in the parent and warns (DeprecationWarning, an error under
+ * -W error) when there is more than one, and the sampler must not be the
+ * thread that makes a single-threaded app's fork look unsafe.
  */
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -97,6 +107,12 @@ struct code_slot {
 	uint64_t ident;
 	uint64_t checked; /* tick of the last identity check */
 };
+
+/* The sampler thread, its futex (bumped to wake it) and the fork stop. */
+static pthread_t smp_thread;
+static uint32_t smp_wake;
+static int smp_stopped_for_fork;
+uint64_t tg_sampler_restart_at; /* CLOCK_MONOTONIC ns; 0: nothing to restart */
 
 static struct {
 	unsigned rate_hz;       /* rate in force */
@@ -555,8 +571,14 @@ static void *sampler_main(void *arg)
 	while (__atomic_load_n(&S.gen, __ATOMIC_ACQUIRE) == gen) {
 		struct timespec dl = {.tv_sec = (time_t)(next / 1000000000ull),
 				      .tv_nsec = (long)(next % 1000000000ull)};
-		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &dl, NULL) == EINTR)
-			;
+		/* Until the deadline, or until woken (fork: see the top). */
+		uint32_t w = __atomic_load_n(&smp_wake, __ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&S.gen, __ATOMIC_ACQUIRE) != gen)
+			break;
+		syscall(SYS_futex, &smp_wake, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, w, &dl, NULL,
+			FUTEX_BITSET_MATCH_ANY);
+		if (__atomic_load_n(&S.gen, __ATOMIC_ACQUIRE) != gen)
+			break;
 		uint64_t now = tg_now_ns();
 		if (now > next + period) {
 			S.overruns++;
@@ -638,13 +660,13 @@ static void spawn(void)
 	pthread_t t;
 	if (pthread_attr_init(&attr) != 0)
 		return;
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_attr_setstacksize(&attr, 256 * 1024); /* joinable: joined before fork */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits: no signal ever lands on it */
 	uint64_t gen = __atomic_add_fetch(&S.gen, 1, __ATOMIC_ACQ_REL);
 	if (pthread_create(&t, &attr, sampler_main, (void *)(uintptr_t)gen) == 0) {
 		pthread_setname_np(t, "timeglass-smp");
+		smp_thread = t;
 		S.started = 1;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -677,14 +699,51 @@ void tg_sampler_start(void)
 	spawn();
 }
 
+/* pthread_atfork prepare: the sampler thread ends before fork() (see the
+ * top); it is not waited for longer than one pass. */
+void tg_sampler_before_fork(void)
+{
+	if (!S.started)
+		return;
+	__atomic_add_fetch(&S.gen, 1, __ATOMIC_ACQ_REL);
+	__atomic_add_fetch(&smp_wake, 1, __ATOMIC_ACQ_REL);
+	syscall(SYS_futex, &smp_wake, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
+	pthread_join(smp_thread, NULL);
+	S.started = 0;
+	smp_stopped_for_fork = 1;
+}
+
+/* pthread_atfork parent: the sampler comes back 10 ms later (tg_sampler_poll). */
+void tg_sampler_after_fork_parent(void)
+{
+	if (!smp_stopped_for_fork)
+		return;
+	smp_stopped_for_fork = 0;
+	__atomic_store_n(&tg_sampler_restart_at, tg_now_ns() + 10000000ull, __ATOMIC_RELEASE);
+}
+
+/* Restarts the sampler thread if its time has come (one caller wins). */
+void tg_sampler_restart(void)
+{
+	uint64_t at = __atomic_load_n(&tg_sampler_restart_at, __ATOMIC_ACQUIRE);
+	if (!at || tg_now_ns() < at)
+		return;
+	if (!__atomic_compare_exchange_n(&tg_sampler_restart_at, &at, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		return;
+	if (tg_proc.enabled && !S.started)
+		spawn();
+}
+
 /* In a fork child, once it is registered: forget what the parent sent and
  * start a sampler of its own (threads do not survive fork). */
 void tg_sampler_after_fork(void)
 {
 	tg_py_after_fork();
 	tg_unwind_after_fork();
-	if (!S.started)
+	__atomic_store_n(&tg_sampler_restart_at, 0, __ATOMIC_RELEASE);
+	if (!S.started && !smp_stopped_for_fork)
 		return;
+	smp_stopped_for_fork = 0;
 	S.started = 0;
 	S.ticks = S.samples = S.dropped = S.truncated = S.codes = S.ring_full = S.overruns = 0;
 	S.budget_skipped = S.reused = S.native_missed = 0;

@@ -99,6 +99,20 @@ void tg_sampler_start(void);
 /* In a fork child, after registration: a sampler of the child's own. */
 void tg_sampler_after_fork(void);
 
+/* pthread_atfork prepare and parent: the sampler thread is not running
+ * while fork() returns in the parent; it comes back a little later, when a
+ * hook calls tg_sampler_poll() (sampler.c). */
+void tg_sampler_before_fork(void);
+void tg_sampler_after_fork_parent(void);
+void tg_sampler_restart(void);
+extern uint64_t tg_sampler_restart_at;
+
+static inline void tg_sampler_poll(void)
+{
+	if (TG_UNLIKELY(__atomic_load_n(&tg_sampler_restart_at, __ATOMIC_RELAXED) != 0))
+		tg_sampler_restart();
+}
+
 /* Eval-driven sampling (pytrace.c calls these from its eval-frame hook, GIL
  * held): a sample of the calling thread, whose PyThreadState is tstate,
  * standing for weight period boundaries (0: the thread's first event, only
