@@ -159,18 +159,6 @@ static void lock_release(void)
 	__atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
 }
 
-/* The sampler thread may wait for it (the app's threads never do): at a
- * high eval rate they can hold it most of the time. 1 when taken. */
-static int lock_wait(void)
-{
-	for (int i = 0; i < 200; i++) {
-		if (lock_try())
-			return 1;
-		struct timespec d = {0, 20000};
-		nanosleep(&d, NULL);
-	}
-	return 0;
-}
 
 /* CPU time of thread tid of this process, 0 if unknown. */
 static uint64_t thread_cpu_ns(uint32_t tid)
@@ -498,7 +486,7 @@ void tg_sampler_eval_sample(uintptr_t tstate, uint32_t weight, uintptr_t code, u
 	S.ticks++;
 	emit_sample(tid, cpu_d * 2 >= wall_d, flags, now, scope, cpu_d, wall_d, out_frames, n, NULL, 0, weight);
 out:
-	S.eval_cost_ns += tg_now_ns() - now;
+	__atomic_add_fetch(&S.eval_cost_ns, tg_now_ns() - now, __ATOMIC_RELAXED);
 	lock_release();
 }
 
@@ -588,26 +576,25 @@ static void *sampler_main(void *arg)
 		if (!tg_proc.enabled)
 			continue;
 		if (__atomic_load_n(&S.eval_mode, __ATOMIC_ACQUIRE)) {
-			/* The threads sample themselves: only the counters, once a
-			 * second, under the lock (they are the samplers' too). */
+			/* The threads sample themselves: only the budget and the
+			 * counters, without the lock, which the threads must never
+			 * find taken by a sampler thread the machine preempted (their
+			 * sample would be lost); the counters are read racily. */
 			if (!was_eval) { /* a new baseline: the window counted the thread's CPU */
 				win_start = 0;
 				was_eval = 1;
 			}
-			if (lock_wait()) {
-				/* The budget holds for the threads' sampling too:
-				 * its cost is the time they spent in it. */
-				uint64_t cost = S.eval_cost_ns;
-				unsigned hz = win_start ? budget_rate(cost - win_cpu, now - win_start, UINT64_MAX) : 0;
-				win_start = now;
-				win_cpu = cost;
-				if (hz && hz != S.rate_hz && tg_trace_eval_rate) {
-					S.rate_hz = hz;
-					tg_trace_eval_rate(hz);
-				}
-				write_info();
-				lock_release();
+			/* The budget holds for the threads' sampling too: its cost
+			 * is the time they spent in it. */
+			uint64_t cost = __atomic_load_n(&S.eval_cost_ns, __ATOMIC_RELAXED);
+			unsigned hz = win_start ? budget_rate(cost - win_cpu, now - win_start, UINT64_MAX) : 0;
+			win_start = now;
+			win_cpu = cost;
+			if (hz && hz != S.rate_hz && tg_trace_eval_rate) {
+				S.rate_hz = hz;
+				tg_trace_eval_rate(hz);
 			}
+			write_info();
 			next = now + BUDGET_WINDOW_NS;
 			continue;
 		}

@@ -33,23 +33,32 @@ def threshold_us():
         return DEFAULT_THRESHOLD_US
 
 
+def _call_hook(name, ctype, value, what):
+    """Calls the preload library's name(value) with the GIL held (ctypes.PyDLL).
+    True when it said 0; False when there is no such library (not under
+    `timeglass run`) or it refused, which is said on stderr as what."""
+    import ctypes
+
+    try:
+        fn = getattr(ctypes.PyDLL(None), name)
+    except AttributeError:  # not under the preload library
+        return False
+    fn.argtypes = [ctype]
+    fn.restype = ctypes.c_int
+    if fn(value) != 0:
+        sys.stderr.write("timeglass: %s is not available in this interpreter "
+                         "(unsupported version, or another eval-frame hook is set)\n" % what)
+        return False
+    return True
+
+
 def start():
     """Turns tracing on. Returns True when it is on."""
     if not wanted():
         return False
     import ctypes
 
-    try:
-        fn = ctypes.PyDLL(None).timeglass_trace_start
-    except AttributeError:  # not under the preload library
-        return False
-    fn.argtypes = [ctypes.c_uint64]
-    fn.restype = ctypes.c_int
-    if fn(threshold_us() * 1000) != 0:
-        sys.stderr.write("timeglass: --trace is not available in this interpreter "
-                         "(unsupported version, or another eval-frame hook is set)\n")
-        return False
-    return True
+    return _call_hook("timeglass_trace_start", ctypes.c_uint64, threshold_us() * 1000, "--trace")
 
 
 EVAL_ABOVE_HZ = 2000  # `--sample-mode auto` picks eval above this rate
@@ -82,15 +91,5 @@ def start_sampling():
         return False
     import ctypes
 
-    try:
-        fn = ctypes.PyDLL(None).timeglass_sample_eval_start
-    except AttributeError:  # not under the preload library
-        return False
-    fn.argtypes = [ctypes.c_uint32]
-    fn.restype = ctypes.c_int
-    if fn(hz) != 0:
-        sys.stderr.write("timeglass: eval-clocked sampling is not available in this interpreter "
-                         "(unsupported version, or another eval-frame hook is set); "
-                         "the sampler thread samples instead\n")
-        return False
-    return True
+    return _call_hook("timeglass_sample_eval_start", ctypes.c_uint32, hz,
+                      "eval-clocked sampling (the sampler thread samples instead)")
