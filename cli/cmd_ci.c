@@ -29,6 +29,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,17 +121,25 @@ struct checks {
 	size_t breaches, regressions, warnings;
 };
 
+/* Returns the array v of *cap elements of size bytes with room for element
+ * n, doubled when full. Dies without memory. */
+static void *grow(void *v, size_t n, size_t *cap, size_t size)
+{
+	if (n < *cap)
+		return v;
+	*cap = *cap ? *cap * 2 : 32;
+	v = realloc(v, *cap * size);
+	if (!v)
+		tg_die("out of memory");
+	return v;
+}
+
 static struct check *add_check(struct checks *c, const char *suite, enum cls cls, const char *route, const char *test,
 			       const char *name_fmt, ...) __attribute__((format(printf, 6, 7)));
 static struct check *add_check(struct checks *c, const char *suite, enum cls cls, const char *route, const char *test,
 			       const char *name_fmt, ...)
 {
-	if (c->n == c->cap) {
-		c->cap = c->cap ? c->cap * 2 : 32;
-		c->v = realloc(c->v, c->cap * sizeof *c->v);
-		if (!c->v)
-			tg_die("out of memory");
-	}
+	c->v = grow(c->v, c->n, &c->cap, sizeof *c->v);
 	struct check *k = &c->v[c->n++];
 	memset(k, 0, sizeof *k);
 	k->suite = suite;
@@ -160,6 +169,27 @@ static void fail_check(struct checks *c, struct check *k, int warn, const char *
 		c->breaches++;
 	else
 		c->regressions++;
+}
+
+/* What a failed check is called in every report. */
+static const char *finding(const struct check *k)
+{
+	return !strcmp(k->suite, "budget") ? "budget" : "regression";
+}
+
+/* The number of checks of a suite; with gate, also those that fail the
+ * gate (failed, not warnings). */
+static size_t suite_checks(const struct checks *c, const char *suite, size_t *gate)
+{
+	size_t n = 0, nf = 0;
+	for (size_t i = 0; i < c->n; i++)
+		if (!strcmp(c->v[i].suite, suite)) {
+			n++;
+			nf += c->v[i].failed && !c->v[i].warn;
+		}
+	if (gate)
+		*gate = nf;
+	return n;
 }
 
 static const char *test_of(const struct rp_report *r, long t)
@@ -258,6 +288,144 @@ static void check_budget(const struct rp_report *r, const struct budget *b, stru
 	}
 }
 
+/* ---- figures of routes and tests -------------------------------------- */
+
+/* The figures of a route (R_) or a test (T_), each defined once in figures[];
+ * the baseline, the JSON report and the tables list the ones they show. */
+enum fig {
+	R_KEY, R_COUNT, R_MEAN, R_STDEV, R_P50, R_P90, R_P95, R_P99, R_MAX, R_QUERIES, R_PER_REQ, R_MAX_Q, R_NP1,
+	R_4XX, R_5XX,
+	T_NODEID, T_OUTCOME, T_REQUESTS, T_QUERIES, T_NP1, T_5XX, T_MS,
+};
+
+enum fkind {
+	F_I64,     /* an int64_t member */
+	F_MS,      /* a double member */
+	F_STR,     /* a char * member */
+	F_TEXT,    /* a char array member */
+	F_PER_REQ, /* struct rp_route: queries per request, 0 without requests */
+	F_SPAN_MS, /* struct rp_test: its duration in ms */
+};
+
+static const struct field {
+	const char *key; /* in JSON */
+	enum fkind kind;
+	size_t off;
+} figures[] = {
+#define ROUTE_F(key, kind, member) {key, kind, offsetof(struct rp_route, member)}
+#define TEST_F(key, kind, member) {key, kind, offsetof(struct rp_test, member)}
+	[R_KEY] = ROUTE_F("route", F_STR, key),
+	[R_COUNT] = ROUTE_F("count", F_I64, count),
+	[R_MEAN] = ROUTE_F("mean_ms", F_MS, mean_ms),
+	[R_STDEV] = ROUTE_F("stdev_ms", F_MS, stdev_ms),
+	[R_P50] = ROUTE_F("p50_ms", F_MS, p50_ms),
+	[R_P90] = ROUTE_F("p90_ms", F_MS, p90_ms),
+	[R_P95] = ROUTE_F("p95_ms", F_MS, p95_ms),
+	[R_P99] = ROUTE_F("p99_ms", F_MS, p99_ms),
+	[R_MAX] = ROUTE_F("max_ms", F_MS, max_ms),
+	[R_QUERIES] = ROUTE_F("queries", F_I64, queries),
+	[R_PER_REQ] = ROUTE_F("queries_per_request", F_PER_REQ, queries),
+	[R_MAX_Q] = ROUTE_F("max_queries", F_I64, max_queries),
+	[R_NP1] = ROUTE_F("n_plus_one", F_I64, n_plus_one),
+	[R_4XX] = ROUTE_F("n4xx", F_I64, n4xx),
+	[R_5XX] = ROUTE_F("n5xx", F_I64, n5xx),
+	[T_NODEID] = TEST_F("nodeid", F_STR, nodeid),
+	[T_OUTCOME] = TEST_F("outcome", F_TEXT, outcome),
+	[T_REQUESTS] = TEST_F("requests", F_I64, requests),
+	[T_QUERIES] = TEST_F("queries", F_I64, queries),
+	[T_NP1] = TEST_F("n_plus_one", F_I64, n_plus_one),
+	[T_5XX] = TEST_F("n5xx", F_I64, n5xx),
+	[T_MS] = TEST_F("duration_ms", F_SPAN_MS, start_unix_ns),
+#undef ROUTE_F
+#undef TEST_F
+};
+
+/* A baseline keeps what check_baseline() compares, plus the percentiles
+ * for people reading it; the JSON report has every figure. */
+static const unsigned char base_route_figs[] = {R_COUNT, R_P50, R_P95, R_P99, R_MEAN, R_STDEV, R_QUERIES, R_PER_REQ,
+						R_NP1, R_5XX};
+static const unsigned char json_route_figs[] = {R_KEY, R_COUNT, R_MEAN, R_STDEV, R_P50, R_P90, R_P95, R_P99, R_MAX,
+						R_QUERIES, R_PER_REQ, R_MAX_Q, R_NP1, R_4XX, R_5XX};
+static const unsigned char base_test_figs[] = {T_REQUESTS, T_QUERIES, T_NP1, T_5XX};
+static const unsigned char json_test_figs[] = {T_NODEID, T_OUTCOME, T_REQUESTS, T_QUERIES, T_NP1, T_5XX, T_MS};
+
+#define FIGS(a) (a), sizeof(a) / sizeof(a)[0]
+
+static int is_text(enum fig g)
+{
+	return figures[g].kind == F_STR || figures[g].kind == F_TEXT;
+}
+
+static int64_t fig_i64(const void *row, enum fig g)
+{
+	return *(const int64_t *)((const char *)row + figures[g].off);
+}
+
+static double fig_num(const void *row, enum fig g)
+{
+	if (figures[g].kind == F_PER_REQ) {
+		const struct rp_route *ro = row;
+		return ro->count ? (double)ro->queries / (double)ro->count : 0.0;
+	}
+	if (figures[g].kind == F_SPAN_MS) {
+		const struct rp_test *t = row;
+		return (double)(t->end_unix_ns - t->start_unix_ns) / 1e6;
+	}
+	return *(const double *)((const char *)row + figures[g].off);
+}
+
+static const char *fig_str(const void *row, enum fig g)
+{
+	const char *p = (const char *)row + figures[g].off;
+	return figures[g].kind == F_STR ? *(const char *const *)p : p;
+}
+
+static void kv_i64(struct jw *w, const char *key, int64_t v)
+{
+	jw_key(w, key);
+	jw_i64(w, v);
+}
+
+static void kv_u64(struct jw *w, const char *key, uint64_t v)
+{
+	jw_key(w, key);
+	jw_u64(w, v);
+}
+
+/* s == NULL writes null */
+static void kv_str(struct jw *w, const char *key, const char *s)
+{
+	jw_key(w, key);
+	jw_cstr(w, s);
+}
+
+static void put_figs(struct jw *w, const void *row, const unsigned char *figs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		enum fig g = figs[i];
+		if (figures[g].kind == F_I64)
+			kv_i64(w, figures[g].key, fig_i64(row, g));
+		else if (is_text(g))
+			kv_str(w, figures[g].key, fig_str(row, g));
+		else
+			rp_jw_num(w, figures[g].key, fig_num(row, g));
+	}
+}
+
+/* Writes key: an array of one object per row, of the figures figs. */
+static void put_array(struct jw *w, const char *key, const void *rows, size_t n, size_t size,
+		      const unsigned char *figs, size_t nfigs)
+{
+	jw_key(w, key);
+	jw_arr_open(w);
+	for (size_t i = 0; i < n; i++) {
+		jw_obj_open(w);
+		put_figs(w, (const char *)rows + i * size, figs, nfigs);
+		jw_obj_close(w);
+	}
+	jw_arr_close(w);
+}
+
 /* ---- baselines --------------------------------------------------------- */
 
 struct base_route {
@@ -288,34 +456,17 @@ static void write_baseline(const char *path, const struct rp_report *r)
 	struct jw w;
 	jw_init(&w, f);
 	jw_obj_open(&w);
-	jw_key(&w, "timeglass_baseline");
-	jw_i64(&w, 1);
-	jw_key(&w, "tg_version");
-	jw_cstr(&w, TG_VERSION);
-	jw_key(&w, "run_id");
-	jw_i64(&w, r->run_id);
-	jw_key(&w, "command");
-	jw_cstr(&w, r->command);
+	kv_i64(&w, "timeglass_baseline", 1);
+	kv_str(&w, "tg_version", TG_VERSION);
+	kv_i64(&w, "run_id", r->run_id);
+	kv_str(&w, "command", r->command);
 	jw_key(&w, "routes");
 	jw_obj_open(&w);
 	for (size_t k = 0; k < r->nroutes; k++) {
 		const struct rp_route *ro = &r->routes[k];
 		jw_key(&w, ro->key);
 		jw_obj_open(&w);
-		jw_key(&w, "count");
-		jw_i64(&w, ro->count);
-		rp_jw_num(&w, "p50_ms", ro->p50_ms);
-		rp_jw_num(&w, "p95_ms", ro->p95_ms);
-		rp_jw_num(&w, "p99_ms", ro->p99_ms);
-		rp_jw_num(&w, "mean_ms", ro->mean_ms);
-		rp_jw_num(&w, "stdev_ms", ro->stdev_ms);
-		jw_key(&w, "queries");
-		jw_i64(&w, ro->queries);
-		rp_jw_num(&w, "queries_per_request", ro->count ? (double)ro->queries / (double)ro->count : 0);
-		jw_key(&w, "n_plus_one");
-		jw_i64(&w, ro->n_plus_one);
-		jw_key(&w, "n5xx");
-		jw_i64(&w, ro->n5xx);
+		put_figs(&w, ro, FIGS(base_route_figs));
 		jw_key(&w, "samples_ms");
 		jw_arr_open(&w);
 		size_t n = (size_t)ro->count, step = n > BASELINE_MAX_SAMPLES ? n / BASELINE_MAX_SAMPLES + 1 : 1;
@@ -329,17 +480,9 @@ static void write_baseline(const char *path, const struct rp_report *r)
 	jw_key(&w, "tests");
 	jw_obj_open(&w);
 	for (size_t i = 0; i < r->ntests; i++) {
-		const struct rp_test *t = &r->tests[i];
-		jw_key(&w, t->nodeid);
+		jw_key(&w, r->tests[i].nodeid);
 		jw_obj_open(&w);
-		jw_key(&w, "requests");
-		jw_i64(&w, t->requests);
-		jw_key(&w, "queries");
-		jw_i64(&w, t->queries);
-		jw_key(&w, "n_plus_one");
-		jw_i64(&w, t->n_plus_one);
-		jw_key(&w, "n5xx");
-		jw_i64(&w, t->n5xx);
+		put_figs(&w, &r->tests[i], FIGS(base_test_figs));
 		jw_obj_close(&w);
 	}
 	jw_obj_close(&w);
@@ -375,6 +518,18 @@ static char *slurp(const char *path, size_t *len)
 	return buf;
 }
 
+/* Prepares sql on the in-memory database, with text (when not NULL) as ?1.
+ * Dies on an error. */
+static sqlite3_stmt *baseline_stmt(sqlite3 *mem, const char *path, const char *sql, const char *text, size_t len)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(mem, sql, -1, &st, NULL) != SQLITE_OK)
+		tg_die("baseline %s: %s", path, sqlite3_errmsg(mem));
+	if (text)
+		sqlite3_bind_text(st, 1, text, (int)len, SQLITE_STATIC);
+	return st;
+}
+
 /* Reads a baseline with SQLite's JSON functions. Dies on a bad file. */
 static void read_baseline(const char *path, struct baseline *b)
 {
@@ -386,29 +541,22 @@ static void read_baseline(const char *path, struct baseline *b)
 	sqlite3 *mem;
 	if (sqlite3_open_v2(":memory:", &mem, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
 		tg_die("cannot open an in-memory database");
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(mem, "SELECT json_valid(?1) AND json_extract(?1, '$.timeglass_baseline') = 1", -1, &st,
-			       NULL) != SQLITE_OK)
-		tg_die("baseline %s: %s", path, sqlite3_errmsg(mem));
-	sqlite3_bind_text(st, 1, text, (int)len, SQLITE_STATIC);
+	sqlite3_stmt *st = baseline_stmt(mem, path, "SELECT json_valid(?1) AND json_extract(?1, '$.timeglass_baseline') = 1",
+					 text, len);
 	if (sqlite3_step(st) != SQLITE_ROW || !sqlite3_column_int(st, 0))
 		tg_die("%s is not a TimeGlass baseline (write one with --save-baseline)", path);
 	sqlite3_finalize(st);
 
-	sqlite3_stmt *sm;
-	if (sqlite3_prepare_v2(mem,
-			       "SELECT key, json_extract(value, '$.count'), json_extract(value, '$.queries'),"
-			       " json_extract(value, '$.n_plus_one'), json_extract(value, '$.n5xx'),"
-			       " json_extract(value, '$.p50_ms'), json_extract(value, '$.samples_ms')"
-			       " FROM json_each(?1, '$.routes')",
-			       -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(mem, "SELECT value FROM json_each(?1)", -1, &sm, NULL) != SQLITE_OK)
-		tg_die("baseline %s: %s", path, sqlite3_errmsg(mem));
-	sqlite3_bind_text(st, 1, text, (int)len, SQLITE_STATIC);
+	st = baseline_stmt(mem, path,
+			   "SELECT key, json_extract(value, '$.count'), json_extract(value, '$.queries'),"
+			   " json_extract(value, '$.n_plus_one'), json_extract(value, '$.n5xx'),"
+			   " json_extract(value, '$.p50_ms'), json_extract(value, '$.samples_ms')"
+			   " FROM json_each(?1, '$.routes')",
+			   text, len);
+	sqlite3_stmt *sm = baseline_stmt(mem, path, "SELECT value FROM json_each(?1)", NULL, 0);
+	size_t cap = 0;
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		b->routes = realloc(b->routes, (b->nroutes + 1) * sizeof *b->routes);
-		if (!b->routes)
-			tg_die("out of memory");
+		b->routes = grow(b->routes, b->nroutes, &cap, sizeof *b->routes);
 		struct base_route *br = &b->routes[b->nroutes++];
 		memset(br, 0, sizeof *br);
 		br->key = strdup((const char *)sqlite3_column_text(st, 0));
@@ -420,14 +568,9 @@ static void read_baseline(const char *path, struct baseline *b)
 		const char *s = (const char *)sqlite3_column_text(st, 6);
 		if (s) {
 			sqlite3_bind_text(sm, 1, s, -1, SQLITE_TRANSIENT);
-			size_t cap = 0;
+			size_t scap = 0;
 			while (sqlite3_step(sm) == SQLITE_ROW) {
-				if (br->nsamples == cap) {
-					cap = cap ? cap * 2 : 64;
-					br->samples = realloc(br->samples, cap * sizeof(double));
-					if (!br->samples)
-						tg_die("out of memory");
-				}
+				br->samples = grow(br->samples, br->nsamples, &scap, sizeof *br->samples);
 				br->samples[br->nsamples++] = sqlite3_column_double(sm, 0);
 			}
 			sqlite3_reset(sm);
@@ -435,16 +578,13 @@ static void read_baseline(const char *path, struct baseline *b)
 	}
 	sqlite3_finalize(st);
 	sqlite3_finalize(sm);
-	if (sqlite3_prepare_v2(mem,
-			       "SELECT key, json_extract(value, '$.requests'), json_extract(value, '$.queries'),"
-			       " json_extract(value, '$.n_plus_one') FROM json_each(?1, '$.tests')",
-			       -1, &st, NULL) != SQLITE_OK)
-		tg_die("baseline %s: %s", path, sqlite3_errmsg(mem));
-	sqlite3_bind_text(st, 1, text, (int)len, SQLITE_STATIC);
+	st = baseline_stmt(mem, path,
+			   "SELECT key, json_extract(value, '$.requests'), json_extract(value, '$.queries'),"
+			   " json_extract(value, '$.n_plus_one') FROM json_each(?1, '$.tests')",
+			   text, len);
+	cap = 0;
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		b->tests = realloc(b->tests, (b->ntests + 1) * sizeof *b->tests);
-		if (!b->tests)
-			tg_die("out of memory");
+		b->tests = grow(b->tests, b->ntests, &cap, sizeof *b->tests);
 		struct base_test *bt = &b->tests[b->ntests++];
 		bt->nodeid = strdup((const char *)sqlite3_column_text(st, 0));
 		bt->requests = sqlite3_column_int64(st, 1);
@@ -626,6 +766,115 @@ static void put_cell(FILE *f, const char *s, size_t width)
 		fputc(' ', f);
 }
 
+/* ---- tables ----------------------------------------------------------- */
+
+/* The route and test tables show the same columns on the terminal and in
+ * Markdown, so both print from one list of columns with one loop. */
+struct column {
+	const char *term, *md; /* headers */
+	int width, prec;       /* on the terminal; digits after the point */
+	enum fig fig;
+};
+
+struct table {
+	const char *title, *rows;  /* Markdown section; what a row is, plural */
+	const char *term, *md;     /* headers of the name column */
+	size_t max_width;          /* of the name column on the terminal */
+	size_t limit;              /* rows listed; the JSON report has all */
+	size_t size;               /* of a row */
+	enum fig name;
+	const struct column *cols;
+	size_t ncols;
+};
+
+static const struct column route_cols[] = {
+	{"REQS", "Requests", 6, 0, R_COUNT},
+	{"P50 ms", "p50 ms", 9, 2, R_P50},
+	{"P95 ms", "p95 ms", 9, 2, R_P95},
+	{"P99 ms", "p99 ms", 9, 2, R_P99},
+	{"Q/REQ", "Queries/request", 6, 2, R_PER_REQ},
+	{"N+1", "N+1", 4, 0, R_NP1},
+	{"5XX", "5xx", 4, 0, R_5XX},
+};
+
+static const struct column test_cols[] = {
+	{"REQS", "Requests", 6, 0, T_REQUESTS},
+	{"QUERIES", "Queries", 7, 0, T_QUERIES},
+	{"N+1", "N+1", 4, 0, T_NP1},
+	{"TIME ms", "Time ms", 9, 1, T_MS},
+	{"OUTCOME", "Outcome", 0, 0, T_OUTCOME},
+};
+
+static const struct table route_table = {
+	.title = "Routes", .rows = "routes", .term = "ROUTE", .md = "Route", .max_width = 48, .limit = SIZE_MAX,
+	.size = sizeof(struct rp_route), .name = R_KEY,
+	.cols = route_cols, .ncols = sizeof route_cols / sizeof route_cols[0],
+};
+
+static const struct table test_table = {
+	.title = "Tests", .rows = "tests", .term = "TEST", .md = "Test", .max_width = 56, .limit = TABLE_MAX_TESTS,
+	.size = sizeof(struct rp_test), .name = T_NODEID,
+	.cols = test_cols, .ncols = sizeof test_cols / sizeof test_cols[0],
+};
+
+static void put_value(FILE *f, const void *row, const struct column *c, int md)
+{
+	int w = md ? 0 : c->width; /* Markdown pads nothing */
+	fputs(md ? " | " : " ", f);
+	if (figures[c->fig].kind == F_I64)
+		fprintf(f, "%*" PRId64, w, fig_i64(row, c->fig));
+	else if (is_text(c->fig))
+		fprintf(f, "%*s", w, fig_str(row, c->fig));
+	else
+		fprintf(f, "%*.*f", w, c->prec, fig_num(row, c->fig));
+}
+
+/* Prints n rows as a Markdown table (md) or a terminal one: the latter is
+ * left out when empty, the names are cut to fit and the header is bold. */
+static void put_table(FILE *f, const struct table *t, const void *rows, size_t n, int md, const char *bold,
+		      const char *off)
+{
+	size_t w = cols(t->term);
+	if (md) {
+		fprintf(f, "### %s\n\n| %s", t->title, t->md);
+		for (size_t j = 0; j < t->ncols; j++)
+			fprintf(f, " | %s", t->cols[j].md);
+		fputs(" |\n|---", f);
+		for (size_t j = 0; j < t->ncols; j++)
+			fputs(is_text(t->cols[j].fig) ? "|---" : "|---:", f);
+		fputs("|\n", f);
+	} else {
+		if (!n)
+			return;
+		for (size_t i = 0; i < n; i++) {
+			size_t c = cols(fig_str((const char *)rows + i * t->size, t->name));
+			if (c > w)
+				w = c;
+		}
+		if (w > t->max_width)
+			w = t->max_width;
+		fprintf(f, "\n%s", bold);
+		put_cell(f, t->term, w);
+		for (size_t j = 0; j < t->ncols; j++)
+			fprintf(f, " %*s", t->cols[j].width, t->cols[j].term);
+		fprintf(f, "%s\n", off);
+	}
+	for (size_t i = 0; i < n && i < t->limit; i++) {
+		const void *row = (const char *)rows + i * t->size;
+		if (md) {
+			fputs("| ", f);
+			put_esc(f, fig_str(row, t->name), ESC_MD);
+		} else {
+			put_cell(f, fig_str(row, t->name), w);
+		}
+		for (size_t j = 0; j < t->ncols; j++)
+			put_value(f, row, &t->cols[j], md);
+		fputs(md ? " |\n" : "\n", f);
+	}
+	if (!md && n > t->limit)
+		fprintf(f, "... and %zu more %s (see --json)\n", n - t->limit, t->rows);
+}
+
 /* ---- outputs ----------------------------------------------------------- */
 
 struct ci_result {
@@ -653,44 +902,8 @@ static void print_terminal(FILE *f, const struct ci_result *x, int color)
 		fprintf(f, "\n%sTimeGlass CI%s: run %" PRId64 ", %zu requests, %zu tests, %" PRId64 " SQL queries%s\n", bold,
 			off, r->run_id, r->nreqs, r->ntests, r->total_queries,
 			r->has_queries && r->total_queries ? "" : " (no SQL captured)");
-		size_t w = 5;
-		for (size_t k = 0; k < r->nroutes; k++)
-			if (cols(r->routes[k].key) > w)
-				w = cols(r->routes[k].key);
-		if (w > 48)
-			w = 48;
-		if (r->nroutes) {
-			fprintf(f, "\n%s", bold);
-			put_cell(f, "ROUTE", w);
-			fprintf(f, " %6s %9s %9s %9s %6s %4s %4s%s\n", "REQS", "P50 ms", "P95 ms", "P99 ms", "Q/REQ", "N+1",
-				"5XX", off);
-		}
-		for (size_t k = 0; k < r->nroutes; k++) {
-			const struct rp_route *ro = &r->routes[k];
-			put_cell(f, ro->key, w);
-			fprintf(f, " %6" PRId64 " %9.2f %9.2f %9.2f %6.2f %4" PRId64 " %4" PRId64 "\n", ro->count, ro->p50_ms,
-				ro->p95_ms, ro->p99_ms, ro->count ? (double)ro->queries / (double)ro->count : 0.0,
-				ro->n_plus_one, ro->n5xx);
-		}
-		if (r->ntests) {
-			size_t tw = 4;
-			for (size_t i = 0; i < r->ntests; i++)
-				if (cols(r->tests[i].nodeid) > tw)
-					tw = cols(r->tests[i].nodeid);
-			if (tw > 56)
-				tw = 56;
-			fprintf(f, "\n%s", bold);
-			put_cell(f, "TEST", tw);
-			fprintf(f, " %6s %7s %4s %9s %s%s\n", "REQS", "QUERIES", "N+1", "TIME ms", "OUTCOME", off);
-			for (size_t i = 0; i < r->ntests && i < TABLE_MAX_TESTS; i++) {
-				const struct rp_test *t = &r->tests[i];
-				put_cell(f, t->nodeid, tw);
-				fprintf(f, " %6" PRId64 " %7" PRId64 " %4" PRId64 " %9.1f %s\n", t->requests, t->queries,
-					t->n_plus_one, (double)(t->end_unix_ns - t->start_unix_ns) / 1e6, t->outcome);
-			}
-			if (r->ntests > TABLE_MAX_TESTS)
-				fprintf(f, "... and %zu more tests (see --json)\n", r->ntests - TABLE_MAX_TESTS);
-		}
+		put_table(f, &route_table, r->routes, r->nroutes, 0, bold, off);
+		put_table(f, &test_table, r->tests, r->ntests, 0, bold, off);
 		fprintf(f, "\n%sScorecard%s\n", bold, off);
 		for (int i = 0; i < RP_BENCH_COUNT; i++) {
 			const struct rp_score_item *it = &x->score[i];
@@ -700,23 +913,19 @@ static void print_terminal(FILE *f, const struct ci_result *x, int color)
 			fputc('\n', f);
 		}
 	}
-	size_t nb = 0, nr = 0;
-	for (size_t i = 0; i < x->c->n; i++)
-		nb += !strcmp(x->c->v[i].suite, "budget"), nr += !strcmp(x->c->v[i].suite, "baseline");
 	if (x->budget->found)
-		fprintf(f, "\n%sBudget%s (%s): %zu checks, %zu breaches\n", bold, off, x->budget->source, nb,
-			x->c->breaches);
+		fprintf(f, "\n%sBudget%s (%s): %zu checks, %zu breaches\n", bold, off, x->budget->source,
+			suite_checks(x->c, "budget", NULL), x->c->breaches);
 	if (x->baseline)
 		fprintf(f, "%sBaseline%s (%s): %zu checks, %zu regressions, %zu warnings; timing rule: p50 > baseline "
 			   "x %.2f, >= %g ms slower, Mann-Whitney p < %g\n",
-			bold, off, x->baseline, nr, x->c->regressions, x->c->warnings, 1 + x->o->tolerance, x->o->floor_ms,
-			MW_ALPHA);
+			bold, off, x->baseline, suite_checks(x->c, "baseline", NULL), x->c->regressions, x->c->warnings,
+			1 + x->o->tolerance, x->o->floor_ms, MW_ALPHA);
 	for (size_t i = 0; i < x->c->n; i++) {
 		const struct check *k = &x->c->v[i];
 		if (!k->failed)
 			continue;
-		fprintf(f, "  %s%s%s %s ", k->warn ? yellow : red, k->warn ? "WARN" : "FAIL", off,
-			!strcmp(k->suite, "budget") ? "budget" : "regression");
+		fprintf(f, "  %s%s%s %s ", k->warn ? yellow : red, k->warn ? "WARN" : "FAIL", off, finding(k));
 		put_esc(f, k->msg, ESC_TERM);
 		fputc('\n', f);
 	}
@@ -743,8 +952,7 @@ static void write_markdown(FILE *f, const struct ci_result *x)
 			const struct check *k = &x->c->v[i];
 			if (!k->failed)
 				continue;
-			fprintf(f, "| %s | %s %s | ", k->warn ? "⚠️ warning" : "❌ fail",
-				!strcmp(k->suite, "budget") ? "budget" : "regression", cls_names[k->cls]);
+			fprintf(f, "| %s | %s %s | ", k->warn ? "⚠️ warning" : "❌ fail", finding(k), cls_names[k->cls]);
 			put_esc(f, k->route, ESC_MD);
 			fputs(" | ", f);
 			put_esc(f, k->test, ESC_MD);
@@ -759,26 +967,10 @@ static void write_markdown(FILE *f, const struct ci_result *x)
 			   "and %g ms, and a one-sided Mann-Whitney U test gives p < %g (with fewer than %d samples a "
 			   "side, the tolerance alone).\n\n",
 			100 * x->o->tolerance, x->o->floor_ms, MW_ALPHA, MW_MIN_SAMPLES);
-	fprintf(f, "### Routes\n\n| Route | Requests | p50 ms | p95 ms | p99 ms | Queries/request | N+1 | 5xx |\n"
-		   "|---|---:|---:|---:|---:|---:|---:|---:|\n");
-	for (size_t k = 0; k < r->nroutes; k++) {
-		const struct rp_route *ro = &r->routes[k];
-		fputs("| ", f);
-		put_esc(f, ro->key, ESC_MD);
-		fprintf(f, " | %" PRId64 " | %.2f | %.2f | %.2f | %.2f | %" PRId64 " | %" PRId64 " |\n", ro->count,
-			ro->p50_ms, ro->p95_ms, ro->p99_ms, ro->count ? (double)ro->queries / (double)ro->count : 0.0,
-			ro->n_plus_one, ro->n5xx);
-	}
+	put_table(f, &route_table, r->routes, r->nroutes, 1, "", "");
 	if (r->ntests) {
-		fprintf(f, "\n### Tests\n\n| Test | Requests | Queries | N+1 | Time ms | Outcome |\n"
-			   "|---|---:|---:|---:|---:|---|\n");
-		for (size_t i = 0; i < r->ntests && i < TABLE_MAX_TESTS; i++) {
-			const struct rp_test *t = &r->tests[i];
-			fputs("| ", f);
-			put_esc(f, t->nodeid, ESC_MD);
-			fprintf(f, " | %" PRId64 " | %" PRId64 " | %" PRId64 " | %.1f | %s |\n", t->requests, t->queries,
-				t->n_plus_one, (double)(t->end_unix_ns - t->start_unix_ns) / 1e6, t->outcome);
-		}
+		fputc('\n', f);
+		put_table(f, &test_table, r->tests, r->ntests, 1, "", "");
 	}
 	fprintf(f, "\n### Scorecard\n\n| Benchmark | Figure | Grade | Evidence |\n|---|---|---|---|\n");
 	for (int i = 0; i < RP_BENCH_COUNT; i++) {
@@ -805,12 +997,9 @@ static void write_junit(FILE *f, const struct ci_result *x)
 		   "failures=\"%zu\">\n",
 		total, fails);
 	for (size_t s = 0; s < 3; s++) {
-		size_t n = s == 0, nf = s == 0 && x->cmd_status > 0;
-		for (size_t i = 0; i < x->c->n; i++)
-			if (!strcmp(x->c->v[i].suite, suites[s])) {
-				n++;
-				nf += x->c->v[i].failed && !x->c->v[i].warn;
-			}
+		/* the run suite holds the command's own testcase */
+		size_t nf, n = (s == 0) + suite_checks(x->c, suites[s], &nf);
+		nf += s == 0 && x->cmd_status > 0;
 		if (!n)
 			continue;
 		fprintf(f, "  <testsuite name=\"timeglass.%s\" tests=\"%zu\" failures=\"%zu\">\n", suites[s], n, nf);
@@ -831,7 +1020,7 @@ static void write_junit(FILE *f, const struct ci_result *x)
 				fputs("<failure message=\"", f);
 				put_esc(f, k->msg, ESC_XML);
 				fputs("\" type=\"", f);
-				fputs(!strcmp(k->suite, "budget") ? "budget" : "regression", f);
+				fputs(finding(k), f);
 				fputs("\">", f);
 				put_esc(f, k->msg, ESC_XML);
 				fputs("</failure>", f);
@@ -853,124 +1042,52 @@ static void write_json(FILE *f, const struct ci_result *x)
 	struct jw w;
 	jw_init(&w, f);
 	jw_obj_open(&w);
-	jw_key(&w, "result");
-	jw_cstr(&w, verdict(x));
-	jw_key(&w, "exit_status");
-	jw_i64(&w, x->exit_status);
+	kv_str(&w, "result", verdict(x));
+	kv_i64(&w, "exit_status", x->exit_status);
 	jw_key(&w, "command_status");
 	if (x->cmd_status < 0)
 		jw_null(&w);
 	else
 		jw_i64(&w, x->cmd_status);
-	jw_key(&w, "run_id");
-	jw_i64(&w, r->run_id);
-	jw_key(&w, "command");
-	jw_cstr(&w, r->command);
-	jw_key(&w, "requests");
-	jw_u64(&w, r->nreqs);
-	jw_key(&w, "queries");
-	jw_i64(&w, r->total_queries);
+	kv_i64(&w, "run_id", r->run_id);
+	kv_str(&w, "command", r->command);
+	kv_u64(&w, "requests", r->nreqs);
+	kv_i64(&w, "queries", r->total_queries);
 	jw_key(&w, "sql_captured");
 	jw_bool(&w, r->has_queries && r->total_queries > 0);
-	jw_key(&w, "budget");
-	if (x->budget->found)
-		jw_cstr(&w, x->budget->source);
-	else
-		jw_null(&w);
-	jw_key(&w, "baseline");
-	jw_cstr(&w, x->baseline);
+	kv_str(&w, "budget", x->budget->found ? x->budget->source : NULL);
+	kv_str(&w, "baseline", x->baseline);
 	jw_key(&w, "timing_rule");
 	jw_obj_open(&w);
 	rp_jw_num(&w, "tolerance", x->o->tolerance);
 	rp_jw_num(&w, "floor_ms", x->o->floor_ms);
 	rp_jw_num(&w, "alpha", MW_ALPHA);
-	jw_key(&w, "min_samples");
-	jw_i64(&w, MW_MIN_SAMPLES);
-	jw_key(&w, "test");
-	jw_cstr(&w, "mann-whitney-u-one-sided");
+	kv_i64(&w, "min_samples", MW_MIN_SAMPLES);
+	kv_str(&w, "test", "mann-whitney-u-one-sided");
 	jw_obj_close(&w);
 	jw_key(&w, "summary");
 	jw_obj_open(&w);
-	jw_key(&w, "breaches");
-	jw_u64(&w, x->c->breaches);
-	jw_key(&w, "regressions");
-	jw_u64(&w, x->c->regressions);
-	jw_key(&w, "warnings");
-	jw_u64(&w, x->c->warnings);
+	kv_u64(&w, "breaches", x->c->breaches);
+	kv_u64(&w, "regressions", x->c->regressions);
+	kv_u64(&w, "warnings", x->c->warnings);
 	jw_obj_close(&w);
 	jw_key(&w, "checks");
 	jw_arr_open(&w);
 	for (size_t i = 0; i < x->c->n; i++) {
 		const struct check *k = &x->c->v[i];
 		jw_obj_open(&w);
-		jw_key(&w, "suite");
-		jw_cstr(&w, k->suite);
-		jw_key(&w, "class");
-		jw_cstr(&w, cls_names[k->cls]);
-		jw_key(&w, "name");
-		jw_cstr(&w, k->name);
-		jw_key(&w, "status");
-		jw_cstr(&w, !k->failed ? "ok" : k->warn ? "warning" : "fail");
-		jw_key(&w, "route");
-		jw_cstr(&w, k->route);
-		jw_key(&w, "test");
-		jw_cstr(&w, k->test);
-		jw_key(&w, "message");
-		jw_cstr(&w, k->failed ? k->msg : NULL);
+		kv_str(&w, "suite", k->suite);
+		kv_str(&w, "class", cls_names[k->cls]);
+		kv_str(&w, "name", k->name);
+		kv_str(&w, "status", !k->failed ? "ok" : k->warn ? "warning" : "fail");
+		kv_str(&w, "route", k->route);
+		kv_str(&w, "test", k->test);
+		kv_str(&w, "message", k->failed ? k->msg : NULL);
 		jw_obj_close(&w);
 	}
 	jw_arr_close(&w);
-	jw_key(&w, "routes");
-	jw_arr_open(&w);
-	for (size_t k = 0; k < r->nroutes; k++) {
-		const struct rp_route *ro = &r->routes[k];
-		jw_obj_open(&w);
-		jw_key(&w, "route");
-		jw_cstr(&w, ro->key);
-		jw_key(&w, "count");
-		jw_i64(&w, ro->count);
-		rp_jw_num(&w, "mean_ms", ro->mean_ms);
-		rp_jw_num(&w, "stdev_ms", ro->stdev_ms);
-		rp_jw_num(&w, "p50_ms", ro->p50_ms);
-		rp_jw_num(&w, "p90_ms", ro->p90_ms);
-		rp_jw_num(&w, "p95_ms", ro->p95_ms);
-		rp_jw_num(&w, "p99_ms", ro->p99_ms);
-		rp_jw_num(&w, "max_ms", ro->max_ms);
-		jw_key(&w, "queries");
-		jw_i64(&w, ro->queries);
-		rp_jw_num(&w, "queries_per_request", ro->count ? (double)ro->queries / (double)ro->count : 0);
-		jw_key(&w, "max_queries");
-		jw_i64(&w, ro->max_queries);
-		jw_key(&w, "n_plus_one");
-		jw_i64(&w, ro->n_plus_one);
-		jw_key(&w, "n4xx");
-		jw_i64(&w, ro->n4xx);
-		jw_key(&w, "n5xx");
-		jw_i64(&w, ro->n5xx);
-		jw_obj_close(&w);
-	}
-	jw_arr_close(&w);
-	jw_key(&w, "tests");
-	jw_arr_open(&w);
-	for (size_t i = 0; i < r->ntests; i++) {
-		const struct rp_test *t = &r->tests[i];
-		jw_obj_open(&w);
-		jw_key(&w, "nodeid");
-		jw_cstr(&w, t->nodeid);
-		jw_key(&w, "outcome");
-		jw_cstr(&w, t->outcome);
-		jw_key(&w, "requests");
-		jw_i64(&w, t->requests);
-		jw_key(&w, "queries");
-		jw_i64(&w, t->queries);
-		jw_key(&w, "n_plus_one");
-		jw_i64(&w, t->n_plus_one);
-		jw_key(&w, "n5xx");
-		jw_i64(&w, t->n5xx);
-		rp_jw_num(&w, "duration_ms", (double)(t->end_unix_ns - t->start_unix_ns) / 1e6);
-		jw_obj_close(&w);
-	}
-	jw_arr_close(&w);
+	put_array(&w, "routes", r->routes, r->nroutes, sizeof *r->routes, FIGS(json_route_figs));
+	put_array(&w, "tests", r->tests, r->ntests, sizeof *r->tests, FIGS(json_test_figs));
 	jw_key(&w, "scorecard");
 	rp_score_json(&w, x->score);
 	jw_obj_close(&w);
