@@ -9,6 +9,7 @@
  * bounded: at most MAX_PENDING samples wait (the oldest are settled early),
  * recent requests and scopes are forgotten after a minute.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,19 +39,25 @@ struct code {
 struct frame_key {
 	uint64_t addr, ident;
 	int32_t lasti;
-	int64_t id; /* frames.id, 0 = empty slot */
+	int64_t id; /* frames.id, 0 = free slot */
 };
 
 /* A native instruction address of the process and its frames.id. */
 struct native_key {
 	uint64_t addr;
-	int64_t id;   /* 0 = empty slot */
+	int64_t id;   /* 0 = free slot */
 	int eval;     /* 1: the eval loop (_PyEval_EvalFrameDefault) */
 };
 
 struct stack_key {
 	uint64_t hash;
-	int64_t id;
+	int64_t id; /* stacks.id, 0 = free slot */
+};
+
+/* An open-addressing hash table of slots of one type (struct table_type). */
+struct table {
+	void *slots;
+	size_t n, cap; /* cap: 0 or a power of two */
 };
 
 struct pending {
@@ -101,14 +108,10 @@ struct agg {
 };
 
 struct tg_stacks_proc {
-	struct code *codes;
-	size_t ncodes, codes_cap; /* open addressing, cap power of two */
-	struct frame_key *frames;
-	size_t nframes, frames_cap;
-	struct stack_key *stacks;
-	size_t nstacks, stacks_cap;
-	struct native_key *natives;
-	size_t nnatives, natives_cap;
+	struct table codes;   /* struct code */
+	struct table frames;  /* struct frame_key */
+	struct table stacks;  /* struct stack_key */
+	struct table natives; /* struct native_key */
 #ifdef TG_HAVE_NATIVE
 	struct tg_sym_proc *sym;
 #endif
@@ -151,13 +154,14 @@ void tg_stacks_proc_free(struct tg_stacks_proc *p)
 {
 	if (!p)
 		return;
-	for (size_t i = 0; i < p->codes_cap; i++)
-		if (p->codes[i].addr)
-			code_free(&p->codes[i]);
-	free(p->codes);
-	free(p->frames);
-	free(p->stacks);
-	free(p->natives);
+	struct code *codes = p->codes.slots;
+	for (size_t i = 0; i < p->codes.cap; i++)
+		if (codes[i].addr)
+			code_free(&codes[i]);
+	free(p->codes.slots);
+	free(p->frames.slots);
+	free(p->stacks.slots);
+	free(p->natives.slots);
 #ifdef TG_HAVE_NATIVE
 	tg_sym_proc_free(p->sym);
 #endif
@@ -170,51 +174,128 @@ void tg_stacks_proc_free(struct tg_stacks_proc *p)
 	free(p);
 }
 
+/* ---- hash tables ---- */
+
+/*
+ * The caches of a process (code objects, frames, stacks, native addresses)
+ * are tables of different slot types that work alike: linear probing, at
+ * most half full, nothing ever removed (so a probe ends at the first free
+ * slot). A slot is free while its 64-bit field at offset mark is 0: the key
+ * where 0 is no key (a code address), else the id cached. Keys are passed as
+ * slots with their key fields set.
+ */
+struct table_type {
+	size_t size;      /* of a slot */
+	size_t mark;      /* offset of the field that is 0 in free slots */
+	size_t first_cap; /* a power of two */
+	uint64_t (*hash)(const void *key);
+	int (*eq)(const void *slot, const void *key);
+};
+
+static inline int table_used(const struct table_type *ty, const void *slot)
+{
+	return *(const uint64_t *)((const char *)slot + ty->mark) != 0;
+}
+
+/* The slot of key in t (not empty): the one holding it, or the free one it
+ * would take. Every frame of every sample comes here: always inlined, so
+ * that with the table type a constant hash and eq are direct calls, and
+ * inlined in turn (no cost over a loop written for each table). */
+static inline __attribute__((always_inline)) void *table_probe(const struct table *t,
+							       const struct table_type *ty, const void *key)
+{
+	size_t m = t->cap - 1;
+	for (size_t i = ty->hash(key) & m;; i = (i + 1) & m) {
+		char *slot = (char *)t->slots + i * ty->size;
+		if (!table_used(ty, slot) || ty->eq(slot, key))
+			return slot;
+	}
+}
+
+/* Stores key (marked used) in slot, the free one table_probe() found. */
+static inline void table_fill(struct table *t, const struct table_type *ty, void *slot, const void *key)
+{
+	memcpy(slot, key, ty->size);
+	t->n++;
+}
+
+/* Doubles t (or allocates it) and moves its keys over; -1 on ENOMEM. */
+static int table_grow(struct table *t, const struct table_type *ty)
+{
+	struct table nt = {.n = t->n, .cap = t->cap ? t->cap * 2 : ty->first_cap};
+	if (!(nt.slots = calloc(nt.cap, ty->size)))
+		return -1;
+	for (size_t i = 0; i < t->cap; i++) {
+		const char *slot = (const char *)t->slots + i * ty->size;
+		if (table_used(ty, slot))
+			memcpy(table_probe(&nt, ty, slot), slot, ty->size);
+	}
+	free(t->slots);
+	*t = nt;
+	return 0;
+}
+
+/* Makes room for one more key; -1 on ENOMEM (t left as it was). */
+static inline int table_reserve(struct table *t, const struct table_type *ty)
+{
+	return (t->n + 1) * 2 <= t->cap ? 0 : table_grow(t, ty);
+}
+
+/* Keys of one 64-bit field, the slot's first: a code or native address, a
+ * stack hash. */
+_Static_assert(offsetof(struct code, addr) == 0 && offsetof(struct stack_key, hash) == 0 &&
+	       offsetof(struct native_key, addr) == 0, "u64_hash() and u64_eq() read the slot's first field");
+
+static inline uint64_t u64_hash(const void *key)
+{
+	return mix64(*(const uint64_t *)key);
+}
+
+static inline int u64_eq(const void *slot, const void *key)
+{
+	return *(const uint64_t *)slot == *(const uint64_t *)key;
+}
+
+static inline uint64_t frame_hash(const void *key)
+{
+	const struct frame_key *k = key;
+	return mix64(k->addr ^ mix64(k->ident ^ (uint64_t)k->lasti));
+}
+
+static inline int frame_eq(const void *slot, const void *key)
+{
+	const struct frame_key *a = slot, *b = key;
+	return a->addr == b->addr && a->ident == b->ident && a->lasti == b->lasti;
+}
+
+#define TABLE_TYPE(type, mark_field, first, hash_fn, eq_fn) \
+	{.size = sizeof(type), .mark = offsetof(type, mark_field), .first_cap = (first), .hash = hash_fn, .eq = eq_fn}
+
+static const struct table_type code_table = TABLE_TYPE(struct code, addr, 1024, u64_hash, u64_eq);
+static const struct table_type frame_table = TABLE_TYPE(struct frame_key, id, 4096, frame_hash, frame_eq);
+static const struct table_type stack_table = TABLE_TYPE(struct stack_key, id, 4096, u64_hash, u64_eq);
+static const struct table_type native_table = TABLE_TYPE(struct native_key, id, 1024, u64_hash, u64_eq);
+
 /* ---- code objects ---- */
 
 static struct code *code_find(struct tg_stacks_proc *p, uint64_t addr)
 {
-	if (!p->codes_cap)
+	if (!p->codes.cap)
 		return NULL;
-	size_t m = p->codes_cap - 1;
-	for (size_t i = mix64(addr) & m;; i = (i + 1) & m) {
-		if (p->codes[i].addr == addr)
-			return &p->codes[i];
-		if (!p->codes[i].addr)
-			return NULL;
-	}
+	struct code *c = table_probe(&p->codes, &code_table, &(struct code){.addr = addr});
+	return c->addr ? c : NULL;
 }
 
 /* The slot for addr (existing or new), NULL on ENOMEM. */
 static struct code *code_slot(struct tg_stacks_proc *p, uint64_t addr)
 {
-	if ((p->ncodes + 1) * 2 > p->codes_cap) {
-		size_t ncap = p->codes_cap ? p->codes_cap * 2 : 1024;
-		struct code *nc = calloc(ncap, sizeof *nc);
-		if (!nc)
-			return NULL;
-		for (size_t i = 0; i < p->codes_cap; i++) {
-			if (!p->codes[i].addr)
-				continue;
-			size_t j = mix64(p->codes[i].addr) & (ncap - 1);
-			while (nc[j].addr)
-				j = (j + 1) & (ncap - 1);
-			nc[j] = p->codes[i];
-		}
-		free(p->codes);
-		p->codes = nc;
-		p->codes_cap = ncap;
-	}
-	size_t m = p->codes_cap - 1;
-	for (size_t i = mix64(addr) & m;; i = (i + 1) & m) {
-		if (p->codes[i].addr == addr)
-			return &p->codes[i];
-		if (!p->codes[i].addr) {
-			p->ncodes++;
-			p->codes[i].addr = addr;
-			return &p->codes[i];
-		}
-	}
+	struct code key = {.addr = addr};
+	if (table_reserve(&p->codes, &code_table) < 0)
+		return NULL;
+	struct code *c = table_probe(&p->codes, &code_table, &key);
+	if (!c->addr)
+		table_fill(&p->codes, &code_table, c, &key);
+	return c;
 }
 
 static char *dup_n(const char *s, size_t n)
@@ -225,6 +306,17 @@ static char *dup_n(const char *s, size_t n)
 		d[n] = '\0';
 	}
 	return d;
+}
+
+/* Array a of *cap elements of size bytes, doubled (first: first_cap) to
+ * take one more: the new array and *cap, or NULL with a left as it was. */
+static void *grow_array(void *a, size_t *cap, size_t size, size_t first_cap)
+{
+	size_t ncap = *cap ? *cap * 2 : first_cap;
+	void *na = realloc(a, ncap * size);
+	if (na)
+		*cap = ncap;
+	return na;
 }
 
 static int on_code(struct tg_stacks_proc *p, const void *rec, uint32_t size)
@@ -254,40 +346,16 @@ static int on_code(struct tg_stacks_proc *p, const void *rec, uint32_t size)
 
 /* ---- frames and stacks ---- */
 
-static int grow_frames(struct tg_stacks_proc *p)
-{
-	size_t ncap = p->frames_cap ? p->frames_cap * 2 : 4096;
-	struct frame_key *nf = calloc(ncap, sizeof *nf);
-	if (!nf)
-		return -1;
-	for (size_t i = 0; i < p->frames_cap; i++) {
-		struct frame_key *k = &p->frames[i];
-		if (!k->id)
-			continue;
-		size_t j = mix64(k->addr ^ mix64(k->ident ^ (uint64_t)k->lasti)) & (ncap - 1);
-		while (nf[j].id)
-			j = (j + 1) & (ncap - 1);
-		nf[j] = *k;
-	}
-	free(p->frames);
-	p->frames = nf;
-	p->frames_cap = ncap;
-	return 0;
-}
-
 /* frames.id of instruction lasti of code addr, 0 on error. */
 static int64_t frame_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, uint64_t addr, int32_t lasti)
 {
 	struct code *co = code_find(p, addr);
-	uint64_t ident = co ? co->ident : 0;
-	if ((p->nframes + 1) * 2 > p->frames_cap && grow_frames(p) < 0)
+	struct frame_key key = {.addr = addr, .ident = co ? co->ident : 0, .lasti = lasti};
+	if (table_reserve(&p->frames, &frame_table) < 0)
 		return 0;
-	size_t m = p->frames_cap - 1, i;
-	for (i = mix64(addr ^ mix64(ident ^ (uint64_t)lasti)) & m; p->frames[i].id; i = (i + 1) & m) {
-		struct frame_key *k = &p->frames[i];
-		if (k->addr == addr && k->ident == ident && k->lasti == lasti)
-			return k->id;
-	}
+	struct frame_key *k = table_probe(&p->frames, &frame_table, &key);
+	if (k->id)
+		return k->id;
 	int64_t id;
 	if (co && co->qualname) {
 		int line = tg_py_addr2line(co->table, co->table_len, co->firstlineno, lasti);
@@ -299,40 +367,24 @@ static int64_t frame_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p,
 	}
 	if (id <= 0)
 		return 0;
-	p->frames[i] = (struct frame_key){.addr = addr, .ident = ident, .lasti = lasti, .id = id};
-	p->nframes++;
+	table_fill(&p->frames, &frame_table, k,
+		   &(struct frame_key){.addr = addr, .ident = key.ident, .lasti = lasti, .id = id});
 	return id;
 }
 
+/* stacks.id cached for hash, else id_to_add (0: look up only), cached. */
 static int64_t stack_lookup(struct tg_stacks_proc *p, uint64_t hash, int64_t id_to_add)
 {
-	if (id_to_add && (p->nstacks + 1) * 2 > p->stacks_cap) {
-		size_t ncap = p->stacks_cap ? p->stacks_cap * 2 : 4096;
-		struct stack_key *ns = calloc(ncap, sizeof *ns);
-		if (!ns)
-			return 0;
-		for (size_t i = 0; i < p->stacks_cap; i++) {
-			if (!p->stacks[i].id)
-				continue;
-			size_t j = mix64(p->stacks[i].hash) & (ncap - 1);
-			while (ns[j].id)
-				j = (j + 1) & (ncap - 1);
-			ns[j] = p->stacks[i];
-		}
-		free(p->stacks);
-		p->stacks = ns;
-		p->stacks_cap = ncap;
-	}
-	if (!p->stacks_cap)
+	struct stack_key key = {.hash = hash, .id = id_to_add};
+	if (id_to_add && table_reserve(&p->stacks, &stack_table) < 0)
 		return 0;
-	size_t m = p->stacks_cap - 1, i;
-	for (i = mix64(hash) & m; p->stacks[i].id; i = (i + 1) & m)
-		if (p->stacks[i].hash == hash)
-			return p->stacks[i].id;
-	if (id_to_add) {
-		p->stacks[i] = (struct stack_key){.hash = hash, .id = id_to_add};
-		p->nstacks++;
-	}
+	if (!p->stacks.cap)
+		return 0;
+	struct stack_key *k = table_probe(&p->stacks, &stack_table, &key);
+	if (k->id)
+		return k->id;
+	if (id_to_add)
+		table_fill(&p->stacks, &stack_table, k, &key);
 	return id_to_add;
 }
 
@@ -342,29 +394,14 @@ static int64_t native_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p
 			 int *eval)
 {
 	*eval = 0;
-	if ((p->nnatives + 1) * 2 > p->natives_cap) {
-		size_t ncap = p->natives_cap ? p->natives_cap * 2 : 1024;
-		struct native_key *nn = calloc(ncap, sizeof *nn);
-		if (!nn)
-			return 0;
-		for (size_t i = 0; i < p->natives_cap; i++) {
-			if (!p->natives[i].id)
-				continue;
-			size_t j = mix64(p->natives[i].addr) & (ncap - 1);
-			while (nn[j].id)
-				j = (j + 1) & (ncap - 1);
-			nn[j] = p->natives[i];
-		}
-		free(p->natives);
-		p->natives = nn;
-		p->natives_cap = ncap;
+	struct native_key key = {.addr = addr};
+	if (table_reserve(&p->natives, &native_table) < 0)
+		return 0;
+	struct native_key *k = table_probe(&p->natives, &native_table, &key);
+	if (k->id) {
+		*eval = k->eval;
+		return k->id;
 	}
-	size_t m = p->natives_cap - 1, i;
-	for (i = mix64(addr) & m; p->natives[i].id; i = (i + 1) & m)
-		if (p->natives[i].addr == addr) {
-			*eval = p->natives[i].eval;
-			return p->natives[i].id;
-		}
 	/* A return address points after the call: look up the call itself. */
 	uint64_t at = first || !addr ? addr : addr - 1;
 	const char *func = NULL, *file = NULL;
@@ -391,8 +428,7 @@ static int64_t native_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p
 	*eval = ev;
 	if (!file)
 		return id; /* not in a known mapping yet (maps are read again later): not cached */
-	p->natives[i] = (struct native_key){.addr = addr, .id = id, .eval = ev};
-	p->nnatives++;
+	table_fill(&p->natives, &native_table, k, &(struct native_key){.addr = addr, .id = id, .eval = ev});
 	return id;
 }
 
@@ -504,12 +540,10 @@ static int on_sample(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, co
 		if (p->pend_cap >= MAX_PENDING)
 			tg_stacks_settle(c, p, now_ns, 1);
 		if (p->npend == p->pend_cap) {
-			size_t ncap = p->pend_cap ? p->pend_cap * 2 : 4096;
-			struct pending *np = realloc(p->pend, ncap * sizeof *np);
+			struct pending *np = grow_array(p->pend, &p->pend_cap, sizeof *np, 4096);
 			if (!np)
 				return 0;
 			p->pend = np;
-			p->pend_cap = ncap;
 		}
 	}
 	p->pend[p->npend++] = (struct pending){.ts_ns = (int64_t)e->ts_ns, .scope = e->scope, .stack_id = sid,
@@ -529,12 +563,10 @@ static int on_func(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, cons
 		if (p->funcs_cap >= MAX_PENDING / 4)
 			tg_stacks_settle(c, p, now_ns, 1);
 		if (p->nfuncs == p->funcs_cap) {
-			size_t ncap = p->funcs_cap ? p->funcs_cap * 2 : 1024;
-			struct pfunc *nf = realloc(p->funcs, ncap * sizeof *nf);
+			struct pfunc *nf = grow_array(p->funcs, &p->funcs_cap, sizeof *nf, 1024);
 			if (!nf)
 				return 0;
 			p->funcs = nf;
-			p->funcs_cap = ncap;
 		}
 	}
 	char *site = e->site_len ? dup_n((const char *)(e + 1), e->site_len) : NULL;
@@ -565,6 +597,20 @@ static void on_info(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, con
 	}
 }
 
+/* A new scope, zeroed; NULL on ENOMEM (the scope is forgotten). */
+static struct scope *scope_add(struct tg_stacks_proc *p)
+{
+	if (p->nscopes == p->scopes_cap) {
+		struct scope *ns = grow_array(p->scopes, &p->scopes_cap, sizeof *ns, 256);
+		if (!ns)
+			return NULL;
+		p->scopes = ns;
+	}
+	struct scope *s = &p->scopes[p->nscopes++];
+	memset(s, 0, sizeof *s);
+	return s;
+}
+
 static int on_scope(struct tg_stacks_proc *p, const void *rec, uint32_t size)
 {
 	const struct tg_ev_scope *e = rec;
@@ -572,16 +618,9 @@ static int on_scope(struct tg_stacks_proc *p, const void *rec, uint32_t size)
 		return -1;
 	if (e->kind != TG_SCOPE_BEGIN || !e->token)
 		return 0;
-	if (p->nscopes == p->scopes_cap) {
-		size_t ncap = p->scopes_cap ? p->scopes_cap * 2 : 256;
-		struct scope *ns = realloc(p->scopes, ncap * sizeof *ns);
-		if (!ns)
-			return 0;
-		p->scopes = ns;
-		p->scopes_cap = ncap;
-	}
-	struct scope *s = &p->scopes[p->nscopes++];
-	memset(s, 0, sizeof *s);
+	struct scope *s = scope_add(p);
+	if (!s)
+		return 0;
 	s->token = e->token;
 	s->ts_ns = (int64_t)e->ts_ns;
 	s->tid = e->tid;
@@ -598,16 +637,9 @@ static int on_mark(struct tg_stacks_proc *p, const void *rec, uint32_t size)
 		return -1;
 	if (m.kind != TG_MARK_ROUTE)
 		return 0;
-	if (p->nscopes == p->scopes_cap) {
-		size_t ncap = p->scopes_cap ? p->scopes_cap * 2 : 256;
-		struct scope *ns = realloc(p->scopes, ncap * sizeof *ns);
-		if (!ns)
-			return 0;
-		p->scopes = ns;
-		p->scopes_cap = ncap;
-	}
-	struct scope *sc = &p->scopes[p->nscopes++];
-	memset(sc, 0, sizeof *sc);
+	struct scope *sc = scope_add(p);
+	if (!sc)
+		return 0;
 	sc->ts_ns = (int64_t)m.ts_ns;
 	sc->tid = m.tid;
 	sc->family = m.family;
@@ -648,12 +680,10 @@ void tg_stacks_request(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, 
 	if (!request_id)
 		return;
 	if (p->nreqs == p->reqs_cap) {
-		size_t ncap = p->reqs_cap ? p->reqs_cap * 2 : 256;
-		struct recent_req *nr = realloc(p->reqs, ncap * sizeof *nr);
+		struct recent_req *nr = grow_array(p->reqs, &p->reqs_cap, sizeof *nr, 256);
 		if (!nr)
 			return;
 		p->reqs = nr;
-		p->reqs_cap = ncap;
 	}
 	p->reqs[p->nreqs++] = (struct recent_req){.id = request_id, .start_ns = (int64_t)r->start_ns,
 						  .end_ns = (int64_t)r->end_ns, .tid = r->tid};
@@ -812,11 +842,7 @@ void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, i
 	struct agg *tab = calloc(cap, sizeof *tab);
 	if (!tab)
 		return;
-	int64_t open_since = INT64_MAX;
-	for (size_t i = 0; i < p->nscopes; i++)
-		if (!p->scopes[i].request_id && app_now - p->scopes[i].ts_ns < SCOPE_WAIT_NS &&
-		    p->scopes[i].ts_ns < open_since)
-			open_since = p->scopes[i].ts_ns;
+	int64_t open_since = open_since_of(p, app_now);
 	size_t keep = 0;
 	for (size_t i = 0; i < p->npend; i++) {
 		struct pending *s = &p->pend[i];

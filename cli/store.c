@@ -429,22 +429,42 @@ void tg_store_close(struct tg_store *s)
 	free(s);
 }
 
+/*
+ * Statements run once, outside the batch (runs, processes, pruning): a
+ * failure to prepare or to step one is recorded as "PATH: what: message".
+ */
+
+/* NULL on error. */
+static sqlite3_stmt *prepare_once(struct tg_store *s, const char *sql, const char *what)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		fail_db(s, what);
+		return NULL;
+	}
+	return st;
+}
+
+/* Steps st to completion and finalizes it: 0, or -1 on error. */
+static int step_once(struct tg_store *s, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : fail_db(s, what);
+}
+
 int tg_store_prune(struct tg_store *s, unsigned keep)
 {
+	static const char what[] = "cannot delete old runs";
 	if (keep == 0)
 		return 0;
 	if (tg_store_flush(s) < 0 || exec(s, "BEGIN IMMEDIATE") < 0)
 		return -1;
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "DELETE FROM runs WHERE id NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?)",
-				    -1, &st, NULL);
-	if (rc == SQLITE_OK) {
+	sqlite3_stmt *st = prepare_once(s, "DELETE FROM runs WHERE id NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?)",
+					what);
+	if (st)
 		sqlite3_bind_int64(st, 1, keep);
-		rc = sqlite3_step(st);
-		sqlite3_finalize(st);
-	}
-	if (rc != SQLITE_DONE) {
-		fail_db(s, "cannot delete old runs");
+	if (!st || step_once(s, st, what) < 0) {
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
 	}
@@ -469,59 +489,67 @@ static void bind_cstr(sqlite3_stmt *st, int i, const char *p)
 	bind_text_or_null(st, i, p, p ? strlen(p) : 0);
 }
 
+/* Binds v, or NULL when the row has none (!has). */
+static void bind_int_if(sqlite3_stmt *st, int i, int has, int64_t v)
+{
+	if (has)
+		sqlite3_bind_int64(st, i, v);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+/* Binds v, or NULL for 0 (ids and fields where 0 stands for none). */
+static void bind_int_or_null(sqlite3_stmt *st, int i, int64_t v)
+{
+	bind_int_if(st, i, v != 0, v);
+}
+
 int64_t tg_store_run_begin(struct tg_store *s, const struct tg_run_info *ri)
 {
+	static const char what[] = "cannot add a run";
 	if (tg_store_flush(s) < 0)
 		return -1;
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db,
-			       "INSERT INTO runs (started_unix_ns, command, cwd, hostname, tg_version, source)"
-			       " VALUES (?,?,?,?,?,?)",
-			       -1, &st, NULL) != SQLITE_OK)
-		return fail_db(s, "cannot add a run");
+	sqlite3_stmt *st = prepare_once(s,
+					"INSERT INTO runs (started_unix_ns, command, cwd, hostname, tg_version, source)"
+					" VALUES (?,?,?,?,?,?)",
+					what);
+	if (!st)
+		return -1;
 	sqlite3_bind_int64(st, 1, ri->started_unix_ns);
 	bind_cstr(st, 2, ri->command ? ri->command : "");
 	bind_cstr(st, 3, ri->cwd);
 	bind_cstr(st, 4, ri->hostname);
 	bind_cstr(st, 5, ri->tg_version);
 	bind_cstr(st, 6, ri->source ? ri->source : "run");
-	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return fail_db(s, "cannot add a run");
-	return sqlite3_last_insert_rowid(s->db);
+	return step_once(s, st, what) < 0 ? -1 : sqlite3_last_insert_rowid(s->db);
 }
 
 int tg_store_run_end(struct tg_store *s, int64_t run_id, int64_t ended_unix_ns, int exit_status)
 {
+	static const char what[] = "cannot finish the run";
 	if (tg_store_flush(s) < 0)
 		return -1;
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db, "UPDATE runs SET ended_unix_ns = ?, exit_status = ? WHERE id = ?", -1, &st,
-			       NULL) != SQLITE_OK)
-		return fail_db(s, "cannot finish the run");
+	sqlite3_stmt *st = prepare_once(s, "UPDATE runs SET ended_unix_ns = ?, exit_status = ? WHERE id = ?", what);
+	if (!st)
+		return -1;
 	sqlite3_bind_int64(st, 1, ended_unix_ns);
-	if (exit_status >= 0)
-		sqlite3_bind_int(st, 2, exit_status);
-	else
-		sqlite3_bind_null(st, 2);
+	bind_int_if(st, 2, exit_status >= 0, exit_status);
 	sqlite3_bind_int64(st, 3, run_id);
-	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : fail_db(s, "cannot finish the run");
+	return step_once(s, st, what);
 }
 
 int64_t tg_store_process_add(struct tg_store *s, const struct tg_process_info *pi)
 {
+	static const char what[] = "cannot add a process";
 	/* Committed at once, outside the batch: a failed batch must not take
 	 * away the row its requests point to. */
 	tg_store_flush(s);
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db,
-			       "INSERT INTO processes (run_id, pid, ppid, exe, cmdline, started_unix_ns, after_fork)"
-			       " VALUES (?,?,?,?,?,?,?)",
-			       -1, &st, NULL) != SQLITE_OK)
-		return fail_db(s, "cannot add a process");
+	sqlite3_stmt *st = prepare_once(s,
+					"INSERT INTO processes (run_id, pid, ppid, exe, cmdline, started_unix_ns, after_fork)"
+					" VALUES (?,?,?,?,?,?,?)",
+					what);
+	if (!st)
+		return -1;
 	sqlite3_bind_int64(st, 1, pi->run_id);
 	sqlite3_bind_int(st, 2, pi->pid);
 	sqlite3_bind_int(st, 3, pi->ppid);
@@ -529,11 +557,7 @@ int64_t tg_store_process_add(struct tg_store *s, const struct tg_process_info *p
 	bind_cstr(st, 5, pi->cmdline);
 	sqlite3_bind_int64(st, 6, pi->started_unix_ns);
 	sqlite3_bind_int(st, 7, pi->after_fork ? 1 : 0);
-	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return fail_db(s, "cannot add a process");
-	return sqlite3_last_insert_rowid(s->db);
+	return step_once(s, st, what) < 0 ? -1 : sqlite3_last_insert_rowid(s->db);
 }
 
 sqlite3_stmt *tg_store_prepare_or_die(struct tg_store *s, const char *sql)
@@ -641,23 +665,19 @@ int tg_store_request_add(struct tg_store *s, const struct tg_request_row *r)
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, r->run_id);
-	if (r->process_id)
-		sqlite3_bind_int64(st, 2, r->process_id);
+	bind_int_or_null(st, 2, r->process_id);
 	sqlite3_bind_int(st, 3, r->pid);
 	sqlite3_bind_int64(st, 4, r->tid);
 	sqlite3_bind_int64(st, 5, r->conn_id);
 	sqlite3_bind_int64(st, 6, r->start_unix_ns);
 	sqlite3_bind_int64(st, 7, r->duration_ns);
-	if (r->has_req_end)
-		sqlite3_bind_int64(st, 8, r->req_end_ns);
-	if (r->has_resp_start)
-		sqlite3_bind_int64(st, 9, r->resp_start_ns);
+	bind_int_if(st, 8, r->has_req_end, r->req_end_ns);
+	bind_int_if(st, 9, r->has_resp_start, r->resp_start_ns);
 	bind_text_or_null(st, 10, r->method, r->method_len);
 	bind_text_or_null(st, 11, r->path, r->path_len);
 	bind_text_or_null(st, 12, r->query, r->query_len);
 	bind_cstr(st, 13, r->http_version);
-	if (r->status)
-		sqlite3_bind_int(st, 14, r->status);
+	bind_int_or_null(st, 14, r->status);
 	sqlite3_bind_int64(st, 15, r->request_bytes);
 	sqlite3_bind_int64(st, 16, r->response_bytes);
 	bind_cstr(st, 17, r->client_addr);
@@ -675,12 +695,15 @@ int64_t tg_store_last_id(struct tg_store *s)
 	return sqlite3_last_insert_rowid(s->db);
 }
 
-static void bind_id(sqlite3_stmt *st, int i, int64_t id)
+/* The columns queries and spans begin with. */
+static void bind_origin(sqlite3_stmt *st, int64_t run_id, int64_t request_id, int64_t process_id, int32_t pid,
+			int64_t tid)
 {
-	if (id)
-		sqlite3_bind_int64(st, i, id);
-	else
-		sqlite3_bind_null(st, i);
+	sqlite3_bind_int64(st, 1, run_id);
+	bind_int_or_null(st, 2, request_id);
+	bind_int_or_null(st, 3, process_id);
+	sqlite3_bind_int(st, 4, pid);
+	sqlite3_bind_int64(st, 5, tid);
 }
 
 int tg_store_query_add(struct tg_store *s, const struct tg_query_row *q)
@@ -688,11 +711,7 @@ int tg_store_query_add(struct tg_store *s, const struct tg_query_row *q)
 	sqlite3_stmt *st = batch_stmt(s, ST_QUERY);
 	if (!st)
 		return -1;
-	sqlite3_bind_int64(st, 1, q->run_id);
-	bind_id(st, 2, q->request_id);
-	bind_id(st, 3, q->process_id);
-	sqlite3_bind_int(st, 4, q->pid);
-	sqlite3_bind_int64(st, 5, q->tid);
+	bind_origin(st, q->run_id, q->request_id, q->process_id, q->pid, q->tid);
 	sqlite3_bind_int64(st, 6, q->start_unix_ns);
 	sqlite3_bind_int64(st, 7, q->duration_ns);
 	bind_cstr(st, 8, q->db_system);
@@ -703,8 +722,7 @@ int tg_store_query_add(struct tg_store *s, const struct tg_query_row *q)
 	bind_text_or_null(st, 13, q->fingerprint, q->fingerprint_len);
 	sqlite3_bind_int64(st, 14, q->fingerprint_hash);
 	bind_text_or_null(st, 15, q->params, q->params_len);
-	if (q->has_rows)
-		sqlite3_bind_int64(st, 16, q->rows);
+	bind_int_if(st, 16, q->has_rows, q->rows);
 	bind_text_or_null(st, 17, q->error, q->error_len);
 	bind_text_or_null(st, 18, q->call_site, q->call_site_len);
 	bind_cstr(st, 19, q->attribution);
@@ -718,19 +736,14 @@ int tg_store_span_add(struct tg_store *s, const struct tg_span_row *r)
 	sqlite3_stmt *st = batch_stmt(s, ST_SPAN);
 	if (!st)
 		return -1;
-	sqlite3_bind_int64(st, 1, r->run_id);
-	bind_id(st, 2, r->request_id);
-	bind_id(st, 3, r->process_id);
-	sqlite3_bind_int(st, 4, r->pid);
-	sqlite3_bind_int64(st, 5, r->tid);
+	bind_origin(st, r->run_id, r->request_id, r->process_id, r->pid, r->tid);
 	bind_cstr(st, 6, r->kind ? r->kind : "http_client");
 	sqlite3_bind_int64(st, 7, r->start_unix_ns);
 	sqlite3_bind_int64(st, 8, r->duration_ns);
 	bind_text_or_null(st, 9, r->method, r->method_len);
 	bind_text_or_null(st, 10, r->host, r->host_len);
 	bind_text_or_null(st, 11, r->path, r->path_len);
-	if (r->status)
-		sqlite3_bind_int(st, 12, r->status);
+	bind_int_or_null(st, 12, r->status);
 	sqlite3_bind_int64(st, 13, r->request_bytes);
 	sqlite3_bind_int64(st, 14, r->response_bytes);
 	sqlite3_bind_int(st, 15, r->tls ? 1 : 0);
@@ -761,8 +774,7 @@ int tg_store_loss_add(struct tg_store *s, int64_t run_id, int64_t process_id, in
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, run_id);
-	if (process_id)
-		sqlite3_bind_int64(st, 2, process_id);
+	bind_int_or_null(st, 2, process_id);
 	sqlite3_bind_int64(st, 3, ts_unix_ns);
 	bind_cstr(st, 4, kind);
 	sqlite3_bind_int64(st, 5, events);
@@ -826,9 +838,7 @@ int64_t tg_store_frame_id(struct tg_store *s, const char *kind, const char *name
 	if (!(st = batch_stmt(s, ST_FRAME_INS)))
 		return 0;
 	bind_frame(st, kind, name, file, line);
-	if (batch_step(s, st) < 0)
-		return 0;
-	return sqlite3_last_insert_rowid(s->db);
+	return batch_step(s, st) < 0 ? 0 : sqlite3_last_insert_rowid(s->db);
 }
 
 int64_t tg_store_stack_id(struct tg_store *s, int64_t hash, const char *frames)
@@ -844,9 +854,7 @@ int64_t tg_store_stack_id(struct tg_store *s, int64_t hash, const char *frames)
 		return 0;
 	sqlite3_bind_int64(st, 1, hash);
 	bind_cstr(st, 2, frames);
-	if (batch_step(s, st) < 0)
-		return 0;
-	return sqlite3_last_insert_rowid(s->db);
+	return batch_step(s, st) < 0 ? 0 : sqlite3_last_insert_rowid(s->db);
 }
 
 int tg_store_sample_add(struct tg_store *s, const struct tg_sample_row *r)
@@ -855,10 +863,9 @@ int tg_store_sample_add(struct tg_store *s, const struct tg_sample_row *r)
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, r->run_id);
-	bind_id(st, 2, r->request_id);
-	bind_id(st, 3, r->process_id);
-	if (r->tid)
-		sqlite3_bind_int64(st, 4, r->tid);
+	bind_int_or_null(st, 2, r->request_id);
+	bind_int_or_null(st, 3, r->process_id);
+	bind_int_or_null(st, 4, r->tid);
 	sqlite3_bind_int64(st, 5, r->stack_id);
 	bind_cstr(st, 6, r->state);
 	sqlite3_bind_int64(st, 7, r->count);
