@@ -69,6 +69,7 @@ struct pending {
 	uint32_t weight;     /* sampling periods it stands for */
 	int64_t interval_ns; /* wall time those periods span, ending at ts_ns (weight > 1) */
 	uint8_t state;
+	uint8_t eval; /* taken in the eval hook (TG_SAMPLEF_EVAL) */
 };
 
 /* A request known to have started (scope BEGIN or route mark) before its
@@ -549,7 +550,8 @@ static int on_sample(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, co
 	p->pend[p->npend++] = (struct pending){.ts_ns = (int64_t)e->ts_ns, .scope = e->scope, .stack_id = sid,
 					       .cpu_ns = (int64_t)e->cpu_ns, .tid = e->tid,
 					       .weight = e->weight ? e->weight : 1,
-					       .interval_ns = (int64_t)e->interval_ns, .state = e->state};
+					       .interval_ns = (int64_t)e->interval_ns, .state = e->state,
+					       .eval = (e->flags & TG_SAMPLEF_EVAL) != 0};
 	return 0;
 }
 
@@ -810,22 +812,42 @@ static void settle_funcs(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p
 }
 
 /* Adds count samples of s (and cpu_ns of CPU) to request req in tab. */
-static void agg_add(struct agg *tab, size_t cap, int64_t req, const struct pending *s, int64_t count, int64_t cpu_ns)
+static void agg_add_state(struct agg *tab, size_t cap, int64_t req, const struct pending *s, uint8_t state,
+			  int64_t count, int64_t cpu_ns)
 {
-	uint64_t h = mix64((uint64_t)req * 31 + (uint64_t)s->stack_id * 7 + s->state);
+	uint64_t h = mix64((uint64_t)req * 31 + (uint64_t)s->stack_id * 7 + state);
 	size_t j;
 	for (j = h & (cap - 1); tab[j].used; j = (j + 1) & (cap - 1))
-		if (tab[j].request_id == req && tab[j].stack_id == s->stack_id && tab[j].state == s->state)
+		if (tab[j].request_id == req && tab[j].stack_id == s->stack_id && tab[j].state == state)
 			break;
 	struct agg *a = &tab[j];
 	if (!a->used) {
-		*a = (struct agg){.request_id = req, .stack_id = s->stack_id, .state = s->state, .tid = s->tid,
+		*a = (struct agg){.request_id = req, .stack_id = s->stack_id, .state = state, .tid = s->tid,
 				  .used = 1};
 	} else if (a->tid != s->tid) {
 		a->tid = UINT32_MAX;
 	}
 	a->count += count;
 	a->cpu_ns += cpu_ns;
+}
+
+/* Adds count samples of s to request req. A timer sample has one state; an
+ * eval sample stands for many periods, during which the thread ran for
+ * cpu_ns of interval_ns: that share of its periods is running, the rest
+ * waiting (preempted, blocked), as a timer would have labelled them one by
+ * one. */
+static void agg_add(struct agg *tab, size_t cap, int64_t req, const struct pending *s, int64_t count, int64_t cpu_ns)
+{
+	if (!s->eval || s->interval_ns <= 0 || count <= 1) {
+		agg_add_state(tab, cap, req, s, s->state, count, cpu_ns);
+		return;
+	}
+	double f = (double)s->cpu_ns / (double)s->interval_ns;
+	int64_t run = (int64_t)((double)count * (f < 1.0 ? f : 1.0) + 0.5);
+	if (run > 0)
+		agg_add_state(tab, cap, req, s, TG_PYSTATE_RUNNING, run, cpu_ns);
+	if (count - run > 0)
+		agg_add_state(tab, cap, req, s, TG_PYSTATE_WAITING, count - run, run > 0 ? 0 : cpu_ns);
 }
 
 void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, int64_t now_ns, int final)
@@ -837,7 +859,7 @@ void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, i
 	if (!p->npend)
 		goto forget;
 	size_t cap = 1;
-	while (cap < p->npend * 4) /* a sample can be split in two */
+	while (cap < p->npend * 8) /* a sample can become four rows (two requests, two states) */
 		cap <<= 1;
 	struct agg *tab = calloc(cap, sizeof *tab);
 	if (!tab)

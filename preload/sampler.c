@@ -110,6 +110,7 @@ struct code_slot {
 
 /* The sampler thread, its futex (bumped to wake it) and the fork stop. */
 static pthread_t smp_thread;
+static uint32_t smp_tid;
 static uint32_t smp_wake;
 static int smp_stopped_for_fork;
 uint64_t tg_sampler_restart_at; /* CLOCK_MONOTONIC ns; 0: nothing to restart */
@@ -551,6 +552,7 @@ static unsigned budget_rate(uint64_t cpu_used, uint64_t wall, uint64_t ticks)
 static void *sampler_main(void *arg)
 {
 	uint64_t gen = (uint64_t)(uintptr_t)arg;
+	__atomic_store_n(&smp_tid, (uint32_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
 	struct tg_py_rd rd = {.tags = rd_tags, .pages = rd_pages, .nslots = RD_SLOTS};
 	uint64_t period = 1000000000ull / S.rate_hz;
 	uint64_t next = tg_now_ns() + period, last_info = 0;
@@ -692,12 +694,22 @@ void tg_sampler_before_fork(void)
 {
 	if (!S.started)
 		return;
+	int saved = errno;
 	__atomic_add_fetch(&S.gen, 1, __ATOMIC_ACQ_REL);
 	__atomic_add_fetch(&smp_wake, 1, __ATOMIC_ACQ_REL);
 	syscall(SYS_futex, &smp_wake, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
 	pthread_join(smp_thread, NULL);
+	/* pthread_join returns when the kernel clears the thread's tid, a little
+	 * before it leaves the thread group that CPython counts: wait for that
+	 * too (microseconds; bounded). */
+	uint32_t tid = __atomic_exchange_n(&smp_tid, 0, __ATOMIC_ACQ_REL);
+	for (int i = 0; tid && i < 2000 && syscall(SYS_tgkill, getpid(), tid, 0) == 0; i++) {
+		struct timespec d = {0, 10000};
+		nanosleep(&d, NULL);
+	}
 	S.started = 0;
 	smp_stopped_for_fork = 1;
+	errno = saved;
 }
 
 /* pthread_atfork parent: the sampler comes back 10 ms later (tg_sampler_poll). */
