@@ -15,6 +15,7 @@ src=$(cd "$here/../.." && pwd)
 roots=${TIMEGLASS_CHROOTS:-/var/cache/timeglass-chroots}
 names=${*:-trixie sid}
 status=0
+tree=$(printf '%s' "$src" | md5sum | cut -c1-8)
 
 pythons_of() {
 	case $1 in
@@ -42,9 +43,12 @@ for name in $names; do
 		fi
 		echo "== $name/$py"
 		start=$(date +%s)
+		# One build directory per source tree: ninja compares times only,
+		# so a directory built from another checkout (a CI clone, say) whose
+		# files are newer would look up to date and link stale objects.
 		if chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
-			PY="$py" sh -ec '
-			b=/var/tmp/tg2-build-$PY
+			PY="$py" TREE="$tree" sh -ec '
+			b=/var/tmp/tg2-build-$PY-$TREE
 			[ -e $b/build.ninja ] || meson setup $b /src >/dev/null
 			ninja -C $b preload/libtimeglass.so cli/timeglass tests/unit/test-pyframes.so >/dev/null
 			$PY /src/tests/unit/test-pyframes.py $b/tests/unit/test-pyframes.so
