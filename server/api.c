@@ -693,12 +693,17 @@ int tg_api_score(struct tg_req *r)
 	return tg_send_json(r, 200, body);
 }
 
+struct ep_db;
+
 /* Sort keys of the endpoints table. */
-enum ep_key { EK_COUNT, EK_AVG, EK_P50, EK_P90, EK_P99, EK_MAX, EK_ERR5, EK_ERR4, EK_NAME };
+enum ep_key { EK_COUNT, EK_AVG, EK_P50, EK_P90, EK_P99, EK_MAX, EK_ERR5, EK_ERR4, EK_NAME, EK_QPR, EK_DB, EK_N1 };
 
 struct ep_row {
 	struct tg_endpoint_stats *e;
 	int64_t p50, p90, p99;
+	const struct ep_db *q; /* its SQL figures, NULL if none */
+	double qpr, db_share;  /* queries per request, share of its time in SQL */
+	double n1;             /* its requests with an N+1 flag */
 };
 
 static enum ep_key sort_key;
@@ -719,6 +724,9 @@ static int cmp_ep(const void *a, const void *b)
 	case EK_ERR5: u = (double)x->e->n5xx / (double)x->e->count, v = (double)y->e->n5xx / (double)y->e->count; break;
 	case EK_ERR4: u = (double)x->e->n4xx / (double)x->e->count, v = (double)y->e->n4xx / (double)y->e->count; break;
 	case EK_NAME: c = strcmp(x->e->name, y->e->name); break;
+	case EK_QPR: u = x->qpr, v = y->qpr; break;
+	case EK_DB: u = x->db_share, v = y->db_share; break;
+	case EK_N1: u = x->n1, v = y->n1; break;
 	}
 	if (sort_key != EK_NAME)
 		c = (u > v) - (u < v);
@@ -783,7 +791,8 @@ int tg_api_endpoints(struct tg_req *r)
 	static const struct { const char *name; enum ep_key key; } keys[] = {
 		{ "count", EK_COUNT }, { "rps", EK_COUNT }, { "avg", EK_AVG }, { "p50", EK_P50 },
 		{ "p90", EK_P90 }, { "p99", EK_P99 }, { "max", EK_MAX }, { "errors", EK_ERR5 },
-		{ "5xx", EK_ERR5 }, { "4xx", EK_ERR4 }, { "name", EK_NAME },
+		{ "5xx", EK_ERR5 }, { "4xx", EK_ERR4 }, { "name", EK_NAME }, { "queries", EK_QPR },
+		{ "db", EK_DB }, { "n_plus_one", EK_N1 },
 	};
 	if (r->rest[0])
 		return tg_send_error(r, 404, "not_found", "no such API endpoint");
@@ -798,7 +807,7 @@ int tg_api_endpoints(struct tg_req *r)
 			key = keys[i].key, known = 1;
 	if (!known && sort[0])
 		return tg_send_error(r, 400, "bad_param",
-				     "bad value for sort (count, rps, avg, p50, p90, p99, max, 5xx, 4xx or name)");
+				     "bad value for sort (count, rps, avg, p50, p90, p99, max, 5xx, 4xx, name, queries, db or n_plus_one)");
 	if (dir[0] && strcmp(dir, "asc") != 0 && strcmp(dir, "desc") != 0)
 		return tg_send_error(r, 400, "bad_param", "bad value for dir (asc or desc)");
 	int desc = dir[0] ? strcmp(dir, "desc") == 0 : key != EK_NAME;
@@ -833,11 +842,27 @@ int tg_api_endpoints(struct tg_req *r)
 		end_read(db);
 		return tg_send_json(r, 500, NULL);
 	}
+	struct ep_db *dbq = NULL;
+	size_t n_dbq = 0;
+	int have_queries = tg_db_has_table(db, "queries");
+	if (have_queries)
+		n_dbq = endpoint_queries(db, run_id, &dbq);
 	for (size_t i = 0; i < s->n_eps; i++) {
-		rows[i].e = &s->eps[i];
-		rows[i].p50 = tg_durs_percentile(&s->eps[i].durs, 50);
-		rows[i].p90 = tg_durs_percentile(&s->eps[i].durs, 90);
-		rows[i].p99 = tg_durs_percentile(&s->eps[i].durs, 99);
+		struct tg_endpoint_stats *e = &s->eps[i];
+		rows[i].e = e;
+		rows[i].p50 = tg_durs_percentile(&e->durs, 50);
+		rows[i].p90 = tg_durs_percentile(&e->durs, 90);
+		rows[i].p99 = tg_durs_percentile(&e->durs, 99);
+		for (size_t k = 0; k < n_dbq && !e->is_other; k++)
+			if (dbq[k].is_route == e->is_route && strcmp(dbq[k].method, e->method) == 0 &&
+			    strcmp(dbq[k].name, e->name) == 0) {
+				rows[i].q = &dbq[k];
+				break;
+			}
+		const struct ep_db *x = rows[i].q;
+		rows[i].qpr = x && e->count ? (double)x->queries / (double)e->count : 0.0;
+		rows[i].db_share = x && e->sum_ns > 0 ? (double)x->db_ns / (double)e->sum_ns : 0.0;
+		rows[i].n1 = x ? (double)x->n_plus_one : 0.0;
 	}
 	sort_key = key; /* qsort has no context argument: the lock guards these */
 	sort_desc = desc;
@@ -848,11 +873,6 @@ int tg_api_endpoints(struct tg_req *r)
 	tg_json_add_int(body, "total", (int64_t)s->n_eps);
 	cJSON_AddBoolToObject(body, "capped", s->n_eps >= TG_STATS_MAX_ENDPOINTS);
 	cJSON *arr = cJSON_AddArrayToObject(body, "endpoints");
-	struct ep_db *dbq = NULL;
-	size_t n_dbq = 0;
-	int have_queries = tg_db_has_table(db, "queries");
-	if (have_queries)
-		n_dbq = endpoint_queries(db, run_id, &dbq);
 	for (size_t i = 0; i < s->n_eps && (int64_t)i < limit; i++) {
 		struct tg_endpoint_stats *e = rows[i].e;
 		cJSON *o = cJSON_CreateObject();
@@ -864,17 +884,11 @@ int tg_api_endpoints(struct tg_req *r)
 		tg_json_add_num(o, "rps", (double)e->count / secs);
 		add_latency(o, e);
 		if (have_queries) {
-			const struct ep_db *x = NULL;
-			for (size_t k = 0; k < n_dbq && !e->is_other; k++)
-				if (dbq[k].is_route == e->is_route && strcmp(dbq[k].method, e->method) == 0 &&
-				    strcmp(dbq[k].name, e->name) == 0) {
-					x = &dbq[k];
-					break;
-				}
+			const struct ep_db *x = rows[i].q;
 			tg_json_add_int(o, "queries", x ? x->queries : 0);
-			tg_json_add_num(o, "queries_per_request", x && e->count ? (double)x->queries / (double)e->count : 0.0);
+			tg_json_add_num(o, "queries_per_request", rows[i].qpr);
 			add_dur(o, "db", x ? x->db_ns : 0);
-			tg_json_add_num(o, "db_ms_share", x && e->sum_ns > 0 ? (double)x->db_ns / (double)e->sum_ns : 0.0);
+			tg_json_add_num(o, "db_ms_share", rows[i].db_share);
 			tg_json_add_int(o, "n_plus_one", x ? x->n_plus_one : 0);
 		}
 		cJSON_AddItemToArray(arr, o);

@@ -290,6 +290,12 @@ test('endpoints: SQL figures and a route flame graph', async () => {
   assert.deepEqual(cells.slice(10, 13), ['1.0', '13%', 'N+1 × 1']);
   assert.match(cells[0], /flame/);
   await shot('endpoints-sql');
+  // The SQL columns sort too: by share of time in SQL, items first.
+  await page.click('th button.sort:has-text("DB time")');
+  await page.waitForFunction(() => location.hash.includes('sort=db'));
+  await page.waitForSelector('th[aria-sort="descending"] button:has-text("DB time")');
+  const first = await page.locator('table.sortable tbody tr').first().locator('td').first().textContent();
+  assert.match(first, /^GET\/items\/\{item_id\}/);
   await row.locator('a.flame-link').click();
   await page.waitForFunction(() => location.hash.startsWith('#/flame'));
   await page.waitForSelector('.flame .flame-frame');

@@ -619,6 +619,21 @@ def test_endpoints_sql_figures(server):
     assert (health["queries"], health["queries_per_request"], health["db_ms_share"], health["n_plus_one"]) == (0, 0, 0, 0)
 
 
+@pytest.mark.parametrize("sort,dir,order", [
+    # queries per request: items 1.0, POST /items 0.5, the rest 0 (ties by name)
+    ("queries", "desc", [("GET", "/items/{item_id}"), ("POST", "/items")]),
+    # share of time in SQL: items 4.8/36, POST 1/9
+    ("db", "desc", [("GET", "/items/{item_id}"), ("POST", "/items")]),
+    ("db", "asc", [("GET", "/favicon.ico"), ("GET", "/health")]),
+    ("n_plus_one", "desc", [("GET", "/items/{item_id}")]),
+])
+def test_endpoints_sort_by_sql_figures(server, sort, dir, order):
+    eps = server.json("/api/endpoints?run=1&sort=%s&dir=%s" % (sort, dir))["endpoints"]
+    assert [(e["method"], e["route"]) for e in eps[:len(order)]] == order
+    if dir == "asc":
+        assert (eps[-1]["method"], eps[-1]["route"]) == ("GET", "/items/{item_id}")
+
+
 def test_older_store_says_not_captured(tmp_path, make_server):
     db = str(tmp_path / "old.db")
     fixture.build(db, schema=1)

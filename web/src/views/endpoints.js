@@ -22,6 +22,13 @@ const COLUMNS = [
   { key: '4xx', label: '4xx', cls: 'num' },
 ];
 
+// Shown when the run has SQL queries.
+const SQL_COLUMNS = [
+  { key: 'queries', label: 'Queries/req', cls: 'num', title: 'SQL queries per request' },
+  { key: 'db', label: 'DB time', cls: 'num', title: 'Share of the requests\' time spent in SQL queries' },
+  { key: 'n_plus_one', label: 'N+1', cls: 'num', title: 'Requests with an N+1 query pattern' },
+];
+
 function requestsLink(e, runId) {
   const params = { run: runId, method: e.method };
   if (e.is_other) return null;
@@ -68,15 +75,13 @@ export function mount(root, ctx) {
     }
     const maxP99 = Math.max(...rows.map((e) => e.p99_ms), 0.001);
     const sql = data.endpoints.length && data.endpoints[0].queries_per_request !== undefined;
-    const head = h('tr', null, COLUMNS.map((c) => {
-      const active = c.key === sort || (c.key === 'count' && sort === 'rps' && false);
-      const th = h('th', { class: c.cls, scope: 'col', 'aria-sort': active ? (dir === 'asc' ? 'ascending' : 'descending') : null },
+    const th = (c) => {
+      const active = c.key === sort;
+      return h('th', { class: c.cls, scope: 'col', title: c.title || null, 'aria-sort': active ? (dir === 'asc' ? 'ascending' : 'descending') : null },
         h('button', { type: 'button', class: 'sort', on: { click: () => setSort(c.key) } },
           c.label, active ? h('span', { class: 'sort-arrow', 'aria-hidden': 'true' }, dir === 'asc' ? '▲' : '▼') : null));
-      return th;
-    }), sql ? [h('th', { class: 'num', scope: 'col', title: 'SQL queries per request' }, 'Queries/req'),
-      h('th', { class: 'num', scope: 'col', title: 'Share of the requests\' time spent in SQL queries' }, 'DB time'),
-      h('th', { class: 'num', scope: 'col', title: 'Requests with an N+1 query pattern' }, 'N+1')]
+    };
+    const head = h('tr', null, COLUMNS.map(th), sql ? SQL_COLUMNS.map(th)
       : h('th', { class: 'num muted', scope: 'col', title: 'SQL queries: not captured yet' }, 'SQL'));
     const body = h('tbody', null, rows.map((e) => {
       const params = requestsLink(e, runId);
