@@ -2,7 +2,9 @@
  * cmd_flame.c - `timeglass flame`: the Python stack samples of one request,
  * of one route (all its requests in a run), of a whole run or of the time
  * outside any request, as folded stacks ("a;b;c 12", for flamegraph.pl,
- * inferno, speedscope's import) or as a speedscope JSON document.
+ * inferno, speedscope's import), as a speedscope JSON document, or as a
+ * table of the functions that took the most samples (--format top: self
+ * and total, like py-spy top or speedscope's sandwich view).
  *
  * Frames print as "qualname (file:line)", native frames (--native) as
  * "function (library)". Waiting samples (the thread was
@@ -35,7 +37,9 @@ void cmd_flame_usage(FILE *f)
 		   "  --all              every sample of the run\n"
 		   "  --no-request       samples taken outside any request\n"
 		   "  --state S          running, waiting or all (default: all)\n"
-		   "  --format F         folded (default) or speedscope\n"
+		   "  --format F         folded (default), speedscope, or top: the functions with\n"
+		   "                     the most samples, their own (self) and with callees (total)\n"
+		   "  --limit N          rows of --format top (default 40, 0 = all)\n"
 		   "  -h, --help         show this help\n");
 }
 
@@ -51,7 +55,8 @@ struct flame_opts {
 	const char *route;
 	int all, no_request;
 	const char *state; /* NULL = all */
-	int speedscope;
+	int speedscope, top;
+	int64_t limit; /* rows of --format top, 0 = all */
 };
 
 static void die_db(struct tg_store *s)
@@ -119,7 +124,7 @@ static int64_t latest_run(struct tg_store *s)
 
 static void parse(int argc, char **argv, struct flame_opts *o)
 {
-	enum { OPT_DB = 256, OPT_RUN, OPT_REQUEST, OPT_ROUTE, OPT_ALL, OPT_NOREQ, OPT_STATE, OPT_FORMAT };
+	enum { OPT_DB = 256, OPT_RUN, OPT_REQUEST, OPT_ROUTE, OPT_ALL, OPT_NOREQ, OPT_STATE, OPT_FORMAT, OPT_LIMIT };
 	static const struct option opts[] = {
 		{"db", required_argument, NULL, OPT_DB},
 		{"run", required_argument, NULL, OPT_RUN},
@@ -129,6 +134,7 @@ static void parse(int argc, char **argv, struct flame_opts *o)
 		{"no-request", no_argument, NULL, OPT_NOREQ},
 		{"state", required_argument, NULL, OPT_STATE},
 		{"format", required_argument, NULL, OPT_FORMAT},
+		{"limit", required_argument, NULL, OPT_LIMIT},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -152,11 +158,12 @@ static void parse(int argc, char **argv, struct flame_opts *o)
 				tg_die_usage("flame", "--state must be running, waiting or all");
 			break;
 		case OPT_FORMAT:
-			if (strcmp(optarg, "speedscope") == 0)
-				o->speedscope = 1;
-			else if (strcmp(optarg, "folded") != 0)
-				tg_die_usage("flame", "--format must be folded or speedscope");
+			o->speedscope = strcmp(optarg, "speedscope") == 0;
+			o->top = strcmp(optarg, "top") == 0;
+			if (!o->speedscope && !o->top && strcmp(optarg, "folded") != 0)
+				tg_die_usage("flame", "--format must be folded, speedscope or top");
 			break;
+		case OPT_LIMIT: o->limit = (int64_t)tg_number_or_die("--limit", optarg, 0, INT64_MAX); break;
 		case 'h':
 			cmd_flame_usage(stdout);
 			exit(0);
@@ -176,9 +183,112 @@ struct row {
 	int64_t count;
 };
 
+/* One function of --format top: Python frames of one qualname and file
+ * (whatever their lines), native frames of one symbol and library. */
+struct func {
+	const char *name, *file;
+	int64_t self, total;
+	size_t seen; /* last row + 1 that counted it in total (recursion counts once) */
+};
+
+static int cmp_func(const void *a, const void *b)
+{
+	const struct func *x = a, *y = b;
+	if (x->self != y->self)
+		return x->self < y->self ? 1 : -1;
+	if (x->total != y->total)
+		return x->total < y->total ? 1 : -1;
+	int c = strcmp(x->name, y->name);
+	return c ? c : strcmp(x->file, y->file);
+}
+
+/* The function index of every frame id (frames of one function share one). */
+static size_t *functions_of(const struct frame *fr, int64_t nframes, struct func **out, size_t *nfuncs)
+{
+	size_t cap = 64;
+	while (cap < (size_t)nframes * 2)
+		cap <<= 1;
+	size_t *slot = malloc(cap * sizeof *slot); /* function index + 1, 0 = empty */
+	size_t *of = calloc((size_t)nframes, sizeof *of);
+	struct func *f = calloc((size_t)nframes + 1, sizeof *f);
+	if (!slot || !of || !f)
+		tg_die("out of memory");
+	memset(slot, 0, cap * sizeof *slot);
+	size_t n = 0;
+	for (int64_t id = 1; id < nframes; id++) {
+		if (!fr[id].label)
+			continue;
+		uint64_t h = 1469598103934665603ull;
+		for (const char *c = fr[id].name; *c; c++)
+			h = (h ^ (uint8_t)*c) * 1099511628211ull;
+		for (const char *c = fr[id].file; *c; c++)
+			h = (h ^ (uint8_t)*c) * 1099511628211ull;
+		size_t j = h & (cap - 1);
+		while (slot[j] && (strcmp(f[slot[j] - 1].name, fr[id].name) || strcmp(f[slot[j] - 1].file, fr[id].file)))
+			j = (j + 1) & (cap - 1);
+		if (!slot[j]) {
+			f[n] = (struct func){.name = fr[id].name, .file = fr[id].file};
+			slot[j] = ++n;
+		}
+		of[id] = slot[j] - 1;
+	}
+	free(slot);
+	f[n] = (struct func){.name = "(waiting)", .file = ""}; /* the waiting leaf, last */
+	*out = f;
+	*nfuncs = n + 1;
+	return of;
+}
+
+/* --format top: self and total samples per function, most self first. */
+static void print_top(struct row *rows, size_t nrows, const struct frame *fr, int64_t nframes, int mark_waiting,
+		      int64_t limit)
+{
+	struct func *f;
+	size_t nf;
+	size_t *of = functions_of(fr, nframes, &f, &nf);
+	int64_t all = 0;
+	for (size_t i = 0; i < nrows; i++) {
+		all += rows[i].count;
+		size_t leaf = SIZE_MAX;
+		char *save = NULL;
+		for (char *tok = strtok_r(rows[i].frames, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			int64_t id = strtoll(tok, NULL, 10);
+			if (id <= 0 || id >= nframes || !fr[id].label)
+				continue;
+			struct func *x = &f[of[id]];
+			if (x->seen != i + 1) {
+				x->total += rows[i].count;
+				x->seen = i + 1;
+			}
+			leaf = of[id];
+		}
+		if (rows[i].waiting && mark_waiting) {
+			f[nf - 1].total += rows[i].count;
+			leaf = nf - 1;
+		}
+		if (leaf != SIZE_MAX)
+			f[leaf].self += rows[i].count;
+	}
+	qsort(f, nf, sizeof *f, cmp_func);
+	printf("%7s %9s %7s %9s  %s\n", "SELF%", "SELF", "TOTAL%", "TOTAL", "FUNCTION");
+	for (size_t i = 0; i < nf && (limit == 0 || (int64_t)i < limit); i++) {
+		if (!f[i].total)
+			break;
+		double d = all ? 100.0 / (double)all : 0;
+		printf("%6.1f%% %9lld %6.1f%% %9lld  %s", (double)f[i].self * d, (long long)f[i].self,
+		       (double)f[i].total * d, (long long)f[i].total, f[i].name);
+		if (*f[i].file)
+			printf(" (%s)", f[i].file);
+		putchar('\n');
+	}
+	printf("%lld samples\n", (long long)all);
+	free(of);
+	free(f);
+}
+
 int cmd_flame(int argc, char **argv)
 {
-	struct flame_opts o = {0};
+	struct flame_opts o = {.limit = 40};
 	parse(argc, argv, &o);
 	struct tg_store *s = tg_store_open(o.db, TG_STORE_READ);
 	if (!s)
@@ -243,7 +353,9 @@ int cmd_flame(int argc, char **argv)
 	struct frame *fr = load_frames(s, &nframes);
 	int mark_waiting = o.state == NULL;
 
-	if (!o.speedscope) {
+	if (o.top) {
+		print_top(rows, nrows, fr, nframes, mark_waiting, o.limit);
+	} else if (!o.speedscope) {
 		for (size_t i = 0; i < nrows; i++) {
 			char *save = NULL, *tok;
 			int first = 1;
