@@ -79,8 +79,10 @@ def test_budget_breach(built, tmp_path):
     budget.write_text('max_5xx = 0\n[routes."GET /slow"]\np95_ms = 10  # the route sleeps 20 ms\n')
     res = run_ci(tmp_path, ["--budget", str(budget), "--junit", str(tmp_path / "j.xml")], inject="5xx")
     assert res.code == 1, res
-    assert re.search(r"FAIL budget GET /slow: p95 2\d\.\d\d ms > budget 10 ms over 8 requests "
-                     r"\(test tests/test_app.py::test_slow\)", res.out), res
+    # The route sleeps 20 ms: its p95 is at least that, more on a busy machine.
+    m = re.search(r"FAIL budget GET /slow: p95 (\d+\.\d\d) ms > budget 10 ms over 8 requests "
+                  r"\(test tests/test_app.py::test_slow\)", res.out)
+    assert m and 20 <= float(m.group(1)) < 200, res
     assert re.search(r"FAIL budget 1 5xx responses > budget 0: first GET /report "
                      r"\(test tests/test_app.py::test_report\); requests \d+", res.out), res
     assert "TimeGlass CI failed: 2 budget breaches" in res.out
