@@ -303,6 +303,16 @@ test('endpoints: SQL figures and a route flame graph', async () => {
   await page.selectOption('select[aria-label="Samples"]', 'running');
   await page.waitForFunction(() => document.querySelector('.flame-legend') && document.querySelector('.flame-legend').textContent.startsWith('17 samples'));
   await shot('route-flame');
+  // Top functions below it: own samples add up to at most the samples shown,
+  // and a row searches the graph for that function.
+  const topRows = page.locator('.flame-top-table tbody tr');
+  assert.ok(await topRows.count() >= 2);
+  const selfs = (await page.locator('.flame-top-table tbody tr td:nth-child(2)').allTextContents()).map(Number);
+  assert.ok(selfs.reduce((a, b) => a + b, 0) <= 17 && selfs[0] >= selfs[selfs.length - 1], String(selfs));
+  const firstName = await topRows.first().locator('td .mono').textContent();
+  await topRows.first().click();
+  assert.equal(await page.inputValue('.flame-search'), firstName);
+  await page.waitForSelector('.flame .flame-frame.f-match');
 });
 
 test('compare: a differential flame graph of two routes', async () => {

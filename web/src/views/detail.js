@@ -116,7 +116,7 @@ export function mount(root, ctx) {
     return [d, queries, spans, samples];
   }).then(([d, queries, spans, samples]) => {
     if (destroyed) return;
-    if (samples && samples.available && samples.total) flame = flameGraph(samples, { label: 'Flame graph of this request' });
+    if (samples && samples.available && samples.total) flame = flameGraph(samples, { label: 'Flame graph of this request', top: true });
     const r = d.request;
     const curl = curlCommand(r, d.headers);
     const copyBtn = h('button', { type: 'button', class: 'primary' }, 'Copy as curl');

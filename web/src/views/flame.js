@@ -46,7 +46,7 @@ function index(root, weight) {
 }
 
 export function pct(v, total) {
-  if (!total) return '0%';
+  if (!total || !v) return '0%';
   const p = (v / total) * 100;
   return `${p < 1 ? p.toFixed(2) : p < 10 ? p.toFixed(1) : p.toFixed(0)}%`;
 }
@@ -60,6 +60,31 @@ function special(n) {
   return n.name === '(waiting)' || n.name === '(other)' || n.depth === 0;
 }
 
+/** Functions of a tree (a qualname in a file, whatever the line) with their
+ * own samples (innermost frame) and their samples with callees (counted
+ * once per stack however deep the recursion), most own first. */
+export function topFunctions(root) {
+  const byKey = new Map();
+  const active = new Map(); // key -> frames of it on the current path
+  const walk = (n) => {
+    const key = n.depth === 0 ? null : `${n.name}\u0000${n.file || ''}`;
+    let f = null;
+    if (key !== null) {
+      f = byKey.get(key);
+      if (!f) byKey.set(key, f = { name: n.name, file: n.file || '', self: 0, total: 0 });
+      if (!active.get(key)) f.total += n.value;
+      active.set(key, (active.get(key) || 0) + 1);
+      let below = 0;
+      for (const c of n.children) below += c.value;
+      f.self += Math.max(0, n.value - below);
+    }
+    for (const c of n.children) walk(c);
+    if (key !== null) active.set(key, active.get(key) - 1);
+  };
+  walk(root);
+  return [...byKey.values()].sort((a, b) => b.self - a.self || b.total - a.total || a.name.localeCompare(b.name));
+}
+
 const defaultTip = (n, total, zoom, root) => [
   h('div', null, `${fmtCount(n.value)} samples · ${pct(n.value, total)} of all`,
     zoom !== root ? ` · ${pct(n.value, zoom.value)} of zoom` : ''),
@@ -70,7 +95,8 @@ const defaultTip = (n, total, zoom, root) => [
  * Options: label; weight(n) (frame width, default its samples); paint(n, el)
  * (colour, default a hue from the name); tip(n, total, zoom, root) (the
  * tooltip's lines); describe(n) (accessible text); rootLabel; legend (an
- * element replacing the sample counts below the graph).
+ * element replacing the sample counts below the graph); top (a table of the
+ * functions with the most samples below it; a row searches the graph).
  * Returns {el, destroy()}.
  */
 export function flameGraph(data, {
@@ -81,6 +107,7 @@ export function flameGraph(data, {
   describe = null,
   rootLabel = null,
   legend: legendEl = null,
+  top = false,
 } = {}) {
   const root = data.tree;
   const { nodes, maxDepth } = index(root, weight);
@@ -249,6 +276,33 @@ export function flameGraph(data, {
   search.addEventListener('keydown', (ev) => {
     if (ev.key === 'Escape' && search.value) { ev.stopPropagation(); search.value = ''; draw(); }
   });
+  if (top) el.append(topTable(root, total, (name) => { search.value = name; draw(); canvas.focus(); }));
   draw();
   return { el, destroy() { clearTimeout(timer); } };
+}
+
+const TOP_ROWS = 15;
+
+function topTable(root, total, pick) {
+  const funcs = topFunctions(root).filter((f) => f.name !== '(other)');
+  const shown = funcs.slice(0, TOP_ROWS);
+  const body = h('tbody', null, shown.map((f) => h('tr', {
+    tabindex: '0', class: 'clickable', title: 'Highlight its frames in the flame graph',
+    on: { click: () => pick(f.name), keydown: (ev) => { if (ev.key === 'Enter') pick(f.name); } },
+  },
+  h('td', null, h('span', { class: 'mono' }, f.name), f.file ? h('span', { class: 'muted small' }, ' ', f.file) : null),
+  h('td', { class: 'num' }, fmtCount(f.self)),
+  h('td', { class: 'num' }, pct(f.self, total)),
+  h('td', { class: 'num' }, fmtCount(f.total)),
+  h('td', { class: 'num' }, pct(f.total, total)))));
+  return h('details', { class: 'flame-top', open: true },
+    h('summary', null, `Top functions${funcs.length > TOP_ROWS ? ` (${TOP_ROWS} of ${fmtCount(funcs.length)})` : ''}`),
+    h('table', { class: 'grid flame-top-table' },
+      h('thead', null, h('tr', null,
+        h('th', { scope: 'col' }, 'Function'),
+        h('th', { scope: 'col', class: 'num', title: 'Samples where it was the innermost frame' }, 'Self'),
+        h('th', { scope: 'col', class: 'num' }, 'Self %'),
+        h('th', { scope: 'col', class: 'num', title: 'Samples with it anywhere on the stack' }, 'Total'),
+        h('th', { scope: 'col', class: 'num' }, 'Total %'))),
+      body));
 }

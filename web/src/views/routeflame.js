@@ -47,7 +47,7 @@ export function mount(root, ctx) {
     } else if (!d.total) {
       box.append(h('p', { class: 'muted' }, 'Flame graph: no samples for this route in this run.'));
     } else {
-      graph = flameGraph(d, { label: `Flame graph of ${route}` });
+      graph = flameGraph(d, { label: `Flame graph of ${route}`, top: true });
       box.append(graph.el);
     }
   }).catch((e) => {
