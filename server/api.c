@@ -38,8 +38,7 @@ int64_t tg_now_unix_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Parses a whole decimal integer (optional '-'). Returns 0 or -1. */
-static int parse_i64(const char *s, int64_t *out)
+int tg_parse_i64(const char *s, int64_t *out)
 {
 	if (!*s)
 		return -1;
@@ -60,7 +59,7 @@ static int param_i64(struct tg_req *r, const char *name, int64_t min, int64_t ma
 	int n = tg_query_param(r, name, buf, sizeof buf);
 	if (n == -1 || n == 0)
 		return 0;
-	if (n < 0 || parse_i64(buf, out) < 0 || *out < min || *out > max) {
+	if (n < 0 || tg_parse_i64(buf, out) < 0 || *out < min || *out > max) {
 		tg_send_error(r, 400, "bad_param", "bad value for %s (expected an integer from %" PRId64 " to %" PRId64 ")",
 			      name, min, max);
 		return -1;
@@ -68,21 +67,36 @@ static int param_i64(struct tg_req *r, const char *name, int64_t min, int64_t ma
 	return 1;
 }
 
-static int begin_read(sqlite3 *db)
+int tg_read_begin(sqlite3 *db)
 {
 	return sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
-static void end_read(sqlite3 *db)
+void tg_read_end(sqlite3 *db)
 {
 	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 }
 
-static int db_error(struct tg_req *r, sqlite3 *db)
+int tg_store_error(struct tg_req *r, sqlite3 *db)
 {
 	int status = tg_send_error(r, 500, "store_error", "reading the store failed: %s", sqlite3_errmsg(db));
-	end_read(db);
+	tg_read_end(db);
 	return status;
+}
+
+sqlite3 *tg_read_open(struct tg_req *r, int *status)
+{
+	struct tg_db dbs; /* only for the call: the connection belongs to the thread */
+	sqlite3 *db = tg_req_db(r, &dbs);
+	if (!db) {
+		*status = 503;
+		return NULL;
+	}
+	if (tg_read_begin(db) < 0) {
+		*status = tg_store_error(r, db);
+		return NULL;
+	}
+	return db;
 }
 
 int tg_run_is_live(sqlite3 *db, int64_t run_id)
@@ -152,12 +166,12 @@ int tg_api_status(struct tg_req *r)
 
 	struct tg_store_summary sum = { 0 };
 	if (db.state == TG_DB_OK) {
-		if (begin_read(db.db) < 0 || tg_store_summary(db.db, &sum) < 0) {
+		if (tg_read_begin(db.db) < 0 || tg_store_summary(db.db, &sum) < 0) {
 			cJSON_Delete(body);
-			return db_error(r, db.db);
+			return tg_store_error(r, db.db);
 		}
 		add_capabilities(body, db.db);
-		end_read(db.db);
+		tg_read_end(db.db);
 	} else {
 		cJSON *caps = cJSON_AddObjectToObject(body, "capabilities");
 		cJSON_AddBoolToObject(caps, "queries", 0);
@@ -226,16 +240,14 @@ int tg_api_runs(struct tg_req *r)
 {
 	if (r->rest[0])
 		return tg_send_error(r, 404, "not_found", "no such API endpoint");
-	struct tg_db dbs;
-	sqlite3 *db = tg_req_db(r, &dbs);
+	int status;
+	sqlite3 *db = tg_read_open(r, &status);
 	if (!db)
-		return 503;
-	if (begin_read(db) < 0)
-		return db_error(r, db);
+		return status;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "SELECT " RUN_COLUMNS " FROM runs r ORDER BY r.id DESC LIMIT 200", -1, &st,
 			       NULL) != SQLITE_OK)
-		return db_error(r, db);
+		return tg_store_error(r, db);
 	cJSON *body = cJSON_CreateObject();
 	cJSON *runs = cJSON_AddArrayToObject(body, "runs");
 	int rc;
@@ -247,29 +259,35 @@ int tg_api_runs(struct tg_req *r)
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		cJSON_Delete(body);
-		return db_error(r, db);
+		return tg_store_error(r, db);
 	}
-	end_read(db);
+	tg_read_end(db);
 	return tg_send_json(r, 200, body);
 }
 
-/* Resolves the run parameter (default: the newest run). Returns 1 with
- * *run_id set, or 0 after sending an error (the status is in *status). */
-static int resolve_run(struct tg_req *r, sqlite3 *db, int64_t *run_id, int *status)
+/* tg_read_open() for the handlers of one run: also resolves the run
+ * parameter (default: the newest run) into *run_id. NULL after sending an
+ * error (its status in *status; the read transaction then ended). */
+static sqlite3 *open_run(struct tg_req *r, int64_t *run_id, int *status)
 {
+	sqlite3 *db = tg_read_open(r, status);
+	if (!db)
+		return NULL;
 	int got = param_i64(r, "run", 1, INT64_MAX, run_id);
 	if (got < 0) {
 		*status = 400;
-		return 0;
+		tg_read_end(db);
+		return NULL;
 	}
 	if (got == 0)
 		*run_id = tg_db_int(db, "SELECT max(id) FROM runs", 0);
 	if (*run_id == 0) {
 		*status = tg_send_error(r, 404, "no_runs",
 					"No recordings yet: run `timeglass run -- uvicorn main:app`");
-		return 0;
+		tg_read_end(db);
+		return NULL;
 	}
-	return 1;
+	return db;
 }
 
 /* Adds the run object for run_id to body. Returns 0, or -1 when there is
@@ -290,16 +308,6 @@ static int add_run(cJSON *body, sqlite3 *db, int64_t run_id)
 static double ns_to_ms(int64_t ns)
 {
 	return (double)ns / 1e6;
-}
-
-/* Adds name_ms (double) and name_ns (exact) for a duration. */
-static void add_dur(cJSON *obj, const char *base, int64_t ns)
-{
-	char k[48];
-	snprintf(k, sizeof k, "%s_ms", base);
-	tg_json_add_num(obj, k, ns_to_ms(ns));
-	snprintf(k, sizeof k, "%s_ns", base);
-	tg_json_add_int(obj, k, ns);
 }
 
 /* Seconds over which the run served requests: first start to last end,
@@ -374,12 +382,12 @@ static cJSON *timeline_json(const struct tg_run_stats *s)
 /* Latency summary of an endpoint (or of all requests). */
 static void add_latency(cJSON *o, struct tg_endpoint_stats *e)
 {
-	add_dur(o, "avg", e->count ? e->sum_ns / (int64_t)e->count : 0);
-	add_dur(o, "p50", tg_durs_percentile(&e->durs, 50));
-	add_dur(o, "p90", tg_durs_percentile(&e->durs, 90));
-	add_dur(o, "p95", tg_durs_percentile(&e->durs, 95));
-	add_dur(o, "p99", tg_durs_percentile(&e->durs, 99));
-	add_dur(o, "max", e->max_ns);
+	tg_json_add_dur(o, "avg", e->count ? e->sum_ns / (int64_t)e->count : 0);
+	tg_json_add_dur(o, "p50", tg_durs_percentile(&e->durs, 50));
+	tg_json_add_dur(o, "p90", tg_durs_percentile(&e->durs, 90));
+	tg_json_add_dur(o, "p95", tg_durs_percentile(&e->durs, 95));
+	tg_json_add_dur(o, "p99", tg_durs_percentile(&e->durs, 99));
+	tg_json_add_dur(o, "max", e->max_ns);
 	tg_json_add_int(o, "n_4xx", (int64_t)e->n4xx);
 	tg_json_add_int(o, "n_5xx", (int64_t)e->n5xx);
 	tg_json_add_num(o, "rate_4xx", e->count ? (double)e->n4xx / (double)e->count : 0.0);
@@ -539,7 +547,7 @@ static void add_queries_summary(cJSON *body, sqlite3 *db, int64_t run_id)
 	sqlite3_bind_int64(st, 1, run_id);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		tg_json_add_int(q, "count", sqlite3_column_int64(st, 0));
-		add_dur(q, "total", sqlite3_column_int64(st, 1));
+		tg_json_add_dur(q, "total", sqlite3_column_int64(st, 1));
 	}
 	sqlite3_finalize(st);
 	/* Time in the database while serving requests, over the requests' time. */
@@ -554,7 +562,7 @@ static void add_queries_summary(cJSON *body, sqlite3 *db, int64_t run_id)
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		int64_t db_ns = sqlite3_column_int64(st, 1), req_ns = sqlite3_column_int64(st, 2);
 		tg_json_add_int(q, "in_requests", sqlite3_column_int64(st, 0));
-		add_dur(q, "in_requests", db_ns);
+		tg_json_add_dur(q, "in_requests", db_ns);
 		tg_json_add_num(q, "db_share", req_ns > 0 ? (double)db_ns / (double)req_ns : 0.0);
 		tg_json_add_int(q, "n_plus_one_requests", sqlite3_column_int64(st, 3));
 	}
@@ -565,22 +573,15 @@ int tg_api_overview(struct tg_req *r)
 {
 	if (r->rest[0])
 		return tg_send_error(r, 404, "not_found", "no such API endpoint");
-	struct tg_db dbs;
-	sqlite3 *db = tg_req_db(r, &dbs);
-	if (!db)
-		return 503;
-	if (begin_read(db) < 0)
-		return db_error(r, db);
 	int64_t run_id;
 	int status;
-	if (!resolve_run(r, db, &run_id, &status)) {
-		end_read(db);
+	sqlite3 *db = open_run(r, &run_id, &status);
+	if (!db)
 		return status;
-	}
 	cJSON *body = cJSON_CreateObject();
 	if (add_run(body, db, run_id) < 0) {
 		cJSON_Delete(body);
-		end_read(db);
+		tg_read_end(db);
 		return tg_send_error(r, 404, "no_such_run", "there is no run %" PRId64 " in this store", run_id);
 	}
 	const char *err;
@@ -588,7 +589,7 @@ int tg_api_overview(struct tg_req *r)
 	if (!s) {
 		cJSON_Delete(body);
 		status = tg_send_error(r, 500, "store_error", "reading the store failed: %s", err);
-		end_read(db);
+		tg_read_end(db);
 		return status;
 	}
 	cJSON *sum = cJSON_AddObjectToObject(body, "summary");
@@ -617,7 +618,7 @@ int tg_api_overview(struct tg_req *r)
 	int64_t rss;
 	if (add_processes(body, db, run_id, &cpu, &rss) < 0 || add_losses(body, db, run_id) < 0) {
 		cJSON_Delete(body);
-		return db_error(r, db);
+		return tg_store_error(r, db);
 	}
 	cJSON *res = cJSON_AddObjectToObject(body, "resources");
 	tg_json_add_num(res, "cpu_avg_pct", cpu);
@@ -625,7 +626,7 @@ int tg_api_overview(struct tg_req *r)
 	add_queries_summary(body, db, run_id);
 	cJSON *samples = cJSON_AddObjectToObject(body, "samples");
 	cJSON_AddBoolToObject(samples, "available", tg_db_has_table(db, "samples"));
-	end_read(db);
+	tg_read_end(db);
 	return tg_send_json(r, 200, body);
 }
 
@@ -635,21 +636,14 @@ int tg_api_score(struct tg_req *r)
 {
 	if (r->rest[0])
 		return tg_send_error(r, 404, "not_found", "no such API endpoint");
-	struct tg_db dbs;
-	sqlite3 *db = tg_req_db(r, &dbs);
-	if (!db)
-		return 503;
-	if (begin_read(db) < 0)
-		return db_error(r, db);
 	int64_t run_id;
 	int status;
-	if (!resolve_run(r, db, &run_id, &status)) {
-		end_read(db);
+	sqlite3 *db = open_run(r, &run_id, &status);
+	if (!db)
 		return status;
-	}
 	struct rp_report rep;
 	int rc = rp_load(db, run_id, NULL, &rep);
-	end_read(db);
+	tg_read_end(db);
 	if (rc < 0) {
 		rp_free(&rep);
 		return tg_send_error(r, 404, "no_such_run", "%s", tg_error());
@@ -815,31 +809,24 @@ int tg_api_endpoints(struct tg_req *r)
 	if (param_i64(r, "limit", 1, 10000, &limit) < 0)
 		return 400;
 
-	struct tg_db dbs;
-	sqlite3 *db = tg_req_db(r, &dbs);
-	if (!db)
-		return 503;
-	if (begin_read(db) < 0)
-		return db_error(r, db);
 	int64_t run_id;
 	int status;
-	if (!resolve_run(r, db, &run_id, &status)) {
-		end_read(db);
+	sqlite3 *db = open_run(r, &run_id, &status);
+	if (!db)
 		return status;
-	}
 	const char *err;
 	struct tg_run_stats *s = tg_stats_acquire(db, run_id, &err);
 	if (!s) {
 		int nf = err && strcmp(err, "no such run") == 0;
 		status = nf ? tg_send_error(r, 404, "no_such_run", "there is no run %" PRId64 " in this store", run_id)
 			    : tg_send_error(r, 500, "store_error", "reading the store failed: %s", err);
-		end_read(db);
+		tg_read_end(db);
 		return status;
 	}
 	struct ep_row *rows = calloc(s->n_eps ? s->n_eps : 1, sizeof *rows);
 	if (!rows) {
 		tg_stats_release();
-		end_read(db);
+		tg_read_end(db);
 		return tg_send_json(r, 500, NULL);
 	}
 	struct ep_db *dbq = NULL;
@@ -887,7 +874,7 @@ int tg_api_endpoints(struct tg_req *r)
 			const struct ep_db *x = rows[i].q;
 			tg_json_add_int(o, "queries", x ? x->queries : 0);
 			tg_json_add_num(o, "queries_per_request", rows[i].qpr);
-			add_dur(o, "db", x ? x->db_ns : 0);
+			tg_json_add_dur(o, "db", x ? x->db_ns : 0);
 			tg_json_add_num(o, "db_ms_share", rows[i].db_share);
 			tg_json_add_int(o, "n_plus_one", x ? x->n_plus_one : 0);
 		}
@@ -900,7 +887,7 @@ int tg_api_endpoints(struct tg_req *r)
 	free(dbq);
 	free(rows);
 	tg_stats_release();
-	end_read(db);
+	tg_read_end(db);
 	return tg_send_json(r, 200, body);
 }
 
@@ -998,7 +985,7 @@ static int status_filter(struct sql_buf *q, sqlite3 *db, int64_t run_id, const c
 	if (strlen(v) == 3 && v[0] >= '1' && v[0] <= '5' && strcmp(v + 1, "xx") == 0) {
 		lo = (v[0] - '0') * 100;
 		hi = lo + 99;
-	} else if (parse_i64(v, &n) == 0 && n >= 100 && n <= 999) {
+	} else if (tg_parse_i64(v, &n) == 0 && n >= 100 && n <= 999) {
 		lo = hi = (int)n;
 	} else {
 		return -1;
@@ -1071,19 +1058,12 @@ int tg_api_requests(struct tg_req *r)
 	const char *key = strcmp(sort, "start") == 0 ? "start_unix_ns" : "duration_ns";
 	int desc = strcmp(dir, "desc") == 0;
 
-	struct tg_db dbs;
-	sqlite3 *db = tg_req_db(r, &dbs);
+	int64_t run_id;
+	sqlite3 *db = open_run(r, &run_id, &status);
 	if (!db) {
 		free(q);
-		return 503;
+		return status;
 	}
-	if (begin_read(db) < 0) {
-		free(q);
-		return db_error(r, db);
-	}
-	int64_t run_id;
-	if (!resolve_run(r, db, &run_id, &status))
-		goto done;
 
 	sql_add(q, "SELECT " LIST_COLUMNS " FROM requests WHERE run_id = ?1");
 	bind_i(q, run_id);
@@ -1143,7 +1123,7 @@ int tg_api_requests(struct tg_req *r)
 		/* The keyset cursor: "KEY:ID" of the last row shown. */
 		char *colon = strchr(v, ':');
 		int64_t k, id;
-		if (!colon || (*colon = 0, parse_i64(v, &k) < 0) || parse_i64(colon + 1, &id) < 0) {
+		if (!colon || (*colon = 0, tg_parse_i64(v, &k) < 0) || tg_parse_i64(colon + 1, &id) < 0) {
 			status = tg_send_error(r, 400, "bad_param", "bad value for after (a cursor from \"next\")");
 			goto done;
 		}
@@ -1197,7 +1177,7 @@ int tg_api_requests(struct tg_req *r)
 	}
 	status = tg_send_json(r, 200, body);
 done:
-	end_read(db);
+	tg_read_end(db);
 	free(q);
 	return status;
 }
@@ -1251,7 +1231,7 @@ static int request_detail(struct tg_req *r, const char *idtext)
 		return tg_send_error(r, 404, "not_found", "no such request");
 	memcpy(idbuf, idtext, idlen);
 	idbuf[idlen] = 0;
-	if (parse_i64(idbuf, &id) < 0 || id < 1)
+	if (tg_parse_i64(idbuf, &id) < 0 || id < 1)
 		return tg_send_error(r, 404, "not_found", "no such request");
 	if (slash && strcmp(slash, "/queries") == 0)
 		return tg_api_request_queries(r, id);
@@ -1259,25 +1239,23 @@ static int request_detail(struct tg_req *r, const char *idtext)
 		return tg_api_request_spans(r, id);
 	if (slash)
 		return tg_send_error(r, 404, "not_found", "no such API endpoint");
-	struct tg_db dbs;
-	sqlite3 *db = tg_req_db(r, &dbs);
+	int status;
+	sqlite3 *db = tg_read_open(r, &status);
 	if (!db)
-		return 503;
-	if (begin_read(db) < 0)
-		return db_error(r, db);
+		return status;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
 			       "SELECT r.*, p.exe AS process_exe, p.cmdline AS process_cmdline FROM requests r"
 			       " LEFT JOIN processes p ON p.id = r.process_id WHERE r.id = ?",
 			       -1, &st, NULL) != SQLITE_OK)
-		return db_error(r, db);
+		return tg_store_error(r, db);
 	sqlite3_bind_int64(st, 1, id);
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE)
-			return db_error(r, db);
-		end_read(db);
+			return tg_store_error(r, db);
+		tg_read_end(db);
 		return tg_send_error(r, 404, "not_found", "there is no request %" PRId64 " in this store", id);
 	}
 	cJSON *body = cJSON_CreateObject();
@@ -1349,10 +1327,10 @@ static int request_detail(struct tg_req *r, const char *idtext)
 		if (sqlite3_step(st) == SQLITE_ROW) {
 			tg_json_add_int(o, "count", sqlite3_column_int64(st, 0));
 			if (i < 2)
-				add_dur(o, "total", sqlite3_column_int64(st, 1));
+				tg_json_add_dur(o, "total", sqlite3_column_int64(st, 1));
 		}
 		sqlite3_finalize(st);
 	}
-	end_read(db);
+	tg_read_end(db);
 	return tg_send_json(r, 200, body);
 }

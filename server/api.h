@@ -1,5 +1,6 @@
 /*
- * api.h - helpers shared by the JSON API handlers (api.c, events.c).
+ * api.h - helpers shared by the JSON API handlers (api.c, profile.c,
+ * events.c), defined in api.c.
  */
 #ifndef TG_SERVER_API_H
 #define TG_SERVER_API_H
@@ -17,6 +18,22 @@ struct tg_store_summary {
 	int latest_live;        /* the newest run is still recording */
 	int64_t max_request_id; /* highest request id, 0 when none */
 };
+
+/* The read transaction of a handler: one consistent snapshot of the store
+ * while the collector writes. tg_read_begin() returns 0 or -1. */
+int tg_read_begin(sqlite3 *db);
+void tg_read_end(sqlite3 *db);
+
+/* The store connection of a handler, inside its read transaction; NULL
+ * after sending the error (its status in *status). */
+sqlite3 *tg_read_open(struct tg_req *r, int *status);
+
+/* Sends the 500 store_error with SQLite's message and ends the read
+ * transaction. Returns 500. */
+int tg_store_error(struct tg_req *r, sqlite3 *db);
+
+/* Parses a whole decimal integer (optional '-'). Returns 0 or -1. */
+int tg_parse_i64(const char *s, int64_t *out);
 
 /* Fills *out from db (a consistent snapshot). Returns 0 or -1. */
 int tg_store_summary(sqlite3 *db, struct tg_store_summary *out);

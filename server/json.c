@@ -51,6 +51,15 @@ cJSON *tg_json_add_num(cJSON *obj, const char *name, double v)
 	return add(obj, name, tg_json_num(v));
 }
 
+void tg_json_add_dur(cJSON *obj, const char *base, int64_t ns)
+{
+	char k[48];
+	snprintf(k, sizeof k, "%s_ms", base);
+	tg_json_add_num(obj, k, (double)ns / 1e6);
+	snprintf(k, sizeof k, "%s_ns", base);
+	tg_json_add_int(obj, k, ns);
+}
+
 /* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
 static size_t utf8_len(const unsigned char *s, size_t n)
 {

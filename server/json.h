@@ -32,6 +32,10 @@ cJSON *tg_json_add_bytes(cJSON *obj, const char *name, const char *s, size_t len
  * integers, text and blobs as strings, NULL as null. */
 cJSON *tg_json_add_col(cJSON *obj, const char *name, sqlite3_stmt *st, int col);
 
+/* Adds base_ms (a double, for display) and base_ns (exact) for a duration
+ * in ns. */
+void tg_json_add_dur(cJSON *obj, const char *base, int64_t ns);
+
 /* An exact integer array item, for arrays. */
 cJSON *tg_json_int(int64_t v);
 

@@ -12,7 +12,6 @@
  * root-first, heaviest first; past FLAME_MAX_NODES nodes, what does not fit
  * is merged into an "(other)" child of the deepest node that exists.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,86 +27,77 @@
 #define FRAME_OTHER (-2)   /* the "(other)" overflow node */
 #define FRAME_ROOT (-3)
 
-static int begin_read(sqlite3 *db)
-{
-	return sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
-}
-
-static void end_read(sqlite3 *db)
-{
-	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-}
-
-/* Sends the store_error 500 and ends the read transaction. Returns 500. */
-static int db_error(struct tg_req *r, sqlite3 *db)
-{
-	int status = tg_send_error(r, 500, "store_error", "reading the store failed: %s", sqlite3_errmsg(db));
-	end_read(db);
-	return status;
-}
-
-/* Parses a whole positive decimal integer. Returns 0 or -1. */
-static int parse_id(const char *s, int64_t *out)
-{
-	if (*s < '0' || *s > '9')
-		return -1;
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno || *end || v < 1)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static void add_dur(cJSON *o, const char *base, int64_t ns)
-{
-	char k[48];
-	snprintf(k, sizeof k, "%s_ms", base);
-	tg_json_add_num(o, k, (double)ns / 1e6);
-	snprintf(k, sizeof k, "%s_ns", base);
-	tg_json_add_int(o, k, ns);
-}
-
-/* Start (unix ns) of request id; 1 when found, 0 when not, -1 on error. */
-static int request_start(sqlite3 *db, int64_t id, int64_t *start)
+/* Checks that request id exists and reads its start (unix ns). Returns 0,
+ * or the status of the error sent (the read transaction then ended). */
+static int check_request(struct tg_req *r, sqlite3 *db, int64_t id, int64_t *start)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "SELECT start_unix_ns FROM requests WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
-		return -1;
+		return tg_store_error(r, db);
 	sqlite3_bind_int64(st, 1, id);
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*start = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc != SQLITE_DONE)
+		return tg_store_error(r, db);
+	tg_read_end(db);
+	return tg_send_error(r, 404, "not_found", "there is no request %" PRId64 " in this store", id);
 }
 
-/* Common start of the per-request handlers: the connection, a read
- * transaction and the request's start time. Returns the connection, or
- * NULL after sending an error (its status in *status). */
-static sqlite3 *open_request(struct tg_req *r, struct tg_db *dbs, int64_t id, int64_t *start, int *status)
+/* One of a request's lists (its queries, its spans) being read: the body
+ * so far and the statement over its rows, in the read transaction. */
+struct req_list {
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t start; /* the request's start (unix ns) */
+	cJSON *body, *rows;
+};
+
+/* Common start of GET /api/requests/ID/queries and /spans: the body
+ * {"request": id, "available": ...} and, when the store has the table, its
+ * "rows" array and l->st running sql with id bound. Returns 0, or the
+ * status of the response already sent (an error, or the body of a store
+ * without the table). */
+static int list_open(struct tg_req *r, int64_t id, const char *table, const char *sql, struct req_list *l)
 {
-	sqlite3 *db = tg_req_db(r, dbs);
-	if (!db) {
-		*status = 503;
-		return NULL;
+	int status;
+	l->start = 0;
+	l->db = tg_read_open(r, &status);
+	if (!l->db)
+		return status;
+	if ((status = check_request(r, l->db, id, &l->start)))
+		return status;
+	l->body = cJSON_CreateObject();
+	tg_json_add_int(l->body, "request", id);
+	if (!tg_db_has_table(l->db, table)) {
+		cJSON_AddBoolToObject(l->body, "available", 0);
+		tg_read_end(l->db);
+		return tg_send_json(r, 200, l->body);
 	}
-	if (begin_read(db) < 0) {
-		*status = db_error(r, db);
-		return NULL;
+	cJSON_AddBoolToObject(l->body, "available", 1);
+	if (sqlite3_prepare_v2(l->db, sql, -1, &l->st, NULL) != SQLITE_OK) {
+		cJSON_Delete(l->body);
+		return tg_store_error(r, l->db);
 	}
-	int found = request_start(db, id, start);
-	if (found < 0) {
-		*status = db_error(r, db);
-		return NULL;
+	sqlite3_bind_int64(l->st, 1, id);
+	l->rows = cJSON_AddArrayToObject(l->body, "rows");
+	return 0;
+}
+
+/* Ends a list after its last row (rc: what sqlite3_step() returned last)
+ * and sends it. Returns the status sent. */
+static int list_send(struct tg_req *r, struct req_list *l, int rc)
+{
+	sqlite3_finalize(l->st);
+	if (rc != SQLITE_DONE) {
+		cJSON_Delete(l->body);
+		return tg_store_error(r, l->db);
 	}
-	if (!found) {
-		end_read(db);
-		*status = tg_send_error(r, 404, "not_found", "there is no request %" PRId64 " in this store", id);
-		return NULL;
-	}
-	return db;
+	tg_read_end(l->db);
+	return tg_send_json(r, 200, l->body);
 }
 
 /* One N+1 fingerprint of the summary. */
@@ -118,31 +108,15 @@ struct npo {
 
 int tg_api_request_queries(struct tg_req *r, int64_t id)
 {
-	struct tg_db dbs;
-	int64_t start = 0;
-	int status;
-	sqlite3 *db = open_request(r, &dbs, id, &start, &status);
-	if (!db)
-		return status;
-	cJSON *body = cJSON_CreateObject();
-	tg_json_add_int(body, "request", id);
-	if (!tg_db_has_table(db, "queries")) {
-		cJSON_AddBoolToObject(body, "available", 0);
-		end_read(db);
-		return tg_send_json(r, 200, body);
-	}
-	cJSON_AddBoolToObject(body, "available", 1);
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db,
+	struct req_list l;
+	int status = list_open(r, id, "queries",
 			       "SELECT id, start_unix_ns, duration_ns, db_system, tap, database, sql, sql_truncated,"
 			       " fingerprint, rows, error, call_site, duplicate, n_plus_one"
 			       " FROM queries WHERE request_id = ? ORDER BY start_unix_ns, id",
-			       -1, &st, NULL) != SQLITE_OK) {
-		cJSON_Delete(body);
-		return db_error(r, db);
-	}
-	sqlite3_bind_int64(st, 1, id);
-	cJSON *rows = cJSON_AddArrayToObject(body, "rows");
+			       &l);
+	if (status)
+		return status;
+	sqlite3_stmt *st = l.st;
 	int64_t count = 0, total = 0, dups = 0, nnpo = 0;
 	struct npo *npo = NULL;
 	size_t n_npo = 0;
@@ -152,8 +126,8 @@ int tg_api_request_queries(struct tg_req *r, int64_t id)
 		int64_t qs = sqlite3_column_int64(st, 1), dur = sqlite3_column_int64(st, 2);
 		tg_json_add_col(o, "id", st, 0);
 		tg_json_add_ns(o, "start_unix_ns", qs);
-		tg_json_add_num(o, "start_offset_ms", (double)(qs - start) / 1e6);
-		add_dur(o, "duration", dur);
+		tg_json_add_num(o, "start_offset_ms", (double)(qs - l.start) / 1e6);
+		tg_json_add_dur(o, "duration", dur);
 		tg_json_add_col(o, "db_system", st, 3);
 		tg_json_add_col(o, "tap", st, 4);
 		tg_json_add_col(o, "database", st, 5);
@@ -166,7 +140,7 @@ int tg_api_request_queries(struct tg_req *r, int64_t id)
 		int dup = sqlite3_column_int(st, 12) != 0, np1 = sqlite3_column_int(st, 13) != 0;
 		cJSON_AddBoolToObject(o, "duplicate", dup);
 		cJSON_AddBoolToObject(o, "n_plus_one", np1);
-		cJSON_AddItemToArray(rows, o);
+		cJSON_AddItemToArray(l.rows, o);
 		count++;
 		total += dur;
 		dups += dup;
@@ -193,60 +167,38 @@ int tg_api_request_queries(struct tg_req *r, int64_t id)
 			npo[k].ns += dur;
 		}
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		for (size_t k = 0; k < n_npo; k++)
-			free(npo[k].fp);
-		free(npo);
-		cJSON_Delete(body);
-		return db_error(r, db);
+	if (rc == SQLITE_DONE) {
+		cJSON *sum = cJSON_AddObjectToObject(l.body, "summary");
+		tg_json_add_int(sum, "count", count);
+		tg_json_add_dur(sum, "total", total);
+		tg_json_add_int(sum, "duplicates", dups);
+		tg_json_add_int(sum, "n_plus_one_queries", nnpo);
+		cJSON *arr = cJSON_AddArrayToObject(sum, "n_plus_one");
+		for (size_t k = 0; k < n_npo; k++) {
+			cJSON *o = cJSON_CreateObject();
+			tg_json_add_bytes(o, "fingerprint", npo[k].fp, strlen(npo[k].fp));
+			tg_json_add_int(o, "count", npo[k].count);
+			tg_json_add_dur(o, "total", npo[k].ns);
+			cJSON_AddItemToArray(arr, o);
+		}
 	}
-	end_read(db);
-	cJSON *sum = cJSON_AddObjectToObject(body, "summary");
-	tg_json_add_int(sum, "count", count);
-	add_dur(sum, "total", total);
-	tg_json_add_int(sum, "duplicates", dups);
-	tg_json_add_int(sum, "n_plus_one_queries", nnpo);
-	cJSON *arr = cJSON_AddArrayToObject(sum, "n_plus_one");
-	for (size_t k = 0; k < n_npo; k++) {
-		cJSON *o = cJSON_CreateObject();
-		tg_json_add_bytes(o, "fingerprint", npo[k].fp, strlen(npo[k].fp));
-		tg_json_add_int(o, "count", npo[k].count);
-		add_dur(o, "total", npo[k].ns);
-		cJSON_AddItemToArray(arr, o);
+	for (size_t k = 0; k < n_npo; k++)
 		free(npo[k].fp);
-	}
 	free(npo);
-	return tg_send_json(r, 200, body);
+	return list_send(r, &l, rc);
 }
 
 int tg_api_request_spans(struct tg_req *r, int64_t id)
 {
-	struct tg_db dbs;
-	int64_t start = 0;
-	int status;
-	sqlite3 *db = open_request(r, &dbs, id, &start, &status);
-	if (!db)
-		return status;
-	cJSON *body = cJSON_CreateObject();
-	tg_json_add_int(body, "request", id);
-	if (!tg_db_has_table(db, "spans")) {
-		cJSON_AddBoolToObject(body, "available", 0);
-		end_read(db);
-		return tg_send_json(r, 200, body);
-	}
-	cJSON_AddBoolToObject(body, "available", 1);
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db,
+	struct req_list l;
+	int status = list_open(r, id, "spans",
 			       "SELECT id, kind, start_unix_ns, duration_ns, method, host, path, status, request_bytes,"
 			       " response_bytes, tls, error, call_site FROM spans WHERE request_id = ?"
 			       " ORDER BY start_unix_ns, id",
-			       -1, &st, NULL) != SQLITE_OK) {
-		cJSON_Delete(body);
-		return db_error(r, db);
-	}
-	sqlite3_bind_int64(st, 1, id);
-	cJSON *rows = cJSON_AddArrayToObject(body, "rows");
+			       &l);
+	if (status)
+		return status;
+	sqlite3_stmt *st = l.st;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		cJSON *o = cJSON_CreateObject();
@@ -254,8 +206,8 @@ int tg_api_request_spans(struct tg_req *r, int64_t id)
 		tg_json_add_col(o, "id", st, 0);
 		tg_json_add_col(o, "kind", st, 1);
 		tg_json_add_ns(o, "start_unix_ns", ss);
-		tg_json_add_num(o, "start_offset_ms", (double)(ss - start) / 1e6);
-		add_dur(o, "duration", sqlite3_column_int64(st, 3));
+		tg_json_add_num(o, "start_offset_ms", (double)(ss - l.start) / 1e6);
+		tg_json_add_dur(o, "duration", sqlite3_column_int64(st, 3));
 		tg_json_add_col(o, "method", st, 4);
 		tg_json_add_col(o, "host", st, 5);
 		tg_json_add_col(o, "path", st, 6);
@@ -265,15 +217,9 @@ int tg_api_request_spans(struct tg_req *r, int64_t id)
 		cJSON_AddBoolToObject(o, "tls", sqlite3_column_int(st, 10));
 		tg_json_add_col(o, "error", st, 11);
 		tg_json_add_col(o, "call_site", st, 12);
-		cJSON_AddItemToArray(rows, o);
+		cJSON_AddItemToArray(l.rows, o);
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		cJSON_Delete(body);
-		return db_error(r, db);
-	}
-	end_read(db);
-	return tg_send_json(r, 200, body);
+	return list_send(r, &l, rc);
 }
 
 /* ---- the flame tree ---- */
@@ -486,12 +432,12 @@ static int parse_selection(struct tg_req *r, const char *prefix, int allow_reque
 	if (allow_request) {
 		snprintf(name, sizeof name, "%srequest", prefix);
 		n = tg_query_param(r, name, buf, sizeof buf);
-		if (n > 0 && parse_id(buf, &sel->request) < 0)
+		if (n > 0 && (tg_parse_i64(buf, &sel->request) < 0 || sel->request < 1))
 			return tg_send_error(r, 400, "bad_param", "bad value for %s (a request id)", name);
 	}
 	snprintf(name, sizeof name, "%srun", prefix);
 	n = tg_query_param(r, name, buf, sizeof buf);
-	if (n > 0 && parse_id(buf, &sel->run) < 0)
+	if (n > 0 && (tg_parse_i64(buf, &sel->run) < 0 || sel->run < 1))
 		return tg_send_error(r, 400, "bad_param", "bad value for %s (a run id)", name);
 	snprintf(name, sizeof name, "%sroute", prefix);
 	n = tg_query_param(r, name, sel->route, sizeof sel->route);
@@ -518,22 +464,14 @@ static int check_selection(struct tg_req *r, sqlite3 *db, struct selection *sel)
 {
 	if (sel->request) {
 		int64_t start;
-		int found = request_start(db, sel->request, &start);
-		if (found < 0)
-			return db_error(r, db);
-		if (!found) {
-			end_read(db);
-			return tg_send_error(r, 404, "not_found", "there is no request %" PRId64 " in this store",
-					     sel->request);
-		}
-		return 0;
+		return check_request(r, db, sel->request, &start);
 	}
 	if (!sel->run)
 		sel->run = tg_db_int(db, "SELECT coalesce(max(id), 0) FROM runs", 0);
 	char sql[96];
 	snprintf(sql, sizeof sql, "SELECT count(*) FROM runs WHERE id = %" PRId64, sel->run);
 	if (!sel->run || tg_db_int(db, sql, 0) == 0) {
-		end_read(db);
+		tg_read_end(db);
 		return tg_send_error(r, 404, "no_such_run", "there is no run %" PRId64 " in this store", sel->run);
 	}
 	return 0;
@@ -608,17 +546,13 @@ static int send_flame(struct tg_req *r, const struct selection *sels, int sides)
 		if (sel[i].tmpl) /* points into its own route */
 			sel[i].tmpl = sel[i].route + (sels[i].tmpl - sels[i].route);
 
-	struct tg_db dbs;
-	sqlite3 *db = tg_req_db(r, &dbs);
+	int status;
+	sqlite3 *db = tg_read_open(r, &status);
 	if (!db)
-		return 503;
-	if (begin_read(db) < 0)
-		return db_error(r, db);
-	for (int i = 0; i < sides; i++) {
-		int status = check_selection(r, db, &sel[i]);
-		if (status)
+		return status;
+	for (int i = 0; i < sides; i++)
+		if ((status = check_selection(r, db, &sel[i])))
 			return status;
-	}
 	cJSON *body = cJSON_CreateObject();
 	if (sides == 1) {
 		add_selection(body, &sel[0]);
@@ -629,7 +563,7 @@ static int send_flame(struct tg_req *r, const struct selection *sels, int sides)
 	cJSON_AddStringToObject(body, "state", state);
 	if (!tg_db_has_table(db, "samples") || !tg_db_has_table(db, "stacks") || !tg_db_has_table(db, "frames")) {
 		cJSON_AddBoolToObject(body, "available", 0);
-		end_read(db);
+		tg_read_end(db);
 		return tg_send_json(r, 200, body);
 	}
 	cJSON_AddBoolToObject(body, "available", 1);
@@ -637,13 +571,13 @@ static int send_flame(struct tg_req *r, const struct selection *sels, int sides)
 	sqlite3_stmt *fst;
 	if (sqlite3_prepare_v2(db, "SELECT name, file, line FROM frames WHERE id = ?", -1, &fst, NULL) != SQLITE_OK) {
 		cJSON_Delete(body);
-		return db_error(r, db);
+		return tg_store_error(r, db);
 	}
 	struct tree t;
 	if (tree_init(&t, sides) < 0) {
 		sqlite3_finalize(fst);
 		cJSON_Delete(body);
-		end_read(db);
+		tg_read_end(db);
 		return tg_send_json(r, 500, NULL);
 	}
 	int64_t running[2] = { 0, 0 }, waiting[2] = { 0, 0 };
@@ -652,7 +586,7 @@ static int send_flame(struct tg_req *r, const struct selection *sels, int sides)
 			sqlite3_finalize(fst);
 			tree_free(&t);
 			cJSON_Delete(body);
-			return db_error(r, db);
+			return tg_store_error(r, db);
 		}
 	}
 	if (sides == 1) {
@@ -672,7 +606,7 @@ static int send_flame(struct tg_req *r, const struct selection *sels, int sides)
 	cJSON_AddBoolToObject(body, "capped", t.capped);
 	cJSON_AddItemToObject(body, "tree", node_json(&t, 0, fst));
 	sqlite3_finalize(fst);
-	end_read(db);
+	tg_read_end(db);
 	tree_free(&t);
 	return tg_send_json(r, 200, body);
 }
