@@ -34,6 +34,8 @@ def test_bad_usage(timeglass_bin, tmp_path):
     assert_usage_error("run", "--db", str(tmp_path / "x.db"), "--")
     assert_usage_error("run", "--bogus", "--", PYTHON, "-c", "pass")
     assert_usage_error("run", "--keep-runs", "not-a-number", "--", PYTHON, "-c", "pass")
+    assert_usage_error("run", "--sample-mode", "sometimes", "--", PYTHON, "-c", "pass")
+    assert_usage_error("flame", "--db", str(missing), "--all", "--format", "table")
     assert_usage_error("requests", "--db", str(missing))
     assert not missing.exists(), "reading must not create a store"
     assert_usage_error("requests", "--db", str(corrupt))
