@@ -125,7 +125,7 @@ struct tg_stacks_proc {
 	struct recent_req *reqs;
 	size_t nreqs, reqs_cap;
 	uint64_t seen_dropped, seen_ring_full; /* PY_INFO counters already stored */
-	uint64_t seen_budget_skipped;
+	uint64_t seen_budget_skipped, seen_eval_busy;
 	int64_t last_now;
 };
 
@@ -596,6 +596,14 @@ static void on_info(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, con
 		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now,
 				  "py_sample_budget", (int64_t)(e->budget_skipped - p->seen_budget_skipped), 0);
 		p->seen_budget_skipped = e->budget_skipped;
+	}
+	/* Eval-clocked samples a thread skipped because another thread held
+	 * the sampler's buffers (free-threaded builds; under the GIL only at the
+	 * switch from the sampler thread, finishing its last pass). */
+	if (e->eval_busy > p->seen_eval_busy) {
+		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now,
+				  "py_sample_busy", (int64_t)(e->eval_busy - p->seen_eval_busy), 0);
+		p->seen_eval_busy = e->eval_busy;
 	}
 }
 
