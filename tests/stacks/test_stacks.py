@@ -230,15 +230,17 @@ def test_top_functions(run):
     text = run.flame("--route", "GET /split", "--state", "running", "--format", "top", "--limit", "0")
     lines = text.splitlines()
     assert lines[0].split() == ["SELF%", "SELF", "TOTAL%", "TOTAL", "FUNCTION"]
-    rows = {}
+    rows, order = {}, []
     for line in lines[1:-1]:
         self_pct, self_n, total_pct, total_n, func = line.split(None, 4)
-        rows[func.split(" (")[0]] = (float(self_pct[:-1]), int(self_n), float(total_pct[:-1]), int(total_n))
+        row = (float(self_pct[:-1]), int(self_n), float(total_pct[:-1]), int(total_n))
+        order.append(row)
+        rows.setdefault(func.split(" (")[0], row)  # one qualname can be in several files
     total = int(lines[-1].split()[0])
     assert rows["burn"][0] >= 90 and rows["burn"][1] <= total, rows["burn"]
     assert 60 <= rows["hot_seventy"][2] <= 80 and 20 <= rows["cold_thirty"][2] <= 40, rows
     assert rows["split"][2] >= 95 and rows["split"][1] <= 0.1 * total
     # sorted by self, then total
-    keys = [(-r[1], -r[3]) for r in rows.values()]
+    keys = [(-r[1], -r[3]) for r in order]
     assert keys == sorted(keys)
     assert len(run.flame("--route", "GET /split", "--format", "top", "--limit", "2").splitlines()) == 4
