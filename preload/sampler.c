@@ -14,9 +14,11 @@
  * Unchanged stacks are not walked again: a thread whose CPU clock has not
  * moved since its previous sample cannot have changed its stack (it ran no
  * code), so that sample is sent again, labelled waiting; a running thread
- * whose innermost frame (address, code object, instruction) is the one of
- * its previous sample is taken to have the same stack (one frame read
- * instead of a walk; the usual case of a thread inside a long C call).
+ * whose two innermost frames (address, code object, instruction) are those
+ * of its previous sample is taken to have the same stack (two frame reads
+ * instead of a walk; the usual case of a thread inside a long C call), for
+ * at most REUSE_MAX samples in a row: then a full walk, since a deeper
+ * caller can change under an unchanged leaf.
  *
  * CPU budget: the sampler measures its own CPU time every BUDGET_WINDOW_NS
  * and, when it used more than TIMEGLASS_SAMPLE_BUDGET (percent of one core,
@@ -73,6 +75,7 @@
 #define KEEP_FRAMES 128        /* a thread's previous stack is kept for reuse up to this depth */
 #define BUDGET_WINDOW_NS 100000000ull /* the sampler's CPU use is checked this often */
 #define MIN_HZ 50u             /* the budget never lowers the rate below this */
+#define REUSE_MAX 8            /* the shortcut's samples in a row before a full walk */
 
 /* The eval-clocked sampler's rate (pytrace.c). */
 void tg_trace_eval_rate(unsigned hz) __attribute__((weak));
@@ -97,6 +100,7 @@ struct thr_state {
 	uint8_t kept_nn;      /* native frames kept (--native) */
 	uint64_t native_off_until; /* tick before which it is not asked for native frames */
 	uint8_t native_misses;     /* requests in a row it did not answer */
+	uint8_t reuse_run;         /* samples in a row taken by the innermost-frames shortcut */
 	struct tg_ev_pyframe kept[KEEP_FRAMES];
 	uintptr_t kept_addrs[KEEP_FRAMES]; /* their frame addresses: the request scope is found again */
 	uint64_t kept_native[TG_NATIVE_MAX];
@@ -337,11 +341,19 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 	int truncated;
 	int n;
 	int native = tg_unwind_active();
-	if (ts && ts->kept_n && !native) {
-		/* Same innermost frame, code and instruction: the same stack. */
-		n = tg_py_walk_ex(rd, th->tstate, frames, 1, &truncated, 0);
-		if (n == 1 && frames[0].frame == ts->kept_top && frames[0].code == ts->kept[0].code &&
-		    frames[0].lasti == ts->kept[0].lasti) {
+	if (ts && ts->kept_n && !native && ts->reuse_run < REUSE_MAX) {
+		/* Same two innermost frames (address, code, instruction): taken
+		 * as the same stack. Not proof (a deeper caller may have changed
+		 * under the same leaf and caller), hence a full walk at least
+		 * every REUSE_MAX samples. */
+		int want = ts->kept_n < 2 ? ts->kept_n : 2;
+		n = tg_py_walk_ex(rd, th->tstate, frames, want, &truncated, 0);
+		int same = n == want && frames[0].frame == ts->kept_top;
+		for (int i = 0; same && i < n; i++)
+			same = frames[i].frame == ts->kept_addrs[i] && frames[i].code == ts->kept[i].code &&
+			       frames[i].lasti == ts->kept[i].lasti;
+		if (same) {
+			ts->reuse_run++;
 			/* The thread ran: its request may have changed (a new
 			 * request's frames at the addresses of the last one's). */
 			uint64_t scope = tg_scope_of_frames ? tg_scope_of_frames(ts->kept_addrs, ts->kept_n) : 0;
@@ -354,6 +366,8 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 		}
 		ts->kept_n = 0;
 	}
+	if (ts)
+		ts->reuse_run = 0;
 	/* Native frames first (the thread runs on between the two reads). */
 	static uint64_t nat[TG_NATIVE_MAX];
 	int nn = 0;
@@ -729,8 +743,12 @@ void tg_sampler_restart(void)
 		return;
 	if (!__atomic_compare_exchange_n(&tg_sampler_restart_at, &at, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 		return;
-	if (tg_proc.enabled && !S.started)
+	if (tg_proc.enabled && !S.started) {
+		/* The threads ran while the sampler was away: what it kept of
+		 * their stacks is stale (and its thread is not running now). */
+		memset(tstates, 0, sizeof tstates);
 		spawn();
+	}
 }
 
 /* In a fork child, once it is registered: forget what the parent sent and
