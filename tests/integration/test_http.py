@@ -224,9 +224,12 @@ def test_duration_of_slow_request(traced):
     assert len(rows) == 2, summarize(rows)
     slow_row, fast_row = rows
     assert_fields(slow_row, path="/slow", query_string="ms=200", status=200)
-    assert 200_000_000 <= slow_row["duration_ns"] <= slow_elapsed, (slow_row["duration_ns"], slow_elapsed)
+    # The sleep's timer counts from the event loop's cached time, which
+    # can be a little behind the moment the request was read (libuv caches
+    # it per loop iteration; 2.7 us seen): 1 ms of slack.
+    assert 199_000_000 <= slow_row["duration_ns"] <= slow_elapsed, (slow_row["duration_ns"], slow_elapsed)
     assert slow_row["req_end_ns"] < 50_000_000, "request fully read long before the sleep ends: %r" % slow_row
-    assert slow_row["resp_start_ns"] >= 200_000_000, slow_row
+    assert slow_row["resp_start_ns"] >= 199_000_000, slow_row
     assert 0 < fast_row["duration_ns"] <= fast_elapsed, (fast_row["duration_ns"], fast_elapsed)
     assert fast_row["duration_ns"] < 200_000_000
 
