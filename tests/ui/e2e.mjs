@@ -183,8 +183,9 @@ test('endpoints: sort and open a route', async () => {
 
 test('requests: filters, sort and paging', async () => {
   await go('#/requests?run=1');
-  await page.waitForSelector('.requests-table tbody tr');
-  assert.equal((await page.$$('.requests-table tbody tr')).length, 12);
+  // A hash change redraws the list in place: wait for this list, not the
+  // previous test's rows.
+  await page.waitForFunction(() => document.querySelectorAll('.requests-table tbody tr').length === 12);
   await page.selectOption('select[aria-label="Status"]', '5xx');
   await page.waitForFunction(() => location.hash.includes('status=5xx'));
   await page.waitForFunction(() => document.querySelectorAll('.requests-table tbody tr').length === 2);
@@ -201,7 +202,11 @@ test('requests: filters, sort and paging', async () => {
   await page.waitForFunction(() => document.querySelectorAll('.requests-table tbody tr').length === 3);
   await page.click('th button:has-text("Duration")');
   await page.waitForFunction(() => location.hash.includes('sort=duration'));
-  await page.waitForSelector('.requests-table tbody tr');
+  // Wait for the re-sorted list itself (the table is redrawn after the hash changes).
+  await page.waitForFunction(() => {
+    const tds = document.querySelectorAll('.requests-table tbody td.dur');
+    return tds.length === 3 && tds[0].textContent === '12.0 ms';
+  });
   const durs = await page.$$eval('.requests-table tbody td.dur', (tds) => tds.map((t) => t.textContent));
   assert.deepEqual(durs, ['12.0 ms', '11.0 ms', '10.0 ms']);
   // keyset paging on the realistic store: load more appends a page
@@ -377,7 +382,7 @@ test('older store: detail panels say not captured yet', async () => {
 
 test('XSS payloads render as text', async () => {
   await go('#/requests?run=2');
-  await page.waitForSelector('.requests-table tbody tr');
+  await page.waitForFunction(() => [...document.querySelectorAll('.requests-table a.path')].some((a) => a.textContent.includes('<script>')));
   const paths = await page.$$eval('.requests-table a.path', (as) => as.map((a) => a.textContent));
   assert.ok(paths.includes('/<script>alert(1)</script>?a=<img src=x onerror=alert(2)>'), paths.join(' | '));
   await go('#/requests/101?run=2');
