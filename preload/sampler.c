@@ -310,6 +310,27 @@ static int emit_sample(uint32_t tid, int running, uint8_t flags, uint64_t now, u
 	return 0;
 }
 
+/* The request of a stack (its frames' addresses), else of its thread. */
+static uint64_t scope_of(const uintptr_t *addrs, int n, uint32_t tid)
+{
+	uint64_t scope = tg_scope_of_frames ? tg_scope_of_frames(addrs, n) : 0;
+	if (!scope && tg_scope_of_thread)
+		scope = tg_scope_of_thread(tid);
+	return scope;
+}
+
+/* frames[0..n) as a sample's frames (out_frames) and their addresses
+ * (frame_addrs), returning the stack's request scope. */
+static uint64_t export_frames(int n, uint32_t tid)
+{
+	for (int i = 0; i < n; i++) {
+		frame_addrs[i] = frames[i].frame;
+		out_frames[i] = (struct tg_ev_pyframe){.code = frames[i].code, .lasti = frames[i].lasti,
+						       .flags = frames[i].entry ? TG_PYFRAME_ENTRY : 0};
+	}
+	return scope_of(frame_addrs, n, tid);
+}
+
 static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, uint64_t now)
 {
 	struct thr_state *ts = thread_slot(th->tid);
@@ -356,9 +377,7 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 			ts->reuse_run++;
 			/* The thread ran: its request may have changed (a new
 			 * request's frames at the addresses of the last one's). */
-			uint64_t scope = tg_scope_of_frames ? tg_scope_of_frames(ts->kept_addrs, ts->kept_n) : 0;
-			if (!scope && tg_scope_of_thread)
-				scope = tg_scope_of_thread(th->tid);
+			uint64_t scope = scope_of(ts->kept_addrs, ts->kept_n, th->tid);
 			if (emit_sample(th->tid, running, ts->kept_flags, now, scope, cpu_d, wall_d, ts->kept,
 					ts->kept_n, NULL, 0, 1) == 0)
 				S.reused++;
@@ -401,28 +420,14 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 			S.dropped++;
 			return;
 		}
-	uint64_t scope = 0;
-	if (tg_scope_of_frames) {
-		for (int i = 0; i < n; i++)
-			frame_addrs[i] = frames[i].frame;
-		scope = tg_scope_of_frames(frame_addrs, n);
-	}
-	if (!scope && tg_scope_of_thread)
-		scope = tg_scope_of_thread(th->tid);
-
+	uint64_t scope = export_frames(n, th->tid);
 	struct tg_ev_pyframe *out = out_frames;
-	for (int i = 0; i < n; i++) {
-		out[i].code = frames[i].code;
-		out[i].lasti = frames[i].lasti;
-		out[i].flags = frames[i].entry ? TG_PYFRAME_ENTRY : 0;
-	}
 	uint8_t flags = truncated ? TG_SAMPLEF_TRUNCATED : 0;
 	if (emit_sample(th->tid, running, flags, now, scope, cpu_d, wall_d, out, n, nat, nn, 1) < 0)
 		return;
 	if (ts && n <= KEEP_FRAMES) {
 		memcpy(ts->kept, out, (size_t)n * sizeof out[0]);
-		for (int i = 0; i < n; i++)
-			ts->kept_addrs[i] = frames[i].frame;
+		memcpy(ts->kept_addrs, frame_addrs, (size_t)n * sizeof frame_addrs[0]);
 		memcpy(ts->kept_native, nat, (size_t)nn * sizeof nat[0]);
 		ts->kept_nn = (uint8_t)nn;
 		ts->kept_n = (uint16_t)n;
@@ -483,20 +488,8 @@ void tg_sampler_eval_sample(uintptr_t tstate, uint32_t weight, uintptr_t code, u
 			S.dropped++;
 			goto out;
 		}
-	uint64_t scope = 0;
-	if (tg_scope_of_frames) {
-		for (int i = 0; i < n; i++)
-			frame_addrs[i] = frames[i].frame;
-		scope = tg_scope_of_frames(frame_addrs, n);
-	}
 	uint32_t tid = tg_tid();
-	if (!scope && tg_scope_of_thread)
-		scope = tg_scope_of_thread(tid);
-	for (int i = 0; i < n; i++) {
-		out_frames[i].code = frames[i].code;
-		out_frames[i].lasti = frames[i].lasti;
-		out_frames[i].flags = frames[i].entry ? TG_PYFRAME_ENTRY : 0;
-	}
+	uint64_t scope = export_frames(n, tid);
 	uint8_t flags = TG_SAMPLEF_EVAL | (truncated ? TG_SAMPLEF_TRUNCATED : 0);
 	S.ticks++;
 	emit_sample(tid, cpu_d * 2 >= wall_d, flags, now, scope, cpu_d, wall_d, out_frames, n, NULL, 0, weight);

@@ -163,8 +163,10 @@ def _sampling():
         return
     mode = os.environ.get("TIMEGLASS_SAMPLE_MODE", "")
     hz = os.environ.get("TIMEGLASS_SAMPLE_HZ", "")
+    # The rule of timeglass._trace.sample_mode (EVAL_ABOVE_HZ), checked here
+    # first so that timer-mode processes import nothing.
     if mode != "eval" and not (mode in ("", "auto") and hz.isdigit() and int(hz) > 2000):
-        return  # the sampler thread's (nothing to import)
+        return
     try:
         _timeglass()
         from timeglass._trace import start_sampling
