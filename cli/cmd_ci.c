@@ -5,9 +5,9 @@
  * Flow: the suite runs as a child (`timeglass run --db DB --quiet -- CMD`,
  * the same binary) with TIMEGLASS_TEST_EVENTS naming a temporary file and
  * the plugin on PYTEST_PLUGINS; the run it recorded is loaded with report.h
- * and its requests attributed to tests; budgets (budget.h) and a saved
- * baseline are checked; the result goes to the terminal, Markdown (also
- * $GITHUB_STEP_SUMMARY), JUnit XML and JSON. Without CMD, an existing run
+ * and its requests and queries attributed to tests; budgets (budget.h) and
+ * a saved baseline are checked; the result goes to the terminal, Markdown
+ * (also $GITHUB_STEP_SUMMARY), JUnit XML and JSON. Without CMD, an existing run
  * (--run, default the latest) is checked instead, with --events naming its
  * test events.
  *
@@ -62,6 +62,8 @@ void cmd_ci_usage(FILE *f)
 		   "with the TimeGlass pytest plugin, reports requests, SQL queries, N+1 findings\n"
 		   "and time per test and per route, and fails on budget breaches and on\n"
 		   "regressions against a saved baseline. Without CMD it checks a recorded run.\n"
+		   "A test counts the queries of its requests and those its own process ran\n"
+		   "outside any request while it ran (fixtures, repository calls).\n"
 		   "\n"
 		   "Options:\n"
 		   "  --db PATH             store (default: $TIMEGLASS_DB or .timeglass/timeglass.db)\n"
@@ -295,7 +297,7 @@ static void check_budget(const struct rp_report *r, const struct budget *b, stru
 enum fig {
 	R_KEY, R_COUNT, R_MEAN, R_STDEV, R_P50, R_P90, R_P95, R_P99, R_MAX, R_QUERIES, R_PER_REQ, R_MAX_Q, R_NP1,
 	R_4XX, R_5XX,
-	T_NODEID, T_OUTCOME, T_REQUESTS, T_QUERIES, T_NP1, T_5XX, T_MS,
+	T_NODEID, T_OUTCOME, T_REQUESTS, T_QUERIES, T_OUTSIDE, T_DB_MS, T_NP1, T_5XX, T_MS,
 };
 
 enum fkind {
@@ -305,6 +307,7 @@ enum fkind {
 	F_TEXT,    /* a char array member */
 	F_PER_REQ, /* struct rp_route: queries per request, 0 without requests */
 	F_SPAN_MS, /* struct rp_test: its duration in ms */
+	F_NS_MS,   /* an int64_t member in ns, shown in ms */
 };
 
 static const struct field {
@@ -333,6 +336,8 @@ static const struct field {
 	[T_OUTCOME] = TEST_F("outcome", F_TEXT, outcome),
 	[T_REQUESTS] = TEST_F("requests", F_I64, requests),
 	[T_QUERIES] = TEST_F("queries", F_I64, queries),
+	[T_OUTSIDE] = TEST_F("queries_outside_requests", F_I64, outside_queries),
+	[T_DB_MS] = TEST_F("db_ms", F_NS_MS, query_ns),
 	[T_NP1] = TEST_F("n_plus_one", F_I64, n_plus_one),
 	[T_5XX] = TEST_F("n5xx", F_I64, n5xx),
 	[T_MS] = TEST_F("duration_ms", F_SPAN_MS, start_unix_ns),
@@ -346,8 +351,9 @@ static const unsigned char base_route_figs[] = {R_COUNT, R_P50, R_P95, R_P99, R_
 						R_NP1, R_5XX};
 static const unsigned char json_route_figs[] = {R_KEY, R_COUNT, R_MEAN, R_STDEV, R_P50, R_P90, R_P95, R_P99, R_MAX,
 						R_QUERIES, R_PER_REQ, R_MAX_Q, R_NP1, R_4XX, R_5XX};
-static const unsigned char base_test_figs[] = {T_REQUESTS, T_QUERIES, T_NP1, T_5XX};
-static const unsigned char json_test_figs[] = {T_NODEID, T_OUTCOME, T_REQUESTS, T_QUERIES, T_NP1, T_5XX, T_MS};
+static const unsigned char base_test_figs[] = {T_REQUESTS, T_QUERIES, T_OUTSIDE, T_NP1, T_5XX};
+static const unsigned char json_test_figs[] = {T_NODEID, T_OUTCOME, T_REQUESTS, T_QUERIES, T_OUTSIDE, T_DB_MS, T_NP1,
+					       T_5XX, T_MS};
 
 #define FIGS(a) (a), sizeof(a) / sizeof(a)[0]
 
@@ -371,6 +377,8 @@ static double fig_num(const void *row, enum fig g)
 		const struct rp_test *t = row;
 		return (double)(t->end_unix_ns - t->start_unix_ns) / 1e6;
 	}
+	if (figures[g].kind == F_NS_MS)
+		return (double)fig_i64(row, g) / 1e6;
 	return *(const double *)((const char *)row + figures[g].off);
 }
 
@@ -439,6 +447,8 @@ struct base_route {
 struct base_test {
 	char *nodeid;
 	int64_t requests, queries, n_plus_one;
+	int all_queries; /* queries counts those outside requests too (baselines since they have
+			    queries_outside_requests); else only those of the test's requests */
 };
 
 struct baseline {
@@ -580,7 +590,8 @@ static void read_baseline(const char *path, struct baseline *b)
 	sqlite3_finalize(sm);
 	st = baseline_stmt(mem, path,
 			   "SELECT key, json_extract(value, '$.requests'), json_extract(value, '$.queries'),"
-			   " json_extract(value, '$.n_plus_one') FROM json_each(?1, '$.tests')",
+			   " json_extract(value, '$.n_plus_one'),"
+			   " json_type(value, '$.queries_outside_requests') IS NOT NULL FROM json_each(?1, '$.tests')",
 			   text, len);
 	cap = 0;
 	while (sqlite3_step(st) == SQLITE_ROW) {
@@ -590,6 +601,7 @@ static void read_baseline(const char *path, struct baseline *b)
 		bt->requests = sqlite3_column_int64(st, 1);
 		bt->queries = sqlite3_column_int64(st, 2);
 		bt->n_plus_one = sqlite3_column_int64(st, 3);
+		bt->all_queries = sqlite3_column_int(st, 4);
 	}
 	sqlite3_finalize(st);
 	sqlite3_close(mem);
@@ -681,9 +693,11 @@ static void check_baseline(const struct rp_report *r, const struct baseline *b, 
 			if (strcmp(bt->nodeid, t->nodeid))
 				continue;
 			struct check *x = add_check(c, "baseline", CLS_QUERIES, "", t->nodeid, "queries in %s", t->nodeid);
-			if (t->queries > bt->queries)
-				fail_check(c, x, o->warn_only[CLS_QUERIES], "test %s: %" PRId64 " queries, baseline %" PRId64,
-					   t->nodeid, t->queries, bt->queries);
+			/* an older baseline counted only the queries of the test's requests */
+			int64_t nq = bt->all_queries ? t->queries : t->queries - t->outside_queries;
+			if (nq > bt->queries)
+				fail_check(c, x, o->warn_only[CLS_QUERIES], "test %s: %" PRId64 " queries%s, baseline %" PRId64,
+					   t->nodeid, nq, bt->all_queries ? "" : " in requests", bt->queries);
 			break;
 		}
 	}
@@ -800,6 +814,7 @@ static const struct column route_cols[] = {
 static const struct column test_cols[] = {
 	{"REQS", "Requests", 6, 0, T_REQUESTS},
 	{"QUERIES", "Queries", 7, 0, T_QUERIES},
+	{"DB ms", "DB ms", 8, 2, T_DB_MS},
 	{"N+1", "N+1", 4, 0, T_NP1},
 	{"TIME ms", "Time ms", 9, 1, T_MS},
 	{"OUTCOME", "Outcome", 0, 0, T_OUTCOME},
@@ -888,6 +903,20 @@ struct ci_result {
 	int exit_status;
 };
 
+/* "71 SQL queries (39 outside requests, 28 outside any test)" for the report's
+ * first line: every query of the run, in requests or not. */
+static const char *queries_text(const struct rp_report *r, char *buf, size_t cap)
+{
+	int64_t all = r->total_queries + r->outside_queries;
+	int n = snprintf(buf, cap, "%" PRId64 " SQL queries", all);
+	if (!r->has_queries || !all)
+		snprintf(buf + n, cap - (size_t)n, " (no SQL captured)");
+	else if (r->outside_queries || r->untested_queries)
+		snprintf(buf + n, cap - (size_t)n, " (%" PRId64 " outside requests, %" PRId64 " outside any test)",
+			 r->outside_queries, r->untested_queries);
+	return buf;
+}
+
 static const char *verdict(const struct ci_result *x)
 {
 	return x->exit_status ? "failed" : "passed";
@@ -898,10 +927,10 @@ static void print_terminal(FILE *f, const struct ci_result *x, int color)
 	const struct rp_report *r = x->r;
 	const char *red = color ? "\033[31m" : "", *yellow = color ? "\033[33m" : "", *green = color ? "\033[32m" : "",
 		   *bold = color ? "\033[1m" : "", *off = color ? "\033[0m" : "";
+	char qt[160];
 	if (!x->o->quiet) {
-		fprintf(f, "\n%sTimeGlass CI%s: run %" PRId64 ", %zu requests, %zu tests, %" PRId64 " SQL queries%s\n", bold,
-			off, r->run_id, r->nreqs, r->ntests, r->total_queries,
-			r->has_queries && r->total_queries ? "" : " (no SQL captured)");
+		fprintf(f, "\n%sTimeGlass CI%s: run %" PRId64 ", %zu requests, %zu tests, %s\n", bold, off, r->run_id,
+			r->nreqs, r->ntests, queries_text(r, qt, sizeof qt));
 		put_table(f, &route_table, r->routes, r->nroutes, 0, bold, off);
 		put_table(f, &test_table, r->tests, r->ntests, 0, bold, off);
 		fprintf(f, "\n%sScorecard%s\n", bold, off);
@@ -940,10 +969,11 @@ static void write_markdown(FILE *f, const struct ci_result *x)
 {
 	const struct rp_report *r = x->r;
 	fprintf(f, "## TimeGlass CI: %s\n\n", x->exit_status ? "❌ failed" : "✅ passed");
-	fprintf(f, "Run %" PRId64 ": %zu requests in %zu tests, %" PRId64 " SQL queries%s. "
+	char qt[160];
+	fprintf(f, "Run %" PRId64 ": %zu requests in %zu tests, %s. "
 		   "%zu budget breaches, %zu regressions, %zu warnings.\n\n",
-		r->run_id, r->nreqs, r->ntests, r->total_queries, r->has_queries && r->total_queries ? "" : " (no SQL captured)",
-		x->c->breaches, x->c->regressions, x->c->warnings);
+		r->run_id, r->nreqs, r->ntests, queries_text(r, qt, sizeof qt), x->c->breaches, x->c->regressions,
+		x->c->warnings);
 	if (x->cmd_status > 0)
 		fprintf(f, "The test command exited with status %d.\n\n", x->cmd_status);
 	if (x->c->breaches || x->c->regressions || x->c->warnings) {
@@ -1052,9 +1082,12 @@ static void write_json(FILE *f, const struct ci_result *x)
 	kv_i64(&w, "run_id", r->run_id);
 	kv_str(&w, "command", r->command);
 	kv_u64(&w, "requests", r->nreqs);
-	kv_i64(&w, "queries", r->total_queries);
+	kv_i64(&w, "queries", r->total_queries + r->outside_queries);
+	kv_i64(&w, "queries_in_requests", r->total_queries);
+	kv_i64(&w, "queries_outside_requests", r->outside_queries);
+	kv_i64(&w, "queries_outside_tests", r->untested_queries);
 	jw_key(&w, "sql_captured");
-	jw_bool(&w, r->has_queries && r->total_queries > 0);
+	jw_bool(&w, r->has_queries && r->total_queries + r->outside_queries > 0);
 	kv_str(&w, "budget", x->budget->found ? x->budget->source : NULL);
 	kv_str(&w, "baseline", x->baseline);
 	jw_key(&w, "timing_rule");

@@ -369,8 +369,132 @@ static void attribute(struct rp_report *r)
 			t->query_ns += q->query_ns;
 			t->n_plus_one += q->n_plus_one;
 			t->n5xx += q->status >= 500;
+		} else {
+			r->untested_queries += q->queries;
 		}
 	}
+}
+
+/* The index of the test of process pid whose window holds ts, or -1. A
+ * process runs its tests one after the other, so the latest test of pid
+ * starting at or before ts is the only candidate. */
+static long test_at(const struct rp_report *r, int32_t pid, int64_t ts)
+{
+	size_t lo = 0, hi = r->ntests; /* first test starting after ts */
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (r->tests[mid].start_unix_ns <= ts)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t k = lo, seen = 0; k-- > 0 && seen < TEST_SCAN_BACK; seen++) {
+		const struct rp_test *t = &r->tests[k];
+		if (t->pid == pid)
+			return ts <= t->end_unix_ns ? (long)k : -1;
+	}
+	return -1;
+}
+
+/* The N+1 threshold of the recorder ($TIMEGLASS_N_PLUS_ONE, default 5,
+ * at least 2), read the way the collector reads it. */
+static unsigned n_plus_one_limit(void)
+{
+	const char *s = getenv("TIMEGLASS_N_PLUS_ONE");
+	unsigned long n = s && *s ? strtoul(s, NULL, 10) : 5;
+	return n < 2 ? 2 : n > 1000000 ? 1000000 : (unsigned)n;
+}
+
+static uint64_t hash_text(const unsigned char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; s && *s; s++)
+		h = (h ^ *s) * 1099511628211ull;
+	return h;
+}
+
+struct outside_q {
+	long test;
+	uint64_t fp, site; /* hashes of the fingerprint (or text) and of the call site */
+};
+
+static int cmp_outside(const void *a, const void *b)
+{
+	const struct outside_q *x = a, *y = b;
+	if (x->test != y->test)
+		return x->test < y->test ? -1 : 1;
+	if (x->fp != y->fp)
+		return x->fp < y->fp ? -1 : 1;
+	return (x->site > y->site) - (x->site < y->site);
+}
+
+/* Gives the queries outside any request to the test of their process whose
+ * window holds their start, and finds their N+1 patterns per test: a
+ * fingerprint run from one call site at least the recorder's threshold
+ * times (each such fingerprint counts once per test). */
+static int attribute_outside(sqlite3 *db, struct rp_report *r)
+{
+	if (!r->has_queries)
+		return 0;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT pid, start_unix_ns, duration_ns, coalesce(fingerprint, sql, ''), coalesce(call_site, '')"
+			       " FROM queries WHERE run_id = ? AND request_id IS NULL",
+			       -1, &st, NULL) != SQLITE_OK)
+		return fail_sql(db, "reading queries");
+	sqlite3_bind_int64(st, 1, r->run_id);
+	struct outside_q *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t ts = sqlite3_column_int64(st, 1), dur = sqlite3_column_int64(st, 2);
+		r->outside_queries++;
+		r->outside_query_ns += dur;
+		long k = test_at(r, (int32_t)sqlite3_column_int(st, 0), ts);
+		if (k < 0) {
+			r->untested_queries++;
+			continue;
+		}
+		struct rp_test *t = &r->tests[k];
+		t->queries++;
+		t->query_ns += dur;
+		t->outside_queries++;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			void *p = realloc(v, cap * sizeof *v);
+			if (!p) {
+				free(v);
+				sqlite3_finalize(st);
+				return tg_fail("out of memory");
+			}
+			v = p;
+		}
+		v[n++] = (struct outside_q){.test = k, .fp = hash_text(sqlite3_column_text(st, 3)),
+					    .site = hash_text(sqlite3_column_text(st, 4))};
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return fail_sql(db, "reading queries");
+	}
+	qsort(v, n, sizeof *v, cmp_outside);
+	unsigned limit = n_plus_one_limit();
+	for (size_t i = 0; i < n;) {
+		/* one fingerprint of one test: [i, j); runs of one site within it */
+		size_t j = i;
+		int flagged = 0;
+		while (j < n && v[j].test == v[i].test && v[j].fp == v[i].fp) {
+			size_t k = j;
+			while (k < n && v[k].test == v[j].test && v[k].fp == v[j].fp && v[k].site == v[j].site)
+				k++;
+			flagged |= k - j >= limit;
+			j = k;
+		}
+		r->tests[v[i].test].n_plus_one += flagged;
+		i = j;
+	}
+	free(v);
+	return 0;
 }
 
 static void route_stats(struct rp_report *r)
@@ -450,6 +574,8 @@ int rp_load(sqlite3 *db, int64_t run_id, const char *events_path, struct rp_repo
 		if (!r->routes[i].key)
 			return tg_fail("out of memory");
 	attribute(r);
+	if (attribute_outside(db, r) < 0)
+		return -1;
 	route_stats(r);
 	return 0;
 }

@@ -11,7 +11,16 @@
  * [begin, end] as Unix nanoseconds and its pid. A request whose start lies in
  * a test's window belongs to that test; a test of the request's own pid wins
  * (in-process TestClient requests), otherwise the window alone decides
- * (requests served by a live server in another process).
+ * (requests served by a live server in another process). A request's
+ * queries count for its test.
+ *
+ * Queries outside any request (a fixture that seeds rows, a test that calls
+ * a repository function, work the app does outside a request scope) count
+ * for the test whose window holds their start and whose process ran them;
+ * queries of other processes outside requests (a live server starting up)
+ * belong to no test. Their N+1 patterns are found per test with the
+ * recorder's rule: one fingerprint run from one call site at least
+ * $TIMEGLASS_N_PLUS_ONE times (default 5).
  *
  * Functions that can fail return -1 with one line in tg_error() (util.h).
  * The sqlite3 connection may be read-only; nothing is written to it.
@@ -54,7 +63,10 @@ struct rp_test {
 	char outcome[16];    /* "passed", "failed", "skipped", "" when unknown */
 	int32_t pid;
 	int64_t start_unix_ns, end_unix_ns;
-	int64_t requests, queries, query_ns, n_plus_one, n5xx;
+	int64_t requests, n5xx;
+	int64_t queries, query_ns;   /* all its queries: of its requests and outside any request */
+	int64_t outside_queries;     /* of which outside any request */
+	int64_t n_plus_one;          /* N+1 fingerprints: per request, and over its queries outside requests */
 };
 
 struct rp_report {
@@ -65,7 +77,9 @@ struct rp_report {
 	struct rp_request *reqs; size_t nreqs;
 	struct rp_route *routes; size_t nroutes;
 	struct rp_test *tests; size_t ntests;
-	int64_t total_queries, total_query_ns, total_n_plus_one;
+	int64_t total_queries, total_query_ns, total_n_plus_one; /* of the requests */
+	int64_t outside_queries, outside_query_ns; /* queries outside any request */
+	int64_t untested_queries;            /* queries (in requests or not) of no test */
 	int64_t first_start_ns, last_end_ns; /* request activity span */
 	int has_metrics;
 	int64_t cpu_ns;                      /* CPU time of the run's processes, summed */

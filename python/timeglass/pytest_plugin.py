@@ -10,9 +10,9 @@ a file. Then it appends one JSON object per line for each test:
 
 Times are CLOCK_MONOTONIC nanoseconds (time.monotonic_ns(), the clock of the
 preload library's records) and Unix nanoseconds. Each line is written with a
-single append, so pytest-xdist workers can share the file. The collector
-attributes requests to tests by (pid, time); a later marker ABI may carry
-the boundaries through the library instead.
+single append, so pytest-xdist workers can share the file. `timeglass ci`
+attributes requests and queries to tests by (pid, time); a later marker ABI
+may carry the boundaries through the library instead.
 """
 
 import json

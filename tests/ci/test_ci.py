@@ -2,9 +2,12 @@
 output well formed; budget breaches, an N+1, a new query, a 5xx and a 2x
 slowdown are each reported with their route and test, and fail the gate."""
 
+import json
 import re
 import sqlite3
 import xml.etree.ElementTree as ET
+
+import pytest
 
 from citools import load_json, run_ci
 
@@ -13,7 +16,8 @@ WORKLOAD = {  # route -> requests the sample suite makes (tests/ci/sample/tests)
     "GET /health": 3,
 }
 PER_TEST = {"test_get_item": 10, "test_list_items": 5, "test_create_item": 5, "test_missing_item": 2,
-            "test_slow": 8, "test_report": 1, "test_live_items": 5, "test_live_health": 3}
+            "test_slow": 8, "test_report": 1, "test_live_items": 5, "test_live_health": 3,
+            "test_seeded_rows": 0, "test_repository_function": 0}
 
 
 def failing(report):
@@ -31,6 +35,78 @@ def test_clean_suite_passes(clean_run):
     assert failing(report) == []
     budget = [c for c in report["checks"] if c["suite"] == "budget"]
     assert {c["name"] for c in budget} >= {"p95 GET /slow", "queries per request GET /items", "5xx responses"}
+
+
+def test_queries_outside_requests_count_for_their_test(clean_run):
+    """A test that uses the database directly (a fixture seeding rows, a
+    repository function) is charged with the queries it ran, though they
+    belong to no request; the run's queries add up over the tests."""
+    report = load_json(clean_run.dir / "report.json")
+    tests = {t["nodeid"].split("::")[1]: t for t in report["tests"]}
+    con = sqlite3.connect(clean_run.db)
+    run = report["run_id"]
+    pytest_pid = con.execute("SELECT pid FROM queries WHERE run_id = ? AND sql LIKE 'CREATE TABLE notes%'",
+                             (run,)).fetchone()[0]
+
+    def outside(where, *args):
+        return con.execute("SELECT count(*), coalesce(sum(duration_ns), 0) FROM queries WHERE run_id = ?"
+                           " AND request_id IS NULL AND pid = ? AND " + where, (run, pytest_pid) + args).fetchone()
+
+    seeded = outside("(sql LIKE 'CREATE TABLE notes%' OR sql LIKE 'INSERT INTO notes%'"
+                     " OR sql = 'SELECT count(*) FROM notes')")
+    repo = outside("sql = 'SELECT name FROM items WHERE id = ?'")
+    in_requests = con.execute("SELECT count(*) FROM queries WHERE run_id = ? AND request_id IS NOT NULL",
+                              (run,)).fetchone()[0]
+    everything = con.execute("SELECT count(*) FROM queries WHERE run_id = ?", (run,)).fetchone()[0]
+    con.close()
+    # What the tests ran (tests/ci/sample/tests/test_repository.py), as captured and as charged.
+    assert seeded[0] == 6 and repo[0] == 5
+    assert tests["test_seeded_rows"]["queries"] == 6, tests["test_seeded_rows"]
+    assert tests["test_seeded_rows"]["queries_outside_requests"] == 6
+    assert tests["test_seeded_rows"]["n_plus_one"] == 0  # 4 INSERTs from one line: under the threshold of 5
+    assert tests["test_repository_function"]["queries"] == 5
+    assert tests["test_repository_function"]["n_plus_one"] == 1  # 5 SELECTs from one call site
+    assert tests["test_seeded_rows"]["db_ms"] == pytest.approx(seeded[1] / 1e6, abs=1e-6)
+    assert tests["test_repository_function"]["db_ms"] == pytest.approx(repo[1] / 1e6, abs=1e-6)
+    # The tests through requests keep their counts: one query per request, 3 per creation.
+    assert tests["test_get_item"]["queries"] == 10 and tests["test_get_item"]["queries_outside_requests"] == 0
+    assert tests["test_create_item"]["queries"] == 9
+    # Every query is counted once: in a test, or outside any test (the seeding at import, in
+    # pytest at collection and in the live server).
+    assert report["queries"] == everything
+    assert report["queries_in_requests"] == in_requests
+    assert report["queries_in_requests"] + report["queries_outside_requests"] == everything
+    assert sum(t["queries"] for t in report["tests"]) + report["queries_outside_tests"] == everything
+    assert report["queries_outside_tests"] > 0
+    assert re.search(r"TimeGlass CI: run \d+, 39 requests, 10 tests, %d SQL queries \(%d outside requests, %d "
+                     r"outside any test\)" % (everything, everything - in_requests, report["queries_outside_tests"]),
+                     clean_run.out), clean_run
+    row = re.search(r"^tests/test_repository.py::test_repository_function +0 +5 +[\d.]+ +1 ", clean_run.out, re.M)
+    assert row, clean_run
+
+
+def test_test_queries_against_baselines(clean_run, tmp_path):
+    """A test's queries outside requests are compared with a baseline that
+    counted them; a baseline saved before they were counted (no
+    queries_outside_requests) is compared with the queries of the test's
+    requests only, so upgrading raises no false regression."""
+    report = load_json(clean_run.dir / "report.json")
+    base = load_json(clean_run.dir / "baseline.json")
+    seeded = "tests/test_repository.py::test_seeded_rows"
+    assert base["tests"][seeded]["queries"] == 6 and base["tests"][seeded]["queries_outside_requests"] == 6
+    older = json.loads(json.dumps(base))
+    for t in older["tests"].values():
+        t["queries"] -= t.pop("queries_outside_requests")
+    fewer = json.loads(json.dumps(base))
+    fewer["tests"][seeded]["queries"] = 5
+    for name, b in (("older", older), ("fewer", fewer)):
+        (tmp_path / (name + ".json")).write_text(json.dumps(b))
+    check = ["--run", str(report["run_id"]), "--events", str(clean_run.dir / "events.jsonl"), "--time-floor-ms", "1000"]
+    res = run_ci(tmp_path, check + ["--baseline", str(tmp_path / "older.json")], cmd=False, db=clean_run.db)
+    assert res.code == 0 and "0 regressions" in res.out, res
+    res = run_ci(tmp_path, check + ["--baseline", str(tmp_path / "fewer.json")], cmd=False, db=clean_run.db)
+    assert res.code == 1, res
+    assert "FAIL regression test %s: 6 queries, baseline 5" % seeded in res.out, res
 
 
 def test_junit_output(clean_run):
