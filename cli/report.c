@@ -780,8 +780,12 @@ static double m_p99(const struct rp_route *ro) { return ro->p99_ms; }
 static double m_db(const struct rp_route *ro) { return (double)ro->query_ns; }
 static double m_count(const struct rp_route *ro) { return (double)ro->count; }
 
+/* Evidence lines for the three routes with the largest metric, each in the
+ * unit of the benchmark: a latency in ms, SQL time in ms with its queries,
+ * request counts with their rate in req/s over span_ns (the span the
+ * throughput is measured over). */
 static void top_routes(const struct rp_report *r, struct rp_score_item *it, double (*metric)(const struct rp_route *),
-		       const char *label)
+		       const char *label, int64_t span_ns)
 {
 	size_t *ix = malloc(r->nroutes * sizeof *ix + 1);
 	if (!ix)
@@ -797,6 +801,9 @@ static void top_routes(const struct rp_report *r, struct rp_score_item *it, doub
 			evidence(it, "%s: %.2f ms SQL in %" PRId64 " queries over %" PRId64 " requests%s", ro->key,
 				 (double)ro->query_ns / 1e6, ro->queries, ro->count,
 				 ro->n_plus_one ? " (N+1 found)" : "");
+		else if (metric == m_count)
+			evidence(it, "%s: %" PRId64 " requests, %.1f req/s (%.0f%% of the requests)", ro->key, ro->count,
+				 (double)ro->count / ((double)span_ns / 1e9), 100.0 * (double)ro->count / (double)r->nreqs);
 		else
 			evidence(it, "%s: %s %.2f ms (%" PRId64 " requests)", ro->key, label, metric(ro), ro->count);
 	}
@@ -835,16 +842,17 @@ void rp_score(const struct rp_report *r, const struct rp_coverage *cov, struct r
 		set_value(&out[RP_AVG], &benches[RP_AVG], sum / (double)n, 2);
 		set_value(&out[RP_P90], &benches[RP_P90], rp_percentile(all, n, 90), 2);
 		set_value(&out[RP_P99], &benches[RP_P99], rp_percentile(all, n, 99), 2);
-		top_routes(r, &out[RP_AVG], m_mean, "mean");
-		top_routes(r, &out[RP_P90], m_p90, "p90");
-		top_routes(r, &out[RP_P99], m_p99, "p99");
+		top_routes(r, &out[RP_AVG], m_mean, "mean", 0);
+		top_routes(r, &out[RP_P90], m_p90, "p90", 0);
+		top_routes(r, &out[RP_P99], m_p99, "p99", 0);
 		free(all);
 
 		int64_t span = r->last_end_ns - r->first_start_ns;
 		if (span > 0) {
 			set_value(&out[RP_RPS], &benches[RP_RPS], (double)n / ((double)span / 1e9), 1);
-			evidence(&out[RP_RPS], "%zu requests in %.3f s", n, (double)span / 1e9);
-			top_routes(r, &out[RP_RPS], m_count, "mean");
+			evidence(&out[RP_RPS], "%zu requests in %.3f s (first request's start to last one's end)", n,
+				 (double)span / 1e9);
+			top_routes(r, &out[RP_RPS], m_count, NULL, span);
 		}
 	} else {
 		for (int i = RP_AVG; i <= RP_RPS; i++)
@@ -871,13 +879,20 @@ void rp_score(const struct rp_report *r, const struct rp_coverage *cov, struct r
 
 	if (!r->has_queries || !r->total_queries) {
 		snprintf(out[RP_DB].figure, sizeof out[RP_DB].figure, "not measured");
-		snprintf(out[RP_DB].note, sizeof out[RP_DB].note, "%s",
-			 r->has_queries ? "no SQL queries were captured in this run" : "this store has no SQL capture");
+		if (r->outside_queries)
+			snprintf(out[RP_DB].note, sizeof out[RP_DB].note,
+				 "no SQL query ran in a request (%" PRId64 " ran outside any request)", r->outside_queries);
+		else
+			snprintf(out[RP_DB].note, sizeof out[RP_DB].note, "%s",
+				 r->has_queries ? "no SQL queries were captured in this run" : "this store has no SQL capture");
 	} else if (n) {
 		set_value(&out[RP_DB], &benches[RP_DB], (double)r->total_query_ns / 1e6 / (double)n, 2);
-		evidence(&out[RP_DB], "%" PRId64 " queries, %.2f ms in all, %" PRId64 " N+1 findings", r->total_queries,
-			 (double)r->total_query_ns / 1e6, r->total_n_plus_one);
-		top_routes(r, &out[RP_DB], m_db, "");
+		evidence(&out[RP_DB], "%" PRId64 " queries in %zu requests, %.2f ms in all, %" PRId64 " N+1 findings",
+			 r->total_queries, n, (double)r->total_query_ns / 1e6, r->total_n_plus_one);
+		top_routes(r, &out[RP_DB], m_db, NULL, 0);
+		if (r->outside_queries)
+			evidence(&out[RP_DB], "not counted: %" PRId64 " queries outside any request, %.2f ms", r->outside_queries,
+				 (double)r->outside_query_ns / 1e6);
 	}
 
 	if (n) {

@@ -3,6 +3,7 @@ known workload, the evidence behind them, and test coverage from
 coverage.py's data file."""
 
 import json
+import re
 import sqlite3
 import subprocess
 
@@ -54,6 +55,36 @@ def test_figures_match_the_workload(faulty):
     assert items["memory"]["measured"] and 10 < items["memory"]["value"] < 2048
     assert items["cpu"]["measured"]
     assert items["coverage"]["figure"] == "not measured" and items["coverage"]["grade"] is None
+
+
+def test_throughput_evidence_in_requests_per_second(faulty):
+    """The throughput's evidence speaks of requests and req/s (the routes
+    that made most of them, at their own rate over the same span), never
+    of milliseconds."""
+    out, items = card(faulty)
+    con = sqlite3.connect(faulty)
+    first, last = con.execute("SELECT min(start_unix_ns), max(start_unix_ns + duration_ns) FROM requests"
+                              " WHERE run_id = ?", (out["run_id"],)).fetchone()
+    counts = dict(con.execute("SELECT method || ' ' || coalesce(route, path), count(*) FROM requests"
+                              " WHERE run_id = ? GROUP BY 1", (out["run_id"],)).fetchall())
+    con.close()
+    span_s = (last - first) / 1e9
+    tp = items["throughput"]
+    assert tp["unit"] == "req/s" and tp["value"] == pytest.approx(39 / span_s, rel=1e-6)
+    assert tp["figure"] == "%.1f req/s" % tp["value"]
+    head, *routes = tp["evidence"]
+    assert head == "39 requests in %.3f s (first request's start to last one's end)" % span_s
+    assert len(routes) == 3
+    for line in routes:
+        assert " ms" not in line and "mean" not in line, line
+        m = re.fullmatch(r"(.+): (\d+) requests, ([\d.]+) req/s \((\d+)% of the requests\)", line)
+        assert m, line
+        route, n, rate, share = m.group(1), int(m.group(2)), float(m.group(3)), int(m.group(4))
+        assert n == counts[route], line
+        assert rate == pytest.approx(n / span_s, abs=0.051), line
+        assert share == round(100 * n / 39), line
+    # the busiest routes first: 17 item reads, then 8 slow requests
+    assert [r.split(":")[0] for r in routes[:2]] == ["GET /items/{item_id}", "GET /slow"]
 
 
 def test_text_table(faulty):
