@@ -941,6 +941,13 @@ static void print_terminal(FILE *f, const struct ci_result *x, int color)
 			put_esc(f, it->figure, ESC_TERM);
 			fputc('\n', f);
 		}
+		char buf[512];
+		fprintf(f, "\n%sRecording%s: %s\n", bold, off, tg_losses_text(&r->losses, buf, sizeof buf));
+		if (*tg_losses_sampling_text(&r->losses, buf, sizeof buf))
+			fprintf(f, "%sSampling%s: %s\n", bold, off, buf);
+	} else if (r->losses.total[TG_TOTAL_LOST] > 0) {
+		char buf[512];
+		fprintf(f, "%sRecording%s: %s\n", yellow, off, tg_losses_text(&r->losses, buf, sizeof buf));
 	}
 	if (x->budget->found)
 		fprintf(f, "\n%sBudget%s (%s): %zu checks, %zu breaches\n", bold, off, x->budget->source,
@@ -1016,6 +1023,15 @@ static void write_markdown(FILE *f, const struct ci_result *x)
 		if (!it->nevidence || !it->measured)
 			put_esc(f, it->note, ESC_MD);
 		fputs(" |\n", f);
+	}
+	char buf[512];
+	fputs("\n- Recording: ", f);
+	put_esc(f, tg_losses_text(&r->losses, buf, sizeof buf), ESC_MD);
+	fputs(".\n", f);
+	if (*tg_losses_sampling_text(&r->losses, buf, sizeof buf)) {
+		fputs("- Sampling: ", f);
+		put_esc(f, buf, ESC_MD);
+		fputs(".\n", f);
 	}
 }
 
@@ -1123,6 +1139,8 @@ static void write_json(FILE *f, const struct ci_result *x)
 	put_array(&w, "tests", r->tests, r->ntests, sizeof *r->tests, FIGS(json_test_figs));
 	jw_key(&w, "scorecard");
 	rp_score_json(&w, x->score);
+	jw_key(&w, "losses");
+	rp_losses_json(&w, &r->losses);
 	jw_obj_close(&w);
 	jw_newline(&w);
 }

@@ -18,6 +18,7 @@
 
 #include "cmds.h"
 #include "jsonw.h"
+#include "losses.h"
 #include "record.h"
 #include "store.h"
 #include "util.h"
@@ -40,7 +41,10 @@ void cmd_runs_usage(FILE *f)
 {
 	fprintf(f, "Usage: timeglass runs [OPTIONS]\n"
 		   "\n"
-		   "Lists the runs in the store, oldest first.\n"
+		   "Lists the runs in the store, oldest first. LOST counts the events the\n"
+		   "recording missed (a full ring, untracked connections, corrupt records,\n"
+		   "store errors); stack samples the sampler did not take by design (a rate\n"
+		   "lowered under its CPU budget) are not losses: see --json.\n"
 		   "\n"
 		   "Options:\n"
 		   "  --db PATH    store to read (default: $TIMEGLASS_DB or .timeglass/timeglass.db)\n"
@@ -197,44 +201,28 @@ static char *fmt_clock(char *buf, size_t cap, int64_t unix_ns, int with_date)
 	return buf;
 }
 
-static const char *loss_label(const char *kind)
-{
-	if (!strcmp(kind, "ring_full"))
-		return "ring full";
-	if (!strcmp(kind, "untracked_conn"))
-		return "untracked connections";
-	if (!strcmp(kind, "ring_corrupt"))
-		return "corrupt records";
-	if (!strcmp(kind, "store_error"))
-		return "store errors";
-	return kind;
-}
-
-/* One stderr line if the run lost data that can hide requests. (Other
- * kinds, such as stack samples dropped on a racing frame, are statistics
- * of their own commands.) */
+/* One stderr line if the run lost data that can hide requests (losses.h
+ * decides which kinds do; the sampler's notes are not losses). */
 static void warn_losses(struct tg_store *s, int64_t run)
 {
-	sqlite3_stmt *st = tg_store_prepare_or_die(
-		s, "SELECT kind, sum(events) FROM losses WHERE run_id = ?"
-		   " AND kind IN ('ring_full', 'untracked_conn', 'ring_corrupt', 'store_error')"
-		   " GROUP BY kind HAVING sum(events) > 0 ORDER BY 2 DESC");
-	sqlite3_bind_int64(st, 1, run);
+	struct tg_losses l;
+	if (tg_losses_read(tg_store_db(s), run, &l) < 0)
+		tg_die("%s: %s", tg_store_path(s), tg_error());
 	char kinds[256] = "";
 	size_t used = 0;
-	int64_t total = 0;
 	int n = 0;
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		const char *kind = (const char *)sqlite3_column_text(st, 0);
-		int64_t ev = col_i64(st, 1);
-		total += ev;
+	for (size_t i = 0; i < l.n; i++) {
+		const struct tg_loss_row *r = &l.rows[i];
+		if (!r->k->hides_requests || r->events <= 0)
+			continue;
 		if (used < sizeof kinds)
 			used += (size_t)snprintf(kinds + used, sizeof kinds - used, "%s%s %" PRId64, n ? ", " : "",
-						 loss_label(kind ? kind : "?"), ev);
+						 r->k->label ? r->k->label : r->kind, r->events);
 		n++;
 	}
-	sqlite3_finalize(st);
-	if (!total)
+	int64_t total = l.lost_requests;
+	tg_losses_free(&l);
+	if (total <= 0)
 		return;
 	if (n == 1) /* "(ring full)" rather than "(ring full 120)" */
 		*strrchr(kinds, ' ') = '\0';
@@ -392,7 +380,7 @@ int cmd_requests(int argc, char **argv)
 
 /* ---- runs -------------------------------------------------------------- */
 
-enum { R_ID, R_START, R_END, R_CMD, R_CWD, R_HOST, R_VERSION, R_SOURCE, R_EXIT, R_REQUESTS, R_LOST };
+enum { R_ID, R_START, R_END, R_CMD, R_CWD, R_HOST, R_VERSION, R_SOURCE, R_EXIT, R_REQUESTS };
 
 int cmd_runs(int argc, char **argv)
 {
@@ -402,9 +390,7 @@ int cmd_runs(int argc, char **argv)
 	sqlite3_stmt *st = tg_store_prepare_or_die(
 		s, "SELECT r.id, r.started_unix_ns, r.ended_unix_ns, r.command, r.cwd, r.hostname, r.tg_version,"
 		   " r.source, r.exit_status,"
-		   " (SELECT count(*) FROM requests q WHERE q.run_id = r.id),"
-		   " (SELECT coalesce(sum(events), 0) FROM losses l WHERE l.run_id = r.id AND l.kind IN"
-		   " ('ring_full', 'untracked_conn', 'ring_corrupt', 'store_error'))"
+		   " (SELECT count(*) FROM requests q WHERE q.run_id = r.id)"
 		   " FROM runs r ORDER BY r.id");
 	struct jw w;
 	jw_init(&w, stdout);
@@ -413,6 +399,12 @@ int cmd_runs(int argc, char **argv)
 		       "COMMAND");
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct tg_losses l;
+		if (tg_losses_read(tg_store_db(s), col_i64(st, R_ID), &l) < 0)
+			tg_die("%s: %s", tg_store_path(s), tg_error());
+		int64_t lost = l.total[TG_TOTAL_LOST], dropped = l.total[TG_TOTAL_SAMPLES_DROPPED],
+			skipped = l.total[TG_TOTAL_TICKS_SKIPPED];
+		tg_losses_free(&l);
 		int64_t start = col_i64(st, R_START);
 		int ended = sqlite3_column_type(st, R_END) != SQLITE_NULL;
 		int64_t dur = ended ? col_i64(st, R_END) - start : -1;
@@ -433,7 +425,12 @@ int cmd_runs(int argc, char **argv)
 			json_text(&w, "source", st, R_SOURCE);
 			json_int(&w, "exit_status", st, R_EXIT);
 			json_int(&w, "requests", st, R_REQUESTS);
-			json_int(&w, "lost_events", st, R_LOST);
+			jw_key(&w, "lost_events");
+			jw_i64(&w, lost);
+			jw_key(&w, "samples_dropped");
+			jw_i64(&w, dropped);
+			jw_key(&w, "sample_ticks_skipped");
+			jw_i64(&w, skipped);
 			jw_obj_close(&w);
 			jw_newline(&w);
 			continue;
@@ -449,7 +446,7 @@ int cmd_runs(int argc, char **argv)
 		else
 			snprintf(ex, sizeof ex, "%" PRId64, col_i64(st, R_EXIT));
 		printf("%-5" PRId64 " %-19s %10s %9" PRId64 " %5s %7" PRId64 " ", col_i64(st, R_ID), started,
-		       d, col_i64(st, R_REQUESTS), ex, col_i64(st, R_LOST));
+		       d, col_i64(st, R_REQUESTS), ex, lost);
 		size_t n;
 		const char *cmd = col_text(st, R_CMD, &n);
 		print_cell(cmd ? cmd : "", n, 200, 0);

@@ -40,7 +40,12 @@ void cmd_score_usage(FILE *f)
 		   "Latency and throughput are over the run's requests; throughput divides them by\n"
 		   "the span from the first request's start to the last one's end. CPU is the CPU\n"
 		   "time of the run's processes per request, memory the largest RSS of one process.\n"
-		   "Bad-input handling is the share of error responses that are 4xx, not 5xx.\n");
+		   "Bad-input handling is the share of error responses that are 4xx, not 5xx.\n"
+		   "\n"
+		   "The card ends with the run's data losses (records the recording missed:\n"
+		   "figures may be short) and, apart, what the stack sampler did not take by\n"
+		   "design (a rate lowered under its CPU budget, samples dropped on a race):\n"
+		   "information, not a loss.\n");
 }
 
 int cmd_score(int argc, char **argv)
@@ -98,6 +103,8 @@ int cmd_score(int argc, char **argv)
 		jw_u64(&w, r.nreqs);
 		jw_key(&w, "scorecard");
 		rp_score_json(&w, items);
+		jw_key(&w, "losses");
+		rp_losses_json(&w, &r.losses);
 		jw_obj_close(&w);
 		jw_newline(&w);
 	} else {
@@ -116,6 +123,10 @@ int cmd_score(int argc, char **argv)
 				putchar('\n');
 			}
 		}
+		char buf[512];
+		printf("\nRecording: %s\n", tg_losses_text(&r.losses, buf, sizeof buf));
+		if (*tg_losses_sampling_text(&r.losses, buf, sizeof buf))
+			printf("Sampling: %s\n", buf);
 	}
 	rp_free(&r);
 	return 0;

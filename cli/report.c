@@ -566,7 +566,8 @@ int rp_load(sqlite3 *db, int64_t run_id, const char *events_path, struct rp_repo
 	}
 	r->run_id = run_id;
 	r->has_queries = table_exists(db, "queries");
-	if (load_run(db, r) < 0 || load_routes(db, r) < 0 || load_requests(db, r) < 0 || load_metrics(db, r) < 0)
+	if (load_run(db, r) < 0 || load_routes(db, r) < 0 || load_requests(db, r) < 0 || load_metrics(db, r) < 0 ||
+	    tg_losses_read(db, r->run_id, &r->losses) < 0)
 		return -1;
 	if (events_path && load_tests(r, events_path) < 0)
 		return -1;
@@ -592,6 +593,7 @@ void rp_free(struct rp_report *r)
 	free(r->tests);
 	free(r->reqs);
 	free(r->command);
+	tg_losses_free(&r->losses);
 	memset(r, 0, sizeof *r);
 }
 
@@ -780,6 +782,11 @@ static double m_p99(const struct rp_route *ro) { return ro->p99_ms; }
 static double m_db(const struct rp_route *ro) { return (double)ro->query_ns; }
 static double m_count(const struct rp_route *ro) { return (double)ro->count; }
 
+static const char *plural(int64_t n)
+{
+	return n == 1 ? "" : "s";
+}
+
 /* Evidence lines for the three routes with the largest metric, each in the
  * unit of the benchmark: a latency in ms, SQL time in ms with its queries,
  * request counts with their rate in req/s over span_ns (the span the
@@ -798,14 +805,16 @@ static void top_routes(const struct rp_report *r, struct rp_score_item *it, doub
 	for (size_t i = 0; i < r->nroutes && i < 3; i++) {
 		const struct rp_route *ro = &r->routes[ix[i]];
 		if (metric == m_db)
-			evidence(it, "%s: %.2f ms SQL in %" PRId64 " queries over %" PRId64 " requests%s", ro->key,
-				 (double)ro->query_ns / 1e6, ro->queries, ro->count,
-				 ro->n_plus_one ? " (N+1 found)" : "");
+			evidence(it, "%s: %.2f ms SQL in %" PRId64 " quer%s over %" PRId64 " request%s%s", ro->key,
+				 (double)ro->query_ns / 1e6, ro->queries, ro->queries == 1 ? "y" : "ies", ro->count,
+				 plural(ro->count), ro->n_plus_one ? " (N+1 found)" : "");
 		else if (metric == m_count)
-			evidence(it, "%s: %" PRId64 " requests, %.1f req/s (%.0f%% of the requests)", ro->key, ro->count,
-				 (double)ro->count / ((double)span_ns / 1e9), 100.0 * (double)ro->count / (double)r->nreqs);
+			evidence(it, "%s: %" PRId64 " request%s, %.1f req/s (%.0f%% of the requests)", ro->key, ro->count,
+				 plural(ro->count), (double)ro->count / ((double)span_ns / 1e9),
+				 100.0 * (double)ro->count / (double)r->nreqs);
 		else
-			evidence(it, "%s: %s %.2f ms (%" PRId64 " requests)", ro->key, label, metric(ro), ro->count);
+			evidence(it, "%s: %s %.2f ms (%" PRId64 " request%s)", ro->key, label, metric(ro), ro->count,
+				 plural(ro->count));
 	}
 	free(ix);
 }
@@ -891,8 +900,8 @@ void rp_score(const struct rp_report *r, const struct rp_coverage *cov, struct r
 			 r->total_queries, n, (double)r->total_query_ns / 1e6, r->total_n_plus_one);
 		top_routes(r, &out[RP_DB], m_db, NULL, 0);
 		if (r->outside_queries)
-			evidence(&out[RP_DB], "not counted: %" PRId64 " queries outside any request, %.2f ms", r->outside_queries,
-				 (double)r->outside_query_ns / 1e6);
+			evidence(&out[RP_DB], "not counted: %" PRId64 " quer%s outside any request, %.2f ms",
+				 r->outside_queries, r->outside_queries == 1 ? "y" : "ies", (double)r->outside_query_ns / 1e6);
 	}
 
 	if (n) {
@@ -951,6 +960,43 @@ void rp_jw_num(struct jw *w, const char *key, double v)
 	/* jsonw writes no doubles; right after a key no comma is due */
 	fprintf(w->f, "%.10g", v);
 	w->after_key = 0;
+}
+
+void rp_losses_json(struct jw *w, const struct tg_losses *l)
+{
+	char buf[512];
+	jw_obj_open(w);
+	for (int t = 0; t < TG_TOTAL_COUNT; t++) {
+		jw_key(w, tg_loss_total_name(t));
+		jw_i64(w, l->total[t]);
+	}
+	jw_key(w, "text");
+	jw_cstr(w, tg_losses_text(l, buf, sizeof buf));
+	jw_key(w, "sampling_text");
+	jw_cstr(w, tg_losses_sampling_text(l, buf, sizeof buf));
+	jw_key(w, "kinds");
+	jw_arr_open(w);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct tg_loss_row *r = &l->rows[i];
+		jw_obj_open(w);
+		jw_key(w, "kind");
+		jw_cstr(w, r->kind);
+		jw_key(w, "class");
+		jw_cstr(w, tg_loss_class_name(r->k->cls));
+		jw_key(w, "label");
+		jw_cstr(w, r->k->label ? r->k->label : r->kind);
+		jw_key(w, "description");
+		jw_cstr(w, r->k->what);
+		jw_key(w, "records");
+		jw_i64(w, r->records);
+		jw_key(w, "events");
+		jw_i64(w, r->events);
+		jw_key(w, "bytes");
+		jw_i64(w, r->bytes);
+		jw_obj_close(w);
+	}
+	jw_arr_close(w);
+	jw_obj_close(w);
 }
 
 void rp_score_json(struct jw *w, const struct rp_score_item items[RP_BENCH_COUNT])

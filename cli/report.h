@@ -34,6 +34,8 @@
 
 #include <sqlite3.h>
 
+#include "losses.h"
+
 struct jw;
 
 struct rp_request {
@@ -85,6 +87,7 @@ struct rp_report {
 	int64_t cpu_ns;                      /* CPU time of the run's processes, summed */
 	int64_t peak_rss;                    /* largest RSS of one process, bytes */
 	int64_t metrics_span_ns;             /* wall time covered by the metrics */
+	struct tg_losses losses;             /* losses and sampling notes (losses.h) */
 };
 
 /* The newest run id of the store, 0 when there is none, -1 on error. */
@@ -151,6 +154,12 @@ void rp_score_thresholds(FILE *f);
 
 /* Writes `"key": v` (a double, null when not finite) into an open object. */
 void rp_jw_num(struct jw *w, const char *key, double v);
+
+/* Writes the run's losses as a JSON object: lost_events, samples_dropped,
+ * sample_ticks_skipped, text, sampling_text (may be ""), and kinds: [{kind,
+ * class ("loss" | "sampling"), label, description, records, events, bytes}]
+ * (the same fields as the dashboard's API). */
+void rp_losses_json(struct jw *w, const struct tg_losses *l);
 
 /* Writes the scorecard as a JSON array of objects. */
 void rp_score_json(struct jw *w, const struct rp_score_item items[RP_BENCH_COUNT]);

@@ -208,6 +208,50 @@ static void add_time(cJSON *obj, const char *base, sqlite3_stmt *st, int col)
 	"r.id, r.started_unix_ns, r.ended_unix_ns, r.command, r.cwd, r.hostname, r.tg_version, r.source," \
 	" r.exit_status, (SELECT count(*) FROM processes p WHERE p.run_id = r.id)"
 
+/* The kind rows of l as the array of GET /api/overview's "losses":
+ * [{kind, records, events, bytes, class, label, description}]. */
+static cJSON *loss_kinds_json(const struct tg_losses *l)
+{
+	cJSON *arr = cJSON_CreateArray();
+	for (size_t i = 0; i < l->n; i++) {
+		const struct tg_loss_row *row = &l->rows[i];
+		cJSON *o = cJSON_CreateObject();
+		tg_json_add_bytes(o, "kind", row->kind, strlen(row->kind));
+		tg_json_add_int(o, "records", row->records);
+		tg_json_add_int(o, "events", row->events);
+		tg_json_add_int(o, "bytes", row->bytes);
+		cJSON_AddStringToObject(o, "class", tg_loss_class_name(row->k->cls));
+		const char *label = row->k->label ? row->k->label : row->kind;
+		tg_json_add_bytes(o, "label", label, strlen(label));
+		cJSON_AddStringToObject(o, "description", row->k->what);
+		cJSON_AddItemToArray(arr, o);
+	}
+	return arr;
+}
+
+/* Adds the run totals of l (lost_events, samples_dropped,
+ * sample_ticks_skipped) to obj. */
+static void add_loss_totals(cJSON *obj, const struct tg_losses *l)
+{
+	for (int t = 0; t < TG_TOTAL_COUNT; t++)
+		tg_json_add_int(obj, tg_loss_total_name(t), l->total[t]);
+}
+
+/* Adds name: the losses object of `timeglass score --json` and `timeglass
+ * ci --json` (report.c's rp_losses_json): totals, the two lines every view
+ * prints, and the kinds. */
+static void add_losses_obj(cJSON *parent, const char *name, const struct tg_losses *l)
+{
+	char buf[512];
+	cJSON *o = cJSON_AddObjectToObject(parent, name);
+	add_loss_totals(o, l);
+	tg_losses_text(l, buf, sizeof buf);
+	tg_json_add_bytes(o, "text", buf, strlen(buf));
+	tg_losses_sampling_text(l, buf, sizeof buf);
+	tg_json_add_bytes(o, "sampling_text", buf, strlen(buf));
+	cJSON_AddItemToObject(o, "kinds", loss_kinds_json(l));
+}
+
 /* A run object from a row of RUN_COLUMNS. */
 static cJSON *run_json(sqlite3 *db, sqlite3_stmt *st)
 {
@@ -224,6 +268,10 @@ static cJSON *run_json(sqlite3 *db, sqlite3_stmt *st)
 	tg_json_add_col(o, "exit_status", st, 8);
 	tg_json_add_col(o, "processes", st, 9);
 	cJSON_AddBoolToObject(o, "live", tg_run_is_live(db, id));
+	struct tg_losses l;
+	if (tg_losses_read(db, id, &l) == 0)
+		add_loss_totals(o, &l);
+	tg_losses_free(&l);
 	return o;
 }
 
@@ -508,27 +556,19 @@ static int add_processes(cJSON *body, sqlite3 *db, int64_t run_id, double *cpu_t
 	return ok;
 }
 
+/* "losses": one object per kind of the run's losses table, classified by
+ * losses.h; "recording": the run's totals and the lines every view prints. */
 static int add_losses(cJSON *body, sqlite3 *db, int64_t run_id)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT kind, count(*), sum(events), sum(bytes) FROM losses WHERE run_id = ?"
-			       " GROUP BY kind ORDER BY kind",
-			       -1, &st, NULL) != SQLITE_OK)
+	struct tg_losses l;
+	if (tg_losses_read(db, run_id, &l) < 0) {
+		tg_losses_free(&l);
 		return -1;
-	sqlite3_bind_int64(st, 1, run_id);
-	cJSON *arr = cJSON_AddArrayToObject(body, "losses");
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		cJSON *o = cJSON_CreateObject();
-		tg_json_add_col(o, "kind", st, 0);
-		tg_json_add_col(o, "records", st, 1);
-		tg_json_add_col(o, "events", st, 2);
-		tg_json_add_col(o, "bytes", st, 3);
-		cJSON_AddItemToArray(arr, o);
 	}
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : -1;
+	cJSON_AddItemToObject(body, "losses", loss_kinds_json(&l));
+	add_losses_obj(body, "recording", &l);
+	tg_losses_free(&l);
+	return 0;
 }
 
 /* "queries": captured SQL of the run, or {"available": false} while the
@@ -683,6 +723,7 @@ int tg_api_score(struct tg_req *r)
 		cJSON_Delete(tmp);
 		cJSON_AddItemToArray(arr, o);
 	}
+	add_losses_obj(body, "losses", &rep.losses);
 	rp_free(&rep);
 	return tg_send_json(r, 200, body);
 }

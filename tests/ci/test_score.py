@@ -77,7 +77,7 @@ def test_throughput_evidence_in_requests_per_second(faulty):
     assert len(routes) == 3
     for line in routes:
         assert " ms" not in line and "mean" not in line, line
-        m = re.fullmatch(r"(.+): (\d+) requests, ([\d.]+) req/s \((\d+)% of the requests\)", line)
+        m = re.fullmatch(r"(.+): (\d+) requests?, ([\d.]+) req/s \((\d+)% of the requests\)", line)
         assert m, line
         route, n, rate, share = m.group(1), int(m.group(2)), float(m.group(3)), int(m.group(4))
         assert n == counts[route], line

@@ -128,6 +128,13 @@ test('overview shows the run scorecard and charts', async () => {
   assert.equal(tiles['5xx rate'], '17%');
   assert.equal(tiles.CPU, '50%');
   assert.equal(tiles['DB time'], '7.4%');
+  // 7 records lost on a full ring; the sampler's lowered rate is shown apart, as information
+  assert.equal(tiles['Data losses'], '7');
+  const losses = await page.textContent('[aria-label="Data losses"]');
+  assert.match(losses, /ring full/);
+  assert.doesNotMatch(losses, /py_sample/);
+  assert.match(await page.textContent('.notice-info'),
+    /Sampling rate lowered under the CPU budget \(1000 sampler ticks not taken\)/);
   await page.waitForSelector('.chart canvas');
   assert.ok((await page.$$('.chart canvas')).length >= 4, 'throughput, latency, CPU and memory charts');
   assert.doesNotMatch(await page.textContent('main'), /not captured yet/);

@@ -164,6 +164,13 @@ def build(path, run2_live=True, schema=3):
                    (T0 + k * 100 * MS, k * 40 * MS, k * 10 * MS, (100 + k) * 1_000_000))
     db.execute("INSERT INTO losses (run_id, process_id, ts_unix_ns, kind, events, bytes) VALUES (1, 1, ?, 'ring_full', 7, 512)",
                (T0 + 500 * MS,))
+    # The sampler lowered its rate under its CPU budget (1000 ticks not taken, by design: not a
+    # loss) and dropped 4 samples whose stack changed while read.
+    for k, ticks in enumerate((400, 350, 250)):
+        db.execute("INSERT INTO losses (run_id, process_id, ts_unix_ns, kind, events, bytes)"
+                   " VALUES (1, 1, ?, 'py_sample_budget', ?, 0)", (T0 + (k + 1) * 1000 * MS, ticks))
+    db.execute("INSERT INTO losses (run_id, process_id, ts_unix_ns, kind, events, bytes)"
+               " VALUES (1, 1, ?, 'py_sample_race', 4, 0)", (T0 + 1000 * MS,))
 
     # Run 2: the newest; recording when run2_live.
     t2 = T0 + 10_000 * MS

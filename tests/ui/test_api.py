@@ -3,6 +3,7 @@ JSON shapes, exact figures, pagination, filters, errors, security headers
 and the Host check, XSS payloads, store states and live updates."""
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -74,7 +75,10 @@ def test_overview_figures(server):
     assert p[0]["rss_max_bytes"] == 110_000_000 and p[0]["rss_last_bytes"] == 110_000_000
     assert p[0]["series"]["cpu_pct"] == pytest.approx([50.0] * 10)
     assert ov["resources"] == {"cpu_avg_pct": pytest.approx(50.0), "rss_peak_bytes": 110_000_000}
-    assert ov["losses"] == [{"kind": "ring_full", "records": 1, "events": 7, "bytes": 512}]
+    assert [(l["kind"], l["class"], l["records"], l["events"], l["bytes"]) for l in ov["losses"]] == [
+        ("py_sample_budget", "sampling", 3, 1000, 0), ("py_sample_race", "sampling", 1, 4, 0),
+        ("ring_full", "loss", 1, 7, 512)]
+    assert ov["recording"]["lost_events"] == 7  # the lowered sampling rate is not a loss
     # 8 queries (one at startup, outside any request): 5.8 ms of the requests' 78 ms
     assert ov["queries"] == {"available": True, "count": 8, "total_ms": 8.8, "total_ns": 8_800_000, "in_requests": 7,
                              "in_requests_ms": 5.8, "in_requests_ns": 5_800_000, "db_share": pytest.approx(5.8 / 78),
@@ -677,3 +681,98 @@ def test_flame_node_cap(tmp_path, make_server):
 def test_xss_sql_is_plain_json(server):
     d = server.json("/api/requests/101/queries")
     assert d["rows"][0]["sql"] == fixture.XSS_SQL
+
+
+# ---- losses: one definition in every view ----
+
+def timeglass_cli():
+    for build in ("build", "build-ui"):
+        exe = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), build,
+                           "cli", "timeglass")
+        if os.access(exe, os.X_OK):
+            return exe
+    pytest.skip("no build/cli/timeglass")
+
+
+def test_losses_agree_across_views(server, store, tmp_path):
+    """Run 1 lost 7 records on a full ring; its sampler also lowered its rate
+    under the CPU budget (1000 ticks not taken) and dropped 4 samples on a
+    race. Every view counts 7 lost events, and shows the sampling apart, as
+    information: the dashboard's overview, runs and score, and `timeglass
+    runs`, `requests`, `score` and `ci`."""
+    tg = timeglass_cli()
+
+    def cli(*args):
+        proc = subprocess.run([tg, *args, "--db", store], capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, NO_COLOR="1"), cwd=str(tmp_path))
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    totals = {"lost_events": 7, "samples_dropped": 4, "sample_ticks_skipped": 1000}
+    lost_text = "7 events lost (ring full): requests, queries, calls or samples may be missing"
+    sampling_text = ("sampling rate lowered under the CPU budget (1000 sampler ticks not taken); 4 stack samples"
+                     " dropped (stack changed while read); flame graphs have fewer samples")
+
+    # the dashboard
+    ov = server.json("/api/overview?run=1")
+    rec = ov["recording"]
+    assert {k: rec[k] for k in totals} == totals
+    assert rec["text"] == lost_text and rec["sampling_text"] == sampling_text
+    assert {l["kind"]: l["class"] for l in ov["losses"]} == {
+        "ring_full": "loss", "py_sample_budget": "sampling", "py_sample_race": "sampling"}
+    budget = next(l for l in ov["losses"] if l["kind"] == "py_sample_budget")
+    assert "CPU budget" in budget["description"] and "not a loss" in budget["description"]
+    run1 = next(r for r in server.json("/api/runs")["runs"] if r["id"] == 1)
+    assert {k: run1[k] for k in totals} == totals
+    assert {k: ov["run"][k] for k in totals} == totals
+    api_score = server.json("/api/score?run=1")
+    assert api_score["losses"] == rec
+
+    # the command line
+    runs = [json.loads(line) for line in cli("runs", "--json").stdout.splitlines()]
+    r1 = next(r for r in runs if r["id"] == 1)
+    assert {k: r1[k] for k in totals} == totals
+    table = cli("runs").stdout
+    assert re.search(r"^ID +STARTED +DURATION +REQUESTS +EXIT +LOST +COMMAND$", table, re.M), table
+    # id, started (date and time), duration, requests, exit status, LOST, command
+    assert re.search(r"^1 +\S+ \S+ +[\d.]+ \w+ +12 +0 +7 uvicorn main:app$", table, re.M), table
+    warning = cli("requests", "--run", "1").stderr
+    assert warning == "timeglass: warning: run 1 lost 7 events (ring full); some requests are missing\n"
+    score = json.loads(cli("score", "--run", "1", "--json").stdout)
+    assert score["losses"] == rec
+    text = cli("score", "--run", "1").stdout
+    assert "Recording: %s\nSampling: %s" % (lost_text, sampling_text) in text
+    ci = cli("ci", "--run", "1", "--budget", "/dev/null", "--json", "-")
+    report = json.loads(ci.stdout)
+    assert report["losses"] == rec
+    assert "Recording: %s\nSampling: %s" % (lost_text, sampling_text) in ci.stderr
+    md = tmp_path / "r.md"
+    cli("ci", "--run", "1", "--budget", "/dev/null", "--markdown", str(md))
+    assert "- Recording: %s." % lost_text in md.read_text()
+
+    # the same store without the ring loss: sampling alone is no loss anywhere
+    clean = str(tmp_path / "clean.db")
+    src = sqlite3.connect(store)
+    dst = sqlite3.connect(clean)
+    src.backup(dst)
+    src.close()
+    dst.execute("DELETE FROM losses WHERE kind = 'ring_full'")
+    dst.commit()
+    dst.close()
+    s2 = Server(clean)
+    try:
+        ov2 = s2.json("/api/overview?run=1")
+    finally:
+        s2.stop()
+    assert ov2["recording"]["lost_events"] == 0 and ov2["recording"]["text"] == "no data lost"
+    assert ov2["recording"]["sampling_text"].endswith("flame graphs have fewer samples, nothing else is missing")
+    for args in (("runs", "--json"),):
+        r1 = next(json.loads(line) for line in subprocess.run(
+            [tg, *args, "--db", clean], capture_output=True, text=True, check=True).stdout.splitlines()
+            if json.loads(line)["id"] == 1)
+        assert r1["lost_events"] == 0 and r1["sample_ticks_skipped"] == 1000
+    proc = subprocess.run([tg, "requests", "--run", "1", "--db", clean], capture_output=True, text=True, check=True)
+    assert proc.stderr == ""
+    out = subprocess.run([tg, "score", "--run", "1", "--db", clean], capture_output=True, text=True, check=True,
+                         cwd=str(tmp_path)).stdout
+    assert "Recording: no data lost\n" in out

@@ -1,5 +1,7 @@
 // Overview: the run's scorecard (latency, throughput, errors, CPU, memory,
-// losses), charts over time, and the slowest endpoints.
+// losses), charts over time, and the slowest endpoints. What counts as a
+// loss is decided by the server (cli/losses.c, shared with the command
+// line): a lowered sampling rate is information, never a loss.
 
 import { api } from '../api.js';
 import { h, append, clear, notice } from '../dom.js';
@@ -18,7 +20,7 @@ function tile(label, value, sub, tone) {
 function scorecard(ov) {
   const s = ov.summary;
   const res = ov.resources;
-  const lostEvents = ov.losses.reduce((a, l) => a + l.events, 0);
+  const lostEvents = ov.recording.lost_events;
   const q = ov.queries;
   return h('section', { class: 'tiles', 'aria-label': 'Scorecard' },
     tile('Requests', fmtCount(s.count), s.count ? `over ${fmtDuration(s.active_s)}` : 'none yet'),
@@ -37,7 +39,7 @@ function scorecard(ov) {
         q.db_share !== undefined ? `of request time · ${fmtMs(q.in_requests_ms)} in ${fmtCount(q.in_requests)} queries` : `${fmtCount(q.count)} queries`,
         q.n_plus_one_requests ? 'warn' : null)
       : tile('DB time', '–', 'SQL queries: not captured yet', 'muted'),
-    tile('Data losses', lostEvents ? fmtCount(lostEvents) : 'none', lostEvents ? 'events dropped' : 'recording complete', lostEvents ? 'warn' : 'good'));
+    tile('Data losses', lostEvents ? fmtCount(lostEvents) : 'none', lostEvents ? 'events lost' : 'recording complete', lostEvents ? 'warn' : 'good'));
 }
 
 function slowest(eps, runId) {
@@ -81,13 +83,26 @@ function gradesCard(sc) {
 }
 
 function lossesCard(ov) {
-  if (!ov.losses.length) return null;
-  return h('section', { class: 'card' },
+  const lost = ov.losses.filter((l) => l.class === 'loss' && l.events > 0);
+  if (!lost.length) return null;
+  return h('section', { class: 'card', 'aria-label': 'Data losses' },
     h('h2', null, 'Data losses'),
     h('p', { class: 'muted' }, 'The recorder dropped these events rather than slow the app down; figures above miss them.'),
     h('table', { class: 'grid compact' },
       h('thead', null, h('tr', null, h('th', null, 'Kind'), h('th', { class: 'num' }, 'Events'), h('th', { class: 'num' }, 'Bytes'))),
-      h('tbody', null, ov.losses.map((l) => h('tr', null, h('td', null, l.kind), h('td', { class: 'num' }, fmtCount(l.events)), h('td', { class: 'num' }, fmtBytes(l.bytes)))))));
+      h('tbody', null, lost.map((l) => h('tr', { title: l.description },
+        h('td', null, l.label, ' ', h('span', { class: 'muted mono' }, l.kind)),
+        h('td', { class: 'num' }, fmtCount(l.events)), h('td', { class: 'num' }, fmtBytes(l.bytes)))))));
+}
+
+// What the stack sampler did not take by design (a rate lowered under its
+// CPU budget, samples dropped on a race): information, not a loss.
+function samplingNote(ov) {
+  const text = ov.recording.sampling_text;
+  if (!text) return null;
+  const rows = ov.losses.filter((l) => l.class === 'sampling' && l.events > 0);
+  return notice('info', 'Stack sampling', `${text[0].toUpperCase()}${text.slice(1)}.`,
+    h('ul', { class: 'plain' }, rows.map((l) => h('li', null, `${fmtCount(l.events)} · ${l.description}`))));
 }
 
 export function mount(root, ctx) {
@@ -152,6 +167,7 @@ export function mount(root, ctx) {
       ov.summary.count ? h('section', { class: 'charts' }, charts.map((c) => c.el))
         : notice('empty', 'No requests in this run yet', 'Send your app a request; it shows up here within a second.'),
       procs.length ? null : notice('info', 'CPU and memory: not sampled in this run', 'They are recorded by `timeglass run` for every process of the app.'),
+      samplingNote(ov),
       h('div', { class: 'two-col' }, slowest(eps, runId), lossesCard(ov)),
       gradesCard(sc),
       ov.queries.available && ov.samples.available ? null : h('section', { class: 'card muted-card' },
