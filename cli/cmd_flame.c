@@ -40,7 +40,14 @@ void cmd_flame_usage(FILE *f)
 		   "  --format F         folded (default), speedscope, or top: the functions with\n"
 		   "                     the most samples, their own (self) and with callees (total)\n"
 		   "  --limit N          rows of --format top (default 40, 0 = all)\n"
-		   "  -h, --help         show this help\n");
+		   "  -h, --help         show this help\n"
+		   "\n"
+		   "--route takes a route as recorded (see: timeglass requests); given a raw\n"
+		   "path such as 'GET /items/5' it names the recorded routes that match it.\n"
+		   "A selection with no stack samples says why on stderr.\n"
+		   "\n"
+		   "Exit status: 0; 2 for bad usage, an unusable store, or a run, request or\n"
+		   "route that was not recorded (one line on stderr).\n");
 }
 
 struct frame {
@@ -177,6 +184,181 @@ static void parse(int argc, char **argv, struct flame_opts *o)
 	o->db = tg_default_db(o->db);
 }
 
+/* ---- finding what was asked for ------------------------------------- */
+
+/* Whether path matches the route template tmpl: {name} and {name:str} take
+ * one or more characters other than '/', {name:path} any characters,
+ * {name:int} digits, {name:float} digits and '.', {name:uuid} hex digits
+ * and '-'; everything else must be equal. */
+static int template_matches(const char *tmpl, const char *path)
+{
+	while (*tmpl) {
+		if (*tmpl != '{') {
+			if (*tmpl++ != *path++)
+				return 0;
+			continue;
+		}
+		const char *close = strchr(tmpl, '}');
+		if (!close)
+			return !strcmp(tmpl, path);
+		const char *colon = memchr(tmpl, ':', (size_t)(close - tmpl));
+		const char *conv = colon ? colon + 1 : "";
+		size_t clen = colon ? (size_t)(close - conv) : 0;
+		int any = clen == 4 && !memcmp(conv, "path", 4);
+		const char *allowed = clen == 3 && !memcmp(conv, "int", 3)     ? "0123456789"
+				      : clen == 5 && !memcmp(conv, "float", 5) ? "0123456789."
+				      : clen == 4 && !memcmp(conv, "uuid", 4)  ? "0123456789abcdefABCDEF-"
+									       : NULL;
+		/* the parameter takes path[0, n) for some n >= 1; the rest must match */
+		for (size_t n = 1; path[n - 1]; n++) {
+			char c = path[n - 1];
+			if ((!any && c == '/') || (allowed && !strchr(allowed, c)))
+				break;
+			if (template_matches(close + 1, path + n))
+				return 1;
+		}
+		return 0;
+	}
+	return *path == '\0';
+}
+
+/* Appends "METHOD route (N requests)" to buf (used bytes in *used), with
+ * control characters (wire text) as '?'; with_path > 0 adds how many of
+ * them had the path asked for. */
+static void add_suggestion(char *buf, size_t cap, size_t *used, const char *method, const char *route, int64_t n,
+			   int64_t with_path)
+{
+	if (*used >= cap)
+		return;
+	char of[64] = "";
+	if (with_path > 0 && with_path < n)
+		snprintf(of, sizeof of, ", %lld with this path", (long long)with_path);
+	int w = snprintf(buf + *used, cap - *used, "%s%s %s (%lld request%s%s)", *used ? ", " : "", method, route,
+			 (long long)n, n == 1 ? "" : "s", of);
+	size_t end = *used + (w > 0 ? (size_t)w : 0);
+	if (end >= cap)
+		end = cap - 1;
+	for (size_t i = *used; i < end; i++)
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+			buf[i] = '?';
+	*used = end;
+}
+
+/* The recorded routes of run that path (a raw path, or anything given to
+ * --route) may stand for, most requests first, as one line: routes whose
+ * requests had exactly this path, then templates that match it. Returns
+ * the number of routes listed. */
+static int matching_routes(struct tg_store *s, int64_t run, const char *path, char *buf, size_t cap)
+{
+	char p[1024];
+	tg_strlcpy(p, path, sizeof p);
+	p[strcspn(p, "?#")] = '\0';
+	size_t used = 0;
+	int n = 0;
+	buf[0] = '\0';
+	sqlite3_stmt *st = prep(s, "SELECT r.method, coalesce(r.route, r.path), count(*),"
+				   " (SELECT count(*) FROM requests q WHERE q.run_id = ?1 AND q.method = r.method"
+				   "  AND coalesce(q.route, q.path) = coalesce(r.route, r.path))"
+				   " FROM requests r WHERE r.run_id = ?1 AND r.path = ?2 GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+				   " LIMIT 8");
+	sqlite3_bind_int64(st, 1, run);
+	sqlite3_bind_text(st, 2, p, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *m = (const char *)sqlite3_column_text(st, 0), *r = (const char *)sqlite3_column_text(st, 1);
+		add_suggestion(buf, cap, &used, m ? m : "?", r ? r : "?", sqlite3_column_int64(st, 3),
+			       sqlite3_column_int64(st, 2));
+		n++;
+	}
+	sqlite3_finalize(st);
+	st = prep(s, "SELECT method, route, count(*) FROM requests WHERE run_id = ?1 AND route IS NOT NULL"
+		     " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2");
+	sqlite3_bind_int64(st, 1, run);
+	while (sqlite3_step(st) == SQLITE_ROW && n < 8) {
+		const char *m = (const char *)sqlite3_column_text(st, 0), *r = (const char *)sqlite3_column_text(st, 1);
+		if (!r || !template_matches(r, p))
+			continue;
+		/* listed already when requests of this route had exactly this path */
+		char item[1200];
+		snprintf(item, sizeof item, "%s %s (", m ? m : "?", r);
+		if (strstr(buf, item))
+			continue;
+		add_suggestion(buf, cap, &used, m ? m : "?", r, sqlite3_column_int64(st, 2), 0);
+		n++;
+	}
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* The routes of run, most requests first, as one line ("" when none). */
+static void recorded_routes(struct tg_store *s, int64_t run, char *buf, size_t cap)
+{
+	sqlite3_stmt *st = prep(s, "SELECT method, coalesce(route, path), count(*) FROM requests WHERE run_id = ?1"
+				   " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2");
+	sqlite3_bind_int64(st, 1, run);
+	size_t used = 0;
+	int n = 0;
+	buf[0] = '\0';
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (n++ == 6) {
+			if (used < cap)
+				snprintf(buf + used, cap - used, ", ...");
+			continue;
+		}
+		const char *m = (const char *)sqlite3_column_text(st, 0), *r = (const char *)sqlite3_column_text(st, 1);
+		add_suggestion(buf, cap, &used, m ? m : "?", r ? r : "?", sqlite3_column_int64(st, 2), 0);
+	}
+	sqlite3_finalize(st);
+	if (n > 6 && used < cap)
+		snprintf(buf + used, cap - used, " and %d more", n - 6);
+}
+
+/* Dies unless --route names a route of the run (METHOD and route, or raw
+ * path for requests without a route template), saying which recorded
+ * routes a raw path matches or, failing that, which routes there are.
+ * Returns the route's number of requests. */
+static int64_t check_route(struct tg_store *s, int64_t run, const char *method, const char *route, const char *arg)
+{
+	sqlite3_stmt *st = prep(s, "SELECT count(*) FROM requests WHERE run_id = ?1 AND method = ?2"
+				   " AND coalesce(route, path) = ?3");
+	sqlite3_bind_int64(st, 1, run);
+	sqlite3_bind_text(st, 2, method, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, route, -1, SQLITE_STATIC);
+	int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_finalize(st);
+	if (n)
+		return n;
+	char list[400];
+	if (matching_routes(s, run, route, list, sizeof list))
+		tg_die("no route '%s' was recorded in run %lld; its path matches: %s", arg, (long long)run, list);
+	recorded_routes(s, run, list, sizeof list);
+	if (*list)
+		tg_die("no route '%s' was recorded in run %lld, nor one that matches it; recorded routes: %s", arg,
+		       (long long)run, list);
+	tg_die("no route '%s' was recorded in run %lld: it has no requests", arg, (long long)run);
+}
+
+/* Dies unless run is in the store. */
+static void check_run(struct tg_store *s, int64_t run)
+{
+	sqlite3_stmt *st = prep(s, "SELECT 1 FROM runs WHERE id = ?1");
+	sqlite3_bind_int64(st, 1, run);
+	int found = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	if (!found)
+		tg_die("no run %lld in %s; see: timeglass runs", (long long)run, tg_store_path(s));
+}
+
+/* Dies unless request id is in the store. */
+static void check_request(struct tg_store *s, int64_t id)
+{
+	sqlite3_stmt *st = prep(s, "SELECT 1 FROM requests WHERE id = ?1");
+	sqlite3_bind_int64(st, 1, id);
+	int found = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	if (!found)
+		tg_die("no request %lld in %s; see: timeglass requests", (long long)id, tg_store_path(s));
+}
+
 struct row {
 	char *frames; /* ids, root first, comma-separated */
 	int waiting;
@@ -293,8 +475,32 @@ int cmd_flame(int argc, char **argv)
 	struct tg_store *s = tg_store_open(o.db, TG_STORE_READ);
 	if (!s)
 		tg_die("%s", tg_error());
-	if (!o.request && !o.run)
+	if (!o.request && !o.run) {
 		o.run = latest_run(s);
+		if (!o.run)
+			tg_die("no runs in %s yet; record one with: timeglass run -- CMD", tg_store_path(s));
+	}
+	if (o.request)
+		check_request(s, o.request);
+	else
+		check_run(s, o.run);
+	char method[32] = "";
+	const char *route = NULL;
+	int64_t route_requests = 0;
+	if (o.route) {
+		const char *sp = strchr(o.route, ' ');
+		if (!sp || (size_t)(sp - o.route) >= sizeof method) {
+			char list[400];
+			if (matching_routes(s, o.run, o.route, list, sizeof list))
+				tg_die_usage("flame", "--route takes 'METHOD /template'; recorded routes matching '%s': %s",
+					     o.route, list);
+			tg_die_usage("flame", "--route takes 'METHOD /template', e.g. 'GET /items/{item_id}'");
+		}
+		memcpy(method, o.route, (size_t)(sp - o.route));
+		method[sp - o.route] = '\0';
+		route = sp + 1;
+		route_requests = check_route(s, o.run, method, route, o.route);
+	}
 
 	char sql[1024];
 	const char *where;
@@ -313,15 +519,9 @@ int cmd_flame(int argc, char **argv)
 		 where);
 	sqlite3_stmt *st = prep(s, sql);
 	sqlite3_bind_int64(st, 1, o.request ? o.request : o.run);
-	char method[32] = "";
 	if (o.route) {
-		const char *sp = strchr(o.route, ' ');
-		if (!sp || (size_t)(sp - o.route) >= sizeof method)
-			tg_die_usage("flame", "--route takes 'METHOD /template', e.g. 'GET /items/{item_id}'");
-		memcpy(method, o.route, (size_t)(sp - o.route));
-		method[sp - o.route] = '\0';
 		sqlite3_bind_text(st, 2, method, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, sp + 1, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, route, -1, SQLITE_STATIC);
 	}
 	if (o.state)
 		sqlite3_bind_text(st, 4, o.state, -1, SQLITE_STATIC);
@@ -348,6 +548,21 @@ int cmd_flame(int argc, char **argv)
 	if (rc != SQLITE_DONE)
 		die_db(s);
 	sqlite3_finalize(st);
+
+	if (!nrows) {
+		/* an empty answer says why */
+		const char *state = o.state ? o.state : "", *sp = o.state ? " " : "";
+		const char *why = o.state ? " (--state all shows every sample)"
+					  : " (shorter than the sampling period, or recorded with sampling off)";
+		if (o.request)
+			tg_warn("request %lld has no %s%sstack samples%s", (long long)o.request, state, sp, why);
+		else if (o.route)
+			tg_warn("route '%s' has %lld request%s in run %lld but no %s%sstack samples%s", o.route,
+				(long long)route_requests, route_requests == 1 ? "" : "s", (long long)o.run, state, sp, why);
+		else
+			tg_warn("run %lld has no %s%sstack samples%s%s", (long long)o.run, state, sp,
+				o.no_request ? " outside requests" : "", o.state ? why : "");
+	}
 
 	int64_t nframes;
 	struct frame *fr = load_frames(s, &nframes);

@@ -27,7 +27,10 @@ void cmd_requests_usage(FILE *f)
 {
 	fprintf(f, "Usage: timeglass requests [OPTIONS]\n"
 		   "\n"
-		   "Prints the HTTP requests recorded in a run, oldest first.\n"
+		   "Prints the HTTP requests recorded in a run, oldest first: their path and\n"
+		   "route template (ROUTE, '-' when none was recorded), status and timing, and\n"
+		   "in ERROR the type of the exception behind a 500 (e.g. ZeroDivisionError)\n"
+		   "and what went wrong on the wire.\n"
 		   "\n"
 		   "Options:\n"
 		   "  --db PATH    store to read (default: $TIMEGLASS_DB or .timeglass/timeglass.db)\n"
@@ -243,6 +246,39 @@ enum {
 	" (SELECT count(*) FROM queries WHERE queries.request_id = requests.id),"                                \
 	" (SELECT count(*) FROM spans WHERE spans.request_id = requests.id)"
 
+/* The exception type of an exception text ("ZeroDivisionError: division by
+ * zero\n..." or "app.errors.PaymentError: ..."): the name before the first
+ * ':' of its first line, without its module. Sets *n; NULL when the text
+ * does not start with a type name. */
+static const char *exception_type(const char *text, size_t len, size_t *n)
+{
+	size_t end = 0;
+	while (end < len && text[end] != ':' && text[end] != '\n')
+		end++;
+	const char *start = text;
+	for (size_t i = 0; i < end; i++) {
+		char c = text[i];
+		if (c == '.')
+			start = text + i + 1;
+		else if (!(c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			   (unsigned char)c >= 0x80))
+			return NULL; /* not a (qualified) name */
+	}
+	*n = (size_t)(text + end - start);
+	return *n ? start : NULL;
+}
+
+/* The value of the exception_type JSON field: the type of the exception
+ * recorded for the request, null without one. */
+static void json_exception_type(struct jw *w, sqlite3_stmt *st)
+{
+	size_t n, tn;
+	const char *p = col_text(st, C_EXCEPTION, &n);
+	const char *t = p ? exception_type(p, n, &tn) : NULL;
+	jw_key(w, "exception_type");
+	jw_str(w, t, t ? tn : 0);
+}
+
 static void request_json(struct jw *w, sqlite3_stmt *st)
 {
 	jw_obj_open(w);
@@ -280,13 +316,14 @@ static void request_json(struct jw *w, sqlite3_stmt *st)
 	json_text(w, "headers", st, C_HEADERS);
 	json_text(w, "transport", st, C_TRANSPORT);
 	json_text(w, "exception", st, C_EXCEPTION);
+	json_exception_type(w, st);
 	json_int(w, "queries", st, C_NQUERIES);
 	json_int(w, "http_calls", st, C_NCALLS);
 	jw_obj_close(w);
 	jw_newline(w);
 }
 
-static void request_row(sqlite3_stmt *st, int path_width)
+static void request_row(sqlite3_stmt *st, int path_width, int route_width)
 {
 	char id[24], when[32], pid[16], status[8], dur[24];
 	size_t n;
@@ -300,6 +337,9 @@ static void request_row(sqlite3_stmt *st, int path_width)
 	putchar(' ');
 	p = col_text(st, C_PATH, &n);
 	print_cell(p ? p : "-", p ? n : 1, path_width, 1);
+	putchar(' ');
+	p = col_text(st, C_ROUTE, &n);
+	print_cell(p ? p : "-", p ? n : 1, route_width, 1);
 	if (sqlite3_column_type(st, C_STATUS) == SQLITE_NULL)
 		snprintf(status, sizeof status, "-");
 	else
@@ -307,9 +347,22 @@ static void request_row(sqlite3_stmt *st, int path_width)
 	tg_fmt_duration(dur, sizeof dur, col_i64(st, C_DUR));
 	printf(" %-6s %10s %9" PRId64 " %9" PRId64, status, dur, col_i64(st, C_IN),
 	       col_i64(st, C_OUT));
+	/* ERROR: the exception's type (a 500 with a traceback recorded), then
+	 * what went wrong on the wire */
+	size_t en, tn = 0;
+	const char *exc = col_text(st, C_EXCEPTION, &en);
+	const char *type = exc ? exception_type(exc, en, &tn) : NULL;
+	if (exc && !type) {
+		type = "exception";
+		tn = strlen(type);
+	}
 	p = col_text(st, C_ERROR, &n);
-	if (p) {
+	if (type) {
 		putchar(' ');
+		print_cell(type, tn, 40, 0);
+	}
+	if (p) {
+		fputs(type ? "; " : " ", stdout);
 		print_cell(p, n, 40, 0);
 	}
 	putchar('\n');
@@ -355,19 +408,23 @@ int cmd_requests(int argc, char **argv)
 
 	struct jw w;
 	jw_init(&w, stdout);
-	int path_width = terminal_width() - (7 + 1 + 12 + 1 + 7 + 1 + 7 + 1) - (1 + 6 + 1 + 10 + 1 + 9 + 1 + 9) - 24;
+	/* PATH and ROUTE share what the fixed columns and ERROR leave */
+	int room = terminal_width() - (7 + 1 + 12 + 1 + 7 + 1 + 7 + 1) - (1 + 6 + 1 + 10 + 1 + 9 + 1 + 9) - 24 - 1;
+	int path_width = room * 11 / 20, route_width = room - path_width;
 	if (path_width < 16)
 		path_width = 16;
+	if (route_width < 16)
+		route_width = 16;
 	if (!o.json) {
-		printf("%-7s %-12s %-7s %-7s %-*s %-6s %10s %9s %9s %s\n", "ID", "TIME", "PID", "METHOD", path_width,
-		       "PATH", "STATUS", "DURATION", "IN", "OUT", "ERROR");
+		printf("%-7s %-12s %-7s %-7s %-*s %-*s %-6s %10s %9s %9s %s\n", "ID", "TIME", "PID", "METHOD", path_width,
+		       "PATH", route_width, "ROUTE", "STATUS", "DURATION", "IN", "OUT", "ERROR");
 	}
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (o.json)
 			request_json(&w, st);
 		else
-			request_row(st, path_width);
+			request_row(st, path_width, route_width);
 	}
 	if (rc != SQLITE_DONE)
 		step_failed(s);

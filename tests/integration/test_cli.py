@@ -82,3 +82,110 @@ def test_runs_and_run_selection(traced, store):
     assert "/items/4" in human, human
     human_runs = run_cli("runs", "--db", store).stdout
     assert human_runs.strip(), "`timeglass runs` prints the runs"
+
+
+SHOP_APP = '''
+"""A small shop API: an items router under /api whose endpoint gets its
+database session from a dependency, and a route that can fail."""
+import sqlite3
+
+from fastapi import APIRouter, Depends, FastAPI
+
+DB = sqlite3.connect(":memory:", check_same_thread=False)
+DB.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+DB.executemany("INSERT INTO items (id, name) VALUES (?, ?)", [(i, "item%d" % i) for i in range(1, 6)])
+DB.commit()
+
+
+def get_db():
+    yield DB
+
+
+router = APIRouter(prefix="/api")
+
+
+@router.get("/items/{item_id}")
+def read_item(item_id: int, db=Depends(get_db)):
+    row = db.execute("SELECT id, name FROM items WHERE id = ?", (item_id,)).fetchone()
+    checksum = sum(i * i for i in range(300000))  # some CPU for the sampler to see
+    return {"id": row[0], "name": row[1], "checksum": checksum}
+
+
+@router.get("/ratio/{a}/{b}")
+def ratio(a: int, b: int):
+    return {"ratio": a / b}
+
+
+app = FastAPI()
+app.include_router(router)
+'''
+
+# `timeglass requests --json` fields before the exception type was added: a contract.
+REQUEST_FIELDS = {"id", "run_id", "process_id", "pid", "tid", "conn_id", "start_unix_ns", "duration_ns", "req_end_ns",
+                  "resp_start_ns", "method", "path", "query_string", "route", "http_version", "status",
+                  "request_bytes", "response_bytes", "client_addr", "error", "flags", "headers", "transport",
+                  "exception", "queries", "http_calls"}
+
+
+def test_flame_route_names_what_was_recorded(traced, tmp_path):
+    """`flame --route` with a raw path or an unknown route exits 2 and says
+    which recorded routes match (or which there are) instead of printing 0
+    samples; `requests` shows each request's route and the type of the
+    exception behind a 500."""
+    import urllib.error
+    import urllib.request
+
+    from tgtest import free_port
+
+    (tmp_path / "shop.py").write_text(SHOP_APP)
+    port = free_port()
+    argv = [PYTHON, "-m", "uvicorn", "shop:app", "--app-dir", str(tmp_path), "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "warning"]
+    with traced(argv=argv, port=port) as server:
+        for item in (5, 5, 2):
+            with urllib.request.urlopen("http://127.0.0.1:%d/api/items/%d" % (port, item), timeout=10) as r:
+                assert r.status == 200
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen("http://127.0.0.1:%d/api/ratio/1/0" % port, timeout=10)
+        assert err.value.code == 500
+    db = server.db
+
+    def flame_error(route):
+        proc = run_cli("flame", "--db", db, "--route", route, "--format", "top", check=False)
+        assert proc.returncode == 2 and proc.stdout == "", proc
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1, proc.stderr
+        return lines[0]
+
+    assert flame_error("GET /api/items/5") == (
+        "timeglass: no route 'GET /api/items/5' was recorded in run 1; its path matches: "
+        "GET /api/items/{item_id} (3 requests, 2 with this path)")
+    assert flame_error("GET /api/items/7") == (  # never requested: the template matches
+        "timeglass: no route 'GET /api/items/7' was recorded in run 1; its path matches: "
+        "GET /api/items/{item_id} (3 requests)")
+    assert flame_error("GET /api/orders") == (
+        "timeglass: no route 'GET /api/orders' was recorded in run 1, nor one that matches it; recorded routes: "
+        "GET /api/items/{item_id} (3 requests), GET /api/ratio/{a}/{b} (1 request)")
+    line = flame_error("/api/ratio/3/4")  # no method: a usage error, with the matches
+    assert "recorded routes matching '/api/ratio/3/4': GET /api/ratio/{a}/{b} (1 request)" in line, line
+    assert ("Exit status: 0; 2 for bad usage, an unusable store, or a run, request or\nroute that was not recorded"
+            in run_cli("flame", "--help").stdout)
+
+    top = run_cli("flame", "--db", db, "--route", "GET /api/items/{item_id}", "--format", "top")
+    samples = int(top.stdout.splitlines()[-1].split()[0])
+    assert samples > 0 and "read_item" in top.stdout, top.stdout
+
+    table = run_cli("requests", "--db", db).stdout.splitlines()
+    assert table[0].split() == ["ID", "TIME", "PID", "METHOD", "PATH", "ROUTE", "STATUS", "DURATION", "IN", "OUT",
+                                "ERROR"]
+    rows = [line.split() for line in table[1:]]
+    assert [(r[4], r[5], r[6]) for r in rows] == [
+        ("/api/items/5", "/api/items/{item_id}", "200"), ("/api/items/5", "/api/items/{item_id}", "200"),
+        ("/api/items/2", "/api/items/{item_id}", "200"), ("/api/ratio/1/0", "/api/ratio/{a}/{b}", "500")]
+    # DURATION takes two fields ("1.20 ms"); ERROR is empty but on the 500
+    assert rows[3][-1] == "ZeroDivisionError" and len(rows[3]) == 12 and all(len(r) == 11 for r in rows[:3])
+
+    recs, _ = read_requests(db)
+    assert all(set(r) >= REQUEST_FIELDS for r in recs)
+    assert [r["exception_type"] for r in recs] == [None, None, None, "ZeroDivisionError"]
+    assert recs[3]["exception"].startswith("ZeroDivisionError: division by zero")
