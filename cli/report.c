@@ -437,6 +437,23 @@ static int attribute_outside(sqlite3 *db, struct rp_report *r)
 	if (!r->has_queries)
 		return 0;
 	sqlite3_stmt *st;
+	if (!r->ntests) {
+		/* no tests to give them to (`timeglass score`, the dashboard): totals only */
+		if (sqlite3_prepare_v2(db,
+				       "SELECT count(*), coalesce(sum(duration_ns), 0) FROM queries"
+				       " WHERE run_id = ? AND request_id IS NULL",
+				       -1, &st, NULL) != SQLITE_OK)
+			return fail_sql(db, "reading queries");
+		sqlite3_bind_int64(st, 1, r->run_id);
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			r->outside_queries = sqlite3_column_int64(st, 0);
+			r->outside_query_ns = sqlite3_column_int64(st, 1);
+			r->untested_queries += r->outside_queries;
+		}
+		sqlite3_finalize(st);
+		return rc == SQLITE_ROW ? 0 : fail_sql(db, "reading queries");
+	}
 	if (sqlite3_prepare_v2(db,
 			       "SELECT pid, start_unix_ns, duration_ns, coalesce(fingerprint, sql, ''), coalesce(call_site, '')"
 			       " FROM queries WHERE run_id = ? AND request_id IS NULL",
