@@ -108,7 +108,7 @@ grep -q '"path":"/odd\\"q\\\\b\\u0001\\ufffd\\u2028"' "$TMP/req.json" && ok "JSO
 
 "$TG" requests --db "$DB" --limit 3 >"$TMP/table" 2>&1
 check "requests table: header + 3 rows" 4 "$(wc -l <"$TMP/table")"
-head -1 "$TMP/table" | grep -q '^ID  *TIME  *PID  *METHOD  *PATH  *STATUS  *DURATION  *IN  *OUT  *ERROR' &&
+head -1 "$TMP/table" | grep -q '^ID  *TIME  *PID  *METHOD  *PATH  *ROUTE  *STATUS  *DURATION  *IN  *OUT  *ERROR' &&
 	ok "table header" || fail "table header: $(head -1 "$TMP/table")"
 "$TG" requests --db "$DB" --json --limit 10 | wc -l | grep -qx 10 && ok "--limit" || fail "--limit"
 
