@@ -181,7 +181,11 @@ def test_speedscope(run):
 def test_flame_usage_errors(run):
     r = subprocess.run([str(tgtest.TIMEGLASS), "flame", "--db", str(run.db)], capture_output=True, text=True)
     assert r.returncode == 2 and "exactly one" in r.stderr
-    assert run.flame("--route", "GET /nope") == ""
+    # a route that was not recorded is an error that lists the recorded ones, not an empty graph
+    r = subprocess.run([str(tgtest.TIMEGLASS), "flame", "--db", str(run.db), "--route", "GET /nope"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == "", r
+    assert r.stderr.startswith("timeglass: no route 'GET /nope' was recorded in run ") and "GET /split" in r.stderr
 
 
 def test_sampling_off(tmp_path):
