@@ -953,11 +953,13 @@ void rp_score(const struct rp_report *r, const struct rp_coverage *cov, struct r
 
 	struct rp_score_item *c = &out[RP_COVERAGE];
 	if (cov && cov->found) {
-		evidence(c, "%s: %" PRId64 " lines executed in %" PRId64 " files", cov->path, cov->lines, cov->files);
+		evidence(c, "%s: %" PRId64 " line%s executed in %" PRId64 " file%s", cov->path, cov->lines,
+			 plural(cov->lines), cov->files, plural(cov->files));
 		if (cov->percent >= 0) {
 			set_value(c, &benches[RP_COVERAGE], cov->percent, 1);
 		} else {
-			snprintf(c->figure, sizeof c->figure, "%" PRId64 " lines in %" PRId64 " files", cov->lines, cov->files);
+			snprintf(c->figure, sizeof c->figure, "%" PRId64 " line%s in %" PRId64 " file%s", cov->lines,
+				 plural(cov->lines), cov->files, plural(cov->files));
 			snprintf(c->note, sizeof c->note,
 				 "percent not computed: run `coverage json` to add the total (coverage.json)");
 		}

@@ -104,7 +104,7 @@ def test_coverage(faulty, tmp_path):
     subprocess.run([PYTHON, "-m", "coverage", "run", "mod.py"], cwd=str(tmp_path), env=env, check=True)
     _, items = card(faulty, cwd=tmp_path)
     cov = items["coverage"]
-    assert cov["figure"] == "4 lines in 1 files" and "percent not computed" in cov["note"]
+    assert cov["figure"] == "4 lines in 1 file" and "percent not computed" in cov["note"]
     subprocess.run([PYTHON, "-m", "coverage", "json", "-q"], cwd=str(tmp_path), env=env, check=True)
     total = json.loads((tmp_path / "coverage.json").read_text())["totals"]["percent_covered"]
     _, items = card(faulty, "--coverage", str(tmp_path / ".coverage"))
