@@ -310,6 +310,14 @@ void tg_conn_bind(int fd, int bind, uint64_t token, const char *site, size_t len
 	spin_unlock(&c->lock);
 }
 
+uint64_t tg_conn_inbound_id(int fd)
+{
+	struct tg_conn *c = tg_conn_get(fd);
+	/* A racing close may recycle c: its id is then another connection's,
+	 * which the collector's time check refuses. */
+	return c && !c->out ? __atomic_load_n(&c->id, __ATOMIC_RELAXED) : 0;
+}
+
 void tg_conn_claim_libpq(int fd)
 {
 	struct tg_conn *c = tg_conn_get(fd);
