@@ -53,6 +53,12 @@ run apt-get -o Acquire::Check-Valid-Until=false update
 # No service starts inside the chroot (PostgreSQL, nginx): the tests start their own.
 printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
+# Some maintainer scripts (postgresql-common) need /proc.
+proc_mounted=0
+if ! mountpoint -q "$root/proc"; then
+	mount -t proc proc "$root/proc" && proc_mounted=1
+fi
+trap '[ $proc_mounted = 0 ] || umount "$root/proc" 2>/dev/null || true' EXIT
 run apt-get install -y --no-install-recommends $pkgs
 if [ "$name" = sid ]; then
 	# Extra interpreters, when the archive has them.

@@ -167,9 +167,10 @@ def test_every_request_stored_once(run):
         s = by_id[rid]
         assert s.via == "proxy" and r["error"] == "server closed before response", (rid, r["error"])
         assert r["status"] is None and r["response_bytes"] == 0
-    gave_up = sorted(s.rid for s in run.sent if s.rid not in run.rows)
-    assert gave_up == sorted(rid for rid, r in run.retried if rid not in run.rows), gave_up
-    assert all(by_id[rid].method == "POST" for rid in gave_up), gave_up
+    # The POSTs nginx gave up on (502): read by the app and dropped, or
+    # refused by the closed socket before the app read them.
+    gave_up = [s for s in run.sent if s.rid not in run.rows]
+    assert all(s.method == "POST" and s.status == 502 for s in gave_up), [(s.rid, s.status) for s in gave_up]
 
 
 def test_routes_and_statuses(run):
@@ -205,7 +206,12 @@ def test_exceptions_recorded_without_timeglass_frames(run):
 
 def test_queries_land_on_their_request(run):
     """Every app statement carries its request's id: it must be stored on that
-    request, whichever task, pooled connection or thread ran it."""
+    request, whichever task, pooled connection or thread ran it. (An attempt
+    the app started and whose connection uvicorn then dropped is a request
+    of its own, with the statements it ran.)"""
+    rows_of = collections.defaultdict(set)
+    for rid, r in list(run.rows.items()) + run.retried:
+        rows_of[rid].add(r["id"])
     per_request = collections.Counter()
     wrong = []
     for q in run.queries:
@@ -214,13 +220,14 @@ def test_queries_land_on_their_request(run):
             continue
         rid = m.group(1)
         per_request[rid] += 1
-        row = run.rows.get(rid)
-        if row is None or q["request_id"] != row["id"]:
+        if q["request_id"] not in rows_of[rid]:
             wrong.append((rid, q["request_id"], q["attribution"], q["sql"][:60]))
     assert not wrong, "%d of %d app statements on another request (or none): %s" % (
         len(wrong), sum(per_request.values()), wrong[:8])
+    retried = {rid for rid, _ in run.retried}
     for s in answered(run):
-        assert per_request[s.rid] == KINDS[s.kind][4], (s.kind, per_request[s.rid])
+        if s.rid not in retried:
+            assert per_request[s.rid] == KINDS[s.kind][4], (s.kind, per_request[s.rid])
 
 
 def test_statements_match_postgresql_log(run):
