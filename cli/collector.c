@@ -39,6 +39,7 @@
 #include "event_py.h"
 #include "record.h"
 #include "ring.h"
+#include "scopes.h"
 #include "sql.h"
 #include "stacks.h"
 #include "store.h"
@@ -52,12 +53,15 @@
 #define CMDLINE_MAX 4096              /* bytes of /proc/PID/cmdline kept */
 #define FINAL_HELLO_WAIT_NS (500 * 1000000LL) /* at the end, wait this long for half-sent hellos */
 
-/* One registration connection, and once its hello arrived, one traced process. */
-/* A mark (route template, exception) waiting for the request record of the
- * same client, which arrives when the response is complete. */
+#define SCOPE_KEEP_NS (120LL * 1000000000) /* scopes (and marks waiting for theirs) kept this long */
+
+/* A mark (route template, exception) waiting for its request record, which
+ * arrives when the response is complete: the request of its scope token,
+ * or, without a token, the one of the same client. */
 struct pending_mark {
 	struct tg_mark m; /* m.text points to text below */
 	char *text;       /* malloc'd copy */
+	int64_t seen_ns;  /* collector time of arrival */
 };
 
 #define MARKS_MAX 4096 /* pending marks per process; the oldest go beyond that */
@@ -81,6 +85,7 @@ struct proc {
 	uint64_t bad_bytes;
 	struct pending_mark *marks; /* marks waiting for their request, oldest first */
 	size_t nmarks, marks_cap;
+	struct tg_scopes *scopes;  /* request scopes: which request each token stands for (scopes.h) */
 	struct tg_sql_proc *sql;   /* queries and outbound calls waiting for their request (sql.h) */
 	struct tg_stacks_proc *stacks; /* Python stack samples waiting for their request (stacks.h) */
 };
@@ -218,7 +223,7 @@ static void marks_free(struct proc *p)
 }
 
 /* Keeps a copy of a mark until the request it names is stored. */
-static void mark_add(struct proc *p, const struct tg_mark *m)
+static void mark_add(struct proc *p, const struct tg_mark *m, int64_t now)
 {
 	if (p->nmarks == MARKS_MAX) {
 		free(p->marks[0].text);
@@ -241,17 +246,39 @@ static void mark_add(struct proc *p, const struct tg_mark *m)
 	pm->m = *m;
 	pm->m.text = text;
 	pm->text = text;
+	pm->seen_ns = now;
 }
 
-/* Gives row the route and exception of the marks of its client that fall in
- * its time span, and returns how many marks are consumed or stale (those
- * are flagged by zeroing their kind; the caller compacts after storing the
- * row, which still points to their text). */
-static size_t marks_apply(struct proc *p, const struct tg_ev_request *r, struct tg_request_row *row)
+static void mark_to_row(const struct tg_mark *m, struct tg_request_row *row)
+{
+	if (m->kind == TG_MARK_ROUTE) {
+		row->route = m->text;
+		row->route_len = m->text_len;
+	} else if (m->kind == TG_MARK_EXCEPTION) {
+		row->exception = m->text;
+		row->exception_len = m->text_len;
+	}
+}
+
+/* Gives row the route and exception of its marks - those of its scope
+ * token, and (older markers) those of its client that fall in its time
+ * span - and returns how many marks are consumed or stale (those are
+ * flagged by zeroing their kind; the caller compacts after storing the row,
+ * which still points to their text). */
+static size_t marks_apply(struct proc *p, const struct tg_ev_request *r, uint64_t token,
+			  struct tg_request_row *row)
 {
 	size_t used = 0;
 	for (size_t i = 0; i < p->nmarks; i++) {
 		struct tg_mark *m = &p->marks[i].m;
+		if (m->token) {
+			if (m->token == token && m->kind) {
+				mark_to_row(m, row);
+				m->kind = 0;
+				used++;
+			}
+			continue;
+		}
 		if (!tg_mark_matches(m, r))
 			continue;
 		/* A later mark names the client's next request; but the
@@ -259,26 +286,21 @@ static size_t marks_apply(struct proc *p, const struct tg_ev_request *r, struct 
 		 * same thread, right before the request record itself. */
 		if (m->ts_ns > r->end_ns && !(r->flags & TG_REQF_ASGI))
 			continue;
-		if (m->ts_ns >= r->start_ns) {
-			if (m->kind == TG_MARK_ROUTE) {
-				row->route = m->text;
-				row->route_len = m->text_len;
-			} else if (m->kind == TG_MARK_EXCEPTION) {
-				row->exception = m->text;
-				row->exception_len = m->text_len;
-			}
-		}
+		if (m->ts_ns >= r->start_ns)
+			mark_to_row(m, row);
 		m->kind = 0; /* used, or older than this request: stale */
 		used++;
 	}
 	return used;
 }
 
-static void marks_compact(struct proc *p)
+/* Drops consumed marks, and (now != 0) marks that waited longer than any
+ * scope is kept. */
+static void marks_compact(struct proc *p, int64_t now)
 {
 	size_t j = 0;
 	for (size_t i = 0; i < p->nmarks; i++) {
-		if (p->marks[i].m.kind)
+		if (p->marks[i].m.kind && (!now || now - p->marks[i].seen_ns <= SCOPE_KEEP_NS))
 			p->marks[j++] = p->marks[i];
 		else
 			free(p->marks[i].text);
@@ -289,17 +311,17 @@ static void marks_compact(struct proc *p)
 static struct tg_sql_ctx sql_ctx(const struct collector *c, const struct proc *p)
 {
 	return (struct tg_sql_ctx){.store = c->store, .run_id = c->run_id, .process_id = p->process_id,
-				   .pid = p->pid, .mono_to_unix = c->mono_to_unix, .n_plus_one = c->n_plus_one};
+				   .pid = p->pid, .mono_to_unix = c->mono_to_unix, .n_plus_one = c->n_plus_one,
+				   .scopes = p->scopes};
 }
 
 static struct tg_stacks_ctx stacks_ctx(const struct collector *c, const struct proc *p)
 {
 	return (struct tg_stacks_ctx){.store = c->store, .run_id = c->run_id, .process_id = p->process_id,
-				      .pid = p->pid, .mono_to_unix = c->mono_to_unix};
+				      .pid = p->pid, .mono_to_unix = c->mono_to_unix, .scopes = p->scopes};
 }
 
-/* Python samples, code objects and sampler counters (stacks.c); scope
- * records are read by both stacks.c and sql.c. */
+/* Python samples, code objects and sampler counters (stacks.c). */
 static void stacks_record(struct collector *c, struct proc *p, const void *rec, uint32_t size)
 {
 	struct tg_stacks_ctx xc = stacks_ctx(c, p);
@@ -321,9 +343,16 @@ static void store_record(struct collector *c, struct proc *p, const void *rec, u
 		stacks_record(c, p, rec, size);
 		return;
 	}
-	if (h->type == TG_EV_REQ_SCOPE && p->stacks)
-		stacks_record(c, p, rec, size);
-	if (h->type == TG_EV_QUERY || h->type == TG_EV_HTTP_CALL || h->type == TG_EV_REQ_SCOPE) {
+	if (h->type == TG_EV_REQ_SCOPE) {
+		if (!p->scopes)
+			p->scopes = tg_scopes_new();
+		if (!p->scopes || tg_scopes_record(p->scopes, rec, size, tg_monotonic_ns()) < 0) {
+			p->bad_events++;
+			p->bad_bytes += size;
+		}
+		return;
+	}
+	if (h->type == TG_EV_QUERY || h->type == TG_EV_HTTP_CALL) {
 		struct tg_sql_ctx sc = sql_ctx(c, p);
 		if (!p->sql)
 			p->sql = tg_sql_proc_new();
@@ -341,10 +370,19 @@ static void store_record(struct collector *c, struct proc *p, const void *rec, u
 		if (tg_decode_mark(rec, size, &m) < 0) {
 			p->bad_events++;
 			p->bad_bytes += size;
-		} else {
-			mark_add(p, &m);
-			stacks_record(c, p, rec, size);
+			return;
 		}
+		/* Its request already stored (an exception marked after the
+		 * response, say by a mounted app's own error handler)? */
+		const struct tg_scope *sc = m.token && p->scopes ? tg_scopes_find(p->scopes, m.token) : NULL;
+		if (sc && sc->joined) {
+			if (sc->request_id)
+				tg_store_request_mark(c->store, sc->request_id, m.kind == TG_MARK_EXCEPTION, m.text,
+						      m.text_len);
+			note_store_errors(c);
+			return;
+		}
+		mark_add(p, &m, tg_monotonic_ns());
 		return;
 	}
 	if (h->type == TG_EV_REQ_FIXUP) {
@@ -373,19 +411,28 @@ static void store_record(struct collector *c, struct proc *p, const void *rec, u
 	row.process_id = p->process_id;
 	row.pid = p->pid;
 	const struct tg_ev_request *req = rec;
-	size_t used = p->nmarks ? marks_apply(p, req, &row) : 0;
+	/* Which scope was begun for it: its marks, queries and samples. The
+	 * row's id is known only once it is inserted, so the join takes it
+	 * then. */
+	uint64_t token = 0;
+	struct tg_scope *scope = p->scopes ? tg_scopes_match(p->scopes, req) : NULL;
+	if (scope)
+		token = scope->token;
+	size_t used = p->nmarks ? marks_apply(p, req, token, &row) : 0;
 	int stored = tg_store_request_add(c->store, &row) == 0;
 	int64_t request_id = stored ? tg_store_last_id(c->store) : 0;
+	if (scope)
+		tg_scopes_joined(p->scopes, scope, request_id);
 	if (p->sql) {
 		struct tg_sql_ctx sc = sql_ctx(c, p);
-		tg_sql_request(&sc, p->sql, req, stored ? tg_store_last_id(c->store) : 0, tg_monotonic_ns());
+		tg_sql_request(&sc, p->sql, req, request_id, token);
 	}
 	if (p->stacks) {
 		struct tg_stacks_ctx xc = stacks_ctx(c, p);
 		tg_stacks_request(&xc, p->stacks, req, request_id);
 	}
 	if (used)
-		marks_compact(p);
+		marks_compact(p, 0);
 	note_store_errors(c);
 	if (tg_store_pending(c->store) >= BATCH_ROWS)
 		flush(c);
@@ -492,6 +539,8 @@ static void proc_finish(struct collector *c, struct proc *p)
 		}
 	}
 	marks_free(p);
+	tg_scopes_free(p->scopes);
+	p->scopes = NULL;
 	tg_sql_proc_free(p->sql);
 	p->sql = NULL;
 	tg_stacks_proc_free(p->stacks);
@@ -1071,6 +1120,10 @@ int tg_collector_main(const struct tg_collector_opts *o)
 					struct tg_stacks_ctx xc = stacks_ctx(&c, c.procs[i]);
 					tg_stacks_settle(&xc, c.procs[i]->stacks, now, 0);
 				}
+				if (c.procs[i]->scopes)
+					tg_scopes_forget(c.procs[i]->scopes, now, SCOPE_KEEP_NS);
+				if (c.procs[i]->nmarks)
+					marks_compact(c.procs[i], now);
 			}
 			c.accept_paused = 0;
 			next_tick = now + TICK_NS;

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "event.h"
@@ -68,6 +69,75 @@ void tg_split_target(const char *t, size_t n, const char **path, size_t *path_le
 	*query_len = q ? n - end - 1 : 0;
 }
 
+/* The value of header `name` (len bytes, any case) in header text h ("Name:
+ * value\n" lines), trimmed; NULL if absent. */
+static const char *header_value(const char *h, size_t n, const char *name, size_t len, size_t *vlen)
+{
+	for (size_t i = 0; i < n;) {
+		const char *nl = memchr(h + i, '\n', n - i);
+		size_t end = nl ? (size_t)(nl - h) : n;
+		if (end - i > len && h[i + len] == ':' && strncasecmp(h + i, name, len) == 0) {
+			size_t a = i + len + 1, b = end;
+			while (a < b && (h[a] == ' ' || h[a] == '\t'))
+				a++;
+			while (b > a && (h[b - 1] == ' ' || h[b - 1] == '\t' || h[b - 1] == '\r'))
+				b--;
+			*vlen = b - a;
+			return h + a;
+		}
+		i = end + 1;
+	}
+	return NULL;
+}
+
+/* The first element of a comma-separated list, trimmed. */
+static const char *first_item(const char *v, size_t n, size_t *len)
+{
+	const char *comma = memchr(v, ',', n);
+	size_t b = comma ? (size_t)(comma - v) : n;
+	while (b && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+		b--;
+	*len = b;
+	return v;
+}
+
+void tg_forwarded_for(const char *headers, size_t n, const char **out, size_t *out_len)
+{
+	size_t vl, il;
+	const char *v;
+	*out = NULL;
+	*out_len = 0;
+	if (!headers || !n)
+		return;
+	if ((v = header_value(headers, n, "x-forwarded-for", 15, &vl)) && vl) {
+		*out = first_item(v, vl, out_len);
+	} else if ((v = header_value(headers, n, "forwarded", 9, &vl)) && vl) {
+		/* RFC 7239: the first element's for= parameter, unquoted. */
+		v = first_item(v, vl, &il);
+		for (size_t i = 0; i + 4 <= il; i++) {
+			if ((i == 0 || v[i - 1] == ';' || v[i - 1] == ' ') && strncasecmp(v + i, "for=", 4) == 0) {
+				size_t a = i + 4, b = a;
+				while (b < il && v[b] != ';')
+					b++;
+				if (b - a >= 2 && v[a] == '"' && v[b - 1] == '"') {
+					a++;
+					b--;
+				}
+				*out = v + a;
+				*out_len = b - a;
+				break;
+			}
+		}
+	} else if ((v = header_value(headers, n, "x-real-ip", 9, &vl)) && vl) {
+		*out = v;
+		*out_len = vl;
+	}
+	if (*out_len > TG_FORWARDED_MAX)
+		*out_len = TG_FORWARDED_MAX;
+	if (!*out_len)
+		*out = NULL;
+}
+
 static void format_addr(const struct tg_ev_request *r, char addr[TG_ADDR_MAX])
 {
 	char ip[INET6_ADDRSTRLEN];
@@ -126,6 +196,7 @@ int tg_decode_request(const void *rec, uint32_t size, int64_t mono_to_unix, stru
 	if (r->headers_len) {
 		row->headers = data + r->method_len + r->target_len;
 		row->headers_len = r->headers_len;
+		tg_forwarded_for(row->headers, row->headers_len, &row->forwarded_for, &row->forwarded_for_len);
 	}
 	if (r->route_len) {
 		row->route = data + r->method_len + r->target_len + r->headers_len;
@@ -157,6 +228,7 @@ int tg_decode_mark(const void *rec, uint32_t size, struct tg_mark *m)
 	m->family = r->client_family;
 	m->port = r->client_port;
 	memcpy(m->addr, r->client_addr, sizeof m->addr);
+	m->token = r->token;
 	m->text = (const char *)(r + 1);
 	m->text_len = r->text_len;
 	return 0;

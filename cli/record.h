@@ -33,9 +33,18 @@ struct tg_mark {
 	uint8_t family;         /* AF_INET, AF_INET6 or 0 */
 	uint16_t port;
 	uint8_t addr[16];
+	uint64_t token;         /* request scope token, 0 if none */
 	const char *text;
 	size_t text_len;
 };
+
+#define TG_FORWARDED_MAX 128 /* bytes of a forwarded client address kept */
+
+/* The client a proxy forwarded a request for, from its header text
+ * ("Name: value\n" lines): the first address of X-Forwarded-For, else the
+ * first for= of Forwarded, else X-Real-IP; *out NULL if none. Points into
+ * headers. */
+void tg_forwarded_for(const char *headers, size_t n, const char **out, size_t *out_len);
 
 /* Decodes a TG_EV_MARK record (size bytes, private copy). Returns 0 or -1
  * when malformed. */

@@ -3,9 +3,9 @@
  *
  * Workload: up to tens of thousands of queries per second over a few
  * hundred requests in flight. Per process: an array of pending records in
- * arrival order (each a private copy of its ring record), an array of
- * scopes (token -> client, time, request row) and a ring of the most
- * recent requests for the thread fallback. Settling runs every collector
+ * arrival order (each a private copy of its ring record) and a ring of the
+ * most recent requests for the thread fallback; which request a scope token
+ * stands for is the process's scope table (scopes.h). Settling runs every collector
  * tick; searches are linear over the pending set, which stays small
  * because requests complete within seconds.
  */
@@ -16,16 +16,14 @@
 
 #include "event_sql.h"
 #include "fingerprint.h"
+#include "scopes.h"
 
 #define SETTLE_NO_TOKEN_NS (3LL * 1000000000)  /* tokenless records wait this long for their request */
 #define SETTLE_TOKEN_NS (120LL * 1000000000)   /* records of a scope whose request never came */
-#define SCOPE_KEEP_NS (120LL * 1000000000)     /* resolved scopes are kept this long for late records */
 #define PENDING_MAX 200000                     /* pending records per process; the oldest go first */
-#define SCOPES_MAX 16384                       /* scopes per process */
 #define RECENT 4096                            /* recent requests kept for the thread fallback */
 #define GROUP_MAX 4096                         /* records of one request fingerprinted together */
 #define FP_MAX 4096                            /* bytes of fingerprint kept */
-#define ASGI_SLACK_NS (1000000LL)              /* in-process: scope begun up to 1 ms before the request */
 
 struct pending {
 	void *rec;       /* private copy of the record, NULL once written */
@@ -37,17 +35,6 @@ struct pending {
 	int64_t seen_ns; /* collector time of arrival */
 };
 
-struct scope {
-	uint64_t token;
-	uint32_t tid;
-	uint64_t begin_ns;
-	uint8_t family;
-	uint16_t port;
-	uint8_t addr[16];
-	int64_t request_id; /* 0 until its request is stored */
-	int64_t seen_ns;
-};
-
 struct recent {
 	uint32_t tid;
 	uint64_t start_ns, end_ns;
@@ -57,8 +44,6 @@ struct recent {
 struct tg_sql_proc {
 	struct pending *pend;
 	size_t npend, pend_cap, pend_live;
-	struct scope *scopes;
-	size_t nscopes, scopes_cap;
 	struct recent recent[RECENT];
 	size_t nrecent, recent_next;
 };
@@ -75,7 +60,6 @@ void tg_sql_proc_free(struct tg_sql_proc *p)
 	for (size_t i = 0; i < p->npend; i++)
 		free(p->pend[i].rec);
 	free(p->pend);
-	free(p->scopes);
 	free(p);
 }
 
@@ -266,12 +250,11 @@ static void write_group(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struc
 		drop(p, g[i]);
 }
 
-static struct scope *scope_find(struct tg_sql_proc *p, uint64_t token)
+/* The request row of scope token, 0 while unknown. */
+static int64_t scope_request(const struct tg_sql_ctx *c, uint64_t token)
 {
-	for (size_t i = p->nscopes; i-- > 0;)
-		if (p->scopes[i].token == token)
-			return &p->scopes[i];
-	return NULL;
+	const struct tg_scope *s = token && c->scopes ? tg_scopes_find(c->scopes, token) : NULL;
+	return s && s->joined ? s->request_id : 0;
 }
 
 static void compact(struct tg_sql_proc *p)
@@ -303,57 +286,20 @@ static int64_t by_thread(const struct tg_sql_proc *p, uint32_t tid, uint64_t sta
  * thread, else none. */
 static void settle_one(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struct pending *pe)
 {
-	if (pe->token) {
-		struct scope *s = scope_find(p, pe->token);
-		if (s && s->request_id) {
-			write_one(c, p, pe, s->request_id, "scope");
-			return;
-		}
+	int64_t id = scope_request(c, pe->token);
+	if (id) {
+		write_one(c, p, pe, id, "scope");
+		return;
 	}
-	int64_t id = by_thread(p, pe->tid, pe->start_ns, pe->end_ns);
+	id = by_thread(p, pe->tid, pe->start_ns, pe->end_ns);
 	write_one(c, p, pe, id, id ? "thread" : "none");
 }
 
 /* ---- records ----------------------------------------------------------- */
 
-static int add_scope(struct tg_sql_proc *p, const struct tg_ev_scope *s, int64_t now)
-{
-	if (s->kind == TG_SCOPE_END)
-		return 0; /* the BEGIN record carries everything we join on */
-	if (s->kind != TG_SCOPE_BEGIN || !s->token)
-		return -1;
-	if (p->nscopes == SCOPES_MAX) { /* forget the older half */
-		memmove(p->scopes, p->scopes + SCOPES_MAX / 2, (SCOPES_MAX / 2) * sizeof *p->scopes);
-		p->nscopes = SCOPES_MAX / 2;
-	}
-	if (p->nscopes == p->scopes_cap) {
-		size_t ncap = p->scopes_cap ? p->scopes_cap * 2 : 64;
-		struct scope *ns = realloc(p->scopes, ncap * sizeof *ns);
-		if (!ns)
-			return 0;
-		p->scopes = ns;
-		p->scopes_cap = ncap;
-	}
-	struct scope *sc = &p->scopes[p->nscopes++];
-	memset(sc, 0, sizeof *sc);
-	sc->token = s->token;
-	sc->tid = s->tid;
-	sc->begin_ns = s->ts_ns;
-	sc->family = s->client_family;
-	sc->port = s->client_port;
-	memcpy(sc->addr, s->client_addr, 16);
-	sc->seen_ns = now;
-	return 0;
-}
-
 int tg_sql_record(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const void *rec, uint32_t size, int64_t now)
 {
 	const struct tg_ev_hdr *h = rec;
-	if (h->type == TG_EV_REQ_SCOPE) {
-		if (size < sizeof(struct tg_ev_scope))
-			return -1;
-		return add_scope(p, rec, now);
-	}
 	struct pending pe = {.size = size, .type = h->type, .seen_ns = now};
 	if (h->type == TG_EV_QUERY) {
 		if (check_query(rec, size) < 0)
@@ -379,13 +325,11 @@ int tg_sql_record(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const void 
 		return 0;
 	memcpy(pe.rec, rec, size);
 	/* Its request already stored (a late query of a finished request)? */
-	if (pe.token) {
-		struct scope *s = scope_find(p, pe.token);
-		if (s && s->request_id) {
-			p->pend_live++;
-			write_one(c, p, &pe, s->request_id, "scope");
-			return 0;
-		}
+	int64_t id = scope_request(c, pe.token);
+	if (id) {
+		p->pend_live++;
+		write_one(c, p, &pe, id, "scope");
+		return 0;
 	}
 	if (p->pend_live >= PENDING_MAX) {
 		compact(p);
@@ -410,24 +354,9 @@ int tg_sql_record(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const void 
 	return 0;
 }
 
-/* 1 if scope s names request r: same client, begun while r was in flight;
- * for an in-process request, the same thread instead of a client. */
-static int scope_matches(const struct scope *s, const struct tg_ev_request *r)
-{
-	if (r->flags & TG_REQF_ASGI) /* the marker takes the request's start just after the scope's */
-		return s->tid == r->tid && s->begin_ns + ASGI_SLACK_NS >= r->start_ns && s->begin_ns <= r->end_ns;
-	if (s->begin_ns < r->start_ns || s->begin_ns > r->end_ns)
-		return 0;
-	if (s->family != r->client_family || s->port != r->client_port)
-		return 0;
-	size_t alen = s->family == 2 /* AF_INET */ ? 4 : 16;
-	return memcmp(s->addr, r->client_addr, alen) == 0;
-}
-
 void tg_sql_request(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const struct tg_ev_request *r,
-		    int64_t request_id, int64_t now)
+		    int64_t request_id, uint64_t token)
 {
-	(void)now;
 	struct recent *rc = &p->recent[p->recent_next];
 	rc->tid = r->tid;
 	rc->start_ns = r->start_ns;
@@ -436,28 +365,13 @@ void tg_sql_request(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const str
 	p->recent_next = (p->recent_next + 1) % RECENT;
 	if (p->nrecent < RECENT)
 		p->nrecent++;
-	if (!request_id)
+	if (!request_id || !token)
 		return;
-	/* The matching scope begun closest to the request's start. */
-	struct scope *s = NULL;
-	for (size_t i = 0; i < p->nscopes; i++) {
-		struct scope *c2 = &p->scopes[i];
-		if (c2->request_id || !scope_matches(c2, r))
-			continue;
-		uint64_t d = c2->begin_ns > r->start_ns ? c2->begin_ns - r->start_ns : r->start_ns - c2->begin_ns;
-		uint64_t best = s ? (s->begin_ns > r->start_ns ? s->begin_ns - r->start_ns : r->start_ns - s->begin_ns)
-				  : UINT64_MAX;
-		if (d < best)
-			s = c2;
-	}
-	if (!s)
-		return;
-	s->request_id = request_id;
 	static struct pending *group[GROUP_MAX];
 	size_t n = 0;
 	for (size_t i = 0; i < p->npend; i++) {
 		struct pending *pe = &p->pend[i];
-		if (!pe->rec || pe->token != s->token)
+		if (!pe->rec || pe->token != token)
 			continue;
 		group[n++] = pe;
 		if (n == GROUP_MAX) {
@@ -480,13 +394,4 @@ void tg_sql_settle(const struct tg_sql_ctx *c, struct tg_sql_proc *p, int64_t no
 			settle_one(c, p, pe);
 	}
 	compact(p);
-	/* Forget resolved scopes nobody can refer to any more. */
-	size_t j = 0;
-	for (size_t i = 0; i < p->nscopes; i++) {
-		struct scope *s = &p->scopes[i];
-		if (now - s->seen_ns > SCOPE_KEEP_NS)
-			continue;
-		p->scopes[j++] = *s;
-	}
-	p->nscopes = j;
 }

@@ -1,6 +1,6 @@
 /*
  * sql.h - the collector's side of the SQL and outbound-HTTP taps: decoding
- * TG_EV_QUERY, TG_EV_HTTP_CALL and TG_EV_REQ_SCOPE records, attributing
+ * TG_EV_QUERY and TG_EV_HTTP_CALL records, attributing
  * queries and calls to request rows, fingerprints and N+1 flags, and
  * writing the queries and spans tables.
  *
@@ -9,8 +9,8 @@
  * calls pending until the request that owns them is stored: then they are
  * written together, which is also when duplicates and N+1 patterns of that
  * request are found. Attribution, in order: the scope token the record
- * carries (joined to the request through the scope's BEGIN record, by
- * client address and time like marks); without a token, the only request
+ * carries (joined to its request by the process's scope table,
+ * scopes.h); without a token, the only request
  * in flight on the query's thread ('thread'); else none (request_id NULL).
  * Nothing is lost: what is still pending at exit is written then, and a
  * bound on pending rows writes the oldest early.
@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "event.h"
+#include "scopes.h"
 #include "store.h"
 
 struct tg_sql_ctx {
@@ -30,6 +31,7 @@ struct tg_sql_ctx {
 	int32_t pid;
 	int64_t mono_to_unix;   /* CLOCK_REALTIME - CLOCK_MONOTONIC, ns */
 	unsigned n_plus_one;    /* flag a fingerprint run this often from one call site (default 5) */
+	const struct tg_scopes *scopes; /* the process's request scopes */
 };
 
 struct tg_sql_proc;
@@ -40,16 +42,17 @@ struct tg_sql_proc *tg_sql_proc_new(void);
 /* Frees the state; call tg_sql_settle(..., final 1) first. NULL is fine. */
 void tg_sql_proc_free(struct tg_sql_proc *p);
 
-/* Takes a TG_EV_QUERY, TG_EV_HTTP_CALL or TG_EV_REQ_SCOPE record (private
+/* Takes a TG_EV_QUERY or TG_EV_HTTP_CALL record (private
  * copy, size bytes). now_ns: collector CLOCK_MONOTONIC. Returns 0, or -1
  * when the record is malformed (the caller counts it as bad). */
 int tg_sql_record(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const void *rec, uint32_t size,
 		  int64_t now_ns);
 
-/* A request record r (validated) was stored as row request_id: writes the
- * pending queries and calls that belong to it. */
+/* A request record r (validated) was stored as row request_id (0: lost)
+ * and joined to scope token (0: none): writes the pending queries and calls
+ * of that scope. */
 void tg_sql_request(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const struct tg_ev_request *r,
-		    int64_t request_id, int64_t now_ns);
+		    int64_t request_id, uint64_t token);
 
 /* Writes what has waited long enough (final: everything). */
 void tg_sql_settle(const struct tg_sql_ctx *c, struct tg_sql_proc *p, int64_t now_ns, int final);

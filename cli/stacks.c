@@ -3,11 +3,12 @@
  *
  * Per process: a map of code objects (address -> names, first line, location
  * table, identity) fed by TG_EV_CODE, a cache (code, identity, instruction)
- * -> frames.id, a cache of stack hashes -> stacks.id, the scope tokens seen
- * in TG_EV_REQ_SCOPE BEGIN records, the recent requests (for attribution by
- * thread and time), and the samples waiting for their request. Memory is
- * bounded: at most MAX_PENDING samples wait (the oldest are settled early),
- * recent requests and scopes are forgotten after a minute.
+ * -> frames.id, a cache of stack hashes -> stacks.id, the recent requests
+ * (for attribution by thread and time), and the samples waiting for their
+ * request; which request a sample's scope token stands for is the process's
+ * scope table (scopes.h). Memory is bounded: at most MAX_PENDING samples
+ * wait (the oldest are settled early), recent requests are forgotten after
+ * two minutes.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "event_sql.h"
 #include "lines.h"
 #include "record.h"
+#include "scopes.h"
 #include "stacks.h"
 #ifdef TG_HAVE_NATIVE
 #include "symbolize.h"
@@ -25,7 +27,7 @@
 
 #define WAIT_NS (3 * 1000000000LL)      /* samples wait this long for their request */
 #define SCOPE_WAIT_NS (60 * 1000000000LL) /* ... or this long when they carry a scope token */
-#define KEEP_NS (120 * 1000000000LL)    /* requests and scopes remembered this long */
+#define KEEP_NS (120 * 1000000000LL)    /* requests remembered this long */
 #define MAX_PENDING (1u << 20)
 
 struct code {
@@ -34,6 +36,7 @@ struct code {
 	int firstlineno;
 	uint8_t *table;
 	uint32_t table_len;
+	int hidden; /* TimeGlass's own Python code: left out of stacks */
 };
 
 struct frame_key {
@@ -72,19 +75,6 @@ struct pending {
 	uint8_t eval; /* taken in the eval hook (TG_SAMPLEF_EVAL) */
 };
 
-/* A request known to have started (scope BEGIN or route mark) before its
- * record arrived: while unmatched, samples after ts_ns cannot be attributed
- * by thread and time yet. */
-struct scope {
-	uint64_t token;     /* scope token, 0 for a mark */
-	int64_t ts_ns;
-	int64_t request_id; /* 0 until its request is known */
-	uint32_t tid;
-	uint8_t family;
-	uint16_t port;
-	uint8_t addr[16];
-};
-
 struct recent_req {
 	int64_t id;
 	int64_t start_ns, end_ns;
@@ -120,8 +110,6 @@ struct tg_stacks_proc {
 	size_t npend, pend_cap;
 	struct pfunc *funcs;
 	size_t nfuncs, funcs_cap;
-	struct scope *scopes;
-	size_t nscopes, scopes_cap;
 	struct recent_req *reqs;
 	size_t nreqs, reqs_cap;
 	uint64_t seen_dropped, seen_ring_full; /* PY_INFO counters already stored */
@@ -170,7 +158,6 @@ void tg_stacks_proc_free(struct tg_stacks_proc *p)
 	for (size_t i = 0; i < p->nfuncs; i++)
 		free(p->funcs[i].site);
 	free(p->funcs);
-	free(p->scopes);
 	free(p->reqs);
 	free(p);
 }
@@ -320,6 +307,45 @@ static void *grow_array(void *a, size_t *cap, size_t size, size_t first_cap)
 	return na;
 }
 
+/* 1 if filename is a module of the timeglass package (the bootstrap and
+ * middleware that wrap each request, the threadpool and driver wrappers):
+ * they are not the app's, and a stack shows the app's frames joined
+ * without them. Matched by the package's directory name and the module's
+ * name, wherever the package is installed. */
+static int timeglass_file(const char *filename)
+{
+	static const char *const modules[] = {
+		"timeglass/middleware.py", "timeglass/_autopatch.py", "timeglass/_native.py",
+		"timeglass/_routes.py",    "timeglass/_text.py",      "timeglass/_trace.py",
+		"timeglass/_recorder.py",  "timeglass/_store.py",     "timeglass/pytest_plugin.py",
+		"timeglass/bootstrap/sitecustomize.py",
+	};
+	size_t n = strlen(filename);
+	for (size_t i = 0; i < sizeof modules / sizeof modules[0]; i++) {
+		size_t m = strlen(modules[i]);
+		if (n > m && filename[n - m - 1] == '/' && memcmp(filename + n - m, modules[i], m) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* 1 if call site "file:line function" is in timeglass_file(). */
+static int site_is_timeglass(const char *site)
+{
+	const char *sp = strchr(site, ' ');
+	size_t n = sp ? (size_t)(sp - site) : strlen(site);
+	while (n && site[n - 1] >= '0' && site[n - 1] <= '9')
+		n--;
+	if (!n || site[n - 1] != ':')
+		return 0;
+	char file[1024];
+	if (n - 1 >= sizeof file)
+		return 0;
+	memcpy(file, site, n - 1);
+	file[n - 1] = '\0';
+	return timeglass_file(file);
+}
+
 static int on_code(struct tg_stacks_proc *p, const void *rec, uint32_t size)
 {
 	const struct tg_ev_code *e = rec;
@@ -338,6 +364,7 @@ static int on_code(struct tg_stacks_proc *p, const void *rec, uint32_t size)
 	c->firstlineno = e->firstlineno;
 	c->qualname = dup_n(d, e->qualname_len);
 	c->filename = dup_n(d + e->qualname_len, e->filename_len);
+	c->hidden = c->filename && timeglass_file(c->filename);
 	c->table = malloc(e->table_len ? e->table_len : 1);
 	c->table_len = c->table ? e->table_len : 0;
 	if (c->table)
@@ -347,10 +374,13 @@ static int on_code(struct tg_stacks_proc *p, const void *rec, uint32_t size)
 
 /* ---- frames and stacks ---- */
 
-/* frames.id of instruction lasti of code addr, 0 on error. */
+/* frames.id of instruction lasti of code addr, 0 on error, -1 for a frame
+ * of TimeGlass's own code (left out). */
 static int64_t frame_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, uint64_t addr, int32_t lasti)
 {
 	struct code *co = code_find(p, addr);
+	if (co && co->hidden)
+		return -1;
 	struct frame_key key = {.addr = addr, .ident = co ? co->ident : 0, .lasti = lasti};
 	if (table_reserve(&p->frames, &frame_table) < 0)
 		return 0;
@@ -497,18 +527,27 @@ static int64_t stack_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p,
 		}
 		/* The Python frames this call of the eval loop ran. */
 		for (; pi < n && k < MAX_IDS; pi++) {
-			if (!(ids[k++] = frame_id(c, p, f[pi].code, f[pi].lasti)))
+			int64_t fid = frame_id(c, p, f[pi].code, f[pi].lasti);
+			if (!fid)
 				return 0;
+			if (fid > 0)
+				ids[k++] = fid;
 			if (f[pi].flags & TG_PYFRAME_ENTRY) {
 				pi++;
 				break;
 			}
 		}
 	}
-	for (; pi < n && k < MAX_IDS; pi++)
-		if (!(ids[k++] = frame_id(c, p, f[pi].code, f[pi].lasti)))
+	for (; pi < n && k < MAX_IDS; pi++) {
+		int64_t fid = frame_id(c, p, f[pi].code, f[pi].lasti);
+		if (!fid)
 			return 0;
-	return stack_of_ids(c, p, ids, k);
+		if (fid > 0)
+			ids[k++] = fid;
+	}
+	if (!k && n) /* nothing but TimeGlass's frames: keep the innermost */
+		ids[k++] = tg_store_frame_id(c->store, "python", "<timeglass>", "", 0);
+	return k && ids[0] > 0 ? stack_of_ids(c, p, ids, k) : 0;
 }
 
 /* ---- samples ---- */
@@ -572,6 +611,10 @@ static int on_func(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, cons
 		}
 	}
 	char *site = e->site_len ? dup_n((const char *)(e + 1), e->site_len) : NULL;
+	if (site && site_is_timeglass(site)) {
+		free(site); /* the wrappers of each request are not the app's functions */
+		return 0;
+	}
 	p->funcs[p->nfuncs++] = (struct pfunc){
 		.s = {.ts_ns = (int64_t)e->start_ns, .scope = e->scope, .tid = e->tid},
 		.end_ns = (int64_t)e->end_ns, .flags = e->flags, .site_len = site ? e->site_len : 0, .site = site};
@@ -607,57 +650,6 @@ static void on_info(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, con
 	}
 }
 
-/* A new scope, zeroed; NULL on ENOMEM (the scope is forgotten). */
-static struct scope *scope_add(struct tg_stacks_proc *p)
-{
-	if (p->nscopes == p->scopes_cap) {
-		struct scope *ns = grow_array(p->scopes, &p->scopes_cap, sizeof *ns, 256);
-		if (!ns)
-			return NULL;
-		p->scopes = ns;
-	}
-	struct scope *s = &p->scopes[p->nscopes++];
-	memset(s, 0, sizeof *s);
-	return s;
-}
-
-static int on_scope(struct tg_stacks_proc *p, const void *rec, uint32_t size)
-{
-	const struct tg_ev_scope *e = rec;
-	if (size < sizeof *e)
-		return -1;
-	if (e->kind != TG_SCOPE_BEGIN || !e->token)
-		return 0;
-	struct scope *s = scope_add(p);
-	if (!s)
-		return 0;
-	s->token = e->token;
-	s->ts_ns = (int64_t)e->ts_ns;
-	s->tid = e->tid;
-	s->family = e->client_family;
-	s->port = e->client_port;
-	memcpy(s->addr, e->client_addr, sizeof s->addr);
-	return 0;
-}
-
-static int on_mark(struct tg_stacks_proc *p, const void *rec, uint32_t size)
-{
-	struct tg_mark m;
-	if (tg_decode_mark(rec, size, &m) < 0)
-		return -1;
-	if (m.kind != TG_MARK_ROUTE)
-		return 0;
-	struct scope *sc = scope_add(p);
-	if (!sc)
-		return 0;
-	sc->ts_ns = (int64_t)m.ts_ns;
-	sc->tid = m.tid;
-	sc->family = m.family;
-	sc->port = m.port;
-	memcpy(sc->addr, m.addr, sizeof sc->addr);
-	return 0;
-}
-
 int tg_stacks_record(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const void *rec, uint32_t size,
 		     int64_t now_ns)
 {
@@ -674,10 +666,6 @@ int tg_stacks_record(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, co
 			return -1;
 		on_info(c, p, rec);
 		return 0;
-	case TG_EV_REQ_SCOPE:
-		return on_scope(p, rec, size);
-	case TG_EV_MARK:
-		return on_mark(p, rec, size);
 	default:
 		return 0;
 	}
@@ -697,25 +685,19 @@ void tg_stacks_request(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, 
 	}
 	p->reqs[p->nreqs++] = (struct recent_req){.id = request_id, .start_ns = (int64_t)r->start_ns,
 						  .end_ns = (int64_t)r->end_ns, .tid = r->tid};
-	/* Scopes begun by this request's task: same client, inside its time. */
-	for (size_t i = 0; i < p->nscopes; i++) {
-		struct scope *s = &p->scopes[i];
-		if (s->request_id || s->ts_ns < (int64_t)r->start_ns || s->ts_ns > (int64_t)r->end_ns)
-			continue;
-		if (r->flags & TG_REQF_ASGI) {
-			if (s->tid != r->tid)
-				continue;
-		} else if (s->family != r->client_family || s->port != r->client_port ||
-			   memcmp(s->addr, r->client_addr, sizeof s->addr) != 0) {
-			continue;
-		}
-		s->request_id = request_id;
-	}
 }
 
 /* The request of a sample without a usable scope: by thread and time
- * (*win: its window). */
-static int64_t by_thread(const struct tg_stacks_proc *p, const struct pending *s, const struct recent_req **win)
+ * (*win: its window). The thread that read a request serves it (an event
+ * loop, a sync worker of the server) when it is the only request in flight
+ * on that thread. Another thread is the request's only while it runs its
+ * work: under the marker, such a thread says so (thread_enter: its samples
+ * carry the scope), so a sample of another thread without a scope is an
+ * idle worker, never the request's; without the marker, a running sample of
+ * another thread goes to the only request in flight in the process, and a
+ * waiting one (a worker parked on its queue) to none. */
+static int64_t by_thread(const struct tg_stacks_proc *p, const struct pending *s, int marked,
+			 const struct recent_req **win)
 {
 	const struct recent_req *w_tid = NULL, *w_any = NULL;
 	int64_t on_tid = 0, any = 0;
@@ -737,7 +719,7 @@ static int64_t by_thread(const struct tg_stacks_proc *p, const struct pending *s
 		*win = w_tid;
 		return on_tid;
 	}
-	if (n_tid == 0 && n_any == 1) {
+	if (n_tid == 0 && n_any == 1 && !marked && s->state == TG_PYSTATE_RUNNING) {
 		*win = w_any;
 		return any;
 	}
@@ -746,36 +728,28 @@ static int64_t by_thread(const struct tg_stacks_proc *p, const struct pending *s
 
 /* 1 and *req set when sample s can be attributed now, 0 to keep waiting.
  * open_since: start of the oldest request known to be still in flight. */
-static int attribute(const struct tg_stacks_proc *p, const struct pending *s, int64_t app_now, int final,
-		     int64_t open_since, int64_t *req, const struct recent_req **win)
+static int attribute(const struct tg_stacks_ctx *c, const struct tg_stacks_proc *p, const struct pending *s,
+		     int64_t app_now, int final, int64_t open_since, int64_t *req, const struct recent_req **win)
 {
 	*win = NULL;
 	if (s->scope) {
-		for (size_t i = p->nscopes; i-- > 0;)
-			if (p->scopes[i].token == s->scope) {
-				if (p->scopes[i].request_id) {
-					*req = p->scopes[i].request_id;
-					return 1;
-				}
-				break;
-			}
+		const struct tg_scope *sc = c->scopes ? tg_scopes_find(c->scopes, s->scope) : NULL;
+		if (sc && sc->joined && sc->request_id) {
+			*req = sc->request_id;
+			return 1;
+		}
 		if (!final && app_now - s->ts_ns < SCOPE_WAIT_NS)
 			return 0;
 	} else if (!final && (app_now - s->ts_ns < WAIT_NS || s->ts_ns >= open_since)) {
 		return 0; /* its request, or a concurrent one, may not be known yet */
 	}
-	*req = by_thread(p, s, win);
+	*req = by_thread(p, s, c->scopes && tg_scopes_any(c->scopes), win);
 	return 1;
 }
 
-static int64_t open_since_of(const struct tg_stacks_proc *p, int64_t app_now)
+static int64_t open_since_of(const struct tg_stacks_ctx *c, int64_t app_now)
 {
-	int64_t open_since = INT64_MAX;
-	for (size_t i = 0; i < p->nscopes; i++)
-		if (!p->scopes[i].request_id && app_now - p->scopes[i].ts_ns < SCOPE_WAIT_NS &&
-		    p->scopes[i].ts_ns < open_since)
-			open_since = p->scopes[i].ts_ns;
-	return open_since;
+	return c->scopes ? tg_scopes_open_since(c->scopes, app_now, SCOPE_WAIT_NS) : INT64_MAX;
 }
 
 /* Writes the function spans whose request is known (final: all). */
@@ -783,13 +757,13 @@ static void settle_funcs(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p
 {
 	if (!p->nfuncs)
 		return;
-	int64_t open_since = open_since_of(p, app_now);
+	int64_t open_since = open_since_of(c, app_now);
 	size_t keep = 0;
 	for (size_t i = 0; i < p->nfuncs; i++) {
 		struct pfunc *f = &p->funcs[i];
 		int64_t req = 0;
 		const struct recent_req *win;
-		if (!attribute(p, &f->s, app_now, final, open_since, &req, &win)) {
+		if (!attribute(c, p, &f->s, app_now, final, open_since, &req, &win)) {
 			p->funcs[keep++] = *f;
 			continue;
 		}
@@ -872,13 +846,13 @@ void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, i
 	struct agg *tab = calloc(cap, sizeof *tab);
 	if (!tab)
 		return;
-	int64_t open_since = open_since_of(p, app_now);
+	int64_t open_since = open_since_of(c, app_now);
 	size_t keep = 0;
 	for (size_t i = 0; i < p->npend; i++) {
 		struct pending *s = &p->pend[i];
 		int64_t req = 0;
 		const struct recent_req *win;
-		if (!attribute(p, s, app_now, final, open_since, &req, &win)) {
+		if (!attribute(c, p, s, app_now, final, open_since, &req, &win)) {
 			p->pend[keep++] = *s;
 			continue;
 		}
@@ -916,7 +890,7 @@ void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, i
 	}
 	free(tab);
 forget:
-	/* Forget requests and scopes nobody can refer to any more. */
+	/* Forget requests nobody can refer to any more. */
 	if (!final) {
 		int64_t oldest = app_now - KEEP_NS;
 		for (size_t i = 0; i < p->npend; i++)
@@ -927,10 +901,5 @@ forget:
 			if (p->reqs[i].end_ns >= oldest)
 				p->reqs[k++] = p->reqs[i];
 		p->nreqs = k;
-		k = 0;
-		for (size_t i = 0; i < p->nscopes; i++)
-			if (p->scopes[i].ts_ns >= oldest)
-				p->scopes[k++] = p->scopes[i];
-		p->nscopes = k;
 	}
 }

@@ -9,10 +9,10 @@
  * is replaced by the Python frames it ran, innermost first; Python frames
  * left over (the native stack was cut short) go on the root side.
  *
- * Attribution, in order: the request scope token the sample carries, joined
- * to a request through the scope's BEGIN record (TG_EV_REQ_SCOPE, same
- * client and time as the request); without one, the only request of the
- * process in flight on the sample's thread at its time, else the only
+ * Attribution, in order: the request scope token the sample carries (the
+ * process's scope table, scopes.h, knows its request); without one, the
+ * only request of the process in flight on the sample's thread at its time;
+ * without the marker, a running sample of another thread goes to the only
  * request of the process in flight at all; else none ("no request").
  * Samples wait for their request's record (written when the response
  * completes) for up to a few seconds, then are written aggregated per
@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "event.h"
+#include "scopes.h"
 #include "store.h"
 
 struct tg_stacks_ctx {
@@ -32,6 +33,7 @@ struct tg_stacks_ctx {
 	int64_t process_id;   /* 0 = NULL */
 	int64_t mono_to_unix; /* CLOCK_REALTIME - CLOCK_MONOTONIC, ns */
 	int pid;              /* the app process: its maps name native frames */
+	const struct tg_scopes *scopes; /* the process's request scopes */
 };
 
 struct tg_stacks_proc;
@@ -42,7 +44,7 @@ struct tg_stacks_proc *tg_stacks_proc_new(void);
 /* Frees the state; call tg_stacks_settle(..., final 1) first. NULL is fine. */
 void tg_stacks_proc_free(struct tg_stacks_proc *p);
 
-/* Takes a TG_EV_CODE, TG_EV_SAMPLE, TG_EV_PY_INFO or TG_EV_REQ_SCOPE record
+/* Takes a TG_EV_CODE, TG_EV_SAMPLE, TG_EV_PY_INFO or TG_EV_PY_FUNC record
  * (private copy, size bytes). Returns 0, or -1 when it is malformed. */
 int tg_stacks_record(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const void *rec, uint32_t size,
 		     int64_t now_ns);

@@ -169,6 +169,9 @@ static const char *const migrations[] = {
 	"CREATE INDEX samples_run ON samples(run_id);"
 	"CREATE INDEX samples_process ON samples(process_id);"
 	"ALTER TABLE requests ADD COLUMN cpu_ns INTEGER;",
+	/* 3 -> 4: the client a proxy forwarded the request for
+	 * (X-Forwarded-For, Forwarded, X-Real-IP), beside the socket peer. */
+	"ALTER TABLE requests ADD COLUMN forwarded_for TEXT;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == TG_STORE_SCHEMA,
@@ -188,6 +191,8 @@ enum stmt_id {
 	ST_STACK_GET,
 	ST_SAMPLE,
 	ST_REQUEST_CPU,
+	ST_REQUEST_ROUTE,
+	ST_REQUEST_EXCEPTION,
 	ST_COUNT,
 };
 
@@ -195,8 +200,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_REQUEST] = "INSERT INTO requests (run_id, process_id, pid, tid, conn_id, start_unix_ns,"
 		       " duration_ns, req_end_ns, resp_start_ns, method, path, query_string, http_version,"
 		       " status, request_bytes, response_bytes, client_addr, error, flags, headers, transport,"
-		       " route, exception)"
-		       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+		       " route, exception, forwarded_for)"
+		       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_METRIC] = ("INSERT INTO process_metrics (process_id, ts_unix_ns, cpu_user_ns, cpu_sys_ns, rss_bytes)"
 		       " VALUES (?,?,?,?,?)"),
 	[ST_LOSS] = "INSERT INTO losses (run_id, process_id, ts_unix_ns, kind, events, bytes) VALUES (?,?,?,?,?,?)",
@@ -210,6 +215,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_SAMPLE] = "INSERT INTO samples (run_id, request_id, process_id, tid, stack_id, state, count, cpu_ns)"
 		      " VALUES (?,?,?,?,?,?,?,?)",
 	[ST_REQUEST_CPU] = "UPDATE requests SET cpu_ns = coalesce(cpu_ns, 0) + ? WHERE id = ?",
+	[ST_REQUEST_ROUTE] = "UPDATE requests SET route = ? WHERE id = ? AND route IS NULL",
+	[ST_REQUEST_EXCEPTION] = "UPDATE requests SET exception = ? WHERE id = ?",
 	[ST_QUERY] = "INSERT INTO queries (run_id, request_id, process_id, pid, tid, start_unix_ns, duration_ns,"
 		     " db_system, tap, database, sql, sql_truncated, fingerprint, fingerprint_hash, params, rows,"
 		     " error, call_site, attribution, duplicate, n_plus_one)"
@@ -687,6 +694,7 @@ int tg_store_request_add(struct tg_store *s, const struct tg_request_row *r)
 	bind_cstr(st, 21, r->transport ? r->transport : "http");
 	bind_text_or_null(st, 22, r->route, r->route_len);
 	bind_text_or_null(st, 23, r->exception, r->exception_len);
+	bind_text_or_null(st, 24, r->forwarded_for, r->forwarded_for_len);
 	return batch_step(s, st);
 }
 
@@ -870,6 +878,16 @@ int tg_store_sample_add(struct tg_store *s, const struct tg_sample_row *r)
 	bind_cstr(st, 6, r->state);
 	sqlite3_bind_int64(st, 7, r->count);
 	sqlite3_bind_int64(st, 8, r->cpu_ns);
+	return batch_step(s, st);
+}
+
+int tg_store_request_mark(struct tg_store *s, int64_t request_id, int exception, const char *text, size_t len)
+{
+	sqlite3_stmt *st = batch_stmt(s, exception ? ST_REQUEST_EXCEPTION : ST_REQUEST_ROUTE);
+	if (!st)
+		return -1;
+	bind_text_or_null(st, 1, text, len);
+	sqlite3_bind_int64(st, 2, request_id);
 	return batch_step(s, st);
 }
 

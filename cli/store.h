@@ -24,7 +24,7 @@
 
 #include <sqlite3.h>
 
-#define TG_STORE_SCHEMA 3 /* newest schema version this build reads and writes */
+#define TG_STORE_SCHEMA 4 /* newest schema version this build reads and writes */
 
 struct tg_store;
 
@@ -107,6 +107,7 @@ struct tg_request_row {
 	const char *route; size_t route_len;         /* template from the marker, or NULL */
 	const char *exception; size_t exception_len; /* from the marker, or NULL */
 	const char *transport;                       /* "http" (NULL) or "asgi" */
+	const char *forwarded_for; size_t forwarded_for_len; /* client named by a proxy header, or NULL */
 };
 
 /* Corrects a stored request (in the batch): its response was cut short.
@@ -143,6 +144,10 @@ struct tg_sample_row {
 	int64_t cpu_ns;     /* thread CPU time they stand for */
 };
 int tg_store_sample_add(struct tg_store *s, const struct tg_sample_row *r);
+
+/* Gives a stored request the route (exception 0; only if it has none) or
+ * the exception text (exception 1) a late mark brought. */
+int tg_store_request_mark(struct tg_store *s, int64_t request_id, int exception, const char *text, size_t len);
 
 /* Adds cpu_ns to requests.cpu_ns of request_id. */
 int tg_store_request_cpu_add(struct tg_store *s, int64_t request_id, int64_t cpu_ns);

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define TG_RING_MAGIC 0x474e495253474c54ull /* "TLGSRING" */
-#define TG_RING_VERSION 1u
+#define TG_RING_VERSION 2u
 
 /* Registration message a process sends over the collector's Unix socket,
  * together with its ring's memfd as SCM_RIGHTS. The collector learns the pid
@@ -131,10 +131,12 @@ enum tg_mark_kind {
 };
 
 /*
- * The marker (Python middleware or bootstrap) names the wire request that the
- * client at client_addr:client_port has in flight on this process. The
- * collector joins it to the TG_EV_REQUEST of the same process and client that
- * was in flight at ts_ns. Followed by text_len bytes of text.
+ * The marker (Python middleware or bootstrap) names a request in flight on
+ * this process. With a scope token (the request's TG_EV_REQ_SCOPE), the
+ * collector joins it to the request that scope was joined to, even when it
+ * arrives after the request record; without one (older markers), to the
+ * TG_EV_REQUEST of the same client that was in flight at ts_ns. Followed by
+ * text_len bytes of text.
  */
 struct tg_ev_mark {
 	struct tg_ev_hdr h;
@@ -147,6 +149,7 @@ struct tg_ev_mark {
 	uint16_t client_port;   /* host byte order */
 	uint32_t pad1;
 	uint8_t client_addr[16];
+	uint64_t token;         /* request scope token, 0 if none */
 	/* char text[] follows */
 };
 

@@ -101,8 +101,10 @@ enum tg_scope_kind {
 
 /*
  * A request scope begins or ends. The collector joins the BEGIN record to
- * the wire request of the same client that was in flight at ts_ns (like
- * marks), or for an in-process request to the request of the same thread.
+ * the wire request in flight at ts_ns on connection conn_id when the marker
+ * knew the request's socket; else to the one of the same client (the
+ * address the app was given, which a proxy header may have rewritten), or
+ * for an in-process request to the request of the same thread.
  */
 struct tg_ev_scope {
 	struct tg_ev_hdr h;
@@ -116,6 +118,7 @@ struct tg_ev_scope {
 	uint16_t client_port;   /* host byte order */
 	uint32_t pad2;
 	uint8_t client_addr[16];
+	uint64_t conn_id;       /* tg_ev_request.conn_id of the request's connection, 0 if unknown */
 };
 
 #endif

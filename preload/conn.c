@@ -213,9 +213,9 @@ static void emit_request(void *ctx, const struct tg_http_req *req)
 	tg_ring_commit(rec, size, TG_EV_REQUEST, 0);
 }
 
-/* Stops following fd: flushes what is in flight, frees the state. The
- * caller holds no lock. */
-static void untrack(int fd, struct tg_conn *c, uint64_t now)
+/* Stops following fd: flushes what is in flight, frees the state. by_app:
+ * the app closes it (else the peer reset it). The caller holds no lock. */
+static void untrack(int fd, struct tg_conn *c, uint64_t now, int by_app)
 {
 	struct tg_conn *expected = c;
 	if (!atomic_compare_exchange_strong(&tg_conns[fd], &expected, NULL))
@@ -236,8 +236,11 @@ static void untrack(int fd, struct tg_conn *c, uint64_t now)
 			tg_ring_commit(f, sizeof *f, TG_EV_REQ_FIXUP, 0);
 		}
 	}
-	if (c->http)
+	if (c->http) {
+		if (by_app)
+			tg_http_on_app_close(c->http);
 		tg_http_on_close(c->http, now, emit_request, c);
+	}
 	spin_unlock(&c->lock);
 	conn_free(c);
 }
@@ -269,7 +272,7 @@ static void out_io(struct tg_conn *c, int fd, int dir, const struct iovec *iov, 
 		}
 		spin_unlock(&c->lock);
 	} else if (r < 0 && (saved == ECONNRESET || saved == EPIPE || saved == ETIMEDOUT || saved == ENOTCONN)) {
-		untrack(fd, c, now);
+		untrack(fd, c, now, 0);
 	}
 	errno = saved;
 }
@@ -310,6 +313,14 @@ void tg_conn_bind(int fd, int bind, uint64_t token, const char *site, size_t len
 	spin_unlock(&c->lock);
 }
 
+uint64_t tg_conn_inbound_id(int fd)
+{
+	struct tg_conn *c = tg_conn_get(fd);
+	/* A racing close may recycle c: its id is then another connection's,
+	 * which the collector's time check refuses. */
+	return c && !c->out ? __atomic_load_n(&c->id, __ATOMIC_RELAXED) : 0;
+}
+
 void tg_conn_claim_libpq(int fd)
 {
 	struct tg_conn *c = tg_conn_get(fd);
@@ -347,7 +358,7 @@ void tg_conn_read(struct tg_conn *c, int fd, const struct iovec *iov, int iovcnt
 		tg_http_on_eof(c->http, now);
 		spin_unlock(&c->lock);
 	} else if (saved == ECONNRESET || saved == ETIMEDOUT || saved == ENOTCONN) {
-		untrack(fd, c, now);
+		untrack(fd, c, now, 0);
 	}
 	errno = saved;
 }
@@ -412,7 +423,7 @@ void tg_conn_write(struct tg_conn *c, int fd, const struct iovec *iov, int iovcn
 		spin_unlock(&c->lock);
 	}
 	if (r < 0 && (saved == EPIPE || saved == ECONNRESET || saved == ENOTCONN))
-		untrack(fd, c, tg_now_ns());
+		untrack(fd, c, tg_now_ns(), 0);
 	errno = saved;
 }
 
@@ -426,7 +437,7 @@ void tg_conn_closing(int fd)
 	if (getpid() != tg_proc.pid)
 		return;
 	int saved = errno;
-	untrack(fd, c, tg_now_ns());
+	untrack(fd, c, tg_now_ns(), 1);
 	errno = saved;
 }
 

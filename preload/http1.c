@@ -119,6 +119,7 @@ struct tg_http_conn {
 	uint8_t dead;        /* untracked or closed: feed calls are refused */
 	uint8_t upgraded;    /* after a 101: every byte is ignored */
 	uint8_t eof;         /* the client half-closed */
+	uint8_t app_closed;  /* the app closed the socket (tg_http_on_app_close) */
 	uint8_t dropped;     /* bytes were ignored while upgrade_wait */
 	struct slot *rreq;   /* request being read; NULL between requests and once answered */
 	struct slot *upgrade_wait; /* complete request asking for an upgrade, not yet answered */
@@ -1195,6 +1196,11 @@ void tg_http_free(struct tg_http_conn *c)
 	free(c);
 }
 
+void tg_http_on_app_close(struct tg_http_conn *c)
+{
+	c->app_closed = 1;
+}
+
 void tg_http_on_close(struct tg_http_conn *c, uint64_t now_ns, tg_http_emit_fn emit, void *ctx)
 {
 	if (c->dead)
@@ -1207,6 +1213,8 @@ void tg_http_on_close(struct tg_http_conn *c, uint64_t now_ns, tg_http_emit_fn e
 			error = c->wr.st == M_UNTIL_CLOSE ? TG_REQ_OK : TG_REQ_CLOSED_MID_RESPONSE;
 		else if (!s->complete)
 			error = TG_REQ_CLIENT_CLOSED_MID_REQUEST;
+		else if (c->app_closed && !c->eof)
+			error = TG_REQ_SERVER_CLOSED_BEFORE_RESPONSE;
 		else
 			error = TG_REQ_CLIENT_CLOSED_BEFORE_RESPONSE;
 		emit_slot(c, s, error, now_ns, emit, ctx);

@@ -83,10 +83,16 @@ int tg_http_on_write(struct tg_http_conn *c, const uint8_t *buf, size_t n, uint6
  * emitted yet: the app may still answer what it has read. */
 void tg_http_on_eof(struct tg_http_conn *c, uint64_t now_ns);
 
+/* The app itself is closing the connection: a complete request it has not
+ * answered then ends as TG_REQ_SERVER_CLOSED_BEFORE_RESPONSE (unless the
+ * client had half-closed first). Call before tg_http_on_close(). */
+void tg_http_on_app_close(struct tg_http_conn *c);
+
 /* The connection is gone (close, or a read/write failed with ECONNRESET or
  * EPIPE) at time now_ns. Emits every request still in flight: a response
  * delimited by the close completes normally; others get the matching
- * TG_REQ_* error (mid-request, before response, mid-response). */
+ * TG_REQ_* error (mid-request, before response - by the client, or by the
+ * app, see tg_http_on_app_close - mid-response). */
 void tg_http_on_close(struct tg_http_conn *c, uint64_t now_ns, tg_http_emit_fn emit, void *ctx);
 
 /* Returns 1 if `name` (len bytes, any case) is a header whose value must be

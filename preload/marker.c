@@ -27,6 +27,7 @@ TG_EXPORT int timeglass_abi_version(void);
 TG_EXPORT int timeglass_active(void);
 TG_EXPORT int timeglass_mark(int kind, const char *client_host, int client_port, const char *text,
 			     size_t text_len);
+TG_EXPORT int timeglass_mark_scope(int kind, uint64_t token, const char *text, size_t text_len);
 TG_EXPORT int timeglass_asgi_request(const char *method, const char *target, const char *route,
 				     int status, uint64_t start_ns, uint64_t end_ns,
 				     uint64_t request_bytes, uint64_t response_bytes,
@@ -34,10 +35,12 @@ TG_EXPORT int timeglass_asgi_request(const char *method, const char *target, con
 
 /* 2: request scopes (timeglass_scope_enter/exit, timeglass_thread_enter/exit,
  * see scope.c). 3: exact-trace mode (timeglass_trace_start,
- * timeglass_trace_dropped, see pytrace.c). */
+ * timeglass_trace_dropped, see pytrace.c). 4: scopes tied to their socket
+ * (timeglass_scope_begin), child tasks (timeglass_scope_adopt/release),
+ * marks by scope token (timeglass_mark_scope). */
 int timeglass_abi_version(void)
 {
-	return 3;
+	return 4;
 }
 
 /* 1 when this process is registered with a collector (under `timeglass run`). */
@@ -58,11 +61,8 @@ uint8_t tg_parse_host(const char *host, uint8_t addr[16])
 	return 0;
 }
 
-/* Names the wire request of client_host:client_port in flight in this
- * process. kind is enum tg_mark_kind; text is capped. Returns 0, or -1 when
- * not recording or the record was dropped. */
-int timeglass_mark(int kind, const char *client_host, int client_port, const char *text,
-		   size_t text_len)
+static int mark(int kind, uint64_t token, const char *client_host, int client_port, const char *text,
+		size_t text_len)
 {
 	if (!tg_proc.enabled || !text)
 		return -1;
@@ -81,11 +81,28 @@ int timeglass_mark(int kind, const char *client_host, int client_port, const cha
 	m->pad0 = 0;
 	m->client_port = (uint16_t)client_port;
 	m->pad1 = 0;
+	m->token = token;
 	memcpy(rec + sizeof *m, text, text_len);
 	uint32_t padded = (size + 7u) & ~7u;
 	memset(rec + size, 0, padded - size);
 	tg_ring_commit(rec, size, TG_EV_MARK, 0);
 	return 0;
+}
+
+/* Names the wire request of client_host:client_port in flight in this
+ * process. kind is enum tg_mark_kind; text is capped. Returns 0, or -1 when
+ * not recording or the record was dropped. */
+int timeglass_mark(int kind, const char *client_host, int client_port, const char *text,
+		   size_t text_len)
+{
+	return mark(kind, 0, client_host, client_port, text, text_len);
+}
+
+/* Names the request of scope `token` (timeglass_scope_begin): exact
+ * whatever the client address, and in time even after the response. */
+int timeglass_mark_scope(int kind, uint64_t token, const char *text, size_t text_len)
+{
+	return mark(kind, token, NULL, 0, text, text_len);
 }
 
 static uint16_t capped_len(const char *s, size_t cap)

@@ -31,26 +31,34 @@
 #include "tg_preload.h"
 
 #define TG_EXPORT __attribute__((visibility("default")))
-#define ROOTS 4096u        /* root table slots (power of two): requests in flight per process */
+#define ROOTS 16384u       /* root table slots (power of two) */
+#define PROBE_MAX 32u      /* slots probed from a frame's home slot: bounds a miss */
 #define FRAMES_MAX 256     /* Python frames searched for a root, innermost first */
 
 TG_TLS int tg_tap_depth;
 TG_TLS int tg_in_libpq;
 
 static TG_TLS uint64_t thread_token; /* set by timeglass_thread_enter, 0 if none */
-static uint64_t next_token;
+static uint64_t next_token; /* tokens and adoption handles, one counter */
 
-/* frame address -> token. A slot is free while its token is 0; its frame
- * is 0 (never used: ends a probe chain) or TOMB (used before). A token
- * carries its slot in its low bits, so that exit frees it directly:
- * token = counter << 13 | has_slot << 12 | slot. */
+/* frame address -> token: the request's root frame (timeglass_scope_begin)
+ * and the root frames of the child tasks it started (timeglass_scope_adopt).
+ * A slot is free while its key is 0; key is what removes the entry: the
+ * token itself for a request's own root, a handle for an adopted one. Both
+ * carry the slot in their low bits, so that removal goes straight to it:
+ * key = counter << 15 | has_slot << 14 | slot. Probing is bounded
+ * (PROBE_MAX), so a lookup that misses - most frames of a walk are not
+ * roots - costs a few loads however long the process has run. */
 static struct root {
 	uintptr_t frame;
 	uint64_t token;
+	uint64_t key;
 } roots[ROOTS];
 static unsigned nroots; /* live entries: lookups are skipped while 0 */
-#define TOMB ((uintptr_t)1)
-#define TOKEN_HAS_SLOT (1ull << 12)
+#define SLOT_BITS 14
+#define KEY_HAS_SLOT (1ull << SLOT_BITS)
+#define KEY_SHIFT (SLOT_BITS + 1)
+_Static_assert(ROOTS == 1u << SLOT_BITS, "a key holds a slot number");
 
 static unsigned sql_max_bytes;
 static int capture_params = -1;
@@ -99,52 +107,52 @@ static inline unsigned slot_of(uintptr_t frame)
 	return (unsigned)(h >> 40) & (ROOTS - 1);
 }
 
-/* Registers frame as a root; returns the token (with its slot) or, when
- * the table is full, a token without a slot. */
-static uint64_t root_add(uintptr_t frame, uint64_t counter)
+/* Registers frame as a root of request `token` (0: a new request, whose
+ * token is the key). Returns the entry's key, with its slot, or - the
+ * probe window full - a key without one (0 when token was given). */
+static uint64_t root_add(uintptr_t frame, uint64_t token, uint64_t counter)
 {
 	unsigned i = slot_of(frame);
-	for (unsigned n = 0; n < ROOTS; n++, i = (i + 1) & (ROOTS - 1)) {
+	for (unsigned n = 0; n < PROBE_MAX; n++, i = (i + 1) & (ROOTS - 1)) {
 		uint64_t expect = 0;
-		uint64_t token = counter << 13 | TOKEN_HAS_SLOT | i;
-		if (__atomic_load_n(&roots[i].token, __ATOMIC_RELAXED) != 0)
+		uint64_t key = counter << KEY_SHIFT | KEY_HAS_SLOT | i;
+		if (__atomic_load_n(&roots[i].key, __ATOMIC_RELAXED) != 0)
 			continue;
-		if (!__atomic_compare_exchange_n(&roots[i].token, &expect, token, 0, __ATOMIC_ACQ_REL,
+		if (!__atomic_compare_exchange_n(&roots[i].key, &expect, key, 0, __ATOMIC_ACQ_REL,
 						 __ATOMIC_RELAXED))
 			continue;
+		__atomic_store_n(&roots[i].token, token ? token : key, __ATOMIC_RELEASE);
 		__atomic_store_n(&roots[i].frame, frame, __ATOMIC_RELEASE);
 		__atomic_fetch_add(&nroots, 1, __ATOMIC_RELAXED);
-		return token;
+		return key;
 	}
-	return counter << 13;
+	return token ? 0 : counter << KEY_SHIFT;
 }
 
-static void root_del(uint64_t token)
+static void root_del(uint64_t key)
 {
-	if (!(token & TOKEN_HAS_SLOT))
+	if (!(key & KEY_HAS_SLOT))
 		return;
-	struct root *r = &roots[token & (ROOTS - 1)];
-	if (__atomic_load_n(&r->token, __ATOMIC_ACQUIRE) != token)
+	struct root *r = &roots[key & (ROOTS - 1)];
+	if (__atomic_load_n(&r->key, __ATOMIC_ACQUIRE) != key)
 		return;
-	__atomic_store_n(&r->frame, TOMB, __ATOMIC_RELEASE);
+	__atomic_store_n(&r->frame, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->token, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&r->key, 0, __ATOMIC_RELEASE);
 	__atomic_fetch_sub(&nroots, 1, __ATOMIC_RELAXED);
 }
 
 static uint64_t root_find(uintptr_t frame)
 {
 	unsigned i = slot_of(frame);
-	for (unsigned n = 0; n < ROOTS; n++, i = (i + 1) & (ROOTS - 1)) {
-		uintptr_t cur = __atomic_load_n(&roots[i].frame, __ATOMIC_ACQUIRE);
-		if (cur == frame) {
-			uint64_t t = __atomic_load_n(&roots[i].token, __ATOMIC_ACQUIRE);
-			/* Re-check: the slot may have been recycled meanwhile. */
-			if (__atomic_load_n(&roots[i].frame, __ATOMIC_ACQUIRE) == frame)
-				return t;
-			return 0;
-		}
-		if (cur == 0)
-			return 0;
+	for (unsigned n = 0; n < PROBE_MAX; n++, i = (i + 1) & (ROOTS - 1)) {
+		if (__atomic_load_n(&roots[i].frame, __ATOMIC_ACQUIRE) != frame)
+			continue;
+		uint64_t t = __atomic_load_n(&roots[i].token, __ATOMIC_ACQUIRE);
+		/* Re-check: the slot may have been recycled meanwhile. */
+		if (__atomic_load_n(&roots[i].frame, __ATOMIC_ACQUIRE) == frame)
+			return t;
+		return 0;
 	}
 	return 0;
 }
@@ -394,7 +402,7 @@ size_t tg_taps_context(uint64_t *scope, char *site, size_t cap)
 }
 
 
-static void emit_scope(unsigned kind, uint64_t token, const char *host, int port)
+static void emit_scope(unsigned kind, uint64_t token, const char *host, int port, uint64_t conn_id)
 {
 	struct tg_ev_scope *ev = tg_reserve(sizeof *ev);
 	if (!ev)
@@ -406,34 +414,47 @@ static void emit_scope(unsigned kind, uint64_t token, const char *host, int port
 	ev->ts_ns = tg_now_ns();
 	ev->client_family = tg_parse_host(host, ev->client_addr);
 	ev->client_port = (uint16_t)port;
+	ev->conn_id = conn_id;
 	tg_ring_commit(ev, sizeof *ev, TG_EV_REQ_SCOPE, 0);
 }
 
 TG_EXPORT uint64_t timeglass_scope_enter(const char *client_host, int client_port);
+TG_EXPORT uint64_t timeglass_scope_begin(int fd, const char *client_host, int client_port);
 TG_EXPORT void timeglass_scope_exit(uint64_t token);
+TG_EXPORT uint64_t timeglass_scope_adopt(uintptr_t frame, uint64_t token);
+TG_EXPORT void timeglass_scope_release(uint64_t handle);
 TG_EXPORT void timeglass_thread_enter(uint64_t token);
 TG_EXPORT void timeglass_thread_exit(void);
 TG_EXPORT void timeglass_fd_scope(int fd, uint64_t token, int bind);
 
-/* Starts the scope of the request served by the calling task; client is
- * the peer of its connection (NULL/0 for an in-process request). Returns
- * the token (0 when not recording). */
-uint64_t timeglass_scope_enter(const char *client_host, int client_port)
+/* Starts the scope of the request served by the calling task, whose
+ * innermost Python frame becomes the request's root. fd is the socket the
+ * request came on (-1: unknown), which ties the scope to the request's
+ * connection whatever client address the app was given (proxy headers
+ * rewrite it); client is the address the app was given (NULL/0 for an
+ * in-process request). Returns the token (0 when not recording). */
+uint64_t timeglass_scope_begin(int fd, const char *client_host, int client_port)
 {
 	if (!tg_proc.enabled)
 		return 0;
 	int saved = errno;
 	uint64_t counter = __atomic_add_fetch(&next_token, 1, __ATOMIC_RELAXED);
-	uint64_t token = counter << 13;
+	uint64_t token = counter << KEY_SHIFT;
 	uintptr_t frame;
 	if (tg_py_thread_frames(&frame, 1) == 1)
-		token = root_add(frame, counter);
-	emit_scope(TG_SCOPE_BEGIN, token, client_host, client_port);
+		token = root_add(frame, 0, counter);
+	emit_scope(TG_SCOPE_BEGIN, token, client_host, client_port, fd >= 0 ? tg_conn_inbound_id(fd) : 0);
 	errno = saved;
 	return token;
 }
 
-/* Ends a scope begun by timeglass_scope_enter (token 0 is ignored). */
+/* timeglass_scope_begin() without the socket (ABI 2). */
+uint64_t timeglass_scope_enter(const char *client_host, int client_port)
+{
+	return timeglass_scope_begin(-1, client_host, client_port);
+}
+
+/* Ends a scope begun by timeglass_scope_begin (token 0 is ignored). */
 void timeglass_scope_exit(uint64_t token)
 {
 	if (!token || !tg_proc.enabled)
@@ -441,8 +462,27 @@ void timeglass_scope_exit(uint64_t token)
 	int saved = errno;
 	if (__atomic_load_n(&nroots, __ATOMIC_RELAXED))
 		root_del(token);
-	emit_scope(TG_SCOPE_END, token, NULL, 0);
+	emit_scope(TG_SCOPE_END, token, NULL, 0, 0);
 	errno = saved;
+}
+
+/* frame - the _PyInterpreterFrame of a child task's coroutine, which lives
+ * inside the coroutine object - is a root of request `token` too: what the
+ * task does belongs to the request that started it. Returns the handle
+ * that timeglass_scope_release() takes, 0 if not registered. The caller
+ * must release it before the coroutine object can be freed. */
+uint64_t timeglass_scope_adopt(uintptr_t frame, uint64_t token)
+{
+	if (!tg_proc.enabled || !frame || !token)
+		return 0;
+	uint64_t counter = __atomic_add_fetch(&next_token, 1, __ATOMIC_RELAXED);
+	return root_add(frame, token, counter);
+}
+
+void timeglass_scope_release(uint64_t handle)
+{
+	if (handle && __atomic_load_n(&nroots, __ATOMIC_RELAXED))
+		root_del(handle);
 }
 
 /* The calling thread works for the request of `token` until thread_exit. */

@@ -116,6 +116,10 @@ struct tg_out *tg_conn_get_out(int fd);
 /* conn.c: marks fd's outbound state as libpq's (tg_out_set_libpq under lock). */
 void tg_conn_claim_libpq(int fd);
 
+/* The connection number (tg_ev_request.conn_id) of the accepted socket fd
+ * while it is tracked, else 0. */
+uint64_t tg_conn_inbound_id(int fd);
+
 /* fd belongs to a libpq connection seen by the libpq taps: the wire parser
  * leaves it alone from now on. */
 void tg_out_owned_by_libpq(int fd);

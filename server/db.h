@@ -15,7 +15,7 @@
 
 /* Newest store schema the dashboard reads (PRAGMA user_version); must follow
  * TG_STORE_SCHEMA of cli/store.h. */
-#define TG_UI_SCHEMA 3
+#define TG_UI_SCHEMA 4
 
 enum tg_db_state {
 	TG_DB_OK,      /* a store this build reads */

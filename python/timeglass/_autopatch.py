@@ -51,6 +51,7 @@ def patch_errors_module(module):
     cls.__init__ = __init__
     cls._timeglass_patched = True
     patch_threadpool()
+    when_imported("concurrent.futures.thread", patch_executor)
     when_imported("asyncpg.connection", patch_asyncpg)
     when_imported("aiohttp.client_reqrep", patch_aiohttp)
 
@@ -82,13 +83,34 @@ def patch_threadpool():
 
 
 def _in_scope(func, token, enter, leave):
-    def call(*args):
+    def call(*args, **kwargs):
         enter(token)
         try:
-            return func(*args)
+            return func(*args, **kwargs)
         finally:
             leave()
     return call
+
+
+def patch_executor(module):
+    """Makes ThreadPoolExecutor.submit (loop.run_in_executor, asyncio.to_thread)
+    run its function under the scope token of the request that submitted it."""
+    cls = getattr(module, "ThreadPoolExecutor", None)
+    if cls is None or cls.__dict__.get("_timeglass_patched"):
+        return
+    original = cls.submit
+
+    @functools.wraps(original)
+    def submit(self, fn, /, *args, **kwargs):
+        token = current_token.get()
+        if token:
+            native = _native.native()
+            if native is not None and native.thread_enter is not None:
+                fn = _in_scope(fn, token, native.thread_enter, native.thread_exit)
+        return original(self, fn, *args, **kwargs)
+
+    cls.submit = submit
+    cls._timeglass_patched = True
 
 
 # asyncpg hands its bytes to the event loop's transport; uvloop writes them

@@ -19,7 +19,7 @@ import importlib.util
 import os
 import sys
 
-ABI_VERSION = 2  # newest marker ABI this package speaks; 1 has no request scopes
+ABI_VERSION = 4  # newest marker ABI this package speaks; 1 has no request scopes
 # The ABI only grows (functions are added, none change), so a newer library
 # serves this package with the functions of ABI_VERSION.
 
@@ -39,8 +39,9 @@ _u64 = ctypes.c_uint64
 class Native:
     """The bound marker functions of a loaded, ABI-compatible library."""
 
-    __slots__ = ("_mark", "_asgi", "_active", "scope_enter", "scope_exit", "thread_enter",
-                 "thread_exit", "fd_scope")
+    __slots__ = ("_mark", "_mark_scope", "_asgi", "_active", "scope_enter", "scope_exit",
+                 "thread_enter", "thread_exit", "fd_scope", "scope_begin", "scope_adopt",
+                 "scope_release")
 
     fast = None  # the _speedups module when FastNative serves instead
 
@@ -79,6 +80,25 @@ class Native:
             self.fd_scope = lib.timeglass_fd_scope
             self.fd_scope.argtypes = [ctypes.c_int, _u64, ctypes.c_int]
             self.fd_scope.restype = None
+        # ABI 4: scope_begin(fd, host, port) -> token ties the scope to the
+        # request's socket; scope_adopt(frame, token) -> handle and
+        # scope_release(handle) make a child task's coroutine frame a root
+        # of the request; mark_scope(kind, token, text) names the request of
+        # a scope.
+        self._mark_scope = self.scope_begin = self.scope_adopt = self.scope_release = None
+        if version >= 4:
+            self.scope_begin = lib.timeglass_scope_begin
+            self.scope_begin.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+            self.scope_begin.restype = _u64
+            self._mark_scope = lib.timeglass_mark_scope
+            self._mark_scope.argtypes = [ctypes.c_int, _u64, ctypes.c_char_p, ctypes.c_size_t]
+            self._mark_scope.restype = ctypes.c_int
+            self.scope_adopt = lib.timeglass_scope_adopt
+            self.scope_adopt.argtypes = [ctypes.c_size_t, _u64]
+            self.scope_adopt.restype = _u64
+            self.scope_release = lib.timeglass_scope_release
+            self.scope_release.argtypes = [_u64]
+            self.scope_release.restype = None
 
     def active(self):
         """True while this process is registered with a collector."""
@@ -88,6 +108,13 @@ class Native:
         """Names the wire request of client host:port in flight here. Returns 0 or -1."""
         data = text.encode("utf-8", "replace")[:TEXT_MAX]
         return self._mark(kind, _host(host), port or 0, data, len(data))
+
+    def mark_scope(self, kind, token, text):
+        """Names the request of scope token. Returns 0 or -1."""
+        if self._mark_scope is None or not token:
+            return -1
+        data = text.encode("utf-8", "replace")[:TEXT_MAX]
+        return self._mark_scope(kind, token, data, len(data))
 
     def asgi_request(self, method, target, route, status, start_ns, end_ns,
                      request_bytes, response_bytes, host, port, error):
@@ -101,11 +128,11 @@ class Native:
 class FastNative:
     """The same interface as Native, served by the _speedups extension.
 
-    fast.request(scope, send, owner) is the whole per-request wire path of
-    the middleware (see middleware.serve_native)."""
+    fast.request(scope, receive, send, owner) is the whole per-request wire
+    path of the middleware (see middleware.serve_native)."""
 
-    __slots__ = ("fast", "active", "mark", "asgi_request", "scope_enter", "scope_exit",
-                 "thread_enter", "thread_exit", "fd_scope")
+    __slots__ = ("fast", "active", "mark", "mark_scope", "asgi_request", "scope_enter", "scope_exit",
+                 "thread_enter", "thread_exit", "fd_scope", "scope_begin", "scope_adopt", "scope_release")
 
     def __init__(self, speedups, version=ABI_VERSION):
         from .middleware import current_token, slow_route, report_error
@@ -116,7 +143,8 @@ class FastNative:
         self.mark = speedups.mark
         self.asgi_request = speedups.asgi_request
         self.scope_enter = self.scope_exit = self.thread_enter = self.thread_exit = None
-        self.fd_scope = None
+        self.fd_scope = self.mark_scope = self.scope_begin = None
+        self.scope_adopt = self.scope_release = None  # the C task factory adopts by itself
         if version >= 2:
             self.scope_enter = speedups.scope_enter
             self.scope_exit = speedups.scope_exit
@@ -125,6 +153,9 @@ class FastNative:
             self.fd_scope = speedups.fd_scope
         else:
             self.fast = None  # its request path needs request scopes
+        if version >= 4:
+            self.mark_scope = speedups.mark_scope
+            self.scope_begin = speedups.scope_begin
 
 
 def speedups():

@@ -11,11 +11,16 @@
  * behaviour.
  *
  * Request: the state of one request served over a socket while the library
- * records. Created by request(scope, send, owner), it enters the request's
- * scope (and sets the scope token context variable), is the `send` callable
- * handed to the application (it sends the route mark when the response
- * starts, then returns the server's own send awaitable), and done()/close()
- * finish it.
+ * records. Created by request(scope, receive, send, owner), it enters the
+ * request's scope on the request's socket (and sets the scope token context
+ * variable), is the `send` callable handed to the application (it sends the
+ * route mark when the response starts, then returns the server's own send
+ * awaitable), and done()/close() finish it.
+ *
+ * TaskFactory: the event loop's task factory while the library records. A
+ * task created inside a request's scope (asyncio.gather, create_task, a
+ * TaskGroup) belongs to that request: its coroutine's frame is registered
+ * as a root of the request's scope until the task is done.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -27,6 +32,7 @@
 #include <string.h>
 
 #define MARK_ROUTE 1
+#define MARK_EXCEPTION 2
 #define TEXT_MAX 8192
 
 typedef int (*abi_version_fn)(void);
@@ -39,6 +45,10 @@ typedef void (*scope_exit_fn)(uint64_t);
 typedef void (*thread_enter_fn)(uint64_t);
 typedef void (*thread_exit_fn)(void);
 typedef void (*fd_scope_fn)(int, uint64_t, int);
+typedef uint64_t (*scope_begin_fn)(int, const char *, int);
+typedef int (*mark_scope_fn)(int, uint64_t, const char *, size_t);
+typedef uint64_t (*scope_adopt_fn)(uintptr_t, uint64_t);
+typedef void (*scope_release_fn)(uint64_t);
 
 static struct {
 	int abi;
@@ -50,6 +60,10 @@ static struct {
 	thread_enter_fn thread_enter;
 	thread_exit_fn thread_exit;
 	fd_scope_fn fd_scope;
+	scope_begin_fn scope_begin;     /* ABI 4 */
+	mark_scope_fn mark_scope;
+	scope_adopt_fn scope_adopt;
+	scope_release_fn scope_release;
 } lib;
 
 /* Set by configure(): Python helpers for the rare paths. */
@@ -58,7 +72,8 @@ static PyObject *report;      /* report(exception): one warning, never raises */
 static PyObject *token_var;   /* the ContextVar of the current scope token */
 
 static PyObject *str_type, *str_get, *str_route, *str_root_path, *str_path, *str_client,
-	*str_response_start, *str_empty, *str_app;
+	*str_response_start, *str_empty, *str_app, *str_self, *str_transport, *str_get_extra_info,
+	*str_socket, *str_fileno, *str_loop, *str_done, *str_add_done_callback, *str_cr_frame;
 
 static int nargs_ok(const char *name, Py_ssize_t nargs, Py_ssize_t want)
 {
@@ -141,6 +156,19 @@ static PyObject *sp_load(PyObject *self, PyObject *unused)
 		    !lib.fd_scope)
 			return PyLong_FromLong(0);
 	}
+	if (abi >= 4) {
+		lib.scope_begin = (scope_begin_fn)sym("timeglass_scope_begin");
+		lib.mark_scope = (mark_scope_fn)sym("timeglass_mark_scope");
+		lib.scope_adopt = (scope_adopt_fn)sym("timeglass_scope_adopt");
+		lib.scope_release = (scope_release_fn)sym("timeglass_scope_release");
+		if (!lib.scope_begin || !lib.mark_scope || !lib.scope_adopt || !lib.scope_release) {
+			lib.scope_begin = NULL;
+			lib.mark_scope = NULL;
+			lib.scope_adopt = NULL;
+			lib.scope_release = NULL;
+			abi = 3;
+		}
+	}
 	lib.abi = abi;
 	return PyLong_FromLong(abi);
 }
@@ -209,7 +237,10 @@ static const char *bytes_or_null(PyObject *b)
 	return PyBytes_Check(b) ? PyBytes_AS_STRING(b) : PyUnicode_AsUTF8(b);
 }
 
-static int send_mark(int kind, const char *host, int port, PyObject *text)
+/* Sends a mark for the request of scope token (the library's ABI 4), else
+ * for the client host:port. Returns 0 or -1 (not recorded), -2 with an
+ * exception. */
+static int send_mark(int kind, uint64_t token, const char *host, int port, PyObject *text)
 {
 	Py_ssize_t len;
 	const char *data = PyUnicode_AsUTF8AndSize(text, &len);
@@ -224,7 +255,8 @@ static int send_mark(int kind, const char *host, int port, PyObject *text)
 	}
 	if (len > TEXT_MAX)
 		len = TEXT_MAX;
-	int r = lib.mark(kind, host, port, data, (size_t)len);
+	int r = token && lib.mark_scope ? lib.mark_scope(kind, token, data, (size_t)len)
+					: lib.mark(kind, host, port, data, (size_t)len);
 	Py_XDECREF(tmp);
 	return r;
 }
@@ -253,7 +285,7 @@ static PyObject *sp_mark(PyObject *self, PyObject *const *args, Py_ssize_t nargs
 	int port;
 	if (host_port(args[1], args[2], &host, &port) < 0)
 		return NULL;
-	int r = send_mark(kind, bytes_or_null(host), port, args[3]);
+	int r = send_mark(kind, 0, bytes_or_null(host), port, args[3]);
 	Py_XDECREF(host);
 	if (r == -2)
 		return NULL;
@@ -271,6 +303,82 @@ static int as_u64(PyObject *o, uint64_t *out)
 		return -1;
 	*out = v;
 	return 0;
+}
+
+/* mark_scope(kind, token, text) -> 0 or -1: a mark for the request of a
+ * scope token (falls back to no client when the library predates it). */
+static PyObject *sp_mark_scope(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	if (!nargs_ok("mark_scope", nargs, 3) || need_lib() < 0)
+		return NULL;
+	int kind = to_int(args[0]);
+	uint64_t token;
+	if ((kind == -1 && PyErr_Occurred()) || as_u64(args[1], &token) < 0)
+		return NULL;
+	if (!PyUnicode_Check(args[2])) {
+		PyErr_SetString(PyExc_TypeError, "mark_scope: text must be str");
+		return NULL;
+	}
+	int r = send_mark(kind, token, NULL, 0, args[2]);
+	if (r == -2)
+		return NULL;
+	return PyLong_FromLong(r);
+}
+
+/* The socket fd of the connection a request came on, from the server's
+ * receive callable: uvicorn's (and gunicorn's UvicornWorker's) is a bound
+ * method of an object whose `transport` is the connection's asyncio
+ * transport. -1 (no exception) when it cannot be told. */
+static int conn_fd(PyObject *receive)
+{
+	PyObject *owner = NULL, *transport = NULL, *sock = NULL, *fd = NULL;
+	int r = -1;
+	if (optional_attr(receive, str_self, &owner) <= 0 || !owner)
+		goto out;
+	if (optional_attr(owner, str_transport, &transport) <= 0 || !transport || transport == Py_None)
+		goto out;
+	sock = PyObject_CallMethodOneArg(transport, str_get_extra_info, str_socket);
+	if (!sock || sock == Py_None)
+		goto out;
+	fd = PyObject_CallMethodNoArgs(sock, str_fileno);
+	if (fd && PyLong_Check(fd)) {
+		long v = PyLong_AsLong(fd);
+		r = v >= 0 && v <= INT_MAX ? (int)v : -1;
+	}
+out:
+	if (PyErr_Occurred())
+		PyErr_Clear();
+	Py_XDECREF(owner);
+	Py_XDECREF(transport);
+	Py_XDECREF(sock);
+	Py_XDECREF(fd);
+	return r;
+}
+
+/* conn_fd(receive) -> the request's socket fd, or -1. */
+static PyObject *sp_conn_fd(PyObject *self, PyObject *receive)
+{
+	return PyLong_FromLong(conn_fd(receive));
+}
+
+/* scope_begin(fd, host: bytes | None, port) -> token */
+static PyObject *sp_scope_begin(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	if (!nargs_ok("scope_begin", nargs, 3) || need_lib() < 0)
+		return NULL;
+	int fd = to_int(args[0]);
+	if (fd == -1 && PyErr_Occurred())
+		return NULL;
+	const char *host = args[1] == Py_None ? NULL : PyBytes_Check(args[1]) ? PyBytes_AS_STRING(args[1]) : NULL;
+	if (args[1] != Py_None && !PyBytes_Check(args[1])) {
+		PyErr_SetString(PyExc_TypeError, "host must be bytes or None");
+		return NULL;
+	}
+	int port = args[2] == Py_None ? 0 : to_int(args[2]);
+	if (port == -1 && PyErr_Occurred())
+		return NULL;
+	uint64_t token = lib.scope_begin ? lib.scope_begin(fd, host, port) : lib.scope_enter ? lib.scope_enter(host, port) : 0;
+	return PyLong_FromUnsignedLongLong(token);
 }
 
 /* asgi_request(method, target, route, status, start_ns, end_ns,
@@ -454,7 +562,7 @@ static void mark_route(Request *r)
 		}
 	}
 	if (PyUnicode_Check(route) && PyUnicode_GET_LENGTH(route)) {
-		if (send_mark(MARK_ROUTE, bytes_or_null(r->host), r->port, route) == -2)
+		if (send_mark(MARK_ROUTE, r->token, bytes_or_null(r->host), r->port, route) == -2)
 			report_error();
 	}
 	Py_DECREF(route);
@@ -485,18 +593,19 @@ static PyObject *request_vectorcall(PyObject *callable, PyObject *const *args, s
 	return PyObject_Vectorcall(r->send, args, 1, NULL);
 }
 
-/* request(scope, send, owner) -> Request: enters the request's scope. */
+/* request(scope, receive, send, owner) -> Request: enters the request's
+ * scope. */
 static PyObject *sp_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-	if (!nargs_ok("request", nargs, 3) || need_lib() < 0)
+	if (!nargs_ok("request", nargs, 4) || need_lib() < 0)
 		return NULL;
-	PyObject *scope = args[0];
+	PyObject *scope = args[0], *receive = args[1], *send = args[2], *owner = args[3];
 	Request *r = PyObject_GC_New(Request, &RequestType);
 	if (!r)
 		return NULL;
 	r->vectorcall = request_vectorcall;
 	r->scope = Py_NewRef(scope);
-	r->send = Py_NewRef(args[1]);
+	r->send = Py_NewRef(send);
 	r->owner = NULL;
 	r->path0 = r->root0 = r->host = r->ctx_token = NULL;
 	r->port = 0;
@@ -505,8 +614,8 @@ static PyObject *sp_request(PyObject *self, PyObject *const *args, Py_ssize_t na
 	PyObject_GC_Track(r);
 
 	PyObject *own = NULL, *v;
-	if (args[2] != Py_None) {
-		r->owner = Py_NewRef(args[2]);
+	if (owner != Py_None) {
+		r->owner = Py_NewRef(owner);
 	} else {
 		v = get_item(scope, str_app, &own);
 		if (!v && PyErr_Occurred())
@@ -543,18 +652,22 @@ static PyObject *sp_request(PyObject *self, PyObject *const *args, Py_ssize_t na
 		}
 		Py_CLEAR(own);
 	}
-	if (lib.scope_enter) {
-		/* The scope's root is the caller's (serve_native's) frame. */
+	if (lib.scope_begin) {
+		/* The scope's root is the caller's (serve_native's) frame; its
+		 * socket ties it to the wire request, whatever client address a
+		 * proxy header gave the app. */
+		r->token = lib.scope_begin(conn_fd(receive), bytes_or_null(r->host), r->port);
+	} else if (lib.scope_enter) {
 		r->token = lib.scope_enter(bytes_or_null(r->host), r->port);
-		if (r->token && token_var) {
-			PyObject *t = PyLong_FromUnsignedLongLong(r->token);
-			if (!t)
-				goto fail;
-			r->ctx_token = PyContextVar_Set(token_var, t);
-			Py_DECREF(t);
-			if (!r->ctx_token)
-				goto fail;
-		}
+	}
+	if (r->token && token_var) {
+		PyObject *t = PyLong_FromUnsignedLongLong(r->token);
+		if (!t)
+			goto fail;
+		r->ctx_token = PyContextVar_Set(token_var, t);
+		Py_DECREF(t);
+		if (!r->ctx_token)
+			goto fail;
 	}
 	return (PyObject *)r;
 fail:
@@ -682,6 +795,240 @@ static PyTypeObject RequestType = {
 		  "the application's send.",
 };
 
+/* ---- TaskFactory ------------------------------------------------------ */
+
+/* Bytes from a coroutine object to the interpreter frame it embeds (3.11+:
+ * gen->gi_iframe), measured once on a real coroutine: -1 not yet, 0 not
+ * known (then child tasks are not adopted). */
+static Py_ssize_t coro_frame_offset = -1;
+
+/* The address of coro's interpreter frame - what the library's frame walk
+ * sees while the coroutine runs - or 0. */
+static uintptr_t coro_frame(PyObject *coro)
+{
+	if (coro_frame_offset < 0) {
+		coro_frame_offset = 0;
+		PyObject *f = PyObject_GetAttr(coro, str_cr_frame);
+		if (f && f != Py_None) {
+			/* A frame object (struct _frame, 3.11 through 3.15):
+			 * PyObject_HEAD, f_back, f_frame (the interpreter frame). */
+			uintptr_t iframe;
+			memcpy(&iframe, (char *)f + sizeof(PyObject) + sizeof(void *), sizeof iframe);
+			uintptr_t base = (uintptr_t)coro;
+			if (iframe > base && iframe - base < (uintptr_t)Py_TYPE(coro)->tp_basicsize)
+				coro_frame_offset = (Py_ssize_t)(iframe - base);
+		}
+		Py_XDECREF(f);
+		PyErr_Clear();
+	}
+	return coro_frame_offset > 0 ? (uintptr_t)coro + (uintptr_t)coro_frame_offset : 0;
+}
+
+/* The done callback of an adopted task: gives its root back. Holds the
+ * coroutine until then, so that its address is not reused while it is a
+ * root. */
+typedef struct {
+	PyObject_HEAD
+	vectorcallfunc vectorcall;
+	uint64_t handle;
+	PyObject *coro;
+} Release;
+
+static PyTypeObject ReleaseType;
+
+static PyObject *release_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+	Release *r = (Release *)callable;
+	(void)args, (void)nargsf, (void)kwnames;
+	if (r->handle && lib.scope_release)
+		lib.scope_release(r->handle);
+	r->handle = 0;
+	Py_CLEAR(r->coro);
+	Py_RETURN_NONE;
+}
+
+static int release_traverse(PyObject *self, visitproc visit, void *arg)
+{
+	Py_VISIT(((Release *)self)->coro);
+	return 0;
+}
+
+static int release_clear(PyObject *self)
+{
+	Release *r = (Release *)self;
+	/* Collected with its task, never called: the coroutine goes now. */
+	if (r->handle && lib.scope_release)
+		lib.scope_release(r->handle);
+	r->handle = 0;
+	Py_CLEAR(r->coro);
+	return 0;
+}
+
+static void release_dealloc(PyObject *self)
+{
+	PyObject_GC_UnTrack(self);
+	release_clear(self);
+	PyObject_GC_Del(self);
+}
+
+static PyTypeObject ReleaseType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "timeglass._speedups.Release",
+	.tp_basicsize = sizeof(Release),
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+	.tp_vectorcall_offset = offsetof(Release, vectorcall),
+	.tp_call = PyVectorcall_Call,
+	.tp_dealloc = release_dealloc,
+	.tp_traverse = release_traverse,
+	.tp_clear = release_clear,
+	.tp_doc = "Done callback of a task adopted by a request's scope.",
+};
+
+/* Makes the task running coro belong to the current request scope, if any. */
+static int adopt(PyObject *task, PyObject *coro)
+{
+	if (!lib.scope_adopt || !token_var || !PyCoro_CheckExact(coro))
+		return 0;
+	PyObject *value = NULL;
+	if (PyContextVar_Get(token_var, NULL, &value) < 0)
+		return -1;
+	uint64_t token = 0;
+	int rc = value ? as_u64(value, &token) : 0;
+	Py_XDECREF(value);
+	if (rc < 0 || !token)
+		return rc;
+	PyObject *done = PyObject_CallMethodNoArgs(task, str_done);
+	if (!done)
+		return -1;
+	int finished = PyObject_IsTrue(done);
+	Py_DECREF(done);
+	if (finished)
+		return finished < 0 ? -1 : 0; /* an eager task that already ran */
+	uintptr_t frame = coro_frame(coro);
+	uint64_t handle = frame ? lib.scope_adopt(frame, token) : 0;
+	if (!handle)
+		return 0;
+	Release *r = PyObject_GC_New(Release, &ReleaseType);
+	if (!r) {
+		lib.scope_release(handle);
+		return -1;
+	}
+	r->vectorcall = release_vectorcall;
+	r->handle = handle;
+	r->coro = Py_NewRef(coro);
+	PyObject_GC_Track(r);
+	PyObject *ok = PyObject_CallMethodOneArg(task, str_add_done_callback, (PyObject *)r);
+	Py_DECREF(r);
+	if (!ok)
+		return -1;
+	Py_DECREF(ok);
+	return 0;
+}
+
+/* The task factory: factory(loop, coro, **kwargs) -> the task that `inner`
+ * (the loop's previous factory, or None: task_type(coro, loop=loop,
+ * **kwargs)) makes, adopted by the current request scope. */
+typedef struct {
+	PyObject_HEAD
+	vectorcallfunc vectorcall;
+	PyObject *inner;     /* None or a callable */
+	PyObject *task_type; /* asyncio.Task */
+} TaskFactory;
+
+static PyTypeObject TaskFactoryType;
+
+static PyObject *factory_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+	TaskFactory *f = (TaskFactory *)callable;
+	Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+	if (nargs != 2) {
+		PyErr_SetString(PyExc_TypeError, "task factory takes (loop, coro)");
+		return NULL;
+	}
+	PyObject *task;
+	if (f->inner != Py_None) {
+		task = PyObject_Vectorcall(f->inner, args, nargsf, kwnames);
+	} else {
+		/* task_type(coro, loop=loop, **kwargs) */
+		Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+		PyObject *kw = PyDict_New();
+		if (!kw)
+			return NULL;
+		int bad = PyDict_SetItem(kw, str_loop, args[0]) < 0;
+		for (Py_ssize_t i = 0; i < nkw && !bad; i++)
+			bad = PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0;
+		PyObject *pos = bad ? NULL : PyTuple_Pack(1, args[1]);
+		task = pos ? PyObject_Call(f->task_type, pos, kw) : NULL;
+		Py_XDECREF(pos);
+		Py_DECREF(kw);
+	}
+	if (task && adopt(task, args[1]) < 0)
+		report_error(); /* the task stands; only its attribution is lost */
+	return task;
+}
+
+static int factory_traverse(PyObject *self, visitproc visit, void *arg)
+{
+	TaskFactory *f = (TaskFactory *)self;
+	Py_VISIT(f->inner);
+	Py_VISIT(f->task_type);
+	return 0;
+}
+
+static int factory_clear(PyObject *self)
+{
+	TaskFactory *f = (TaskFactory *)self;
+	Py_CLEAR(f->inner);
+	Py_CLEAR(f->task_type);
+	return 0;
+}
+
+static void factory_dealloc(PyObject *self)
+{
+	PyObject_GC_UnTrack(self);
+	factory_clear(self);
+	PyObject_GC_Del(self);
+}
+
+static PyObject *factory_get_inner(PyObject *self, void *closure)
+{
+	return Py_NewRef(((TaskFactory *)self)->inner);
+}
+
+static PyGetSetDef factory_getset[] = {
+	{"inner", factory_get_inner, NULL, "The factory this one wraps, or None.", NULL},
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject TaskFactoryType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "timeglass._speedups.TaskFactory",
+	.tp_basicsize = sizeof(TaskFactory),
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+	.tp_vectorcall_offset = offsetof(TaskFactory, vectorcall),
+	.tp_call = PyVectorcall_Call,
+	.tp_dealloc = factory_dealloc,
+	.tp_traverse = factory_traverse,
+	.tp_clear = factory_clear,
+	.tp_getset = factory_getset,
+	.tp_doc = "An event loop's task factory: tasks started inside a request belong to it.",
+};
+
+/* task_factory(inner, task_type) -> TaskFactory */
+static PyObject *sp_task_factory(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	if (!nargs_ok("task_factory", nargs, 2))
+		return NULL;
+	TaskFactory *f = PyObject_GC_New(TaskFactory, &TaskFactoryType);
+	if (!f)
+		return NULL;
+	f->vectorcall = factory_vectorcall;
+	f->inner = Py_NewRef(args[0]);
+	f->task_type = Py_NewRef(args[1]);
+	PyObject_GC_Track(f);
+	return (PyObject *)f;
+}
+
 /* ---- module ------------------------------------------------------------ */
 
 static PyMethodDef methods[] = {
@@ -700,7 +1047,14 @@ static PyMethodDef methods[] = {
 	{"thread_exit", sp_thread_exit, METH_NOARGS, "thread_exit()"},
 	{"fd_scope", (PyCFunction)(void (*)(void))sp_fd_scope, METH_FASTCALL, "fd_scope(fd, token, bind)"},
 	{"request", (PyCFunction)(void (*)(void))sp_request, METH_FASTCALL,
-	 "request(scope, send, owner) -> Request"},
+	 "request(scope, receive, send, owner) -> Request"},
+	{"mark_scope", (PyCFunction)(void (*)(void))sp_mark_scope, METH_FASTCALL,
+	 "mark_scope(kind, token, text)"},
+	{"scope_begin", (PyCFunction)(void (*)(void))sp_scope_begin, METH_FASTCALL,
+	 "scope_begin(fd, host_bytes, port) -> token"},
+	{"conn_fd", sp_conn_fd, METH_O, "conn_fd(receive) -> the request's socket fd, or -1"},
+	{"task_factory", (PyCFunction)(void (*)(void))sp_task_factory, METH_FASTCALL,
+	 "task_factory(inner, task_type) -> TaskFactory"},
 	{NULL, NULL, 0, NULL},
 };
 
@@ -725,18 +1079,23 @@ PyMODINIT_FUNC PyInit__speedups(void)
 		{&str_path, "path"},       {&str_client, "client"},
 		{&str_response_start, "http.response.start"},
 		{&str_empty, ""},        {&str_app, "app"},
+		{&str_self, "__self__"}, {&str_transport, "transport"},
+		{&str_get_extra_info, "get_extra_info"}, {&str_socket, "socket"},
+		{&str_fileno, "fileno"}, {&str_loop, "loop"},
+		{&str_done, "done"},     {&str_add_done_callback, "add_done_callback"},
+		{&str_cr_frame, "cr_frame"},
 	};
 	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
 		if (!*strings[i].slot && !(*strings[i].slot = PyUnicode_InternFromString(strings[i].text)))
 			return NULL;
-	if (PyType_Ready(&RequestType) < 0)
+	if (PyType_Ready(&RequestType) < 0 || PyType_Ready(&ReleaseType) < 0 ||
+	    PyType_Ready(&TaskFactoryType) < 0)
 		return NULL;
 	PyObject *m = PyModule_Create(&module);
 	if (!m)
 		return NULL;
-	Py_INCREF(&RequestType);
-	if (PyModule_AddObject(m, "Request", (PyObject *)&RequestType) < 0) {
-		Py_DECREF(&RequestType);
+	if (PyModule_AddObjectRef(m, "Request", (PyObject *)&RequestType) < 0 ||
+	    PyModule_AddObjectRef(m, "TaskFactory", (PyObject *)&TaskFactoryType) < 0) {
 		Py_DECREF(m);
 		return NULL;
 	}

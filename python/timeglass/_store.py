@@ -11,7 +11,7 @@ a newer TimeGlass, and use WAL with a 5 s busy timeout, like the collector.
 import os
 import sqlite3
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_PATH = os.path.join(".timeglass", "timeglass.db")
 
 BUSY_TIMEOUT_S = 5.0
@@ -163,6 +163,8 @@ MIGRATIONS = (
     "CREATE INDEX samples_run ON samples(run_id);"
     "CREATE INDEX samples_process ON samples(process_id);"
     "ALTER TABLE requests ADD COLUMN cpu_ns INTEGER;",
+    # 3 -> 4: the client a proxy forwarded the request for (X-Forwarded-For, Forwarded, X-Real-IP), beside the socket peer.
+    "ALTER TABLE requests ADD COLUMN forwarded_for TEXT;",
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

@@ -13,19 +13,36 @@ _CUT = "\n[... traceback cut ...]\n"
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _app_frames(tb):
-    """tb without the leading frames of this package (where it was caught)."""
-    while tb is not None and tb.tb_next is not None and \
-            os.path.dirname(tb.tb_frame.f_code.co_filename) == _PACKAGE:
-        tb = tb.tb_next
-    return tb
+def _ours(filename):
+    """True for a file of this package (the middleware and bootstrap wrap
+    each request; the threadpool and driver wrappers sit inside it)."""
+    d = os.path.dirname(filename)
+    return d == _PACKAGE or d.startswith(_PACKAGE + os.sep)
+
+
+def _without_ours(te, seen=None):
+    """te (a TracebackException) and the exceptions chained to it without
+    the frames of this package."""
+    seen = set() if seen is None else seen
+    while te is not None and id(te) not in seen:
+        seen.add(id(te))
+        frames = [f for f in te.stack if not _ours(f.filename)]
+        if len(frames) != len(te.stack):
+            te.stack = traceback.StackSummary.from_list(frames)
+        for group in getattr(te, "exceptions", None) or ():  # ExceptionGroup members
+            _without_ours(group, seen)
+        if te.__cause__ is not None:
+            _without_ours(te.__cause__, seen)
+        te = te.__context__
 
 
 def exception_text(exc, cap=TEXT_MAX):
     """The text that describes exc for the store and for exception marks."""
     try:
         head = traceback.format_exception_only(type(exc), exc)[-1].rstrip("\n")
-        body = "".join(traceback.format_exception(type(exc), exc, _app_frames(exc.__traceback__)))
+        te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+        _without_ours(te)
+        body = "".join(te.format())
     except Exception:  # a __str__ that raises
         head = body = type(exc).__name__
     text = head + "\n" + body

@@ -31,11 +31,14 @@ every Starlette application, see _autopatch.py), an application's own
 TimeGlassMiddleware lets the request through untouched.
 """
 
+import asyncio
 import contextvars
+import ctypes
 import logging
 import os
 import threading
 import time
+import types
 
 from . import _native, _recorder, _routes, _store
 from ._text import exception_text
@@ -245,12 +248,10 @@ class _Exchange:
         self.marked = True
         route = self.route_template()
         if route:
-            host, port = _client(self.scope)
-            self.native.mark(_native.MARK_ROUTE, host, port, route)
+            _mark(self.native, _native.MARK_ROUTE, self.scope, route)
 
     def mark_exception(self, exc):
-        host, port = _client(self.scope)
-        self.native.mark(_native.MARK_EXCEPTION, host, port, exception_text(exc))
+        _mark(self.native, _native.MARK_EXCEPTION, self.scope, exception_text(exc))
 
     def outcome(self, failed):
         """(status, error) once the application has returned or raised."""
@@ -269,38 +270,46 @@ async def serve_native(app, scope, receive, send, native, owner=None):
     owner: the Starlette application whose routes apply (default scope["app"]).
     """
     scope[SCOPE_KEY] = True
-    if scope["type"] != "http":
-        await _serve_websocket(app, scope, receive, send, native, owner)
-        return
+    if _get_running_loop() is not _adopting_loop:
+        _quietly(_adopt_child_tasks, native)
     fast = native.fast
-    if fast is not None and not in_process(scope, receive):
+    if fast is not None and scope["type"] == "http" and not in_process(scope, receive):
         # The same as the ctypes path below (scope, route mark when the
         # response starts or the application returns), in C: `req` is the
         # application's send. The scope's root is this coroutine frame.
-        req = fast.request(scope, send, owner)
+        req = fast.request(scope, receive, send, owner)
         try:
             await app(scope, receive, req)
         except Exception as exc:
             req.done()
-            _quietly(_mark_exception, native, scope, exc)
+            _quietly(_mark, native, _native.MARK_EXCEPTION, scope, exception_text(exc), req.token)
             raise
         else:
             req.done()
         finally:
             req.close()
         return
+    local = in_process(scope, receive)
     enter = native.scope_enter
     if enter is None:  # a library without request scopes
         token = 0
     else:
         # The request's scope: queries and outbound calls made from this
-        # task (this coroutine frame is its root) or from worker threads
-        # it hands the token to (see _autopatch.py) belong to this request.
+        # task (this coroutine frame is its root), from the tasks it starts
+        # and from worker threads it hands the token to (see _autopatch.py)
+        # belong to this request. The request's socket ties the scope to
+        # its wire request whatever client address the app was given.
         host, port = _client(scope)
-        token = enter(host.encode("ascii", "replace") if host else None, port or 0)
+        host = host.encode("ascii", "replace") if host else None
+        if native.scope_begin is not None:
+            token = native.scope_begin(-1 if local else _conn_fd(receive), host, port or 0)
+        else:
+            token = enter(host, port or 0)
         reset = current_token.set(token)
     try:
-        if in_process(scope, receive):
+        if scope["type"] != "http":
+            await _serve_websocket(app, scope, receive, send, native, owner)
+        elif local:
             await _serve_in_process(app, scope, receive, send, native, owner)
         else:
             await _serve_wire(app, scope, receive, send, native, owner)
@@ -310,9 +319,108 @@ async def serve_native(app, scope, receive, send, native, owner=None):
             current_token.reset(reset)
 
 
-def _mark_exception(native, scope, exc):
-    host, port = _client(scope)
-    native.mark(_native.MARK_EXCEPTION, host, port, exception_text(exc))
+def _mark(native, kind, scope, text, token=None):
+    """A route or exception mark for the request of `scope`: by its scope
+    token (the current one by default) when the library takes it, else by
+    the client address the app was given."""
+    if token is None:
+        token = current_token.get()
+    if token and native.mark_scope is not None:
+        native.mark_scope(kind, token, text)
+    else:
+        host, port = _client(scope)
+        native.mark(kind, host, port, text)
+
+
+def _conn_fd(receive):
+    """The socket fd of the request's connection, from the server's receive
+    callable (uvicorn's is a method of an object whose `transport` is the
+    connection's); -1 when it cannot be told."""
+    try:
+        return receive.__self__.transport.get_extra_info("socket").fileno()
+    except Exception:
+        return -1
+
+
+# ---- child tasks --------------------------------------------------------
+#
+# A task started inside a request (asyncio.gather, create_task, a TaskGroup)
+# runs on a copy of the request's context, but in a coroutine of its own,
+# outside the request's frames: the library would not know whose it is. The
+# running loop gets a task factory (wrapping any it had) that registers each
+# such task's coroutine frame as a root of the request's scope until the
+# task is done (timeglass._speedups.TaskFactory; _TaskFactory below through
+# ctypes).
+
+_get_running_loop = asyncio._get_running_loop
+_adopting_loop = None  # the loop last given the task factory
+_CoroutineType = types.CoroutineType
+_frame_offset = None  # bytes from a coroutine object to its interpreter frame, 0: unknown
+
+
+def _adopt_child_tasks(native):
+    global _adopting_loop
+    loop = _get_running_loop()
+    _adopting_loop = loop
+    if loop is None:
+        return
+    current = loop.get_task_factory()
+    fast = native.fast
+    if isinstance(current, _TaskFactory) or (fast is not None and isinstance(current, fast.TaskFactory)):
+        return
+    if fast is not None:
+        loop.set_task_factory(fast.task_factory(current, asyncio.Task))
+    elif native.scope_adopt is not None:
+        loop.set_task_factory(_TaskFactory(current, native))
+
+
+def _coro_frame(coro):
+    """The address of coro's interpreter frame (inside the coroutine object,
+    3.11+), measured once through its frame object; 0 if unknown."""
+    global _frame_offset
+    if _frame_offset is None:
+        _frame_offset = 0
+        frame = coro.cr_frame
+        if frame is not None:
+            # struct _frame: PyObject_HEAD, f_back, f_frame.
+            at = id(frame) + object.__basicsize__ + ctypes.sizeof(ctypes.c_void_p)
+            iframe = ctypes.c_void_p.from_address(at).value or 0
+            if 0 < iframe - id(coro) < type(coro).__basicsize__:
+                _frame_offset = iframe - id(coro)
+    return id(coro) + _frame_offset if _frame_offset else 0
+
+
+class _TaskFactory:
+    """The task factory through ctypes: what the inner factory (or
+    asyncio.Task) makes, adopted by the current request's scope."""
+
+    __slots__ = ("inner", "_native")
+
+    def __init__(self, inner, native):
+        self.inner = inner
+        self._native = native
+
+    def __call__(self, loop, coro, **kwargs):
+        if self.inner is not None:
+            task = self.inner(loop, coro, **kwargs)
+        else:
+            task = asyncio.Task(coro, loop=loop, **kwargs)
+        token = current_token.get()
+        if token and type(coro) is _CoroutineType:
+            _quietly(self._adopt, task, coro, token)
+        return task
+
+    def _adopt(self, task, coro, token):
+        if task.done():  # an eager task that already ran
+            return
+        frame = _coro_frame(coro)
+        handle = self._native.scope_adopt(frame, token) if frame else 0
+        if handle:
+            release = self._native.scope_release
+
+            def done(_task, coro=coro):  # holds coro: its address stays its own
+                release(handle)
+            task.add_done_callback(done)
 
 
 async def _serve_wire(app, scope, receive, send, native, owner):
@@ -334,8 +442,7 @@ async def _serve_websocket(app, scope, receive, send, native, owner):
     if not in_process(scope, receive):
         route = _quietly(_routes.route_template, scope, owner)
         if route:
-            host, port = _client(scope)
-            _quietly(native.mark, _native.MARK_ROUTE, host, port, route)
+            _quietly(_mark, native, _native.MARK_ROUTE, scope, route)
     await app(scope, receive, send)
 
 
@@ -357,7 +464,7 @@ def _report_in_process(native, ex, start, failed):
     scope = ex.scope
     host, port = _client(scope)
     if failed is not None:
-        native.mark(_native.MARK_EXCEPTION, host, port, exception_text(failed))
+        _mark(native, _native.MARK_EXCEPTION, scope, exception_text(failed))
     status, error = ex.outcome(failed is not None)
     code = _native.REQ_OK
     if error == _ERR_CLIENT_CLOSED:

@@ -1,14 +1,23 @@
 #!/bin/sh
-# run.sh - the stack tests on every CPython of the version matrix: builds
-# (or reuses) the Debian chroots, builds TimeGlass inside each from this
-# source tree (bind-mounted read-only at /src, build directory in the
-# chroot's /var/tmp), and runs the frame-reader unit test and tests/stacks
-# with each interpreter.
+# run.sh - the test suites on the newer CPythons and FastAPIs of the version
+# matrix: builds (or reuses) the Debian chroots, builds TimeGlass inside each
+# from this source tree (bind-mounted read-only at /src, build directory in
+# the chroot's /var/tmp), and runs the frame-reader unit test and the suites
+# with each interpreter:
 #
-#   tests/matrix/run.sh              # trixie (3.13) and sid (3.14, 3.15)
+#   trixie  python3.13 (FastAPI 0.115)   stacks integration python sql realapps
+#   sid     python3.14 (current FastAPI) stacks integration python sql realapps
+#   sid     python3.15                   stacks
+#
+# (the integration, Python-package, SQL and real-app suites run the chroot's
+# default python3; the stack tests take any interpreter.)
+#
+#   tests/matrix/run.sh              # trixie and sid
 #   tests/matrix/run.sh trixie       # one chroot
+#   TIMEGLASS_MATRIX_SUITES=stacks tests/matrix/run.sh   # these suites only
 #
-# Needs root (chroot, mount). Exit status: 0 if every interpreter passed.
+# Needs root (chroot, mount). Prints "== NAME/PY SUITE: passed" or ": FAILED"
+# per suite. Exit status: 0 if every suite passed.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
@@ -23,6 +32,21 @@ pythons_of() {
 	sid) echo python3.14 python3.15 ;;
 	*) echo python3 ;;
 	esac
+}
+
+# The suites for interpreter $2 of chroot $1: all of them on the chroot's
+# default python3, the stack tests on the others.
+suites_of() {
+	default=$(readlink -f "$roots/$1/usr/bin/python3")
+	if [ "${default##*/}" = "$2" ]; then
+		all="stacks integration python sql realapps"
+	else
+		all="stacks"
+	fi
+	want=${TIMEGLASS_MATRIX_SUITES:-$all}
+	for s in $all; do
+		case " $want " in *" $s "*) printf '%s ' "$s" ;; esac
+	done
 }
 
 for name in $names; do
@@ -41,24 +65,33 @@ for name in $names; do
 			echo "== $name/$py: not installed, skipped"
 			continue
 		fi
-		echo "== $name/$py"
 		start=$(date +%s)
 		# One build directory per source tree: ninja compares times only,
 		# so a directory built from another checkout (a CI clone, say) whose
 		# files are newer would look up to date and link stale objects.
-		if chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
+		if ! chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
 			PY="$py" TREE="$tree" sh -ec '
 			b=/var/tmp/tg2-build-$PY-$TREE
 			[ -e $b/build.ninja ] || meson setup $b /src >/dev/null
-			ninja -C $b preload/libtimeglass.so cli/timeglass tests/unit/test-pyframes.so >/dev/null
-			$PY /src/tests/unit/test-pyframes.py $b/tests/unit/test-pyframes.so
-			TIMEGLASS_BUILD=$b TIMEGLASS_TEST_PYTHON=/usr/bin/$PY \
-				python3 -m pytest -q -p no:cacheprovider /src/tests/stacks'; then
-			echo "== $name/$py: passed in $(( $(date +%s) - start )) s"
-		else
-			echo "== $name/$py: FAILED"
+			ninja -C $b >/dev/null
+			$PY /src/tests/unit/test-pyframes.py $b/tests/unit/test-pyframes.so'; then
+			echo "== $name/$py build: FAILED"
 			status=1
+			continue
 		fi
+		echo "== $name/$py build: passed in $(( $(date +%s) - start )) s"
+		for suite in $(suites_of "$name" "$py"); do
+			start=$(date +%s)
+			echo "== $name/$py $suite"
+			if chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
+				TIMEGLASS_BUILD="/var/tmp/tg2-build-$py-$tree" TIMEGLASS_TEST_PYTHON="/usr/bin/$py" \
+				sh -c "cd /tmp && exec python3 -m pytest -q -p no:cacheprovider /src/tests/$suite"; then
+				echo "== $name/$py $suite: passed in $(( $(date +%s) - start )) s"
+			else
+				echo "== $name/$py $suite: FAILED"
+				status=1
+			fi
+		done
 	done
 	umount "$root/proc" 2>/dev/null || true
 	[ $mounted = 0 ] || umount "$root/src"

@@ -107,7 +107,7 @@ def test_httpx_asgi_transport(tmp_path):
     app = make_app(db)
 
     async def go():
-        async with httpx.AsyncClient(app=app, base_url="http://test") as c:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
             r = await c.get("/items/8")
             assert r.json() == {"item_id": 8}
 

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL 15 server for the SQL capture tests.
+"""A throwaway PostgreSQL server for the SQL capture tests (Debian's, any version).
 
 Started once per test session in a temporary directory with initdb and
 pg_ctl: loopback TCP with SSL on (a self-signed certificate made with the
@@ -20,12 +20,18 @@ USER = "tg"
 PASSWORD = "tg-s3cret-pw"
 DATABASE = "tgtest"
 
-_BIN_DIRS = ["/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/lib/postgresql/16/bin",
-             "/usr/lib/postgresql/17/bin"]
+def _bin_dirs():
+    """Debian's PostgreSQL binaries, newest major version first, then /usr/local/bin."""
+    root = "/usr/lib/postgresql"
+    try:
+        majors = sorted((v for v in os.listdir(root) if v.isdigit()), key=int, reverse=True)
+    except OSError:
+        majors = []
+    return [os.path.join(root, v, "bin") for v in majors] + ["/usr/local/bin"]
 
 
 def find_bin(name):
-    for d in _BIN_DIRS:
+    for d in _bin_dirs():
         p = os.path.join(d, name)
         if os.access(p, os.X_OK):
             return p
@@ -43,7 +49,9 @@ def _free_port():
 
 
 class PgServer:
-    def __init__(self):
+    def __init__(self, extra_conf=""):
+        """extra_conf: postgresql.conf lines added to the harness's own (logging, say)."""
+        self.extra_conf = extra_conf
         self.initdb = find_bin("initdb")
         self.pg_ctl = find_bin("pg_ctl")
         if not self.initdb or not self.pg_ctl:
@@ -90,6 +98,7 @@ class PgServer:
                     "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\nmax_connections = 300\n"
                     "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                     "shared_buffers = 32MB\n" % (self.port, self.dir, crt, key))
+            f.write(self.extra_conf + "\n")
         r = self._cmd([self.pg_ctl, "-D", self.data, "-l", self.log, "-w", "-t", "60", "start"])
         if r.returncode:
             try:

@@ -857,6 +857,39 @@ static void test_secret_header(void)
 	report(!bad, "tg_http_secret_header", "");
 }
 
+/* Who closed a connection with a complete request unanswered: the app
+ * (uvicorn drops a connection whose previous request raised, with the next
+ * one already read), or the client (it half-closed first, or reset). */
+static void test_closed_before_response(void)
+{
+	static const struct {
+		int eof, by_app;
+		uint16_t error;
+	} closes[] = {
+		{0, 1, TG_REQ_SERVER_CLOSED_BEFORE_RESPONSE},
+		{1, 1, TG_REQ_CLIENT_CLOSED_BEFORE_RESPONSE},
+		{0, 0, TG_REQ_CLIENT_CLOSED_BEFORE_RESPONSE},
+	};
+	int bad = 0;
+	verbose_budget = 20;
+	for (size_t i = 0; i < sizeof closes / sizeof closes[0]; i++) {
+		struct tg_http_conn *c = tg_http_new();
+		memset(&run_buf, 0, sizeof run_buf);
+		tg_http_on_read(c, (const uint8_t *)G1, L(G1), 1, on_emit, &run_buf);
+		if (closes[i].eof)
+			tg_http_on_eof(c, 2);
+		if (closes[i].by_app)
+			tg_http_on_app_close(c);
+		tg_http_on_close(c, 3, on_emit, &run_buf);
+		if (run_buf.n != 1 || run_buf.got[0].r.error != closes[i].error) {
+			diag("case %zu: %d requests, error %u", i, run_buf.n, run_buf.n ? run_buf.got[0].r.error : 0);
+			bad++;
+		}
+		tg_http_free(c);
+	}
+	report(!bad, "closed before response: by the app or by the client", "");
+}
+
 /* Feed calls after UNTRACK or close keep returning UNTRACK and emit nothing. */
 static void test_after_untrack(void)
 {
@@ -937,6 +970,7 @@ int main(void)
 	run_table();
 	test_secret_header();
 	test_after_untrack();
+	test_closed_before_response();
 	test_many_keepalive();
 	test_harness_detects_errors();
 	printf("# %d tests, %d passed, %d failed\n", n_tests, n_tests - n_failed, n_failed);

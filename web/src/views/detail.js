@@ -165,6 +165,7 @@ export function mount(root, ctx) {
           ['Status', String(r.status ?? '—')],
           ['HTTP', r.http_version],
           ['Client', r.client_addr],
+          ['Forwarded for', r.forwarded_for],
           ['Process', `pid ${r.pid}${r.tid ? ` · tid ${r.tid}` : ''}`],
           ['Executable', r.process_cmdline || r.process_exe],
           ['Request size', fmtBytes(r.request_bytes)],
