@@ -237,12 +237,12 @@ static void warn_losses(struct tg_store *s, int64_t run)
 enum {
 	C_ID, C_RUN, C_PID, C_TID, C_CONN, C_START, C_DUR, C_REQ_END, C_RESP_START, C_METHOD, C_PATH, C_QUERY,
 	C_ROUTE, C_VERSION, C_STATUS, C_IN, C_OUT, C_CLIENT, C_ERROR, C_FLAGS, C_HEADERS, C_TRANSPORT, C_PROCESS,
-	C_EXCEPTION, C_NQUERIES, C_NCALLS,
+	C_EXCEPTION, C_FORWARDED, C_NQUERIES, C_NCALLS,
 };
 #define REQUEST_COLUMNS                                                                                        \
 	"id, run_id, pid, tid, conn_id, start_unix_ns, duration_ns, req_end_ns, resp_start_ns, method, path,"     \
 	" query_string, route, http_version, status, request_bytes, response_bytes, client_addr, error, flags,"  \
-	" headers, transport, process_id, exception,"                                                            \
+	" headers, transport, process_id, exception, forwarded_for,"                                             \
 	" (SELECT count(*) FROM queries WHERE queries.request_id = requests.id),"                                \
 	" (SELECT count(*) FROM spans WHERE spans.request_id = requests.id)"
 
@@ -305,6 +305,7 @@ static void request_json(struct jw *w, sqlite3_stmt *st)
 	json_int(w, "request_bytes", st, C_IN);
 	json_int(w, "response_bytes", st, C_OUT);
 	json_text(w, "client_addr", st, C_CLIENT);
+	json_text(w, "forwarded_for", st, C_FORWARDED);
 	json_text(w, "error", st, C_ERROR);
 	jw_key(w, "flags");
 	jw_arr_open(w);
