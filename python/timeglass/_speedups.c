@@ -73,7 +73,8 @@ static PyObject *token_var;   /* the ContextVar of the current scope token */
 
 static PyObject *str_type, *str_get, *str_route, *str_root_path, *str_path, *str_client,
 	*str_response_start, *str_empty, *str_app, *str_self, *str_transport, *str_get_extra_info,
-	*str_socket, *str_fileno, *str_loop, *str_done, *str_add_done_callback, *str_cr_frame;
+	*str_socket, *str_fileno, *str_loop, *str_done, *str_add_done_callback, *str_cr_frame, *str_sock_fd,
+	*kw_loop;
 
 static int nargs_ok(const char *name, Py_ssize_t nargs, Py_ssize_t want)
 {
@@ -325,34 +326,65 @@ static PyObject *sp_mark_scope(PyObject *self, PyObject *const *args, Py_ssize_t
 	return PyLong_FromLong(r);
 }
 
+/* The fds of the last transports seen: a keep-alive connection's requests
+ * share one. The cache holds a reference to each transport, so that an
+ * address in it is never another object's. */
+#define FD_CACHE 8
+static struct {
+	PyObject *transport;
+	int fd;
+} fd_cache[FD_CACHE];
+static unsigned fd_cache_next;
+
+/* The fd of an asyncio transport: asyncio's own keep it as _sock_fd, others
+ * (uvloop) give their socket. -1 (no exception) if neither. */
+static int transport_fd(PyObject *transport)
+{
+	PyObject *sock = NULL, *fd = NULL;
+	int r = -1;
+	if (optional_attr(transport, str_sock_fd, &fd) <= 0 || !fd || !PyLong_Check(fd)) {
+		Py_CLEAR(fd);
+		PyErr_Clear();
+		sock = PyObject_CallMethodOneArg(transport, str_get_extra_info, str_socket);
+		if (sock && sock != Py_None)
+			fd = PyObject_CallMethodNoArgs(sock, str_fileno);
+	}
+	if (fd && PyLong_Check(fd)) {
+		long v = PyLong_AsLong(fd);
+		r = v >= 0 && v <= INT_MAX ? (int)v : -1;
+	}
+	if (PyErr_Occurred())
+		PyErr_Clear();
+	Py_XDECREF(sock);
+	Py_XDECREF(fd);
+	return r;
+}
+
 /* The socket fd of the connection a request came on, from the server's
  * receive callable: uvicorn's (and gunicorn's UvicornWorker's) is a bound
  * method of an object whose `transport` is the connection's asyncio
  * transport. -1 (no exception) when it cannot be told. */
 static int conn_fd(PyObject *receive)
 {
-	PyObject *owner = NULL, *transport = NULL, *sock = NULL, *fd = NULL;
-	int r = -1;
-	if (optional_attr(receive, str_self, &owner) <= 0 || !owner)
-		goto out;
-	if (optional_attr(owner, str_transport, &transport) <= 0 || !transport || transport == Py_None)
-		goto out;
-	sock = PyObject_CallMethodOneArg(transport, str_get_extra_info, str_socket);
-	if (!sock || sock == Py_None)
-		goto out;
-	fd = PyObject_CallMethodNoArgs(sock, str_fileno);
-	if (fd && PyLong_Check(fd)) {
-		long v = PyLong_AsLong(fd);
-		r = v >= 0 && v <= INT_MAX ? (int)v : -1;
-	}
-out:
-	if (PyErr_Occurred())
+	PyObject *transport = NULL;
+	PyObject *owner = PyMethod_Check(receive) ? PyMethod_GET_SELF(receive) : NULL;
+	if (!owner || optional_attr(owner, str_transport, &transport) <= 0 || !transport ||
+	    transport == Py_None) {
 		PyErr_Clear();
-	Py_XDECREF(owner);
-	Py_XDECREF(transport);
-	Py_XDECREF(sock);
-	Py_XDECREF(fd);
-	return r;
+		Py_XDECREF(transport);
+		return -1;
+	}
+	for (unsigned i = 0; i < FD_CACHE; i++) {
+		if (fd_cache[i].transport == transport) {
+			Py_DECREF(transport);
+			return fd_cache[i].fd;
+		}
+	}
+	int fd = transport_fd(transport);
+	unsigned i = fd_cache_next++ % FD_CACHE;
+	Py_XSETREF(fd_cache[i].transport, transport); /* takes our reference */
+	fd_cache[i].fd = fd;
+	return fd;
 }
 
 /* conn_fd(receive) -> the request's socket fd, or -1. */
@@ -946,11 +978,15 @@ static PyObject *factory_vectorcall(PyObject *callable, PyObject *const *args, s
 		return NULL;
 	}
 	PyObject *task;
+	Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
 	if (f->inner != Py_None) {
 		task = PyObject_Vectorcall(f->inner, args, nargsf, kwnames);
+	} else if (!nkw) {
+		/* task_type(coro, loop=loop) */
+		PyObject *call[2] = {args[1], args[0]};
+		task = PyObject_Vectorcall(f->task_type, call, 1, kw_loop);
 	} else {
 		/* task_type(coro, loop=loop, **kwargs) */
-		Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
 		PyObject *kw = PyDict_New();
 		if (!kw)
 			return NULL;
@@ -1083,11 +1119,13 @@ PyMODINIT_FUNC PyInit__speedups(void)
 		{&str_get_extra_info, "get_extra_info"}, {&str_socket, "socket"},
 		{&str_fileno, "fileno"}, {&str_loop, "loop"},
 		{&str_done, "done"},     {&str_add_done_callback, "add_done_callback"},
-		{&str_cr_frame, "cr_frame"},
+		{&str_cr_frame, "cr_frame"}, {&str_sock_fd, "_sock_fd"},
 	};
 	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
 		if (!*strings[i].slot && !(*strings[i].slot = PyUnicode_InternFromString(strings[i].text)))
 			return NULL;
+	if (!kw_loop && !(kw_loop = PyTuple_Pack(1, str_loop)))
+		return NULL;
 	if (PyType_Ready(&RequestType) < 0 || PyType_Ready(&ReleaseType) < 0 ||
 	    PyType_Ready(&TaskFactoryType) < 0)
 		return NULL;
