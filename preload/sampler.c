@@ -310,25 +310,39 @@ static int emit_sample(uint32_t tid, int running, uint8_t flags, uint64_t now, u
 	return 0;
 }
 
-/* The request of a stack (its frames' addresses), else of its thread. */
-static uint64_t scope_of(const uintptr_t *addrs, int n, uint32_t tid)
+/* The request a thread works for (timeglass_thread_enter), 0 if none. */
+static uint64_t thread_scope(uint32_t tid)
+{
+	return tg_scope_of_thread ? tg_scope_of_thread(tid) : 0;
+}
+
+/* The request of a stack (its frames' addresses), else of its thread: the
+ * one it worked for when its frames were read, which began after `before`
+ * (thread_scope() then). A thread that took up or left a job meanwhile
+ * (a worker between two requests) has frames of either, or of none: no
+ * request rather than the wrong one. */
+static uint64_t scope_of(const uintptr_t *addrs, int n, uint32_t tid, uint64_t before)
 {
 	uint64_t scope = tg_scope_of_frames ? tg_scope_of_frames(addrs, n) : 0;
-	if (!scope && tg_scope_of_thread)
-		scope = tg_scope_of_thread(tid);
+	if (!scope) {
+		scope = thread_scope(tid);
+		if (scope != before)
+			scope = 0;
+	}
 	return scope;
 }
 
 /* frames[0..n) as a sample's frames (out_frames) and their addresses
- * (frame_addrs), returning the stack's request scope. */
-static uint64_t export_frames(int n, uint32_t tid)
+ * (frame_addrs), returning the stack's request scope (before: as for
+ * scope_of). */
+static uint64_t export_frames(int n, uint32_t tid, uint64_t before)
 {
 	for (int i = 0; i < n; i++) {
 		frame_addrs[i] = frames[i].frame;
 		out_frames[i] = (struct tg_ev_pyframe){.code = frames[i].code, .lasti = frames[i].lasti,
 						       .flags = frames[i].entry ? TG_PYFRAME_ENTRY : 0};
 	}
-	return scope_of(frame_addrs, n, tid);
+	return scope_of(frame_addrs, n, tid, before);
 }
 
 static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, uint64_t now)
@@ -362,6 +376,7 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 	int truncated;
 	int n;
 	int native = tg_unwind_active();
+	uint64_t before = thread_scope(th->tid);
 	if (ts && ts->kept_n && !native && ts->reuse_run < REUSE_MAX) {
 		/* Same two innermost frames (address, code, instruction): taken
 		 * as the same stack. Not proof (a deeper caller may have changed
@@ -377,7 +392,7 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 			ts->reuse_run++;
 			/* The thread ran: its request may have changed (a new
 			 * request's frames at the addresses of the last one's). */
-			uint64_t scope = scope_of(ts->kept_addrs, ts->kept_n, th->tid);
+			uint64_t scope = scope_of(ts->kept_addrs, ts->kept_n, th->tid, before);
 			if (emit_sample(th->tid, running, ts->kept_flags, now, scope, cpu_d, wall_d, ts->kept,
 					ts->kept_n, NULL, 0, 1) == 0)
 				S.reused++;
@@ -420,7 +435,7 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 			S.dropped++;
 			return;
 		}
-	uint64_t scope = export_frames(n, th->tid);
+	uint64_t scope = export_frames(n, th->tid, before);
 	struct tg_ev_pyframe *out = out_frames;
 	uint8_t flags = truncated ? TG_SAMPLEF_TRUNCATED : 0;
 	if (emit_sample(th->tid, running, flags, now, scope, cpu_d, wall_d, out, n, nat, nn, 1) < 0)
@@ -489,7 +504,8 @@ void tg_sampler_eval_sample(uintptr_t tstate, uint32_t weight, uintptr_t code, u
 			goto out;
 		}
 	uint32_t tid = tg_tid();
-	uint64_t scope = export_frames(n, tid);
+	/* Its own frames, read between two of its own steps: no race. */
+	uint64_t scope = export_frames(n, tid, thread_scope(tid));
 	uint8_t flags = TG_SAMPLEF_EVAL | (truncated ? TG_SAMPLEF_TRUNCATED : 0);
 	S.ticks++;
 	emit_sample(tid, cpu_d * 2 >= wall_d, flags, now, scope, cpu_d, wall_d, out_frames, n, NULL, 0, weight);

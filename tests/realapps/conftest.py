@@ -167,11 +167,16 @@ _LOG_LINE = re.compile(r"^\S+ \S+ \S+ \[(\d+)\] (\S*): (?:LOG|ERROR):  (statemen
 
 def pg_statements(log_path, application):
     """[(backend pid, statement text)] that PostgreSQL logged for `application`,
-    in log order (log_statement=all: one per simple query or execution)."""
+    in log order (log_statement=all: one per simple query or execution). A
+    statement's further lines follow its first, each indented with a tab."""
     out = []
     with open(log_path, errors="replace") as f:
         for line in f:
-            m = _LOG_LINE.match(line.rstrip("\n"))
-            if m and m.group(2) == application:
-                out.append((int(m.group(1)), m.group(4)))
-    return out
+            line = line.rstrip("\n")
+            if line.startswith("\t"):
+                if out and out[-1] is not None:
+                    out[-1] = (out[-1][0], out[-1][1] + "\n" + line[1:])
+                continue
+            m = _LOG_LINE.match(line)
+            out.append((int(m.group(1)), m.group(4)) if m and m.group(2) == application else None)
+    return [s for s in out if s is not None]

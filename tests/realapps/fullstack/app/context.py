@@ -1,0 +1,3 @@
+import contextvars
+
+request_id = contextvars.ContextVar("request_id", default="-")
