@@ -139,6 +139,7 @@ struct prepared {
 struct inflight {
 	char *sql;          /* malloc'd copy, capped; NULL when unknown */
 	size_t sql_len;
+	uint64_t params_hash; /* of its parameter values (none: the empty hash) */
 	uint64_t start_ns;
 	uint64_t scope;     /* scope of the sender */
 	int64_t rows;
@@ -324,6 +325,19 @@ static void take_result(PGconn *c, PGresult *res, int64_t *rows, int *failed, ch
 	}
 }
 
+/* Hash of the parameter values of a call (see tg_params_hash): text
+ * values up to their NUL, binary ones by their length. */
+static uint64_t hash_values(int n, const char *const *values, const int *lengths, const int *formats)
+{
+	uint64_t h = TG_PARAMS_HASH_INIT;
+	for (int i = 0; i < n && values; i++) {
+		int bin = formats && formats[i];
+		int64_t len = !values[i] ? -1 : bin ? (lengths ? lengths[i] : 0) : (int64_t)strlen(values[i]);
+		h = tg_params_hash(h, (uint32_t)i, (uint32_t)bin, values[i], len);
+	}
+	return h;
+}
+
 /* Parameters as "$1='text', $2=NULL, $3=<binary 4 bytes>" (only with
  * --capture-params). Returns the length written to out. */
 static size_t fmt_params(int n, const char *const *values, const int *lengths, const int *formats, char *out,
@@ -348,13 +362,14 @@ static size_t fmt_params(int n, const char *const *values, const int *lengths, c
 
 static void emit(PGconn *c, const char *sql, size_t sql_len, uint64_t start, int64_t rows, int failed,
 		 const char *err, size_t err_len, uint64_t scope, int scope_set, const char *params,
-		 size_t params_len)
+		 size_t params_len, uint64_t params_hash)
 {
 	const char *db = real.db(c);
 	struct tg_query_info q = {
 		.tap = TG_TAP_LIBPQ,
 		.db_system = TG_DB_POSTGRESQL,
-		.flags = failed ? TG_QF_ERROR : 0,
+		.flags = (uint16_t)((failed ? TG_QF_ERROR : 0) | TG_QF_PARAMS_KNOWN),
+		.params_hash = params_hash,
 		.conn_key = (uint64_t)(uintptr_t)c,
 		.start_ns = start,
 		.end_ns = tg_now_ns(),
@@ -375,17 +390,18 @@ static void emit(PGconn *c, const char *sql, size_t sql_len, uint64_t start, int
 	tg_emit_query(&q);
 }
 
-/* Records a synchronous call that returned res; params may be NULL. */
+/* Records a synchronous call that returned res; params (rendered, may be
+ * NULL) and hash describe its parameter values. */
 static void sync_done_p(PGconn *c, const char *sql, size_t sql_len, uint64_t start, PGresult *res,
-			const char *params, size_t params_len);
+			const char *params, size_t params_len, uint64_t hash);
 
 static void sync_done(PGconn *c, const char *sql, size_t sql_len, uint64_t start, PGresult *res)
 {
-	sync_done_p(c, sql, sql_len, start, res, NULL, 0);
+	sync_done_p(c, sql, sql_len, start, res, NULL, 0, TG_PARAMS_HASH_INIT);
 }
 
 static void sync_done_p(PGconn *c, const char *sql, size_t sql_len, uint64_t start, PGresult *res,
-			const char *params, size_t params_len)
+			const char *params, size_t params_len, uint64_t hash)
 {
 	int saved = errno;
 	int64_t rows = 0;
@@ -394,7 +410,7 @@ static void sync_done_p(PGconn *c, const char *sql, size_t sql_len, uint64_t sta
 	size_t err_len = 0;
 	mark_owned(c);
 	take_result(c, res, &rows, &failed, err, &err_len);
-	emit(c, sql, sql_len, start, rows, failed, err, err_len, 0, 0, params, params_len);
+	emit(c, sql, sql_len, start, rows, failed, err, err_len, 0, 0, params, params_len, hash);
 	errno = saved;
 }
 
@@ -427,9 +443,11 @@ PGresult *PQexecParams(PGconn *c, const char *sql, PARAMS_LIST)
 	ENTER();
 	PGresult *r = real.exec_params(c, sql, n, types, values, lengths, formats, rfmt);
 	LEAVE();
+	int saved = errno;
 	char params[TG_SQL_PARAMS_MAX];
 	size_t pl = tg_capture_params() ? fmt_params(n, values, lengths, formats, params, sizeof params) : 0;
-	sync_done_p(c, sql, strlen(sql), t0, r, params, pl);
+	sync_done_p(c, sql, strlen(sql), t0, r, params, pl, hash_values(n, values, lengths, formats));
+	errno = saved;
 	return r;
 }
 
@@ -471,7 +489,7 @@ PGresult *PQexecPrepared(PGconn *c, const char *name, PREP_LIST)
 	size_t len = prepared_sql(c, name, sql, tg_sql_max());
 	char params[TG_SQL_PARAMS_MAX];
 	size_t pl = tg_capture_params() ? fmt_params(n, values, lengths, formats, params, sizeof params) : 0;
-	sync_done_p(c, sql, len, t0, r, params, pl);
+	sync_done_p(c, sql, len, t0, r, params, pl, hash_values(n, values, lengths, formats));
 	errno = saved;
 	return r;
 }
@@ -479,8 +497,8 @@ PGresult *PQexecPrepared(PGconn *c, const char *name, PREP_LIST)
 /* ---- async and pipeline ---- */
 
 /* A query was sent (rc 1): queue it for PQgetResult. sql may be NULL with
- * name set (prepared). */
-static void sent(PGconn *c, int rc, const char *sql, const char *name, uint64_t t0)
+ * name set (prepared); hash is that of its parameter values. */
+static void sent(PGconn *c, int rc, const char *sql, const char *name, uint64_t t0, uint64_t hash)
 {
 	if (rc != 1)
 		return;
@@ -505,6 +523,7 @@ static void sent(PGconn *c, int rc, const char *sql, const char *name, uint64_t 
 		inflight_clear(f);
 		f->sql = copy;
 		f->sql_len = copy ? len : 0;
+		f->params_hash = hash;
 		f->start_ns = t0;
 		f->scope = scope;
 		s->count++;
@@ -526,7 +545,7 @@ int PQsendQuery(PGconn *c, const char *sql)
 	ENTER();
 	int rc = real.send_query(c, sql);
 	LEAVE();
-	sent(c, rc, sql, NULL, t0);
+	sent(c, rc, sql, NULL, t0, TG_PARAMS_HASH_INIT);
 	return rc;
 }
 
@@ -541,7 +560,7 @@ int PQsendQueryParams(PGconn *c, const char *sql, PARAMS_LIST)
 	ENTER();
 	int rc = real.send_query_params(c, sql, n, types, values, lengths, formats, rfmt);
 	LEAVE();
-	sent(c, rc, sql, NULL, t0);
+	sent(c, rc, sql, NULL, t0, rc == 1 ? hash_values(n, values, lengths, formats) : 0);
 	return rc;
 }
 
@@ -575,7 +594,7 @@ int PQsendQueryPrepared(PGconn *c, const char *name, PREP_LIST)
 	ENTER();
 	int rc = real.send_query_prepared(c, name, n, values, lengths, formats, rfmt);
 	LEAVE();
-	sent(c, rc, NULL, name, t0);
+	sent(c, rc, NULL, name, t0, rc == 1 ? hash_values(n, values, lengths, formats) : 0);
 	return rc;
 }
 
@@ -606,7 +625,7 @@ PGresult *PQgetResult(PGconn *c)
 			s->count--;
 			unlock();
 			emit(c, done.sql, done.sql_len, done.start_ns, done.rows, done.failed, done.err,
-			     done.err_len, done.scope, 1, NULL, 0);
+			     done.err_len, done.scope, 1, NULL, 0, done.params_hash);
 			free(done.sql);
 			errno = saved;
 			return r;

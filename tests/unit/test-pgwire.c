@@ -242,10 +242,10 @@ static void session(size_t chunk)
 		simple(&be, '2');
 		complete(&be, "UPDATE 7");
 		ready(&be);
+		feed(w, &g, &fe, &be, chunk, 50 + (uint64_t)k * 2);
 	}
-	feed(w, &g, &fe, &be, chunk, 50);
 	assert(g.n == 4 && !strcmp(g.sql[2], "UPDATE items SET n = n + 1") && g.rows[2] == 7 && g.rows[3] == 7);
-	assert(g.scope[2] != g.scope[3]);
+	assert(g.scope[2] != g.scope[3]); /* each write asks for its caller's context */
 
 	/* error in an extended batch: the failed Execute is reported, the
 	 * one after it (skipped by the server) is not */
@@ -469,16 +469,19 @@ static void params(size_t chunk)
 	assert(g.n == 4 && !strcmp(g.params[3], "$1=42"));
 	g.n = 2;
 
-	/* unknown types: binary values as hex; text-only binds */
+	/* unknown types: binary values as hex; text-only binds (each its
+	 * own batch: executions in one batch are one query) */
 	parse(&fe, "s3", "SELECT $1");
 	bind_values(&fe, "", "s3", (struct pval[]){{1, 4, i4}}, 1, 1);
 	execute(&fe, "");
+	simple(&fe, 'S');
 	bind_values(&fe, "", "s3", (struct pval[]){{0, 2, (const uint8_t *)"42"}}, 1, 0);
 	execute(&fe, "");
 	simple(&fe, 'S');
 	simple(&be, '1');
 	simple(&be, '2');
 	complete(&be, "SELECT 1");
+	ready(&be);
 	simple(&be, '2');
 	complete(&be, "SELECT 1");
 	ready(&be);
@@ -490,19 +493,21 @@ static void params(size_t chunk)
 	memset(big, 'a', sizeof big);
 	bind_values(&fe, "", "s3", (struct pval[]){{0, 300, big}, {1, 100, big}}, 2, -1);
 	execute(&fe, "");
+	simple(&fe, 'S');
 	static struct pval many[500];
 	for (int k = 0; k < 500; k++)
 		many[k] = (struct pval){0, 3, (const uint8_t *)"abc"};
 	bind_values(&fe, "", "s3", many, 500, 0);
 	execute(&fe, "");
+	simple(&fe, 'S');
 	bind_values(&fe, "", "s3", (struct pval[]){{0, 20000, big}}, 1, 0);
 	execute(&fe, "");
 	simple(&fe, 'S');
 	for (int k = 0; k < 3; k++) {
 		simple(&be, '2');
 		complete(&be, "SELECT 1");
+		ready(&be);
 	}
-	ready(&be);
 	feed(w, &g, &fe, &be, chunk, 50);
 	assert(g.n == 7);
 	assert(!strncmp(g.params[4], "$1='aaaa", 8) && strstr(g.params[4], "a...', $2=0x6161") &&
@@ -515,11 +520,13 @@ static void params(size_t chunk)
 	bind_values(&fe, "p1", "s3", (struct pval[]){{0, 1, (const uint8_t *)"1"}}, 1, 0);
 	bind_values(&fe, "p2", "s3", (struct pval[]){{0, 1, (const uint8_t *)"2"}}, 1, 0);
 	execute(&fe, "p1");
+	simple(&fe, 'S');
 	execute(&fe, "p2");
 	simple(&fe, 'S');
 	simple(&be, '2');
 	simple(&be, '2');
 	complete(&be, "SELECT 1");
+	ready(&be);
 	complete(&be, "SELECT 1");
 	ready(&be);
 	feed(w, &g, &fe, &be, chunk, 60);
