@@ -8,6 +8,17 @@
  * recent requests for the thread fallback. Settling runs every collector
  * tick; searches are linear over the pending set, which stays small
  * because requests complete within seconds.
+ *
+ * Findings, per request: a query is 'housekeeping' when its fingerprint
+ * says the driver or a library ran it by itself (tg_sql_housekeeping):
+ * such queries are stored and shown but are never an N+1 or a duplicate.
+ * A duplicate repeats an earlier query of its request with the same text
+ * and the same parameter values (their hash, from the tap); when a tap
+ * could not see the values, the query is never called a duplicate. An N+1
+ * is one fingerprint run n_plus_one times or more from one call site of
+ * the app; a batch (executemany) is one call, however many executions it
+ * stands for. Records that continue a batch (TG_QF_BATCH_CONT) are added
+ * to the batch's first record while it is pending.
  */
 #include "sql.h"
 
@@ -26,6 +37,7 @@
 #define GROUP_MAX 4096                         /* records of one request fingerprinted together */
 #define FP_MAX 4096                            /* bytes of fingerprint kept */
 #define ASGI_SLACK_NS (1000000LL)              /* in-process: scope begun up to 1 ms before the request */
+#define BATCH_LOOKBACK 4096                    /* pending records searched for a batch's first record */
 
 struct pending {
 	void *rec;       /* private copy of the record, NULL once written */
@@ -89,7 +101,7 @@ static int check_query(const void *rec, uint32_t size)
 	const struct tg_ev_query *q = rec;
 	uint64_t need = sizeof *q + (uint64_t)q->sql_len + q->db_len + q->err_len + q->params_len + q->site_len;
 	if (need > size || q->tap < TG_TAP_LIBPQ || q->tap > TG_TAP_SQLITE3 || q->db_system < TG_DB_POSTGRESQL ||
-	    q->db_system > TG_DB_SQLITE || q->end_ns < q->start_ns)
+	    q->db_system > TG_DB_SQLITE || q->end_ns < q->start_ns || q->executions == 0)
 		return -1;
 	return 0;
 }
@@ -114,8 +126,10 @@ static const char *tap_name(unsigned tap)
 
 struct fp {
 	int64_t hash;     /* fingerprint */
-	int64_t exact;    /* fingerprint of text and parameters: duplicates */
+	int64_t exact;    /* text and parameter values: duplicates */
 	int64_t site;     /* call site */
+	int known;        /* the values are known (else never a duplicate) */
+	int housekeeping;
 };
 
 static void query_fp(const struct tg_ev_query *q, struct fp *f, char *fp, size_t *fp_len)
@@ -124,8 +138,10 @@ static void query_fp(const struct tg_ev_query *q, struct fp *f, char *fp, size_t
 	*fp_len = tg_sql_fingerprint(sql, q->sql_len, fp, FP_MAX);
 	f->hash = tg_hash64(fp, *fp_len, 0);
 	const char *params = sql + q->sql_len + q->db_len + q->err_len;
-	f->exact = tg_hash64(params, q->params_len, (uint64_t)tg_hash64(sql, q->sql_len, 0));
+	f->known = (q->flags & TG_QF_PARAMS_KNOWN) != 0;
+	f->exact = tg_hash64(&q->params_hash, sizeof q->params_hash, (uint64_t)tg_hash64(sql, q->sql_len, 0));
 	f->site = tg_hash64(params + q->params_len, q->site_len, 0);
+	f->housekeeping = tg_sql_housekeeping(fp, *fp_len);
 }
 
 static void write_query(const struct tg_sql_ctx *c, const struct pending *pe, int64_t request_id,
@@ -168,6 +184,8 @@ static void write_query(const struct tg_sql_ctx *c, const struct pending *pe, in
 		.attribution = attribution,
 		.duplicate = duplicate,
 		.n_plus_one = n_plus_one,
+		.kind = tg_sql_housekeeping(fp, fp_len) ? "housekeeping" : "app",
+		.executions = q->executions,
 	};
 	tg_store_query_add(c->store, &row);
 }
@@ -233,8 +251,8 @@ static void write_one(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struct 
 }
 
 /* Writes the records of one request together: duplicates (same text and
- * parameters, after the first) and N+1 (a fingerprint run n_plus_one times
- * or more from one call site) are flagged. */
+ * parameter values, after the first) and N+1 (a fingerprint run n_plus_one
+ * times or more from one call site) are flagged, never on housekeeping. */
 static void write_group(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struct pending **g, size_t n,
 			int64_t request_id, const char *attribution)
 {
@@ -250,12 +268,16 @@ static void write_group(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struc
 			write_call(c, g[i], request_id, attribution);
 			continue;
 		}
+		if (fps[i].housekeeping) {
+			write_query(c, g[i], request_id, attribution, 0, 0);
+			continue;
+		}
 		int dup = 0;
 		unsigned same = 0;
 		for (size_t j = 0; j < n; j++) {
 			if (g[j]->type != TG_EV_QUERY)
 				continue;
-			if (j < i && fps[j].exact == fps[i].exact)
+			if (j < i && fps[i].known && fps[j].known && fps[j].exact == fps[i].exact)
 				dup = 1;
 			if (fps[j].hash == fps[i].hash && fps[j].site == fps[i].site)
 				same++;
@@ -346,6 +368,45 @@ static int add_scope(struct tg_sql_proc *p, const struct tg_ev_scope *s, int64_t
 	return 0;
 }
 
+static uint64_t mix_hash(uint64_t a, uint64_t b)
+{
+	uint64_t h = (a ^ 0x9e3779b97f4a7c15ull) * 0xbf58476d1ce4e5b9ull;
+	h ^= b + 0x94d049bb133111ebull + (h << 6) + (h >> 2);
+	return h;
+}
+
+/* Adds q, which continues a batch, to the batch's first record: the last
+ * query pending on its connection, if it is that statement for the same
+ * scope. Returns 1 when done, 0 when q must stand alone. */
+static int merge_batch(struct tg_sql_proc *p, const struct tg_ev_query *q)
+{
+	size_t stop = p->npend > BATCH_LOOKBACK ? p->npend - BATCH_LOOKBACK : 0;
+	for (size_t i = p->npend; i-- > stop;) {
+		struct pending *pe = &p->pend[i];
+		if (!pe->rec || pe->type != TG_EV_QUERY)
+			continue;
+		struct tg_ev_query *f = pe->rec;
+		if (f->conn_key != q->conn_key || f->tap != q->tap)
+			continue;
+		if (f->scope != q->scope || (f->flags & TG_QF_ERROR) || f->sql_len != q->sql_len ||
+		    memcmp(f + 1, q + 1, q->sql_len) != 0)
+			return 0;
+		f->executions = f->executions > UINT32_MAX - q->executions ? UINT32_MAX : f->executions + q->executions;
+		if ((f->flags | q->flags) & TG_QF_ROWS_UNKNOWN)
+			f->flags |= TG_QF_ROWS_UNKNOWN;
+		else
+			f->rows += q->rows;
+		if (!(q->flags & TG_QF_PARAMS_KNOWN))
+			f->flags &= (uint16_t)~TG_QF_PARAMS_KNOWN;
+		f->params_hash = mix_hash(f->params_hash, q->params_hash);
+		if (q->end_ns > f->end_ns)
+			f->end_ns = q->end_ns;
+		pe->end_ns = f->end_ns;
+		return 1;
+	}
+	return 0;
+}
+
 int tg_sql_record(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const void *rec, uint32_t size, int64_t now)
 {
 	const struct tg_ev_hdr *h = rec;
@@ -359,6 +420,8 @@ int tg_sql_record(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const void 
 		if (check_query(rec, size) < 0)
 			return -1;
 		const struct tg_ev_query *q = rec;
+		if ((q->flags & TG_QF_BATCH_CONT) && !(q->flags & TG_QF_ERROR) && merge_batch(p, q))
+			return 0;
 		pe.tid = q->tid;
 		pe.token = q->scope;
 		pe.start_ns = q->start_ns;
