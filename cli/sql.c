@@ -375,6 +375,18 @@ static uint64_t mix_hash(uint64_t a, uint64_t b)
 	return h;
 }
 
+/* 1 if queries a and b have the same text, or (psycopg2 puts the values
+ * into the text) the same fingerprint. */
+static int same_statement(const struct tg_ev_query *a, const struct tg_ev_query *b)
+{
+	if (a->sql_len == b->sql_len && memcmp(a + 1, b + 1, a->sql_len) == 0)
+		return 1;
+	static char fa[FP_MAX], fb[FP_MAX];
+	size_t la = tg_sql_fingerprint((const char *)(a + 1), a->sql_len, fa, sizeof fa);
+	size_t lb = tg_sql_fingerprint((const char *)(b + 1), b->sql_len, fb, sizeof fb);
+	return la == lb && memcmp(fa, fb, la) == 0;
+}
+
 /* Adds q, which continues a batch, to the batch's first record: the last
  * query pending on its connection, if it is that statement for the same
  * scope. Returns 1 when done, 0 when q must stand alone. */
@@ -388,8 +400,7 @@ static int merge_batch(struct tg_sql_proc *p, const struct tg_ev_query *q)
 		struct tg_ev_query *f = pe->rec;
 		if (f->conn_key != q->conn_key || f->tap != q->tap)
 			continue;
-		if (f->scope != q->scope || (f->flags & TG_QF_ERROR) || f->sql_len != q->sql_len ||
-		    memcmp(f + 1, q + 1, q->sql_len) != 0)
+		if (f->scope != q->scope || (f->flags & TG_QF_ERROR) || !same_statement(f, q))
 			return 0;
 		f->executions = f->executions > UINT32_MAX - q->executions ? UINT32_MAX : f->executions + q->executions;
 		if ((f->flags | q->flags) & TG_QF_ROWS_UNKNOWN)
@@ -398,7 +409,9 @@ static int merge_batch(struct tg_sql_proc *p, const struct tg_ev_query *q)
 			f->rows += q->rows;
 		if (!(q->flags & TG_QF_PARAMS_KNOWN))
 			f->flags &= (uint16_t)~TG_QF_PARAMS_KNOWN;
-		f->params_hash = mix_hash(f->params_hash, q->params_hash);
+		/* The values of every execution, with its text when it holds them. */
+		f->params_hash = mix_hash(f->params_hash,
+					  mix_hash(q->params_hash, (uint64_t)tg_hash64(q + 1, q->sql_len, 0)));
 		if (q->end_ns > f->end_ns)
 			f->end_ns = q->end_ns;
 		pe->end_ns = f->end_ns;

@@ -748,9 +748,12 @@ static void fe_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 			len = w->sql_max;
 		struct qent *e = new_query(w, Q_SIMPLE, (const char *)b, strnlen((const char *)b, len),
 					   !complete || len < n - 1, now, context, ctx);
-		if (e) /* values, if any, are in the text */
+		if (e) { /* values, if any, are in the text */
 			e->params_known = 1;
-		w->prep_valid = 0;
+			if (e->scope != w->parse_scope || e->site_len != w->parse_site_len ||
+			    memcmp(e->site, w->parse_site, e->site_len) != 0)
+				w->prep_valid = 0; /* another caller came between */
+		}
 		break;
 	}
 	case 'P': { /* Parse: name\0 sql\0 nparams types */
@@ -812,14 +815,22 @@ static void fe_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 		int known = w->bind_hash_valid && (size_t)pl == w->bind_hash_portal_len &&
 			    memcmp(b, w->bind_hash_portal, (size_t)pl) == 0;
 		uint64_t hash = known ? w->bind_hash : 0;
-		int claim = w->prep_valid && name && w->prep_name && strcmp(name, w->prep_name) == 0;
 		w->bind_hash_valid = 0;
-		w->prep_valid = 0;
 		w->parse_ctx_pending = 0;
 		uint64_t scope = 0;
 		char site[TG_PG_SITE_MAX];
 		uint16_t site_len = 0;
 		get_context(w, context, ctx, &scope, site, &site_len);
+		/* Prepared in a batch of its own by this caller (who may have run
+		 * other statements since, such as type introspection)? */
+		int claim = 0;
+		if (w->prep_valid) {
+			int same = scope == w->parse_scope && site_len == w->parse_site_len &&
+				   memcmp(site, w->parse_site, site_len) == 0;
+			claim = same && name && w->prep_name && strcmp(name, w->prep_name) == 0;
+			if (claim || !same)
+				w->prep_valid = 0;
+		}
 		/* Another execution of the statement just queued, for the same
 		 * caller in the same batch: the same query, executed again. */
 		struct qent *t = q_tail_ext(w);
@@ -841,9 +852,7 @@ static void fe_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 		e->batch_cont = (uint8_t)cont;
 		e->params_hash = mix_hash(0, hash);
 		e->params_known = (uint8_t)known;
-		/* Prepared in a batch of its own by this caller just before. */
-		if (claim && scope == w->parse_scope && site_len == w->parse_site_len &&
-		    memcmp(site, w->parse_site, site_len) == 0 && w->prep_ns <= now)
+		if (claim && w->prep_ns <= now)
 			e->start_ns = w->prep_ns;
 		if (w->params_on)
 			attach_params(w, e, (const char *)b, (size_t)pl);

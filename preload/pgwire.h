@@ -15,9 +15,10 @@
  *
  * A query's time runs from the first message of its execution to its last
  * result: when a statement is prepared in a batch of its own (Parse,
- * Describe, Sync - asyncpg, psycopg 3's prepared statements) and the next
- * thing the same caller does on the connection is to execute it, its Parse
- * begins the execution. Executions of one statement that follow each other
+ * Describe, Sync - asyncpg, psycopg 3's prepared statements) and then
+ * executed by the same caller (scope and call site), who may have run other
+ * statements in between (type introspection), its Parse begins the
+ * execution. Executions of one statement that follow each other
  * in one batch for one caller (asyncpg's executemany, psycopg 3 pipelines)
  * are one query with their count of executions; those whose first part was
  * already reported are reported with batch_cont set. Every Bind's values

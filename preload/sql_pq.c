@@ -18,6 +18,13 @@
  * through ctypes (psycopg 3), whose connections belong to the wire parser.
  * Passwords never leave libpq: only PQdb() is recorded.
  *
+ * Batches: psycopg2's executemany() runs its statement once per parameter
+ * set, each a PQexec of its own, which nothing at the libpq level tells
+ * from a loop of the app's. The bootstrap wraps executemany() in
+ * timeglass_batch(1) ... timeglass_batch(0): meanwhile the queries after
+ * the first one on a connection are flagged TG_QF_BATCH_CONT, and the
+ * collector counts them as executions of the first.
+ *
  * libpq usually arrives with dlopen (psycopg2's _psycopg module): real
  * functions are looked up in it on first use and never called when
  * missing. Inside a tap, nested libpq calls (PQexec calls PQsendQuery and
@@ -60,6 +67,7 @@ TG_EXPORT int PQsendPrepare(PGconn *c, const char *name, const char *sql, int n,
 TG_EXPORT int PQsendQueryPrepared(PGconn *c, const char *name, PREP_LIST);
 TG_EXPORT PGresult *PQgetResult(PGconn *c);
 TG_EXPORT void PQfinish(PGconn *c);
+TG_EXPORT void timeglass_batch(int on);
 
 static struct {
 	PGresult *(*exec)(PGconn *, const char *);
@@ -282,6 +290,34 @@ static size_t prepared_sql(PGconn *c, const char *name, char *buf, size_t cap)
 	return n;
 }
 
+/* ---- batches (timeglass_batch) ---- */
+
+static TG_TLS int batch_depth;    /* timeglass_batch(1) calls not yet closed */
+static TG_TLS PGconn *batch_conn; /* connection of the batch's first query */
+
+/* The calling thread runs one batch call of the app (on 1) until it ends
+ * (on 0); calls nest. */
+void timeglass_batch(int on)
+{
+	if (on) {
+		if (batch_depth++ == 0)
+			batch_conn = NULL;
+	} else if (batch_depth > 0 && --batch_depth == 0) {
+		batch_conn = NULL;
+	}
+}
+
+/* 1 if a query on c now continues the calling thread's batch. */
+static int batch_continues(PGconn *c)
+{
+	if (!batch_depth)
+		return 0;
+	if (batch_conn == c)
+		return 1;
+	batch_conn = c;
+	return 0;
+}
+
 /* ---- describing results ---- */
 
 static void mark_owned(PGconn *c)
@@ -368,7 +404,8 @@ static void emit(PGconn *c, const char *sql, size_t sql_len, uint64_t start, int
 	struct tg_query_info q = {
 		.tap = TG_TAP_LIBPQ,
 		.db_system = TG_DB_POSTGRESQL,
-		.flags = (uint16_t)((failed ? TG_QF_ERROR : 0) | TG_QF_PARAMS_KNOWN),
+		.flags = (uint16_t)((failed ? TG_QF_ERROR : 0) | TG_QF_PARAMS_KNOWN |
+				    (batch_continues(c) ? TG_QF_BATCH_CONT : 0)),
 		.params_hash = params_hash,
 		.conn_key = (uint64_t)(uintptr_t)c,
 		.start_ns = start,
