@@ -101,7 +101,7 @@ def test_store_is_private_and_versioned(server, store):
     assert stat.S_IMODE(os.stat(store.parent).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(store).st_mode) == 0o600
     conn = sqlite3.connect(str(store))
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
 

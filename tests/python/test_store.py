@@ -47,7 +47,7 @@ def test_schema_has_the_documented_tables(tmp_path):
     tables = {name for kind, name, _, _ in objects if kind == "table"}
     assert tables == {"runs", "processes", "requests", "process_metrics", "losses",
                       "queries", "spans", "frames", "stacks", "samples"}
-    assert version == _store.SCHEMA_VERSION == 3
+    assert version == _store.SCHEMA_VERSION == 4
 
 
 def test_reopening_keeps_the_schema(tmp_path):

@@ -13,6 +13,7 @@ What a user checks by hand:
 """
 
 import collections
+import json
 import re
 
 from conftest import SHOP_APP, SHOP_DB, SHOP_ENDPOINTS, SHOP_PER_ENDPOINT
@@ -297,3 +298,45 @@ def test_statements_and_durations_match_postgresql_log(shop):
     assert not problems and not below, (
         "%d requests whose statements differ from the log; %d of %d durations below PostgreSQL's\n%s\n%s" % (
             len(problems), below, compared, "\n".join(problems[:10]), detail))
+
+
+# -- stores recorded before queries had a kind ----------------------------------------
+
+def test_upgraded_store_unflags_housekeeping(tmp_path):
+    """A schema-3 store, upgraded by `timeglass run`: the housekeeping it
+    holds is reclassified and loses its flags; the app's queries keep theirs."""
+    import sqlite3
+    import sys
+    from pathlib import Path
+
+    from tgtest import REPO, require_built, run_cli
+    require_built()
+    sys.path.insert(0, str(Path(REPO) / "python"))
+    from timeglass import _store
+
+    db = str(tmp_path / "old.db")
+    conn = sqlite3.connect(db)
+    for step in _store.MIGRATIONS[:3]:
+        conn.executescript(step)
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute("INSERT INTO runs (id, started_unix_ns, command) VALUES (1, 1, 'uvicorn app:app')")
+    rows = [  # sql, fingerprint, duplicate, n_plus_one
+        ("SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;",
+         "select pg_advisory_unlock_all(); close all; unlisten *; reset all", 0, 1),
+        ("BEGIN", "begin", 1, 0),
+        ("SET application_name = 'x'", "set application_name = ?", 1, 1),
+        ("SELECT name FROM items WHERE id = 1", "select name from items where id = ?", 0, 1),
+        ("UPDATE items SET name = 'begin' WHERE id = 2", "update items set name = ? where id = ?", 1, 0),
+    ]
+    for k, (sql, fp, dup, npo) in enumerate(rows):
+        conn.execute("INSERT INTO queries (id, run_id, pid, start_unix_ns, duration_ns, db_system, tap, sql, fingerprint,"
+                     " duplicate, n_plus_one) VALUES (?, 1, 1, ?, 1000, 'postgresql', 'wire', ?, ?, ?, ?)",
+                     (k + 1, k + 1, sql, fp, dup, npo))
+    conn.commit()
+    conn.close()
+    run_cli("run", "--db", db, "--quiet", "--", "/bin/true")
+    out = run_cli("queries", "--db", db, "--run", "1", "--json").stdout
+    got = [json.loads(line) for line in out.splitlines()]
+    assert [(q["kind"], q["duplicate"], q["n_plus_one"], q["executions"]) for q in got] == [
+        ("housekeeping", 0, 0, 1), ("housekeeping", 0, 0, 1), ("housekeeping", 0, 0, 1),
+        ("app", 0, 1, 1), ("app", 1, 0, 1)]
