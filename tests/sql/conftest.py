@@ -316,7 +316,7 @@ def shop(pg, tmp_path_factory):
     turn (pools and connections are made lazily), then the rest with
     50-way concurrency. Each request carries X-Request-Id: N."""
     require_built()
-    dsn = pg.setup_logged_database(SHOP_DB)
+    dsn, dsn_tcp = pg.setup_logged_database(SHOP_DB)
     tmp = str(tmp_path_factory.mktemp("shop"))
     store = os.path.join(tmp, "store", "timeglass.db")
     os.makedirs(os.path.dirname(store))
@@ -327,7 +327,7 @@ def shop(pg, tmp_path_factory):
         c.execute("CREATE TABLE events (batch INTEGER, k INTEGER, what TEXT)")
     log_start = os.path.getsize(pg.log) if os.path.exists(pg.log) else 0
     port = free_port()
-    env = timeglass_env({"TG_SHOP_DSN": dsn, "TG_SHOP_LITE": lite_db})
+    env = timeglass_env({"TG_SHOP_DSN": dsn, "TG_SHOP_DSN_TCP": dsn_tcp, "TG_SHOP_LITE": lite_db})
     argv = [PYTHON, "-m", "uvicorn", "shopapp:app", "--app-dir", str(SHOP_APP.parent), "--host", "127.0.0.1",
             "--port", str(port), "--log-level", "warning"]
     workdir = Path(tmp) / "server"

@@ -133,7 +133,8 @@ class PgServer:
     def setup_logged_database(self, name):
         """A database whose sessions log every statement with its duration
         (log_statement = all, log_min_duration_statement = 0), with the
-        tables of apps/shopapp.py. Returns its libpq connection string."""
+        tables of apps/shopapp.py. Returns its libpq connection strings over
+        the Unix socket and over TCP (where TLS is negotiated)."""
         import psycopg2
         conn = psycopg2.connect("host=%s port=%d dbname=postgres user=%s" % (self.dir, self.port, USER))
         conn.autocommit = True
@@ -152,7 +153,8 @@ class PgServer:
         cur.execute("INSERT INTO stock SELECT g, 0 FROM generate_series(1, 100) g")
         cur.execute("CREATE TABLE imports (batch integer, k integer, v text)")
         conn.close()
-        return dsn
+        return dsn, "host=127.0.0.1 port=%d dbname=%s user=%s password=%s sslmode=prefer" % (
+            self.port, name, USER, PASSWORD)
 
 
 def wait_port(port, timeout=30.0):

@@ -15,7 +15,9 @@ request number of the path, and lines that run statements carry a
 `# site:NAME` comment (the test reads their line numbers).
 
 Configuration from the environment: TG_SHOP_DSN (libpq key=value string of
-the PostgreSQL database), TG_SHOP_LITE (SQLite file).
+the PostgreSQL database over its Unix socket), TG_SHOP_DSN_TCP (the same
+database over loopback TCP, where TLS is negotiated: the psycopg 3 feed
+uses it), TG_SHOP_LITE (SQLite file).
 """
 
 import asyncio
@@ -27,6 +29,7 @@ import threading
 from fastapi import APIRouter, Depends, FastAPI, Header
 
 DSN = os.environ.get("TG_SHOP_DSN", "")
+DSN_TCP = os.environ.get("TG_SHOP_DSN_TCP", "") or DSN
 LITE_DB = os.environ.get("TG_SHOP_LITE", "")
 _params = dict(kv.split("=", 1) for kv in DSN.split()) if DSN else {}
 
@@ -259,7 +262,7 @@ async def pg3_conn():
         if _pg3_conns is None:
             _pg3_conns = asyncio.Queue()
             for _ in range(4):
-                _pg3_conns.put_nowait(await psycopg.AsyncConnection.connect(DSN, autocommit=True))
+                _pg3_conns.put_nowait(await psycopg.AsyncConnection.connect(DSN_TCP, autocommit=True))
     conn = await _pg3_conns.get()
     try:
         await conn.execute(_tag_sql())
