@@ -1,9 +1,10 @@
 """Fixtures of the SQL and outbound-HTTP capture tests.
 
-One PostgreSQL 15 server per session (pgharness.py), two local echo HTTP
+One PostgreSQL server per session (pgharness.py), two local echo HTTP
 servers (plain and TLS) in this process, and one recorded run of
 apps/sqlapp.py under `timeglass run`, driven with 50-way concurrency over
 every driver and transport; the tests then check what the store holds.
+The apps run on TIMEGLASS_TEST_PYTHON (default /usr/bin/python3).
 """
 
 import concurrent.futures
@@ -30,6 +31,9 @@ sys.path.insert(0, str(HERE.parent / "integration"))
 
 import pgharness  # noqa: E402
 from tgtest import PYTHON, TracedServer, free_port, require_built, run_cli, timeglass_env  # noqa: E402
+
+# The interpreter that runs the apps (the version matrix names another).
+PYTHON = os.environ.get("TIMEGLASS_TEST_PYTHON", PYTHON)
 
 APP = HERE / "apps" / "sqlapp.py"
 CONCURRENCY = 50

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL 15 server for the SQL capture tests.
+"""A throwaway PostgreSQL server (15, else the newest installed) for the SQL capture tests.
 
 Started once per test session in a temporary directory with initdb and
 pg_ctl: loopback TCP with SSL on (a self-signed certificate made with the
@@ -8,6 +8,7 @@ as the `postgres` user (PostgreSQL refuses to run as root). Stopped and
 removed at the end of the session.
 """
 
+import glob
 import os
 import pwd
 import shutil
@@ -20,8 +21,8 @@ USER = "tg"
 PASSWORD = "tg-s3cret-pw"
 DATABASE = "tgtest"
 
-_BIN_DIRS = ["/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/lib/postgresql/16/bin",
-             "/usr/lib/postgresql/17/bin"]
+_BIN_DIRS = ["/usr/lib/postgresql/15/bin", "/usr/local/bin"] + sorted(
+    glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
 
 
 def find_bin(name):

@@ -342,11 +342,3 @@ def audit_twice(n: int):
 app = FastAPI(title="shop", dependencies=[Depends(tag_request)])
 for router in (catalog, reports, orders, legacy, feed, audit):
     app.include_router(router)
-
-
-@app.on_event("shutdown")
-async def close_pools():
-    if _pool is not None:
-        await _pool.close()
-    if _database is not None:
-        await _database.disconnect()
