@@ -82,7 +82,9 @@ struct dir {
 	uint8_t *buf;                /* kept prefix of the body */
 	size_t keep, kept;           /* bytes to keep of this body / kept so far */
 	size_t cap;
-	uint64_t bhash;              /* Bind: hash of the body past the two names */
+	uint64_t bhash;              /* Bind: hash of the body past the two names, */
+	uint64_t bword;              /* ... taken 8 bytes at a time: the bytes of */
+	unsigned bwlen;              /* ... the word not yet full */
 	unsigned bnul;               /* Bind: NULs seen (names end at the second) */
 };
 
@@ -142,6 +144,40 @@ struct tg_pgwire {
 static uint32_t be32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* ---- hashing Bind values (streamed, word by word) ---- */
+
+static inline uint64_t mix_word(uint64_t h, uint64_t w)
+{
+	h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+	return h ^ (h >> 32);
+}
+
+static void bhash_bytes(struct dir *d, const uint8_t *p, size_t n)
+{
+	while (n && d->bwlen) {
+		d->bword |= (uint64_t)*p++ << (8 * d->bwlen);
+		n--;
+		if (++d->bwlen == 8) {
+			d->bhash = mix_word(d->bhash, d->bword);
+			d->bword = 0;
+			d->bwlen = 0;
+		}
+	}
+	for (; n >= 8; n -= 8, p += 8) {
+		uint64_t w = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+			     (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+		d->bhash = mix_word(d->bhash, w);
+	}
+	while (n--)
+		d->bword |= (uint64_t)*p++ << (8 * d->bwlen++);
+}
+
+/* The hash of the whole Bind body once it is in. */
+static uint64_t bhash_final(const struct dir *d)
+{
+	return mix_word(mix_word(d->bhash, d->bword), d->bwlen + 1);
 }
 
 static uint64_t hash_name(const char *s, size_t n)
@@ -790,7 +826,7 @@ static void fe_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 			portal_bind(w, (const char *)b, (size_t)pl, (const char *)b + stmt_at, (size_t)sl);
 		w->bind_hash_valid = pl >= 0 && (size_t)pl <= sizeof w->bind_hash_portal && w->fe.bnul >= 2;
 		if (w->bind_hash_valid) {
-			w->bind_hash = w->fe.bhash;
+			w->bind_hash = bhash_final(&w->fe);
 			memcpy(w->bind_hash_portal, b, (size_t)pl);
 			w->bind_hash_portal_len = (size_t)pl;
 		}
@@ -1108,6 +1144,8 @@ int tg_pgwire_feed(struct tg_pgwire *w, int dir, const uint8_t *buf, size_t n, u
 			if (d->keep > d->cap)
 				d->keep = d->cap;
 			d->bhash = 0xcbf29ce484222325ull;
+			d->bword = 0;
+			d->bwlen = 0;
 			d->bnul = 0;
 		}
 		size_t take = d->body_len - d->body_got;
@@ -1119,10 +1157,7 @@ int tg_pgwire_feed(struct tg_pgwire *w, int dir, const uint8_t *buf, size_t n, u
 			size_t k = 0;
 			while (k < take && d->bnul < 2)
 				d->bnul += buf[k++] == 0;
-			for (; k < take; k++) {
-				d->bhash ^= buf[k];
-				d->bhash *= 0x100000001b3ull;
-			}
+			bhash_bytes(d, buf + k, take - k);
 		}
 		if (d->kept < d->keep) {
 			size_t k = d->keep - d->kept < take ? d->keep - d->kept : take;
