@@ -387,9 +387,18 @@ static int same_statement(const struct tg_ev_query *a, const struct tg_ev_query 
 	return la == lb && memcmp(fa, fb, la) == 0;
 }
 
+/* 1 if queries a and b come from the same call site (one call of the app). */
+static int same_site(const struct tg_ev_query *a, const struct tg_ev_query *b)
+{
+	const char *sa = (const char *)(a + 1) + a->sql_len + a->db_len + a->err_len + a->params_len;
+	const char *sb = (const char *)(b + 1) + b->sql_len + b->db_len + b->err_len + b->params_len;
+	return a->site_len == b->site_len && memcmp(sa, sb, a->site_len) == 0;
+}
+
 /* Adds q, which continues a batch, to the batch's first record: the last
- * query pending on its connection, if it is that statement for the same
- * scope. Returns 1 when done, 0 when q must stand alone. */
+ * query pending on its connection, if it is that statement from the same
+ * call site for the same scope. Returns 1 when done, 0 when q must stand
+ * alone. */
 static int merge_batch(struct tg_sql_proc *p, const struct tg_ev_query *q)
 {
 	size_t stop = p->npend > BATCH_LOOKBACK ? p->npend - BATCH_LOOKBACK : 0;
@@ -400,7 +409,7 @@ static int merge_batch(struct tg_sql_proc *p, const struct tg_ev_query *q)
 		struct tg_ev_query *f = pe->rec;
 		if (f->conn_key != q->conn_key || f->tap != q->tap)
 			continue;
-		if (f->scope != q->scope || (f->flags & TG_QF_ERROR) || !same_statement(f, q))
+		if (f->scope != q->scope || (f->flags & TG_QF_ERROR) || !same_site(f, q) || !same_statement(f, q))
 			return 0;
 		f->executions = f->executions > UINT32_MAX - q->executions ? UINT32_MAX : f->executions + q->executions;
 		if ((f->flags | q->flags) & TG_QF_ROWS_UNKNOWN)

@@ -21,10 +21,12 @@
  * executemany: CPython's sqlite3 module (3.11 to 3.15 alike) runs each
  * parameter set of executemany() as reset, bind, step on one statement,
  * while execute() reads sqlite3_last_insert_rowid() after every statement
- * it runs. So a DML statement stepped again with no last_insert_rowid call
- * since its previous execution finished is the next row of one
- * executemany(): its record is flagged TG_QF_BATCH_CONT and the collector
- * adds it to the batch's first execution.
+ * it runs, and both begin a DML call with sqlite3_get_autocommit() (to
+ * open the implicit transaction; not in autocommit mode). So a DML
+ * statement stepped again with neither call since its previous execution
+ * finished is the next row of one executemany(): its record is flagged
+ * TG_QF_BATCH_CONT and the collector adds it to the batch's first
+ * execution.
  *
  * libsqlite3 usually arrives with dlopen (Python's _sqlite3 module), so the
  * real functions are looked up in it on first use (tg_lib_sym).
@@ -58,6 +60,7 @@ TG_EXPORT int sqlite3_step(sqlite3_stmt *st);
 TG_EXPORT int sqlite3_reset(sqlite3_stmt *st);
 TG_EXPORT int sqlite3_finalize(sqlite3_stmt *st);
 TG_EXPORT sqlite3_int64 sqlite3_last_insert_rowid(sqlite3 *db);
+TG_EXPORT int sqlite3_get_autocommit(sqlite3 *db);
 TG_EXPORT int sqlite3_bind_null(sqlite3_stmt *st, int i);
 TG_EXPORT int sqlite3_bind_int(sqlite3_stmt *st, int i, int v);
 TG_EXPORT int sqlite3_bind_int64(sqlite3_stmt *st, int i, sqlite3_int64 v);
@@ -86,6 +89,7 @@ static struct {
 	void (*free_)(void *);
 	int (*bind_parameter_count)(sqlite3_stmt *);
 	sqlite3_int64 (*last_insert_rowid)(sqlite3 *);
+	int (*get_autocommit)(sqlite3 *);
 	int (*bind_null)(sqlite3_stmt *, int);
 	int (*bind_int)(sqlite3_stmt *, int, int);
 	int (*bind_int64)(sqlite3_stmt *, int, sqlite3_int64);
@@ -118,6 +122,7 @@ static void resolve(void)
 	real.free_ = tg_lib_sym(LIB, "sqlite3_free", NULL);
 	real.bind_parameter_count = tg_lib_sym(LIB, "sqlite3_bind_parameter_count", NULL);
 	real.last_insert_rowid = tg_lib_sym(LIB, "sqlite3_last_insert_rowid", (void *)sqlite3_last_insert_rowid);
+	real.get_autocommit = tg_lib_sym(LIB, "sqlite3_get_autocommit", (void *)sqlite3_get_autocommit);
 	real.bind_null = tg_lib_sym(LIB, "sqlite3_bind_null", (void *)sqlite3_bind_null);
 	real.bind_int = tg_lib_sym(LIB, "sqlite3_bind_int", (void *)sqlite3_bind_int);
 	real.bind_int64 = tg_lib_sym(LIB, "sqlite3_bind_int64", (void *)sqlite3_bind_int64);
@@ -609,6 +614,16 @@ sqlite3_int64 sqlite3_last_insert_rowid(sqlite3 *db)
 	if (open_st && db == open_db)
 		open_st = NULL; /* execute() is over: not an executemany() */
 	return real.last_insert_rowid(db);
+}
+
+int sqlite3_get_autocommit(sqlite3 *db)
+{
+	need_real();
+	if (!real.get_autocommit)
+		return 1;
+	if (open_st && db == open_db)
+		open_st = NULL; /* a new call of the app begins */
+	return real.get_autocommit(db);
 }
 
 /* Each bind hook calls the real function, then notes the value when it

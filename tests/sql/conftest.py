@@ -295,6 +295,7 @@ SHOP_ENDPOINTS = {
     "lite-many": "/api/audit/import/{n}",
     "lite-loop": "/api/audit/{n}/loop",
     "lite-twice": "/api/audit/{n}/twice",
+    "lite-mixed": "/api/audit/{n}/mixed",
 }
 SHOP_PER_ENDPOINT = 6
 

@@ -161,6 +161,20 @@ def test_executemany_is_one_query(shop):
     assert not problems, "%d problems, first ones:\n%s" % (len(problems), "\n".join(problems[:20]))
 
 
+def test_executemany_then_a_loop_of_the_same_statement(shop):
+    """sqlite3: the batch and each execute() of the loop after it stay apart
+    (the loop is the app's N+1, the batch is not)."""
+    sites = _site_lines()
+    problems = []
+    for n, req in _requests_of(shop, "lite-mixed"):
+        qs = sorted(_marked(shop, req, n), key=lambda q: (q["start_unix_ns"], q["id"]))
+        got = [(q["call_site"], _executions(q), q["rows"], q["n_plus_one"]) for q in qs]
+        want = [(sites["lite-mixed-many"], 10, 10, 0)] + [(sites["lite-mixed-loop"], 1, 1, 1)] * 6
+        if got != want:
+            problems.append("r=%d: %r" % (n, got))
+    assert not problems, "\n".join(problems[:10])
+
+
 # -- PostgreSQL's log ---------------------------------------------------------------
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \w+ \[(\d+)\] (\S*) (\w+):  (.*)$")

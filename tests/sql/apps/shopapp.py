@@ -321,6 +321,18 @@ def audit_import(n: int):
     return {"rows": len(rows)}
 
 
+@audit.get("/{n}/mixed")
+def audit_mixed(n: int):
+    """A batch, then the same statement in a loop of the app's own."""
+    conn = lite()
+    sql = "INSERT INTO events (batch, k, what) VALUES (?, ?, ?) /* r=%d */" % n
+    conn.executemany(sql, [(n, k, "batch") for k in range(10)])  # site:lite-mixed-many
+    for k in range(6):
+        conn.execute(sql, (n, 100 + k, "loop"))  # site:lite-mixed-loop
+    conn.commit()
+    return {"rows": 16}
+
+
 @audit.get("/{n}/loop")
 def audit_loop(n: int):
     conn = lite()
