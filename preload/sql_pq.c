@@ -18,6 +18,10 @@
  * through ctypes (psycopg 3), whose connections belong to the wire parser.
  * Passwords never leave libpq: only PQdb() is recorded.
  *
+ * A statement prepared (PQprepare, PQsendPrepare) and then executed by the
+ * same request scope starts at its preparation: the server's parse time
+ * belongs to that first execution, as on the wire (pgwire.h).
+ *
  * Batches: psycopg2's executemany() runs its statement once per parameter
  * set, each a PQexec of its own, which nothing at the libpq level tells
  * from a loop of the app's. The bootstrap wraps executemany() in
@@ -142,6 +146,9 @@ static inline int tapping(void)
 struct prepared {
 	char *name;
 	char *sql;
+	uint64_t prep_ns;   /* when it was prepared, until its first execution */
+	uint64_t prep_scope;
+	int fresh;          /* not executed since it was prepared */
 };
 
 struct inflight {
@@ -240,7 +247,7 @@ static char *dup_capped(const char *s, size_t *len)
 	return d;
 }
 
-static void remember_prepared(PGconn *c, const char *name, const char *sql)
+static void remember_prepared(PGconn *c, const char *name, const char *sql, uint64_t t0, uint64_t scope)
 {
 	if (!name || !sql)
 		return;
@@ -262,6 +269,9 @@ static void remember_prepared(PGconn *c, const char *name, const char *sql)
 		size_t dummy;
 		s->prep[slot].name = strdup(name);
 		s->prep[slot].sql = dup_capped(sql, &dummy);
+		s->prep[slot].prep_ns = t0;
+		s->prep[slot].prep_scope = scope;
+		s->prep[slot].fresh = 1;
 		if (!s->prep[slot].name || !s->prep[slot].sql) { /* keep the table consistent */
 			free(s->prep[slot].name);
 			free(s->prep[slot].sql);
@@ -271,8 +281,10 @@ static void remember_prepared(PGconn *c, const char *name, const char *sql)
 	unlock();
 }
 
-/* Copies the text prepared under name into buf; returns its length (0 if unknown). */
-static size_t prepared_sql(PGconn *c, const char *name, char *buf, size_t cap)
+/* Copies the text prepared under name into buf; returns its length (0 if
+ * unknown). An execution of it: *start moves back to its preparation when
+ * this is the first one since and scope prepared it. */
+static size_t prepared_sql(PGconn *c, const char *name, char *buf, size_t cap, uint64_t *start, uint64_t scope)
 {
 	size_t n = 0;
 	if (!name)
@@ -283,6 +295,10 @@ static size_t prepared_sql(PGconn *c, const char *name, char *buf, size_t cap)
 		if (strcmp(s->prep[i].name, name) == 0) {
 			n = strnlen(s->prep[i].sql, cap);
 			memcpy(buf, s->prep[i].sql, n);
+			if (start && s->prep[i].fresh && s->prep[i].prep_scope == scope && s->prep[i].prep_ns <= *start)
+				*start = s->prep[i].prep_ns;
+			if (start)
+				s->prep[i].fresh = 0;
 			break;
 		}
 	}
@@ -503,7 +519,7 @@ PGresult *PQprepare(PGconn *c, const char *name, const char *sql, int n, const O
 	mark_owned(c);
 	int ok = r && real.result_status(r) == PGRES_COMMAND_OK;
 	if (ok)
-		remember_prepared(c, name, sql);
+		remember_prepared(c, name, sql, t0, tg_scope_current());
 	else if (sql) /* a statement that does not compile is a failed query */
 		sync_done(c, sql, strlen(sql), t0, r);
 	errno = saved;
@@ -523,7 +539,7 @@ PGresult *PQexecPrepared(PGconn *c, const char *name, PREP_LIST)
 	LEAVE();
 	int saved = errno;
 	char sql[TG_SQL_MAX_LIMIT];
-	size_t len = prepared_sql(c, name, sql, tg_sql_max());
+	size_t len = prepared_sql(c, name, sql, tg_sql_max(), &t0, tg_scope_current());
 	char params[TG_SQL_PARAMS_MAX];
 	size_t pl = tg_capture_params() ? fmt_params(n, values, lengths, formats, params, sizeof params) : 0;
 	sync_done_p(c, sql, len, t0, r, params, pl, hash_values(n, values, lengths, formats));
@@ -545,7 +561,7 @@ static void sent(PGconn *c, int rc, const char *sql, const char *name, uint64_t 
 	char buf[TG_SQL_MAX_LIMIT];
 	size_t len = 0;
 	if (!sql && name) {
-		len = prepared_sql(c, name, buf, tg_sql_max());
+		len = prepared_sql(c, name, buf, tg_sql_max(), &t0, scope);
 		sql = buf;
 	} else if (sql) {
 		len = strnlen(sql, tg_sql_max() + 1);
@@ -608,12 +624,13 @@ int PQsendPrepare(PGconn *c, const char *name, const char *sql, int n, const Oid
 		return 0;
 	if (!tapping())
 		return real.send_prepare(c, name, sql, n, types);
+	uint64_t t0 = tg_now_ns();
 	ENTER();
 	int rc = real.send_prepare(c, name, sql, n, types);
 	LEAVE();
 	if (rc == 1) {
 		int saved = errno;
-		remember_prepared(c, name, sql);
+		remember_prepared(c, name, sql, t0, tg_scope_current());
 		mark_owned(c);
 		errno = saved;
 	}
