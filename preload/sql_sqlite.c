@@ -149,7 +149,7 @@ static int can_describe(void)
 
 /* ---- bound values, hashed per statement on the binding thread ---- */
 
-#define BOUND_STMTS 8   /* statements bound and not yet stepped, per thread */
+#define BOUND_STMTS 8   /* statements whose values are followed, per thread (the last bound) */
 #define BOUND_MAX 32    /* parameters followed per statement; more: values unknown */
 
 struct bound {
@@ -193,6 +193,7 @@ static void on_bind(sqlite3_stmt *st, int i, uint32_t code, const void *p, int64
 	}
 	b->h[i - 1] = tg_params_hash(TG_PARAMS_HASH_INIT, (uint32_t)i, code, p, len);
 	b->seen |= 1u << (i - 1);
+	b->age = ++bound_clock;
 }
 
 /* The hash of st's parameter values now, if every one is known. */
@@ -221,7 +222,8 @@ static int bound_hash(sqlite3_stmt *st, uint64_t *hash)
 /* ---- executemany (see the top) ---- */
 
 /* The DML statement whose execution finished last on this thread, while
- * no sqlite3_last_insert_rowid() on its connection has followed. */
+ * no sqlite3_last_insert_rowid() or sqlite3_get_autocommit() on its
+ * connection has followed. */
 static TG_TLS sqlite3_stmt *open_st;
 static TG_TLS sqlite3 *open_db;
 
