@@ -1,5 +1,6 @@
 """SQL findings on a real-looking service (apps/shopapp.py under `timeglass run`,
-50 concurrent clients, real PostgreSQL 15 with statement logging, sqlite3).
+50 concurrent clients, a real PostgreSQL that logs every statement with its
+duration, sqlite3).
 
 What a user checks by hand:
 - a driver's own statements (pool resets, BEGIN/COMMIT, SET, SQLAlchemy's
@@ -68,8 +69,8 @@ def test_every_request_answered(shop):
 
 
 def test_housekeeping_recorded_never_flagged(shop):
-    """Pool resets, transaction control, SET and SQLAlchemy's probes: on their
-    request, marked housekeeping, never N+1 or duplicate; the app's own
+    """Pool resets, transaction control, SET and SQLAlchemy's probes are
+    recorded, marked housekeeping, never N+1 or duplicate; the app's own
     statements are never housekeeping."""
     problems = []
     seen = collections.Counter()
