@@ -23,6 +23,10 @@ void cmd_queries_usage(FILE *f)
 	fprintf(f, "Usage: timeglass queries [OPTIONS]\n"
 		   "\n"
 		   "Prints the SQL queries recorded in a run (or one request), oldest first.\n"
+		   "Flags: N+1 (one query shape run again and again from one call site), dup\n"
+		   "(the same text and values ran before in the request), xN (a batch, such as\n"
+		   "executemany, of N executions), hk (housekeeping the driver or a library ran\n"
+		   "by itself: transaction control, SET, pool resets, probes; never N+1 or dup).\n"
 		   "\n"
 		   "Options:\n"
 		   "  --db PATH      store to read (default: $TIMEGLASS_DB or .timeglass/timeglass.db)\n"
@@ -188,7 +192,7 @@ static int list(int argc, char **argv, const char *cmd, void (*usage)(FILE *), c
 static const char *const query_cols[] = {
 	"id", "request_id", "run_id", "process_id", "pid", "tid", "start_unix_ns", "duration_ns", "db_system",
 	"tap", "database", "sql", "sql_truncated", "fingerprint", "params", "rows", "error", "call_site",
-	"attribution", "duplicate", "n_plus_one",
+	"attribution", "duplicate", "n_plus_one", "kind", "executions",
 };
 
 static void query_row(sqlite3_stmt *st)
@@ -199,7 +203,12 @@ static void query_row(sqlite3_stmt *st)
 	       sqlite3_column_type(st, 1) == SQLITE_NULL ? "-" : (const char *)sqlite3_column_text(st, 1),
 	       (const char *)sqlite3_column_text(st, 9), dur,
 	       sqlite3_column_type(st, 15) == SQLITE_NULL ? "-" : (const char *)sqlite3_column_text(st, 15));
-	printf("%s", sqlite3_column_int64(st, 20) ? "N+1 " : "");
+	printf("%s%s", sqlite3_column_int64(st, 20) ? "N+1 " : "", sqlite3_column_int64(st, 19) ? "dup " : "");
+	if (sqlite3_column_int64(st, 22) > 1)
+		printf("x%lld ", (long long)sqlite3_column_int64(st, 22));
+	const unsigned char *kind = sqlite3_column_text(st, 21);
+	if (kind && strcmp((const char *)kind, "housekeeping") == 0)
+		fputs("hk ", stdout);
 	cell(st, 11, 100);
 	if (sqlite3_column_type(st, 16) != SQLITE_NULL) {
 		fputs("  ! ", stdout);

@@ -231,6 +231,154 @@ size_t tg_sql_fingerprint(const char *sql, size_t n, char *outbuf, size_t cap)
 	return o.len;
 }
 
+/* ---- housekeeping ---------------------------------------------------- */
+
+/* A token of a fingerprint: a word (identifier characters and dots) or
+ * one other character. */
+struct tok {
+	const char *p;
+	size_t n;
+};
+
+static int word_char(unsigned char c)
+{
+	return ident_char(c) || c == '.';
+}
+
+/* The tokens of s[0..n) into t (cap), skipping spaces; returns the count
+ * (cap + 1 when there were more). */
+static size_t tokens(const char *s, size_t n, struct tok *t, size_t cap)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n;) {
+		if (s[i] == ' ') {
+			i++;
+			continue;
+		}
+		size_t j = i + 1;
+		if (word_char((unsigned char)s[i]))
+			while (j < n && word_char((unsigned char)s[j]))
+				j++;
+		if (k == cap)
+			return cap + 1;
+		t[k++] = (struct tok){s + i, j - i};
+		i = j;
+	}
+	return k;
+}
+
+static int is(const struct tok *t, const char *w)
+{
+	return t->n == strlen(w) && memcmp(t->p, w, t->n) == 0;
+}
+
+static int starts(const struct tok *t, const char *w)
+{
+	return t->n >= strlen(w) && memcmp(t->p, w, strlen(w)) == 0;
+}
+
+/* The statement s[0..n) with every token after the first equal to text. */
+static int rest_is(const char *s, size_t n, const char *text)
+{
+	while (n && *s == ' ')
+		s++, n--;
+	while (n && s[n - 1] == ' ')
+		n--;
+	return n == strlen(text) && memcmp(s, text, n) == 0;
+}
+
+/* A query of the system catalogs that reads pg_type: every relation after
+ * FROM or JOIN is a subquery, a pg_ catalog or a name the statement's own
+ * WITH defines. */
+static int type_introspection(const struct tok *t, size_t nt)
+{
+	int reads_type = 0;
+	for (size_t i = 0; i < nt; i++)
+		if (is(&t[i], "pg_type") || is(&t[i], "pg_catalog.pg_type"))
+			reads_type = 1;
+	if (!reads_type)
+		return 0;
+	for (size_t i = 0; i + 1 < nt; i++) {
+		if (!is(&t[i], "from") && !is(&t[i], "join"))
+			continue;
+		const struct tok *r = &t[i + 1];
+		if (is(r, "(") || starts(r, "pg_") || starts(r, "pg_catalog."))
+			continue;
+		int cte = 0;
+		for (size_t j = 0; j + 1 < nt && !cte; j++) {
+			if (!is(&t[j], "with"))
+				continue;
+			const struct tok *name = &t[j + 1];
+			if (is(name, "recursive") && j + 2 < nt)
+				name = &t[j + 2];
+			cte = name->n == r->n && memcmp(name->p, r->p, r->n) == 0;
+		}
+		if (!cte)
+			return 0;
+	}
+	return 1;
+}
+
+/* One statement (no ';'). */
+static int housekeeping_one(const char *s, size_t n)
+{
+	static struct tok t[4096];
+	size_t nt = tokens(s, n, t, sizeof t / sizeof t[0]);
+	if (nt == 0 || nt > sizeof t / sizeof t[0])
+		return 0;
+	static const char *const verbs[] = {
+		"begin", "commit", "end", "rollback", "abort", "savepoint", "release", "set", "reset",
+		"show", "discard", "deallocate", "listen", "unlisten", "close", "pragma",
+	};
+	for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+		if (is(&t[0], verbs[i]))
+			return 1;
+	if (is(&t[0], "start"))
+		return nt > 1 && is(&t[1], "transaction");
+	if (is(&t[0], "select")) {
+		/* Probes: a constant, the server's version, the schema, a
+		 * setting; asyncpg's pool reset. */
+		const char *rest = t[0].p + t[0].n;
+		size_t rn = n - (size_t)(rest - s);
+		static const char *const probes[] = {
+			"?", "version()", "pg_catalog.version()", "current_schema()", "pg_catalog.current_schema()",
+			"current_setting(?)", "pg_catalog.current_setting(?)", "pg_advisory_unlock_all()",
+			"pg_catalog.pg_advisory_unlock_all()",
+		};
+		for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++)
+			if (rest_is(rest, rn, probes[i]))
+				return 1;
+	}
+	if (is(&t[0], "select") || is(&t[0], "with"))
+		return type_introspection(t, nt);
+	return 0;
+}
+
+int tg_sql_housekeeping(const char *fp, size_t n)
+{
+	int any = 0;
+	size_t i = 0;
+	while (i < n) {
+		size_t j = i;
+		int quoted = 0;
+		while (j < n && (quoted || fp[j] != ';')) {
+			if (fp[j] == '"')
+				quoted = !quoted;
+			j++;
+		}
+		size_t a = i, b = j;
+		while (a < b && fp[a] == ' ')
+			a++;
+		if (a < b) {
+			if (!housekeeping_one(fp + a, b - a))
+				return 0;
+			any = 1;
+		}
+		i = j + 1;
+	}
+	return any;
+}
+
 int64_t tg_hash64(const void *p, size_t n, uint64_t seed)
 {
 	const unsigned char *s = p;

@@ -19,6 +19,20 @@
  * truncated when longer). Returns its length. */
 size_t tg_sql_fingerprint(const char *sql, size_t n, char *out, size_t cap);
 
+/*
+ * 1 if the statement whose fingerprint is fp (n bytes, as written by
+ * tg_sql_fingerprint) is housekeeping that drivers, pools and libraries
+ * run by themselves rather than the app's own data access: transaction
+ * control (BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT,
+ * SAVEPOINT, RELEASE), session state (SET, RESET, SHOW, DISCARD,
+ * DEALLOCATE, LISTEN, UNLISTEN, CLOSE, SQLite's PRAGMA), asyncpg's pool
+ * reset (pg_advisory_unlock_all), first-connect probes (version(),
+ * current_schema(), SELECT 1) and type introspection (a query of the
+ * system catalogs that reads pg_type). Several statements in one text are
+ * housekeeping only if each one is.
+ */
+int tg_sql_housekeeping(const char *fp, size_t n);
+
 /* FNV-1a 64-bit hash of n bytes, as a signed integer for SQLite. */
 int64_t tg_hash64(const void *p, size_t n, uint64_t seed);
 

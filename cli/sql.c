@@ -8,6 +8,17 @@
  * stands for is the process's scope table (scopes.h). Settling runs every collector
  * tick; searches are linear over the pending set, which stays small
  * because requests complete within seconds.
+ *
+ * Findings, per request: a query is 'housekeeping' when its fingerprint
+ * says the driver or a library ran it by itself (tg_sql_housekeeping):
+ * such queries are stored and shown but are never an N+1 or a duplicate.
+ * A duplicate repeats an earlier query of its request with the same text
+ * and the same parameter values (their hash, from the tap); when a tap
+ * could not see the values, the query is never called a duplicate. An N+1
+ * is one fingerprint run n_plus_one times or more from one call site of
+ * the app; a batch (executemany) is one call, however many executions it
+ * stands for. Records that continue a batch (TG_QF_BATCH_CONT) are added
+ * to the batch's first record while it is pending.
  */
 #include "sql.h"
 
@@ -24,6 +35,7 @@
 #define RECENT 4096                            /* recent requests kept for the thread fallback */
 #define GROUP_MAX 4096                         /* records of one request fingerprinted together */
 #define FP_MAX 4096                            /* bytes of fingerprint kept */
+#define BATCH_LOOKBACK 4096                    /* pending records searched for a batch's first record */
 
 struct pending {
 	void *rec;       /* private copy of the record, NULL once written */
@@ -73,7 +85,7 @@ static int check_query(const void *rec, uint32_t size)
 	const struct tg_ev_query *q = rec;
 	uint64_t need = sizeof *q + (uint64_t)q->sql_len + q->db_len + q->err_len + q->params_len + q->site_len;
 	if (need > size || q->tap < TG_TAP_LIBPQ || q->tap > TG_TAP_SQLITE3 || q->db_system < TG_DB_POSTGRESQL ||
-	    q->db_system > TG_DB_SQLITE || q->end_ns < q->start_ns)
+	    q->db_system > TG_DB_SQLITE || q->end_ns < q->start_ns || q->executions == 0)
 		return -1;
 	return 0;
 }
@@ -98,8 +110,10 @@ static const char *tap_name(unsigned tap)
 
 struct fp {
 	int64_t hash;     /* fingerprint */
-	int64_t exact;    /* fingerprint of text and parameters: duplicates */
+	int64_t exact;    /* text and parameter values: duplicates */
 	int64_t site;     /* call site */
+	int known;        /* the values are known (else never a duplicate) */
+	int housekeeping;
 };
 
 static void query_fp(const struct tg_ev_query *q, struct fp *f, char *fp, size_t *fp_len)
@@ -108,8 +122,10 @@ static void query_fp(const struct tg_ev_query *q, struct fp *f, char *fp, size_t
 	*fp_len = tg_sql_fingerprint(sql, q->sql_len, fp, FP_MAX);
 	f->hash = tg_hash64(fp, *fp_len, 0);
 	const char *params = sql + q->sql_len + q->db_len + q->err_len;
-	f->exact = tg_hash64(params, q->params_len, (uint64_t)tg_hash64(sql, q->sql_len, 0));
+	f->known = (q->flags & TG_QF_PARAMS_KNOWN) != 0;
+	f->exact = tg_hash64(&q->params_hash, sizeof q->params_hash, (uint64_t)tg_hash64(sql, q->sql_len, 0));
 	f->site = tg_hash64(params + q->params_len, q->site_len, 0);
+	f->housekeeping = tg_sql_housekeeping(fp, *fp_len);
 }
 
 static void write_query(const struct tg_sql_ctx *c, const struct pending *pe, int64_t request_id,
@@ -152,6 +168,8 @@ static void write_query(const struct tg_sql_ctx *c, const struct pending *pe, in
 		.attribution = attribution,
 		.duplicate = duplicate,
 		.n_plus_one = n_plus_one,
+		.kind = tg_sql_housekeeping(fp, fp_len) ? "housekeeping" : "app",
+		.executions = q->executions,
 	};
 	tg_store_query_add(c->store, &row);
 }
@@ -217,8 +235,8 @@ static void write_one(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struct 
 }
 
 /* Writes the records of one request together: duplicates (same text and
- * parameters, after the first) and N+1 (a fingerprint run n_plus_one times
- * or more from one call site) are flagged. */
+ * parameter values, after the first) and N+1 (a fingerprint run n_plus_one
+ * times or more from one call site) are flagged, never on housekeeping. */
 static void write_group(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struct pending **g, size_t n,
 			int64_t request_id, const char *attribution)
 {
@@ -234,12 +252,16 @@ static void write_group(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struc
 			write_call(c, g[i], request_id, attribution);
 			continue;
 		}
+		if (fps[i].housekeeping) {
+			write_query(c, g[i], request_id, attribution, 0, 0);
+			continue;
+		}
 		int dup = 0;
 		unsigned same = 0;
 		for (size_t j = 0; j < n; j++) {
 			if (g[j]->type != TG_EV_QUERY)
 				continue;
-			if (j < i && fps[j].exact == fps[i].exact)
+			if (j < i && fps[i].known && fps[j].known && fps[j].exact == fps[i].exact)
 				dup = 1;
 			if (fps[j].hash == fps[i].hash && fps[j].site == fps[i].site)
 				same++;
@@ -297,6 +319,67 @@ static void settle_one(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struct
 
 /* ---- records ----------------------------------------------------------- */
 
+static uint64_t mix_hash(uint64_t a, uint64_t b)
+{
+	uint64_t h = (a ^ 0x9e3779b97f4a7c15ull) * 0xbf58476d1ce4e5b9ull;
+	h ^= b + 0x94d049bb133111ebull + (h << 6) + (h >> 2);
+	return h;
+}
+
+/* 1 if queries a and b have the same text, or (psycopg2 puts the values
+ * into the text) the same fingerprint. */
+static int same_statement(const struct tg_ev_query *a, const struct tg_ev_query *b)
+{
+	if (a->sql_len == b->sql_len && memcmp(a + 1, b + 1, a->sql_len) == 0)
+		return 1;
+	static char fa[FP_MAX], fb[FP_MAX];
+	size_t la = tg_sql_fingerprint((const char *)(a + 1), a->sql_len, fa, sizeof fa);
+	size_t lb = tg_sql_fingerprint((const char *)(b + 1), b->sql_len, fb, sizeof fb);
+	return la == lb && memcmp(fa, fb, la) == 0;
+}
+
+/* 1 if queries a and b come from the same call site (one call of the app). */
+static int same_site(const struct tg_ev_query *a, const struct tg_ev_query *b)
+{
+	const char *sa = (const char *)(a + 1) + a->sql_len + a->db_len + a->err_len + a->params_len;
+	const char *sb = (const char *)(b + 1) + b->sql_len + b->db_len + b->err_len + b->params_len;
+	return a->site_len == b->site_len && memcmp(sa, sb, a->site_len) == 0;
+}
+
+/* Adds q, which continues a batch, to the batch's first record: the last
+ * query pending on its connection, if it is that statement from the same
+ * call site for the same scope. Returns 1 when done, 0 when q must stand
+ * alone. */
+static int merge_batch(struct tg_sql_proc *p, const struct tg_ev_query *q)
+{
+	size_t stop = p->npend > BATCH_LOOKBACK ? p->npend - BATCH_LOOKBACK : 0;
+	for (size_t i = p->npend; i-- > stop;) {
+		struct pending *pe = &p->pend[i];
+		if (!pe->rec || pe->type != TG_EV_QUERY)
+			continue;
+		struct tg_ev_query *f = pe->rec;
+		if (f->conn_key != q->conn_key || f->tap != q->tap)
+			continue;
+		if (f->scope != q->scope || (f->flags & TG_QF_ERROR) || !same_site(f, q) || !same_statement(f, q))
+			return 0;
+		f->executions = f->executions > UINT32_MAX - q->executions ? UINT32_MAX : f->executions + q->executions;
+		if ((f->flags | q->flags) & TG_QF_ROWS_UNKNOWN)
+			f->flags |= TG_QF_ROWS_UNKNOWN;
+		else
+			f->rows += q->rows;
+		if (!(q->flags & TG_QF_PARAMS_KNOWN))
+			f->flags &= (uint16_t)~TG_QF_PARAMS_KNOWN;
+		/* The values of every execution, with its text when it holds them. */
+		f->params_hash = mix_hash(f->params_hash,
+					  mix_hash(q->params_hash, (uint64_t)tg_hash64(q + 1, q->sql_len, 0)));
+		if (q->end_ns > f->end_ns)
+			f->end_ns = q->end_ns;
+		pe->end_ns = f->end_ns;
+		return 1;
+	}
+	return 0;
+}
+
 int tg_sql_record(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const void *rec, uint32_t size, int64_t now)
 {
 	const struct tg_ev_hdr *h = rec;
@@ -305,6 +388,8 @@ int tg_sql_record(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const void 
 		if (check_query(rec, size) < 0)
 			return -1;
 		const struct tg_ev_query *q = rec;
+		if ((q->flags & TG_QF_BATCH_CONT) && !(q->flags & TG_QF_ERROR) && merge_batch(p, q))
+			return 0;
 		pe.tid = q->tid;
 		pe.token = q->scope;
 		pe.start_ns = q->start_ns;

@@ -172,6 +172,25 @@ static const char *const migrations[] = {
 	/* 3 -> 4: the client a proxy forwarded the request for
 	 * (X-Forwarded-For, Forwarded, X-Real-IP), beside the socket peer. */
 	"ALTER TABLE requests ADD COLUMN forwarded_for TEXT;",
+	/* 4 -> 5: what a query is - 'app' (the application's own statement)
+	 * or 'housekeeping' (transaction control, session settings, pool
+	 * resets, probes and type introspection that drivers run by
+	 * themselves: never an N+1 or a duplicate) - and the executions a
+	 * batch (executemany) stands for. Rows recorded before are sorted by
+	 * their fingerprint's first words, the clear cases of the collector's
+	 * rule, and lose the flags that housekeeping never gets. */
+	"ALTER TABLE queries ADD COLUMN kind TEXT NOT NULL DEFAULT 'app';"
+	"ALTER TABLE queries ADD COLUMN executions INTEGER NOT NULL DEFAULT 1;"
+	"UPDATE queries SET kind = 'housekeeping', n_plus_one = 0, duplicate = 0 WHERE"
+	"  fingerprint GLOB 'begin*' OR fingerprint GLOB 'start transaction*' OR fingerprint GLOB 'commit*'"
+	"  OR fingerprint = 'end' OR fingerprint GLOB 'end *' OR fingerprint GLOB 'rollback*'"
+	"  OR fingerprint GLOB 'abort*' OR fingerprint GLOB 'savepoint *' OR fingerprint GLOB 'release *'"
+	"  OR fingerprint GLOB 'set *' OR fingerprint GLOB 'reset *' OR fingerprint GLOB 'show *'"
+	"  OR fingerprint GLOB 'discard *' OR fingerprint GLOB 'deallocate *' OR fingerprint GLOB 'listen *'"
+	"  OR fingerprint GLOB 'unlisten *' OR fingerprint GLOB 'close *' OR fingerprint GLOB 'pragma *'"
+	"  OR fingerprint GLOB 'select pg_advisory_unlock_all()*' OR fingerprint GLOB 'with recursive typeinfo_tree(*'"
+	"  OR fingerprint IN ('select ?', 'select version()', 'select pg_catalog.version()',"
+	"  'select current_schema()');",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == TG_STORE_SCHEMA,
@@ -219,8 +238,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_REQUEST_EXCEPTION] = "UPDATE requests SET exception = ? WHERE id = ?",
 	[ST_QUERY] = "INSERT INTO queries (run_id, request_id, process_id, pid, tid, start_unix_ns, duration_ns,"
 		     " db_system, tap, database, sql, sql_truncated, fingerprint, fingerprint_hash, params, rows,"
-		     " error, call_site, attribution, duplicate, n_plus_one)"
-		     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+		     " error, call_site, attribution, duplicate, n_plus_one, kind, executions)"
+		     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_SPAN] = "INSERT INTO spans (run_id, request_id, process_id, pid, tid, kind, start_unix_ns, duration_ns,"
 		    " method, host, path, status, request_bytes, response_bytes, tls, error, call_site, attribution)"
 		    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -736,6 +755,8 @@ int tg_store_query_add(struct tg_store *s, const struct tg_query_row *q)
 	bind_cstr(st, 19, q->attribution);
 	sqlite3_bind_int(st, 20, q->duplicate ? 1 : 0);
 	sqlite3_bind_int(st, 21, q->n_plus_one ? 1 : 0);
+	bind_cstr(st, 22, q->kind ? q->kind : "app");
+	sqlite3_bind_int64(st, 23, q->executions > 0 ? q->executions : 1);
 	return batch_step(s, st);
 }
 

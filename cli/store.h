@@ -24,7 +24,7 @@
 
 #include <sqlite3.h>
 
-#define TG_STORE_SCHEMA 4 /* newest schema version this build reads and writes */
+#define TG_STORE_SCHEMA 5 /* newest schema version this build reads and writes */
 
 struct tg_store;
 
@@ -171,6 +171,8 @@ struct tg_query_row {
 	const char *call_site; size_t call_site_len;
 	const char *attribution;                 /* 'scope' | 'thread' | 'none' */
 	int duplicate, n_plus_one;
+	const char *kind;                        /* 'app' | 'housekeeping' (NULL: 'app') */
+	int64_t executions;                      /* >= 1: a batch's executions */
 };
 
 /* Adds a query to the batch. Returns 0 or -1. */

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define TG_RING_MAGIC 0x474e495253474c54ull /* "TLGSRING" */
-#define TG_RING_VERSION 2u
+#define TG_RING_VERSION 3u
 
 /* Registration message a process sends over the collector's Unix socket,
  * together with its ring's memfd as SCM_RIGHTS. The collector learns the pid

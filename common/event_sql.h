@@ -38,6 +38,9 @@ enum tg_db_system {
 #define TG_QF_SQL_TRUNCATED 0x02 /* sql longer than the cap */
 #define TG_QF_ROWS_UNKNOWN 0x04  /* rows is not known */
 #define TG_QF_TLS 0x08           /* seen through the TLS taps */
+#define TG_QF_PARAMS_KNOWN 0x10  /* params_hash covers every bound value (none: hash of nothing) */
+#define TG_QF_BATCH_CONT 0x20    /* more executions of the batch (executemany) that the last
+				  * query on conn_key began: the collector adds them to it */
 
 /*
  * One finished query. Followed by sql_len bytes of SQL, db_len bytes of
@@ -45,6 +48,13 @@ enum tg_db_system {
  * "CODE message" for SQLite), params_len bytes of parameters (only with
  * --capture-params) and site_len bytes of call site, then zero padding to
  * a multiple of 8. Strings are not NUL-terminated.
+ *
+ * A batch (executemany: one statement executed for many parameter sets in
+ * one call of the app) is one record with executions > 1 when the tap saw
+ * it whole; when it could not hold the first executions back, the rest
+ * follow in records flagged TG_QF_BATCH_CONT. The parameter values
+ * themselves are only sent with --capture-params, but their hash always
+ * is (duplicates are the same text with the same values).
  */
 struct tg_ev_query {
 	struct tg_ev_hdr h;
@@ -56,13 +66,15 @@ struct tg_ev_query {
 	uint64_t conn_key;   /* per-process connection identity (pointer or fd based) */
 	uint64_t start_ns;   /* CLOCK_MONOTONIC: query sent / first step */
 	uint64_t end_ns;     /* CLOCK_MONOTONIC: final result / done */
-	int64_t rows;        /* rows returned or affected (see TG_QF_ROWS_UNKNOWN) */
+	int64_t rows;        /* rows returned or affected, all executions (see TG_QF_ROWS_UNKNOWN) */
+	uint64_t params_hash; /* of the bound values of every execution (TG_QF_PARAMS_KNOWN) */
+	uint32_t executions; /* executions of the statement this record stands for, >= 1 */
 	uint16_t sql_len;
 	uint16_t db_len;
 	uint16_t err_len;
 	uint16_t params_len;
 	uint16_t site_len;
-	uint16_t pad0[3];
+	uint16_t pad0;
 	/* char data[] follows */
 };
 

@@ -256,11 +256,14 @@ static void give_up(int fd, struct tg_conn *c)
 	conn_free(c);
 }
 
-/* Bytes on an outbound socket go to outbound.c (dir 0 written, 1 read). */
-static void out_io(struct tg_conn *c, int fd, int dir, const struct iovec *iov, int iovcnt, ssize_t r)
+/* Bytes on an outbound socket go to outbound.c (dir 0 written, 1 read).
+ * Written bytes are timed when the write began (t0): the peer may have
+ * them, and may have answered, before the call returns; read bytes when
+ * the read returned. */
+static void out_io(struct tg_conn *c, int fd, int dir, const struct iovec *iov, int iovcnt, ssize_t r, uint64_t t0)
 {
 	int saved = errno;
-	uint64_t now = tg_now_ns();
+	uint64_t now = dir == 0 && t0 ? t0 : tg_now_ns();
 	if (r > 0 && iov) {
 		size_t left = (size_t)r;
 		spin_lock(&c->lock);
@@ -335,7 +338,7 @@ void tg_conn_claim_libpq(int fd)
 void tg_conn_read(struct tg_conn *c, int fd, const struct iovec *iov, int iovcnt, ssize_t r)
 {
 	if (c->out) {
-		out_io(c, fd, 1, iov, iovcnt, r);
+		out_io(c, fd, 1, iov, iovcnt, r, 0);
 		return;
 	}
 	int saved = errno;
@@ -406,7 +409,7 @@ void tg_conn_write(struct tg_conn *c, int fd, const struct iovec *iov, int iovcn
 		   uint64_t t0)
 {
 	if (c->out) {
-		out_io(c, fd, 0, iov, iovcnt, r);
+		out_io(c, fd, 0, iov, iovcnt, r, t0);
 		return;
 	}
 	int saved = errno;

@@ -96,7 +96,8 @@ static void pg_emit(void *ctx, const struct tg_pg_query *pq)
 		.tap = TG_TAP_WIRE,
 		.db_system = TG_DB_POSTGRESQL,
 		.flags = (uint16_t)((pq->failed ? TG_QF_ERROR : 0) | (pq->sql_truncated ? TG_QF_SQL_TRUNCATED : 0) |
-				    (s->tls ? TG_QF_TLS : 0)),
+				    (s->tls ? TG_QF_TLS : 0) | (pq->params_known ? TG_QF_PARAMS_KNOWN : 0) |
+				    (pq->batch_cont ? TG_QF_BATCH_CONT : 0)),
 		.conn_key = s->conn_key,
 		.start_ns = pq->start_ns,
 		.end_ns = pq->end_ns,
@@ -114,6 +115,8 @@ static void pg_emit(void *ctx, const struct tg_pg_query *pq)
 		.site_set = 1,
 		.params = pq->params,
 		.params_len = pq->params_len,
+		.params_hash = pq->params_hash,
+		.executions = pq->executions,
 	};
 	tg_emit_query(&q);
 }

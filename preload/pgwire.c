@@ -7,7 +7,9 @@
  * direction is a small state machine over message headers; the bodies we
  * need are copied into a fixed buffer (capped), all others are skipped.
  * Queries in flight wait in a FIFO (pipelining); a Sync marker in the FIFO
- * closes each batch at the matching ReadyForQuery.
+ * closes each batch at the matching ReadyForQuery. The caller's context
+ * (scope and call site) is asked for once per write, not per message: a
+ * write is the work of one caller at one moment.
  */
 #include "pgwire.h"
 
@@ -22,7 +24,7 @@
 
 #define STMTS_MAX 256    /* prepared statement names remembered per connection */
 #define PORTALS_MAX 8    /* named portals remembered */
-#define QUEUE_MAX 64     /* queries and syncs in flight */
+#define QUEUE_MAX 256    /* queries and syncs in flight */
 #define ERR_MAX 512      /* bytes of "SQLSTATE message" */
 #define DB_MAX 128
 #define FE_EXTRA 512     /* bytes of a frontend message kept beyond the SQL cap */
@@ -43,11 +45,16 @@ struct qent {
 	uint8_t done;          /* Q_EXT: completed and emitted */
 	uint8_t failed;
 	uint8_t sql_truncated;
+	uint8_t params_known;  /* params_hash covers every execution */
+	uint8_t batch_cont;    /* continues a batch already emitted */
 	char *sql;             /* malloc'd, NULL if unknown */
 	size_t sql_len;
 	uint64_t start_ns;
 	int64_t rows, datarows;
 	int has_tag_rows;
+	uint32_t executions;   /* Q_EXT: Executes merged into this entry */
+	uint32_t remaining;    /* of them, not complete yet */
+	uint64_t params_hash;
 	uint64_t scope;
 	uint16_t site_len;
 	char site[TG_PG_SITE_MAX];
@@ -75,6 +82,10 @@ struct dir {
 	uint8_t *buf;                /* kept prefix of the body */
 	size_t keep, kept;           /* bytes to keep of this body / kept so far */
 	size_t cap;
+	uint64_t bhash;              /* Bind: hash of the body past the two names, */
+	uint64_t bword;              /* ... taken 8 bytes at a time: the bytes of */
+	unsigned bwlen;              /* ... the word not yet full */
+	unsigned bnul;               /* Bind: NULs seen (names end at the second) */
 };
 
 struct tg_pgwire {
@@ -111,11 +122,62 @@ struct tg_pgwire {
 	} desc[DESC_MAX];            /* Describe('S', name) sent, answer not yet read */
 	unsigned dhead, dcount;
 	unsigned fe_syncs, be_syncs; /* Syncs sent / their ReadyForQuery read */
+	/* Values of the last Bind, hashed (always). */
+	uint64_t bind_hash;
+	int bind_hash_valid;
+	char bind_hash_portal[PORTAL_NAME_MAX];
+	size_t bind_hash_portal_len;
+	/* A batch that only prepared (Parse without Execute, then Sync or
+	 * Flush): the next execution on the connection, if of that statement
+	 * and by the same caller, began with its Parse. */
+	uint64_t parse_first_ns;     /* first Parse of the batch being written */
+	int prep_valid;
+	char *prep_name;             /* statement name (malloc'd) */
+	uint64_t prep_ns;
+	/* The caller's context, asked once per tg_pgwire_feed() call. */
+	int ctx_have;
+	uint64_t ctx_scope;
+	uint16_t ctx_site_len;
+	char ctx_site[TG_PG_SITE_MAX];
 };
 
 static uint32_t be32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* ---- hashing Bind values (streamed, word by word) ---- */
+
+static inline uint64_t mix_word(uint64_t h, uint64_t w)
+{
+	h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+	return h ^ (h >> 32);
+}
+
+static void bhash_bytes(struct dir *d, const uint8_t *p, size_t n)
+{
+	while (n && d->bwlen) {
+		d->bword |= (uint64_t)*p++ << (8 * d->bwlen);
+		n--;
+		if (++d->bwlen == 8) {
+			d->bhash = mix_word(d->bhash, d->bword);
+			d->bword = 0;
+			d->bwlen = 0;
+		}
+	}
+	for (; n >= 8; n -= 8, p += 8) {
+		uint64_t w = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+			     (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+		d->bhash = mix_word(d->bhash, w);
+	}
+	while (n--)
+		d->bword |= (uint64_t)*p++ << (8 * d->bwlen++);
+}
+
+/* The hash of the whole Bind body once it is in. */
+static uint64_t bhash_final(const struct dir *d)
+{
+	return mix_word(mix_word(d->bhash, d->bword), d->bwlen + 1);
 }
 
 static uint64_t hash_name(const char *s, size_t n)
@@ -200,6 +262,7 @@ void tg_pgwire_free(struct tg_pgwire *w)
 		free(w->portals[i][1]);
 	}
 	free(w->unnamed_portal_stmt);
+	free(w->prep_name);
 	free(w->fe.buf);
 	free(w->be.buf);
 	free(w);
@@ -353,9 +416,27 @@ static void emit_q(struct tg_pgwire *w, struct qent *e, uint64_t now, tg_pg_emit
 		.site_len = e->site_len,
 		.params = e->params,
 		.params_len = e->params_len,
+		.params_hash = e->params_hash,
+		.params_known = e->params_known,
+		.executions = e->executions ? e->executions : 1,
+		.batch_cont = e->batch_cont,
 	};
 	if (emit)
 		emit(ctx, &q);
+}
+
+/* The caller's context for this write: asked once per feed call. */
+static void get_context(struct tg_pgwire *w, tg_pg_context_fn context, void *ctx, uint64_t *scope, char *site,
+			uint16_t *site_len)
+{
+	if (!w->ctx_have) {
+		w->ctx_have = 1;
+		w->ctx_scope = 0;
+		w->ctx_site_len = context ? (uint16_t)context(ctx, &w->ctx_scope, w->ctx_site, sizeof w->ctx_site) : 0;
+	}
+	*scope = w->ctx_scope;
+	memcpy(site, w->ctx_site, w->ctx_site_len);
+	*site_len = w->ctx_site_len;
 }
 
 static struct qent *new_query(struct tg_pgwire *w, enum qkind kind, const char *sql, size_t len, int truncated,
@@ -365,14 +446,38 @@ static struct qent *new_query(struct tg_pgwire *w, enum qkind kind, const char *
 	if (!e)
 		return NULL;
 	e->start_ns = now;
+	e->executions = e->remaining = 1;
 	if (sql) {
 		e->sql = dupn(sql, len);
 		e->sql_len = e->sql ? len : 0;
 		e->sql_truncated = truncated;
 	}
 	if (context)
-		e->site_len = (uint16_t)context(ctx, &e->scope, e->site, sizeof e->site);
+		get_context(w, context, ctx, &e->scope, e->site, &e->site_len);
 	return e;
+}
+
+/* The last entry of the queue when it is an execution of the current
+ * batch (no Sync after it), else NULL. */
+static struct qent *q_tail_ext(struct tg_pgwire *w)
+{
+	struct qent *t = w->qcount ? q_at(w, w->qcount - 1) : NULL;
+	return t && t->kind == Q_EXT ? t : NULL;
+}
+
+/* 1 if entry t ran the same statement text for the same caller. */
+static int same_call(const struct qent *t, const char *sql, size_t len, uint64_t scope, const char *site,
+		     uint16_t site_len)
+{
+	return t->sql && sql && t->sql_len == len && memcmp(t->sql, sql, len) == 0 && t->scope == scope &&
+	       t->site_len == site_len && memcmp(t->site, site, site_len) == 0;
+}
+
+static uint64_t mix_hash(uint64_t a, uint64_t b)
+{
+	uint64_t h = (a ^ 0x9e3779b97f4a7c15ull) * 0xbf58476d1ce4e5b9ull;
+	h ^= b + 0x94d049bb133111ebull + (h << 6) + (h >> 2);
+	return h;
 }
 
 /* ---- parameter values (capture on) ---- */
@@ -677,8 +782,14 @@ static void fe_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 		size_t len = complete && n ? n - 1 : n;
 		if (len > w->sql_max)
 			len = w->sql_max;
-		new_query(w, Q_SIMPLE, (const char *)b, strnlen((const char *)b, len), !complete || len < n - 1, now,
-			  context, ctx);
+		struct qent *e = new_query(w, Q_SIMPLE, (const char *)b, strnlen((const char *)b, len),
+					   !complete || len < n - 1, now, context, ctx);
+		if (e) { /* values, if any, are in the text */
+			e->params_known = 1;
+			if (e->scope != w->parse_scope || e->site_len != w->parse_site_len ||
+			    memcmp(e->site, w->parse_site, e->site_len) != 0)
+				w->prep_valid = 0; /* another caller came between */
+		}
 		break;
 	}
 	case 'P': { /* Parse: name\0 sql\0 nparams types */
@@ -694,6 +805,8 @@ static void fe_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 			truncated = 1;
 		}
 		w->batch_parse = stmt_set(w, (const char *)b, (size_t)nl, sql, sl, truncated);
+		if (!w->parse_ctx_pending)
+			w->parse_first_ns = now;
 		w->parse_ctx_pending = 1;
 		if (w->params_on && w->batch_parse && !truncated) {
 			size_t t = i + strnlen(sql, avail) + 1;
@@ -711,6 +824,12 @@ static void fe_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 		long sl = cstr(b, n, &i);
 		if (pl >= 0 && sl >= 0)
 			portal_bind(w, (const char *)b, (size_t)pl, (const char *)b + stmt_at, (size_t)sl);
+		w->bind_hash_valid = pl >= 0 && (size_t)pl <= sizeof w->bind_hash_portal && w->fe.bnul >= 2;
+		if (w->bind_hash_valid) {
+			w->bind_hash = bhash_final(&w->fe);
+			memcpy(w->bind_hash_portal, b, (size_t)pl);
+			w->bind_hash_portal_len = (size_t)pl;
+		}
 		if (w->params_on) {
 			w->bind_valid = 0;
 			if (pl < 0 || sl < 0 || (size_t)pl > sizeof w->bind_portal)
@@ -729,21 +848,67 @@ static void fe_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 			break;
 		const char *name = portal_stmt(w, (const char *)b, (size_t)pl);
 		struct stmt *s = name ? stmt_find(w, name, strlen(name)) : NULL;
+		int known = w->bind_hash_valid && (size_t)pl == w->bind_hash_portal_len &&
+			    memcmp(b, w->bind_hash_portal, (size_t)pl) == 0;
+		uint64_t hash = known ? w->bind_hash : 0;
+		w->bind_hash_valid = 0;
+		w->parse_ctx_pending = 0;
+		uint64_t scope = 0;
+		char site[TG_PG_SITE_MAX];
+		uint16_t site_len = 0;
+		get_context(w, context, ctx, &scope, site, &site_len);
+		/* Prepared in a batch of its own by this caller (who may have run
+		 * other statements since, such as type introspection)? */
+		int claim = 0;
+		if (w->prep_valid) {
+			int same = scope == w->parse_scope && site_len == w->parse_site_len &&
+				   memcmp(site, w->parse_site, site_len) == 0;
+			claim = same && name && w->prep_name && strcmp(name, w->prep_name) == 0;
+			if (claim || !same)
+				w->prep_valid = 0;
+		}
+		/* Another execution of the statement just queued, for the same
+		 * caller in the same batch: the same query, executed again. */
+		struct qent *t = q_tail_ext(w);
+		int cont = 0;
+		if (t && s && !t->failed && same_call(t, s->sql, s->sql_len, scope, site, site_len)) {
+			if (!t->done) {
+				t->executions++;
+				t->remaining++;
+				t->params_hash = mix_hash(t->params_hash, hash);
+				t->params_known = t->params_known && known;
+				break;
+			}
+			cont = 1; /* its first part is out: the rest continues it */
+		}
 		struct qent *e =
 			new_query(w, Q_EXT, s ? s->sql : NULL, s ? s->sql_len : 0, s ? s->truncated : 1, now, context, ctx);
-		if (e && w->params_on)
+		if (!e)
+			break;
+		e->batch_cont = (uint8_t)cont;
+		e->params_hash = mix_hash(0, hash);
+		e->params_known = (uint8_t)known;
+		if (claim && w->prep_ns <= now)
+			e->start_ns = w->prep_ns;
+		if (w->params_on)
 			attach_params(w, e, (const char *)b, (size_t)pl);
-		w->parse_ctx_pending = 0;
 		break;
 	}
 	case 'S': /* Sync */
 	case 'H': /* Flush */
 		if (w->parse_ctx_pending && context) {
 			/* A batch that only prepares: if the statement does not
-			 * compile, the error is reported as a query of this caller. */
+			 * compile, the error is reported as a query of this caller;
+			 * if it does, its execution may follow. */
 			w->parse_ctx_pending = 0;
 			w->parse_ns = now;
-			w->parse_site_len = (uint16_t)context(ctx, &w->parse_scope, w->parse_site, sizeof w->parse_site);
+			get_context(w, context, ctx, &w->parse_scope, w->parse_site, &w->parse_site_len);
+			if (w->batch_parse && w->batch_parse->name) {
+				free(w->prep_name);
+				w->prep_name = dupn(w->batch_parse->name, strlen(w->batch_parse->name));
+				w->prep_ns = w->parse_first_ns;
+				w->prep_valid = w->prep_name != NULL;
+			}
 		}
 		if (type == 'S') {
 			q_push(w, Q_SYNC);
@@ -823,23 +988,21 @@ static void be_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 		if (e)
 			e->datarows++;
 		break;
-	case 'C': /* CommandComplete */
+	case 'C': { /* CommandComplete */
 		if (!e)
 			break;
-		if (e->kind == Q_SIMPLE) {
-			int64_t r;
-			if (tag_rows(b, n, &r)) {
-				e->rows += r;
-				e->has_tag_rows = 1;
-			}
-		} else {
-			e->has_tag_rows = tag_rows(b, n, &e->rows);
-			emit_q(w, e, now, emit, ctx);
+		int64_t r;
+		if (tag_rows(b, n, &r)) {
+			e->rows += r;
+			e->has_tag_rows = 1;
 		}
+		if (e->kind == Q_EXT && --e->remaining == 0)
+			emit_q(w, e, now, emit, ctx);
 		break;
+	}
 	case 'I': /* EmptyQueryResponse */
 	case 's': /* PortalSuspended */
-		if (e && e->kind == Q_EXT)
+		if (e && e->kind == Q_EXT && --e->remaining == 0)
 			emit_q(w, e, now, emit, ctx);
 		break;
 	case 'E': /* ErrorResponse */
@@ -853,6 +1016,7 @@ static void be_message(struct tg_pgwire *w, uint8_t type, const uint8_t *b, size
 			 * compile, as drivers prepare it first): a failed query too. */
 			struct stmt *s = w->batch_parse;
 			w->batch_parse = NULL;
+			w->prep_valid = 0;
 			struct qent *f = new_query(w, Q_EXT, s->sql, s->sql_len, s->truncated, now, NULL, ctx);
 			if (f) {
 				f->scope = w->parse_scope;
@@ -931,6 +1095,7 @@ int tg_pgwire_feed(struct tg_pgwire *w, int dir, const uint8_t *buf, size_t n, u
 		return TG_PG_UNTRACK;
 	struct dir *d = dir == TG_PG_TO_SERVER ? &w->fe : &w->be;
 	int rc = TG_PG_OK;
+	w->ctx_have = 0;
 	while (n && rc == TG_PG_OK) {
 		if (dir == TG_PG_FROM_SERVER && w->ssl_answer) {
 			uint8_t a = buf[0];
@@ -978,10 +1143,22 @@ int tg_pgwire_feed(struct tg_pgwire *w, int dir, const uint8_t *buf, size_t n, u
 			d->keep = dir == TG_PG_TO_SERVER ? fe_keep(w, d->type, d->hdr_need == 4) : be_keep(w, d->type);
 			if (d->keep > d->cap)
 				d->keep = d->cap;
+			d->bhash = 0xcbf29ce484222325ull;
+			d->bword = 0;
+			d->bwlen = 0;
+			d->bnul = 0;
 		}
 		size_t take = d->body_len - d->body_got;
 		if (take > n)
 			take = n;
+		if (dir == TG_PG_TO_SERVER && d->type == 'B' && d->hdr_need == 5) {
+			/* Bind: hash what follows the portal and statement names
+			 * (formats, values, result formats), however long. */
+			size_t k = 0;
+			while (k < take && d->bnul < 2)
+				d->bnul += buf[k++] == 0;
+			bhash_bytes(d, buf + k, take - k);
+		}
 		if (d->kept < d->keep) {
 			size_t k = d->keep - d->kept < take ? d->keep - d->kept : take;
 			memcpy(d->buf + d->kept, buf, k);

@@ -13,6 +13,18 @@
  * and message, and hands each finished query to an emit callback. Password
  * and SASL messages are skipped unread. It does no I/O and takes no clock.
  *
+ * A query's time runs from the first message of its execution to its last
+ * result: when a statement is prepared in a batch of its own (Parse,
+ * Describe, Sync - asyncpg, psycopg 3's prepared statements) and then
+ * executed by the same caller (scope and call site), who may have run other
+ * statements in between (type introspection), its Parse begins the
+ * execution. Executions of one statement that follow each other
+ * in one batch for one caller (asyncpg's executemany, psycopg 3 pipelines)
+ * are one query with their count of executions; those whose first part was
+ * already reported are reported with batch_cont set. Every Bind's values
+ * are hashed (not kept) so that duplicates can be told from queries that
+ * differ only in their values.
+ *
  * With parameter capture on (tg_pgwire_capture_params), Bind values are
  * rendered as "$1='text', $2=NULL, $3=42": text-format values as text,
  * binary ones by type (int2/int4/int8/oid, bool, float4/float8, text-like,
@@ -51,7 +63,11 @@ struct tg_pg_query {
 	const char *err; size_t err_len;    /* "SQLSTATE message" */
 	uint64_t scope;                     /* as given by the context callback at send time */
 	const char *site; size_t site_len;  /* likewise */
-	const char *params; size_t params_len; /* rendered Bind values, with capture on */
+	const char *params; size_t params_len; /* rendered Bind values (the first execution's), capture on */
+	uint64_t params_hash;               /* of every execution's Bind values, when params_known */
+	int params_known;                   /* 0: some execution's Bind was not seen */
+	uint32_t executions;                /* >= 1 */
+	int batch_cont;                     /* continues the batch of the last query reported */
 };
 
 typedef void (*tg_pg_emit_fn)(void *ctx, const struct tg_pg_query *q);

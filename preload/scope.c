@@ -570,12 +570,14 @@ void tg_emit_query(const struct tg_query_info *q)
 	ev->start_ns = q->start_ns;
 	ev->end_ns = q->end_ns >= q->start_ns ? q->end_ns : q->start_ns;
 	ev->rows = q->rows;
+	ev->params_hash = (flags & TG_QF_PARAMS_KNOWN) ? q->params_hash : 0;
+	ev->executions = q->executions ? q->executions : 1;
 	ev->sql_len = sl;
 	ev->db_len = dl;
 	ev->err_len = el;
 	ev->params_len = pl;
 	ev->site_len = tl;
-	memset(ev->pad0, 0, sizeof ev->pad0);
+	ev->pad0 = 0;
 	uint8_t *p = rec + sizeof *ev;
 	p = put(p, q->sql, sl);
 	p = put(p, q->db, dl);

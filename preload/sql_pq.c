@@ -18,6 +18,17 @@
  * through ctypes (psycopg 3), whose connections belong to the wire parser.
  * Passwords never leave libpq: only PQdb() is recorded.
  *
+ * A statement prepared (PQprepare, PQsendPrepare) and then executed by the
+ * same request scope starts at its preparation: the server's parse time
+ * belongs to that first execution, as on the wire (pgwire.h).
+ *
+ * Batches: psycopg2's executemany() runs its statement once per parameter
+ * set, each a PQexec of its own, which nothing at the libpq level tells
+ * from a loop of the app's. The bootstrap wraps executemany() in
+ * timeglass_batch(1) ... timeglass_batch(0): meanwhile the queries after
+ * the first one on a connection are flagged TG_QF_BATCH_CONT, and the
+ * collector counts them as executions of the first.
+ *
  * libpq usually arrives with dlopen (psycopg2's _psycopg module): real
  * functions are looked up in it on first use and never called when
  * missing. Inside a tap, nested libpq calls (PQexec calls PQsendQuery and
@@ -60,6 +71,7 @@ TG_EXPORT int PQsendPrepare(PGconn *c, const char *name, const char *sql, int n,
 TG_EXPORT int PQsendQueryPrepared(PGconn *c, const char *name, PREP_LIST);
 TG_EXPORT PGresult *PQgetResult(PGconn *c);
 TG_EXPORT void PQfinish(PGconn *c);
+TG_EXPORT void timeglass_batch(int on);
 
 static struct {
 	PGresult *(*exec)(PGconn *, const char *);
@@ -134,11 +146,15 @@ static inline int tapping(void)
 struct prepared {
 	char *name;
 	char *sql;
+	uint64_t prep_ns;   /* when it was prepared, until its first execution */
+	uint64_t prep_scope;
+	int fresh;          /* not executed since it was prepared */
 };
 
 struct inflight {
 	char *sql;          /* malloc'd copy, capped; NULL when unknown */
 	size_t sql_len;
+	uint64_t params_hash; /* of its parameter values (none: the empty hash) */
 	uint64_t start_ns;
 	uint64_t scope;     /* scope of the sender */
 	int64_t rows;
@@ -231,7 +247,7 @@ static char *dup_capped(const char *s, size_t *len)
 	return d;
 }
 
-static void remember_prepared(PGconn *c, const char *name, const char *sql)
+static void remember_prepared(PGconn *c, const char *name, const char *sql, uint64_t t0, uint64_t scope)
 {
 	if (!name || !sql)
 		return;
@@ -253,6 +269,9 @@ static void remember_prepared(PGconn *c, const char *name, const char *sql)
 		size_t dummy;
 		s->prep[slot].name = strdup(name);
 		s->prep[slot].sql = dup_capped(sql, &dummy);
+		s->prep[slot].prep_ns = t0;
+		s->prep[slot].prep_scope = scope;
+		s->prep[slot].fresh = 1;
 		if (!s->prep[slot].name || !s->prep[slot].sql) { /* keep the table consistent */
 			free(s->prep[slot].name);
 			free(s->prep[slot].sql);
@@ -262,8 +281,10 @@ static void remember_prepared(PGconn *c, const char *name, const char *sql)
 	unlock();
 }
 
-/* Copies the text prepared under name into buf; returns its length (0 if unknown). */
-static size_t prepared_sql(PGconn *c, const char *name, char *buf, size_t cap)
+/* Copies the text prepared under name into buf; returns its length (0 if
+ * unknown). An execution of it: *start moves back to its preparation when
+ * this is the first one since and scope prepared it. */
+static size_t prepared_sql(PGconn *c, const char *name, char *buf, size_t cap, uint64_t *start, uint64_t scope)
 {
 	size_t n = 0;
 	if (!name)
@@ -274,11 +295,43 @@ static size_t prepared_sql(PGconn *c, const char *name, char *buf, size_t cap)
 		if (strcmp(s->prep[i].name, name) == 0) {
 			n = strnlen(s->prep[i].sql, cap);
 			memcpy(buf, s->prep[i].sql, n);
+			if (start && s->prep[i].fresh && s->prep[i].prep_scope == scope && s->prep[i].prep_ns <= *start)
+				*start = s->prep[i].prep_ns;
+			if (start)
+				s->prep[i].fresh = 0;
 			break;
 		}
 	}
 	unlock();
 	return n;
+}
+
+/* ---- batches (timeglass_batch) ---- */
+
+static TG_TLS int batch_depth;    /* timeglass_batch(1) calls not yet closed */
+static TG_TLS PGconn *batch_conn; /* connection of the batch's first query */
+
+/* The calling thread runs one batch call of the app (on 1) until it ends
+ * (on 0); calls nest. */
+void timeglass_batch(int on)
+{
+	if (on) {
+		if (batch_depth++ == 0)
+			batch_conn = NULL;
+	} else if (batch_depth > 0 && --batch_depth == 0) {
+		batch_conn = NULL;
+	}
+}
+
+/* 1 if a query on c now continues the calling thread's batch. */
+static int batch_continues(PGconn *c)
+{
+	if (!batch_depth)
+		return 0;
+	if (batch_conn == c)
+		return 1;
+	batch_conn = c;
+	return 0;
 }
 
 /* ---- describing results ---- */
@@ -324,6 +377,19 @@ static void take_result(PGconn *c, PGresult *res, int64_t *rows, int *failed, ch
 	}
 }
 
+/* Hash of the parameter values of a call (see tg_params_hash): text
+ * values up to their NUL, binary ones by their length. */
+static uint64_t hash_values(int n, const char *const *values, const int *lengths, const int *formats)
+{
+	uint64_t h = TG_PARAMS_HASH_INIT;
+	for (int i = 0; i < n && values; i++) {
+		int bin = formats && formats[i];
+		int64_t len = !values[i] ? -1 : bin ? (lengths ? lengths[i] : 0) : (int64_t)strlen(values[i]);
+		h = tg_params_hash(h, (uint32_t)i, (uint32_t)bin, values[i], len);
+	}
+	return h;
+}
+
 /* Parameters as "$1='text', $2=NULL, $3=<binary 4 bytes>" (only with
  * --capture-params). Returns the length written to out. */
 static size_t fmt_params(int n, const char *const *values, const int *lengths, const int *formats, char *out,
@@ -348,13 +414,15 @@ static size_t fmt_params(int n, const char *const *values, const int *lengths, c
 
 static void emit(PGconn *c, const char *sql, size_t sql_len, uint64_t start, int64_t rows, int failed,
 		 const char *err, size_t err_len, uint64_t scope, int scope_set, const char *params,
-		 size_t params_len)
+		 size_t params_len, uint64_t params_hash)
 {
 	const char *db = real.db(c);
 	struct tg_query_info q = {
 		.tap = TG_TAP_LIBPQ,
 		.db_system = TG_DB_POSTGRESQL,
-		.flags = failed ? TG_QF_ERROR : 0,
+		.flags = (uint16_t)((failed ? TG_QF_ERROR : 0) | TG_QF_PARAMS_KNOWN |
+				    (batch_continues(c) ? TG_QF_BATCH_CONT : 0)),
+		.params_hash = params_hash,
 		.conn_key = (uint64_t)(uintptr_t)c,
 		.start_ns = start,
 		.end_ns = tg_now_ns(),
@@ -375,17 +443,18 @@ static void emit(PGconn *c, const char *sql, size_t sql_len, uint64_t start, int
 	tg_emit_query(&q);
 }
 
-/* Records a synchronous call that returned res; params may be NULL. */
+/* Records a synchronous call that returned res; params (rendered, may be
+ * NULL) and hash describe its parameter values. */
 static void sync_done_p(PGconn *c, const char *sql, size_t sql_len, uint64_t start, PGresult *res,
-			const char *params, size_t params_len);
+			const char *params, size_t params_len, uint64_t hash);
 
 static void sync_done(PGconn *c, const char *sql, size_t sql_len, uint64_t start, PGresult *res)
 {
-	sync_done_p(c, sql, sql_len, start, res, NULL, 0);
+	sync_done_p(c, sql, sql_len, start, res, NULL, 0, TG_PARAMS_HASH_INIT);
 }
 
 static void sync_done_p(PGconn *c, const char *sql, size_t sql_len, uint64_t start, PGresult *res,
-			const char *params, size_t params_len)
+			const char *params, size_t params_len, uint64_t hash)
 {
 	int saved = errno;
 	int64_t rows = 0;
@@ -394,7 +463,7 @@ static void sync_done_p(PGconn *c, const char *sql, size_t sql_len, uint64_t sta
 	size_t err_len = 0;
 	mark_owned(c);
 	take_result(c, res, &rows, &failed, err, &err_len);
-	emit(c, sql, sql_len, start, rows, failed, err, err_len, 0, 0, params, params_len);
+	emit(c, sql, sql_len, start, rows, failed, err, err_len, 0, 0, params, params_len, hash);
 	errno = saved;
 }
 
@@ -427,9 +496,11 @@ PGresult *PQexecParams(PGconn *c, const char *sql, PARAMS_LIST)
 	ENTER();
 	PGresult *r = real.exec_params(c, sql, n, types, values, lengths, formats, rfmt);
 	LEAVE();
+	int saved = errno;
 	char params[TG_SQL_PARAMS_MAX];
 	size_t pl = tg_capture_params() ? fmt_params(n, values, lengths, formats, params, sizeof params) : 0;
-	sync_done_p(c, sql, strlen(sql), t0, r, params, pl);
+	sync_done_p(c, sql, strlen(sql), t0, r, params, pl, hash_values(n, values, lengths, formats));
+	errno = saved;
 	return r;
 }
 
@@ -448,7 +519,7 @@ PGresult *PQprepare(PGconn *c, const char *name, const char *sql, int n, const O
 	mark_owned(c);
 	int ok = r && real.result_status(r) == PGRES_COMMAND_OK;
 	if (ok)
-		remember_prepared(c, name, sql);
+		remember_prepared(c, name, sql, t0, tg_scope_current());
 	else if (sql) /* a statement that does not compile is a failed query */
 		sync_done(c, sql, strlen(sql), t0, r);
 	errno = saved;
@@ -468,10 +539,10 @@ PGresult *PQexecPrepared(PGconn *c, const char *name, PREP_LIST)
 	LEAVE();
 	int saved = errno;
 	char sql[TG_SQL_MAX_LIMIT];
-	size_t len = prepared_sql(c, name, sql, tg_sql_max());
+	size_t len = prepared_sql(c, name, sql, tg_sql_max(), &t0, tg_scope_current());
 	char params[TG_SQL_PARAMS_MAX];
 	size_t pl = tg_capture_params() ? fmt_params(n, values, lengths, formats, params, sizeof params) : 0;
-	sync_done_p(c, sql, len, t0, r, params, pl);
+	sync_done_p(c, sql, len, t0, r, params, pl, hash_values(n, values, lengths, formats));
 	errno = saved;
 	return r;
 }
@@ -479,8 +550,8 @@ PGresult *PQexecPrepared(PGconn *c, const char *name, PREP_LIST)
 /* ---- async and pipeline ---- */
 
 /* A query was sent (rc 1): queue it for PQgetResult. sql may be NULL with
- * name set (prepared). */
-static void sent(PGconn *c, int rc, const char *sql, const char *name, uint64_t t0)
+ * name set (prepared); hash is that of its parameter values. */
+static void sent(PGconn *c, int rc, const char *sql, const char *name, uint64_t t0, uint64_t hash)
 {
 	if (rc != 1)
 		return;
@@ -490,7 +561,7 @@ static void sent(PGconn *c, int rc, const char *sql, const char *name, uint64_t 
 	char buf[TG_SQL_MAX_LIMIT];
 	size_t len = 0;
 	if (!sql && name) {
-		len = prepared_sql(c, name, buf, tg_sql_max());
+		len = prepared_sql(c, name, buf, tg_sql_max(), &t0, scope);
 		sql = buf;
 	} else if (sql) {
 		len = strnlen(sql, tg_sql_max() + 1);
@@ -505,6 +576,7 @@ static void sent(PGconn *c, int rc, const char *sql, const char *name, uint64_t 
 		inflight_clear(f);
 		f->sql = copy;
 		f->sql_len = copy ? len : 0;
+		f->params_hash = hash;
 		f->start_ns = t0;
 		f->scope = scope;
 		s->count++;
@@ -526,7 +598,7 @@ int PQsendQuery(PGconn *c, const char *sql)
 	ENTER();
 	int rc = real.send_query(c, sql);
 	LEAVE();
-	sent(c, rc, sql, NULL, t0);
+	sent(c, rc, sql, NULL, t0, TG_PARAMS_HASH_INIT);
 	return rc;
 }
 
@@ -541,7 +613,7 @@ int PQsendQueryParams(PGconn *c, const char *sql, PARAMS_LIST)
 	ENTER();
 	int rc = real.send_query_params(c, sql, n, types, values, lengths, formats, rfmt);
 	LEAVE();
-	sent(c, rc, sql, NULL, t0);
+	sent(c, rc, sql, NULL, t0, rc == 1 ? hash_values(n, values, lengths, formats) : 0);
 	return rc;
 }
 
@@ -552,12 +624,13 @@ int PQsendPrepare(PGconn *c, const char *name, const char *sql, int n, const Oid
 		return 0;
 	if (!tapping())
 		return real.send_prepare(c, name, sql, n, types);
+	uint64_t t0 = tg_now_ns();
 	ENTER();
 	int rc = real.send_prepare(c, name, sql, n, types);
 	LEAVE();
 	if (rc == 1) {
 		int saved = errno;
-		remember_prepared(c, name, sql);
+		remember_prepared(c, name, sql, t0, tg_scope_current());
 		mark_owned(c);
 		errno = saved;
 	}
@@ -575,7 +648,7 @@ int PQsendQueryPrepared(PGconn *c, const char *name, PREP_LIST)
 	ENTER();
 	int rc = real.send_query_prepared(c, name, n, values, lengths, formats, rfmt);
 	LEAVE();
-	sent(c, rc, NULL, name, t0);
+	sent(c, rc, NULL, name, t0, rc == 1 ? hash_values(n, values, lengths, formats) : 0);
 	return rc;
 }
 
@@ -606,7 +679,7 @@ PGresult *PQgetResult(PGconn *c)
 			s->count--;
 			unlock();
 			emit(c, done.sql, done.sql_len, done.start_ns, done.rows, done.failed, done.err,
-			     done.err_len, done.scope, 1, NULL, 0);
+			     done.err_len, done.scope, 1, NULL, 0, done.params_hash);
 			free(done.sql);
 			errno = saved;
 			return r;

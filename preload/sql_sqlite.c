@@ -13,6 +13,21 @@
  * connections to a file named timeglass.db, under a .timeglass directory or
  * at $TIMEGLASS_DB are skipped.
  *
+ * Bound values are hashed as they are bound (sqlite3_bind_*), so that a
+ * duplicate (same text, same values) can be told from the same statement
+ * run on other values; the values themselves are only read with
+ * --capture-params (sqlite3_expanded_sql).
+ *
+ * executemany: CPython's sqlite3 module (3.11 to 3.15 alike) runs each
+ * parameter set of executemany() as reset, bind, step on one statement,
+ * while execute() reads sqlite3_last_insert_rowid() after every statement
+ * it runs, and both begin a DML call with sqlite3_get_autocommit() (to
+ * open the implicit transaction; not in autocommit mode). So a DML
+ * statement stepped again with neither call since its previous execution
+ * finished is the next row of one executemany(): its record is flagged
+ * TG_QF_BATCH_CONT and the collector adds it to the batch's first
+ * execution.
+ *
  * libsqlite3 usually arrives with dlopen (Python's _sqlite3 module), so the
  * real functions are looked up in it on first use (tg_lib_sym).
  */
@@ -33,6 +48,10 @@ typedef struct sqlite3_stmt sqlite3_stmt;
 #define SQLITE_OK 0
 #define SQLITE_ROW 100
 #define SQLITE_DONE 101
+#define SQLITE_RANGE 25
+
+typedef long long sqlite3_int64;
+typedef unsigned long long sqlite3_uint64;
 
 TG_EXPORT int sqlite3_prepare_v2(sqlite3 *db, const char *sql, int n, sqlite3_stmt **st, const char **tail);
 TG_EXPORT int sqlite3_prepare_v3(sqlite3 *db, const char *sql, int n, unsigned flags, sqlite3_stmt **st,
@@ -40,6 +59,19 @@ TG_EXPORT int sqlite3_prepare_v3(sqlite3 *db, const char *sql, int n, unsigned f
 TG_EXPORT int sqlite3_step(sqlite3_stmt *st);
 TG_EXPORT int sqlite3_reset(sqlite3_stmt *st);
 TG_EXPORT int sqlite3_finalize(sqlite3_stmt *st);
+TG_EXPORT sqlite3_int64 sqlite3_last_insert_rowid(sqlite3 *db);
+TG_EXPORT int sqlite3_get_autocommit(sqlite3 *db);
+TG_EXPORT int sqlite3_bind_null(sqlite3_stmt *st, int i);
+TG_EXPORT int sqlite3_bind_int(sqlite3_stmt *st, int i, int v);
+TG_EXPORT int sqlite3_bind_int64(sqlite3_stmt *st, int i, sqlite3_int64 v);
+TG_EXPORT int sqlite3_bind_double(sqlite3_stmt *st, int i, double v);
+TG_EXPORT int sqlite3_bind_text(sqlite3_stmt *st, int i, const char *v, int n, void (*d)(void *));
+TG_EXPORT int sqlite3_bind_text64(sqlite3_stmt *st, int i, const char *v, sqlite3_uint64 n, void (*d)(void *),
+				  unsigned char enc);
+TG_EXPORT int sqlite3_bind_blob(sqlite3_stmt *st, int i, const void *v, int n, void (*d)(void *));
+TG_EXPORT int sqlite3_bind_blob64(sqlite3_stmt *st, int i, const void *v, sqlite3_uint64 n, void (*d)(void *));
+TG_EXPORT int sqlite3_bind_zeroblob(sqlite3_stmt *st, int i, int n);
+TG_EXPORT int sqlite3_clear_bindings(sqlite3_stmt *st);
 
 static struct {
 	int (*prepare_v2)(sqlite3 *, const char *, int, sqlite3_stmt **, const char **);
@@ -55,6 +87,19 @@ static struct {
 	int (*stmt_readonly)(sqlite3_stmt *);
 	char *(*expanded_sql)(sqlite3_stmt *);
 	void (*free_)(void *);
+	int (*bind_parameter_count)(sqlite3_stmt *);
+	sqlite3_int64 (*last_insert_rowid)(sqlite3 *);
+	int (*get_autocommit)(sqlite3 *);
+	int (*bind_null)(sqlite3_stmt *, int);
+	int (*bind_int)(sqlite3_stmt *, int, int);
+	int (*bind_int64)(sqlite3_stmt *, int, sqlite3_int64);
+	int (*bind_double)(sqlite3_stmt *, int, double);
+	int (*bind_text)(sqlite3_stmt *, int, const char *, int, void (*)(void *));
+	int (*bind_text64)(sqlite3_stmt *, int, const char *, sqlite3_uint64, void (*)(void *), unsigned char);
+	int (*bind_blob)(sqlite3_stmt *, int, const void *, int, void (*)(void *));
+	int (*bind_blob64)(sqlite3_stmt *, int, const void *, sqlite3_uint64, void (*)(void *));
+	int (*bind_zeroblob)(sqlite3_stmt *, int, int);
+	int (*clear_bindings)(sqlite3_stmt *);
 } real;
 static pthread_once_t real_once = PTHREAD_ONCE_INIT;
 
@@ -75,6 +120,19 @@ static void resolve(void)
 	real.stmt_readonly = tg_lib_sym(LIB, "sqlite3_stmt_readonly", NULL);
 	real.expanded_sql = tg_lib_sym(LIB, "sqlite3_expanded_sql", NULL);
 	real.free_ = tg_lib_sym(LIB, "sqlite3_free", NULL);
+	real.bind_parameter_count = tg_lib_sym(LIB, "sqlite3_bind_parameter_count", NULL);
+	real.last_insert_rowid = tg_lib_sym(LIB, "sqlite3_last_insert_rowid", (void *)sqlite3_last_insert_rowid);
+	real.get_autocommit = tg_lib_sym(LIB, "sqlite3_get_autocommit", (void *)sqlite3_get_autocommit);
+	real.bind_null = tg_lib_sym(LIB, "sqlite3_bind_null", (void *)sqlite3_bind_null);
+	real.bind_int = tg_lib_sym(LIB, "sqlite3_bind_int", (void *)sqlite3_bind_int);
+	real.bind_int64 = tg_lib_sym(LIB, "sqlite3_bind_int64", (void *)sqlite3_bind_int64);
+	real.bind_double = tg_lib_sym(LIB, "sqlite3_bind_double", (void *)sqlite3_bind_double);
+	real.bind_text = tg_lib_sym(LIB, "sqlite3_bind_text", (void *)sqlite3_bind_text);
+	real.bind_text64 = tg_lib_sym(LIB, "sqlite3_bind_text64", (void *)sqlite3_bind_text64);
+	real.bind_blob = tg_lib_sym(LIB, "sqlite3_bind_blob", (void *)sqlite3_bind_blob);
+	real.bind_blob64 = tg_lib_sym(LIB, "sqlite3_bind_blob64", (void *)sqlite3_bind_blob64);
+	real.bind_zeroblob = tg_lib_sym(LIB, "sqlite3_bind_zeroblob", (void *)sqlite3_bind_zeroblob);
+	real.clear_bindings = tg_lib_sym(LIB, "sqlite3_clear_bindings", (void *)sqlite3_clear_bindings);
 }
 
 static inline void need_real(void)
@@ -89,6 +147,86 @@ static int can_describe(void)
 	       real.stmt_readonly;
 }
 
+/* ---- bound values, hashed per statement on the binding thread ---- */
+
+#define BOUND_STMTS 8   /* statements whose values are followed, per thread (the last bound) */
+#define BOUND_MAX 32    /* parameters followed per statement; more: values unknown */
+
+struct bound {
+	sqlite3_stmt *st;          /* NULL = free */
+	uint32_t seen;             /* parameter i bound (bit i - 1) */
+	int cleared;               /* sqlite3_clear_bindings: the others are NULL */
+	int overflow;              /* a parameter past BOUND_MAX */
+	uint64_t age;
+	uint64_t h[BOUND_MAX];     /* hash of each parameter's value */
+};
+
+static TG_TLS struct bound bound[BOUND_STMTS];
+static TG_TLS uint64_t bound_clock;
+
+static struct bound *bound_find(sqlite3_stmt *st, int create)
+{
+	struct bound *old = &bound[0];
+	for (int i = 0; i < BOUND_STMTS; i++) {
+		if (bound[i].st == st)
+			return &bound[i];
+		if ((bound[i].st ? bound[i].age : 0) < (old->st ? old->age : 0))
+			old = &bound[i];
+	}
+	if (!create)
+		return NULL;
+	memset(old, 0, sizeof *old - sizeof old->h);
+	old->st = st;
+	old->age = ++bound_clock;
+	return old;
+}
+
+/* A value was bound to parameter i of st (code: its kind; len -1: NULL). */
+static void on_bind(sqlite3_stmt *st, int i, uint32_t code, const void *p, int64_t len)
+{
+	if (!tg_proc.enabled || tg_tap_depth || !st)
+		return;
+	struct bound *b = bound_find(st, 1);
+	if (i < 1 || i > BOUND_MAX) {
+		b->overflow = 1;
+		return;
+	}
+	b->h[i - 1] = tg_params_hash(TG_PARAMS_HASH_INIT, (uint32_t)i, code, p, len);
+	b->seen |= 1u << (i - 1);
+	b->age = ++bound_clock;
+}
+
+/* The hash of st's parameter values now, if every one is known. */
+static int bound_hash(sqlite3_stmt *st, uint64_t *hash)
+{
+	int n = real.bind_parameter_count ? real.bind_parameter_count(st) : -1;
+	*hash = TG_PARAMS_HASH_INIT;
+	if (n == 0)
+		return 1;
+	struct bound *b = n > 0 && n <= BOUND_MAX ? bound_find(st, 0) : NULL;
+	if (!b || b->overflow)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		uint64_t v;
+		if (b->seen & (1u << i))
+			v = b->h[i];
+		else if (b->cleared)
+			v = tg_params_hash(TG_PARAMS_HASH_INIT, (uint32_t)i + 1, 0, NULL, -1);
+		else
+			return 0;
+		*hash = tg_hash_bytes(*hash, &v, sizeof v);
+	}
+	return 1;
+}
+
+/* ---- executemany (see the top) ---- */
+
+/* The DML statement whose execution finished last on this thread, while
+ * no sqlite3_last_insert_rowid() or sqlite3_get_autocommit() on its
+ * connection has followed. */
+static TG_TLS sqlite3_stmt *open_st;
+static TG_TLS sqlite3 *open_db;
+
 /* ---- statements being stepped on this thread ---- */
 
 #define ACTIVE_MAX 16 /* statements stepped at once by one thread (nested cursors) */
@@ -98,6 +236,9 @@ struct active {
 	uint64_t start_ns; /* first step */
 	int64_t rows;      /* SQLITE_ROW results so far */
 	uint64_t age;      /* for eviction: the oldest goes when the table is full */
+	uint64_t params_hash;
+	int params_known;
+	int batch_cont;    /* the next row of an executemany() (see the top) */
 };
 
 static TG_TLS struct active active[ACTIVE_MAX];
@@ -131,6 +272,9 @@ static struct active *active_new(sqlite3_stmt *st, uint64_t now)
 	a->start_ns = now;
 	a->rows = 0;
 	a->age = ++active_clock;
+	a->params_known = bound_hash(st, &a->params_hash);
+	a->batch_cont = st == open_st;
+	open_st = NULL;
 	nactive++;
 	return a;
 }
@@ -281,9 +425,10 @@ static void stmt_forget(sqlite3_stmt *st)
 	stmt_release();
 }
 
-/* Writes the record of a statement that finished with rc at now. */
+/* Writes the record of a statement that finished with rc at now; a is its
+ * execution (NULL for a failed prepare). */
 static void finish(sqlite3_stmt *st, sqlite3 *db, const char *file, size_t fl, const char *sql, size_t sql_len,
-		   uint64_t start, uint64_t now, int64_t rows, int rc)
+		   uint64_t start, uint64_t now, int64_t rows, int rc, const struct active *a)
 {
 	char err[TG_SQL_ERR_MAX];
 	int el = 0;
@@ -297,6 +442,12 @@ static void finish(sqlite3_stmt *st, sqlite3 *db, const char *file, size_t fl, c
 		.sql = sql,
 		.sql_len = sql_len,
 	};
+	if (a && a->params_known) {
+		q.flags |= TG_QF_PARAMS_KNOWN;
+		q.params_hash = a->params_hash;
+	}
+	if (a && a->batch_cont)
+		q.flags |= TG_QF_BATCH_CONT;
 	if (file && fl) {
 		q.db = fl > TG_SQL_DB_MAX ? file + fl - TG_SQL_DB_MAX : file;
 		q.db_len = fl > TG_SQL_DB_MAX ? TG_SQL_DB_MAX : fl;
@@ -331,15 +482,18 @@ static void finish(sqlite3_stmt *st, sqlite3 *db, const char *file, size_t fl, c
 static void finish_active(struct active *a, int rc, uint64_t now)
 {
 	sqlite3_stmt *st = a->st;
-	int64_t rows = a->rows;
-	uint64_t start = a->start_ns;
+	struct active done = *a;
 	active_del(a);
 	struct stmt_info si;
 	if (!stmt_describe(st, &si) || si.own)
 		return;
-	if (!rows && !si.readonly)
-		rows = real.changes(si.db);
-	finish(st, si.db, si.file, si.file_len, si.sql, si.sql_len, start, now, rows, rc);
+	if (!done.rows && !si.readonly)
+		done.rows = real.changes(si.db);
+	finish(st, si.db, si.file, si.file_len, si.sql, si.sql_len, done.start_ns, now, done.rows, rc, &done);
+	if (rc == SQLITE_DONE && !si.readonly) {
+		open_st = st;
+		open_db = si.db;
+	}
 }
 
 static int prepare_done(sqlite3 *db, const char *sql, int n, int rc, uint64_t start)
@@ -353,7 +507,7 @@ static int prepare_done(sqlite3 *db, const char *sql, int n, int rc, uint64_t st
 		return rc;
 	int saved = errno;
 	size_t len = n < 0 ? strlen(sql) : strnlen(sql, (size_t)n);
-	finish(NULL, db, file, file ? strlen(file) : 0, sql, len, start, tg_now_ns(), 0, rc);
+	finish(NULL, db, file, file ? strlen(file) : 0, sql, len, start, tg_now_ns(), 0, rc, NULL);
 	errno = saved;
 	return rc;
 }
@@ -443,7 +597,139 @@ int sqlite3_finalize(sqlite3_stmt *st)
 	if (!real.finalize)
 		return 21;
 	stop_early(st);
-	if (st)
+	if (st) {
 		stmt_forget(st);
+		struct bound *b = bound_find(st, 0);
+		if (b)
+			b->st = NULL;
+		if (open_st == st)
+			open_st = NULL;
+	}
 	return real.finalize(st);
+}
+
+sqlite3_int64 sqlite3_last_insert_rowid(sqlite3 *db)
+{
+	need_real();
+	if (!real.last_insert_rowid)
+		return 0;
+	if (open_st && db == open_db)
+		open_st = NULL; /* execute() is over: not an executemany() */
+	return real.last_insert_rowid(db);
+}
+
+int sqlite3_get_autocommit(sqlite3 *db)
+{
+	need_real();
+	if (!real.get_autocommit)
+		return 1;
+	if (open_st && db == open_db)
+		open_st = NULL; /* a new call of the app begins */
+	return real.get_autocommit(db);
+}
+
+/* Each bind hook calls the real function, then notes the value when it
+ * was taken (codes: 1 integer, 2 float, 3 text, 4 blob, 5 zeroblob; the
+ * same integer bound as int or int64 hashes alike). Values are hashed,
+ * never copied. */
+static int bound_rc(int rc, sqlite3_stmt *st, int i, uint32_t code, const void *p, int64_t len)
+{
+	if (rc == SQLITE_OK && tg_proc.enabled) {
+		int saved = errno;
+		on_bind(st, i, code, p, len);
+		errno = saved;
+	}
+	return rc;
+}
+
+int sqlite3_bind_null(sqlite3_stmt *st, int i)
+{
+	need_real();
+	if (!real.bind_null)
+		return SQLITE_RANGE;
+	return bound_rc(real.bind_null(st, i), st, i, 0, NULL, -1);
+}
+
+int sqlite3_bind_int(sqlite3_stmt *st, int i, int v)
+{
+	need_real();
+	if (!real.bind_int)
+		return SQLITE_RANGE;
+	sqlite3_int64 w = v;
+	return bound_rc(real.bind_int(st, i, v), st, i, 1, &w, sizeof w);
+}
+
+int sqlite3_bind_int64(sqlite3_stmt *st, int i, sqlite3_int64 v)
+{
+	need_real();
+	if (!real.bind_int64)
+		return SQLITE_RANGE;
+	return bound_rc(real.bind_int64(st, i, v), st, i, 1, &v, sizeof v);
+}
+
+int sqlite3_bind_double(sqlite3_stmt *st, int i, double v)
+{
+	need_real();
+	if (!real.bind_double)
+		return SQLITE_RANGE;
+	return bound_rc(real.bind_double(st, i, v), st, i, 2, &v, sizeof v);
+}
+
+int sqlite3_bind_text(sqlite3_stmt *st, int i, const char *v, int n, void (*d)(void *))
+{
+	need_real();
+	if (!real.bind_text)
+		return SQLITE_RANGE;
+	int64_t len = !v ? -1 : n < 0 ? (int64_t)strlen(v) : n;
+	return bound_rc(real.bind_text(st, i, v, n, d), st, i, 3, v, len);
+}
+
+int sqlite3_bind_text64(sqlite3_stmt *st, int i, const char *v, sqlite3_uint64 n, void (*d)(void *),
+			unsigned char enc)
+{
+	need_real();
+	if (!real.bind_text64)
+		return SQLITE_RANGE;
+	int64_t len = !v ? -1 : (int64_t)n;
+	return bound_rc(real.bind_text64(st, i, v, n, d, enc), st, i, 3u | (uint32_t)enc << 8, v, len);
+}
+
+int sqlite3_bind_blob(sqlite3_stmt *st, int i, const void *v, int n, void (*d)(void *))
+{
+	need_real();
+	if (!real.bind_blob)
+		return SQLITE_RANGE;
+	return bound_rc(real.bind_blob(st, i, v, n, d), st, i, 4, v, v ? (n < 0 ? 0 : n) : -1);
+}
+
+int sqlite3_bind_blob64(sqlite3_stmt *st, int i, const void *v, sqlite3_uint64 n, void (*d)(void *))
+{
+	need_real();
+	if (!real.bind_blob64)
+		return SQLITE_RANGE;
+	return bound_rc(real.bind_blob64(st, i, v, n, d), st, i, 4, v, v ? (int64_t)n : -1);
+}
+
+int sqlite3_bind_zeroblob(sqlite3_stmt *st, int i, int n)
+{
+	need_real();
+	if (!real.bind_zeroblob)
+		return SQLITE_RANGE;
+	sqlite3_int64 w = n;
+	return bound_rc(real.bind_zeroblob(st, i, n), st, i, 5, &w, sizeof w);
+}
+
+int sqlite3_clear_bindings(sqlite3_stmt *st)
+{
+	need_real();
+	if (!real.clear_bindings)
+		return SQLITE_RANGE;
+	int rc = real.clear_bindings(st);
+	if (rc == SQLITE_OK && tg_proc.enabled && !tg_tap_depth && st) {
+		struct bound *b = bound_find(st, 1);
+		b->seen = 0;
+		b->overflow = 0;
+		b->cleared = 1;
+	}
+	return rc;
 }

@@ -57,11 +57,36 @@ struct tg_query_info {
 	const char *db; size_t db_len;
 	const char *err; size_t err_len;
 	const char *params; size_t params_len;
+	uint64_t params_hash;      /* of the bound values (TG_QF_PARAMS_KNOWN in flags) */
+	uint32_t executions;       /* executions it stands for (0 is taken as 1) */
 	uint64_t scope;            /* token; taken from the thread when 0 and scope_set is 0 */
 	int scope_set;             /* scope is already decided (possibly 0) */
 	const char *site; size_t site_len; /* call site, when site_set */
 	int site_set;              /* else it is taken from the calling thread */
 };
+
+/* Hash of bound parameter values, built value by value from
+ * TG_PARAMS_HASH_INIT: tg_params_hash() folds in one value (its index, a
+ * format or type code, and its bytes; len -1 for NULL). Only equality
+ * matters: the same values in the same places give the same hash. */
+#define TG_PARAMS_HASH_INIT 0xcbf29ce484222325ull
+
+static inline uint64_t tg_hash_bytes(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+static inline uint64_t tg_params_hash(uint64_t h, uint32_t index, uint32_t code, const void *p, int64_t len)
+{
+	int64_t head[2] = {(int64_t)index << 32 | code, len};
+	h = tg_hash_bytes(h, head, sizeof head);
+	return len > 0 && p ? tg_hash_bytes(h, p, (size_t)len) : h;
+}
 
 /* Writes a TG_EV_QUERY record (with the call site of the calling thread).
  * Does nothing when the process is not recorded. Preserves errno. */

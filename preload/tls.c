@@ -170,8 +170,10 @@ static int libpq_owned(SSL *ssl)
 	return fd >= 0 && tg_out_is_libpq(fd);
 }
 
-/* The app moved n plaintext bytes over ssl (dir 0 written, 1 read). */
-static void on_plain(SSL *ssl, int dir, const void *buf, size_t n)
+/* The app moved n plaintext bytes over ssl (dir 0 written, 1 read).
+ * Writes are timed from before the call (t0: over a socket BIO the bytes
+ * leave, and the answer may come, before it returns), reads after it. */
+static void on_plain(SSL *ssl, int dir, const void *buf, size_t n, uint64_t t0)
 {
 	if (!tg_proc.enabled || tg_tap_depth || !n || !ssl)
 		return;
@@ -182,7 +184,7 @@ static void on_plain(SSL *ssl, int dir, const void *buf, size_t n)
 		stream_set_dead(ssl);
 		tg_stream_forget(s);
 	} else if (s != DEAD) {
-		uint64_t now = tg_now_ns();
+		uint64_t now = dir == 0 && t0 ? t0 : tg_now_ns();
 		tg_tap_depth++;
 		if (tg_stream_feed(s, dir, buf, n, now)) {
 			stream_set_dead(ssl);
@@ -200,7 +202,7 @@ int SSL_read(SSL *ssl, void *buf, int num)
 		return -1;
 	int r = real.read(ssl, buf, num);
 	if (r > 0)
-		on_plain(ssl, 1, buf, (size_t)r);
+		on_plain(ssl, 1, buf, (size_t)r, 0);
 	return r;
 }
 
@@ -209,9 +211,10 @@ int SSL_write(SSL *ssl, const void *buf, int num)
 	need_real();
 	if (!real.write)
 		return -1;
+	uint64_t t0 = tg_proc.enabled ? tg_now_ns() : 0;
 	int r = real.write(ssl, buf, num);
 	if (r > 0)
-		on_plain(ssl, 0, buf, (size_t)r);
+		on_plain(ssl, 0, buf, (size_t)r, t0);
 	return r;
 }
 
@@ -222,7 +225,7 @@ int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
 		return 0;
 	int r = real.read_ex(ssl, buf, num, readbytes);
 	if (r == 1 && readbytes)
-		on_plain(ssl, 1, buf, *readbytes);
+		on_plain(ssl, 1, buf, *readbytes, 0);
 	return r;
 }
 
@@ -231,9 +234,10 @@ int SSL_write_ex(SSL *ssl, const void *buf, size_t num, size_t *written)
 	need_real();
 	if (!real.write_ex)
 		return 0;
+	uint64_t t0 = tg_proc.enabled ? tg_now_ns() : 0;
 	int r = real.write_ex(ssl, buf, num, written);
 	if (r == 1 && written)
-		on_plain(ssl, 0, buf, *written);
+		on_plain(ssl, 0, buf, *written, t0);
 	return r;
 }
 

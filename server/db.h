@@ -15,7 +15,7 @@
 
 /* Newest store schema the dashboard reads (PRAGMA user_version); must follow
  * TG_STORE_SCHEMA of cli/store.h. */
-#define TG_UI_SCHEMA 4
+#define TG_UI_SCHEMA 5
 
 enum tg_db_state {
 	TG_DB_OK,      /* a store this build reads */
@@ -49,6 +49,9 @@ const char *tg_db_state_name(enum tg_db_state state);
 
 /* 1 when the store has a table of that name, else 0. */
 int tg_db_has_table(sqlite3 *db, const char *name);
+
+/* 1 if table has column (older schemas lack later columns). */
+int tg_db_has_column(sqlite3 *db, const char *table, const char *column);
 
 /* Runs sql (one statement, no parameters) and returns its first column of
  * its first row as an integer; dflt when there is no row or on error. */

@@ -58,10 +58,12 @@ struct req_list {
 
 /* Common start of GET /api/requests/ID/queries and /spans: the body
  * {"request": id, "available": ...} and, when the store has the table, its
- * "rows" array and l->st running sql with id bound. Returns 0, or the
- * status of the response already sent (an error, or the body of a store
- * without the table). */
-static int list_open(struct tg_req *r, int64_t id, const char *table, const char *sql, struct req_list *l)
+ * "rows" array and l->st running sql with id bound (sql_old instead when
+ * not NULL and the table lacks column new_column, in older schemas).
+ * Returns 0, or the status of the response already sent (an error, or the
+ * body of a store without the table). */
+static int list_open(struct tg_req *r, int64_t id, const char *table, const char *sql, const char *new_column,
+		     const char *sql_old, struct req_list *l)
 {
 	int status;
 	l->start = 0;
@@ -78,6 +80,8 @@ static int list_open(struct tg_req *r, int64_t id, const char *table, const char
 		return tg_send_json(r, 200, l->body);
 	}
 	cJSON_AddBoolToObject(l->body, "available", 1);
+	if (sql_old && !tg_db_has_column(l->db, table, new_column))
+		sql = sql_old;
 	if (sqlite3_prepare_v2(l->db, sql, -1, &l->st, NULL) != SQLITE_OK) {
 		cJSON_Delete(l->body);
 		return tg_store_error(r, l->db);
@@ -111,13 +115,17 @@ int tg_api_request_queries(struct tg_req *r, int64_t id)
 	struct req_list l;
 	int status = list_open(r, id, "queries",
 			       "SELECT id, start_unix_ns, duration_ns, db_system, tap, database, sql, sql_truncated,"
-			       " fingerprint, rows, error, call_site, duplicate, n_plus_one"
+			       " fingerprint, rows, error, call_site, duplicate, n_plus_one, kind, executions"
+			       " FROM queries WHERE request_id = ? ORDER BY start_unix_ns, id",
+			       "kind",
+			       "SELECT id, start_unix_ns, duration_ns, db_system, tap, database, sql, sql_truncated,"
+			       " fingerprint, rows, error, call_site, duplicate, n_plus_one, 'app', 1"
 			       " FROM queries WHERE request_id = ? ORDER BY start_unix_ns, id",
 			       &l);
 	if (status)
 		return status;
 	sqlite3_stmt *st = l.st;
-	int64_t count = 0, total = 0, dups = 0, nnpo = 0;
+	int64_t count = 0, total = 0, dups = 0, nnpo = 0, house = 0;
 	struct npo *npo = NULL;
 	size_t n_npo = 0;
 	int rc;
@@ -140,11 +148,16 @@ int tg_api_request_queries(struct tg_req *r, int64_t id)
 		int dup = sqlite3_column_int(st, 12) != 0, np1 = sqlite3_column_int(st, 13) != 0;
 		cJSON_AddBoolToObject(o, "duplicate", dup);
 		cJSON_AddBoolToObject(o, "n_plus_one", np1);
+		const char *kind = (const char *)sqlite3_column_text(st, 14);
+		int hk = kind && strcmp(kind, "housekeeping") == 0;
+		tg_json_add_bytes(o, "kind", hk ? "housekeeping" : "app", hk ? 12 : 3);
+		tg_json_add_int(o, "executions", sqlite3_column_int64(st, 15) > 0 ? sqlite3_column_int64(st, 15) : 1);
 		cJSON_AddItemToArray(l.rows, o);
 		count++;
 		total += dur;
 		dups += dup;
 		nnpo += np1;
+		house += hk;
 		if (np1) {
 			const char *fp = (const char *)sqlite3_column_text(st, 8);
 			fp = fp ? fp : "";
@@ -173,6 +186,7 @@ int tg_api_request_queries(struct tg_req *r, int64_t id)
 		tg_json_add_dur(sum, "total", total);
 		tg_json_add_int(sum, "duplicates", dups);
 		tg_json_add_int(sum, "n_plus_one_queries", nnpo);
+		tg_json_add_int(sum, "housekeeping", house);
 		cJSON *arr = cJSON_AddArrayToObject(sum, "n_plus_one");
 		for (size_t k = 0; k < n_npo; k++) {
 			cJSON *o = cJSON_CreateObject();
@@ -195,7 +209,7 @@ int tg_api_request_spans(struct tg_req *r, int64_t id)
 			       "SELECT id, kind, start_unix_ns, duration_ns, method, host, path, status, request_bytes,"
 			       " response_bytes, tls, error, call_site FROM spans WHERE request_id = ?"
 			       " ORDER BY start_unix_ns, id",
-			       &l);
+			       NULL, NULL, &l);
 	if (status)
 		return status;
 	sqlite3_stmt *st = l.st;

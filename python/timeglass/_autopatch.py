@@ -54,6 +54,8 @@ def patch_errors_module(module):
     when_imported("concurrent.futures.thread", patch_executor)
     when_imported("asyncpg.connection", patch_asyncpg)
     when_imported("aiohttp.client_reqrep", patch_aiohttp)
+    when_imported("psycopg2", patch_psycopg2)
+    when_imported("psycopg2.extras", patch_psycopg2_extras)
 
 
 def patch_threadpool():
@@ -232,6 +234,88 @@ def patch_aiohttp(module):
     req_cls.send = send_bound
     resp_cls.start = start_bound
     req_cls._timeglass_patched = True
+
+
+# psycopg2's executemany() runs its statement once per parameter set, each a
+# round trip of its own that the library's libpq taps see as one query:
+# nothing there tells them from a loop of the application's. Around each
+# executemany(), tell the library that they are one call (one query with
+# its executions, not an N+1). psycopg2's cursor type cannot be changed, so
+# connections made by psycopg2.connect() without a cursor factory get a
+# subclass of it whose executemany() does so; the cursor classes of
+# psycopg2.extras are patched in place.
+_batch_fn = None
+
+
+def _batch():
+    """timeglass_batch(on) of the library, or None."""
+    global _batch_fn
+    if _batch_fn is None:
+        fn = False
+        try:
+            import ctypes
+            fn = ctypes.CDLL(None).timeglass_batch
+            fn.argtypes = [ctypes.c_int]
+            fn.restype = None
+        except (OSError, AttributeError):
+            fn = False
+        _batch_fn = fn
+    return _batch_fn or None
+
+
+def _batched(method):
+    @functools.wraps(method)
+    def executemany(self, *args, **kwargs):
+        batch = _batch() if _native.native() is not None else None
+        if batch is None:
+            return method(self, *args, **kwargs)
+        batch(1)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            batch(0)
+    executemany._timeglass_patched = True
+    return executemany
+
+
+def patch_psycopg2(module):
+    connect = getattr(module, "connect", None)
+    base = getattr(getattr(module, "extensions", None), "cursor", None)
+    if connect is None or base is None or getattr(connect, "_timeglass_patched", False):
+        return
+
+    class cursor(base):
+        __slots__ = ()
+        executemany = _batched(base.executemany)
+
+    cursor.__module__ = base.__module__
+    cursor.__qualname__ = base.__qualname__
+
+    @functools.wraps(connect)
+    def connect_batched(*args, **kwargs):
+        conn = connect(*args, **kwargs)
+        try:
+            if conn.cursor_factory is None:
+                conn.cursor_factory = cursor
+        except Exception:
+            pass
+        return conn
+
+    connect_batched._timeglass_patched = True
+    module.connect = connect_batched
+
+
+def patch_psycopg2_extras(module):
+    base = getattr(sys.modules.get("psycopg2.extensions"), "cursor", None)
+    if base is None:
+        return
+    classes = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, base) and c is not base]
+    for cls in sorted(classes, key=lambda c: len(c.__mro__)):  # bases first
+        if cls.executemany is base.executemany:
+            try:
+                cls.executemany = _batched(base.executemany)
+            except TypeError:
+                pass
 
 
 class _AfterImport:

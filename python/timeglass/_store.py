@@ -11,7 +11,7 @@ a newer TimeGlass, and use WAL with a 5 s busy timeout, like the collector.
 import os
 import sqlite3
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEFAULT_PATH = os.path.join(".timeglass", "timeglass.db")
 
 BUSY_TIMEOUT_S = 5.0
@@ -165,6 +165,19 @@ MIGRATIONS = (
     "ALTER TABLE requests ADD COLUMN cpu_ns INTEGER;",
     # 3 -> 4: the client a proxy forwarded the request for (X-Forwarded-For, Forwarded, X-Real-IP), beside the socket peer.
     "ALTER TABLE requests ADD COLUMN forwarded_for TEXT;",
+    # 4 -> 5: what a query is - 'app' (the application's own statement) or 'housekeeping' (transaction control, session settings, pool resets, probes and type introspection that drivers run by themselves: never an N+1 or a duplicate) - and the executions a batch (executemany) stands for. Rows recorded before are sorted by their fingerprint's first words, the clear cases of the collector's rule, and lose the flags that housekeeping never gets.
+    "ALTER TABLE queries ADD COLUMN kind TEXT NOT NULL DEFAULT 'app';"
+    "ALTER TABLE queries ADD COLUMN executions INTEGER NOT NULL DEFAULT 1;"
+    "UPDATE queries SET kind = 'housekeeping', n_plus_one = 0, duplicate = 0 WHERE"
+    "  fingerprint GLOB 'begin*' OR fingerprint GLOB 'start transaction*' OR fingerprint GLOB 'commit*'"
+    "  OR fingerprint = 'end' OR fingerprint GLOB 'end *' OR fingerprint GLOB 'rollback*'"
+    "  OR fingerprint GLOB 'abort*' OR fingerprint GLOB 'savepoint *' OR fingerprint GLOB 'release *'"
+    "  OR fingerprint GLOB 'set *' OR fingerprint GLOB 'reset *' OR fingerprint GLOB 'show *'"
+    "  OR fingerprint GLOB 'discard *' OR fingerprint GLOB 'deallocate *' OR fingerprint GLOB 'listen *'"
+    "  OR fingerprint GLOB 'unlisten *' OR fingerprint GLOB 'close *' OR fingerprint GLOB 'pragma *'"
+    "  OR fingerprint GLOB 'select pg_advisory_unlock_all()*' OR fingerprint GLOB 'with recursive typeinfo_tree(*'"
+    "  OR fingerprint IN ('select ?', 'select version()', 'select pg_catalog.version()',"
+    "  'select current_schema()');",
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

@@ -67,7 +67,14 @@ static void pg_emit(void *ctx, const struct tg_pg_query *q)
 	REQUIRE(q->site_len <= TG_PG_SITE_MAX);
 	REQUIRE(q->failed || !q->err_len);
 	REQUIRE(q->params_len <= TG_PG_PARAMS_MAX && (!q->params_len || q->params));
+	REQUIRE(q->executions >= 1);
+	REQUIRE(q->params_known == 0 || q->params_known == 1);
 	uint64_t h = fnv(0xcbf29ce484222325ull, q->sql ? q->sql : "", q->sql_len);
+	h = fnv(h, &q->executions, sizeof q->executions);
+	h = fnv(h, &q->params_known, sizeof q->params_known);
+	h = fnv(h, &q->batch_cont, sizeof q->batch_cont);
+	if (q->params_known)
+		h = fnv(h, &q->params_hash, sizeof q->params_hash);
 	h = fnv(h, q->err ? q->err : "", q->err_len);
 	h = fnv(h, &q->rows, sizeof q->rows);
 	h = fnv(h, &q->start_ns, sizeof q->start_ns);
@@ -81,8 +88,9 @@ static void pg_emit(void *ctx, const struct tg_pg_query *q)
 static size_t pg_context(void *ctx, uint64_t *scope, char *site, size_t cap)
 {
 	struct run *r = ctx;
-	*scope = r->now;
-	return (size_t)snprintf(site, cap, "f.py:%llu g", (unsigned long long)r->now);
+	/* One caller for a few events in a row: executions can merge. */
+	*scope = r->now / 3;
+	return (size_t)snprintf(site, cap, "f.py:%llu g", (unsigned long long)(r->now / 3));
 }
 
 static void http_emit(void *ctx, const struct tg_httpc_call *c)
@@ -220,7 +228,7 @@ static size_t msg(uint8_t *out, char type, const char *body, size_t len)
 	return len + 5;
 }
 
-static const char startup[] = "\0\0\0\x21\0\3\0\0user\0tg\0database\0db\0\0";
+static const char startup[] = "\0\0\0\x1d\0\3\0\0user\0tg\0database\0db\0\0"; /* 29 bytes */
 static const char ssl_req[] = "\0\0\0\x08\x04\xd2\x16\x2f";
 static const char parse_body[] = "s1\0SELECT * FROM t WHERE a = $1 AND b = 'a long literal past the cap'\0\0";
 
@@ -237,7 +245,7 @@ static void gen(struct script *s)
 	ev(s, 1, m, msg(m, 'Z', "I", 1));
 	int steps = 1 + (int)(rnd() % 12);
 	for (int k = 0; k < steps; k++) {
-		switch (rnd() % 9) {
+		switch (rnd() % 11) {
 		case 0: ev(s, 0, m, msg(m, 'Q', "SELECT 1\0", 9)); break;
 		case 1: ev(s, 0, m, msg(m, 'P', parse_body, sizeof parse_body - 1)); break;
 		case 2: ev(s, 0, m, msg(m, 'B', "\0s1\0\0\0\0\0\0\0", 10)); break;
@@ -250,6 +258,26 @@ static void gen(struct script *s)
 			break;
 		}
 		case 7: ev(s, 1, m, msg(m, 'E', "SERROR\0C42P01\0Mmissing\0\0", 24)); break;
+		case 9: { /* executemany: Bind/Execute of one statement, twice, in one write */
+			size_t n = 0;
+			char v = (char)('0' + rnd() % 3);
+			const char bind_v[] = {0, 's', '1', 0, 0, 0, 0, 1, 0, 0, 0, 1, v, 0, 0};
+			for (int e = 0; e < 2; e++) {
+				n += msg(m + n, 'B', bind_v, sizeof bind_v);
+				n += msg(m + n, 'E', "\0\0\0\0\0", 5);
+			}
+			if (rnd() % 2)
+				n += msg(m + n, 'S', "", 0);
+			ev(s, 0, m, n);
+			break;
+		}
+		case 10: { /* a statement prepared in a batch of its own */
+			size_t n = msg(m, 'P', parse_body, sizeof parse_body - 1);
+			n += msg(m + n, 'D', "Ss1\0", 4);
+			n += msg(m + n, 'S', "", 0);
+			ev(s, 0, m, n);
+			break;
+		}
 		default: ev(s, 1, m, msg(m, 'Z', "I", 1)); break;
 		}
 		if (rnd() % 16 == 0 && s->n > 4) /* corrupt a byte */

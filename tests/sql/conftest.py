@@ -1,9 +1,10 @@
 """Fixtures of the SQL and outbound-HTTP capture tests.
 
-One PostgreSQL 15 server per session (pgharness.py), two local echo HTTP
+One PostgreSQL server per session (pgharness.py), two local echo HTTP
 servers (plain and TLS) in this process, and one recorded run of
 apps/sqlapp.py under `timeglass run`, driven with 50-way concurrency over
 every driver and transport; the tests then check what the store holds.
+The apps run on TIMEGLASS_TEST_PYTHON (default /usr/bin/python3).
 """
 
 import concurrent.futures
@@ -31,6 +32,9 @@ sys.path.insert(0, str(HERE.parent / "integration"))
 import pgharness  # noqa: E402
 from tgtest import PYTHON, TracedServer, free_port, require_built, run_cli, timeglass_env  # noqa: E402
 
+# The interpreter that runs the apps (the version matrix names another).
+PYTHON = os.environ.get("TIMEGLASS_TEST_PYTHON", PYTHON)
+
 APP = HERE / "apps" / "sqlapp.py"
 CONCURRENCY = 50
 
@@ -47,8 +51,9 @@ DRIVERS = {
 KINDS = {"one": 1, "loop": 6, "fail": 1}
 PER_GROUP = {"one": 30, "loop": 8, "fail": 4}  # requests per driver and transport
 # asyncpg cursors, prepared statements and transaction blocks: kind ->
-# (queries marked with the request number, queries of the request in all)
-APGX_KINDS = {"cursor": (1, 3), "prepare": (5, 5), "txn": (1, 3)}
+# (queries marked with the request number, queries of the request in all;
+# an executemany is one query)
+APGX_KINDS = {"cursor": (1, 3), "prepare": (4, 4), "txn": (1, 3)}
 APGX_PER_GROUP = 8
 HTTP_CLIENTS = ("requests", "httpx", "aiohttp", "urllib")
 HTTP_PER_GROUP = 20
@@ -265,4 +270,101 @@ def recorded_params(pg, tmp_path_factory):
     finally:
         server.close()
     yield Recorded(store, responses, plan, lite_db, (0, 0), stderr)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- the shop app (apps/shopapp.py): SQL findings on a real-looking service ------
+
+SHOP_APP = HERE / "apps" / "shopapp.py"
+SHOP_DB = "tgshop"
+# endpoint -> path (N: the request number)
+SHOP_ENDPOINTS = {
+    "apg-loop": "/api/catalog/items/{n}/loop",
+    "apg-twice": "/api/catalog/items/{n}/twice",
+    "dashboard": "/api/catalog/dashboard/{n}",
+    "apg-many": "/api/catalog/restock/{n}",
+    "dbs-summary": "/api/reports/{n}/summary",
+    "dbs-loop": "/api/reports/{n}/loop",
+    "sqla-one": "/api/orders/{n}",
+    "sqla-loop": "/api/orders/{n}/loop",
+    "sqla-twice": "/api/orders/{n}/twice",
+    "pg2-many": "/api/legacy/import/{n}",
+    "pg3-loop": "/api/feed/{n}/loop",
+    "pg3-twice": "/api/feed/{n}/twice",
+    "pg3-pipe": "/api/feed/{n}/pipeline",
+    "lite-many": "/api/audit/import/{n}",
+    "lite-loop": "/api/audit/{n}/loop",
+    "lite-twice": "/api/audit/{n}/twice",
+    "lite-mixed": "/api/audit/{n}/mixed",
+}
+SHOP_PER_ENDPOINT = 6
+
+
+def _get_tagged(port, path, n):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), headers={"X-Request-Id": str(n)})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return r.status, json.loads(r.read())
+
+
+class ShopRun(Recorded):
+    """A recorded run of the shop app, with PostgreSQL's log of it."""
+
+    def __init__(self, db, responses, plan, pg_log, stderr):
+        super().__init__(db, responses, plan, None, (0, 0), stderr)
+        self.pg_log = pg_log  # the server log's text (every database)
+        self.by_n = {n: self.request(path) for _ep, n, path in plan}
+
+
+@pytest.fixture(scope="session")
+def shop(pg, tmp_path_factory):
+    """One run of the shop app under `timeglass run`: every endpoint once in
+    turn (pools and connections are made lazily), then the rest with
+    50-way concurrency. Each request carries X-Request-Id: N."""
+    require_built()
+    dsn, dsn_tcp = pg.setup_logged_database(SHOP_DB)
+    tmp = str(tmp_path_factory.mktemp("shop"))
+    store = os.path.join(tmp, "store", "timeglass.db")
+    os.makedirs(os.path.dirname(store))
+    lite_db = os.path.join(tmp, "audit.db")
+    with sqlite3.connect(lite_db) as c:
+        c.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        c.executemany("INSERT INTO items VALUES (?, ?)", [(k, "item-%d" % k) for k in range(1, 101)])
+        c.execute("CREATE TABLE events (batch INTEGER, k INTEGER, what TEXT)")
+    log_start = os.path.getsize(pg.log) if os.path.exists(pg.log) else 0
+    port = free_port()
+    env = timeglass_env({"TG_SHOP_DSN": dsn, "TG_SHOP_DSN_TCP": dsn_tcp, "TG_SHOP_LITE": lite_db})
+    argv = [PYTHON, "-m", "uvicorn", "shopapp:app", "--app-dir", str(SHOP_APP.parent), "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "warning"]
+    workdir = Path(tmp) / "server"
+    workdir.mkdir()
+    server = TracedServer(argv, store, port, workdir, env=env)
+    plan = []
+    n = 0
+    for ep, path in SHOP_ENDPOINTS.items():
+        for _ in range(SHOP_PER_ENDPOINT):
+            n += 1
+            plan.append((ep, n, path.format(n=n)))
+    first = {}
+    for p in plan:
+        first.setdefault(p[0], p)
+    rest = [p for p in plan if first[p[0]] is not p]
+    random.Random(11).shuffle(rest)
+    responses = {}
+    try:
+        server.wait_ready()
+        for _ep, n, path in first.values():
+            responses[path] = _get_tagged(port, path, n)
+        with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as ex:
+            futs = {ex.submit(_get_tagged, port, path, n): path for _ep, n, path in rest}
+            for f in concurrent.futures.as_completed(futs):
+                responses[futs[f]] = f.result()
+        server.stop()
+        assert server.returncode == 0, server.diagnostics()
+        stderr = server.stderr()
+    finally:
+        server.close()
+    with open(pg.log, errors="replace") as f:
+        f.seek(log_start)
+        pg_log = f.read()
+    yield ShopRun(store, responses, plan, pg_log, stderr)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -97,7 +97,11 @@ class PgServer:
             f.write("\nlisten_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\n"
                     "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\nmax_connections = 300\n"
                     "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-                    "shared_buffers = 32MB\n" % (self.port, self.dir, crt, key))
+                    "shared_buffers = 32MB\n"
+                    # Statement logging is turned on per database (see
+                    # test_sql_findings.py); lines say when, which backend
+                    # and which database.
+                    "log_line_prefix = '%%m [%%p] %%d '\n" % (self.port, self.dir, crt, key))
             f.write(self.extra_conf + "\n")
         r = self._cmd([self.pg_ctl, "-D", self.data, "-l", self.log, "-w", "-t", "60", "start"])
         if r.returncode:
@@ -134,6 +138,32 @@ class PgServer:
         cur.execute("CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL)")
         cur.execute("INSERT INTO items SELECT g, 'item-' || g FROM generate_series(1, 100) g")
         conn.close()
+
+    def setup_logged_database(self, name):
+        """A database whose sessions log every statement with its duration
+        (log_statement = all, log_min_duration_statement = 0), with the
+        tables of apps/shopapp.py. Returns its libpq connection strings over
+        the Unix socket and over TCP (where TLS is negotiated)."""
+        import psycopg2
+        conn = psycopg2.connect("host=%s port=%d dbname=postgres user=%s" % (self.dir, self.port, USER))
+        conn.autocommit = True
+        cur = conn.cursor()
+        cur.execute("CREATE DATABASE %s" % name)
+        cur.execute("ALTER DATABASE %s SET log_statement = 'all'" % name)
+        cur.execute("ALTER DATABASE %s SET log_min_duration_statement = 0" % name)
+        conn.close()
+        dsn = "host=%s port=%d dbname=%s user=%s" % (self.dir, self.port, name, USER)
+        conn = psycopg2.connect(dsn)
+        conn.autocommit = True
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL)")
+        cur.execute("INSERT INTO items SELECT g, 'item-' || g FROM generate_series(1, 100) g")
+        cur.execute("CREATE TABLE stock (item_id integer PRIMARY KEY, qty integer NOT NULL)")
+        cur.execute("INSERT INTO stock SELECT g, 0 FROM generate_series(1, 100) g")
+        cur.execute("CREATE TABLE imports (batch integer, k integer, v text)")
+        conn.close()
+        return dsn, "host=127.0.0.1 port=%d dbname=%s user=%s password=%s sslmode=prefer" % (
+            self.port, name, USER, PASSWORD)
 
 
 def wait_port(port, timeout=30.0):

@@ -297,6 +297,25 @@ test('request detail: queries, waterfall and an interactive flame graph', async 
   await page.keyboard.press('t');
 });
 
+test('request detail: housekeeping dimmed and labelled, a batch as one row', async () => {
+  await go('#/requests/102?run=2');
+  await page.waitForSelector('.queries-table tbody tr');
+  const rows = await page.$$eval('.queries-table tbody tr', (trs) => trs.map((tr) => ({
+    kind: tr.dataset.kind, dimmed: tr.classList.contains('q-house'),
+    opacity: getComputedStyle(tr.querySelector('td')).opacity,
+    tags: [...tr.querySelectorAll('.tag')].map((t) => t.textContent) })));
+  assert.deepEqual(rows.map((r) => [r.kind, r.dimmed, r.tags]), [
+    ['housekeeping', true, ['housekeeping']],
+    ['app', false, ['× 500']],
+    ['housekeeping', true, ['housekeeping']]]);
+  assert.ok(Number(rows[0].opacity) < 1 && Number(rows[1].opacity) === 1, 'housekeeping rows are dimmed');
+  assert.match(await page.textContent('.q-summary'), /2 housekeeping/);
+  assert.match(await page.textContent('.queries-table .q-hint'), /execute_values/);
+  assert.equal(await page.$$eval('.queries-table .tag-bad, .queries-table .tag-warn', (t) => t.length), 0);
+  assert.equal(await page.$$eval('.wf-row.wf-house', (r) => r.length), 2);
+  await shot('detail-housekeeping');
+});
+
 test('endpoints: SQL figures and a route flame graph', async () => {
   await go('#/endpoints?run=1');
   await page.waitForSelector('table.sortable tbody tr');

@@ -8,7 +8,8 @@ with SQL queries, an outbound call and stack samples for some of them;
 run 2 (newest, still recording) holds a few more, among them the XSS
 payloads (also in SQL). Times are fixed (T0) so that every figure is
 reproducible. build(path, schema=1) writes the same requests in a store of
-schema 1, which has no queries, spans or samples tables yet.
+schema 1, which has no queries, spans or samples tables yet; schema 3 has
+them without the queries' kind and executions.
 
 The schema upgrades are read from the migrations[] of cli/store.c, so the
 tables are exactly those `timeglass run` creates.
@@ -115,7 +116,18 @@ QUERIES = [
 ]
 
 
-def insert_profile(db):
+# Request 102 (run 2): an import in a transaction: BEGIN and COMMIT are
+# housekeeping, the executemany of 500 rows over psycopg2 one batch query.
+# (offset ms, duration us, sql, fingerprint, rows, kind, executions)
+QUERIES_102 = [
+    (0.5, 50, "BEGIN", "begin", None, "housekeeping", 1),
+    (1.0, 4000, "INSERT INTO orders (item_id, qty) VALUES (1, 2)", "insert into orders(item_id, qty) values(?+)",
+     500, "app", 500),
+    (5.2, 80, "COMMIT", "commit", None, "housekeeping", 1),
+]
+
+
+def insert_profile(db, schema):
     """Queries, one outbound call and stack samples of run 1; XSS SQL in run 2."""
     starts = dict(db.execute("SELECT id, start_unix_ns FROM requests"))
     for k, (rid, off, dur_us, sql, fp, rows, err, site, dup, npo) in enumerate(QUERIES):
@@ -127,6 +139,13 @@ def insert_profile(db):
     db.execute("INSERT INTO queries (id, run_id, request_id, process_id, pid, start_unix_ns, duration_ns, db_system, tap,"
                " sql, fingerprint, rows) VALUES (100, 2, 101, 2, 5000, ?, 400000, 'sqlite', 'sqlite3', ?, ?, 0)",
                (starts[101] + MS, XSS_SQL, XSS_SQL))
+    if schema >= 5:
+        for k, (off, dur_us, sql, fp, rows, kind, executions) in enumerate(QUERIES_102):
+            db.execute("INSERT INTO queries (id, run_id, request_id, process_id, pid, start_unix_ns, duration_ns,"
+                       " db_system, tap, database, sql, fingerprint, rows, call_site, attribution, kind, executions)"
+                       " VALUES (?, 2, 102, 2, 5000, ?, ?, 'postgresql', 'libpq', 'shop', ?, ?, ?,"
+                       " 'app/orders.py:40 import_orders', 'scope', ?, ?)",
+                       (110 + k, starts[102] + int(off * MS), dur_us * 1000, sql, fp, rows, kind, executions))
     db.execute("INSERT INTO spans (id, run_id, request_id, process_id, pid, tid, kind, start_unix_ns, duration_ns, method,"
                " host, path, status, request_bytes, response_bytes, tls, call_site)"
                " VALUES (1, 1, 9, 1, 4242, 4243, 'http_client', ?, ?, 'GET', 'prices.example.com', '/v1/prices/4', 200,"
@@ -141,7 +160,7 @@ def insert_request(db, **kw):
     db.execute("INSERT INTO requests (%s) VALUES (%s)" % (REQUEST_COLUMNS, ",".join("?" * 24)), request_row(**kw))
 
 
-def build(path, run2_live=True, schema=3):
+def build(path, run2_live=True, schema=5):
     db = create_store(path)
     if schema > 1:
         upgrade(db, schema)
@@ -185,7 +204,7 @@ def build(path, run2_live=True, schema=3):
                    method="POST", path="/orders", route="/orders", status=500, exception=EXCEPTION,
                    headers="host: 127.0.0.1:8000\n")
     if schema >= 3:
-        insert_profile(db)
+        insert_profile(db, schema)
     db.execute("COMMIT")
     db.close()
 

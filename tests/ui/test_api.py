@@ -28,7 +28,7 @@ def q(s):
 
 def test_status(server, store):
     st = server.json("/api/status")
-    assert st["store"] == {"path": store, "state": "ok", "message": None, "schema": 3, "supported_schema": 3}
+    assert st["store"] == {"path": store, "state": "ok", "message": None, "schema": 5, "supported_schema": 5}
     assert st["runs"] == 2 and st["latest_run"] == 2 and st["live"] is True
     assert st["max_request_id"] == 102
     assert st["capabilities"] == {"queries": True, "samples": True}
@@ -462,11 +462,34 @@ def test_request_queries(server):
         "id": 1, "start_unix_ns": str(T0 + 801 * MS), "start_offset_ms": 1.0, "duration_ms": 2.0, "duration_ns": 2 * MS,
         "db_system": "postgresql", "tap": "libpq", "database": "shop", "sql": "SELECT * FROM items WHERE id = 4",
         "sql_truncated": False, "fingerprint": fixture.Q_ITEM, "rows": 1, "error": None,
-        "call_site": "app/main.py:21 get_item", "duplicate": False, "n_plus_one": False}
+        "call_site": "app/main.py:21 get_item", "duplicate": False, "n_plus_one": False, "kind": "app",
+        "executions": 1}
     s = d["summary"]
     assert s["count"] == 5 and s["total_ns"] == 4_500_000 and s["total_ms"] == 4.5
-    assert s["duplicates"] == 1 and s["n_plus_one_queries"] == 3
+    assert s["duplicates"] == 1 and s["n_plus_one_queries"] == 3 and s["housekeeping"] == 0
     assert s["n_plus_one"] == [{"fingerprint": fixture.Q_TAGS, "count": 3, "total_ms": 1.5, "total_ns": 1_500_000}]
+
+
+def test_request_queries_housekeeping_and_batch(server):
+    d = server.json("/api/requests/102/queries")
+    rows = d["rows"]
+    assert [(r["sql"], r["kind"], r["executions"], r["rows"]) for r in rows] == [
+        ("BEGIN", "housekeeping", 1, None),
+        ("INSERT INTO orders (item_id, qty) VALUES (1, 2)", "app", 500, 500),
+        ("COMMIT", "housekeeping", 1, None)]
+    assert not any(r["n_plus_one"] or r["duplicate"] for r in rows)
+    s = d["summary"]
+    assert s["count"] == 3 and s["housekeeping"] == 2 and s["n_plus_one"] == []
+
+
+def test_request_queries_of_schema_3_store(tmp_path, make_server):
+    """A store written before queries had a kind: every query is the app's,
+    run once."""
+    db = str(tmp_path / "v3.db")
+    fixture.build(db, schema=3)
+    d = make_server(db).json("/api/requests/9/queries")
+    assert [(r["kind"], r["executions"]) for r in d["rows"]] == [("app", 1)] * 5
+    assert d["summary"]["housekeeping"] == 0
 
 
 def test_request_queries_error_and_none(server):

@@ -2,7 +2,8 @@
  * test-pgwire.c - unit tests of the PostgreSQL wire-protocol parser
  * (preload/pgwire.c): startup, simple and extended queries, pipelining,
  * statement caching, errors, SSL negotiation, Bind parameter rendering,
- * and splits at every byte.
+ * value hashes, batches (executemany), executions that begin with their
+ * Parse, and splits at every byte.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -24,9 +25,15 @@ struct got {
 	uint64_t scope[MAXQ];
 	char params[MAXQ][TG_PG_PARAMS_MAX + 1];
 	size_t params_len[MAXQ];
+	uint64_t phash[MAXQ];
+	int pknown[MAXQ];
+	uint32_t executions[MAXQ];
+	int cont[MAXQ];
 };
 
 static uint64_t next_scope = 100;
+static uint64_t fixed_scope; /* when set, every caller is this one */
+static const char *fixed_site = "app.py:1 f";
 
 static void emit(void *ctx, const struct tg_pg_query *q)
 {
@@ -44,14 +51,18 @@ static void emit(void *ctx, const struct tg_pg_query *q)
 	memcpy(g->params[g->n], q->params ? q->params : "", q->params_len);
 	g->params[g->n][q->params_len] = '\0';
 	g->params_len[g->n] = q->params_len;
+	g->phash[g->n] = q->params_hash;
+	g->pknown[g->n] = q->params_known;
+	g->executions[g->n] = q->executions;
+	g->cont[g->n] = q->batch_cont;
 	g->n++;
 }
 
 static size_t context(void *ctx, uint64_t *scope, char *site, size_t cap)
 {
 	(void)ctx;
-	*scope = next_scope++;
-	return (size_t)snprintf(site, cap, "app.py:1 f");
+	*scope = fixed_scope ? fixed_scope : next_scope++;
+	return (size_t)snprintf(site, cap, "%s", fixed_site);
 }
 
 /* ---- message builders ---- */
@@ -242,10 +253,10 @@ static void session(size_t chunk)
 		simple(&be, '2');
 		complete(&be, "UPDATE 7");
 		ready(&be);
+		feed(w, &g, &fe, &be, chunk, 50 + (uint64_t)k * 2);
 	}
-	feed(w, &g, &fe, &be, chunk, 50);
 	assert(g.n == 4 && !strcmp(g.sql[2], "UPDATE items SET n = n + 1") && g.rows[2] == 7 && g.rows[3] == 7);
-	assert(g.scope[2] != g.scope[3]);
+	assert(g.scope[2] != g.scope[3]); /* each write asks for its caller's context */
 
 	/* error in an extended batch: the failed Execute is reported, the
 	 * one after it (skipped by the server) is not */
@@ -469,16 +480,19 @@ static void params(size_t chunk)
 	assert(g.n == 4 && !strcmp(g.params[3], "$1=42"));
 	g.n = 2;
 
-	/* unknown types: binary values as hex; text-only binds */
+	/* unknown types: binary values as hex; text-only binds (each its
+	 * own batch: executions in one batch are one query) */
 	parse(&fe, "s3", "SELECT $1");
 	bind_values(&fe, "", "s3", (struct pval[]){{1, 4, i4}}, 1, 1);
 	execute(&fe, "");
+	simple(&fe, 'S');
 	bind_values(&fe, "", "s3", (struct pval[]){{0, 2, (const uint8_t *)"42"}}, 1, 0);
 	execute(&fe, "");
 	simple(&fe, 'S');
 	simple(&be, '1');
 	simple(&be, '2');
 	complete(&be, "SELECT 1");
+	ready(&be);
 	simple(&be, '2');
 	complete(&be, "SELECT 1");
 	ready(&be);
@@ -490,19 +504,21 @@ static void params(size_t chunk)
 	memset(big, 'a', sizeof big);
 	bind_values(&fe, "", "s3", (struct pval[]){{0, 300, big}, {1, 100, big}}, 2, -1);
 	execute(&fe, "");
+	simple(&fe, 'S');
 	static struct pval many[500];
 	for (int k = 0; k < 500; k++)
 		many[k] = (struct pval){0, 3, (const uint8_t *)"abc"};
 	bind_values(&fe, "", "s3", many, 500, 0);
 	execute(&fe, "");
+	simple(&fe, 'S');
 	bind_values(&fe, "", "s3", (struct pval[]){{0, 20000, big}}, 1, 0);
 	execute(&fe, "");
 	simple(&fe, 'S');
 	for (int k = 0; k < 3; k++) {
 		simple(&be, '2');
 		complete(&be, "SELECT 1");
+		ready(&be);
 	}
-	ready(&be);
 	feed(w, &g, &fe, &be, chunk, 50);
 	assert(g.n == 7);
 	assert(!strncmp(g.params[4], "$1='aaaa", 8) && strstr(g.params[4], "a...', $2=0x6161") &&
@@ -515,11 +531,13 @@ static void params(size_t chunk)
 	bind_values(&fe, "p1", "s3", (struct pval[]){{0, 1, (const uint8_t *)"1"}}, 1, 0);
 	bind_values(&fe, "p2", "s3", (struct pval[]){{0, 1, (const uint8_t *)"2"}}, 1, 0);
 	execute(&fe, "p1");
+	simple(&fe, 'S');
 	execute(&fe, "p2");
 	simple(&fe, 'S');
 	simple(&be, '2');
 	simple(&be, '2');
 	complete(&be, "SELECT 1");
+	ready(&be);
 	complete(&be, "SELECT 1");
 	ready(&be);
 	feed(w, &g, &fe, &be, chunk, 60);
@@ -556,6 +574,260 @@ static void truncation(void)
 	tg_pgwire_free(w);
 }
 
+/* ---- value hashes, batches, Parse claims ---- */
+
+/* Feeds only the frontend buffer (one write at t), or only the backend's. */
+static void write_at(struct tg_pgwire *w, struct got *g, struct buf *b, int dir, uint64_t t)
+{
+	assert(tg_pgwire_feed(w, dir, b->b, b->n, t, emit, context, g) == TG_PG_OK);
+	b->n = 0;
+}
+
+static void batches(void)
+{
+	static const uint8_t one[] = {0, 0, 0, 1}, two[] = {0, 0, 0, 2};
+	struct got g;
+	memset(&g, 0, sizeof g);
+	fixed_scope = 7;
+	struct tg_pgwire *w = params_conn(&g, 0);
+	struct buf fe = {.n = 0}, be = {.n = 0};
+
+	/* asyncpg's executemany: the statement prepared in a batch of its
+	 * own, then Bind/Execute per parameter set and one Sync */
+	parse(&fe, "__asyncpg_stmt_9__", "UPDATE stock SET qty = qty + 1 WHERE id = $1");
+	msg(&fe, 'D', "S__asyncpg_stmt_9__\0", 20);
+	simple(&fe, 'S');
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 10);
+	simple(&be, '1');
+	msg(&be, 't', "\0\1\0\0\0\x17", 6);
+	msg(&be, 'n', "", 0);
+	ready(&be);
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 11);
+	for (int k = 0; k < 3; k++) {
+		bind_values(&fe, "", "__asyncpg_stmt_9__", (struct pval[]){{1, 4, k == 1 ? two : one}}, 1, 1);
+		execute(&fe, "");
+	}
+	simple(&fe, 'S');
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 20);
+	for (int k = 0; k < 3; k++) {
+		simple(&be, '2');
+		complete(&be, "UPDATE 1");
+	}
+	ready(&be);
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 25);
+	assert(g.n == 1 && g.executions[0] == 3 && g.rows[0] == 3 && !g.cont[0] && g.pknown[0]);
+	assert(g.start[0] == 10 && g.end[0] == 25); /* from its Parse to its last result */
+
+	/* the same values again: the same hash; other values: another */
+	for (int k = 0; k < 3; k++) {
+		bind_values(&fe, "", "__asyncpg_stmt_9__", (struct pval[]){{1, 4, k == 1 ? two : one}}, 1, 1);
+		execute(&fe, "");
+	}
+	simple(&fe, 'S');
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 30);
+	for (int k = 0; k < 3; k++) {
+		simple(&be, '2');
+		complete(&be, "UPDATE 1");
+	}
+	ready(&be);
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 31);
+	assert(g.n == 2 && g.executions[1] == 3 && g.phash[1] == g.phash[0]);
+	assert(g.start[1] == 30); /* prepared long ago: starts at its Execute */
+	bind_values(&fe, "", "__asyncpg_stmt_9__", (struct pval[]){{1, 4, one}}, 1, 1);
+	execute(&fe, "");
+	simple(&fe, 'S');
+	bind_values(&fe, "", "__asyncpg_stmt_9__", (struct pval[]){{1, 4, two}}, 1, 1);
+	execute(&fe, "");
+	simple(&fe, 'S');
+	bind_values(&fe, "", "__asyncpg_stmt_9__", (struct pval[]){{1, 4, one}}, 1, 1);
+	execute(&fe, "");
+	simple(&fe, 'S');
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 40);
+	for (int k = 0; k < 3; k++) {
+		simple(&be, '2');
+		complete(&be, "UPDATE 1");
+		ready(&be);
+	}
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 41);
+	assert(g.n == 5 && g.executions[2] == 1 && g.executions[3] == 1 && g.executions[4] == 1);
+	assert(g.pknown[2] && g.pknown[3] && g.phash[2] != g.phash[3] && g.phash[2] == g.phash[4]);
+
+	/* pipelined: the first execution answered before the second is
+	 * written: the second continues it */
+	bind_values(&fe, "", "__asyncpg_stmt_9__", (struct pval[]){{1, 4, one}}, 1, 1);
+	execute(&fe, "");
+	simple(&fe, 'H');
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 50);
+	simple(&be, '2');
+	complete(&be, "UPDATE 1");
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 51);
+	assert(g.n == 6 && g.executions[5] == 1 && !g.cont[5]);
+	bind_values(&fe, "", "__asyncpg_stmt_9__", (struct pval[]){{1, 4, two}}, 1, 1);
+	execute(&fe, "");
+	simple(&fe, 'S');
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 52);
+	simple(&be, '2');
+	complete(&be, "UPDATE 1");
+	ready(&be);
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 53);
+	assert(g.n == 7 && g.executions[6] == 1 && g.cont[6] && g.start[6] == 52 && g.end[6] == 53);
+
+	/* another caller's executions in one batch stay apart */
+	bind_values(&fe, "", "__asyncpg_stmt_9__", (struct pval[]){{1, 4, one}}, 1, 1);
+	execute(&fe, "");
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 60);
+	fixed_scope = 8;
+	bind_values(&fe, "", "__asyncpg_stmt_9__", (struct pval[]){{1, 4, one}}, 1, 1);
+	execute(&fe, "");
+	simple(&fe, 'S');
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 61);
+	for (int k = 0; k < 2; k++) {
+		simple(&be, '2');
+		complete(&be, "UPDATE 1");
+	}
+	ready(&be);
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 62);
+	assert(g.n == 9 && g.executions[7] == 1 && g.executions[8] == 1 && !g.cont[8]);
+	assert(g.scope[7] == 7 && g.scope[8] == 8);
+
+	/* an error inside a batch: reported at once with what ran */
+	for (int k = 0; k < 3; k++) {
+		bind_values(&fe, "", "__asyncpg_stmt_9__", (struct pval[]){{1, 4, one}}, 1, 1);
+		execute(&fe, "");
+	}
+	simple(&fe, 'S');
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 70);
+	simple(&be, '2');
+	complete(&be, "UPDATE 1");
+	error(&be, "23505", "duplicate key");
+	ready(&be);
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 71);
+	assert(g.n == 10 && g.failed[9] && g.rows[9] == 1 && g.executions[9] == 3);
+
+	/* a simple query: its values are in its text (known, no Bind) */
+	query(&fe, "SELECT 1");
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 80);
+	complete(&be, "SELECT 1");
+	ready(&be);
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 81);
+	assert(g.n == 11 && g.pknown[10]);
+
+	/* an Execute whose Bind was not seen: values unknown */
+	execute(&fe, "");
+	simple(&fe, 'S');
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 90);
+	complete(&be, "UPDATE 1");
+	ready(&be);
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 91);
+	assert(g.n == 12 && !g.pknown[11]);
+	tg_pgwire_free(w);
+	fixed_scope = 0;
+}
+
+static void parse_claims(void)
+{
+	struct got g;
+	memset(&g, 0, sizeof g);
+	fixed_scope = 5;
+	struct tg_pgwire *w = params_conn(&g, 0);
+	struct buf fe = {.n = 0}, be = {.n = 0};
+
+	/* prepared, then a type introspection query of the same caller, then
+	 * executed: the execution began with the Parse */
+	parse(&fe, "a", "SELECT $1::mytype");
+	msg(&fe, 'D', "Sa\0", 3);
+	simple(&fe, 'S');
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 100);
+	simple(&be, '1');
+	msg(&be, 'n', "", 0);
+	ready(&be);
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 101);
+	parse(&fe, "intro", "SELECT typname FROM pg_type WHERE oid = $1");
+	bind(&fe, "", "intro");
+	execute(&fe, "");
+	simple(&fe, 'S');
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 102);
+	simple(&be, '1');
+	simple(&be, '2');
+	complete(&be, "SELECT 1");
+	ready(&be);
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 103);
+	bind(&fe, "", "a");
+	execute(&fe, "");
+	simple(&fe, 'S');
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 104);
+	simple(&be, '2');
+	complete(&be, "SELECT 1");
+	ready(&be);
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 105);
+	assert(g.n == 2 && g.start[0] == 102 && g.start[1] == 100 && g.end[1] == 105);
+
+	/* prepared by one caller, executed by another: starts at its Execute */
+	parse(&fe, "b", "SELECT 2");
+	simple(&fe, 'S');
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 110);
+	simple(&be, '1');
+	ready(&be);
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 111);
+	fixed_site = "app.py:2 g";
+	bind(&fe, "", "b");
+	execute(&fe, "");
+	simple(&fe, 'S');
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 112);
+	simple(&be, '2');
+	complete(&be, "SELECT 1");
+	ready(&be);
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 113);
+	assert(g.n == 3 && g.start[2] == 112);
+
+	/* executed a second time: only the first execution had the Parse */
+	bind(&fe, "", "b");
+	execute(&fe, "");
+	simple(&fe, 'S');
+	write_at(w, &g, &fe, TG_PG_TO_SERVER, 120);
+	simple(&be, '2');
+	complete(&be, "SELECT 1");
+	ready(&be);
+	write_at(w, &g, &be, TG_PG_FROM_SERVER, 121);
+	assert(g.n == 4 && g.start[3] == 120);
+	fixed_site = "app.py:1 f";
+	fixed_scope = 0;
+	tg_pgwire_free(w);
+}
+
+/* Bind values are hashed whatever the split of the bytes. */
+static void hash_splits(void)
+{
+	static uint8_t big[3000];
+	for (size_t k = 0; k < sizeof big; k++)
+		big[k] = (uint8_t)(k * 7);
+	uint64_t first = 0;
+	static const size_t chunks[] = {0, 1, 13, 700};
+	for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+		size_t chunk = chunks[c];
+		struct got g;
+		memset(&g, 0, sizeof g);
+		fixed_scope = 3;
+		struct tg_pgwire *w = params_conn(&g, 0);
+		struct buf fe = {.n = 0}, be = {.n = 0};
+		parse(&fe, "", "INSERT INTO t VALUES ($1)");
+		bind_values(&fe, "", "", (struct pval[]){{1, (int)sizeof big, big}}, 1, 1);
+		execute(&fe, "");
+		simple(&fe, 'S');
+		simple(&be, '1');
+		simple(&be, '2');
+		complete(&be, "INSERT 0 1");
+		ready(&be);
+		feed(w, &g, &fe, &be, chunk, 10);
+		assert(g.n == 1 && g.pknown[0]);
+		if (!first)
+			first = g.phash[0];
+		assert(g.phash[0] == first);
+		tg_pgwire_free(w);
+	}
+	fixed_scope = 0;
+}
+
 int main(void)
 {
 	session(0);
@@ -566,6 +838,9 @@ int main(void)
 	params(0);
 	for (size_t chunk = 1; chunk <= 9; chunk += 4)
 		params(chunk);
+	batches();
+	parse_claims();
+	hash_splits();
 	printf("pgwire: ok\n");
 	return 0;
 }

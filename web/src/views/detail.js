@@ -7,7 +7,7 @@ import { h, append, clear, notice } from '../dom.js';
 import { fmtMs, fmtDateTime, fmtTime, fmtBytes, statusClass } from '../format.js';
 import { href, navigate } from '../router.js';
 import { storeNotice, errorNotice } from './common.js';
-import { queriesTable } from './sql.js';
+import { queriesTable, isHousekeeping } from './sql.js';
 import { flameGraph } from './flame.js';
 
 /** Single-quotes s for a POSIX shell. */
@@ -46,11 +46,16 @@ function waterfall(d, queries, spans) {
   const total = t.total_ns || 1;
   const inner = [];
   for (const q of (queries && queries.rows) || []) {
-    inner.push({ at: q.start_offset_ms, row: () => wfRow(`SQL ${q.sql ? q.sql.trim().split(/\s+/)[0].toUpperCase() : ''}`.trim(), q.sql || '', `wf-sql${q.n_plus_one ? ' wf-npo' : ''}`,
-      q.start_offset_ms * 1e6, q.duration_ns, total, {
-        extra: q.n_plus_one ? h('span', { class: 'tag tag-bad' }, 'N+1') : q.duplicate ? h('span', { class: 'tag tag-warn' }, 'dup') : null,
-        dataset: { query: String(q.id) },
-      }) });
+    const house = isHousekeeping(q);
+    const extra = q.n_plus_one ? h('span', { class: 'tag tag-bad' }, 'N+1') : q.duplicate ? h('span', { class: 'tag tag-warn' }, 'dup')
+      : house ? h('span', { class: 'tag tag-house' }, 'hk') : q.executions > 1 ? h('span', { class: 'tag' }, `× ${q.executions}`) : null;
+    inner.push({ at: q.start_offset_ms, row: () => {
+      const row = wfRow(`SQL ${q.sql ? q.sql.trim().split(/\s+/)[0].toUpperCase() : ''}`.trim(),
+        `${house ? '(housekeeping) ' : ''}${q.sql || ''}`, `wf-sql${q.n_plus_one ? ' wf-npo' : ''}`,
+        q.start_offset_ms * 1e6, q.duration_ns, total, { extra, dataset: { query: String(q.id) } });
+      if (house) row.classList.add('wf-house');
+      return row;
+    } });
   }
   for (const sp of (spans && spans.rows) || []) {
     inner.push({ at: sp.start_offset_ms, row: () => wfRow(`${sp.method || 'HTTP'} ${sp.host || ''}`, `${sp.method || ''} ${sp.host || ''}${sp.path || ''} → ${sp.status ?? sp.error ?? '?'}`,

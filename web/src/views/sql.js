@@ -1,6 +1,9 @@
 // SQL for display: keyword highlighting built from text nodes and spans
 // (SQL is attacker-controlled: it never goes through markup), and the
-// queries table of a request.
+// queries table of a request. Housekeeping (what drivers and pools run by
+// themselves: BEGIN/COMMIT, SET, pool resets, probes) is shown dimmed and
+// labelled, never flagged; a batch (executemany) is one row with its count
+// of executions.
 
 import { h } from '../dom.js';
 import { fmtMs, fmtCount } from '../format.js';
@@ -40,6 +43,27 @@ export function sqlCode(sql, { className = 'sql' } = {}) {
   return el;
 }
 
+const HOUSE_TITLE = 'Housekeeping: run by the driver, pool or library itself (transaction control, session settings, pool resets, probes, type introspection). Never counted as N+1 or duplicate.';
+
+/** 1 if q is housekeeping rather than the app's own statement. */
+export function isHousekeeping(q) {
+  return q.kind === 'housekeeping';
+}
+
+/** The tag of a batch query (executemany), or null. */
+function batchTag(q) {
+  if (!(q.executions > 1)) return null;
+  return h('span', { class: 'tag', title: `One call that ran the statement ${fmtCount(q.executions)} times (executemany); rows and duration cover them all` },
+    `× ${fmtCount(q.executions)}`);
+}
+
+/** A hint for a batch that made one round trip per execution, or null. */
+function batchHint(q) {
+  if (!(q.executions > 1) || q.tap !== 'libpq') return null;
+  return h('div', { class: 'q-hint' },
+    `psycopg2 sends executemany() as ${fmtCount(q.executions)} round trips; psycopg2.extras.execute_values() sends the rows in a few statements.`);
+}
+
 /** The queries table of a request (GET /api/requests/ID/queries). */
 export function queriesTable(data, { onHover } = {}) {
   const sum = data.summary;
@@ -48,7 +72,8 @@ export function queriesTable(data, { onHover } = {}) {
     h('span', null, h('strong', null, fmtCount(sum.count)), ` quer${sum.count === 1 ? 'y' : 'ies'}`),
     h('span', null, h('strong', null, fmtMs(sum.total_ms)), ' in the database'),
     sum.n_plus_one.length ? h('span', { class: 'tag tag-bad' }, `N+1 × ${sum.n_plus_one.length}`) : null,
-    sum.duplicates ? h('span', { class: 'tag tag-warn' }, `${fmtCount(sum.duplicates)} duplicate${sum.duplicates === 1 ? '' : 's'}`) : null);
+    sum.duplicates ? h('span', { class: 'tag tag-warn' }, `${fmtCount(sum.duplicates)} duplicate${sum.duplicates === 1 ? '' : 's'}`) : null,
+    sum.housekeeping ? h('span', { class: 'muted small', title: HOUSE_TITLE }, `${fmtCount(sum.housekeeping)} housekeeping (dimmed)`) : null);
   const npo = sum.n_plus_one.length
     ? h('ul', { class: 'npo-list' }, sum.n_plus_one.map((f) => h('li', null,
       h('span', { class: 'tag tag-bad' }, 'N+1'), ` ${fmtCount(f.count)} × `, sqlCode(f.fingerprint, { className: 'sql small' }),
@@ -57,15 +82,19 @@ export function queriesTable(data, { onHover } = {}) {
   const rows = data.rows.map((q, i) => {
     const bar = h('span', { class: 'bar q-bar' });
     bar.style.width = `${Math.max(2, (q.duration_ms / maxMs) * 100)}%`;
-    const tr = h('tr', { 'data-query': String(q.id), class: q.error ? 'q-error' : null },
+    const house = isHousekeeping(q);
+    const tr = h('tr', { 'data-query': String(q.id), 'data-kind': q.kind || 'app', class: [q.error ? 'q-error' : null, house ? 'q-house' : null].filter(Boolean).join(' ') || null },
       h('td', { class: 'num muted' }, String(i + 1)),
       h('td', { class: 'num' }, `+${fmtMs(q.start_offset_ms)}`),
       h('td', { class: 'sql-cell' },
         sqlCode(q.sql),
         q.sql_truncated ? h('span', { class: 'tag' }, 'truncated') : null,
+        house ? h('span', { class: 'tag tag-house', title: HOUSE_TITLE }, 'housekeeping') : null,
+        batchTag(q),
         q.n_plus_one ? h('span', { class: 'tag tag-bad', title: 'The same query shape ran once per row of an earlier result (N+1)' }, 'N+1') : null,
         q.duplicate ? h('span', { class: 'tag tag-warn', title: 'The exact same query ran before in this request' }, 'duplicate') : null,
-        q.error ? h('div', { class: 'q-err' }, q.error) : null),
+        q.error ? h('div', { class: 'q-err' }, q.error) : null,
+        batchHint(q)),
       h('td', { class: 'num dur-cell' }, h('span', null, fmtMs(q.duration_ms)), bar),
       h('td', { class: 'num' }, q.rows === null || q.rows === undefined ? '–' : fmtCount(q.rows)),
       h('td', { class: 'mono small call-site' }, q.call_site || h('span', { class: 'muted' }, '–')),
