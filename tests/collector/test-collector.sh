@@ -16,6 +16,9 @@ PY=/usr/bin/python3
 command -v sqlite3 >/dev/null 2>&1 || { echo "SKIP: no sqlite3"; exit 77; }
 [ -x "$PY" ] || { echo "SKIP: no $PY"; exit 77; }
 
+# The store schema this build writes (cli/store.h).
+SCHEMA=$(sed -n 's/^#define TG_STORE_SCHEMA \([0-9]*\).*/\1/p' "$(dirname "$0")/../../cli/store.h")
+
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tg-collector-test.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 unset TIMEGLASS_DB TIMEGLASS_KEEP_RUNS TIMEGLASS_RING_SIZE TIMEGLASS_QUIET
@@ -50,7 +53,7 @@ grep -q "^timeglass: recording run 1 into $DB; see it with: timeglass requests" 
 	ok "start-up line" || fail "start-up line: $(cat "$TMP/err")"
 check "store dir mode" 700 "$(stat -c %a "$TMP/store")"
 check "store file mode" 600 "$(stat -c %a "$DB")"
-check "schema version" 4 "$(q 'PRAGMA user_version')"
+check "schema version" "$SCHEMA" "$(q 'PRAGMA user_version')"
 check "5000 rows" 5000 "$(q 'SELECT count(*) FROM requests WHERE run_id = 1')"
 check "one process" 1 "$(q 'SELECT count(*) FROM processes WHERE run_id = 1')"
 check "process ended" 1 "$(q 'SELECT count(*) FROM processes WHERE ended_unix_ns IS NOT NULL')"
@@ -199,7 +202,7 @@ usage_error "corrupt store (run)" "not a TimeGlass store" "$TG" run --db "$TMP/c
 [ -e "$TMP/ran" ] && fail "command ran despite the store error" || ok "command not started on store error"
 usage_error "corrupt store (requests)" "not a TimeGlass store" "$TG" requests --db "$TMP/corrupt.db"
 sqlite3 "$TMP/newer.db" 'CREATE TABLE runs (id INTEGER PRIMARY KEY); PRAGMA user_version = 70;'
-usage_error "newer schema (run)" "was written by a newer TimeGlass (schema 70, this one reads up to 4)" \
+usage_error "newer schema (run)" "was written by a newer TimeGlass (schema 70, this one reads up to $SCHEMA)" \
 	"$TG" run --db "$TMP/newer.db" -- true
 usage_error "newer schema (requests)" "newer TimeGlass" "$TG" requests --db "$TMP/newer.db"
 usage_error "unwritable dir" "cannot open store /dev/null/sub/t.db: Not a directory" "$TG" run --db /dev/null/sub/t.db -- true
