@@ -222,6 +222,17 @@ int tg_scopes_any(const struct tg_scopes *s)
 
 void tg_scopes_forget(struct tg_scopes *s, int64_t now_ns, int64_t keep_ns)
 {
-	if (s->n && now_ns - s->v[0].seen_ns > keep_ns)
-		compact(s, now_ns, keep_ns, 0);
+	/* Scopes are in arrival order: the expired ones are a prefix. It goes
+	 * once it is an eighth of the table, so that the index is rebuilt
+	 * now and then, not at every tick of a steady stream. */
+	size_t lo = 0, hi = s->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (now_ns - s->v[mid].seen_ns > keep_ns)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo && lo >= s->n / 8)
+		compact(s, now_ns, 0, lo);
 }

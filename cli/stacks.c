@@ -28,6 +28,7 @@
 #define WAIT_NS (3 * 1000000000LL)      /* samples wait this long for their request */
 #define SCOPE_WAIT_NS (60 * 1000000000LL) /* ... or this long when they carry a scope token */
 #define KEEP_NS (120 * 1000000000LL)    /* requests remembered this long */
+#define LONG_NS (1000000000LL)          /* requests longer than this are kept apart */
 #define MAX_PENDING (1u << 20)
 
 struct code {
@@ -110,8 +111,10 @@ struct tg_stacks_proc {
 	size_t npend, pend_cap;
 	struct pfunc *funcs;
 	size_t nfuncs, funcs_cap;
-	struct recent_req *reqs;
+	struct recent_req *reqs;  /* recent requests of at most LONG_NS, by end_ns */
 	size_t nreqs, reqs_cap;
+	struct recent_req *longs; /* the longer ones (few), in arrival order */
+	size_t nlongs, longs_cap;
 	uint64_t seen_dropped, seen_ring_full; /* PY_INFO counters already stored */
 	uint64_t seen_budget_skipped, seen_eval_busy;
 	int64_t last_now;
@@ -159,6 +162,7 @@ void tg_stacks_proc_free(struct tg_stacks_proc *p)
 		free(p->funcs[i].site);
 	free(p->funcs);
 	free(p->reqs);
+	free(p->longs);
 	free(p);
 }
 
@@ -677,14 +681,50 @@ void tg_stacks_request(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, 
 	(void)c;
 	if (!request_id)
 		return;
+	struct recent_req rr = {.id = request_id, .start_ns = (int64_t)r->start_ns, .end_ns = (int64_t)r->end_ns,
+				.tid = r->tid};
+	if (rr.end_ns - rr.start_ns > LONG_NS) {
+		if (p->nlongs == p->longs_cap) {
+			struct recent_req *nl = grow_array(p->longs, &p->longs_cap, sizeof *nl, 16);
+			if (!nl)
+				return;
+			p->longs = nl;
+		}
+		p->longs[p->nlongs++] = rr;
+		return;
+	}
 	if (p->nreqs == p->reqs_cap) {
 		struct recent_req *nr = grow_array(p->reqs, &p->reqs_cap, sizeof *nr, 256);
 		if (!nr)
 			return;
 		p->reqs = nr;
 	}
-	p->reqs[p->nreqs++] = (struct recent_req){.id = request_id, .start_ns = (int64_t)r->start_ns,
-						  .end_ns = (int64_t)r->end_ns, .tid = r->tid};
+	/* Records come in about the order their responses ended: the place
+	 * by end_ns is at most a few steps from the tail. */
+	size_t i = p->nreqs++;
+	while (i > 0 && p->reqs[i - 1].end_ns > rr.end_ns) {
+		p->reqs[i] = p->reqs[i - 1];
+		i--;
+	}
+	p->reqs[i] = rr;
+}
+
+/* Counts r for sample s if r was in flight at its time (see by_thread). */
+struct in_flight {
+	const struct recent_req *w_tid, *w_any;
+	int n_tid, n_any;
+};
+
+static void in_flight_at(struct in_flight *f, const struct recent_req *r, const struct pending *s)
+{
+	if (s->ts_ns < r->start_ns || s->ts_ns > r->end_ns)
+		return;
+	f->n_any++;
+	f->w_any = r;
+	if (r->tid == s->tid) {
+		f->n_tid++;
+		f->w_tid = r;
+	}
 }
 
 /* The request of a sample without a usable scope: by thread and time
@@ -699,29 +739,28 @@ void tg_stacks_request(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, 
 static int64_t by_thread(const struct tg_stacks_proc *p, const struct pending *s, int marked,
 			 const struct recent_req **win)
 {
-	const struct recent_req *w_tid = NULL, *w_any = NULL;
-	int64_t on_tid = 0, any = 0;
-	int n_tid = 0, n_any = 0;
-	for (size_t i = 0; i < p->nreqs; i++) {
-		const struct recent_req *r = &p->reqs[i];
-		if (s->ts_ns < r->start_ns || s->ts_ns > r->end_ns)
-			continue;
-		n_any++;
-		any = r->id;
-		w_any = r;
-		if (r->tid == s->tid) {
-			n_tid++;
-			on_tid = r->id;
-			w_tid = r;
-		}
+	struct in_flight f = {0};
+	/* Among the short requests, only those that ended at ts_ns or within
+	 * LONG_NS after it can have been in flight then. */
+	size_t lo = 0, hi = p->nreqs;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (p->reqs[mid].end_ns < s->ts_ns)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-	if (n_tid == 1) {
-		*win = w_tid;
-		return on_tid;
+	for (size_t i = lo; i < p->nreqs && p->reqs[i].end_ns - LONG_NS <= s->ts_ns; i++)
+		in_flight_at(&f, &p->reqs[i], s);
+	for (size_t i = 0; i < p->nlongs; i++)
+		in_flight_at(&f, &p->longs[i], s);
+	if (f.n_tid == 1) {
+		*win = f.w_tid;
+		return f.w_tid->id;
 	}
-	if (n_tid == 0 && n_any == 1 && !marked && s->state == TG_PYSTATE_RUNNING) {
-		*win = w_any;
-		return any;
+	if (f.n_tid == 0 && f.n_any == 1 && !marked && s->state == TG_PYSTATE_RUNNING) {
+		*win = f.w_any;
+		return f.w_any->id;
 	}
 	return 0;
 }
@@ -897,9 +936,16 @@ forget:
 			if (p->pend[i].ts_ns - KEEP_NS < oldest)
 				oldest = p->pend[i].ts_ns - KEEP_NS;
 		size_t k = 0;
-		for (size_t i = 0; i < p->nreqs; i++)
-			if (p->reqs[i].end_ns >= oldest)
-				p->reqs[k++] = p->reqs[i];
-		p->nreqs = k;
+		while (k < p->nreqs && p->reqs[k].end_ns < oldest) /* sorted by end_ns */
+			k++;
+		if (k) {
+			memmove(p->reqs, p->reqs + k, (p->nreqs - k) * sizeof *p->reqs);
+			p->nreqs -= k;
+		}
+		k = 0;
+		for (size_t i = 0; i < p->nlongs; i++)
+			if (p->longs[i].end_ns >= oldest)
+				p->longs[k++] = p->longs[i];
+		p->nlongs = k;
 	}
 }
