@@ -91,6 +91,7 @@ struct proc {
 };
 
 #define STORE_WAIT_MS 50                         /* per round, for a locked store */
+#define RESUME_CHECK_NS (2LL * 1000000000)        /* a full disk is looked at again this often */
 #define FINAL_LOCK_WAIT_NS (20LL * 1000000000LL) /* at exit, for a locked store */
 
 struct collector {
@@ -110,6 +111,9 @@ struct collector {
 	int exit_status;           /* from "exit N", -1 until known */
 	int store_warned;          /* one warning line for store errors */
 	uint64_t store_lost;       /* rows lost to store errors, not yet recorded */
+	uint64_t store_lost_requests; /* requests among them */
+	uint64_t lost_total, lost_requests_total; /* all of the run's, for the last word */
+	int64_t next_resume_ns;    /* disk full: when to look for free space again */
 	long clk_tck, page_size;
 	unsigned n_plus_one;       /* N+1 threshold ($TIMEGLASS_N_PLUS_ONE, default 5) */
 	int accept_paused;         /* out of fds: stop polling the listener until the next tick */
@@ -155,29 +159,62 @@ static void set_signals(void)
 
 /* ---- store errors ------------------------------------------------------ */
 
-/* Takes note of rows the store lost; warns once. */
-static void note_store_errors(struct collector *c)
+/* Takes note of rows the store lost (n, requests of them); warns once. */
+static void lost_rows(struct collector *c, uint64_t n, uint64_t requests)
 {
-	uint64_t n = tg_store_take_lost(c->store);
 	if (!n)
 		return;
 	c->store_lost += n;
+	c->store_lost_requests += requests;
+	c->lost_total += n;
+	c->lost_requests_total += requests;
 	if (!c->store_warned) {
 		c->store_warned = 1;
-		tg_warn("cannot write to the store (%s); dropping data", tg_error());
+		if (tg_store_full(c->store))
+			tg_warn("the disk of %s is full: what does not fit is counted as lost until space frees up",
+				tg_store_path(c->store));
+		else
+			tg_warn("cannot write to the store (%s); dropping data", tg_error());
 	}
+}
+
+static void note_store_errors(struct collector *c)
+{
+	uint64_t requests, n = tg_store_take_lost(c->store, &requests);
+	lost_rows(c, n, requests);
+}
+
+/* Writes the store's losses (requests, and other rows) as loss rows. */
+static void write_store_losses(struct collector *c)
+{
+	if (!c->store_lost || tg_store_full(c->store))
+		return; /* kept until the store takes rows again */
+	uint64_t requests = c->store_lost_requests, others = c->store_lost - requests;
+	int64_t now = tg_realtime_ns();
+	if ((!requests || tg_store_loss_add(c->store, c->run_id, 0, now, "store_error", (int64_t)requests, 0) == 0) &&
+	    (!others || tg_store_loss_add(c->store, c->run_id, 0, now, "store_error_rows", (int64_t)others, 0) == 0))
+		c->store_lost = c->store_lost_requests = 0;
 }
 
 static void flush(struct collector *c)
 {
-	if (c->store_lost) {
-		uint64_t n = c->store_lost;
-		c->store_lost = 0;
-		if (tg_store_loss_add(c->store, c->run_id, 0, tg_realtime_ns(), "store_error", (int64_t)n, 0) < 0)
-			c->store_lost += n;
-	}
+	write_store_losses(c);
 	tg_store_flush(c->store);
 	note_store_errors(c);
+}
+
+/* The disk is full: every RESUME_CHECK_NS, look whether it has room again. */
+static void check_resume(struct collector *c, int64_t now)
+{
+	if (!tg_store_full(c->store) || now < c->next_resume_ns)
+		return;
+	c->next_resume_ns = now + RESUME_CHECK_NS;
+	if (tg_store_resume(c->store)) {
+		tg_warn("the store has room again: recording resumes (%" PRIu64 " requests and %" PRIu64
+			" other records were not stored)",
+			c->lost_requests_total, c->lost_total - c->lost_requests_total);
+		c->store_warned = 0;
+	}
 }
 
 /* ---- rings ------------------------------------------------------------- */
@@ -712,12 +749,8 @@ static int proc_register(struct collector *c, struct proc *p)
 	int64_t id = tg_store_process_add(c->store, &pi);
 	free(cmdline);
 	if (id < 0) {
-		tg_store_take_lost(c->store);
-		c->store_lost++;
-		if (!c->store_warned) {
-			c->store_warned = 1;
-			tg_warn("cannot write to the store (%s); dropping data", tg_error());
-		}
+		uint64_t requests, rows = tg_store_take_lost(c->store, &requests);
+		lost_rows(c, rows + 1, requests);
 		id = 0; /* still drain, so the app's ring does not fill up */
 	}
 	p->process_id = id;
@@ -1028,9 +1061,19 @@ static void finish(struct collector *c, struct pollfd **pfd, size_t *pfd_cap)
 	for (size_t i = 0; i < c->nprocs; i++)
 		proc_finish(c, c->procs[i]);
 	procs_compact(c);
+	tg_store_flush(c->store);
+	note_store_errors(c);
+	/* A full disk: the reserve makes room for the losses and the run's end. */
+	if (tg_store_full(c->store) && !tg_store_resume(c->store))
+		tg_store_last_resort(c->store);
 	flush(c);
-	if (tg_store_run_end(c->store, c->run_id, tg_realtime_ns(), c->exit_status) < 0 && !c->store_warned)
+	int ended = tg_store_run_end(c->store, c->run_id, tg_realtime_ns(), c->exit_status) == 0;
+	if (!ended && !c->store_warned)
 		tg_warn("%s", tg_error());
+	if (c->lost_total)
+		tg_warn("%" PRIu64 " requests and %" PRIu64 " other records were not stored%s", c->lost_requests_total,
+			c->lost_total - c->lost_requests_total,
+			c->store_lost ? " (and the store could not take these figures either)" : "");
 }
 
 int tg_collector_main(const struct tg_collector_opts *o)
@@ -1109,6 +1152,7 @@ int tg_collector_main(const struct tg_collector_opts *o)
 		c.store_locked = 0;
 		drain_all(&c, tick);
 		if (tick) {
+			check_resume(&c, now);
 			int64_t now_unix = now + c.mono_to_unix;
 			for (size_t i = 0; i < c.nprocs; i++) {
 				sample(&c, c.procs[i], now_unix);

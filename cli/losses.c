@@ -1,7 +1,8 @@
 /*
  * losses.c - the kinds of the losses table and the two lines every view
  * prints about them (see losses.h). The collector writes the kinds:
- * ring_full, untracked_conn, ring_corrupt and store_error (collector.c),
+ * ring_full, untracked_conn, ring_corrupt, store_error and store_error_rows
+ * (collector.c),
  * py_sample_race, py_sample_ring_full, py_sample_budget and py_sample_busy
  * (stacks.c).
  */
@@ -21,7 +22,10 @@ static const struct tg_loss_kind kinds[] = {
 	 "connections not recorded (not HTTP/1.x, or no room to track them): their requests are missing"},
 	{"ring_corrupt", TG_LOSS_DATA, TG_TOTAL_LOST, 1, "corrupt records",
 	 "records skipped because they were corrupt"},
-	{"store_error", TG_LOSS_DATA, TG_TOTAL_LOST, 1, "store errors", "rows the store could not write"},
+	{"store_error", TG_LOSS_DATA, TG_TOTAL_LOST, 1, "requests not stored",
+	 "requests the store could not write (a full disk, an I/O error)"},
+	{"store_error_rows", TG_LOSS_DATA, TG_TOTAL_LOST, 1, "records not stored",
+	 "queries, calls, samples and metrics the store could not write (a full disk, an I/O error)"},
 	{"py_sample_budget", TG_LOSS_SAMPLING, TG_TOTAL_TICKS_SKIPPED, 0, "sampling rate lowered",
 	 "sampler ticks not taken: the sampler lowered its rate to stay within its CPU budget (not a loss)"},
 	{"py_sample_race", TG_LOSS_SAMPLING, TG_TOTAL_SAMPLES_DROPPED, 0, "stack changed while read",

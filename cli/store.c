@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -245,6 +246,11 @@ static const char *const stmt_sql[ST_COUNT] = {
 		    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 };
 
+/* A full disk: the store keeps this much free beside it (a file it removes
+ * to write the run's last rows), and writes again once this much is free. */
+#define RESERVE_BYTES (256 * 1024)
+#define RESUME_FREE_BYTES (1024 * 1024)
+
 struct tg_store {
 	sqlite3 *db;
 	char *path;
@@ -252,7 +258,12 @@ struct tg_store {
 	sqlite3_stmt *stmt[ST_COUNT]; /* prepared on first use */
 	int in_batch;                 /* a batch transaction is open */
 	unsigned pending;             /* rows added in the open batch */
+	unsigned pending_requests;    /* requests among them */
+	int adding_request;           /* the batch statement being run inserts a request */
 	uint64_t lost;                /* rows lost to SQLite errors, see tg_store_take_lost() */
+	uint64_t lost_requests;       /* requests among them */
+	int full;                     /* the disk is full: rows are counted as lost, not written */
+	char *reserve;                /* the reserve file (write mode), NULL if none */
 };
 
 sqlite3 *tg_store_db(struct tg_store *s)
@@ -270,11 +281,87 @@ unsigned tg_store_pending(const struct tg_store *s)
 	return s->pending;
 }
 
-uint64_t tg_store_take_lost(struct tg_store *s)
+uint64_t tg_store_take_lost(struct tg_store *s, uint64_t *requests)
 {
 	uint64_t n = s->lost;
-	s->lost = 0;
+	if (requests)
+		*requests = s->lost_requests;
+	s->lost = s->lost_requests = 0;
 	return n;
+}
+
+/* n rows did not reach the store, requests of them among them. */
+static void lose(struct tg_store *s, uint64_t n, uint64_t requests)
+{
+	s->lost += n;
+	s->lost_requests += requests;
+}
+
+/* After an error: SQLITE_FULL (or ENOSPC underneath) puts the store in
+ * full mode, where rows are counted as lost without trying SQLite until
+ * tg_store_resume() finds room again. */
+static void check_full(struct tg_store *s)
+{
+	if (sqlite3_errcode(s->db) == SQLITE_FULL || errno == ENOSPC)
+		s->full = 1;
+}
+
+int tg_store_full(const struct tg_store *s)
+{
+	return s->full;
+}
+
+/* Free bytes on the store's file system, or -1. */
+static int64_t free_bytes(const struct tg_store *s)
+{
+	struct statvfs v;
+	if (statvfs(s->path, &v) < 0)
+		return -1;
+	return (int64_t)v.f_bavail * (int64_t)v.f_frsize;
+}
+
+int tg_store_resume(struct tg_store *s)
+{
+	if (!s->full)
+		return 1;
+	int64_t free = free_bytes(s);
+	if (free < RESUME_FREE_BYTES)
+		return 0;
+	s->full = 0;
+	return 1;
+}
+
+int tg_store_last_resort(struct tg_store *s)
+{
+	if (s->reserve)
+		unlink(s->reserve);
+	free(s->reserve);
+	s->reserve = NULL;
+	if (s->in_batch)
+		tg_store_flush(s);
+	s->full = 0;
+	return 0;
+}
+
+/* The reserve file: RESERVE_BYTES of the disk kept for the run's end and
+ * its loss counts, given back by tg_store_last_resort(). */
+static void make_reserve(struct tg_store *s)
+{
+	size_t n = strlen(s->path) + sizeof "-reserve";
+	if (!(s->reserve = malloc(n)))
+		return;
+	snprintf(s->reserve, n, "%s-reserve", s->path);
+	int fd = open(s->reserve, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0 || posix_fallocate(fd, 0, RESERVE_BYTES) != 0) {
+		if (fd >= 0) {
+			close(fd);
+			unlink(s->reserve);
+		}
+		free(s->reserve);
+		s->reserve = NULL;
+		return;
+	}
+	close(fd);
 }
 
 /* Records "PATH: sqlite message" as the error. */
@@ -426,9 +513,14 @@ struct tg_store *tg_store_open(const char *path, enum tg_store_mode mode)
 		goto fail;
 	if (mode == TG_STORE_WRITE) {
 		int64_t dummy;
+		/* The WAL is checkpointed at 1 MiB (not SQLite's 4 MiB) and
+		 * cut back to that size after a checkpoint made it longer: the
+		 * disk the store needs beyond its own data stays small. */
 		if (query_int(s, "PRAGMA journal_mode = WAL", &dummy) < 0 ||
-		    exec(s, "PRAGMA synchronous = NORMAL") < 0)
+		    exec(s, "PRAGMA synchronous = NORMAL") < 0 || exec(s, "PRAGMA wal_autocheckpoint = 256") < 0 ||
+		    query_int(s, "PRAGMA journal_size_limit = 1048576", &dummy) < 0)
 			goto fail;
+		make_reserve(s);
 	} else if (exec(s, "PRAGMA query_only = ON") < 0) {
 		goto fail;
 	}
@@ -451,6 +543,9 @@ void tg_store_close(struct tg_store *s)
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->db);
+	if (s->reserve)
+		unlink(s->reserve);
+	free(s->reserve);
 	free(s->path);
 	free(s);
 }
@@ -607,8 +702,8 @@ int64_t tg_store_latest_run(struct tg_store *s)
 
 int tg_store_begin(struct tg_store *s, int wait_ms)
 {
-	if (s->in_batch)
-		return 0;
+	if (s->in_batch || s->full)
+		return 0; /* full: rows are counted as they come, without SQLite */
 	sqlite3_busy_timeout(s->db, wait_ms);
 	int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	sqlite3_busy_timeout(s->db, 5000);
@@ -619,22 +714,34 @@ int tg_store_begin(struct tg_store *s, int wait_ms)
 	return 0;
 }
 
-/* The prepared statement `id`, reset, inside an open batch; NULL on error. */
+/* The prepared statement `id`, reset, inside an open batch; NULL on error
+ * (and when the disk is full: the row is counted as lost). A loss row that
+ * cannot be written is not itself counted: the collector keeps its figure. */
 static sqlite3_stmt *batch_stmt(struct tg_store *s, enum stmt_id id)
 {
+	int counted = id != ST_LOSS;
+	s->adding_request = id == ST_REQUEST;
+	if (s->full) {
+		if (counted)
+			lose(s, 1, s->adding_request);
+		return NULL;
+	}
 	if (!s->stmt[id] && sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[id],
 					       NULL) != SQLITE_OK) {
 		fail_db(s, NULL);
-		s->lost++;
+		if (counted)
+			lose(s, 1, s->adding_request);
 		return NULL;
 	}
 	if (!s->in_batch) {
 		if (exec(s, "BEGIN") < 0) {
-			s->lost++;
+			check_full(s);
+			if (counted)
+				lose(s, 1, s->adding_request);
 			return NULL;
 		}
 		s->in_batch = 1;
-		s->pending = 0;
+		s->pending = s->pending_requests = 0;
 	}
 	sqlite3_reset(s->stmt[id]);
 	sqlite3_clear_bindings(s->stmt[id]);
@@ -645,17 +752,22 @@ static int batch_step(struct tg_store *s, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
+	int counted = st != s->stmt[ST_LOSS];
 	if (rc == SQLITE_DONE) {
-		s->pending++;
+		s->pending += counted;
+		s->pending_requests += s->adding_request;
 		return 0;
 	}
 	fail_db(s, NULL);
-	s->lost++;
+	if (rc == SQLITE_FULL)
+		s->full = 1;
+	if (counted)
+		lose(s, 1, s->adding_request);
 	if (sqlite3_get_autocommit(s->db)) {
 		/* SQLite rolled the whole batch back (disk full, I/O error). */
-		s->lost += s->pending;
+		lose(s, s->pending, s->pending_requests);
 		s->in_batch = 0;
-		s->pending = 0;
+		s->pending = s->pending_requests = 0;
 	}
 	return -1;
 }
@@ -817,12 +929,13 @@ int tg_store_flush(struct tg_store *s)
 		return 0;
 	int rc = exec(s, "COMMIT");
 	if (rc < 0) {
-		s->lost += s->pending;
+		check_full(s);
+		lose(s, s->pending, s->pending_requests);
 		if (sqlite3_get_autocommit(s->db) == 0)
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	}
 	s->in_batch = 0;
-	s->pending = 0;
+	s->pending = s->pending_requests = 0;
 	return rc;
 }
 

@@ -222,7 +222,22 @@ unsigned tg_store_pending(const struct tg_store *s);
 int tg_store_flush(struct tg_store *s);
 
 /* Rows of the batch API lost to SQLite errors (failed inserts, rolled-back
- * batches) since the last call; resets the count. */
-uint64_t tg_store_take_lost(struct tg_store *s);
+ * batches, rows met while the disk is full) since the last call, and in
+ * *requests (may be NULL) the requests among them; resets the counts. Loss
+ * rows that could not be written are not counted (their figures stay with
+ * the caller). */
+uint64_t tg_store_take_lost(struct tg_store *s, uint64_t *requests);
+
+/* A full disk. When an insert or a commit finds the disk full, the store
+ * stops trying: until tg_store_resume() finds room, batch rows are counted
+ * as lost as they come, without SQLite, and tg_store_begin() opens nothing.
+ * tg_store_full() says whether that is the case; tg_store_resume() (cheap:
+ * one statvfs) leaves it once RESUME_FREE_BYTES are free, returning 1 when
+ * the store is writable. A store opened for writing keeps a small reserve
+ * file beside it (PATH-reserve); tg_store_last_resort() removes it and
+ * leaves full mode, for the run's last rows (its end, its loss counts). */
+int tg_store_full(const struct tg_store *s);
+int tg_store_resume(struct tg_store *s);
+int tg_store_last_resort(struct tg_store *s);
 
 #endif
