@@ -16,10 +16,10 @@ What it does depends on where the application runs:
   counts are body bytes; the 500 that ServerErrorMiddleware writes after an
   exception passes outside this middleware, so its bytes are not counted.
 
-The route template is the `path` of the route the router chose: FastAPI
-leaves that route in scope["route"], which costs nothing to read. Where it is
-missing (plain Starlette routes, mounts, requests the router never saw) it
-is found by matching, see _routes.py.
+The route template is the full path of the route the router chose, with
+every mount path and router prefix and without the application's root_path
+("/api/v1/items/{item_id}"): it is read from what the routers left in the
+scope, and found by matching where the scope does not tell (see _routes.py).
 
 HTTP messages pass through unchanged and unbuffered (streaming responses and
 background tasks behave as without it); websocket and lifespan messages are
@@ -160,21 +160,13 @@ def _client(scope):
 
 
 def _find_route(scope, path0, root0, owner):
-    route = scope.get("route")
-    if route is not None and scope.get("root_path", "") == root0:  # not inside a mount
-        path = getattr(route, "path", None)
-        if isinstance(path, str):
-            return path
-    view = dict(scope)
-    view["path"] = path0
-    view["root_path"] = root0
-    view.pop("path_params", None)
-    return _routes.route_template(view, owner)
+    return _routes.fast_template(scope, root0) or _routes.after_routing(scope, path0, root0, owner)
 
 
 def slow_route(scope, path0, root0, owner):
-    """The route template when scope["route"] does not give it (_speedups)."""
-    return _quietly(_find_route, scope, path0, root0, owner)
+    """The route template when the scope does not give it outright: what
+    _speedups calls when its fast_route() (_routes.fast_template) found none."""
+    return _quietly(_routes.after_routing, scope, path0, root0, owner)
 
 
 def report_error(e):
