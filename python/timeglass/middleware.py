@@ -28,7 +28,10 @@ account can fail a request: its errors cost one log warning.
 
 When the bootstrap of `timeglass run` has already marked a request (it wraps
 every Starlette application, see _autopatch.py), an application's own
-TimeGlassMiddleware lets the request through untouched.
+TimeGlassMiddleware lets the request through, and only marks an exception
+that leaves it (see serve_nested): the same goes for the marker of a mounted
+sub-application, whose own ServerErrorMiddleware writes the 500 before the
+exception reaches the outer marker.
 """
 
 import contextvars
@@ -41,6 +44,7 @@ from . import _native, _recorder, _routes, _store
 from ._text import exception_text
 
 SCOPE_KEY = "timeglass"  # set in the scope of a request that is already being marked
+EXC_KEY = "timeglass.exception"  # the exception an inner marker marked (see serve_nested)
 
 # Scope token of the request this task serves (0: none); worker threads
 # started for it get the token through this variable (see _autopatch.py).
@@ -81,6 +85,15 @@ class TimeGlassMiddleware:
 
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
+        if SCOPE_KEY in scope and kind == "http":
+            # An outer marker serves the request: only its exception is
+            # marked here (see serve_nested).
+            try:
+                await self.app(scope, receive, send)
+            except Exception as exc:
+                _mark_nested(scope, exc)
+                raise
+            return
         if SCOPE_KEY in scope or (kind != "http" and kind != "websocket"):
             if kind == "lifespan" and self._enabled and _native.native() is None:
                 send = self._lifespan_send(send)
@@ -274,7 +287,8 @@ async def serve_native(app, scope, receive, send, native, owner=None):
             await app(scope, receive, req)
         except Exception as exc:
             req.done()
-            _quietly(_mark_exception, native, scope, exc)
+            if scope.pop(EXC_KEY, None) is not exc:
+                _quietly(_mark_exception, native, scope, exc)
             raise
         else:
             req.done()
@@ -307,6 +321,35 @@ def _mark_exception(native, scope, exc):
     native.mark(_native.MARK_EXCEPTION, host, port, exception_text(exc))
 
 
+async def serve_nested(app, scope, receive, send, native):
+    """Serves an HTTP request that an outer marker already serves (the
+    application is mounted in another, or a marker is already outside it),
+    and marks the exception that leaves app.
+
+    The mark must come before the 500: the ServerErrorMiddleware around app
+    (a mounted application has its own) writes it and only then re-raises
+    the exception to the outer marker, which would be too late to join it to
+    the request. The outer marker does not mark it again (and takes it out
+    of the scope, which would otherwise hold the exception, its traceback
+    and so itself).
+    """
+    try:
+        await app(scope, receive, send)
+    except Exception as exc:
+        _mark_nested(scope, exc, native)
+        raise
+
+
+def _mark_nested(scope, exc, native=None):
+    if native is None:
+        native = _native.native()
+        if native is None:  # standalone: the outer middleware records it
+            return
+    if scope.get(EXC_KEY) is not exc:
+        scope[EXC_KEY] = exc
+        _quietly(_mark_exception, native, scope, exc)
+
+
 async def _serve_wire(app, scope, receive, send, native, owner):
     ex = _Exchange(scope, receive, send, owner, native)
     try:
@@ -314,7 +357,8 @@ async def _serve_wire(app, scope, receive, send, native, owner):
     except Exception as exc:
         if not ex.marked:
             _quietly(ex.mark_route)
-        _quietly(ex.mark_exception, exc)
+        if scope.pop(EXC_KEY, None) is not exc:
+            _quietly(ex.mark_exception, exc)
         raise
     if not ex.marked:  # no response yet: the server answers for the app
         _quietly(ex.mark_route)
@@ -348,7 +392,7 @@ def _report_in_process(native, ex, start, failed):
     end = ex.resp_end or _monotonic_ns()
     scope = ex.scope
     host, port = _client(scope)
-    if failed is not None:
+    if failed is not None and scope.pop(EXC_KEY, None) is not failed:
         native.mark(_native.MARK_EXCEPTION, host, port, exception_text(failed))
     status, error = ex.outcome(failed is not None)
     code = _native.REQ_OK
