@@ -172,14 +172,10 @@ def _client(scope):
     return None, 0
 
 
-def _find_route(scope, path0, root0, owner):
-    return _routes.fast_template(scope, root0) or _routes.after_routing(scope, path0, root0, owner)
-
-
-def slow_route(scope, path0, root0, owner):
-    """The route template when the scope does not give it outright: what
-    _speedups calls when its fast_route() (_routes.fast_template) found none."""
-    return _quietly(_routes.after_routing, scope, path0, root0, owner)
+# What _speedups calls, with (scope, path0, root0, owner), when its
+# fast_route() (the start of _routes.template) found no template; it hands
+# the errors to report_error().
+slow_route = _routes.after_routing
 
 
 def report_error(e):
@@ -240,11 +236,8 @@ class _Exchange:
         """The route's template ("/items/{item_id}"), or None (no route)."""
         if not self.routed:
             self.routed = True
-            self.route = _quietly(self._find_route)
+            self.route = _quietly(_routes.template, self.scope, self._path0, self._root0, self._owner)
         return self.route
-
-    def _find_route(self):
-        return _find_route(self.scope, self._path0, self._root0, self._owner)
 
     def mark_route(self):
         self.marked = True
