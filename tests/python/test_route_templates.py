@@ -44,6 +44,7 @@ PLAN = [
     ("GET", "/api/v1/admin/audit/log/e1", None, 200, "/api/v1/admin/audit/log/{entry}", None),
     ("GET", "/plain/bob", None, 200, "/plain/{name}", None),
     ("GET", "/status", INTERNAL, 200, "/status", None),
+    ("GET", "/status", None, 404, None, None),  # the Host route only serves its host
     ("GET", "/sub/hello/ann", None, 200, "/sub/hello/{name}", None),
     ("GET", "/sub/v2/things/5", None, 200, "/sub/v2/things/{thing_id}", None),
     ("GET", "/sub/boom", None, 500, "/sub/boom", "ValueError: sub-app boom"),
@@ -219,7 +220,8 @@ def test_standalone_middleware(server, tmp_path):
 
 def test_standalone_root_path(server, tmp_path):
     store = tmp_path / "store" / "timeglass.db"
-    with server(uvicorn_args(APP_MW, "--root-path", "/gateway"), child_env({"TIMEGLASS_DB": str(store)})) as s:
+    env = child_env({"TIMEGLASS_DB": str(store)})
+    with server(uvicorn_args(APP_MW, "--root-path", "/gateway"), env) as s:
         send_plan(s.url, GATEWAY_PLAN)
     assert s.proc.returncode == 0, s.output()
     rows = stored_rows(store)
