@@ -42,6 +42,7 @@ PLAN = [
     ("GET", "/api/v1/users/u42", None, 200, "/api/v1/users/{user_id}", None),
     ("GET", "/api/v1/admin/reports/7", None, 200, "/api/v1/admin/reports/{report_id}", None),
     ("GET", "/api/v1/admin/audit/log/e1", None, 200, "/api/v1/admin/audit/log/{entry}", None),
+    ("GET", "/api/v1/health", None, 200, "/api/v1/health", None),
     ("GET", "/plain/bob", None, 200, "/plain/{name}", None),
     ("GET", "/status", INTERNAL, 200, "/status", None),
     ("GET", "/status", None, 404, None, None),  # the Host route only serves its host

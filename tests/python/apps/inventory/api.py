@@ -83,6 +83,16 @@ admin.include_router(reports)
 admin.include_router(audit, prefix="/audit")  # a prefix on top of the router's own
 
 
+# A router without a prefix of its own: its "" route is named by the
+# prefix it is included with.
+health = APIRouter()
+
+
+@health.get("")
+async def health_check():
+    return {"ok": True}
+
+
 live = APIRouter(prefix="/live")
 
 
@@ -98,3 +108,4 @@ api.include_router(items)
 api.include_router(users)
 api.include_router(admin)
 api.include_router(live)
+api.include_router(health, prefix="/health")
