@@ -1,28 +1,25 @@
-"""The database: one SQLite file for the process, one connection (session)
-per request, closed when the request is done."""
+"""The database: one in-memory SQLite database for the process, one
+connection (session) per request, closed when the request is done."""
 
-import os
 import sqlite3
-import tempfile
 
-PATH = os.environ.get("INVENTORY_DB") or os.path.join(
-    tempfile.mkdtemp(prefix="inventory-"), "inventory.db")
+URI = "file:inventory?mode=memory&cache=shared"
 
 
-def _init():
-    conn = sqlite3.connect(PATH)
-    with conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
-        conn.execute("INSERT OR IGNORE INTO items (id, name) VALUES (1, 'bolt'), (2, 'nut'), (3, 'gear')")
-    conn.close()
+def connect():
+    # Sync dependencies and endpoints may run in different worker threads.
+    return sqlite3.connect(URI, uri=True, check_same_thread=False)
 
 
-_init()
+_keeper = connect()  # the database lives as long as one connection is open
+with _keeper:
+    _keeper.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+    _keeper.execute("INSERT OR IGNORE INTO items (id, name) VALUES (1, 'bolt'), (2, 'nut'), (3, 'gear')")
 
 
 class Session:
     def __init__(self):
-        self.conn = sqlite3.connect(PATH)
+        self.conn = connect()
 
     def item(self, item_id):
         row = self.conn.execute("SELECT id, name FROM items WHERE id = ?", (item_id,)).fetchone()
