@@ -11,8 +11,9 @@ or under TimeGlass:
 Each endpoint exercises one thing a profiler has to get right: fast async
 handlers, path and query parameters, sync handlers run in the threadpool,
 slow handlers, validation errors (422), unhandled exceptions (500),
-streaming (chunked) responses, request bodies, large bodies, SQLite queries
-and a websocket.
+streaming (chunked) responses, request bodies, large bodies, SQLite queries,
+a route of a router included with prefixes (/api/v1/users/{user_id}) and a
+websocket.
 
 The notes database is a SQLite file in a temporary directory (override with
 the TIMEGLASS_EXAMPLE_DB environment variable); it is created when the
@@ -30,7 +31,7 @@ import threading
 import time
 from typing import Optional
 
-from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
@@ -197,3 +198,18 @@ async def ws_echo(websocket: WebSocket):
             await websocket.send_text(message)
     except WebSocketDisconnect:
         pass
+
+
+# Routes of routers included with prefixes, the way projects split an API
+# into modules: GET /api/v1/users/{user_id}.
+users = APIRouter(prefix="/users", tags=["users"])
+
+
+@users.get("/{user_id}")
+async def read_user(user_id: int):
+    return {"user_id": user_id}
+
+
+api_v1 = APIRouter(prefix="/api/v1")
+api_v1.include_router(users)
+app.include_router(api_v1)

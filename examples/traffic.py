@@ -28,6 +28,7 @@ PLAN = [
     ("GET", "/", None, {}),
     ("GET", "/items/42?q=hello", None, {}),
     ("GET", "/items/7", None, {}),
+    ("GET", "/api/v1/users/3", None, {}),
     ("GET", "/sync", None, {}),
     ("GET", "/slow?ms=50", None, {}),
     ("GET", "/validate?n=12", None, {}),

@@ -9,7 +9,10 @@ marks are sent before the router runs and exception marks before the 500 is
 written. The marker only acts while the preload library records this
 process; it never writes the store itself. A request that an outer layer
 already marks (a mounted sub-application, or an application's own
-TimeGlassMiddleware further in) is marked once.
+TimeGlassMiddleware further in) is marked once; inside a mounted
+sub-application the marker only marks the exception that leaves it, before
+the sub-application's ServerErrorMiddleware writes the 500 (see
+middleware.serve_nested).
 """
 
 import contextvars
@@ -17,7 +20,7 @@ import functools
 import sys
 
 from . import _native
-from .middleware import SCOPE_KEY, current_token, serve_native
+from .middleware import SCOPE_KEY, current_token, serve_native, serve_nested
 
 
 class BootstrapMarker:
@@ -30,10 +33,14 @@ class BootstrapMarker:
         # Returns the awaitable to run rather than awaiting it in a coroutine
         # of its own: one frame less per request. Only ServerErrorMiddleware
         # calls it, and it awaits what it gets.
-        if SCOPE_KEY not in scope and scope["type"] in ("http", "websocket"):
+        kind = scope["type"]
+        if kind == "http" or kind == "websocket":
             native = _native.native()
             if native is not None:
-                return serve_native(self.app, scope, receive, send, native)
+                if SCOPE_KEY not in scope:
+                    return serve_native(self.app, scope, receive, send, native)
+                if kind == "http":
+                    return serve_nested(self.app, scope, receive, send, native)
         return self.app(scope, receive, send)
 
 

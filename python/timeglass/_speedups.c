@@ -74,7 +74,7 @@ static PyObject *token_var;   /* the ContextVar of the current scope token */
 static PyObject *str_type, *str_get, *str_route, *str_root_path, *str_path, *str_client,
 	*str_response_start, *str_empty, *str_app, *str_self, *str_transport, *str_get_extra_info,
 	*str_socket, *str_fileno, *str_loop, *str_done, *str_add_done_callback, *str_cr_frame, *str_sock_fd,
-	*kw_loop;
+	*str_fastapi, *str_effective_route_context, *str_original_route, *kw_loop;
 
 static int nargs_ok(const char *name, Py_ssize_t nargs, Py_ssize_t want)
 {
@@ -554,27 +554,50 @@ static PyObject *get_item(PyObject *map, PyObject *key, PyObject **own)
 	return v;
 }
 
-/* The route template FastAPI left in the scope, if it applies here (not
- * inside a mount): new reference, or NULL (without error) when not found. */
+/* The template of the route that served the request when the scope gives
+ * it outright (see _routes.fast_template, which must answer the same): the
+ * request is not inside a mount (root_path is still the one it came in
+ * with) and the scope holds the route; under FastAPI 0.16x, a route of an
+ * included router is named by the route context FastAPI left in
+ * scope["fastapi"], whose path carries the include prefixes. New reference,
+ * or NULL (without error) when the slow path must decide. */
 static PyObject *fast_route(Request *r)
 {
-	PyObject *own_route, *own_root;
+	PyObject *own_route, *own_root, *own_fastapi, *path = NULL;
 	PyObject *route = get_item(r->scope, str_route, &own_route);
 	if (!route || route == Py_None) {
 		Py_XDECREF(own_route);
 		return NULL;
 	}
 	PyObject *root = get_item(r->scope, str_root_path, &own_root);
-	if (!root && PyErr_Occurred()) {
-		Py_XDECREF(own_route);
-		return NULL;
-	}
+	if (!root && PyErr_Occurred())
+		goto out;
 	int same = PyObject_RichCompareBool(root ? root : str_empty, r->root0, Py_EQ);
 	Py_XDECREF(own_root);
-	PyObject *path = NULL;
-	if (same == 1 && optional_attr(route, str_path, &path) >= 0 && path &&
-	    !PyUnicode_Check(path))
+	if (same != 1)
+		goto out;
+	PyObject *fastapi = get_item(r->scope, str_fastapi, &own_fastapi);
+	PyObject *context = NULL;
+	if (fastapi && PyDict_CheckExact(fastapi))
+		context = PyDict_GetItemWithError(fastapi, str_effective_route_context); /* borrowed */
+	if (!context && PyErr_Occurred()) {
+		Py_XDECREF(own_fastapi);
+		goto out;
+	}
+	if (context && context != Py_None) {
+		PyObject *original = NULL;
+		Py_INCREF(context); /* fastapi may be a new reference */
+		if (optional_attr(context, str_original_route, &original) >= 0 && original == route)
+			optional_attr(context, str_path, &path);
+		Py_XDECREF(original);
+		Py_DECREF(context);
+	} else {
+		optional_attr(route, str_path, &path);
+	}
+	Py_XDECREF(own_fastapi);
+	if (path && (!PyUnicode_CheckExact(path) || PyUnicode_GET_LENGTH(path) == 0))
 		Py_CLEAR(path);
+out:
 	Py_XDECREF(own_route);
 	return path;
 }
@@ -1120,6 +1143,9 @@ PyMODINIT_FUNC PyInit__speedups(void)
 		{&str_fileno, "fileno"}, {&str_loop, "loop"},
 		{&str_done, "done"},     {&str_add_done_callback, "add_done_callback"},
 		{&str_cr_frame, "cr_frame"}, {&str_sock_fd, "_sock_fd"},
+		{&str_fastapi, "fastapi"},
+		{&str_effective_route_context, "effective_route_context"},
+		{&str_original_route, "original_route"},
 	};
 	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
 		if (!*strings[i].slot && !(*strings[i].slot = PyUnicode_InternFromString(strings[i].text)))

@@ -16,10 +16,10 @@ What it does depends on where the application runs:
   counts are body bytes; the 500 that ServerErrorMiddleware writes after an
   exception passes outside this middleware, so its bytes are not counted.
 
-The route template is the `path` of the route the router chose: FastAPI
-leaves that route in scope["route"], which costs nothing to read. Where it is
-missing (plain Starlette routes, mounts, requests the router never saw) it
-is found by matching, see _routes.py.
+The route template is the full path of the route the router chose, with
+every mount path and router prefix and without the application's root_path
+("/api/v1/items/{item_id}"): it is read from what the routers left in the
+scope, and found by matching where the scope does not tell (see _routes.py).
 
 HTTP messages pass through unchanged and unbuffered (streaming responses and
 background tasks behave as without it); websocket and lifespan messages are
@@ -28,7 +28,10 @@ account can fail a request: its errors cost one log warning.
 
 When the bootstrap of `timeglass run` has already marked a request (it wraps
 every Starlette application, see _autopatch.py), an application's own
-TimeGlassMiddleware lets the request through untouched.
+TimeGlassMiddleware lets the request through, and only marks an exception
+that leaves it (see serve_nested): the same goes for the marker of a mounted
+sub-application, whose own ServerErrorMiddleware writes the 500 before the
+exception reaches the outer marker.
 """
 
 import asyncio
@@ -44,6 +47,7 @@ from . import _native, _recorder, _routes, _store
 from ._text import exception_text
 
 SCOPE_KEY = "timeglass"  # set in the scope of a request that is already being marked
+EXC_KEY = "timeglass.exception"  # the exception an inner marker marked (see serve_nested)
 
 # Scope token of the request this task serves (0: none); worker threads
 # started for it get the token through this variable (see _autopatch.py).
@@ -84,6 +88,15 @@ class TimeGlassMiddleware:
 
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
+        if SCOPE_KEY in scope and kind == "http":
+            # An outer marker serves the request: only its exception is
+            # marked here (see serve_nested).
+            try:
+                await self.app(scope, receive, send)
+            except Exception as exc:
+                _mark_nested(scope, exc)
+                raise
+            return
         if SCOPE_KEY in scope or (kind != "http" and kind != "websocket"):
             if kind == "lifespan" and self._enabled and _native.native() is None:
                 send = self._lifespan_send(send)
@@ -162,22 +175,10 @@ def _client(scope):
     return None, 0
 
 
-def _find_route(scope, path0, root0, owner):
-    route = scope.get("route")
-    if route is not None and scope.get("root_path", "") == root0:  # not inside a mount
-        path = getattr(route, "path", None)
-        if isinstance(path, str):
-            return path
-    view = dict(scope)
-    view["path"] = path0
-    view["root_path"] = root0
-    view.pop("path_params", None)
-    return _routes.route_template(view, owner)
-
-
-def slow_route(scope, path0, root0, owner):
-    """The route template when scope["route"] does not give it (_speedups)."""
-    return _quietly(_find_route, scope, path0, root0, owner)
+# What _speedups calls, with (scope, path0, root0, owner), when its
+# fast_route() (the start of _routes.template) found no template; it hands
+# the errors to report_error().
+slow_route = _routes.after_routing
 
 
 def report_error(e):
@@ -238,11 +239,8 @@ class _Exchange:
         """The route's template ("/items/{item_id}"), or None (no route)."""
         if not self.routed:
             self.routed = True
-            self.route = _quietly(self._find_route)
+            self.route = _quietly(_routes.template, self.scope, self._path0, self._root0, self._owner)
         return self.route
-
-    def _find_route(self):
-        return _find_route(self.scope, self._path0, self._root0, self._owner)
 
     def mark_route(self):
         self.marked = True
@@ -282,7 +280,8 @@ async def serve_native(app, scope, receive, send, native, owner=None):
             await app(scope, receive, req)
         except Exception as exc:
             req.done()
-            _quietly(_mark, native, _native.MARK_EXCEPTION, scope, exception_text(exc), req.token)
+            if scope.pop(EXC_KEY, None) is not exc:
+                _quietly(_mark, native, _native.MARK_EXCEPTION, scope, exception_text(exc), req.token)
             raise
         else:
             req.done()
@@ -423,6 +422,35 @@ class _TaskFactory:
             task.add_done_callback(done)
 
 
+async def serve_nested(app, scope, receive, send, native):
+    """Serves an HTTP request that an outer marker already serves (the
+    application is mounted in another, or a marker is already outside it),
+    and marks the exception that leaves app.
+
+    The mark must come before the 500: the ServerErrorMiddleware around app
+    (a mounted application has its own) writes it and only then re-raises
+    the exception to the outer marker, which would be too late to join it to
+    the request. The outer marker does not mark it again (and takes it out
+    of the scope, which would otherwise hold the exception, its traceback
+    and so itself).
+    """
+    try:
+        await app(scope, receive, send)
+    except Exception as exc:
+        _mark_nested(scope, exc, native)
+        raise
+
+
+def _mark_nested(scope, exc, native=None):
+    if native is None:
+        native = _native.native()
+        if native is None:  # standalone: the outer middleware records it
+            return
+    if scope.get(EXC_KEY) is not exc:
+        scope[EXC_KEY] = exc
+        _quietly(_mark, native, _native.MARK_EXCEPTION, scope, exception_text(exc))
+
+
 async def _serve_wire(app, scope, receive, send, native, owner):
     ex = _Exchange(scope, receive, send, owner, native)
     try:
@@ -430,7 +458,8 @@ async def _serve_wire(app, scope, receive, send, native, owner):
     except Exception as exc:
         if not ex.marked:
             _quietly(ex.mark_route)
-        _quietly(ex.mark_exception, exc)
+        if scope.pop(EXC_KEY, None) is not exc:
+            _quietly(ex.mark_exception, exc)
         raise
     if not ex.marked:  # no response yet: the server answers for the app
         _quietly(ex.mark_route)
@@ -463,7 +492,7 @@ def _report_in_process(native, ex, start, failed):
     end = ex.resp_end or _monotonic_ns()
     scope = ex.scope
     host, port = _client(scope)
-    if failed is not None:
+    if failed is not None and scope.pop(EXC_KEY, None) is not failed:
         _mark(native, _native.MARK_EXCEPTION, scope, exception_text(failed))
     status, error = ex.outcome(failed is not None)
     code = _native.REQ_OK

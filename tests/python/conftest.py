@@ -22,7 +22,7 @@ from tgpy import PYTHON, Server, free_port, wait_port  # noqa: E402
 
 @pytest.fixture
 def server(tmp_path):
-    """`with server(argv_after_python, env) as s:` runs /usr/bin/python3 ARGV
+    """`with server(argv_after_python, env) as s:` runs tgpy.PYTHON ARGV
     (which must listen on s.port, passed as {port}) and stops it with SIGINT."""
     started = []
 

@@ -2,7 +2,9 @@
 in conftest.py). Named apart from tests/integration/tgtest.py so both suites
 can run in one pytest session.
 
-Environment: TIMEGLASS_BUILD, the build directory (default <repo>/build).
+Environment: TIMEGLASS_BUILD, the build directory (default <repo>/build);
+TIMEGLASS_TEST_PYTHON, the interpreter that runs the applications (default
+/usr/bin/python3).
 """
 
 import os
@@ -20,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 PYTHON_SRC = REPO / "python"
 BOOTSTRAP = PYTHON_SRC / "timeglass" / "bootstrap"
 APPS = Path(__file__).resolve().parent / "apps"
-PYTHON = "/usr/bin/python3"
+PYTHON = os.environ.get("TIMEGLASS_TEST_PYTHON", "/usr/bin/python3")
 BUILD = Path(os.environ.get("TIMEGLASS_BUILD") or (REPO / "build")).resolve()
 TIMEGLASS = BUILD / "cli" / "timeglass"
 LIBRARY = BUILD / "preload" / "libtimeglass.so"
