@@ -455,8 +455,8 @@ static int attribute_outside(sqlite3 *db, struct rp_report *r)
 		return rc == SQLITE_ROW ? 0 : fail_sql(db, "reading queries");
 	}
 	if (sqlite3_prepare_v2(db,
-			       "SELECT pid, start_unix_ns, duration_ns, coalesce(fingerprint, sql, ''), coalesce(call_site, '')"
-			       " FROM queries WHERE run_id = ? AND request_id IS NULL",
+			       "SELECT pid, start_unix_ns, duration_ns, coalesce(fingerprint, sql, ''), coalesce(call_site, ''),"
+			       " kind = 'housekeeping' FROM queries WHERE run_id = ? AND request_id IS NULL",
 			       -1, &st, NULL) != SQLITE_OK)
 		return fail_sql(db, "reading queries");
 	sqlite3_bind_int64(st, 1, r->run_id);
@@ -476,6 +476,8 @@ static int attribute_outside(sqlite3 *db, struct rp_report *r)
 		t->queries++;
 		t->query_ns += dur;
 		t->outside_queries++;
+		if (sqlite3_column_int(st, 5))
+			continue; /* driver housekeeping: never an N+1 (the collector's rule) */
 		if (n == cap) {
 			cap = cap ? cap * 2 : 256;
 			void *p = realloc(v, cap * sizeof *v);
