@@ -91,17 +91,23 @@ def test_patched_app_without_collector_is_untouched(tmp_path):
 
 
 def test_start_up_cost(tmp_path):
-    """Informational: interpreter start-up with and without the bootstrap."""
+    """Interpreter start-up with and without the bootstrap: the bootstrap
+    imports nothing heavy. Compared on the children's CPU time, which a
+    machine busy with other work does not inflate the way it does wall
+    time (bench/startup measures the wall time)."""
+    import resource
+
     def best(env, n=5):
         times = []
         for _ in range(n):
-            t = time.perf_counter()
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             subprocess.run([PYTHON, "-c", "pass"], env=env, check=True)
-            times.append(time.perf_counter() - t)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            times.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         return min(times)
 
     plain = best(child_env())
     with_bootstrap = best(bootstrap_env(TIMEGLASS_SOCK=str(tmp_path / "x.sock")))
-    print("\nstart-up: %.1f ms plain, %.1f ms with the bootstrap"
+    print("\nstart-up CPU: %.1f ms plain, %.1f ms with the bootstrap"
           % (plain * 1000, with_bootstrap * 1000))
-    assert with_bootstrap < plain + 0.05  # generous: the real cost is well under 1 ms
+    assert with_bootstrap < plain + 0.02  # the bootstrap's own cost is a few ms
