@@ -6,7 +6,10 @@
  * civetweb runs a fixed pool of worker threads; each request runs one
  * handler, which reads the store through its thread's own read-only
  * connection (db.h). Handlers build their whole JSON body before writing
- * anything, so no lock is held while writing to the network.
+ * anything, so no lock is held while writing to the network. Event streams
+ * hold a worker each while open: the pool has TG_EVENTS_MAX_STREAMS workers
+ * for them on top of TG_API_WORKERS, and events.c refuses the stream past
+ * the cap, so the API always has workers.
  */
 #include "server.h"
 
@@ -91,6 +94,8 @@ int tg_send_headers(struct tg_req *r, int status, const char *content_type, long
 	mg_response_header_add(c, "Cross-Origin-Resource-Policy", "same-origin", -1);
 	if (status == 405)
 		mg_response_header_add(c, "Allow", "GET, HEAD", -1);
+	if (r->retry_after)
+		mg_response_header_add(c, "Retry-After", r->retry_after, -1);
 	return mg_response_header_send(c) < 0 ? -1 : 0;
 }
 
@@ -269,11 +274,13 @@ struct tg_server *tg_server_start(const struct tg_server_config *cfg, char *err,
 		server_free(srv);
 		return NULL;
 	}
-	char listen[300];
+	char listen[300], threads[16];
+	snprintf(threads, sizeof threads, "%d", TG_EVENTS_MAX_STREAMS + TG_API_WORKERS);
 	snprintf(listen, sizeof listen, "%s%s%s:%d", ipv6 ? "[" : "", cfg->host, ipv6 ? "]" : "", cfg->port);
 	const char *options[] = {
 		"listening_ports", listen,
-		"num_threads", "12",
+		"num_threads", threads,
+		"listen_backlog", "1024", /* a burst of connections waits, not dropped */
 		"enable_keep_alive", "yes",
 		"keep_alive_timeout_ms", "5000",
 		"request_timeout_ms", "15000",
@@ -309,6 +316,11 @@ struct tg_server *tg_server_start(const struct tg_server_config *cfg, char *err,
 		tg_server_stop(srv);
 		return NULL;
 	}
+	if (tg_events_start(srv->db_path) < 0) {
+		snprintf(err, errlen, "cannot start a thread: out of resources");
+		tg_server_stop(srv);
+		return NULL;
+	}
 	mg_set_request_handler(srv->ctx, "/", dispatch, srv);
 	pthread_t t;
 	pthread_attr_t attr;
@@ -327,6 +339,7 @@ void tg_server_stop(struct tg_server *srv)
 		return;
 	atomic_store(&srv->stopping, 1);
 	mg_stop(srv->ctx);
+	tg_events_stop();
 	mg_exit_library();
 	server_free(srv);
 }
