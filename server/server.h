@@ -6,8 +6,11 @@
  * Every response carries a strict Content-Security-Policy, nosniff and
  * no-referrer, and never a CORS header. A request whose Host header is not
  * one this server answers to (127.0.0.1:PORT, localhost:PORT, [::1]:PORT or
- * the --host value) gets 403, which defeats DNS rebinding. Only GET and HEAD
- * are served.
+ * the --host value) gets 403, which defeats DNS rebinding; one that could
+ * show that check one host and mean another (two Host headers, a Host that
+ * is not host[:port], an absolute target naming another host, more header
+ * fields than civetweb keeps, a body) gets 400 and is closed. Only GET and
+ * HEAD are served.
  *
  * Errors have one shape everywhere:
  *   {"error": {"status": 404, "code": "not_found", "message": "..."}}

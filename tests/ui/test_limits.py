@@ -1,8 +1,10 @@
-"""The dashboard under many live-update streams, over real sockets: the API
-keeps answering while hundreds of /api/events streams are open, every
-stream past the cap gets the documented 503, and the server recovers as
-soon as streams close."""
+"""The dashboard under many live-update streams and odd requests, over real
+sockets: the API keeps answering while hundreds of /api/events streams are
+open, every stream past the cap gets the documented 503, the server recovers
+as soon as streams close, and the Host check (DNS-rebinding defence) cannot
+be shown one host while the request means another."""
 import json
+import re
 import socket
 import time
 
@@ -116,3 +118,125 @@ def test_a_stream_past_the_cap_is_served_once_one_closes(tmp_path, make_server):
     finally:
         for sock in streams:
             sock.close()
+
+
+# ---- the Host check cannot be fooled ----
+
+def raw(port, request, timeout=5):
+    """Sends request bytes; returns (status or None, body, closed): closed is
+    True when the server closed the connection after its answer."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.sendall(request)
+    data, closed = b"", False
+    try:
+        while True:
+            if b"\r\n\r\n" in data:
+                head, body = data.split(b"\r\n\r\n", 1)
+                length = [l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+                if length and len(body) >= int(length[0].split(b":")[1]):
+                    sock.settimeout(0.5)  # answered: does the server close?
+            chunk = sock.recv(65536)
+            if not chunk:
+                closed = True
+                break
+            data += chunk
+    except socket.timeout:
+        pass
+    sock.close()
+    if not data:
+        return None, b"", closed
+    head, body = data.split(b"\r\n\r\n", 1)
+    return int(head.split(b" ", 2)[1]), body, closed
+
+
+def error_code(body):
+    return json.loads(body)["error"]["code"]
+
+
+@pytest.mark.parametrize("headers,status,code", [
+    ("Host: {ok}\r\nHost: {ok}", 400, "bad_host"),
+    ("Host: {ok}\r\nhost: evil.example", 400, "bad_host"),
+    ("Host: evil.example\r\nHost: {ok}", 400, "bad_host"),
+    ("Host: evil@{ok}", 400, "bad_host"),
+    ("Host: {ok}@evil.example", 400, "bad_host"),
+    ("Host: user:pw@{ok}", 400, "bad_host"),
+    ("Host: {ok}, evil.example", 400, "bad_host"),
+    ("Host: {ok}/x", 400, "bad_host"),
+    ("Host: {ok} evil.example", 400, "bad_host"),
+    ("Host: 127.0.0.1:", 400, "bad_host"),
+    ("Host: [::1", 400, "bad_host"),
+    ("Host: ", 403, "forbidden_host"),
+    ("X-Forwarded-Host: {ok}", 403, "forbidden_host"),
+    ("Host: evil.example:{port}\r\nX-Forwarded-Host: {ok}", 403, "forbidden_host"),
+])
+def test_host_smuggling_is_refused(server, headers, status, code):
+    ok = "127.0.0.1:%d" % server.port
+    req = "GET /api/status HTTP/1.1\r\n%s\r\n\r\n" % headers.format(ok=ok, port=server.port)
+    got, body, closed = raw(server.port, req.encode())
+    assert got == status, body
+    assert error_code(body) == code
+    if status == 400:
+        assert closed  # nothing more is read from a connection that sent this
+
+
+def test_host_with_trailing_whitespace_is_fine(server):
+    got, body, _ = raw(server.port, b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d  \r\n\r\n" % server.port)
+    assert got == 200
+
+
+def test_absolute_target_must_name_the_host(server):
+    p = server.port
+    got, body, _ = raw(p, b"GET http://127.0.0.1:%d/api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (p, p))
+    assert got == 200 and json.loads(body)["version"]
+    got, body, closed = raw(p, b"GET http://evil.example:%d/api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                            % (p, p))
+    assert got == 400 and error_code(body) == "bad_host" and closed
+    got, body, closed = raw(p, b"GET http://evil@127.0.0.1:%d/api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                            % (p, p))
+    assert got == 400 and error_code(body) == "bad_host"
+    # another port: civetweb does not pass it on; no answer at all
+    got, body, closed = raw(p, b"GET http://127.0.0.1:1/api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % p)
+    assert got in (None, 400) and b'"version"' not in body and closed
+
+
+def test_header_fields_beyond_what_is_kept_are_refused(server):
+    """civetweb keeps 64 header fields and drops the rest unseen: a second
+    Host there would not be noticed, so such a request is refused."""
+    p = server.port
+    filler = "".join("X-F%d: y\r\n" % i for i in range(70))
+    got, body, closed = raw(p, ("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%sHost: evil.example\r\n\r\n"
+                                % (p, filler)).encode())
+    assert got == 400 and error_code(body) == "bad_request" and closed
+    filler = "".join("X-F%d: y\r\n" % i for i in range(40))
+    got, _, _ = raw(p, ("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s\r\n" % (p, filler)).encode())
+    assert got == 200
+
+
+def test_request_body_framing_is_refused(server):
+    """GET and HEAD carry no body here; a body's framing could hide a second
+    request from a proxy in front."""
+    p = server.port
+    smuggled = b"GET /api/status HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+    for framing in (b"Transfer-Encoding: chunked\r\n", b"Content-Length: %d\r\n" % len(smuggled),
+                    b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"):
+        got, body, closed = raw(p, b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s\r\n%s"
+                                % (p, framing, smuggled))
+        assert got == 400 and error_code(body) == "bad_request" and closed, framing
+    got, _, _ = raw(p, b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 0\r\n\r\n" % p)
+    assert got == 200
+
+
+def test_every_pipelined_request_is_checked(server):
+    p = server.port
+    sock = socket.create_connection(("127.0.0.1", p), timeout=5)
+    sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                 b"GET /api/runs HTTP/1.1\r\nHost: evil.example:%d\r\nConnection: close\r\n\r\n" % (p, p))
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    statuses = [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+    assert statuses == [200, 403]
