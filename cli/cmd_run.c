@@ -10,7 +10,8 @@
  * lifeline, closes it, waits for the collector to finish writing (up to 30
  * s) and exits with the command's status (128 + N if killed by signal N).
  * If the collector dies, the command keeps running and its status is still
- * returned.
+ * returned; when the command ends, the supervisor writes the run's end (time
+ * and status) into the store itself, so the run does not look unfinished.
  */
 #include <errno.h>
 #include <glob.h>
@@ -29,6 +30,7 @@
 #include "cmds.h"
 #include "collector.h"
 #include "ring.h"
+#include "store.h"
 #include "tg_config.h"
 #include "util.h"
 
@@ -407,6 +409,28 @@ static void collector_lost(int st, const char *sock)
 		tg_warn("the collector exited early (status %d); the rest of this run is not recorded", status_code(st));
 }
 
+/* The collector died before writing the run's end: write it from here, the
+ * time the command ended and its status, unless the store has an end
+ * already. A store that went away is not created again. Problems are one
+ * warning; the command's status is returned regardless. */
+static void end_run_without_collector(const char *db, int64_t run_id, int64_t ended_unix_ns, int status)
+{
+	if (access(db, F_OK) < 0)
+		return;
+	struct tg_store *s = tg_store_open(db, TG_STORE_WRITE);
+	sqlite3_stmt *st = NULL;
+	int open_end = 0;
+	if (s && sqlite3_prepare_v2(tg_store_db(s), "SELECT ended_unix_ns IS NULL FROM runs WHERE id = ?", -1, &st,
+				    NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, run_id);
+		open_end = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+	}
+	sqlite3_finalize(st);
+	if (!s || (open_end && tg_store_run_end(s, run_id, ended_unix_ns, status) < 0))
+		tg_warn("cannot record the end of run %" PRId64 ": %s", run_id, tg_error());
+	tg_store_close(s);
+}
+
 /* Writes s to the lifeline; a dead collector is not an error (no SIGPIPE). */
 static void write_all(int fd, const char *s)
 {
@@ -504,7 +528,7 @@ int cmd_run(int argc, char **argv)
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 
 	/* Wait for the command; notice the collector dying meanwhile. */
-	int status = 1, coll_alive = 1;
+	int status = 1, coll_alive = 1, coll_died = 0;
 	for (;;) {
 		int st;
 		pid_t w = waitpid(-1, &st, 0);
@@ -515,6 +539,7 @@ int cmd_run(int argc, char **argv)
 		}
 		if (w == coll && (WIFEXITED(st) || WIFSIGNALED(st))) {
 			coll_alive = 0;
+			coll_died = 1;
 			collector_lost(st, sock);
 		} else if (w == pid && (WIFEXITED(st) || WIFSIGNALED(st))) {
 			status = status_code(st);
@@ -522,6 +547,7 @@ int cmd_run(int argc, char **argv)
 		}
 	}
 	cmd_pid = 0;
+	int64_t ended_unix_ns = tg_realtime_ns();
 
 	char msg[32];
 	snprintf(msg, sizeof msg, "exit %d\n", status);
@@ -533,8 +559,10 @@ int cmd_run(int argc, char **argv)
 			int st;
 			pid_t w = waitpid(coll, &st, WNOHANG);
 			if (w == coll) {
-				if (WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0))
+				if (WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0)) {
+					coll_died = 1;
 					collector_lost(st, sock);
+				}
 				break;
 			}
 			if (w < 0 && errno != EINTR)
@@ -546,5 +574,7 @@ int cmd_run(int argc, char **argv)
 			nanosleep(&step, NULL);
 		}
 	}
+	if (coll_died)
+		end_run_without_collector(o.db, run_id, ended_unix_ns, status);
 	return status;
 }
