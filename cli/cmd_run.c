@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,7 +93,10 @@ void cmd_run_usage(FILE *f)
 		   "\n"
 		   "Options end at the first argument that is not one, so both work:\n"
 		   "  timeglass run -- uvicorn main:app\n"
-		   "  timeglass run uvicorn main:app\n",
+		   "  timeglass run uvicorn main:app\n"
+		   "\n"
+		   "The $TIMEGLASS_* variables are checked as their options are; flags take\n"
+		   "1/0, yes/no, true/false, on/off. An option wins over its variable.\n",
 		DEFAULT_KEEP_RUNS, DEFAULT_RING_MB);
 }
 
@@ -102,6 +107,91 @@ static unsigned ring_mb_or_die(const char *what, const char *s)
 		tg_die("bad number for %s: '%.64s' (want a power of two: 1, 2, 4, ... %d)", what, s,
 		       RING_MAX_MB);
 	return (unsigned)v;
+}
+
+/* ---- the environment ---------------------------------------------------- */
+
+/* Flag spellings every reader (this program, the preload library, the
+ * Python side) takes; anything else is refused here. */
+static const char *const flag_false[] = { "", "0", "no", "false", "off" };
+static const char *const flag_true[] = { "1", "yes", "true", "on" };
+
+static int flag_value(const char *v)
+{
+	for (size_t i = 0; i < sizeof flag_false / sizeof flag_false[0]; i++)
+		if (strcasecmp(v, flag_false[i]) == 0)
+			return 0;
+	for (size_t i = 0; i < sizeof flag_true / sizeof flag_true[0]; i++)
+		if (strcasecmp(v, flag_true[i]) == 0)
+			return 1;
+	return -1;
+}
+
+/* Checks the TIMEGLASS_* variables this command reads, or passes to the
+ * collector, the app's preload library, its Python bootstrap and the
+ * middleware, as the matching options are checked: a bad value ends the
+ * command with its message and status 2 before anything starts. Values
+ * are passed on in one spelling (decimal, "1"/"0"), so that every reader
+ * agrees. Runs after the options, which set the variables they stand for
+ * (TIMEGLASS_KEEP_RUNS and TIMEGLASS_RING_SIZE are parse()'s). */
+static void check_env(void)
+{
+	static const struct {
+		const char *name;
+		uint64_t min, max;
+	} numbers[] = {
+		{ "TIMEGLASS_SAMPLE_HZ", 0, 100000 },   /* --sample-rate */
+		{ "TIMEGLASS_TRACE_US", 0, 60000000 },  /* --trace-threshold-us */
+		{ "TIMEGLASS_SQL_MAX", 16, 32768 },     /* --sql-max */
+		{ "TIMEGLASS_N_PLUS_ONE", 2, 1000000 }, /* --n-plus-one */
+	};
+	static const char *const flags[] = {
+		"TIMEGLASS_QUIET", "TIMEGLASS_NO_BOOTSTRAP", "TIMEGLASS_NATIVE", "TIMEGLASS_TRACE",
+		"TIMEGLASS_CAPTURE_PARAMS", "TIMEGLASS_NO_SQL", "TIMEGLASS_DISABLE", "TIMEGLASS_NO_SPEEDUPS",
+	};
+	const char *v;
+	char buf[32];
+	for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+		if (!(v = getenv(numbers[i].name)) || !*v)
+			continue;
+		snprintf(buf, sizeof buf, "%llu",
+			 (unsigned long long)tg_number_or_die(numbers[i].name, v, numbers[i].min, numbers[i].max));
+		setenv(numbers[i].name, buf, 1);
+	}
+	for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+		if (!(v = getenv(flags[i])) || !*v)
+			continue;
+		int on = flag_value(v);
+		if (on < 0)
+			tg_die("bad value for %s: '%.64s' (want 1 or 0; also yes/no, true/false, on/off)", flags[i], v);
+		setenv(flags[i], on ? "1" : "0", 1);
+	}
+	if ((v = getenv("TIMEGLASS_SAMPLE_MODE")) && *v && strcmp(v, "auto") != 0 && strcmp(v, "timer") != 0 &&
+	    strcmp(v, "eval") != 0)
+		tg_die_usage("run", "TIMEGLASS_SAMPLE_MODE: '%.32s' is not one of auto, timer, eval", v);
+	if ((v = getenv("TIMEGLASS_SAMPLE_BUDGET")) && *v) {
+		/* a percentage of one core: digits, one optional decimal point */
+		char *end;
+		errno = 0;
+		double pct = strtod(v, &end);
+		if (errno || *end || strspn(v, "0123456789.") != strlen(v) || !(pct >= 0 && pct <= 100))
+			tg_die("bad number for TIMEGLASS_SAMPLE_BUDGET: '%.64s' (want a percentage 0..100, 0 = no limit)", v);
+	}
+	/* directories: the bootstrap's (a sitecustomize.py), the extension's */
+	static const char *const dirs[] = { "TIMEGLASS_BOOTSTRAP_DIR", "TIMEGLASS_PYEXT_DIR" };
+	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+		struct stat st;
+		char file[PATH_MAX + 32];
+		if (!(v = getenv(dirs[i])) || !*v)
+			continue;
+		if (stat(v, &st) < 0)
+			tg_die("%s=%s: %s", dirs[i], v, strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			tg_die("%s=%s: %s", dirs[i], v, strerror(ENOTDIR));
+		snprintf(file, sizeof file, "%s/sitecustomize.py", v);
+		if (i == 0 && access(file, R_OK) < 0)
+			tg_die("%s=%s: no sitecustomize.py there (the directory of timeglass/bootstrap)", dirs[i], v);
+	}
 }
 
 static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
@@ -191,6 +281,7 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 	}
 	if (optind >= argc)
 		tg_die_usage("run", "no command to run");
+	check_env();
 	o->db = tg_default_db(o->db);
 	*cmd_index = optind;
 }
