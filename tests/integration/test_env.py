@@ -9,6 +9,8 @@ clamps or ignores a bad value and says so once, instead of misreading it.
 """
 
 import json
+import os
+import sqlite3
 import subprocess
 
 import pytest
@@ -116,3 +118,45 @@ def test_an_option_wins_over_a_bad_variable(timeglass_bin, tmp_path):
                         "--quiet", "--sample-rate", "50", "--sql-max", "100")
     assert proc.returncode == 0, proc.stderr
     assert seen["TIMEGLASS_SAMPLE_HZ"] == "50" and seen["TIMEGLASS_SQL_MAX"] == "100"
+
+
+CHILD_APP = """
+import os, sqlite3, sys, time
+if sys.argv[1] == "parent":
+    # the app changes its own environment, then starts a child
+    os.environ.update(TIMEGLASS_SAMPLE_HZ="-5", TIMEGLASS_CAPTURE_PARAMS="no", TIMEGLASS_SQL_MAX="abc",
+                      TIMEGLASS_NO_SQL="maybe")
+    os.execv(sys.executable, [sys.executable, "-c", sys.argv[2], "child", sys.argv[2]])
+db = sqlite3.connect(":memory:")
+db.execute("CREATE TABLE t (secret TEXT)")
+db.execute("INSERT INTO t VALUES (?)", ("hunter2",))
+t0 = time.monotonic()
+while time.monotonic() - t0 < 0.5:  # busy: stack samples
+    pass
+"""
+
+
+def test_library_in_a_child_clamps_or_ignores_and_says_so_once(timeglass_bin, tmp_path):
+    """A negative rate was read as 100 kHz, "no" as yes (parameters, which
+    may be personal data, captured), "abc" as the smallest SQL size."""
+    db = tmp_path / "c.db"
+    proc = subprocess.run([str(TIMEGLASS), "run", "--quiet", "--db", str(db), "--", PYTHON, "-c", CHILD_APP,
+                           "parent", CHILD_APP], env=timeglass_env(), capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stderr.splitlines()) == sorted([
+        "timeglass: TIMEGLASS_SAMPLE_HZ='-5' is not an integer 0..100000; using 1000",
+        "timeglass: TIMEGLASS_SQL_MAX='abc' is not an integer 16..32768; using 4096",
+        "timeglass: TIMEGLASS_NO_SQL='maybe' is not 1 or 0; using 0",
+    ])
+    con = sqlite3.connect(str(db))
+    try:
+        (insert, params), = con.execute("SELECT sql, params FROM queries WHERE sql LIKE 'INSERT%'").fetchall()
+        assert params is None  # TIMEGLASS_CAPTURE_PARAMS=no means no
+        (samples,), = con.execute("SELECT coalesce(sum(count), 0) FROM samples").fetchall()
+        (skipped,), = con.execute("SELECT coalesce(sum(events), 0) FROM losses WHERE kind = 'py_sample_budget'"
+                                  ).fetchall()
+    finally:
+        con.close()
+    assert 100 <= samples <= 1000, samples  # ~1000 Hz for 0.5 s, not 100 kHz
+    assert skipped < 5000, skipped  # the sampler did not try 100 kHz against its budget
