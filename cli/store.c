@@ -438,15 +438,13 @@ struct tg_store *tg_store_open(const char *path, enum tg_store_mode mode)
 				tg_fail("cannot open store %s: %s", path, strerror(errno));
 			return NULL;
 		}
-		if (create_file(path) < 0 || make_private(path) < 0)
+		if (create_file(path) < 0)
 			return NULL;
 	} else if (!S_ISREG(st.st_mode)) {
 		tg_fail("%s is not a TimeGlass store (not a regular file)", path);
 		return NULL;
 	} else if (mode == TG_STORE_WRITE && access(path, W_OK) < 0) {
 		tg_fail("cannot write store %s: %s", path, strerror(errno));
-		return NULL;
-	} else if (mode == TG_STORE_WRITE && make_private(path) < 0) {
 		return NULL;
 	}
 
@@ -471,6 +469,10 @@ struct tg_store *tg_store_open(const char *path, enum tg_store_mode mode)
 	sqlite3_extended_result_codes(s->db, 0);
 	sqlite3_busy_timeout(s->db, 5000);
 	if (migrate(s) < 0)
+		goto fail;
+	/* once it is known to be ours (a newer store is left as it is); the
+	 * -wal and -shm the open made are seen to as well */
+	if (mode == TG_STORE_WRITE && make_private(path) < 0)
 		goto fail;
 	if (mode == TG_STORE_WRITE) {
 		int64_t dummy;

@@ -289,7 +289,6 @@ def open_store(path):
             _create_file(path)
         elif not os.path.isfile(path):
             raise StoreError("%s is not a TimeGlass store (not a regular file)" % path)
-        _make_private(path)  # a new one too: it may be in an existing .timeglass
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                check_same_thread=False)
     except OSError as e:
@@ -298,6 +297,7 @@ def open_store(path):
         raise StoreError("%s: cannot open: %s" % (path, e)) from None
     try:
         _migrate(conn, path)
+        _make_private(path)  # once it is known to be ours; a new one too (in an existing .timeglass)
         conn.execute("PRAGMA journal_mode = WAL").fetchone()
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
