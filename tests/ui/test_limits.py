@@ -62,6 +62,7 @@ def test_500_streams_leave_the_api_responsive(tmp_path, make_server):
     db = str(tmp_path / "t.db")
     fixture.build(db)
     s = make_server(db)
+    assert s.json("/api/status")["live_streams"] == {"open": 0, "max": MAX_STREAMS}
     streams = [open_stream(s.port) for _ in range(500)]
     try:
         for path in ("/api/runs", "/api/overview", "/api/runs"):
@@ -84,6 +85,7 @@ def test_500_streams_leave_the_api_responsive(tmp_path, make_server):
         # while the served streams stay open
         status, secs = timed_get(s.port, "/api/runs")
         assert status == 200 and secs < 1.0
+        assert s.json("/api/status")["live_streams"] == {"open": MAX_STREAMS, "max": MAX_STREAMS}
     finally:
         for sock in streams:
             sock.close()
@@ -92,6 +94,7 @@ def test_500_streams_leave_the_api_responsive(tmp_path, make_server):
     status, secs = timed_get(s.port, "/api/runs")
     assert status == 200 and secs < 1.0
     time.sleep(0.5)
+    assert s.json("/api/status")["live_streams"]["open"] == 0
     again = [open_stream(s.port) for _ in range(MAX_STREAMS)]
     try:
         assert [stream_answer(sock)[0] for sock in again] == [200] * MAX_STREAMS
