@@ -96,7 +96,7 @@ void cmd_run_usage(FILE *f)
 		   "  timeglass run uvicorn main:app\n"
 		   "\n"
 		   "The $TIMEGLASS_* variables are checked as their options are; flags take\n"
-		   "1/0, yes/no, true/false, on/off. An option wins over its variable.\n",
+		   "1/0, yes/no, true/false, on/off. An option overrides its variable.\n",
 		DEFAULT_KEEP_RUNS, DEFAULT_RING_MB);
 }
 
@@ -132,8 +132,9 @@ static int flag_value(const char *v)
  * middleware, as the matching options are checked: a bad value ends the
  * command with its message and status 2 before anything starts. Values
  * are passed on in one spelling (decimal, "1"/"0"), so that every reader
- * agrees. Runs after the options, which set the variables they stand for
- * (TIMEGLASS_KEEP_RUNS and TIMEGLASS_RING_SIZE are parse()'s). */
+ * agrees. Runs before the options (which then set the variables they stand
+ * for), as the checks of TIMEGLASS_KEEP_RUNS and TIMEGLASS_RING_SIZE do:
+ * a bad variable is an error whatever the command line says. */
 static void check_env(void)
 {
 	static const struct {
@@ -222,6 +223,7 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 		o->keep_runs = (unsigned)tg_number_or_die("TIMEGLASS_KEEP_RUNS", env, 0, 1000000);
 	if ((env = getenv("TIMEGLASS_RING_SIZE")) && *env)
 		o->ring_mb = ring_mb_or_die("TIMEGLASS_RING_SIZE", env);
+	check_env();
 	o->quiet = tg_env_flag("TIMEGLASS_QUIET");
 	o->no_bootstrap = tg_env_flag("TIMEGLASS_NO_BOOTSTRAP");
 
@@ -281,7 +283,6 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 	}
 	if (optind >= argc)
 		tg_die_usage("run", "no command to run");
-	check_env();
 	o->db = tg_default_db(o->db);
 	*cmd_index = optind;
 }

@@ -113,8 +113,17 @@ def test_good_values_reach_the_app_in_one_spelling(timeglass_bin, tmp_path):
         "TIMEGLASS_SQL_MAX": ""}
 
 
-def test_an_option_wins_over_a_bad_variable(timeglass_bin, tmp_path):
-    proc, seen, _ = run(tmp_path, {"TIMEGLASS_SAMPLE_HZ": "abc", "TIMEGLASS_SQL_MAX": "-1"},
+def test_a_bad_variable_is_refused_even_with_its_option(timeglass_bin, tmp_path):
+    """As TIMEGLASS_KEEP_RUNS always was: the shell's bad setting is said,
+    whatever the command line."""
+    line = refused(tmp_path, {"TIMEGLASS_SAMPLE_HZ": "abc"}, "--sample-rate", "50")
+    assert "TIMEGLASS_SAMPLE_HZ: 'abc'" in line
+    line = refused(tmp_path, {"TIMEGLASS_KEEP_RUNS": "abc"}, "--keep-runs", "5")
+    assert "TIMEGLASS_KEEP_RUNS: 'abc'" in line
+
+
+def test_an_option_overrides_its_variable(timeglass_bin, tmp_path):
+    proc, seen, _ = run(tmp_path, {"TIMEGLASS_SAMPLE_HZ": "200", "TIMEGLASS_SQL_MAX": "64"},
                         "--quiet", "--sample-rate", "50", "--sql-max", "100")
     assert proc.returncode == 0, proc.stderr
     assert seen["TIMEGLASS_SAMPLE_HZ"] == "50" and seen["TIMEGLASS_SQL_MAX"] == "100"
