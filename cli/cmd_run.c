@@ -10,7 +10,8 @@
  * lifeline, closes it, waits for the collector to finish writing (up to 30
  * s) and exits with the command's status (128 + N if killed by signal N).
  * If the collector dies, the command keeps running and its status is still
- * returned.
+ * returned; when the command ends, the supervisor writes the run's end (time
+ * and status) into the store itself, so the run does not look unfinished.
  */
 #include <errno.h>
 #include <glob.h>
@@ -21,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +32,7 @@
 #include "cmds.h"
 #include "collector.h"
 #include "ring.h"
+#include "store.h"
 #include "tg_config.h"
 #include "util.h"
 
@@ -89,7 +93,10 @@ void cmd_run_usage(FILE *f)
 		   "\n"
 		   "Options end at the first argument that is not one, so both work:\n"
 		   "  timeglass run -- uvicorn main:app\n"
-		   "  timeglass run uvicorn main:app\n",
+		   "  timeglass run uvicorn main:app\n"
+		   "\n"
+		   "The $TIMEGLASS_* variables are checked as their options are; flags take\n"
+		   "1/0, yes/no, true/false, on/off. An option overrides its variable.\n",
 		DEFAULT_KEEP_RUNS, DEFAULT_RING_MB);
 }
 
@@ -100,6 +107,92 @@ static unsigned ring_mb_or_die(const char *what, const char *s)
 		tg_die("bad number for %s: '%.64s' (want a power of two: 1, 2, 4, ... %d)", what, s,
 		       RING_MAX_MB);
 	return (unsigned)v;
+}
+
+/* ---- the environment ---------------------------------------------------- */
+
+/* Flag spellings every reader (this program, the preload library, the
+ * Python side) takes; anything else is refused here. */
+static const char *const flag_false[] = { "", "0", "no", "false", "off" };
+static const char *const flag_true[] = { "1", "yes", "true", "on" };
+
+static int flag_value(const char *v)
+{
+	for (size_t i = 0; i < sizeof flag_false / sizeof flag_false[0]; i++)
+		if (strcasecmp(v, flag_false[i]) == 0)
+			return 0;
+	for (size_t i = 0; i < sizeof flag_true / sizeof flag_true[0]; i++)
+		if (strcasecmp(v, flag_true[i]) == 0)
+			return 1;
+	return -1;
+}
+
+/* Checks the TIMEGLASS_* variables this command reads, or passes to the
+ * collector, the app's preload library, its Python bootstrap and the
+ * middleware, as the matching options are checked: a bad value ends the
+ * command with its message and status 2 before anything starts. Values
+ * are passed on in one spelling (decimal, "1"/"0"), so that every reader
+ * agrees. Runs before the options (which then set the variables they stand
+ * for), as the checks of TIMEGLASS_KEEP_RUNS and TIMEGLASS_RING_SIZE do:
+ * a bad variable is an error whatever the command line says. */
+static void check_env(void)
+{
+	static const struct {
+		const char *name;
+		uint64_t min, max;
+	} numbers[] = {
+		{ "TIMEGLASS_SAMPLE_HZ", 0, 100000 },   /* --sample-rate */
+		{ "TIMEGLASS_TRACE_US", 0, 60000000 },  /* --trace-threshold-us */
+		{ "TIMEGLASS_SQL_MAX", 16, 32768 },     /* --sql-max */
+		{ "TIMEGLASS_N_PLUS_ONE", 2, 1000000 }, /* --n-plus-one */
+	};
+	static const char *const flags[] = {
+		"TIMEGLASS_QUIET", "TIMEGLASS_NO_BOOTSTRAP", "TIMEGLASS_NATIVE", "TIMEGLASS_TRACE",
+		"TIMEGLASS_CAPTURE_PARAMS", "TIMEGLASS_NO_SQL", "TIMEGLASS_DISABLE", "TIMEGLASS_NO_SPEEDUPS",
+	};
+	const char *v;
+	char buf[32];
+	for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+		if (!(v = getenv(numbers[i].name)) || !*v)
+			continue;
+		snprintf(buf, sizeof buf, "%llu",
+			 (unsigned long long)tg_number_or_die(numbers[i].name, v, numbers[i].min, numbers[i].max));
+		setenv(numbers[i].name, buf, 1);
+	}
+	for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+		if (!(v = getenv(flags[i])) || !*v)
+			continue;
+		int on = flag_value(v);
+		if (on < 0)
+			tg_die("bad value for %s: '%.64s' (want 1 or 0; also yes/no, true/false, on/off)", flags[i], v);
+		setenv(flags[i], on ? "1" : "0", 1);
+	}
+	if ((v = getenv("TIMEGLASS_SAMPLE_MODE")) && *v && strcmp(v, "auto") != 0 && strcmp(v, "timer") != 0 &&
+	    strcmp(v, "eval") != 0)
+		tg_die_usage("run", "TIMEGLASS_SAMPLE_MODE: '%.32s' is not one of auto, timer, eval", v);
+	if ((v = getenv("TIMEGLASS_SAMPLE_BUDGET")) && *v) {
+		/* a percentage of one core: digits, one optional decimal point */
+		char *end;
+		errno = 0;
+		double pct = strtod(v, &end);
+		if (errno || *end || strspn(v, "0123456789.") != strlen(v) || !(pct >= 0 && pct <= 100))
+			tg_die("bad number for TIMEGLASS_SAMPLE_BUDGET: '%.64s' (want a percentage 0..100, 0 = no limit)", v);
+	}
+	/* directories: the bootstrap's (a sitecustomize.py), the extension's */
+	static const char *const dirs[] = { "TIMEGLASS_BOOTSTRAP_DIR", "TIMEGLASS_PYEXT_DIR" };
+	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+		struct stat st;
+		char file[PATH_MAX + 32];
+		if (!(v = getenv(dirs[i])) || !*v)
+			continue;
+		if (stat(v, &st) < 0)
+			tg_die("%s=%s: %s", dirs[i], v, strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			tg_die("%s=%s: %s", dirs[i], v, strerror(ENOTDIR));
+		snprintf(file, sizeof file, "%s/sitecustomize.py", v);
+		if (i == 0 && access(file, R_OK) < 0)
+			tg_die("%s=%s: no sitecustomize.py there (the directory of timeglass/bootstrap)", dirs[i], v);
+	}
 }
 
 static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
@@ -130,6 +223,7 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 		o->keep_runs = (unsigned)tg_number_or_die("TIMEGLASS_KEEP_RUNS", env, 0, 1000000);
 	if ((env = getenv("TIMEGLASS_RING_SIZE")) && *env)
 		o->ring_mb = ring_mb_or_die("TIMEGLASS_RING_SIZE", env);
+	check_env();
 	o->quiet = tg_env_flag("TIMEGLASS_QUIET");
 	o->no_bootstrap = tg_env_flag("TIMEGLASS_NO_BOOTSTRAP");
 
@@ -407,6 +501,28 @@ static void collector_lost(int st, const char *sock)
 		tg_warn("the collector exited early (status %d); the rest of this run is not recorded", status_code(st));
 }
 
+/* The collector died before writing the run's end: write it from here, the
+ * time the command ended and its status, unless the store has an end
+ * already. A store that went away is not created again. Problems are one
+ * warning; the command's status is returned regardless. */
+static void end_run_without_collector(const char *db, int64_t run_id, int64_t ended_unix_ns, int status)
+{
+	if (access(db, F_OK) < 0)
+		return;
+	struct tg_store *s = tg_store_open(db, TG_STORE_WRITE);
+	sqlite3_stmt *st = NULL;
+	int open_end = 0;
+	if (s && sqlite3_prepare_v2(tg_store_db(s), "SELECT ended_unix_ns IS NULL FROM runs WHERE id = ?", -1, &st,
+				    NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, run_id);
+		open_end = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+	}
+	sqlite3_finalize(st);
+	if (!s || (open_end && tg_store_run_end(s, run_id, ended_unix_ns, status) < 0))
+		tg_warn("cannot record the end of run %" PRId64 ": %s", run_id, tg_error());
+	tg_store_close(s);
+}
+
 /* Writes s to the lifeline; a dead collector is not an error (no SIGPIPE). */
 static void write_all(int fd, const char *s)
 {
@@ -504,7 +620,7 @@ int cmd_run(int argc, char **argv)
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 
 	/* Wait for the command; notice the collector dying meanwhile. */
-	int status = 1, coll_alive = 1;
+	int status = 1, coll_alive = 1, coll_died = 0;
 	for (;;) {
 		int st;
 		pid_t w = waitpid(-1, &st, 0);
@@ -515,6 +631,7 @@ int cmd_run(int argc, char **argv)
 		}
 		if (w == coll && (WIFEXITED(st) || WIFSIGNALED(st))) {
 			coll_alive = 0;
+			coll_died = 1;
 			collector_lost(st, sock);
 		} else if (w == pid && (WIFEXITED(st) || WIFSIGNALED(st))) {
 			status = status_code(st);
@@ -522,6 +639,7 @@ int cmd_run(int argc, char **argv)
 		}
 	}
 	cmd_pid = 0;
+	int64_t ended_unix_ns = tg_realtime_ns();
 
 	char msg[32];
 	snprintf(msg, sizeof msg, "exit %d\n", status);
@@ -533,8 +651,10 @@ int cmd_run(int argc, char **argv)
 			int st;
 			pid_t w = waitpid(coll, &st, WNOHANG);
 			if (w == coll) {
-				if (WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0))
+				if (WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0)) {
+					coll_died = 1;
 					collector_lost(st, sock);
+				}
 				break;
 			}
 			if (w < 0 && errno != EINTR)
@@ -546,5 +666,7 @@ int cmd_run(int argc, char **argv)
 			nanosleep(&step, NULL);
 		}
 	}
+	if (coll_died)
+		end_run_without_collector(o.db, run_id, ended_unix_ns, status);
 	return status;
 }

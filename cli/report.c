@@ -397,12 +397,12 @@ static long test_at(const struct rp_report *r, int32_t pid, int64_t ts)
 }
 
 /* The N+1 threshold of the recorder ($TIMEGLASS_N_PLUS_ONE, default 5,
- * at least 2), read the way the collector reads it. */
+ * 2..1000000 as `timeglass run` checks it; anything else is the default). */
 static unsigned n_plus_one_limit(void)
 {
 	const char *s = getenv("TIMEGLASS_N_PLUS_ONE");
-	unsigned long n = s && *s ? strtoul(s, NULL, 10) : 5;
-	return n < 2 ? 2 : n > 1000000 ? 1000000 : (unsigned)n;
+	uint64_t n;
+	return s && *s && tg_parse_u64(s, 2, 1000000, &n) == 0 ? (unsigned)n : 5;
 }
 
 static uint64_t hash_text(const unsigned char *s)

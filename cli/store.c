@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -468,6 +469,51 @@ static int create_file(const char *path)
 	return rc;
 }
 
+/* An existing store is written: it holds captured requests (paths, query
+ * strings, headers, SQL), so the file and its -wal and -shm are made
+ * private to their owner (group and other bits dropped), and so is the
+ * directory when it is TimeGlass's own .timeglass, with one warning line.
+ * Returns 0, or -1 when a file cannot be made private (someone else owns
+ * it): the store is refused rather than written readable by others. */
+static int make_private(const char *path)
+{
+	static const char *const suffix[] = { "", "-wal", "-shm" };
+	char f[PATH_MAX + 8];
+	struct stat st;
+	int was = -1;
+	for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+		snprintf(f, sizeof f, "%s%s", path, suffix[i]);
+		if (stat(f, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 077))
+			continue;
+		if (chmod(f, st.st_mode & 0700) < 0)
+			return tg_fail("store %s is open to other users (mode %04o) and cannot be made private: %s;"
+				       " run: chmod go-rwx %s*",
+				       f, (unsigned)(st.st_mode & 07777), strerror(errno), path);
+		if (was < 0)
+			was = (int)(st.st_mode & 07777);
+	}
+	char dir[PATH_MAX];
+	tg_strlcpy(dir, path, sizeof dir);
+	char *slash = strrchr(dir, '/');
+	int dir_was = -1;
+	if (slash) {
+		*slash = '\0';
+		char *up = strrchr(dir, '/');
+		if (strcmp(up ? up + 1 : dir, ".timeglass") == 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+		    (st.st_mode & 077) && chmod(dir, st.st_mode & 0700) == 0)
+			dir_was = (int)(st.st_mode & 07777);
+	}
+	if (was >= 0)
+		tg_warn("store %s was open to other users (mode %04o); made it private (%04o)%s: it holds "
+			"captured requests",
+			path, (unsigned)was, (unsigned)was & 0700, dir_was >= 0 ? ", and its directory" : "");
+	else if (dir_was >= 0)
+		tg_warn("the directory of store %s was open to other users (mode %04o); made it private (%04o): "
+			"the store holds captured requests",
+			path, (unsigned)dir_was, (unsigned)dir_was & 0700);
+	return 0;
+}
+
 struct tg_store *tg_store_open(const char *path, enum tg_store_mode mode)
 {
 	struct stat st;
@@ -510,6 +556,10 @@ struct tg_store *tg_store_open(const char *path, enum tg_store_mode mode)
 	sqlite3_extended_result_codes(s->db, 0);
 	sqlite3_busy_timeout(s->db, 5000);
 	if (migrate(s) < 0)
+		goto fail;
+	/* once it is known to be ours (a newer store is left as it is); the
+	 * -wal and -shm the open made are seen to as well */
+	if (mode == TG_STORE_WRITE && make_private(path) < 0)
 		goto fail;
 	if (mode == TG_STORE_WRITE) {
 		int64_t dummy;

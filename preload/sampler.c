@@ -690,20 +690,12 @@ static void spawn(void)
  * library constructor after registration. */
 void tg_sampler_start(void)
 {
-	const char *s = getenv("TIMEGLASS_SAMPLE_HZ");
-	unsigned long hz = s && *s ? strtoul(s, NULL, 10) : 1000;
+	unsigned long hz = tg_getenv_uint("TIMEGLASS_SAMPLE_HZ", 1000, 0, 100000);
 	if (hz == 0 || !tg_proc.enabled || tg_py_init() < 0)
 		return;
-	if (hz > 100000)
-		hz = 100000;
 	tg_unwind_init();
 	S.rate_hz = S.target_hz = (unsigned)hz;
-	const char *b = getenv("TIMEGLASS_SAMPLE_BUDGET");
-	double pct = b && *b ? strtod(b, NULL) : 5.0;
-	if (!(pct > 0)) /* 0, negative or not a number: no budget */
-		pct = 0;
-	if (pct > 100)
-		pct = 100;
+	double pct = tg_getenv_percent("TIMEGLASS_SAMPLE_BUDGET", 5.0); /* 0: no budget */
 	S.budget_ppm = (uint32_t)(pct * 10000.0);
 	S.recheck_ticks = RECHECK_NS * hz / 1000000000ull;
 	if (S.recheck_ticks == 0)

@@ -68,12 +68,7 @@ unsigned tg_sql_max(void)
 	unsigned v = __atomic_load_n(&sql_max_bytes, __ATOMIC_RELAXED);
 	if (TG_LIKELY(v))
 		return v;
-	const char *s = getenv("TIMEGLASS_SQL_MAX");
-	unsigned long n = s && *s ? strtoul(s, NULL, 10) : TG_SQL_MAX_DEFAULT;
-	if (n < 16)
-		n = 16;
-	if (n > TG_SQL_MAX_LIMIT)
-		n = TG_SQL_MAX_LIMIT;
+	unsigned long n = tg_getenv_uint("TIMEGLASS_SQL_MAX", TG_SQL_MAX_DEFAULT, 16, TG_SQL_MAX_LIMIT);
 	__atomic_store_n(&sql_max_bytes, (unsigned)n, __ATOMIC_RELAXED);
 	return (unsigned)n;
 }
@@ -84,8 +79,7 @@ int tg_sql_on(void)
 	int v = __atomic_load_n(&on, __ATOMIC_RELAXED);
 	if (TG_LIKELY(v >= 0))
 		return v;
-	const char *s = getenv("TIMEGLASS_NO_SQL");
-	v = !(s && *s && strcmp(s, "0") != 0);
+	v = !tg_getenv_flag("TIMEGLASS_NO_SQL", 0);
 	__atomic_store_n(&on, v, __ATOMIC_RELAXED);
 	return v;
 }
@@ -95,8 +89,7 @@ int tg_capture_params(void)
 	int v = __atomic_load_n(&capture_params, __ATOMIC_RELAXED);
 	if (TG_LIKELY(v >= 0))
 		return v;
-	const char *s = getenv("TIMEGLASS_CAPTURE_PARAMS");
-	v = s && *s && strcmp(s, "0") != 0;
+	v = tg_getenv_flag("TIMEGLASS_CAPTURE_PARAMS", 0); /* in doubt, no personal data */
 	__atomic_store_n(&capture_params, v, __ATOMIC_RELAXED);
 	return v;
 }

@@ -175,4 +175,14 @@ void tg_conns_after_fork(void);
 /* Bytes that never reach a tracked connection: count an untracked conn. */
 void tg_count_untracked(void);
 
+/* TIMEGLASS_* settings (env.c), read strictly as `timeglass run` checks
+ * them: unset or empty gives def; a value out of [min, max] is clamped and
+ * one that is not a plain decimal integer gives def, both said once on
+ * stderr. A flag is 1/yes/true/on or 0/no/false/off (any case), else def
+ * (said once). A percentage is digits with at most one decimal point,
+ * clamped to 100, else def (said once). */
+unsigned long tg_getenv_uint(const char *name, unsigned long def, unsigned long min, unsigned long max);
+int tg_getenv_flag(const char *name, int def);
+double tg_getenv_percent(const char *name, double def);
+
 #endif

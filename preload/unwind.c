@@ -134,8 +134,7 @@ static void on_signal(int sig, siginfo_t *si, void *ucv)
 
 int tg_unwind_init(void)
 {
-	const char *e = getenv("TIMEGLASS_NATIVE");
-	if (!e || strcmp(e, "1") != 0)
+	if (!tg_getenv_flag("TIMEGLASS_NATIVE", 0))
 		return -1;
 	if (active)
 		return 0;

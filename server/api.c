@@ -185,6 +185,9 @@ int tg_api_status(struct tg_req *r)
 	cJSON_AddBoolToObject(body, "live", sum.latest_live);
 	tg_json_add_int(body, "max_request_id", sum.max_request_id);
 	tg_json_add_ns(body, "now_unix_ns", tg_now_unix_ns());
+	cJSON *streams = cJSON_AddObjectToObject(body, "live_streams");
+	tg_json_add_int(streams, "open", tg_events_open_streams());
+	tg_json_add_int(streams, "max", TG_EVENTS_MAX_STREAMS);
 	return tg_send_json(r, 200, body);
 }
 

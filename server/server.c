@@ -6,7 +6,16 @@
  * civetweb runs a fixed pool of worker threads; each request runs one
  * handler, which reads the store through its thread's own read-only
  * connection (db.h). Handlers build their whole JSON body before writing
- * anything, so no lock is held while writing to the network.
+ * anything, so no lock is held while writing to the network. Event streams
+ * hold a worker each while open: the pool has TG_EVENTS_MAX_STREAMS workers
+ * for them on top of TG_API_WORKERS, and events.c refuses the stream past
+ * the cap, so the API always has workers.
+ *
+ * The Host check is the defence against DNS rebinding, so the request must
+ * not be able to show it one host and mean another: a request with two Host
+ * headers, a Host that is not host[:port] (userinfo, a path, a list), an
+ * absolute request target naming another host, or more header fields than
+ * civetweb keeps (the rest would go unseen) is refused with 400 and closed.
  */
 #include "server.h"
 
@@ -91,6 +100,8 @@ int tg_send_headers(struct tg_req *r, int status, const char *content_type, long
 	mg_response_header_add(c, "Cross-Origin-Resource-Policy", "same-origin", -1);
 	if (status == 405)
 		mg_response_header_add(c, "Allow", "GET, HEAD", -1);
+	if (r->retry_after)
+		mg_response_header_add(c, "Retry-After", r->retry_after, -1);
 	return mg_response_header_send(c) < 0 ? -1 : 0;
 }
 
@@ -178,6 +189,103 @@ static int host_allowed(const struct tg_server *srv, const char *host)
 	return strspn(host, "0123456789.") == n;
 }
 
+/* Nonzero when h (n bytes) is syntactically a host[:port]: a name, an IPv4
+ * address or a bracketed IPv6 address, then optionally ':' and digits. No
+ * userinfo, path, query, list, space or control character. */
+static int host_syntax_ok(const char *h, size_t n)
+{
+	if (n == 0)
+		return 1; /* empty: well formed, and names nobody (refused as a host) */
+	size_t i = 0;
+	if (h[0] == '[') {
+		while (++i < n && h[i] != ']')
+			if (!isxdigit((unsigned char)h[i]) && h[i] != ':' && h[i] != '.' && h[i] != '%')
+				return 0;
+		if (i == n)
+			return 0;
+		i++;
+	} else {
+		for (; i < n && h[i] != ':'; i++)
+			if (!isalnum((unsigned char)h[i]) && !strchr("-._~%", h[i]))
+				return 0;
+	}
+	if (i == n)
+		return 1;
+	if (h[i] != ':' || i + 1 == n)
+		return 0;
+	for (i++; i < n; i++)
+		if (!isdigit((unsigned char)h[i]))
+			return 0;
+	return 1;
+}
+
+/* Checks what the request says about the host it is meant for. Returns 0
+ * when it may go on, or the status sent (400 or 403). */
+static int check_host(struct tg_req *r)
+{
+	const struct tg_server *srv = r->srv;
+	const struct mg_request_info *ri = r->ri;
+	const char *host = NULL;
+	int hosts = 0;
+	if (ri->num_headers >= MG_MAX_HEADERS) {
+		mg_disable_connection_keep_alive(r->conn);
+		return tg_send_error(r, 400, "bad_request", "too many header fields (at most %d)", MG_MAX_HEADERS - 1);
+	}
+	for (int i = 0; i < ri->num_headers; i++)
+		if (strcasecmp(ri->http_headers[i].name, "Host") == 0) {
+			host = ri->http_headers[i].value;
+			hosts++;
+		}
+	if (hosts > 1) {
+		mg_disable_connection_keep_alive(r->conn);
+		return tg_send_error(r, 400, "bad_host", "more than one Host header");
+	}
+	char buf[300];
+	size_t n = host ? strlen(host) : 0;
+	while (n > 0 && (host[n - 1] == ' ' || host[n - 1] == '\t'))
+		n--; /* trailing whitespace is not part of the value */
+	if (host && (n >= sizeof buf || !host_syntax_ok(host, n))) {
+		mg_disable_connection_keep_alive(r->conn);
+		return tg_send_error(r, 400, "bad_host", "the Host header is not a host[:port]");
+	}
+	if (host) {
+		memcpy(buf, host, n);
+		buf[n] = '\0';
+		host = buf;
+	}
+	/* An absolute target (http://HOST/path) names the host itself, and
+	 * takes precedence over the Host header: they must agree. */
+	const char *target = ri->request_uri ? ri->request_uri : "/";
+	const char *scheme = strstr(target, "://");
+	if (target[0] != '/' && scheme) {
+		const char *a = scheme + 3;
+		size_t an = strcspn(a, "/?#");
+		if (!host_syntax_ok(a, an) || !host || an != n || strncasecmp(a, host, n) != 0) {
+			mg_disable_connection_keep_alive(r->conn);
+			return tg_send_error(r, 400, "bad_host", "the request target names another host than the Host header");
+		}
+	}
+	if (!host_allowed(srv, host))
+		return tg_send_error(r, 403, "forbidden_host",
+				     "this server answers only to http://127.0.0.1:%d/ and http://localhost:%d/",
+				     srv->port, srv->port);
+	return 0;
+}
+
+/* Nonzero when the request carries a body (GET and HEAD have none here):
+ * its framing could hide a second request from whatever stands in front. */
+static int has_body(const struct mg_request_info *ri)
+{
+	for (int i = 0; i < ri->num_headers; i++) {
+		const char *name = ri->http_headers[i].name, *v = ri->http_headers[i].value;
+		if (strcasecmp(name, "Transfer-Encoding") == 0)
+			return 1;
+		if (strcasecmp(name, "Content-Length") == 0 && strspn(v, "0") != strlen(v))
+			return 1;
+	}
+	return 0;
+}
+
 /* The one request handler registered with civetweb. */
 static int dispatch(struct mg_connection *conn, void *cbdata)
 {
@@ -192,12 +300,15 @@ static int dispatch(struct mg_connection *conn, void *cbdata)
 		.db_path = srv->db_path,
 		.head = strcmp(ri->request_method, "HEAD") == 0,
 	};
-	if (!host_allowed(srv, mg_get_header(conn, "Host")))
-		return tg_send_error(&r, 403, "forbidden_host",
-				     "this server answers only to http://127.0.0.1:%d/ and http://localhost:%d/",
-				     srv->port, srv->port);
+	int refused = check_host(&r);
+	if (refused)
+		return refused;
 	if (!r.head && strcmp(ri->request_method, "GET") != 0)
 		return tg_send_error(&r, 405, "method_not_allowed", "only GET and HEAD are served");
+	if (has_body(ri)) {
+		mg_disable_connection_keep_alive(conn);
+		return tg_send_error(&r, 400, "bad_request", "GET and HEAD requests carry no body here");
+	}
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
 		size_t n = strlen(routes[i].prefix);
 		if (strncmp(r.path, routes[i].prefix, n) == 0 && (r.path[n] == 0 || r.path[n] == '/')) {
@@ -269,11 +380,16 @@ struct tg_server *tg_server_start(const struct tg_server_config *cfg, char *err,
 		server_free(srv);
 		return NULL;
 	}
-	char listen[300];
+	char listen[300], threads[16];
+	snprintf(threads, sizeof threads, "%d", TG_EVENTS_MAX_STREAMS + TG_API_WORKERS);
 	snprintf(listen, sizeof listen, "%s%s%s:%d", ipv6 ? "[" : "", cfg->host, ipv6 ? "]" : "", cfg->port);
 	const char *options[] = {
 		"listening_ports", listen,
-		"num_threads", "12",
+		"num_threads", threads,
+		"listen_backlog", "1024", /* a burst of connections waits, not dropped */
+		/* absolute targets (http://HOST:PORT/...) reach dispatch(), which
+		 * checks HOST; civetweb would compare it with a domain of its own */
+		"enable_auth_domain_check", "no",
 		"enable_keep_alive", "yes",
 		"keep_alive_timeout_ms", "5000",
 		"request_timeout_ms", "15000",
@@ -309,6 +425,11 @@ struct tg_server *tg_server_start(const struct tg_server_config *cfg, char *err,
 		tg_server_stop(srv);
 		return NULL;
 	}
+	if (tg_events_start(srv->db_path) < 0) {
+		snprintf(err, errlen, "cannot start a thread: out of resources");
+		tg_server_stop(srv);
+		return NULL;
+	}
 	mg_set_request_handler(srv->ctx, "/", dispatch, srv);
 	pthread_t t;
 	pthread_attr_t attr;
@@ -327,6 +448,7 @@ void tg_server_stop(struct tg_server *srv)
 		return;
 	atomic_store(&srv->stopping, 1);
 	mg_stop(srv->ctx);
+	tg_events_stop();
 	mg_exit_library();
 	server_free(srv);
 }

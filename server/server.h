@@ -6,8 +6,11 @@
  * Every response carries a strict Content-Security-Policy, nosniff and
  * no-referrer, and never a CORS header. A request whose Host header is not
  * one this server answers to (127.0.0.1:PORT, localhost:PORT, [::1]:PORT or
- * the --host value) gets 403, which defeats DNS rebinding. Only GET and HEAD
- * are served.
+ * the --host value) gets 403, which defeats DNS rebinding; one that could
+ * show that check one host and mean another (two Host headers, a Host that
+ * is not host[:port], an absolute target naming another host, more header
+ * fields than civetweb keeps, a body) gets 400 and is closed. Only GET and
+ * HEAD are served.
  *
  * Errors have one shape everywhere:
  *   {"error": {"status": 404, "code": "not_found", "message": "..."}}
@@ -23,6 +26,12 @@
 #include "db.h"
 
 struct tg_server;
+
+/* Live-update streams (/api/events) served at once; one more gets 503
+ * "too_many_streams". Each holds a worker thread, and the server runs
+ * TG_API_WORKERS more workers than that for everything else. */
+#define TG_EVENTS_MAX_STREAMS 32
+#define TG_API_WORKERS 16
 
 struct tg_server_config {
 	const char *db_path; /* the store; may not exist yet */
@@ -49,6 +58,7 @@ struct tg_req {
 	const char *rest;    /* what follows the route prefix: "" or "/12" */
 	const char *db_path; /* the store path */
 	int head;            /* HEAD request: headers only */
+	const char *retry_after; /* Retry-After value of the response, or NULL */
 };
 
 /* Sends body (owned and freed here; NULL = out of memory → 500) with the
@@ -78,6 +88,14 @@ sqlite3 *tg_req_db(struct tg_req *r, struct tg_db *db);
 
 /* Nonzero once the server is stopping (long-running handlers return). */
 int tg_server_stopping(const struct tg_server *srv);
+
+/* The event streams' store poller (events.c): started with the server,
+ * stopped after civetweb. tg_events_start() returns 0 or -1. */
+int tg_events_start(const char *db_path);
+void tg_events_stop(void);
+
+/* Event streams open now. */
+int tg_events_open_streams(void);
 
 /* Handlers, one per route prefix (api.c, events.c, assets.c). Each returns
  * the HTTP status it sent. */

@@ -19,6 +19,8 @@ import importlib.util
 import os
 import sys
 
+from . import _env
+
 ABI_VERSION = 4  # newest marker ABI this package speaks; 1 has no request scopes
 # The ABI only grows (functions are added, none change), so a newer library
 # serves this package with the functions of ABI_VERSION.
@@ -161,7 +163,7 @@ class FastNative:
 def speedups():
     """The _speedups extension module, or None (not built for this Python,
     or turned off with TIMEGLASS_NO_SPEEDUPS=1)."""
-    if os.environ.get("TIMEGLASS_NO_SPEEDUPS", "") not in ("", "0"):
+    if _env.flag("TIMEGLASS_NO_SPEEDUPS"):
         return None
     name = __package__ + "._speedups"
     module = sys.modules.get(name)

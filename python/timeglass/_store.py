@@ -8,13 +8,17 @@ Writers migrate a store forward under BEGIN IMMEDIATE, refuse one written by
 a newer TimeGlass, and use WAL with a 5 s busy timeout, like the collector.
 """
 
+import logging
 import os
 import sqlite3
+import stat
 
 SCHEMA_VERSION = 5
 DEFAULT_PATH = os.path.join(".timeglass", "timeglass.db")
 
 BUSY_TIMEOUT_S = 5.0
+
+_log = logging.getLogger("timeglass")
 
 # migrations[i] takes a store from schema i to i + 1 (cli/store.c, same text).
 MIGRATIONS = (
@@ -197,6 +201,45 @@ def _create_file(path):
     os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
 
 
+def _make_private(path):
+    """The rule of cli/store.c (make_private): an existing store holds
+    captured requests, so the file, its -wal and -shm lose their group and
+    other bits, and so does TimeGlass's own .timeglass directory, with one
+    warning; a file that cannot be changed (another owner) refuses the
+    store."""
+    was = None
+    for f in (path, path + "-wal", path + "-shm"):
+        try:
+            st = os.stat(f)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o077:
+            continue
+        try:
+            os.chmod(f, st.st_mode & 0o700)
+        except OSError as e:
+            raise StoreError("store %s is open to other users (mode %04o) and cannot be made private: %s; "
+                             "run: chmod go-rwx %s*" % (f, st.st_mode & 0o7777, e.strerror or e, path)) from None
+        if was is None:
+            was = st.st_mode & 0o7777
+    directory = os.path.dirname(path)
+    dir_was = None
+    if os.path.basename(directory) == ".timeglass":
+        try:
+            st = os.stat(directory)
+            if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o077:
+                os.chmod(directory, st.st_mode & 0o700)
+                dir_was = st.st_mode & 0o7777
+        except OSError:
+            pass
+    if was is not None:
+        _log.warning("timeglass: store %s was open to other users (mode %04o); made it private (%04o)%s: "
+                     "it holds captured requests", path, was, was & 0o700, ", and its directory" if dir_was else "")
+    elif dir_was is not None:
+        _log.warning("timeglass: the directory of store %s was open to other users (mode %04o); made it "
+                     "private (%04o): the store holds captured requests", path, dir_was, dir_was & 0o700)
+
+
 def _scalar(conn, sql):
     row = conn.execute(sql).fetchone()
     return row[0] if row else 0
@@ -254,6 +297,7 @@ def open_store(path):
         raise StoreError("%s: cannot open: %s" % (path, e)) from None
     try:
         _migrate(conn, path)
+        _make_private(path)  # once it is known to be ours; a new one too (in an existing .timeglass)
         conn.execute("PRAGMA journal_mode = WAL").fetchone()
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")

@@ -17,20 +17,18 @@ for every period (see preload/pytrace.c).
 import os
 import sys
 
+from . import _env
+
 DEFAULT_THRESHOLD_US = 100
+MAX_THRESHOLD_US = 60000000  # --trace-threshold-us
 
 
 def wanted():
-    return (os.environ.get("TIMEGLASS_TRACE", "") not in ("", "0")
-            and bool(os.environ.get("TIMEGLASS_SOCK")))
+    return _env.flag("TIMEGLASS_TRACE") and bool(os.environ.get("TIMEGLASS_SOCK"))
 
 
 def threshold_us():
-    try:
-        v = int(os.environ.get("TIMEGLASS_TRACE_US", ""))
-        return v if v >= 0 else DEFAULT_THRESHOLD_US
-    except ValueError:
-        return DEFAULT_THRESHOLD_US
+    return _env.uint("TIMEGLASS_TRACE_US", DEFAULT_THRESHOLD_US, 0, MAX_THRESHOLD_US)
 
 
 def _call_hook(name, ctype, value, what):
@@ -66,15 +64,11 @@ EVAL_ABOVE_HZ = 2000  # `--sample-mode auto` picks eval above this rate
 
 def sample_mode():
     """("off" | "timer" | "eval", rate in Hz) for this process's environment."""
-    try:
-        hz = int(os.environ.get("TIMEGLASS_SAMPLE_HZ", "") or 1000)
-    except ValueError:
-        hz = 1000
-    if hz <= 0:
+    hz = _env.uint("TIMEGLASS_SAMPLE_HZ", 1000, 0, 100000)
+    if hz == 0:
         return "off", 0
-    hz = min(hz, 100000)
-    mode = os.environ.get("TIMEGLASS_SAMPLE_MODE", "") or "auto"
-    if os.environ.get("TIMEGLASS_NATIVE", "") not in ("", "0"):
+    mode = _env.choice("TIMEGLASS_SAMPLE_MODE", "auto", ("auto", "timer", "eval"))
+    if _env.flag("TIMEGLASS_NATIVE"):
         if mode == "eval":
             sys.stderr.write("timeglass: --native needs the sampler thread: --sample-mode eval ignored\n")
         return "timer", hz
@@ -86,8 +80,10 @@ def sample_mode():
 def start_sampling():
     """Turns eval-clocked sampling on when the mode asks for it. Returns True
     when it is on; else the sampler thread goes on sampling."""
+    if not os.environ.get("TIMEGLASS_SOCK"):
+        return False
     mode, hz = sample_mode()
-    if mode != "eval" or not os.environ.get("TIMEGLASS_SOCK"):
+    if mode != "eval":
         return False
     import ctypes
 

@@ -43,7 +43,7 @@ import threading
 import time
 import types
 
-from . import _native, _recorder, _routes, _store
+from . import _env, _native, _recorder, _routes, _store
 from ._text import exception_text
 
 SCOPE_KEY = "timeglass"  # set in the scope of a request that is already being marked
@@ -82,7 +82,7 @@ class TimeGlassMiddleware:
         self.app = app
         self._db = db
         if enabled is None:
-            enabled = os.environ.get("TIMEGLASS_DISABLE", "") in ("", "0")
+            enabled = not _env.flag("TIMEGLASS_DISABLE")
         self._enabled = enabled
         self._recorder = None
 

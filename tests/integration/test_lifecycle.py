@@ -1,6 +1,7 @@
 """`timeglass run` as a supervisor: exit status, signals, crashes on either side, metrics."""
 
 import http.client
+import json
 import os
 import signal
 import subprocess
@@ -8,7 +9,8 @@ import textwrap
 import time
 
 from rawhttp import RawConnection, build_request
-from tgtest import (PYTHON, TIMEGLASS, open_store, summarize, timeglass_env, wait_for)
+from tgtest import (PYTHON, TIMEGLASS, children, free_port, open_store, port_listening, proc_comm, run_cli,
+                    summarize, timeglass_env, wait_for)
 
 
 def run_traced(tmp_path, argv, timeout=60, **kw):
@@ -76,6 +78,82 @@ def get(conn, target):
     resp = conn.getresponse()
     resp.read()
     return resp.status, time.monotonic() - t0
+
+
+def dashboard_runs(db):
+    """GET /api/runs of `timeglass ui` on db."""
+    port = free_port()
+    ui = subprocess.Popen([str(TIMEGLASS), "ui", "--db", str(db), "--port", str(port), "--no-open"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                          env=timeglass_env())
+    try:
+        wait_for(lambda: port_listening(port), 10, what="timeglass ui to listen")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/api/runs")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        return json.loads(resp.read())["runs"]
+    finally:
+        ui.terminate()
+        ui.wait(timeout=15)
+        ui.stdout.close()
+        ui.stderr.close()
+
+
+def test_killed_collector_run_still_ends(traced):
+    """SIGKILL of the collector mid-run: the supervisor records the run's end
+    (when the app stopped, with its status), for `timeglass runs` and the
+    dashboard alike, instead of a run that never ends."""
+    with traced() as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        for i in range(5):
+            assert get(conn, "/items/%d" % i)[0] == 200
+        conn.close()
+        wait_for(lambda: len(server.requests()) == 5, 10, what="the requests in the store")
+        os.kill(server.collector_pids()[0], signal.SIGKILL)
+        wait_for(lambda: not server.collector_pids(), 5, what="the collector to die")
+        killed_ns = time.time_ns()
+        time.sleep(0.3)
+        stopped_ns = time.time_ns()
+    assert server.returncode == 0, server.diagnostics()
+    assert "the collector was killed by signal 9" in server.stderr()
+    runs = [json.loads(line) for line in run_cli("runs", "--db", server.db, "--json").stdout.splitlines()]
+    assert len(runs) == 1
+    run = runs[0]
+    assert run["exit_status"] == 0
+    assert run["ended_unix_ns"] is not None and stopped_ns <= run["ended_unix_ns"] <= time.time_ns()
+    assert run["duration_ns"] == run["ended_unix_ns"] - run["started_unix_ns"]
+    assert run["requests"] == 5
+    (ui_run,) = dashboard_runs(server.db)
+    assert ui_run["live"] is False and ui_run["exit_status"] == 0
+    assert ui_run["ended_unix_ns"] == str(run["ended_unix_ns"])
+    assert killed_ns < int(ui_run["ended_unix_ns"])
+
+
+def test_killed_collector_keeps_the_apps_exit_status(timeglass_bin, tmp_path):
+    db = tmp_path / "k.db"
+    go = tmp_path / "go"
+    app = "import os, sys, time\nwhile not os.path.exists(%r): time.sleep(0.02)\nsys.exit(3)\n" % str(go)
+    proc = subprocess.Popen([str(TIMEGLASS), "run", "--db", str(db), "--quiet", "--", PYTHON, "-c", app],
+                            env=timeglass_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
+    try:
+        wait_for(lambda: [c for c in children(proc.pid) if proc_comm(c) == "tg-collector"]
+                 and db.exists(), 10, what="the collector")
+        time.sleep(0.3)  # the run is in the store
+        (coll,) = [c for c in children(proc.pid) if proc_comm(c) == "tg-collector"]
+        os.kill(coll, signal.SIGKILL)
+        wait_for(lambda: coll not in children(proc.pid), 5, what="the collector to die")
+        go.touch()
+        assert proc.wait(timeout=30) == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    (run,) = [json.loads(line) for line in run_cli("runs", "--db", db, "--json").stdout.splitlines()]
+    assert run["exit_status"] == 3 and run["ended_unix_ns"] is not None
 
 
 def test_app_survives_collector_sigkill(traced):

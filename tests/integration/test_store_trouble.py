@@ -8,14 +8,16 @@ counted as lost data.
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
+import tempfile
 import time
 import urllib.request
 
 import pytest
 
-from tgtest import read_requests, run_cli
+from tgtest import PYTHON, TIMEGLASS, read_requests, run_cli, timeglass_env
 
 
 def get(port, path="/"):
@@ -147,3 +149,83 @@ def test_full_disk_keeps_what_fits_counts_the_rest_and_resumes(traced, tmp_path)
         assert run["lost_events"] >= lost["store_error"], run
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+# ---- permissions: the store holds captured requests ----
+
+def mode(path):
+    return os.stat(path).st_mode & 0o7777
+
+
+def run_in(cwd, *args, env=None):
+    return subprocess.run([str(TIMEGLASS), "run", *args, "--", PYTHON, "-c", "pass"], cwd=cwd, env=env or timeglass_env(),
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_a_store_open_to_others_is_made_private(timeglass_bin, tmp_path):
+    """A store (and its -wal and -shm, here held open by a reader) left 0644
+    in a 0755 .timeglass directory: the next run makes them 0600 and the
+    directory 0700, says so in one line, and says nothing the time after."""
+    proc = run_in(tmp_path, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    store = tmp_path / ".timeglass" / "timeglass.db"
+    assert mode(store) == 0o600 and mode(store.parent) == 0o700  # made private
+    reader = sqlite3.connect(str(store))
+    reader.execute("SELECT count(*) FROM runs").fetchone()  # -wal and -shm exist while it is open
+    try:
+        files = [store, tmp_path / ".timeglass" / "timeglass.db-wal", tmp_path / ".timeglass" / "timeglass.db-shm"]
+        assert all(f.exists() for f in files)
+        for f in files:
+            os.chmod(f, 0o644)
+        os.chmod(store.parent, 0o755)
+        proc = run_in(tmp_path, "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        assert [mode(f) for f in files] == [0o600] * 3
+        assert mode(store.parent) == 0o700
+        assert proc.stderr.splitlines() == [
+            "timeglass: warning: store .timeglass/timeglass.db was open to other users (mode 0644); made it "
+            "private (0600), and its directory: it holds captured requests"]
+        proc = run_in(tmp_path, "--quiet")
+        assert proc.returncode == 0 and proc.stderr == ""
+    finally:
+        reader.close()
+    assert len(read_requests(str(store))[0]) == 0  # the store still reads
+
+
+def test_a_directory_of_the_users_own_is_left_alone(timeglass_bin, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    os.chmod(shared, 0o755)
+    store = shared / "t.db"
+    assert run_in(tmp_path, "--quiet", "--db", str(store)).returncode == 0
+    os.chmod(store, 0o640)
+    proc = run_in(tmp_path, "--quiet", "--db", str(store))
+    assert proc.returncode == 0
+    assert "was open to other users (mode 0640); made it private (0600): it holds" in proc.stderr
+    assert mode(store) == 0o600 and mode(shared) == 0o755
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run as another user")
+def test_a_store_that_cannot_be_made_private_is_refused(timeglass_bin, tmp_path):
+    """Owned by someone else and writable by all: the run refuses it (exit
+    status 2, the app not started) rather than write requests others read."""
+    top = tempfile.mkdtemp(prefix="tg-perm-")
+    try:
+        os.chmod(top, 0o777)
+        store = os.path.join(top, "t.db")
+        assert run_in(top, "--quiet", "--db", store).returncode == 0
+        os.chmod(store, 0o666)
+        marker = os.path.join(top, "started")
+        env = timeglass_env()
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(TIMEGLASS), "run",
+                               "--quiet", "--db", store, "--", PYTHON, "-c", "open(%r, 'w')" % marker],
+                              cwd=top, env=env, capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+        if "setpriv" in proc.stderr and proc.returncode != 2:
+            pytest.skip("setpriv cannot switch users here: %s" % proc.stderr.strip())
+        assert proc.returncode == 2, proc.stderr
+        assert ("store %s is open to other users (mode 0666) and cannot be made private" % store) in proc.stderr
+        assert not os.path.exists(marker)
+        assert mode(store) == 0o666
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Package-level promises: one version number, `python -m timeglass`, and
 the middleware's CPU cost per request."""
 
+import os
 import re
 import subprocess
 
@@ -45,3 +46,33 @@ def test_middleware_cpu_per_request():
     print("\nmiddleware: %.1f us/request without, %.1f with, %.1f added (target <= 20)"
           % (bare / 1000, marked / 1000, added_us))
     assert added_us < 200
+
+
+def test_pip_install_from_checkout(tmp_path):
+    """The README's `pip install --no-build-isolation .`, in a fresh venv
+    that sees Debian's meson-python (what scripts/install-deps sets up), with
+    no package index: it builds, and the venv's `timeglass` command, `python
+    -m timeglass` and the preload library it finds all work."""
+    venv = tmp_path / "venv"
+    subprocess.run([PYTHON, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    env = dict(os.environ, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_CACHE_DIR="1")
+    for key in ("TIMEGLASS_DB", "TIMEGLASS_SOCK", "TIMEGLASS_LIB", "TIMEGLASS_BUILD", "TIMEGLASS_BOOTSTRAP_DIR",
+                "LD_PRELOAD", "PYTHONPATH"):
+        env.pop(key, None)
+    proc = subprocess.run([str(venv / "bin" / "pip"), "install", "--no-build-isolation", "."], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (
+        "pip install failed (run scripts/install-deps: meson-python needs patchelf):\n" + proc.stdout[-3000:]
+        + proc.stderr[-3000:])
+    for cmd in ([str(venv / "bin" / "timeglass"), "--version"],
+                [str(venv / "bin" / "python"), "-m", "timeglass", "--version"]):
+        out = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, (cmd, out.stderr)
+        assert out.stdout.split() == ["timeglass", timeglass.__version__]
+    # `timeglass run` finds the library the wheel installed beside the package.
+    out = subprocess.run([str(venv / "bin" / "timeglass"), "run", "--quiet", "--db", str(tmp_path / "t.db"), "--",
+                          str(venv / "bin" / "python"), "-c", "import os; print(os.environ['LD_PRELOAD'])"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lib = out.stdout.strip()
+    assert lib.startswith(str(venv)) and lib.endswith("/libtimeglass.so"), lib

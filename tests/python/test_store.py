@@ -93,3 +93,31 @@ def test_collector_and_middleware_share_a_store(tmp_path):
     sources = [r[0] for r in conn.execute("SELECT source FROM runs ORDER BY id")]
     conn.close()
     assert sources == ["run", "middleware"]
+
+
+def test_a_store_open_to_others_is_made_private(tmp_path, caplog):
+    """The middleware writes a store as `timeglass run` does: an existing one
+    left 0644 (with its -wal and -shm) in a 0755 .timeglass directory becomes
+    0600 and 0700, with one warning."""
+    import os
+    import sqlite3
+
+    store = tmp_path / ".timeglass" / "timeglass.db"
+    python_store(store)
+    assert os.stat(store).st_mode & 0o777 == 0o600 and os.stat(store.parent).st_mode & 0o777 == 0o700
+    reader = sqlite3.connect(str(store))
+    reader.execute("SELECT count(*) FROM runs").fetchone()
+    try:
+        files = [store, store.with_name("timeglass.db-wal"), store.with_name("timeglass.db-shm")]
+        for f in files:
+            os.chmod(f, 0o644)
+        os.chmod(store.parent, 0o755)
+        with caplog.at_level("WARNING", logger="timeglass"):
+            python_store(store)
+        assert [os.stat(f).st_mode & 0o777 for f in files] == [0o600] * 3
+        assert os.stat(store.parent).st_mode & 0o777 == 0o700
+        assert [r.getMessage() for r in caplog.records] == [
+            "timeglass: store %s was open to other users (mode 0644); made it private (0600), and its directory: "
+            "it holds captured requests" % store]
+    finally:
+        reader.close()

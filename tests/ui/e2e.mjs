@@ -446,6 +446,48 @@ db.commit()
   await shot('live');
 });
 
+test('live streams all taken: the page says so, then goes live again', async () => {
+  const db = join(tmp, 'busy.db');
+  execFileSync(PY, [join(HERE, 'fixture.py'), db]);
+  const busy = await startUi(db);
+  const MAX_STREAMS = 32; // server/API.md
+  const held = [];
+  const p = await browser.newPage(); // not watched: the refused stream logs an error on purpose
+  try {
+    for (let i = 0; i < MAX_STREAMS; i++) {
+      const sock = net.connect(busy.port, '127.0.0.1');
+      await new Promise((resolve) => {
+        sock.once('data', resolve);
+        sock.write(`GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:${busy.port}\r\n\r\n`);
+      });
+      held.push(sock);
+    }
+    await p.goto(`${busy.url}#/requests`);
+    await p.waitForSelector('.requests-table tbody tr');
+    await p.waitForFunction(() => /Live updates paused/.test(document.getElementById('banner').textContent),
+      null, { timeout: 5000 });
+    await shot('streams-taken', p, false);
+    for (const sock of held) sock.destroy();
+    held.length = 0;
+    execFileSync(PY, ['-c', `
+import sqlite3, sys
+sys.path.insert(0, ${JSON.stringify(HERE)})
+import fixture
+db = sqlite3.connect(${JSON.stringify(db)})
+fixture.insert_request(db, id=600, run_id=2, start_unix_ns=fixture.T0 + 40_000 * fixture.MS, duration_ns=3 * fixture.MS,
+                       method='GET', path='/live/again', route='/live/{what}', status=200)
+db.commit()
+`]);
+    // the page retries after 10 s (the server's Retry-After)
+    await p.waitForSelector('.requests-table tbody tr[data-id="600"]', { timeout: 20000 });
+    assert.doesNotMatch(await p.textContent('#banner'), /Live updates paused/);
+  } finally {
+    for (const sock of held) sock.destroy();
+    await p.close();
+    await stopUi(busy);
+  }
+});
+
 test('keyboard: views, rows, detail and back', async () => {
   await go('#/overview?run=1');
   await page.waitForSelector('.tiles');

@@ -156,7 +156,10 @@ function connectEvents() {
   es.addEventListener('state', async (ev) => {
     let s;
     try { s = JSON.parse(ev.data); } catch { return; }
-    const prev = app.state;
+    // After a refused stream, the first event is compared with what the
+    // page shows (loaded from /api/status), not taken as the baseline.
+    const prev = app.state || (app.streamMissed && app.status ? stateOfStatus(app.status) : null);
+    app.streamMissed = false;
     app.state = s;
     if (!prev || prev.state !== s.state || prev.runs !== s.runs || prev.latest_run !== s.latest_run) {
       await loadStatus();
@@ -171,7 +174,38 @@ function connectEvents() {
     }
   });
   es.addEventListener('open', () => setOffline(false));
-  es.addEventListener('error', () => setOffline(es.readyState !== EventSource.OPEN));
+  es.addEventListener('error', () => {
+    if (es.readyState !== EventSource.CLOSED) {
+      setOffline(es.readyState !== EventSource.OPEN);
+      return;
+    }
+    // The browser gives up on a stream refused with an HTTP error: the
+    // server answers 503 "too_many_streams" while its live streams are all
+    // taken (other tabs or clients). Say so when the API still answers, and
+    // try again later.
+    es.close();
+    if (!app.state) app.streamMissed = true;
+    streamRefused();
+    setTimeout(connectEvents, STREAM_RETRY_MS);
+  });
+}
+
+const STREAM_RETRY_MS = 10000; // the server's Retry-After
+
+function stateOfStatus(st) {
+  return { state: st.store.state, runs: st.runs, latest_run: st.latest_run || 0, live: st.live,
+    max_request_id: st.max_request_id };
+}
+
+async function streamRefused() {
+  let up = false;
+  try {
+    await api('status');
+    up = true;
+  } catch { /* the server is gone */ }
+  offline = true;
+  setBanner('error', up ? 'Live updates paused: the dashboard serves a limited number of live streams and all are '
+    + 'in use (close other dashboard tabs); retrying…' : 'Lost the connection to `timeglass ui`; retrying…');
 }
 
 let offline = false;

@@ -28,8 +28,15 @@ _HERE = os.path.dirname(os.path.realpath(__file__))
 _SEEN_KEY = "_timeglass_bootstrap_dirs"  # sys attribute: bootstrap dirs already run
 
 
+def _flag(name):
+    """A flag as timeglass._env reads it (checked by `timeglass run`);
+    anything but 1/yes/true/on is off here, before the package is
+    imported."""
+    return os.environ.get(name, "").lower() in ("1", "yes", "true", "on")
+
+
 def _wanted():
-    if os.environ.get("TIMEGLASS_NO_BOOTSTRAP", "") not in ("", "0"):
+    if _flag("TIMEGLASS_NO_BOOTSTRAP"):
         return False
     return bool(os.environ.get("TIMEGLASS_SOCK"))
 
@@ -146,7 +153,7 @@ def _chain():
 
 def _trace():
     """`timeglass run --trace`: the exact-trace hook (timeglass/_trace.py)."""
-    if os.environ.get("TIMEGLASS_TRACE", "") in ("", "0") or not os.environ.get("TIMEGLASS_SOCK"):
+    if not _flag("TIMEGLASS_TRACE") or not os.environ.get("TIMEGLASS_SOCK"):
         return
     try:
         _timeglass()
@@ -164,8 +171,9 @@ def _sampling():
     mode = os.environ.get("TIMEGLASS_SAMPLE_MODE", "")
     hz = os.environ.get("TIMEGLASS_SAMPLE_HZ", "")
     # The rule of timeglass._trace.sample_mode (EVAL_ABOVE_HZ), checked here
-    # first so that timer-mode processes import nothing.
-    if mode != "eval" and not (mode in ("", "auto") and hz.isdigit() and int(hz) > 2000):
+    # first so that timer-mode processes import nothing (a mode that is none
+    # of these is auto, as there).
+    if mode != "eval" and not (mode != "timer" and hz.isdigit() and int(hz) > 2000):
         return
     try:
         _timeglass()
