@@ -42,7 +42,6 @@
 #define TOK_BUF 16                   /* longest list token recognised ("100-continue") */
 #define NUM_LIMIT (1ull << 60)       /* Content-Length / chunk size above this: malformed */
 #define CHUNK_DATA (16384u - 16u)    /* bytes of records in one chunk of the detail FIFO */
-#define MAX_CHUNKS (TG_HTTP_PIPE_BYTES / 16384u)
 #define INLINE_BITS 64u              /* pending requests whose HEAD bits need no allocation */
 
 /* struct msg.st: where a message parser is. */
@@ -252,6 +251,14 @@ int tg_http_secret_header(const char *name, size_t len)
 
 /* ---- pending requests -------------------------------------------------- */
 
+static uint32_t max_chunks = TG_HTTP_PIPE_BYTES / sizeof(struct chunk);
+
+void tg_http_set_pipe_bytes(size_t bytes)
+{
+	size_t n = bytes / sizeof(struct chunk);
+	max_chunks = n < 1 ? 1 : n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
 static inline uint64_t *bit_word(const struct tg_http_conn *c, uint64_t seq)
 {
 	return &c->bits[(seq & (c->nbits - 1)) >> 6];
@@ -296,7 +303,7 @@ static struct rec *fifo_push(struct tg_http_conn *c, uint32_t size)
 		k = c->spare;
 		c->spare = NULL;
 		if (!k) {
-			if (c->nchunks >= MAX_CHUNKS || !(k = malloc(sizeof *k)))
+			if (c->nchunks >= max_chunks || !(k = malloc(sizeof *k)))
 				return NULL;
 			c->nchunks++;
 		}

@@ -113,6 +113,11 @@ void tg_http_on_app_close(struct tg_http_conn *c);
  * app, see tg_http_on_app_close - mid-response). */
 void tg_http_on_close(struct tg_http_conn *c, uint64_t now_ns, tg_http_emit_fn emit, void *ctx);
 
+/* Sets the details of pipelined requests kept per connection, in bytes
+ * (default TG_HTTP_PIPE_BYTES; rounded down to 16 KiB chunks, at least one).
+ * Call before any traffic (TIMEGLASS_PIPELINE_KB). */
+void tg_http_set_pipe_bytes(size_t bytes);
+
 /* Requests that were answered (or ended with the connection) but whose
  * details were not kept (pipelined beyond TG_HTTP_PIPE_BYTES, or no memory):
  * returns how many since the last call, and resets the count. Each is a

@@ -244,6 +244,9 @@ __attribute__((constructor)) static void tg_init(void)
 		/* Secret query parameters added to the defaults (--redact-param):
 		 * before any socket is followed. */
 		tg_http_redact_params(getenv("TIMEGLASS_REDACT_PARAMS"));
+		const char *pk = getenv("TIMEGLASS_PIPELINE_KB");
+		if (pk && *pk)
+			tg_http_set_pipe_bytes((size_t)strtoul(pk, NULL, 10) * 1024);
 		if (tg_conns_init() == 0) {
 			pthread_atfork(tg_sampler_before_fork, tg_sampler_after_fork_parent, after_fork_child);
 			register_process(0);
