@@ -37,8 +37,10 @@
  * tg_http_take_lost(). A plain keep-alive connection never allocates.
  *
  * Cost: bodies are skipped by counting; the request line and headers are
- * scanned once, byte by byte. Every buffer has a fixed cap: a huge header
- * never grows memory.
+ * scanned once, byte by byte. What a request keeps has fixed caps: a huge
+ * line never grows memory. Pipelining costs the compacted details (at most
+ * TG_HTTP_PIPE_BYTES) and one bit per pending request, a small fraction of
+ * what the app itself holds for the requests it has read.
  */
 #ifndef TG_HTTP1_H
 #define TG_HTTP1_H
