@@ -84,6 +84,13 @@ void cmd_run_usage(FILE *f)
 		   "                    some 4%% of a small request (README: Exact-trace mode)\n"
 		   "  --trace-threshold-us N  shortest call kept by --trace, microseconds\n"
 		   "                    (default 100, or $TIMEGLASS_TRACE_US)\n"
+		   "  --redact-param NAME  also redact the values of query parameters named NAME\n"
+		   "                    (any case, repeatable; or $TIMEGLASS_REDACT_PARAMS, names\n"
+		   "                    separated by commas), in request targets, Referer headers\n"
+		   "                    and outbound call URLs; always redacted: password, passwd,\n"
+		   "                    pwd, token, access_token, refresh_token, api_key, apikey,\n"
+		   "                    key, secret, client_secret, auth, session, signature, sig,\n"
+		   "                    code\n"
 		   "  --capture-params  store SQL query parameters too (off by default; may hold\n"
 		   "                    personal data) (or $TIMEGLASS_CAPTURE_PARAMS=1)\n"
 		   "  --sql-max BYTES   SQL text kept per query (default 4096, or $TIMEGLASS_SQL_MAX)\n"
@@ -145,6 +152,7 @@ static void check_env(void)
 		{ "TIMEGLASS_TRACE_US", 0, 60000000 },  /* --trace-threshold-us */
 		{ "TIMEGLASS_SQL_MAX", 16, 32768 },     /* --sql-max */
 		{ "TIMEGLASS_N_PLUS_ONE", 2, 1000000 }, /* --n-plus-one */
+		{ "TIMEGLASS_PIPELINE_KB", 1, 1u << 20 }, /* pipelined requests' details kept per connection */
 	};
 	static const char *const flags[] = {
 		"TIMEGLASS_QUIET", "TIMEGLASS_NO_BOOTSTRAP", "TIMEGLASS_NATIVE", "TIMEGLASS_TRACE",
@@ -195,10 +203,32 @@ static void check_env(void)
 	}
 }
 
+/* --redact-param NAME: appended to $TIMEGLASS_REDACT_PARAMS (names the user
+ * set there stay), which the library in the app reads. The library takes up
+ * to 64 names of up to 63 bytes. */
+static void add_redact_param(const char *name)
+{
+	const char *old = getenv("TIMEGLASS_REDACT_PARAMS");
+	size_t len = strlen(name);
+	if (!len || len > 63 || strchr(name, ','))
+		tg_die_usage("run", "--redact-param: '%.64s' is not a parameter name (1 to 63 bytes, no comma)",
+			     name);
+	size_t oldlen = old ? strlen(old) : 0;
+	char *v = malloc(oldlen + len + 2);
+	if (!v)
+		tg_die("out of memory");
+	if (oldlen)
+		snprintf(v, oldlen + len + 2, "%s,%s", old, name);
+	else
+		memcpy(v, name, len + 1);
+	setenv("TIMEGLASS_REDACT_PARAMS", v, 1);
+	free(v);
+}
+
 static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 {
 	enum { OPT_DB = 256, OPT_KEEP, OPT_RING, OPT_NO_BOOTSTRAP, OPT_SAMPLE_RATE, OPT_CAPTURE_PARAMS, OPT_SQL_MAX,
-	       OPT_N_PLUS_ONE, OPT_NATIVE, OPT_TRACE, OPT_TRACE_US, OPT_SAMPLE_MODE };
+	       OPT_N_PLUS_ONE, OPT_NATIVE, OPT_TRACE, OPT_TRACE_US, OPT_SAMPLE_MODE, OPT_REDACT_PARAM };
 	static const struct option longopts[] = {
 		{"db", required_argument, NULL, OPT_DB},
 		{"keep-runs", required_argument, NULL, OPT_KEEP},
@@ -208,6 +238,7 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 		{"sample-rate", required_argument, NULL, OPT_SAMPLE_RATE},
 		{"sample-mode", required_argument, NULL, OPT_SAMPLE_MODE},
 		{"capture-params", no_argument, NULL, OPT_CAPTURE_PARAMS},
+		{"redact-param", required_argument, NULL, OPT_REDACT_PARAM},
 		{"sql-max", required_argument, NULL, OPT_SQL_MAX},
 		{"n-plus-one", required_argument, NULL, OPT_N_PLUS_ONE},
 		{"native", no_argument, NULL, OPT_NATIVE},
@@ -277,6 +308,7 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 			setenv(sql ? "TIMEGLASS_SQL_MAX" : "TIMEGLASS_N_PLUS_ONE", v, 1);
 			break;
 		}
+		case OPT_REDACT_PARAM: add_redact_param(optarg); break;
 		case 'h': cmd_run_usage(stdout); exit(0);
 		default: tg_die_getopt("run", c, argv);
 		}

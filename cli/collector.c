@@ -81,6 +81,7 @@ struct proc {
 	uint64_t seen_lost_events; /* loss counters already stored */
 	uint64_t seen_lost_bytes;
 	uint64_t seen_untracked;
+	uint64_t seen_lost_requests;
 	uint64_t bad_events;       /* records dropped by our checks, not yet stored */
 	uint64_t bad_bytes;
 	struct pending_mark *marks; /* marks waiting for their request, oldest first */
@@ -236,14 +237,18 @@ static void read_losses(struct collector *c, struct proc *p)
 	uint64_t ev = __atomic_load_n(&h->lost_events, __ATOMIC_RELAXED);
 	uint64_t by = __atomic_load_n(&h->lost_bytes, __ATOMIC_RELAXED);
 	uint64_t un = __atomic_load_n(&h->untracked_conns, __ATOMIC_RELAXED);
+	uint64_t lr = __atomic_load_n(&h->lost_requests, __ATOMIC_RELAXED);
 	/* Counters only grow; if the app reset them, start over from there. */
 	if (ev > p->seen_lost_events)
 		add_loss(c, p, "ring_full", ev - p->seen_lost_events, by > p->seen_lost_bytes ? by - p->seen_lost_bytes : 0);
 	if (un > p->seen_untracked)
 		add_loss(c, p, "untracked_conn", un - p->seen_untracked, 0);
+	if (lr > p->seen_lost_requests)
+		add_loss(c, p, "pipeline_overflow", lr - p->seen_lost_requests, 0);
 	p->seen_lost_events = ev;
 	p->seen_lost_bytes = by;
 	p->seen_untracked = un;
+	p->seen_lost_requests = lr;
 	if (p->bad_events) {
 		add_loss(c, p, "ring_corrupt", p->bad_events, p->bad_bytes);
 		p->bad_events = p->bad_bytes = 0;

@@ -1,7 +1,8 @@
 /*
  * losses.c - the kinds of the losses table and the two lines every view
  * prints about them (see losses.h). The collector writes the kinds:
- * ring_full, untracked_conn, ring_corrupt, store_error and store_error_rows
+ * ring_full, untracked_conn, pipeline_overflow, ring_corrupt, store_error and
+ * store_error_rows
  * (collector.c),
  * py_sample_race, py_sample_ring_full, py_sample_budget and py_sample_busy
  * (stacks.c).
@@ -20,6 +21,9 @@ static const struct tg_loss_kind kinds[] = {
 	 "records dropped because the ring was full: requests, queries, calls or samples are missing"},
 	{"untracked_conn", TG_LOSS_DATA, TG_TOTAL_LOST, 1, "untracked connections",
 	 "connections not recorded (not HTTP/1.x, or no room to track them): their requests are missing"},
+	{"pipeline_overflow", TG_LOSS_DATA, TG_TOTAL_LOST, 1, "pipelined requests not kept",
+	 "requests pipelined on one connection beyond the details kept per connection (1 MiB): answered or "
+	 "ended, but not recorded"},
 	{"ring_corrupt", TG_LOSS_DATA, TG_TOTAL_LOST, 1, "corrupt records",
 	 "records skipped because they were corrupt"},
 	{"store_error", TG_LOSS_DATA, TG_TOTAL_LOST, 1, "requests not stored",

@@ -7,7 +7,8 @@
  * Two classes:
  *  - a loss: activity of the app that the recording misses. Records dropped
  *    on a full ring (requests, queries, calls or samples), connections not
- *    tracked, corrupt records, rows the store could not write. Figures may
+ *    tracked, pipelined requests not kept, corrupt records, rows the store
+ *    could not write. Figures may
  *    be short; views show it as a warning. Kinds this build does not know
  *    (written by a newer recorder) count as losses.
  *  - sampling: the stack sampler took fewer samples than its rate, by

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define TG_RING_MAGIC 0x474e495253474c54ull /* "TLGSRING" */
-#define TG_RING_VERSION 3u
+#define TG_RING_VERSION 4u
 
 /* Registration message a process sends over the collector's Unix socket,
  * together with its ring's memfd as SCM_RIGHTS. The collector learns the pid
@@ -61,14 +61,14 @@ enum tg_req_error {
 	TG_REQ_CLIENT_CLOSED_BEFORE_RESPONSE = 2, /* request complete, no response byte written */
 	TG_REQ_CLOSED_MID_RESPONSE = 3,           /* response started, connection ended early */
 	TG_REQ_MALFORMED = 4,                     /* bytes that are not HTTP/1.x: connection untracked */
-	TG_REQ_TOO_MANY_PIPELINED = 5,            /* pipelining deeper than we follow: untracked */
+	TG_REQ_TOO_MANY_PIPELINED = 5,            /* no memory to follow the pipelining: untracked */
 	TG_REQ_SERVER_CLOSED_BEFORE_RESPONSE = 6, /* the app closed the socket without answering */
 };
 
 /* tg_ev_request.flags */
 #define TG_REQF_HEAD 0x01              /* HEAD request (response has no body) */
 #define TG_REQF_UPGRADE 0x02           /* 101 Switching Protocols: rest of connection ignored */
-#define TG_REQF_TARGET_TRUNCATED 0x04  /* request target longer than the cap */
+#define TG_REQF_TARGET_TRUNCATED 0x04  /* request target cut at the cap (after redaction) */
 #define TG_REQF_HEADERS_TRUNCATED 0x08 /* header text longer than the cap */
 #define TG_REQF_CHUNKED_REQ 0x10       /* request body was chunked */
 #define TG_REQF_CHUNKED_RESP 0x20      /* response body was chunked */
@@ -77,8 +77,9 @@ enum tg_req_error {
 
 /*
  * One finished request. Followed by method_len bytes of method, target_len
- * bytes of request target (path?query, as sent) and headers_len bytes of
- * request header text ("Name: value\n" lines, secrets redacted, capped),
+ * bytes of request target (path?query as sent, secret query values redacted,
+ * capped) and headers_len bytes of request header text ("Name: value\n"
+ * lines, secrets redacted, capped),
  * then zero padding to a multiple of 8. Strings are not NUL-terminated.
  */
 struct tg_ev_request {

@@ -42,7 +42,8 @@ struct tg_ring_hdr {
 	uint8_t pad2[56];
 	uint64_t lost_events;    /* records dropped because the ring was full (atomic) */
 	uint64_t lost_bytes;     /* their size in bytes (atomic) */
-	uint64_t untracked_conns; /* connections given up on (garbage, too deep) (atomic) */
+	uint64_t untracked_conns; /* connections given up on (not HTTP, no memory) (atomic) */
+	uint64_t lost_requests;  /* requests followed without details, so not recorded (atomic) */
 };
 
 struct tg_ring {

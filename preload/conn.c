@@ -92,6 +92,20 @@ void tg_count_untracked(void)
 		__atomic_fetch_add(&tg_proc.ring.hdr->untracked_conns, 1, __ATOMIC_RELAXED);
 }
 
+void tg_count_lost_requests(uint64_t n)
+{
+	if (n && tg_proc.enabled)
+		__atomic_fetch_add(&tg_proc.ring.hdr->lost_requests, n, __ATOMIC_RELAXED);
+}
+
+/* Reports the requests the parser ended without details (under c->lock). */
+static inline void take_lost(struct tg_conn *c)
+{
+	uint64_t n = tg_http_take_lost(c->http);
+	if (n)
+		tg_count_lost_requests(n);
+}
+
 static struct tg_conn *conn_alloc(void)
 {
 	struct tg_conn *c;
@@ -240,6 +254,7 @@ static void untrack(int fd, struct tg_conn *c, uint64_t now, int by_app)
 		if (by_app)
 			tg_http_on_app_close(c->http);
 		tg_http_on_close(c->http, now, emit_request, c);
+		take_lost(c);
 	}
 	spin_unlock(&c->lock);
 	conn_free(c);
@@ -353,6 +368,7 @@ void tg_conn_read(struct tg_conn *c, int fd, const struct iovec *iov, int iovcnt
 				rc = tg_http_on_read(c->http, iov[i].iov_base, n, now, emit_request, c);
 			left -= n;
 		}
+		take_lost(c);
 		spin_unlock(&c->lock);
 		if (rc == TG_HTTP_UNTRACK)
 			give_up(fd, c);
@@ -399,6 +415,7 @@ void tg_conn_write_before(struct tg_conn *c, int fd, const struct iovec *iov, in
 		}
 	}
 	c->ahead = skip;
+	take_lost(c);
 	spin_unlock(&c->lock);
 	if (rc == TG_HTTP_UNTRACK)
 		give_up(fd, c);

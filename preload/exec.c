@@ -4,7 +4,8 @@
  * A program that execs with an environment of its own making (Python's
  * subprocess with env=..., os.execve, posix_spawn with envp) would drop
  * LD_PRELOAD and TIMEGLASS_SOCK and run untraced. These wrappers pass the
- * caller's environment through with our variables added when missing, and our
+ * caller's environment through with our variables added when missing (the
+ * socket, the ring size, the secret query parameters), and our
  * library appended to an LD_PRELOAD that lacks it (never replacing it).
  *
  * They may run in a vfork child, so they allocate only on the stack and call
@@ -26,6 +27,7 @@
 static char lib_path[1024];       /* this library's file, from dladdr */
 static char sock_line[160];       /* "TIMEGLASS_SOCK=..." */
 static char ring_line[64];        /* "TIMEGLASS_RING_KB=..." or empty */
+static char redact_line[4224];    /* "TIMEGLASS_REDACT_PARAMS=..." or empty */
 
 static int (*real_execve)(const char *, char *const[], char *const[]);
 static int (*real_execvpe)(const char *, char *const[], char *const[]);
@@ -51,6 +53,12 @@ void tg_exec_init(const char *sock)
 	if (ring && strlen(ring) + 19 < sizeof ring_line) {
 		strcpy(ring_line, "TIMEGLASS_RING_KB=");
 		strcat(ring_line, ring);
+	}
+	/* Privacy settings follow the process, like the socket. */
+	const char *redact = getenv("TIMEGLASS_REDACT_PARAMS");
+	if (redact && *redact && strlen(redact) + 25 < sizeof redact_line) {
+		strcpy(redact_line, "TIMEGLASS_REDACT_PARAMS=");
+		strcat(redact_line, redact);
 	}
 	real_execve = dlsym(RTLD_NEXT, "execve");
 	real_execvpe = dlsym(RTLD_NEXT, "execvpe");
@@ -87,9 +95,9 @@ static char *const *merge_env(char *const envp[], char **out, size_t cap, char *
 	if (!tg_proc.enabled || !lib_path[0] || !envp)
 		return envp;
 	size_t n = 0;
-	int have_sock = 0, have_ring = !ring_line[0], have_preload = 0;
+	int have_sock = 0, have_ring = !ring_line[0], have_redact = !redact_line[0], have_preload = 0;
 	for (; envp[n]; n++) {
-		if (n + 4 >= cap)
+		if (n + 5 >= cap)
 			return envp;
 		const char *e = envp[n];
 		out[n] = (char *)e;
@@ -97,6 +105,8 @@ static char *const *merge_env(char *const envp[], char **out, size_t cap, char *
 			have_sock = 1;
 		} else if (has_prefix(e, "TIMEGLASS_RING_KB=")) {
 			have_ring = 1;
+		} else if (has_prefix(e, "TIMEGLASS_REDACT_PARAMS=")) {
+			have_redact = 1;
 		} else if (has_prefix(e, "LD_PRELOAD=")) {
 			have_preload = 1;
 			if (!preload_has_lib(e + 11)) {
@@ -119,6 +129,8 @@ static char *const *merge_env(char *const envp[], char **out, size_t cap, char *
 		out[n++] = sock_line;
 	if (!have_ring)
 		out[n++] = ring_line;
+	if (!have_redact)
+		out[n++] = redact_line;
 	out[n] = NULL;
 	return out;
 }

@@ -8,17 +8,28 @@
  * steps; each step consumes bytes of one state and reports an event (headers
  * finished, message finished, error) that the direction's driver acts on.
  *
- * Requests live in a FIFO (struct tg_http_conn.q) from their first byte read
- * until their final response has been written, then they are emitted. The
- * first request in flight uses a slot inline in the connection, so a plain
- * keep-alive connection never allocates; pipelined requests behind it get a
- * slot from calloc.
+ * Requests are numbered as they begin (seq). Those from seq_done up to
+ * seq_read are pending: read, or being read, and not yet answered. The
+ * response side always answers the oldest, seq_done, whose response state
+ * (start, bytes, status, flags) lives in the connection. Each pending request
+ * has one bit, by seq, saying whether it is a HEAD (its response has no
+ * body); that is all the framing needs, so every response finds its request
+ * however deep the pipeline. Details (times, strings) live in two places:
+ *  - the slot, inline in the connection, holds the newest request with
+ *    details, at full size while it is read: a plain keep-alive connection
+ *    never allocates;
+ *  - when a new request begins while the slot's request is unanswered
+ *    (pipelining), that one is compacted into the detail FIFO, a list of
+ *    16 KiB chunks holding records at their real size, up to
+ *    TG_HTTP_PIPE_BYTES per connection. When the FIFO is full, the slot keeps
+ *    its request and the new one is followed without details: once it ends
+ *    it is counted in `lost` instead of being emitted.
  *
  * Cost: bodies and chunk data are skipped by arithmetic; header values, chunk
  * extensions, trailers and reason phrases are scanned with memchr; only the
  * request line, status line, header names and the values of the few headers
- * that decide framing are walked byte by byte. All state is fixed-size; the
- * only buffers are the caps of struct tg_http_req.
+ * that decide framing are walked byte by byte. No line has a length limit
+ * (see http1.h): past what is kept, a line costs a scan and no memory.
  */
 #include "http1.h"
 
@@ -27,17 +38,11 @@
 
 #include "event.h"
 
-/*
- * Longest header field line (request or response) before giving up. Larger
- * than TG_HTTP_LINE_MAX, which still bounds request, status, chunk-size and
- * trailer lines: a single big header (a long Cookie, a CSP policy) is legal
- * HTTP that servers accept, and its value is skipped at memchr speed.
- */
-#define HDR_LINE_MAX (16u * TG_HTTP_LINE_MAX)
-
 #define NAME_BUF 20                  /* longest header name recognised ("transfer-encoding") */
 #define TOK_BUF 16                   /* longest list token recognised ("100-continue") */
 #define NUM_LIMIT (1ull << 60)       /* Content-Length / chunk size above this: malformed */
+#define CHUNK_DATA (16384u - 16u)    /* bytes of records in one chunk of the detail FIFO */
+#define INLINE_BITS 64u              /* pending requests whose HEAD bits need no allocation */
 
 /* struct msg.st: where a message parser is. */
 enum {
@@ -83,12 +88,11 @@ enum { H_OTHER, H_CONTENT_LENGTH, H_TRANSFER_ENCODING, H_CONNECTION, H_EXPECT, H
 struct msg {
 	uint8_t st, sub;
 	uint64_t remaining; /* M_BODY_LEN, CS_DATA: bytes left; CS_SIZE: size so far */
-	uint32_t line_len;  /* bytes of the current line consumed so far */
+	uint64_t tlen;      /* request target bytes seen */
 	uint16_t hflags;    /* MF_* */
 	uint16_t status;    /* write side: status code being parsed / parsed */
 	uint64_t cl;        /* Content-Length when MF_CL */
 	uint64_t num;       /* Content-Length value being parsed */
-	uint32_t tlen;      /* request target bytes seen */
 	uint8_t mlen;       /* method bytes seen */
 	uint8_t idx;        /* position in a literal / digits seen */
 	uint8_t hid;        /* H_* of the current header line */
@@ -97,35 +101,72 @@ struct msg {
 	uint8_t tok_len;    /* list token length, TOK_BUF + 1 when too long */
 	uint8_t storing;    /* request side: the current header line is being kept */
 	uint8_t secret;     /* ... and its value is redacted */
+	uint8_t urlval;     /* ... and its value is a URL whose secret parameters are redacted */
 	uint16_t line_start;  /* headers_len where the kept line starts */
 	uint16_t value_start; /* headers_len where its value starts */
-	char name[NAME_BUF];  /* lower-cased header name prefix */
+	char name[NAME_BUF];  /* lower-cased header name prefix; the method on the request line */
 	char tok[TOK_BUF];    /* lower-cased list token */
 };
 
-/* A request in flight. `r` comes first: it is what the emit callback gets. */
+/* The newest pending request with details: the request being read, or the
+ * last one read. Strings are kept up to their caps. */
 struct slot {
-	struct tg_http_req r;
-	uint64_t cl;          /* request Content-Length */
-	uint16_t hflags;      /* MF_* of the request headers */
-	uint8_t complete;     /* its last byte has been read */
-	uint8_t resp_started; /* a response byte has been written for it */
+	uint64_t seq;
+	uint64_t start_ns, req_end_ns, request_bytes;
+	uint16_t method_len, target_len, headers_len;
+	uint8_t http_minor, flags; /* TG_REQF_* of the request side */
+	uint8_t used;              /* holds a pending request */
+	uint8_t tdone;             /* its target is complete and redacted */
+	char method[TG_HTTP_METHOD_MAX];
+	char target[TG_HTTP_TARGET_MAX];
+	char headers[TG_HTTP_HEADERS_MAX];
+};
+
+/* A pending request in the detail FIFO: a complete request compacted out of
+ * the slot, followed by its method, target and headers at their lengths. */
+struct rec {
+	uint32_t size; /* bytes of the record, a multiple of 8 */
+	uint16_t method_len, target_len, headers_len;
+	uint8_t http_minor, flags;
+	uint32_t pad;
+	uint64_t seq;
+	uint64_t start_ns, req_end_ns, request_bytes;
+	char data[];
+};
+
+/* A chunk of the detail FIFO: records in [rd, wr). */
+struct chunk {
+	struct chunk *next;
+	uint32_t rd, wr;
+	uint8_t data[CHUNK_DATA];
 };
 
 struct tg_http_conn {
-	struct slot *q[TG_HTTP_MAX_PENDING]; /* FIFO of requests in flight */
-	uint8_t qhead, count;
-	uint8_t inline_used; /* `first` is in the FIFO */
+	uint64_t seq_read;   /* requests begun */
+	uint64_t seq_done;   /* requests answered or ended: seq_done is the oldest pending */
+	uint64_t lost;       /* ended without details, not yet taken (tg_http_take_lost) */
+	uint64_t *bits;      /* HEAD bit of each pending request, by seq modulo nbits */
+	uint64_t nbits;      /* a power of two, >= INLINE_BITS */
+	uint64_t bits_inline[INLINE_BITS / 64];
+	struct chunk *first, *last, *spare; /* detail FIFO (oldest first) and one empty chunk */
+	uint32_t nchunks;    /* chunks allocated, spare included */
+	/* Response to the oldest pending request. */
+	uint8_t resp_started; /* a byte of it has been written */
+	uint8_t resp_flags;   /* TG_REQF_* of the response side */
+	uint16_t resp_status; /* final status, 0 until seen */
+	uint64_t resp_start_ns, resp_bytes;
+	uint8_t reading;     /* a request is being read (seq_read - 1, its last byte not read yet) */
 	uint8_t dead;        /* untracked or closed: feed calls are refused */
 	uint8_t upgraded;    /* after a 101: every byte is ignored */
 	uint8_t eof;         /* the client half-closed */
 	uint8_t app_closed;  /* the app closed the socket (tg_http_on_app_close) */
 	uint8_t dropped;     /* bytes were ignored while upgrade_wait */
-	struct slot *rreq;   /* request being read; NULL between requests and once answered */
-	struct slot *upgrade_wait; /* complete request asking for an upgrade, not yet answered */
+	uint8_t upgrade_wait; /* request upgrade_seq asked for an upgrade, complete, unanswered */
+	uint64_t upgrade_seq;
+	struct slot *rreq;   /* &slot while the request being read has details, else NULL */
 	uint64_t eof_ns;
 	struct msg rd, wr;
-	struct slot first;
+	struct slot slot;
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -208,85 +249,222 @@ int tg_http_secret_header(const char *name, size_t len)
 
 #undef AT
 
-/* ---- request FIFO ------------------------------------------------------ */
+/* ---- pending requests -------------------------------------------------- */
 
-/* A zeroed slot: the inline one if free, else a new allocation. NULL on ENOMEM. */
-static struct slot *slot_get(struct tg_http_conn *c)
+static uint32_t max_chunks = TG_HTTP_PIPE_BYTES / sizeof(struct chunk);
+
+void tg_http_set_pipe_bytes(size_t bytes)
 {
-	struct slot *s;
-	if (!c->inline_used) {
-		c->inline_used = 1;
-		s = &c->first;
-		/* The string buffers are only read up to their lengths: leave them. */
-		memset(&s->r, 0, offsetof(struct tg_http_req, method));
-		s->cl = 0;
-		s->hflags = 0;
-		s->complete = 0;
-		s->resp_started = 0;
-		return s;
+	size_t n = bytes / sizeof(struct chunk);
+	max_chunks = n < 1 ? 1 : n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+static inline uint64_t *bit_word(const struct tg_http_conn *c, uint64_t seq)
+{
+	return &c->bits[(seq & (c->nbits - 1)) >> 6];
+}
+
+static inline int is_head_req(const struct tg_http_conn *c, uint64_t seq)
+{
+	return (int)(*bit_word(c, seq) >> (seq & 63) & 1);
+}
+
+/* Doubles the HEAD bits, keeping those of the pending requests. 0, or -1 on
+ * ENOMEM. */
+static int bits_grow(struct tg_http_conn *c)
+{
+	uint64_t n = c->nbits * 2;
+	uint64_t *b = calloc(n / 64, sizeof *b);
+	if (!b)
+		return -1;
+	for (uint64_t q = c->seq_done; q < c->seq_read; q++)
+		if (is_head_req(c, q))
+			b[(q & (n - 1)) >> 6] |= 1ull << (q & 63);
+	if (c->bits != c->bits_inline)
+		free(c->bits);
+	c->bits = b;
+	c->nbits = n;
+	return 0;
+}
+
+/* The oldest record of the detail FIFO, or NULL. Chunks in the list are
+ * never empty. */
+static inline struct rec *fifo_first(const struct tg_http_conn *c)
+{
+	return c->first ? (struct rec *)(c->first->data + c->first->rd) : NULL;
+}
+
+/* Room for a record of `size` bytes (a multiple of 8, at most CHUNK_DATA) at
+ * the end of the FIFO, or NULL when TG_HTTP_PIPE_BYTES are used (or ENOMEM). */
+static struct rec *fifo_push(struct tg_http_conn *c, uint32_t size)
+{
+	struct chunk *k = c->last;
+	if (!k || CHUNK_DATA - k->wr < size) {
+		k = c->spare;
+		c->spare = NULL;
+		if (!k) {
+			if (c->nchunks >= max_chunks || !(k = malloc(sizeof *k)))
+				return NULL;
+			c->nchunks++;
+		}
+		k->next = NULL;
+		k->rd = k->wr = 0;
+		if (c->last)
+			c->last->next = k;
+		else
+			c->first = k;
+		c->last = k;
 	}
-	return calloc(1, sizeof *s);
+	struct rec *r = (struct rec *)(k->data + k->wr);
+	k->wr += size;
+	return r;
 }
 
-static void slot_put(struct tg_http_conn *c, struct slot *s)
+/* Drops the oldest record (the FIFO is not empty). An emptied chunk becomes
+ * the spare, or is freed if there is one. */
+static void fifo_pop(struct tg_http_conn *c)
 {
-	if (s == &c->first)
-		c->inline_used = 0;
-	else
-		free(s);
-}
-
-static struct slot *q_head(const struct tg_http_conn *c)
-{
-	return c->count ? c->q[c->qhead] : NULL;
-}
-
-/* Appends s; the caller has checked count < TG_HTTP_MAX_PENDING. */
-static void q_push(struct tg_http_conn *c, struct slot *s)
-{
-	c->q[(c->qhead + c->count) % TG_HTTP_MAX_PENDING] = s;
-	c->count++;
-}
-
-/* Removes and returns the head (count > 0), dropping references to it. If
- * it is still being read, a header line in progress is cut off its text,
- * which so holds complete lines only. */
-static struct slot *q_pop(struct tg_http_conn *c)
-{
-	struct slot *s = c->q[c->qhead];
-	struct msg *m = &c->rd;
-	c->qhead = (uint8_t)((c->qhead + 1) % TG_HTTP_MAX_PENDING);
-	c->count--;
-	if (c->rreq == s) {
-		if (m->st == M_HEADER && m->sub >= HS_NAME && m->storing)
-			s->r.headers_len = m->line_start;
-		m->storing = 0; /* the rest of the request is parsed, not kept */
-		c->rreq = NULL;
+	struct chunk *k = c->first;
+	k->rd += fifo_first(c)->size;
+	if (k->rd < k->wr)
+		return;
+	c->first = k->next;
+	if (!c->first)
+		c->last = NULL;
+	if (!c->spare) {
+		c->spare = k;
+	} else {
+		free(k);
+		c->nchunks--;
 	}
-	if (c->upgrade_wait == s)
-		c->upgrade_wait = NULL;
-	return s;
 }
 
-/* Finishes s with `error` at now, hands it to emit and releases it. */
-static void emit_slot(struct tg_http_conn *c, struct slot *s, int error, uint64_t now,
-		      tg_http_emit_fn emit, void *ctx)
+/* Redacts the secret query values of the slot's target (once). */
+static void slot_redact(struct slot *s)
 {
-	s->r.error = (uint16_t)error;
-	s->r.end_ns = now;
-	if (emit)
-		emit(ctx, &s->r);
-	slot_put(c, s);
+	int cut = 0;
+	if (s->tdone)
+		return;
+	s->tdone = 1;
+	s->target_len = (uint16_t)tg_http_redact_url(s->target, s->target_len, TG_HTTP_TARGET_MAX, &cut);
+	if (cut)
+		s->flags |= TG_REQF_TARGET_TRUNCATED;
 }
 
-/* Emits every request in flight with `error` and stops following the
+/* Moves the slot's request (complete, unanswered) into the detail FIFO,
+ * freeing the slot. 0 if the FIFO has no room: the slot keeps it. */
+static int compact(struct tg_http_conn *c)
+{
+	struct slot *s = &c->slot;
+	slot_redact(s);
+	uint32_t len = (uint32_t)s->method_len + s->target_len + s->headers_len;
+	struct rec *r = fifo_push(c, (uint32_t)(sizeof *r + len + 7) & ~7u);
+	if (!r)
+		return 0;
+	r->size = (uint32_t)(sizeof *r + len + 7) & ~7u;
+	r->method_len = s->method_len;
+	r->target_len = s->target_len;
+	r->headers_len = s->headers_len;
+	r->http_minor = s->http_minor;
+	r->flags = s->flags;
+	r->seq = s->seq;
+	r->start_ns = s->start_ns;
+	r->req_end_ns = s->req_end_ns;
+	r->request_bytes = s->request_bytes;
+	memcpy(r->data, s->method, s->method_len);
+	memcpy(r->data + s->method_len, s->target, s->target_len);
+	memcpy(r->data + s->method_len + s->target_len, s->headers, s->headers_len);
+	s->used = 0;
+	return 1;
+}
+
+/*
+ * Ends the oldest pending request at `now` with `error`: hands its details to
+ * emit (with the response state), or counts it in `lost` if it has none.
+ * discard: neither (after an upgrade, the bytes were not requests). Then the
+ * next pending request is the oldest, with no response yet.
+ */
+static void finish_oldest(struct tg_http_conn *c, int error, uint64_t now, tg_http_emit_fn emit, void *ctx,
+			  int discard)
+{
+	uint64_t seq = c->seq_done;
+	struct rec *r = fifo_first(c);
+	struct tg_http_req v;
+	v.status = c->resp_status;
+	v.error = (uint16_t)error;
+	v.resp_start_ns = c->resp_started ? c->resp_start_ns : 0;
+	v.response_bytes = c->resp_bytes;
+	v.end_ns = now;
+	if (r && r->seq == seq) {
+		v.start_ns = r->start_ns;
+		v.req_end_ns = r->req_end_ns;
+		v.request_bytes = r->request_bytes;
+		v.http_minor = r->http_minor;
+		v.flags = r->flags | c->resp_flags;
+		v.method_len = r->method_len;
+		v.target_len = r->target_len;
+		v.headers_len = r->headers_len;
+		v.method = r->data;
+		v.target = r->data + r->method_len;
+		v.headers = r->data + r->method_len + r->target_len;
+		if (emit && !discard)
+			emit(ctx, &v);
+		fifo_pop(c);
+	} else if (c->slot.used && c->slot.seq == seq) {
+		struct slot *s = &c->slot;
+		if (c->rreq == s) {
+			/* Answered while still being read: the rest of it is
+			 * parsed, not kept, and a header line in progress is
+			 * cut off the text, which so holds complete lines. */
+			struct msg *m = &c->rd;
+			if (m->st == M_HEADER && m->sub >= HS_NAME && m->storing)
+				s->headers_len = m->line_start;
+			m->storing = 0;
+			c->rreq = NULL;
+		}
+		slot_redact(s);
+		v.start_ns = s->start_ns;
+		v.req_end_ns = s->req_end_ns;
+		v.request_bytes = s->request_bytes;
+		v.http_minor = s->http_minor;
+		v.flags = s->flags | c->resp_flags;
+		v.method_len = s->method_len;
+		v.target_len = s->target_len;
+		v.headers_len = s->headers_len;
+		v.method = s->method;
+		v.target = s->target;
+		v.headers = s->headers;
+		if (emit && !discard)
+			emit(ctx, &v);
+		s->used = 0;
+	} else if (!discard) {
+		c->lost++;
+	}
+	c->seq_done++;
+	if (c->upgrade_wait && c->upgrade_seq == seq)
+		c->upgrade_wait = 0;
+	c->resp_started = 0;
+	c->resp_flags = 0;
+	c->resp_status = 0;
+	c->resp_start_ns = 0;
+	c->resp_bytes = 0;
+}
+
+/* Emits every pending request with `error` and stops following the
  * connection. Returns TG_HTTP_UNTRACK. */
 static int give_up(struct tg_http_conn *c, int error, uint64_t now, tg_http_emit_fn emit, void *ctx)
 {
-	while (c->count)
-		emit_slot(c, q_pop(c), error, now, emit, ctx);
+	while (c->seq_done < c->seq_read)
+		finish_oldest(c, error, now, emit, ctx, 0);
 	c->dead = 1;
 	return TG_HTTP_UNTRACK;
+}
+
+uint64_t tg_http_take_lost(struct tg_http_conn *c)
+{
+	uint64_t n = c->lost;
+	c->lost = 0;
+	return n;
 }
 
 /* ---- message parser ---------------------------------------------------- */
@@ -306,28 +484,20 @@ static void chunk_begin(struct msg *m)
 	m->sub = CS_SIZE;
 	m->remaining = 0;
 	m->idx = 0;
-	m->line_len = 0;
-}
-
-/* Largest n such that consuming n more bytes of the current line can at most
- * reach one byte past `max`: limits a step so a too-long line is detected at
- * the same byte however the input is split. */
-static inline size_t line_room(const struct msg *m, size_t n, uint32_t max)
-{
-	size_t room = (size_t)max + 1 - m->line_len;
-	return n < room ? n : room;
 }
 
 /*
- * Request line. Consumes bytes of `METHOD SP target SP HTTP/1.x (CR)LF`,
- * storing method and target into r (NULL: request already answered, parse
- * only). At the end of the line moves m to M_HEADER. On an invalid byte sets
+ * Request line of the request being read (seq_read - 1). Consumes bytes of
+ * `METHOD SP target SP HTTP/1.x (CR)LF`, storing method and target into r
+ * (NULL: no details kept, or already answered: parse only); a HEAD sets the
+ * request's HEAD bit. At the end of the target redacts its secret query
+ * values; at the end of the line moves to M_HEADER. On an invalid byte sets
  * EV_ERR and returns the count up to and including that byte.
  */
-static size_t req_line(struct msg *m, struct tg_http_req *r, const uint8_t *p, size_t n, int *ev)
+static size_t req_line(struct tg_http_conn *c, struct slot *r, const uint8_t *p, size_t n, int *ev)
 {
+	struct msg *m = &c->rd;
 	size_t i = 0;
-	n = line_room(m, n, TG_HTTP_LINE_MAX);
 	while (i < n) {
 		uint8_t ch = p[i];
 		switch (m->sub) {
@@ -336,8 +506,15 @@ static size_t req_line(struct msg *m, struct tg_http_req *r, const uint8_t *p, s
 				if (!m->mlen)
 					goto bad;
 				m->sub = RL_TARGET;
+				if (m->mlen == 4 && memcmp(m->name, "HEAD", 4) == 0) {
+					uint64_t q = c->seq_read - 1; /* a stale bit if answered: harmless */
+					*bit_word(c, q) |= 1ull << (q & 63);
+					if (r)
+						r->flags |= TG_REQF_HEAD;
+				}
 			} else if (((ch >= 'A' && ch <= 'Z') || ch == '-' || ch == '_') &&
 				   m->mlen < TG_HTTP_METHOD_MAX - 1) {
+				m->name[m->mlen] = (char)ch;
 				if (r) {
 					r->method[m->mlen] = (char)ch;
 					r->method_len = (uint16_t)(m->mlen + 1);
@@ -365,12 +542,14 @@ static size_t req_line(struct msg *m, struct tg_http_req *r, const uint8_t *p, s
 				if (keep < j - i)
 					r->flags |= TG_REQF_TARGET_TRUNCATED;
 			}
-			m->tlen += (uint32_t)(j - i);
+			m->tlen += j - i;
 			i = j;
 			if (i == n)
 				break;
 			if (p[i] != ' ' || !m->tlen)
 				goto bad;
+			if (r)
+				slot_redact(r);
 			m->sub = RL_VERSION;
 			m->idx = 0;
 			i++;
@@ -405,16 +584,10 @@ static size_t req_line(struct msg *m, struct tg_http_req *r, const uint8_t *p, s
 			goto done;
 		}
 	}
-	m->line_len += (uint32_t)i;
-	if (m->line_len > TG_HTTP_LINE_MAX)
-		*ev = EV_ERR;
 	return i;
 done:
-	if (r && m->mlen == 4 && memcmp(r->method, "HEAD", 4) == 0)
-		r->flags |= TG_REQF_HEAD;
 	m->st = M_HEADER;
 	m->sub = HS_START;
-	m->line_len = 0;
 	return i + 1;
 bad:
 	*ev = EV_ERR;
@@ -429,7 +602,6 @@ bad:
 static size_t status_line(struct msg *m, const uint8_t *p, size_t n, int *ev)
 {
 	size_t i = 0;
-	n = line_room(m, n, TG_HTTP_LINE_MAX);
 	while (i < n) {
 		uint8_t ch = p[i];
 		switch (m->sub) {
@@ -480,14 +652,10 @@ static size_t status_line(struct msg *m, const uint8_t *p, size_t n, int *ev)
 		}
 		}
 	}
-	m->line_len += (uint32_t)i;
-	if (m->line_len > TG_HTTP_LINE_MAX)
-		*ev = EV_ERR;
 	return i;
 done:
 	m->st = M_HEADER;
 	m->sub = HS_START;
-	m->line_len = 0;
 	return i + 1;
 bad:
 	*ev = EV_ERR;
@@ -495,7 +663,7 @@ bad:
 }
 
 /* Drops the header line being kept (it does not fit the cap). */
-static void drop_line(struct msg *m, struct tg_http_req *r)
+static void drop_line(struct msg *m, struct slot *r)
 {
 	r->headers_len = m->line_start;
 	r->flags |= TG_REQF_HEADERS_TRUNCATED;
@@ -504,7 +672,7 @@ static void drop_line(struct msg *m, struct tg_http_req *r)
 
 /* Appends s[0..len) to the kept header line, or drops the line if the header
  * text would exceed its cap. No-op when the line is not being kept. */
-static void store(struct msg *m, struct tg_http_req *r, const void *s, size_t len)
+static void store(struct msg *m, struct slot *r, const void *s, size_t len)
 {
 	if (!m->storing || !r)
 		return;
@@ -581,18 +749,19 @@ static void value_parse(struct msg *m, const uint8_t *s, size_t len)
 }
 
 /* Starts a header line: r non-NULL means its text is to be kept. */
-static void name_begin(struct msg *m, struct tg_http_req *r)
+static void name_begin(struct msg *m, struct slot *r)
 {
 	m->name_len = 0;
 	m->hid = H_OTHER;
 	m->secret = 0;
+	m->urlval = 0;
 	m->storing = r != NULL;
 	if (r)
 		m->line_start = r->headers_len;
 }
 
 /* Adds name bytes s[0..len) (all tchars). */
-static void name_add(struct msg *m, struct tg_http_req *r, const uint8_t *s, size_t len)
+static void name_add(struct msg *m, struct slot *r, const uint8_t *s, size_t len)
 {
 	/* name_len counts up to NAME_BUF + 1, which means "too long to be known". */
 	for (size_t k = 0; k < len && m->name_len <= NAME_BUF; k++) {
@@ -604,9 +773,27 @@ static void name_add(struct msg *m, struct tg_http_req *r, const uint8_t *s, siz
 		store(m, r, s, len);
 }
 
+/* 1 if the lower-cased header name nm[0..len) has a URL as its value, whose
+ * query may carry secrets: Referer, and the original URL that proxies pass
+ * (X-Original-URL, X-Original-URI, X-Forwarded-URI, X-Rewrite-URL). */
+static int url_header(const char *nm, size_t len)
+{
+	switch (len) {
+	case 7:
+		return eq(nm, len, "referer");
+	case 13:
+		return eq(nm, len, "x-rewrite-url");
+	case 14:
+		return eq(nm, len, "x-original-url") || eq(nm, len, "x-original-uri");
+	case 15:
+		return eq(nm, len, "x-forwarded-uri");
+	}
+	return 0;
+}
+
 /* The name ended at ':'. Identifies the header; for a kept line writes the
  * separator and, for a secret header, the redaction marker. */
-static void name_end(struct msg *m, struct tg_http_req *r)
+static void name_end(struct msg *m, struct slot *r)
 {
 	const char *nm = m->name;
 	size_t len = m->name_len;
@@ -640,13 +827,15 @@ static void name_end(struct msg *m, struct tg_http_req *r)
 							   (size_t)(r->headers_len - m->line_start));
 		store(m, r, ": ", 2);
 		if (m->secret)
-			store(m, r, "[redacted]", 10);
+			store(m, r, TG_HTTP_REDACTED, sizeof TG_HTTP_REDACTED - 1);
+		else
+			m->urlval = (uint8_t)url_header(nm, len);
 		m->value_start = r->headers_len;
 	}
 }
 
 /* Adds value bytes s[0..len) (no LF among them). */
-static void value_add(struct msg *m, struct tg_http_req *r, const uint8_t *s, size_t len)
+static void value_add(struct msg *m, struct slot *r, const uint8_t *s, size_t len)
 {
 	if (m->hid != H_OTHER && m->hid != H_UPGRADE)
 		value_parse(m, s, len);
@@ -655,8 +844,9 @@ static void value_add(struct msg *m, struct tg_http_req *r, const uint8_t *s, si
 }
 
 /* The header line ended (its LF consumed). Records its meaning and finishes
- * the kept text: trailing blanks trimmed, "\n" appended. */
-static void line_end(struct msg *m, struct tg_http_req *r)
+ * the kept text: trailing blanks trimmed, secret query values of a URL
+ * redacted, "\n" appended. */
+static void line_end(struct msg *m, struct slot *r)
 {
 	switch (m->hid) {
 	case H_CONTENT_LENGTH:
@@ -687,6 +877,15 @@ static void line_end(struct msg *m, struct tg_http_req *r)
 			break;
 		r->headers_len--;
 	}
+	if (m->urlval && m->value_start < TG_HTTP_HEADERS_MAX) {
+		int cut = 0;
+		size_t v = m->value_start;
+		/* The cap keeps room for the "\n". */
+		size_t len = tg_http_redact_url(r->headers + v, r->headers_len - v, TG_HTTP_HEADERS_MAX - 1 - v, &cut);
+		r->headers_len = (uint16_t)(v + len);
+		if (cut)
+			r->flags |= TG_REQF_HEADERS_TRUNCATED;
+	}
 	store(m, r, "\n", 1);
 }
 
@@ -695,10 +894,9 @@ static void line_end(struct msg *m, struct tg_http_req *r)
  * ends the section, then EV_HEADERS). r non-NULL: keep the header text there.
  * On an invalid byte or a too-long line sets EV_ERR.
  */
-static size_t header_line(struct msg *m, struct tg_http_req *r, const uint8_t *p, size_t n, int *ev)
+static size_t header_line(struct msg *m, struct slot *r, const uint8_t *p, size_t n, int *ev)
 {
 	size_t i = 0;
-	n = line_room(m, n, HDR_LINE_MAX);
 	while (i < n) {
 		uint8_t ch = p[i];
 		switch (m->sub) {
@@ -750,17 +948,12 @@ static size_t header_line(struct msg *m, struct tg_http_req *r, const uint8_t *p
 				break;
 			line_end(m, r);
 			m->sub = HS_START;
-			m->line_len = 0;
 			return i + 1;
 		}
 		}
 	}
-	m->line_len += (uint32_t)i;
-	if (m->line_len > HDR_LINE_MAX)
-		*ev = EV_ERR;
 	return i;
 end_of_headers:
-	m->line_len = 0;
 	*ev = EV_HEADERS;
 	return i + 1;
 bad:
@@ -783,7 +976,6 @@ static size_t chunk_step(struct msg *m, const uint8_t *p, size_t n, int *ev)
 			m->sub = CS_DATA_CR;
 		return k;
 	}
-	n = line_room(m, n, TG_HTTP_LINE_MAX);
 	while (i < n) {
 		uint8_t ch = p[i];
 		switch (m->sub) {
@@ -855,7 +1047,6 @@ static size_t chunk_step(struct msg *m, const uint8_t *p, size_t n, int *ev)
 				break;
 			}
 			m->sub = CS_TRAILER;
-			m->line_len = 0;
 			return (size_t)(nl - p) + 1;
 		}
 		case CS_TRAILER_LF:
@@ -864,19 +1055,14 @@ static size_t chunk_step(struct msg *m, const uint8_t *p, size_t n, int *ev)
 			goto done;
 		}
 	}
-	m->line_len += (uint32_t)i;
-	if (m->line_len > TG_HTTP_LINE_MAX)
-		*ev = EV_ERR;
 	return i;
 size_done:
-	m->line_len = 0;
 	m->sub = m->remaining ? CS_DATA : CS_TRAILER;
 	return i + 1;
 next_chunk:
 	chunk_begin(m);
 	return i + 1;
 done:
-	m->line_len = 0;
 	*ev = EV_DONE;
 	return i + 1;
 bad:
@@ -896,37 +1082,46 @@ static size_t body_step(struct msg *m, size_t n, int *ev)
 
 /* ---- read side --------------------------------------------------------- */
 
-/* A request begins at now: allocates and queues its slot and sets the read
- * side to its request line. 0 if it cannot be followed (FIFO full, ENOMEM). */
+/* A request begins at now: numbers it, gives it the slot if it can (moving
+ * the slot's unanswered request to the detail FIFO), and sets the read side
+ * to its request line. 0 if it cannot be followed (no memory for its HEAD
+ * bit). */
 static int request_begin(struct tg_http_conn *c, uint64_t now)
 {
-	if (c->count >= TG_HTTP_MAX_PENDING)
+	if (c->seq_read - c->seq_done >= c->nbits && bits_grow(c) < 0)
 		return 0;
-	struct slot *s = slot_get(c);
-	if (!s)
-		return 0;
-	s->r.start_ns = now;
-	q_push(c, s);
+	uint64_t seq = c->seq_read++;
+	struct slot *s = &c->slot;
+	*bit_word(c, seq) &= ~(1ull << (seq & 63));
+	if (s->used && !compact(c)) {
+		s = NULL; /* the FIFO is full: followed without details */
+	} else {
+		s->used = 1;
+		s->tdone = 0;
+		s->seq = seq;
+		s->start_ns = now;
+		s->req_end_ns = 0;
+		s->request_bytes = 0;
+		s->method_len = s->target_len = s->headers_len = 0;
+		s->http_minor = 0;
+		s->flags = 0;
+	}
 	c->rreq = s;
+	c->reading = 1;
 	msg_begin(&c->rd, M_START, RL_METHOD);
 	return 1;
 }
 
-/* The request headers ended: records them and chooses how the body is
- * framed. Returns EV_DONE (no body), EV_NONE (body follows) or EV_ERR. */
+/* The request headers ended: chooses how the body is framed. Returns
+ * EV_DONE (no body), EV_NONE (body follows) or EV_ERR. */
 static int request_headers_done(struct tg_http_conn *c)
 {
 	struct msg *m = &c->rd;
-	struct slot *s = c->rreq;
-	if (s) {
-		s->hflags = m->hflags;
-		s->cl = m->cl;
-	}
 	if (m->hflags & MF_TE) {
 		if (!(m->hflags & MF_CHUNKED))
 			return EV_ERR; /* length unknowable */
-		if (s)
-			s->r.flags |= TG_REQF_CHUNKED_REQ;
+		if (c->rreq)
+			c->rreq->flags |= TG_REQF_CHUNKED_REQ;
 		chunk_begin(m);
 		return EV_NONE;
 	}
@@ -940,18 +1135,21 @@ static int request_headers_done(struct tg_http_conn *c)
 	return EV_DONE;
 }
 
-/* The request's last byte was read at now. */
+/* The request's last byte was read at now. A request still unanswered that
+ * asks for an upgrade stops the reading of requests until it is answered. */
 static void request_done(struct tg_http_conn *c, uint64_t now)
 {
-	struct slot *s = c->rreq;
-	if (s) {
-		s->complete = 1;
-		s->r.req_end_ns = now;
-		if ((s->hflags & (MF_UPGRADE | MF_CONN_UPGRADE)) == (MF_UPGRADE | MF_CONN_UPGRADE))
-			c->upgrade_wait = s;
+	struct msg *m = &c->rd;
+	if (c->rreq)
+		c->rreq->req_end_ns = now;
+	if ((m->hflags & (MF_UPGRADE | MF_CONN_UPGRADE)) == (MF_UPGRADE | MF_CONN_UPGRADE) &&
+	    c->seq_read > c->seq_done) {
+		c->upgrade_wait = 1;
+		c->upgrade_seq = c->seq_read - 1;
 	}
 	c->rreq = NULL;
-	c->rd.st = M_IDLE;
+	c->reading = 0;
+	m->st = M_IDLE;
 }
 
 int tg_http_on_read(struct tg_http_conn *c, const uint8_t *buf, size_t n, uint64_t now_ns,
@@ -966,8 +1164,7 @@ int tg_http_on_read(struct tg_http_conn *c, const uint8_t *buf, size_t n, uint64
 	while (off < n) {
 		const uint8_t *p = buf + off;
 		size_t avail = n - off, used = 0;
-		struct slot *s = c->rreq;
-		struct tg_http_req *r = s ? &s->r : NULL;
+		struct slot *r = c->rreq;
 		int ev = EV_NONE;
 		switch (m->st) {
 		case M_IDLE:
@@ -980,13 +1177,11 @@ int tg_http_on_read(struct tg_http_conn *c, const uint8_t *buf, size_t n, uint64
 			while (used < avail && (p[used] == '\r' || p[used] == '\n'))
 				used++; /* blank lines between requests belong to none */
 			off += used;
-			/* A FIFO that is full (or a slot that cannot be
-			 * allocated) is pipelining deeper than we follow. */
 			if (used < avail && !request_begin(c, now_ns))
 				return give_up(c, TG_REQ_TOO_MANY_PIPELINED, now_ns, emit, ctx);
 			continue;
 		case M_START:
-			used = req_line(m, r, p, avail, &ev);
+			used = req_line(c, r, p, avail, &ev);
 			break;
 		case M_HEADER:
 			used = header_line(m, r, p, avail, &ev);
@@ -1023,10 +1218,11 @@ void tg_http_on_eof(struct tg_http_conn *c, uint64_t now_ns)
 
 /* ---- write side -------------------------------------------------------- */
 
-/* The response headers for h ended: records the status and chooses how the
- * body is framed. Returns EV_DONE (no body), EV_NONE (body follows or the
- * response was interim), EV_UPGRADE (101) or EV_ERR. */
-static int response_headers_done(struct tg_http_conn *c, struct slot *h)
+/* The response headers for the oldest pending request ended: records the
+ * status and chooses how the body is framed. Returns EV_DONE (no body),
+ * EV_NONE (body follows or the response was interim), EV_UPGRADE (101) or
+ * EV_ERR. */
+static int response_headers_done(struct tg_http_conn *c)
 {
 	struct msg *m = &c->wr;
 	uint16_t st = m->status;
@@ -1034,16 +1230,16 @@ static int response_headers_done(struct tg_http_conn *c, struct slot *h)
 		if (st == 101)
 			return EV_UPGRADE;
 		if (st == 100)
-			h->r.flags |= TG_REQF_CONTINUE;
+			c->resp_flags |= TG_REQF_CONTINUE;
 		m->st = M_IDLE; /* interim: the final response follows */
 		return EV_NONE;
 	}
-	h->r.status = st;
-	if ((h->r.flags & TG_REQF_HEAD) || st == 204 || st == 304)
+	c->resp_status = st;
+	if (is_head_req(c, c->seq_done) || st == 204 || st == 304)
 		return EV_DONE;
 	if (m->hflags & MF_TE) {
 		if (m->hflags & MF_CHUNKED) {
-			h->r.flags |= TG_REQF_CHUNKED_RESP;
+			c->resp_flags |= TG_REQF_CHUNKED_RESP;
 			chunk_begin(m);
 		} else {
 			m->st = M_UNTIL_CLOSE;
@@ -1063,32 +1259,31 @@ static int response_headers_done(struct tg_http_conn *c, struct slot *h)
 	return EV_NONE;
 }
 
-/* The final response of the FIFO head was written completely at now: emits
- * the head. Returns 0, or 1 if the connection can no longer be followed
- * (bytes were ignored after an upgrade request that was refused). */
+/* The final response of the oldest pending request was written completely
+ * at now: ends that request. Returns 0, or 1 if the connection can no
+ * longer be followed (bytes were ignored after an upgrade request that was
+ * refused). */
 static int response_done(struct tg_http_conn *c, uint64_t now, tg_http_emit_fn emit, void *ctx)
 {
-	struct slot *h = q_pop(c);
 	int lost = 0;
-	if (c->dropped && !c->upgrade_wait) {
-		lost = 1; /* the upgrade request was h */
+	if (c->dropped && c->upgrade_wait && c->upgrade_seq == c->seq_done) {
+		lost = 1; /* the upgrade request was this one */
 		c->dropped = 0;
 	}
 	c->wr.st = M_IDLE;
-	emit_slot(c, h, TG_REQ_OK, now, emit, ctx);
+	finish_oldest(c, TG_REQ_OK, now, emit, ctx, 0);
 	return lost;
 }
 
-/* A 101 for the FIFO head was written at now: emits it and stops parsing;
- * later requests in the FIFO were protocol bytes, not requests. */
+/* A 101 for the oldest pending request was written at now: ends it and
+ * stops parsing; later pending requests were protocol bytes, not requests. */
 static void upgrade(struct tg_http_conn *c, uint64_t now, tg_http_emit_fn emit, void *ctx)
 {
-	struct slot *h = q_pop(c);
-	h->r.status = 101;
-	h->r.flags |= TG_REQF_UPGRADE;
-	emit_slot(c, h, TG_REQ_OK, now, emit, ctx);
-	while (c->count)
-		slot_put(c, q_pop(c));
+	c->resp_status = 101;
+	c->resp_flags |= TG_REQF_UPGRADE;
+	finish_oldest(c, TG_REQ_OK, now, emit, ctx, 0);
+	while (c->seq_done < c->seq_read)
+		finish_oldest(c, TG_REQ_OK, now, emit, ctx, 1);
 	c->upgraded = 1;
 }
 
@@ -1098,19 +1293,18 @@ static int opaque_write(struct tg_http_conn *c, size_t n, uint64_t now, tg_http_
 {
 	struct msg *m = &c->wr;
 	while (n) {
-		struct slot *h = q_head(c);
 		size_t k;
-		if (!h)
+		if (c->seq_done == c->seq_read)
 			return give_up(c, TG_REQ_MALFORMED, now, emit, ctx);
 		if (m->st == M_UNTIL_CLOSE) {
-			h->r.response_bytes += n;
+			c->resp_bytes += n;
 			return TG_HTTP_OK;
 		}
 		if (m->st != M_BODY_LEN && !(m->st == M_CHUNK && m->sub == CS_DATA))
 			return give_up(c, TG_REQ_MALFORMED, now, emit, ctx);
 		k = n < m->remaining ? n : (size_t)m->remaining;
 		m->remaining -= k;
-		h->r.response_bytes += k;
+		c->resp_bytes += k;
 		n -= k;
 		if (m->remaining)
 			continue;
@@ -1136,15 +1330,14 @@ int tg_http_on_write(struct tg_http_conn *c, const uint8_t *buf, size_t n, uint6
 	while (off < n) {
 		const uint8_t *p = buf + off;
 		size_t avail = n - off, used = 0;
-		struct slot *h = q_head(c);
 		int ev = EV_NONE;
-		if (!h)
+		if (c->seq_done == c->seq_read)
 			return give_up(c, TG_REQ_MALFORMED, now_ns, emit, ctx); /* answer to nothing */
 		switch (m->st) {
 		case M_IDLE:
-			if (!h->resp_started) {
-				h->resp_started = 1;
-				h->r.resp_start_ns = now_ns;
+			if (!c->resp_started) {
+				c->resp_started = 1;
+				c->resp_start_ns = now_ns;
 			}
 			msg_begin(m, M_START, SL_VERSION);
 			continue;
@@ -1165,9 +1358,9 @@ int tg_http_on_write(struct tg_http_conn *c, const uint8_t *buf, size_t n, uint6
 			break;
 		}
 		off += used;
-		h->r.response_bytes += used;
+		c->resp_bytes += used;
 		if (ev == EV_HEADERS)
-			ev = response_headers_done(c, h);
+			ev = response_headers_done(c);
 		if (ev == EV_ERR)
 			return give_up(c, TG_REQ_MALFORMED, now_ns, emit, ctx);
 		if (ev == EV_UPGRADE) {
@@ -1184,15 +1377,29 @@ int tg_http_on_write(struct tg_http_conn *c, const uint8_t *buf, size_t n, uint6
 
 struct tg_http_conn *tg_http_new(void)
 {
-	return calloc(1, sizeof(struct tg_http_conn));
+	struct tg_http_conn *c = malloc(sizeof *c);
+	if (!c)
+		return NULL;
+	/* The slot's string buffers are only read up to their lengths. */
+	memset(c, 0, offsetof(struct tg_http_conn, slot));
+	memset(&c->slot, 0, offsetof(struct slot, method));
+	c->bits = c->bits_inline;
+	c->nbits = INLINE_BITS;
+	return c;
 }
 
 void tg_http_free(struct tg_http_conn *c)
 {
 	if (!c)
 		return;
-	while (c->count)
-		slot_put(c, q_pop(c));
+	while (c->first) {
+		struct chunk *k = c->first;
+		c->first = k->next;
+		free(k);
+	}
+	free(c->spare);
+	if (c->bits != c->bits_inline)
+		free(c->bits);
 	free(c);
 }
 
@@ -1206,17 +1413,16 @@ void tg_http_on_close(struct tg_http_conn *c, uint64_t now_ns, tg_http_emit_fn e
 	if (c->dead)
 		return;
 	c->dead = 1;
-	while (c->count) {
-		struct slot *s = q_pop(c);
+	while (c->seq_done < c->seq_read) {
 		int error;
-		if (s->resp_started)
+		if (c->resp_started)
 			error = c->wr.st == M_UNTIL_CLOSE ? TG_REQ_OK : TG_REQ_CLOSED_MID_RESPONSE;
-		else if (!s->complete)
+		else if (c->reading && c->seq_done == c->seq_read - 1)
 			error = TG_REQ_CLIENT_CLOSED_MID_REQUEST;
 		else if (c->app_closed && !c->eof)
 			error = TG_REQ_SERVER_CLOSED_BEFORE_RESPONSE;
 		else
 			error = TG_REQ_CLIENT_CLOSED_BEFORE_RESPONSE;
-		emit_slot(c, s, error, now_ns, emit, ctx);
+		finish_oldest(c, error, now_ns, emit, ctx, 0);
 	}
 }

@@ -8,20 +8,39 @@
  * callback. It does no I/O, takes no clock and allocates only through
  * malloc/free for requests waiting for their response (pipelining).
  *
- * What it follows: keep-alive, pipelining (up to TG_HTTP_MAX_PENDING requests
- * awaiting responses), Content-Length and chunked bodies in both directions
- * (chunk extensions and trailers included), Expect: 100-continue and other 1xx
+ * What it follows: keep-alive, pipelining as deep as the app reads (see
+ * below), Content-Length and chunked bodies in both directions (chunk
+ * extensions and trailers included), Expect: 100-continue and other 1xx
  * interim responses, HEAD, 204 and 304 without a body, responses delimited by
  * the connection closing (no length, no chunking), Connection: close, and
  * upgrades (after a 101 response the request is emitted with TG_REQF_UPGRADE
  * and every later byte is ignored). Bytes that are not HTTP/1.x make the
  * parser give up on the connection (TG_HTTP_UNTRACK); whatever request was in
- * flight is emitted with an error first. Header text is kept up to a cap,
- * with the values of secret-bearing headers replaced by "[redacted]".
+ * flight is emitted with an error first. The length of a line never does:
+ * servers answer request lines and header values of any length (llhttp, in
+ * httptools, takes header values of megabytes; h11 answers 400 once its
+ * buffer passes 16 KiB, which may be after reading 256 KiB), so a long line
+ * is followed to its end and the request ends however the app ends it.
+ *
+ * What it keeps: method, target (up to TG_HTTP_TARGET_MAX bytes) and header
+ * text (up to TG_HTTP_HEADERS_MAX), with secrets removed before anything
+ * leaves the parser: the values of secret-bearing headers and of
+ * secret-bearing query parameters (in the target and in URL-valued headers
+ * such as Referer) are replaced by "[redacted]".
+ *
+ * Pipelining: every request read and not yet answered is pending. Its framing
+ * (whether it is a HEAD, whose response has no body) is kept for every one,
+ * one bit each, so responses always match their requests. Its details are
+ * kept compactly (its strings at their real length) up to TG_HTTP_PIPE_BYTES
+ * per connection; a request beyond that is still followed but cannot become a
+ * row: it is counted, once answered or once the connection ends, in
+ * tg_http_take_lost(). A plain keep-alive connection never allocates.
  *
  * Cost: bodies are skipped by counting; the request line and headers are
- * scanned once, byte by byte. All buffers are fixed-size: a huge header never
- * grows memory.
+ * scanned once, byte by byte. What a request keeps has fixed caps: a huge
+ * line never grows memory. Pipelining costs the compacted details (at most
+ * TG_HTTP_PIPE_BYTES) and one bit per pending request, a small fraction of
+ * what the app itself holds for the requests it has read.
  */
 #ifndef TG_HTTP1_H
 #define TG_HTTP1_H
@@ -32,10 +51,11 @@
 #define TG_HTTP_METHOD_MAX 16    /* longer methods are malformed */
 #define TG_HTTP_TARGET_MAX 2048  /* request target (path?query) kept, rest counted */
 #define TG_HTTP_HEADERS_MAX 4096 /* request header text kept, rest counted */
-#define TG_HTTP_MAX_PENDING 32   /* pipelined requests awaiting a response */
-#define TG_HTTP_LINE_MAX 65536   /* longest request/status/chunk line; header lines up to 16x */
+#define TG_HTTP_PIPE_BYTES (1u << 20) /* details of pipelined requests kept per connection */
+#define TG_HTTP_REDACTED "[redacted]"  /* what replaces a secret value */
 
-/* A request as handed to the emit callback. Strings are not NUL-terminated. */
+/* A request as handed to the emit callback. Strings are not NUL-terminated
+ * and valid only during the call; method, target and headers are never NULL. */
 struct tg_http_req {
 	uint64_t start_ns;       /* time of the read that delivered its first byte */
 	uint64_t req_end_ns;     /* time of the read that delivered its last byte, 0 if never */
@@ -50,9 +70,9 @@ struct tg_http_req {
 	uint16_t method_len;
 	uint16_t target_len;
 	uint16_t headers_len;
-	char method[TG_HTTP_METHOD_MAX];
-	char target[TG_HTTP_TARGET_MAX];
-	char headers[TG_HTTP_HEADERS_MAX]; /* "Name: value\n" lines as sent, secrets redacted */
+	const char *method;      /* method_len bytes */
+	const char *target;      /* target_len bytes, secret query values redacted */
+	const char *headers;     /* "Name: value\n" lines as sent, secrets redacted */
 };
 
 typedef void (*tg_http_emit_fn)(void *ctx, const struct tg_http_req *req);
@@ -95,10 +115,47 @@ void tg_http_on_app_close(struct tg_http_conn *c);
  * app, see tg_http_on_app_close - mid-response). */
 void tg_http_on_close(struct tg_http_conn *c, uint64_t now_ns, tg_http_emit_fn emit, void *ctx);
 
+/* Sets the details of pipelined requests kept per connection, in bytes
+ * (default TG_HTTP_PIPE_BYTES; rounded down to 16 KiB chunks, at least one).
+ * Call before any traffic (TIMEGLASS_PIPELINE_KB). */
+void tg_http_set_pipe_bytes(size_t bytes);
+
+/* Requests that were answered (or ended with the connection) but whose
+ * details were not kept (pipelined beyond TG_HTTP_PIPE_BYTES, or no memory):
+ * returns how many since the last call, and resets the count. Each is a
+ * request missing from the emitted ones; the caller reports it as a loss. */
+uint64_t tg_http_take_lost(struct tg_http_conn *c);
+
 /* Returns 1 if `name` (len bytes, any case) is a header whose value must be
  * redacted: Authorization, Proxy-Authorization, Cookie, Set-Cookie,
  * X-Api-Key, and any name containing "token", "secret", "password",
  * "passwd", "api-key", "apikey", "session" or "auth". */
 int tg_http_secret_header(const char *name, size_t len);
+
+/* ---- secret query parameters (redact.c) ---- */
+
+/* Returns 1 if the query parameter `name` (len bytes as sent, percent-encoded
+ * or not, any case) is one whose value must be redacted: password, passwd,
+ * pwd, token, access_token, refresh_token, api_key, apikey, key, secret,
+ * client_secret, auth, session, signature, sig, code, and the names added
+ * with tg_http_redact_params(). The whole decoded name must match. */
+int tg_http_secret_param(const char *name, size_t len);
+
+/* Adds names to the secret parameters: `list` holds names separated by
+ * commas (spaces around them ignored), as TIMEGLASS_REDACT_PARAMS does.
+ * Names longer than TG_HTTP_PARAM_NAME_MAX bytes, and names beyond
+ * TG_HTTP_EXTRA_PARAMS in all, are ignored. Call before any traffic (it is
+ * not thread-safe against the parsers). Returns the number of names added. */
+#define TG_HTTP_PARAM_NAME_MAX 63
+#define TG_HTTP_EXTRA_PARAMS 64
+int tg_http_redact_params(const char *list);
+
+/* Redacts, in place, the values of secret parameters in the query (after the
+ * first '?' or '#') of the URL or request target s[0..len): each value
+ * becomes TG_HTTP_REDACTED (parameters are separated by '&', ';' or '#').
+ * The text may grow; it never exceeds cap bytes: what does not fit is cut
+ * off the end, and *cut is set to 1 (it is left alone otherwise). A value
+ * that s ends in the middle of is redacted too. Returns the new length. */
+size_t tg_http_redact_url(char *s, size_t len, size_t cap, int *cut);
 
 #endif

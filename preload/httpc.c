@@ -107,6 +107,11 @@ int tg_httpc_feed(struct tg_httpc *c, int dir, const uint8_t *buf, size_t n, uin
 	return tg_http_on_write(c->h, buf, n, now, on_exchange, c);
 }
 
+uint64_t tg_httpc_take_lost(struct tg_httpc *c)
+{
+	return tg_http_take_lost(c->h);
+}
+
 void tg_httpc_close(struct tg_httpc *c, uint64_t now, tg_httpc_emit_fn emit, void *ctx)
 {
 	c->emit = emit;

@@ -43,6 +43,9 @@ void tg_httpc_free(struct tg_httpc *c);
 int tg_httpc_feed(struct tg_httpc *c, int dir, const uint8_t *buf, size_t n, uint64_t now,
 		  tg_httpc_emit_fn emit, tg_httpc_context_fn context, void *ctx);
 
+/* Exchanges ended without details since the last call (tg_http_take_lost). */
+uint64_t tg_httpc_take_lost(struct tg_httpc *c);
+
 /* The connection ended: exchanges in flight are emitted (see tg_http_on_close). */
 void tg_httpc_close(struct tg_httpc *c, uint64_t now, tg_httpc_emit_fn emit, void *ctx);
 

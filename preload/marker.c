@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include "event.h"
+#include "http1.h"
 #include "tg_preload.h"
 
 #define TG_EXPORT __attribute__((visibility("default")))
@@ -120,8 +121,16 @@ int timeglass_asgi_request(const char *method, const char *target, const char *r
 {
 	if (!tg_proc.enabled)
 		return -1;
-	uint16_t ml = capped_len(method, 15), tl = capped_len(target, 2048),
+	/* The target's secret query values are redacted before the ring, as
+	 * on the wire path; a target cut at the cap is flagged. */
+	char tbuf[TG_HTTP_TARGET_MAX];
+	int cut = target && strnlen(target, TG_HTTP_TARGET_MAX + 1) > TG_HTTP_TARGET_MAX;
+	uint16_t ml = capped_len(method, 15), tl = capped_len(target, TG_HTTP_TARGET_MAX),
 		 rl = capped_len(route, TG_ROUTE_MAX);
+	if (tl) {
+		memcpy(tbuf, target, tl);
+		tl = (uint16_t)tg_http_redact_url(tbuf, tl, sizeof tbuf, &cut);
+	}
 	uint32_t size = (uint32_t)sizeof(struct tg_ev_request) + ml + tl + rl;
 	uint8_t *rec = tg_reserve(size);
 	if (!rec)
@@ -136,7 +145,7 @@ int timeglass_asgi_request(const char *method, const char *target, const char *r
 	ev->request_bytes = request_bytes;
 	ev->response_bytes = response_bytes;
 	ev->http_minor = 1;
-	ev->flags = TG_REQF_ASGI;
+	ev->flags = (uint8_t)(TG_REQF_ASGI | (cut ? TG_REQF_TARGET_TRUNCATED : 0));
 	ev->client_family = tg_parse_host(client_host, ev->client_addr);
 	ev->client_port = (uint16_t)client_port;
 	ev->method_len = ml;
@@ -147,7 +156,7 @@ int timeglass_asgi_request(const char *method, const char *target, const char *r
 		memcpy(p, method, ml);
 	p += ml;
 	if (tl)
-		memcpy(p, target, tl);
+		memcpy(p, tbuf, tl);
 	p += tl;
 	if (rl)
 		memcpy(p, route, rl);

@@ -184,7 +184,9 @@ int tg_stream_feed(struct tg_stream *s, int dir, const uint8_t *buf, size_t n, u
 		return 0;
 	}
 	if (s->kind == S_HTTP) {
-		if (tg_httpc_feed(s->http, dir, buf, n, now, http_emit, send_context, s) != TG_HTTP_OK) {
+		int rc = tg_httpc_feed(s->http, dir, buf, n, now, http_emit, send_context, s);
+		tg_count_lost_requests(tg_httpc_take_lost(s->http));
+		if (rc != TG_HTTP_OK) {
 			s->kind = S_DEAD;
 			return 1;
 		}
@@ -212,6 +214,7 @@ void tg_stream_free(struct tg_stream *s, uint64_t now)
 	if (s->http) {
 		if (s->kind == S_HTTP)
 			tg_httpc_close(s->http, now, http_emit, s);
+		tg_count_lost_requests(tg_httpc_take_lost(s->http));
 		tg_httpc_free(s->http);
 	}
 	free(s);

@@ -28,6 +28,7 @@
 
 #include "event.h"
 #include "ring.h"
+#include "http1.h"
 #include "tg_preload.h"
 
 struct tg_real tg_real;
@@ -240,6 +241,10 @@ __attribute__((constructor)) static void tg_init(void)
 	if (s && *s && strlen(s) < sizeof sock_path) {
 		memcpy(sock_path, s, strlen(s) + 1);
 		ring_data_bytes = env_ring_bytes();
+		/* Secret query parameters added to the defaults (--redact-param):
+		 * before any socket is followed. */
+		tg_http_redact_params(getenv("TIMEGLASS_REDACT_PARAMS"));
+		tg_http_set_pipe_bytes((size_t)tg_getenv_uint("TIMEGLASS_PIPELINE_KB", 1024, 1, 1u << 20) * 1024);
 		if (tg_conns_init() == 0) {
 			pthread_atfork(tg_sampler_before_fork, tg_sampler_after_fork_parent, after_fork_child);
 			register_process(0);

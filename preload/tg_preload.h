@@ -174,6 +174,9 @@ void tg_conns_after_fork(void);
 
 /* Bytes that never reach a tracked connection: count an untracked conn. */
 void tg_count_untracked(void);
+/* Counts n requests followed without details (deep pipelining): each is a
+ * request missing from the store, reported as the pipeline_overflow loss. */
+void tg_count_lost_requests(uint64_t n);
 
 /* TIMEGLASS_* settings (env.c), read strictly as `timeglass run` checks
  * them: unset or empty gives def; a value out of [min, max] is clamped and

@@ -13,19 +13,24 @@
  *
  * Every script is run twice: with each payload fed whole, and with each
  * payload cut in two at a point derived from its bytes. The parser must emit
- * exactly the same records both times (times are per event, so they do not
- * depend on the cut), and every record must satisfy the invariants of
- * check_req(). Violations abort, which libFuzzer reports as a crash.
+ * exactly the same records, and count the same requests lost, both times
+ * (times are per event, so they do not depend on the cut), and every record
+ * must satisfy the invariants of check_req(): among them, no secret header
+ * value and no secret query value (in the target or a URL-valued header)
+ * left unredacted. Violations abort, which libFuzzer reports as a crash.
  *
  * Built with -DTG_FUZZ_REPLAY it is a standalone program instead: it runs
  * the files and directories named on the command line, then a deterministic
  * generator of HTTP-like and broken conversations for N iterations (the
- * first numeric argument, default 200000).
+ * first numeric argument, default 200000): short ones, and now and then a
+ * deep pipeline of thousands of requests, beyond the details the parser
+ * keeps per connection.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "event.h"
 #include "http1.h"
@@ -42,6 +47,7 @@ struct fuzz_run {
 	uint64_t req_bytes;    /* sum of request_bytes emitted on it */
 	uint64_t resp_bytes;   /* sum of response_bytes emitted on it */
 	uint64_t now;          /* time of the current event */
+	uint64_t lost;         /* requests counted lost (tg_http_take_lost) */
 };
 
 #define REQUIRE(cond)                                                                         \
@@ -63,8 +69,52 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 	return h;
 }
 
+/* Checks that every secret parameter of the query in url[0..len) has
+ * "[redacted]" as its value. cut: the text may end inside one, whose value
+ * is then a prefix of the marker. */
+static void check_url(const char *url, size_t len, int cut)
+{
+	const char *q = memchr(url, '?', len), *h = memchr(url, '#', q ? (size_t)(q - url) : len);
+	if (h)
+		q = h;
+	if (!q)
+		return;
+	size_t i = (size_t)(q - url) + 1;
+	while (i < len) {
+		size_t n = i, e;
+		while (n < len && url[n] != '=' && url[n] != '&' && url[n] != ';' && url[n] != '#')
+			n++;
+		e = n;
+		if (n < len && url[n] == '=') {
+			e = n + 1;
+			while (e < len && url[e] != '&' && url[e] != ';' && url[e] != '#')
+				e++;
+			if (tg_http_secret_param(url + i, n - i)) {
+				size_t vl = e - n - 1;
+				const char *v = url + n + 1;
+				if (cut && e == len)
+					REQUIRE(vl <= 10 && memcmp(v, "[redacted]", vl) == 0);
+				else
+					REQUIRE(vl == 10 && memcmp(v, "[redacted]", 10) == 0);
+			}
+		}
+		i = e + 1;
+	}
+}
+
+/* 1 if the header name[0..len) has a URL value (Referer and the like). */
+static int url_header(const char *name, size_t len)
+{
+	static const char *const names[] = { "referer", "x-original-url", "x-original-uri", "x-forwarded-uri",
+					     "x-rewrite-url" };
+	for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+		if (strlen(names[k]) == len && strncasecmp(name, names[k], len) == 0)
+			return 1;
+	return 0;
+}
+
 /* Checks the header text: "Name: value\n" lines, secret values redacted. */
-static void check_headers(const char *h, size_t len)
+static void check_headers(const char *h, size_t len, int truncated)
 {
 	size_t i = 0;
 	REQUIRE(len == 0 || h[len - 1] == '\n');
@@ -80,6 +130,8 @@ static void check_headers(const char *h, size_t len)
 		REQUIRE(colon[1] == ' ' || colon + 1 == nl);
 		if (tg_http_secret_header(line, nlen))
 			REQUIRE(ll == nlen + 12 && memcmp(colon, ": [redacted]", 12) == 0);
+		else if (url_header(line, nlen) && colon + 1 < nl)
+			check_url(colon + 2, (size_t)(nl - colon - 2), truncated);
 		i += ll + 1;
 	}
 }
@@ -93,7 +145,7 @@ static void check_req(struct fuzz_run *fr, const struct tg_http_req *r)
 	REQUIRE(r->error <= TG_REQ_SERVER_CLOSED_BEFORE_RESPONSE);
 	REQUIRE(r->http_minor <= 1);
 	REQUIRE(r->flags < 0x80);
-	REQUIRE(!(r->flags & TG_REQF_TARGET_TRUNCATED) || r->target_len == TG_HTTP_TARGET_MAX);
+	REQUIRE(r->method && r->target && r->headers);
 	REQUIRE(r->status == 0 || (r->status >= 100 && r->status <= 999));
 	REQUIRE(!(r->flags & TG_REQF_UPGRADE) == (r->status != 101));
 	REQUIRE(r->error != TG_REQ_OK || r->status >= 200 || r->status == 101);
@@ -108,7 +160,8 @@ static void check_req(struct fuzz_run *fr, const struct tg_http_req *r)
 			r->method[i] == '_');
 	for (size_t i = 0; i < r->target_len; i++)
 		REQUIRE((uint8_t)r->target[i] > 0x20 && r->target[i] != 0x7f);
-	check_headers(r->headers, r->headers_len);
+	check_url(r->target, r->target_len, (r->flags & TG_REQF_TARGET_TRUNCATED) != 0);
+	check_headers(r->headers, r->headers_len, (r->flags & TG_REQF_HEADERS_TRUNCATED) != 0);
 	fr->req_bytes += r->request_bytes;
 	fr->resp_bytes += r->response_bytes;
 	REQUIRE(fr->req_bytes <= fr->read_bytes);
@@ -120,7 +173,9 @@ static void on_emit(void *ctx, const struct tg_http_req *r)
 	struct fuzz_run *fr = ctx;
 	check_req(fr, r);
 	uint64_t h = 0xcbf29ce484222325ull;
-	h = fnv(h, r, offsetof(struct tg_http_req, method));
+	uint64_t nums[] = { r->start_ns, r->req_end_ns, r->resp_start_ns, r->end_ns, r->request_bytes,
+			    r->response_bytes, r->status, r->error, r->http_minor, r->flags };
+	h = fnv(h, nums, sizeof nums);
 	h = fnv(h, r->method, r->method_len);
 	h = fnv(h, r->target, r->target_len);
 	h = fnv(h, r->headers, r->headers_len);
@@ -143,6 +198,7 @@ static int feed(struct tg_http_conn *c, int write, const uint8_t *p, size_t n, s
 			rc = tg_http_on_read(c, q, pieces[k], fr->now, on_emit, fr);
 	}
 	REQUIRE(rc == TG_HTTP_OK || rc == TG_HTTP_UNTRACK);
+	fr->lost += tg_http_take_lost(c);
 	return rc;
 }
 
@@ -161,6 +217,7 @@ static void run_script(const uint8_t *data, size_t size, int split, struct fuzz_
 	size_t i = 0;
 	fr->n = 0;
 	fr->now = 0;
+	fr->lost = 0;
 	while (i < size) {
 		uint8_t op = data[i++];
 		unsigned kind = op & 7, code = op >> 3;
@@ -180,6 +237,7 @@ static void run_script(const uint8_t *data, size_t size, int split, struct fuzz_
 		}
 		if (kind == 7) {
 			tg_http_on_close(c, fr->now, on_emit, fr);
+			fr->lost += tg_http_take_lost(c);
 			tg_http_free(c);
 			c = conn_new(fr);
 			continue;
@@ -209,8 +267,11 @@ static void run_script(const uint8_t *data, size_t size, int split, struct fuzz_
 	}
 	fr->now++;
 	tg_http_on_close(c, fr->now, on_emit, fr);
+	fr->lost += tg_http_take_lost(c);
 	tg_http_free(c);
 }
+
+static uint64_t total_lost; /* for the replay's summary */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -218,6 +279,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	run_script(data, size, 0, &whole);
 	run_script(data, size, 1, &cut);
 	REQUIRE(whole.n == cut.n);
+	REQUIRE(whole.lost == cut.lost);
+	total_lost += whole.lost;
 	size_t n = whole.n < MAX_DIGESTS ? whole.n : MAX_DIGESTS;
 	for (size_t k = 0; k < n; k++)
 		REQUIRE(whole.digest[k] == cut.digest[k]);
@@ -265,6 +328,9 @@ static const char *const req_frag[] = {
 	"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58",
 	"GET /bad HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
 	"GET /fold HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+	"GET /s?user=u&password=p%41ss&%54oken=t;sig=s#code=c HTTP/1.1\r\nReferer: /r?key=k&x=1\r\n\r\n",
+	"GET /cb#access_token=at&state=1 HTTP/1.1\r\nX-Original-URL: /o?api%5Fkey=k\r\n\r\n",
+	"HEAD /s?session=s HTTP/1.1\r\nreferer: http://h/?refresh_token=r&secret=\r\n\r\n",
 };
 
 static const char *const resp_frag[] = {
@@ -333,6 +399,20 @@ static void gen_stream(struct buf *s, const char *const *frag, size_t nfrag, siz
 				put_byte(s, 'L');
 			put(s, "\r\n", 2);
 			break;
+		case 4: /* a long request line, with a secret somewhere */
+			if (frag != req_frag)
+				break;
+			put(s, "GET /l?a=", 9);
+			for (size_t j = rnd_below(2) ? 2000 + rnd_below(100) : rnd_below(80000); j; j--)
+				put_byte(s, 'a');
+			put(s, "&pwd=", 5);
+			for (size_t j = rnd_below(40); j; j--)
+				put_byte(s, 'P');
+			put(s, " HTTP/1.1\r\nReferer: /?token=", 29);
+			for (size_t j = rnd_below(5000); j; j--)
+				put_byte(s, 'T');
+			put(s, "\r\n\r\n", 4);
+			break;
 		}
 	}
 }
@@ -352,23 +432,62 @@ static void put_event(struct buf *out, unsigned kind, const uint8_t *p, size_t n
 		put(out, p, n);
 }
 
+/* A deep pipeline: n requests (GETs, HEADs, bodies, with headers of
+ * `pad` bytes so that n * pad may pass the details kept per connection) and
+ * as many responses of mixed framing. */
+static void gen_burst(struct buf *rq, struct buf *rs, size_t n, size_t pad)
+{
+	for (size_t k = 0; k < n; k++) {
+		char line[96];
+		unsigned kind = (unsigned)rnd_below(8);
+		snprintf(line, sizeof line, "%s /b%zu?token=t%zu HTTP/1.1\r\nX-Pad: ",
+			 kind == 0 ? "HEAD" : kind == 1 ? "POST" : "GET", k, k);
+		put(rq, line, strlen(line));
+		for (size_t j = rnd_below(pad + 1); j; j--)
+			put_byte(rq, 'p');
+		put(rq, kind == 1 ? "\r\nContent-Length: 3\r\n\r\nabc" : "\r\n\r\n", kind == 1 ? 26 : 4);
+		if (rnd_below(500) == 0)
+			continue; /* a request never answered */
+		/* complete responses that keep the connection going (an
+		 * interim one first, now and then) */
+		static const int keep[] = { 0, 3, 4, 5, 6, 8, 11 };
+		const char *r = kind == 0 ? "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+					  : resp_frag[keep[rnd_below(NFRAG(keep))]];
+		if (rnd_below(50) == 0)
+			put(rs, resp_frag[10], strlen(resp_frag[10]));
+		put(rs, r, strlen(r));
+	}
+}
+
 /* Builds one script: a request stream and a response stream interleaved in
  * random chunks, with sendfile writes, eofs and closes sprinkled in. */
 static void gen_script(struct buf *out)
 {
 	struct buf rq = { 0 }, rs = { 0 };
-	size_t ri = 0, wi = 0;
-	gen_stream(&rq, req_frag, NFRAG(req_frag), 1 + rnd_below(6));
-	gen_stream(&rs, resp_frag, NFRAG(resp_frag), 1 + rnd_below(6));
+	size_t ri = 0, wi = 0, big = 0;
+	if (rnd_below(4000) == 0) {
+		gen_burst(&rq, &rs, 500 + rnd_below(6000), rnd_below(2) ? 20 : 800);
+		big = 1;
+	} else {
+		gen_stream(&rq, req_frag, NFRAG(req_frag), 1 + rnd_below(6));
+		gen_stream(&rs, resp_frag, NFRAG(resp_frag), 1 + rnd_below(6));
+	}
 	out->n = 0;
 	while (ri < rq.n || wi < rs.n) {
 		unsigned pick = (unsigned)rnd_below(40);
-		if (pick == 0) {
+		if (pick == 0 && !big) {
 			put_event(out, 6, NULL, 1);
-		} else if (pick == 1 && rnd_below(4) == 0) {
+		} else if (pick == 1 && rnd_below(4) == 0 && !big) {
 			put_event(out, 7, NULL, 1);
-		} else if (pick == 2) {
+		} else if (pick == 2 && !big) {
 			put_event(out, 5, NULL, 1 + rnd_below(2000));
+		} else if (big && ri < rq.n && (wi >= rs.n || rnd_below(3))) {
+			/* mostly reads: the pipeline grows deep before answers drain it */
+			size_t n = 1 + rnd_below(65536);
+			if (n > rq.n - ri)
+				n = rq.n - ri;
+			put_event(out, (unsigned)rnd_below(3), rq.p + ri, n);
+			ri += n;
 		} else if ((pick & 1) && ri < rq.n) {
 			size_t n = 1 + rnd_below(rnd_below(3) ? 64 : 3000);
 			if (n > rq.n - ri)
@@ -376,7 +495,7 @@ static void gen_script(struct buf *out)
 			put_event(out, (unsigned)rnd_below(3), rq.p + ri, n);
 			ri += n;
 		} else if (wi < rs.n) {
-			size_t n = 1 + rnd_below(rnd_below(3) ? 64 : 3000);
+			size_t n = 1 + rnd_below(big ? 4096 : rnd_below(3) ? 64 : 3000);
 			if (n > rs.n - wi)
 				n = rs.n - wi;
 			put_event(out, 3 + (unsigned)rnd_below(2), rs.p + wi, n);
@@ -452,7 +571,8 @@ int main(int argc, char **argv)
 		LLVMFuzzerTestOneInput(script.p, script.n);
 	}
 	free(script.p);
-	printf("fuzz-http1-replay: %ld generated scripts, %s\n", iterations, bad ? "FAILED" : "ok");
+	printf("fuzz-http1-replay: %ld generated scripts, %llu requests counted lost, %s\n", iterations,
+	       (unsigned long long)total_lost, bad ? "FAILED" : "ok");
 	return bad;
 }
 

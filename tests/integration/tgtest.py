@@ -23,6 +23,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
+APPS = Path(__file__).resolve().parent / "apps"  # apps written for these tests
 PYTHON = "/usr/bin/python3"
 BUILD = Path(os.environ.get("TIMEGLASS_BUILD") or (REPO / "build")).resolve()
 TIMEGLASS = BUILD / "cli" / "timeglass"
@@ -286,8 +287,8 @@ class TracedServer:
 
 
 def uvicorn_argv(port, http=None, loop=None, workers=None, reload=False, reload_dir=None,
-                 log_level="info", access_log=True, extra=()):
-    argv = [PYTHON, "-m", "uvicorn", "app:app", "--app-dir", str(EXAMPLES),
+                 log_level="info", access_log=True, extra=(), app="app:app", app_dir=EXAMPLES):
+    argv = [PYTHON, "-m", "uvicorn", app, "--app-dir", str(app_dir),
             "--host", "127.0.0.1", "--port", str(port), "--log-level", log_level]
     if http:
         argv += ["--http", http]
@@ -307,6 +308,15 @@ def uvicorn_argv(port, http=None, loop=None, workers=None, reload=False, reload_
 def open_store(db):
     """Read-only SQLite connection to a store."""
     return sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
+
+
+def run_losses(db, kind=None):
+    """{kind: events} of the losses of the latest run (only `kind` if given)."""
+    with contextlib.closing(open_store(db)) as con:
+        rows = con.execute("SELECT kind, coalesce(sum(events), 0) FROM losses"
+                           " WHERE run_id = (SELECT max(id) FROM runs) GROUP BY kind").fetchall()
+    got = dict(rows)
+    return got.get(kind, 0) if kind else got
 
 
 def module_available(name):

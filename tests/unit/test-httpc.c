@@ -1,7 +1,8 @@
 /*
  * test-httpc.c - unit tests of the outbound HTTP/1.x adapter
  * (preload/httpc.c): keep-alive exchanges, Host header or peer, chunked
- * and close-delimited responses, HEAD, context taken at the first write.
+ * and close-delimited responses, HEAD, context taken at the first write,
+ * secret query values of the URL redacted.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -78,6 +79,18 @@ int main(void)
 	assert(g.n == 3);
 	tg_httpc_close(c, 70, emit, &g);
 	assert(g.n == 4 && g.end[3] == 70 && g.status[3] == 200);
+	tg_httpc_free(c);
+
+	/* secret query values of the URL called are redacted before anything
+	 * leaves the parser, percent-encoded names included */
+	g.n = 0;
+	c = tg_httpc_new("10.0.0.2:443");
+	feed(c, &g, 0, "GET /v1/charge?amount=5&api%5Fkey=SECRET-K1&Signature=SECRET-S2 HTTP/1.1\r\n"
+		       "Host: pay.example\r\nAuthorization: Bearer SECRET-A3\r\n\r\n", 80);
+	feed(c, &g, 1, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 90);
+	assert(g.n == 1 && !strcmp(g.host[0], "pay.example") && g.status[0] == 200);
+	assert(!strcmp(g.target[0], "/v1/charge?amount=5&api%5Fkey=[redacted]&Signature=[redacted]"));
+	assert(!strstr(g.target[0], "SECRET"));
 	tg_httpc_free(c);
 
 	/* not HTTP */
