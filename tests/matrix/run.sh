@@ -59,7 +59,10 @@ for name in $names; do
 		mount -o remount,bind,ro "$root/src" 2>/dev/null || true
 		mounted=1
 	fi
-	mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
+	proc_mounted=0
+	if ! mountpoint -q "$root/proc"; then
+		mount -t proc proc "$root/proc" && proc_mounted=1
+	fi
 	for py in $(pythons_of "$name"); do
 		if [ ! -x "$root/usr/bin/$py" ]; then
 			echo "== $name/$py: not installed, skipped"
@@ -93,7 +96,7 @@ for name in $names; do
 			fi
 		done
 	done
-	umount "$root/proc" 2>/dev/null || true
+	[ $proc_mounted = 0 ] || umount "$root/proc" 2>/dev/null || true
 	[ $mounted = 0 ] || umount "$root/src"
 done
 exit $status
