@@ -7,6 +7,7 @@ failure happened, are kept.
 
 import os
 import traceback
+import urllib.parse
 
 TEXT_MAX = 8192  # bytes
 _CUT = "\n[... traceback cut ...]\n"
@@ -52,3 +53,47 @@ def exception_text(exc, cap=TEXT_MAX):
     head_b = (head + _CUT).encode("utf-8", "replace")[: cap // 2]
     tail_b = data[len(data) - (cap - len(head_b)):]
     return (head_b + tail_b).decode("utf-8", "ignore")
+
+
+# Query parameters whose values are secrets: the preload library's list
+# (preload/redact.c), matched on the whole name after percent-decoding, in
+# any case; TIMEGLASS_REDACT_PARAMS (timeglass run --redact-param) adds names.
+SECRET_PARAMS = frozenset((
+    "password", "passwd", "pwd", "token", "access_token", "refresh_token", "api_key", "apikey", "key",
+    "secret", "client_secret", "auth", "session", "signature", "sig", "code"))
+REDACTED = "[redacted]"
+_secret_names = None
+
+
+def _secrets():
+    global _secret_names
+    if _secret_names is None:
+        extra = os.environ.get("TIMEGLASS_REDACT_PARAMS", "")
+        _secret_names = SECRET_PARAMS | {n.strip().lower() for n in extra.split(",") if n.strip()}
+    return _secret_names
+
+
+def redact_query(query):
+    """query ("a=1&password=x") with the values of secret parameters replaced
+    by [redacted], as the preload library does on the wire ('&' and ';'
+    separate parameters)."""
+    if not query or "=" not in query:
+        return query
+    secrets = _secrets()
+    parts = _split_params(query)
+    for i in range(0, len(parts), 2):
+        name, sep, _ = parts[i].partition("=")
+        if sep and urllib.parse.unquote_plus(name).lower() in secrets:
+            parts[i] = name + "=" + REDACTED
+    return "".join(parts)
+
+
+def _split_params(query):
+    """query split into [param, separator, param, ...]."""
+    out, start = [], 0
+    for i, ch in enumerate(query):
+        if ch in "&;":
+            out += [query[start:i], ch]
+            start = i + 1
+    out.append(query[start:])
+    return out

@@ -44,7 +44,7 @@ import time
 import types
 
 from . import _env, _native, _recorder, _routes, _store
-from ._text import exception_text
+from ._text import exception_text, redact_query
 
 SCOPE_KEY = "timeglass"  # set in the scope of a request that is already being marked
 EXC_KEY = "timeglass.exception"  # the exception an inner marker marked (see serve_nested)
@@ -549,7 +549,7 @@ def _record(recorder, receive, ex, tid, start_unix, start, failed):
         tid, start_unix, end - start,
         ex.req_end - start if ex.req_end else None,
         ex.resp_start - start if ex.resp_start else None,
-        method, _path(scope), query.decode("latin-1") if query else None,
+        method, _path(scope), redact_query(query.decode("latin-1")) if query else None,
         ex.route_template(),
         "HTTP/" + scope.get("http_version", "1.1"),
         status, ex.req_bytes, ex.resp_bytes, _client_addr(scope), error, flags,

@@ -195,3 +195,15 @@ def test_reload_worker_records(server, store, tmp_path):
     assert len(procs) == 1
     assert procs[0]["pid"] != s.proc.pid and procs[0]["ppid"] == s.proc.pid
     assert len(read_rows(store, "SELECT * FROM runs")) == 1
+
+
+def test_secret_query_values_never_stored(server, store):
+    """The middleware alone redacts secret query parameters as the preload
+    library does: the secrets are nowhere in the store's files."""
+    with server(uvicorn_args(), child_env({"TIMEGLASS_DB": str(store)})) as s:
+        r = httpx.get(s.url + "/items/1?q=ok&password=SECRET789&Token=SECRET000&%70wd=SECRET111", timeout=10)
+        assert r.status_code == 200
+    rows = read_rows(store)
+    assert [r["query_string"] for r in rows] == ["q=ok&password=[redacted]&Token=[redacted]&%70wd=[redacted]"]
+    for path in store.parent.iterdir():
+        assert b"SECRET" not in path.read_bytes(), path
