@@ -9,7 +9,7 @@ import textwrap
 import time
 
 from rawhttp import RawConnection, build_request
-from tgtest import (PYTHON, TIMEGLASS, children, free_port, open_store, port_listening, proc_comm, run_cli,
+from tgtest import (BUILD, PYTHON, TIMEGLASS, children, free_port, open_store, port_listening, proc_comm, run_cli,
                     summarize, timeglass_env, wait_for)
 
 
@@ -124,6 +124,8 @@ def test_killed_collector_run_still_ends(traced):
     assert run["ended_unix_ns"] is not None and stopped_ns <= run["ended_unix_ns"] <= time.time_ns()
     assert run["duration_ns"] == run["ended_unix_ns"] - run["started_unix_ns"]
     assert run["requests"] == 5
+    if not (BUILD / "server" / "timeglass-ui").exists():
+        return  # a build without the dashboard (no civetweb): `timeglass runs` said it
     (ui_run,) = dashboard_runs(server.db)
     assert ui_run["live"] is False and ui_run["exit_status"] == 0
     assert ui_run["ended_unix_ns"] == str(run["ended_unix_ns"])
