@@ -929,12 +929,20 @@ void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, i
 	}
 	free(tab);
 forget:
-	/* Forget requests nobody can refer to any more. */
+	/* Forget requests no sample can be attributed to any more: those that
+	 * ended before the oldest sample or span still waiting, and before
+	 * the samples still to come (they wait WAIT_NS after they arrive). A
+	 * steady load keeps a few seconds of requests, not KEEP_NS of them. */
 	if (!final) {
-		int64_t oldest = app_now - KEEP_NS;
+		int64_t oldest = app_now - WAIT_NS - 2 * LONG_NS;
 		for (size_t i = 0; i < p->npend; i++)
-			if (p->pend[i].ts_ns - KEEP_NS < oldest)
-				oldest = p->pend[i].ts_ns - KEEP_NS;
+			if (p->pend[i].ts_ns - LONG_NS < oldest)
+				oldest = p->pend[i].ts_ns - LONG_NS;
+		for (size_t i = 0; i < p->nfuncs; i++)
+			if (p->funcs[i].s.ts_ns - LONG_NS < oldest)
+				oldest = p->funcs[i].s.ts_ns - LONG_NS;
+		if (oldest < app_now - KEEP_NS)
+			oldest = app_now - KEEP_NS;
 		size_t k = 0;
 		while (k < p->nreqs && p->reqs[k].end_ns < oldest) /* sorted by end_ns */
 			k++;
