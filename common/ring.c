@@ -69,6 +69,12 @@ void *tg_ring_reserve(struct tg_ring *r, uint32_t size)
 	uint64_t head = __atomic_load_n(&h->head, __ATOMIC_RELAXED);
 	for (;;) {
 		uint64_t tail = LOAD_ACQ(&h->tail);
+		/* A head read before this tail may be older than it: other
+		 * producers wrote and the consumer read in between (this thread
+		 * was preempted). Read head again, after tail: then head >= tail
+		 * unless the ring is corrupt, and "full" means full. */
+		if (head - tail > cap)
+			head = LOAD_ACQ(&h->head);
 		uint64_t pos = head & r->mask;
 		uint64_t pad = pos + size > cap ? cap - pos : 0;
 		uint64_t need = pad + size;
@@ -164,5 +170,6 @@ void tg_ring_release(struct tg_ring *r, const struct tg_ev_hdr *ev, uint32_t siz
 
 uint64_t tg_ring_used(const struct tg_ring *r)
 {
-	return LOAD_ACQ(&r->hdr->head) - LOAD_ACQ(&r->hdr->tail);
+	uint64_t tail = LOAD_ACQ(&r->hdr->tail); /* first: a later head is never behind it */
+	return LOAD_ACQ(&r->hdr->head) - tail;
 }

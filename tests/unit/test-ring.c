@@ -4,10 +4,12 @@
  * Checks, with real threads: every record written is either read back intact
  * and in per-producer order, or counted as lost — never both, never neither;
  * records of every size wrap around the end of the ring; a full ring drops
- * instead of blocking; a corrupted ring is dropped by the consumer without
- * reading out of bounds.
+ * instead of blocking, and only when it is full (a producer preempted between
+ * its loads of head and tail must not see a ring that has moved on as full);
+ * a corrupted ring is dropped by the consumer without reading out of bounds.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,6 +233,66 @@ static void test_threads(void)
 	CHECK(r.hdr->lost_events == total_dropped, "loss counter matches drops");
 }
 
+/* Producers that never let the ring pass half full: any drop is a false
+ * "full". A small ring wraps often, and more threads than cores get
+ * preempted between reading the ring's head and its tail. */
+#define THROTTLED 4
+#define PER_THROTTLED 300000
+
+static void *throttled_producer(void *arg)
+{
+	struct mt *m = arg;
+	struct tg_ring_hdr *h = m->r->hdr;
+	uint64_t half = (m->r->mask + 1) / 2;
+	for (uint64_t s = 0; s < PER_THROTTLED; s++) {
+		while (__atomic_load_n(&h->head, __ATOMIC_ACQUIRE) -
+			       __atomic_load_n(&h->tail, __ATOMIC_ACQUIRE) >
+		       half)
+			sched_yield();
+		if (write_rec(m->r, m->id, s, (uint32_t)(s % 64)) < 0)
+			m->dropped++;
+	}
+	__atomic_store_n(m->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void test_no_false_full(void)
+{
+	uint32_t sz = 0;
+	struct tg_ring r;
+	map_ring(TG_RING_MIN_DATA, &r);
+	pthread_t t[THROTTLED];
+	struct mt m[THROTTLED];
+	volatile int done[THROTTLED] = {0};
+	for (uint32_t i = 0; i < THROTTLED; i++) {
+		m[i] = (struct mt){.r = &r, .id = i, .done = &done[i]};
+		pthread_create(&t[i], NULL, throttled_producer, &m[i]);
+	}
+	uint64_t got = 0;
+	for (;;) {
+		const struct tg_ev_hdr *e = tg_ring_peek(&r, &sz);
+		if (e) {
+			got += check_rec(e);
+			tg_ring_release(&r, e, sz);
+			continue;
+		}
+		int alive = 0;
+		for (int i = 0; i < THROTTLED; i++)
+			alive += !__atomic_load_n(&done[i], __ATOMIC_ACQUIRE);
+		if (!alive && !tg_ring_peek(&r, &sz))
+			break;
+	}
+	uint64_t dropped = 0;
+	for (int i = 0; i < THROTTLED; i++) {
+		pthread_join(t[i], NULL);
+		dropped += m[i].dropped;
+	}
+	CHECK(dropped == 0, "%llu records dropped from a ring never more than half full",
+	      (unsigned long long)dropped);
+	CHECK(got == (uint64_t)THROTTLED * PER_THROTTLED, "got %llu of %d", (unsigned long long)got,
+	      THROTTLED * PER_THROTTLED);
+}
+
 int main(void)
 {
 	test_basic();
@@ -238,6 +300,7 @@ int main(void)
 	test_uncommitted_blocks_consumer();
 	test_corrupt();
 	test_threads();
+	test_no_false_full();
 	printf("%d checks, %d failed\n", checks, failures);
 	return failures ? 1 : 0;
 }
