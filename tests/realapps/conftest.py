@@ -32,6 +32,9 @@ import pgharness  # noqa: E402
 import tgtest  # noqa: E402
 
 PYTHON = os.environ.get("TIMEGLASS_TEST_PYTHON", "/usr/bin/python3")
+# Longer than timeglass run's own 30 s wait for its collector, which drains
+# slowly under the sanitizers on a busy machine.
+STOP_TIMEOUT = 45.0
 
 # Every statement, with the backend pid and application name in front.
 PG_LOGGING = ("log_statement = 'all'\nlog_min_duration_statement = 0\n"
@@ -153,8 +156,13 @@ class App:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, 2)
             try:
-                self.proc.wait(tgtest.STOP_TIMEOUT)
+                self.proc.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
+                # What was still running, for the failure message.
+                ps = subprocess.run(["ps", "-o", "pid,ppid,stat,wchan:24,time,args", "-g", str(self.proc.pid)],
+                                    capture_output=True, text=True)
+                self.log.write("\n[still running %.0f s after SIGINT]\n%s" % (STOP_TIMEOUT, ps.stdout))
+                self.log.flush()
                 os.killpg(self.proc.pid, 9)
                 self.proc.wait()
         out = self.output()
