@@ -37,13 +37,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "budget.h"
-#include "cmds.h"
-#include "jsonw.h"
-#include "report.h"
-#include "store.h"
+#include "lib/budget.h"
+#include "cli/cmds.h"
+#include "lib/jsonw.h"
+#include "lib/report.h"
+#include "lib/store.h"
 #include "tg_config.h"
-#include "util.h"
+#include "lib/util.h"
 
 #define MW_MIN_SAMPLES 5
 #define MW_ALPHA 0.01

@@ -16,12 +16,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cmds.h"
-#include "jsonw.h"
-#include "losses.h"
-#include "record.h"
-#include "store.h"
-#include "util.h"
+#include "cli/cmds.h"
+#include "lib/jsonw.h"
+#include "lib/losses.h"
+#include "collector/record.h"
+#include "lib/store.h"
+#include "lib/util.h"
 
 void cmd_requests_usage(FILE *f)
 {

@@ -20,11 +20,11 @@
 
 #include "api.h"
 #include "json.h"
-#include "report.h"
+#include "lib/report.h"
 #include "server.h"
 #include "stats.h"
 #include "tg_config.h"
-#include "util.h"
+#include "lib/util.h"
 
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 500

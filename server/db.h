@@ -14,7 +14,7 @@
 #include <sqlite3.h>
 
 /* Newest store schema the dashboard reads (PRAGMA user_version); must follow
- * TG_STORE_SCHEMA of cli/store.h. */
+ * TG_STORE_SCHEMA of lib/store.h. */
 #define TG_UI_SCHEMA 5
 
 enum tg_db_state {

@@ -1,7 +1,7 @@
 /*
- * record.c - decoding of request and mark records into store rows (record.h).
+ * collector/record.c - decoding of request and mark records into store rows (record.h).
  */
-#include "record.h"
+#include "collector/record.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "event.h"
+#include "common/event.h"
 
 #define MAX_DURATION_NS (30LL * 86400 * 1000000000) /* longer is a corrupt record */
 

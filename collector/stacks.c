@@ -1,5 +1,5 @@
 /*
- * stacks.c - Python stack samples in the collector (stacks.h).
+ * collector/stacks.c - Python stack samples in the collector (stacks.h).
  *
  * Per process: a map of code objects (address -> names, first line, location
  * table, identity) fed by TG_EV_CODE, a cache (code, identity, instruction)
@@ -15,14 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event_py.h"
-#include "event_sql.h"
-#include "lines.h"
-#include "record.h"
-#include "scopes.h"
-#include "stacks.h"
+#include "common/event_py.h"
+#include "common/event_sql.h"
+#include "common/lines.h"
+#include "collector/record.h"
+#include "collector/scopes.h"
+#include "collector/stacks.h"
 #ifdef TG_HAVE_NATIVE
-#include "symbolize.h"
+#include "symbolize/symbolize.h"
 #endif
 
 #define WAIT_NS (3 * 1000000000LL)      /* samples wait this long for their request */

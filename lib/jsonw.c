@@ -1,7 +1,7 @@
 /*
- * jsonw.c - the streaming JSON writer of jsonw.h.
+ * lib/jsonw.c - the streaming JSON writer of jsonw.h.
  */
-#include "jsonw.h"
+#include "lib/jsonw.h"
 
 #include <inttypes.h>
 #include <string.h>

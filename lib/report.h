@@ -1,5 +1,5 @@
 /*
- * report.h - one run of the store, aggregated for `timeglass ci` and
+ * lib/report.h - one run of the store, aggregated for `timeglass ci` and
  * `timeglass score` (and the dashboard's /api/score): requests attributed to
  * the tests of a pytest session, statistics per route and per test, and the
  * scorecard of the benchmarks TimeGlass grades.
@@ -34,7 +34,7 @@
 
 #include <sqlite3.h>
 
-#include "losses.h"
+#include "lib/losses.h"
 
 struct jw;
 

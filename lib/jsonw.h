@@ -1,5 +1,5 @@
 /*
- * jsonw.h - a small streaming JSON writer for command output and, later, the
+ * lib/jsonw.h - a small streaming JSON writer for command output and, later, the
  * dashboard's API.
  *
  * Values go straight to a stdio stream (use open_memstream() for a buffer).

@@ -1,12 +1,12 @@
 /*
- * store.c - the SQLite store of store.h: open, migrate, prune, batched inserts.
+ * lib/store.c - the SQLite store of store.h: open, migrate, prune, batched inserts.
  *
  * Workload: the collector inserts thousands of request rows per second in
  * batches of up to a few thousand rows per transaction; the dashboard and
  * the query commands read concurrently (WAL). The schema below is shared
  * with the Python middleware, which writes the same tables directly.
  */
-#include "store.h"
+#include "lib/store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +18,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "lib/util.h"
 
 /*
  * Migrations: migrations[i] takes a store from schema i to schema i + 1.

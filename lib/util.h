@@ -1,6 +1,6 @@
 /*
- * util.h - small helpers shared by the timeglass commands: the one error
- * convention, strict number parsing, paths and clocks.
+ * lib/util.h - small helpers shared by the collector, the server and the commands:
+ * the one error convention, strict number parsing, paths and clocks.
  *
  * Error convention. A function that can fail returns -1 (or NULL) after
  * calling tg_fail(), which records one line of text (no "timeglass: " prefix,

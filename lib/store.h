@@ -1,5 +1,5 @@
 /*
- * store.h - the SQLite store: opening, schema migrations, retention, and the
+ * lib/store.h - the SQLite store: opening, schema migrations, retention, and the
  * collector's batched inserts.
  *
  * One store file holds many runs. Its schema is versioned with PRAGMA

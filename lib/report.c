@@ -1,5 +1,5 @@
 /*
- * report.c - loads one run of the store into memory and aggregates it for
+ * lib/report.c - loads one run of the store into memory and aggregates it for
  * `timeglass ci` and `timeglass score`: requests with their query counts,
  * tests from the pytest plugin's JSON lines, statistics per route and per
  * test, process CPU and memory, coverage.py's data, and the scorecard.
@@ -8,7 +8,7 @@
  * functions on a private in-memory connection, so the command needs no JSON
  * parser of its own.
  */
-#include "report.h"
+#include "lib/report.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jsonw.h"
-#include "util.h"
+#include "lib/jsonw.h"
+#include "lib/util.h"
 
 #define TEST_SCAN_BACK 256 /* tests examined before a request's start (overlap from xdist) */
 

@@ -1,5 +1,5 @@
 /*
- * record.h - turns the preload library's binary records (common/event.h)
+ * collector/record.h - turns the preload library's binary records (common/event.h)
  * into store rows, and names their enums for people and JSON.
  *
  * The decoder takes a private copy of a record (never the shared ring
@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store.h"
+#include "lib/store.h"
 
 #define TG_ADDR_MAX 64 /* bytes for "[v6 address]:port" and its NUL */
 
