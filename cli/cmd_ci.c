@@ -40,6 +40,7 @@
 #include "lib/budget.h"
 #include "cli/cmds.h"
 #include "lib/jsonw.h"
+#include "lib/readers.h"
 #include "lib/report.h"
 #include "lib/store.h"
 #include "tg_config.h"
@@ -1293,7 +1294,7 @@ static int64_t latest_run_or_zero(const char *db)
 	struct tg_store *s = tg_store_open(db, TG_STORE_READ);
 	if (!s)
 		return 0;
-	int64_t id = rp_latest_run(tg_store_db(s));
+	int64_t id = tg_latest_run(tg_store_db(s));
 	tg_store_close(s);
 	return id < 0 ? 0 : id;
 }

@@ -19,7 +19,7 @@
 #include "cli/cmds.h"
 #include "lib/jsonw.h"
 #include "lib/losses.h"
-#include "collector/record.h"
+#include "lib/readers.h"
 #include "lib/store.h"
 #include "lib/util.h"
 
@@ -310,7 +310,7 @@ static void request_json(struct jw *w, sqlite3_stmt *st)
 	jw_key(w, "flags");
 	jw_arr_open(w);
 	int64_t flags = col_i64(st, C_FLAGS);
-	for (unsigned b = 0; b < 8; b++)
+	for (unsigned b = 0; b < TG_REQ_FLAG_BITS; b++)
 		if ((flags >> b) & 1 && tg_req_flag_name(b))
 			jw_cstr(w, tg_req_flag_name(b));
 	jw_arr_close(w);

@@ -64,7 +64,4 @@ void tg_split_target(const char *t, size_t n, const char **path, size_t *path_le
 /* Text of an enum tg_req_error value; NULL for TG_REQ_OK or unknown. */
 const char *tg_req_error_text(unsigned error);
 
-/* Name of the TG_REQF_* flag with bit number `bit` (0..7), NULL if none. */
-const char *tg_req_flag_name(unsigned bit);
-
 #endif

@@ -56,4 +56,9 @@ void jw_newline(struct jw *w);
 /* Writes only the escaped body of a string (no quotes) to f. */
 void jw_escape(FILE *f, const char *s, size_t n);
 
+/* Length of the valid UTF-8 sequence at s (n >= 1 bytes left): 1..4, or 0
+ * if invalid. Rejects overlong forms, surrogates and code points above
+ * U+10FFFF. The one validator of captured text, also the dashboard's. */
+size_t tg_utf8_len(const unsigned char *s, size_t n);
+
 #endif

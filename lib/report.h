@@ -90,9 +90,6 @@ struct rp_report {
 	struct tg_losses losses;             /* losses and sampling notes (losses.h) */
 };
 
-/* The newest run id of the store, 0 when there is none, -1 on error. */
-int64_t rp_latest_run(sqlite3 *db);
-
 /* Loads run_id (0 = the latest) into r and, when events_path is not NULL,
  * the test boundaries of that JSON-lines file (a missing file means no
  * tests). Returns 0 or -1; free with rp_free() either way. */
