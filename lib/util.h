@@ -74,4 +74,16 @@ char *tg_fmt_duration(char *buf, size_t cap, int64_t ns);
  * Returns the byte count or -1 (errno set). */
 ssize_t tg_read_small_file(const char *path, char *buf, size_t cap);
 
+/* A 64-bit mixer (MurmurHash3's finalizer) for the hash tables of the
+ * collector and the dashboard: every input bit affects every output bit. */
+static inline uint64_t tg_mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
 #endif

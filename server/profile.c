@@ -20,6 +20,7 @@
 #include "api.h"
 #include "json.h"
 #include "lib/readers.h"
+#include "lib/util.h"
 #include "server.h"
 
 #define FLAME_MAX_NODES 5000
@@ -258,21 +259,11 @@ struct tree {
 	int sides;      /* 1, or 2 for a comparison */
 };
 
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
-
 /* The parent of node i is not kept in the slots: they are keyed by
  * (parent, frame) and looked up with both. */
 static size_t slot_of(const struct tree *t, int32_t parent, int64_t frame)
 {
-	return (size_t)mix((uint64_t)parent * 0x9e3779b97f4a7c15ull ^ (uint64_t)frame) & (t->nslots - 1);
+	return (size_t)tg_mix64((uint64_t)parent * 0x9e3779b97f4a7c15ull ^ (uint64_t)frame) & (t->nslots - 1);
 }
 
 /* Every stack adds at most one node past the cap ("(other)"). Returns 0 or
