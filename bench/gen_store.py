@@ -10,7 +10,7 @@ process metrics every 100 ms, and a few data-loss records. Rows go in with
 executemany in large transactions; indexes are built at the end.
 
 SCHEMA_TABLES and SCHEMA_INDEXES mirror the schema-1 migration in
-cli/store.c; tests/ui builds its fixture stores with them too.
+lib/store.c; tests/ui builds its fixture stores with them too.
 """
 import argparse
 import math

@@ -18,10 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmds.h"
-#include "jsonw.h"
-#include "store.h"
-#include "util.h"
+#include "cli/cmds.h"
+#include "lib/jsonw.h"
+#include "lib/readers.h"
+#include "lib/store.h"
+#include "lib/util.h"
 
 void cmd_flame_usage(FILE *f)
 {
@@ -119,14 +120,6 @@ static struct frame *load_frames(struct tg_store *s, int64_t *n)
 	}
 	sqlite3_finalize(st);
 	return fr;
-}
-
-static int64_t latest_run(struct tg_store *s)
-{
-	sqlite3_stmt *st = prep(s, "SELECT coalesce(max(id), 0) FROM runs");
-	int64_t id = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_finalize(st);
-	return id;
 }
 
 static void parse(int argc, char **argv, struct flame_opts *o)
@@ -476,7 +469,7 @@ int cmd_flame(int argc, char **argv)
 	if (!s)
 		tg_die("%s", tg_error());
 	if (!o.request && !o.run) {
-		o.run = latest_run(s);
+		o.run = tg_store_latest_run(s);
 		if (!o.run)
 			tg_die("no runs in %s yet; record one with: timeglass run -- CMD", tg_store_path(s));
 	}
@@ -502,29 +495,16 @@ int cmd_flame(int argc, char **argv)
 		route_requests = check_route(s, o.run, method, route, o.route);
 	}
 
-	char sql[1024];
-	const char *where;
-	if (o.request)
-		where = "s.request_id = ?1";
-	else if (o.route)
-		where = "s.request_id IN (SELECT id FROM requests WHERE run_id = ?1 AND method = ?2"
-			" AND coalesce(route, path) = ?3)";
-	else if (o.all)
-		where = "s.run_id = ?1";
-	else
-		where = "s.run_id = ?1 AND s.request_id IS NULL";
-	snprintf(sql, sizeof sql,
-		 "SELECT st.frames, s.state, sum(s.count) FROM samples s JOIN stacks st ON st.id = s.stack_id"
-		 " WHERE %s AND (?4 IS NULL OR s.state = ?4) GROUP BY s.stack_id, s.state ORDER BY 3 DESC",
-		 where);
-	sqlite3_stmt *st = prep(s, sql);
-	sqlite3_bind_int64(st, 1, o.request ? o.request : o.run);
-	if (o.route) {
-		sqlite3_bind_text(st, 2, method, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, route, -1, SQLITE_STATIC);
-	}
-	if (o.state)
-		sqlite3_bind_text(st, 4, o.state, -1, SQLITE_STATIC);
+	struct tg_samples_sel sel = {
+		.of = o.request ? TG_SAMPLES_REQUEST : o.route ? TG_SAMPLES_ROUTE : o.all ? TG_SAMPLES_RUN : TG_SAMPLES_OUTSIDE,
+		.id = o.request ? o.request : o.run,
+		.method = method,
+		.route = route,
+		.state = o.state,
+	};
+	sqlite3_stmt *st = tg_samples_prepare(tg_store_db(s), &sel);
+	if (!st)
+		die_db(s);
 
 	struct row *rows = NULL;
 	size_t nrows = 0, cap = 0;

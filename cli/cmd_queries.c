@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmds.h"
-#include "jsonw.h"
-#include "store.h"
-#include "util.h"
+#include "cli/cmds.h"
+#include "lib/jsonw.h"
+#include "lib/store.h"
+#include "lib/util.h"
 
 void cmd_queries_usage(FILE *f)
 {

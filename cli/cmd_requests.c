@@ -16,12 +16,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cmds.h"
-#include "jsonw.h"
-#include "losses.h"
-#include "record.h"
-#include "store.h"
-#include "util.h"
+#include "cli/cmds.h"
+#include "lib/jsonw.h"
+#include "lib/losses.h"
+#include "lib/readers.h"
+#include "lib/store.h"
+#include "lib/util.h"
 
 void cmd_requests_usage(FILE *f)
 {
@@ -310,7 +310,7 @@ static void request_json(struct jw *w, sqlite3_stmt *st)
 	jw_key(w, "flags");
 	jw_arr_open(w);
 	int64_t flags = col_i64(st, C_FLAGS);
-	for (unsigned b = 0; b < 8; b++)
+	for (unsigned b = 0; b < TG_REQ_FLAG_BITS; b++)
 		if ((flags >> b) & 1 && tg_req_flag_name(b))
 			jw_cstr(w, tg_req_flag_name(b));
 	jw_arr_close(w);

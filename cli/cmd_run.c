@@ -29,12 +29,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cmds.h"
-#include "collector.h"
-#include "ring.h"
-#include "store.h"
+#include "cli/cmds.h"
+#include "collector/collector.h"
+#include "common/ring.h"
+#include "lib/store.h"
 #include "tg_config.h"
-#include "util.h"
+#include "lib/util.h"
 
 #define DEFAULT_KEEP_RUNS 20
 #define DEFAULT_RING_MB 8

@@ -13,11 +13,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cmds.h"
-#include "jsonw.h"
-#include "report.h"
-#include "store.h"
-#include "util.h"
+#include "cli/cmds.h"
+#include "lib/jsonw.h"
+#include "lib/report.h"
+#include "lib/store.h"
+#include "lib/util.h"
 
 void cmd_score_usage(FILE *f)
 {

@@ -5,12 +5,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cmds.h"
+#include "cli/cmds.h"
 #ifdef TG_HAVE_SERVER
-#include "ui.h"
+#include "server/ui.h"
 #endif
 #include "tg_config.h"
-#include "util.h"
+#include "lib/util.h"
 
 struct command {
 	const char *name;

@@ -22,7 +22,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "../cli/lines.h"
+#include "common/lines.h"
 #include "pyframes.h"
 #include "pyversions.h"
 #include "tg_preload.h"

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "../cli/lines.h"
+#include "common/lines.h"
 #include "event_sql.h"
 #include "pyframes.h"
 #include "taps.h"

@@ -20,11 +20,12 @@
 
 #include "api.h"
 #include "json.h"
-#include "report.h"
+#include "lib/readers.h"
+#include "lib/report.h"
 #include "server.h"
 #include "stats.h"
 #include "tg_config.h"
-#include "util.h"
+#include "lib/util.h"
 
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 500
@@ -121,13 +122,20 @@ int tg_run_is_live(sqlite3 *db, int64_t run_id)
 	return live;
 }
 
+/* The newest run, 0 when there is none or it cannot be read. */
+static int64_t latest_run(sqlite3 *db)
+{
+	int64_t id = tg_latest_run(db);
+	return id > 0 ? id : 0;
+}
+
 int tg_store_summary(sqlite3 *db, struct tg_store_summary *out)
 {
 	memset(out, 0, sizeof *out);
 	out->runs = tg_db_int(db, "SELECT count(*) FROM runs", -1);
 	if (out->runs < 0)
 		return -1;
-	out->latest_run = tg_db_int(db, "SELECT max(id) FROM runs", 0);
+	out->latest_run = latest_run(db);
 	out->max_request_id = tg_db_int(db, "SELECT max(id) FROM requests", 0);
 	if (out->latest_run)
 		out->latest_live = tg_run_is_live(db, out->latest_run);
@@ -162,7 +170,7 @@ int tg_api_status(struct tg_req *r)
 		tg_json_add_int(store, "schema", db.schema);
 	else
 		cJSON_AddNullToObject(store, "schema");
-	tg_json_add_int(store, "supported_schema", TG_UI_SCHEMA);
+	tg_json_add_int(store, "supported_schema", TG_STORE_SCHEMA);
 
 	struct tg_store_summary sum = { 0 };
 	if (db.state == TG_DB_OK) {
@@ -331,7 +339,7 @@ static sqlite3 *open_run(struct tg_req *r, int64_t *run_id, int *status)
 		return NULL;
 	}
 	if (got == 0)
-		*run_id = tg_db_int(db, "SELECT max(id) FROM runs", 0);
+		*run_id = latest_run(db);
 	if (*run_id == 0) {
 		*status = tg_send_error(r, 404, "no_runs",
 					"No recordings yet: run `timeglass run -- uvicorn main:app`");
@@ -1226,12 +1234,6 @@ done:
 	return status;
 }
 
-/* Names of the TG_REQF_* flags (common/event.h), bit by bit. */
-static const char *const flag_names[] = {
-	"head", "upgrade", "target_truncated", "headers_truncated", "chunked_request", "chunked_response",
-	"continue", "asgi",
-};
-
 /* Splits "Name: value\n" lines into [[name, value], ...]. */
 static cJSON *headers_list(const char *h, size_t len)
 {
@@ -1336,9 +1338,9 @@ static int request_detail(struct tg_req *r, const char *idtext)
 	tg_json_add_num(req, "duration_ms", ns_to_ms(dur));
 	cJSON_AddItemToObject(body, "headers", headers ? headers_list(headers, headers_len) : cJSON_CreateArray());
 	cJSON *fl = cJSON_AddArrayToObject(body, "flags");
-	for (size_t b = 0; b < sizeof flag_names / sizeof flag_names[0]; b++)
+	for (unsigned b = 0; b < TG_REQ_FLAG_BITS; b++)
 		if (flags & (1 << b))
-			cJSON_AddItemToArray(fl, cJSON_CreateString(flag_names[b]));
+			cJSON_AddItemToArray(fl, cJSON_CreateString(tg_req_flag_name(b)));
 
 	/* The waterfall: request on the wire, the app's work, response on the wire. */
 	cJSON *timing = cJSON_AddObjectToObject(body, "timing");

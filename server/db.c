@@ -114,38 +114,35 @@ static void set_bad(struct tg_db *out, const char *path, const char *why)
 /* Reads the schema version of an open connection and sets the state. */
 static void classify(struct tg_db *out, sqlite3 *db, const char *path)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW)
-			out->schema = sqlite3_column_int(st, 0);
-		sqlite3_finalize(st);
-	}
-	if (rc != SQLITE_ROW) {
+	int64_t version;
+	enum tg_schema_class cls = tg_store_classify(db, &version);
+	out->schema = (int)version;
+	switch (cls) {
+	case TG_SCHEMA_ERROR:
 		set_bad(out, path, sqlite3_errmsg(db));
-		return;
-	}
-	if (out->schema == 0) {
-		long long tables = tg_db_int(db, "SELECT count(*) FROM sqlite_master", -1);
-		if (tables != 0) {
-			set_bad(out, path, tables < 0 ? sqlite3_errmsg(db) : "it holds other tables");
-			return;
-		}
+		break;
+	case TG_SCHEMA_FOREIGN:
+		set_bad(out, path, "it holds other tables");
+		break;
+	case TG_SCHEMA_EMPTY:
 		out->state = TG_DB_EMPTY;
 		snprintf(out->message, sizeof out->message,
 			 "No recordings yet: run `timeglass run -- uvicorn main:app`");
-	} else if (out->schema > TG_UI_SCHEMA) {
+		break;
+	case TG_SCHEMA_NEWER:
 		out->state = TG_DB_NEWER;
 		snprintf(out->message, sizeof out->message,
 			 "%s was written by a newer TimeGlass (schema %d; this dashboard reads up to %d): "
 			 "upgrade timeglass to view it",
-			 path, out->schema, TG_UI_SCHEMA);
-	} else {
+			 path, out->schema, TG_STORE_SCHEMA);
+		break;
+	case TG_SCHEMA_OLDER:
+	case TG_SCHEMA_CURRENT:
 		/* Older schemas lack only later tables (queries, samples), which
 		 * every view checks for: show what there is. */
 		out->state = TG_DB_OK;
 		out->db = db;
+		break;
 	}
 }
 

@@ -13,9 +13,7 @@
 #include <stddef.h>
 #include <sqlite3.h>
 
-/* Newest store schema the dashboard reads (PRAGMA user_version); must follow
- * TG_STORE_SCHEMA of cli/store.h. */
-#define TG_UI_SCHEMA 5
+#include "lib/store.h" /* TG_STORE_SCHEMA, the newest schema read; tg_store_classify() */
 
 enum tg_db_state {
 	TG_DB_OK,      /* a store this build reads */

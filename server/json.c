@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/jsonw.h"
+
 cJSON *tg_json_int(int64_t v)
 {
 	char buf[24];
@@ -60,35 +62,6 @@ void tg_json_add_dur(cJSON *obj, const char *base, int64_t ns)
 	tg_json_add_int(obj, k, ns);
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned c = s[0];
-	size_t len;
-	unsigned min;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2, min = 0x80;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3, min = 0x800;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4, min = 0x10000;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	unsigned cp = c & (0x3f >> (len - 1));
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 cJSON *tg_json_add_bytes(cJSON *obj, const char *name, const char *s, size_t len)
 {
 	if (!s)
@@ -101,7 +74,7 @@ cJSON *tg_json_add_bytes(cJSON *obj, const char *name, const char *s, size_t len
 	const unsigned char *p = (const unsigned char *)s;
 	size_t o = 0;
 	for (size_t i = 0; i < len;) {
-		size_t l = p[i] ? utf8_len(p + i, len - i) : 1;
+		size_t l = p[i] ? tg_utf8_len(p + i, len - i) : 1;
 		if (!p[i]) {
 			i++;
 		} else if (l == 0) {

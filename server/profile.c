@@ -19,6 +19,8 @@
 
 #include "api.h"
 #include "json.h"
+#include "lib/readers.h"
+#include "lib/util.h"
 #include "server.h"
 
 #define FLAME_MAX_NODES 5000
@@ -257,21 +259,11 @@ struct tree {
 	int sides;      /* 1, or 2 for a comparison */
 };
 
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
-
 /* The parent of node i is not kept in the slots: they are keyed by
  * (parent, frame) and looked up with both. */
 static size_t slot_of(const struct tree *t, int32_t parent, int64_t frame)
 {
-	return (size_t)mix((uint64_t)parent * 0x9e3779b97f4a7c15ull ^ (uint64_t)frame) & (t->nslots - 1);
+	return (size_t)tg_mix64((uint64_t)parent * 0x9e3779b97f4a7c15ull ^ (uint64_t)frame) & (t->nslots - 1);
 }
 
 /* Every stack adds at most one node past the cap ("(other)"). Returns 0 or
@@ -480,8 +472,8 @@ static int check_selection(struct tg_req *r, sqlite3 *db, struct selection *sel)
 		int64_t start;
 		return check_request(r, db, sel->request, &start);
 	}
-	if (!sel->run)
-		sel->run = tg_db_int(db, "SELECT coalesce(max(id), 0) FROM runs", 0);
+	if (!sel->run && (sel->run = tg_latest_run(db)) < 0)
+		sel->run = 0;
 	char sql[96];
 	snprintf(sql, sizeof sql, "SELECT count(*) FROM runs WHERE id = %" PRId64, sel->run);
 	if (!sel->run || tg_db_int(db, sql, 0) == 0) {
@@ -498,25 +490,17 @@ static int tree_read(struct tree *t, int side, sqlite3 *db, const struct selecti
 		     int64_t *running, int64_t *waiting)
 {
 	int all_states = strcmp(state, "all") == 0;
-	/* The selection of `timeglass flame` (cli/cmd_flame.c). */
-	char sql[1024];
-	snprintf(sql, sizeof sql,
-		 "SELECT st.frames, s.state, sum(s.count) FROM samples s JOIN stacks st ON st.id = s.stack_id"
-		 " WHERE %s AND (?4 IS NULL OR s.state = ?4) GROUP BY s.stack_id, s.state ORDER BY 3 DESC, s.stack_id",
-		 sel->request ? "s.request_id = ?1"
-		 : sel->tmpl  ? "s.request_id IN (SELECT id FROM requests WHERE run_id = ?1 AND method = ?2"
-				" AND coalesce(route, path) = ?3)"
-			      : "s.run_id = ?1");
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+	/* The selection of `timeglass flame` (lib/readers.h). */
+	struct tg_samples_sel q = {
+		.of = sel->request ? TG_SAMPLES_REQUEST : sel->tmpl ? TG_SAMPLES_ROUTE : TG_SAMPLES_RUN,
+		.id = sel->request ? sel->request : sel->run,
+		.method = sel->method,
+		.route = sel->tmpl,
+		.state = all_states ? NULL : state,
+	};
+	sqlite3_stmt *st = tg_samples_prepare(db, &q);
+	if (!st)
 		return -1;
-	sqlite3_bind_int64(st, 1, sel->request ? sel->request : sel->run);
-	if (sel->tmpl) {
-		sqlite3_bind_text(st, 2, sel->method, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, sel->tmpl, -1, SQLITE_STATIC);
-	}
-	if (!all_states)
-		sqlite3_bind_text(st, 4, state, -1, SQLITE_STATIC);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *frames = (const char *)sqlite3_column_text(st, 0);

@@ -1,6 +1,6 @@
 """The SQLite store as the middleware writes it when no collector is running.
 
-The schema is the collector's (cli/store.c): the statements below are the
+The schema is the collector's (lib/store.c): the statements below are the
 same text, so a store created here and one created by `timeglass run` are
 indistinguishable, and either program can add runs to a store the other made.
 
@@ -20,7 +20,7 @@ BUSY_TIMEOUT_S = 5.0
 
 _log = logging.getLogger("timeglass")
 
-# migrations[i] takes a store from schema i to i + 1 (cli/store.c, same text).
+# migrations[i] takes a store from schema i to i + 1 (lib/store.c, same text).
 MIGRATIONS = (
     # 0 -> 1: runs, processes, requests, process metrics, losses.
     "CREATE TABLE runs ("
@@ -202,7 +202,7 @@ def _create_file(path):
 
 
 def _make_private(path):
-    """The rule of cli/store.c (make_private): an existing store holds
+    """The rule of lib/store.c (make_private): an existing store holds
     captured requests, so the file, its -wal and -shm lose their group and
     other bits, and so does TimeGlass's own .timeglass directory, with one
     warning; a file that cannot be changed (another owner) refuses the

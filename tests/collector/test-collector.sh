@@ -16,8 +16,8 @@ PY=/usr/bin/python3
 command -v sqlite3 >/dev/null 2>&1 || { echo "SKIP: no sqlite3"; exit 77; }
 [ -x "$PY" ] || { echo "SKIP: no $PY"; exit 77; }
 
-# The store schema this build writes (cli/store.h).
-SCHEMA=$(sed -n 's/^#define TG_STORE_SCHEMA \([0-9]*\).*/\1/p' "$(dirname "$0")/../../cli/store.h")
+# The store schema this build writes (lib/store.h).
+SCHEMA=$(sed -n 's/^#define TG_STORE_SCHEMA \([0-9]*\).*/\1/p' "$(dirname "$0")/../../lib/store.h")
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tg-collector-test.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT

@@ -11,7 +11,7 @@ reproducible. build(path, schema=1) writes the same requests in a store of
 schema 1, which has no queries, spans or samples tables yet; schema 3 has
 them without the queries' kind and executions.
 
-The schema upgrades are read from the migrations[] of cli/store.c, so the
+The schema upgrades are read from the migrations[] of lib/store.c, so the
 tables are exactly those `timeglass run` creates.
 """
 import os
@@ -45,11 +45,11 @@ EXCEPTION = "Traceback (most recent call last):\n  File \"main.py\", line 9, in 
 
 
 XSS_SQL = "SELECT '</script><img src=x onerror=alert(1)>' AS x FROM orders WHERE note = '<b>hi</b>'"
-STORE_C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cli", "store.c")
+STORE_C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib", "store.c")
 
 
 def migrations():
-    """The SQL of each schema step of cli/store.c's migrations[] array."""
+    """The SQL of each schema step of lib/store.c's migrations[] array."""
     src = open(STORE_C, encoding="utf-8").read()
     body = src[src.index("migrations[] = {") + len("migrations[] = {"):]
     out, cur, i = [], [], 0
@@ -71,11 +71,11 @@ def migrations():
             return out
         else:
             i += 1
-    raise ValueError("no migrations[] in cli/store.c")
+    raise ValueError("no migrations[] in lib/store.c")
 
 
 def upgrade(db, schema):
-    """Applies the steps of cli/store.c from schema 1 up to schema."""
+    """Applies the steps of lib/store.c from schema 1 up to schema."""
     steps = migrations()
     for v in range(1, schema):
         db.executescript(steps[v])

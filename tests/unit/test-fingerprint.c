@@ -1,6 +1,6 @@
 /*
  * test-fingerprint.c - unit tests of SQL fingerprints and redaction
- * (cli/fingerprint.c): literals, placeholders of every driver, IN-lists,
+ * (collector/fingerprint.c): literals, placeholders of every driver, IN-lists,
  * comments, quoting, PASSWORD literals, and what is housekeeping (the
  * statements drivers, pools and libraries run by themselves).
  */
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fingerprint.h"
+#include "collector/fingerprint.h"
 
 static int failures;
 

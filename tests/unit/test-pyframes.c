@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../cli/lines.h"
+#include "common/lines.h"
 #include "pyframes.h"
 
 #define EXPORT __attribute__((visibility("default")))

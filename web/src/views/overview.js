@@ -1,6 +1,6 @@
 // Overview: the run's scorecard (latency, throughput, errors, CPU, memory,
 // losses), charts over time, and the slowest endpoints. What counts as a
-// loss is decided by the server (cli/losses.c, shared with the command
+// loss is decided by the server (lib/losses.c, shared with the command
 // line): a lowered sampling rate is information, never a loss.
 
 import { api } from '../api.js';

@@ -1,5 +1,5 @@
 /*
- * sql.c - attribution and storage of queries and outbound calls (sql.h).
+ * collector/sql.c - attribution and storage of queries and outbound calls (sql.h).
  *
  * Workload: up to tens of thousands of queries per second over a few
  * hundred requests in flight. Per process: an array of pending records in
@@ -20,14 +20,14 @@
  * stands for. Records that continue a batch (TG_QF_BATCH_CONT) are added
  * to the batch's first record while it is pending.
  */
-#include "sql.h"
+#include "collector/sql.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "event_sql.h"
-#include "fingerprint.h"
-#include "scopes.h"
+#include "common/event_sql.h"
+#include "collector/fingerprint.h"
+#include "collector/scopes.h"
 
 #define SETTLE_NO_TOKEN_NS (3LL * 1000000000)  /* tokenless records wait this long for their request */
 #define SETTLE_TOKEN_NS (120LL * 1000000000)   /* records of a scope whose request never came */

@@ -1,5 +1,5 @@
 /*
- * report.h - one run of the store, aggregated for `timeglass ci` and
+ * lib/report.h - one run of the store, aggregated for `timeglass ci` and
  * `timeglass score` (and the dashboard's /api/score): requests attributed to
  * the tests of a pytest session, statistics per route and per test, and the
  * scorecard of the benchmarks TimeGlass grades.
@@ -34,7 +34,7 @@
 
 #include <sqlite3.h>
 
-#include "losses.h"
+#include "lib/losses.h"
 
 struct jw;
 
@@ -89,9 +89,6 @@ struct rp_report {
 	int64_t metrics_span_ns;             /* wall time covered by the metrics */
 	struct tg_losses losses;             /* losses and sampling notes (losses.h) */
 };
-
-/* The newest run id of the store, 0 when there is none, -1 on error. */
-int64_t rp_latest_run(sqlite3 *db);
 
 /* Loads run_id (0 = the latest) into r and, when events_path is not NULL,
  * the test boundaries of that JSON-lines file (a missing file means no

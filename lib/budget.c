@@ -1,10 +1,10 @@
 /*
- * budget.c - the reader of budget.h: a line-oriented parser of the TOML
+ * lib/budget.c - the reader of budget.h: a line-oriented parser of the TOML
  * subset that [tool.timeglass] budgets use. Anything outside the budget's
  * own tables is skipped unparsed (a pyproject.toml holds many other tools'
  * settings, with arrays and multi-line strings this parser never needs).
  */
-#include "budget.h"
+#include "lib/budget.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "lib/util.h"
 
 #define LINE_MAX_BYTES 4096
 

@@ -1,10 +1,10 @@
 /*
- * lines.c - decoder of the CPython 3.11+ location table (see
+ * common/lines.c - decoder of the CPython 3.11+ location table (see
  * Objects/locations.md in CPython): a sequence of entries, each starting
  * with a byte 1cccclll (c = code, l = length - 1 in code units), followed by
  * varints depending on the code.
  */
-#include "lines.h"
+#include "common/lines.h"
 
 struct cur {
 	const uint8_t *p, *end;

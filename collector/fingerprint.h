@@ -1,5 +1,5 @@
 /*
- * fingerprint.h - SQL text normalization for grouping queries and finding
+ * collector/fingerprint.h - SQL text normalization for grouping queries and finding
  * N+1 patterns, and redaction of secrets in SQL text.
  *
  * The fingerprint of a statement is its text with comments removed,

@@ -1,5 +1,5 @@
 /*
- * collector.c - the collector process: registration, ring draining, /proc
+ * collector/collector.c - the collector process: registration, ring draining, /proc
  * sampling and batched writes into the store (see collector.h).
  *
  * Workload: a handful to a few hundred traced processes, thousands of
@@ -15,7 +15,7 @@
  * under a SIGBUS guard; a bad record or ring is dropped and counted as a
  * loss, never a crash.
  */
-#include "collector.h"
+#include "collector/collector.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,16 +35,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "event.h"
-#include "event_py.h"
-#include "record.h"
-#include "ring.h"
-#include "scopes.h"
-#include "sql.h"
-#include "stacks.h"
-#include "store.h"
+#include "common/event.h"
+#include "common/event_py.h"
+#include "collector/record.h"
+#include "common/ring.h"
+#include "collector/scopes.h"
+#include "collector/sql.h"
+#include "collector/stacks.h"
+#include "lib/store.h"
 #include "tg_config.h"
-#include "util.h"
+#include "lib/util.h"
 
 #define DRAIN_NS (10 * 1000000LL)     /* ring drain period */
 #define TICK_NS (100 * 1000000LL)     /* sampling, loss and commit period */

@@ -1,5 +1,5 @@
 /*
- * store.h - the SQLite store: opening, schema migrations, retention, and the
+ * lib/store.h - the SQLite store: opening, schema migrations, retention, and the
  * collector's batched inserts.
  *
  * One store file holds many runs. Its schema is versioned with PRAGMA
@@ -27,6 +27,23 @@
 #define TG_STORE_SCHEMA 5 /* newest schema version this build reads and writes */
 
 struct tg_store;
+
+/* What a store's schema version says about it, for every reader. */
+enum tg_schema_class {
+	TG_SCHEMA_CURRENT, /* TG_STORE_SCHEMA */
+	TG_SCHEMA_OLDER,   /* below TG_STORE_SCHEMA, not 0: `timeglass run` upgrades it;
+			    * it lacks only later tables and columns */
+	TG_SCHEMA_NEWER,   /* written by a newer TimeGlass */
+	TG_SCHEMA_EMPTY,   /* version 0 and no tables: nothing recorded yet */
+	TG_SCHEMA_FOREIGN, /* version 0 with other tables: not a TimeGlass store */
+	TG_SCHEMA_ERROR,   /* unreadable (not a database, I/O): see sqlite3_errmsg(db) */
+};
+
+/* Classifies the store open on db and sets *version to its PRAGMA
+ * user_version (-1 when it could not be read). Reads only; never fails
+ * otherwise. The commands refuse all but TG_SCHEMA_CURRENT to read; the
+ * dashboard shows TG_SCHEMA_OLDER stores as far as their tables go. */
+enum tg_schema_class tg_store_classify(sqlite3 *db, int64_t *version);
 
 enum tg_store_mode {
 	TG_STORE_READ,  /* existing store only; never creates or migrates */

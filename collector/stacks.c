@@ -1,5 +1,5 @@
 /*
- * stacks.c - Python stack samples in the collector (stacks.h).
+ * collector/stacks.c - Python stack samples in the collector (stacks.h).
  *
  * Per process: a map of code objects (address -> names, first line, location
  * table, identity) fed by TG_EV_CODE, a cache (code, identity, instruction)
@@ -15,14 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event_py.h"
-#include "event_sql.h"
-#include "lines.h"
-#include "record.h"
-#include "scopes.h"
-#include "stacks.h"
+#include "common/event_py.h"
+#include "common/event_sql.h"
+#include "common/lines.h"
+#include "collector/record.h"
+#include "collector/scopes.h"
+#include "collector/stacks.h"
+#include "lib/util.h"
 #ifdef TG_HAVE_NATIVE
-#include "symbolize.h"
+#include "symbolize/symbolize.h"
 #endif
 
 #define WAIT_NS (3 * 1000000000LL)      /* samples wait this long for their request */
@@ -119,16 +120,6 @@ struct tg_stacks_proc {
 	uint64_t seen_budget_skipped, seen_eval_busy;
 	int64_t last_now;
 };
-
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
 
 struct tg_stacks_proc *tg_stacks_proc_new(void)
 {
@@ -240,7 +231,7 @@ _Static_assert(offsetof(struct code, addr) == 0 && offsetof(struct stack_key, ha
 
 static inline uint64_t u64_hash(const void *key)
 {
-	return mix64(*(const uint64_t *)key);
+	return tg_mix64(*(const uint64_t *)key);
 }
 
 static inline int u64_eq(const void *slot, const void *key)
@@ -251,7 +242,7 @@ static inline int u64_eq(const void *slot, const void *key)
 static inline uint64_t frame_hash(const void *key)
 {
 	const struct frame_key *k = key;
-	return mix64(k->addr ^ mix64(k->ident ^ (uint64_t)k->lasti));
+	return tg_mix64(k->addr ^ tg_mix64(k->ident ^ (uint64_t)k->lasti));
 }
 
 static inline int frame_eq(const void *slot, const void *key)
@@ -476,7 +467,7 @@ static int64_t stack_of_ids(const struct tg_stacks_ctx *c, struct tg_stacks_proc
 	static char text[MAX_IDS * 21];
 	uint64_t h = 0x9e3779b97f4a7c15ull;
 	for (unsigned i = 0; i < n; i++)
-		h = mix64(h ^ (uint64_t)ids[i]) + i;
+		h = tg_mix64(h ^ (uint64_t)ids[i]) + i;
 	int64_t id = stack_lookup(p, h, 0);
 	if (id)
 		return id;
@@ -836,7 +827,7 @@ static void settle_funcs(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p
 static void agg_add_state(struct agg *tab, size_t cap, int64_t req, const struct pending *s, uint8_t state,
 			  int64_t count, int64_t cpu_ns)
 {
-	uint64_t h = mix64((uint64_t)req * 31 + (uint64_t)s->stack_id * 7 + state);
+	uint64_t h = tg_mix64((uint64_t)req * 31 + (uint64_t)s->stack_id * 7 + state);
 	size_t j;
 	for (j = h & (cap - 1); tab[j].used; j = (j + 1) & (cap - 1))
 		if (tab[j].request_id == req && tab[j].stack_id == s->stack_id && tab[j].state == state)

@@ -1,5 +1,5 @@
 /*
- * lines.h - CPython 3.11+ location tables (co_linetable): instruction offset
+ * common/lines.h - CPython 3.11+ location tables (co_linetable): instruction offset
  * to source line. Pure functions, used by the collector to resolve samples
  * and by the preload library for call sites.
  */

@@ -1,5 +1,5 @@
 /*
- * budget.h - performance budgets for `timeglass ci`, read from the
+ * lib/budget.h - performance budgets for `timeglass ci`, read from the
  * [tool.timeglass] table of pyproject.toml or from a budget file of the
  * same keys at top level.
  *

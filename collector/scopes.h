@@ -1,5 +1,5 @@
 /*
- * scopes.h - request scopes in the collector: which request each scope
+ * collector/scopes.h - request scopes in the collector: which request each scope
  * token of a process stands for.
  *
  * The marker opens a scope (TG_EV_REQ_SCOPE BEGIN) inside each request it
@@ -21,8 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "event.h"
-#include "event_sql.h"
+#include "common/event.h"
+#include "common/event_sql.h"
 
 struct tg_scope {
 	uint64_t token;

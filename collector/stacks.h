@@ -1,5 +1,5 @@
 /*
- * stacks.h - the collector's side of the Python stack sampler: decoding
+ * collector/stacks.h - the collector's side of the Python stack sampler: decoding
  * TG_EV_CODE, TG_EV_SAMPLE and TG_EV_PY_INFO records, resolving (code,
  * instruction) pairs to function, file and line, deduplicating frames and
  * stacks, attributing samples to requests and writing aggregated counts.
@@ -23,9 +23,9 @@
 
 #include <stdint.h>
 
-#include "event.h"
-#include "scopes.h"
-#include "store.h"
+#include "common/event.h"
+#include "collector/scopes.h"
+#include "lib/store.h"
 
 struct tg_stacks_ctx {
 	struct tg_store *store;

@@ -1,12 +1,12 @@
 /*
- * store.c - the SQLite store of store.h: open, migrate, prune, batched inserts.
+ * lib/store.c - the SQLite store of store.h: open, migrate, prune, batched inserts.
  *
  * Workload: the collector inserts thousands of request rows per second in
  * batches of up to a few thousand rows per transaction; the dashboard and
  * the query commands read concurrently (WAL). The schema below is shared
  * with the Python middleware, which writes the same tables directly.
  */
-#include "store.h"
+#include "lib/store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +18,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "lib/readers.h"
+#include "lib/util.h"
 
 /*
  * Migrations: migrations[i] takes a store from schema i to schema i + 1.
@@ -415,20 +416,52 @@ static int fail_open(struct tg_store *s)
 	return fail_db(s, NULL);
 }
 
+enum tg_schema_class tg_store_classify(sqlite3 *db, int64_t *version)
+{
+	sqlite3_stmt *st;
+	*version = -1;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+		return TG_SCHEMA_ERROR;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*version = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return TG_SCHEMA_ERROR;
+	if (*version > TG_STORE_SCHEMA)
+		return TG_SCHEMA_NEWER;
+	if (*version == TG_STORE_SCHEMA)
+		return TG_SCHEMA_CURRENT;
+	if (*version != 0)
+		return TG_SCHEMA_OLDER; /* (a negative version too, as it always was) */
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &st, NULL) != SQLITE_OK)
+		return TG_SCHEMA_ERROR;
+	rc = sqlite3_step(st);
+	int64_t tables = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	sqlite3_finalize(st);
+	if (tables < 0)
+		return TG_SCHEMA_ERROR;
+	return tables ? TG_SCHEMA_FOREIGN : TG_SCHEMA_EMPTY;
+}
+
 /* Checks the schema version; in write mode brings the store up to date. */
 static int migrate(struct tg_store *s)
 {
-	int64_t version, tables;
-	if (query_int(s, "PRAGMA user_version", &version) < 0 ||
-	    query_int(s, "SELECT count(*) FROM sqlite_master", &tables) < 0)
+	int64_t version;
+	switch (tg_store_classify(s->db, &version)) {
+	case TG_SCHEMA_ERROR:
 		return fail_open(s);
-	if (version > TG_STORE_SCHEMA)
+	case TG_SCHEMA_NEWER:
 		return tg_fail("%s was written by a newer TimeGlass (schema %lld, this one reads up to %d)", s->path,
 			       (long long)version, TG_STORE_SCHEMA);
-	if (version == 0 && tables > 0)
+	case TG_SCHEMA_FOREIGN:
 		return tg_fail("%s is not a TimeGlass store (it holds other tables)", s->path);
-	if (version == TG_STORE_SCHEMA)
+	case TG_SCHEMA_CURRENT:
 		return 0;
+	case TG_SCHEMA_EMPTY:
+	case TG_SCHEMA_OLDER:
+		break;
+	}
 	if (s->mode == TG_STORE_READ) {
 		if (version == 0)
 			return tg_fail("%s holds no TimeGlass data yet; record some with: timeglass run -- CMD",
@@ -749,12 +782,9 @@ sqlite3_stmt *tg_store_prepare_or_die(struct tg_store *s, const char *sql)
 
 int64_t tg_store_latest_run(struct tg_store *s)
 {
-	sqlite3_stmt *st = tg_store_prepare_or_die(s, "SELECT max(id) FROM runs");
-	int rc = sqlite3_step(st);
-	int64_t id = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL ? sqlite3_column_int64(st, 0) : 0;
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+	int64_t id = tg_latest_run(s->db);
+	if (id < 0)
 		tg_die("%s: %s", s->path, sqlite3_errmsg(s->db));
-	sqlite3_finalize(st);
 	return id;
 }
 

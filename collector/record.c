@@ -1,7 +1,7 @@
 /*
- * record.c - decoding of request and mark records into store rows (record.h).
+ * collector/record.c - decoding of request and mark records into store rows (record.h).
  */
-#include "record.h"
+#include "collector/record.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "event.h"
+#include "common/event.h"
 
 #define MAX_DURATION_NS (30LL * 86400 * 1000000000) /* longer is a corrupt record */
 
@@ -25,21 +25,6 @@ static const char *const error_text[] = {
 const char *tg_req_error_text(unsigned error)
 {
 	return error < sizeof error_text / sizeof error_text[0] ? error_text[error] : NULL;
-}
-
-static const char *const flag_names[8] = {
-	"head", "upgrade", "target_truncated", "headers_truncated",
-	"chunked_request", "chunked_response", "continue", "asgi",
-};
-_Static_assert(TG_REQF_HEAD == 1 << 0 && TG_REQF_UPGRADE == 1 << 1 && TG_REQF_TARGET_TRUNCATED == 1 << 2 &&
-		       TG_REQF_HEADERS_TRUNCATED == 1 << 3 && TG_REQF_CHUNKED_REQ == 1 << 4 &&
-		       TG_REQF_CHUNKED_RESP == 1 << 5 && TG_REQF_CONTINUE == 1 << 6 &&
-		       TG_REQF_ASGI == 1 << 7,
-	       "flag_names follows the TG_REQF_* bits");
-
-const char *tg_req_flag_name(unsigned bit)
-{
-	return bit < 8 ? flag_names[bit] : NULL;
 }
 
 void tg_split_target(const char *t, size_t n, const char **path, size_t *path_len, const char **query,

@@ -1,7 +1,7 @@
 /*
- * util.c - helpers of util.h: error lines, number parsing, paths, clocks.
+ * lib/util.c - helpers of util.h: error lines, number parsing, paths, clocks.
  */
-#include "util.h"
+#include "lib/util.h"
 
 #include <errno.h>
 #include <fcntl.h>

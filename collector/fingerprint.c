@@ -1,5 +1,5 @@
 /*
- * fingerprint.c - SQL fingerprints and redaction (fingerprint.h).
+ * collector/fingerprint.c - SQL fingerprints and redaction (fingerprint.h).
  *
  * Workload: the collector fingerprints every captured query, thousands per
  * second; one pass over the text, no allocation. The scanner knows enough
@@ -8,7 +8,7 @@
  * identifiers (kept as they are), $tag$...$tag$ dollar quoting, -- and
  * block comments, numbers (not inside identifiers) and placeholders.
  */
-#include "fingerprint.h"
+#include "collector/fingerprint.h"
 
 #include <ctype.h>
 #include <string.h>

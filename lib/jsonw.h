@@ -1,5 +1,5 @@
 /*
- * jsonw.h - a small streaming JSON writer for command output and, later, the
+ * lib/jsonw.h - a small streaming JSON writer for command output and, later, the
  * dashboard's API.
  *
  * Values go straight to a stdio stream (use open_memstream() for a buffer).
@@ -55,5 +55,10 @@ void jw_newline(struct jw *w);
 
 /* Writes only the escaped body of a string (no quotes) to f. */
 void jw_escape(FILE *f, const char *s, size_t n);
+
+/* Length of the valid UTF-8 sequence at s (n >= 1 bytes left): 1..4, or 0
+ * if invalid. Rejects overlong forms, surrogates and code points above
+ * U+10FFFF. The one validator of captured text, also the dashboard's. */
+size_t tg_utf8_len(const unsigned char *s, size_t n);
 
 #endif

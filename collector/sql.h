@@ -1,5 +1,5 @@
 /*
- * sql.h - the collector's side of the SQL and outbound-HTTP taps: decoding
+ * collector/sql.h - the collector's side of the SQL and outbound-HTTP taps: decoding
  * TG_EV_QUERY and TG_EV_HTTP_CALL records, attributing
  * queries and calls to request rows, fingerprints and N+1 flags, and
  * writing the queries and spans tables.
@@ -20,9 +20,9 @@
 
 #include <stdint.h>
 
-#include "event.h"
-#include "scopes.h"
-#include "store.h"
+#include "common/event.h"
+#include "collector/scopes.h"
+#include "lib/store.h"
 
 struct tg_sql_ctx {
 	struct tg_store *store;

@@ -1,5 +1,5 @@
 /*
- * report.c - loads one run of the store into memory and aggregates it for
+ * lib/report.c - loads one run of the store into memory and aggregates it for
  * `timeglass ci` and `timeglass score`: requests with their query counts,
  * tests from the pytest plugin's JSON lines, statistics per route and per
  * test, process CPU and memory, coverage.py's data, and the scorecard.
@@ -8,7 +8,7 @@
  * functions on a private in-memory connection, so the command needs no JSON
  * parser of its own.
  */
-#include "report.h"
+#include "lib/report.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -17,26 +17,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jsonw.h"
-#include "util.h"
+#include "lib/jsonw.h"
+#include "lib/readers.h"
+#include "lib/util.h"
 
 #define TEST_SCAN_BACK 256 /* tests examined before a request's start (overlap from xdist) */
 
 static int fail_sql(sqlite3 *db, const char *what)
 {
 	return tg_fail("%s: %s", what, sqlite3_errmsg(db));
-}
-
-int64_t rp_latest_run(sqlite3 *db)
-{
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) FROM runs", -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, "reading runs");
-	int64_t id = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-	sqlite3_finalize(st);
-	if (id < 0)
-		return fail_sql(db, "reading runs");
-	return id;
 }
 
 static int table_exists(sqlite3 *db, const char *name)
@@ -577,7 +566,7 @@ int rp_load(sqlite3 *db, int64_t run_id, const char *events_path, struct rp_repo
 {
 	memset(r, 0, sizeof *r);
 	if (!run_id) {
-		run_id = rp_latest_run(db);
+		run_id = tg_latest_run(db);
 		if (run_id < 0)
 			return -1;
 		if (!run_id)

@@ -1,5 +1,5 @@
 /*
- * losses.h - what each kind of row in the losses table means, decided once
+ * lib/losses.h - what each kind of row in the losses table means, decided once
  * for every view: `timeglass runs` (LOST), `timeglass requests` (its
  * warning), `timeglass score` and `timeglass ci` (their recording line and
  * JSON), and the dashboard (GET /api/overview, /api/runs, /api/score).

@@ -1,12 +1,12 @@
 /*
- * scopes.c - request scopes in the collector (scopes.h).
+ * collector/scopes.c - request scopes in the collector (scopes.h).
  *
  * Scopes live in an array in arrival order; a hash index (open addressing,
  * rebuilt whenever the array is compacted) finds one by token, and a list
  * of the indices not joined yet serves joins. Memory is bounded: at most
  * SCOPES_MAX scopes are kept, the older half going first.
  */
-#include "scopes.h"
+#include "collector/scopes.h"
 
 #include <stdlib.h>
 #include <string.h>

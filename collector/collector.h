@@ -1,5 +1,5 @@
 /*
- * collector.h - the collector process of `timeglass run`.
+ * collector/collector.h - the collector process of `timeglass run`.
  *
  * The supervisor forks it before starting the traced command. It owns the
  * store for the whole run: it registers every traced process (Unix socket,

@@ -1,6 +1,6 @@
 /*
- * util.h - small helpers shared by the timeglass commands: the one error
- * convention, strict number parsing, paths and clocks.
+ * lib/util.h - small helpers shared by the collector, the server and the commands:
+ * the one error convention, strict number parsing, paths and clocks.
  *
  * Error convention. A function that can fail returns -1 (or NULL) after
  * calling tg_fail(), which records one line of text (no "timeglass: " prefix,
@@ -73,5 +73,17 @@ char *tg_fmt_duration(char *buf, size_t cap, int64_t ns);
 /* Reads a whole small file (at most cap-1 bytes) into buf, NUL-terminated.
  * Returns the byte count or -1 (errno set). */
 ssize_t tg_read_small_file(const char *path, char *buf, size_t cap);
+
+/* A 64-bit mixer (MurmurHash3's finalizer) for the hash tables of the
+ * collector and the dashboard: every input bit affects every output bit. */
+static inline uint64_t tg_mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * record.h - turns the preload library's binary records (common/event.h)
+ * collector/record.h - turns the preload library's binary records (common/event.h)
  * into store rows, and names their enums for people and JSON.
  *
  * The decoder takes a private copy of a record (never the shared ring
@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store.h"
+#include "lib/store.h"
 
 #define TG_ADDR_MAX 64 /* bytes for "[v6 address]:port" and its NUL */
 
@@ -63,8 +63,5 @@ void tg_split_target(const char *t, size_t n, const char **path, size_t *path_le
 
 /* Text of an enum tg_req_error value; NULL for TG_REQ_OK or unknown. */
 const char *tg_req_error_text(unsigned error);
-
-/* Name of the TG_REQF_* flag with bit number `bit` (0..7), NULL if none. */
-const char *tg_req_flag_name(unsigned bit);
 
 #endif

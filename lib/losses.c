@@ -1,5 +1,5 @@
 /*
- * losses.c - the kinds of the losses table and the two lines every view
+ * lib/losses.c - the kinds of the losses table and the two lines every view
  * prints about them (see losses.h). The collector writes the kinds:
  * ring_full, untracked_conn, pipeline_overflow, ring_corrupt, store_error and
  * store_error_rows
@@ -7,14 +7,14 @@
  * py_sample_race, py_sample_ring_full, py_sample_budget and py_sample_busy
  * (stacks.c).
  */
-#include "losses.h"
+#include "lib/losses.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "lib/util.h"
 
 static const struct tg_loss_kind kinds[] = {
 	{"ring_full", TG_LOSS_DATA, TG_TOTAL_LOST, 1, "ring full",

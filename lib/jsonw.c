@@ -1,7 +1,7 @@
 /*
- * jsonw.c - the streaming JSON writer of jsonw.h.
+ * lib/jsonw.c - the streaming JSON writer of jsonw.h.
  */
-#include "jsonw.h"
+#include "lib/jsonw.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -62,9 +62,7 @@ void jw_arr_close(struct jw *w)
 	close_level(w, ']');
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. Rejects
- * overlong forms, surrogates and code points above U+10FFFF. */
-static size_t utf8_len(const unsigned char *s, size_t n)
+size_t tg_utf8_len(const unsigned char *s, size_t n)
 {
 	unsigned char c = s[0];
 	if (c < 0x80)
@@ -121,7 +119,7 @@ void jw_escape(FILE *f, const char *str, size_t n)
 			i++;
 			continue;
 		}
-		size_t len = utf8_len(s + i, n - i);
+		size_t len = tg_utf8_len(s + i, n - i);
 		if (!len) {
 			fputs("\\ufffd", f);
 			i++;

@@ -1,0 +1,177 @@
+/*
+ * lib/test-lib.c - unit test of lib/'s store readers and scorecard on a
+ * small store written here: schema classification, the newest run, the
+ * samples of each flame selection (order and filters), request flag names,
+ * the UTF-8 validator, and rp_load()/rp_score() on one run.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/jsonw.h"
+#include "lib/readers.h"
+#include "lib/report.h"
+#include "lib/store.h"
+#include "lib/util.h"
+
+static int failures;
+
+#define CHECK(cond)                                                                  \
+	do {                                                                         \
+		if (!(cond)) {                                                       \
+			fprintf(stderr, "%s:%d: FAIL %s\n", __FILE__, __LINE__, #cond); \
+			failures++;                                                  \
+		}                                                                    \
+	} while (0)
+
+static int64_t add_request(struct tg_store *s, int64_t run, const char *method, const char *path,
+			   const char *route, int status, int64_t start, int64_t dur)
+{
+	struct tg_request_row r = {
+		.run_id = run, .pid = 1, .tid = 1, .conn_id = 1,
+		.start_unix_ns = start, .duration_ns = dur,
+		.method = method, .method_len = strlen(method),
+		.path = path, .path_len = strlen(path),
+		.http_version = "HTTP/1.1", .status = status,
+		.route = route, .route_len = route ? strlen(route) : 0,
+	};
+	CHECK(tg_store_request_add(s, &r) == 0);
+	CHECK(tg_store_flush(s) == 0);
+	return sqlite3_last_insert_rowid(tg_store_db(s));
+}
+
+/* Sums the counts of a selection's rows; checks they come heaviest first. */
+static int64_t samples(sqlite3 *db, const struct tg_samples_sel *sel, int *rows)
+{
+	sqlite3_stmt *st = tg_samples_prepare(db, sel);
+	CHECK(st != NULL);
+	if (!st)
+		return -1;
+	int64_t total = 0, last = INT64_MAX;
+	*rows = 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		int64_t c = sqlite3_column_int64(st, 2);
+		CHECK(c <= last);
+		last = c;
+		total += c;
+		++*rows;
+	}
+	sqlite3_finalize(st);
+	return total;
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/tg-test-lib.XXXXXX";
+	if (!mkdtemp(dir))
+		return 1;
+	char path[256];
+	snprintf(path, sizeof path, "%s/s.db", dir);
+
+	struct tg_store *s = tg_store_open(path, TG_STORE_WRITE);
+	CHECK(s != NULL);
+	if (!s)
+		return 1;
+	sqlite3 *db = tg_store_db(s);
+	int64_t version;
+	CHECK(tg_store_classify(db, &version) == TG_SCHEMA_CURRENT && version == TG_STORE_SCHEMA);
+	CHECK(tg_latest_run(db) == 0);
+
+	struct tg_run_info ri = {.started_unix_ns = 1000000000, .command = "app", .hostname = "h",
+				 .tg_version = "0", .source = "run"};
+	int64_t run1 = tg_store_run_begin(s, &ri);
+	int64_t run2 = tg_store_run_begin(s, &ri);
+	CHECK(run1 > 0 && run2 > run1);
+	CHECK(tg_latest_run(db) == run2);
+
+	int64_t base = 2000000000;
+	int64_t a = add_request(s, run2, "GET", "/items/1", "/items/{id}", 200, base, 2000000);
+	int64_t b = add_request(s, run2, "GET", "/items/2", "/items/{id}", 500, base + 10000000, 4000000);
+	int64_t c = add_request(s, run2, "GET", "/health", NULL, 200, base + 20000000, 1000000);
+	CHECK(a > 0 && b > a && c > b);
+
+	int64_t f1 = tg_store_frame_id(s, "python", "main", "app.py", 1);
+	int64_t f2 = tg_store_frame_id(s, "python", "work", "app.py", 9);
+	char frames[64];
+	snprintf(frames, sizeof frames, "%lld", (long long)f1);
+	int64_t s1 = tg_store_stack_id(s, 11, frames);
+	snprintf(frames, sizeof frames, "%lld,%lld", (long long)f1, (long long)f2);
+	int64_t s2 = tg_store_stack_id(s, 22, frames);
+	CHECK(s1 > 0 && s2 > 0);
+	struct tg_sample_row rows[] = {
+		{.run_id = run2, .request_id = a, .stack_id = s1, .state = "running", .count = 3},
+		{.run_id = run2, .request_id = a, .stack_id = s2, .state = "waiting", .count = 5},
+		{.run_id = run2, .request_id = b, .stack_id = s2, .state = "running", .count = 7},
+		{.run_id = run2, .request_id = c, .stack_id = s1, .state = "running", .count = 1},
+		{.run_id = run2, .request_id = 0, .stack_id = s1, .state = "running", .count = 2},
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+		CHECK(tg_store_sample_add(s, &rows[i]) == 0);
+	CHECK(tg_store_flush(s) == 0);
+
+	int n;
+	CHECK(samples(db, &(struct tg_samples_sel){.of = TG_SAMPLES_REQUEST, .id = a}, &n) == 8 && n == 2);
+	CHECK(samples(db, &(struct tg_samples_sel){.of = TG_SAMPLES_REQUEST, .id = a, .state = "waiting"}, &n) == 5 &&
+	      n == 1);
+	CHECK(samples(db, &(struct tg_samples_sel){.of = TG_SAMPLES_ROUTE, .id = run2, .method = "GET",
+						  .route = "/items/{id}"}, &n) == 15);
+	/* no route recorded: the path stands for it */
+	CHECK(samples(db, &(struct tg_samples_sel){.of = TG_SAMPLES_ROUTE, .id = run2, .method = "GET",
+						  .route = "/health"}, &n) == 1);
+	CHECK(samples(db, &(struct tg_samples_sel){.of = TG_SAMPLES_RUN, .id = run2}, &n) == 18);
+	CHECK(samples(db, &(struct tg_samples_sel){.of = TG_SAMPLES_OUTSIDE, .id = run2}, &n) == 2 && n == 1);
+	CHECK(samples(db, &(struct tg_samples_sel){.of = TG_SAMPLES_RUN, .id = run1}, &n) == 0 && n == 0);
+
+	/* the scorecard of run 2 */
+	struct rp_report rep;
+	CHECK(rp_load(db, 0, NULL, &rep) == 0);
+	CHECK(rep.run_id == run2 && rep.nreqs == 3 && rep.nroutes == 2);
+	struct rp_coverage cov;
+	memset(&cov, 0, sizeof cov);
+	struct rp_score_item items[RP_BENCH_COUNT];
+	rp_score(&rep, &cov, items);
+	int graded = 0;
+	for (size_t i = 0; i < RP_BENCH_COUNT; i++) {
+		CHECK(items[i].key && items[i].name);
+		CHECK(items[i].grade == '-' || (items[i].grade >= 'A' && items[i].grade <= 'F'));
+		graded += items[i].measured;
+	}
+	CHECK(graded > 0);
+	rp_free(&rep);
+	tg_store_close(s);
+
+	/* schema classes of the other kinds of file */
+	sqlite3 *other;
+	snprintf(path, sizeof path, "%s/other.db", dir);
+	CHECK(sqlite3_open(path, &other) == SQLITE_OK);
+	CHECK(tg_store_classify(other, &version) == TG_SCHEMA_EMPTY && version == 0);
+	sqlite3_exec(other, "CREATE TABLE t (x)", NULL, NULL, NULL);
+	CHECK(tg_store_classify(other, &version) == TG_SCHEMA_FOREIGN);
+	sqlite3_exec(other, "PRAGMA user_version = 2", NULL, NULL, NULL);
+	CHECK(tg_store_classify(other, &version) == TG_SCHEMA_OLDER && version == 2);
+	sqlite3_exec(other, "PRAGMA user_version = 999", NULL, NULL, NULL);
+	CHECK(tg_store_classify(other, &version) == TG_SCHEMA_NEWER && version == 999);
+	sqlite3_close(other);
+	CHECK(tg_store_open(path, TG_STORE_READ) == NULL && strstr(tg_error(), "newer TimeGlass"));
+
+	/* names and text */
+	CHECK(strcmp(tg_req_flag_name(0), "head") == 0 && strcmp(tg_req_flag_name(7), "asgi") == 0);
+	CHECK(tg_req_flag_name(TG_REQ_FLAG_BITS) == NULL);
+	CHECK(tg_utf8_len((const unsigned char *)"a", 1) == 1);
+	CHECK(tg_utf8_len((const unsigned char *)"\xc3\xa9", 2) == 2);
+	CHECK(tg_utf8_len((const unsigned char *)"\xc0\x80", 2) == 0);         /* overlong */
+	CHECK(tg_utf8_len((const unsigned char *)"\xed\xa0\x80", 3) == 0);     /* surrogate */
+	CHECK(tg_utf8_len((const unsigned char *)"\xf4\x90\x80\x80", 4) == 0); /* above U+10FFFF */
+	CHECK(tg_utf8_len((const unsigned char *)"\xf0\x9f\x98\x80", 4) == 4);
+	CHECK(tg_utf8_len((const unsigned char *)"\xe2\x82", 2) == 0);         /* cut short */
+	CHECK(tg_mix64(1) != tg_mix64(2));
+
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+	if (failures)
+		fprintf(stderr, "%d failures\n", failures);
+	return failures ? 1 : 0;
+}
