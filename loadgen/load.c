@@ -25,6 +25,7 @@ struct conn {
 	int64_t sent_ns;          /* when its first byte went out (timeouts) */
 	int64_t next_ns;          /* open loop: scheduled time of the next request */
 	int pollout;              /* EPOLLOUT is in the interest set */
+	uint64_t served;          /* responses received on this connection */
 	struct lg_resp resp;
 };
 
@@ -81,6 +82,7 @@ static int conn_open(struct loop *l, struct conn *c)
 		return -1;
 	}
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+	c->served = 0;
 	if (epoll_ctl(l->ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
 		close(c->fd);
 		c->fd = -1;
@@ -97,6 +99,8 @@ static void fail(struct loop *l, struct conn *c, int timeout)
 	l->res->timeouts += timeout != 0;
 	conn_close(l, c);
 }
+
+static int conn_retry(struct loop *l, struct conn *c);
 
 /* Writes what is left of the request; arms EPOLLOUT when the socket is full. */
 static void conn_write(struct loop *l, struct conn *c)
@@ -115,6 +119,8 @@ static void conn_write(struct loop *l, struct conn *c)
 			set_pollout(l, c, 1);
 			return;
 		}
+		if (c->off == 0 && conn_retry(l, c) == 0)
+			return;
 		fail(l, c, 0);
 		return;
 	}
@@ -158,10 +164,27 @@ static void conn_start(struct loop *l, struct conn *c, int64_t now)
 	conn_write(l, c);
 }
 
+/* A kept-alive connection the server closed before any byte of the answer
+ * (it closes after an error response, or an idle timeout raced the
+ * request): the request is sent again on a new connection, not counted
+ * as an error. Returns 0 when resent. */
+static int conn_retry(struct loop *l, struct conn *c)
+{
+	if (!c->served || c->resp.status || c->resp.header_bytes || c->resp.line_len)
+		return -1;
+	conn_close(l, c);
+	c->off = 0;
+	lg_resp_init(&c->resp, l->reqs[c->req].head, 0);
+	if (conn_open(l, c) < 0)
+		return -1;
+	return 0;
+}
+
 static void response_done(struct loop *l, struct conn *c, int64_t now)
 {
 	struct lg_load_result *res = l->res;
 	res->requests++;
+	c->served++;
 	int st = c->resp.status;
 	res->status[st >= 100 && st < 600 ? st / 100 : 0]++;
 	if (st > 0 && st < 1000)
@@ -210,11 +233,8 @@ static void on_readable(struct loop *l, struct conn *c)
 				response_done(l, c, lg_mono_ns());
 				return;
 			}
-			/* closed between requests (idle keep-alive timeout): reconnect quietly */
-			if (c->state == C_READING && c->off == l->reqs[c->req].len && !c->resp.status) {
-				fail(l, c, 0);
+			if ((c->state == C_READING || c->state == C_WRITING) && conn_retry(l, c) == 0)
 				return;
-			}
 			if (c->state == C_READING)
 				fail(l, c, 0);
 			else
@@ -223,7 +243,7 @@ static void on_readable(struct loop *l, struct conn *c)
 		}
 		if (errno == EINTR)
 			continue;
-		if (errno != EAGAIN)
+		if (errno != EAGAIN && conn_retry(l, c) < 0)
 			fail(l, c, 0);
 		return;
 	}
@@ -338,9 +358,11 @@ int lg_load_run(const struct lg_target *t, const struct lg_raw *reqs, size_t nre
 			struct conn *c = evs[i].data.ptr;
 			if (c->fd < 0)
 				continue;
+			int fd = c->fd;
 			if (evs[i].events & (EPOLLOUT | EPOLLERR) && c->state != C_READING)
 				on_writable(&l, c);
-			if (c->fd >= 0 && evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+			/* a connection replaced meanwhile has no event yet */
+			if (c->fd >= 0 && c->fd == fd && evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 				on_readable(&l, c);
 		}
 	}

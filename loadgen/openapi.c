@@ -865,13 +865,14 @@ int lg_wire_build(const struct lg_op *op, const struct lg_case *c, const char *b
 		body_len = body ? strlen(body) : 0;
 		has_body = body != NULL;
 	}
-	sb_printf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: timeglass-bench\r\nAccept: */*\r\n", op->method,
-		  target.p, hostport);
+	sb_printf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\n", op->method, target.p, hostport);
+	/* early, where the recorder's capped header text still holds it */
+	if (tag)
+		sb_printf(&req, "X-TimeGlass-Bench: %s\r\n", tag);
+	sb_add(&req, "User-Agent: timeglass-bench\r\nAccept: */*\r\n");
 	sb_add(&req, extra);
 	if (hdr.p)
 		sb_add(&req, hdr.p);
-	if (tag)
-		sb_printf(&req, "X-TimeGlass-Bench: %s\r\n", tag);
 	const char *ct = c->content_type ? c->content_type : "application/json";
 	if (has_body)
 		sb_printf(&req, "Content-Type: %s\r\nContent-Length: %zu\r\n", ct, body_len);
