@@ -79,7 +79,8 @@ void cmd_bench_usage(FILE *f)
 		   "  --openapi FILE     OpenAPI document to use instead of URL/openapi.json\n"
 		   "  --values FILE      JSON object: values by parameter or field name (ids, slugs)\n"
 		   "  --header 'K: V'    header sent on every request (repeatable), e.g. a token\n"
-		   "  --op TEXT          only operations whose 'METHOD /route' contains TEXT (repeatable)\n"
+		   "  --op TEXT          only the operation 'METHOD /route' that is TEXT, or else those\n"
+		   "                     whose 'METHOD /route' contains TEXT (repeatable)\n"
 		   "  --connections N    load connections (default 8)\n"
 		   "  --duration S       load seconds per operation (default 3)\n"
 		   "  --rate R           open loop at R requests/s per operation (default: closed loop)\n"
@@ -219,15 +220,25 @@ static char *read_file(const char *path, size_t max, size_t *len)
 	return buf;
 }
 
+/* An --op TEXT selects the operation whose "METHOD /route" is TEXT exactly
+ * when there is one, otherwise every operation whose key contains TEXT. */
 static int op_selected(const struct bench *b, const struct lg_op *op)
 {
 	if (!b->o.nops)
 		return 1;
 	char key[600];
 	snprintf(key, sizeof key, "%s %s", op->method, op->route);
-	for (int i = 0; i < b->o.nops; i++)
-		if (strstr(key, b->o.ops[i]))
+	for (int i = 0; i < b->o.nops; i++) {
+		const char *pat = b->o.ops[i];
+		int exact = 0;
+		for (size_t k = 0; k < b->spec.nops && !exact; k++) {
+			char other[600];
+			snprintf(other, sizeof other, "%s %s", b->spec.ops[k].method, b->spec.ops[k].route);
+			exact = !strcmp(other, pat);
+		}
+		if (exact ? !strcmp(key, pat) : strstr(key, pat) != NULL)
 			return 1;
+	}
 	return 0;
 }
 
