@@ -1156,6 +1156,15 @@ int cmd_bench(int argc, char **argv)
 		rc = TG_EXIT_USAGE;
 	if (o->markdown && write_to(o->markdown, markdown_report, &b, &r, items) < 0)
 		rc = TG_EXIT_USAGE;
+	/* beside the store, for the dashboard's Bench view (server/bench.c) */
+	if (b.run_id) {
+		char path[4200];
+		const char *slash = strrchr(db, '/');
+		snprintf(path, sizeof path, "%.*s%sbench/run-%" PRId64 ".json", slash ? (int)(slash - db) : 0, db,
+			 slash ? "/" : "", b.run_id);
+		if (tg_mkdirs_for(path) == 0)
+			write_to(path, json_report, &b, &r, items);
+	}
 
 	if (o->fail_under) {
 		for (int i = 0; i < RP_BENCH_COUNT; i++)
