@@ -24,6 +24,7 @@ SEEDED = [
 
 
 def bench(server, tmp_path, *args, check=True):
+    # later options win: a test may give its own --duration
     out = tmp_path / "bench.json"
     md = tmp_path / "bench.md"
     proc = run_cli("bench", "--url", "http://127.0.0.1:%d" % server.port, "--db", server.db,
@@ -140,3 +141,15 @@ def test_refuses_remote_and_bad_usage(timeglass_bin):
     assert proc.returncode == 2
     proc = run_cli("bench", "--url", "http://127.0.0.1:1", "--quiet", check=False, timeout=60)
     assert proc.returncode == 2 and "openapi.json" in proc.stderr
+
+
+def test_open_loop_rate(traced, tmp_path):
+    with traced(argv=None, app="seeded:app", app_dir=APPS, log_level="warning") as server:
+        proc, doc, _ = bench(server, tmp_path, "--no-probe", "--op", "GET /clean/search", "--rate", "200",
+                             "--duration", "2")
+    op = next(o for o in doc["operations"] if o["route"] == "/clean/search")
+    assert doc["mode"] == "open"
+    # 200 requests/s offered for 2 s: all sent on schedule, all answered
+    assert 360 <= op["requests"] <= 410, op
+    assert abs(op["rps"] - 200) < 30, op
+    assert op["errors"] == 0
