@@ -39,6 +39,7 @@
 
 #include "cli/ci.h"
 #include "cli/cmds.h"
+#include "cli/coverage_run.h"
 #include "lib/budget.h"
 #include "lib/jsonw.h"
 #include "lib/readers.h"
@@ -81,6 +82,9 @@ void cmd_ci_usage(FILE *f)
 		   "  --markdown FILE       Markdown report (also appended to $GITHUB_STEP_SUMMARY)\n"
 		   "  --json FILE           JSON report ('-' for stdout)\n"
 		   "  --coverage FILE       coverage.py data file for the scorecard (default ./.coverage)\n"
+		   "  --coverage-run        run the suite under coverage.py (python3-coverage) for the\n"
+		   "                        code under the current directory, tests left out; its\n"
+		   "                        percentage goes on the scorecard\n"
 		   "  --events FILE         keep the test events here (without CMD: read them)\n"
 		   "  --run ID              without CMD: the run to check (default: the latest)\n"
 		   "  -q, --quiet           no terminal report, only findings and the result line\n"
@@ -104,6 +108,7 @@ struct ci_opts {
 	int tolerance_set;
 	int warn_only[CLS_COUNT];
 	int quiet;
+	int coverage_run;
 	char **cmd;
 };
 
@@ -1210,7 +1215,7 @@ static void parse_opts(int argc, char **argv, struct ci_opts *o)
 {
 	enum {
 		OPT_DB = 256, OPT_BUDGET, OPT_BASELINE, OPT_SAVE, OPT_JUNIT, OPT_MD, OPT_JSON, OPT_TOL, OPT_FLOOR,
-		OPT_WARN, OPT_COV, OPT_EVENTS, OPT_RUN,
+		OPT_WARN, OPT_COV, OPT_COVRUN, OPT_EVENTS, OPT_RUN,
 	};
 	static const struct option opts[] = {
 		{"db", required_argument, NULL, OPT_DB},
@@ -1224,6 +1229,7 @@ static void parse_opts(int argc, char **argv, struct ci_opts *o)
 		{"time-floor-ms", required_argument, NULL, OPT_FLOOR},
 		{"warn-only", required_argument, NULL, OPT_WARN},
 		{"coverage", required_argument, NULL, OPT_COV},
+		{"coverage-run", no_argument, NULL, OPT_COVRUN},
 		{"events", required_argument, NULL, OPT_EVENTS},
 		{"run", required_argument, NULL, OPT_RUN},
 		{"quiet", no_argument, NULL, 'q'},
@@ -1252,6 +1258,7 @@ static void parse_opts(int argc, char **argv, struct ci_opts *o)
 		case OPT_FLOOR: o->floor_ms = parse_double("--time-floor-ms", optarg, 1e6); break;
 		case OPT_WARN: parse_warn_only(o, optarg); break;
 		case OPT_COV: o->coverage = optarg; break;
+		case OPT_COVRUN: o->coverage_run = 1; break;
 		case OPT_EVENTS: o->events = optarg; break;
 		case OPT_RUN: o->run = (int64_t)tg_number_or_die("--run", optarg, 1, INT64_MAX); break;
 		case 'q': o->quiet = 1; break;
@@ -1265,6 +1272,10 @@ static void parse_opts(int argc, char **argv, struct ci_opts *o)
 		o->cmd = argv + optind;
 	if (o->cmd && o->run)
 		tg_die_usage("ci", "--run checks a recorded run: give it without a command");
+	if (o->coverage_run && !o->cmd)
+		tg_die_usage("ci", "--coverage-run runs a test command: give it after --");
+	if (o->coverage_run && o->coverage)
+		tg_die_usage("ci", "--coverage-run measures coverage itself: leave out --coverage");
 	if (o->baseline && o->save_baseline && !strcmp(o->baseline, o->save_baseline))
 		tg_die_usage("ci", "--baseline and --save-baseline name the same file");
 	o->db = tg_default_db(o->db);
@@ -1309,7 +1320,19 @@ int cmd_ci(int argc, char **argv)
 			close(fd);
 		}
 		int64_t before = latest_run_or_zero(o.db);
+		static struct cov_run cr;   /* its data path outlives this block */
+		if (o.coverage_run) {
+			if (cov_prepare(o.cmd, o.db, &cr) < 0)
+				tg_die_usage("ci", "%s", tg_error());
+			o.cmd = cr.argv;
+		}
 		cmd_status = ci_run_suite(o.db, o.cmd, events);
+		if (o.coverage_run) {
+			if (cov_finish(&cr) < 0)
+				tg_warn("%s", tg_error());
+			else
+				o.coverage = cr.data;
+		}
 		run_id = latest_run_or_zero(o.db);
 		if (run_id <= before) {
 			if (*tmp_events)

@@ -17,6 +17,7 @@ int cmd_queries(int argc, char **argv);
 int cmd_spans(int argc, char **argv);
 int cmd_flame(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 void cmd_run_usage(FILE *f);
 void cmd_requests_usage(FILE *f);
@@ -27,5 +28,6 @@ void cmd_queries_usage(FILE *f);
 void cmd_spans_usage(FILE *f);
 void cmd_flame_usage(FILE *f);
 void cmd_export_usage(FILE *f);
+void cmd_bench_usage(FILE *f);
 
 #endif

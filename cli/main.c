@@ -58,6 +58,7 @@ static const struct command commands[] = {
 	{"runs", cmd_runs, cmd_runs_usage, "list the recorded runs"},
 	{"ci", cmd_ci, cmd_ci_usage, "profile a test suite, check budgets and baselines"},
 	{"score", cmd_score, cmd_score_usage, "grade a run on the TimeGlass benchmarks"},
+	{"bench", cmd_bench, cmd_bench_usage, "benchmark an app from its OpenAPI document: probe, load, scorecard"},
 	{"queries", cmd_queries, cmd_queries_usage, "print the recorded SQL queries of a run or request"},
 	{"spans", cmd_spans, cmd_spans_usage, "print the recorded outbound HTTP calls of a run or request"},
 	{"flame", cmd_flame, cmd_flame_usage, "print sampled Python stacks as a flame graph (folded, speedscope)"},

@@ -775,6 +775,14 @@ static void set_value(struct rp_score_item *it, const struct bench_def *b, doubl
 	it->grade = grade_of(b, v);
 }
 
+void rp_score_set(struct rp_score_item *it, enum rp_bench b, double v, int decimals, const char *note)
+{
+	set_value(it, &benches[b], v, decimals);
+	it->nevidence = 0;
+	if (note)
+		snprintf(it->note, sizeof it->note, "%s", note);
+}
+
 /* Indexes of routes sorted by a metric, descending; caller frees. */
 static const struct rp_report *sort_ctx;
 static double (*sort_metric)(const struct rp_route *);

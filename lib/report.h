@@ -146,6 +146,11 @@ void rp_coverage_read(const char *path, struct rp_coverage *c);
 /* Computes the scorecard of r; cov may be NULL (not measured). */
 void rp_score(const struct rp_report *r, const struct rp_coverage *cov, struct rp_score_item out[RP_BENCH_COUNT]);
 
+/* Sets item it of benchmark b to v (its figure with `decimals` decimals,
+ * its grade) and clears its evidence; note replaces the note when not NULL.
+ * For figures measured elsewhere than in the store (`timeglass bench`). */
+void rp_score_set(struct rp_score_item *it, enum rp_bench b, double v, int decimals, const char *note);
+
 /* The grade thresholds as help text lines (for --help and the docs). */
 void rp_score_thresholds(FILE *f);
 

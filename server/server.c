@@ -65,6 +65,7 @@ static const struct route {
 	{ "/api/requests", tg_api_requests },
 	{ "/api/flame", tg_api_flame },
 	{ "/api/events", tg_api_events },
+	{ "/api/bench", tg_api_bench },
 };
 
 int tg_server_stopping(const struct tg_server *srv)

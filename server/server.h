@@ -107,6 +107,7 @@ int tg_api_endpoints(struct tg_req *r);
 int tg_api_requests(struct tg_req *r);
 int tg_api_flame(struct tg_req *r);
 int tg_api_events(struct tg_req *r);
+int tg_api_bench(struct tg_req *r);
 int tg_serve_asset(struct tg_req *r);
 
 #endif

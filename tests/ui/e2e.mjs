@@ -12,7 +12,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { mkdtempSync, mkdirSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, existsSync, rmSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -94,6 +94,8 @@ async function go(hash, p = page, base = ui.url) {
 before(async () => {
   mkdirSync(ART, { recursive: true });
   execFileSync(PY, [join(HERE, 'fixture.py'), store]);
+  mkdirSync(join(tmp, 'bench'));
+  copyFileSync(join(HERE, 'data', 'bench-run-1.json'), join(tmp, 'bench', 'run-1.json'));
   execFileSync(PY, [join(ROOT, 'bench', 'gen_store.py'), '--requests', '30000', '--db', demo], { stdio: 'ignore' });
   ui = await startUi(store);
   demoUi = await startUi(demo);
@@ -525,6 +527,24 @@ test('no store yet: a clear message, then it lights up', async () => {
   } finally {
     await stopUi(empty);
   }
+});
+
+test('bench: scorecard, latency histograms, findings linked to their requests', async () => {
+  await go('#/bench?run=1');
+  await page.waitForSelector('.bench-findings');
+  const score = await page.textContent('.bench-score');
+  assert.match(score, /Bad input handling \(4xx\)\s*C\s*95\.0 %/);
+  const ops = await page.textContent('.bench-ops');
+  assert.match(ops, /\/items\/\{item_id\}/);
+  assert.match(ops, /not loaded: POST is not safe/);
+  assert.equal((await page.$$('.bench-hist .bench-bar')).length, 6);
+  const link = await page.getAttribute('.bench-findings a.bench-req', 'href');
+  assert.equal(link, '#/requests/3?run=1');
+  // the curl line is text, never markup
+  assert.match(await page.textContent('.bench-findings'), /<script>alert\(1\)<\/script>/);
+  await page.click('.bench-findings a.bench-req');
+  await page.waitForFunction(() => location.hash.startsWith('#/requests/3'));
+  await shot('bench');
 });
 
 test('no CSP violations, page errors or dialogs', () => {

@@ -14,8 +14,9 @@ import * as requests from './views/requests.js';
 import * as detail from './views/detail.js';
 import * as routeFlame from './views/routeflame.js';
 import * as compare from './views/compare.js';
+import * as bench from './views/bench.js';
 
-const views = { overview, endpoints, requests, detail, flame: routeFlame, compare };
+const views = { overview, endpoints, requests, detail, flame: routeFlame, compare, bench };
 
 const app = {
   status: null, // /api/status
@@ -249,6 +250,7 @@ function onKey(e) {
     case '2': navigate('endpoints', keep); break;
     case '3': navigate('requests', keep); break;
     case '4': navigate('compare', keep); break;
+    case '5': navigate('bench', keep); break;
     case 't': toggleTheme(); break;
     case '?': help.open ? help.close() : help.showModal(); break;
     case 'j': moveRow(1); break;

@@ -1,5 +1,6 @@
 // Hash routing: #/overview, #/endpoints, #/requests, #/requests/ID,
-// #/flame (a route's flame graph), #/compare (two routes or runs), each
+// #/flame (a route's flame graph), #/compare (two routes or runs), #/bench
+// (the report of timeglass bench), each
 // with query parameters (run, filters, sort).
 
 export function parseRoute(hash = location.hash) {
@@ -13,7 +14,7 @@ export function parseRoute(hash = location.hash) {
     view = 'detail';
     id = parts[1];
   }
-  if (!['overview', 'endpoints', 'requests', 'detail', 'flame', 'compare'].includes(view)) view = 'overview';
+  if (!['overview', 'endpoints', 'requests', 'detail', 'flame', 'compare', 'bench'].includes(view)) view = 'overview';
   return { view, id, params };
 }
 
