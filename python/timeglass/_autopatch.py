@@ -44,6 +44,16 @@ class BootstrapMarker:
         return self.app(scope, receive, send)
 
 
+def marker(app):
+    """The marker around app: _speedups.Marker, which serves the common
+    case (an HTTP request on a socket while the library records) in C and
+    hands the rest to a BootstrapMarker, else a BootstrapMarker."""
+    fast = _native.speedups()
+    if fast is not None and hasattr(fast, "marker"):
+        return fast.marker(app, BootstrapMarker(app))
+    return BootstrapMarker(app)
+
+
 def patch_errors_module(module):
     """Makes module.ServerErrorMiddleware wrap its application in BootstrapMarker."""
     cls = module.ServerErrorMiddleware
@@ -53,7 +63,7 @@ def patch_errors_module(module):
 
     @functools.wraps(original)
     def __init__(self, app, *args, **kwargs):
-        original(self, BootstrapMarker(app), *args, **kwargs)
+        original(self, marker(app), *args, **kwargs)
 
     cls.__init__ = __init__
     cls._timeglass_patched = True

@@ -13,6 +13,7 @@ package once installed; `timeglass run` from a build tree names its build
 directory in TIMEGLASS_PYEXT_DIR). TIMEGLASS_NO_SPEEDUPS=1 keeps to ctypes.
 """
 
+import asyncio
 import ctypes
 import importlib.machinery
 import importlib.util
@@ -137,9 +138,11 @@ class FastNative:
                  "thread_enter", "thread_exit", "fd_scope", "scope_begin", "scope_adopt", "scope_release")
 
     def __init__(self, speedups, version=ABI_VERSION):
-        from .middleware import current_token, slow_route, report_error
+        from .middleware import current_token, slow_route, report_error, marked_exception, new_loop
 
         speedups.configure(slow_route, report_error, current_token)
+        if hasattr(speedups, "configure_marker"):
+            speedups.configure_marker(marked_exception, new_loop, asyncio._get_running_loop)
         self.fast = speedups
         self.active = speedups.active
         self.mark = speedups.mark

@@ -181,6 +181,24 @@ def _client(scope):
 slow_route = _routes.after_routing
 
 
+def marked_exception(scope, exc, token):
+    """The exception mark of a request that _speedups.Marker serves (once:
+    not when an inner marker already marked exc)."""
+    if scope.pop(EXC_KEY, None) is not exc:
+        native = _native.native()
+        if native is not None:
+            _quietly(_mark, native, _native.MARK_EXCEPTION, scope, exception_text(exc), token)
+
+
+def new_loop():
+    """_speedups.Marker met a running loop it had not seen: the task factory
+    for it (see _adopt_child_tasks)."""
+    if _get_running_loop() is not _adopting_loop:
+        native = _native.native()
+        if native is not None:
+            _quietly(_adopt_child_tasks, native)
+
+
 def report_error(e):
     """An internal error of _speedups: one warning, like _quietly."""
     _warn_once("timeglass: internal error (%s: %s); recording may be incomplete"
