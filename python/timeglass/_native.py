@@ -22,7 +22,7 @@ import sys
 
 from . import _env
 
-ABI_VERSION = 4  # newest marker ABI this package speaks; 1 has no request scopes
+ABI_VERSION = 5  # newest marker ABI this package speaks; 1 has no request scopes
 # The ABI only grows (functions are added, none change), so a newer library
 # serves this package with the functions of ABI_VERSION.
 
@@ -44,7 +44,7 @@ class Native:
 
     __slots__ = ("_mark", "_mark_scope", "_asgi", "_active", "scope_enter", "scope_exit",
                  "thread_enter", "thread_exit", "fd_scope", "scope_begin", "scope_adopt",
-                 "scope_release")
+                 "scope_release", "scope_current")
 
     fast = None  # the _speedups module when FastNative serves instead
 
@@ -102,6 +102,13 @@ class Native:
             self.scope_release = lib.timeglass_scope_release
             self.scope_release.argtypes = [_u64]
             self.scope_release.restype = None
+        # ABI 5: scope_current() -> the token of the request the calling
+        # thread works for, found by the library (0: none).
+        self.scope_current = None
+        if version >= 5:
+            self.scope_current = lib.timeglass_scope_current
+            self.scope_current.argtypes = []
+            self.scope_current.restype = _u64
 
     def active(self):
         """True while this process is registered with a collector."""
@@ -135,7 +142,8 @@ class FastNative:
     path of the middleware (see middleware.serve_native)."""
 
     __slots__ = ("fast", "active", "mark", "mark_scope", "asgi_request", "scope_enter", "scope_exit",
-                 "thread_enter", "thread_exit", "fd_scope", "scope_begin", "scope_adopt", "scope_release")
+                 "thread_enter", "thread_exit", "fd_scope", "scope_begin", "scope_adopt", "scope_release",
+                 "scope_current")
 
     def __init__(self, speedups, version=ABI_VERSION):
         from .middleware import current_token, slow_route, report_error, marked_exception, new_loop
@@ -161,6 +169,7 @@ class FastNative:
         if version >= 4:
             self.mark_scope = speedups.mark_scope
             self.scope_begin = speedups.scope_begin
+        self.scope_current = speedups.scope_current if version >= 5 else None
 
 
 def speedups():

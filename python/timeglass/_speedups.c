@@ -17,6 +17,15 @@
  * route mark when the response starts, then returns the server's own send
  * awaitable), and done()/close() finish it.
  *
+ * Marker and Serve: the bootstrap's marker around a Starlette application
+ * (see _autopatch.py). An HTTP request on a socket while the library
+ * records is served here whole: the Marker begins the request's scope with
+ * its caller's coroutine frame (ServerErrorMiddleware's) as the root, hands
+ * the application a Request as its send, and returns a Serve, the
+ * application's awaitable that finishes the request when it is over. No
+ * Python frame of ours runs per request; the rest (websockets, in-process
+ * transports, nested applications) goes to the Python marker.
+ *
  * TaskFactory: the event loop's task factory while the library records. A
  * task created inside a request's scope (asyncio.gather, create_task, a
  * TaskGroup) belongs to that request: its coroutine's frame is registered
@@ -49,6 +58,7 @@ typedef uint64_t (*scope_begin_fn)(int, const char *, int);
 typedef int (*mark_scope_fn)(int, uint64_t, const char *, size_t);
 typedef uint64_t (*scope_adopt_fn)(uintptr_t, uint64_t);
 typedef void (*scope_release_fn)(uint64_t);
+typedef uint64_t (*scope_current_fn)(void);
 
 static struct {
 	int abi;
@@ -64,6 +74,7 @@ static struct {
 	mark_scope_fn mark_scope;
 	scope_adopt_fn scope_adopt;
 	scope_release_fn scope_release;
+	scope_current_fn scope_current; /* ABI 5 */
 } lib;
 
 /* Set by configure(): Python helpers for the rare paths. */
@@ -170,6 +181,11 @@ static PyObject *sp_load(PyObject *self, PyObject *unused)
 			lib.scope_release = NULL;
 			abi = 3;
 		}
+	}
+	if (abi >= 5) {
+		lib.scope_current = (scope_current_fn)sym("timeglass_scope_current");
+		if (!lib.scope_current)
+			abi = 4;
 	}
 	lib.abi = abi;
 	return PyLong_FromLong(abi);
@@ -414,6 +430,13 @@ static PyObject *sp_scope_begin(PyObject *self, PyObject *const *args, Py_ssize_
 	return PyLong_FromUnsignedLongLong(token);
 }
 
+/* scope_current() -> the token of the request the calling thread works
+ * for (0: none, or a library before ABI 5). */
+static PyObject *sp_scope_current(PyObject *self, PyObject *unused)
+{
+	return PyLong_FromUnsignedLongLong(lib.scope_current ? lib.scope_current() : 0);
+}
+
 /* asgi_request(method, target, route, status, start_ns, end_ns,
  *              request_bytes, response_bytes, host, port, error) -> 0 or -1 */
 static PyObject *sp_asgi_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -652,7 +675,7 @@ static PyObject *request_vectorcall(PyObject *callable, PyObject *const *args, s
 /* A Request for scope, entering the request's scope on socket fd (-1:
  * unknown). The scope's root is the innermost Python frame of the caller.
  * New reference, or NULL with an exception. */
-static Request *request_new(PyObject *scope, PyObject *send, PyObject *owner, int fd)
+static Request *request_new(PyObject *scope, PyObject *send, PyObject *owner, int fd, int set_var)
 {
 	Request *r = PyObject_GC_New(Request, &RequestType);
 	if (!r)
@@ -714,7 +737,7 @@ static Request *request_new(PyObject *scope, PyObject *send, PyObject *owner, in
 	} else if (lib.scope_enter) {
 		r->token = lib.scope_enter(bytes_or_null(r->host), r->port);
 	}
-	if (r->token && token_var) {
+	if (r->token && token_var && set_var) {
 		PyObject *t = PyLong_FromUnsignedLongLong(r->token);
 		if (!t)
 			goto fail;
@@ -740,7 +763,7 @@ static PyObject *sp_request(PyObject *self, PyObject *const *args, Py_ssize_t na
 {
 	if (!nargs_ok("request", nargs, 4) || need_lib() < 0)
 		return NULL;
-	return (PyObject *)request_new(args[0], args[2], args[3], conn_fd(args[1]));
+	return (PyObject *)request_new(args[0], args[2], args[3], conn_fd(args[1]), 1);
 }
 
 /* done(): the application returned or raised; sends the route mark if the
@@ -1175,7 +1198,10 @@ static PyObject *marker_vectorcall(PyObject *callable, PyObject *const *args, si
 		report_error();
 	if (PyDict_SetItem(scope, str_timeglass, Py_True) < 0)
 		return NULL;
-	Request *r = request_new(scope, args[2], Py_None, fd);
+	/* With ABI 5 the token is not kept in the context variable: whoever
+	 * needs it asks the library (scope_current), which finds the scope's
+	 * root on the stack. */
+	Request *r = request_new(scope, args[2], Py_None, fd, lib.scope_current == NULL);
 	if (!r)
 		return NULL;
 	Serve *s = PyObject_GC_New(Serve, &ServeType);
@@ -1387,6 +1413,8 @@ static int adopt(PyObject *task, PyObject *coro)
 	uint64_t token = 0;
 	int rc = value ? as_u64(value, &token) : 0;
 	Py_XDECREF(value);
+	if (rc == 0 && !token && lib.scope_current)
+		token = lib.scope_current();
 	if (rc < 0 || !token)
 		return rc;
 	PyObject *done = PyObject_CallMethodNoArgs(task, str_done);
@@ -1548,6 +1576,7 @@ static PyMethodDef methods[] = {
 	 "mark_scope(kind, token, text)"},
 	{"scope_begin", (PyCFunction)(void (*)(void))sp_scope_begin, METH_FASTCALL,
 	 "scope_begin(fd, host_bytes, port) -> token"},
+	{"scope_current", sp_scope_current, METH_NOARGS, "scope_current() -> token (0: none)"},
 	{"conn_fd", sp_conn_fd, METH_O, "conn_fd(receive) -> the request's socket fd, or -1"},
 	{"task_factory", (PyCFunction)(void (*)(void))sp_task_factory, METH_FASTCALL,
 	 "task_factory(inner, task_type) -> TaskFactory"},
