@@ -102,13 +102,11 @@ class Native:
             self.scope_release = lib.timeglass_scope_release
             self.scope_release.argtypes = [_u64]
             self.scope_release.restype = None
-        # ABI 5: scope_current() -> the token of the request the calling
-        # thread works for, found by the library (0: none).
+        # ABI 5's scope_current() serves the C marker, which keeps no
+        # context variable; on this path serve_native sets current_token,
+        # and a ctypes call to the library would cost more than it (the task
+        # factory asks for every task).
         self.scope_current = None
-        if version >= 5:
-            self.scope_current = lib.timeglass_scope_current
-            self.scope_current.argtypes = []
-            self.scope_current.restype = _u64
 
     def active(self):
         """True while this process is registered with a collector."""
