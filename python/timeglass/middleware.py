@@ -355,7 +355,7 @@ def _mark(native, kind, scope, text, token=None):
     token (the current one by default) when the library takes it, else by
     the client address the app was given."""
     if token is None:
-        token = scope_token()
+        token = current_token.get() or scope_token()
     if token and native.mark_scope is not None:
         native.mark_scope(kind, token, text)
     else:
@@ -436,7 +436,7 @@ class _TaskFactory:
             task = self.inner(loop, coro, **kwargs)
         else:
             task = asyncio.Task(coro, loop=loop, **kwargs)
-        token = scope_token()
+        token = current_token.get()  # this factory serves the ctypes path, which sets it
         if token and type(coro) is _CoroutineType:
             _quietly(self._adopt, task, coro, token)
         return task
