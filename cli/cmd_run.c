@@ -81,7 +81,7 @@ void cmd_run_usage(FILE *f)
 		   "  --trace           exact trace: every Python function call of a request that\n"
 		   "                    lasts at least the threshold becomes a 'function' span\n"
 		   "                    (or $TIMEGLASS_TRACE=1); costs about 14 ns per Python call,\n"
-		   "                    some 4%% of a small request (README: Exact-trace mode)\n"
+		   "                    8-23%% of a small request (README: Exact-trace mode)\n"
 		   "  --trace-threshold-us N  shortest call kept by --trace, microseconds\n"
 		   "                    (default 100, or $TIMEGLASS_TRACE_US)\n"
 		   "  --redact-param NAME  also redact the values of query parameters named NAME\n"

@@ -176,13 +176,19 @@ static inline uint8_t lower(uint8_t ch)
 	return (ch >= 'A' && ch <= 'Z') ? (uint8_t)(ch | 0x20) : ch;
 }
 
-/* 1 if ch may appear in a token (RFC 9110 tchar: ALPHA, DIGIT and
- * !#$%&'*+-.^_`|~), from a bitmap of the ASCII range. */
-static inline int is_tchar(uint8_t ch)
-{
-	static const uint64_t tchar[2] = { 0x03ff6cfa00000000ull, 0x57ffffffc7fffffeull };
-	return ch < 128 && (tchar[ch >> 6] >> (ch & 63) & 1);
-}
+/* tchar_lower[ch]: ch lower-cased if it may appear in a token (RFC 9110
+ * tchar: ALPHA, DIGIT and !#$%&'*+-.^_`|~), else 0 (bytes 128 and
+ * up are none). Scans and lower-cases a header name in one look-up a byte. */
+static const uint8_t tchar_lower[256] = {
+	  0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+	  0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+	  0,  33,   0,  35,  36,  37,  38,  39,   0,   0,  42,  43,   0,  45,  46,   0,
+	 48,  49,  50,  51,  52,  53,  54,  55,  56,  57,   0,   0,   0,   0,   0,   0,
+	  0,  97,  98,  99, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111,
+	112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122,   0,   0,   0,  94,  95,
+	 96,  97,  98,  99, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111,
+	112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122,   0, 124,   0, 126,   0,
+};
 
 /* Value of a hex digit, or -1. */
 static inline int hexval(uint8_t ch)
@@ -760,17 +766,23 @@ static void name_begin(struct msg *m, struct slot *r)
 		m->line_start = r->headers_len;
 }
 
-/* Adds name bytes s[0..len) (all tchars). */
-static void name_add(struct msg *m, struct slot *r, const uint8_t *s, size_t len)
+/* Adds the name bytes at the start of s[0..n) (the tchars up to the first
+ * other byte) and returns how many there were. */
+static size_t name_add(struct msg *m, struct slot *r, const uint8_t *s, size_t n)
 {
 	/* name_len counts up to NAME_BUF + 1, which means "too long to be known". */
-	for (size_t k = 0; k < len && m->name_len <= NAME_BUF; k++) {
+	size_t k = 0;
+	uint8_t c;
+	while (k < n && (c = tchar_lower[s[k]]) != 0) {
 		if (m->name_len < NAME_BUF)
-			m->name[m->name_len] = (char)lower(s[k]);
-		m->name_len++;
+			m->name[m->name_len] = (char)c;
+		if (m->name_len <= NAME_BUF)
+			m->name_len++;
+		k++;
 	}
 	if (r)
-		store(m, r, s, len);
+		store(m, r, s, k);
+	return k;
 }
 
 /* 1 if the lower-cased header name nm[0..len) has a URL as its value, whose
@@ -908,7 +920,7 @@ static size_t header_line(struct msg *m, struct slot *r, const uint8_t *p, size_
 			}
 			if (ch == '\n')
 				goto end_of_headers;
-			if (!is_tchar(ch))
+			if (!tchar_lower[ch])
 				goto bad; /* includes obs-fold continuation lines */
 			name_begin(m, r);
 			m->sub = HS_NAME;
@@ -918,11 +930,7 @@ static size_t header_line(struct msg *m, struct slot *r, const uint8_t *p, size_
 				goto bad;
 			goto end_of_headers;
 		case HS_NAME: {
-			size_t j = i;
-			while (j < n && is_tchar(p[j]))
-				j++;
-			name_add(m, r, p + i, j - i);
-			i = j;
+			i += name_add(m, r, p + i, n - i);
 			if (i == n)
 				break;
 			if (p[i] != ':')

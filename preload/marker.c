@@ -38,10 +38,11 @@ TG_EXPORT int timeglass_asgi_request(const char *method, const char *target, con
  * see scope.c). 3: exact-trace mode (timeglass_trace_start,
  * timeglass_trace_dropped, see pytrace.c). 4: scopes tied to their socket
  * (timeglass_scope_begin), child tasks (timeglass_scope_adopt/release),
- * marks by scope token (timeglass_mark_scope). */
+ * marks by scope token (timeglass_mark_scope). 5: the current thread's scope
+ * (timeglass_scope_current). */
 int timeglass_abi_version(void)
 {
-	return 4;
+	return 5;
 }
 
 /* 1 when this process is registered with a collector (under `timeglass run`). */

@@ -230,6 +230,21 @@ uint64_t tg_scope_current(void)
 	return 0;
 }
 
+/* The token of the request the calling thread works for: its thread's
+ * (timeglass_thread_enter), else the innermost root frame on its Python
+ * stack; 0 if none. What a query made here would be attributed to; the
+ * marker asks it rather than keep the token in a context variable. */
+__attribute__((visibility("default"))) uint64_t timeglass_scope_current(void);
+uint64_t timeglass_scope_current(void)
+{
+	if (!tg_proc.enabled)
+		return 0;
+	int saved = errno;
+	uint64_t token = tg_scope_current();
+	errno = saved;
+	return token;
+}
+
 /* ---- scope and call site in one walk ----------------------------------
  *
  * A query needs both its request scope (the innermost registered root frame
@@ -405,8 +420,12 @@ static void emit_scope(unsigned kind, uint64_t token, const char *host, int port
 	ev->kind = (uint16_t)kind;
 	ev->token = token;
 	ev->ts_ns = tg_now_ns();
-	ev->client_family = tg_parse_host(host, ev->client_addr);
-	ev->client_port = (uint16_t)port;
+	/* The collector joins a scope by its connection when it has one; the
+	 * client address is for those without (cli/scopes.c, matches()). */
+	if (!conn_id) {
+		ev->client_family = tg_parse_host(host, ev->client_addr);
+		ev->client_port = (uint16_t)port;
+	}
 	ev->conn_id = conn_id;
 	tg_ring_commit(ev, sizeof *ev, TG_EV_REQ_SCOPE, 0);
 }

@@ -3,7 +3,9 @@
 The bootstrap of `timeglass run` (bootstrap/sitecustomize.py) calls
 `patch_errors_module()` when `starlette.middleware.errors` is imported. From
 then on every ServerErrorMiddleware, the outermost layer of each Starlette or
-FastAPI application, wraps the application inside it in `BootstrapMarker`:
+FastAPI application, wraps the application inside it in a marker
+(`_speedups.Marker` when the C extension loads, which serves an HTTP request
+on a socket in C and hands everything else to `BootstrapMarker`):
 the place where an application's own first middleware would sit, so route
 marks are sent before the router runs and exception marks before the 500 is
 written. The marker only acts while the preload library records this
@@ -20,7 +22,7 @@ import functools
 import sys
 
 from . import _native
-from .middleware import SCOPE_KEY, current_token, serve_native, serve_nested
+from .middleware import SCOPE_KEY, scope_token, serve_native, serve_nested
 
 
 class BootstrapMarker:
@@ -44,6 +46,16 @@ class BootstrapMarker:
         return self.app(scope, receive, send)
 
 
+def marker(app):
+    """The marker around app: _speedups.Marker, which serves the common
+    case (an HTTP request on a socket while the library records) in C and
+    hands the rest to a BootstrapMarker, else a BootstrapMarker."""
+    fast = _native.speedups()
+    if fast is not None and hasattr(fast, "marker"):
+        return fast.marker(app, BootstrapMarker(app))
+    return BootstrapMarker(app)
+
+
 def patch_errors_module(module):
     """Makes module.ServerErrorMiddleware wrap its application in BootstrapMarker."""
     cls = module.ServerErrorMiddleware
@@ -53,7 +65,7 @@ def patch_errors_module(module):
 
     @functools.wraps(original)
     def __init__(self, app, *args, **kwargs):
-        original(self, BootstrapMarker(app), *args, **kwargs)
+        original(self, marker(app), *args, **kwargs)
 
     cls.__init__ = __init__
     cls._timeglass_patched = True
@@ -80,7 +92,7 @@ def patch_threadpool():
 
     @functools.wraps(original)
     async def run_sync(func, *args, **kwargs):
-        token = current_token.get()
+        token = scope_token()
         if token:
             native = _native.native()
             if native is not None and native.thread_enter is not None:
@@ -111,7 +123,7 @@ def patch_executor(module):
 
     @functools.wraps(original)
     def submit(self, fn, /, *args, **kwargs):
-        token = current_token.get()
+        token = scope_token()
         if token:
             native = _native.native()
             if native is not None and native.thread_enter is not None:
@@ -181,7 +193,7 @@ def _bound_to_request(method, connection=None):
                 fd = -1
         if fd < 0:
             return await method(self, *args, **kwargs)
-        native.fd_scope(fd, current_token.get(), 1)
+        native.fd_scope(fd, scope_token(), 1)
         outer = _in_operation.set(True)
         try:
             return await method(self, *args, **kwargs)
@@ -217,7 +229,7 @@ def patch_aiohttp(module):
                 fd = -1
         if fd < 0:
             return await send(self, conn, *args, **kwargs)
-        native.fd_scope(fd, current_token.get(), 1)
+        native.fd_scope(fd, scope_token(), 1)
         try:
             resp = await send(self, conn, *args, **kwargs)
         except BaseException:

@@ -13,6 +13,7 @@ package once installed; `timeglass run` from a build tree names its build
 directory in TIMEGLASS_PYEXT_DIR). TIMEGLASS_NO_SPEEDUPS=1 keeps to ctypes.
 """
 
+import asyncio
 import ctypes
 import importlib.machinery
 import importlib.util
@@ -21,7 +22,7 @@ import sys
 
 from . import _env
 
-ABI_VERSION = 4  # newest marker ABI this package speaks; 1 has no request scopes
+ABI_VERSION = 5  # newest marker ABI this package speaks; 1 has no request scopes
 # The ABI only grows (functions are added, none change), so a newer library
 # serves this package with the functions of ABI_VERSION.
 
@@ -43,7 +44,7 @@ class Native:
 
     __slots__ = ("_mark", "_mark_scope", "_asgi", "_active", "scope_enter", "scope_exit",
                  "thread_enter", "thread_exit", "fd_scope", "scope_begin", "scope_adopt",
-                 "scope_release")
+                 "scope_release", "scope_current")
 
     fast = None  # the _speedups module when FastNative serves instead
 
@@ -101,6 +102,11 @@ class Native:
             self.scope_release = lib.timeglass_scope_release
             self.scope_release.argtypes = [_u64]
             self.scope_release.restype = None
+        # ABI 5's scope_current() serves the C marker, which keeps no
+        # context variable; on this path serve_native sets current_token,
+        # and a ctypes call to the library would cost more than it (the task
+        # factory asks for every task).
+        self.scope_current = None
 
     def active(self):
         """True while this process is registered with a collector."""
@@ -134,12 +140,15 @@ class FastNative:
     path of the middleware (see middleware.serve_native)."""
 
     __slots__ = ("fast", "active", "mark", "mark_scope", "asgi_request", "scope_enter", "scope_exit",
-                 "thread_enter", "thread_exit", "fd_scope", "scope_begin", "scope_adopt", "scope_release")
+                 "thread_enter", "thread_exit", "fd_scope", "scope_begin", "scope_adopt", "scope_release",
+                 "scope_current")
 
     def __init__(self, speedups, version=ABI_VERSION):
-        from .middleware import current_token, slow_route, report_error
+        from .middleware import current_token, slow_route, report_error, marked_exception, new_loop
 
         speedups.configure(slow_route, report_error, current_token)
+        if hasattr(speedups, "configure_marker"):
+            speedups.configure_marker(marked_exception, new_loop, asyncio._get_running_loop)
         self.fast = speedups
         self.active = speedups.active
         self.mark = speedups.mark
@@ -158,6 +167,7 @@ class FastNative:
         if version >= 4:
             self.mark_scope = speedups.mark_scope
             self.scope_begin = speedups.scope_begin
+        self.scope_current = speedups.scope_current if version >= 5 else None
 
 
 def speedups():

@@ -17,6 +17,15 @@
  * route mark when the response starts, then returns the server's own send
  * awaitable), and done()/close() finish it.
  *
+ * Marker and Serve: the bootstrap's marker around a Starlette application
+ * (see _autopatch.py). An HTTP request on a socket while the library
+ * records is served here whole: the Marker begins the request's scope with
+ * its caller's coroutine frame (ServerErrorMiddleware's) as the root, hands
+ * the application a Request as its send, and returns a Serve, the
+ * application's awaitable that finishes the request when it is over. No
+ * Python frame of ours runs per request; the rest (websockets, in-process
+ * transports, nested applications) goes to the Python marker.
+ *
  * TaskFactory: the event loop's task factory while the library records. A
  * task created inside a request's scope (asyncio.gather, create_task, a
  * TaskGroup) belongs to that request: its coroutine's frame is registered
@@ -49,6 +58,7 @@ typedef uint64_t (*scope_begin_fn)(int, const char *, int);
 typedef int (*mark_scope_fn)(int, uint64_t, const char *, size_t);
 typedef uint64_t (*scope_adopt_fn)(uintptr_t, uint64_t);
 typedef void (*scope_release_fn)(uint64_t);
+typedef uint64_t (*scope_current_fn)(void);
 
 static struct {
 	int abi;
@@ -64,6 +74,7 @@ static struct {
 	mark_scope_fn mark_scope;
 	scope_adopt_fn scope_adopt;
 	scope_release_fn scope_release;
+	scope_current_fn scope_current; /* ABI 5 */
 } lib;
 
 /* Set by configure(): Python helpers for the rare paths. */
@@ -74,7 +85,8 @@ static PyObject *token_var;   /* the ContextVar of the current scope token */
 static PyObject *str_type, *str_get, *str_route, *str_root_path, *str_path, *str_client,
 	*str_response_start, *str_empty, *str_app, *str_self, *str_transport, *str_get_extra_info,
 	*str_socket, *str_fileno, *str_loop, *str_done, *str_add_done_callback, *str_cr_frame, *str_sock_fd,
-	*str_fastapi, *str_effective_route_context, *str_original_route, *kw_loop;
+	*str_fastapi, *str_effective_route_context, *str_original_route, *str_http, *str_timeglass,
+	*str_throw, *str_close, *kw_loop;
 
 static int nargs_ok(const char *name, Py_ssize_t nargs, Py_ssize_t want)
 {
@@ -169,6 +181,11 @@ static PyObject *sp_load(PyObject *self, PyObject *unused)
 			lib.scope_release = NULL;
 			abi = 3;
 		}
+	}
+	if (abi >= 5) {
+		lib.scope_current = (scope_current_fn)sym("timeglass_scope_current");
+		if (!lib.scope_current)
+			abi = 4;
 	}
 	lib.abi = abi;
 	return PyLong_FromLong(abi);
@@ -413,6 +430,13 @@ static PyObject *sp_scope_begin(PyObject *self, PyObject *const *args, Py_ssize_
 	return PyLong_FromUnsignedLongLong(token);
 }
 
+/* scope_current() -> the token of the request the calling thread works
+ * for (0: none, or a library before ABI 5). */
+static PyObject *sp_scope_current(PyObject *self, PyObject *unused)
+{
+	return PyLong_FromUnsignedLongLong(lib.scope_current ? lib.scope_current() : 0);
+}
+
 /* asgi_request(method, target, route, status, start_ns, end_ns,
  *              request_bytes, response_bytes, host, port, error) -> 0 or -1 */
 static PyObject *sp_asgi_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -648,13 +672,11 @@ static PyObject *request_vectorcall(PyObject *callable, PyObject *const *args, s
 	return PyObject_Vectorcall(r->send, args, 1, NULL);
 }
 
-/* request(scope, receive, send, owner) -> Request: enters the request's
- * scope. */
-static PyObject *sp_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* A Request for scope, entering the request's scope on socket fd (-1:
+ * unknown). The scope's root is the innermost Python frame of the caller.
+ * New reference, or NULL with an exception. */
+static Request *request_new(PyObject *scope, PyObject *send, PyObject *owner, int fd, int set_var)
 {
-	if (!nargs_ok("request", nargs, 4) || need_lib() < 0)
-		return NULL;
-	PyObject *scope = args[0], *receive = args[1], *send = args[2], *owner = args[3];
 	Request *r = PyObject_GC_New(Request, &RequestType);
 	if (!r)
 		return NULL;
@@ -711,11 +733,11 @@ static PyObject *sp_request(PyObject *self, PyObject *const *args, Py_ssize_t na
 		/* The scope's root is the caller's (serve_native's) frame; its
 		 * socket ties it to the wire request, whatever client address a
 		 * proxy header gave the app. */
-		r->token = lib.scope_begin(conn_fd(receive), bytes_or_null(r->host), r->port);
+		r->token = lib.scope_begin(fd, bytes_or_null(r->host), r->port);
 	} else if (lib.scope_enter) {
 		r->token = lib.scope_enter(bytes_or_null(r->host), r->port);
 	}
-	if (r->token && token_var) {
+	if (r->token && token_var && set_var) {
 		PyObject *t = PyLong_FromUnsignedLongLong(r->token);
 		if (!t)
 			goto fail;
@@ -724,7 +746,7 @@ static PyObject *sp_request(PyObject *self, PyObject *const *args, Py_ssize_t na
 		if (!r->ctx_token)
 			goto fail;
 	}
-	return (PyObject *)r;
+	return r;
 fail:
 	Py_XDECREF(own);
 	if (r->token) {
@@ -733,6 +755,15 @@ fail:
 	}
 	Py_DECREF(r);
 	return NULL;
+}
+
+/* request(scope, receive, send, owner) -> Request: enters the request's
+ * scope. */
+static PyObject *sp_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	if (!nargs_ok("request", nargs, 4) || need_lib() < 0)
+		return NULL;
+	return (PyObject *)request_new(args[0], args[2], args[3], conn_fd(args[1]), 1);
 }
 
 /* done(): the application returned or raised; sends the route mark if the
@@ -850,6 +881,438 @@ static PyTypeObject RequestType = {
 		  "the application's send.",
 };
 
+/* ---- Marker and Serve ------------------------------------------------- */
+
+/* Set by configure_marker(): the Python side of the rare paths. */
+static PyObject *mark_exception; /* mark_exception(scope, exc, token): the exception's mark, once */
+static PyObject *new_loop;       /* new_loop(): gives a loop seen for the first time the task factory */
+static PyObject *running_loop;   /* asyncio._get_running_loop */
+static PyObject *last_loop;      /* the loop new_loop() was last called for */
+
+/* The pending exception, normalized, with its traceback (new reference;
+ * the error indicator is cleared). */
+static PyObject *take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+	return PyErr_GetRaisedException();
+#else
+	PyObject *type, *value, *tb;
+	PyErr_Fetch(&type, &value, &tb);
+	PyErr_NormalizeException(&type, &value, &tb);
+	if (value && tb)
+		PyException_SetTraceback(value, tb);
+	Py_XDECREF(type);
+	Py_XDECREF(tb);
+	return value;
+#endif
+}
+
+/* Raises exc again (steals the reference). */
+static void give_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+	PyErr_SetRaisedException(exc);
+#else
+	PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+/* Serve: the awaitable of one request that the Marker serves: it runs the
+ * application's awaitable and, when it is over, sends the route mark if the
+ * response never started, the exception mark if the application raised
+ * (before ServerErrorMiddleware writes the 500), and ends the request's
+ * scope - what middleware.serve_native does, without a coroutine frame of
+ * its own. */
+typedef struct {
+	PyObject_HEAD
+	PyObject *it;  /* the application's coroutine (or its __await__ iterator); NULL once over */
+	Request *req;
+} Serve;
+
+static PyTypeObject ServeType;
+
+/* The request is over: the application returned (exc NULL) or raised exc. */
+static void serve_over(Serve *s, PyObject *exc)
+{
+	Request *r = s->req;
+	Py_CLEAR(s->it);
+	if (!r)
+		return;
+	if (!exc || PyErr_GivenExceptionMatches(exc, PyExc_Exception)) {
+		if (!r->marked)
+			mark_route(r);
+		if (exc && mark_exception) {
+			PyObject *token = PyLong_FromUnsignedLongLong(r->token);
+			PyObject *args[3] = {r->scope, exc, token};
+			PyObject *ok = token ? PyObject_Vectorcall(mark_exception, args, 3, NULL) : NULL;
+			Py_XDECREF(token);
+			if (ok)
+				Py_DECREF(ok);
+			else
+				report_error();
+		}
+	}
+	PyObject *ok = request_close((PyObject *)r, NULL);
+	if (ok)
+		Py_DECREF(ok);
+	else
+		PyErr_Clear(); /* a reset from another context: the task is gone */
+	s->req = NULL;
+	Py_DECREF(r);
+}
+
+/* What a step of the application gave: a value it yields (NEXT), its
+ * return (RETURN, *result its value) or an exception (ERROR). */
+static PySendResult serve_step(Serve *s, PySendResult status, PyObject **result)
+{
+	if (status == PYGEN_NEXT)
+		return status;
+	if (status == PYGEN_RETURN) {
+		serve_over(s, NULL);
+		return status;
+	}
+	PyObject *exc = take_exception();
+	if (exc)
+		serve_over(s, exc);
+	else
+		Py_CLEAR(s->it);
+	if (exc)
+		give_exception(exc);
+	return PYGEN_ERROR;
+}
+
+static PySendResult serve_am_send(PyObject *self, PyObject *arg, PyObject **result)
+{
+	Serve *s = (Serve *)self;
+	*result = NULL;
+	if (!s->it) {
+		PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited request");
+		return PYGEN_ERROR;
+	}
+	return serve_step(s, PyIter_Send(s->it, arg, result), result);
+}
+
+/* next()/send(): the generator protocol over am_send. */
+static PyObject *serve_send_value(PyObject *self, PyObject *arg)
+{
+	PyObject *result;
+	PySendResult status = serve_am_send(self, arg, &result);
+	if (status == PYGEN_NEXT)
+		return result;
+	if (status == PYGEN_RETURN) {
+		if (result == Py_None)
+			PyErr_SetNone(PyExc_StopIteration);
+		else {
+			PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
+			if (stop) {
+				PyErr_SetObject(PyExc_StopIteration, stop);
+				Py_DECREF(stop);
+			}
+		}
+		Py_DECREF(result);
+	}
+	return NULL;
+}
+
+static PyObject *serve_iternext(PyObject *self)
+{
+	return serve_send_value(self, Py_None);
+}
+
+/* Whether the pending exception is a StopIteration: the application
+ * returned. */
+static int stopped(void)
+{
+	return PyErr_ExceptionMatches(PyExc_StopIteration);
+}
+
+/* throw(...): into the application (cancellation, a timeout). */
+static PyObject *serve_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	Serve *s = (Serve *)self;
+	if (!s->it) {
+		/* Over already: raise what was thrown, as a finished coroutine does. */
+		PyObject *exc = nargs ? args[0] : PyExc_RuntimeError;
+		if (PyExceptionClass_Check(exc))
+			PyErr_SetObject(exc, nargs > 1 ? args[1] : NULL);
+		else
+			PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+		return NULL;
+	}
+	PyObject *meth = PyObject_GetAttr(s->it, str_throw);
+	PyObject *result = meth ? PyObject_Vectorcall(meth, args, (size_t)nargs, NULL) : NULL;
+	Py_XDECREF(meth);
+	if (result)
+		return result;
+	if (stopped()) {
+		PyObject *stop = take_exception();
+		serve_over(s, NULL);
+		give_exception(stop);
+		return NULL;
+	}
+	serve_step(s, PYGEN_ERROR, &result);
+	return NULL;
+}
+
+/* close(): the awaiting coroutine is closed; so is the application. */
+static PyObject *serve_close(PyObject *self, PyObject *unused)
+{
+	Serve *s = (Serve *)self;
+	if (s->it) {
+		PyObject *r = PyObject_CallMethodNoArgs(s->it, str_close);
+		if (!r) {
+			serve_step(s, PYGEN_ERROR, &r);
+			return NULL;
+		}
+		Py_DECREF(r);
+	}
+	serve_over(s, NULL);
+	Py_RETURN_NONE;
+}
+
+static PyObject *serve_await(PyObject *self)
+{
+	return Py_NewRef(self);
+}
+
+static int serve_traverse(PyObject *self, visitproc visit, void *arg)
+{
+	Serve *s = (Serve *)self;
+	Py_VISIT(s->it);
+	Py_VISIT(s->req);
+	return 0;
+}
+
+static int serve_clear(PyObject *self)
+{
+	Serve *s = (Serve *)self;
+	Py_CLEAR(s->it);
+	if (s->req) {
+		Request *r = s->req;
+		s->req = NULL;
+		if (r->token) {
+			lib.scope_exit(r->token);
+			r->token = 0;
+		}
+		Py_DECREF(r);
+	}
+	return 0;
+}
+
+static void serve_dealloc(PyObject *self)
+{
+	PyObject_GC_UnTrack(self);
+	serve_clear(self);
+	PyObject_GC_Del(self);
+}
+
+static PyAsyncMethods serve_async = {
+	.am_await = serve_await,
+	.am_send = serve_am_send,
+};
+
+static PyMethodDef serve_methods[] = {
+	{"send", serve_send_value, METH_O, "Resumes the application with a value."},
+	{"throw", (PyCFunction)(void (*)(void))serve_throw, METH_FASTCALL, "Raises an exception in the application."},
+	{"close", serve_close, METH_NOARGS, "Closes the application."},
+	{NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ServeType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "timeglass._speedups.Serve",
+	.tp_basicsize = sizeof(Serve),
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+	.tp_dealloc = serve_dealloc,
+	.tp_traverse = serve_traverse,
+	.tp_clear = serve_clear,
+	.tp_as_async = &serve_async,
+	.tp_iter = PyObject_SelfIter,
+	.tp_iternext = serve_iternext,
+	.tp_methods = serve_methods,
+	.tp_doc = "The application's awaitable for one request, which finishes the request when it is over.",
+};
+
+/* Marker: what ServerErrorMiddleware wraps its application in under
+ * `timeglass run` (see _autopatch.py). The common case - an HTTP request
+ * on a socket, not inside another marked application, while the library
+ * records - is served here without a Python frame: the request's scope is
+ * begun with the caller's (ServerErrorMiddleware's) coroutine frame as its
+ * root, the application gets the Request as its send, and the awaitable
+ * returned is a Serve. Everything else goes to `fallback`, the Python
+ * marker (BootstrapMarker), which does the same through middleware.py. */
+typedef struct {
+	PyObject_HEAD
+	vectorcallfunc vectorcall;
+	PyObject *app;
+	PyObject *fallback;
+} Marker;
+
+static PyTypeObject MarkerType;
+
+/* Whether this request takes the fast path, and its socket fd. */
+static int marker_fast(PyObject *scope, PyObject *receive, int *fd)
+{
+	if (lib.abi < 4 || !mark_exception || !PyDict_CheckExact(scope) || lib.active() != 1)
+		return 0;
+	PyObject *kind = PyDict_GetItemWithError(scope, str_type);
+	if (!kind || !PyUnicode_Check(kind) || (kind != str_http && PyUnicode_Compare(kind, str_http) != 0))
+		return 0;
+	PyObject *marked = PyDict_GetItemWithError(scope, str_timeglass);
+	if (marked || PyErr_Occurred())
+		return 0;
+	*fd = conn_fd(receive);
+	return *fd >= 0;
+}
+
+/* A loop seen for the first time gets the task factory (through new_loop). */
+static int check_loop(void)
+{
+	PyObject *loop = PyObject_CallNoArgs(running_loop);
+	if (!loop)
+		return -1;
+	if (loop == last_loop) {
+		Py_DECREF(loop);
+		return 0;
+	}
+	Py_XSETREF(last_loop, loop);
+	PyObject *r = PyObject_CallNoArgs(new_loop);
+	if (!r)
+		return -1;
+	Py_DECREF(r);
+	return 0;
+}
+
+static PyObject *marker_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+	Marker *m = (Marker *)callable;
+	Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+	int fd = -1;
+	if (nargs != 3 || kwnames || !marker_fast(args[0], args[1], &fd)) {
+		if (PyErr_Occurred())
+			return NULL;
+		return PyObject_Vectorcall(m->fallback, args, nargsf, kwnames);
+	}
+	PyObject *scope = args[0];
+	if (check_loop() < 0)
+		report_error();
+	if (PyDict_SetItem(scope, str_timeglass, Py_True) < 0)
+		return NULL;
+	/* With ABI 5 the token is not kept in the context variable: whoever
+	 * needs it asks the library (scope_current), which finds the scope's
+	 * root on the stack. */
+	Request *r = request_new(scope, args[2], Py_None, fd, lib.scope_current == NULL);
+	if (!r)
+		return NULL;
+	Serve *s = PyObject_GC_New(Serve, &ServeType);
+	if (!s) {
+		Py_DECREF(r);
+		return NULL;
+	}
+	s->req = r;
+	s->it = NULL;
+	PyObject_GC_Track(s);
+	PyObject *call[3] = {scope, args[1], (PyObject *)r};
+	PyObject *aw = PyObject_Vectorcall(m->app, call, 3, NULL);
+	if (aw && !PyCoro_CheckExact(aw)) {
+		/* Another awaitable: its iterator. */
+		PyTypeObject *t = Py_TYPE(aw);
+		PyObject *it = t->tp_as_async && t->tp_as_async->am_await ? t->tp_as_async->am_await(aw) : NULL;
+		if (!it && !PyErr_Occurred())
+			PyErr_Format(PyExc_TypeError, "object %.100s can't be used in 'await' expression",
+				     t->tp_name);
+		Py_SETREF(aw, it);
+	}
+	if (!aw) {
+		PyObject *result;
+		serve_step(s, PYGEN_ERROR, &result);
+		Py_DECREF(s);
+		return NULL;
+	}
+	s->it = aw;
+	return (PyObject *)s;
+}
+
+static int marker_traverse(PyObject *self, visitproc visit, void *arg)
+{
+	Marker *m = (Marker *)self;
+	Py_VISIT(m->app);
+	Py_VISIT(m->fallback);
+	return 0;
+}
+
+static int marker_clear(PyObject *self)
+{
+	Marker *m = (Marker *)self;
+	Py_CLEAR(m->app);
+	Py_CLEAR(m->fallback);
+	return 0;
+}
+
+static void marker_dealloc(PyObject *self)
+{
+	PyObject_GC_UnTrack(self);
+	marker_clear(self);
+	PyObject_GC_Del(self);
+}
+
+static PyObject *marker_get_app(PyObject *self, void *closure)
+{
+	return Py_NewRef(((Marker *)self)->app);
+}
+
+static PyObject *marker_get_fallback(PyObject *self, void *closure)
+{
+	return Py_NewRef(((Marker *)self)->fallback);
+}
+
+static PyGetSetDef marker_getset[] = {
+	{"app", marker_get_app, NULL, "The application it wraps.", NULL},
+	{"fallback", marker_get_fallback, NULL, "The Python marker for the other cases.", NULL},
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject MarkerType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "timeglass._speedups.Marker",
+	.tp_basicsize = sizeof(Marker),
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+	.tp_vectorcall_offset = offsetof(Marker, vectorcall),
+	.tp_call = PyVectorcall_Call,
+	.tp_dealloc = marker_dealloc,
+	.tp_traverse = marker_traverse,
+	.tp_clear = marker_clear,
+	.tp_getset = marker_getset,
+	.tp_doc = "The bootstrap's ASGI marker around a Starlette application's own.",
+};
+
+/* marker(app, fallback) -> Marker */
+static PyObject *sp_marker(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	if (!nargs_ok("marker", nargs, 2))
+		return NULL;
+	Marker *m = PyObject_GC_New(Marker, &MarkerType);
+	if (!m)
+		return NULL;
+	m->vectorcall = marker_vectorcall;
+	m->app = Py_NewRef(args[0]);
+	m->fallback = Py_NewRef(args[1]);
+	PyObject_GC_Track(m);
+	return (PyObject *)m;
+}
+
+/* configure_marker(mark_exception, new_loop, get_running_loop) */
+static PyObject *sp_configure_marker(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	if (!nargs_ok("configure_marker", nargs, 3))
+		return NULL;
+	Py_XSETREF(mark_exception, Py_NewRef(args[0]));
+	Py_XSETREF(new_loop, Py_NewRef(args[1]));
+	Py_XSETREF(running_loop, Py_NewRef(args[2]));
+	Py_CLEAR(last_loop);
+	Py_RETURN_NONE;
+}
+
 /* ---- TaskFactory ------------------------------------------------------ */
 
 /* Bytes from a coroutine object to the interpreter frame it embeds (3.11+:
@@ -950,6 +1413,8 @@ static int adopt(PyObject *task, PyObject *coro)
 	uint64_t token = 0;
 	int rc = value ? as_u64(value, &token) : 0;
 	Py_XDECREF(value);
+	if (rc == 0 && !token && lib.scope_current)
+		token = lib.scope_current();
 	if (rc < 0 || !token)
 		return rc;
 	PyObject *done = PyObject_CallMethodNoArgs(task, str_done);
@@ -1111,9 +1576,14 @@ static PyMethodDef methods[] = {
 	 "mark_scope(kind, token, text)"},
 	{"scope_begin", (PyCFunction)(void (*)(void))sp_scope_begin, METH_FASTCALL,
 	 "scope_begin(fd, host_bytes, port) -> token"},
+	{"scope_current", sp_scope_current, METH_NOARGS, "scope_current() -> token (0: none)"},
 	{"conn_fd", sp_conn_fd, METH_O, "conn_fd(receive) -> the request's socket fd, or -1"},
 	{"task_factory", (PyCFunction)(void (*)(void))sp_task_factory, METH_FASTCALL,
 	 "task_factory(inner, task_type) -> TaskFactory"},
+	{"marker", (PyCFunction)(void (*)(void))sp_marker, METH_FASTCALL,
+	 "marker(app, fallback) -> Marker: the bootstrap's marker around app"},
+	{"configure_marker", (PyCFunction)(void (*)(void))sp_configure_marker, METH_FASTCALL,
+	 "configure_marker(mark_exception, new_loop, get_running_loop)"},
 	{NULL, NULL, 0, NULL},
 };
 
@@ -1146,6 +1616,8 @@ PyMODINIT_FUNC PyInit__speedups(void)
 		{&str_fastapi, "fastapi"},
 		{&str_effective_route_context, "effective_route_context"},
 		{&str_original_route, "original_route"},
+		{&str_http, "http"},     {&str_timeglass, "timeglass"},
+		{&str_throw, "throw"},   {&str_close, "close"},
 	};
 	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
 		if (!*strings[i].slot && !(*strings[i].slot = PyUnicode_InternFromString(strings[i].text)))
@@ -1153,13 +1625,15 @@ PyMODINIT_FUNC PyInit__speedups(void)
 	if (!kw_loop && !(kw_loop = PyTuple_Pack(1, str_loop)))
 		return NULL;
 	if (PyType_Ready(&RequestType) < 0 || PyType_Ready(&ReleaseType) < 0 ||
-	    PyType_Ready(&TaskFactoryType) < 0)
+	    PyType_Ready(&TaskFactoryType) < 0 || PyType_Ready(&ServeType) < 0 ||
+	    PyType_Ready(&MarkerType) < 0)
 		return NULL;
 	PyObject *m = PyModule_Create(&module);
 	if (!m)
 		return NULL;
 	if (PyModule_AddObjectRef(m, "Request", (PyObject *)&RequestType) < 0 ||
-	    PyModule_AddObjectRef(m, "TaskFactory", (PyObject *)&TaskFactoryType) < 0) {
+	    PyModule_AddObjectRef(m, "TaskFactory", (PyObject *)&TaskFactoryType) < 0 ||
+	    PyModule_AddObjectRef(m, "Marker", (PyObject *)&MarkerType) < 0) {
 		Py_DECREF(m);
 		return NULL;
 	}

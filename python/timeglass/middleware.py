@@ -49,9 +49,23 @@ from ._text import exception_text, redact_query
 SCOPE_KEY = "timeglass"  # set in the scope of a request that is already being marked
 EXC_KEY = "timeglass.exception"  # the exception an inner marker marked (see serve_nested)
 
-# Scope token of the request this task serves (0: none); worker threads
-# started for it get the token through this variable (see _autopatch.py).
+# Scope token of the request this task serves (0: none), as set by the
+# Python marker (serve_native); worker threads started for it get the token
+# through scope_token() (see _autopatch.py). The C marker (_speedups.Marker)
+# leaves it unset: the library finds the request from the stack.
 current_token = contextvars.ContextVar("timeglass_scope", default=0)
+
+
+def scope_token():
+    """The scope token of the request the calling code runs for (0: none):
+    current_token, else what the library finds on the stack (the request's
+    root frame, a child task's or the worker thread's request)."""
+    token = current_token.get()
+    if not token:
+        native = _native.native()
+        if native is not None and native.scope_current is not None:
+            token = native.scope_current()
+    return token
 
 FLAG_HEAD = 0x01  # TG_REQF_HEAD (common/event.h)
 FLAG_ASGI = 0x80  # TG_REQF_ASGI: served in-process, no socket
@@ -179,6 +193,24 @@ def _client(scope):
 # fast_route() (the start of _routes.template) found no template; it hands
 # the errors to report_error().
 slow_route = _routes.after_routing
+
+
+def marked_exception(scope, exc, token):
+    """The exception mark of a request that _speedups.Marker serves (once:
+    not when an inner marker already marked exc)."""
+    if scope.pop(EXC_KEY, None) is not exc:
+        native = _native.native()
+        if native is not None:
+            _quietly(_mark, native, _native.MARK_EXCEPTION, scope, exception_text(exc), token)
+
+
+def new_loop():
+    """_speedups.Marker met a running loop it had not seen: the task factory
+    for it (see _adopt_child_tasks)."""
+    if _get_running_loop() is not _adopting_loop:
+        native = _native.native()
+        if native is not None:
+            _quietly(_adopt_child_tasks, native)
 
 
 def report_error(e):
@@ -323,7 +355,7 @@ def _mark(native, kind, scope, text, token=None):
     token (the current one by default) when the library takes it, else by
     the client address the app was given."""
     if token is None:
-        token = current_token.get()
+        token = current_token.get() or scope_token()
     if token and native.mark_scope is not None:
         native.mark_scope(kind, token, text)
     else:
@@ -404,7 +436,7 @@ class _TaskFactory:
             task = self.inner(loop, coro, **kwargs)
         else:
             task = asyncio.Task(coro, loop=loop, **kwargs)
-        token = current_token.get()
+        token = current_token.get()  # this factory serves the ctypes path, which sets it
         if token and type(coro) is _CoroutineType:
             _quietly(self._adopt, task, coro, token)
         return task
