@@ -31,7 +31,7 @@ machine_mirror() {
 mirror=${DEBIAN_MIRROR:-$(machine_mirror | head -n 1)}
 mirror=${mirror:-http://deb.debian.org/debian}
 
-ready=.timeglass-ready-4 # bump when the package list changes
+ready=.timeglass-ready-5 # bump when the package list changes
 if [ -e "$root/$ready" ]; then
 	echo "chroot $root: ready (reused)"
 	exit 0
@@ -44,7 +44,7 @@ fi
 cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 # Build and stack tests; then what the integration, Python-package and SQL
 # suites drive (servers, drivers, PostgreSQL, load, a proxy).
-pkgs="python3 python3-dev python3-fastapi python3-uvicorn python3-httpx python3-pytest gcc libc6-dev meson ninja-build pkg-config libsqlite3-dev procps libunwind-dev libelf-dev zlib1g-dev
+pkgs="python3 python3-dev python3-fastapi python3-uvicorn python3-httpx python3-pytest gcc libc6-dev meson ninja-build pkg-config libsqlite3-dev procps libunwind-dev libelf-dev zlib1g-dev libcjson-dev
  python3-httptools python3-uvloop python3-gunicorn python3-requests python3-aiohttp python3-wsproto python3-multipart
  python3-psycopg2 python3-psycopg python3-asyncpg python3-sqlalchemy python3-sqlmodel python3-databases
  postgresql openssl curl wrk nginx-light sqlite3 util-linux"
