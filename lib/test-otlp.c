@@ -17,13 +17,14 @@
 
 static int failures;
 
-#define CHECK(cond)                                                                  \
-	do {                                                                         \
-		if (!(cond)) {                                                       \
-			fprintf(stderr, "%s:%d: FAIL %s\n", __FILE__, __LINE__, #cond); \
-			failures++;                                                  \
-		}                                                                    \
-	} while (0)
+static void check(int ok, int line, const char *what)
+{
+	if (!ok) {
+		fprintf(stderr, "test-otlp.c:%d: FAIL %s\n", line, what);
+		failures++;
+	}
+}
+#define CHECK(cond) check((cond) != 0, __LINE__, #cond)
 
 /* One tg_otlp_write into a malloc'd string (NULL on failure: err set). */
 static char *write_otlp(sqlite3 *db, const struct tg_otlp_opts *o, int64_t run, int64_t request, int64_t after,
@@ -112,17 +113,24 @@ static void test_default_service(void)
 	}
 }
 
+/* A new store in a new directory dir (a mkdtemp template). */
+static struct tg_store *new_store(char *dir)
+{
+	char path[256];
+	if (!mkdtemp(dir))
+		return NULL;
+	snprintf(path, sizeof path, "%s/s.db", dir);
+	return tg_store_open(path, TG_STORE_WRITE);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/tg-test-otlp.XXXXXX";
-	if (!mkdtemp(dir))
+	struct tg_store *s = new_store(dir);
+	if (!s) {
+		perror("test store");
 		return 1;
-	char path[256];
-	snprintf(path, sizeof path, "%s/s.db", dir);
-	struct tg_store *s = tg_store_open(path, TG_STORE_WRITE);
-	CHECK(s != NULL);
-	if (!s)
-		return 1;
+	}
 	sqlite3 *db = tg_store_db(s);
 	struct tg_run_info ri = {.started_unix_ns = 1, .command = "python3 -m uvicorn shop:app", .hostname = "h1"};
 	int64_t run = tg_store_run_begin(s, &ri), run2 = tg_store_run_begin(s, &ri);
@@ -216,13 +224,14 @@ int main(void)
 	test_default_service();
 
 	tg_store_close(s);
-	char cmd[300];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
-	if (failures)
-		fprintf(stderr, "%d failures\n", failures);
-	else
-		printf("ok\n");
-	return failures ? 1 : 0;
+	static const char *const files[] = {"s.db", "s.db-wal", "s.db-shm", "s.db-reserve"};
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		char file[300];
+		snprintf(file, sizeof file, "%s/%s", dir, files[i]);
+		unlink(file);
+	}
+	if (rmdir(dir) != 0)
+		perror(dir);
+	printf("%s (%d failures)\n", failures ? "FAILED" : "ok", failures);
+	return failures != 0;
 }

@@ -40,41 +40,40 @@ CONCURRENT = 24
 
 
 class _Rates(http.server.BaseHTTPRequestHandler):
+    """The shipping rates service the shop calls out to."""
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        body = b"standard=4.90;express=12.00"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        import receiver  # needs opentelemetry.proto: imported once the tests are not skipped
+        receiver.reply(self, 200, b"standard=4.90;express=12.00", "text/plain")
 
     def log_message(self, *args):
         pass
 
 
+SCHEMA = """
+CREATE TABLE products (id integer PRIMARY KEY, name text NOT NULL, price numeric NOT NULL);
+INSERT INTO products SELECT g, 'product-' || g, g * 1.5 FROM generate_series(1, 5) g;
+CREATE TABLE orders (id serial PRIMARY KEY, customer text NOT NULL, total numeric NOT NULL);
+CREATE TABLE order_items (order_id integer, product_id integer, qty integer);
+SELECT setval('orders_id_seq', 100);
+"""
+
+
 def _setup_shop(pg):
+    """Creates the shop's database; returns its libpq connection string."""
     import psycopg2
-    conn = psycopg2.connect("host=%s port=%d dbname=postgres user=%s" % (pg.dir, pg.port, pgharness.USER))
-    conn.autocommit = True
-    conn.cursor().execute("CREATE DATABASE shop")
-    conn.close()
-    dsn = "host=%s port=%d dbname=shop user=%s" % (pg.dir, pg.port, pgharness.USER)
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    cur = conn.cursor()
-    cur.execute("CREATE TABLE products (id integer PRIMARY KEY, name text NOT NULL, price numeric NOT NULL)")
-    cur.execute("INSERT INTO products SELECT g, 'product-' || g, g * 1.5 FROM generate_series(1, 5) g")
-    cur.execute("CREATE TABLE orders (id serial PRIMARY KEY, customer text NOT NULL, total numeric NOT NULL)")
-    cur.execute("CREATE TABLE order_items (order_id integer, product_id integer, qty integer)")
-    for oid, items in ORDERS.items():
-        cur.execute("INSERT INTO orders (id, customer, total) VALUES (%s, %s, %s)", (oid, "c%d" % oid, 10 * oid))
-        for pid, qty in items:
-            cur.execute("INSERT INTO order_items VALUES (%s, %s, %s)", (oid, pid, qty))
-    cur.execute("SELECT setval('orders_id_seq', 100)")
-    conn.close()
-    return dsn
+    dsn = "host=%s port=%d dbname=%%s user=%s" % (pg.dir, pg.port, pgharness.USER)
+    with contextlib.closing(psycopg2.connect(dsn % "postgres")) as conn:
+        conn.autocommit = True
+        conn.cursor().execute("CREATE DATABASE shop")
+    with contextlib.closing(psycopg2.connect(dsn % "shop")) as conn, conn, conn.cursor() as cur:
+        cur.execute(SCHEMA)
+        cur.executemany("INSERT INTO orders (id, customer, total) VALUES (%s, %s, %s)",
+                        [(oid, "c%d" % oid, 10 * oid) for oid in ORDERS])
+        cur.executemany("INSERT INTO order_items VALUES (%s, %s, %s)",
+                        [(oid, pid, qty) for oid, items in ORDERS.items() for pid, qty in items])
+    return dsn % "shop"
 
 
 class Shop:
@@ -149,21 +148,18 @@ def _traffic(shop):
 
 
 @pytest.fixture(scope="session")
-def pg():
+def shop(request, tmp_path_factory):
+    require_built()
     try:
-        server = pgharness.PgServer().start()
+        pg = pgharness.PgServer().start()
     except pgharness.Unavailable as e:
         pytest.skip("no PostgreSQL for the OpenTelemetry export tests: %s" % e)
-    try:
-        yield server
-    finally:
-        server.stop()
+    request.addfinalizer(pg.stop)
+    yield from _recorded(pg, tmp_path_factory.mktemp("otel"))
 
 
-@pytest.fixture(scope="session")
-def shop(pg, tmp_path_factory):
-    require_built()
-    tmp = tmp_path_factory.mktemp("otel")
+def _recorded(pg, tmp):
+    """Records the shop's run; yields the Shop."""
     dsn = _setup_shop(pg)
     catalog = str(tmp / "catalog.db")
     with contextlib.closing(sqlite3.connect(catalog)) as c:

@@ -64,30 +64,32 @@ def attrs(kvs):
     return out
 
 
+def reply(handler, status, body, content_type="application/json"):
+    """Answers handler's request with body (bytes)."""
+    handler.send_response(status)
+    for name, value in (("Content-Type", content_type), ("Content-Length", str(len(body)))):
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if self.path != "/v1/traces":
-            return self._reply(404, b'{"code":5,"message":"not found"}')
+            return reply(self, 404, b'{"code":5,"message":"not found"}')
         if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
-            return self._reply(415, b'{"code":3,"message":"OTLP/JSON only"}')
+            return reply(self, 415, b'{"code":3,"message":"OTLP/JSON only"}')
         try:
             msg = decode(body)
         except Exception as e:  # noqa: BLE001 - any decoding failure is the sender's
             self.server.owner.errors.append(str(e))
-            return self._reply(400, json.dumps({"code": 3, "message": str(e)}).encode())
+            return reply(self, 400, json.dumps({"code": 3, "message": str(e)}).encode())
         with self.server.owner.lock:
             self.server.owner.received.append(msg)
-        self._reply(200, json_format.MessageToJson(ExportTraceServiceResponse()).encode())
-
-    def _reply(self, status, body):
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, 200, json_format.MessageToJson(ExportTraceServiceResponse()).encode())
 
     def log_message(self, *args):
         pass
