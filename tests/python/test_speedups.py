@@ -10,7 +10,7 @@ import subprocess
 import httpx
 import pytest
 
-from tgpy import BUILD, PYTHON, TIMEGLASS, child_env, require_c_build, uvicorn_args
+from tgpy import BUILD, PYTHON, child_env, require_c_build, uvicorn_args
 from test_under_timeglass_run import record_testclient, requests_of, timeglass_prefix
 
 PROBE = (

@@ -8,7 +8,6 @@ The apps run on TIMEGLASS_TEST_PYTHON (default /usr/bin/python3).
 """
 
 import concurrent.futures
-import http.server
 import json
 import os
 import random
@@ -18,8 +17,6 @@ import sqlite3
 import ssl
 import subprocess
 import sys
-import tempfile
-import threading
 import urllib.request
 from pathlib import Path
 
@@ -30,7 +27,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 import pgharness  # noqa: E402
-from tgtest import PYTHON, TracedServer, free_port, require_built, run_cli, timeglass_env  # noqa: E402
+from tgtest import PYTHON, LocalHTTP, TracedServer, free_port, require_built, run_cli, timeglass_env  # noqa: E402
 
 # The interpreter that runs the apps (the version matrix names another).
 PYTHON = os.environ.get("TIMEGLASS_TEST_PYTHON", PYTHON)
@@ -76,38 +73,19 @@ def site_lines(app=APP):
     return out
 
 
-class _Echo(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = ("echo " + self.path.split("?")[0]).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-
 def _echo_servers(tmp):
+    """Plain and TLS servers that answer "echo PATH"; returns them and the TLS certificate."""
     key, crt = os.path.join(tmp, "echo.key"), os.path.join(tmp, "echo.crt")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "2"],
                    check=True, capture_output=True, timeout=120)
-    plain = _Server(("127.0.0.1", 0), _Echo)
-    tls = _Server(("127.0.0.1", 0), _Echo)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(crt, key)
-    tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
-    for s in (plain, tls):
-        threading.Thread(target=s.serve_forever, daemon=True).start()
-    return plain, tls, crt
+
+    def echo(target):
+        return "text/plain", ("echo " + target.split("?")[0]).encode()
+
+    return LocalHTTP(echo), LocalHTTP(echo, tls=ctx), crt
 
 
 @pytest.fixture(scope="session")
@@ -202,8 +180,8 @@ def recorded(pg, tmp_path_factory):
     plain, tls, ca = _echo_servers(run.tmp)
     server = run.server(APP, {
         "TG_DSN_TCP": pg.dsn_tcp(), "TG_DSN_UNIX": pg.dsn_unix(), "TG_LITE_DB": lite_db,
-        "TG_ECHO_HTTP": "http://127.0.0.1:%d" % plain.server_address[1],
-        "TG_ECHO_HTTPS": "https://127.0.0.1:%d" % tls.server_address[1],
+        "TG_ECHO_HTTP": plain.url,
+        "TG_ECHO_HTTPS": tls.url,
         "TG_ECHO_CA": ca,
     })
     port = run.port
@@ -256,9 +234,9 @@ def recorded(pg, tmp_path_factory):
         stderr = run.stop(server)
     finally:
         server.close()
-        plain.shutdown()
-        tls.shutdown()
-    yield Recorded(run.store, responses, plan, lite_db, (plain.server_address[1], tls.server_address[1]), stderr)
+        plain.close()
+        tls.close()
+    yield Recorded(run.store, responses, plan, lite_db, (plain.port, tls.port), stderr)
     run.remove()
 
 
