@@ -36,7 +36,7 @@ export async function startUi(db, command = uiCommand()) {
     proc.once('exit', (code) => reject(new Error(`timeglass-ui exited with ${code}`)));
   });
   proc.stdout.resume();
-  const m = /dashboard at (http:\/\/127\.0\.0\.1:(\d+)\/)/.exec(String(banner));
+  const m = /dashboard at (http:\/\/\S+:(\d+)\/)/.exec(String(banner));
   if (!m) {
     proc.kill('SIGTERM');
     throw new Error(`timeglass-ui: no address in its banner: ${banner}`);
