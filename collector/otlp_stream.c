@@ -368,6 +368,7 @@ static void export_upto(struct tg_otlp_stream *s, int64_t upto)
 static void *exporter_main(void *arg)
 {
 	struct tg_otlp_stream *s = arg;
+	pthread_setname_np(pthread_self(), "tg-otlp");
 	s->store = tg_store_open(s->db_path, TG_STORE_READ);
 	if (!s->store) {
 		tg_warn("OTLP export: %s; not streaming spans", tg_error());
