@@ -1139,7 +1139,7 @@ int tg_collector_main(const struct tg_collector_opts *o)
 		return TG_EXIT_USAGE;
 	}
 	char line[PATH_MAX + 64];
-	if (o->otlp && !(c.otlp = tg_otlp_stream_start(o->otlp, o->db_path, c.run_id)))
+	if (o->otlp && !(c.otlp = tg_otlp_stream_start(o->otlp, o->db_path, c.run_id, tg_store_db(c.store))))
 		tg_warn("%s; not streaming spans", tg_error());
 	snprintf(line, sizeof line, "ready %" PRId64 " %s\n", c.run_id, c.sock);
 	say(c.lifeline, line);

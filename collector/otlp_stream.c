@@ -183,7 +183,6 @@ void tg_otlp_conf_free(struct tg_otlp_conf *c)
 
 struct tg_otlp_stream {
 	const struct tg_otlp_conf *c;
-	char *db_path;
 	int64_t run_id;
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -198,6 +197,7 @@ struct tg_otlp_stream {
 	int batch_max;             /* requests per batch, adapted to body sizes */
 	int down;                  /* the last batch could not be delivered */
 	int warned_encode;
+	char db_path[];            /* the store's */
 };
 
 static int64_t load64(const int64_t *p)
@@ -376,7 +376,7 @@ static void *exporter_main(void *arg)
 	}
 	/* Each round sends what the previous round saw stored: at least a
 	 * second old, so queries settled late and route names are in. */
-	int64_t seen = 0;
+	int64_t seen = s->cursor;
 	for (int64_t next = tg_monotonic_ns() + TICK_NS;; next += TICK_NS) {
 		int fin = wait_until(s, next);
 		int64_t newest = newest_id(s, 0, 0, NULL);
@@ -393,14 +393,27 @@ static void *exporter_main(void *arg)
 	return NULL;
 }
 
-struct tg_otlp_stream *tg_otlp_stream_start(const struct tg_otlp_conf *c, const char *db_path, int64_t run_id)
+struct tg_otlp_stream *tg_otlp_stream_start(const struct tg_otlp_conf *c, const char *db_path, int64_t run_id,
+					    sqlite3 *db)
 {
-	struct tg_otlp_stream *s = calloc(1, sizeof *s);
-	if (!s || !(s->db_path = strdup(db_path))) {
-		free(s);
+	/* The run has no requests yet: all there are belong to older runs. */
+	sqlite3_stmt *st;
+	int64_t before = 0;
+	if (sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) FROM requests", -1, &st, NULL) != SQLITE_OK) {
+		tg_fail("reading the store: %s", sqlite3_errmsg(db));
+		return NULL;
+	}
+	if (sqlite3_step(st) == SQLITE_ROW)
+		before = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	size_t plen = strlen(db_path) + 1;
+	struct tg_otlp_stream *s = calloc(1, sizeof *s + plen);
+	if (!s) {
 		tg_fail("out of memory");
 		return NULL;
 	}
+	memcpy(s->db_path, db_path, plen);
+	s->cursor = before;
 	s->c = c;
 	s->run_id = run_id;
 	s->batch_max = BATCH_MAX;
@@ -457,6 +470,5 @@ void tg_otlp_stream_free(struct tg_otlp_stream *s)
 		return;
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
-	free(s->db_path);
 	free(s);
 }

@@ -25,6 +25,8 @@
 
 #include <stdint.h>
 
+#include <sqlite3.h>
+
 #include "collector/http_post.h"
 
 /* Where and how to stream, worked out by the supervisor before the run. */
@@ -54,9 +56,12 @@ void tg_otlp_conf_free(struct tg_otlp_conf *c);
 struct tg_otlp_stream;
 
 /* Starts the exporter thread on run run_id of the store at db_path (which
- * exists). c must stay valid until tg_otlp_stream_finish. Returns NULL
- * with tg_fail() set when the thread cannot start. */
-struct tg_otlp_stream *tg_otlp_stream_start(const struct tg_otlp_conf *c, const char *db_path, int64_t run_id);
+ * exists), before the run has requests; db is the writer's connection,
+ * read once here to skip the requests of older runs. c must stay valid
+ * until tg_otlp_stream_finish. Returns NULL with tg_fail() set when the
+ * thread cannot start. */
+struct tg_otlp_stream *tg_otlp_stream_start(const struct tg_otlp_conf *c, const char *db_path, int64_t run_id,
+					    sqlite3 *db);
 
 /* Spans dropped since the last call (the caller stores them as a loss). */
 int64_t tg_otlp_stream_take_lost(struct tg_otlp_stream *s);

@@ -167,6 +167,8 @@ def run_wrk(wrk, tmp_path, port, path, seconds, delay_ms, connections):
 # ---- (a) every span arrives, as the store has it ---------------------------------------------
 
 def test_spans_arrive_while_the_app_runs_as_stored(app_run, receiver):
+    with app_run() as earlier:  # a run before, not streamed: none of its requests may go
+        assert get(earlier.port, "/api/v1/users/1")[0] == 200
     receiver.start()
     with app_run(tg_args=("--otlp-endpoint", "http://127.0.0.1:%d" % receiver.port), quiet=False) as server:
         expect = []
@@ -251,7 +253,7 @@ def test_load_with_receiver_outage_spans_received_or_counted(app_run, receiver, 
     rows, _ = read_requests(server.db)
     ok = [r for r in rows if r["error"] is None]
     assert completed <= len(ok) <= completed + conns, (completed, len(ok))
-    assert completed >= 10000, out
+    assert completed >= 5000, out
 
     ids = [i for p in receiver.posts() for i in p["spans"]]
     received, lost, sent = len(set(ids)), export_losses(server.db), store_spans(server.db)
