@@ -48,7 +48,8 @@ static int hexval(int ch)
 }
 
 /* Appends "key: value\r\n" for one "key=value" item of an OTLP headers
- * variable (spaces around both trimmed, the value URL-decoded) to *out.
+ * variable (spaces around both trimmed, the value URL-decoded) to *out
+ * (NUL-terminated; left as it was on failure).
  * Returns 0, or -1 when the item is not a header this client can send. */
 static int add_header(char **out, size_t *len, const char *item, size_t n)
 {
@@ -89,8 +90,10 @@ static int add_header(char **out, size_t *len, const char *item, size_t n)
 			ch = hexval(q[1]) * 16 + hexval(q[2]);
 			q += 2;
 		}
-		if (ch == '\r' || ch == '\n' || ch == '\0')
-			return -1; /* *len unchanged: the item is dropped */
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+			p[*len] = '\0'; /* the item is dropped */
+			return -1;
+		}
 		p[o++] = (char)ch;
 	}
 	p[o++] = '\r';
@@ -110,8 +113,9 @@ static char *parse_headers(const char *name, const char *value)
 		size_t n = strcspn(p, ",");
 		int blank = strspn(p, " \t") >= n;
 		if (!blank && add_header(&out, &len, p, n) < 0)
-			tg_warn("%s: '%.*s' is not a header to send (want key=value, a token key, no line breaks); "
-				"left out", name, (int)(n > 80 ? 80 : n), p);
+			tg_warn("%s: '%.*s' is not a header to send (want key=value: a token key, not Host, "
+				"Content-Type, Content-Length, Connection or Transfer-Encoding, and a value without "
+				"control characters); left out", name, (int)(n > 80 ? 80 : n), p);
 		p += n + (p[n] == ',');
 	}
 	return out;
@@ -191,6 +195,7 @@ struct tg_otlp_stream {
 	int64_t final_deadline;    /* atomic: CLOCK_MONOTONIC end of the last sends, INT64_MAX before */
 	int64_t attempt_deadline;  /* atomic: of the POST under way */
 	int64_t sent, lost, lost_untaken; /* atomic: spans */
+	int failing;               /* atomic: the last POST failed (the end of the run then waits for no other) */
 	/* the thread's own */
 	struct tg_store *store;
 	int64_t cursor;            /* last request id handled (sent or counted) */
@@ -252,6 +257,7 @@ static int deliver(struct tg_otlp_stream *s, const char *body, size_t len)
 		__atomic_store_n(&s->attempt_deadline, now + ATTEMPT_NS < fin ? now + ATTEMPT_NS : fin, __ATOMIC_SEQ_CST);
 		lower64(&s->attempt_deadline, load64(&s->final_deadline));
 		status = tg_http_post(&s->c->target, s->c->headers, "application/json", body, len, &s->attempt_deadline);
+		__atomic_store_n(&s->failing, !(status >= 200 && status <= 299), __ATOMIC_SEQ_CST);
 		if (status >= 200 && status <= 299) {
 			if (s->down)
 				tg_warn("OTLP export to %s works again", s->c->url);
@@ -447,7 +453,8 @@ void tg_otlp_stream_finish(struct tg_otlp_stream *s, int64_t budget_ns)
 {
 	if (!s)
 		return;
-	int64_t deadline = tg_monotonic_ns() + budget_ns;
+	/* An endpoint that does not answer now gets no more time. */
+	int64_t deadline = tg_monotonic_ns() + (__atomic_load_n(&s->failing, __ATOMIC_SEQ_CST) ? 0 : budget_ns);
 	pthread_mutex_lock(&s->mu);
 	s->finishing = 1;
 	__atomic_store_n(&s->final_deadline, deadline, __ATOMIC_SEQ_CST);

@@ -67,7 +67,8 @@ struct tg_otlp_stream *tg_otlp_stream_start(const struct tg_otlp_conf *c, const 
 int64_t tg_otlp_stream_take_lost(struct tg_otlp_stream *s);
 
 /* Call once everything of the run is committed: sends the rest within
- * budget_ns (sooner when the endpoint is found down), counts what was not
+ * budget_ns (none when the last POST failed, or a POST under way is cut
+ * short; sooner when the endpoint is found down), counts what was not
  * delivered as lost, ends the thread. Then read the totals and
  * tg_otlp_stream_take_lost() a last time, and free with
  * tg_otlp_stream_free(). */
