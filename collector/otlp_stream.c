@@ -200,6 +200,7 @@ struct tg_otlp_stream {
 	struct tg_store *store;
 	int64_t cursor;            /* last request id handled (sent or counted) */
 	int batch_max;             /* requests per batch, adapted to body sizes */
+	int batch_cap;             /* at most this many: lowered by 413 answers */
 	int down;                  /* the last batch could not be delivered */
 	int warned_encode;
 	char db_path[];            /* the store's */
@@ -245,8 +246,10 @@ static int retryable(int status)
 	return status < 0 || status == 429 || status == 502 || status == 503 || status == 504;
 }
 
-/* POSTs one batch, with retries. Returns 0 when the endpoint took it. */
-static int deliver(struct tg_otlp_stream *s, const char *body, size_t len)
+/* POSTs one batch, with retries. Returns 0 when the endpoint took it, 413
+ * when it was too large for the endpoint and splittable (more than one
+ * request), else -1. */
+static int deliver(struct tg_otlp_stream *s, const char *body, size_t len, int splittable)
 {
 	int64_t delay = BACKOFF_NS;
 	int status = -1;
@@ -265,6 +268,9 @@ static int deliver(struct tg_otlp_stream *s, const char *body, size_t len)
 			return 0;
 		}
 		/* At the end, an endpoint that cannot be reached stays so. */
+		/* Too large: the caller sends it again in smaller batches. */
+		if (status == 413 && splittable)
+			return 413;
 		if (!retryable(status) || attempt >= ATTEMPTS || (status < 0 && finishing(s)))
 			break;
 		int64_t until = tg_monotonic_ns() + delay;
@@ -341,7 +347,8 @@ static void export_upto(struct tg_otlp_stream *s, int64_t upto)
 		jw_init(&w, f);
 		int64_t last = s->cursor;
 		long nspans = 0;
-		int rc = tg_otlp_write(db, &oo, s->run_id, 0, s->cursor, n < s->batch_max ? (int)n : s->batch_max, &w,
+		int m = n < s->batch_max ? (int)n : s->batch_max;
+		int rc = tg_otlp_write(db, &oo, s->run_id, 0, s->cursor, m, &w,
 				       &last, &nspans, err, sizeof err);
 		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 		if (fclose(f) != 0 && rc == 0) {
@@ -358,16 +365,22 @@ static void export_upto(struct tg_otlp_stream *s, int64_t upto)
 			return;
 		}
 		int64_t fin = load64(&s->final_deadline);
-		int ok = !(fin != INT64_MAX && (s->down || tg_monotonic_ns() >= fin)) && deliver(s, body, len) == 0;
+		int got = fin != INT64_MAX && (s->down || tg_monotonic_ns() >= fin) ? -1 : deliver(s, body, len, m > 1);
 		free(body);
+		if (got == 413) {
+			/* the same requests again, fewer at a time from now on */
+			s->batch_cap = s->batch_max = m / 2;
+			continue;
+		}
+		int ok = got == 0;
 		__atomic_add_fetch(ok ? &s->sent : &s->lost, nspans, __ATOMIC_SEQ_CST);
 		if (!ok)
 			__atomic_add_fetch(&s->lost_untaken, nspans, __ATOMIC_SEQ_CST);
 		s->cursor = last;
 		if (len > BODY_BIG && s->batch_max > BATCH_MIN)
 			s->batch_max /= 2;
-		else if (len < BODY_BIG / 4 && s->batch_max < BATCH_MAX)
-			s->batch_max *= 2;
+		else if (len < BODY_BIG / 4 && s->batch_max < s->batch_cap)
+			s->batch_max = s->batch_max * 2 < s->batch_cap ? s->batch_max * 2 : s->batch_cap;
 	}
 }
 
@@ -422,7 +435,7 @@ struct tg_otlp_stream *tg_otlp_stream_start(const struct tg_otlp_conf *c, const 
 	s->cursor = before;
 	s->c = c;
 	s->run_id = run_id;
-	s->batch_max = BATCH_MAX;
+	s->batch_max = s->batch_cap = BATCH_MAX;
 	s->final_deadline = INT64_MAX;
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);

@@ -14,7 +14,8 @@
  *
  * A batch the endpoint does not take is retried (connection errors, 429,
  * 502, 503, 504) with backoff - 0.5 s doubling to 4 s, five attempts - then
- * dropped; other answers drop it at once. The spans of a dropped batch are
+ * dropped; 413 (too large) sends the same requests again in smaller
+ * batches; other answers drop it at once. The spans of a dropped batch are
  * counted: tg_otlp_stream_take_lost() hands them to the collector, which
  * writes them as losses of kind "otlp_export_failed", so the spans the run
  * has are always spans delivered + spans counted lost. At the run's end

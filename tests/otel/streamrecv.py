@@ -2,13 +2,14 @@
 
 Run as a process of its own, so that a test can kill it and start it again:
 
-    /usr/bin/python3 streamrecv.py PORT LOG [--ids-only]
+    /usr/bin/python3 streamrecv.py PORT LOG [--ids-only] [--max-body BYTES]
 
 It answers POST /v1/traces (Content-Type application/json) with 200 and
 appends one JSON line per request to LOG *before* answering: the headers
 it got and the spans (resource attributes, trace and span ids, parent,
 name, kind, times, attributes flattened to {key: value}); with --ids-only
-only the span ids. A line cut short by a kill is not a delivery (no answer
+only the span ids. With --max-body, a larger body gets 413 (logged as
+{"too_large": BYTES}). A line cut short by a kill is not a delivery (no answer
 went out); readers skip it. Anything else gets 404 or 415.
 
 The helpers below (start, read_log, flat_attrs) are what the tests import.
@@ -59,6 +60,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         if self.path != "/v1/traces":
             return self.reply(404)
+        if self.server.max_body and length > self.server.max_body:
+            with open(self.server.log, "a") as f:
+                f.write(json.dumps({"too_large": length}) + "\n")
+            return self.reply(413)
         if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             return self.reply(415)
         try:
@@ -98,6 +103,7 @@ def main():
     srv = Server(("127.0.0.1", port), Handler)
     srv.log = log
     srv.ids_only = "--ids-only" in sys.argv[3:]
+    srv.max_body = int(sys.argv[sys.argv.index("--max-body") + 1]) if "--max-body" in sys.argv else 0
     print("listening", flush=True)
     srv.serve_forever()
 
@@ -110,10 +116,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(port, log, ids_only=False):
+def start(port, log, ids_only=False, max_body=0):
     """Starts a receiver process on port and waits until it listens."""
     proc = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "streamrecv.py"), str(port), str(log)]
-                            + (["--ids-only"] if ids_only else []),
+                            + (["--ids-only"] if ids_only else [])
+                            + (["--max-body", str(max_body)] if max_body else []),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -87,16 +87,19 @@ def receiver(tmp_path):
             self.proc = None
             self.logs = []
 
-        def start(self, ids_only=False):
+        def start(self, ids_only=False, max_body=0):
             log = tmp_path / ("received%d.jsonl" % len(self.logs))
             self.logs.append(log)
-            self.proc = streamrecv.start(self.port, log, ids_only=ids_only)
+            self.proc = streamrecv.start(self.port, log, ids_only=ids_only, max_body=max_body)
 
         def kill(self):
             self.proc.kill()
             self.proc.wait()
 
         def posts(self):
+            return [p for p in self.all_lines() if "spans" in p]
+
+        def all_lines(self):
             return [p for log in self.logs for p in streamrecv.read_log(log)]
 
     r = Receiver()
@@ -227,6 +230,28 @@ def test_spans_arrive_while_the_app_runs_as_stored(app_run, receiver):
         if r["route"] == "/api/v1/users/{user_id}/items" and r["status"] == 200:
             assert len([k for k in kids if "FROM items" in k["attributes"]["db.query.text"]]) == 1
     con.close()
+
+
+def test_bodies_too_large_for_the_endpoint_go_in_smaller_batches(app_run, receiver):
+    """An endpoint that takes at most 16 KiB a POST (413 above): the exporter
+    sends the same requests again, fewer at a time; nothing is lost."""
+    receiver.start(max_body=16384)
+    with app_run(tg_args=("--otlp-endpoint", "http://127.0.0.1:%d" % receiver.port)) as server:
+        threads = [threading.Thread(target=lambda k=k: [get(server.port, "/api/v1/users/%d/items" % (1 + (i + k) % 20))
+                                                         for i in range(40)]) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert server.returncode == 0, server.diagnostics()
+    posts = receiver.posts()
+    spans = [s["spanId"] for p in posts for s in p["spans"]]
+    assert len(set(spans)) == len(spans) == store_spans(server.db) == 160 * 3
+    assert export_losses(server.db) == 0 and "warning" not in server.stderr(), server.stderr()
+    refused = [p["too_large"] for p in receiver.all_lines() if "too_large" in p]
+    print("%d POSTs taken (%s requests each), %d refused as too large" % (
+        len(posts), sorted({len(p["spans"]) // 3 for p in posts}), len(refused)))
+    assert refused and len(posts) >= 10
 
 
 # ---- (b) load, and the receiver away for a while ---------------------------------------------
