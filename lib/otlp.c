@@ -434,95 +434,95 @@ static size_t sql_operation(const char *sql, size_t n, char *out, size_t cap)
 	return (i < n && ident_char(sql[i], 0)) ? 0 : k; /* a word too long, or with digits: none */
 }
 
-static int write_queries(struct ctx *c, int64_t request, const char *trace, const char *parent)
+/* The CLIENT span of the queries row st is on. */
+static void query_span(struct ctx *c, sqlite3_stmt *st, const char *trace, const char *parent)
 {
-	sqlite3_stmt *st = c->qry;
 	struct jw *w = c->w;
-	sqlite3_reset(st);
-	sqlite3_bind_int64(st, 1, request);
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		size_t sl, dl, ql, el, cl, kl;
-		const char *sys = col_text(st, Q_SYSTEM, &sl), *dbname = col_text(st, Q_DATABASE, &dl);
-		const char *sql = col_text(st, Q_SQL, &ql), *err = col_text(st, Q_ERROR, &el);
-		const char *site = col_text(st, Q_SITE, &cl), *kind = col_text(st, Q_KIND, &kl);
-		char op[24];
-		size_t opl = sql ? sql_operation(sql, ql, op, sizeof op) : 0;
-		span_open(c, trace, keyed_id(c->key, ID_QUERY, sqlite3_column_int64(st, Q_ID)), parent,
-			  opl ? op : sys ? sys : "sql", opl ? opl : sys ? sl : 3, 3, sqlite3_column_int64(st, Q_START),
-			  sqlite3_column_int64(st, Q_DUR));
-		attr_str(w, "db.system", sys, sl);
-		attr_str(w, "db.system.name", sys, sl);
-		attr_str(w, "db.namespace", dbname, dl);
-		attr_str(w, "db.query.text", sql, ql);
-		if (opl)
-			attr_str(w, "db.operation.name", op, opl);
-		if (sqlite3_column_int64(st, Q_EXEC) > 1)
-			attr_col_int(w, "db.operation.batch.size", st, Q_EXEC);
-		if (!err)
-			attr_col_int(w, "db.response.returned_rows", st, Q_ROWS);
-		/* PostgreSQL errors are stored as "SQLSTATE message". */
-		size_t code = 0;
-		while (err && sys && !strcmp(sys, "postgresql") && code < el && code < 5 &&
-		       ((err[code] >= '0' && err[code] <= '9') || (err[code] >= 'A' && err[code] <= 'Z')))
-			code++;
-		if (code == 5 && (el == 5 || err[5] == ' ')) {
-			attr_str(w, "db.response.status_code", err, 5);
-			attr_str(w, "error.type", err, 5);
-		} else if (err) {
-			attr_cstr(w, "error.type", "_OTHER");
-		}
-		attr_call_site(w, site, cl);
-		attr_bool(w, "timeglass.n_plus_one", sqlite3_column_int(st, Q_N1));
-		attr_bool(w, "timeglass.duplicate", sqlite3_column_int(st, Q_DUP));
-		attr_bool(w, "timeglass.housekeeping", kind && !strcmp(kind, "housekeeping"));
-		attr_col_int(w, "timeglass.query.id", st, Q_ID);
-		jw_arr_close(w);
-		span_end(c, err != NULL, err, el);
+	size_t sl, dl, ql, el, cl, kl;
+	const char *sys = col_text(st, Q_SYSTEM, &sl), *dbname = col_text(st, Q_DATABASE, &dl);
+	const char *sql = col_text(st, Q_SQL, &ql), *err = col_text(st, Q_ERROR, &el);
+	const char *site = col_text(st, Q_SITE, &cl), *kind = col_text(st, Q_KIND, &kl);
+	char op[24];
+	size_t opl = sql ? sql_operation(sql, ql, op, sizeof op) : 0;
+	span_open(c, trace, keyed_id(c->key, ID_QUERY, sqlite3_column_int64(st, Q_ID)), parent,
+		  opl ? op : sys ? sys : "sql", opl ? opl : sys ? sl : 3, 3, sqlite3_column_int64(st, Q_START),
+		  sqlite3_column_int64(st, Q_DUR));
+	attr_str(w, "db.system", sys, sl);
+	attr_str(w, "db.system.name", sys, sl);
+	attr_str(w, "db.namespace", dbname, dl);
+	attr_str(w, "db.query.text", sql, ql);
+	if (opl)
+		attr_str(w, "db.operation.name", op, opl);
+	if (sqlite3_column_int64(st, Q_EXEC) > 1)
+		attr_col_int(w, "db.operation.batch.size", st, Q_EXEC);
+	if (!err)
+		attr_col_int(w, "db.response.returned_rows", st, Q_ROWS);
+	/* PostgreSQL errors are stored as "SQLSTATE message". */
+	size_t code = 0;
+	while (err && sys && !strcmp(sys, "postgresql") && code < el && code < 5 &&
+	       ((err[code] >= '0' && err[code] <= '9') || (err[code] >= 'A' && err[code] <= 'Z')))
+		code++;
+	if (code == 5 && (el == 5 || err[5] == ' ')) {
+		attr_str(w, "db.response.status_code", err, 5);
+		attr_str(w, "error.type", err, 5);
+	} else if (err) {
+		attr_cstr(w, "error.type", "_OTHER");
 	}
-	return rc == SQLITE_DONE ? 0 : -1;
+	attr_call_site(w, site, cl);
+	attr_bool(w, "timeglass.n_plus_one", sqlite3_column_int(st, Q_N1));
+	attr_bool(w, "timeglass.duplicate", sqlite3_column_int(st, Q_DUP));
+	attr_bool(w, "timeglass.housekeeping", kind && !strcmp(kind, "housekeeping"));
+	attr_col_int(w, "timeglass.query.id", st, Q_ID);
+	jw_arr_close(w);
+	span_end(c, err != NULL, err, el);
 }
 
-static int write_calls(struct ctx *c, int64_t request, const char *trace, const char *parent)
+/* The CLIENT span of the spans row (an outbound call) st is on. */
+static void call_span(struct ctx *c, sqlite3_stmt *st, const char *trace, const char *parent)
 {
-	sqlite3_stmt *st = c->call;
 	struct jw *w = c->w;
+	size_t ml, hl, pl, el, cl;
+	const char *method = col_text(st, C_METHOD, &ml), *host = col_text(st, C_HOST, &hl);
+	const char *path = col_text(st, C_PATH, &pl), *err = col_text(st, C_ERROR, &el);
+	const char *site = col_text(st, C_SITE, &cl);
+	int64_t status = sqlite3_column_int64(st, C_STATUS);
+	span_open(c, trace, keyed_id(c->key, ID_CALL, sqlite3_column_int64(st, C_ID)), parent,
+		  method ? method : "HTTP", method ? ml : 4, 3, sqlite3_column_int64(st, C_START),
+		  sqlite3_column_int64(st, C_DUR));
+	attr_str(w, "http.request.method", method, ml);
+	if (host) {
+		char *url = NULL;
+		size_t ul = 0;
+		FILE *f = open_memstream(&url, &ul);
+		if (f) {
+			fprintf(f, "%s://%.*s%.*s", sqlite3_column_int(st, C_TLS) ? "https" : "http", (int)hl,
+				host, (int)(path ? pl : 0), path ? path : "");
+			fclose(f);
+			attr_str(w, "url.full", url, ul);
+		}
+		free(url);
+		attr_addr(w, "server", host, hl);
+	}
+	if (status)
+		attr_int(w, "http.response.status_code", status);
+	if (err)
+		attr_cstr(w, "error.type", "_OTHER");
+	else if (status >= 400)
+		attr_int(w, "error.type", status);
+	attr_call_site(w, site, cl);
+	jw_arr_close(w);
+	span_end(c, err || status >= 400, err, el);
+}
+
+/* Runs st (a children query) for request and writes each row with span. */
+static int children(struct ctx *c, sqlite3_stmt *st, int64_t request, const char *trace, const char *parent,
+		    void (*span)(struct ctx *, sqlite3_stmt *, const char *, const char *))
+{
+	int rc;
 	sqlite3_reset(st);
 	sqlite3_bind_int64(st, 1, request);
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		size_t ml, hl, pl, el, cl;
-		const char *method = col_text(st, C_METHOD, &ml), *host = col_text(st, C_HOST, &hl);
-		const char *path = col_text(st, C_PATH, &pl), *err = col_text(st, C_ERROR, &el);
-		const char *site = col_text(st, C_SITE, &cl);
-		int64_t status = sqlite3_column_int64(st, C_STATUS);
-		span_open(c, trace, keyed_id(c->key, ID_CALL, sqlite3_column_int64(st, C_ID)), parent,
-			  method ? method : "HTTP", method ? ml : 4, 3, sqlite3_column_int64(st, C_START),
-			  sqlite3_column_int64(st, C_DUR));
-		attr_str(w, "http.request.method", method, ml);
-		if (host) {
-			char *url = NULL;
-			size_t ul = 0;
-			FILE *f = open_memstream(&url, &ul);
-			if (f) {
-				fprintf(f, "%s://%.*s%.*s", sqlite3_column_int(st, C_TLS) ? "https" : "http", (int)hl,
-					host, (int)(path ? pl : 0), path ? path : "");
-				fclose(f);
-				attr_str(w, "url.full", url, ul);
-			}
-			free(url);
-			attr_addr(w, "server", host, hl);
-		}
-		if (status)
-			attr_int(w, "http.response.status_code", status);
-		if (err)
-			attr_cstr(w, "error.type", "_OTHER");
-		else if (status >= 400)
-			attr_int(w, "error.type", status);
-		attr_call_site(w, site, cl);
-		jw_arr_close(w);
-		span_end(c, err || status >= 400, err, el);
-	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		span(c, st, trace, parent);
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -600,7 +600,9 @@ static int write_request(struct ctx *c, int64_t id)
 		jw_arr_close(w);
 	}
 	span_end(c, status >= 500, NULL, 0);
-	return write_queries(c, id, trace, self) < 0 || write_calls(c, id, trace, self) < 0 ? -1 : 0;
+	if (children(c, c->qry, id, trace, self, query_span) < 0)
+		return -1;
+	return children(c, c->call, id, trace, self, call_span);
 }
 
 /* ---- the request -------------------------------------------------------- */

@@ -925,8 +925,8 @@ int tg_store_request_add(struct tg_store *s, const struct tg_request_row *r)
 	bind_text_or_null(st, 22, r->route, r->route_len);
 	bind_text_or_null(st, 23, r->exception, r->exception_len);
 	bind_text_or_null(st, 24, r->forwarded_for, r->forwarded_for_len);
-	bind_cstr(st, 25, r->trace_id);
-	bind_cstr(st, 26, r->parent_span_id);
+	bind_cstr(st, 25, r->trace_id[0] ? r->trace_id : NULL);
+	bind_cstr(st, 26, r->parent_span_id[0] ? r->parent_span_id : NULL);
 	return batch_step(s, st);
 }
 

@@ -125,8 +125,8 @@ struct tg_request_row {
 	const char *exception; size_t exception_len; /* from the marker, or NULL */
 	const char *transport;                       /* "http" (NULL) or "asgi" */
 	const char *forwarded_for; size_t forwarded_for_len; /* client named by a proxy header, or NULL */
-	const char *trace_id;       /* traceparent's trace id, 32 lowercase hex digits, NUL-terminated, or NULL */
-	const char *parent_span_id; /* traceparent's parent span id, 16 hex digits, or NULL */
+	char trace_id[33];       /* W3C traceparent's trace id, 32 lowercase hex digits; "" = none */
+	char parent_span_id[17]; /* ... and its parent span id, 16 lowercase hex digits */
 };
 
 /* Corrects a stored request (in the batch): its response was cut short.
