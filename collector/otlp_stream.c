@@ -263,7 +263,8 @@ static int deliver(struct tg_otlp_stream *s, const char *body, size_t len, int s
 		__atomic_store_n(&s->failing, !(status >= 200 && status <= 299), __ATOMIC_SEQ_CST);
 		if (status >= 200 && status <= 299) {
 			if (s->down)
-				tg_warn("OTLP export to %s works again", s->c->url);
+				fprintf(stderr, "timeglass: OTLP export to %s works again (%" PRId64
+					" spans counted lost so far)\n", s->c->url, load64(&s->lost));
 			s->down = 0;
 			return 0;
 		}
