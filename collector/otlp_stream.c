@@ -268,10 +268,10 @@ static int deliver(struct tg_otlp_stream *s, const char *body, size_t len, int s
 			s->down = 0;
 			return 0;
 		}
-		/* At the end, an endpoint that cannot be reached stays so. */
 		/* Too large: the caller sends it again in smaller batches. */
 		if (status == 413 && splittable)
 			return 413;
+		/* At the end, an endpoint that cannot be reached stays so. */
 		if (!retryable(status) || attempt >= ATTEMPTS || (status < 0 && finishing(s)))
 			break;
 		int64_t until = tg_monotonic_ns() + delay;
@@ -328,8 +328,9 @@ static void export_upto(struct tg_otlp_stream *s, int64_t upto)
 	while (s->cursor < upto) {
 		int64_t n;
 		char err[TG_ERR_MAX];
-		if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-			return;
+		/* One snapshot for the count and the batch (if BEGIN fails, as
+		 * within a transaction left open, the COMMIT below ends it) */
+		sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
 		newest_id(s, s->cursor, upto, &n);
 		if (n <= 0) {
 			sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
