@@ -98,12 +98,63 @@ static int wait_fd(int fd, short events, const int64_t *deadline_ns)
 	}
 }
 
+/* A name lookup in flight; kept (leaked) if the resolver cannot let go of it. */
+struct lookup {
+	struct gaicb cb;
+	struct addrinfo hints;
+	char host[256], port[8];
+};
+
+/* The addresses of u, within the deadline: an address as is, a name through
+ * the resolver's own threads (getaddrinfo_a), given up on at the deadline.
+ * NULL with tg_fail() set on failure. */
+static struct addrinfo *resolve(const struct tg_http_url *u, const int64_t *deadline_ns)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
+	struct addrinfo *res = NULL;
+	if (getaddrinfo(u->host, u->port, &hints, &res) == 0)
+		return res;
+	struct lookup *l = calloc(1, sizeof *l);
+	if (!l) {
+		tg_fail("out of memory");
+		return NULL;
+	}
+	tg_strlcpy(l->host, u->host, sizeof l->host);
+	tg_strlcpy(l->port, u->port, sizeof l->port);
+	l->hints = (struct addrinfo){.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	l->cb = (struct gaicb){.ar_name = l->host, .ar_service = l->port, .ar_request = &l->hints};
+	struct gaicb *list[1] = {&l->cb};
+	int rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
+	if (!rc)
+		rc = gai_error(&l->cb);
+	for (; rc == EAI_INPROGRESS; rc = gai_error(&l->cb)) {
+		int ms = slice_ms(deadline_ns);
+		if (ms < 0) {
+			if (gai_cancel(&l->cb) == EAI_NOTCANCELED && gai_error(&l->cb) == EAI_INPROGRESS) {
+				tg_fail("cannot resolve %s: timed out", u->host);
+				return NULL; /* l stays with the resolver */
+			}
+			if (gai_error(&l->cb) == 0)
+				freeaddrinfo(l->cb.ar_result);
+			free(l);
+			tg_fail("cannot resolve %s: timed out", u->host);
+			return NULL;
+		}
+		struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+		gai_suspend((const struct gaicb *const *)list, 1, &ts);
+	}
+	res = rc ? NULL : l->cb.ar_result;
+	free(l);
+	if (rc)
+		tg_fail("cannot resolve %s: %s", u->host, gai_strerror(rc));
+	return res;
+}
+
 static int connect_to(const struct tg_http_url *u, const int64_t *deadline_ns)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-	int rc = getaddrinfo(u->host, u->port, &hints, &res);
-	if (rc)
-		return tg_fail("cannot resolve %s: %s", u->host, gai_strerror(rc));
+	struct addrinfo *res = resolve(u, deadline_ns);
+	if (!res)
+		return -1;
 	int fd = -1, err = ETIMEDOUT;
 	for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);

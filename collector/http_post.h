@@ -5,9 +5,9 @@
  *
  * Plain http:// over TCP only (IPv4, IPv6, host names). One connection per
  * request ("Connection: close"): a few requests a second, so no pooling and
- * no stale keep-alive connections to recover from. Every wait (connect,
- * send, receive) is bounded by a deadline, which another thread may bring
- * forward while the request is under way.
+ * no stale keep-alive connections to recover from. Every wait (name
+ * lookup, connect, send, receive) is bounded by a deadline, which another
+ * thread may bring forward while the request is under way.
  */
 #ifndef TG_HTTP_POST_H
 #define TG_HTTP_POST_H

@@ -253,6 +253,7 @@ static int deliver(struct tg_otlp_stream *s, const char *body, size_t len, int s
 {
 	int64_t delay = BACKOFF_NS;
 	int status = -1;
+	char why[TG_ERR_MAX + 32] = "no time left at the end of the run";
 	for (int attempt = 1;; attempt++) {
 		int64_t now = tg_monotonic_ns(), fin = load64(&s->final_deadline);
 		if (now >= fin)
@@ -268,6 +269,10 @@ static int deliver(struct tg_otlp_stream *s, const char *body, size_t len, int s
 			s->down = 0;
 			return 0;
 		}
+		if (status < 0)
+			tg_strlcpy(why, tg_error(), sizeof why);
+		else
+			snprintf(why, sizeof why, "it answered %d", status);
 		/* Too large: the caller sends it again in smaller batches. */
 		if (status == 413 && splittable)
 			return 413;
@@ -278,15 +283,8 @@ static int deliver(struct tg_otlp_stream *s, const char *body, size_t len, int s
 		wait_until(s, until < load64(&s->final_deadline) ? until : load64(&s->final_deadline));
 		delay = delay * 2 < BACKOFF_MAX_NS ? delay * 2 : BACKOFF_MAX_NS;
 	}
-	if (!s->down) {
-		char why[TG_ERR_MAX + 32];
-		if (status < 0)
-			tg_strlcpy(why, tg_monotonic_ns() >= load64(&s->final_deadline) ? "no time left" : tg_error(),
-				   sizeof why);
-		else
-			snprintf(why, sizeof why, "it answered %d", status);
+	if (!s->down)
 		tg_warn("OTLP export to %s failed (%s): spans are counted as lost until it takes them", s->c->url, why);
-	}
 	s->down = 1;
 	return -1;
 }

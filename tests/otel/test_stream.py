@@ -343,7 +343,8 @@ def test_environment_configuration(app_run, receiver, how):
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9/nowhere"
     else:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "https://collector.invalid:4318"
-        tg_args = ("--otlp-endpoint", base + "/v1/traces", "--service-name", "shop")
+        # a name, not an address: looked up
+        tg_args = ("--otlp-endpoint", "http://localhost:%d/v1/traces" % receiver.port, "--service-name", "shop")
     with app_run(tg_args=tg_args, env=env) as server:
         status, body = get(server.port, "/debug/otel-env")
         assert status == 200
