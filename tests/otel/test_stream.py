@@ -71,6 +71,7 @@ def app_run(tmp_path):
         yield server
         if server.proc.poll() is None:
             server.stop()
+        assert not server.sanitizer_errors(), server.diagnostics()
 
     yield start
     for s in servers:
@@ -310,8 +311,9 @@ def test_endpoint_down_for_the_whole_run(app_run, receiver, tmp_path, endpoint):
         stop_s = time.monotonic() - t0
     print("%s: %d responses; stopped %.2f s after SIGINT" % (endpoint, completed, stop_s))
     assert server.returncode == 0, server.diagnostics()
-    # the POST under way is cut short, no other is tried
-    assert stop_s < 3, "the run took %.1f s to end after Ctrl-C" % stop_s
+    # the POST under way is cut short, no other is tried: no 5 s final budget, no retries
+    # (a run without an endpoint stops in about 1 s here; 3 s under AddressSanitizer)
+    assert stop_s < 5, "the run took %.1f s to end after Ctrl-C" % stop_s
     rows, _ = read_requests(server.db)
     assert completed <= len([r for r in rows if r["error"] is None]) <= completed + conns
     sent = store_spans(server.db)
