@@ -121,6 +121,7 @@ struct collector {
 	unsigned n_plus_one;       /* N+1 threshold ($TIMEGLASS_N_PLUS_ONE, default 5) */
 	int accept_paused;         /* out of fds: stop polling the listener until the next tick */
 	struct tg_otlp_stream *otlp; /* the OTLP exporter thread, or NULL */
+	int64_t otlp_unsent;       /* spans it dropped, not yet in the losses table */
 };
 
 static volatile sig_atomic_t terminate;
@@ -202,9 +203,10 @@ static void write_store_losses(struct collector *c)
 
 static void flush(struct collector *c)
 {
-	int64_t unsent = tg_otlp_stream_take_lost(c->otlp);
-	if (unsent)
-		tg_store_loss_add(c->store, c->run_id, 0, tg_realtime_ns(), "otlp_export_failed", unsent, 0);
+	c->otlp_unsent += tg_otlp_stream_take_lost(c->otlp);
+	if (c->otlp_unsent && !tg_store_full(c->store) &&
+	    tg_store_loss_add(c->store, c->run_id, 0, tg_realtime_ns(), "otlp_export_failed", c->otlp_unsent, 0) == 0)
+		c->otlp_unsent = 0; /* else kept for the next round */
 	write_store_losses(c);
 	tg_store_flush(c->store);
 	note_store_errors(c);
@@ -1138,9 +1140,9 @@ int tg_collector_main(const struct tg_collector_opts *o)
 		tg_store_close(c.store);
 		return TG_EXIT_USAGE;
 	}
-	char line[PATH_MAX + 64];
 	if (o->otlp && !(c.otlp = tg_otlp_stream_start(o->otlp, o->db_path, c.run_id, tg_store_db(c.store))))
 		tg_warn("%s; not streaming spans", tg_error());
+	char line[PATH_MAX + 64];
 	snprintf(line, sizeof line, "ready %" PRId64 " %s\n", c.run_id, c.sock);
 	say(c.lifeline, line);
 	fcntl(c.lifeline, F_SETFL, fcntl(c.lifeline, F_GETFL) | O_NONBLOCK);
