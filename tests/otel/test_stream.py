@@ -29,6 +29,7 @@ sys.path.insert(0, str(HERE.parent / "integration"))
 import streamrecv  # noqa: E402
 from tgtest import (  # noqa: E402
     TIMEGLASS, TracedServer, free_port, open_store, read_requests, require_built, run_cli, timeglass_env, uvicorn_argv,
+    wait_for,
 )
 
 WRK_REQUESTS = re.compile(r"^\s*(\d+) requests in ([\d.]+)(m?s)", re.M)
@@ -136,15 +137,6 @@ def export_losses(db):
                            " AND run_id = (SELECT max(id) FROM runs)").fetchone()[0]
 
 
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def paced_wrk(rate, connections=50):
     """(wrk, delay per request in ms, connections) for about `rate` requests/s; skips without wrk."""
     wrk = shutil.which("wrk")
@@ -186,7 +178,7 @@ def test_spans_arrive_while_the_app_runs_as_stored(app_run, receiver):
         expect.append(get(server.port, "/health"))
         assert {s for s, _ in expect} == {200, 201, 404}
         # streamed while the app runs, not at its end
-        wait_for(lambda: receiver.posts(), 15, "a first POST while the app runs")
+        wait_for(lambda: receiver.posts(), 15, what="a first POST while the app runs")
         assert server.proc.poll() is None
     assert server.returncode == 0, server.diagnostics()
     err = server.stderr()
@@ -353,7 +345,7 @@ def test_environment_configuration(app_run, receiver, how):
         # the app's environment is its own: nothing added, nothing taken away
         assert json.loads(body) == env
         get(server.port, "/api/v1/users/2")
-        wait_for(lambda: len([s for p in receiver.posts() for s in p["spans"]]) >= 3, 15, "the spans")
+        wait_for(lambda: len([s for p in receiver.posts() for s in p["spans"]]) >= 3, 15, what="the spans")
     assert server.returncode == 0, server.diagnostics()
     posts = receiver.posts()
     for p in posts:
