@@ -4,7 +4,9 @@
  * outside any request, as folded stacks ("a;b;c 12", for flamegraph.pl,
  * inferno, speedscope's import), as a speedscope JSON document, or as a
  * table of the functions that took the most samples (--format top: self
- * and total, like py-spy top or speedscope's sandwich view).
+ * and total, like py-spy top or speedscope's sandwich view), or as a
+ * gzipped pprof profile (--format pprof, lib/pprof.c: go tool pprof,
+ * Pyroscope, Grafana).
  *
  * Frames print as "qualname (file:line)", native frames (--native) as
  * "function (library)". Waiting samples (the thread was
@@ -17,9 +19,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cmds.h"
 #include "lib/jsonw.h"
+#include "lib/pprof.h"
 #include "lib/readers.h"
 #include "lib/store.h"
 #include "lib/util.h"
@@ -39,13 +43,19 @@ void cmd_flame_usage(FILE *f)
 		   "  --no-request       samples taken outside any request\n"
 		   "  --state S          running, waiting or all (default: all)\n"
 		   "  --format F         folded (default), speedscope, or top: the functions with\n"
-		   "                     the most samples, their own (self) and with callees (total)\n"
+		   "                     the most samples, their own (self) and with callees (total),\n"
+		   "                     or pprof: a gzipped profile.proto (go tool pprof, Pyroscope)\n"
+		   "                     with labels route, request_id, thread and state per sample\n"
+		   "  -o, --output FILE  write to FILE instead of stdout (pprof needs it, or a pipe)\n"
 		   "  --limit N          rows of --format top (default 40, 0 = all)\n"
 		   "  -h, --help         show this help\n"
 		   "\n"
 		   "--route takes a route as recorded (see: timeglass requests); given a raw\n"
 		   "path such as 'GET /items/5' it names the recorded routes that match it.\n"
 		   "A selection with no stack samples says why on stderr.\n"
+		   "\n"
+		   "For go tool pprof, Pyroscope or Grafana:\n"
+		   "  timeglass flame --all --format pprof -o run.pb.gz && go tool pprof -http : run.pb.gz\n"
 		   "\n"
 		   "Exit status: 0; 2 for bad usage, an unusable store, or a run, request or\n"
 		   "route that was not recorded (one line on stderr).\n");
@@ -63,7 +73,8 @@ struct flame_opts {
 	const char *route;
 	int all, no_request;
 	const char *state; /* NULL = all */
-	int speedscope, top;
+	int speedscope, top, pprof;
+	const char *output; /* -o FILE, NULL = stdout */
 	int64_t limit; /* rows of --format top, 0 = all */
 };
 
@@ -135,13 +146,14 @@ static void parse(int argc, char **argv, struct flame_opts *o)
 		{"state", required_argument, NULL, OPT_STATE},
 		{"format", required_argument, NULL, OPT_FORMAT},
 		{"limit", required_argument, NULL, OPT_LIMIT},
+		{"output", required_argument, NULL, 'o'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	opterr = 0;
 	optind = 1;
 	int c;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_DB: o->db = optarg; break;
 		case OPT_RUN: o->run = (int64_t)tg_number_or_die("--run", optarg, 1, INT64_MAX); break;
@@ -160,9 +172,11 @@ static void parse(int argc, char **argv, struct flame_opts *o)
 		case OPT_FORMAT:
 			o->speedscope = strcmp(optarg, "speedscope") == 0;
 			o->top = strcmp(optarg, "top") == 0;
-			if (!o->speedscope && !o->top && strcmp(optarg, "folded") != 0)
-				tg_die_usage("flame", "--format must be folded, speedscope or top");
+			o->pprof = strcmp(optarg, "pprof") == 0;
+			if (!o->speedscope && !o->top && !o->pprof && strcmp(optarg, "folded") != 0)
+				tg_die_usage("flame", "--format must be folded, speedscope, top or pprof");
 			break;
+		case 'o': o->output = optarg; break;
 		case OPT_LIMIT: o->limit = (int64_t)tg_number_or_die("--limit", optarg, 0, INT64_MAX); break;
 		case 'h':
 			cmd_flame_usage(stdout);
@@ -174,6 +188,8 @@ static void parse(int argc, char **argv, struct flame_opts *o)
 		tg_die_usage("flame", "unexpected argument '%.64s'", argv[optind]);
 	if ((o->request != 0) + (o->route != NULL) + o->all + o->no_request != 1)
 		tg_die_usage("flame", "give exactly one of --request, --route, --all, --no-request");
+	if (o->pprof && !o->output && isatty(STDOUT_FILENO))
+		tg_die_usage("flame", "--format pprof writes a binary file: give -o FILE or redirect the output");
 	o->db = tg_default_db(o->db);
 }
 
@@ -544,12 +560,17 @@ int cmd_flame(int argc, char **argv)
 				o.no_request ? " outside requests" : "", o.state ? why : "");
 	}
 
+	if (o.output && !freopen(o.output, "w", stdout))
+		tg_die("cannot write %s: %m", o.output);
 	int64_t nframes;
 	struct frame *fr = load_frames(s, &nframes);
 	int mark_waiting = o.state == NULL;
 
 	if (o.top) {
 		print_top(rows, nrows, fr, nframes, mark_waiting, o.limit);
+	} else if (o.pprof) {
+		if (tg_pprof_write_samples(tg_store_db(s), &sel, stdout) < 0)
+			tg_die("%s", tg_error());
 	} else if (!o.speedscope) {
 		for (size_t i = 0; i < nrows; i++) {
 			char *save = NULL, *tok;
@@ -677,5 +698,7 @@ int cmd_flame(int argc, char **argv)
 	}
 	free(fr);
 	tg_store_close(s);
+	if (fflush(stdout) != 0 || ferror(stdout))
+		tg_die("cannot write %s: %m", o.output ? o.output : "the output");
 	return 0;
 }

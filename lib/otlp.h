@@ -9,7 +9,24 @@
  * the store, so that two exports of the same rows agree; a request that came
  * with a valid W3C traceparent header joins that trace.
  *
- * The connection may be read-only; nothing is written.
+ * The connection may be read-only; nothing is written. A request's children
+ * are those stored when it is written: a streaming exporter that pages with
+ * after_id should stay behind the requests whose queries may still arrive.
+ * On failure, w may hold part of a document: the caller discards it.
+ *
+ * Mapping (OpenTelemetry semantic conventions), per process one
+ * ResourceSpans (service.name, host.name, process.pid, telemetry.sdk.*) with
+ * one scope "timeglass":
+ *   request   SERVER span "METHOD route" (or path): http.*, url.path,
+ *             url.query, client.address (the forwarded client, else the
+ *             peer), network.peer.*, network.protocol.*, timeglass.request.id;
+ *             ERROR for a 5xx; the exception as an "exception" event
+ *   query     CLIENT span named by its first keyword: db.system(.name),
+ *             db.query.text, db.namespace, db.response.returned_rows or
+ *             db.response.status_code (SQLSTATE), code.*, timeglass.n_plus_one,
+ *             .duplicate, .housekeeping, .query.id; ERROR if it failed
+ *   call      CLIENT span "METHOD": url.full, server.*, http.*; ERROR if it
+ *             failed or got a 4xx/5xx
  */
 #ifndef TG_OTLP_H
 #define TG_OTLP_H
@@ -23,7 +40,7 @@
 
 struct tg_otlp_opts {
 	const char *service_name;   /* NULL: derived from the run's command (tg_otlp_default_service) */
-	const char *host_name;      /* NULL: gethostname() */
+	const char *host_name;      /* NULL: the run's stored hostname, else gethostname() */
 };
 
 /* Writes one ExportTraceServiceRequest (OTLP/JSON) to w: the requests of run run_id with

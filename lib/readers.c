@@ -20,7 +20,9 @@ int64_t tg_latest_run(sqlite3 *db)
 	return id;
 }
 
-sqlite3_stmt *tg_samples_prepare(sqlite3 *db, const struct tg_samples_sel *sel)
+/* Prepares sel's query, "SELECT ... FROM samples s ...", its filter, then
+ * "GROUP BY ... ORDER BY ...", bound. */
+static sqlite3_stmt *prepare_sel(sqlite3 *db, const struct tg_samples_sel *sel, const char *select, const char *group)
 {
 	const char *where = "s.run_id = ?1 AND s.request_id IS NULL";
 	switch (sel->of) {
@@ -33,10 +35,7 @@ sqlite3_stmt *tg_samples_prepare(sqlite3 *db, const struct tg_samples_sel *sel)
 	case TG_SAMPLES_OUTSIDE: break;
 	}
 	char sql[1024];
-	snprintf(sql, sizeof sql,
-		 "SELECT st.frames, s.state, sum(s.count) FROM samples s JOIN stacks st ON st.id = s.stack_id"
-		 " WHERE %s AND (?4 IS NULL OR s.state = ?4) GROUP BY s.stack_id, s.state ORDER BY 3 DESC, s.stack_id",
-		 where);
+	snprintf(sql, sizeof sql, "%s WHERE %s AND (?4 IS NULL OR s.state = ?4) %s", select, where, group);
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
 		tg_fail("reading samples: %s", sqlite3_errmsg(db));
@@ -50,6 +49,23 @@ sqlite3_stmt *tg_samples_prepare(sqlite3 *db, const struct tg_samples_sel *sel)
 	if (sel->state)
 		sqlite3_bind_text(st, 4, sel->state, -1, SQLITE_STATIC);
 	return st;
+}
+
+sqlite3_stmt *tg_samples_prepare(sqlite3 *db, const struct tg_samples_sel *sel)
+{
+	return prepare_sel(db, sel,
+			   "SELECT st.frames, s.state, sum(s.count) FROM samples s JOIN stacks st ON st.id = s.stack_id",
+			   "GROUP BY s.stack_id, s.state ORDER BY 3 DESC, s.stack_id");
+}
+
+sqlite3_stmt *tg_samples_detail_prepare(sqlite3 *db, const struct tg_samples_sel *sel)
+{
+	return prepare_sel(db, sel,
+			   "SELECT st.frames, s.state, sum(s.count), sum(s.cpu_ns), s.request_id,"
+			   " r.method || ' ' || coalesce(r.route, r.path), s.tid"
+			   " FROM samples s JOIN stacks st ON st.id = s.stack_id LEFT JOIN requests r ON r.id = s.request_id",
+			   "GROUP BY s.stack_id, s.state, s.request_id, s.process_id, s.tid"
+			   " ORDER BY 3 DESC, s.stack_id, s.request_id, s.tid");
 }
 
 static const char *const flag_names[TG_REQ_FLAG_BITS] = {

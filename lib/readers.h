@@ -1,8 +1,9 @@
 /*
  * lib/readers.h - the store's read queries that more than one view runs:
- * the newest run, the stack samples of a selection (flame graphs), and the
- * names of request flags. The commands (cli/) and the dashboard (server/)
- * both read through these, so that they select the same rows.
+ * the newest run, the stack samples of a selection (flame graphs; split by
+ * request and thread for pprof), and the names of request flags. The
+ * commands (cli/) and the dashboard (server/) both read through these, so
+ * that they select the same rows.
  *
  * The connection may be read-only; nothing is written. Functions that can
  * fail return -1 (or NULL) with one line in tg_error() (lib/util.h).
@@ -38,6 +39,14 @@ struct tg_samples_sel {
  * sampled first, ties by stack id. The strings of sel must outlive the
  * statement. Returns NULL on a SQLite error (tg_error() set). */
 sqlite3_stmt *tg_samples_prepare(sqlite3 *db, const struct tg_samples_sel *sel);
+
+/* The same samples split by request and thread: one row per stack, state,
+ * request, process and thread, (frames TEXT, state TEXT, count INTEGER,
+ * cpu_ns INTEGER, request_id INTEGER or NULL, route TEXT "METHOD route" (the
+ * path when the request has no route template) or NULL, tid INTEGER), the
+ * most sampled first. The counts of one stack and state add up to its row
+ * of tg_samples_prepare(). NULL on a SQLite error (tg_error() set). */
+sqlite3_stmt *tg_samples_detail_prepare(sqlite3 *db, const struct tg_samples_sel *sel);
 
 #define TG_REQ_FLAG_BITS 8 /* TG_REQF_* of common/event.h */
 

@@ -1,8 +1,9 @@
 /*
  * lib/test-lib.c - unit test of lib/'s store readers and scorecard on a
  * small store written here: schema classification, the newest run, the
- * samples of each flame selection (order and filters), request flag names,
- * the UTF-8 validator, and rp_load()/rp_score() on one run.
+ * samples of each flame selection (order and filters, and split by request),
+ * request flag names, the UTF-8 validator, and rp_load()/rp_score() on one
+ * run.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,17 +14,8 @@
 #include "lib/readers.h"
 #include "lib/report.h"
 #include "lib/store.h"
+#include "lib/test-check.h"
 #include "lib/util.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                  \
-	do {                                                                         \
-		if (!(cond)) {                                                       \
-			fprintf(stderr, "%s:%d: FAIL %s\n", __FILE__, __LINE__, #cond); \
-			failures++;                                                  \
-		}                                                                    \
-	} while (0)
 
 static int64_t add_request(struct tg_store *s, int64_t run, const char *method, const char *path,
 			   const char *route, int status, int64_t start, int64_t dur)
@@ -122,6 +114,26 @@ int main(void)
 	CHECK(samples(db, &(struct tg_samples_sel){.of = TG_SAMPLES_RUN, .id = run2}, &n) == 18);
 	CHECK(samples(db, &(struct tg_samples_sel){.of = TG_SAMPLES_OUTSIDE, .id = run2}, &n) == 2 && n == 1);
 	CHECK(samples(db, &(struct tg_samples_sel){.of = TG_SAMPLES_RUN, .id = run1}, &n) == 0 && n == 0);
+
+	/* split by request (pprof): one row per request, each with its route
+	 * ("METHOD template", the path without one), the counts unchanged */
+	sqlite3_stmt *st = tg_samples_detail_prepare(db, &(struct tg_samples_sel){.of = TG_SAMPLES_RUN, .id = run2});
+	CHECK(st != NULL);
+	int64_t detail_total = 0, detail_rows = 0;
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		int64_t rid = sqlite3_column_int64(st, 4);
+		const char *route = (const char *)sqlite3_column_text(st, 5);
+		detail_total += sqlite3_column_int64(st, 2);
+		detail_rows++;
+		if (rid == a || rid == b)
+			CHECK(route && strcmp(route, "GET /items/{id}") == 0);
+		else if (rid == c)
+			CHECK(route && strcmp(route, "GET /health") == 0);
+		else
+			CHECK(sqlite3_column_type(st, 4) == SQLITE_NULL && !route);
+	}
+	sqlite3_finalize(st);
+	CHECK(detail_total == 18 && detail_rows == 5);
 
 	/* the scorecard of run 2 */
 	struct rp_report rep;

@@ -14,17 +14,7 @@
 #include "lib/jsonw.h"
 #include "lib/otlp.h"
 #include "lib/store.h"
-
-static int failures;
-
-static void check(int ok, int line, const char *what)
-{
-	if (!ok) {
-		fprintf(stderr, "test-otlp.c:%d: FAIL %s\n", line, what);
-		failures++;
-	}
-}
-#define CHECK(cond) check((cond) != 0, __LINE__, #cond)
+#include "lib/test-check.h"
 
 /* One tg_otlp_write into a malloc'd string (NULL on failure: err set). */
 static char *write_otlp(sqlite3 *db, const struct tg_otlp_opts *o, int64_t run, int64_t request, int64_t after,

@@ -86,6 +86,7 @@ class Shop:
         self.rates_port = rates_port
         self.tmp = Path(tmp)
         self.sent = {}  # label -> (path, status)
+        self.orders, self.traceparent, self.concurrent = ORDERS, TRACEPARENT, CONCURRENT
 
     def rows(self, sql, *args):
         with contextlib.closing(sqlite3.connect("file:%s?mode=ro" % self.db, uri=True)) as c:

@@ -20,7 +20,6 @@ except ImportError as e:
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status  # noqa: E402
 
 import receiver  # noqa: E402
-from conftest import CONCURRENT, ORDERS, TRACEPARENT  # noqa: E402
 from tgtest import TIMEGLASS, run_cli  # noqa: E402
 
 SERVER, CLIENT = Span.SPAN_KIND_SERVER, Span.SPAN_KIND_CLIENT
@@ -99,7 +98,7 @@ def test_receiver_is_strict():
 
 def test_one_server_span_per_request(shop, otlp):
     reqs = shop.rows("SELECT * FROM requests WHERE run_id = (SELECT max(id) FROM runs)")
-    assert len(reqs) == len(shop.sent) + CONCURRENT
+    assert len(reqs) == len(shop.sent) + shop.concurrent
     assert sorted(otlp.server) == sorted(r["id"] for r in reqs)
     for r in reqs:
         sp = otlp.server[r["id"]]
@@ -123,23 +122,23 @@ def _app_sql(otlp, request_id):
     return [otlp.a(sp)["db.query.text"] for sp in spans if not otlp.a(sp)["timeglass.housekeeping"]]
 
 
-def _order_sql(oid):
+def _order_sql(shop, oid):
     return (["SELECT id, customer, total FROM orders WHERE id = %d" % oid,
              "SELECT product_id, qty FROM order_items WHERE order_id = %d ORDER BY product_id" % oid]
-            + ["SELECT name, price FROM products WHERE id = %d" % pid for pid, _ in ORDERS[oid]])
+            + ["SELECT name, price FROM products WHERE id = %d" % pid for pid, _ in shop.orders[oid]])
 
 
 def test_sql_children_carry_the_exact_sql_under_their_request(shop, otlp):
-    for oid in ORDERS:
-        assert _app_sql(otlp, shop.request_id("order%d" % oid)) == _order_sql(oid)
+    for oid in shop.orders:
+        assert _app_sql(otlp, shop.request_id("order%d" % oid)) == _order_sql(shop, oid)
     assert _app_sql(otlp, shop.request_id("create")) == [
         "INSERT INTO orders (customer, total) VALUES ('alice', 12.5) RETURNING id"]
     assert _app_sql(otlp, shop.request_id("catalog")) == ["SELECT id, name FROM catalog WHERE id = ?"]
     # The concurrent requests: each one's queries are its own order's.
     concurrent = shop.rows("SELECT id, path FROM requests WHERE path LIKE '/api/v1/orders/_' ORDER BY id")
-    assert len(concurrent) == CONCURRENT + 3
+    assert len(concurrent) == shop.concurrent + 3
     for r in concurrent:
-        assert _app_sql(otlp, r["id"]) == _order_sql(int(r["path"].rsplit("/", 1)[1])), r
+        assert _app_sql(otlp, r["id"]) == _order_sql(shop, int(r["path"].rsplit("/", 1)[1])), r
 
     queries = shop.rows("SELECT * FROM queries WHERE request_id IS NOT NULL")
     assert sorted(otlp.query) == sorted(q["id"] for q in queries)
@@ -180,7 +179,7 @@ def test_counts_equal_the_store(shop, otlp):
 
 
 def test_traceparent_joins_the_callers_trace(shop, otlp):
-    trace, parent = TRACEPARENT.split("-")[1:3]
+    trace, parent = shop.traceparent.split("-")[1:3]
     sp = otlp.server[shop.request_id("order2")]
     assert receiver.hex_id(sp.trace_id) == trace and receiver.hex_id(sp.parent_span_id) == parent
     kids = otlp.children(sp)
