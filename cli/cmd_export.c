@@ -8,6 +8,9 @@
  *                 as slices of the threads that ran them.
  *   speedscope    the run's (or request's) sampled Python stacks, through
  *                 `timeglass flame --format speedscope`.
+ *   otlp-json     OpenTelemetry traces (lib/otlp.c): one ExportTraceServiceRequest
+ *                 in OTLP/JSON, for an OpenTelemetry Collector or any OTLP/HTTP
+ *                 receiver (POST it to /v1/traces).
  *
  * Times in a Chrome trace are microseconds from the start of the run, so the
  * file stays readable by tools that parse them as doubles.
@@ -21,12 +24,14 @@
 
 #include "cli/cmds.h"
 #include "lib/jsonw.h"
+#include "lib/otlp.h"
 #include "lib/store.h"
 #include "lib/util.h"
 
 void cmd_export_usage(FILE *f)
 {
 	fprintf(f, "Usage: timeglass export [--db PATH] [--run ID] [--request ID] [--format FORMAT] [-o FILE]\n"
+		   "                        [--service-name NAME]\n"
 		   "\n"
 		   "Writes a run (default: the latest) or one request in another tool's format.\n"
 		   "\n"
@@ -35,16 +40,22 @@ void cmd_export_usage(FILE *f)
 		   "                and thread (chrome://tracing, ui.perfetto.dev) (default)\n"
 		   "  speedscope    sampled Python stacks (speedscope.app); same as\n"
 		   "                timeglass flame --format speedscope\n"
+		   "  otlp-json     OpenTelemetry traces, one ExportTraceServiceRequest in OTLP/JSON\n"
+		   "                (POST it to an OTLP/HTTP receiver's /v1/traces): each request a\n"
+		   "                SERVER span, its SQL queries and outbound calls CLIENT spans;\n"
+		   "                a request that came with a W3C traceparent joins that trace\n"
 		   "\n"
 		   "Options:\n"
 		   "  --db PATH      store to read (default: $TIMEGLASS_DB or .timeglass/timeglass.db)\n"
 		   "  --run ID       run to export (default: the latest)\n"
 		   "  --request ID   only this request and what it ran\n"
-		   "  -o, --output FILE  write to FILE instead of standard output\n");
+		   "  -o, --output FILE  write to FILE instead of standard output\n"
+		   "  --service-name NAME  otlp-json: the service.name of the spans (default:\n"
+		   "                 the app's module, e.g. main for `uvicorn main:app`)\n");
 }
 
 struct export_opts {
-	const char *db, *format, *output;
+	const char *db, *format, *output, *service;
 	int64_t run, request;
 };
 
@@ -290,15 +301,31 @@ static int export_chrome(struct tg_store *s, int64_t run, int64_t request, FILE 
 	return ferror(out) ? -1 : 0;
 }
 
+/* One ExportTraceServiceRequest of the run, or of the request only. */
+static int export_otlp(struct tg_store *s, const struct export_opts *o, int64_t run, FILE *out)
+{
+	struct tg_otlp_opts oo = {.service_name = o->service};
+	struct jw w;
+	int64_t last;
+	long spans;
+	char err[TG_ERR_MAX];
+	jw_init(&w, out);
+	if (tg_otlp_write(tg_store_db(s), &oo, run, o->request, 0, 0, &w, &last, &spans, err, sizeof err) < 0)
+		tg_die("%s: %s", tg_store_path(s), err);
+	jw_newline(&w);
+	return ferror(out) ? -1 : 0;
+}
+
 int cmd_export(int argc, char **argv)
 {
-	enum { OPT_DB = 256, OPT_RUN, OPT_REQUEST, OPT_FORMAT };
+	enum { OPT_DB = 256, OPT_RUN, OPT_REQUEST, OPT_FORMAT, OPT_SERVICE };
 	static const struct option longopts[] = {
 		{"db", required_argument, NULL, OPT_DB},
 		{"run", required_argument, NULL, OPT_RUN},
 		{"request", required_argument, NULL, OPT_REQUEST},
 		{"format", required_argument, NULL, OPT_FORMAT},
 		{"output", required_argument, NULL, 'o'},
+		{"service-name", required_argument, NULL, OPT_SERVICE},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -313,6 +340,7 @@ int cmd_export(int argc, char **argv)
 		case OPT_REQUEST: o.request = (int64_t)tg_number_or_die("--request", optarg, 1, INT64_MAX); break;
 		case OPT_FORMAT: o.format = optarg; break;
 		case 'o': o.output = optarg; break;
+		case OPT_SERVICE: o.service = optarg; break;
 		case 'h': cmd_export_usage(stdout); return 0;
 		default: tg_die_getopt("export", c, argv);
 		}
@@ -349,8 +377,9 @@ int cmd_export(int argc, char **argv)
 			tg_die("cannot write %s: %s", o.output, strerror(errno));
 		return cmd_flame(n, args);
 	}
-	if (strcmp(o.format, "chrome-trace"))
-		tg_die_usage("export", "unknown format '%.64s' (chrome-trace or speedscope)", o.format);
+	int otlp = !strcmp(o.format, "otlp-json");
+	if (strcmp(o.format, "chrome-trace") && !otlp)
+		tg_die_usage("export", "unknown format '%.64s' (chrome-trace, speedscope or otlp-json)", o.format);
 
 	struct tg_store *s = tg_store_open(tg_default_db(o.db), TG_STORE_READ);
 	if (!s)
@@ -364,7 +393,7 @@ int cmd_export(int argc, char **argv)
 	FILE *out = stdout;
 	if (o.output && !(out = fopen(o.output, "w")))
 		tg_die("cannot write %s: %s", o.output, strerror(errno));
-	int rc = export_chrome(s, run, o.request, out);
+	int rc = otlp ? export_otlp(s, &o, run, out) : export_chrome(s, run, o.request, out);
 	if (out != stdout && fclose(out) != 0)
 		rc = -1;
 	tg_store_close(s);

@@ -123,6 +123,19 @@ void tg_forwarded_for(const char *headers, size_t n, const char **out, size_t *o
 		*out = NULL;
 }
 
+/* id[0..n) as 2n lowercase hex digits into out, or "" if all zero. */
+static void hex_id(const uint8_t *id, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	int nonzero = 0;
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[id[i] >> 4];
+		out[2 * i + 1] = digits[id[i] & 15];
+		nonzero |= id[i];
+	}
+	out[nonzero ? 2 * n : 0] = '\0';
+}
+
 static void format_addr(const struct tg_ev_request *r, char addr[TG_ADDR_MAX])
 {
 	char ip[INET6_ADDRSTRLEN];
@@ -196,6 +209,10 @@ int tg_decode_request(const void *rec, uint32_t size, int64_t mono_to_unix, stru
 	row->client_addr = addr[0] ? addr : NULL;
 	row->error = tg_req_error_text(r->error);
 	row->flags = r->flags;
+	hex_id(r->trace_id, sizeof r->trace_id, row->trace_id);
+	hex_id(r->parent_span_id, sizeof r->parent_span_id, row->parent_span_id);
+	if (!row->trace_id[0] || !row->parent_span_id[0])
+		row->trace_id[0] = row->parent_span_id[0] = '\0'; /* both or none */
 	return 0;
 }
 

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define TG_RING_MAGIC 0x474e495253474c54ull /* "TLGSRING" */
-#define TG_RING_VERSION 4u
+#define TG_RING_VERSION 5u
 
 /* Registration message a process sends over the collector's Unix socket,
  * together with its ring's memfd as SCM_RIGHTS. The collector learns the pid
@@ -105,6 +105,10 @@ struct tg_ev_request {
 	uint16_t route_len;      /* route template, after the headers; 0 on the wire path */
 	uint16_t pad1;
 	uint8_t client_addr[16]; /* 4 bytes for AF_INET, 16 for AF_INET6 */
+	/* The W3C trace context the request arrived with (a valid traceparent
+	 * header): the trace id and the caller's span id; all zero if none. */
+	uint8_t trace_id[16];
+	uint8_t parent_span_id[8];
 	/* char data[] follows */
 };
 

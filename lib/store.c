@@ -194,6 +194,17 @@ static const char *const migrations[] = {
 	"  OR fingerprint GLOB 'select pg_advisory_unlock_all()*' OR fingerprint GLOB 'with recursive typeinfo_tree(*'"
 	"  OR fingerprint IN ('select ?', 'select version()', 'select pg_catalog.version()',"
 	"  'select current_schema()');",
+	/* 5 -> 6: OpenTelemetry export. A random key per run, from which the
+	 * trace and span ids of its rows are derived (every run, old ones too,
+	 * gets one; a trigger gives new runs theirs, whoever inserts them), and
+	 * the W3C trace context a request arrived with (traceparent: trace id,
+	 * 32 lowercase hex digits, and the caller's span id, 16). */
+	"ALTER TABLE runs ADD COLUMN trace_key BLOB;"
+	"UPDATE runs SET trace_key = randomblob(16);"
+	"CREATE TRIGGER runs_trace_key AFTER INSERT ON runs WHEN NEW.trace_key IS NULL BEGIN"
+	"  UPDATE runs SET trace_key = randomblob(16) WHERE id = NEW.id; END;"
+	"ALTER TABLE requests ADD COLUMN trace_id TEXT;"
+	"ALTER TABLE requests ADD COLUMN parent_span_id TEXT;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == TG_STORE_SCHEMA,
@@ -222,8 +233,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_REQUEST] = "INSERT INTO requests (run_id, process_id, pid, tid, conn_id, start_unix_ns,"
 		       " duration_ns, req_end_ns, resp_start_ns, method, path, query_string, http_version,"
 		       " status, request_bytes, response_bytes, client_addr, error, flags, headers, transport,"
-		       " route, exception, forwarded_for)"
-		       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+		       " route, exception, forwarded_for, trace_id, parent_span_id)"
+		       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_METRIC] = ("INSERT INTO process_metrics (process_id, ts_unix_ns, cpu_user_ns, cpu_sys_ns, rss_bytes)"
 		       " VALUES (?,?,?,?,?)"),
 	[ST_LOSS] = "INSERT INTO losses (run_id, process_id, ts_unix_ns, kind, events, bytes) VALUES (?,?,?,?,?,?)",
@@ -914,6 +925,8 @@ int tg_store_request_add(struct tg_store *s, const struct tg_request_row *r)
 	bind_text_or_null(st, 22, r->route, r->route_len);
 	bind_text_or_null(st, 23, r->exception, r->exception_len);
 	bind_text_or_null(st, 24, r->forwarded_for, r->forwarded_for_len);
+	bind_cstr(st, 25, r->trace_id[0] ? r->trace_id : NULL);
+	bind_cstr(st, 26, r->parent_span_id[0] ? r->parent_span_id : NULL);
 	return batch_step(s, st);
 }
 

@@ -24,7 +24,7 @@
 
 #include <sqlite3.h>
 
-#define TG_STORE_SCHEMA 5 /* newest schema version this build reads and writes */
+#define TG_STORE_SCHEMA 6 /* newest schema version this build reads and writes */
 
 struct tg_store;
 
@@ -125,6 +125,8 @@ struct tg_request_row {
 	const char *exception; size_t exception_len; /* from the marker, or NULL */
 	const char *transport;                       /* "http" (NULL) or "asgi" */
 	const char *forwarded_for; size_t forwarded_for_len; /* client named by a proxy header, or NULL */
+	char trace_id[33];       /* W3C traceparent's trace id, 32 lowercase hex digits; "" = none */
+	char parent_span_id[17]; /* ... and its parent span id, 16 lowercase hex digits */
 };
 
 /* Corrects a stored request (in the batch): its response was cut short.

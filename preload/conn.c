@@ -215,6 +215,8 @@ static void emit_request(void *ctx, const struct tg_http_req *req)
 	ev->route_len = 0;
 	ev->pad1 = 0;
 	memcpy(ev->client_addr, c->addr, sizeof ev->client_addr);
+	memcpy(ev->trace_id, req->trace_id, sizeof ev->trace_id);
+	memcpy(ev->parent_span_id, req->parent_span_id, sizeof ev->parent_span_id);
 	uint8_t *p = rec + sizeof *ev;
 	memcpy(p, req->method, req->method_len);
 	p += req->method_len;

@@ -70,7 +70,10 @@ enum {
 enum { EV_NONE, EV_ERR, EV_HEADERS, EV_DONE, EV_UPGRADE };
 
 /* Headers whose value matters for framing. */
-enum { H_OTHER, H_CONTENT_LENGTH, H_TRANSFER_ENCODING, H_CONNECTION, H_EXPECT, H_UPGRADE };
+enum { H_OTHER, H_CONTENT_LENGTH, H_TRANSFER_ENCODING, H_CONNECTION, H_EXPECT, H_UPGRADE,
+       H_TRACEPARENT /* not framing: its ids are kept */ };
+
+#define TP_LEN 55 /* a version 00 traceparent; later versions may add "-..." */
 
 /* struct msg.hflags: what the header section said. */
 #define MF_CL 0x001           /* valid Content-Length seen (value in cl) */
@@ -106,6 +109,10 @@ struct msg {
 	uint16_t value_start; /* headers_len where its value starts */
 	char name[NAME_BUF];  /* lower-cased header name prefix; the method on the request line */
 	char tok[TOK_BUF];    /* lower-cased list token */
+	uint8_t tp_len;       /* traceparent value bytes kept, up to TP_LEN + 1 */
+	uint8_t tp_blank;     /* ... a blank was seen after them (only blanks may follow) */
+	uint8_t tp_bad;       /* ... a byte after such a blank: invalid */
+	char tp[TP_LEN + 1];  /* its first bytes */
 };
 
 /* The newest pending request with details: the request being read, or the
@@ -117,18 +124,22 @@ struct slot {
 	uint8_t http_minor, flags; /* TG_REQF_* of the request side */
 	uint8_t used;              /* holds a pending request */
 	uint8_t tdone;             /* its target is complete and redacted */
+	uint8_t tp;                /* traceparent headers seen: 0, 1 (valid, ids kept) or 2 (ignored) */
+	uint8_t trace_id[16], parent_span_id[8];
 	char method[TG_HTTP_METHOD_MAX];
 	char target[TG_HTTP_TARGET_MAX];
 	char headers[TG_HTTP_HEADERS_MAX];
 };
 
 /* A pending request in the detail FIFO: a complete request compacted out of
- * the slot, followed by its method, target and headers at their lengths. */
+ * the slot, followed by its method, target and headers at their lengths,
+ * and by the ids of its traceparent if it had a valid one. */
 struct rec {
 	uint32_t size; /* bytes of the record, a multiple of 8 */
 	uint16_t method_len, target_len, headers_len;
 	uint8_t http_minor, flags;
-	uint32_t pad;
+	uint8_t tp;     /* 1: the traceparent ids (24 bytes) follow the strings */
+	uint8_t pad[3];
 	uint64_t seq;
 	uint64_t start_ns, req_end_ns, request_bytes;
 	char data[];
@@ -253,6 +264,34 @@ int tg_http_secret_header(const char *name, size_t len)
 	return 0;
 }
 
+/* Lowercase hex s[0..2n) into out[0..n); 0 if a digit is not lowercase hex. */
+static int lower_hex(const char *s, size_t n, uint8_t *out, int *nonzero)
+{
+	for (size_t i = 0; i < 2 * n; i++) {
+		int d = hexval((uint8_t)s[i]);
+		if (d < 0 || (s[i] >= 'A' && s[i] <= 'F'))
+			return 0;
+		*nonzero |= d;
+		out[i / 2] = (uint8_t)(i & 1 ? (out[i / 2] << 4) | d : d);
+	}
+	return 1;
+}
+
+int tg_http_traceparent(const char *v, size_t n, uint8_t trace_id[16], uint8_t parent_span_id[8])
+{
+	/* Reads v[0..TP_LEN], never further. */
+	uint8_t version, flags, t[16], p[8];
+	int any = 0, tz = 0, pz = 0;
+	if (n < TP_LEN || v[2] != '-' || v[35] != '-' || v[52] != '-' || !lower_hex(v, 1, &version, &any) ||
+	    version == 0xff || (version == 0 && n != TP_LEN) || (n > TP_LEN && v[TP_LEN] != '-') ||
+	    !lower_hex(v + 3, 16, t, &tz) || !lower_hex(v + 36, 8, p, &pz) || !lower_hex(v + 53, 1, &flags, &any) ||
+	    !tz || !pz)
+		return 0;
+	memcpy(trace_id, t, sizeof t);
+	memcpy(parent_span_id, p, sizeof p);
+	return 1;
+}
+
 #undef AT
 
 /* ---- pending requests -------------------------------------------------- */
@@ -363,7 +402,8 @@ static int compact(struct tg_http_conn *c)
 {
 	struct slot *s = &c->slot;
 	slot_redact(s);
-	uint32_t len = (uint32_t)s->method_len + s->target_len + s->headers_len;
+	uint32_t strings = (uint32_t)s->method_len + s->target_len + s->headers_len;
+	uint32_t len = strings + (s->tp == 1 ? 24u : 0u);
 	struct rec *r = fifo_push(c, (uint32_t)(sizeof *r + len + 7) & ~7u);
 	if (!r)
 		return 0;
@@ -373,6 +413,7 @@ static int compact(struct tg_http_conn *c)
 	r->headers_len = s->headers_len;
 	r->http_minor = s->http_minor;
 	r->flags = s->flags;
+	r->tp = s->tp == 1;
 	r->seq = s->seq;
 	r->start_ns = s->start_ns;
 	r->req_end_ns = s->req_end_ns;
@@ -380,8 +421,25 @@ static int compact(struct tg_http_conn *c)
 	memcpy(r->data, s->method, s->method_len);
 	memcpy(r->data + s->method_len, s->target, s->target_len);
 	memcpy(r->data + s->method_len + s->target_len, s->headers, s->headers_len);
+	if (r->tp) {
+		memcpy(r->data + strings, s->trace_id, 16);
+		memcpy(r->data + strings + 16, s->parent_span_id, 8);
+	}
 	s->used = 0;
 	return 1;
+}
+
+/* The ids of a request's traceparent for emit: kept only if there was
+ * exactly one, and valid. */
+static void set_trace(struct tg_http_req *v, uint8_t tp, const uint8_t trace_id[16], const uint8_t parent[8])
+{
+	if (tp == 1) {
+		memcpy(v->trace_id, trace_id, sizeof v->trace_id);
+		memcpy(v->parent_span_id, parent, sizeof v->parent_span_id);
+	} else {
+		memset(v->trace_id, 0, sizeof v->trace_id);
+		memset(v->parent_span_id, 0, sizeof v->parent_span_id);
+	}
 }
 
 /*
@@ -413,6 +471,8 @@ static void finish_oldest(struct tg_http_conn *c, int error, uint64_t now, tg_ht
 		v.method = r->data;
 		v.target = r->data + r->method_len;
 		v.headers = r->data + r->method_len + r->target_len;
+		const uint8_t *ids = (const uint8_t *)v.headers + r->headers_len;
+		set_trace(&v, r->tp, ids, ids + 16);
 		if (emit && !discard)
 			emit(ctx, &v);
 		fifo_pop(c);
@@ -440,6 +500,7 @@ static void finish_oldest(struct tg_http_conn *c, int error, uint64_t now, tg_ht
 		v.method = s->method;
 		v.target = s->target;
 		v.headers = s->headers;
+		set_trace(&v, s->tp, s->trace_id, s->parent_span_id);
 		if (emit && !discard)
 			emit(ctx, &v);
 		s->used = 0;
@@ -830,7 +891,14 @@ static void name_end(struct msg *m, struct slot *r)
 		if (eq(nm, len, "upgrade"))
 			m->hid = H_UPGRADE;
 		break;
+	case 11:
+		if (eq(nm, len, "traceparent"))
+			m->hid = H_TRACEPARENT;
+		break;
 	}
+	m->tp_len = 0;
+	m->tp_blank = 0;
+	m->tp_bad = 0;
 	m->num = 0;
 	m->num_state = 0;
 	m->tok_len = 0;
@@ -846,10 +914,44 @@ static void name_end(struct msg *m, struct slot *r)
 	}
 }
 
+/* Collects value bytes of a traceparent header: its first TP_LEN + 1
+ * bytes, blanks at the end left out (a blank inside makes it invalid). */
+static void tp_add(struct msg *m, const uint8_t *s, size_t len)
+{
+	for (size_t k = 0; k < len; k++) {
+		uint8_t ch = s[k];
+		if (ch == ' ' || ch == '\t' || ch == '\r') {
+			m->tp_blank = 1;
+			continue;
+		}
+		if (m->tp_blank)
+			m->tp_bad = 1;
+		if (m->tp_len < sizeof m->tp)
+			m->tp[m->tp_len++] = (char)ch;
+	}
+}
+
+/* A traceparent header line ended: its ids go to the request, unless it
+ * is the second one (then none is trusted). */
+static void tp_end(struct msg *m, struct slot *r)
+{
+	if (!r || r->tp >= 2)
+		return;
+	if (r->tp == 1) {
+		r->tp = 2;
+		return;
+	}
+	/* Past TP_LEN + 1 bytes the value is a later version's longer one:
+	 * what the validator reads of it is kept. */
+	r->tp = (uint8_t)(!m->tp_bad && tg_http_traceparent(m->tp, m->tp_len, r->trace_id, r->parent_span_id) ? 1 : 2);
+}
+
 /* Adds value bytes s[0..len) (no LF among them). */
 static void value_add(struct msg *m, struct slot *r, const uint8_t *s, size_t len)
 {
-	if (m->hid != H_OTHER && m->hid != H_UPGRADE)
+	if (m->hid == H_TRACEPARENT)
+		tp_add(m, s, len);
+	else if (m->hid != H_OTHER && m->hid != H_UPGRADE)
 		value_parse(m, s, len);
 	if (!m->secret)
 		store(m, r, s, len);
@@ -879,6 +981,9 @@ static void line_end(struct msg *m, struct slot *r)
 		break;
 	case H_UPGRADE:
 		m->hflags |= MF_UPGRADE;
+		break;
+	case H_TRACEPARENT:
+		tp_end(m, r);
 		break;
 	}
 	if (!m->storing || !r)
@@ -1113,6 +1218,7 @@ static int request_begin(struct tg_http_conn *c, uint64_t now)
 		s->method_len = s->target_len = s->headers_len = 0;
 		s->http_minor = 0;
 		s->flags = 0;
+		s->tp = 0;
 	}
 	c->rreq = s;
 	c->reading = 1;

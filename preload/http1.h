@@ -22,8 +22,9 @@
  * buffer passes 16 KiB, which may be after reading 256 KiB), so a long line
  * is followed to its end and the request ends however the app ends it.
  *
- * What it keeps: method, target (up to TG_HTTP_TARGET_MAX bytes) and header
- * text (up to TG_HTTP_HEADERS_MAX), with secrets removed before anything
+ * What it keeps: method, target (up to TG_HTTP_TARGET_MAX bytes), header
+ * text (up to TG_HTTP_HEADERS_MAX) and the ids of a W3C traceparent header
+ * (whatever the cap on the text), with secrets removed before anything
  * leaves the parser: the values of secret-bearing headers and of
  * secret-bearing query parameters (in the target and in URL-valued headers
  * such as Referer) are replaced by "[redacted]".
@@ -73,6 +74,10 @@ struct tg_http_req {
 	const char *method;      /* method_len bytes */
 	const char *target;      /* target_len bytes, secret query values redacted */
 	const char *headers;     /* "Name: value\n" lines as sent, secrets redacted */
+	/* A valid W3C traceparent header (exactly one, see tg_http_traceparent):
+	 * its trace id and parent span id; all zero if none. */
+	uint8_t trace_id[16];
+	uint8_t parent_span_id[8];
 };
 
 typedef void (*tg_http_emit_fn)(void *ctx, const struct tg_http_req *req);
@@ -131,6 +136,13 @@ uint64_t tg_http_take_lost(struct tg_http_conn *c);
  * X-Api-Key, and any name containing "token", "secret", "password",
  * "passwd", "api-key", "apikey", "session" or "auth". */
 int tg_http_secret_header(const char *name, size_t len);
+
+/* Parses a W3C Trace Context traceparent value v[0..n) (no surrounding
+ * blanks) strictly: "VV-<32 hex>-<16 hex>-<2 hex>" in lowercase, version
+ * not "ff", exactly 55 bytes for version 00 (a later version may add
+ * "-..."), trace id and parent id not all zero. Returns 1 and fills the
+ * ids, or 0 if invalid. */
+int tg_http_traceparent(const char *v, size_t n, uint8_t trace_id[16], uint8_t parent_span_id[8]);
 
 /* ---- secret query parameters (redact.c) ---- */
 

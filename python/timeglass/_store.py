@@ -13,7 +13,7 @@ import os
 import sqlite3
 import stat
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DEFAULT_PATH = os.path.join(".timeglass", "timeglass.db")
 
 BUSY_TIMEOUT_S = 5.0
@@ -182,6 +182,13 @@ MIGRATIONS = (
     "  OR fingerprint GLOB 'select pg_advisory_unlock_all()*' OR fingerprint GLOB 'with recursive typeinfo_tree(*'"
     "  OR fingerprint IN ('select ?', 'select version()', 'select pg_catalog.version()',"
     "  'select current_schema()');",
+    # 5 -> 6: OpenTelemetry export. A random key per run, from which the trace and span ids of its rows are derived (every run, old ones too, gets one; a trigger gives new runs theirs, whoever inserts them), and the W3C trace context a request arrived with (traceparent: trace id, 32 lowercase hex digits, and the caller's span id, 16).
+    "ALTER TABLE runs ADD COLUMN trace_key BLOB;"
+    "UPDATE runs SET trace_key = randomblob(16);"
+    "CREATE TRIGGER runs_trace_key AFTER INSERT ON runs WHEN NEW.trace_key IS NULL BEGIN"
+    "  UPDATE runs SET trace_key = randomblob(16) WHERE id = NEW.id; END;"
+    "ALTER TABLE requests ADD COLUMN trace_id TEXT;"
+    "ALTER TABLE requests ADD COLUMN parent_span_id TEXT;",
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -272,10 +279,16 @@ def _migrate(conn, path):
 
 
 def _exec_script(conn, script):
-    """Runs each statement of script inside the caller's transaction."""
-    for statement in script.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    """Runs each statement of script inside the caller's transaction. A
+    statement ends at the ';' where SQLite says it is complete (a trigger's
+    body holds several)."""
+    statement = ""
+    for piece in script.split(";"):
+        statement += piece + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \n;"):
+                conn.execute(statement)
+            statement = ""
 
 
 def open_store(path):

@@ -161,6 +161,8 @@ static void on_emit(void *ctx, const struct tg_http_req *r)
 	h = fnv(h, r->method, r->method_len);
 	h = fnv(h, r->target, r->target_len);
 	h = fnv(h, r->headers, r->headers_len);
+	h = fnv(h, r->trace_id, sizeof r->trace_id);
+	h = fnv(h, r->parent_span_id, sizeof r->parent_span_id);
 	if (fr->n < MAX_DIGESTS)
 		fr->digest[fr->n] = h;
 	fr->n++;
@@ -306,6 +308,8 @@ static const char *const req_frag[] = {
 	"GET /s?user=u&password=p%41ss&%54oken=t;sig=s#code=c HTTP/1.1\r\nReferer: /r?key=k&x=1\r\n\r\n",
 	"GET /cb#access_token=at&state=1 HTTP/1.1\r\nX-Original-URL: /o?api%5Fkey=k\r\n\r\n",
 	"HEAD /s?session=s HTTP/1.1\r\nreferer: http://h/?refresh_token=r&secret=\r\n\r\n",
+	"GET /t HTTP/1.1\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n",
+	"GET /t2 HTTP/1.1\r\nTraceparent:  cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x \r\n\r\n",
 };
 
 static const char *const resp_frag[] = {

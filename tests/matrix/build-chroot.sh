@@ -31,7 +31,7 @@ machine_mirror() {
 mirror=${DEBIAN_MIRROR:-$(machine_mirror | head -n 1)}
 mirror=${mirror:-http://deb.debian.org/debian}
 
-ready=.timeglass-ready-5 # bump when the package list changes
+ready=.timeglass-ready-6 # bump when the package list changes
 if [ -e "$root/$ready" ]; then
 	echo "chroot $root: ready (reused)"
 	exit 0
@@ -65,6 +65,9 @@ if [ "$name" = sid ]; then
 	for v in 3.14 3.15; do
 		run apt-get install -y --no-install-recommends "python$v" "python$v-dev" || true
 	done
+	# The OpenTelemetry export tests (tests/otel) decode with the
+	# OpenTelemetry project's own protocol definitions.
+	run apt-get install -y --no-install-recommends python3-opentelemetry-proto python3-protobuf
 fi
 run apt-get clean
 touch "$root/$ready"

@@ -6,11 +6,12 @@
 # with each interpreter:
 #
 #   trixie  python3.13 (FastAPI 0.115)   stacks integration python sql realapps
-#   sid     python3.14 (current FastAPI) stacks integration python sql realapps
+#   sid     python3.14 (current FastAPI) stacks integration python sql realapps otel
 #   sid     python3.15                   stacks
 #
 # (the integration, Python-package, SQL and real-app suites run the chroot's
-# default python3; the stack tests take any interpreter.)
+# default python3; the stack tests take any interpreter; the OpenTelemetry
+# export tests need python3-opentelemetry-proto, which only sid packages.)
 #
 #   tests/matrix/run.sh              # trixie and sid
 #   tests/matrix/run.sh trixie       # one chroot
@@ -40,6 +41,7 @@ suites_of() {
 	default=$(readlink -f "$roots/$1/usr/bin/python3")
 	if [ "${default##*/}" = "$2" ]; then
 		all="stacks integration python sql realapps"
+		[ "$1" != sid ] || all="$all otel"
 	else
 		all="stacks"
 	fi

@@ -1009,6 +1009,109 @@ static void test_secret_header(void)
 	report(!bad, "tg_http_secret_header", "");
 }
 
+/* W3C traceparent: the validator, then the parser keeping the ids of a
+ * request's one valid header (in any case of the name, whatever the cap on
+ * the header text, through pipelining), fed whole and a byte at a time. */
+#define TP_TRACE "4bf92f3577b34da6a3ce929d0e0e4736"
+#define TP_PARENT "00f067aa0ba902b7"
+#define TP_OK "00-" TP_TRACE "-" TP_PARENT "-01"
+
+static void test_traceparent(void)
+{
+	static const struct {
+		const char *v;
+		int valid;
+	} t[] = {
+		{ TP_OK, 1 },
+		{ "00-" TP_TRACE "-" TP_PARENT "-00", 1 },
+		{ "cc-" TP_TRACE "-" TP_PARENT "-01-what-the-future-says", 1 },
+		{ "cc-" TP_TRACE "-" TP_PARENT "-01", 1 },
+		{ "00-" TP_TRACE "-" TP_PARENT "-01-x", 0 },     /* version 00 is exactly 55 bytes */
+		{ "cc-" TP_TRACE "-" TP_PARENT "-01x", 0 },      /* a later version adds "-..." only */
+		{ "ff-" TP_TRACE "-" TP_PARENT "-01", 0 },       /* version ff is invalid */
+		{ "00-4BF92F3577B34DA6A3CE929D0E0E4736-" TP_PARENT "-01", 0 }, /* uppercase */
+		{ "00-00000000000000000000000000000000-" TP_PARENT "-01", 0 },
+		{ "00-" TP_TRACE "-0000000000000000-01", 0 },
+		{ "00-" TP_TRACE "-" TP_PARENT "-0", 0 },
+		{ "00-" TP_TRACE "-" TP_PARENT "-0g", 0 },
+		{ "00_" TP_TRACE "-" TP_PARENT "-01", 0 },
+		{ "00-" TP_TRACE "x" TP_PARENT "-01", 0 },
+		{ "00-4bf92f3577b34da6a3ce929d0e0e473-" TP_PARENT "-011", 0 }, /* a short trace id */
+		{ "", 0 },
+		{ "00", 0 },
+	};
+	static const uint8_t want_trace[16] = {0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6,
+					       0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36};
+	static const uint8_t want_parent[8] = {0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7};
+	static const uint8_t zero[16];
+	int bad = 0;
+	verbose_budget = 20;
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		uint8_t tr[16] = {0}, pa[8] = {0};
+		int got = tg_http_traceparent(t[i].v, strlen(t[i].v), tr, pa);
+		if (got != t[i].valid || (got && (memcmp(tr, want_trace, 16) || memcmp(pa, want_parent, 8)))) {
+			diag("tg_http_traceparent(\"%s\") = %d, want %d", t[i].v, got, t[i].valid);
+			bad++;
+		}
+	}
+	report(!bad, "tg_http_traceparent: strict W3C validation", "");
+
+	static char big[TG_HTTP_HEADERS_MAX + 200];
+	memset(big, 0, sizeof big);
+	snprintf(big, sizeof big, "GET /big HTTP/1.1\r\nX-Big: %0*d\r\ntraceparent: " TP_OK "\r\n\r\n",
+		 TG_HTTP_HEADERS_MAX, 7);
+	static const struct {
+		const char *name, *req;
+		int want[2]; /* ids expected in the first and second request */
+	} p[] = {
+		{ "one header", "GET / HTTP/1.1\r\nHost: a\r\ntraceparent: " TP_OK "\r\n\r\n", {1} },
+		{ "name in any case, blanks around", "GET / HTTP/1.1\r\nTraceParent: \t " TP_OK " \t\r\n\r\n", {1} },
+		{ "blank inside", "GET / HTTP/1.1\r\ntraceparent: 00-" TP_TRACE " -" TP_PARENT "-01\r\n\r\n", {0} },
+		{ "two headers", "GET / HTTP/1.1\r\ntraceparent: " TP_OK "\r\ntraceparent: " TP_OK "\r\n\r\n", {0} },
+		{ "invalid value", "GET / HTTP/1.1\r\ntraceparent: 00-" TP_TRACE "-" TP_PARENT "-01-\r\n\r\n", {0} },
+		{ "a longer name", "GET / HTTP/1.1\r\ntraceparents: " TP_OK "\r\n\r\n", {0} },
+		{ "after the header text cap", big, {1} },
+		{ "pipelined: the second request only",
+		  "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\ntraceparent: " TP_OK "\r\n\r\n", {0, 1} },
+		{ "pipelined: the first request only",
+		  "GET /1 HTTP/1.1\r\ntraceparent: " TP_OK "\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", {1, 0} },
+	};
+	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
+		size_t len = strlen(p[i].req);
+		int nreq = 1 + (strstr(p[i].req, "GET /2") != NULL);
+		bad = 0;
+		for (size_t piece = 0; piece < 2; piece++) {
+			size_t step = piece ? 1 : len;
+			struct tg_http_conn *c = tg_http_new();
+			memset(&run_buf, 0, sizeof run_buf);
+			for (size_t off = 0; off < len; off += step)
+				tg_http_on_read(c, (const uint8_t *)p[i].req + off, step, 1, on_emit, &run_buf);
+			for (int k = 0; k < nreq; k++)
+				tg_http_on_write(c, (const uint8_t *)RS2, L(RS2), 2, on_emit, &run_buf);
+			tg_http_free(c);
+			if (run_buf.n != nreq) {
+				diag("%s: %d requests, want %d", p[i].name, run_buf.n, nreq);
+				bad++;
+				continue;
+			}
+			for (int k = 0; k < nreq; k++) {
+				const struct tg_http_req *r = &run_buf.got[k].r;
+				int ok = p[i].want[k] ? !memcmp(r->trace_id, want_trace, 16) &&
+							       !memcmp(r->parent_span_id, want_parent, 8)
+						      : !memcmp(r->trace_id, zero, 16) && !memcmp(r->parent_span_id, zero, 8);
+				if (!ok) {
+					diag("%s (%s): request %d has the wrong ids", p[i].name,
+					     piece ? "byte by byte" : "whole", k + 1);
+					bad++;
+				}
+			}
+		}
+		char name[128];
+		snprintf(name, sizeof name, "traceparent kept: %s", p[i].name);
+		report(!bad, name, "");
+	}
+}
+
 /* Who closed a connection with a complete request unanswered: the app
  * (uvicorn drops a connection whose previous request raised, with the next
  * one already read), or the client (it half-closed first, or reset). */
@@ -1375,6 +1478,7 @@ int main(void)
 	build_inputs();
 	run_table();
 	test_secret_header();
+	test_traceparent();
 	test_after_untrack();
 	test_closed_before_response();
 	test_many_keepalive();
