@@ -13,7 +13,7 @@ import os
 import sqlite3
 import stat
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DEFAULT_PATH = os.path.join(".timeglass", "timeglass.db")
 
 BUSY_TIMEOUT_S = 5.0
@@ -182,6 +182,9 @@ MIGRATIONS = (
     "  OR fingerprint GLOB 'select pg_advisory_unlock_all()*' OR fingerprint GLOB 'with recursive typeinfo_tree(*'"
     "  OR fingerprint IN ('select ?', 'select version()', 'select pg_catalog.version()',"
     "  'select current_schema()');",
+    # 5 -> 6: the scheduler's view of the process's own threads (not TimeGlass's), summed since each started: time on a CPU and time runnable but waiting on a run queue (/proc/PID/task/TID/schedstat). Their ratio is how much a busy machine stretched the process's CPU work; NULL where the kernel gives no schedstat.
+    "ALTER TABLE process_metrics ADD COLUMN sched_cpu_ns INTEGER;"
+    "ALTER TABLE process_metrics ADD COLUMN run_delay_ns INTEGER;",
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
