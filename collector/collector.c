@@ -90,7 +90,7 @@ struct proc {
 	struct tg_scopes *scopes;  /* request scopes: which request each token stands for (scopes.h) */
 	struct tg_sql_proc *sql;   /* queries and outbound calls waiting for their request (sql.h) */
 	struct tg_stacks_proc *stacks; /* Python stack samples waiting for their request (stacks.h) */
-	struct tg_sched *sched;    /* its threads' run-queue delay (schedstat.h); NULL without memory */
+	struct tg_sched sched;     /* its threads' run-queue delay (schedstat.h) */
 };
 
 #define STORE_WAIT_MS 50                         /* per round, for a locked store */
@@ -589,8 +589,7 @@ static void proc_finish(struct collector *c, struct proc *p)
 	p->sql = NULL;
 	tg_stacks_proc_free(p->stacks);
 	p->stacks = NULL;
-	tg_sched_free(p->sched);
-	p->sched = NULL;
+	tg_sched_clear(&p->sched);
 	if (p->map)
 		munmap(p->map, p->map_bytes);
 	p->map = NULL;
@@ -676,9 +675,7 @@ static void sample(struct collector *c, struct proc *p, int64_t now_unix)
 	if (rss_pages == 0 || state == 'Z' || state == 'X')
 		return;
 	int64_t ns_per_tick = 1000000000LL / c->clk_tck, sched_cpu = -1, run_delay = -1;
-	if (!p->sched)
-		p->sched = tg_sched_new();
-	if (p->sched && tg_sched_read(p->sched, p->pid, &sched_cpu, &run_delay) < 0)
+	if (tg_sched_read(&p->sched, p->pid, &sched_cpu, &run_delay) < 0)
 		sched_cpu = run_delay = -1;
 	tg_store_metric_add(c->store, p->process_id, now_unix, (int64_t)ut * ns_per_tick, (int64_t)st * ns_per_tick,
 			    (int64_t)rss_pages * c->page_size, sched_cpu, run_delay);

@@ -12,7 +12,7 @@
 
 #define NAME_CHECKS 5 /* reads during which a new thread's name is looked at */
 
-struct sched_thread {
+struct tg_sched_thread {
 	pid_t tid;
 	int64_t cpu_ns, delay_ns; /* its counters at the last read */
 	unsigned checks;          /* reads that found its name not ours */
@@ -20,23 +20,12 @@ struct sched_thread {
 	int seen;                 /* found by the current read */
 };
 
-struct tg_sched {
-	struct sched_thread *v;
-	size_t n, cap;
-	int64_t gone_cpu_ns, gone_delay_ns; /* of the app threads that exited */
-};
+#define THREADS_STEP 16 /* the table grows by this many threads */
 
-struct tg_sched *tg_sched_new(void)
+void tg_sched_clear(struct tg_sched *s)
 {
-	return calloc(1, sizeof(struct tg_sched));
-}
-
-void tg_sched_free(struct tg_sched *s)
-{
-	if (!s)
-		return;
 	free(s->v);
-	free(s);
+	memset(s, 0, sizeof *s);
 }
 
 /* 1 when thread tid of pid is one of TimeGlass's own (or gone). */
@@ -48,20 +37,20 @@ static int own_thread(pid_t pid, pid_t tid)
 	return n <= 0 || !strncmp(name, "timeglass-", 10);
 }
 
-static struct sched_thread *thread_of(struct tg_sched *s, pid_t tid)
+static struct tg_sched_thread *thread_of(struct tg_sched *s, pid_t tid)
 {
 	for (size_t i = 0; i < s->n; i++)
 		if (s->v[i].tid == tid)
 			return &s->v[i];
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 16;
-		struct sched_thread *v = realloc(s->v, cap * sizeof *v);
+	/* room for THREADS_STEP more at each multiple of it (the table only
+	 * shrinks by dropping exited threads, within what it holds) */
+	if (s->n % THREADS_STEP == 0) {
+		struct tg_sched_thread *v = reallocarray(s->v, s->n + THREADS_STEP, sizeof *v);
 		if (!v)
 			return NULL;
 		s->v = v;
-		s->cap = cap;
 	}
-	struct sched_thread *t = &s->v[s->n++];
+	struct tg_sched_thread *t = &s->v[s->n++];
 	memset(t, 0, sizeof *t);
 	t->tid = tid;
 	return t;
@@ -83,7 +72,7 @@ int tg_sched_read(struct tg_sched *s, pid_t pid, int64_t *cpu_ns, int64_t *run_d
 		long tid = strtol(e->d_name, &end, 10);
 		if (end == e->d_name || *end || tid <= 0)
 			continue;
-		struct sched_thread *t = thread_of(s, (pid_t)tid);
+		struct tg_sched_thread *t = thread_of(s, (pid_t)tid);
 		if (!t)
 			break;
 		t->seen = 1;
@@ -108,7 +97,7 @@ int tg_sched_read(struct tg_sched *s, pid_t pid, int64_t *cpu_ns, int64_t *run_d
 	int64_t cpu = s->gone_cpu_ns, delay = s->gone_delay_ns;
 	size_t j = 0;
 	for (size_t i = 0; i < s->n; i++) {
-		struct sched_thread *t = &s->v[i];
+		struct tg_sched_thread *t = &s->v[i];
 		if (!t->own) {
 			cpu += t->cpu_ns;
 			delay += t->delay_ns;

@@ -18,15 +18,21 @@
 #ifndef TG_SCHEDSTAT_H
 #define TG_SCHEDSTAT_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-struct tg_sched;
+struct tg_sched_thread;
 
-/* A new, empty tracker for one process; NULL without memory. */
-struct tg_sched *tg_sched_new(void);
+/* The tracker of one process: all zeros is a new, empty one. */
+struct tg_sched {
+	struct tg_sched_thread *v; /* the threads seen, live at the last read */
+	size_t n;
+	int64_t gone_cpu_ns, gone_delay_ns; /* of the app threads that exited */
+};
 
-void tg_sched_free(struct tg_sched *s);
+/* Frees what s holds and empties it. */
+void tg_sched_clear(struct tg_sched *s);
 
 /* Reads the counters of pid's threads and returns, in *cpu_ns and
  * *run_delay_ns, their sums since each thread started, over every app
