@@ -303,7 +303,7 @@ static void check_budget(const struct rp_report *r, const struct budget *b, stru
  * the baseline, the JSON report and the tables list the ones they show. */
 enum fig {
 	R_KEY, R_COUNT, R_MEAN, R_STDEV, R_P50, R_P90, R_P95, R_P99, R_MAX, R_QUERIES, R_PER_REQ, R_MAX_Q, R_NP1,
-	R_4XX, R_5XX, R_ADJ_P50, R_CPU_WAIT,
+	R_4XX, R_5XX, R_ADJ_P50, R_CPU_WAIT, R_CPU,
 	T_NODEID, T_OUTCOME, T_REQUESTS, T_QUERIES, T_OUTSIDE, T_DB_MS, T_NP1, T_5XX, T_MS,
 };
 
@@ -341,6 +341,7 @@ static const struct field {
 	[R_5XX] = ROUTE_F("n5xx", F_I64, n5xx),
 	[R_ADJ_P50] = ROUTE_F("p50_adjusted_ms", F_MS, adj_p50_ms),
 	[R_CPU_WAIT] = ROUTE_F("cpu_wait_ms", F_MS, cpu_wait_ms),
+	[R_CPU] = ROUTE_F("cpu_ms", F_MS, cpu_ms),
 	[T_NODEID] = TEST_F("nodeid", F_STR, nodeid),
 	[T_OUTCOME] = TEST_F("outcome", F_TEXT, outcome),
 	[T_REQUESTS] = TEST_F("requests", F_I64, requests),
@@ -360,7 +361,7 @@ static const unsigned char base_route_figs[] = {R_COUNT, R_P50, R_P95, R_P99, R_
 						R_NP1, R_5XX, R_ADJ_P50, R_CPU_WAIT};
 static const unsigned char json_route_figs[] = {R_KEY, R_COUNT, R_MEAN, R_STDEV, R_P50, R_P90, R_P95, R_P99, R_MAX,
 						R_QUERIES, R_PER_REQ, R_MAX_Q, R_NP1, R_4XX, R_5XX, R_ADJ_P50,
-						R_CPU_WAIT};
+						R_CPU_WAIT, R_CPU};
 static const unsigned char base_test_figs[] = {T_REQUESTS, T_QUERIES, T_OUTSIDE, T_NP1, T_5XX};
 static const unsigned char json_test_figs[] = {T_NODEID, T_OUTCOME, T_REQUESTS, T_QUERIES, T_OUTSIDE, T_DB_MS, T_NP1,
 					       T_5XX, T_MS};

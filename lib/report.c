@@ -334,7 +334,8 @@ static long load_wait_rates(sqlite3 *db, int64_t run_id, struct wait_rate **v)
  * their own share, and it needs no per-request CPU. A delay outside any
  * request (a wake-up before a request's first byte) is counted as if inside:
  * the estimate errs on the large side, which makes a busy machine's
- * durations look shorter, never longer. Also sums the schedstat figures of
+ * durations look shorter, never longer; route_stats() keeps them at no
+ * less than their route's CPU per request. Also sums the schedstat figures of
  * the intervals that requests overlap, for r->cpu_wait_k. Leaves
  * r->cpu_wait 0 (and every wait_ns -1) without such figures. */
 static int load_cpu_wait(sqlite3 *db, struct rp_report *r)
@@ -403,6 +404,21 @@ static int load_cpu_wait(sqlite3 *db, struct rp_report *r)
 		}
 	}
 	free(cov);
+	/* the CPU the stack sampler gave each route's requests, summed here
+	 * (route_stats() makes it the mean); none in a store without it */
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT " ROUTE_KEY_SQL ", sum(r.cpu_ns) FROM requests r"
+			       " WHERE r.run_id = ? AND r.cpu_ns IS NOT NULL GROUP BY 1",
+			       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, r->run_id);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			long k = rp_find_route(r, (const char *)sqlite3_column_text(st, 0));
+			if (k >= 0)
+				r->routes[k].cpu_ms = (double)sqlite3_column_int64(st, 1) / 1e6;
+		}
+		sqlite3_finalize(st);
+	}
 	for (long j = 0; j < n; j++)
 		if (v[j].busy_ns) {
 			r->sched_cpu_ns += v[j].cpu_ns;
@@ -735,6 +751,7 @@ static void route_stats(struct rp_report *r)
 		ro->max_ms = ro->samples_ms[n - 1];
 		ro->adj_p50_ms = NAN;
 		ro->cpu_wait_ms = NAN;
+		ro->cpu_ms = r->cpu_wait && ro->cpu_ms > 0 ? ro->cpu_ms / (double)n : NAN;
 		if (!r->cpu_wait || !(ro->adj_samples_ms = malloc(n * sizeof(double))))
 			continue;
 		size_t m = 0;
@@ -744,7 +761,10 @@ static void route_stats(struct rp_report *r)
 			if (&r->routes[q->route] != ro)
 				continue;
 			double w = q->wait_ns > 0 ? (double)q->wait_ns / 1e6 : 0;
-			ro->adj_samples_ms[m++] = (double)q->duration_ns / 1e6 - w;
+			/* never below the route's CPU per request: no request takes
+			 * less, and a wait taken for too large a share stops there */
+			double d = (double)q->duration_ns / 1e6;
+			ro->adj_samples_ms[m++] = isnan(ro->cpu_ms) ? d - w : fmin(d, fmax(d - w, ro->cpu_ms));
 			wait += w;
 		}
 		qsort(ro->adj_samples_ms, m, sizeof(double), cmp_double);

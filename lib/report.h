@@ -66,6 +66,8 @@ struct rp_route {
 	double *adj_samples_ms; /* count, ascending */
 	double adj_p50_ms;
 	double cpu_wait_ms;     /* the mean wait taken off */
+	double cpu_ms;          /* mean CPU per request (stack sampler), NAN when not measured; the
+				 * floor of the adjusted durations */
 };
 
 struct rp_test {

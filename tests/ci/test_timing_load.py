@@ -5,8 +5,9 @@ route and an I/O-bound one) is recorded without added load; then the suite
 runs again while CPU burners share the app's CPU (the suite, the app and
 the burners are all pinned to one CPU, so the contention is certain even on
 a machine with idle cores). The clean rerun must pass on the load-adjusted
-basis, while a route that really got slower, off the CPU (an added await)
-under load or on the CPU (twice the work), is still reported.
+basis, while a route that really got slower, off the CPU (an added await,
+under load) or on the CPU (twice the work, quiet or under load), is still
+reported.
 """
 
 import json
@@ -119,10 +120,19 @@ def test_slower_await_under_load(quiet_baseline, tmp_path):
     assert code == 1, out
 
 
-def test_twice_the_cpu(quiet_baseline, tmp_path):
+@pytest.mark.parametrize("loaded", [False, True], ids=["quiet", "loaded"])
+def test_twice_the_cpu(quiet_baseline, tmp_path, loaded):
     baseline, _ = quiet_baseline
-    code, out, report = run_timing(tmp_path, "cpu2x", ["--baseline", str(baseline)], inject="cpu2x")
+    opts = ["--baseline", str(baseline)]
+    if loaded:
+        with Burners():
+            code, out, report = run_timing(tmp_path, "cpu2x", opts, inject="cpu2x")
+    else:
+        code, out, report = run_timing(tmp_path, "cpu2x", opts, inject="cpu2x")
     failures = timing_failures(report)
     assert "GET /cpu" in failures, out
     assert "GET /io" not in failures, out
     assert code == 1, out
+    # the adjusted durations never go below the route's CPU per request
+    cpu = {r["route"]: r for r in report["routes"]}["GET /cpu"]
+    assert cpu["cpu_ms"] > 6 and cpu["p50_adjusted_ms"] >= cpu["cpu_ms"] * 0.99, cpu
