@@ -18,7 +18,10 @@
  * baseline p50 by more than the tolerance (default 25 %) and by at least
  * the noise floor (default 1 ms), and a one-sided Mann-Whitney U test over
  * the durations gives p < 0.01. With fewer than 5 samples on either side
- * the test is skipped and the report says so.
+ * the test is skipped and the report says so. When both runs measured
+ * their processes' wait for a CPU (report.h, cpu_wait), the durations
+ * compared are load-adjusted, so that a busy machine is not a slowdown;
+ * the reports name the basis used and why.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -97,6 +100,9 @@ void cmd_ci_usage(FILE *f)
 		   "test (exact), a new N+1 pattern, more 5xx responses, and slower routes: new p50\n"
 		   "> baseline p50 x (1 + tolerance), at least the floor slower, and a one-sided\n"
 		   "Mann-Whitney U test at p < 0.01 (only the tolerance with < 5 samples a side).\n"
+		   "When both runs recorded their wait for a CPU (run-queue delay), the durations\n"
+		   "compared are less that wait (never below the route's CPU per request), so a\n"
+		   "machine busy with other work is not a slowdown; the report names the basis.\n"
 		   "\n"
 		   "Exit status: CMD's when it failed, 1 for breaches or regressions, 2 for bad usage.\n");
 }
