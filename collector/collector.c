@@ -40,6 +40,7 @@
 #include "collector/record.h"
 #include "common/ring.h"
 #include "collector/otlp_stream.h"
+#include "collector/schedstat.h"
 #include "collector/scopes.h"
 #include "collector/sql.h"
 #include "collector/stacks.h"
@@ -90,6 +91,7 @@ struct proc {
 	struct tg_scopes *scopes;  /* request scopes: which request each token stands for (scopes.h) */
 	struct tg_sql_proc *sql;   /* queries and outbound calls waiting for their request (sql.h) */
 	struct tg_stacks_proc *stacks; /* Python stack samples waiting for their request (stacks.h) */
+	struct tg_sched sched;     /* its threads' run-queue delay (schedstat.h) */
 };
 
 #define STORE_WAIT_MS 50                         /* per round, for a locked store */
@@ -595,6 +597,7 @@ static void proc_finish(struct collector *c, struct proc *p)
 	p->sql = NULL;
 	tg_stacks_proc_free(p->stacks);
 	p->stacks = NULL;
+	tg_sched_clear(&p->sched);
 	if (p->map)
 		munmap(p->map, p->map_bytes);
 	p->map = NULL;
@@ -679,9 +682,11 @@ static void sample(struct collector *c, struct proc *p, int64_t now_unix)
 	 * report: such a sample would be a false drop to zero. */
 	if (rss_pages == 0 || state == 'Z' || state == 'X')
 		return;
-	int64_t ns_per_tick = 1000000000LL / c->clk_tck;
+	int64_t ns_per_tick = 1000000000LL / c->clk_tck, sched_cpu = -1, run_delay = -1;
+	if (tg_sched_read(&p->sched, p->pid, &sched_cpu, &run_delay) < 0)
+		sched_cpu = run_delay = -1;
 	tg_store_metric_add(c->store, p->process_id, now_unix, (int64_t)ut * ns_per_tick, (int64_t)st * ns_per_tick,
-			    (int64_t)rss_pages * c->page_size);
+			    (int64_t)rss_pages * c->page_size, sched_cpu, run_delay);
 	note_store_errors(c);
 }
 

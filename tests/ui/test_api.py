@@ -28,7 +28,8 @@ def q(s):
 
 def test_status(server, store):
     st = server.json("/api/status")
-    assert st["store"] == {"path": store, "state": "ok", "message": None, "schema": 5, "supported_schema": 5}
+    schema = len(fixture.migrations())
+    assert st["store"] == {"path": store, "state": "ok", "message": None, "schema": schema, "supported_schema": schema}
     assert st["runs"] == 2 and st["latest_run"] == 2 and st["live"] is True
     assert st["max_request_id"] == 102
     assert st["capabilities"] == {"queries": True, "samples": True}
