@@ -24,15 +24,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BAR_MS = 50.0
 
-CALLS = [
-    # (name, path, has a bar)
-    ("requests: newest first", "/api/requests?run=1&limit=100", True),
-    ("requests: next page", "/api/requests?run=1&limit=100&after={cursor}", True),
-    ("requests: slowest first", "/api/requests?run=1&limit=100&sort=duration", True),
-    ("filter: status=5xx", "/api/requests?run=1&limit=100&status=5xx", True),
-    ("filter: route", "/api/requests?run=1&limit=100&route=%2Fusers%2F%7Buser_id%7D%2Forders&method=GET", True),
-    ("filter: min_ms=500", "/api/requests?run=1&limit=100&min_ms=500", True),
-    ("filter: path text", "/api/requests?run=1&limit=100&q=items%2F1", True),
+# Pages of the requests list: (name, what is added to LIST's query).
+LIST = "/api/requests?run=1&limit=100"
+LIST_CALLS = [
+    ("requests: newest first", ""),
+    ("requests: next page", "&after={cursor}"),
+    ("requests: slowest first", "&sort=duration"),
+    ("filter: status=5xx", "&status=5xx"),
+    ("filter: route", "&route=%2Fusers%2F%7Buser_id%7D%2Forders&method=GET"),
+    ("filter: min_ms=500", "&min_ms=500"),
+    ("filter: path text", "&q=items%2F1"),
+]
+# (name, path, has a bar)
+CALLS = [(name, LIST + query, True) for name, query in LIST_CALLS] + [
     ("endpoints table", "/api/endpoints?run=1", True),
     ("endpoints by p99", "/api/endpoints?run=1&sort=p99", True),
     ("overview", "/api/overview?run=1", False),

@@ -10,18 +10,14 @@
 // Needs `npm ci --prefix web` (playwright-core), /usr/bin/chromium and
 // /usr/bin/python3.
 
-import { spawn, execFileSync } from 'node:child_process';
-import { createRequire } from 'node:module';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import net from 'node:net';
+import { ROOT, startUi, stopUi, launchChromium } from '../tests/ui/harness.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = join(HERE, '..');
-const require = createRequire(join(ROOT, 'web', 'package.json'));
-const { chromium } = require('playwright-core');
 
 const ROW = '.requests-table tbody tr[data-row]';
 
@@ -44,16 +40,6 @@ function options() {
   return o;
 }
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -67,19 +53,11 @@ async function main() {
     console.log(`generating ${o.requests} requests into ${o.db}…`);
     execFileSync('/usr/bin/python3', [join(HERE, 'gen_store.py'), '--requests', String(o.requests), '--db', o.db], { stdio: 'inherit' });
   }
-  const port = await freePort();
-  const [cmd, ...args] = o.ui.split(/\s+/);
-  const ui = spawn(cmd, [...args, '--db', o.db, '--port', String(port), '--no-open'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise((resolve) => ui.once('exit', resolve));
-  const base = `http://127.0.0.1:${port}/`;
+  const ui = await startUi(o.db, o.ui.split(/\s+/));
+  const base = ui.url;
   const profile = mkdtempSync(join(tmpdir(), 'tg-paint-'));
   let browser = null;
   try {
-    await Promise.race([
-      new Promise((resolve) => ui.stdout.once('data', resolve)),
-      exited.then((code) => { throw new Error(`timeglass-ui exited with ${code}`); }),
-    ]);
-    ui.stdout.resume();
     // Warm-up: the newest run's aggregates load in the background at start;
     // the overview answers once they are in memory.
     const t0 = performance.now();
@@ -88,13 +66,7 @@ async function main() {
     const count = (await res.json()).summary.count;
     console.log(`store: ${o.db}, ${count} requests in the newest run; warm-up ${(performance.now() - t0).toFixed(0)} ms`);
 
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
-        '--no-first-run', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1360, height: 900 },
-    });
+    browser = await launchChromium(profile);
     // Records when the first row enters the table, on the page's clock
     // (milliseconds since navigation start).
     await browser.addInitScript((sel) => {
@@ -120,10 +92,7 @@ async function main() {
     if (med >= 1000) process.exitCode = 1;
   } finally {
     if (browser) await browser.close();
-    if (ui.exitCode === null) {
-      ui.kill('SIGTERM');
-      await exited;
-    }
+    await stopUi(ui);
     rmSync(profile, { recursive: true, force: true });
   }
 }

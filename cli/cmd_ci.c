@@ -18,7 +18,10 @@
  * baseline p50 by more than the tolerance (default 25 %) and by at least
  * the noise floor (default 1 ms), and a one-sided Mann-Whitney U test over
  * the durations gives p < 0.01. With fewer than 5 samples on either side
- * the test is skipped and the report says so.
+ * the test is skipped and the report says so. When both runs measured
+ * their processes' wait for a CPU (report.h, cpu_wait), the durations
+ * compared are load-adjusted, so that a busy machine is not a slowdown;
+ * the reports name the basis used and why.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -97,6 +100,9 @@ void cmd_ci_usage(FILE *f)
 		   "test (exact), a new N+1 pattern, more 5xx responses, and slower routes: new p50\n"
 		   "> baseline p50 x (1 + tolerance), at least the floor slower, and a one-sided\n"
 		   "Mann-Whitney U test at p < 0.01 (only the tolerance with < 5 samples a side).\n"
+		   "When both runs recorded their wait for a CPU (run-queue delay), the durations\n"
+		   "compared are less that wait (never below the route's CPU per request), so a\n"
+		   "machine busy with other work is not a slowdown; the report names the basis.\n"
 		   "\n"
 		   "Exit status: CMD's when it failed, 1 for breaches or regressions, 2 for bad usage.\n");
 }
@@ -303,7 +309,7 @@ static void check_budget(const struct rp_report *r, const struct budget *b, stru
  * the baseline, the JSON report and the tables list the ones they show. */
 enum fig {
 	R_KEY, R_COUNT, R_MEAN, R_STDEV, R_P50, R_P90, R_P95, R_P99, R_MAX, R_QUERIES, R_PER_REQ, R_MAX_Q, R_NP1,
-	R_4XX, R_5XX,
+	R_4XX, R_5XX, R_ADJ_P50, R_CPU_WAIT, R_CPU,
 	T_NODEID, T_OUTCOME, T_REQUESTS, T_QUERIES, T_OUTSIDE, T_DB_MS, T_NP1, T_5XX, T_MS,
 };
 
@@ -339,6 +345,9 @@ static const struct field {
 	[R_NP1] = ROUTE_F("n_plus_one", F_I64, n_plus_one),
 	[R_4XX] = ROUTE_F("n4xx", F_I64, n4xx),
 	[R_5XX] = ROUTE_F("n5xx", F_I64, n5xx),
+	[R_ADJ_P50] = ROUTE_F("p50_adjusted_ms", F_MS, adj_p50_ms),
+	[R_CPU_WAIT] = ROUTE_F("cpu_wait_ms", F_MS, cpu_wait_ms),
+	[R_CPU] = ROUTE_F("cpu_ms", F_MS, cpu_ms),
 	[T_NODEID] = TEST_F("nodeid", F_STR, nodeid),
 	[T_OUTCOME] = TEST_F("outcome", F_TEXT, outcome),
 	[T_REQUESTS] = TEST_F("requests", F_I64, requests),
@@ -355,9 +364,10 @@ static const struct field {
 /* A baseline keeps what check_baseline() compares, plus the percentiles
  * for people reading it; the JSON report has every figure. */
 static const unsigned char base_route_figs[] = {R_COUNT, R_P50, R_P95, R_P99, R_MEAN, R_STDEV, R_QUERIES, R_PER_REQ,
-						R_NP1, R_5XX};
+						R_NP1, R_5XX, R_ADJ_P50, R_CPU_WAIT};
 static const unsigned char json_route_figs[] = {R_KEY, R_COUNT, R_MEAN, R_STDEV, R_P50, R_P90, R_P95, R_P99, R_MAX,
-						R_QUERIES, R_PER_REQ, R_MAX_Q, R_NP1, R_4XX, R_5XX};
+						R_QUERIES, R_PER_REQ, R_MAX_Q, R_NP1, R_4XX, R_5XX, R_ADJ_P50,
+						R_CPU_WAIT, R_CPU};
 static const unsigned char base_test_figs[] = {T_REQUESTS, T_QUERIES, T_OUTSIDE, T_NP1, T_5XX};
 static const unsigned char json_test_figs[] = {T_NODEID, T_OUTCOME, T_REQUESTS, T_QUERIES, T_OUTSIDE, T_DB_MS, T_NP1,
 					       T_5XX, T_MS};
@@ -449,6 +459,9 @@ struct base_route {
 	double p50_ms;
 	double *samples;
 	size_t nsamples;
+	double adj_p50_ms;   /* load-adjusted (report.h), when nadj */
+	double *adj_samples; /* ascending */
+	size_t nadj;
 };
 
 struct base_test {
@@ -459,11 +472,31 @@ struct base_test {
 };
 
 struct baseline {
+	double cpu_wait_k;   /* the baseline run's CPU stretch factor; 0 in a baseline without one */
 	struct base_route *routes;
 	size_t nroutes;
 	struct base_test *tests;
 	size_t ntests;
 };
+
+/* Writes key: at most BASELINE_MAX_SAMPLES of the n values v, evenly thinned. */
+static void put_samples(struct jw *w, const char *key, const double *v, size_t n)
+{
+	jw_key(w, key);
+	jw_arr_open(w);
+	size_t step = n > BASELINE_MAX_SAMPLES ? n / BASELINE_MAX_SAMPLES + 1 : 1;
+	for (size_t i = 0; i < n; i += step)
+		fprintf(w->f, "%s%.4f", i ? "," : "", v[i]);
+	jw_arr_close(w);
+}
+
+/* The run's CPU-wait figures (report.h), in the baseline and the JSON report. */
+static void put_cpu_wait(struct jw *w, const struct rp_report *r)
+{
+	rp_jw_num(w, "cpu_wait_factor", r->cpu_wait_k);
+	rp_jw_num(w, "sched_cpu_ms", (double)r->sched_cpu_ns / 1e6);
+	rp_jw_num(w, "run_delay_ms", (double)r->run_delay_ns / 1e6);
+}
 
 static void write_baseline(const char *path, const struct rp_report *r)
 {
@@ -477,6 +510,8 @@ static void write_baseline(const char *path, const struct rp_report *r)
 	kv_str(&w, "tg_version", TG_VERSION);
 	kv_i64(&w, "run_id", r->run_id);
 	kv_str(&w, "command", r->command);
+	if (r->cpu_wait)
+		put_cpu_wait(&w, r);
 	jw_key(&w, "routes");
 	jw_obj_open(&w);
 	for (size_t k = 0; k < r->nroutes; k++) {
@@ -484,13 +519,9 @@ static void write_baseline(const char *path, const struct rp_report *r)
 		jw_key(&w, ro->key);
 		jw_obj_open(&w);
 		put_figs(&w, ro, FIGS(base_route_figs));
-		jw_key(&w, "samples_ms");
-		jw_arr_open(&w);
-		size_t n = (size_t)ro->count, step = n > BASELINE_MAX_SAMPLES ? n / BASELINE_MAX_SAMPLES + 1 : 1;
-		for (size_t i = 0; i < n; i += step) {
-			fprintf(f, "%s%.4f", i ? "," : "", ro->samples_ms[i]);
-		}
-		jw_arr_close(&w);
+		put_samples(&w, "samples_ms", ro->samples_ms, (size_t)ro->count);
+		if (ro->adj_samples_ms)
+			put_samples(&w, "adjusted_samples_ms", ro->adj_samples_ms, (size_t)ro->count);
 		jw_obj_close(&w);
 	}
 	jw_obj_close(&w);
@@ -547,6 +578,21 @@ static sqlite3_stmt *baseline_stmt(sqlite3 *mem, const char *path, const char *s
 	return st;
 }
 
+/* Reads the JSON array s (NULL: none) into *v, *n with sm, a prepared
+ * "SELECT value FROM json_each(?1)". Dies without memory. */
+static void read_samples(sqlite3_stmt *sm, const char *s, double **v, size_t *n)
+{
+	if (!s)
+		return;
+	sqlite3_bind_text(sm, 1, s, -1, SQLITE_TRANSIENT);
+	size_t cap = 0;
+	while (sqlite3_step(sm) == SQLITE_ROW) {
+		*v = grow(*v, *n, &cap, sizeof **v);
+		(*v)[(*n)++] = sqlite3_column_double(sm, 0);
+	}
+	sqlite3_reset(sm);
+}
+
 /* Reads a baseline with SQLite's JSON functions. Dies on a bad file. */
 static void read_baseline(const char *path, struct baseline *b)
 {
@@ -563,11 +609,16 @@ static void read_baseline(const char *path, struct baseline *b)
 	if (sqlite3_step(st) != SQLITE_ROW || !sqlite3_column_int(st, 0))
 		tg_die("%s is not a TimeGlass baseline (write one with --save-baseline)", path);
 	sqlite3_finalize(st);
+	st = baseline_stmt(mem, path, "SELECT coalesce(json_extract(?1, '$.cpu_wait_factor'), 0)", text, len);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		b->cpu_wait_k = sqlite3_column_double(st, 0);
+	sqlite3_finalize(st);
 
 	st = baseline_stmt(mem, path,
 			   "SELECT key, json_extract(value, '$.count'), json_extract(value, '$.queries'),"
 			   " json_extract(value, '$.n_plus_one'), json_extract(value, '$.n5xx'),"
-			   " json_extract(value, '$.p50_ms'), json_extract(value, '$.samples_ms')"
+			   " json_extract(value, '$.p50_ms'), json_extract(value, '$.samples_ms'),"
+			   " json_extract(value, '$.p50_adjusted_ms'), json_extract(value, '$.adjusted_samples_ms')"
 			   " FROM json_each(?1, '$.routes')",
 			   text, len);
 	sqlite3_stmt *sm = baseline_stmt(mem, path, "SELECT value FROM json_each(?1)", NULL, 0);
@@ -582,16 +633,9 @@ static void read_baseline(const char *path, struct baseline *b)
 		br->n_plus_one = sqlite3_column_int64(st, 3);
 		br->n5xx = sqlite3_column_int64(st, 4);
 		br->p50_ms = sqlite3_column_double(st, 5);
-		const char *s = (const char *)sqlite3_column_text(st, 6);
-		if (s) {
-			sqlite3_bind_text(sm, 1, s, -1, SQLITE_TRANSIENT);
-			size_t scap = 0;
-			while (sqlite3_step(sm) == SQLITE_ROW) {
-				br->samples = grow(br->samples, br->nsamples, &scap, sizeof *br->samples);
-				br->samples[br->nsamples++] = sqlite3_column_double(sm, 0);
-			}
-			sqlite3_reset(sm);
-		}
+		read_samples(sm, (const char *)sqlite3_column_text(st, 6), &br->samples, &br->nsamples);
+		br->adj_p50_ms = sqlite3_column_double(st, 7);
+		read_samples(sm, (const char *)sqlite3_column_text(st, 8), &br->adj_samples, &br->nadj);
 	}
 	sqlite3_finalize(st);
 	sqlite3_finalize(sm);
@@ -620,6 +664,7 @@ static void free_baseline(struct baseline *b)
 	for (size_t i = 0; i < b->nroutes; i++) {
 		free(b->routes[i].key);
 		free(b->routes[i].samples);
+		free(b->routes[i].adj_samples);
 	}
 	for (size_t i = 0; i < b->ntests; i++)
 		free(b->tests[i].nodeid);
@@ -627,8 +672,37 @@ static void free_baseline(struct baseline *b)
 	free(b->tests);
 }
 
-static void check_baseline(const struct rp_report *r, const struct baseline *b, const struct ci_opts *o,
-			   struct checks *c)
+/* What the timing rule compares: wall durations, or wall durations less the
+ * expected wait for a CPU on both sides (report.h, cpu_wait) when both runs
+ * measured it; why, for the reports. */
+struct timing_basis {
+	int adjusted;
+	double k, base_k; /* the stretch factors, 0 when not measured */
+	char why[240];
+};
+
+static void timing_basis(const struct rp_report *r, const struct baseline *b, struct timing_basis *tb)
+{
+	tb->k = r->cpu_wait ? r->cpu_wait_k : 0;
+	tb->base_k = b->cpu_wait_k;
+	tb->adjusted = r->cpu_wait && b->cpu_wait_k > 0;
+	if (tb->adjusted)
+		snprintf(tb->why, sizeof tb->why, "run-queue delay measured on both sides: CPU work stretched x%.2f "
+			 "in this run, x%.2f in the baseline's", tb->k, tb->base_k);
+	else if (!r->cpu_wait)
+		snprintf(tb->why, sizeof tb->why, "this run has no run-queue delay (a store or kernel without schedstat)");
+	else
+		snprintf(tb->why, sizeof tb->why, "the baseline has no run-queue delay (saved by an older TimeGlass, "
+			 "or its run had none)");
+}
+
+static const char *basis_name(const struct timing_basis *tb)
+{
+	return tb->adjusted ? "wall-adjusted-for-cpu-wait" : "wall";
+}
+
+static void check_baseline(const struct rp_report *r, const struct baseline *b, const struct timing_basis *basis,
+			   const struct ci_opts *o, struct checks *c)
 {
 	char tb[600];
 	for (size_t k = 0; k < r->nroutes; k++) {
@@ -673,23 +747,35 @@ static void check_baseline(const struct rp_report *r, const struct baseline *b, 
 		/* timing */
 		const char *tt = slowest_test(r, k);
 		x = add_check(c, "baseline", CLS_TIMING, ro->key, tt, "timing %s", ro->key);
-		double limit = br->p50_ms * (1 + o->tolerance);
-		if (ro->p50_ms > limit && ro->p50_ms - br->p50_ms >= o->floor_ms) {
+		double p50 = ro->p50_ms, bp50 = br->p50_ms;
+		const double *v = ro->samples_ms, *bv = br->samples;
+		size_t bn = br->nsamples;
+		char how[200] = "";
+		if (basis->adjusted && ro->adj_samples_ms && br->nadj) {
+			p50 = ro->adj_p50_ms;
+			bp50 = br->adj_p50_ms;
+			v = ro->adj_samples_ms;
+			bv = br->adj_samples;
+			bn = br->nadj;
+			snprintf(how, sizeof how, "; adjusted for CPU wait: wall p50 %.2f ms at x%.2f, baseline %.2f ms at x%.2f",
+				 ro->p50_ms, basis->k, br->p50_ms, basis->base_k);
+		}
+		if (p50 > bp50 * (1 + o->tolerance) && p50 - bp50 >= o->floor_ms) {
 			size_t n = (size_t)ro->count;
-			if (n < MW_MIN_SAMPLES || br->nsamples < MW_MIN_SAMPLES) {
+			if (n < MW_MIN_SAMPLES || bn < MW_MIN_SAMPLES) {
 				fail_check(c, x, o->warn_only[CLS_TIMING],
 					   "%s: p50 %.2f ms, baseline %.2f ms (+%.0f%% > %.0f%% tolerance; %zu/%zu samples, "
-					   "too few for a significance test)%s",
-					   ro->key, ro->p50_ms, br->p50_ms, 100 * (ro->p50_ms / br->p50_ms - 1), 100 * o->tolerance,
-					   br->nsamples, n, in_test(tt, tb, sizeof tb));
+					   "too few for a significance test%s)%s",
+					   ro->key, p50, bp50, 100 * (p50 / bp50 - 1), 100 * o->tolerance, bn, n, how,
+					   in_test(tt, tb, sizeof tb));
 			} else {
-				double p = rp_mann_whitney_greater(br->samples, br->nsamples, ro->samples_ms, n);
+				double p = rp_mann_whitney_greater(bv, bn, v, n);
 				if (p < MW_ALPHA)
 					fail_check(c, x, o->warn_only[CLS_TIMING],
 						   "%s: p50 %.2f ms, baseline %.2f ms (+%.0f%% > %.0f%% tolerance, "
-						   "Mann-Whitney p = %.2g)%s",
-						   ro->key, ro->p50_ms, br->p50_ms, 100 * (ro->p50_ms / br->p50_ms - 1),
-						   100 * o->tolerance, p, in_test(tt, tb, sizeof tb));
+						   "Mann-Whitney p = %.2g%s)%s",
+						   ro->key, p50, bp50, 100 * (p50 / bp50 - 1), 100 * o->tolerance, p, how,
+						   in_test(tt, tb, sizeof tb));
 			}
 		}
 	}
@@ -905,6 +991,7 @@ struct ci_result {
 	const struct rp_score_item *score;
 	const struct budget *budget;
 	const char *baseline;
+	const struct timing_basis *basis; /* with a baseline */
 	const struct ci_opts *o;
 	int cmd_status;        /* -1 when no command ran */
 	int exit_status;
@@ -929,9 +1016,18 @@ static const char *verdict(const struct ci_result *x)
 	return x->exit_status ? "failed" : "passed";
 }
 
+/* "wall durations less the expected wait for a CPU (why)" */
+static const char *basis_text(const struct timing_basis *tb, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s (%s)", tb->adjusted ? "wall durations less each route's expected wait for a CPU"
+						   : "wall durations", tb->why);
+	return buf;
+}
+
 static void print_terminal(FILE *f, const struct ci_result *x, int color)
 {
 	const struct rp_report *r = x->r;
+	char tb[400];
 	const char *red = color ? "\033[31m" : "", *yellow = color ? "\033[33m" : "", *green = color ? "\033[32m" : "",
 		   *bold = color ? "\033[1m" : "", *off = color ? "\033[0m" : "";
 	char qt[160];
@@ -964,6 +1060,11 @@ static void print_terminal(FILE *f, const struct ci_result *x, int color)
 			   "x %.2f, >= %g ms slower, Mann-Whitney p < %g\n",
 			bold, off, x->baseline, suite_checks(x->c, "baseline", NULL), x->c->regressions, x->c->warnings,
 			1 + x->o->tolerance, x->o->floor_ms, MW_ALPHA);
+	if (x->baseline) {
+		fprintf(f, "%sTiming basis%s: ", bold, off);
+		put_esc(f, basis_text(x->basis, tb, sizeof tb), ESC_TERM);
+		fputc('\n', f);
+	}
 	for (size_t i = 0; i < x->c->n; i++) {
 		const struct check *k = &x->c->v[i];
 		if (!k->failed)
@@ -1011,6 +1112,12 @@ static void write_markdown(FILE *f, const struct ci_result *x)
 			   "and %g ms, and a one-sided Mann-Whitney U test gives p < %g (with fewer than %d samples a "
 			   "side, the tolerance alone).\n\n",
 			100 * x->o->tolerance, x->o->floor_ms, MW_ALPHA, MW_MIN_SAMPLES);
+	if (x->baseline) {
+		char tb[400];
+		fputs("Timing basis: ", f);
+		put_esc(f, basis_text(x->basis, tb, sizeof tb), ESC_MD);
+		fputs(".\n\n", f);
+	}
 	put_table(f, &route_table, r->routes, r->nroutes, 1, "", "");
 	if (r->ntests) {
 		fputc('\n', f);
@@ -1120,7 +1227,19 @@ static void write_json(FILE *f, const struct ci_result *x)
 	rp_jw_num(&w, "alpha", MW_ALPHA);
 	kv_i64(&w, "min_samples", MW_MIN_SAMPLES);
 	kv_str(&w, "test", "mann-whitney-u-one-sided");
+	kv_str(&w, "basis", x->baseline ? basis_name(x->basis) : NULL);
 	jw_obj_close(&w);
+	kv_str(&w, "timing_basis", x->baseline ? basis_name(x->basis) : NULL);
+	kv_str(&w, "timing_basis_reason", x->baseline ? x->basis->why : NULL);
+	jw_key(&w, "cpu_wait");
+	if (r->cpu_wait) {
+		jw_obj_open(&w);
+		put_cpu_wait(&w, r);
+		rp_jw_num(&w, "baseline_cpu_wait_factor", x->basis->base_k > 0 ? x->basis->base_k : NAN);
+		jw_obj_close(&w);
+	} else {
+		jw_null(&w);
+	}
 	jw_key(&w, "summary");
 	jw_obj_open(&w);
 	kv_u64(&w, "breaches", x->c->breaches);
@@ -1357,8 +1476,10 @@ int cmd_ci(int argc, char **argv)
 	struct checks checks = {0};
 	if (budget.found)
 		check_budget(&r, &budget, &checks);
+	struct timing_basis basis;
+	timing_basis(&r, &base, &basis);
 	if (o.baseline)
-		check_baseline(&r, &base, &o, &checks);
+		check_baseline(&r, &base, &basis, &o, &checks);
 	if (o.save_baseline)
 		write_baseline(o.save_baseline, &r);
 
@@ -1368,7 +1489,7 @@ int cmd_ci(int argc, char **argv)
 	rp_score(&r, &cov, score);
 
 	struct ci_result x = {
-		.r = &r, .c = &checks, .score = score, .budget = &budget, .baseline = o.baseline, .o = &o,
+		.r = &r, .c = &checks, .score = score, .budget = &budget, .baseline = o.baseline, .basis = &basis, .o = &o,
 		.cmd_status = cmd_status,
 	};
 	x.exit_status = cmd_status > 0 ? cmd_status : (checks.breaches || checks.regressions) ? 1 : 0;

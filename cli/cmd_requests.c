@@ -461,7 +461,7 @@ int cmd_runs(int argc, char **argv)
 		if (tg_losses_read(tg_store_db(s), col_i64(st, R_ID), &l) < 0)
 			tg_die("%s: %s", tg_store_path(s), tg_error());
 		int64_t lost = l.total[TG_TOTAL_LOST], dropped = l.total[TG_TOTAL_SAMPLES_DROPPED],
-			skipped = l.total[TG_TOTAL_TICKS_SKIPPED];
+			skipped = l.total[TG_TOTAL_TICKS_SKIPPED], unexported = l.total[TG_TOTAL_NOT_EXPORTED];
 		tg_losses_free(&l);
 		int64_t start = col_i64(st, R_START);
 		int ended = sqlite3_column_type(st, R_END) != SQLITE_NULL;
@@ -489,6 +489,8 @@ int cmd_runs(int argc, char **argv)
 			jw_i64(&w, dropped);
 			jw_key(&w, "sample_ticks_skipped");
 			jw_i64(&w, skipped);
+			jw_key(&w, "spans_not_exported");
+			jw_i64(&w, unexported);
 			jw_obj_close(&w);
 			jw_newline(&w);
 			continue;

@@ -31,6 +31,7 @@
 
 #include "cli/cmds.h"
 #include "collector/collector.h"
+#include "collector/otlp_stream.h"
 #include "common/ring.h"
 #include "lib/store.h"
 #include "tg_config.h"
@@ -48,6 +49,8 @@ struct run_opts {
 	unsigned ring_mb;     /* ring data size, MiB, power of two */
 	int quiet;
 	int no_bootstrap;     /* do not put the Python bootstrap on PYTHONPATH */
+	const char *otlp_endpoint; /* --otlp-endpoint, NULL if not given */
+	const char *service_name;  /* --service-name, NULL if not given */
 };
 
 void cmd_run_usage(FILE *f)
@@ -96,6 +99,15 @@ void cmd_run_usage(FILE *f)
 		   "  --sql-max BYTES   SQL text kept per query (default 4096, or $TIMEGLASS_SQL_MAX)\n"
 		   "  --n-plus-one N    flag a query shape run N times from one call site in one\n"
 		   "                    request as N+1 (default 5, or $TIMEGLASS_N_PLUS_ONE)\n"
+		   "  --otlp-endpoint URL  also stream the run's spans, while it runs, to an\n"
+		   "                    OpenTelemetry endpoint over OTLP/HTTP (JSON): POSTs to\n"
+		   "                    URL/v1/traces (plain http:// only; '' = off); default:\n"
+		   "                    $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (as is), else\n"
+		   "                    $OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces; headers from\n"
+		   "                    $OTEL_EXPORTER_OTLP_HEADERS (k=v,k2=v2). Spans the\n"
+		   "                    endpoint does not take are counted in the run's losses\n"
+		   "  --service-name NAME  service.name of the streamed spans (default\n"
+		   "                    $OTEL_SERVICE_NAME, else from the command)\n"
 		   "  -h, --help        show this help\n"
 		   "\n"
 		   "Options end at the first argument that is not one, so both work:\n"
@@ -228,7 +240,8 @@ static void add_redact_param(const char *name)
 static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 {
 	enum { OPT_DB = 256, OPT_KEEP, OPT_RING, OPT_NO_BOOTSTRAP, OPT_SAMPLE_RATE, OPT_CAPTURE_PARAMS, OPT_SQL_MAX,
-	       OPT_N_PLUS_ONE, OPT_NATIVE, OPT_TRACE, OPT_TRACE_US, OPT_SAMPLE_MODE, OPT_REDACT_PARAM };
+	       OPT_N_PLUS_ONE, OPT_NATIVE, OPT_TRACE, OPT_TRACE_US, OPT_SAMPLE_MODE, OPT_REDACT_PARAM,
+	       OPT_OTLP_ENDPOINT, OPT_SERVICE_NAME };
 	static const struct option longopts[] = {
 		{"db", required_argument, NULL, OPT_DB},
 		{"keep-runs", required_argument, NULL, OPT_KEEP},
@@ -244,6 +257,8 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 		{"native", no_argument, NULL, OPT_NATIVE},
 		{"trace", no_argument, NULL, OPT_TRACE},
 		{"trace-threshold-us", required_argument, NULL, OPT_TRACE_US},
+		{"otlp-endpoint", required_argument, NULL, OPT_OTLP_ENDPOINT},
+		{"service-name", required_argument, NULL, OPT_SERVICE_NAME},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -309,6 +324,9 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 			break;
 		}
 		case OPT_REDACT_PARAM: add_redact_param(optarg); break;
+		/* Read by the collector, not passed to the app through its environment. */
+		case OPT_OTLP_ENDPOINT: o->otlp_endpoint = optarg; break;
+		case OPT_SERVICE_NAME: o->service_name = optarg; break;
 		case 'h': cmd_run_usage(stdout); exit(0);
 		default: tg_die_getopt("run", c, argv);
 		}
@@ -594,6 +612,10 @@ int cmd_run(int argc, char **argv)
 	parse(argc, argv, &o, &ci);
 	char lib[PATH_MAX];
 	find_lib(lib);
+	struct tg_otlp_conf otlp;
+	int streaming = tg_otlp_conf_read(o.otlp_endpoint, o.service_name, &otlp);
+	if (streaming < 0)
+		tg_die_usage("run", "%s", tg_error());
 
 	int life[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, life) < 0)
@@ -609,6 +631,7 @@ int cmd_run(int argc, char **argv)
 			.keep_runs = o.keep_runs,
 			.argv = argv + ci,
 			.lifeline = life[1],
+			.otlp = streaming ? &otlp : NULL,
 		};
 		_exit(tg_collector_main(&co));
 	}
@@ -631,6 +654,8 @@ int cmd_run(int argc, char **argv)
 	if (!o.quiet)
 		fprintf(stderr, "timeglass: recording run %" PRId64 " into %s; see it with: timeglass requests (or timeglass ui)\n",
 			run_id, o.db);
+	if (!o.quiet && streaming)
+		fprintf(stderr, "timeglass: streaming its spans over OTLP/HTTP to %s (from %s)\n", otlp.url, otlp.from);
 
 	sigset_t old_mask;
 	block_forwarded(&old_mask);

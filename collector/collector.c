@@ -39,6 +39,8 @@
 #include "common/event_py.h"
 #include "collector/record.h"
 #include "common/ring.h"
+#include "collector/otlp_stream.h"
+#include "collector/schedstat.h"
 #include "collector/scopes.h"
 #include "collector/sql.h"
 #include "collector/stacks.h"
@@ -89,11 +91,13 @@ struct proc {
 	struct tg_scopes *scopes;  /* request scopes: which request each token stands for (scopes.h) */
 	struct tg_sql_proc *sql;   /* queries and outbound calls waiting for their request (sql.h) */
 	struct tg_stacks_proc *stacks; /* Python stack samples waiting for their request (stacks.h) */
+	struct tg_sched sched;     /* its threads' run-queue delay (schedstat.h) */
 };
 
 #define STORE_WAIT_MS 50                         /* per round, for a locked store */
 #define RESUME_CHECK_NS (2LL * 1000000000)        /* a full disk is looked at again this often */
 #define FINAL_LOCK_WAIT_NS (20LL * 1000000000LL) /* at exit, for a locked store */
+#define OTLP_FINAL_NS (5LL * 1000000000)          /* at exit, for the last OTLP sends */
 
 struct collector {
 	struct tg_store *store;
@@ -118,6 +122,8 @@ struct collector {
 	long clk_tck, page_size;
 	unsigned n_plus_one;       /* N+1 threshold ($TIMEGLASS_N_PLUS_ONE, default 5) */
 	int accept_paused;         /* out of fds: stop polling the listener until the next tick */
+	struct tg_otlp_stream *otlp; /* the OTLP exporter thread, or NULL */
+	int64_t otlp_unsent;       /* spans it dropped, not yet in the losses table */
 };
 
 static volatile sig_atomic_t terminate;
@@ -199,6 +205,10 @@ static void write_store_losses(struct collector *c)
 
 static void flush(struct collector *c)
 {
+	c->otlp_unsent += tg_otlp_stream_take_lost(c->otlp);
+	if (c->otlp_unsent && !tg_store_full(c->store) &&
+	    tg_store_loss_add(c->store, c->run_id, 0, tg_realtime_ns(), "otlp_export_failed", c->otlp_unsent, 0) == 0)
+		c->otlp_unsent = 0; /* else kept for the next round */
 	write_store_losses(c);
 	tg_store_flush(c->store);
 	note_store_errors(c);
@@ -587,6 +597,7 @@ static void proc_finish(struct collector *c, struct proc *p)
 	p->sql = NULL;
 	tg_stacks_proc_free(p->stacks);
 	p->stacks = NULL;
+	tg_sched_clear(&p->sched);
 	if (p->map)
 		munmap(p->map, p->map_bytes);
 	p->map = NULL;
@@ -671,9 +682,11 @@ static void sample(struct collector *c, struct proc *p, int64_t now_unix)
 	 * report: such a sample would be a false drop to zero. */
 	if (rss_pages == 0 || state == 'Z' || state == 'X')
 		return;
-	int64_t ns_per_tick = 1000000000LL / c->clk_tck;
+	int64_t ns_per_tick = 1000000000LL / c->clk_tck, sched_cpu = -1, run_delay = -1;
+	if (tg_sched_read(&p->sched, p->pid, &sched_cpu, &run_delay) < 0)
+		sched_cpu = run_delay = -1;
 	tg_store_metric_add(c->store, p->process_id, now_unix, (int64_t)ut * ns_per_tick, (int64_t)st * ns_per_tick,
-			    (int64_t)rss_pages * c->page_size);
+			    (int64_t)rss_pages * c->page_size, sched_cpu, run_delay);
 	note_store_errors(c);
 }
 
@@ -1072,6 +1085,18 @@ static void finish(struct collector *c, struct pollfd **pfd, size_t *pfd_cap)
 	if (tg_store_full(c->store) && !tg_store_resume(c->store))
 		tg_store_last_resort(c->store);
 	flush(c);
+	if (c->otlp) {
+		/* Everything is committed: the exporter sends the rest. */
+		int64_t sent, unsent;
+		tg_otlp_stream_finish(c->otlp, OTLP_FINAL_NS);
+		flush(c);
+		tg_otlp_stream_totals(c->otlp, &sent, &unsent);
+		if (unsent)
+			tg_warn("OTLP export: %" PRId64 " of %" PRId64 " spans were not delivered (counted in the "
+				"run's losses)", unsent, sent + unsent);
+		tg_otlp_stream_free(c->otlp);
+		c->otlp = NULL;
+	}
 	int ended = tg_store_run_end(c->store, c->run_id, tg_realtime_ns(), c->exit_status) == 0;
 	if (!ended && !c->store_warned)
 		tg_warn("%s", tg_error());
@@ -1120,6 +1145,8 @@ int tg_collector_main(const struct tg_collector_opts *o)
 		tg_store_close(c.store);
 		return TG_EXIT_USAGE;
 	}
+	if (o->otlp && !(c.otlp = tg_otlp_stream_start(o->otlp, o->db_path, c.run_id, tg_store_db(c.store))))
+		tg_warn("%s; not streaming spans", tg_error());
 	char line[PATH_MAX + 64];
 	snprintf(line, sizeof line, "ready %" PRId64 " %s\n", c.run_id, c.sock);
 	say(c.lifeline, line);

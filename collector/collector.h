@@ -15,11 +15,14 @@
 #ifndef TG_COLLECTOR_H
 #define TG_COLLECTOR_H
 
+struct tg_otlp_conf;
+
 struct tg_collector_opts {
 	const char *db_path;  /* store to write */
 	unsigned keep_runs;   /* retention: runs kept, 0 = all */
 	char *const *argv;    /* the traced command, for the runs row */
 	int lifeline;         /* the collector's end of the lifeline socket */
+	const struct tg_otlp_conf *otlp; /* stream spans there (otlp_stream.h), or NULL */
 };
 
 /* Runs the collector until the lifeline closes. Returns the process exit

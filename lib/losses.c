@@ -5,7 +5,7 @@
  * store_error_rows
  * (collector.c),
  * py_sample_race, py_sample_ring_full, py_sample_budget and py_sample_busy
- * (stacks.c).
+ * (stacks.c), otlp_export_failed (otlp_stream.c, through collector.c).
  */
 #include "lib/losses.h"
 
@@ -38,6 +38,9 @@ static const struct tg_loss_kind kinds[] = {
 	 "samples a thread skipped because another thread was taking one"},
 	{"py_sample_ring_full", TG_LOSS_SAMPLING, TG_TOTAL_SAMPLES_DROPPED, 0, "ring full, among the events lost",
 	 "stack samples dropped because the ring was full (also counted in the ring full loss)"},
+	{"otlp_export_failed", TG_LOSS_EXPORT, TG_TOTAL_NOT_EXPORTED, 0, "OTLP export failed",
+	 "spans that could not be delivered to the OTLP endpoint (down, refusing them or too slow); the store "
+	 "has them all"},
 };
 
 static const struct tg_loss_kind unknown = {
@@ -54,12 +57,13 @@ const struct tg_loss_kind *tg_loss_kind(const char *kind)
 
 const char *tg_loss_class_name(enum tg_loss_class cls)
 {
-	return cls == TG_LOSS_DATA ? "loss" : "sampling";
+	return cls == TG_LOSS_DATA ? "loss" : cls == TG_LOSS_SAMPLING ? "sampling" : "export";
 }
 
 const char *tg_loss_total_name(enum tg_loss_total t)
 {
-	static const char *const names[TG_TOTAL_COUNT] = {"lost_events", "samples_dropped", "sample_ticks_skipped"};
+	static const char *const names[TG_TOTAL_COUNT] = {"lost_events", "samples_dropped", "sample_ticks_skipped",
+								    "spans_not_exported"};
 	return t < TG_TOTAL_COUNT ? names[t] : "";
 }
 

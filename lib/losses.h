@@ -18,6 +18,9 @@
  *    calls are complete; flame graphs have fewer samples. Views show it as
  *    information, never as a loss. (Samples dropped on a full ring are in
  *    both: the ring_full loss counts every record the ring refused.)
+ *  - export: spans that `timeglass run --otlp-endpoint` could not deliver
+ *    to its endpoint. The store has them all; views show them apart, never
+ *    as data missing from the store.
  *
  * The store's reader connection may be read-only; nothing is written.
  */
@@ -32,6 +35,7 @@
 enum tg_loss_class {
 	TG_LOSS_DATA,     /* recorded activity is missing */
 	TG_LOSS_SAMPLING, /* fewer stack samples, by design */
+	TG_LOSS_EXPORT,   /* the store is complete; a copy sent elsewhere is not */
 };
 
 /* Which run total a kind's events add to. */
@@ -39,6 +43,7 @@ enum tg_loss_total {
 	TG_TOTAL_LOST,            /* events lost (class TG_LOSS_DATA) */
 	TG_TOTAL_SAMPLES_DROPPED, /* stack samples taken but not kept */
 	TG_TOTAL_TICKS_SKIPPED,   /* sampler ticks not taken under the CPU budget */
+	TG_TOTAL_NOT_EXPORTED,    /* spans the OTLP stream did not deliver */
 	TG_TOTAL_COUNT,
 };
 
@@ -55,11 +60,11 @@ struct tg_loss_kind {
  * entry (whose kind is "" : print the row's own kind). Never NULL. */
 const struct tg_loss_kind *tg_loss_kind(const char *kind);
 
-/* "loss" or "sampling" (JSON and the dashboard). */
+/* "loss", "sampling" or "export" (JSON and the dashboard). */
 const char *tg_loss_class_name(enum tg_loss_class cls);
 
 /* JSON names of the run totals: "lost_events", "samples_dropped",
- * "sample_ticks_skipped". */
+ * "sample_ticks_skipped", "spans_not_exported". */
 const char *tg_loss_total_name(enum tg_loss_total t);
 
 /* One kind's rows of a run, summed. */

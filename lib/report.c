@@ -40,6 +40,17 @@ static int table_exists(sqlite3 *db, const char *name)
 	return yes;
 }
 
+/* 1 when table has column (the store may predate it). */
+static int has_column(sqlite3 *db, const char *table, const char *column)
+{
+	char sql[160];
+	sqlite3_stmt *st;
+	snprintf(sql, sizeof sql, "SELECT %s FROM %s LIMIT 0", column, table);
+	int yes = sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK;
+	sqlite3_finalize(st);
+	return yes;
+}
+
 static char *dup_col(sqlite3_stmt *st, int i)
 {
 	const char *s = (const char *)sqlite3_column_text(st, i);
@@ -171,14 +182,14 @@ static int load_requests(sqlite3 *db, struct rp_report *r)
 {
 	const char *with_q =
 		"SELECT r.id, r.start_unix_ns, r.duration_ns, r.pid, coalesce(r.status, 0), " ROUTE_KEY_SQL ","
-		" coalesce(q.n, 0), coalesce(q.ns, 0), coalesce(q.np1, 0)"
+		" coalesce(q.n, 0), coalesce(q.ns, 0), coalesce(q.np1, 0), r.process_id"
 		" FROM requests r LEFT JOIN (SELECT request_id, count(*) AS n, sum(duration_ns) AS ns,"
 		"   count(DISTINCT CASE WHEN n_plus_one THEN coalesce(fingerprint, sql, '') END) AS np1"
 		"   FROM queries WHERE request_id IN (SELECT id FROM requests WHERE run_id = ?1)"
 		"   GROUP BY request_id) q ON q.request_id = r.id"
 		" WHERE r.run_id = ?1 ORDER BY r.start_unix_ns, r.id";
 	const char *without_q = "SELECT r.id, r.start_unix_ns, r.duration_ns, r.pid, coalesce(r.status, 0), " ROUTE_KEY_SQL
-				", 0, 0, 0 FROM requests r WHERE r.run_id = ?1 ORDER BY r.start_unix_ns, r.id";
+				", 0, 0, 0, r.process_id FROM requests r WHERE r.run_id = ?1 ORDER BY r.start_unix_ns, r.id";
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, r->has_queries ? with_q : without_q, -1, &st, NULL) != SQLITE_OK)
 		return fail_sql(db, "reading requests");
@@ -209,6 +220,7 @@ static int load_requests(sqlite3 *db, struct rp_report *r)
 		q->queries = sqlite3_column_int64(st, 6);
 		q->query_ns = sqlite3_column_int64(st, 7);
 		q->n_plus_one = sqlite3_column_int64(st, 8);
+		q->process_id = sqlite3_column_int64(st, 9);
 		r->nreqs++;
 	}
 	sqlite3_finalize(st);
@@ -236,6 +248,184 @@ static int load_metrics(sqlite3 *db, struct rp_report *r)
 		r->metrics_span_ns = sqlite3_column_int64(st, 3);
 	}
 	sqlite3_finalize(st);
+	return 0;
+}
+
+/* One interval between two metrics rows of a process: how much of it the
+ * process's threads spent waiting on a run queue. */
+struct wait_rate {
+	int64_t process_id;
+	int64_t t0, t1;          /* Unix ns; the first and last of a process reach out */
+	int64_t cpu_ns, delay_ns;
+	int64_t busy_ns;         /* covered by the process's requests */
+};
+
+/* The first of the n intervals v of process pid that ends after s (n if none). */
+static long first_interval(const struct wait_rate *v, long n, int64_t pid, int64_t s)
+{
+	long lo = 0, hi = n;
+	while (lo < hi) {
+		long mid = (lo + hi) / 2;
+		if (v[mid].process_id < pid || (v[mid].process_id == pid && v[mid].t1 <= s))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int cmp_wait_rate(const void *a, const void *b)
+{
+	const struct wait_rate *x = a, *y = b;
+	if (x->process_id != y->process_id)
+		return x->process_id < y->process_id ? -1 : 1;
+	return (x->t0 > y->t0) - (x->t0 < y->t0);
+}
+
+/* Reads the intervals of the run's processes into *v (sorted by process and
+ * time). Returns their number, or -1. */
+static long load_wait_rates(sqlite3 *db, int64_t run_id, struct wait_rate **v)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT m.process_id, m.ts_unix_ns, m.sched_cpu_ns, m.run_delay_ns FROM process_metrics m"
+			       " JOIN processes p ON p.id = m.process_id WHERE p.run_id = ? AND m.sched_cpu_ns IS NOT NULL"
+			       " ORDER BY m.process_id, m.ts_unix_ns",
+			       -1, &st, NULL) != SQLITE_OK)
+		return fail_sql(db, "reading process metrics");
+	sqlite3_bind_int64(st, 1, run_id);
+	size_t n = 0, cap = 0;
+	int64_t prev_pid = 0, prev_ts = 0, prev_cpu = 0, prev_delay = 0;
+	int rc;
+	*v = NULL;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t pid = sqlite3_column_int64(st, 0), ts = sqlite3_column_int64(st, 1),
+			cpu = sqlite3_column_int64(st, 2), delay = sqlite3_column_int64(st, 3);
+		if (pid == prev_pid && ts > prev_ts && cpu >= prev_cpu && delay >= prev_delay) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 256;
+				void *p = realloc(*v, cap * sizeof **v);
+				if (!p) {
+					sqlite3_finalize(st);
+					return tg_fail("out of memory");
+				}
+				*v = p;
+			}
+			(*v)[n++] = (struct wait_rate){.process_id = pid, .t0 = prev_ts, .t1 = ts, .cpu_ns = cpu - prev_cpu,
+						       .delay_ns = delay - prev_delay};
+		}
+		prev_pid = pid;
+		prev_ts = ts;
+		prev_cpu = cpu;
+		prev_delay = delay;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fail_sql(db, "reading process metrics");
+	return (long)n;
+}
+
+/* Estimates each request's wait for a CPU. Over each metrics interval (100
+ * ms) the process's threads waited on a run queue for some time; that delay
+ * is spread over the time its requests were in flight in the interval (the
+ * union of their spans), at most all of it, and each request waited for its
+ * share of its own time there (its event loop or worker thread was the one
+ * waiting). Time-local, so a CPU-bound phase and an I/O-bound one each get
+ * their own share, and it needs no per-request CPU. A delay outside any
+ * request (a wake-up before a request's first byte) is counted as if inside:
+ * the estimate errs on the large side, which makes a busy machine's
+ * durations look shorter, never longer; route_stats() keeps them at no
+ * less than their route's CPU per request. Also sums the schedstat figures of
+ * the intervals that requests overlap, for r->cpu_wait_k. Leaves
+ * r->cpu_wait 0 (and every wait_ns -1) without such figures. */
+static int load_cpu_wait(sqlite3 *db, struct rp_report *r)
+{
+	for (size_t i = 0; i < r->nreqs; i++)
+		r->reqs[i].wait_ns = -1;
+	if (!r->nreqs || !has_column(db, "process_metrics", "run_delay_ns"))
+		return 0;
+	struct wait_rate *v = NULL;
+	long n = load_wait_rates(db, r->run_id, &v);
+	if (n <= 0) {
+		free(v);
+		return n < 0 ? -1 : 0;
+	}
+	for (long j = 0; j < n; j++) { /* a process's first and last intervals reach out */
+		if (!j || v[j - 1].process_id != v[j].process_id)
+			v[j].t0 = INT64_MIN / 4;
+		if (j == n - 1 || v[j + 1].process_id != v[j].process_id)
+			v[j].t1 = INT64_MAX / 4;
+	}
+	qsort(v, (size_t)n, sizeof *v, cmp_wait_rate);
+	/* pass 0: the time of each interval that requests cover (their union:
+	 * each request adds what it holds beyond the ends of those before it);
+	 * pass 1: each request's share of its intervals' delay */
+	struct covered { int64_t process_id, end; } *cov = NULL;
+	size_t ncov = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < r->nreqs; i++) {
+			struct rp_request *q = &r->reqs[i];
+			int64_t s = q->start_unix_ns, e = q->start_unix_ns + q->duration_ns;
+			if (!pass) {
+				size_t c = 0;
+				while (c < ncov && cov[c].process_id != q->process_id)
+					c++;
+				if (c == ncov) {
+					void *p = realloc(cov, (ncov + 1) * sizeof *cov);
+					if (!p) {
+						free(cov);
+						free(v);
+						return tg_fail("out of memory");
+					}
+					cov = p;
+					cov[ncov++] = (struct covered){q->process_id, s};
+				}
+				if (e <= cov[c].end)
+					continue;
+				if (s < cov[c].end)
+					s = cov[c].end;
+				cov[c].end = e;
+			}
+			double wait = 0;
+			for (long j = first_interval(v, n, q->process_id, s); j < n && v[j].process_id == q->process_id &&
+			     v[j].t0 < e; j++) {
+				int64_t a = v[j].t0 > s ? v[j].t0 : s, b = v[j].t1 < e ? v[j].t1 : e;
+				if (b <= a)
+					continue;
+				if (!pass)
+					v[j].busy_ns += b - a;
+				else
+					wait += fmin((double)v[j].delay_ns / (double)v[j].busy_ns, 1.0) * (double)(b - a);
+			}
+			if (pass) {
+				q->wait_ns = (int64_t)fmin(wait, (double)q->duration_ns);
+				r->cpu_wait = 1;
+			}
+		}
+	}
+	free(cov);
+	/* the CPU the stack sampler gave each route's requests, summed here
+	 * (route_stats() makes it the mean); none in a store without it */
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT " ROUTE_KEY_SQL ", sum(r.cpu_ns) FROM requests r"
+			       " WHERE r.run_id = ? AND r.cpu_ns IS NOT NULL GROUP BY 1",
+			       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, r->run_id);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			long k = rp_find_route(r, (const char *)sqlite3_column_text(st, 0));
+			if (k >= 0)
+				r->routes[k].cpu_ms = (double)sqlite3_column_int64(st, 1) / 1e6;
+		}
+		sqlite3_finalize(st);
+	}
+	for (long j = 0; j < n; j++)
+		if (v[j].busy_ns) {
+			r->sched_cpu_ns += v[j].cpu_ns;
+			r->run_delay_ns += v[j].delay_ns;
+		}
+	r->cpu_wait_k = r->sched_cpu_ns > 0 ? (double)(r->sched_cpu_ns + r->run_delay_ns) / (double)r->sched_cpu_ns : 1;
+	free(v);
 	return 0;
 }
 
@@ -559,6 +749,27 @@ static void route_stats(struct rp_report *r)
 		ro->p95_ms = rp_percentile(ro->samples_ms, n, 95);
 		ro->p99_ms = rp_percentile(ro->samples_ms, n, 99);
 		ro->max_ms = ro->samples_ms[n - 1];
+		ro->adj_p50_ms = NAN;
+		ro->cpu_wait_ms = NAN;
+		ro->cpu_ms = r->cpu_wait && ro->cpu_ms > 0 ? ro->cpu_ms / (double)n : NAN;
+		if (!r->cpu_wait || !(ro->adj_samples_ms = malloc(n * sizeof(double))))
+			continue;
+		size_t m = 0;
+		double wait = 0;
+		for (size_t i = 0; i < r->nreqs; i++) {
+			const struct rp_request *q = &r->reqs[i];
+			if (&r->routes[q->route] != ro)
+				continue;
+			double w = q->wait_ns > 0 ? (double)q->wait_ns / 1e6 : 0;
+			/* never below the route's CPU per request: no request takes
+			 * less, and a wait taken for too large a share stops there */
+			double d = (double)q->duration_ns / 1e6;
+			ro->adj_samples_ms[m++] = isnan(ro->cpu_ms) ? d - w : fmin(d, fmax(d - w, ro->cpu_ms));
+			wait += w;
+		}
+		qsort(ro->adj_samples_ms, m, sizeof(double), cmp_double);
+		ro->cpu_wait_ms = wait / (double)n;
+		ro->adj_p50_ms = rp_percentile(ro->adj_samples_ms, n, 50);
 	}
 }
 
@@ -575,6 +786,7 @@ int rp_load(sqlite3 *db, int64_t run_id, const char *events_path, struct rp_repo
 	r->run_id = run_id;
 	r->has_queries = table_exists(db, "queries");
 	if (load_run(db, r) < 0 || load_routes(db, r) < 0 || load_requests(db, r) < 0 || load_metrics(db, r) < 0 ||
+	    load_cpu_wait(db, r) < 0 ||
 	    tg_losses_read(db, r->run_id, &r->losses) < 0)
 		return -1;
 	if (events_path && load_tests(r, events_path) < 0)
@@ -594,6 +806,7 @@ void rp_free(struct rp_report *r)
 	for (size_t i = 0; i < r->nroutes; i++) {
 		free(r->routes[i].key);
 		free(r->routes[i].samples_ms);
+		free(r->routes[i].adj_samples_ms);
 	}
 	for (size_t i = 0; i < r->ntests; i++)
 		free(r->tests[i].nodeid);

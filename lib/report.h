@@ -48,6 +48,8 @@ struct rp_request {
 	int64_t queries;     /* SQL queries attributed to the request */
 	int64_t query_ns;    /* their summed duration */
 	int64_t n_plus_one;  /* distinct N+1 query fingerprints in the request */
+	int64_t process_id;  /* processes.id */
+	int64_t wait_ns;     /* its estimated wait for a CPU (cpu_wait), -1 when not measured */
 };
 
 struct rp_route {
@@ -58,6 +60,14 @@ struct rp_route {
 	size_t max_q_req;    /* index of the request with the most queries */
 	double mean_ms, stdev_ms, p50_ms, p90_ms, p95_ms, p99_ms, max_ms;
 	double *samples_ms;  /* count durations, ascending */
+	/* Load-adjusted durations (r->cpu_wait): each duration less its
+	 * request's estimated wait for a CPU. NULL and NAN when the run has no
+	 * such figures. */
+	double *adj_samples_ms; /* count, ascending */
+	double adj_p50_ms;
+	double cpu_wait_ms;     /* the mean wait taken off */
+	double cpu_ms;          /* mean CPU per request (stack sampler), NAN when not measured; the
+				 * floor of the adjusted durations */
 };
 
 struct rp_test {
@@ -87,6 +97,13 @@ struct rp_report {
 	int64_t cpu_ns;                      /* CPU time of the run's processes, summed */
 	int64_t peak_rss;                    /* largest RSS of one process, bytes */
 	int64_t metrics_span_ns;             /* wall time covered by the metrics */
+	/* Run-queue delay of the processes that served requests, over the
+	 * metrics intervals their requests overlap (schedstat in
+	 * process_metrics): cpu_wait is set when it was recorded; cpu_wait_k
+	 * is (sched_cpu + run_delay) / sched_cpu, 1 on an idle machine. */
+	int cpu_wait;
+	double cpu_wait_k;
+	int64_t sched_cpu_ns, run_delay_ns;
 	struct tg_losses losses;             /* losses and sampling notes (losses.h) */
 };
 

@@ -205,6 +205,13 @@ static const char *const migrations[] = {
 	"  UPDATE runs SET trace_key = randomblob(16) WHERE id = NEW.id; END;"
 	"ALTER TABLE requests ADD COLUMN trace_id TEXT;"
 	"ALTER TABLE requests ADD COLUMN parent_span_id TEXT;",
+	/* 6 -> 7: the scheduler's view of the process's own threads (not
+	 * TimeGlass's), summed since each started: time on a CPU and time
+	 * runnable but waiting on a run queue (/proc/PID/task/TID/schedstat).
+	 * Their ratio is how much a busy machine stretched the process's CPU
+	 * work; NULL where the kernel gives no schedstat. */
+	"ALTER TABLE process_metrics ADD COLUMN sched_cpu_ns INTEGER;"
+	"ALTER TABLE process_metrics ADD COLUMN run_delay_ns INTEGER;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == TG_STORE_SCHEMA,
@@ -235,8 +242,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 		       " status, request_bytes, response_bytes, client_addr, error, flags, headers, transport,"
 		       " route, exception, forwarded_for, trace_id, parent_span_id)"
 		       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-	[ST_METRIC] = ("INSERT INTO process_metrics (process_id, ts_unix_ns, cpu_user_ns, cpu_sys_ns, rss_bytes)"
-		       " VALUES (?,?,?,?,?)"),
+	[ST_METRIC] = ("INSERT INTO process_metrics (process_id, ts_unix_ns, cpu_user_ns, cpu_sys_ns, rss_bytes,"
+		       " sched_cpu_ns, run_delay_ns) VALUES (?,?,?,?,?,?,?)"),
 	[ST_LOSS] = "INSERT INTO losses (run_id, process_id, ts_unix_ns, kind, events, bytes) VALUES (?,?,?,?,?,?)",
 	[ST_PROCESS_END] = "UPDATE processes SET ended_unix_ns = ? WHERE id = ?",
 	[ST_REQUEST_FIXUP] = "UPDATE requests SET error = ?, response_bytes = max(response_bytes - ?, 0)"
@@ -996,7 +1003,7 @@ int tg_store_span_add(struct tg_store *s, const struct tg_span_row *r)
 }
 
 int tg_store_metric_add(struct tg_store *s, int64_t process_id, int64_t ts_unix_ns, int64_t cpu_user_ns,
-			int64_t cpu_sys_ns, int64_t rss_bytes)
+			int64_t cpu_sys_ns, int64_t rss_bytes, int64_t sched_cpu_ns, int64_t run_delay_ns)
 {
 	sqlite3_stmt *st = batch_stmt(s, ST_METRIC);
 	if (!st)
@@ -1006,6 +1013,13 @@ int tg_store_metric_add(struct tg_store *s, int64_t process_id, int64_t ts_unix_
 	sqlite3_bind_int64(st, 3, cpu_user_ns);
 	sqlite3_bind_int64(st, 4, cpu_sys_ns);
 	sqlite3_bind_int64(st, 5, rss_bytes);
+	if (sched_cpu_ns >= 0 && run_delay_ns >= 0) {
+		sqlite3_bind_int64(st, 6, sched_cpu_ns);
+		sqlite3_bind_int64(st, 7, run_delay_ns);
+	} else {
+		sqlite3_bind_null(st, 6);
+		sqlite3_bind_null(st, 7);
+	}
 	return batch_step(s, st);
 }
 

@@ -24,7 +24,7 @@
 
 #include <sqlite3.h>
 
-#define TG_STORE_SCHEMA 6 /* newest schema version this build reads and writes */
+#define TG_STORE_SCHEMA 7 /* newest schema version this build reads and writes */
 
 struct tg_store;
 
@@ -218,9 +218,10 @@ struct tg_span_row {
 /* Adds a span to the batch. Returns 0 or -1. */
 int tg_store_span_add(struct tg_store *s, const struct tg_span_row *r);
 
-/* Adds a process_metrics row (times in ns, rss in bytes) to the batch. */
+/* Adds a process_metrics row (times in ns, rss in bytes) to the batch;
+ * sched_cpu_ns and run_delay_ns (schedstat.h) are NULL when either is < 0. */
 int tg_store_metric_add(struct tg_store *s, int64_t process_id, int64_t ts_unix_ns, int64_t cpu_user_ns,
-			int64_t cpu_sys_ns, int64_t rss_bytes);
+			int64_t cpu_sys_ns, int64_t rss_bytes, int64_t sched_cpu_ns, int64_t run_delay_ns);
 
 /* Adds a losses row (process_id 0 = NULL) to the batch. kind: "ring_full",
  * "untracked_conn", "ring_corrupt" or "store_error". */

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import stat
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 DEFAULT_PATH = os.path.join(".timeglass", "timeglass.db")
 
 BUSY_TIMEOUT_S = 5.0
@@ -189,6 +189,9 @@ MIGRATIONS = (
     "  UPDATE runs SET trace_key = randomblob(16) WHERE id = NEW.id; END;"
     "ALTER TABLE requests ADD COLUMN trace_id TEXT;"
     "ALTER TABLE requests ADD COLUMN parent_span_id TEXT;",
+    # 6 -> 7: the scheduler's view of the process's own threads (not TimeGlass's), summed since each started: time on a CPU and time runnable but waiting on a run queue (/proc/PID/task/TID/schedstat). Their ratio is how much a busy machine stretched the process's CPU work; NULL where the kernel gives no schedstat.
+    "ALTER TABLE process_metrics ADD COLUMN sched_cpu_ns INTEGER;"
+    "ALTER TABLE process_metrics ADD COLUMN run_delay_ns INTEGER;",
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

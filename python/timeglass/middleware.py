@@ -507,17 +507,24 @@ async def _serve_websocket(app, scope, receive, send, native, owner):
     await app(scope, receive, send)
 
 
-async def _serve_in_process(app, scope, receive, send, native, owner):
+async def _serve_exchange(app, ex, report, *args):
+    """Serves one request through ex (an _Exchange), then calls
+    report(*args, ex, start, failed) quietly: start is the monotonic time it
+    began, failed the exception the app raised (else None)."""
     start = _monotonic_ns()
-    ex = _Exchange(scope, receive, send, owner)
     failed = None
     try:
-        await app(scope, ex.receive, ex.send)
+        await app(ex.scope, ex.receive, ex.send)
     except Exception as exc:
         failed = exc
         raise
     finally:
-        _quietly(_report_in_process, native, ex, start, failed)
+        _quietly(report, *args, ex, start, failed)
+
+
+def _serve_in_process(app, scope, receive, send, native, owner):
+    # Returns the coroutine: no frame of its own between the request's root and the app.
+    return _serve_exchange(app, _Exchange(scope, receive, send, owner), _report_in_process, native)
 
 
 def _report_in_process(native, ex, start, failed):
@@ -552,24 +559,15 @@ def _target(scope):
     return path + "?" + query.decode("latin-1") if query else path
 
 
-async def serve_standalone(app, scope, receive, send, recorder):
-    """Serves one HTTP request and queues its row for the store."""
+def serve_standalone(app, scope, receive, send, recorder):
+    """Serves one HTTP request and queues its row for the store (returns the
+    coroutine to await)."""
     scope[SCOPE_KEY] = True
-    start_unix = _time_ns()
-    start = _monotonic_ns()
-    tid = _native_id()
-    ex = _Exchange(scope, receive, send, None)
-    failed = None
-    try:
-        await app(scope, ex.receive, ex.send)
-    except Exception as exc:
-        failed = exc
-        raise
-    finally:
-        _quietly(_record, recorder, receive, ex, tid, start_unix, start, failed)
+    return _serve_exchange(app, _Exchange(scope, receive, send, None), _record, recorder, receive, _native_id(),
+                           _time_ns())
 
 
-def _record(recorder, receive, ex, tid, start_unix, start, failed):
+def _record(recorder, receive, tid, start_unix, ex, start, failed):
     end = ex.resp_end or _monotonic_ns()
     scope = ex.scope
     status, error = ex.outcome(failed is not None)

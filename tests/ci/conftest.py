@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from citools import TIMEGLASS, run_ci  # noqa: E402
 
-collect_ignore = ["sample"]  # the sample's suite runs under `timeglass ci`, not here
+collect_ignore = ["sample", "timing"]  # their suites run under `timeglass ci`, not here
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@
  * value and no secret query value (in the target or a URL-valued header)
  * left unredacted. Violations abort, which libFuzzer reports as a crash.
  *
- * Built with -DTG_FUZZ_REPLAY it is a standalone program instead: it runs
- * the files and directories named on the command line, then a deterministic
+ * Built with -DTG_FUZZ_REPLAY (and replay.c) it is a standalone program
+ * instead: it runs the files and directories named on the command line, then a deterministic
  * generator of HTTP-like and broken conversations for N iterations (the
  * first numeric argument, default 200000): short ones, and now and then a
  * deep pipeline of thousands of requests, beyond the details the parser
@@ -35,9 +35,10 @@
 #include "event.h"
 #include "http1.h"
 
-#define MAX_DIGESTS 4096
+#define FUZZ_NAME "fuzz-http1"
+#include "fuzz.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#define MAX_DIGESTS 4096
 
 struct fuzz_run {
 	uint64_t digest[MAX_DIGESTS];
@@ -49,25 +50,6 @@ struct fuzz_run {
 	uint64_t now;          /* time of the current event */
 	uint64_t lost;         /* requests counted lost (tg_http_take_lost) */
 };
-
-#define REQUIRE(cond)                                                                         \
-	do {                                                                                  \
-		if (!(cond)) {                                                                \
-			fprintf(stderr, "fuzz-http1: invariant failed: %s (line %d)\n", #cond, \
-				__LINE__);                                                    \
-			abort();                                                              \
-		}                                                                             \
-	} while (0)
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
 
 /* Checks that every secret parameter of the query in url[0..len) has
  * "[redacted]" as its value. cut: the text may end inside one, whose value
@@ -291,20 +273,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #ifdef TG_FUZZ_REPLAY
 
-#include <dirent.h>
-#include <sys/stat.h>
-
 /* ---- deterministic generator of conversations -------------------------- */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static uint64_t rnd(void)
 {
-	uint64_t x = rng_state;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return rng_state = x;
+	return fuzz_xorshift(&rng_state);
 }
 
 static size_t rnd_below(size_t n)
@@ -510,74 +485,21 @@ static void gen_script(struct buf *out)
 	free(rs.p);
 }
 
-static int run_file(const char *path)
+const long fuzz_iterations = 200000;
+
+size_t fuzz_generate(const uint8_t **data)
 {
-	FILE *f = fopen(path, "rb");
-	struct buf b = { 0 };
-	uint8_t tmp[4096];
-	size_t k;
-	if (!f) {
-		perror(path);
-		return 1;
-	}
-	while ((k = fread(tmp, 1, sizeof tmp, f)) > 0)
-		put(&b, tmp, k);
-	fclose(f);
-	LLVMFuzzerTestOneInput(b.p ? b.p : tmp, b.n);
-	free(b.p);
-	return 0;
+	static struct buf script;
+	gen_script(&script);
+	*data = script.p;
+	return script.n;
 }
 
-static int run_path(const char *path)
+const char *fuzz_summary(void)
 {
-	struct stat st;
-	if (stat(path, &st) != 0) {
-		perror(path);
-		return 1;
-	}
-	if (!S_ISDIR(st.st_mode))
-		return run_file(path);
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int bad = 0, files = 0;
-	if (!d) {
-		perror(path);
-		return 1;
-	}
-	while ((e = readdir(d))) {
-		char full[4096];
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(full, sizeof full, "%s/%s", path, e->d_name);
-		bad |= run_file(full);
-		files++;
-	}
-	closedir(d);
-	printf("fuzz-http1-replay: %d files from %s\n", files, path);
-	return bad;
-}
-
-int main(int argc, char **argv)
-{
-	long iterations = 200000;
-	int bad = 0;
-	for (int a = 1; a < argc; a++) {
-		char *end;
-		long v = strtol(argv[a], &end, 10);
-		if (*argv[a] && !*end)
-			iterations = v;
-		else
-			bad |= run_path(argv[a]);
-	}
-	struct buf script = { 0 };
-	for (long it = 0; it < iterations; it++) {
-		gen_script(&script);
-		LLVMFuzzerTestOneInput(script.p, script.n);
-	}
-	free(script.p);
-	printf("fuzz-http1-replay: %ld generated scripts, %llu requests counted lost, %s\n", iterations,
-	       (unsigned long long)total_lost, bad ? "FAILED" : "ok");
-	return bad;
+	static char text[64];
+	snprintf(text, sizeof text, "%llu requests counted lost", (unsigned long long)total_lost);
+	return text;
 }
 
 #endif

@@ -12,8 +12,8 @@
  * queries (or exchanges) both times and every one must satisfy check_*();
  * violations abort, which libFuzzer reports as a crash.
  *
- * Built with -DTG_FUZZ_REPLAY it is a standalone program: it runs the files
- * and directories named on the command line, then a deterministic generator
+ * Built with -DTG_FUZZ_REPLAY (and replay.c) it is a standalone program: it
+ * runs the files and directories named on the command line, then a deterministic generator
  * of PostgreSQL-like conversations for N iterations (the first numeric
  * argument, default 100000).
  */
@@ -25,35 +25,17 @@
 #include "httpc.h"
 #include "pgwire.h"
 
+#define FUZZ_NAME "fuzz-pgwire"
+#include "fuzz.h"
+
 #define SQL_MAX 64
 #define MAX_DIGESTS 4096
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                           \
-	do {                                                                                    \
-		if (!(cond)) {                                                                  \
-			fprintf(stderr, "fuzz-pgwire: invariant failed: %s (line %d)\n", #cond, \
-				__LINE__);                                                      \
-			abort();                                                                \
-		}                                                                               \
-	} while (0)
 
 struct run {
 	uint64_t digest[MAX_DIGESTS];
 	size_t n;
 	uint64_t now;
 };
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
 
 static void pg_emit(void *ctx, const struct tg_pg_query *q)
 {
@@ -183,18 +165,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #ifdef TG_FUZZ_REPLAY
 
-#include <dirent.h>
-#include <sys/stat.h>
-
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 
 static uint64_t rnd(void)
 {
-	uint64_t x = rng_state;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return rng_state = x;
+	return fuzz_xorshift(&rng_state);
 }
 
 struct script {
@@ -294,58 +269,14 @@ static void gen(struct script *s)
 	}
 }
 
-static void run_file(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return;
-	static uint8_t buf[1 << 20];
-	size_t n = fread(buf, 1, sizeof buf, f);
-	fclose(f);
-	LLVMFuzzerTestOneInput(buf, n);
-}
+const long fuzz_iterations = 100000;
 
-static void run_path(const char *path)
+size_t fuzz_generate(const uint8_t **data)
 {
-	struct stat st;
-	if (stat(path, &st) < 0)
-		return;
-	if (!S_ISDIR(st.st_mode)) {
-		run_file(path);
-		return;
-	}
-	DIR *d = opendir(path);
-	if (!d)
-		return;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		char p[4096];
-		snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-		run_file(p);
-	}
-	closedir(d);
-}
-
-int main(int argc, char **argv)
-{
-	unsigned long iters = 100000;
-	for (int i = 1; i < argc; i++) {
-		char *end;
-		unsigned long v = strtoul(argv[i], &end, 10);
-		if (*argv[i] && !*end)
-			iters = v;
-		else
-			run_path(argv[i]);
-	}
 	static struct script s;
-	for (unsigned long k = 0; k < iters; k++) {
-		gen(&s);
-		LLVMFuzzerTestOneInput(s.b, s.n);
-	}
-	printf("fuzz-pgwire: %lu generated scripts ok\n", iters);
-	return 0;
+	gen(&s);
+	*data = s.b;
+	return s.n;
 }
 
 #endif

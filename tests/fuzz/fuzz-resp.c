@@ -9,9 +9,9 @@
  * status, bytes consumed, body, keep-alive) and satisfy the invariants;
  * violations abort, which libFuzzer reports as a crash.
  *
- * Built with -DTG_FUZZ_REPLAY it is a standalone program: it runs the
- * files named on the command line, then N mutations of built-in responses
- * (the first numeric argument, default 100000).
+ * Built with -DTG_FUZZ_REPLAY (and replay.c) it is a standalone program:
+ * it runs the files and directories named on the command line, then N
+ * mutations of built-in responses (the numeric argument, default 100000).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -20,15 +20,8 @@
 
 #include "resp.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                                 \
-	do {                                                                                          \
-		if (!(cond)) {                                                                        \
-			fprintf(stderr, "fuzz-resp: invariant failed: %s (line %d)\n", #cond, __LINE__); \
-			abort();                                                                      \
-		}                                                                                     \
-	} while (0)
+#define FUZZ_NAME "fuzz-resp"
+#include "fuzz.h"
 
 struct outcome {
 	int failed, done, status, keep_alive;
@@ -108,11 +101,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static uint64_t rnd(void)
 {
-	uint64_t x = rng_state;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return rng_state = x;
+	return fuzz_xorshift(&rng_state);
 }
 
 static const char *const seeds[] = {
@@ -124,57 +113,36 @@ static const char *const seeds[] = {
 	"HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n",
 };
 
-static int run_file(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return -1;
-	static uint8_t buf[1 << 20];
-	size_t n = fread(buf, 1, sizeof buf, f);
-	fclose(f);
-	LLVMFuzzerTestOneInput(buf, n);
-	return 0;
-}
+const long fuzz_iterations = 100000;
 
-int main(int argc, char **argv)
+/* One of the seeds, a random options byte before it, mutated a few times. */
+size_t fuzz_generate(const uint8_t **data)
 {
-	long iterations = 100000;
-	for (int i = 1; i < argc; i++) {
-		char *end;
-		long v = strtol(argv[i], &end, 10);
-		if (!*end && v > 0)
-			iterations = v;
-		else if (run_file(argv[i]) < 0)
-			fprintf(stderr, "fuzz-resp: cannot read %s (skipped)\n", argv[i]);
-	}
 	static uint8_t buf[4096];
-	for (long it = 0; it < iterations; it++) {
-		const char *s = seeds[rnd() % (sizeof seeds / sizeof seeds[0])];
-		size_t n = strlen(s);
-		buf[0] = (uint8_t)rnd();
-		memcpy(buf + 1, s, n);
-		size_t len = n + 1;
-		int muts = (int)(rnd() % 6);
-		for (int m = 0; m < muts && len > 2; m++) {
-			size_t at = 1 + rnd() % (len - 1);
-			switch (rnd() % 4) {
-			case 0: buf[at] = (uint8_t)rnd(); break;
-			case 1: buf[at] = "0123456789abcdef\r\n: ;"[rnd() % 21]; break;
-			case 2: if (len > 2) len = at; break;       /* truncate */
-			case 3:                                      /* duplicate a span */
-				if (len + 32 < sizeof buf) {
-					size_t span = rnd() % 32;
-					if (at + span > len)
-						span = len - at;
-					memmove(buf + at + span, buf + at, len - at);
-					len += span;
-				}
-				break;
+	const char *s = seeds[rnd() % (sizeof seeds / sizeof seeds[0])];
+	size_t n = strlen(s);
+	buf[0] = (uint8_t)rnd();
+	memcpy(buf + 1, s, n);
+	size_t len = n + 1;
+	int muts = (int)(rnd() % 6);
+	for (int m = 0; m < muts && len > 2; m++) {
+		size_t at = 1 + rnd() % (len - 1);
+		switch (rnd() % 4) {
+		case 0: buf[at] = (uint8_t)rnd(); break;
+		case 1: buf[at] = "0123456789abcdef\r\n: ;"[rnd() % 21]; break;
+		case 2: if (len > 2) len = at; break;       /* truncate */
+		case 3:                                      /* duplicate a span */
+			if (len + 32 < sizeof buf) {
+				size_t span = rnd() % 32;
+				if (at + span > len)
+					span = len - at;
+				memmove(buf + at + span, buf + at, len - at);
+				len += span;
 			}
+			break;
 		}
-		LLVMFuzzerTestOneInput(buf, len);
 	}
-	printf("fuzz-resp: %ld generated inputs, no invariant broken\n", iterations);
-	return 0;
+	*data = buf;
+	return len;
 }
 #endif

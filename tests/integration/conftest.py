@@ -2,14 +2,8 @@
 
 These tests run the real `timeglass` binary around a real uvicorn/FastAPI
 application (examples/app.py) and check what lands in the store. Nothing is
-mocked. Helpers live in tgtest.py; byte-exact HTTP in rawhttp.py.
-
-Environment:
-  TIMEGLASS_BUILD               build directory (default <repo>/build)
-  TIMEGLASS_TEST_LIB            alternative libtimeglass.so (e.g. an ASan build),
-                                passed to `timeglass run` as TIMEGLASS_LIB
-  TIMEGLASS_TEST_PRELOAD_FIRST  a library put first in LD_PRELOAD (the ASan
-                                runtime); ASAN_OPTIONS=detect_leaks=0 is set then
+mocked. Helpers live in tgtest.py; byte-exact HTTP in rawhttp.py. The
+environment variables the suite reads are listed in tgtest.py.
 """
 
 import contextlib

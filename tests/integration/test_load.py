@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from tgtest import open_store, read_requests, summarize
+from tgtest import open_store, read_requests, run_threads, summarize
 
 
 def test_many_concurrent_connections(traced):
@@ -40,11 +40,7 @@ def test_many_concurrent_connections(traced):
             errors.append(exc)
 
     with traced(log_level="warning", access_log=False) as server:
-        ts = [threading.Thread(target=client, args=(k,)) for k in range(threads)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        run_threads(client, threads)
     assert not errors, errors[:3]
     assert statuses == {200: threads * per_thread}
     rows, stderr = read_requests(server.db)

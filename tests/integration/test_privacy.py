@@ -2,15 +2,13 @@
 for query strings, the shared-memory ring); the store is private (0600)."""
 
 import contextlib
-import http.server
 import os
 import secrets
 import signal
 import stat
-import threading
 
 from rawhttp import build_request, exchange
-from tgtest import APPS, free_port, open_store, read_requests, summarize, timeglass_env, uvicorn_argv
+from tgtest import APPS, LocalHTTP, free_port, open_store, read_requests, summarize, timeglass_env, uvicorn_argv
 
 
 def test_secret_headers_are_redacted(traced, store):
@@ -70,36 +68,10 @@ def test_store_file_is_private(traced, store):
             assert mode & 0o077 == 0, "%s has mode %o; the store must be readable by its owner only" % (name, mode)
 
 
-class Partner:
+def partner_api():
     """The partner's HTTP API the payments app calls (a real server on
     loopback): answers JSON and remembers the targets it was sent."""
-
-    def __init__(self):
-        seen = self.seen = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                seen.append(self.path)
-                body = b'{"price": 5}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    return LocalHTTP(lambda target: ("application/json", b'{"price": 5}'))
 
 
 def ring_bytes(pid):
@@ -124,7 +96,7 @@ def test_secret_query_values_are_redacted(traced, store):
     s = {k: "%s-%s" % (k, secrets.token_hex(12)) for k in ("code", "referer", "inbound", "refund", "promo",
                                                              "pw", "partner")}
     visible = "vis-" + secrets.token_hex(8)
-    partner = Partner()
+    partner = partner_api()
     port = free_port()
     argv = uvicorn_argv(port, app="payments:app", app_dir=APPS)
     env = timeglass_env({"PARTNER_URL": partner.url, "PARTNER_API_KEY": s["partner"]})

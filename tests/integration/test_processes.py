@@ -7,7 +7,7 @@ import time
 import pytest
 
 from rawhttp import build_request, exchange
-from tgtest import (EXAMPLES, PYTHON, children, module_available, proc_cmdline, summarize, wait_for)
+from tgtest import (EXAMPLES, PYTHON, children, module_available, proc_cmdline, run_threads, summarize, wait_for)
 
 
 def spawn_workers(pid):
@@ -31,14 +31,19 @@ def fire(port, targets, threads=8):
             with lock:
                 results[addr] = (t, resp)
 
-    parts = [targets[i::threads] for i in range(threads)]
-    ts = [threading.Thread(target=run, args=(p,)) for p in parts]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    run_threads(lambda i: run(targets[i::threads]), threads)
     assert not errors, errors[:3]
     return results
+
+
+def wait_processes(find, n, timeout, what):
+    """Waits until find() lists n pids; returns them."""
+    return wait_for(lambda: (lambda w: w if len(w) == n else None)(find()), timeout, what=what)
+
+
+def wait_answers(port):
+    """Waits until the app on port answers GET / (a worker accepts)."""
+    wait_for(lambda: exchange(port, build_request("GET", "/"))[0].status == 200, 20)
 
 
 def check_once_each(rows, results, allowed_pids, forbidden_pids):
@@ -60,10 +65,9 @@ def test_uvicorn_workers(traced):
     targets = ["/items/%d?q=w" % i for i in range(40)]
     with traced(workers=2) as server:
         main = server.app_pid()
-        workers = wait_for(lambda: (lambda w: w if len(w) == 2 else None)(spawn_workers(main)), 20,
-                           what="two uvicorn workers")
+        workers = wait_processes(lambda: spawn_workers(main), 2, 20, "two uvicorn workers")
         # The port accepts as soon as the parent binds it; wait until both workers answer.
-        wait_for(lambda: exchange(server.port, build_request("GET", "/"))[0].status == 200, 20)
+        wait_answers(server.port)
         time.sleep(0.5)
         results = fire(server.port, targets)
     assert server.returncode == 0, server.diagnostics()
@@ -79,9 +83,8 @@ def test_uvicorn_reload(traced, tmp_path):
     trigger.write_text("VALUE = 1\n")
     with traced(reload=True, reload_dir=watched) as server:
         main = server.app_pid()
-        first = wait_for(lambda: (lambda w: w if len(w) == 1 else None)(spawn_workers(main)), 20,
-                         what="the reloader's server process")[0]
-        wait_for(lambda: exchange(server.port, build_request("GET", "/"))[0].status == 200, 20)
+        first = wait_processes(lambda: spawn_workers(main), 1, 20, "the reloader's server process")[0]
+        wait_answers(server.port)
         before = fire(server.port, ["/items/%d?q=before" % i for i in range(10)], threads=2)
         # Touch a watched file: the reloader replaces its server process. It compares
         # mtimes with its previous scan, so keep moving the mtime forward until it notices.
@@ -101,7 +104,7 @@ def test_uvicorn_reload(traced, tmp_path):
             second = wait_for(reloaded, 20, interval=0.5, what="a new server process after the reload")
         except AssertionError as exc:
             raise AssertionError("%s\n%s" % (exc, server.diagnostics()))
-        wait_for(lambda: exchange(server.port, build_request("GET", "/"))[0].status == 200, 20)
+        wait_answers(server.port)
         after = fire(server.port, ["/items/%d?q=after" % i for i in range(10)], threads=2)
         assert spawn_workers(main) == [second], "reloaded more than once; the test cannot attribute pids"
     rows = [r for r in server.requests() if r["path"] != "/"]
@@ -120,9 +123,8 @@ def test_gunicorn_uvicorn_workers(traced, port):
     targets = ["/items/%d?q=g" % i for i in range(40)]
     with traced(argv=argv, port=port) as server:
         master = server.app_pid()
-        workers = wait_for(lambda: (lambda w: w if len(w) == 2 else None)(children(master)), 30,
-                           what="two gunicorn workers")
-        wait_for(lambda: exchange(server.port, build_request("GET", "/"))[0].status == 200, 20)
+        workers = wait_processes(lambda: children(master), 2, 30, "two gunicorn workers")
+        wait_answers(server.port)
         # Both workers import the app before they accept; give the second one a moment.
         time.sleep(1.0)
         results = fire(server.port, targets)

@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from tgtest import PYTHON, TIMEGLASS, read_requests, run_cli, timeglass_env
+from tgtest import PYTHON, TIMEGLASS, read_requests, run_cli, run_threads, timeglass_env
 
 
 def get(port, path="/"):
@@ -73,7 +73,6 @@ def hammer(port, seconds, clients=4):
     """clients keep-alive connections sending GET / for `seconds`; returns the
     responses received (every one a 200 within a second)."""
     import http.client
-    import threading
     counts, errors = [0] * clients, []
 
     def client(i):
@@ -91,11 +90,7 @@ def hammer(port, seconds, clients=4):
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(client, clients)
     assert not errors, errors[:5]
     return sum(counts)
 

@@ -9,6 +9,7 @@ Environment:
 """
 
 import contextlib
+import http.server
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -181,6 +183,52 @@ def wait_for(predicate, timeout, interval=0.05, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
         time.sleep(interval)
+
+
+def run_threads(target, n):
+    """Runs target(0), ..., target(n - 1) each in a thread of its own, all at
+    once; returns when every one has ended."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+class LocalHTTP:
+    """An HTTP/1.1 server on loopback in this process (threads of its own)
+    for the apps under test to call: answer(target) gives (content type,
+    body bytes) for each GET; with tls (an ssl.SSLContext) it serves HTTPS.
+    seen lists the targets it was sent."""
+
+    def __init__(self, answer, tls=None):
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                seen.append(self.path)
+                ctype, body = answer(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.url = "%s://127.0.0.1:%d" % ("https" if tls is not None else "http", self.port)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 # -- the traced server ---------------------------------------------------------

@@ -10,8 +10,8 @@ import subprocess
 import httpx
 import pytest
 
-from tgpy import BUILD, PYTHON, TIMEGLASS, child_env, require_c_build, uvicorn_args
-from test_under_timeglass_run import requests_of, timeglass_prefix
+from tgpy import BUILD, PYTHON, child_env, require_c_build, uvicorn_args
+from test_under_timeglass_run import record_testclient, requests_of, timeglass_prefix
 
 PROBE = (
     "import timeglass._native as n\n"
@@ -82,19 +82,7 @@ def test_speedups_and_ctypes_give_the_same_rows(server, tmp_path, app):
 
 @pytest.mark.parametrize("speedups", ["", "1"])
 def test_in_process_requests_either_way(tmp_path, speedups):
-    script = tmp_path / "client.py"
-    script.write_text(
-        "from fastapi.testclient import TestClient\n"
-        "import app_plain\n"
-        "c = TestClient(app_plain.app, raise_server_exceptions=False)\n"
-        "assert c.get('/items/5?x=1').status_code == 200\n"
-        "assert c.get('/boom').status_code == 500\n")
-    db = tmp_path / "run.db"
-    proc = subprocess.run(timeglass_prefix(db) + [PYTHON, str(script)],
-                          env=child_env({"TIMEGLASS_NO_SPEEDUPS": speedups}, bootstrap=True),
-                          capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
-    assert proc.returncode == 0, proc.stderr
-    rows = requests_of(db)
+    rows = record_testclient(tmp_path, child_env({"TIMEGLASS_NO_SPEEDUPS": speedups}, bootstrap=True))
     assert [(r["method"], r["path"], r["query_string"], r["status"], r["transport"], r["route"])
             for r in rows] == [("GET", "/items/5", "x=1", 200, "asgi", "/items/{item_id}"),
                                ("GET", "/boom", None, 500, "asgi", "/boom")]

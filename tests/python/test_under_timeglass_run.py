@@ -110,7 +110,10 @@ def test_no_bootstrap_env_turns_marks_off(server, tmp_path):
     assert [r["route"] for r in rows] == [None, None, None]
 
 
-def test_testclient_requests_are_recorded_in_process(tmp_path):
+def record_testclient(tmp_path, env):
+    """Runs GET /items/5?x=1 and GET /boom of app_plain through Starlette's
+    TestClient under `timeglass run` (env: the script's environment); returns
+    the rows recorded."""
     script = tmp_path / "client.py"
     script.write_text(
         "from fastapi.testclient import TestClient\n"
@@ -119,10 +122,14 @@ def test_testclient_requests_are_recorded_in_process(tmp_path):
         "assert c.get('/items/5?x=1').status_code == 200\n"
         "assert c.get('/boom').status_code == 500\n")
     db = tmp_path / "run.db"
-    proc = subprocess.run(timeglass_prefix(db) + [PYTHON, str(script)], env=run_env(),
+    proc = subprocess.run(timeglass_prefix(db) + [PYTHON, str(script)], env=env,
                           capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    rows = requests_of(db)
+    return requests_of(db)
+
+
+def test_testclient_requests_are_recorded_in_process(tmp_path):
+    rows = record_testclient(tmp_path, run_env())
     assert [(r["method"], r["path"], r["query_string"], r["status"], r["transport"]) for r in rows] == [
         ("GET", "/items/5", "x=1", 200, "asgi"), ("GET", "/boom", None, 500, "asgi")]
     assert [r["route"] for r in rows] == ["/items/{item_id}", "/boom"]

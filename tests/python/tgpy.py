@@ -40,11 +40,8 @@ def child_env(extra=None, bootstrap=False):
                 "TIMEGLASS_TEST_EVENTS", "LD_PRELOAD"):
         env.pop(key, None)
     paths = ([str(BOOTSTRAP)] if bootstrap else []) + [str(PYTHON_SRC), str(APPS)]
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    if extra:
-        env.update(extra)
+    env.update(PYTHONPATH=os.pathsep.join(paths), PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
+    env.update(extra or {})
     return env
 
 

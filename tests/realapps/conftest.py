@@ -188,3 +188,26 @@ def pg_statements(log_path, application):
             m = _LOG_LINE.match(line)
             out.append((int(m.group(1)), m.group(4)) if m and m.group(2) == application else None)
     return [s for s in out if s is not None]
+
+
+def record_app(pg, tmp_path_factory, name, kinds, clients, rounds, headers_of, n_of, extra_args=()):
+    """Serves the app tests/realapps/NAME (app.main:app) under `timeglass run`
+    behind nginx, on a database of its own made from its schema.sql (its DSN
+    in NAME_DSN), sends it realapp.drive()'s traffic, and returns the
+    recorded realapp.Run. The sampler has no CPU budget: the flame-graph
+    checks count samples against the rate."""
+    import realapp
+
+    tmp = tmp_path_factory.mktemp(name)
+    app_dir = HERE / name
+    dsn = create_database(pg, name, app_dir / "schema.sql")
+    app = App(tmp, app_dir, "app.main:app", {name.upper() + "_DSN": dsn, "TIMEGLASS_SAMPLE_BUDGET": "0"},
+              extra_args=extra_args)
+    proxy = Nginx(tmp, app.port)
+    try:
+        sent = realapp.drive(app.port, proxy.port, kinds, clients, rounds, headers_of=headers_of, n_of=n_of)
+    finally:
+        proxy.stop()
+        rc = app.stop()
+    assert rc == 0, app.output()[-4000:]
+    return realapp.Run(app.db, sent, pg_statements(pg.log, name), kinds)

@@ -17,6 +17,8 @@ import re
 import sqlite3
 import threading
 
+import tgtest
+
 REQUEST_ID = re.compile(r"request_id='([^']+)'")
 OURS = ("timeglass/middleware.py", "timeglass/_autopatch.py", "timeglass/_native.py",
         "timeglass/bootstrap/sitecustomize.py")
@@ -95,11 +97,7 @@ def drive(app_port, proxy_port, kinds, clients, rounds, headers_of, n_of):
             for conn in conns.values():
                 conn.close()
 
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    tgtest.run_threads(client, clients)
     assert not errors, errors
     return sent
 

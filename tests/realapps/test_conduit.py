@@ -14,10 +14,9 @@ task, and two bugs that answer 500.
 import pytest
 
 import realapp
-from conftest import HERE, App, Nginx, create_database, pg_statements
+from conftest import record_app
 from realapp import Kind
 
-APP_DIR = HERE / "conduit"
 CLIENTS = 8
 ROUNDS = 6  # each client sends every kind of request this many times, shuffled
 
@@ -41,20 +40,9 @@ KINDS = {
 
 @pytest.fixture(scope="module")
 def run(pg, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("conduit")
-    dsn = create_database(pg, "conduit", APP_DIR / "schema.sql")
-    # No sampler CPU budget: the flame-graph checks count samples against the rate.
-    app = App(tmp, APP_DIR, "app.main:app", {"CONDUIT_DSN": dsn, "TIMEGLASS_SAMPLE_BUDGET": "0"})
-    proxy = Nginx(tmp, app.port)
-    try:
-        sent = realapp.drive(app.port, proxy.port, KINDS, CLIENTS, ROUNDS,
-                             headers_of=lambda c: {"Authorization": "Token tok%d" % (1 + c)},
-                             n_of=lambda c, kind, rnd: 1 + rnd.randrange(20))
-    finally:
-        proxy.stop()
-        rc = app.stop()
-    assert rc == 0, app.output()[-4000:]
-    return realapp.Run(app.db, sent, pg_statements(pg.log, "conduit"), KINDS)
+    return record_app(pg, tmp_path_factory, "conduit", KINDS, CLIENTS, ROUNDS,
+                      headers_of=lambda c: {"Authorization": "Token tok%d" % (1 + c)},
+                      n_of=lambda c, kind, rnd: 1 + rnd.randrange(20))
 
 
 def test_every_request_stored_once(run):

@@ -8,10 +8,9 @@ checks are those of realapp.py.
 import pytest
 
 import realapp
-from conftest import HERE, App, Nginx, create_database, pg_statements
+from conftest import record_app
 from realapp import Kind
 
-APP_DIR = HERE / "fullstack"
 CLIENTS = 8
 ROUNDS = 5
 
@@ -46,19 +45,9 @@ def n_of(c, kind, rnd):
 
 @pytest.fixture(scope="module")
 def run(pg, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("fullstack")
-    dsn = create_database(pg, "fullstack", APP_DIR / "schema.sql")
-    app = App(tmp, APP_DIR, "app.main:app", {"FULLSTACK_DSN": dsn, "TIMEGLASS_SAMPLE_BUDGET": "0"},
-              extra_args=("--workers", "2", "--loop", "uvloop", "--http", "httptools"))
-    proxy = Nginx(tmp, app.port)
-    try:
-        sent = realapp.drive(app.port, proxy.port, KINDS, CLIENTS, ROUNDS,
-                             headers_of=lambda c: {"Authorization": "Bearer tok%d" % (2 + c)}, n_of=n_of)
-    finally:
-        proxy.stop()
-        rc = app.stop()
-    assert rc == 0, app.output()[-4000:]
-    return realapp.Run(app.db, sent, pg_statements(pg.log, "fullstack"), KINDS)
+    return record_app(pg, tmp_path_factory, "fullstack", KINDS, CLIENTS, ROUNDS,
+                      headers_of=lambda c: {"Authorization": "Bearer tok%d" % (2 + c)}, n_of=n_of,
+                      extra_args=("--workers", "2", "--loop", "uvloop", "--http", "httptools"))
 
 
 def test_every_request_stored_once(run):

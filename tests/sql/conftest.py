@@ -8,7 +8,6 @@ The apps run on TIMEGLASS_TEST_PYTHON (default /usr/bin/python3).
 """
 
 import concurrent.futures
-import http.server
 import json
 import os
 import random
@@ -18,8 +17,6 @@ import sqlite3
 import ssl
 import subprocess
 import sys
-import tempfile
-import threading
 import urllib.request
 from pathlib import Path
 
@@ -30,7 +27,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 import pgharness  # noqa: E402
-from tgtest import PYTHON, TracedServer, free_port, require_built, run_cli, timeglass_env  # noqa: E402
+from tgtest import PYTHON, LocalHTTP, TracedServer, free_port, require_built, run_cli, timeglass_env  # noqa: E402
 
 # The interpreter that runs the apps (the version matrix names another).
 PYTHON = os.environ.get("TIMEGLASS_TEST_PYTHON", PYTHON)
@@ -62,11 +59,11 @@ PARAM_DRIVERS = {"apg": "/params/apg", "pg3a": "/params/pg3a", "pg3": "/params-s
                  "pg2": "/params-sync/pg2", "lite": "/params/lite"}
 
 
-def site_lines():
-    """{"pg2-one": (line, function), ...} from the `# site:NAME` comments of the app."""
+def site_lines(app=APP):
+    """{"pg2-one": (line, function), ...} from the `# site:NAME` comments of app."""
     out = {}
     func = None
-    for n, line in enumerate(APP.read_text().splitlines(), 1):
+    for n, line in enumerate(app.read_text().splitlines(), 1):
         m = re.match(r"\s*(?:async )?def (\w+)\(", line)
         if m:
             func = m.group(1)
@@ -76,38 +73,19 @@ def site_lines():
     return out
 
 
-class _Echo(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = ("echo " + self.path.split("?")[0]).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-
 def _echo_servers(tmp):
+    """Plain and TLS servers that answer "echo PATH"; returns them and the TLS certificate."""
     key, crt = os.path.join(tmp, "echo.key"), os.path.join(tmp, "echo.crt")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "2"],
                    check=True, capture_output=True, timeout=120)
-    plain = _Server(("127.0.0.1", 0), _Echo)
-    tls = _Server(("127.0.0.1", 0), _Echo)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(crt, key)
-    tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
-    for s in (plain, tls):
-        threading.Thread(target=s.serve_forever, daemon=True).start()
-    return plain, tls, crt
+
+    def echo(target):
+        return "text/plain", ("echo " + target.split("?")[0]).encode()
+
+    return LocalHTTP(echo), LocalHTTP(echo, tls=ctx), crt
 
 
 @pytest.fixture(scope="session")
@@ -126,6 +104,46 @@ def pg():
 def _get(port, path):
     with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=60) as r:
         return r.status, json.loads(r.read())
+
+
+class _AppRun:
+    """A scratch folder with a store, for one app served by uvicorn under
+    `timeglass run` (tg_args added to its options)."""
+
+    def __init__(self, tmp_path_factory, name):
+        require_built()
+        self.tmp = str(tmp_path_factory.mktemp(name))
+        self.store = os.path.join(self.tmp, "store", "timeglass.db")
+        os.makedirs(os.path.dirname(self.store))
+        self.port = free_port()
+
+    def items_db(self, name, *more_sql):
+        """A SQLite database in the folder with a table of 100 items; more_sql is run after."""
+        path = os.path.join(self.tmp, name)
+        with sqlite3.connect(path) as c:
+            c.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+            c.executemany("INSERT INTO items VALUES (?, ?)", [(k, "item-%d" % k) for k in range(1, 101)])
+            for sql in more_sql:
+                c.execute(sql)
+        return path
+
+    def server(self, app, env, tg_args=()):
+        """Starts app (a module's path) with env added to the environment."""
+        argv = [PYTHON, "-m", "uvicorn", app.stem + ":app", "--app-dir", str(app.parent), "--host", "127.0.0.1",
+                "--port", str(self.port), "--log-level", "warning"]
+        workdir = Path(self.tmp) / "server"
+        workdir.mkdir()
+        return TracedServer(argv, self.store, self.port, workdir, env=timeglass_env(env), tg_args=tg_args)
+
+    @staticmethod
+    def stop(server):
+        """Stops server with Ctrl-C, which must end the run cleanly; returns its stderr."""
+        server.stop()
+        assert server.returncode == 0, server.diagnostics()
+        return server.stderr()
+
+    def remove(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class Recorded:
@@ -157,27 +175,16 @@ class Recorded:
 
 @pytest.fixture(scope="session")
 def recorded(pg, tmp_path_factory):
-    require_built()
-    tmp = str(tmp_path_factory.mktemp("sqlrun"))
-    store = os.path.join(tmp, "store", "timeglass.db")
-    os.makedirs(os.path.dirname(store))
-    lite_db = os.path.join(tmp, "app.db")
-    with sqlite3.connect(lite_db) as c:
-        c.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
-        c.executemany("INSERT INTO items VALUES (?, ?)", [(k, "item-%d" % k) for k in range(1, 101)])
-    plain, tls, ca = _echo_servers(tmp)
-    port = free_port()
-    env = timeglass_env({
+    run = _AppRun(tmp_path_factory, "sqlrun")
+    lite_db = run.items_db("app.db")
+    plain, tls, ca = _echo_servers(run.tmp)
+    server = run.server(APP, {
         "TG_DSN_TCP": pg.dsn_tcp(), "TG_DSN_UNIX": pg.dsn_unix(), "TG_LITE_DB": lite_db,
-        "TG_ECHO_HTTP": "http://127.0.0.1:%d" % plain.server_address[1],
-        "TG_ECHO_HTTPS": "https://127.0.0.1:%d" % tls.server_address[1],
+        "TG_ECHO_HTTP": plain.url,
+        "TG_ECHO_HTTPS": tls.url,
         "TG_ECHO_CA": ca,
     })
-    argv = [PYTHON, "-m", "uvicorn", "sqlapp:app", "--app-dir", str(APP.parent), "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "warning"]
-    workdir = Path(tmp) / "server"
-    workdir.mkdir()
-    server = TracedServer(argv, store, port, workdir, env=env)
+    port = run.port
     responses = {}
     plan = []
     try:
@@ -224,35 +231,22 @@ def recorded(pg, tmp_path_factory):
             responses["/sslinfo-sync/" + drv] = _get(port, "/sslinfo-sync/" + drv)
         for drv in ("pg3a", "apg"):
             responses["/sslinfo/" + drv] = _get(port, "/sslinfo/" + drv)
-        server.stop()
-        assert server.returncode == 0, server.diagnostics()
-        stderr = server.stderr()
+        stderr = run.stop(server)
     finally:
         server.close()
-        plain.shutdown()
-        tls.shutdown()
-    yield Recorded(store, responses, plan, lite_db, (plain.server_address[1], tls.server_address[1]), stderr)
-    shutil.rmtree(tmp, ignore_errors=True)
+        plain.close()
+        tls.close()
+    yield Recorded(run.store, responses, plan, lite_db, (plain.port, tls.port), stderr)
+    run.remove()
 
 
 @pytest.fixture(scope="session")
 def recorded_params(pg, tmp_path_factory):
     """A short run with --capture-params: a few requests per driver, one at a time."""
-    require_built()
-    tmp = str(tmp_path_factory.mktemp("sqlparams"))
-    store = os.path.join(tmp, "store", "timeglass.db")
-    os.makedirs(os.path.dirname(store))
-    lite_db = os.path.join(tmp, "app.db")
-    with sqlite3.connect(lite_db) as c:
-        c.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
-        c.executemany("INSERT INTO items VALUES (?, ?)", [(k, "item-%d" % k) for k in range(1, 101)])
-    port = free_port()
-    env = timeglass_env({"TG_DSN_TCP": pg.dsn_tcp(), "TG_DSN_UNIX": pg.dsn_unix(), "TG_LITE_DB": lite_db})
-    argv = [PYTHON, "-m", "uvicorn", "sqlapp:app", "--app-dir", str(APP.parent), "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "warning"]
-    workdir = Path(tmp) / "server"
-    workdir.mkdir()
-    server = TracedServer(argv, store, port, workdir, env=env, tg_args=["--capture-params"])
+    run = _AppRun(tmp_path_factory, "sqlparams")
+    lite_db = run.items_db("app.db")
+    server = run.server(APP, {"TG_DSN_TCP": pg.dsn_tcp(), "TG_DSN_UNIX": pg.dsn_unix(), "TG_LITE_DB": lite_db},
+                        tg_args=["--capture-params"])
     responses = {}
     plan = []
     try:
@@ -263,14 +257,12 @@ def recorded_params(pg, tmp_path_factory):
                 n += 1
                 plan.append((drv, n))
                 path = "%s/%d" % (prefix, n)
-                responses[path] = _get(port, path)
-        server.stop()
-        assert server.returncode == 0, server.diagnostics()
-        stderr = server.stderr()
+                responses[path] = _get(run.port, path)
+        stderr = run.stop(server)
     finally:
         server.close()
-    yield Recorded(store, responses, plan, lite_db, (0, 0), stderr)
-    shutil.rmtree(tmp, ignore_errors=True)
+    yield Recorded(run.store, responses, plan, lite_db, (0, 0), stderr)
+    run.remove()
 
 
 # -- the shop app (apps/shopapp.py): SQL findings on a real-looking service ------
@@ -320,24 +312,12 @@ def shop(pg, tmp_path_factory):
     """One run of the shop app under `timeglass run`: every endpoint once in
     turn (pools and connections are made lazily), then the rest with
     50-way concurrency. Each request carries X-Request-Id: N."""
-    require_built()
+    run = _AppRun(tmp_path_factory, "shop")
     dsn, dsn_tcp = pg.setup_logged_database(SHOP_DB)
-    tmp = str(tmp_path_factory.mktemp("shop"))
-    store = os.path.join(tmp, "store", "timeglass.db")
-    os.makedirs(os.path.dirname(store))
-    lite_db = os.path.join(tmp, "audit.db")
-    with sqlite3.connect(lite_db) as c:
-        c.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
-        c.executemany("INSERT INTO items VALUES (?, ?)", [(k, "item-%d" % k) for k in range(1, 101)])
-        c.execute("CREATE TABLE events (batch INTEGER, k INTEGER, what TEXT)")
+    lite_db = run.items_db("audit.db", "CREATE TABLE events (batch INTEGER, k INTEGER, what TEXT)")
     log_start = os.path.getsize(pg.log) if os.path.exists(pg.log) else 0
-    port = free_port()
-    env = timeglass_env({"TG_SHOP_DSN": dsn, "TG_SHOP_DSN_TCP": dsn_tcp, "TG_SHOP_LITE": lite_db})
-    argv = [PYTHON, "-m", "uvicorn", "shopapp:app", "--app-dir", str(SHOP_APP.parent), "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "warning"]
-    workdir = Path(tmp) / "server"
-    workdir.mkdir()
-    server = TracedServer(argv, store, port, workdir, env=env)
+    server = run.server(SHOP_APP, {"TG_SHOP_DSN": dsn, "TG_SHOP_DSN_TCP": dsn_tcp, "TG_SHOP_LITE": lite_db})
+    port = run.port
     plan = []
     n = 0
     for ep, path in SHOP_ENDPOINTS.items():
@@ -358,13 +338,11 @@ def shop(pg, tmp_path_factory):
             futs = {ex.submit(_get_tagged, port, path, n): path for _ep, n, path in rest}
             for f in concurrent.futures.as_completed(futs):
                 responses[futs[f]] = f.result()
-        server.stop()
-        assert server.returncode == 0, server.diagnostics()
-        stderr = server.stderr()
+        stderr = run.stop(server)
     finally:
         server.close()
     with open(pg.log, errors="replace") as f:
         f.seek(log_start)
         pg_log = f.read()
-    yield ShopRun(store, responses, plan, pg_log, stderr)
-    shutil.rmtree(tmp, ignore_errors=True)
+    yield ShopRun(run.store, responses, plan, pg_log, stderr)
+    run.remove()

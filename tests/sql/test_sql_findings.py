@@ -17,7 +17,7 @@ import collections
 import json
 import re
 
-from conftest import SHOP_APP, SHOP_DB, SHOP_ENDPOINTS, SHOP_PER_ENDPOINT
+from conftest import SHOP_APP, SHOP_DB, SHOP_ENDPOINTS, SHOP_PER_ENDPOINT, site_lines
 
 PG = "postgresql"
 
@@ -27,16 +27,7 @@ def _marker(n):
 
 
 def _site_lines():
-    out = {}
-    func = None
-    for i, line in enumerate(SHOP_APP.read_text().splitlines(), 1):
-        m = re.match(r"\s*(?:async )?def (\w+)\(", line)
-        if m:
-            func = m.group(1)
-        m = re.search(r"# site:([\w-]+)", line)
-        if m:
-            out[m.group(1)] = "%s:%d %s" % (SHOP_APP, i, func)
-    return out
+    return {name: "%s:%d %s" % (SHOP_APP, n, func) for name, (n, func) in site_lines(SHOP_APP).items()}
 
 
 def _requests_of(run, endpoint):

@@ -49,20 +49,25 @@ class Served:
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.time() + tgtest.START_TIMEOUT
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
+        while time.time() < deadline and self.proc.poll() is None:
+            if tgtest.port_listening(self.port):  # no probe connection: it would be traffic the app sees
+                return
+            time.sleep(0.05)
         self.stop()
         pytest.fail("app did not start:\n" + self.output())
 
     def get(self, path, timeout=30):
         with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=timeout) as r:
             return r.read()
+
+    def drive(self, *paths):
+        """GETs each path in turn, then stops the run, which must end with exit status 0."""
+        try:
+            for path in paths:
+                self.get(path)
+        finally:
+            rc = self.stop()
+        assert rc == 0, self.output()
 
     def stop(self):
         if self.proc.poll() is None:

@@ -11,11 +11,7 @@ from conftest import Served, folded
 
 def one_run(tmp_path, rate, env, ms=600):
     s = Served(tmp_path, rate, env)
-    try:
-        s.get("/split?ms=%d" % ms)
-        s.get("/split?ms=%d" % ms)
-    finally:
-        assert s.stop() == 0, s.output()
+    s.drive("/split?ms=%d" % ms, "/split?ms=%d" % ms)
     with sqlite3.connect(s.db) as db:
         rows = db.execute("SELECT id, cpu_ns FROM requests WHERE path = '/split' ORDER BY id").fetchall()
         losses = dict(db.execute("SELECT kind, sum(events) FROM losses GROUP BY kind").fetchall())

@@ -19,12 +19,7 @@ def run(tmp_path_factory):
     if not build_has_native():
         pytest.skip("this build has no native unwinding (libunwind, libelf)")
     s = Served(tmp_path_factory.mktemp("native"), 1000, extra_env={"TIMEGLASS_NATIVE": "1"})
-    try:
-        s.get("/native?ms=800")
-        s.get("/split?ms=200")
-    finally:
-        rc = s.stop()
-    assert rc == 0, s.output()
+    s.drive("/native?ms=800", "/split?ms=200")
     with sqlite3.connect(s.db) as db:
         s.rid = {p: i for i, p in db.execute("SELECT id, path FROM requests ORDER BY id")}
         s.kinds = dict(db.execute("SELECT kind, count(*) FROM frames GROUP BY kind").fetchall())

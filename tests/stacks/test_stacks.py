@@ -190,10 +190,7 @@ def test_flame_usage_errors(run):
 
 def test_sampling_off(tmp_path):
     s = Served(tmp_path, 0)
-    try:
-        s.get("/split?ms=100")
-    finally:
-        assert s.stop() == 0
+    s.drive("/split?ms=100")
     with sqlite3.connect(s.db) as db:
         assert db.execute("SELECT count(*) FROM samples").fetchone()[0] == 0
 

@@ -14,12 +14,7 @@ THRESHOLD_US = 1000
 def run(tmp_path_factory):
     s = Served(tmp_path_factory.mktemp("trace"), 0,
                extra_env={"TIMEGLASS_TRACE": "1", "TIMEGLASS_TRACE_US": str(THRESHOLD_US)})
-    try:
-        s.get("/split?ms=300")
-        s.get("/pool?ms=100")
-    finally:
-        rc = s.stop()
-    assert rc == 0, s.output()
+    s.drive("/split?ms=300", "/pool?ms=100")
     with sqlite3.connect(s.db) as db:
         s.spans = db.execute(
             "SELECT r.path, s.call_site, s.duration_ns FROM spans s JOIN requests r ON r.id = s.request_id"

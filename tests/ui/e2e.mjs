@@ -10,58 +10,17 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { mkdtempSync, mkdirSync, existsSync, rmSync, copyFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
+import { ROOT, startUi, stopUi, launchChromium } from './harness.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = join(HERE, '..', '..');
 const ART = join(HERE, 'artifacts');
 const PY = '/usr/bin/python3';
-const require = createRequire(join(ROOT, 'web', 'package.json'));
-const { chromium } = require('playwright-core');
-
-function uiCommand() {
-  if (process.env.TIMEGLASS_UI_CMD) return process.env.TIMEGLASS_UI_CMD.split(/\s+/);
-  for (const b of ['build', 'build-ui']) {
-    const exe = join(ROOT, b, 'server', 'timeglass-ui');
-    if (existsSync(exe)) return [exe];
-  }
-  throw new Error('no timeglass-ui: build it or set TIMEGLASS_UI_CMD');
-}
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startUi(db) {
-  const port = await freePort();
-  const [cmd, ...args] = uiCommand();
-  const proc = spawn(cmd, [...args, '--db', db, '--port', String(port), '--no-open'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise((resolve, reject) => {
-    proc.stdout.once('data', resolve);
-    proc.once('exit', (code) => reject(new Error(`timeglass-ui exited with ${code}`)));
-  });
-  return { port, proc, url: `http://127.0.0.1:${port}/` };
-}
-
-function stopUi(ui) {
-  return new Promise((resolve) => {
-    if (ui.proc.exitCode !== null) return resolve();
-    ui.proc.once('exit', resolve);
-    ui.proc.kill('SIGTERM');
-  });
-}
 
 const tmp = mkdtempSync(join(tmpdir(), 'tg-e2e-'));
 const store = join(tmp, 'fixture.db');
@@ -83,6 +42,19 @@ function watch(p) {
   });
 }
 
+/** Adds a request to the store db: args are fixture.insert_request()'s
+ * keyword arguments, in Python (fixture's names in scope). */
+function insertRequest(db, args) {
+  execFileSync(PY, ['-c', `
+import sqlite3, sys
+sys.path.insert(0, ${JSON.stringify(HERE)})
+import fixture
+db = sqlite3.connect(${JSON.stringify(db)})
+fixture.insert_request(db, ${args})
+db.commit()
+`]);
+}
+
 async function shot(name, p = page, fullPage = true) {
   await p.screenshot({ path: join(ART, `${name}.png`), fullPage });
 }
@@ -99,14 +71,7 @@ before(async () => {
   execFileSync(PY, [join(ROOT, 'bench', 'gen_store.py'), '--requests', '30000', '--db', demo], { stdio: 'ignore' });
   ui = await startUi(store);
   demoUi = await startUi(demo);
-  browser = await chromium.launchPersistentContext(join(tmp, 'profile'), {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
-      '--no-first-run', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1360, height: 900 },
-    colorScheme: 'light',
-  });
+  browser = await launchChromium(join(tmp, 'profile'), { colorScheme: 'light' });
   page = browser.pages()[0] || await browser.newPage();
   watch(page);
 });
@@ -432,15 +397,8 @@ test('a request recorded during the test appears live', async () => {
   await go('#/requests');
   await page.waitForSelector('.requests-table tbody tr');
   await page.waitForTimeout(800); // the event stream is connected
-  execFileSync(PY, ['-c', `
-import sqlite3, sys
-sys.path.insert(0, ${JSON.stringify(HERE)})
-import fixture
-db = sqlite3.connect(${JSON.stringify(store)})
-fixture.insert_request(db, id=500, run_id=2, start_unix_ns=fixture.T0 + 30_000 * fixture.MS, duration_ns=4 * fixture.MS,
-                       method='PATCH', path='/live/arrival', route='/live/{what}', status=202)
-db.commit()
-`]);
+  insertRequest(store, `id=500, run_id=2, start_unix_ns=fixture.T0 + 30_000 * fixture.MS, duration_ns=4 * fixture.MS,
+                 method='PATCH', path='/live/arrival', route='/live/{what}', status=202`);
   await page.waitForSelector('.requests-table tbody tr[data-id="500"]', { timeout: 5000 });
   const first = await page.getAttribute('.requests-table tbody tr:first-child', 'data-id');
   assert.equal(first, '500');
@@ -471,15 +429,8 @@ test('live streams all taken: the page says so, then goes live again', async () 
     await shot('streams-taken', p, false);
     for (const sock of held) sock.destroy();
     held.length = 0;
-    execFileSync(PY, ['-c', `
-import sqlite3, sys
-sys.path.insert(0, ${JSON.stringify(HERE)})
-import fixture
-db = sqlite3.connect(${JSON.stringify(db)})
-fixture.insert_request(db, id=600, run_id=2, start_unix_ns=fixture.T0 + 40_000 * fixture.MS, duration_ns=3 * fixture.MS,
-                       method='GET', path='/live/again', route='/live/{what}', status=200)
-db.commit()
-`]);
+    insertRequest(db, `id=600, run_id=2, start_unix_ns=fixture.T0 + 40_000 * fixture.MS, duration_ns=3 * fixture.MS,
+                   method='GET', path='/live/again', route='/live/{what}', status=200`);
     // the page retries after 10 s (the server's Retry-After)
     await p.waitForSelector('.requests-table tbody tr[data-id="600"]', { timeout: 20000 });
     assert.doesNotMatch(await p.textContent('#banner'), /Live updates paused/);

@@ -160,7 +160,8 @@ def insert_request(db, **kw):
     db.execute("INSERT INTO requests (%s) VALUES (%s)" % (REQUEST_COLUMNS, ",".join("?" * 24)), request_row(**kw))
 
 
-def build(path, run2_live=True, schema=5):
+def build(path, run2_live=True, schema=None):
+    schema = schema or len(migrations())  # the newest schema by default
     db = create_store(path)
     if schema > 1:
         upgrade(db, schema)
@@ -179,7 +180,8 @@ def build(path, run2_live=True, schema=5):
                        exception=EXCEPTION if status == 500 and method == "POST" else None)
     # 11 samples 100 ms apart: 50 ms of CPU per 100 ms (50%), RSS 100..110 MB.
     for k in range(11):
-        db.execute("INSERT INTO process_metrics VALUES (1, ?, ?, ?, ?)",
+        db.execute("INSERT INTO process_metrics (process_id, ts_unix_ns, cpu_user_ns, cpu_sys_ns, rss_bytes)"
+                   " VALUES (1, ?, ?, ?, ?)",
                    (T0 + k * 100 * MS, k * 40 * MS, k * 10 * MS, (100 + k) * 1_000_000))
     db.execute("INSERT INTO losses (run_id, process_id, ts_unix_ns, kind, events, bytes) VALUES (1, 1, ?, 'ring_full', 7, 512)",
                (T0 + 500 * MS,))

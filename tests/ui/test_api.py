@@ -28,7 +28,8 @@ def q(s):
 
 def test_status(server, store):
     st = server.json("/api/status")
-    assert st["store"] == {"path": store, "state": "ok", "message": None, "schema": 5, "supported_schema": 5}
+    schema = len(fixture.migrations())
+    assert st["store"] == {"path": store, "state": "ok", "message": None, "schema": schema, "supported_schema": schema}
     assert st["runs"] == 2 and st["latest_run"] == 2 and st["live"] is True
     assert st["max_request_id"] == 102
     assert st["capabilities"] == {"queries": True, "samples": True}
@@ -606,31 +607,32 @@ def test_flame_diff_whole_run(server):
     assert server.json("/api/flame/diff")["b"] == {"route": None, "run": 2}
 
 
-@pytest.mark.parametrize("query,code,status", [
-    ("a_run=x", "bad_param", 400),
-    ("b_route=nospace", "bad_param", 400),
-    ("a_run=1&b_run=99", "no_such_run", 404),
-    ("a_run=1&state=sleeping", "bad_param", 400),
-])
-def test_flame_diff_bad_params(server, query, code, status):
-    assert server.json("/api/flame/diff?" + query, expect=status)["error"]["code"] == code
+# Refused queries of the flame endpoints: path -> [(query or None, error code, status)]
+BAD_FLAME_QUERIES = {
+    "/api/flame/diff": [
+        ("a_run=x", "bad_param", 400),
+        ("b_route=nospace", "bad_param", 400),
+        ("a_run=1&b_run=99", "no_such_run", 404),
+        ("a_run=1&state=sleeping", "bad_param", 400),
+    ],
+    "/api/flame/other": [(None, "not_found", 404)],
+    "/api/flame": [
+        ("", "bad_param", 400),
+        ("request=x", "bad_param", 400),
+        ("request=1&route=GET%20/x", "bad_param", 400),
+        ("route=nospace", "bad_param", 400),
+        ("request=1&state=sleeping", "bad_param", 400),
+        ("request=9999", "not_found", 404),
+        ("route=GET%20/x&run=99", "no_such_run", 404),
+    ],
+}
 
 
-def test_flame_diff_unknown_subpath(server):
-    assert server.json("/api/flame/other", expect=404)["error"]["code"] == "not_found"
-
-
-@pytest.mark.parametrize("query,code,status", [
-    ("", "bad_param", 400),
-    ("request=x", "bad_param", 400),
-    ("request=1&route=GET%20/x", "bad_param", 400),
-    ("route=nospace", "bad_param", 400),
-    ("request=1&state=sleeping", "bad_param", 400),
-    ("request=9999", "not_found", 404),
-    ("route=GET%20/x&run=99", "no_such_run", 404),
-])
-def test_flame_bad_params(server, query, code, status):
-    assert server.json("/api/flame?" + query, expect=status)["error"]["code"] == code
+@pytest.mark.parametrize("path,code,status", [(path if query is None else "%s?%s" % (path, query), code, status)
+                                              for path, rows in BAD_FLAME_QUERIES.items()
+                                              for query, code, status in rows])
+def test_flame_bad_params(server, path, code, status):
+    assert server.json(path, expect=status)["error"]["code"] == code
 
 
 def test_endpoints_sql_figures(server):

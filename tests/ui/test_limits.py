@@ -15,11 +15,11 @@ import fixture
 MAX_STREAMS = 32  # server/API.md: live-update streams served at once
 
 
-def timed_get(port, path):
-    """(status, seconds) of one GET on a fresh connection."""
-    t = time.monotonic()
+def until_closed(port, request):
+    """Sends request bytes on a fresh connection; returns all the server
+    sent until it closed the connection."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % (path.encode(), port))
+    sock.sendall(request)
     data = b""
     while True:
         chunk = sock.recv(65536)
@@ -27,6 +27,14 @@ def timed_get(port, path):
             break
         data += chunk
     sock.close()
+    return data
+
+
+def timed_get(port, path):
+    """(status, seconds) of one GET on a fresh connection."""
+    t = time.monotonic()
+    data = until_closed(port, b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n"
+                        % (path.encode(), port))
     status = int(data.split(b" ", 2)[1]) if data else None
     return status, time.monotonic() - t
 
@@ -231,15 +239,7 @@ def test_request_body_framing_is_refused(server):
 
 def test_every_pipelined_request_is_checked(server):
     p = server.port
-    sock = socket.create_connection(("127.0.0.1", p), timeout=5)
-    sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
-                 b"GET /api/runs HTTP/1.1\r\nHost: evil.example:%d\r\nConnection: close\r\n\r\n" % (p, p))
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    sock.close()
+    data = until_closed(p, b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                        b"GET /api/runs HTTP/1.1\r\nHost: evil.example:%d\r\nConnection: close\r\n\r\n" % (p, p))
     statuses = [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
     assert statuses == [200, 403]

@@ -12,24 +12,26 @@
 
 static int failures;
 
-static void fp(const char *sql, const char *want)
+/* Checks that f (named name) turns sql into want. */
+static void check(const char *name, size_t (*f)(const char *, size_t, char *, size_t), const char *sql,
+		  const char *want)
 {
 	char out[1024];
-	tg_sql_fingerprint(sql, strlen(sql), out, sizeof out);
+	f(sql, strlen(sql), out, sizeof out);
 	if (strcmp(out, want) != 0) {
-		fprintf(stderr, "fingerprint(%s)\n  got  %s\n  want %s\n", sql, out, want);
+		fprintf(stderr, "%s(%s)\n  got  %s\n  want %s\n", name, sql, out, want);
 		failures++;
 	}
 }
 
+static void fp(const char *sql, const char *want)
+{
+	check("fingerprint", tg_sql_fingerprint, sql, want);
+}
+
 static void red(const char *sql, const char *want)
 {
-	char out[1024];
-	tg_sql_redact(sql, strlen(sql), out, sizeof out);
-	if (strcmp(out, want) != 0) {
-		fprintf(stderr, "redact(%s)\n  got  %s\n  want %s\n", sql, out, want);
-		failures++;
-	}
+	check("redact", tg_sql_redact, sql, want);
 }
 
 /* The statement is housekeeping (want 1) or the app's (want 0). */

@@ -968,12 +968,31 @@ static void run_table(void)
 
 /* ---- tests outside the table ------------------------------------------- */
 
+/* A name and whether it is secret (1) or not (0). */
+struct secret_case {
+	const char *name;
+	int secret;
+};
+
+/* Checks f (named fname) on each of the n cases t; returns the failures. */
+static int check_secret_names(const char *fname, int (*f)(const char *, size_t), const struct secret_case *t,
+			      size_t n)
+{
+	int bad = 0;
+	verbose_budget = 20;
+	for (size_t i = 0; i < n; i++) {
+		int got = f(t[i].name, strlen(t[i].name));
+		if (got != t[i].secret) {
+			diag("%s(\"%s\") = %d, want %d", fname, t[i].name, got, t[i].secret);
+			bad++;
+		}
+	}
+	return bad;
+}
+
 static void test_secret_header(void)
 {
-	static const struct {
-		const char *name;
-		int secret;
-	} t[] = {
+	static const struct secret_case t[] = {
 		{ "Authorization", 1 }, { "authorization", 1 }, { "Proxy-Authorization", 1 },
 		{ "Cookie", 1 }, { "COOKIE", 1 }, { "Set-Cookie", 1 }, { "X-Api-Key", 1 },
 		{ "X-Auth-Token", 1 }, { "X-CSRF-Token", 1 }, { "X-Client-Secret", 1 },
@@ -981,15 +1000,7 @@ static void test_secret_header(void)
 		{ "WWW-Authenticate", 1 }, { "Host", 0 }, { "Content-Type", 0 }, { "Cookies-Enabled", 0 },
 		{ "Accept", 0 }, { "X-Request-Id", 0 }, { "User-Agent", 0 }, { "", 0 }, { "Au", 0 },
 	};
-	int bad = 0;
-	verbose_budget = 20;
-	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-		int got = tg_http_secret_header(t[i].name, strlen(t[i].name));
-		if (got != t[i].secret) {
-			diag("tg_http_secret_header(\"%s\") = %d, want %d", t[i].name, got, t[i].secret);
-			bad++;
-		}
-	}
+	int bad = check_secret_names("tg_http_secret_header", tg_http_secret_header, t, sizeof t / sizeof t[0]);
 	/* length is honoured: "Cookie" cut to "Cook" is not secret */
 	if (tg_http_secret_header("Cookie", 4)) {
 		diag("length ignored");
@@ -1367,10 +1378,7 @@ static void test_deep_unanswered(void)
 
 static void test_secret_param(void)
 {
-	static const struct {
-		const char *name;
-		int secret;
-	} t[] = {
+	static const struct secret_case t[] = {
 		{ "password", 1 }, { "PASSWORD", 1 }, { "Passwd", 1 }, { "pwd", 1 }, { "token", 1 },
 		{ "access_token", 1 }, { "refresh_token", 1 }, { "api_key", 1 }, { "apikey", 1 }, { "key", 1 },
 		{ "Key", 1 }, { "secret", 1 }, { "client_secret", 1 }, { "auth", 1 }, { "session", 1 },
@@ -1380,15 +1388,7 @@ static void test_secret_param(void)
 		{ "design", 0 }, { "passwords", 0 }, { "q", 0 }, { "", 0 }, { "%", 0 }, { "%7", 0 },
 		{ "ke%7", 0 }, { "%%70wd", 0 }, { "my_secret", 0 }, { "x-custom", 0 }, { "pass word", 0 },
 	};
-	int bad = 0;
-	verbose_budget = 20;
-	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-		int got = tg_http_secret_param(t[i].name, strlen(t[i].name));
-		if (got != t[i].secret) {
-			diag("tg_http_secret_param(\"%s\") = %d, want %d", t[i].name, got, t[i].secret);
-			bad++;
-		}
-	}
+	int bad = check_secret_names("tg_http_secret_param", tg_http_secret_param, t, sizeof t / sizeof t[0]);
 	if (tg_http_secret_param("password", 4) || !tg_http_secret_param("keys", 3)) {
 		diag("length ignored");
 		bad++;

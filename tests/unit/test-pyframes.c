@@ -46,30 +46,41 @@ static uint8_t pages[64 * 4096];
 static struct tg_py_frame fr[1024];
 static struct tg_py_thread th[256];
 
+/* Walks the stack of thread tid into fr[]: 0 when tid is not among the
+ * interpreter's threads, else 1 with *frames the walk's result (frames, or
+ * negative when it failed). */
+static int walk_thread(struct tg_py_rd *rd, uint32_t tid, int *frames)
+{
+	int n = tg_py_threads(rd, th, 256);
+	for (int i = 0; i < n; i++) {
+		if (th[i].tid == tid) {
+			int trunc;
+			*frames = tg_py_walk(rd, th[i].tstate, fr, 1024, &trunc);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* "qualname:line;..." of thread tid, innermost first. Returns frames, -1. */
 int tgt_stack_of(uint32_t tid, char *buf, size_t len)
 {
 	struct tg_py_rd rd = {.tags = tags, .pages = pages, .nslots = 64};
 	tg_py_rd_reset(&rd);
-	int n = tg_py_threads(&rd, th, 256);
-	for (int i = 0; i < n; i++) {
-		if (th[i].tid != tid)
-			continue;
-		int trunc;
-		int k = tg_py_walk(&rd, th[i].tstate, fr, 1024, &trunc);
-		size_t pos = 0;
-		buf[0] = '\0';
-		for (int j = 0; j < k && pos + 300 < len; j++) {
-			static struct tg_py_code_info ci;
-			static uint8_t table[8192];
-			if (tg_py_code_info(&rd, fr[j].code, &ci, table, sizeof table) < 0)
-				return -1;
-			int line = tg_py_addr2line(table, ci.table_len, ci.firstlineno, fr[j].lasti);
-			pos += (size_t)snprintf(buf + pos, len - pos, "%s:%d;", ci.qualname, line);
-		}
-		return k;
+	int k;
+	if (!walk_thread(&rd, tid, &k))
+		return -1;
+	size_t pos = 0;
+	buf[0] = '\0';
+	for (int j = 0; j < k && pos + 300 < len; j++) {
+		static struct tg_py_code_info ci;
+		static uint8_t table[8192];
+		if (tg_py_code_info(&rd, fr[j].code, &ci, table, sizeof table) < 0)
+			return -1;
+		int line = tg_py_addr2line(table, ci.table_len, ci.firstlineno, fr[j].lasti);
+		pos += (size_t)snprintf(buf + pos, len - pos, "%s:%d;", ci.qualname, line);
 	}
-	return -1;
+	return k;
 }
 
 /* Reads thread tid's stack rounds times as fast as possible (racing with
@@ -81,26 +92,22 @@ int tgt_hammer(uint32_t tid, int rounds, int *dropped)
 	*dropped = 0;
 	for (int r = 0; r < rounds; r++) {
 		tg_py_rd_reset(&rd);
-		int n = tg_py_threads(&rd, th, 256);
-		for (int i = 0; i < n; i++) {
-			if (th[i].tid != tid)
-				continue;
-			int trunc;
-			int k = tg_py_walk(&rd, th[i].tstate, fr, 1024, &trunc);
-			if (k < 0) {
-				(*dropped)++;
-				continue;
-			}
-			uint64_t id;
-			for (int j = 0; j < k; j++)
-				if (tg_py_code_ident(&rd, fr[j].code, &id) < 0) {
-					(*dropped)++;
-					k = -1;
-					break;
-				}
-			if (k >= 0)
-				ok++;
+		int k;
+		if (!walk_thread(&rd, tid, &k))
+			continue;
+		if (k < 0) {
+			(*dropped)++;
+			continue;
 		}
+		uint64_t id;
+		for (int j = 0; j < k; j++)
+			if (tg_py_code_ident(&rd, fr[j].code, &id) < 0) {
+				(*dropped)++;
+				k = -1;
+				break;
+			}
+		if (k >= 0)
+			ok++;
 	}
 	return ok;
 }

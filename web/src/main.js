@@ -8,6 +8,7 @@ import { api, ApiError } from './api.js';
 import { h, clear, richText } from './dom.js';
 import { fmtDateTime, fmtCount } from './format.js';
 import { parseRoute, href, navigate } from './router.js';
+import { storeNotice } from './views/common.js';
 import * as overview from './views/overview.js';
 import * as endpoints from './views/endpoints.js';
 import * as requests from './views/requests.js';
@@ -146,7 +147,10 @@ function render(force = false) {
     id: route.id,
     state: app.state,
   };
-  app.current = views[route.view].mount(main, ctx) || { destroy() {} };
+  // Every view needs a store it can show; when there is none, it is said instead.
+  const notice = storeNotice(ctx);
+  if (notice) main.append(notice);
+  app.current = (!notice && views[route.view].mount(main, ctx)) || { destroy() {} };
   updateLive();
 }
 

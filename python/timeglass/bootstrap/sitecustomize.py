@@ -151,17 +151,21 @@ def _chain():
             sys.path.insert(i, p)
 
 
-def _trace():
-    """`timeglass run --trace`: the exact-trace hook (timeglass/_trace.py)."""
-    if not _flag("TIMEGLASS_TRACE") or not os.environ.get("TIMEGLASS_SOCK"):
-        return
+def _start_trace(func, what):
+    """Calls timeglass._trace.FUNC(); a failure is said on stderr as WHAT inactive."""
     try:
         _timeglass()
-        from timeglass._trace import start
+        from timeglass import _trace as trace
 
-        start()
+        getattr(trace, func)()
     except Exception as e:  # the application must start regardless
-        sys.stderr.write("timeglass: --trace inactive: %s: %s\n" % (type(e).__name__, e))
+        sys.stderr.write("timeglass: %s inactive: %s: %s\n" % (what, type(e).__name__, e))
+
+
+def _trace():
+    """`timeglass run --trace`: the exact-trace hook (timeglass/_trace.py)."""
+    if _flag("TIMEGLASS_TRACE") and os.environ.get("TIMEGLASS_SOCK"):
+        _start_trace("start", "--trace")
 
 
 def _sampling():
@@ -173,15 +177,8 @@ def _sampling():
     # The rule of timeglass._trace.sample_mode (EVAL_ABOVE_HZ), checked here
     # first so that timer-mode processes import nothing (a mode that is none
     # of these is auto, as there).
-    if mode != "eval" and not (mode != "timer" and hz.isdigit() and int(hz) > 2000):
-        return
-    try:
-        _timeglass()
-        from timeglass._trace import start_sampling
-
-        start_sampling()
-    except Exception as e:  # the application must start regardless
-        sys.stderr.write("timeglass: eval-clocked sampling inactive: %s: %s\n" % (type(e).__name__, e))
+    if mode == "eval" or (mode != "timer" and hz.isdigit() and int(hz) > 2000):
+        _start_trace("start_sampling", "eval-clocked sampling")
 
 
 try:

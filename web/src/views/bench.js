@@ -7,7 +7,7 @@ import { api, ApiError } from '../api.js';
 import { h, notice } from '../dom.js';
 import { fmtMs, fmtRps, fmtCount } from '../format.js';
 import { href } from '../router.js';
-import { storeNotice, errorNotice } from './common.js';
+import { errorNotice } from './common.js';
 
 function scorecard(score) {
   const items = (score && score.scorecard) || [];
@@ -78,11 +78,6 @@ function findings(doc, runId) {
 }
 
 export function mount(root, ctx) {
-  const n = storeNotice(ctx);
-  if (n) {
-    root.append(n);
-    return null;
-  }
   const body = h('div', { class: 'page bench' }, h('p', { class: 'loading' }, 'Loading…'));
   root.append(body);
   const ctrl = new AbortController();

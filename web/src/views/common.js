@@ -1,7 +1,7 @@
-// Pieces shared by the views: the "nothing to show" notices and the page
-// heading with the run's description.
+// Pieces shared by the views: the "nothing to show" notices, the page
+// heading with the run's description, and live reloading.
 
-import { h, notice, richText } from '../dom.js';
+import { h, clear, notice, richText } from '../dom.js';
 import { ApiError, isNoData } from '../api.js';
 import { fmtDateTime, fmtDuration } from '../format.js';
 
@@ -13,7 +13,9 @@ function noRecordings(path) {
     path ? h('p', { class: 'muted' }, 'Store: ', h('code', null, path)) : null);
 }
 
-/** A notice when the store cannot be shown (missing, newer schema, …), else null. */
+/** A notice when the store cannot be shown (missing, newer schema, …), else
+ * null. main.js shows it in place of any view: a view's mount() is only
+ * called when there is a store to show. */
 export function storeNotice(ctx) {
   const st = ctx.status && ctx.status.store;
   if (!st) return notice('error', 'The dashboard server does not answer', 'Is `timeglass ui` still running?');
@@ -59,5 +61,31 @@ export function throttle(fn, ms) {
       last = Date.now();
       fn(...args);
     }, Math.max(0, wait));
+  };
+}
+
+/**
+ * Loads a view's data of run ctx.runId now, and again (at most every ms)
+ * while requests of that run arrive: fetch() resolves to the data, show()
+ * draws it; an error puts a notice in box instead. Returns the view's
+ * { destroy, live }.
+ */
+export function liveLoad(ctx, box, fetch, show, ms) {
+  let destroyed = false;
+  const load = async () => {
+    try {
+      const data = await fetch();
+      if (!destroyed) show(data);
+    } catch (e) {
+      if (destroyed) return;
+      clear(box);
+      box.append(errorNotice(e, ctx));
+    }
+  };
+  load();
+  const reload = throttle(load, ms);
+  return {
+    destroy() { destroyed = true; },
+    live(state) { if (state.latest_run === ctx.runId) reload(); },
   };
 }

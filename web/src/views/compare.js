@@ -8,7 +8,7 @@ import { api } from '../api.js';
 import { h, clear, notice } from '../dom.js';
 import { navigate } from '../router.js';
 import { fmtCount } from '../format.js';
-import { storeNotice, errorNotice } from './common.js';
+import { errorNotice } from './common.js';
 import { flameGraph, pct, where } from './flame.js';
 
 const STATES = [['all', 'All samples'], ['running', 'Running (on CPU)'], ['waiting', 'Waiting (off CPU)']];
@@ -74,11 +74,6 @@ function diffGraph(d) {
 }
 
 export function mount(root, ctx) {
-  const n = storeNotice(ctx);
-  if (n) {
-    root.append(n);
-    return null;
-  }
   const p = ctx.params;
   const runs = ctx.runs;
   const dflt = p.get('run') || (runs.length ? String(runs[0].id) : '');

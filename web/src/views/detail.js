@@ -6,7 +6,7 @@ import { api } from '../api.js';
 import { h, append, clear, notice } from '../dom.js';
 import { fmtMs, fmtDateTime, fmtTime, fmtBytes, statusClass } from '../format.js';
 import { href, navigate } from '../router.js';
-import { storeNotice, errorNotice } from './common.js';
+import { errorNotice } from './common.js';
 import { queriesTable, isHousekeeping } from './sql.js';
 import { flameGraph } from './flame.js';
 
@@ -100,11 +100,6 @@ function kv(pairs) {
 }
 
 export function mount(root, ctx) {
-  const n = storeNotice(ctx);
-  if (n) {
-    root.append(n);
-    return null;
-  }
   let destroyed = false;
   const page = h('div', { class: 'page detail' }, h('p', { class: 'loading' }, 'Loading…'));
   root.append(page);

@@ -7,7 +7,7 @@ import { api } from '../api.js';
 import { h, clear, notice } from '../dom.js';
 import { fmtMs, fmtRate, fmtRps, fmtCount } from '../format.js';
 import { href, navigate } from '../router.js';
-import { storeNotice, errorNotice, throttle } from './common.js';
+import { liveLoad } from './common.js';
 
 const COLUMNS = [
   { key: 'name', label: 'Endpoint', cls: '' },
@@ -37,15 +37,9 @@ function requestsLink(e, runId) {
 }
 
 export function mount(root, ctx) {
-  const n = storeNotice(ctx);
-  if (n) {
-    root.append(n);
-    return null;
-  }
   const runId = ctx.runId;
   const sort = ctx.params.get('sort') || 'count';
   const dir = ctx.params.get('dir') || (sort === 'name' ? 'asc' : 'desc');
-  let destroyed = false;
   let data = null;
   const filter = h('input', {
     type: 'search', class: 'filter-input', placeholder: 'Filter endpoints…', 'aria-label': 'Filter endpoints', 'data-search': '',
@@ -119,20 +113,8 @@ export function mount(root, ctx) {
   };
 
   filter.addEventListener('input', draw);
-  const load = async () => {
-    try {
-      data = await api('endpoints', { run: runId, sort, dir });
-      if (!destroyed) draw();
-    } catch (e) {
-      if (destroyed) return;
-      clear(tableBox);
-      tableBox.append(errorNotice(e, ctx));
-    }
-  };
-  load();
-  const reload = throttle(load, 2000);
-  return {
-    destroy() { destroyed = true; },
-    live(state) { if (state.latest_run === runId) reload(); },
-  };
+  return liveLoad(ctx, tableBox, () => api('endpoints', { run: runId, sort, dir }), (d) => {
+    data = d;
+    draw();
+  }, 2000);
 }

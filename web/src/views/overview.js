@@ -8,7 +8,7 @@ import { h, append, clear, notice } from '../dom.js';
 import { fmtMs, fmtRate, fmtRps, fmtCount, fmtPct, fmtBytes, fmtDuration } from '../format.js';
 import { href, navigate } from '../router.js';
 import { timeChart, seriesColor } from '../charts.js';
-import { storeNotice, errorNotice, runLine, throttle } from './common.js';
+import { runLine, liveLoad } from './common.js';
 
 function tile(label, value, sub, tone) {
   return h('div', { class: `tile${tone ? ` tile-${tone}` : ''}` },
@@ -106,14 +106,8 @@ function samplingNote(ov) {
 }
 
 export function mount(root, ctx) {
-  const n = storeNotice(ctx);
-  if (n) {
-    root.append(n);
-    return null;
-  }
   const runId = ctx.runId;
   let charts = [];
-  let destroyed = false;
   const body = h('div', { class: 'page overview' }, h('p', { class: 'loading' }, 'Loading…'));
   root.append(body);
 
@@ -177,26 +171,14 @@ export function mount(root, ctx) {
           ov.samples.available ? null : h('li', null, 'Flame graphs: not captured yet')))]);
   };
 
-  const load = async () => {
-    try {
-      const [ov, eps, sc] = await Promise.all([api('overview', { run: runId }), api('endpoints', { run: runId, sort: 'p99', limit: 6 }),
-        api('score', { run: runId }).catch(() => null)]);
-      if (!destroyed) draw(ov, eps, sc);
-    } catch (e) {
-      if (destroyed) return;
-      clear(body);
-      body.append(errorNotice(e, ctx));
-    }
-  };
-  load();
-  const reload = throttle(load, 1500);
+  const view = liveLoad(ctx, body, () => Promise.all([api('overview', { run: runId }),
+    api('endpoints', { run: runId, sort: 'p99', limit: 6 }), api('score', { run: runId }).catch(() => null)]),
+  ([ov, eps, sc]) => draw(ov, eps, sc), 1500);
   return {
+    ...view,
     destroy() {
-      destroyed = true;
+      view.destroy();
       for (const c of charts) c.destroy();
-    },
-    live(state) {
-      if (state.latest_run === runId) reload();
     },
   };
 }

@@ -6,7 +6,7 @@ import { api } from '../api.js';
 import { h, clear, notice } from '../dom.js';
 import { fmtMs, fmtTime, fmtBytes, statusClass, fmtCount } from '../format.js';
 import { href, navigate } from '../router.js';
-import { storeNotice, errorNotice } from './common.js';
+import { errorNotice } from './common.js';
 
 const FILTER_KEYS = ['route', 'path', 'method', 'status', 'min_ms', 'q', 'from', 'to'];
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
@@ -31,11 +31,6 @@ function timeChip(from, to) {
 }
 
 export function mount(root, ctx) {
-  const n = storeNotice(ctx);
-  if (n) {
-    root.append(n);
-    return null;
-  }
   const runId = ctx.runId;
   const p = ctx.params;
   const f = Object.fromEntries(FILTER_KEYS.map((k) => [k, p.get(k) || '']));

@@ -5,17 +5,12 @@
 import { api } from '../api.js';
 import { h, clear, notice } from '../dom.js';
 import { href, navigate } from '../router.js';
-import { storeNotice, errorNotice } from './common.js';
+import { errorNotice } from './common.js';
 import { flameGraph } from './flame.js';
 
 const STATES = [['all', 'All samples'], ['running', 'Running (on CPU)'], ['waiting', 'Waiting (off CPU)']];
 
 export function mount(root, ctx) {
-  const n = storeNotice(ctx);
-  if (n) {
-    root.append(n);
-    return null;
-  }
   const route = ctx.params.get('route') || '';
   const state = ctx.params.get('state') || 'all';
   const runId = ctx.runId;
