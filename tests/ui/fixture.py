@@ -160,13 +160,17 @@ def insert_request(db, **kw):
     db.execute("INSERT INTO requests (%s) VALUES (%s)" % (REQUEST_COLUMNS, ",".join("?" * 24)), request_row(**kw))
 
 
+RUNS_INSERT = ("INSERT INTO runs (id, started_unix_ns, ended_unix_ns, command, cwd, hostname, tg_version,"
+               " source, exit_status) VALUES ")
+
+
 def build(path, run2_live=True, schema=None):
     schema = schema or len(migrations())  # the newest schema by default
     db = create_store(path)
     if schema > 1:
         upgrade(db, schema)
     db.execute("BEGIN")
-    db.execute("INSERT INTO runs VALUES (1, ?, ?, 'uvicorn main:app', '/srv/app', 'devbox', '0.1.0', 'run', 0)",
+    db.execute(RUNS_INSERT + "(1, ?, ?, 'uvicorn main:app', '/srv/app', 'devbox', '0.1.0', 'run', 0)",
                (T0 - 1000 * MS, T0 + 3000 * MS))
     db.execute("INSERT INTO processes VALUES (1, 1, 4242, 4000, '/usr/bin/python3.11', 'uvicorn main:app', ?, ?, 0)",
                (T0 - 900 * MS, T0 + 2900 * MS))
@@ -195,7 +199,7 @@ def build(path, run2_live=True, schema=None):
 
     # Run 2: the newest; recording when run2_live.
     t2 = T0 + 10_000 * MS
-    db.execute("INSERT INTO runs VALUES (2, ?, ?, 'uvicorn main:app --reload', '/srv/app', 'devbox', '0.1.0', 'run', NULL)",
+    db.execute(RUNS_INSERT + "(2, ?, ?, 'uvicorn main:app --reload', '/srv/app', 'devbox', '0.1.0', 'run', NULL)",
                (t2, None if run2_live else t2 + 5000 * MS))
     db.execute("INSERT INTO processes VALUES (2, 2, 5000, 4999, '/usr/bin/python3.11', 'uvicorn main:app --reload', ?, NULL, 0)", (t2,))
     insert_request(db, id=101, run_id=2, process_id=2, pid=5000, start_unix_ns=t2 + 10 * MS, duration_ns=3 * MS,
