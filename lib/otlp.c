@@ -271,6 +271,14 @@ static void attr_bool(struct jw *w, const char *k, int v)
 	attr_close(w);
 }
 
+/* error.type of a failed HTTP exchange: its status code, as a string. */
+static void attr_status_text(struct jw *w, int64_t status)
+{
+	attr_open(w, "error.type", "stringValue");
+	jw_i64_str(w, status);
+	attr_close(w);
+}
+
 /* Text column i (NULL: none), its length in *n. */
 static const char *col_text(sqlite3_stmt *st, int i, size_t *n)
 {
@@ -508,7 +516,7 @@ static void call_span(struct ctx *c, sqlite3_stmt *st, const char *trace, const 
 	if (err)
 		attr_cstr(w, "error.type", "_OTHER");
 	else if (status >= 400)
-		attr_int(w, "error.type", status);
+		attr_status_text(w, status);
 	attr_call_site(w, site, cl);
 	jw_arr_close(w);
 	span_end(c, err || status >= 400, err, el);
@@ -588,7 +596,7 @@ static int write_request(struct ctx *c, int64_t id)
 	else if (client && strcmp(client, "unix"))
 		attr_addr(w, "client", client, al);
 	if (status >= 500)
-		attr_int(w, "error.type", status);
+		attr_status_text(w, status);
 	else if (error)
 		attr_str(w, "error.type", error, el);
 	attr_int(w, "timeglass.request.id", id);

@@ -205,6 +205,7 @@ def test_ids_are_stable(shop, otlp):
 def test_exceptions_are_span_events(shop, otlp):
     sp = otlp.server[shop.request_id("fail")]
     assert sp.status.code == ERROR and otlp.a(sp)["http.response.status_code"] == 500
+    assert otlp.a(sp)["error.type"] == "500"
     (ev,) = sp.events
     a = receiver.attrs(ev.attributes)
     assert ev.name == "exception" and a["exception.type"] == "ValueError"
