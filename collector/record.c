@@ -54,14 +54,15 @@ void tg_split_target(const char *t, size_t n, const char **path, size_t *path_le
 	*query_len = q ? n - end - 1 : 0;
 }
 
-/* The value of header `name` (len bytes, any case) in header text h ("Name:
- * value\n" lines), trimmed; NULL if absent. */
+/* The value of header `name` (len bytes, lower case) in header text h
+ * ("Name: value\n" lines, any case), trimmed; NULL if absent. */
 static const char *header_value(const char *h, size_t n, const char *name, size_t len, size_t *vlen)
 {
 	for (size_t i = 0; i < n;) {
 		const char *nl = memchr(h + i, '\n', n - i);
 		size_t end = nl ? (size_t)(nl - h) : n;
-		if (end - i > len && h[i + len] == ':' && strncasecmp(h + i, name, len) == 0) {
+		if (end - i > len && h[i + len] == ':' && (h[i] | 0x20) == name[0] &&
+		    strncasecmp(h + i, name, len) == 0) {
 			size_t a = i + len + 1, b = end;
 			while (a < b && (h[a] == ' ' || h[a] == '\t'))
 				a++;
@@ -136,17 +137,49 @@ static void hex_id(const uint8_t *id, size_t n, char *out)
 	out[nonzero ? 2 * n : 0] = '\0';
 }
 
+/* "ip:port" or "[ip6]:port". Clients come from few addresses: the text of
+ * the last one is kept, and only the port is formatted for each request. */
 static void format_addr(const struct tg_ev_request *r, char addr[TG_ADDR_MAX])
 {
-	char ip[INET6_ADDRSTRLEN];
-	if (r->client_family == AF_INET && inet_ntop(AF_INET, r->client_addr, ip, sizeof ip))
-		snprintf(addr, TG_ADDR_MAX, "%s:%u", ip, r->client_port);
-	else if (r->client_family == AF_INET6 && inet_ntop(AF_INET6, r->client_addr, ip, sizeof ip))
-		snprintf(addr, TG_ADDR_MAX, "[%s]:%u", ip, r->client_port);
-	else if (r->client_family == AF_UNIX)
-		snprintf(addr, TG_ADDR_MAX, "unix");
-	else
+	static int last_family;
+	static unsigned char last_addr[16];
+	static char last_ip[INET6_ADDRSTRLEN + 2]; /* with the brackets of IPv6 */
+	static size_t last_len;
+	int fam = r->client_family;
+	size_t alen = fam == AF_INET ? 4 : 16;
+	if (fam == AF_UNIX) {
+		memcpy(addr, "unix", 5);
+		return;
+	}
+	if (fam != AF_INET && fam != AF_INET6) {
 		addr[0] = '\0';
+		return;
+	}
+	if (fam != last_family || memcmp(last_addr, r->client_addr, alen) != 0) {
+		char ip[INET6_ADDRSTRLEN];
+		last_family = 0;
+		if (!inet_ntop(fam, r->client_addr, ip, sizeof ip)) {
+			addr[0] = '\0';
+			return;
+		}
+		last_len = (size_t)snprintf(last_ip, sizeof last_ip, fam == AF_INET ? "%s" : "[%s]", ip);
+		memcpy(last_addr, r->client_addr, alen);
+		last_family = fam;
+	}
+	char port[8], *p = port + sizeof port;
+	unsigned v = r->client_port;
+	do
+		*--p = (char)('0' + v % 10);
+	while (v /= 10);
+	size_t plen = (size_t)(port + sizeof port - p);
+	if (last_len + 1 + plen >= TG_ADDR_MAX) {
+		addr[0] = '\0';
+		return;
+	}
+	memcpy(addr, last_ip, last_len);
+	addr[last_len] = ':';
+	memcpy(addr + last_len + 1, p, plen);
+	addr[last_len + 1 + plen] = '\0';
 }
 
 int tg_decode_request(const void *rec, uint32_t size, int64_t mono_to_unix, struct tg_request_row *row,

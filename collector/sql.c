@@ -36,6 +36,8 @@
 #define GROUP_MAX 4096                         /* records of one request fingerprinted together */
 #define FP_MAX 4096                            /* bytes of fingerprint kept */
 #define BATCH_LOOKBACK 4096                    /* pending records searched for a batch's first record */
+#define STMT_SLOTS 1024                        /* statement texts remembered per process (a power of two) */
+#define STMT_MAX 8192                          /* longer texts are not remembered */
 
 struct pending {
 	void *rec;       /* private copy of the record, NULL once written */
@@ -53,9 +55,22 @@ struct recent {
 	int64_t id;
 };
 
+/* What a statement's text gives, worked out once per text: an app runs the
+ * same few statements over and over. */
+struct stmt {
+	int64_t hash;       /* tg_hash64() of the text */
+	size_t len;         /* of the text */
+	char *text;         /* the text, then its redacted form, then its fingerprint (one allocation) */
+	const char *red, *fp;
+	size_t red_len, fp_len;
+	int64_t fp_hash;
+	int housekeeping;
+};
+
 struct tg_sql_proc {
 	struct pending *pend;
 	size_t npend, pend_cap, pend_live;
+	struct stmt stmts[STMT_SLOTS]; /* by hash, the last text of each slot */
 	struct recent recent[RECENT];
 	size_t nrecent, recent_next;
 };
@@ -72,6 +87,8 @@ void tg_sql_proc_free(struct tg_sql_proc *p)
 	for (size_t i = 0; i < p->npend; i++)
 		free(p->pend[i].rec);
 	free(p->pend);
+	for (size_t i = 0; i < STMT_SLOTS; i++)
+		free(p->stmts[i].text);
 	free(p);
 }
 
@@ -108,6 +125,33 @@ static const char *tap_name(unsigned tap)
 	return tap == TG_TAP_LIBPQ ? "libpq" : tap == TG_TAP_WIRE ? "wire" : "sqlite3";
 }
 
+/* The redacted text, fingerprint and kind of statement sql[0..n): the
+ * slot remembered for it, else worked out into *tmp (valid until the next
+ * call). */
+static const struct stmt *stmt_of(struct tg_sql_proc *p, const char *sql, size_t n, struct stmt *tmp)
+{
+	static char red[TG_SQL_MAX_LIMIT + 64], fp[FP_MAX];
+	int64_t h = tg_hash64(sql, n, 0);
+	struct stmt *st = &p->stmts[(uint64_t)h & (STMT_SLOTS - 1)];
+	if (st->text && st->hash == h && st->len == n && memcmp(st->text, sql, n) == 0)
+		return st;
+	size_t red_len = tg_sql_redact(sql, n, red, sizeof red);
+	size_t fp_len = tg_sql_fingerprint(sql, n, fp, sizeof fp);
+	char *text = n <= STMT_MAX ? malloc(n + red_len + fp_len + 1) : NULL;
+	if (text) {
+		free(st->text);
+		memcpy(text, sql, n);
+		memcpy(text + n, red, red_len);
+		memcpy(text + n + red_len, fp, fp_len);
+	} else {
+		st = tmp;
+	}
+	*st = (struct stmt){.hash = h, .len = n, .text = text, .red = text ? text + n : red, .red_len = red_len,
+			    .fp = text ? text + n + red_len : fp, .fp_len = fp_len, .fp_hash = tg_hash64(fp, fp_len, 0),
+			    .housekeeping = tg_sql_housekeeping(fp, fp_len)};
+	return st;
+}
+
 struct fp {
 	int64_t hash;     /* fingerprint */
 	int64_t exact;    /* text and parameter values: duplicates */
@@ -116,28 +160,29 @@ struct fp {
 	int housekeeping;
 };
 
-static void query_fp(const struct tg_ev_query *q, struct fp *f, char *fp, size_t *fp_len)
+static void query_fp(struct tg_sql_proc *p, const struct tg_ev_query *q, struct fp *f)
 {
 	const char *sql = (const char *)(q + 1);
-	*fp_len = tg_sql_fingerprint(sql, q->sql_len, fp, FP_MAX);
-	f->hash = tg_hash64(fp, *fp_len, 0);
+	struct stmt tmp;
+	const struct stmt *st = stmt_of(p, sql, q->sql_len, &tmp);
+	f->hash = st->fp_hash;
 	const char *params = sql + q->sql_len + q->db_len + q->err_len;
 	f->known = (q->flags & TG_QF_PARAMS_KNOWN) != 0;
-	f->exact = tg_hash64(&q->params_hash, sizeof q->params_hash, (uint64_t)tg_hash64(sql, q->sql_len, 0));
+	f->exact = tg_hash64(&q->params_hash, sizeof q->params_hash, (uint64_t)st->hash);
 	f->site = tg_hash64(params + q->params_len, q->site_len, 0);
-	f->housekeeping = tg_sql_housekeeping(fp, *fp_len);
+	f->housekeeping = st->housekeeping;
 }
 
-static void write_query(const struct tg_sql_ctx *c, const struct pending *pe, int64_t request_id,
-			const char *attribution, int duplicate, int n_plus_one)
+static void write_query(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const struct pending *pe,
+			int64_t request_id, const char *attribution, int duplicate, int n_plus_one)
 {
 	const struct tg_ev_query *q = pe->rec;
 	const char *sql = (const char *)(q + 1);
 	const char *db = sql + q->sql_len, *err = db + q->db_len, *params = err + q->err_len,
 		   *site = params + q->params_len;
-	static char red[TG_SQL_MAX_LIMIT + 64], fp[FP_MAX], pred[TG_SQL_PARAMS_MAX + 64];
-	size_t red_len = tg_sql_redact(sql, q->sql_len, red, sizeof red);
-	size_t fp_len = tg_sql_fingerprint(sql, q->sql_len, fp, sizeof fp);
+	static char pred[TG_SQL_PARAMS_MAX + 64];
+	struct stmt tmp;
+	const struct stmt *st = stmt_of(p, sql, q->sql_len, &tmp);
 	size_t pred_len = q->params_len ? tg_sql_redact(params, q->params_len, pred, sizeof pred) : 0;
 	struct tg_query_row row = {
 		.run_id = c->run_id,
@@ -151,12 +196,12 @@ static void write_query(const struct tg_sql_ctx *c, const struct pending *pe, in
 		.tap = tap_name(q->tap),
 		.database = q->db_len ? db : NULL,
 		.database_len = q->db_len,
-		.sql = red,
-		.sql_len = red_len,
+		.sql = st->red,
+		.sql_len = st->red_len,
 		.sql_truncated = (q->flags & TG_QF_SQL_TRUNCATED) != 0,
-		.fingerprint = fp,
-		.fingerprint_len = fp_len,
-		.fingerprint_hash = tg_hash64(fp, fp_len, 0),
+		.fingerprint = st->fp,
+		.fingerprint_len = st->fp_len,
+		.fingerprint_hash = st->fp_hash,
 		.params = q->params_len ? pred : NULL,
 		.params_len = pred_len,
 		.rows = q->rows,
@@ -168,7 +213,7 @@ static void write_query(const struct tg_sql_ctx *c, const struct pending *pe, in
 		.attribution = attribution,
 		.duplicate = duplicate,
 		.n_plus_one = n_plus_one,
-		.kind = tg_sql_housekeeping(fp, fp_len) ? "housekeeping" : "app",
+		.kind = st->housekeeping ? "housekeeping" : "app",
 		.executions = q->executions,
 	};
 	tg_store_query_add(c->store, &row);
@@ -228,7 +273,7 @@ static void write_one(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struct 
 		      const char *attribution)
 {
 	if (pe->type == TG_EV_QUERY)
-		write_query(c, pe, request_id, attribution, 0, 0);
+		write_query(c, p, pe, request_id, attribution, 0, 0);
 	else
 		write_call(c, pe, request_id, attribution);
 	drop(p, pe);
@@ -241,11 +286,9 @@ static void write_group(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struc
 			int64_t request_id, const char *attribution)
 {
 	static struct fp fps[GROUP_MAX];
-	static char fp[FP_MAX];
-	size_t fp_len;
 	for (size_t i = 0; i < n; i++)
 		if (g[i]->type == TG_EV_QUERY)
-			query_fp(g[i]->rec, &fps[i], fp, &fp_len);
+			query_fp(p, g[i]->rec, &fps[i]);
 	unsigned limit = c->n_plus_one ? c->n_plus_one : 5;
 	for (size_t i = 0; i < n; i++) {
 		if (g[i]->type != TG_EV_QUERY) {
@@ -253,7 +296,7 @@ static void write_group(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struc
 			continue;
 		}
 		if (fps[i].housekeeping) {
-			write_query(c, g[i], request_id, attribution, 0, 0);
+			write_query(c, p, g[i], request_id, attribution, 0, 0);
 			continue;
 		}
 		int dup = 0;
@@ -266,7 +309,7 @@ static void write_group(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struc
 			if (fps[j].hash == fps[i].hash && fps[j].site == fps[i].site)
 				same++;
 		}
-		write_query(c, g[i], request_id, attribution, dup, same >= limit);
+		write_query(c, p, g[i], request_id, attribution, dup, same >= limit);
 	}
 	for (size_t i = 0; i < n; i++)
 		drop(p, g[i]);
@@ -452,6 +495,11 @@ void tg_sql_request(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const str
 		p->nrecent++;
 	if (!request_id || !token)
 		return;
+	/* Written records stay in the array until the next compaction: with
+	 * as many of them as live ones, compact now, so that a request does
+	 * not walk over a tick's worth of dead entries. */
+	if (p->npend > 2 * p->pend_live + 256)
+		compact(p);
 	static struct pending *group[GROUP_MAX];
 	size_t n = 0;
 	for (size_t i = 0; i < p->npend; i++) {

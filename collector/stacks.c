@@ -100,6 +100,13 @@ struct agg {
 	int used;
 };
 
+/* A sample whose request is known (tg_stacks_settle()). */
+struct settled {
+	struct pending s;
+	int64_t req;                 /* requests.id, 0 for none */
+	const struct recent_req *win; /* the request found by thread and time, else NULL */
+};
+
 struct tg_stacks_proc {
 	struct table codes;   /* struct code */
 	struct table frames;  /* struct frame_key */
@@ -110,10 +117,13 @@ struct tg_stacks_proc {
 #endif
 	struct pending *pend;
 	size_t npend, pend_cap;
+	struct settled *settled;  /* scratch of tg_stacks_settle() */
+	size_t settled_cap;
 	struct pfunc *funcs;
 	size_t nfuncs, funcs_cap;
 	struct recent_req *reqs;  /* recent requests of at most LONG_NS, by end_ns */
 	size_t nreqs, reqs_cap;
+	int64_t reqs_max_ns;      /* no request in reqs lasted longer (ns) */
 	struct recent_req *longs; /* the longer ones (few), in arrival order */
 	size_t nlongs, longs_cap;
 	uint64_t seen_dropped, seen_ring_full; /* PY_INFO counters already stored */
@@ -149,6 +159,7 @@ void tg_stacks_proc_free(struct tg_stacks_proc *p)
 	tg_sym_proc_free(p->sym);
 #endif
 	free(p->pend);
+	free(p->settled);
 	for (size_t i = 0; i < p->nfuncs; i++)
 		free(p->funcs[i].site);
 	free(p->funcs);
@@ -692,6 +703,8 @@ void tg_stacks_request(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, 
 	}
 	/* Records come in about the order their responses ended: the place
 	 * by end_ns is at most a few steps from the tail. */
+	if (rr.end_ns - rr.start_ns > p->reqs_max_ns)
+		p->reqs_max_ns = rr.end_ns - rr.start_ns;
 	size_t i = p->nreqs++;
 	while (i > 0 && p->reqs[i - 1].end_ns > rr.end_ns) {
 		p->reqs[i] = p->reqs[i - 1];
@@ -732,7 +745,8 @@ static int64_t by_thread(const struct tg_stacks_proc *p, const struct pending *s
 {
 	struct in_flight f = {0};
 	/* Among the short requests, only those that ended at ts_ns or within
-	 * LONG_NS after it can have been in flight then. */
+	 * the longest one's duration (at most LONG_NS) after it can have been
+	 * in flight then. */
 	size_t lo = 0, hi = p->nreqs;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
@@ -741,7 +755,7 @@ static int64_t by_thread(const struct tg_stacks_proc *p, const struct pending *s
 		else
 			hi = mid;
 	}
-	for (size_t i = lo; i < p->nreqs && p->reqs[i].end_ns - LONG_NS <= s->ts_ns; i++)
+	for (size_t i = lo; i < p->nreqs && p->reqs[i].end_ns - p->reqs_max_ns <= s->ts_ns; i++)
 		in_flight_at(&f, &p->reqs[i], s);
 	for (size_t i = 0; i < p->nlongs; i++)
 		in_flight_at(&f, &p->longs[i], s);
@@ -870,22 +884,42 @@ void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, i
 	settle_funcs(c, p, app_now, final);
 	if (!p->npend)
 		goto forget;
+	/* The samples whose request is known now move to the end of the
+	 * array, the others stay (in order) at its start: the table below is
+	 * sized by those settled, not by all those waiting (idle threads'
+	 * samples wait seconds). */
+	if (p->settled_cap < p->npend) {
+		struct settled *ns = realloc(p->settled, p->npend * sizeof *ns);
+		if (!ns)
+			return;
+		p->settled = ns;
+		p->settled_cap = p->npend;
+	}
+	int64_t open_since = open_since_of(c, app_now);
+	size_t keep = 0, nsettled = 0;
+	for (size_t i = 0; i < p->npend; i++) {
+		struct pending *s = &p->pend[i];
+		struct settled *d = &p->settled[nsettled];
+		if (!attribute(c, p, s, app_now, final, open_since, &d->req, &d->win)) {
+			p->pend[keep++] = *s;
+			continue;
+		}
+		d->s = *s;
+		nsettled++;
+	}
+	p->npend = keep;
+	if (!nsettled)
+		goto forget;
 	size_t cap = 1;
-	while (cap < p->npend * 8) /* a sample can become four rows (two requests, two states) */
+	while (cap < nsettled * 8) /* a sample can become four rows (two requests, two states) */
 		cap <<= 1;
 	struct agg *tab = calloc(cap, sizeof *tab);
 	if (!tab)
 		return;
-	int64_t open_since = open_since_of(c, app_now);
-	size_t keep = 0;
-	for (size_t i = 0; i < p->npend; i++) {
-		struct pending *s = &p->pend[i];
-		int64_t req = 0;
-		const struct recent_req *win;
-		if (!attribute(c, p, s, app_now, final, open_since, &req, &win)) {
-			p->pend[keep++] = *s;
-			continue;
-		}
+	for (size_t i = 0; i < nsettled; i++) {
+		const struct pending *s = &p->settled[i].s;
+		const struct recent_req *win = p->settled[i].win;
+		int64_t req = p->settled[i].req;
 		int64_t count = s->weight, cpu = s->cpu_ns;
 		if (win && s->weight > 1 && s->interval_ns > 0) {
 			/* An eval-clocked sample found by thread and time stands for
@@ -903,7 +937,6 @@ void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, i
 		if (count > 0)
 			agg_add(tab, cap, req, s, count, cpu);
 	}
-	p->npend = keep;
 	for (size_t j = 0; j < cap; j++) {
 		struct agg *a = &tab[j];
 		if (!a->used)
@@ -940,6 +973,10 @@ forget:
 		if (k) {
 			memmove(p->reqs, p->reqs + k, (p->nreqs - k) * sizeof *p->reqs);
 			p->nreqs -= k;
+			p->reqs_max_ns = 0;
+			for (size_t i = 0; i < p->nreqs; i++)
+				if (p->reqs[i].end_ns - p->reqs[i].start_ns > p->reqs_max_ns)
+					p->reqs_max_ns = p->reqs[i].end_ns - p->reqs[i].start_ns;
 		}
 		k = 0;
 		for (size_t i = 0; i < p->nlongs; i++)

@@ -601,6 +601,12 @@ struct tg_store *tg_store_open(const char *path, enum tg_store_mode mode)
 	}
 	s->mode = mode;
 	int flags = (mode == TG_STORE_READ ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
+	/* A writer (the collector, a process of its own) does not need
+	 * SQLite's memory statistics, which take a global mutex around every
+	 * allocation. Only possible before SQLite's first use in the process;
+	 * later it fails, harmlessly. */
+	if (mode == TG_STORE_WRITE)
+		sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	mode_t old = umask(077); /* -wal and -shm files */
 	int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
 	umask(old);
@@ -633,7 +639,15 @@ struct tg_store *tg_store_open(const char *path, enum tg_store_mode mode)
 	} else if (exec(s, "PRAGMA query_only = ON") < 0) {
 		goto fail;
 	}
-	if (exec(s, "PRAGMA foreign_keys = ON") < 0)
+	/* The collector's rows point only to rows it wrote before (its run,
+	 * its processes, its requests): checking each reference again costs a
+	 * lookup per foreign key and row, so the writer leaves foreign keys
+	 * off; tg_store_prune() turns them on for its cascading delete. It
+	 * deletes nothing else, so the zeroing of freed space (secure_delete,
+	 * on in Debian's SQLite) is left to tg_store_prune() too: the insert
+	 * path does not pay for it. */
+	if (exec(s, mode == TG_STORE_WRITE ? "PRAGMA foreign_keys = OFF; PRAGMA secure_delete = OFF"
+					    : "PRAGMA foreign_keys = ON") < 0)
 		goto fail;
 	return s;
 fail:
@@ -683,12 +697,27 @@ static int step_once(struct tg_store *s, sqlite3_stmt *st, const char *what)
 	return rc == SQLITE_DONE ? 0 : fail_db(s, what);
 }
 
+static int prune(struct tg_store *s, unsigned keep);
+
 int tg_store_prune(struct tg_store *s, unsigned keep)
 {
-	static const char what[] = "cannot delete old runs";
 	if (keep == 0)
 		return 0;
-	if (tg_store_flush(s) < 0 || exec(s, "BEGIN IMMEDIATE") < 0)
+	/* The writer runs without foreign keys and secure delete (see
+	 * tg_store_open()): the delete cascades to the runs' rows with them
+	 * on, and what it frees is overwritten with zeros. */
+	if (tg_store_flush(s) < 0 || exec(s, "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON") < 0)
+		return -1;
+	int n = prune(s, keep);
+	if (s->mode == TG_STORE_WRITE && exec(s, "PRAGMA foreign_keys = OFF; PRAGMA secure_delete = OFF") < 0)
+		return -1;
+	return n;
+}
+
+static int prune(struct tg_store *s, unsigned keep)
+{
+	static const char what[] = "cannot delete old runs";
+	if (exec(s, "BEGIN IMMEDIATE") < 0)
 		return -1;
 	sqlite3_stmt *st = prepare_once(s, "DELETE FROM runs WHERE id NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?)",
 					what);
@@ -706,10 +735,13 @@ int tg_store_prune(struct tg_store *s, unsigned keep)
 	return n;
 }
 
+/* Text is bound without a copy (SQLITE_STATIC): every statement is stepped
+ * right after its values are bound, while the caller's strings live, and
+ * its bindings are cleared before it is bound again. */
 static void bind_text_or_null(sqlite3_stmt *st, int i, const char *p, size_t n)
 {
 	if (p)
-		sqlite3_bind_text(st, i, p, (int)n, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, i, p, (int)n, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, i);
 }
