@@ -34,6 +34,7 @@
 
 #include <sqlite3.h>
 
+#include "cli/args.h"
 #include "cli/cmds.h"
 #include "lib/jsonw.h"
 #include "loadgen/load.h"
@@ -935,8 +936,8 @@ static int stop_app(pid_t pid)
 int cmd_bench(int argc, char **argv)
 {
 	enum {
-		OPT_URL = 256, OPT_OPENAPI, OPT_VALUES, OPT_HEADER, OPT_OP, OPT_CONN, OPT_DUR, OPT_RATE, OPT_UNSAFE,
-		OPT_MAXCASES, OPT_MAXREQ, OPT_TIMEOUT, OPT_NOPROBE, OPT_NOLOAD, OPT_DB, OPT_COV, OPT_JSON, OPT_MD,
+		OPT_URL = CLI_OWN, OPT_OPENAPI, OPT_VALUES, OPT_HEADER, OPT_OP, OPT_CONN, OPT_DUR, OPT_RATE, OPT_UNSAFE,
+		OPT_MAXCASES, OPT_MAXREQ, OPT_TIMEOUT, OPT_NOPROBE, OPT_NOLOAD, OPT_COV, OPT_JSON, OPT_MD,
 		OPT_FAILUNDER, OPT_FAILON, OPT_REMOTE, OPT_STARTUP,
 	};
 	static const struct option lopts[] = {
@@ -954,7 +955,7 @@ int cmd_bench(int argc, char **argv)
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"no-probe", no_argument, NULL, OPT_NOPROBE},
 		{"no-load", no_argument, NULL, OPT_NOLOAD},
-		{"db", required_argument, NULL, OPT_DB},
+		CLI_OPT_DB,
 		{"coverage", required_argument, NULL, OPT_COV},
 		{"json", required_argument, NULL, OPT_JSON},
 		{"markdown", required_argument, NULL, OPT_MD},
@@ -963,22 +964,16 @@ int cmd_bench(int argc, char **argv)
 		{"allow-remote", no_argument, NULL, OPT_REMOTE},
 		{"startup-timeout", required_argument, NULL, OPT_STARTUP},
 		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		CLI_OPT_HELP_END,
 	};
 	static struct bench b;
 	memset(&b, 0, sizeof b);
 	struct opts *o = &b.o;
-	o->connections = 8;
-	o->duration = 3;
-	o->max_cases = 200;
-	o->max_requests = 1000000;
-	o->timeout_ms = 5000;
-	o->startup_s = 60;
-	opterr = 0;
-	optind = 1;
+	*o = (struct opts){.connections = 8, .duration = 3, .max_cases = 200, .max_requests = 1000000,
+			   .timeout_ms = 5000, .startup_s = 60};
+	struct cli_args a = {"bench", cmd_bench_usage, "+:hq", lopts, argc, argv, .db = &o->db};
 	int c;
-	while ((c = getopt_long(argc, argv, "+:hq", lopts, NULL)) != -1) {
+	while ((c = cli_next(&a)) != -1) {
 		switch (c) {
 		case OPT_URL: o->url = optarg; break;
 		case OPT_OPENAPI: o->openapi = optarg; break;
@@ -1018,7 +1013,6 @@ int cmd_bench(int argc, char **argv)
 		case OPT_TIMEOUT: o->timeout_ms = (int)tg_number_or_die("--timeout", optarg, 10, 3600000); break;
 		case OPT_NOPROBE: o->no_probe = 1; break;
 		case OPT_NOLOAD: o->no_load = 1; break;
-		case OPT_DB: o->db = optarg; break;
 		case OPT_COV: o->coverage = optarg; break;
 		case OPT_JSON: o->json = optarg; break;
 		case OPT_MD: o->markdown = optarg; break;
@@ -1043,8 +1037,6 @@ int cmd_bench(int argc, char **argv)
 		case OPT_REMOTE: o->allow_remote = 1; break;
 		case OPT_STARTUP: o->startup_s = (int)tg_number_or_die("--startup-timeout", optarg, 1, 3600); break;
 		case 'q': o->quiet = 1; break;
-		case 'h': cmd_bench_usage(stdout); return 0;
-		default: tg_die_getopt("bench", c, argv);
 		}
 	}
 	if (optind < argc) {

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "cli/ci.h"
+#include "cli/args.h"
 #include "cli/cmds.h"
 #include "cli/coverage_run.h"
 #include "lib/budget.h"
@@ -1333,11 +1334,11 @@ static double parse_double(const char *what, const char *s, double max)
 static void parse_opts(int argc, char **argv, struct ci_opts *o)
 {
 	enum {
-		OPT_DB = 256, OPT_BUDGET, OPT_BASELINE, OPT_SAVE, OPT_JUNIT, OPT_MD, OPT_JSON, OPT_TOL, OPT_FLOOR,
-		OPT_WARN, OPT_COV, OPT_COVRUN, OPT_EVENTS, OPT_RUN,
+		OPT_BUDGET = CLI_OWN, OPT_BASELINE, OPT_SAVE, OPT_JUNIT, OPT_MD, OPT_JSON, OPT_TOL, OPT_FLOOR,
+		OPT_WARN, OPT_COV, OPT_COVRUN, OPT_EVENTS,
 	};
 	static const struct option opts[] = {
-		{"db", required_argument, NULL, OPT_DB},
+		CLI_OPT_DB,
 		{"budget", required_argument, NULL, OPT_BUDGET},
 		{"baseline", required_argument, NULL, OPT_BASELINE},
 		{"save-baseline", required_argument, NULL, OPT_SAVE},
@@ -1350,20 +1351,17 @@ static void parse_opts(int argc, char **argv, struct ci_opts *o)
 		{"coverage", required_argument, NULL, OPT_COV},
 		{"coverage-run", no_argument, NULL, OPT_COVRUN},
 		{"events", required_argument, NULL, OPT_EVENTS},
-		{"run", required_argument, NULL, OPT_RUN},
+		CLI_OPT_RUN,
 		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		CLI_OPT_HELP_END,
 	};
 	memset(o, 0, sizeof *o);
 	o->tolerance = 0.25;
 	o->floor_ms = 1.0;
-	opterr = 0;
-	optind = 1;
+	struct cli_args a = {"ci", cmd_ci_usage, "+:qh", opts, argc, argv, .db = &o->db, .run = &o->run};
 	int c;
-	while ((c = getopt_long(argc, argv, "+:qh", opts, NULL)) != -1) {
+	while ((c = cli_next(&a)) != -1) {
 		switch (c) {
-		case OPT_DB: o->db = optarg; break;
 		case OPT_BUDGET: o->budget = optarg; break;
 		case OPT_BASELINE: o->baseline = optarg; break;
 		case OPT_SAVE: o->save_baseline = optarg; break;
@@ -1379,12 +1377,7 @@ static void parse_opts(int argc, char **argv, struct ci_opts *o)
 		case OPT_COV: o->coverage = optarg; break;
 		case OPT_COVRUN: o->coverage_run = 1; break;
 		case OPT_EVENTS: o->events = optarg; break;
-		case OPT_RUN: o->run = (int64_t)tg_number_or_die("--run", optarg, 1, INT64_MAX); break;
 		case 'q': o->quiet = 1; break;
-		case 'h':
-			cmd_ci_usage(stdout);
-			exit(0);
-		default: tg_die_getopt("ci", c, argv);
 		}
 	}
 	if (optind < argc)

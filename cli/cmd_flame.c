@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/cmds.h"
 #include "lib/jsonw.h"
 #include "lib/pprof.h"
@@ -135,11 +136,9 @@ static struct frame *load_frames(struct tg_store *s, int64_t *n)
 
 static void parse(int argc, char **argv, struct flame_opts *o)
 {
-	enum { OPT_DB = 256, OPT_RUN, OPT_REQUEST, OPT_ROUTE, OPT_ALL, OPT_NOREQ, OPT_STATE, OPT_FORMAT, OPT_LIMIT };
+	enum { OPT_ROUTE = CLI_OWN, OPT_ALL, OPT_NOREQ, OPT_STATE, OPT_FORMAT, OPT_LIMIT };
 	static const struct option opts[] = {
-		{"db", required_argument, NULL, OPT_DB},
-		{"run", required_argument, NULL, OPT_RUN},
-		{"request", required_argument, NULL, OPT_REQUEST},
+		CLI_OPT_DB, CLI_OPT_RUN, CLI_OPT_REQUEST,
 		{"route", required_argument, NULL, OPT_ROUTE},
 		{"all", no_argument, NULL, OPT_ALL},
 		{"no-request", no_argument, NULL, OPT_NOREQ},
@@ -147,17 +146,13 @@ static void parse(int argc, char **argv, struct flame_opts *o)
 		{"format", required_argument, NULL, OPT_FORMAT},
 		{"limit", required_argument, NULL, OPT_LIMIT},
 		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		CLI_OPT_HELP_END,
 	};
-	opterr = 0;
-	optind = 1;
+	struct cli_args a = {"flame", cmd_flame_usage, ":ho:", opts, argc, argv,
+			     .db = &o->db, .run = &o->run, .request = &o->request};
 	int c;
-	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
+	while ((c = cli_next(&a)) != -1) {
 		switch (c) {
-		case OPT_DB: o->db = optarg; break;
-		case OPT_RUN: o->run = (int64_t)tg_number_or_die("--run", optarg, 1, INT64_MAX); break;
-		case OPT_REQUEST: o->request = (int64_t)tg_number_or_die("--request", optarg, 1, INT64_MAX); break;
 		case OPT_ROUTE: o->route = optarg; break;
 		case OPT_ALL: o->all = 1; break;
 		case OPT_NOREQ: o->no_request = 1; break;
@@ -178,14 +173,9 @@ static void parse(int argc, char **argv, struct flame_opts *o)
 			break;
 		case 'o': o->output = optarg; break;
 		case OPT_LIMIT: o->limit = (int64_t)tg_number_or_die("--limit", optarg, 0, INT64_MAX); break;
-		case 'h':
-			cmd_flame_usage(stdout);
-			exit(0);
-		default: tg_die_getopt("flame", c, argv);
 		}
 	}
-	if (optind < argc)
-		tg_die_usage("flame", "unexpected argument '%.64s'", argv[optind]);
+	cli_no_operands(&a);
 	if ((o->request != 0) + (o->route != NULL) + o->all + o->no_request != 1)
 		tg_die_usage("flame", "give exactly one of --request, --route, --all, --no-request");
 	if (o->pprof && !o->output && isatty(STDOUT_FILENO))

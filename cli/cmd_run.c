@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/cmds.h"
 #include "collector/collector.h"
 #include "collector/otlp_stream.h"
@@ -239,11 +240,11 @@ static void add_redact_param(const char *name)
 
 static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 {
-	enum { OPT_DB = 256, OPT_KEEP, OPT_RING, OPT_NO_BOOTSTRAP, OPT_SAMPLE_RATE, OPT_CAPTURE_PARAMS, OPT_SQL_MAX,
+	enum { OPT_KEEP = CLI_OWN, OPT_RING, OPT_NO_BOOTSTRAP, OPT_SAMPLE_RATE, OPT_CAPTURE_PARAMS, OPT_SQL_MAX,
 	       OPT_N_PLUS_ONE, OPT_NATIVE, OPT_TRACE, OPT_TRACE_US, OPT_SAMPLE_MODE, OPT_REDACT_PARAM,
 	       OPT_OTLP_ENDPOINT, OPT_SERVICE_NAME };
 	static const struct option longopts[] = {
-		{"db", required_argument, NULL, OPT_DB},
+		CLI_OPT_DB,
 		{"keep-runs", required_argument, NULL, OPT_KEEP},
 		{"ring-size", required_argument, NULL, OPT_RING},
 		{"quiet", no_argument, NULL, 'q'},
@@ -259,8 +260,7 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 		{"trace-threshold-us", required_argument, NULL, OPT_TRACE_US},
 		{"otlp-endpoint", required_argument, NULL, OPT_OTLP_ENDPOINT},
 		{"service-name", required_argument, NULL, OPT_SERVICE_NAME},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		CLI_OPT_HELP_END,
 	};
 	const char *env;
 	o->keep_runs = DEFAULT_KEEP_RUNS;
@@ -273,12 +273,10 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 	o->quiet = tg_env_flag("TIMEGLASS_QUIET");
 	o->no_bootstrap = tg_env_flag("TIMEGLASS_NO_BOOTSTRAP");
 
-	opterr = 0;
-	optind = 1;
+	struct cli_args a = {"run", cmd_run_usage, "+:qh", longopts, argc, argv, .db = &o->db};
 	int c;
-	while ((c = getopt_long(argc, argv, "+:qh", longopts, NULL)) != -1) {
+	while ((c = cli_next(&a)) != -1) {
 		switch (c) {
-		case OPT_DB: o->db = optarg; break;
 		case OPT_KEEP: o->keep_runs = (unsigned)tg_number_or_die("--keep-runs", optarg, 0, 1000000); break;
 		case OPT_RING: o->ring_mb = ring_mb_or_die("--ring-size", optarg); break;
 		case 'q': o->quiet = 1; break;
@@ -327,8 +325,6 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 		/* Read by the collector, not passed to the app through its environment. */
 		case OPT_OTLP_ENDPOINT: o->otlp_endpoint = optarg; break;
 		case OPT_SERVICE_NAME: o->service_name = optarg; break;
-		case 'h': cmd_run_usage(stdout); exit(0);
-		default: tg_die_getopt("run", c, argv);
 		}
 	}
 	if (optind >= argc)
