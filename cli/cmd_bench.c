@@ -36,6 +36,7 @@
 
 #include "cli/args.h"
 #include "cli/cmds.h"
+#include "common/grow.h"
 #include "lib/jsonw.h"
 #include "loadgen/load.h"
 #include "loadgen/openapi.h"
@@ -250,14 +251,8 @@ static int safe_method(const char *m)
 
 static struct pcase *new_case(struct bench *b)
 {
-	if (b->ncases == b->capcases) {
-		size_t cap = b->capcases ? b->capcases * 2 : 256;
-		struct pcase *v = realloc(b->cases, cap * sizeof *v);
-		if (!v)
-			tg_die("out of memory");
-		b->cases = v;
-		b->capcases = cap;
-	}
+	if (TG_GROW(b->cases, b->ncases, b->capcases, 256) < 0)
+		tg_die("out of memory");
 	struct pcase *p = &b->cases[b->ncases++];
 	memset(p, 0, sizeof *p);
 	return p;
@@ -275,14 +270,8 @@ static void add_finding(struct bench *b, enum lg_check check, size_t pc, const c
 	}
 	if (same >= MAX_FINDINGS_PER_KEY)
 		return;
-	if (b->nfindings == b->capfindings) {
-		size_t cap = b->capfindings ? b->capfindings * 2 : 64;
-		struct finding *v = realloc(b->findings, cap * sizeof *v);
-		if (!v)
-			tg_die("out of memory");
-		b->findings = v;
-		b->capfindings = cap;
-	}
+	if (TG_GROW(b->findings, b->nfindings, b->capfindings, 64) < 0)
+		tg_die("out of memory");
 	struct finding *f = &b->findings[b->nfindings++];
 	f->check = check;
 	f->pcase = pc;

@@ -44,6 +44,7 @@
 #include "cli/args.h"
 #include "cli/cmds.h"
 #include "cli/coverage_run.h"
+#include "common/grow.h"
 #include "lib/budget.h"
 #include "lib/jsonw.h"
 #include "lib/readers.h"
@@ -141,11 +142,7 @@ struct checks {
  * n, doubled when full. Dies without memory. */
 static void *grow(void *v, size_t n, size_t *cap, size_t size)
 {
-	if (n < *cap)
-		return v;
-	*cap = *cap ? *cap * 2 : 32;
-	v = realloc(v, *cap * size);
-	if (!v)
+	if (tg_grow(&v, cap, n, size, 32) < 0)
 		tg_die("out of memory");
 	return v;
 }

@@ -354,6 +354,20 @@ static int glob_first(const char *dir, const char *pattern, char out[PATH_MAX])
 	return rc;
 }
 
+/* The directory of this program into exe. Returns 0, or -1 when
+ * /proc/self/exe cannot be read. */
+static int exe_dir(char exe[PATH_MAX])
+{
+	ssize_t n = readlink("/proc/self/exe", exe, PATH_MAX - 1);
+	if (n <= 0)
+		return -1;
+	exe[n] = '\0';
+	char *slash = strrchr(exe, '/');
+	if (slash)
+		*slash = '\0';
+	return 0;
+}
+
 /* Finds the directory of the Python bootstrap (a sitecustomize that names
  * routes): $TIMEGLASS_BOOTSTRAP_DIR, the source tree of a build tree's
  * binary, a virtualenv's site-packages, the install directory. Returns 0,
@@ -364,12 +378,7 @@ static int find_bootstrap(char out[PATH_MAX])
 	if (env && *env)
 		return existing(env, out);
 	char exe[PATH_MAX], cand[PATH_MAX + 64];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		char *slash = strrchr(exe, '/');
-		if (slash)
-			*slash = '\0';
+	if (exe_dir(exe) == 0) {
 		snprintf(cand, sizeof cand, "%s/../preload/" LIB_NAME, exe);
 		if (access(cand, R_OK) == 0 && existing(TG_SOURCE_DIR "/python/timeglass/bootstrap", out) == 0)
 			return 0;
@@ -384,16 +393,9 @@ static int find_bootstrap(char out[PATH_MAX])
 static int find_build_pyext(char out[PATH_MAX])
 {
 	char exe[PATH_MAX], so[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n <= 0)
+	if (exe_dir(exe) < 0 || glob_first(exe, "/../python/_speedups*.so", so) < 0)
 		return -1;
-	exe[n] = '\0';
-	char *slash = strrchr(exe, '/');
-	if (slash)
-		*slash = '\0';
-	if (glob_first(exe, "/../python/_speedups*.so", so) < 0)
-		return -1;
-	slash = strrchr(so, '/');
+	char *slash = strrchr(so, '/');
 	if (!slash)
 		return -1;
 	*slash = '\0';
@@ -412,12 +414,7 @@ static void find_lib(char out[PATH_MAX])
 		return;
 	}
 	char exe[PATH_MAX], cand[PATH_MAX + 64];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		char *slash = strrchr(exe, '/');
-		if (slash)
-			*slash = '\0';
+	if (exe_dir(exe) == 0) {
 		snprintf(cand, sizeof cand, "%s/../preload/" LIB_NAME, exe);
 		if (existing(cand, out) == 0)
 			return;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "lib/util.h"
 
 static const struct tg_loss_kind kinds[] = {
@@ -84,14 +85,9 @@ int tg_losses_read(sqlite3 *db, int64_t run_id, struct tg_losses *l)
 	size_t cap = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (l->n == cap) {
-			cap = cap ? cap * 2 : 8;
-			void *p = realloc(l->rows, cap * sizeof *l->rows);
-			if (!p) {
-				sqlite3_finalize(st);
-				return tg_fail("out of memory");
-			}
-			l->rows = p;
+		if (TG_GROW(l->rows, l->n, cap, 8) < 0) {
+			sqlite3_finalize(st);
+			return tg_fail("out of memory");
 		}
 		struct tg_loss_row *r = &l->rows[l->n++];
 		const char *kind = (const char *)sqlite3_column_text(st, 0);

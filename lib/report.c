@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "lib/jsonw.h"
 #include "lib/readers.h"
 #include "lib/util.h"
@@ -158,14 +159,9 @@ static int load_routes(sqlite3 *db, struct rp_report *r)
 	size_t cap = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (r->nroutes == cap) {
-			cap = cap ? cap * 2 : 16;
-			void *p = realloc(r->routes, cap * sizeof *r->routes);
-			if (!p) {
-				sqlite3_finalize(st);
-				return tg_fail("out of memory");
-			}
-			r->routes = p;
+		if (TG_GROW(r->routes, r->nroutes, cap, 16) < 0) {
+			sqlite3_finalize(st);
+			return tg_fail("out of memory");
 		}
 		memset(&r->routes[r->nroutes], 0, sizeof *r->routes);
 		r->routes[r->nroutes++].key = dup_col(st, 0);
@@ -197,14 +193,9 @@ static int load_requests(sqlite3 *db, struct rp_report *r)
 	size_t cap = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (r->nreqs == cap) {
-			cap = cap ? cap * 2 : 256;
-			void *p = realloc(r->reqs, cap * sizeof *r->reqs);
-			if (!p) {
-				sqlite3_finalize(st);
-				return tg_fail("out of memory");
-			}
-			r->reqs = p;
+		if (TG_GROW(r->reqs, r->nreqs, cap, 256) < 0) {
+			sqlite3_finalize(st);
+			return tg_fail("out of memory");
 		}
 		struct rp_request *q = &r->reqs[r->nreqs];
 		q->id = sqlite3_column_int64(st, 0);
@@ -446,13 +437,8 @@ static int add_test(struct rp_report *r, size_t *cap, const char *nodeid, const 
 			return 0;
 		}
 	}
-	if (r->ntests == *cap) {
-		*cap = *cap ? *cap * 2 : 64;
-		void *p = realloc(r->tests, *cap * sizeof *r->tests);
-		if (!p)
-			return tg_fail("out of memory");
-		r->tests = p;
-	}
+	if (TG_GROW(r->tests, r->ntests, *cap, 64) < 0)
+		return tg_fail("out of memory");
 	struct rp_test *t = &r->tests[r->ntests++];
 	memset(t, 0, sizeof *t);
 	t->nodeid = strdup(nodeid);
@@ -657,15 +643,10 @@ static int attribute_outside(sqlite3 *db, struct rp_report *r)
 		t->outside_queries++;
 		if (sqlite3_column_int(st, 5))
 			continue; /* driver housekeeping: never an N+1 (the collector's rule) */
-		if (n == cap) {
-			cap = cap ? cap * 2 : 256;
-			void *p = realloc(v, cap * sizeof *v);
-			if (!p) {
-				free(v);
-				sqlite3_finalize(st);
-				return tg_fail("out of memory");
-			}
-			v = p;
+		if (TG_GROW(v, n, cap, 256) < 0) {
+			free(v);
+			sqlite3_finalize(st);
+			return tg_fail("out of memory");
 		}
 		v[n++] = (struct outside_q){.test = k, .fp = hash_text(sqlite3_column_text(st, 3)),
 					    .site = hash_text(sqlite3_column_text(st, 4))};

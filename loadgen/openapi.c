@@ -24,20 +24,20 @@ struct sb {
 
 static void sb_addn(struct sb *b, const char *s, size_t n)
 {
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
+	size_t need = b->len + n + 1;
+	if (!b->oom && need > b->cap) {
 		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
+		while (cap < need)
 			cap *= 2;
 		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = 1;
-			return;
+		b->oom = !p;
+		if (p) {
+			b->p = p;
+			b->cap = cap;
 		}
-		b->p = p;
-		b->cap = cap;
 	}
+	if (b->oom)
+		return;
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
 	b->p[b->len] = '\0';

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "common/grow.h"
 #include "json.h"
 #include "lib/readers.h"
 #include "lib/report.h"
@@ -541,14 +542,8 @@ static int add_processes(cJSON *body, sqlite3 *db, int64_t run_id, double *cpu_t
 		sqlite3_reset(ms);
 		sqlite3_bind_int64(ms, 1, sqlite3_column_int64(ps, 0));
 		while (sqlite3_step(ms) == SQLITE_ROW) {
-			if (n == cap) {
-				size_t nc = cap ? cap * 2 : 256;
-				struct sample *ns = realloc(sm, nc * sizeof *ns);
-				if (!ns)
-					break;
-				sm = ns;
-				cap = nc;
-			}
+			if (TG_GROW(sm, n, cap, 256) < 0)
+				break;
 			sm[n].ts = sqlite3_column_int64(ms, 0);
 			sm[n].cpu = sqlite3_column_int64(ms, 1);
 			sm[n].rss = sqlite3_column_int64(ms, 2);
@@ -808,14 +803,8 @@ static size_t endpoint_queries(sqlite3 *db, int64_t run_id, struct ep_db **out)
 	size_t n = 0, cap = 0;
 	struct ep_db *a = NULL;
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			struct ep_db *na = realloc(a, nc * sizeof *na);
-			if (!na)
-				break;
-			a = na;
-			cap = nc;
-		}
+		if (TG_GROW(a, n, cap, 64) < 0)
+			break;
 		const char *m = (const char *)sqlite3_column_text(st, 0), *nm = (const char *)sqlite3_column_text(st, 2);
 		a[n] = (struct ep_db){ .method = strdup(m ? m : ""), .name = strdup(nm ? nm : ""),
 				       .is_route = sqlite3_column_int(st, 1), .queries = sqlite3_column_int64(st, 3),
