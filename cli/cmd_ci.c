@@ -659,13 +659,13 @@ static void read_baseline(const char *path, struct baseline *b)
 
 static void free_baseline(struct baseline *b)
 {
-	for (size_t i = 0; i < b->nroutes; i++) {
-		free(b->routes[i].key);
-		free(b->routes[i].samples);
-		free(b->routes[i].adj_samples);
+	for (struct base_route *br = b->routes; br < b->routes + b->nroutes; br++) {
+		free(br->key);
+		free(br->samples);
+		free(br->adj_samples);
 	}
-	for (size_t i = 0; i < b->ntests; i++)
-		free(b->tests[i].nodeid);
+	for (struct base_test *bt = b->tests; bt < b->tests + b->ntests; bt++)
+		free(bt->nodeid);
 	free(b->routes);
 	free(b->tests);
 }
@@ -1450,13 +1450,9 @@ int cmd_ci(int argc, char **argv)
 		}
 	}
 
-	struct tg_store *s = tg_store_open(o.db, TG_STORE_READ);
-	if (!s)
-		tg_die("%s", tg_error());
 	struct rp_report r;
-	if (rp_load(tg_store_db(s), run_id, events, &r) < 0)
+	if (rp_load_path(o.db, run_id, events, &r) < 0)
 		tg_die("%s", tg_error());
-	tg_store_close(s);
 	if (*tmp_events)
 		unlink(tmp_events);
 	if (o.cmd && !r.ntests)

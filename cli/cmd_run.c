@@ -238,6 +238,15 @@ static void add_redact_param(const char *name)
 	free(v);
 }
 
+/* Sets the environment variable name to the number of option opt (arg, in
+ * [min, max]) for the app's processes; dies on a bad number. */
+static void setenv_number(const char *name, const char *opt, const char *arg, uint64_t min, uint64_t max)
+{
+	char v[32];
+	snprintf(v, sizeof v, "%llu", (unsigned long long)tg_number_or_die(opt, arg, min, max));
+	setenv(name, v, 1);
+}
+
 static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 {
 	enum { OPT_KEEP = CLI_OWN, OPT_RING, OPT_NO_BOOTSTRAP, OPT_SAMPLE_RATE, OPT_CAPTURE_PARAMS, OPT_SQL_MAX,
@@ -281,14 +290,8 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 		case OPT_RING: o->ring_mb = ring_mb_or_die("--ring-size", optarg); break;
 		case 'q': o->quiet = 1; break;
 		case OPT_NO_BOOTSTRAP: o->no_bootstrap = 1; break;
-		case OPT_SAMPLE_RATE: {
-			/* The sampler in the app reads it from the environment. */
-			char hz[32];
-			snprintf(hz, sizeof hz, "%llu",
-				 (unsigned long long)tg_number_or_die("--sample-rate", optarg, 0, 100000));
-			setenv("TIMEGLASS_SAMPLE_HZ", hz, 1);
-			break;
-		}
+		/* The sampler in the app reads it from the environment. */
+		case OPT_SAMPLE_RATE: setenv_number("TIMEGLASS_SAMPLE_HZ", "--sample-rate", optarg, 0, 100000); break;
 		/* The sampler and the Python bootstrap read these from the environment. */
 		case OPT_SAMPLE_MODE:
 			if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "timer") != 0 && strcmp(optarg, "eval") != 0)
@@ -302,25 +305,13 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 			setenv("TIMEGLASS_NATIVE", "1", 1);
 			break;
 		case OPT_TRACE: setenv("TIMEGLASS_TRACE", "1", 1); break;
-		case OPT_TRACE_US: {
-			char us[32];
-			snprintf(us, sizeof us, "%llu",
-				 (unsigned long long)tg_number_or_die("--trace-threshold-us", optarg, 0, 60000000));
-			setenv("TIMEGLASS_TRACE_US", us, 1);
+		case OPT_TRACE_US:
+			setenv_number("TIMEGLASS_TRACE_US", "--trace-threshold-us", optarg, 0, 60000000);
 			break;
-		}
 		/* The SQL taps (app) and the collector read these from the environment. */
 		case OPT_CAPTURE_PARAMS: setenv("TIMEGLASS_CAPTURE_PARAMS", "1", 1); break;
-		case OPT_SQL_MAX:
-		case OPT_N_PLUS_ONE: {
-			char v[32];
-			int sql = c == OPT_SQL_MAX;
-			snprintf(v, sizeof v, "%llu",
-				 (unsigned long long)tg_number_or_die(sql ? "--sql-max" : "--n-plus-one", optarg,
-								      sql ? 16 : 2, sql ? 32768 : 1000000));
-			setenv(sql ? "TIMEGLASS_SQL_MAX" : "TIMEGLASS_N_PLUS_ONE", v, 1);
-			break;
-		}
+		case OPT_SQL_MAX: setenv_number("TIMEGLASS_SQL_MAX", "--sql-max", optarg, 16, 32768); break;
+		case OPT_N_PLUS_ONE: setenv_number("TIMEGLASS_N_PLUS_ONE", "--n-plus-one", optarg, 2, 1000000); break;
 		case OPT_REDACT_PARAM: add_redact_param(optarg); break;
 		/* Read by the collector, not passed to the app through its environment. */
 		case OPT_OTLP_ENDPOINT: o->otlp_endpoint = optarg; break;

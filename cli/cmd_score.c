@@ -17,7 +17,6 @@
 #include "cli/cmds.h"
 #include "lib/jsonw.h"
 #include "lib/report.h"
-#include "lib/store.h"
 #include "lib/util.h"
 
 void cmd_score_usage(FILE *f)
@@ -69,13 +68,9 @@ int cmd_score(int argc, char **argv)
 	cli_no_operands(&a);
 	db = tg_default_db(db);
 
-	struct tg_store *s = tg_store_open(db, TG_STORE_READ);
-	if (!s)
-		tg_die("%s", tg_error());
 	struct rp_report r;
-	if (rp_load(tg_store_db(s), run, NULL, &r) < 0)
+	if (rp_load_path(db, run, NULL, &r) < 0)
 		tg_die("%s", tg_error());
-	tg_store_close(s);
 	struct rp_coverage cov;
 	rp_coverage_read(coverage, &cov);
 	struct rp_score_item items[RP_BENCH_COUNT];

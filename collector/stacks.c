@@ -595,33 +595,29 @@ static int on_func(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, cons
 	return 0;
 }
 
+/* Stores the growth of one of the sampler's running counters (total) since
+ * the last record as a loss of that kind. */
+static void add_growth(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const char *kind, uint64_t total,
+		       uint64_t *seen)
+{
+	if (total > *seen) {
+		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now, kind,
+				  (int64_t)(total - *seen), 0);
+		*seen = total;
+	}
+}
+
 static void on_info(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const struct tg_ev_py_info *e)
 {
-	if (e->dropped > p->seen_dropped) {
-		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now,
-				  "py_sample_race", (int64_t)(e->dropped - p->seen_dropped), 0);
-		p->seen_dropped = e->dropped;
-	}
-	if (e->ring_full > p->seen_ring_full) {
-		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now,
-				  "py_sample_ring_full", (int64_t)(e->ring_full - p->seen_ring_full), 0);
-		p->seen_ring_full = e->ring_full;
-	}
+	add_growth(c, p, "py_sample_race", e->dropped, &p->seen_dropped);
+	add_growth(c, p, "py_sample_ring_full", e->ring_full, &p->seen_ring_full);
 	/* The sampler lowered its rate to stay within its CPU budget: the ticks
 	 * it did not take (not requests lost). */
-	if (e->budget_skipped > p->seen_budget_skipped) {
-		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now,
-				  "py_sample_budget", (int64_t)(e->budget_skipped - p->seen_budget_skipped), 0);
-		p->seen_budget_skipped = e->budget_skipped;
-	}
+	add_growth(c, p, "py_sample_budget", e->budget_skipped, &p->seen_budget_skipped);
 	/* Eval-clocked samples a thread skipped because another thread held
 	 * the sampler's buffers (free-threaded builds; under the GIL only at the
 	 * switch from the sampler thread, finishing its last pass). */
-	if (e->eval_busy > p->seen_eval_busy) {
-		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now,
-				  "py_sample_busy", (int64_t)(e->eval_busy - p->seen_eval_busy), 0);
-		p->seen_eval_busy = e->eval_busy;
-	}
+	add_growth(c, p, "py_sample_busy", e->eval_busy, &p->seen_eval_busy);
 }
 
 int tg_stacks_record(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const void *rec, uint32_t size,

@@ -20,6 +20,7 @@
 #include "common/grow.h"
 #include "lib/jsonw.h"
 #include "lib/readers.h"
+#include "lib/store.h"
 #include "lib/util.h"
 
 #define TEST_SCAN_BACK 256 /* tests examined before a request's start (overlap from xdist) */
@@ -780,6 +781,16 @@ int rp_load(sqlite3 *db, int64_t run_id, const char *events_path, struct rp_repo
 		return -1;
 	route_stats(r);
 	return 0;
+}
+
+int rp_load_path(const char *path, int64_t run_id, const char *events_path, struct rp_report *r)
+{
+	struct tg_store *s = tg_store_open(path, TG_STORE_READ);
+	if (!s)
+		return -1;
+	int rc = rp_load(tg_store_db(s), run_id, events_path, r);
+	tg_store_close(s);
+	return rc;
 }
 
 void rp_free(struct rp_report *r)
