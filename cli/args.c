@@ -20,6 +20,10 @@ int cli_next(struct cli_args *a)
 		case CLI_RUN: *a->run = (int64_t)tg_number_or_die("--run", optarg, 1, INT64_MAX); break;
 		case CLI_REQUEST: *a->request = (int64_t)tg_number_or_die("--request", optarg, 1, INT64_MAX); break;
 		case CLI_JSON: *a->json = 1; break;
+		case CLI_JSON_FILE: *a->json_file = optarg; break;
+		case CLI_MARKDOWN: *a->markdown = optarg; break;
+		case CLI_COVERAGE: *a->coverage = optarg; break;
+		case 0: break; /* a flag, set by getopt_long */
 		case 'h':
 			a->usage(stdout);
 			exit(0);

@@ -1331,22 +1331,21 @@ static double parse_double(const char *what, const char *s, double max)
 static void parse_opts(int argc, char **argv, struct ci_opts *o)
 {
 	enum {
-		OPT_BUDGET = CLI_OWN, OPT_BASELINE, OPT_SAVE, OPT_JUNIT, OPT_MD, OPT_JSON, OPT_TOL, OPT_FLOOR,
-		OPT_WARN, OPT_COV, OPT_COVRUN, OPT_EVENTS,
+		OPT_BUDGET = CLI_OWN, OPT_BASELINE, OPT_SAVE, OPT_JUNIT, OPT_TOL, OPT_FLOOR, OPT_WARN, OPT_EVENTS,
 	};
-	static const struct option opts[] = {
+	const struct option opts[] = {
 		CLI_OPT_DB,
 		{"budget", required_argument, NULL, OPT_BUDGET},
 		{"baseline", required_argument, NULL, OPT_BASELINE},
 		{"save-baseline", required_argument, NULL, OPT_SAVE},
 		{"junit", required_argument, NULL, OPT_JUNIT},
-		{"markdown", required_argument, NULL, OPT_MD},
-		{"json", required_argument, NULL, OPT_JSON},
+		CLI_OPT_MARKDOWN,
+		CLI_OPT_JSON_FILE,
 		{"time-tolerance", required_argument, NULL, OPT_TOL},
 		{"time-floor-ms", required_argument, NULL, OPT_FLOOR},
 		{"warn-only", required_argument, NULL, OPT_WARN},
-		{"coverage", required_argument, NULL, OPT_COV},
-		{"coverage-run", no_argument, NULL, OPT_COVRUN},
+		CLI_OPT_COVERAGE,
+		{"coverage-run", no_argument, &o->coverage_run, 1},
 		{"events", required_argument, NULL, OPT_EVENTS},
 		CLI_OPT_RUN,
 		{"quiet", no_argument, NULL, 'q'},
@@ -1355,7 +1354,8 @@ static void parse_opts(int argc, char **argv, struct ci_opts *o)
 	memset(o, 0, sizeof *o);
 	o->tolerance = 0.25;
 	o->floor_ms = 1.0;
-	struct cli_args a = {"ci", cmd_ci_usage, "+:qh", opts, argc, argv, .db = &o->db, .run = &o->run};
+	struct cli_args a = {"ci", cmd_ci_usage, "+:qh", opts, argc, argv, .db = &o->db, .run = &o->run,
+			     .json_file = &o->json, .markdown = &o->markdown, .coverage = &o->coverage};
 	int c;
 	while ((c = cli_next(&a)) != -1) {
 		switch (c) {
@@ -1363,16 +1363,12 @@ static void parse_opts(int argc, char **argv, struct ci_opts *o)
 		case OPT_BASELINE: o->baseline = optarg; break;
 		case OPT_SAVE: o->save_baseline = optarg; break;
 		case OPT_JUNIT: o->junit = optarg; break;
-		case OPT_MD: o->markdown = optarg; break;
-		case OPT_JSON: o->json = optarg; break;
 		case OPT_TOL:
 			o->tolerance = parse_double("--time-tolerance", optarg, 100);
 			o->tolerance_set = 1;
 			break;
 		case OPT_FLOOR: o->floor_ms = parse_double("--time-floor-ms", optarg, 1e6); break;
 		case OPT_WARN: parse_warn_only(o, optarg); break;
-		case OPT_COV: o->coverage = optarg; break;
-		case OPT_COVRUN: o->coverage_run = 1; break;
 		case OPT_EVENTS: o->events = optarg; break;
 		case 'q': o->quiet = 1; break;
 		}

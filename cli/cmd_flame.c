@@ -136,12 +136,12 @@ static struct frame *load_frames(struct tg_store *s, int64_t *n)
 
 static void parse(int argc, char **argv, struct flame_opts *o)
 {
-	enum { OPT_ROUTE = CLI_OWN, OPT_ALL, OPT_NOREQ, OPT_STATE, OPT_FORMAT, OPT_LIMIT };
-	static const struct option opts[] = {
+	enum { OPT_ROUTE = CLI_OWN, OPT_STATE, OPT_FORMAT, OPT_LIMIT };
+	const struct option opts[] = {
 		CLI_OPT_DB, CLI_OPT_RUN, CLI_OPT_REQUEST,
 		{"route", required_argument, NULL, OPT_ROUTE},
-		{"all", no_argument, NULL, OPT_ALL},
-		{"no-request", no_argument, NULL, OPT_NOREQ},
+		{"all", no_argument, &o->all, 1},
+		{"no-request", no_argument, &o->no_request, 1},
 		{"state", required_argument, NULL, OPT_STATE},
 		{"format", required_argument, NULL, OPT_FORMAT},
 		{"limit", required_argument, NULL, OPT_LIMIT},
@@ -154,8 +154,6 @@ static void parse(int argc, char **argv, struct flame_opts *o)
 	while ((c = cli_next(&a)) != -1) {
 		switch (c) {
 		case OPT_ROUTE: o->route = optarg; break;
-		case OPT_ALL: o->all = 1; break;
-		case OPT_NOREQ: o->no_request = 1; break;
 		case OPT_STATE:
 			if (strcmp(optarg, "all") == 0)
 				o->state = NULL;
@@ -336,26 +334,17 @@ static int64_t check_route(struct tg_store *s, int64_t run, const char *method, 
 	tg_die("no route '%s' was recorded in run %lld: it has no requests", arg, (long long)run);
 }
 
-/* Dies unless run is in the store. */
-static void check_run(struct tg_store *s, int64_t run)
+/* Dies unless the run or request (what) id is in the store. */
+static void check_row(struct tg_store *s, const char *what, int64_t id)
 {
-	sqlite3_stmt *st = prep(s, "SELECT 1 FROM runs WHERE id = ?1");
-	sqlite3_bind_int64(st, 1, run);
-	int found = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	if (!found)
-		tg_die("no run %lld in %s; see: timeglass runs", (long long)run, tg_store_path(s));
-}
-
-/* Dies unless request id is in the store. */
-static void check_request(struct tg_store *s, int64_t id)
-{
-	sqlite3_stmt *st = prep(s, "SELECT 1 FROM requests WHERE id = ?1");
+	char sql[64];
+	snprintf(sql, sizeof sql, "SELECT 1 FROM %ss WHERE id = ?1", what);
+	sqlite3_stmt *st = prep(s, sql);
 	sqlite3_bind_int64(st, 1, id);
 	int found = sqlite3_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if (!found)
-		tg_die("no request %lld in %s; see: timeglass requests", (long long)id, tg_store_path(s));
+		tg_die("no %s %lld in %s; see: timeglass %ss", what, (long long)id, tg_store_path(s), what);
 }
 
 struct row {
@@ -480,9 +469,9 @@ int cmd_flame(int argc, char **argv)
 			tg_die("no runs in %s yet; record one with: timeglass run -- CMD", tg_store_path(s));
 	}
 	if (o.request)
-		check_request(s, o.request);
+		check_row(s, "request", o.request);
 	else
-		check_run(s, o.run);
+		check_row(s, "run", o.run);
 	char method[32] = "";
 	const char *route = NULL;
 	int64_t route_requests = 0;

@@ -249,15 +249,14 @@ static void setenv_number(const char *name, const char *opt, const char *arg, ui
 
 static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 {
-	enum { OPT_KEEP = CLI_OWN, OPT_RING, OPT_NO_BOOTSTRAP, OPT_SAMPLE_RATE, OPT_CAPTURE_PARAMS, OPT_SQL_MAX,
-	       OPT_N_PLUS_ONE, OPT_NATIVE, OPT_TRACE, OPT_TRACE_US, OPT_SAMPLE_MODE, OPT_REDACT_PARAM,
-	       OPT_OTLP_ENDPOINT, OPT_SERVICE_NAME };
-	static const struct option longopts[] = {
+	enum { OPT_KEEP = CLI_OWN, OPT_RING, OPT_SAMPLE_RATE, OPT_CAPTURE_PARAMS, OPT_SQL_MAX, OPT_N_PLUS_ONE,
+	       OPT_NATIVE, OPT_TRACE, OPT_TRACE_US, OPT_SAMPLE_MODE, OPT_REDACT_PARAM, OPT_OTLP_ENDPOINT, OPT_SERVICE_NAME };
+	const struct option longopts[] = {
 		CLI_OPT_DB,
 		{"keep-runs", required_argument, NULL, OPT_KEEP},
 		{"ring-size", required_argument, NULL, OPT_RING},
 		{"quiet", no_argument, NULL, 'q'},
-		{"no-bootstrap", no_argument, NULL, OPT_NO_BOOTSTRAP},
+		{"no-bootstrap", no_argument, &o->no_bootstrap, 1},
 		{"sample-rate", required_argument, NULL, OPT_SAMPLE_RATE},
 		{"sample-mode", required_argument, NULL, OPT_SAMPLE_MODE},
 		{"capture-params", no_argument, NULL, OPT_CAPTURE_PARAMS},
@@ -289,7 +288,6 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 		case OPT_KEEP: o->keep_runs = (unsigned)tg_number_or_die("--keep-runs", optarg, 0, 1000000); break;
 		case OPT_RING: o->ring_mb = ring_mb_or_die("--ring-size", optarg); break;
 		case 'q': o->quiet = 1; break;
-		case OPT_NO_BOOTSTRAP: o->no_bootstrap = 1; break;
 		/* The sampler in the app reads it from the environment. */
 		case OPT_SAMPLE_RATE: setenv_number("TIMEGLASS_SAMPLE_HZ", "--sample-rate", optarg, 0, 100000); break;
 		/* The sampler and the Python bootstrap read these from the environment. */

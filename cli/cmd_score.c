@@ -50,21 +50,14 @@ void cmd_score_usage(FILE *f)
 
 int cmd_score(int argc, char **argv)
 {
-	enum { OPT_COV = CLI_OWN };
-	static const struct option opts[] = {
-		CLI_OPT_DB, CLI_OPT_RUN,
-		{"coverage", required_argument, NULL, OPT_COV},
-		CLI_OPT_JSON,
-		CLI_OPT_HELP_END,
-	};
+	static const struct option opts[] = {CLI_OPT_DB, CLI_OPT_RUN, CLI_OPT_COVERAGE, CLI_OPT_JSON, CLI_OPT_HELP_END};
 	const char *db = NULL, *coverage = NULL;
 	int64_t run = 0;
 	int json = 0;
-	struct cli_args a = {"score", cmd_score_usage, ":h", opts, argc, argv, .db = &db, .run = &run, .json = &json};
-	int c;
-	while ((c = cli_next(&a)) != -1)
-		if (c == OPT_COV)
-			coverage = optarg;
+	struct cli_args a = {"score", cmd_score_usage, ":h", opts, argc, argv,
+			     .db = &db, .run = &run, .json = &json, .coverage = &coverage};
+	while (cli_next(&a) != -1)
+		; /* score has no options of its own */
 	cli_no_operands(&a);
 	db = tg_default_db(db);
 

@@ -272,13 +272,8 @@ static cJSON *run_json(sqlite3 *db, sqlite3_stmt *st)
 	tg_json_add_int(o, "id", id);
 	add_time(o, "started", st, 1);
 	add_time(o, "ended", st, 2);
-	tg_json_add_col(o, "command", st, 3);
-	tg_json_add_col(o, "cwd", st, 4);
-	tg_json_add_col(o, "hostname", st, 5);
-	tg_json_add_col(o, "tg_version", st, 6);
-	tg_json_add_col(o, "source", st, 7);
-	tg_json_add_col(o, "exit_status", st, 8);
-	tg_json_add_col(o, "processes", st, 9);
+	tg_json_add_cols(o, st, 3, (const char *const[]){"command", "cwd", "hostname", "tg_version", "source",
+							 "exit_status", "processes", NULL});
 	cJSON_AddBoolToObject(o, "live", tg_run_is_live(db, id));
 	struct tg_losses l;
 	if (tg_losses_read(db, id, &l) == 0)
@@ -530,11 +525,7 @@ static int add_processes(cJSON *body, sqlite3 *db, int64_t run_id, double *cpu_t
 	while ((rc = sqlite3_step(ps)) == SQLITE_ROW) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddItemToArray(arr, o);
-		tg_json_add_col(o, "id", ps, 0);
-		tg_json_add_col(o, "pid", ps, 1);
-		tg_json_add_col(o, "ppid", ps, 2);
-		tg_json_add_col(o, "exe", ps, 3);
-		tg_json_add_col(o, "cmdline", ps, 4);
+		tg_json_add_cols(o, ps, 0, (const char *const[]){"id", "pid", "ppid", "exe", "cmdline", NULL});
 		add_time(o, "started", ps, 5);
 		add_time(o, "ended", ps, 6);
 		cJSON_AddBoolToObject(o, "after_fork", sqlite3_column_int(ps, 7));
@@ -1052,14 +1043,8 @@ static cJSON *list_row(sqlite3_stmt *st)
 	int64_t dur = sqlite3_column_int64(st, 2);
 	tg_json_add_int(o, "duration_ns", dur);
 	tg_json_add_num(o, "duration_ms", ns_to_ms(dur));
-	tg_json_add_col(o, "method", st, 3);
-	tg_json_add_col(o, "path", st, 4);
-	tg_json_add_col(o, "query_string", st, 5);
-	tg_json_add_col(o, "route", st, 6);
-	tg_json_add_col(o, "status", st, 7);
-	tg_json_add_col(o, "response_bytes", st, 8);
-	tg_json_add_col(o, "pid", st, 9);
-	tg_json_add_col(o, "error", st, 10);
+	tg_json_add_cols(o, st, 3, (const char *const[]){"method", "path", "query_string", "route", "status",
+							 "response_bytes", "pid", "error", NULL});
 	cJSON_AddBoolToObject(o, "exception", sqlite3_column_int(st, 11));
 	tg_json_add_col(o, "run", st, 12);
 	return o;
