@@ -30,6 +30,19 @@ static int fail_sql(sqlite3 *db, const char *what)
 	return tg_fail("%s: %s", what, sqlite3_errmsg(db));
 }
 
+/* sql prepared over db with ?1 bound to the report's run; NULL after
+ * tg_fail() ("WHAT: error") when it cannot be prepared. */
+static sqlite3_stmt *run_query(sqlite3 *db, const struct rp_report *r, const char *what, const char *sql)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		fail_sql(db, what);
+		return NULL;
+	}
+	sqlite3_bind_int64(st, 1, r->run_id);
+	return st;
+}
+
 static int table_exists(sqlite3 *db, const char *name)
 {
 	sqlite3_stmt *st;
@@ -133,10 +146,9 @@ long rp_find_route(const struct rp_report *r, const char *key)
 static int load_run(sqlite3 *db, struct rp_report *r)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "SELECT started_unix_ns, coalesce(ended_unix_ns, 0), command FROM runs WHERE id = ?",
-			       -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, "reading runs");
-	sqlite3_bind_int64(st, 1, r->run_id);
+	if (!(st = run_query(db, r, "reading runs",
+			     "SELECT started_unix_ns, coalesce(ended_unix_ns, 0), command FROM runs WHERE id = ?")))
+		return -1;
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		r->run_start_ns = sqlite3_column_int64(st, 0);
@@ -153,23 +165,18 @@ static int load_run(sqlite3 *db, struct rp_report *r)
 static int load_routes(sqlite3 *db, struct rp_report *r)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "SELECT DISTINCT " ROUTE_KEY_SQL " FROM requests r WHERE r.run_id = ?", -1, &st,
-			       NULL) != SQLITE_OK)
-		return fail_sql(db, "reading requests");
-	sqlite3_bind_int64(st, 1, r->run_id);
+	if (!(st = run_query(db, r, "reading requests",
+			     "SELECT DISTINCT " ROUTE_KEY_SQL " FROM requests r WHERE r.run_id = ?")))
+		return -1;
 	size_t cap = 0;
 	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (TG_GROW(r->routes, r->nroutes, cap, 16) < 0) {
-			sqlite3_finalize(st);
-			return tg_fail("out of memory");
-		}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && TG_GROW(r->routes, r->nroutes, cap, 16) == 0) {
 		memset(&r->routes[r->nroutes], 0, sizeof *r->routes);
 		r->routes[r->nroutes++].key = dup_col(st, 0);
 	}
 	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return fail_sql(db, "reading requests");
+	if (rc != SQLITE_DONE) /* a row without memory for it, or an error */
+		return rc == SQLITE_ROW ? tg_fail("out of memory") : fail_sql(db, "reading requests");
 	/* key is the first member: sort the structs by it */
 	qsort(r->routes, r->nroutes, sizeof *r->routes, cmp_str);
 	return 0;
@@ -188,16 +195,11 @@ static int load_requests(sqlite3 *db, struct rp_report *r)
 	const char *without_q = "SELECT r.id, r.start_unix_ns, r.duration_ns, r.pid, coalesce(r.status, 0), " ROUTE_KEY_SQL
 				", 0, 0, 0, r.process_id FROM requests r WHERE r.run_id = ?1 ORDER BY r.start_unix_ns, r.id";
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, r->has_queries ? with_q : without_q, -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, "reading requests");
-	sqlite3_bind_int64(st, 1, r->run_id);
+	if (!(st = run_query(db, r, "reading requests", r->has_queries ? with_q : without_q)))
+		return -1;
 	size_t cap = 0;
 	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (TG_GROW(r->reqs, r->nreqs, cap, 256) < 0) {
-			sqlite3_finalize(st);
-			return tg_fail("out of memory");
-		}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && TG_GROW(r->reqs, r->nreqs, cap, 256) == 0) {
 		struct rp_request *q = &r->reqs[r->nreqs];
 		q->id = sqlite3_column_int64(st, 0);
 		q->start_unix_ns = sqlite3_column_int64(st, 1);
@@ -216,23 +218,21 @@ static int load_requests(sqlite3 *db, struct rp_report *r)
 		r->nreqs++;
 	}
 	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return fail_sql(db, "reading requests");
+	if (rc != SQLITE_DONE) /* a row without memory for it, or an error */
+		return rc == SQLITE_ROW ? tg_fail("out of memory") : fail_sql(db, "reading requests");
 	return 0;
 }
 
 static int load_metrics(sqlite3 *db, struct rp_report *r)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT count(*), coalesce(sum(cpu), 0), coalesce(max(rss), 0), coalesce(max(t1), 0) - coalesce(min(t0), 0)"
-			       " FROM (SELECT max(m.cpu_user_ns + m.cpu_sys_ns) AS cpu, max(m.rss_bytes) AS rss,"
-			       "   min(m.ts_unix_ns) AS t0, max(m.ts_unix_ns) AS t1"
-			       "   FROM process_metrics m JOIN processes p ON p.id = m.process_id"
-			       "   WHERE p.run_id = ? GROUP BY m.process_id)",
-			       -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, "reading process metrics");
-	sqlite3_bind_int64(st, 1, r->run_id);
+	if (!(st = run_query(db, r, "reading process metrics",
+			     "SELECT count(*), coalesce(sum(cpu), 0), coalesce(max(rss), 0), coalesce(max(t1), 0) - coalesce(min(t0), 0)"
+			     " FROM (SELECT max(m.cpu_user_ns + m.cpu_sys_ns) AS cpu, max(m.rss_bytes) AS rss,"
+			     "   min(m.ts_unix_ns) AS t0, max(m.ts_unix_ns) AS t1"
+			     "   FROM process_metrics m JOIN processes p ON p.id = m.process_id"
+			     "   WHERE p.run_id = ? GROUP BY m.process_id)")))
+		return -1;
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		r->has_metrics = sqlite3_column_int64(st, 0) > 0;
 		r->cpu_ns = sqlite3_column_int64(st, 1);
@@ -605,12 +605,10 @@ static int attribute_outside(sqlite3 *db, struct rp_report *r)
 	sqlite3_stmt *st;
 	if (!r->ntests) {
 		/* no tests to give them to (`timeglass score`, the dashboard): totals only */
-		if (sqlite3_prepare_v2(db,
-				       "SELECT count(*), coalesce(sum(duration_ns), 0) FROM queries"
-				       " WHERE run_id = ? AND request_id IS NULL",
-				       -1, &st, NULL) != SQLITE_OK)
-			return fail_sql(db, "reading queries");
-		sqlite3_bind_int64(st, 1, r->run_id);
+		if (!(st = run_query(db, r, "reading queries",
+				     "SELECT count(*), coalesce(sum(duration_ns), 0) FROM queries"
+				     " WHERE run_id = ? AND request_id IS NULL")))
+			return -1;
 		int rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
 			r->outside_queries = sqlite3_column_int64(st, 0);
@@ -620,12 +618,10 @@ static int attribute_outside(sqlite3 *db, struct rp_report *r)
 		sqlite3_finalize(st);
 		return rc == SQLITE_ROW ? 0 : fail_sql(db, "reading queries");
 	}
-	if (sqlite3_prepare_v2(db,
-			       "SELECT pid, start_unix_ns, duration_ns, coalesce(fingerprint, sql, ''), coalesce(call_site, ''),"
-			       " kind = 'housekeeping' FROM queries WHERE run_id = ? AND request_id IS NULL",
-			       -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, "reading queries");
-	sqlite3_bind_int64(st, 1, r->run_id);
+	if (!(st = run_query(db, r, "reading queries",
+			     "SELECT pid, start_unix_ns, duration_ns, coalesce(fingerprint, sql, ''), coalesce(call_site, ''),"
+			     " kind = 'housekeeping' FROM queries WHERE run_id = ? AND request_id IS NULL")))
+		return -1;
 	struct outside_q *v = NULL;
 	size_t n = 0, cap = 0;
 	int rc;
