@@ -112,18 +112,17 @@ struct npo {
 	int64_t count, ns;
 };
 
+/* The columns of a request's queries, then kind and executions (constants
+ * in a store older than those columns). */
+#define QUERY_LIST(kind_executions)                                                                   \
+	"SELECT id, start_unix_ns, duration_ns, db_system, tap, database, sql, sql_truncated, fingerprint," \
+	" rows, error, call_site, duplicate, n_plus_one, " kind_executions                                  \
+	" FROM queries WHERE request_id = ? ORDER BY start_unix_ns, id"
+
 int tg_api_request_queries(struct tg_req *r, int64_t id)
 {
 	struct req_list l;
-	int status = list_open(r, id, "queries",
-			       "SELECT id, start_unix_ns, duration_ns, db_system, tap, database, sql, sql_truncated,"
-			       " fingerprint, rows, error, call_site, duplicate, n_plus_one, kind, executions"
-			       " FROM queries WHERE request_id = ? ORDER BY start_unix_ns, id",
-			       "kind",
-			       "SELECT id, start_unix_ns, duration_ns, db_system, tap, database, sql, sql_truncated,"
-			       " fingerprint, rows, error, call_site, duplicate, n_plus_one, 'app', 1"
-			       " FROM queries WHERE request_id = ? ORDER BY start_unix_ns, id",
-			       &l);
+	int status = list_open(r, id, "queries", QUERY_LIST("kind, executions"), "kind", QUERY_LIST("'app', 1"), &l);
 	if (status)
 		return status;
 	sqlite3_stmt *st = l.st;
