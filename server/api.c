@@ -154,8 +154,6 @@ static void add_capabilities(cJSON *obj, sqlite3 *db)
 
 int tg_api_status(struct tg_req *r)
 {
-	if (r->rest[0])
-		return tg_send_error(r, 404, "not_found", "no such API endpoint");
 	struct tg_db db;
 	tg_db_acquire(r->db_path, &db);
 	cJSON *body = cJSON_CreateObject();
@@ -293,8 +291,6 @@ static int64_t run_request_count(sqlite3 *db, int64_t run_id)
 
 int tg_api_runs(struct tg_req *r)
 {
-	if (r->rest[0])
-		return tg_send_error(r, 404, "not_found", "no such API endpoint");
 	int status;
 	sqlite3 *db = tg_read_open(r, &status);
 	if (!db)
@@ -608,8 +604,6 @@ static void add_queries_summary(cJSON *body, sqlite3 *db, int64_t run_id)
 
 int tg_api_overview(struct tg_req *r)
 {
-	if (r->rest[0])
-		return tg_send_error(r, 404, "not_found", "no such API endpoint");
 	int64_t run_id;
 	int status;
 	sqlite3 *db = open_run(r, &run_id, &status);
@@ -671,8 +665,6 @@ int tg_api_overview(struct tg_req *r)
  * report.c over the run (coverage from ./.coverage of the server's cwd). */
 int tg_api_score(struct tg_req *r)
 {
-	if (r->rest[0])
-		return tg_send_error(r, 404, "not_found", "no such API endpoint");
 	int64_t run_id;
 	int status;
 	sqlite3 *db = open_run(r, &run_id, &status);
@@ -820,8 +812,6 @@ int tg_api_endpoints(struct tg_req *r)
 		{ "5xx", EK_ERR5 }, { "4xx", EK_ERR4 }, { "name", EK_NAME }, { "queries", EK_QPR },
 		{ "db", EK_DB }, { "n_plus_one", EK_N1 },
 	};
-	if (r->rest[0])
-		return tg_send_error(r, 404, "not_found", "no such API endpoint");
 	char sort[16] = "count", dir[8] = "";
 	if (tg_query_param(r, "sort", sort, sizeof sort) == 0)
 		strcpy(sort, "count");
