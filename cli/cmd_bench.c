@@ -34,7 +34,9 @@
 
 #include <sqlite3.h>
 
+#include "cli/args.h"
 #include "cli/cmds.h"
+#include "common/grow.h"
 #include "lib/jsonw.h"
 #include "loadgen/load.h"
 #include "loadgen/openapi.h"
@@ -249,14 +251,8 @@ static int safe_method(const char *m)
 
 static struct pcase *new_case(struct bench *b)
 {
-	if (b->ncases == b->capcases) {
-		size_t cap = b->capcases ? b->capcases * 2 : 256;
-		struct pcase *v = realloc(b->cases, cap * sizeof *v);
-		if (!v)
-			tg_die("out of memory");
-		b->cases = v;
-		b->capcases = cap;
-	}
+	if (TG_GROW(b->cases, b->ncases, b->capcases, 256) < 0)
+		tg_die("out of memory");
 	struct pcase *p = &b->cases[b->ncases++];
 	memset(p, 0, sizeof *p);
 	return p;
@@ -274,14 +270,8 @@ static void add_finding(struct bench *b, enum lg_check check, size_t pc, const c
 	}
 	if (same >= MAX_FINDINGS_PER_KEY)
 		return;
-	if (b->nfindings == b->capfindings) {
-		size_t cap = b->capfindings ? b->capfindings * 2 : 64;
-		struct finding *v = realloc(b->findings, cap * sizeof *v);
-		if (!v)
-			tg_die("out of memory");
-		b->findings = v;
-		b->capfindings = cap;
-	}
+	if (TG_GROW(b->findings, b->nfindings, b->capfindings, 64) < 0)
+		tg_die("out of memory");
 	struct finding *f = &b->findings[b->nfindings++];
 	f->check = check;
 	f->pcase = pc;
@@ -935,11 +925,12 @@ static int stop_app(pid_t pid)
 int cmd_bench(int argc, char **argv)
 {
 	enum {
-		OPT_URL = 256, OPT_OPENAPI, OPT_VALUES, OPT_HEADER, OPT_OP, OPT_CONN, OPT_DUR, OPT_RATE, OPT_UNSAFE,
-		OPT_MAXCASES, OPT_MAXREQ, OPT_TIMEOUT, OPT_NOPROBE, OPT_NOLOAD, OPT_DB, OPT_COV, OPT_JSON, OPT_MD,
-		OPT_FAILUNDER, OPT_FAILON, OPT_REMOTE, OPT_STARTUP,
+		OPT_URL = CLI_OWN, OPT_OPENAPI, OPT_VALUES, OPT_HEADER, OPT_OP, OPT_CONN, OPT_DUR, OPT_RATE,
+		OPT_MAXCASES, OPT_MAXREQ, OPT_TIMEOUT, OPT_FAILUNDER, OPT_FAILON, OPT_STARTUP,
 	};
-	static const struct option lopts[] = {
+	static struct bench b;
+	struct opts *o = &b.o;
+	const struct option lopts[] = {
 		{"url", required_argument, NULL, OPT_URL},
 		{"openapi", required_argument, NULL, OPT_OPENAPI},
 		{"values", required_argument, NULL, OPT_VALUES},
@@ -948,37 +939,30 @@ int cmd_bench(int argc, char **argv)
 		{"connections", required_argument, NULL, OPT_CONN},
 		{"duration", required_argument, NULL, OPT_DUR},
 		{"rate", required_argument, NULL, OPT_RATE},
-		{"unsafe", no_argument, NULL, OPT_UNSAFE},
+		{"unsafe", no_argument, &o->unsafe, 1},
 		{"max-cases", required_argument, NULL, OPT_MAXCASES},
 		{"max-requests", required_argument, NULL, OPT_MAXREQ},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
-		{"no-probe", no_argument, NULL, OPT_NOPROBE},
-		{"no-load", no_argument, NULL, OPT_NOLOAD},
-		{"db", required_argument, NULL, OPT_DB},
-		{"coverage", required_argument, NULL, OPT_COV},
-		{"json", required_argument, NULL, OPT_JSON},
-		{"markdown", required_argument, NULL, OPT_MD},
+		{"no-probe", no_argument, &o->no_probe, 1},
+		{"no-load", no_argument, &o->no_load, 1},
+		CLI_OPT_DB,
+		CLI_OPT_COVERAGE,
+		CLI_OPT_JSON_FILE,
+		CLI_OPT_MARKDOWN,
 		{"fail-under", required_argument, NULL, OPT_FAILUNDER},
 		{"fail-on", required_argument, NULL, OPT_FAILON},
-		{"allow-remote", no_argument, NULL, OPT_REMOTE},
+		{"allow-remote", no_argument, &o->allow_remote, 1},
 		{"startup-timeout", required_argument, NULL, OPT_STARTUP},
 		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		CLI_OPT_HELP_END,
 	};
-	static struct bench b;
 	memset(&b, 0, sizeof b);
-	struct opts *o = &b.o;
-	o->connections = 8;
-	o->duration = 3;
-	o->max_cases = 200;
-	o->max_requests = 1000000;
-	o->timeout_ms = 5000;
-	o->startup_s = 60;
-	opterr = 0;
-	optind = 1;
+	*o = (struct opts){.connections = 8, .duration = 3, .max_cases = 200, .max_requests = 1000000,
+			   .timeout_ms = 5000, .startup_s = 60};
+	struct cli_args a = {"bench", cmd_bench_usage, "+:hq", lopts, argc, argv, .db = &o->db,
+			     .json_file = &o->json, .markdown = &o->markdown, .coverage = &o->coverage};
 	int c;
-	while ((c = getopt_long(argc, argv, "+:hq", lopts, NULL)) != -1) {
+	while ((c = cli_next(&a)) != -1) {
 		switch (c) {
 		case OPT_URL: o->url = optarg; break;
 		case OPT_OPENAPI: o->openapi = optarg; break;
@@ -1012,16 +996,9 @@ int cmd_bench(int argc, char **argv)
 				o->rate = v;
 			break;
 		}
-		case OPT_UNSAFE: o->unsafe = 1; break;
 		case OPT_MAXCASES: o->max_cases = tg_number_or_die("--max-cases", optarg, 0, 100000); break;
 		case OPT_MAXREQ: o->max_requests = tg_number_or_die("--max-requests", optarg, 1, UINT64_MAX / 2); break;
 		case OPT_TIMEOUT: o->timeout_ms = (int)tg_number_or_die("--timeout", optarg, 10, 3600000); break;
-		case OPT_NOPROBE: o->no_probe = 1; break;
-		case OPT_NOLOAD: o->no_load = 1; break;
-		case OPT_DB: o->db = optarg; break;
-		case OPT_COV: o->coverage = optarg; break;
-		case OPT_JSON: o->json = optarg; break;
-		case OPT_MD: o->markdown = optarg; break;
 		case OPT_FAILUNDER: {
 			char g = (char)(optarg[0] & ~0x20);
 			if (optarg[1] || g < 'A' || g > 'F')
@@ -1040,11 +1017,8 @@ int cmd_bench(int argc, char **argv)
 			o->fail_on[k] = 1;
 			break;
 		}
-		case OPT_REMOTE: o->allow_remote = 1; break;
 		case OPT_STARTUP: o->startup_s = (int)tg_number_or_die("--startup-timeout", optarg, 1, 3600); break;
 		case 'q': o->quiet = 1; break;
-		case 'h': cmd_bench_usage(stdout); return 0;
-		default: tg_die_getopt("bench", c, argv);
 		}
 	}
 	if (optind < argc) {

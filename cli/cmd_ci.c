@@ -41,8 +41,10 @@
 #include <unistd.h>
 
 #include "cli/ci.h"
+#include "cli/args.h"
 #include "cli/cmds.h"
 #include "cli/coverage_run.h"
+#include "common/grow.h"
 #include "lib/budget.h"
 #include "lib/jsonw.h"
 #include "lib/readers.h"
@@ -140,11 +142,7 @@ struct checks {
  * n, doubled when full. Dies without memory. */
 static void *grow(void *v, size_t n, size_t *cap, size_t size)
 {
-	if (n < *cap)
-		return v;
-	*cap = *cap ? *cap * 2 : 32;
-	v = realloc(v, *cap * size);
-	if (!v)
+	if (tg_grow(&v, cap, n, size, 32) < 0)
 		tg_die("out of memory");
 	return v;
 }
@@ -661,13 +659,13 @@ static void read_baseline(const char *path, struct baseline *b)
 
 static void free_baseline(struct baseline *b)
 {
-	for (size_t i = 0; i < b->nroutes; i++) {
-		free(b->routes[i].key);
-		free(b->routes[i].samples);
-		free(b->routes[i].adj_samples);
+	for (struct base_route *br = b->routes; br < b->routes + b->nroutes; br++) {
+		free(br->key);
+		free(br->samples);
+		free(br->adj_samples);
 	}
-	for (size_t i = 0; i < b->ntests; i++)
-		free(b->tests[i].nodeid);
+	for (struct base_test *bt = b->tests; bt < b->tests + b->ntests; bt++)
+		free(bt->nodeid);
 	free(b->routes);
 	free(b->tests);
 }
@@ -1333,58 +1331,46 @@ static double parse_double(const char *what, const char *s, double max)
 static void parse_opts(int argc, char **argv, struct ci_opts *o)
 {
 	enum {
-		OPT_DB = 256, OPT_BUDGET, OPT_BASELINE, OPT_SAVE, OPT_JUNIT, OPT_MD, OPT_JSON, OPT_TOL, OPT_FLOOR,
-		OPT_WARN, OPT_COV, OPT_COVRUN, OPT_EVENTS, OPT_RUN,
+		OPT_BUDGET = CLI_OWN, OPT_BASELINE, OPT_SAVE, OPT_JUNIT, OPT_TOL, OPT_FLOOR, OPT_WARN, OPT_EVENTS,
 	};
-	static const struct option opts[] = {
-		{"db", required_argument, NULL, OPT_DB},
+	const struct option opts[] = {
+		CLI_OPT_DB,
 		{"budget", required_argument, NULL, OPT_BUDGET},
 		{"baseline", required_argument, NULL, OPT_BASELINE},
 		{"save-baseline", required_argument, NULL, OPT_SAVE},
 		{"junit", required_argument, NULL, OPT_JUNIT},
-		{"markdown", required_argument, NULL, OPT_MD},
-		{"json", required_argument, NULL, OPT_JSON},
+		CLI_OPT_MARKDOWN,
+		CLI_OPT_JSON_FILE,
 		{"time-tolerance", required_argument, NULL, OPT_TOL},
 		{"time-floor-ms", required_argument, NULL, OPT_FLOOR},
 		{"warn-only", required_argument, NULL, OPT_WARN},
-		{"coverage", required_argument, NULL, OPT_COV},
-		{"coverage-run", no_argument, NULL, OPT_COVRUN},
+		CLI_OPT_COVERAGE,
+		{"coverage-run", no_argument, &o->coverage_run, 1},
 		{"events", required_argument, NULL, OPT_EVENTS},
-		{"run", required_argument, NULL, OPT_RUN},
+		CLI_OPT_RUN,
 		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		CLI_OPT_HELP_END,
 	};
 	memset(o, 0, sizeof *o);
 	o->tolerance = 0.25;
 	o->floor_ms = 1.0;
-	opterr = 0;
-	optind = 1;
+	struct cli_args a = {"ci", cmd_ci_usage, "+:qh", opts, argc, argv, .db = &o->db, .run = &o->run,
+			     .json_file = &o->json, .markdown = &o->markdown, .coverage = &o->coverage};
 	int c;
-	while ((c = getopt_long(argc, argv, "+:qh", opts, NULL)) != -1) {
+	while ((c = cli_next(&a)) != -1) {
 		switch (c) {
-		case OPT_DB: o->db = optarg; break;
 		case OPT_BUDGET: o->budget = optarg; break;
 		case OPT_BASELINE: o->baseline = optarg; break;
 		case OPT_SAVE: o->save_baseline = optarg; break;
 		case OPT_JUNIT: o->junit = optarg; break;
-		case OPT_MD: o->markdown = optarg; break;
-		case OPT_JSON: o->json = optarg; break;
 		case OPT_TOL:
 			o->tolerance = parse_double("--time-tolerance", optarg, 100);
 			o->tolerance_set = 1;
 			break;
 		case OPT_FLOOR: o->floor_ms = parse_double("--time-floor-ms", optarg, 1e6); break;
 		case OPT_WARN: parse_warn_only(o, optarg); break;
-		case OPT_COV: o->coverage = optarg; break;
-		case OPT_COVRUN: o->coverage_run = 1; break;
 		case OPT_EVENTS: o->events = optarg; break;
-		case OPT_RUN: o->run = (int64_t)tg_number_or_die("--run", optarg, 1, INT64_MAX); break;
 		case 'q': o->quiet = 1; break;
-		case 'h':
-			cmd_ci_usage(stdout);
-			exit(0);
-		default: tg_die_getopt("ci", c, argv);
 		}
 	}
 	if (optind < argc)
@@ -1460,13 +1446,9 @@ int cmd_ci(int argc, char **argv)
 		}
 	}
 
-	struct tg_store *s = tg_store_open(o.db, TG_STORE_READ);
-	if (!s)
-		tg_die("%s", tg_error());
 	struct rp_report r;
-	if (rp_load(tg_store_db(s), run_id, events, &r) < 0)
+	if (rp_load_path(o.db, run_id, events, &r) < 0)
 		tg_die("%s", tg_error());
-	tg_store_close(s);
 	if (*tmp_events)
 		unlink(tmp_events);
 	if (o.cmd && !r.ntests)

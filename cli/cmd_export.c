@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/cmds.h"
 #include "lib/jsonw.h"
 #include "lib/otlp.h"
@@ -318,35 +319,26 @@ static int export_otlp(struct tg_store *s, const struct export_opts *o, int64_t 
 
 int cmd_export(int argc, char **argv)
 {
-	enum { OPT_DB = 256, OPT_RUN, OPT_REQUEST, OPT_FORMAT, OPT_SERVICE };
+	enum { OPT_FORMAT = CLI_OWN, OPT_SERVICE };
 	static const struct option longopts[] = {
-		{"db", required_argument, NULL, OPT_DB},
-		{"run", required_argument, NULL, OPT_RUN},
-		{"request", required_argument, NULL, OPT_REQUEST},
+		CLI_OPT_DB, CLI_OPT_RUN, CLI_OPT_REQUEST,
 		{"format", required_argument, NULL, OPT_FORMAT},
 		{"output", required_argument, NULL, 'o'},
 		{"service-name", required_argument, NULL, OPT_SERVICE},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		CLI_OPT_HELP_END,
 	};
 	struct export_opts o = {.format = "chrome-trace"};
-	opterr = 0;
-	optind = 1;
+	struct cli_args a = {"export", cmd_export_usage, ":o:h", longopts, argc, argv,
+			     .db = &o.db, .run = &o.run, .request = &o.request};
 	int c;
-	while ((c = getopt_long(argc, argv, ":o:h", longopts, NULL)) != -1) {
+	while ((c = cli_next(&a)) != -1) {
 		switch (c) {
-		case OPT_DB: o.db = optarg; break;
-		case OPT_RUN: o.run = (int64_t)tg_number_or_die("--run", optarg, 1, INT64_MAX); break;
-		case OPT_REQUEST: o.request = (int64_t)tg_number_or_die("--request", optarg, 1, INT64_MAX); break;
 		case OPT_FORMAT: o.format = optarg; break;
 		case 'o': o.output = optarg; break;
 		case OPT_SERVICE: o.service = optarg; break;
-		case 'h': cmd_export_usage(stdout); return 0;
-		default: tg_die_getopt("export", c, argv);
 		}
 	}
-	if (optind < argc)
-		tg_die_usage("export", "unexpected argument '%.64s'", argv[optind]);
+	cli_no_operands(&a);
 
 	if (!strcmp(o.format, "speedscope")) {
 		/* The flame command owns stacks; hand the same options over. */

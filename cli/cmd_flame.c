@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/cmds.h"
 #include "lib/jsonw.h"
 #include "lib/pprof.h"
@@ -135,32 +136,24 @@ static struct frame *load_frames(struct tg_store *s, int64_t *n)
 
 static void parse(int argc, char **argv, struct flame_opts *o)
 {
-	enum { OPT_DB = 256, OPT_RUN, OPT_REQUEST, OPT_ROUTE, OPT_ALL, OPT_NOREQ, OPT_STATE, OPT_FORMAT, OPT_LIMIT };
-	static const struct option opts[] = {
-		{"db", required_argument, NULL, OPT_DB},
-		{"run", required_argument, NULL, OPT_RUN},
-		{"request", required_argument, NULL, OPT_REQUEST},
+	enum { OPT_ROUTE = CLI_OWN, OPT_STATE, OPT_FORMAT, OPT_LIMIT };
+	const struct option opts[] = {
+		CLI_OPT_DB, CLI_OPT_RUN, CLI_OPT_REQUEST,
 		{"route", required_argument, NULL, OPT_ROUTE},
-		{"all", no_argument, NULL, OPT_ALL},
-		{"no-request", no_argument, NULL, OPT_NOREQ},
+		{"all", no_argument, &o->all, 1},
+		{"no-request", no_argument, &o->no_request, 1},
 		{"state", required_argument, NULL, OPT_STATE},
 		{"format", required_argument, NULL, OPT_FORMAT},
 		{"limit", required_argument, NULL, OPT_LIMIT},
 		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		CLI_OPT_HELP_END,
 	};
-	opterr = 0;
-	optind = 1;
+	struct cli_args a = {"flame", cmd_flame_usage, ":ho:", opts, argc, argv,
+			     .db = &o->db, .run = &o->run, .request = &o->request};
 	int c;
-	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
+	while ((c = cli_next(&a)) != -1) {
 		switch (c) {
-		case OPT_DB: o->db = optarg; break;
-		case OPT_RUN: o->run = (int64_t)tg_number_or_die("--run", optarg, 1, INT64_MAX); break;
-		case OPT_REQUEST: o->request = (int64_t)tg_number_or_die("--request", optarg, 1, INT64_MAX); break;
 		case OPT_ROUTE: o->route = optarg; break;
-		case OPT_ALL: o->all = 1; break;
-		case OPT_NOREQ: o->no_request = 1; break;
 		case OPT_STATE:
 			if (strcmp(optarg, "all") == 0)
 				o->state = NULL;
@@ -178,14 +171,9 @@ static void parse(int argc, char **argv, struct flame_opts *o)
 			break;
 		case 'o': o->output = optarg; break;
 		case OPT_LIMIT: o->limit = (int64_t)tg_number_or_die("--limit", optarg, 0, INT64_MAX); break;
-		case 'h':
-			cmd_flame_usage(stdout);
-			exit(0);
-		default: tg_die_getopt("flame", c, argv);
 		}
 	}
-	if (optind < argc)
-		tg_die_usage("flame", "unexpected argument '%.64s'", argv[optind]);
+	cli_no_operands(&a);
 	if ((o->request != 0) + (o->route != NULL) + o->all + o->no_request != 1)
 		tg_die_usage("flame", "give exactly one of --request, --route, --all, --no-request");
 	if (o->pprof && !o->output && isatty(STDOUT_FILENO))
@@ -346,26 +334,17 @@ static int64_t check_route(struct tg_store *s, int64_t run, const char *method, 
 	tg_die("no route '%s' was recorded in run %lld: it has no requests", arg, (long long)run);
 }
 
-/* Dies unless run is in the store. */
-static void check_run(struct tg_store *s, int64_t run)
+/* Dies unless the run or request (what) id is in the store. */
+static void check_row(struct tg_store *s, const char *what, int64_t id)
 {
-	sqlite3_stmt *st = prep(s, "SELECT 1 FROM runs WHERE id = ?1");
-	sqlite3_bind_int64(st, 1, run);
-	int found = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	if (!found)
-		tg_die("no run %lld in %s; see: timeglass runs", (long long)run, tg_store_path(s));
-}
-
-/* Dies unless request id is in the store. */
-static void check_request(struct tg_store *s, int64_t id)
-{
-	sqlite3_stmt *st = prep(s, "SELECT 1 FROM requests WHERE id = ?1");
+	char sql[64];
+	snprintf(sql, sizeof sql, "SELECT 1 FROM %ss WHERE id = ?1", what);
+	sqlite3_stmt *st = prep(s, sql);
 	sqlite3_bind_int64(st, 1, id);
 	int found = sqlite3_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if (!found)
-		tg_die("no request %lld in %s; see: timeglass requests", (long long)id, tg_store_path(s));
+		tg_die("no %s %lld in %s; see: timeglass %ss", what, (long long)id, tg_store_path(s), what);
 }
 
 struct row {
@@ -490,9 +469,9 @@ int cmd_flame(int argc, char **argv)
 			tg_die("no runs in %s yet; record one with: timeglass run -- CMD", tg_store_path(s));
 	}
 	if (o.request)
-		check_request(s, o.request);
+		check_row(s, "request", o.request);
 	else
-		check_run(s, o.run);
+		check_row(s, "run", o.run);
 	char method[32] = "";
 	const char *route = NULL;
 	int64_t route_requests = 0;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/cmds.h"
 #include "lib/jsonw.h"
 #include "lib/store.h"
@@ -61,34 +62,19 @@ struct opts {
 
 static void parse(const char *cmd, void (*usage)(FILE *), int argc, char **argv, struct opts *o)
 {
-	enum { OPT_DB = 256, OPT_RUN, OPT_REQUEST, OPT_JSON, OPT_LIMIT };
+	enum { OPT_LIMIT = CLI_OWN };
 	static const struct option longopts[] = {
-		{"db", required_argument, NULL, OPT_DB},
-		{"run", required_argument, NULL, OPT_RUN},
-		{"request", required_argument, NULL, OPT_REQUEST},
-		{"json", no_argument, NULL, OPT_JSON},
+		CLI_OPT_DB, CLI_OPT_RUN, CLI_OPT_REQUEST, CLI_OPT_JSON,
 		{"limit", required_argument, NULL, OPT_LIMIT},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		CLI_OPT_HELP_END,
 	};
-	opterr = 0;
-	optind = 1;
+	struct cli_args a = {cmd, usage, ":h", longopts, argc, argv,
+			     .db = &o->db, .run = &o->run, .request = &o->request, .json = &o->json};
 	int c;
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		switch (c) {
-		case OPT_DB: o->db = optarg; break;
-		case OPT_RUN: o->run = (int64_t)tg_number_or_die("--run", optarg, 1, INT64_MAX); break;
-		case OPT_REQUEST: o->request = (int64_t)tg_number_or_die("--request", optarg, 1, INT64_MAX); break;
-		case OPT_JSON: o->json = 1; break;
-		case OPT_LIMIT: o->limit = (int64_t)tg_number_or_die("--limit", optarg, 1, INT64_MAX); break;
-		case 'h':
-			usage(stdout);
-			exit(0);
-		default: tg_die_getopt(cmd, c, argv);
-		}
-	}
-	if (optind < argc)
-		tg_die_usage(cmd, "unexpected argument '%.64s'", argv[optind]);
+	while ((c = cli_next(&a)) != -1)
+		if (c == OPT_LIMIT)
+			o->limit = (int64_t)tg_number_or_die("--limit", optarg, 1, INT64_MAX);
+	cli_no_operands(&a);
 	o->db = tg_default_db(o->db);
 }
 

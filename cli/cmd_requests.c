@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/cmds.h"
 #include "lib/jsonw.h"
 #include "lib/losses.h"
@@ -64,35 +65,21 @@ struct query_opts {
 
 static void parse(const char *cmd, int argc, char **argv, struct query_opts *o, int with_run)
 {
-	enum { OPT_DB = 256, OPT_RUN, OPT_JSON, OPT_LIMIT };
+	enum { OPT_LIMIT = CLI_OWN };
 	static const struct option requests_opts[] = {
-		{"db", required_argument, NULL, OPT_DB},   {"run", required_argument, NULL, OPT_RUN},
-		{"json", no_argument, NULL, OPT_JSON},     {"limit", required_argument, NULL, OPT_LIMIT},
-		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+		CLI_OPT_DB, CLI_OPT_RUN, CLI_OPT_JSON,
+		{"limit", required_argument, NULL, OPT_LIMIT},
+		CLI_OPT_HELP_END,
 	};
-	static const struct option runs_opts[] = {
-		{"db", required_argument, NULL, OPT_DB},
-		{"json", no_argument, NULL, OPT_JSON},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
-	opterr = 0;
-	optind = 1;
+	static const struct option runs_opts[] = {CLI_OPT_DB, CLI_OPT_JSON, CLI_OPT_HELP_END};
+	struct cli_args a = {cmd, with_run ? cmd_requests_usage : cmd_runs_usage, ":h",
+			     with_run ? requests_opts : runs_opts, argc, argv,
+			     .db = &o->db, .run = &o->run, .json = &o->json};
 	int c;
-	while ((c = getopt_long(argc, argv, ":h", with_run ? requests_opts : runs_opts, NULL)) != -1) {
-		switch (c) {
-		case OPT_DB: o->db = optarg; break;
-		case OPT_RUN: o->run = (int64_t)tg_number_or_die("--run", optarg, 1, INT64_MAX); break;
-		case OPT_JSON: o->json = 1; break;
-		case OPT_LIMIT: o->limit = tg_number_or_die("--limit", optarg, 1, INT64_MAX); break;
-		case 'h':
-			(with_run ? cmd_requests_usage : cmd_runs_usage)(stdout);
-			exit(0);
-		default: tg_die_getopt(cmd, c, argv);
-		}
-	}
-	if (optind < argc)
-		tg_die_usage(cmd, "unexpected argument '%.64s'", argv[optind]);
+	while ((c = cli_next(&a)) != -1)
+		if (c == OPT_LIMIT)
+			o->limit = tg_number_or_die("--limit", optarg, 1, INT64_MAX);
+	cli_no_operands(&a);
 	o->db = tg_default_db(o->db);
 }
 

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/cmds.h"
 #include "collector/collector.h"
 #include "collector/otlp_stream.h"
@@ -237,17 +238,25 @@ static void add_redact_param(const char *name)
 	free(v);
 }
 
+/* Sets the environment variable name to the number of option opt (arg, in
+ * [min, max]) for the app's processes; dies on a bad number. */
+static void setenv_number(const char *name, const char *opt, const char *arg, uint64_t min, uint64_t max)
+{
+	char v[32];
+	snprintf(v, sizeof v, "%llu", (unsigned long long)tg_number_or_die(opt, arg, min, max));
+	setenv(name, v, 1);
+}
+
 static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 {
-	enum { OPT_DB = 256, OPT_KEEP, OPT_RING, OPT_NO_BOOTSTRAP, OPT_SAMPLE_RATE, OPT_CAPTURE_PARAMS, OPT_SQL_MAX,
-	       OPT_N_PLUS_ONE, OPT_NATIVE, OPT_TRACE, OPT_TRACE_US, OPT_SAMPLE_MODE, OPT_REDACT_PARAM,
-	       OPT_OTLP_ENDPOINT, OPT_SERVICE_NAME };
-	static const struct option longopts[] = {
-		{"db", required_argument, NULL, OPT_DB},
+	enum { OPT_KEEP = CLI_OWN, OPT_RING, OPT_SAMPLE_RATE, OPT_CAPTURE_PARAMS, OPT_SQL_MAX, OPT_N_PLUS_ONE,
+	       OPT_NATIVE, OPT_TRACE, OPT_TRACE_US, OPT_SAMPLE_MODE, OPT_REDACT_PARAM, OPT_OTLP_ENDPOINT, OPT_SERVICE_NAME };
+	const struct option longopts[] = {
+		CLI_OPT_DB,
 		{"keep-runs", required_argument, NULL, OPT_KEEP},
 		{"ring-size", required_argument, NULL, OPT_RING},
 		{"quiet", no_argument, NULL, 'q'},
-		{"no-bootstrap", no_argument, NULL, OPT_NO_BOOTSTRAP},
+		{"no-bootstrap", no_argument, &o->no_bootstrap, 1},
 		{"sample-rate", required_argument, NULL, OPT_SAMPLE_RATE},
 		{"sample-mode", required_argument, NULL, OPT_SAMPLE_MODE},
 		{"capture-params", no_argument, NULL, OPT_CAPTURE_PARAMS},
@@ -259,8 +268,7 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 		{"trace-threshold-us", required_argument, NULL, OPT_TRACE_US},
 		{"otlp-endpoint", required_argument, NULL, OPT_OTLP_ENDPOINT},
 		{"service-name", required_argument, NULL, OPT_SERVICE_NAME},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		CLI_OPT_HELP_END,
 	};
 	const char *env;
 	o->keep_runs = DEFAULT_KEEP_RUNS;
@@ -273,24 +281,15 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 	o->quiet = tg_env_flag("TIMEGLASS_QUIET");
 	o->no_bootstrap = tg_env_flag("TIMEGLASS_NO_BOOTSTRAP");
 
-	opterr = 0;
-	optind = 1;
+	struct cli_args a = {"run", cmd_run_usage, "+:qh", longopts, argc, argv, .db = &o->db};
 	int c;
-	while ((c = getopt_long(argc, argv, "+:qh", longopts, NULL)) != -1) {
+	while ((c = cli_next(&a)) != -1) {
 		switch (c) {
-		case OPT_DB: o->db = optarg; break;
 		case OPT_KEEP: o->keep_runs = (unsigned)tg_number_or_die("--keep-runs", optarg, 0, 1000000); break;
 		case OPT_RING: o->ring_mb = ring_mb_or_die("--ring-size", optarg); break;
 		case 'q': o->quiet = 1; break;
-		case OPT_NO_BOOTSTRAP: o->no_bootstrap = 1; break;
-		case OPT_SAMPLE_RATE: {
-			/* The sampler in the app reads it from the environment. */
-			char hz[32];
-			snprintf(hz, sizeof hz, "%llu",
-				 (unsigned long long)tg_number_or_die("--sample-rate", optarg, 0, 100000));
-			setenv("TIMEGLASS_SAMPLE_HZ", hz, 1);
-			break;
-		}
+		/* The sampler in the app reads it from the environment. */
+		case OPT_SAMPLE_RATE: setenv_number("TIMEGLASS_SAMPLE_HZ", "--sample-rate", optarg, 0, 100000); break;
 		/* The sampler and the Python bootstrap read these from the environment. */
 		case OPT_SAMPLE_MODE:
 			if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "timer") != 0 && strcmp(optarg, "eval") != 0)
@@ -304,31 +303,17 @@ static void parse(int argc, char **argv, struct run_opts *o, int *cmd_index)
 			setenv("TIMEGLASS_NATIVE", "1", 1);
 			break;
 		case OPT_TRACE: setenv("TIMEGLASS_TRACE", "1", 1); break;
-		case OPT_TRACE_US: {
-			char us[32];
-			snprintf(us, sizeof us, "%llu",
-				 (unsigned long long)tg_number_or_die("--trace-threshold-us", optarg, 0, 60000000));
-			setenv("TIMEGLASS_TRACE_US", us, 1);
+		case OPT_TRACE_US:
+			setenv_number("TIMEGLASS_TRACE_US", "--trace-threshold-us", optarg, 0, 60000000);
 			break;
-		}
 		/* The SQL taps (app) and the collector read these from the environment. */
 		case OPT_CAPTURE_PARAMS: setenv("TIMEGLASS_CAPTURE_PARAMS", "1", 1); break;
-		case OPT_SQL_MAX:
-		case OPT_N_PLUS_ONE: {
-			char v[32];
-			int sql = c == OPT_SQL_MAX;
-			snprintf(v, sizeof v, "%llu",
-				 (unsigned long long)tg_number_or_die(sql ? "--sql-max" : "--n-plus-one", optarg,
-								      sql ? 16 : 2, sql ? 32768 : 1000000));
-			setenv(sql ? "TIMEGLASS_SQL_MAX" : "TIMEGLASS_N_PLUS_ONE", v, 1);
-			break;
-		}
+		case OPT_SQL_MAX: setenv_number("TIMEGLASS_SQL_MAX", "--sql-max", optarg, 16, 32768); break;
+		case OPT_N_PLUS_ONE: setenv_number("TIMEGLASS_N_PLUS_ONE", "--n-plus-one", optarg, 2, 1000000); break;
 		case OPT_REDACT_PARAM: add_redact_param(optarg); break;
 		/* Read by the collector, not passed to the app through its environment. */
 		case OPT_OTLP_ENDPOINT: o->otlp_endpoint = optarg; break;
 		case OPT_SERVICE_NAME: o->service_name = optarg; break;
-		case 'h': cmd_run_usage(stdout); exit(0);
-		default: tg_die_getopt("run", c, argv);
 		}
 	}
 	if (optind >= argc)
@@ -358,6 +343,20 @@ static int glob_first(const char *dir, const char *pattern, char out[PATH_MAX])
 	return rc;
 }
 
+/* The directory of this program into exe. Returns 0, or -1 when
+ * /proc/self/exe cannot be read. */
+static int exe_dir(char exe[PATH_MAX])
+{
+	ssize_t n = readlink("/proc/self/exe", exe, PATH_MAX - 1);
+	if (n <= 0)
+		return -1;
+	exe[n] = '\0';
+	char *slash = strrchr(exe, '/');
+	if (slash)
+		*slash = '\0';
+	return 0;
+}
+
 /* Finds the directory of the Python bootstrap (a sitecustomize that names
  * routes): $TIMEGLASS_BOOTSTRAP_DIR, the source tree of a build tree's
  * binary, a virtualenv's site-packages, the install directory. Returns 0,
@@ -368,12 +367,7 @@ static int find_bootstrap(char out[PATH_MAX])
 	if (env && *env)
 		return existing(env, out);
 	char exe[PATH_MAX], cand[PATH_MAX + 64];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		char *slash = strrchr(exe, '/');
-		if (slash)
-			*slash = '\0';
+	if (exe_dir(exe) == 0) {
 		snprintf(cand, sizeof cand, "%s/../preload/" LIB_NAME, exe);
 		if (access(cand, R_OK) == 0 && existing(TG_SOURCE_DIR "/python/timeglass/bootstrap", out) == 0)
 			return 0;
@@ -388,16 +382,9 @@ static int find_bootstrap(char out[PATH_MAX])
 static int find_build_pyext(char out[PATH_MAX])
 {
 	char exe[PATH_MAX], so[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n <= 0)
+	if (exe_dir(exe) < 0 || glob_first(exe, "/../python/_speedups*.so", so) < 0)
 		return -1;
-	exe[n] = '\0';
-	char *slash = strrchr(exe, '/');
-	if (slash)
-		*slash = '\0';
-	if (glob_first(exe, "/../python/_speedups*.so", so) < 0)
-		return -1;
-	slash = strrchr(so, '/');
+	char *slash = strrchr(so, '/');
 	if (!slash)
 		return -1;
 	*slash = '\0';
@@ -416,12 +403,7 @@ static void find_lib(char out[PATH_MAX])
 		return;
 	}
 	char exe[PATH_MAX], cand[PATH_MAX + 64];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		char *slash = strrchr(exe, '/');
-		if (slash)
-			*slash = '\0';
+	if (exe_dir(exe) == 0) {
 		snprintf(cand, sizeof cand, "%s/../preload/" LIB_NAME, exe);
 		if (existing(cand, out) == 0)
 			return;

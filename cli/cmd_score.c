@@ -13,10 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/cmds.h"
 #include "lib/jsonw.h"
 #include "lib/report.h"
-#include "lib/store.h"
 #include "lib/util.h"
 
 void cmd_score_usage(FILE *f)
@@ -50,44 +50,20 @@ void cmd_score_usage(FILE *f)
 
 int cmd_score(int argc, char **argv)
 {
-	enum { OPT_DB = 256, OPT_RUN, OPT_COV, OPT_JSON };
-	static const struct option opts[] = {
-		{"db", required_argument, NULL, OPT_DB},
-		{"run", required_argument, NULL, OPT_RUN},
-		{"coverage", required_argument, NULL, OPT_COV},
-		{"json", no_argument, NULL, OPT_JSON},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
+	static const struct option opts[] = {CLI_OPT_DB, CLI_OPT_RUN, CLI_OPT_COVERAGE, CLI_OPT_JSON, CLI_OPT_HELP_END};
 	const char *db = NULL, *coverage = NULL;
 	int64_t run = 0;
 	int json = 0;
-	opterr = 0;
-	optind = 1;
-	int c;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		switch (c) {
-		case OPT_DB: db = optarg; break;
-		case OPT_RUN: run = (int64_t)tg_number_or_die("--run", optarg, 1, INT64_MAX); break;
-		case OPT_COV: coverage = optarg; break;
-		case OPT_JSON: json = 1; break;
-		case 'h':
-			cmd_score_usage(stdout);
-			return 0;
-		default: tg_die_getopt("score", c, argv);
-		}
-	}
-	if (optind < argc)
-		tg_die_usage("score", "unexpected argument '%.64s'", argv[optind]);
+	struct cli_args a = {"score", cmd_score_usage, ":h", opts, argc, argv,
+			     .db = &db, .run = &run, .json = &json, .coverage = &coverage};
+	while (cli_next(&a) != -1)
+		; /* score has no options of its own */
+	cli_no_operands(&a);
 	db = tg_default_db(db);
 
-	struct tg_store *s = tg_store_open(db, TG_STORE_READ);
-	if (!s)
-		tg_die("%s", tg_error());
 	struct rp_report r;
-	if (rp_load(tg_store_db(s), run, NULL, &r) < 0)
+	if (rp_load_path(db, run, NULL, &r) < 0)
 		tg_die("%s", tg_error());
-	tg_store_close(s);
 	struct rp_coverage cov;
 	rp_coverage_read(coverage, &cov);
 	struct rp_score_item items[RP_BENCH_COUNT];

@@ -51,18 +51,21 @@ static int cmd_ui(int argc, char **argv)
 #endif
 }
 
+/* One row per command: its name, cmd_NAME() and cmd_NAME_usage(). */
+#define COMMAND(name, summary) {#name, cmd_##name, cmd_##name##_usage, summary}
+
 static const struct command commands[] = {
-	{"run", cmd_run, cmd_run_usage, "run a command and record its requests, SQL queries and stacks"},
-	{"ui", cmd_ui, cmd_ui_usage, "serve the dashboard (http://127.0.0.1:7411/)"},
-	{"requests", cmd_requests, cmd_requests_usage, "print the recorded requests of a run"},
-	{"runs", cmd_runs, cmd_runs_usage, "list the recorded runs"},
-	{"ci", cmd_ci, cmd_ci_usage, "profile a test suite, check budgets and baselines"},
-	{"score", cmd_score, cmd_score_usage, "grade a run on the TimeGlass benchmarks"},
-	{"bench", cmd_bench, cmd_bench_usage, "benchmark an app from its OpenAPI document: probe, load, scorecard"},
-	{"queries", cmd_queries, cmd_queries_usage, "print the recorded SQL queries of a run or request"},
-	{"spans", cmd_spans, cmd_spans_usage, "print the recorded outbound HTTP calls of a run or request"},
-	{"flame", cmd_flame, cmd_flame_usage, "print sampled Python stacks as a flame graph (folded, speedscope)"},
-	{"export", cmd_export, cmd_export_usage, "write a run as a Chrome trace (Perfetto) or speedscope file"},
+	COMMAND(run, "run a command and record its requests, SQL queries and stacks"),
+	COMMAND(ui, "serve the dashboard (http://127.0.0.1:7411/)"),
+	COMMAND(requests, "print the recorded requests of a run"),
+	COMMAND(runs, "list the recorded runs"),
+	COMMAND(ci, "profile a test suite, check budgets and baselines"),
+	COMMAND(score, "grade a run on the TimeGlass benchmarks"),
+	COMMAND(bench, "benchmark an app from its OpenAPI document: probe, load, scorecard"),
+	COMMAND(queries, "print the recorded SQL queries of a run or request"),
+	COMMAND(spans, "print the recorded outbound HTTP calls of a run or request"),
+	COMMAND(flame, "print sampled Python stacks as a flame graph (folded, speedscope)"),
+	COMMAND(export, "write a run as a Chrome trace (Perfetto) or speedscope file"),
 };
 
 static const struct command *find(const char *name)

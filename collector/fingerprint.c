@@ -35,6 +35,30 @@ static int ident_char(unsigned char c)
 	return isalnum(c) || c == '_' || c >= 0x80;
 }
 
+/* The index just past the string literal that starts at sql[i]: '...' with
+ * '' for a quote, or E'...' (e'...') where a backslash also escapes the next
+ * byte; n when the literal is not closed. */
+static size_t skip_string(const char *sql, size_t n, size_t i)
+{
+	int backslash = sql[i] != '\'';
+	i += backslash ? 2 : 1;
+	while (i < n) {
+		if (backslash && sql[i] == '\\' && i + 1 < n) {
+			i += 2;
+			continue;
+		}
+		if (sql[i] == '\'') {
+			if (i + 1 < n && sql[i + 1] == '\'') {
+				i += 2;
+				continue;
+			}
+			return i + 1;
+		}
+		i++;
+	}
+	return i;
+}
+
 /* A space is written lazily, only between tokens that need one. */
 static void space(struct out *o)
 {
@@ -98,23 +122,7 @@ size_t tg_sql_fingerprint(const char *sql, size_t n, char *outbuf, size_t cap)
 		}
 		if (c == '\'' || ((c == 'e' || c == 'E') && i + 1 < n && sql[i + 1] == '\'' &&
 				  (i == 0 || !ident_char((unsigned char)sql[i - 1])))) {
-			int backslash = c != '\'';
-			i += backslash ? 2 : 1;
-			while (i < n) {
-				if (backslash && sql[i] == '\\' && i + 1 < n) {
-					i += 2;
-					continue;
-				}
-				if (sql[i] == '\'') {
-					if (i + 1 < n && sql[i + 1] == '\'') {
-						i += 2;
-						continue;
-					}
-					i++;
-					break;
-				}
-				i++;
-			}
+			i = skip_string(sql, n, i);
 			put(&o, '?');
 			continue;
 		}
@@ -407,23 +415,7 @@ size_t tg_sql_redact(const char *sql, size_t n, char *outbuf, size_t cap)
 				put(&o, sql[i++]);
 			if (i < n && (sql[i] == '\'' || ((sql[i] == 'e' || sql[i] == 'E') && i + 1 < n &&
 							 sql[i + 1] == '\''))) {
-				int backslash = sql[i] != '\'';
-				i += backslash ? 2 : 1;
-				while (i < n) {
-					if (backslash && sql[i] == '\\' && i + 1 < n) {
-						i += 2;
-						continue;
-					}
-					if (sql[i] == '\'') {
-						if (i + 1 < n && sql[i + 1] == '\'') {
-							i += 2;
-							continue;
-						}
-						i++;
-						break;
-					}
-					i++;
-				}
+				i = skip_string(sql, n, i);
 				puts_(&o, "'[redacted]'");
 			}
 			continue;

@@ -121,15 +121,9 @@ int tg_scopes_record(struct tg_scopes *s, const void *rec, uint32_t size, int64_
 	}
 	size_t i = s->n++;
 	struct tg_scope *sc = &s->v[i];
-	memset(sc, 0, sizeof *sc);
-	sc->token = e->token;
-	sc->tid = e->tid;
-	sc->begin_ns = e->ts_ns;
-	sc->conn_id = e->conn_id;
-	sc->family = e->client_family;
-	sc->port = e->client_port;
+	*sc = (struct tg_scope){.token = e->token, .tid = e->tid, .begin_ns = e->ts_ns, .conn_id = e->conn_id,
+				.family = e->client_family, .port = e->client_port, .seen_ns = now_ns};
 	memcpy(sc->addr, e->client_addr, sizeof sc->addr);
-	sc->seen_ns = now_ns;
 	s->open[s->nopen++] = (uint32_t)i;
 	if (s->n * 2 + 2 > s->index_cap)
 		rebuild(s);

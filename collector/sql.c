@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "common/event_sql.h"
+#include "common/grow.h"
 #include "collector/fingerprint.h"
 #include "collector/scopes.h"
 
@@ -466,15 +467,9 @@ int tg_sql_record(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const void 
 	}
 	if (p->npend == p->pend_cap) {
 		compact(p);
-		if (p->npend == p->pend_cap) {
-			size_t ncap = p->pend_cap ? p->pend_cap * 2 : 256;
-			struct pending *np = realloc(p->pend, ncap * sizeof *np);
-			if (!np) {
-				free(pe.rec);
-				return 0;
-			}
-			p->pend = np;
-			p->pend_cap = ncap;
+		if (TG_GROW(p->pend, p->npend, p->pend_cap, 256) < 0) {
+			free(pe.rec);
+			return 0;
 		}
 	}
 	p->pend[p->npend++] = pe;

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "common/event_py.h"
+#include "common/grow.h"
 #include "common/event_sql.h"
 #include "common/lines.h"
 #include "collector/record.h"
@@ -292,27 +293,6 @@ static struct code *code_slot(struct tg_stacks_proc *p, uint64_t addr)
 	return c;
 }
 
-static char *dup_n(const char *s, size_t n)
-{
-	char *d = malloc(n + 1);
-	if (d) {
-		memcpy(d, s, n);
-		d[n] = '\0';
-	}
-	return d;
-}
-
-/* Array a of *cap elements of size bytes, doubled (first: first_cap) to
- * take one more: the new array and *cap, or NULL with a left as it was. */
-static void *grow_array(void *a, size_t *cap, size_t size, size_t first_cap)
-{
-	size_t ncap = *cap ? *cap * 2 : first_cap;
-	void *na = realloc(a, ncap * size);
-	if (na)
-		*cap = ncap;
-	return na;
-}
-
 /* 1 if filename is a module of the timeglass package (the bootstrap and
  * middleware that wrap each request, the threadpool and driver wrappers):
  * they are not the app's, and a stack shows the app's frames joined
@@ -368,8 +348,8 @@ static int on_code(struct tg_stacks_proc *p, const void *rec, uint32_t size)
 		code_free(c);
 	c->ident = e->ident;
 	c->firstlineno = e->firstlineno;
-	c->qualname = dup_n(d, e->qualname_len);
-	c->filename = dup_n(d + e->qualname_len, e->filename_len);
+	c->qualname = strndup(d, e->qualname_len);
+	c->filename = strndup(d + e->qualname_len, e->filename_len);
 	c->hidden = c->filename && timeglass_file(c->filename);
 	c->table = malloc(e->table_len ? e->table_len : 1);
 	c->table_len = c->table ? e->table_len : 0;
@@ -499,6 +479,27 @@ static int64_t stack_of_ids(const struct tg_stacks_ctx *c, struct tg_stacks_proc
 	return stack_lookup(p, h, id);
 }
 
+/* Appends the ids of the Python frames f[*pi..n) to ids[0..*k), up to
+ * MAX_IDS: all of them, or with one_run those of one call of the eval loop
+ * (up to its entry frame). Advances *pi past them. Returns 0 on a store
+ * error, else 1. */
+static int add_py_frames(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const struct tg_ev_pyframe *f,
+			 unsigned n, unsigned *pi, int64_t *ids, unsigned *k, int one_run)
+{
+	for (; *pi < n && *k < MAX_IDS; (*pi)++) {
+		int64_t fid = frame_id(c, p, f[*pi].code, f[*pi].lasti);
+		if (!fid)
+			return 0;
+		if (fid > 0)
+			ids[(*k)++] = fid;
+		if (one_run && (f[*pi].flags & TG_PYFRAME_ENTRY)) {
+			(*pi)++;
+			break;
+		}
+	}
+	return 1;
+}
+
 /* stacks.id of the sample's frames (innermost first in the record), merged
  * with its native frames nat[0..nn) when nn > 0; 0 on error. The two are
  * read one after the other while the thread runs: when the native stack
@@ -532,25 +533,11 @@ static int64_t stack_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p,
 			continue;
 		}
 		/* The Python frames this call of the eval loop ran. */
-		for (; pi < n && k < MAX_IDS; pi++) {
-			int64_t fid = frame_id(c, p, f[pi].code, f[pi].lasti);
-			if (!fid)
-				return 0;
-			if (fid > 0)
-				ids[k++] = fid;
-			if (f[pi].flags & TG_PYFRAME_ENTRY) {
-				pi++;
-				break;
-			}
-		}
-	}
-	for (; pi < n && k < MAX_IDS; pi++) {
-		int64_t fid = frame_id(c, p, f[pi].code, f[pi].lasti);
-		if (!fid)
+		if (!add_py_frames(c, p, f, n, &pi, ids, &k, 1))
 			return 0;
-		if (fid > 0)
-			ids[k++] = fid;
 	}
+	if (!add_py_frames(c, p, f, n, &pi, ids, &k, 0))
+		return 0;
 	if (!k && n) /* nothing but TimeGlass's frames: keep the innermost */
 		ids[k++] = tg_store_frame_id(c->store, "python", "<timeglass>", "", 0);
 	return k && ids[0] > 0 ? stack_of_ids(c, p, ids, k) : 0;
@@ -585,12 +572,8 @@ static int on_sample(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, co
 	if (p->npend == p->pend_cap) {
 		if (p->pend_cap >= MAX_PENDING)
 			tg_stacks_settle(c, p, now_ns, 1);
-		if (p->npend == p->pend_cap) {
-			struct pending *np = grow_array(p->pend, &p->pend_cap, sizeof *np, 4096);
-			if (!np)
-				return 0;
-			p->pend = np;
-		}
+		if (TG_GROW(p->pend, p->npend, p->pend_cap, 4096) < 0)
+			return 0;
 	}
 	p->pend[p->npend++] = (struct pending){.ts_ns = (int64_t)e->ts_ns, .scope = e->scope, .stack_id = sid,
 					       .cpu_ns = (int64_t)e->cpu_ns, .tid = e->tid,
@@ -609,14 +592,10 @@ static int on_func(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, cons
 	if (p->nfuncs == p->funcs_cap) {
 		if (p->funcs_cap >= MAX_PENDING / 4)
 			tg_stacks_settle(c, p, now_ns, 1);
-		if (p->nfuncs == p->funcs_cap) {
-			struct pfunc *nf = grow_array(p->funcs, &p->funcs_cap, sizeof *nf, 1024);
-			if (!nf)
-				return 0;
-			p->funcs = nf;
-		}
+		if (TG_GROW(p->funcs, p->nfuncs, p->funcs_cap, 1024) < 0)
+			return 0;
 	}
-	char *site = e->site_len ? dup_n((const char *)(e + 1), e->site_len) : NULL;
+	char *site = e->site_len ? strndup((const char *)(e + 1), e->site_len) : NULL;
 	if (site && site_is_timeglass(site)) {
 		free(site); /* the wrappers of each request are not the app's functions */
 		return 0;
@@ -627,33 +606,29 @@ static int on_func(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, cons
 	return 0;
 }
 
+/* Stores the growth of one of the sampler's running counters (total) since
+ * the last record as a loss of that kind. */
+static void add_growth(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const char *kind, uint64_t total,
+		       uint64_t *seen)
+{
+	if (total > *seen) {
+		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now, kind,
+				  (int64_t)(total - *seen), 0);
+		*seen = total;
+	}
+}
+
 static void on_info(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const struct tg_ev_py_info *e)
 {
-	if (e->dropped > p->seen_dropped) {
-		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now,
-				  "py_sample_race", (int64_t)(e->dropped - p->seen_dropped), 0);
-		p->seen_dropped = e->dropped;
-	}
-	if (e->ring_full > p->seen_ring_full) {
-		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now,
-				  "py_sample_ring_full", (int64_t)(e->ring_full - p->seen_ring_full), 0);
-		p->seen_ring_full = e->ring_full;
-	}
+	add_growth(c, p, "py_sample_race", e->dropped, &p->seen_dropped);
+	add_growth(c, p, "py_sample_ring_full", e->ring_full, &p->seen_ring_full);
 	/* The sampler lowered its rate to stay within its CPU budget: the ticks
 	 * it did not take (not requests lost). */
-	if (e->budget_skipped > p->seen_budget_skipped) {
-		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now,
-				  "py_sample_budget", (int64_t)(e->budget_skipped - p->seen_budget_skipped), 0);
-		p->seen_budget_skipped = e->budget_skipped;
-	}
+	add_growth(c, p, "py_sample_budget", e->budget_skipped, &p->seen_budget_skipped);
 	/* Eval-clocked samples a thread skipped because another thread held
 	 * the sampler's buffers (free-threaded builds; under the GIL only at the
 	 * switch from the sampler thread, finishing its last pass). */
-	if (e->eval_busy > p->seen_eval_busy) {
-		tg_store_loss_add(c->store, c->run_id, c->process_id, c->mono_to_unix + p->last_now,
-				  "py_sample_busy", (int64_t)(e->eval_busy - p->seen_eval_busy), 0);
-		p->seen_eval_busy = e->eval_busy;
-	}
+	add_growth(c, p, "py_sample_busy", e->eval_busy, &p->seen_eval_busy);
 }
 
 int tg_stacks_record(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const void *rec, uint32_t size,
@@ -686,21 +661,13 @@ void tg_stacks_request(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, 
 	struct recent_req rr = {.id = request_id, .start_ns = (int64_t)r->start_ns, .end_ns = (int64_t)r->end_ns,
 				.tid = r->tid};
 	if (rr.end_ns - rr.start_ns > LONG_NS) {
-		if (p->nlongs == p->longs_cap) {
-			struct recent_req *nl = grow_array(p->longs, &p->longs_cap, sizeof *nl, 16);
-			if (!nl)
-				return;
-			p->longs = nl;
-		}
+		if (TG_GROW(p->longs, p->nlongs, p->longs_cap, 16) < 0)
+			return;
 		p->longs[p->nlongs++] = rr;
 		return;
 	}
-	if (p->nreqs == p->reqs_cap) {
-		struct recent_req *nr = grow_array(p->reqs, &p->reqs_cap, sizeof *nr, 256);
-		if (!nr)
-			return;
-		p->reqs = nr;
-	}
+	if (TG_GROW(p->reqs, p->nreqs, p->reqs_cap, 256) < 0)
+		return;
 	/* Records come in about the order their responses ended: the place
 	 * by end_ns is at most a few steps from the tail. */
 	if (rr.end_ns - rr.start_ns > p->reqs_max_ns)

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "lib/util.h"
 
 static const struct tg_loss_kind kinds[] = {
@@ -83,16 +84,7 @@ int tg_losses_read(sqlite3 *db, int64_t run_id, struct tg_losses *l)
 	sqlite3_bind_int64(st, 1, run_id);
 	size_t cap = 0;
 	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (l->n == cap) {
-			cap = cap ? cap * 2 : 8;
-			void *p = realloc(l->rows, cap * sizeof *l->rows);
-			if (!p) {
-				sqlite3_finalize(st);
-				return tg_fail("out of memory");
-			}
-			l->rows = p;
-		}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && TG_GROW(l->rows, l->n, cap, 8) == 0) {
 		struct tg_loss_row *r = &l->rows[l->n++];
 		const char *kind = (const char *)sqlite3_column_text(st, 0);
 		tg_strlcpy(r->kind, kind ? kind : "?", sizeof r->kind);
@@ -105,8 +97,8 @@ int tg_losses_read(sqlite3 *db, int64_t run_id, struct tg_losses *l)
 			l->lost_requests += r->events;
 	}
 	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return tg_fail("reading losses: %s", sqlite3_errmsg(db));
+	if (rc != SQLITE_DONE) /* a row without memory for it, or an error */
+		return rc == SQLITE_ROW ? tg_fail("out of memory") : tg_fail("reading losses: %s", sqlite3_errmsg(db));
 	return 0;
 }
 

@@ -17,8 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "lib/jsonw.h"
 #include "lib/readers.h"
+#include "lib/store.h"
 #include "lib/util.h"
 
 #define TEST_SCAN_BACK 256 /* tests examined before a request's start (overlap from xdist) */
@@ -26,6 +28,19 @@
 static int fail_sql(sqlite3 *db, const char *what)
 {
 	return tg_fail("%s: %s", what, sqlite3_errmsg(db));
+}
+
+/* sql prepared over db with ?1 bound to the report's run; NULL after
+ * tg_fail() ("WHAT: error") when it cannot be prepared. */
+static sqlite3_stmt *run_query(sqlite3 *db, const struct rp_report *r, const char *what, const char *sql)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		fail_sql(db, what);
+		return NULL;
+	}
+	sqlite3_bind_int64(st, 1, r->run_id);
+	return st;
 }
 
 static int table_exists(sqlite3 *db, const char *name)
@@ -131,10 +146,9 @@ long rp_find_route(const struct rp_report *r, const char *key)
 static int load_run(sqlite3 *db, struct rp_report *r)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "SELECT started_unix_ns, coalesce(ended_unix_ns, 0), command FROM runs WHERE id = ?",
-			       -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, "reading runs");
-	sqlite3_bind_int64(st, 1, r->run_id);
+	if (!(st = run_query(db, r, "reading runs",
+			     "SELECT started_unix_ns, coalesce(ended_unix_ns, 0), command FROM runs WHERE id = ?")))
+		return -1;
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		r->run_start_ns = sqlite3_column_int64(st, 0);
@@ -151,28 +165,18 @@ static int load_run(sqlite3 *db, struct rp_report *r)
 static int load_routes(sqlite3 *db, struct rp_report *r)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "SELECT DISTINCT " ROUTE_KEY_SQL " FROM requests r WHERE r.run_id = ?", -1, &st,
-			       NULL) != SQLITE_OK)
-		return fail_sql(db, "reading requests");
-	sqlite3_bind_int64(st, 1, r->run_id);
+	if (!(st = run_query(db, r, "reading requests",
+			     "SELECT DISTINCT " ROUTE_KEY_SQL " FROM requests r WHERE r.run_id = ?")))
+		return -1;
 	size_t cap = 0;
 	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (r->nroutes == cap) {
-			cap = cap ? cap * 2 : 16;
-			void *p = realloc(r->routes, cap * sizeof *r->routes);
-			if (!p) {
-				sqlite3_finalize(st);
-				return tg_fail("out of memory");
-			}
-			r->routes = p;
-		}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && TG_GROW(r->routes, r->nroutes, cap, 16) == 0) {
 		memset(&r->routes[r->nroutes], 0, sizeof *r->routes);
 		r->routes[r->nroutes++].key = dup_col(st, 0);
 	}
 	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return fail_sql(db, "reading requests");
+	if (rc != SQLITE_DONE) /* a row without memory for it, or an error */
+		return rc == SQLITE_ROW ? tg_fail("out of memory") : fail_sql(db, "reading requests");
 	/* key is the first member: sort the structs by it */
 	qsort(r->routes, r->nroutes, sizeof *r->routes, cmp_str);
 	return 0;
@@ -191,21 +195,11 @@ static int load_requests(sqlite3 *db, struct rp_report *r)
 	const char *without_q = "SELECT r.id, r.start_unix_ns, r.duration_ns, r.pid, coalesce(r.status, 0), " ROUTE_KEY_SQL
 				", 0, 0, 0, r.process_id FROM requests r WHERE r.run_id = ?1 ORDER BY r.start_unix_ns, r.id";
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, r->has_queries ? with_q : without_q, -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, "reading requests");
-	sqlite3_bind_int64(st, 1, r->run_id);
+	if (!(st = run_query(db, r, "reading requests", r->has_queries ? with_q : without_q)))
+		return -1;
 	size_t cap = 0;
 	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (r->nreqs == cap) {
-			cap = cap ? cap * 2 : 256;
-			void *p = realloc(r->reqs, cap * sizeof *r->reqs);
-			if (!p) {
-				sqlite3_finalize(st);
-				return tg_fail("out of memory");
-			}
-			r->reqs = p;
-		}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && TG_GROW(r->reqs, r->nreqs, cap, 256) == 0) {
 		struct rp_request *q = &r->reqs[r->nreqs];
 		q->id = sqlite3_column_int64(st, 0);
 		q->start_unix_ns = sqlite3_column_int64(st, 1);
@@ -224,23 +218,21 @@ static int load_requests(sqlite3 *db, struct rp_report *r)
 		r->nreqs++;
 	}
 	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return fail_sql(db, "reading requests");
+	if (rc != SQLITE_DONE) /* a row without memory for it, or an error */
+		return rc == SQLITE_ROW ? tg_fail("out of memory") : fail_sql(db, "reading requests");
 	return 0;
 }
 
 static int load_metrics(sqlite3 *db, struct rp_report *r)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT count(*), coalesce(sum(cpu), 0), coalesce(max(rss), 0), coalesce(max(t1), 0) - coalesce(min(t0), 0)"
-			       " FROM (SELECT max(m.cpu_user_ns + m.cpu_sys_ns) AS cpu, max(m.rss_bytes) AS rss,"
-			       "   min(m.ts_unix_ns) AS t0, max(m.ts_unix_ns) AS t1"
-			       "   FROM process_metrics m JOIN processes p ON p.id = m.process_id"
-			       "   WHERE p.run_id = ? GROUP BY m.process_id)",
-			       -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, "reading process metrics");
-	sqlite3_bind_int64(st, 1, r->run_id);
+	if (!(st = run_query(db, r, "reading process metrics",
+			     "SELECT count(*), coalesce(sum(cpu), 0), coalesce(max(rss), 0), coalesce(max(t1), 0) - coalesce(min(t0), 0)"
+			     " FROM (SELECT max(m.cpu_user_ns + m.cpu_sys_ns) AS cpu, max(m.rss_bytes) AS rss,"
+			     "   min(m.ts_unix_ns) AS t0, max(m.ts_unix_ns) AS t1"
+			     "   FROM process_metrics m JOIN processes p ON p.id = m.process_id"
+			     "   WHERE p.run_id = ? GROUP BY m.process_id)")))
+		return -1;
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		r->has_metrics = sqlite3_column_int64(st, 0) > 0;
 		r->cpu_ns = sqlite3_column_int64(st, 1);
@@ -446,13 +438,8 @@ static int add_test(struct rp_report *r, size_t *cap, const char *nodeid, const 
 			return 0;
 		}
 	}
-	if (r->ntests == *cap) {
-		*cap = *cap ? *cap * 2 : 64;
-		void *p = realloc(r->tests, *cap * sizeof *r->tests);
-		if (!p)
-			return tg_fail("out of memory");
-		r->tests = p;
-	}
+	if (TG_GROW(r->tests, r->ntests, *cap, 64) < 0)
+		return tg_fail("out of memory");
 	struct rp_test *t = &r->tests[r->ntests++];
 	memset(t, 0, sizeof *t);
 	t->nodeid = strdup(nodeid);
@@ -618,12 +605,10 @@ static int attribute_outside(sqlite3 *db, struct rp_report *r)
 	sqlite3_stmt *st;
 	if (!r->ntests) {
 		/* no tests to give them to (`timeglass score`, the dashboard): totals only */
-		if (sqlite3_prepare_v2(db,
-				       "SELECT count(*), coalesce(sum(duration_ns), 0) FROM queries"
-				       " WHERE run_id = ? AND request_id IS NULL",
-				       -1, &st, NULL) != SQLITE_OK)
-			return fail_sql(db, "reading queries");
-		sqlite3_bind_int64(st, 1, r->run_id);
+		if (!(st = run_query(db, r, "reading queries",
+				     "SELECT count(*), coalesce(sum(duration_ns), 0) FROM queries"
+				     " WHERE run_id = ? AND request_id IS NULL")))
+			return -1;
 		int rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
 			r->outside_queries = sqlite3_column_int64(st, 0);
@@ -633,12 +618,10 @@ static int attribute_outside(sqlite3 *db, struct rp_report *r)
 		sqlite3_finalize(st);
 		return rc == SQLITE_ROW ? 0 : fail_sql(db, "reading queries");
 	}
-	if (sqlite3_prepare_v2(db,
-			       "SELECT pid, start_unix_ns, duration_ns, coalesce(fingerprint, sql, ''), coalesce(call_site, ''),"
-			       " kind = 'housekeeping' FROM queries WHERE run_id = ? AND request_id IS NULL",
-			       -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, "reading queries");
-	sqlite3_bind_int64(st, 1, r->run_id);
+	if (!(st = run_query(db, r, "reading queries",
+			     "SELECT pid, start_unix_ns, duration_ns, coalesce(fingerprint, sql, ''), coalesce(call_site, ''),"
+			     " kind = 'housekeeping' FROM queries WHERE run_id = ? AND request_id IS NULL")))
+		return -1;
 	struct outside_q *v = NULL;
 	size_t n = 0, cap = 0;
 	int rc;
@@ -657,15 +640,10 @@ static int attribute_outside(sqlite3 *db, struct rp_report *r)
 		t->outside_queries++;
 		if (sqlite3_column_int(st, 5))
 			continue; /* driver housekeeping: never an N+1 (the collector's rule) */
-		if (n == cap) {
-			cap = cap ? cap * 2 : 256;
-			void *p = realloc(v, cap * sizeof *v);
-			if (!p) {
-				free(v);
-				sqlite3_finalize(st);
-				return tg_fail("out of memory");
-			}
-			v = p;
+		if (TG_GROW(v, n, cap, 256) < 0) {
+			free(v);
+			sqlite3_finalize(st);
+			return tg_fail("out of memory");
 		}
 		v[n++] = (struct outside_q){.test = k, .fp = hash_text(sqlite3_column_text(st, 3)),
 					    .site = hash_text(sqlite3_column_text(st, 4))};
@@ -799,6 +777,16 @@ int rp_load(sqlite3 *db, int64_t run_id, const char *events_path, struct rp_repo
 		return -1;
 	route_stats(r);
 	return 0;
+}
+
+int rp_load_path(const char *path, int64_t run_id, const char *events_path, struct rp_report *r)
+{
+	struct tg_store *s = tg_store_open(path, TG_STORE_READ);
+	if (!s)
+		return -1;
+	int rc = rp_load(tg_store_db(s), run_id, events_path, r);
+	tg_store_close(s);
+	return rc;
 }
 
 void rp_free(struct rp_report *r)

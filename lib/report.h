@@ -112,6 +112,9 @@ struct rp_report {
  * tests). Returns 0 or -1; free with rp_free() either way. */
 int rp_load(sqlite3 *db, int64_t run_id, const char *events_path, struct rp_report *r);
 
+/* rp_load() over the store at path, opened read-only for the call. */
+int rp_load_path(const char *path, int64_t run_id, const char *events_path, struct rp_report *r);
+
 void rp_free(struct rp_report *r);
 
 /* Index of route key in r->routes, or -1. */

@@ -24,20 +24,20 @@ struct sb {
 
 static void sb_addn(struct sb *b, const char *s, size_t n)
 {
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
+	size_t need = b->len + n + 1;
+	if (!b->oom && need > b->cap) {
 		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
+		while (cap < need)
 			cap *= 2;
 		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = 1;
-			return;
+		b->oom = !p;
+		if (p) {
+			b->p = p;
+			b->cap = cap;
 		}
-		b->p = p;
-		b->cap = cap;
 	}
+	if (b->oom)
+		return;
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
 	b->p[b->len] = '\0';
@@ -777,6 +777,28 @@ static void shell_quote(struct sb *b, const char *s, size_t n)
 	sb_add(b, "'");
 }
 
+/* Appends one value of query parameter name to target: sep ('?' or '&'),
+ * then name=value, percent-encoded; the next sep is '&'. */
+static void add_query_item(struct sb *target, char *sep, const char *name, const cJSON *v)
+{
+	char *txt = scalar_text(v);
+	sb_addn(target, sep, 1);
+	pct_encode(target, name, 0);
+	sb_add(target, "=");
+	if (txt)
+		pct_encode(target, txt, 0);
+	free(txt);
+	*sep = '&';
+}
+
+void lg_wire_free(struct lg_wire *w)
+{
+	free(w->data);
+	free(w->target);
+	free(w->curl);
+	memset(w, 0, sizeof *w);
+}
+
 int lg_wire_build(const struct lg_op *op, const struct lg_case *c, const char *base, const char *hostport,
 		  const char *extra, const char *tag, const char *url, struct lg_wire *w)
 {
@@ -818,26 +840,10 @@ int lg_wire_build(const struct lg_op *op, const struct lg_case *c, const char *b
 			const cJSON *items = cJSON_IsArray(v) ? v : NULL, *it;
 			if (items) {
 				cJSON_ArrayForEach(it, items)
-				{
-					char *txt = scalar_text(it);
-					sb_addn(&target, &sep, 1);
-					pct_encode(&target, pa->name, 0);
-					sb_add(&target, "=");
-					if (txt)
-						pct_encode(&target, txt, 0);
-					free(txt);
-					sep = '&';
-				}
+					add_query_item(&target, &sep, pa->name, it);
 				continue;
 			}
-			char *txt = scalar_text(v);
-			sb_addn(&target, &sep, 1);
-			pct_encode(&target, pa->name, 0);
-			sb_add(&target, "=");
-			if (txt)
-				pct_encode(&target, txt, 0);
-			free(txt);
-			sep = '&';
+			add_query_item(&target, &sep, pa->name, v);
 		} else if (pa->in == LG_IN_HEADER || pa->in == LG_IN_COOKIE) {
 			char *txt = scalar_text(v);
 			if (txt) {
@@ -917,25 +923,15 @@ int lg_wire_build(const struct lg_op *op, const struct lg_case *c, const char *b
 	if (body != c->raw_body)
 		free(body);
 	free(hdr.p);
-	if (req.oom || target.oom || curl.oom || !req.p || !target.p) {
-		free(req.p);
-		free(target.p);
-		free(curl.p);
-		return -1;
-	}
 	w->data = req.p;
 	w->len = req.len;
 	w->target = target.p;
 	w->curl = curl.p;
+	if (req.oom || target.oom || curl.oom || !req.p || !target.p) {
+		lg_wire_free(w);
+		return -1;
+	}
 	return 0;
-}
-
-void lg_wire_free(struct lg_wire *w)
-{
-	free(w->data);
-	free(w->target);
-	free(w->curl);
-	memset(w, 0, sizeof *w);
 }
 
 /* ---- responses ---------------------------------------------------------- */

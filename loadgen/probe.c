@@ -2,6 +2,7 @@
  * probe.c - negative and boundary cases, response checks (see probe.h).
  */
 #include "probe.h"
+#include "common/grow.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -26,14 +27,8 @@ static struct lg_case *add(struct lg_cases *out, const struct lg_case *valid, si
 {
 	if (*added >= max)
 		return NULL;
-	if (out->n == out->cap) {
-		size_t cap = out->cap ? out->cap * 2 : 64;
-		struct lg_case *v = realloc(out->v, cap * sizeof *v);
-		if (!v)
-			return NULL;
-		out->v = v;
-		out->cap = cap;
-	}
+	if (TG_GROW(out->v, out->n, out->cap, 64) < 0)
+		return NULL;
 	struct lg_case *c = &out->v[out->n++];
 	lg_case_copy(valid, c);
 	c->negative = c->boundary = 0;
@@ -129,6 +124,15 @@ static void remove_value(struct lg_case *c, const struct slot *sl)
 		cur = c_;                                                                \
 	} while (0)
 
+/* A string of n copies of ch (malloc'd), or NULL without memory. */
+static char *repeated(char ch, size_t n)
+{
+	char *v = calloc(n + 1, 1);
+	if (v)
+		memset(v, ch, n);
+	return v;
+}
+
 /* The mutations of one field. */
 static int field_cases(const struct lg_spec *s, const cJSON *raw_schema, int required, const struct slot *sl,
 		       const struct lg_case *valid, size_t max, struct lg_cases *out, size_t added)
@@ -216,10 +220,8 @@ static int field_cases(const struct lg_spec *s, const cJSON *raw_schema, int req
 		int free_text = !get(sch, "pattern") && !get(sch, "format") && !en;
 		if (cJSON_IsNumber(maxl) && maxl->valuedouble < 100000) {
 			size_t n = (size_t)maxl->valuedouble + 1;
-			char *v = malloc(n + 1);
+			char *v = repeated('a', n);
 			if (v) {
-				memset(v, 'a', n);
-				v[n] = '\0';
 				CASE(1, "%s: %zu characters, over maxLength", sl->label, n);
 				set_value(cur, sl, cJSON_CreateString(v));
 				free(v);
@@ -248,10 +250,8 @@ static int field_cases(const struct lg_spec *s, const cJSON *raw_schema, int req
 			if (!cJSON_IsNumber(maxl) && !sl->is_param) {
 				/* a long string where no maximum is documented */
 				size_t n = 10000;
-				char *v = malloc(n + 1);
+				char *v = repeated('x', n);
 				if (v) {
-					memset(v, 'x', n);
-					v[n] = '\0';
 					CASE(0, "%s: %zu characters (no maxLength documented)", sl->label, n);
 					set_value(cur, sl, cJSON_CreateString(v));
 					free(v);

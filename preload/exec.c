@@ -32,10 +32,9 @@ static char redact_line[4224];    /* "TIMEGLASS_REDACT_PARAMS=..." or empty */
 static int (*real_execve)(const char *, char *const[], char *const[]);
 static int (*real_execvpe)(const char *, char *const[], char *const[]);
 static int (*real_fexecve)(int, char *const[], char *const[]);
-static int (*real_posix_spawn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
-			       const posix_spawnattr_t *, char *const[], char *const[]);
-static int (*real_posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *,
-				const posix_spawnattr_t *, char *const[], char *const[]);
+typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
+			char *const[], char *const[]);
+static spawn_fn real_posix_spawn, real_posix_spawnp;
 
 /* Called once from the constructor; sock is TIMEGLASS_SOCK or "". */
 void tg_exec_init(const char *sock);
@@ -164,20 +163,25 @@ TG_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 	return real_fexecve(fd, argv, env);
 }
 
+/* posix_spawn() or posix_spawnp(): the real function *real (looked up as
+ * name on first use) with envp merged. */
+static int spawn(spawn_fn *real, const char *name, pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+		 const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	if (!*real)
+		*real = dlsym(RTLD_NEXT, name);
+	WITH_ENV(envp, env);
+	return (*real)(pid, path, fa, attr, argv, env);
+}
+
 TG_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
 			  const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
-	if (!real_posix_spawn)
-		real_posix_spawn = dlsym(RTLD_NEXT, "posix_spawn");
-	WITH_ENV(envp, env);
-	return real_posix_spawn(pid, path, fa, attr, argv, env);
+	return spawn(&real_posix_spawn, "posix_spawn", pid, path, fa, attr, argv, envp);
 }
 
 TG_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
 			   const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
-	if (!real_posix_spawnp)
-		real_posix_spawnp = dlsym(RTLD_NEXT, "posix_spawnp");
-	WITH_ENV(envp, env);
-	return real_posix_spawnp(pid, file, fa, attr, argv, env);
+	return spawn(&real_posix_spawnp, "posix_spawnp", pid, file, fa, attr, argv, envp);
 }

@@ -201,17 +201,6 @@ static const uint8_t tchar_lower[256] = {
 	112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122,   0, 124,   0, 126,   0,
 };
 
-/* Value of a hex digit, or -1. */
-static inline int hexval(uint8_t ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	uint8_t l = (uint8_t)(ch | 0x20);
-	if (l >= 'a' && l <= 'f')
-		return l - 'a' + 10;
-	return -1;
-}
-
 /* 1 if s[0..len) equals the lower-case literal lit (s is lower-cased already). */
 static inline int eq(const char *s, size_t len, const char *lit)
 {
@@ -268,7 +257,7 @@ int tg_http_secret_header(const char *name, size_t len)
 static int lower_hex(const char *s, size_t n, uint8_t *out, int *nonzero)
 {
 	for (size_t i = 0; i < 2 * n; i++) {
-		int d = hexval((uint8_t)s[i]);
+		int d = tg_hexval((uint8_t)s[i]);
 		if (d < 0 || (s[i] >= 'A' && s[i] <= 'F'))
 			return 0;
 		*nonzero |= d;
@@ -1093,7 +1082,7 @@ static size_t chunk_step(struct msg *m, const uint8_t *p, size_t n, int *ev)
 		uint8_t ch = p[i];
 		switch (m->sub) {
 		case CS_SIZE: {
-			int d = hexval(ch);
+			int d = tg_hexval(ch);
 			if (d >= 0) {
 				if (m->remaining >= NUM_LIMIT >> 4)
 					goto bad;

@@ -170,4 +170,15 @@ int tg_http_redact_params(const char *list);
  * that s ends in the middle of is redacted too. Returns the new length. */
 size_t tg_http_redact_url(char *s, size_t len, size_t cap, int *cut);
 
+/* Value of a hex digit, or -1 (of the parser and the redaction of URLs). */
+static inline int tg_hexval(uint8_t ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	uint8_t l = (uint8_t)(ch | 0x20);
+	if (l >= 'a' && l <= 'f')
+		return l - 'a' + 10;
+	return -1;
+}
+
 #endif

@@ -141,16 +141,12 @@ static void http_emit(void *ctx, const struct tg_httpc_call *call)
 		.end_ns = r->end_ns,
 		.request_bytes = r->request_bytes,
 		.response_bytes = r->response_bytes,
-		.method = r->method,
-		.method_len = r->method_len,
-		.host = call->host,
-		.host_len = call->host_len,
-		.target = r->target,
-		.target_len = r->target_len,
-		.err = err,
-		.err_len = err ? strlen(err) : 0,
-		.site = call->site,
-		.site_len = call->site_len,
+		/* each text with its length */
+		.method = r->method, .method_len = r->method_len,
+		.host = call->host, .host_len = call->host_len,
+		.target = r->target, .target_len = r->target_len,
+		.err = err, .err_len = err ? strlen(err) : 0,
+		.site = call->site, .site_len = call->site_len,
 	};
 	tg_emit_http_call(&h);
 }

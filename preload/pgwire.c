@@ -557,20 +557,16 @@ static void pput_binary(struct pout *o, uint32_t oid, const uint8_t *v, size_t n
 			w = snprintf(num, sizeof num, "%s", v[0] ? "true" : "false");
 		break;
 	case 21: /* int2 */
-		if (n == 2)
-			w = snprintf(num, sizeof num, "%d", (int16_t)u);
-		break;
 	case 23: /* int4 */
-		if (n == 4)
-			w = snprintf(num, sizeof num, "%d", (int32_t)u);
+	case 20: /* int8 */
+		if (n == (oid == 21 ? 2u : oid == 23 ? 4u : 8u)) {
+			unsigned pad = 64 - 8 * (unsigned)n; /* sign-extends the n-byte integer */
+			w = snprintf(num, sizeof num, "%lld", (long long)((int64_t)(u << pad) >> pad));
+		}
 		break;
 	case 26: /* oid */
 		if (n == 4)
 			w = snprintf(num, sizeof num, "%u", (uint32_t)u);
-		break;
-	case 20: /* int8 */
-		if (n == 8)
-			w = snprintf(num, sizeof num, "%lld", (long long)(int64_t)u);
 		break;
 	case 700: /* float4 */
 		if (n == 4) {

@@ -520,26 +520,44 @@ uintptr_t tg_py_my_thread_state(struct tg_py_rd *rd)
 	return ts;
 }
 
-int tg_py_thread_frames(uintptr_t *out, int max)
-{
-	if (max <= 0 || tg_py_init() < 0)
-		return 0;
+/* A reader of the calling thread's own frames: plain loads (its frames
+ * cannot change under it), on the stack of the caller. */
+struct own_reader {
 	uintptr_t tags[2];
 	uint8_t pages[2 * PAGE];
-	struct tg_py_rd rd = {.tags = tags, .pages = pages, .nslots = 2};
-	tg_py_rd_reset(&rd);
-	uintptr_t ts = my_thread_state(&rd, own_tid());
-	if (!ts)
+	struct tg_py_rd rd;
+};
+
+/* Sets up o for the calling thread and its thread state *ts. Returns the
+ * reader, or NULL when Python is not there or the thread has no state. */
+static struct tg_py_rd *own_reader_open(struct own_reader *o, uintptr_t *ts)
+{
+	if (tg_py_init() < 0)
+		return NULL;
+	o->rd = (struct tg_py_rd){.tags = o->tags, .pages = o->pages, .nslots = 2};
+	tg_py_rd_reset(&o->rd);
+	*ts = my_thread_state(&o->rd, own_tid());
+	o->rd.direct = 1;
+	return *ts ? &o->rd : NULL;
+}
+
+int tg_py_thread_frames(uintptr_t *out, int max)
+{
+	if (max <= 0)
 		return 0;
-	rd.direct = 1;
+	struct own_reader own;
+	uintptr_t ts;
+	struct tg_py_rd *rd = own_reader_open(&own, &ts);
+	if (!rd)
+		return 0;
 	int total = 0;
 	int cap = max < MAX_DEPTH ? max : MAX_DEPTH;
 	uintptr_t f;
-	if (current_frame(&rd, ts, &f) < 0)
+	if (current_frame(rd, ts, &f) < 0)
 		return 0;
 	for (int steps = 0; f && total < cap && steps < 4 * MAX_DEPTH; steps++) {
 		struct raw_frame rf;
-		if ((f & 7) || read_frame(&rd, f, &rf) < 0)
+		if ((f & 7) || read_frame(rd, f, &rf) < 0)
 			break;
 		if (!(rf.owner == TG_PYO(own_skip1) || rf.owner == TG_PYO(own_skip2) || !rf.code))
 			out[total++] = f;
@@ -579,29 +597,24 @@ size_t tg_py_call_site(char *buf, size_t len)
 	if (!len)
 		return 0;
 	buf[0] = '\0';
-	if (tg_py_init() < 0)
+	struct own_reader own;
+	uintptr_t ts;
+	struct tg_py_rd *rd = own_reader_open(&own, &ts);
+	if (!rd)
 		return 0;
-	uintptr_t tags[2];
-	uint8_t pages[2 * PAGE];
-	struct tg_py_rd rd = {.tags = tags, .pages = pages, .nslots = 2};
-	tg_py_rd_reset(&rd);
-	uintptr_t ts = my_thread_state(&rd, own_tid());
-	if (!ts)
-		return 0;
-	rd.direct = 1;
 	struct tg_py_frame fr[128];
 	int truncated;
-	int n = tg_py_walk(&rd, ts, fr, 128, &truncated);
+	int n = tg_py_walk(rd, ts, fr, 128, &truncated);
 	for (int i = 0; i < n; i++) {
 		uint64_t ident;
-		if (tg_py_code_ident(&rd, fr[i].code, &ident) < 0)
+		if (tg_py_code_ident(rd, fr[i].code, &ident) < 0)
 			return 0;
 		struct cs_entry *e = &cs_cache[(fr[i].code >> 4) & (CS_SLOTS - 1)];
 		struct tg_py_code_info ci;
 		uint8_t table[4096];
 		if (e->code == fr[i].code && e->ident == ident && !e->app)
 			continue;
-		if (tg_py_code_info(&rd, fr[i].code, &ci, table, sizeof table) < 0)
+		if (tg_py_code_info(rd, fr[i].code, &ci, table, sizeof table) < 0)
 			return 0;
 		e->code = fr[i].code;
 		e->ident = ident;

@@ -21,16 +21,6 @@ static char extra[TG_HTTP_EXTRA_PARAMS][TG_HTTP_PARAM_NAME_MAX + 1];
 static uint8_t extra_len[TG_HTTP_EXTRA_PARAMS];
 static int n_extra;
 
-static inline int hexval(uint8_t ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	uint8_t l = (uint8_t)(ch | 0x20);
-	if (l >= 'a' && l <= 'f')
-		return l - 'a' + 10;
-	return -1;
-}
-
 /* Decodes name[0..len) (%XX escapes, '+' as space) lower-cased into out,
  * which holds TG_HTTP_PARAM_NAME_MAX bytes. Returns the decoded length, or
  * -1 if it does not fit (then it matches no name). */
@@ -39,9 +29,9 @@ static int decode_name(const char *name, size_t len, char *out)
 	size_t o = 0;
 	for (size_t i = 0; i < len; i++) {
 		uint8_t ch = (uint8_t)name[i];
-		if (ch == '%' && i + 2 < len && hexval((uint8_t)name[i + 1]) >= 0 &&
-		    hexval((uint8_t)name[i + 2]) >= 0) {
-			ch = (uint8_t)(hexval((uint8_t)name[i + 1]) << 4 | hexval((uint8_t)name[i + 2]));
+		if (ch == '%' && i + 2 < len && tg_hexval((uint8_t)name[i + 1]) >= 0 &&
+		    tg_hexval((uint8_t)name[i + 2]) >= 0) {
+			ch = (uint8_t)(tg_hexval((uint8_t)name[i + 1]) << 4 | tg_hexval((uint8_t)name[i + 2]));
 			i += 2;
 		} else if (ch == '+') {
 			ch = ' ';

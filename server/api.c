@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "common/grow.h"
 #include "json.h"
 #include "lib/readers.h"
 #include "lib/report.h"
@@ -153,8 +154,6 @@ static void add_capabilities(cJSON *obj, sqlite3 *db)
 
 int tg_api_status(struct tg_req *r)
 {
-	if (r->rest[0])
-		return tg_send_error(r, 404, "not_found", "no such API endpoint");
 	struct tg_db db;
 	tg_db_acquire(r->db_path, &db);
 	cJSON *body = cJSON_CreateObject();
@@ -271,13 +270,8 @@ static cJSON *run_json(sqlite3 *db, sqlite3_stmt *st)
 	tg_json_add_int(o, "id", id);
 	add_time(o, "started", st, 1);
 	add_time(o, "ended", st, 2);
-	tg_json_add_col(o, "command", st, 3);
-	tg_json_add_col(o, "cwd", st, 4);
-	tg_json_add_col(o, "hostname", st, 5);
-	tg_json_add_col(o, "tg_version", st, 6);
-	tg_json_add_col(o, "source", st, 7);
-	tg_json_add_col(o, "exit_status", st, 8);
-	tg_json_add_col(o, "processes", st, 9);
+	tg_json_add_cols(o, st, 3, (const char *const[]){"command", "cwd", "hostname", "tg_version", "source",
+							 "exit_status", "processes", NULL});
 	cJSON_AddBoolToObject(o, "live", tg_run_is_live(db, id));
 	struct tg_losses l;
 	if (tg_losses_read(db, id, &l) == 0)
@@ -297,8 +291,6 @@ static int64_t run_request_count(sqlite3 *db, int64_t run_id)
 
 int tg_api_runs(struct tg_req *r)
 {
-	if (r->rest[0])
-		return tg_send_error(r, 404, "not_found", "no such API endpoint");
 	int status;
 	sqlite3 *db = tg_read_open(r, &status);
 	if (!db)
@@ -529,11 +521,7 @@ static int add_processes(cJSON *body, sqlite3 *db, int64_t run_id, double *cpu_t
 	while ((rc = sqlite3_step(ps)) == SQLITE_ROW) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddItemToArray(arr, o);
-		tg_json_add_col(o, "id", ps, 0);
-		tg_json_add_col(o, "pid", ps, 1);
-		tg_json_add_col(o, "ppid", ps, 2);
-		tg_json_add_col(o, "exe", ps, 3);
-		tg_json_add_col(o, "cmdline", ps, 4);
+		tg_json_add_cols(o, ps, 0, (const char *const[]){"id", "pid", "ppid", "exe", "cmdline", NULL});
 		add_time(o, "started", ps, 5);
 		add_time(o, "ended", ps, 6);
 		cJSON_AddBoolToObject(o, "after_fork", sqlite3_column_int(ps, 7));
@@ -541,14 +529,8 @@ static int add_processes(cJSON *body, sqlite3 *db, int64_t run_id, double *cpu_t
 		sqlite3_reset(ms);
 		sqlite3_bind_int64(ms, 1, sqlite3_column_int64(ps, 0));
 		while (sqlite3_step(ms) == SQLITE_ROW) {
-			if (n == cap) {
-				size_t nc = cap ? cap * 2 : 256;
-				struct sample *ns = realloc(sm, nc * sizeof *ns);
-				if (!ns)
-					break;
-				sm = ns;
-				cap = nc;
-			}
+			if (TG_GROW(sm, n, cap, 256) < 0)
+				break;
 			sm[n].ts = sqlite3_column_int64(ms, 0);
 			sm[n].cpu = sqlite3_column_int64(ms, 1);
 			sm[n].rss = sqlite3_column_int64(ms, 2);
@@ -622,8 +604,6 @@ static void add_queries_summary(cJSON *body, sqlite3 *db, int64_t run_id)
 
 int tg_api_overview(struct tg_req *r)
 {
-	if (r->rest[0])
-		return tg_send_error(r, 404, "not_found", "no such API endpoint");
 	int64_t run_id;
 	int status;
 	sqlite3 *db = open_run(r, &run_id, &status);
@@ -685,8 +665,6 @@ int tg_api_overview(struct tg_req *r)
  * report.c over the run (coverage from ./.coverage of the server's cwd). */
 int tg_api_score(struct tg_req *r)
 {
-	if (r->rest[0])
-		return tg_send_error(r, 404, "not_found", "no such API endpoint");
 	int64_t run_id;
 	int status;
 	sqlite3 *db = open_run(r, &run_id, &status);
@@ -808,14 +786,8 @@ static size_t endpoint_queries(sqlite3 *db, int64_t run_id, struct ep_db **out)
 	size_t n = 0, cap = 0;
 	struct ep_db *a = NULL;
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			struct ep_db *na = realloc(a, nc * sizeof *na);
-			if (!na)
-				break;
-			a = na;
-			cap = nc;
-		}
+		if (TG_GROW(a, n, cap, 64) < 0)
+			break;
 		const char *m = (const char *)sqlite3_column_text(st, 0), *nm = (const char *)sqlite3_column_text(st, 2);
 		a[n] = (struct ep_db){ .method = strdup(m ? m : ""), .name = strdup(nm ? nm : ""),
 				       .is_route = sqlite3_column_int(st, 1), .queries = sqlite3_column_int64(st, 3),
@@ -840,8 +812,6 @@ int tg_api_endpoints(struct tg_req *r)
 		{ "5xx", EK_ERR5 }, { "4xx", EK_ERR4 }, { "name", EK_NAME }, { "queries", EK_QPR },
 		{ "db", EK_DB }, { "n_plus_one", EK_N1 },
 	};
-	if (r->rest[0])
-		return tg_send_error(r, 404, "not_found", "no such API endpoint");
 	char sort[16] = "count", dir[8] = "";
 	if (tg_query_param(r, "sort", sort, sizeof sort) == 0)
 		strcpy(sort, "count");
@@ -1063,14 +1033,8 @@ static cJSON *list_row(sqlite3_stmt *st)
 	int64_t dur = sqlite3_column_int64(st, 2);
 	tg_json_add_int(o, "duration_ns", dur);
 	tg_json_add_num(o, "duration_ms", ns_to_ms(dur));
-	tg_json_add_col(o, "method", st, 3);
-	tg_json_add_col(o, "path", st, 4);
-	tg_json_add_col(o, "query_string", st, 5);
-	tg_json_add_col(o, "route", st, 6);
-	tg_json_add_col(o, "status", st, 7);
-	tg_json_add_col(o, "response_bytes", st, 8);
-	tg_json_add_col(o, "pid", st, 9);
-	tg_json_add_col(o, "error", st, 10);
+	tg_json_add_cols(o, st, 3, (const char *const[]){"method", "path", "query_string", "route", "status",
+							 "response_bytes", "pid", "error", NULL});
 	cJSON_AddBoolToObject(o, "exception", sqlite3_column_int(st, 11));
 	tg_json_add_col(o, "run", st, 12);
 	return o;

@@ -43,8 +43,6 @@ static long long newest(const char *dir)
 
 int tg_api_bench(struct tg_req *r)
 {
-	if (*r->rest)
-		return tg_send_error(r, 404, "not_found", "no such API endpoint");
 	char dir[1024], buf[32];
 	bench_dir(r->db_path, dir, sizeof dir);
 	long long run = 0;

@@ -307,8 +307,6 @@ static void serve_stream(struct tg_req *r)
 
 int tg_api_events(struct tg_req *r)
 {
-	if (r->rest[0])
-		return tg_send_error(r, 404, "not_found", "no such API endpoint");
 	if (atomic_fetch_add(&open_streams, 1) >= TG_EVENTS_MAX_STREAMS) {
 		atomic_fetch_sub(&open_streams, 1);
 		mg_disable_connection_keep_alive(r->conn);

@@ -108,3 +108,9 @@ cJSON *tg_json_add_col(cJSON *obj, const char *name, sqlite3_stmt *st, int col)
 	}
 	}
 }
+
+void tg_json_add_cols(cJSON *obj, sqlite3_stmt *st, int first, const char *const *names)
+{
+	for (int i = 0; names[i]; i++)
+		tg_json_add_col(obj, names[i], st, first + i);
+}

@@ -32,6 +32,10 @@ cJSON *tg_json_add_bytes(cJSON *obj, const char *name, const char *s, size_t len
  * integers, text and blobs as strings, NULL as null. */
 cJSON *tg_json_add_col(cJSON *obj, const char *name, sqlite3_stmt *st, int col);
 
+/* tg_json_add_col() for the columns first, first + 1, ... named by the
+ * NULL-terminated names, in that order. */
+void tg_json_add_cols(cJSON *obj, sqlite3_stmt *st, int first, const char *const *names);
+
 /* Adds base_ms (a double, for display) and base_ns (exact) for a duration
  * in ns. */
 void tg_json_add_dur(cJSON *obj, const char *base, int64_t ns);

@@ -112,18 +112,17 @@ struct npo {
 	int64_t count, ns;
 };
 
+/* The columns of a request's queries, then kind and executions (constants
+ * in a store older than those columns). */
+#define QUERY_LIST(kind_executions)                                                                   \
+	"SELECT id, start_unix_ns, duration_ns, db_system, tap, database, sql, sql_truncated, fingerprint," \
+	" rows, error, call_site, duplicate, n_plus_one, " kind_executions                                  \
+	" FROM queries WHERE request_id = ? ORDER BY start_unix_ns, id"
+
 int tg_api_request_queries(struct tg_req *r, int64_t id)
 {
 	struct req_list l;
-	int status = list_open(r, id, "queries",
-			       "SELECT id, start_unix_ns, duration_ns, db_system, tap, database, sql, sql_truncated,"
-			       " fingerprint, rows, error, call_site, duplicate, n_plus_one, kind, executions"
-			       " FROM queries WHERE request_id = ? ORDER BY start_unix_ns, id",
-			       "kind",
-			       "SELECT id, start_unix_ns, duration_ns, db_system, tap, database, sql, sql_truncated,"
-			       " fingerprint, rows, error, call_site, duplicate, n_plus_one, 'app', 1"
-			       " FROM queries WHERE request_id = ? ORDER BY start_unix_ns, id",
-			       &l);
+	int status = list_open(r, id, "queries", QUERY_LIST("kind, executions"), "kind", QUERY_LIST("'app', 1"), &l);
 	if (status)
 		return status;
 	sqlite3_stmt *st = l.st;
@@ -138,15 +137,9 @@ int tg_api_request_queries(struct tg_req *r, int64_t id)
 		tg_json_add_ns(o, "start_unix_ns", qs);
 		tg_json_add_num(o, "start_offset_ms", (double)(qs - l.start) / 1e6);
 		tg_json_add_dur(o, "duration", dur);
-		tg_json_add_col(o, "db_system", st, 3);
-		tg_json_add_col(o, "tap", st, 4);
-		tg_json_add_col(o, "database", st, 5);
-		tg_json_add_col(o, "sql", st, 6);
+		tg_json_add_cols(o, st, 3, (const char *const[]){"db_system", "tap", "database", "sql", NULL});
 		cJSON_AddBoolToObject(o, "sql_truncated", sqlite3_column_int(st, 7));
-		tg_json_add_col(o, "fingerprint", st, 8);
-		tg_json_add_col(o, "rows", st, 9);
-		tg_json_add_col(o, "error", st, 10);
-		tg_json_add_col(o, "call_site", st, 11);
+		tg_json_add_cols(o, st, 8, (const char *const[]){"fingerprint", "rows", "error", "call_site", NULL});
 		int dup = sqlite3_column_int(st, 12) != 0, np1 = sqlite3_column_int(st, 13) != 0;
 		cJSON_AddBoolToObject(o, "duplicate", dup);
 		cJSON_AddBoolToObject(o, "n_plus_one", np1);
@@ -224,12 +217,8 @@ int tg_api_request_spans(struct tg_req *r, int64_t id)
 		tg_json_add_ns(o, "start_unix_ns", ss);
 		tg_json_add_num(o, "start_offset_ms", (double)(ss - l.start) / 1e6);
 		tg_json_add_dur(o, "duration", sqlite3_column_int64(st, 3));
-		tg_json_add_col(o, "method", st, 4);
-		tg_json_add_col(o, "host", st, 5);
-		tg_json_add_col(o, "path", st, 6);
-		tg_json_add_col(o, "status", st, 7);
-		tg_json_add_col(o, "request_bytes", st, 8);
-		tg_json_add_col(o, "response_bytes", st, 9);
+		tg_json_add_cols(o, st, 4, (const char *const[]){"method", "host", "path", "status", "request_bytes",
+								 "response_bytes", NULL});
 		cJSON_AddBoolToObject(o, "tls", sqlite3_column_int(st, 10));
 		tg_json_add_col(o, "error", st, 11);
 		tg_json_add_col(o, "call_site", st, 12);

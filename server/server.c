@@ -52,20 +52,22 @@ struct tg_server {
 typedef int (*handler_fn)(struct tg_req *r);
 
 /* Route prefixes: a request path matches a prefix when it equals it or
- * continues with '/'. The first match wins; "/" takes the rest. */
+ * continues with '/'. The first match wins; "/" takes the rest. A route
+ * without subpaths answers 404 to anything after its prefix. */
 static const struct route {
 	const char *prefix;
 	handler_fn fn;
+	int subpaths; /* fn reads r->rest itself */
 } routes[] = {
-	{ "/api/status", tg_api_status },
-	{ "/api/runs", tg_api_runs },
-	{ "/api/overview", tg_api_overview },
-	{ "/api/score", tg_api_score },
-	{ "/api/endpoints", tg_api_endpoints },
-	{ "/api/requests", tg_api_requests },
-	{ "/api/flame", tg_api_flame },
-	{ "/api/events", tg_api_events },
-	{ "/api/bench", tg_api_bench },
+	{ "/api/status", tg_api_status, 0 },
+	{ "/api/runs", tg_api_runs, 0 },
+	{ "/api/overview", tg_api_overview, 0 },
+	{ "/api/score", tg_api_score, 0 },
+	{ "/api/endpoints", tg_api_endpoints, 0 },
+	{ "/api/requests", tg_api_requests, 1 },
+	{ "/api/flame", tg_api_flame, 1 },
+	{ "/api/events", tg_api_events, 0 },
+	{ "/api/bench", tg_api_bench, 0 },
 };
 
 int tg_server_stopping(const struct tg_server *srv)
@@ -314,6 +316,8 @@ static int dispatch(struct mg_connection *conn, void *cbdata)
 		size_t n = strlen(routes[i].prefix);
 		if (strncmp(r.path, routes[i].prefix, n) == 0 && (r.path[n] == 0 || r.path[n] == '/')) {
 			r.rest = r.path + n;
+			if (r.rest[0] && !routes[i].subpaths)
+				return tg_send_error(&r, 404, "not_found", "no such API endpoint");
 			return routes[i].fn(&r);
 		}
 	}

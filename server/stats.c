@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
+
 #define STATS_MAX_RUNS 3
 
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -22,14 +24,8 @@ static int cmp_i64(const void *a, const void *b)
 
 static int durs_push(struct tg_durs *d, int64_t v)
 {
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 64;
-		int64_t *nv = realloc(d->v, cap * sizeof *nv);
-		if (!nv)
-			return -1;
-		d->v = nv;
-		d->cap = cap;
-	}
+	if (TG_GROW(d->v, d->n, d->cap, 64) < 0)
+		return -1;
 	d->v[d->n++] = v;
 	return 0;
 }
@@ -129,14 +125,8 @@ static int table_grow(struct tg_run_stats *s)
 static struct tg_endpoint_stats *ep_new(struct tg_run_stats *s, const char *method, const char *name,
 					int is_route, int is_other)
 {
-	if (s->n_eps == s->cap_eps) {
-		size_t cap = s->cap_eps ? s->cap_eps * 2 : 32;
-		struct tg_endpoint_stats *n = realloc(s->eps, cap * sizeof *n);
-		if (!n)
-			return NULL;
-		s->eps = n;
-		s->cap_eps = cap;
-	}
+	if (TG_GROW(s->eps, s->n_eps, s->cap_eps, 32) < 0)
+		return NULL;
 	struct tg_endpoint_stats *e = &s->eps[s->n_eps];
 	memset(e, 0, sizeof *e);
 	e->method = strdup(method);

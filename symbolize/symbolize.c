@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/grow.h"
 #include "symbolize.h"
 
 #define MAX_SEGS 16
@@ -69,14 +70,8 @@ struct symvec {
 static int add_sym(struct symvec *sv, uint64_t addr, uint64_t size, const char *name)
 {
 	size_t l = strlen(name) + 1;
-	if (sv->n == sv->cap) {
-		size_t nc = sv->cap ? sv->cap * 2 : 1024;
-		struct sym *nv = realloc(sv->v, nc * sizeof *nv);
-		if (!nv)
-			return -1;
-		sv->v = nv;
-		sv->cap = nc;
-	}
+	if (TG_GROW(sv->v, sv->n, sv->cap, 1024) < 0)
+		return -1;
 	if (sv->nlen + l > sv->ncap) {
 		size_t nc = sv->ncap ? sv->ncap * 2 : 65536;
 		while (nc < sv->nlen + l)
@@ -287,9 +282,8 @@ struct tg_sym_proc *tg_sym_proc_new(pid_t pid)
 
 void tg_sym_proc_free(struct tg_sym_proc *p)
 {
-	if (!p)
-		return;
-	free(p->maps);
+	if (p)
+		free(p->maps);
 	free(p);
 }
 
@@ -324,14 +318,8 @@ static int read_maps(struct tg_sym_proc *p)
 		struct efile *f = load_file(file);
 		if (!f)
 			continue;
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			struct map *nv = realloc(v, nc * sizeof *nv);
-			if (!nv)
-				break;
-			v = nv;
-			cap = nc;
-		}
+		if (TG_GROW(v, n, cap, 64) < 0)
+			break;
 		v[n++] = (struct map){.start = start, .end = end, .off = off, .file = f};
 	}
 	fclose(fp);

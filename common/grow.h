@@ -1,0 +1,34 @@
+/*
+ * common/grow.h - the growable array of the host programs (collector, store
+ * readers, dashboard, symbolizer, load generator): doubled when full. Not for
+ * the preload library's hooks, which must not allocate.
+ */
+#ifndef TG_GROW_H
+#define TG_GROW_H
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Makes room for element n of the array *(T **)arr of *cap elements of size
+ * bytes: when n == *cap, reallocates it to twice *cap elements (first when
+ * *cap is 0). Returns 0, or -1 without memory with the array and *cap as
+ * they were. */
+static inline int tg_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first)
+{
+	if (n < *cap)
+		return 0;
+	size_t ncap = *cap ? *cap * 2 : first;
+	void *old, *na;
+	memcpy(&old, arr, sizeof old);
+	na = realloc(old, ncap * size);
+	if (!na)
+		return -1;
+	memcpy(arr, &na, sizeof na);
+	*cap = ncap;
+	return 0;
+}
+
+/* tg_grow() for the array pointer v (any T *) with n elements used of cap. */
+#define TG_GROW(v, n, cap, first) tg_grow(&(v), &(cap), (n), sizeof *(v), (first))
+
+#endif
