@@ -324,7 +324,10 @@ def test_output_file(pb, run, tmp_path):
 
 
 def test_refuses_a_terminal(run):
-    main, sub = pty.openpty()
+    try:
+        main, sub = pty.openpty()
+    except OSError as e:  # a chroot without /dev/pts (the version matrix)
+        pytest.skip("no pseudo-terminal here: %s" % e)
     try:
         r = subprocess.run([str(tgtest.TIMEGLASS), "flame", "--db", str(run.db), "--all", "--format", "pprof"],
                            stdout=sub, stderr=subprocess.PIPE, text=True, env=tgtest.timeglass_env())
