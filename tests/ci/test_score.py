@@ -113,33 +113,26 @@ def test_coverage(faulty, tmp_path):
 
 def test_dashboard_endpoint(faulty):
     """GET /api/score serves the same scorecard as `timeglass score --json`."""
-    import socket
-    import time
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([str(TIMEGLASS), "ui", "--db", faulty, "--port", str(port), "--no-open"],
-                            cwd=str(SAMPLE), env=env_for(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([str(TIMEGLASS), "ui", "--db", faulty, "--port", "0", "--no-open"],
+                            cwd=str(SAMPLE), env=env_for(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen("http://127.0.0.1:%d/api/score" % port, timeout=5) as resp:
-                    api = json.loads(resp.read())
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    err = proc.stderr.read().decode()
-                    if "no dashboard" in err:
-                        pytest.skip("this build has no dashboard")
-                    raise AssertionError(err)
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        banner = proc.stdout.readline().decode()
+        if not banner:
+            err = proc.stderr.read().decode()
+            if "no dashboard" in err:
+                pytest.skip("this build has no dashboard")
+            raise AssertionError(err)
+        m = re.search(r"dashboard at http://\S+:(\d+)/", banner)
+        assert m, banner
+        with urllib.request.urlopen("http://127.0.0.1:%s/api/score" % m.group(1), timeout=10) as resp:
+            api = json.loads(resp.read())
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
     cli, _ = card(faulty)
     assert api["run_id"] == cli["run_id"] and api["requests"] == 39
     strip = lambda items: [{k: v for k, v in it.items() if k not in ("value", "evidence")} for it in items]  # noqa: E731

@@ -9,8 +9,8 @@ import textwrap
 import time
 
 from rawhttp import RawConnection, build_request
-from tgtest import (BUILD, PYTHON, TIMEGLASS, children, free_port, open_store, port_listening, proc_comm, run_cli,
-                    summarize, timeglass_env, wait_for)
+from tgtest import (BUILD, PYTHON, TIMEGLASS, children, open_store, proc_comm, run_cli, start_dashboard, summarize,
+                    timeglass_env, wait_for)
 
 
 def run_traced(tmp_path, argv, timeout=60, **kw):
@@ -82,17 +82,14 @@ def get(conn, target):
 
 def dashboard_runs(db):
     """GET /api/runs of `timeglass ui` on db."""
-    port = free_port()
-    ui = subprocess.Popen([str(TIMEGLASS), "ui", "--db", str(db), "--port", str(port), "--no-open"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                          env=timeglass_env())
+    ui, port = start_dashboard(db)
     try:
-        wait_for(lambda: port_listening(port), 10, what="timeglass ui to listen")
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", "/api/runs")
         resp = conn.getresponse()
-        assert resp.status == 200
-        return json.loads(resp.read())["runs"]
+        body = resp.read()
+        assert resp.status == 200, body[:300]
+        return json.loads(body)["runs"]
     finally:
         ui.terminate()
         ui.wait(timeout=15)

@@ -114,6 +114,33 @@ def port_listening(port):
     return False
 
 
+def start_dashboard(db, timeout=20, env=None, cwd=None):
+    """`timeglass ui --port 0` on db: returns (proc, port) once it listens.
+    The port is the one its banner names, so the test talks to this dashboard
+    and not to whatever else took a port picked in advance."""
+    import selectors
+    proc = subprocess.Popen([str(TIMEGLASS), "ui", "--db", str(db), "--port", "0", "--no-open"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env=env or timeglass_env(), cwd=cwd)
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    banner = b""
+    deadline = time.monotonic() + timeout
+    while b"\n" not in banner and time.monotonic() < deadline:
+        if sel.select(timeout=max(0.0, deadline - time.monotonic())):
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            banner += chunk
+    sel.close()
+    m = re.search(rb"dashboard at http://[^\s]+:(\d+)/", banner)
+    if not m:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise AssertionError("timeglass ui named no address: %r %r" % (banner, err))
+    return proc, int(m.group(1))
+
+
 def port_open(port, host="127.0.0.1"):
     try:
         with socket.create_connection((host, port), timeout=0.5):
