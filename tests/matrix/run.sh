@@ -56,6 +56,11 @@ for name in $names; do
 	root=$roots/$name
 	mkdir -p "$root/src"
 	mounted=0
+	# A mount left by an earlier run of another (maybe deleted) checkout
+	# would build that tree: keep an existing /src only if it is this one.
+	if mountpoint -q "$root/src" && [ "$(stat -c %d:%i "$root/src")" != "$(stat -c %d:%i "$src")" ]; then
+		umount "$root/src" 2>/dev/null || umount -l "$root/src"
+	fi
 	if ! mountpoint -q "$root/src"; then
 		mount --bind "$src" "$root/src"
 		mount -o remount,bind,ro "$root/src" 2>/dev/null || true
@@ -99,6 +104,8 @@ for name in $names; do
 		done
 	done
 	[ $proc_mounted = 0 ] || umount "$root/proc" 2>/dev/null || true
-	[ $mounted = 0 ] || umount "$root/src"
+	# Busy (a process of a test still inside): detach it all the same, so
+	# the next run does not find it.
+	[ $mounted = 0 ] || umount "$root/src" 2>/dev/null || umount -l "$root/src"
 done
 exit $status
