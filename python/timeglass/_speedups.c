@@ -49,6 +49,8 @@
 #include <string.h>
 
 #ifdef Py_LIMITED_API
+#include <structmember.h>
+
 /* What the limited API of 3.11 lacks, in terms of what it has. */
 static PyObject *str_var_get, *str_set, *str_reset, *str_self_attr, *method_type, *coro_type;
 
@@ -81,9 +83,15 @@ static Py_ssize_t tg_nargs(size_t nargsf)
 }
 #define PyVectorcall_NARGS tg_nargs
 
+/* Vectorcall itself, stable ABI from 3.12 on: set at init when the running
+ * interpreter is one of those. */
+static PyObject *(*tg_real_vectorcall)(PyObject *, PyObject *const *, size_t, PyObject *);
+
 /* callable(*args[:nargs], **dict(zip(kwnames, args[nargs:]))) */
 static PyObject *tg_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
+	if (tg_real_vectorcall)
+		return tg_real_vectorcall(callable, args, nargsf, kwnames);
 	Py_ssize_t nargs = tg_nargs(nargsf), nkw = kwnames ? PyTuple_Size(kwnames) : 0;
 	PyObject *pos = PyTuple_New(nargs), *kw = NULL, *result = NULL;
 	if (!pos)
@@ -108,7 +116,11 @@ out:
 #define PyObject_Vectorcall tg_vectorcall
 
 /* tp_call through a type's vectorcall function: positional arguments and
- * keywords laid out as vectorcall has them. */
+ * keywords laid out as vectorcall has them. Callers that know vectorcall
+ * (the interpreter's own calls, 3.9 and later) use the function directly:
+ * the types name its offset in __vectorcalloffset__ and set the flag, whose
+ * value the limited API of 3.11 does not spell. */
+#define TG_TPFLAGS_HAVE_VECTORCALL (1UL << 11)
 static PyObject *tg_call(PyObject *self, PyObject *args, PyObject *kwargs, tg_vectorcallfunc fn)
 {
 	PyObject *small[8], **stack = small, *kwnames = NULL, *result = NULL;
@@ -1084,8 +1096,14 @@ static PyObject *request_call(PyObject *self, PyObject *args, PyObject *kwargs)
 	return tg_call(self, args, kwargs, request_vectorcall);
 }
 
+static PyMemberDef request_members[] = {
+	{"__vectorcalloffset__", T_PYSSIZET, offsetof(Request, vectorcall), READONLY, NULL},
+	{NULL, 0, 0, 0, NULL},
+};
+
 static PyType_Slot request_slots[] = {
 	{Py_tp_call, request_call},
+	{Py_tp_members, request_members},
 	{Py_tp_dealloc, request_dealloc},
 	{Py_tp_traverse, request_traverse},
 	{Py_tp_clear, request_clear},
@@ -1099,7 +1117,7 @@ static PyType_Slot request_slots[] = {
 static PyType_Spec request_spec = {
 	.name = "timeglass._speedups.Request",
 	.basicsize = sizeof(Request),
-	.flags = TG_HEAPTYPE_FLAGS,
+	.flags = TG_HEAPTYPE_FLAGS | TG_TPFLAGS_HAVE_VECTORCALL,
 	.slots = request_slots,
 };
 #endif
@@ -1571,8 +1589,14 @@ static PyObject *marker_call(PyObject *self, PyObject *args, PyObject *kwargs)
 	return tg_call(self, args, kwargs, marker_vectorcall);
 }
 
+static PyMemberDef marker_members[] = {
+	{"__vectorcalloffset__", T_PYSSIZET, offsetof(Marker, vectorcall), READONLY, NULL},
+	{NULL, 0, 0, 0, NULL},
+};
+
 static PyType_Slot marker_slots[] = {
 	{Py_tp_call, marker_call},
+	{Py_tp_members, marker_members},
 	{Py_tp_dealloc, marker_dealloc},
 	{Py_tp_traverse, marker_traverse},
 	{Py_tp_clear, marker_clear},
@@ -1584,7 +1608,7 @@ static PyType_Slot marker_slots[] = {
 static PyType_Spec marker_spec = {
 	.name = "timeglass._speedups.Marker",
 	.basicsize = sizeof(Marker),
-	.flags = TG_HEAPTYPE_FLAGS,
+	.flags = TG_HEAPTYPE_FLAGS | TG_TPFLAGS_HAVE_VECTORCALL,
 	.slots = marker_slots,
 };
 #endif
@@ -1729,8 +1753,14 @@ static PyObject *release_call(PyObject *self, PyObject *args, PyObject *kwargs)
 	return tg_call(self, args, kwargs, release_vectorcall);
 }
 
+static PyMemberDef release_members[] = {
+	{"__vectorcalloffset__", T_PYSSIZET, offsetof(Release, vectorcall), READONLY, NULL},
+	{NULL, 0, 0, 0, NULL},
+};
+
 static PyType_Slot release_slots[] = {
 	{Py_tp_call, release_call},
+	{Py_tp_members, release_members},
 	{Py_tp_dealloc, release_dealloc},
 	{Py_tp_traverse, release_traverse},
 	{Py_tp_clear, release_clear},
@@ -1741,7 +1771,7 @@ static PyType_Slot release_slots[] = {
 static PyType_Spec release_spec = {
 	.name = "timeglass._speedups.Release",
 	.basicsize = sizeof(Release),
-	.flags = TG_HEAPTYPE_FLAGS,
+	.flags = TG_HEAPTYPE_FLAGS | TG_TPFLAGS_HAVE_VECTORCALL,
 	.slots = release_slots,
 };
 #endif
@@ -1899,8 +1929,14 @@ static PyObject *factory_call(PyObject *self, PyObject *args, PyObject *kwargs)
 	return tg_call(self, args, kwargs, factory_vectorcall);
 }
 
+static PyMemberDef factory_members[] = {
+	{"__vectorcalloffset__", T_PYSSIZET, offsetof(TaskFactory, vectorcall), READONLY, NULL},
+	{NULL, 0, 0, 0, NULL},
+};
+
 static PyType_Slot factory_slots[] = {
 	{Py_tp_call, factory_call},
+	{Py_tp_members, factory_members},
 	{Py_tp_dealloc, factory_dealloc},
 	{Py_tp_traverse, factory_traverse},
 	{Py_tp_clear, factory_clear},
@@ -1912,7 +1948,7 @@ static PyType_Slot factory_slots[] = {
 static PyType_Spec factory_spec = {
 	.name = "timeglass._speedups.TaskFactory",
 	.basicsize = sizeof(TaskFactory),
-	.flags = TG_HEAPTYPE_FLAGS,
+	.flags = TG_HEAPTYPE_FLAGS | TG_TPFLAGS_HAVE_VECTORCALL,
 	.slots = factory_slots,
 };
 #endif
@@ -2019,6 +2055,9 @@ PyMODINIT_FUNC PyInit__speedups(void)
 		if (!*limited_strings[i].slot &&
 		    !(*limited_strings[i].slot = PyUnicode_InternFromString(limited_strings[i].text)))
 			return NULL;
+	if (Py_Version >= 0x030C0000)
+		tg_real_vectorcall = (PyObject * (*)(PyObject *, PyObject *const *, size_t, PyObject *))
+			dlsym(RTLD_DEFAULT, "PyObject_Vectorcall");
 	if (!method_type || !coro_type) {
 		PyObject *types = PyImport_ImportModule("types");
 		if (!types)
