@@ -8,9 +8,11 @@ package does not speak, or a library that is loaded but not registered), the
 middleware runs standalone and writes the store itself.
 
 The same functions are reached without ctypes through the C extension
-timeglass._speedups when it is built for this interpreter (it lives in the
-package once installed; `timeglass run` from a build tree names its build
-directory in TIMEGLASS_PYEXT_DIR). TIMEGLASS_NO_SPEEDUPS=1 keeps to ctypes.
+timeglass._speedups: built for the interpreter the build was configured
+with, and for the stable ABI (_speedups.abi3.so), which any other CPython
+from 3.11 on loads (not a free-threaded one). Both live in the package once
+installed; `timeglass run` from a build tree names its build directory in
+TIMEGLASS_PYEXT_DIR. TIMEGLASS_NO_SPEEDUPS=1 keeps to ctypes.
 """
 
 import asyncio
@@ -172,7 +174,8 @@ class FastNative:
 
 def speedups():
     """The _speedups extension module, or None (not built for this Python,
-    or turned off with TIMEGLASS_NO_SPEEDUPS=1)."""
+    or turned off with TIMEGLASS_NO_SPEEDUPS=1). The file of this
+    interpreter's own ABI comes first, then the stable ABI's."""
     if _env.flag("TIMEGLASS_NO_SPEEDUPS"):
         return None
     name = __package__ + "._speedups"
@@ -187,7 +190,7 @@ def speedups():
     where = os.environ.get("TIMEGLASS_PYEXT_DIR")
     if not where:
         return None
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:  # this interpreter's ABI only
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:  # its own ABI, then abi3
         path = os.path.join(where, "_speedups" + suffix)
         if os.path.isfile(path):
             try:

@@ -6,9 +6,17 @@
  * The functions are resolved once with dlsym(RTLD_DEFAULT) (the preload
  * library sits in the global symbol scope under `timeglass run`) and called
  * directly, with str/int arguments, without ctypes marshalling. _native.py
- * uses this module when it imports (it is built for one Python ABI) and the
- * library is loaded; otherwise it falls back to ctypes with the same
- * behaviour.
+ * uses this module when it imports and the library is loaded; otherwise it
+ * falls back to ctypes with the same behaviour.
+ *
+ * The source is built twice: for the interpreter the build is configured
+ * with (its own ABI, the fastest), and with Py_LIMITED_API for the stable
+ * ABI (_speedups.abi3.so), which any CPython from 3.11 on loads (not the
+ * free-threaded builds). What the limited API of 3.11 lacks is provided
+ * under #ifdef Py_LIMITED_API below: heap types from specs instead of
+ * static ones, tp_call instead of vectorcall, the ContextVar's methods
+ * instead of the PyContextVar_* functions, and function forms of the
+ * macros that read objects' fields.
  *
  * Request: the state of one request served over a socket while the library
  * records. Created by request(scope, receive, send, owner), it enters the
@@ -39,6 +47,188 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#ifdef Py_LIMITED_API
+#include <structmember.h>
+
+/* What the limited API of 3.11 lacks, in terms of what it has. */
+static PyObject *str_var_get, *str_set, *str_reset, *str_self_attr, *method_type, *coro_type;
+
+#ifndef Py_SETREF
+#define Py_SETREF(dst, src) \
+	do { \
+		PyObject **_p = (PyObject **)&(dst); \
+		PyObject *_old = *_p; \
+		*_p = (PyObject *)(src); \
+		Py_DECREF(_old); \
+	} while (0)
+#endif
+#ifndef Py_XSETREF
+#define Py_XSETREF(dst, src) \
+	do { \
+		PyObject **_p = (PyObject **)&(dst); \
+		PyObject *_old = *_p; \
+		*_p = (PyObject *)(src); \
+		Py_XDECREF(_old); \
+	} while (0)
+#endif
+
+#define TG_ARGS_OFFSET ((size_t)1 << (8 * sizeof(size_t) - 1))
+typedef PyObject *(*tg_vectorcallfunc)(PyObject *, PyObject *const *, size_t, PyObject *);
+#define vectorcallfunc tg_vectorcallfunc
+
+static Py_ssize_t tg_nargs(size_t nargsf)
+{
+	return (Py_ssize_t)(nargsf & ~TG_ARGS_OFFSET);
+}
+#define PyVectorcall_NARGS tg_nargs
+
+/* Vectorcall itself, stable ABI from 3.12 on: set at init when the running
+ * interpreter is one of those. */
+static PyObject *(*tg_real_vectorcall)(PyObject *, PyObject *const *, size_t, PyObject *);
+
+/* callable(*args[:nargs], **dict(zip(kwnames, args[nargs:]))) */
+static PyObject *tg_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+	if (tg_real_vectorcall)
+		return tg_real_vectorcall(callable, args, nargsf, kwnames);
+	Py_ssize_t nargs = tg_nargs(nargsf), nkw = kwnames ? PyTuple_Size(kwnames) : 0;
+	PyObject *pos = PyTuple_New(nargs), *kw = NULL, *result = NULL;
+	if (!pos)
+		return NULL;
+	for (Py_ssize_t i = 0; i < nargs; i++) {
+		Py_INCREF(args[i]);
+		PyTuple_SetItem(pos, i, args[i]);
+	}
+	if (nkw) {
+		if (!(kw = PyDict_New()))
+			goto out;
+		for (Py_ssize_t i = 0; i < nkw; i++)
+			if (PyDict_SetItem(kw, PyTuple_GetItem(kwnames, i), args[nargs + i]) < 0)
+				goto out;
+	}
+	result = PyObject_Call(callable, pos, kw);
+out:
+	Py_DECREF(pos);
+	Py_XDECREF(kw);
+	return result;
+}
+#define PyObject_Vectorcall tg_vectorcall
+
+/* tp_call through a type's vectorcall function: positional arguments and
+ * keywords laid out as vectorcall has them. Callers that know vectorcall
+ * (the interpreter's own calls, 3.9 and later) use the function directly:
+ * the types name its offset in __vectorcalloffset__ and set the flag, whose
+ * value the limited API of 3.11 does not spell. */
+#define TG_TPFLAGS_HAVE_VECTORCALL (1UL << 11)
+static PyObject *tg_call(PyObject *self, PyObject *args, PyObject *kwargs, tg_vectorcallfunc fn)
+{
+	PyObject *small[8], **stack = small, *kwnames = NULL, *result = NULL;
+	Py_ssize_t nargs = PyTuple_Size(args), nkw = kwargs ? PyDict_Size(kwargs) : 0;
+	if (nargs < 0 || nkw < 0)
+		return NULL;
+	if (nargs + nkw > (Py_ssize_t)(sizeof small / sizeof small[0])) {
+		stack = PyMem_Malloc((size_t)(nargs + nkw) * sizeof(PyObject *));
+		if (!stack)
+			return PyErr_NoMemory();
+	}
+	for (Py_ssize_t i = 0; i < nargs; i++)
+		stack[i] = PyTuple_GetItem(args, i);
+	if (nkw) {
+		PyObject *key, *value;
+		Py_ssize_t pos = 0, i = 0;
+		if (!(kwnames = PyTuple_New(nkw)))
+			goto out;
+		while (PyDict_Next(kwargs, &pos, &key, &value)) {
+			Py_INCREF(key);
+			PyTuple_SetItem(kwnames, i, key);
+			stack[nargs + i++] = value;
+		}
+	}
+	result = fn(self, stack, (size_t)nargs, kwnames);
+out:
+	Py_XDECREF(kwnames);
+	if (stack != small)
+		PyMem_Free(stack);
+	return result;
+}
+
+#define PyObject_CallOneArg(f, a) PyObject_CallFunctionObjArgs((f), (a), NULL)
+#define PyObject_CallMethodNoArgs(o, name) PyObject_CallMethodObjArgs((o), (name), NULL)
+#define PyObject_CallMethodOneArg(o, name, a) PyObject_CallMethodObjArgs((o), (name), (a), NULL)
+#define PyTuple_GET_SIZE PyTuple_Size
+#define PyTuple_GET_ITEM PyTuple_GetItem
+#define PyBytes_AS_STRING PyBytes_AsString
+#define PyBytes_GET_SIZE PyBytes_Size
+#define PyUnicode_GET_LENGTH PyUnicode_GetLength
+#define PyUnicode_AsUTF8(o) PyUnicode_AsUTF8AndSize((o), NULL)
+#define PyMethod_Check(o) Py_IS_TYPE((o), (PyTypeObject *)method_type)
+#define PyCoro_CheckExact(o) Py_IS_TYPE((o), (PyTypeObject *)coro_type)
+
+/* Whether a str is all ASCII (errors: no). */
+static int tg_is_ascii(PyObject *o)
+{
+	Py_ssize_t len;
+	const char *s = PyUnicode_AsUTF8AndSize(o, &len);
+	if (!s) {
+		PyErr_Clear();
+		return 0;
+	}
+	for (Py_ssize_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			return 0;
+	return 1;
+}
+#define PyUnicode_IS_ASCII tg_is_ascii
+
+/* A bound method's __self__, borrowed (the method holds it). */
+static PyObject *tg_method_self(PyObject *method)
+{
+	PyObject *self = PyObject_GetAttr(method, str_self_attr);
+	if (!self) {
+		PyErr_Clear();
+		return NULL;
+	}
+	Py_DECREF(self);
+	return self;
+}
+#define PyMethod_GET_SELF tg_method_self
+
+/* var.get(): its value, the var's default, or NULL without error. */
+static int tg_var_get(PyObject *var, PyObject *unused, PyObject **value)
+{
+	(void)unused;
+	*value = PyObject_CallMethodObjArgs(var, str_var_get, NULL);
+	if (*value)
+		return 0;
+	if (!PyErr_ExceptionMatches(PyExc_LookupError))
+		return -1;
+	PyErr_Clear();
+	return 0;
+}
+#define PyContextVar_Get tg_var_get
+#define PyContextVar_Set(var, v) PyObject_CallMethodObjArgs((var), str_set, (v), NULL)
+
+static int tg_var_reset(PyObject *var, PyObject *token)
+{
+	PyObject *r = PyObject_CallMethodObjArgs(var, str_reset, token, NULL);
+	if (!r)
+		return -1;
+	Py_DECREF(r);
+	return 0;
+}
+#define PyContextVar_Reset tg_var_reset
+#endif /* Py_LIMITED_API */
+
+/* A heap type's instances hold their type, which the collector must see. */
+#ifdef Py_LIMITED_API
+#define VISIT_TYPE(self) Py_VISIT(Py_TYPE(self))
+/* Like the static types: no instances from Python, no attributes set. */
+#define TG_HEAPTYPE_FLAGS \
+	(Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION)
+#else
+#define VISIT_TYPE(self) ((void)0)
+#endif
 
 #define MARK_ROUTE 1
 #define MARK_EXCEPTION 2
@@ -112,7 +302,15 @@ static int to_int(PyObject *o)
 /* getattr(o, name, None) as a new reference or NULL; -1 on other errors. */
 static int optional_attr(PyObject *o, PyObject *name, PyObject **out)
 {
-#if PY_VERSION_HEX >= 0x030D0000
+#if defined(Py_LIMITED_API)
+	*out = PyObject_GetAttr(o, name);
+	if (*out)
+		return 1;
+	if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+		return -1;
+	PyErr_Clear();
+	return 0;
+#elif PY_VERSION_HEX >= 0x030D0000
 	return PyObject_GetOptionalAttr(o, name, out);
 #else
 	return _PyObject_LookupAttr(o, name, out);
@@ -127,7 +325,7 @@ static void *sym(const char *name)
 /* Hands the pending exception to report() (or drops it). */
 static void report_error(void)
 {
-#if PY_VERSION_HEX >= 0x030C0000
+#if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_LIMITED_API)
 	PyObject *value = PyErr_GetRaisedException();
 #else
 	PyObject *type, *value, *tb;
@@ -558,6 +756,10 @@ typedef struct {
 	uint64_t token;
 } Request;
 
+#ifdef Py_LIMITED_API
+/* A heap type made from its spec at init: &RequestType is the pointer. */
+#define RequestType (*RequestType_p)
+#endif
 static PyTypeObject RequestType;
 
 /* dict.get(key) for a dict (borrowed, NULL without error when missing);
@@ -821,6 +1023,7 @@ static PyObject *request_get_port(PyObject *self, void *closure)
 
 static int request_traverse(PyObject *self, visitproc visit, void *arg)
 {
+	VISIT_TYPE(self);
 	Request *r = (Request *)self;
 	Py_VISIT(r->scope);
 	Py_VISIT(r->send);
@@ -846,9 +1049,15 @@ static int request_clear(PyObject *self)
 
 static void request_dealloc(PyObject *self)
 {
+#ifdef Py_LIMITED_API
+	PyTypeObject *tp = Py_TYPE(self);
+#endif
 	PyObject_GC_UnTrack(self);
 	request_clear(self);
 	PyObject_GC_Del(self);
+#ifdef Py_LIMITED_API
+	Py_DECREF(tp);
+#endif
 }
 
 static PyMethodDef request_methods[] = {
@@ -865,6 +1074,7 @@ static PyGetSetDef request_getset[] = {
 	{NULL, NULL, NULL, NULL, NULL},
 };
 
+#ifndef Py_LIMITED_API
 static PyTypeObject RequestType = {
 	PyVarObject_HEAD_INIT(NULL, 0)
 	.tp_name = "timeglass._speedups.Request",
@@ -880,6 +1090,37 @@ static PyTypeObject RequestType = {
 	.tp_doc = "One request served over a socket while the library records; "
 		  "the application's send.",
 };
+#else
+static PyObject *request_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+	return tg_call(self, args, kwargs, request_vectorcall);
+}
+
+static PyMemberDef request_members[] = {
+	{"__vectorcalloffset__", T_PYSSIZET, offsetof(Request, vectorcall), READONLY, NULL},
+	{NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot request_slots[] = {
+	{Py_tp_call, request_call},
+	{Py_tp_members, request_members},
+	{Py_tp_dealloc, request_dealloc},
+	{Py_tp_traverse, request_traverse},
+	{Py_tp_clear, request_clear},
+	{Py_tp_methods, request_methods},
+	{Py_tp_getset, request_getset},
+	{Py_tp_doc, (void *)"One request served over a socket while the library records; "
+			    "the application's send."},
+	{0, NULL},
+};
+
+static PyType_Spec request_spec = {
+	.name = "timeglass._speedups.Request",
+	.basicsize = sizeof(Request),
+	.flags = TG_HEAPTYPE_FLAGS | TG_TPFLAGS_HAVE_VECTORCALL,
+	.slots = request_slots,
+};
+#endif
 
 /* ---- Marker and Serve ------------------------------------------------- */
 
@@ -893,7 +1134,7 @@ static PyObject *last_loop;      /* the loop new_loop() was last called for */
  * the error indicator is cleared). */
 static PyObject *take_exception(void)
 {
-#if PY_VERSION_HEX >= 0x030C0000
+#if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_LIMITED_API)
 	return PyErr_GetRaisedException();
 #else
 	PyObject *type, *value, *tb;
@@ -910,7 +1151,7 @@ static PyObject *take_exception(void)
 /* Raises exc again (steals the reference). */
 static void give_exception(PyObject *exc)
 {
-#if PY_VERSION_HEX >= 0x030C0000
+#if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_LIMITED_API)
 	PyErr_SetRaisedException(exc);
 #else
 	PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
@@ -929,6 +1170,10 @@ typedef struct {
 	Request *req;
 } Serve;
 
+#ifdef Py_LIMITED_API
+/* A heap type made from its spec at init: &ServeType is the pointer. */
+#define ServeType (*ServeType_p)
+#endif
 static PyTypeObject ServeType;
 
 /* The request is over: the application returned (exc NULL) or raised exc. */
@@ -1077,6 +1322,7 @@ static PyObject *serve_await(PyObject *self)
 
 static int serve_traverse(PyObject *self, visitproc visit, void *arg)
 {
+	VISIT_TYPE(self);
 	Serve *s = (Serve *)self;
 	Py_VISIT(s->it);
 	Py_VISIT(s->req);
@@ -1101,15 +1347,23 @@ static int serve_clear(PyObject *self)
 
 static void serve_dealloc(PyObject *self)
 {
+#ifdef Py_LIMITED_API
+	PyTypeObject *tp = Py_TYPE(self);
+#endif
 	PyObject_GC_UnTrack(self);
 	serve_clear(self);
 	PyObject_GC_Del(self);
+#ifdef Py_LIMITED_API
+	Py_DECREF(tp);
+#endif
 }
 
+#ifndef Py_LIMITED_API
 static PyAsyncMethods serve_async = {
 	.am_await = serve_await,
 	.am_send = serve_am_send,
 };
+#endif
 
 static PyMethodDef serve_methods[] = {
 	{"send", serve_send_value, METH_O, "Resumes the application with a value."},
@@ -1118,6 +1372,7 @@ static PyMethodDef serve_methods[] = {
 	{NULL, NULL, 0, NULL},
 };
 
+#ifndef Py_LIMITED_API
 static PyTypeObject ServeType = {
 	PyVarObject_HEAD_INIT(NULL, 0)
 	.tp_name = "timeglass._speedups.Serve",
@@ -1132,6 +1387,27 @@ static PyTypeObject ServeType = {
 	.tp_methods = serve_methods,
 	.tp_doc = "The application's awaitable for one request, which finishes the request when it is over.",
 };
+#else
+static PyType_Slot serve_slots[] = {
+	{Py_tp_dealloc, serve_dealloc},
+	{Py_tp_traverse, serve_traverse},
+	{Py_tp_clear, serve_clear},
+	{Py_am_await, serve_await},
+	{Py_am_send, serve_am_send},
+	{Py_tp_iter, PyObject_SelfIter},
+	{Py_tp_iternext, serve_iternext},
+	{Py_tp_methods, serve_methods},
+	{Py_tp_doc, (void *)"The application's awaitable for one request, which finishes the request when it is over."},
+	{0, NULL},
+};
+
+static PyType_Spec serve_spec = {
+	.name = "timeglass._speedups.Serve",
+	.basicsize = sizeof(Serve),
+	.flags = TG_HEAPTYPE_FLAGS,
+	.slots = serve_slots,
+};
+#endif
 
 /* Marker: what ServerErrorMiddleware wraps its application in under
  * `timeglass run` (see _autopatch.py). The common case - an HTTP request
@@ -1148,6 +1424,10 @@ typedef struct {
 	PyObject *fallback;
 } Marker;
 
+#ifdef Py_LIMITED_API
+/* A heap type made from its spec at init: &MarkerType is the pointer. */
+#define MarkerType (*MarkerType_p)
+#endif
 static PyTypeObject MarkerType;
 
 /* Whether this request takes the fast path, and its socket fd. */
@@ -1217,10 +1497,20 @@ static PyObject *marker_vectorcall(PyObject *callable, PyObject *const *args, si
 	if (aw && !PyCoro_CheckExact(aw)) {
 		/* Another awaitable: its iterator. */
 		PyTypeObject *t = Py_TYPE(aw);
+#ifndef Py_LIMITED_API
 		PyObject *it = t->tp_as_async && t->tp_as_async->am_await ? t->tp_as_async->am_await(aw) : NULL;
 		if (!it && !PyErr_Occurred())
 			PyErr_Format(PyExc_TypeError, "object %.100s can't be used in 'await' expression",
 				     t->tp_name);
+#else
+		unaryfunc am_await = (unaryfunc)PyType_GetSlot(t, Py_am_await);
+		PyObject *it = am_await ? am_await(aw) : NULL;
+		if (!it && !PyErr_Occurred()) {
+			PyObject *name = PyType_GetName(t);
+			PyErr_Format(PyExc_TypeError, "object %.100S can't be used in 'await' expression", name);
+			Py_XDECREF(name);
+		}
+#endif
 		Py_SETREF(aw, it);
 	}
 	if (!aw) {
@@ -1235,6 +1525,7 @@ static PyObject *marker_vectorcall(PyObject *callable, PyObject *const *args, si
 
 static int marker_traverse(PyObject *self, visitproc visit, void *arg)
 {
+	VISIT_TYPE(self);
 	Marker *m = (Marker *)self;
 	Py_VISIT(m->app);
 	Py_VISIT(m->fallback);
@@ -1251,9 +1542,15 @@ static int marker_clear(PyObject *self)
 
 static void marker_dealloc(PyObject *self)
 {
+#ifdef Py_LIMITED_API
+	PyTypeObject *tp = Py_TYPE(self);
+#endif
 	PyObject_GC_UnTrack(self);
 	marker_clear(self);
 	PyObject_GC_Del(self);
+#ifdef Py_LIMITED_API
+	Py_DECREF(tp);
+#endif
 }
 
 static PyObject *marker_get_app(PyObject *self, void *closure)
@@ -1272,6 +1569,7 @@ static PyGetSetDef marker_getset[] = {
 	{NULL, NULL, NULL, NULL, NULL},
 };
 
+#ifndef Py_LIMITED_API
 static PyTypeObject MarkerType = {
 	PyVarObject_HEAD_INIT(NULL, 0)
 	.tp_name = "timeglass._speedups.Marker",
@@ -1285,6 +1583,35 @@ static PyTypeObject MarkerType = {
 	.tp_getset = marker_getset,
 	.tp_doc = "The bootstrap's ASGI marker around a Starlette application's own.",
 };
+#else
+static PyObject *marker_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+	return tg_call(self, args, kwargs, marker_vectorcall);
+}
+
+static PyMemberDef marker_members[] = {
+	{"__vectorcalloffset__", T_PYSSIZET, offsetof(Marker, vectorcall), READONLY, NULL},
+	{NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot marker_slots[] = {
+	{Py_tp_call, marker_call},
+	{Py_tp_members, marker_members},
+	{Py_tp_dealloc, marker_dealloc},
+	{Py_tp_traverse, marker_traverse},
+	{Py_tp_clear, marker_clear},
+	{Py_tp_getset, marker_getset},
+	{Py_tp_doc, (void *)"The bootstrap's ASGI marker around a Starlette application's own."},
+	{0, NULL},
+};
+
+static PyType_Spec marker_spec = {
+	.name = "timeglass._speedups.Marker",
+	.basicsize = sizeof(Marker),
+	.flags = TG_HEAPTYPE_FLAGS | TG_TPFLAGS_HAVE_VECTORCALL,
+	.slots = marker_slots,
+};
+#endif
 
 /* marker(app, fallback) -> Marker */
 static PyObject *sp_marker(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -1333,7 +1660,14 @@ static uintptr_t coro_frame(PyObject *coro)
 			uintptr_t iframe;
 			memcpy(&iframe, (char *)f + sizeof(PyObject) + sizeof(void *), sizeof iframe);
 			uintptr_t base = (uintptr_t)coro;
-			if (iframe > base && iframe - base < (uintptr_t)Py_TYPE(coro)->tp_basicsize)
+#ifndef Py_LIMITED_API
+			Py_ssize_t size = Py_TYPE(coro)->tp_basicsize;
+#else
+			PyObject *bs = PyObject_GetAttrString((PyObject *)Py_TYPE(coro), "__basicsize__");
+			Py_ssize_t size = bs ? PyLong_AsSsize_t(bs) : 0;
+			Py_XDECREF(bs);
+#endif
+			if (iframe > base && iframe - base < (uintptr_t)size)
 				coro_frame_offset = (Py_ssize_t)(iframe - base);
 		}
 		Py_XDECREF(f);
@@ -1352,6 +1686,10 @@ typedef struct {
 	PyObject *coro;
 } Release;
 
+#ifdef Py_LIMITED_API
+/* A heap type made from its spec at init: &ReleaseType is the pointer. */
+#define ReleaseType (*ReleaseType_p)
+#endif
 static PyTypeObject ReleaseType;
 
 static PyObject *release_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -1367,6 +1705,7 @@ static PyObject *release_vectorcall(PyObject *callable, PyObject *const *args, s
 
 static int release_traverse(PyObject *self, visitproc visit, void *arg)
 {
+	VISIT_TYPE(self);
 	Py_VISIT(((Release *)self)->coro);
 	return 0;
 }
@@ -1384,11 +1723,18 @@ static int release_clear(PyObject *self)
 
 static void release_dealloc(PyObject *self)
 {
+#ifdef Py_LIMITED_API
+	PyTypeObject *tp = Py_TYPE(self);
+#endif
 	PyObject_GC_UnTrack(self);
 	release_clear(self);
 	PyObject_GC_Del(self);
+#ifdef Py_LIMITED_API
+	Py_DECREF(tp);
+#endif
 }
 
+#ifndef Py_LIMITED_API
 static PyTypeObject ReleaseType = {
 	PyVarObject_HEAD_INIT(NULL, 0)
 	.tp_name = "timeglass._speedups.Release",
@@ -1401,6 +1747,34 @@ static PyTypeObject ReleaseType = {
 	.tp_clear = release_clear,
 	.tp_doc = "Done callback of a task adopted by a request's scope.",
 };
+#else
+static PyObject *release_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+	return tg_call(self, args, kwargs, release_vectorcall);
+}
+
+static PyMemberDef release_members[] = {
+	{"__vectorcalloffset__", T_PYSSIZET, offsetof(Release, vectorcall), READONLY, NULL},
+	{NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot release_slots[] = {
+	{Py_tp_call, release_call},
+	{Py_tp_members, release_members},
+	{Py_tp_dealloc, release_dealloc},
+	{Py_tp_traverse, release_traverse},
+	{Py_tp_clear, release_clear},
+	{Py_tp_doc, (void *)"Done callback of a task adopted by a request's scope."},
+	{0, NULL},
+};
+
+static PyType_Spec release_spec = {
+	.name = "timeglass._speedups.Release",
+	.basicsize = sizeof(Release),
+	.flags = TG_HEAPTYPE_FLAGS | TG_TPFLAGS_HAVE_VECTORCALL,
+	.slots = release_slots,
+};
+#endif
 
 /* Makes the task running coro belong to the current request scope, if any. */
 static int adopt(PyObject *task, PyObject *coro)
@@ -1455,6 +1829,10 @@ typedef struct {
 	PyObject *task_type; /* asyncio.Task */
 } TaskFactory;
 
+#ifdef Py_LIMITED_API
+/* A heap type made from its spec at init: &TaskFactoryType is the pointer. */
+#define TaskFactoryType (*TaskFactoryType_p)
+#endif
 static PyTypeObject TaskFactoryType;
 
 static PyObject *factory_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -1493,6 +1871,7 @@ static PyObject *factory_vectorcall(PyObject *callable, PyObject *const *args, s
 
 static int factory_traverse(PyObject *self, visitproc visit, void *arg)
 {
+	VISIT_TYPE(self);
 	TaskFactory *f = (TaskFactory *)self;
 	Py_VISIT(f->inner);
 	Py_VISIT(f->task_type);
@@ -1509,9 +1888,15 @@ static int factory_clear(PyObject *self)
 
 static void factory_dealloc(PyObject *self)
 {
+#ifdef Py_LIMITED_API
+	PyTypeObject *tp = Py_TYPE(self);
+#endif
 	PyObject_GC_UnTrack(self);
 	factory_clear(self);
 	PyObject_GC_Del(self);
+#ifdef Py_LIMITED_API
+	Py_DECREF(tp);
+#endif
 }
 
 static PyObject *factory_get_inner(PyObject *self, void *closure)
@@ -1524,6 +1909,7 @@ static PyGetSetDef factory_getset[] = {
 	{NULL, NULL, NULL, NULL, NULL},
 };
 
+#ifndef Py_LIMITED_API
 static PyTypeObject TaskFactoryType = {
 	PyVarObject_HEAD_INIT(NULL, 0)
 	.tp_name = "timeglass._speedups.TaskFactory",
@@ -1537,6 +1923,35 @@ static PyTypeObject TaskFactoryType = {
 	.tp_getset = factory_getset,
 	.tp_doc = "An event loop's task factory: tasks started inside a request belong to it.",
 };
+#else
+static PyObject *factory_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+	return tg_call(self, args, kwargs, factory_vectorcall);
+}
+
+static PyMemberDef factory_members[] = {
+	{"__vectorcalloffset__", T_PYSSIZET, offsetof(TaskFactory, vectorcall), READONLY, NULL},
+	{NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot factory_slots[] = {
+	{Py_tp_call, factory_call},
+	{Py_tp_members, factory_members},
+	{Py_tp_dealloc, factory_dealloc},
+	{Py_tp_traverse, factory_traverse},
+	{Py_tp_clear, factory_clear},
+	{Py_tp_getset, factory_getset},
+	{Py_tp_doc, (void *)"An event loop's task factory: tasks started inside a request belong to it."},
+	{0, NULL},
+};
+
+static PyType_Spec factory_spec = {
+	.name = "timeglass._speedups.TaskFactory",
+	.basicsize = sizeof(TaskFactory),
+	.flags = TG_HEAPTYPE_FLAGS | TG_TPFLAGS_HAVE_VECTORCALL,
+	.slots = factory_slots,
+};
+#endif
 
 /* task_factory(inner, task_type) -> TaskFactory */
 static PyObject *sp_task_factory(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -1624,10 +2039,48 @@ PyMODINIT_FUNC PyInit__speedups(void)
 			return NULL;
 	if (!kw_loop && !(kw_loop = PyTuple_Pack(1, str_loop)))
 		return NULL;
+#ifndef Py_LIMITED_API
 	if (PyType_Ready(&RequestType) < 0 || PyType_Ready(&ReleaseType) < 0 ||
 	    PyType_Ready(&TaskFactoryType) < 0 || PyType_Ready(&ServeType) < 0 ||
 	    PyType_Ready(&MarkerType) < 0)
 		return NULL;
+#else
+	struct {
+		PyObject **slot;
+		const char *text;
+	} limited_strings[] = {
+		{&str_var_get, "get"}, {&str_set, "set"}, {&str_reset, "reset"}, {&str_self_attr, "__self__"},
+	};
+	for (size_t i = 0; i < sizeof limited_strings / sizeof limited_strings[0]; i++)
+		if (!*limited_strings[i].slot &&
+		    !(*limited_strings[i].slot = PyUnicode_InternFromString(limited_strings[i].text)))
+			return NULL;
+	if (Py_Version >= 0x030C0000)
+		tg_real_vectorcall = (PyObject * (*)(PyObject *, PyObject *const *, size_t, PyObject *))
+			dlsym(RTLD_DEFAULT, "PyObject_Vectorcall");
+	if (!method_type || !coro_type) {
+		PyObject *types = PyImport_ImportModule("types");
+		if (!types)
+			return NULL;
+		Py_XSETREF(method_type, PyObject_GetAttrString(types, "MethodType"));
+		Py_XSETREF(coro_type, PyObject_GetAttrString(types, "CoroutineType"));
+		Py_DECREF(types);
+		if (!method_type || !coro_type)
+			return NULL;
+	}
+	struct {
+		PyTypeObject **type;
+		PyType_Spec *spec;
+	} heap_types[] = {
+		{&RequestType_p, &request_spec}, {&ReleaseType_p, &release_spec},
+		{&TaskFactoryType_p, &factory_spec}, {&ServeType_p, &serve_spec},
+		{&MarkerType_p, &marker_spec},
+	};
+	for (size_t i = 0; i < sizeof heap_types / sizeof heap_types[0]; i++)
+		if (!*heap_types[i].type &&
+		    !(*heap_types[i].type = (PyTypeObject *)PyType_FromSpec(heap_types[i].spec)))
+			return NULL;
+#endif
 	PyObject *m = PyModule_Create(&module);
 	if (!m)
 		return NULL;

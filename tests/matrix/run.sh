@@ -13,6 +13,11 @@
 # default python3; the stack tests take any interpreter; the OpenTelemetry
 # export tests need python3-opentelemetry-proto, which only sid packages.)
 #
+# With the Python-package suite, the stable-ABI extension built on the host
+# (${TIMEGLASS_BUILD:-build}/python/_speedups.abi3.so, when there is one) runs
+# the abi3 tests of tests/python/test_speedups.py on the chroot's python3:
+# the module made for 3.11 serves the newer interpreter.
+#
 #   tests/matrix/run.sh              # trixie and sid
 #   tests/matrix/run.sh trixie       # one chroot
 #   TIMEGLASS_MATRIX_SUITES=stacks tests/matrix/run.sh   # these suites only
@@ -102,6 +107,27 @@ for name in $names; do
 				status=1
 			fi
 		done
+		host_abi3=${TIMEGLASS_BUILD:-$src/build}/python/_speedups.abi3.so
+		case " $(suites_of "$name" "$py") " in
+		*" python "*)
+			if [ -f "$host_abi3" ]; then
+				start=$(date +%s)
+				abi3_dir=/var/tmp/tg2-abi3-$tree
+				mkdir -p "$root$abi3_dir"
+				cp "$host_abi3" "$root$abi3_dir/_speedups.abi3.so"
+				echo "== $name/$py host-built abi3"
+				if chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+					LC_ALL=C.UTF-8 TIMEGLASS_BUILD="/var/tmp/tg2-build-$py-$tree" \
+					TIMEGLASS_TEST_PYTHON="/usr/bin/$py" TIMEGLASS_TEST_ABI3="$abi3_dir/_speedups.abi3.so" \
+					sh -c "cd /tmp && exec python3 -m pytest -q -p no:cacheprovider -k 'abi3_module or abi3_and_ctypes' /src/tests/python/test_speedups.py"; then
+					echo "== $name/$py host-built abi3: passed in $(( $(date +%s) - start )) s"
+				else
+					echo "== $name/$py host-built abi3: FAILED"
+					status=1
+				fi
+			fi
+			;;
+		esac
 	done
 	[ $proc_mounted = 0 ] || umount "$root/proc" 2>/dev/null || true
 	# Busy (a process of a test still inside): detach it all the same, so
