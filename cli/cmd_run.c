@@ -8,7 +8,7 @@
  * the supervisor forwards the signals a user or a process manager sends it;
  * when the command ends it hands its exit status to the collector over the
  * lifeline, closes it, waits for the collector to finish writing (up to 30
- * s) and exits with the command's status (128 + N if killed by signal N).
+ * s; a pidfd says the moment it ends, with no polling delay) and exits with the command's status (128 + N if killed by signal N).
  * If the collector dies, the command keeps running and its status is still
  * returned; when the command ends, the supervisor writes the run's end (time
  * and status) into the store itself, so the run does not look unfinished.
@@ -18,6 +18,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -569,6 +571,46 @@ static void write_all(int fd, const char *s)
 	}
 }
 
+/* A descriptor that becomes readable when process pid ends (pidfd_open,
+ * Linux 5.3), or -1 where there is none. */
+static int open_pidfd(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	return (int)syscall(SYS_pidfd_open, pid, 0); /* close-on-exec */
+#else
+	(void)pid;
+	return -1;
+#endif
+}
+
+/* Waits for the collector (coll) to end, up to COLLECTOR_WAIT_NS. With a
+ * pidfd, poll() returns the moment it ends; without one, waitpid() is
+ * polled every millisecond. Returns coll (its status in *st), 0 when it
+ * is still running at the limit, -1 on an error. */
+static pid_t wait_collector(pid_t coll, int pidfd, int *st)
+{
+	int64_t deadline = tg_monotonic_ns() + COLLECTOR_WAIT_NS;
+	for (;;) {
+		pid_t w = waitpid(coll, st, WNOHANG);
+		if (w == coll)
+			return w;
+		if (w < 0 && errno != EINTR)
+			return -1;
+		int64_t left = deadline - tg_monotonic_ns();
+		if (left <= 0)
+			return 0;
+		if (pidfd >= 0) {
+			struct pollfd p = {.fd = pidfd, .events = POLLIN};
+			int ms = (int)((left + 999999) / 1000000);
+			if (poll(&p, 1, ms) < 0 && errno != EINTR)
+				pidfd = -1; /* poll by the clock from here on */
+		} else {
+			struct timespec step = {0, 1000000};
+			nanosleep(&step, NULL);
+		}
+	}
+}
+
 /* Reads the collector's first line ("ready ..." or "error ..."). */
 static int read_line(int fd, char *buf, size_t cap)
 {
@@ -619,6 +661,8 @@ int cmd_run(int argc, char **argv)
 	}
 	close(life[1]);
 	int lifeline = life[0];
+	/* Opened now, while the collector is surely this process's child. */
+	int pidfd = open_pidfd(coll);
 
 	char line[PATH_MAX + 600];
 	read_line(lifeline, line, sizeof line);
@@ -685,26 +729,19 @@ int cmd_run(int argc, char **argv)
 	write_all(lifeline, msg);
 	close(lifeline);
 	if (coll_alive) {
-		struct timespec step = {0, 10 * 1000000};
-		for (int64_t waited = 0;; waited += step.tv_nsec) {
-			int st;
-			pid_t w = waitpid(coll, &st, WNOHANG);
-			if (w == coll) {
-				if (WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0)) {
-					coll_died = 1;
-					collector_lost(st, sock);
-				}
-				break;
+		int st;
+		pid_t w = wait_collector(coll, pidfd, &st);
+		if (w == coll) {
+			if (WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0)) {
+				coll_died = 1;
+				collector_lost(st, sock);
 			}
-			if (w < 0 && errno != EINTR)
-				break;
-			if (waited >= COLLECTOR_WAIT_NS) {
-				tg_warn("the collector is still writing after 30 s; it finishes in the background");
-				break;
-			}
-			nanosleep(&step, NULL);
+		} else if (w == 0) {
+			tg_warn("the collector is still writing after 30 s; it finishes in the background");
 		}
 	}
+	if (pidfd >= 0)
+		close(pidfd);
 	if (coll_died)
 		end_run_without_collector(o.db, run_id, ended_unix_ns, status);
 	return status;
