@@ -653,20 +653,23 @@ static pid_t wait_collector(pid_t coll, int pidfd, int *st)
 	}
 }
 
-/* Reads the collector's first line ("ready ..." or "error ..."). */
+/* Reads the collector's first line ("ready ..." or "error ..."), the only
+ * thing it ever writes on the lifeline: read in as large pieces as come. */
 static int read_line(int fd, char *buf, size_t cap)
 {
 	size_t n = 0;
-	while (n + 1 < cap) {
-		ssize_t r = read(fd, buf + n, 1);
+	char *nl = NULL;
+	while (n + 1 < cap && !nl) {
+		ssize_t r = read(fd, buf + n, cap - 1 - n);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
 			break;
-		if (buf[n] == '\n')
-			break;
-		n++;
+		nl = memchr(buf + n, '\n', (size_t)r);
+		n += (size_t)r;
 	}
+	if (nl)
+		n = (size_t)(nl - buf);
 	buf[n] = '\0';
 	return (int)n;
 }
