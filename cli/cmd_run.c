@@ -2,13 +2,15 @@
  * cmd_run.c - `timeglass run`: the supervisor.
  *
  * It forks the collector (collector.c) first and waits for it to say
- * "ready": the store is open and the registration socket listens. Only then
- * does it fork and exec the command, with libtimeglass.so appended to
- * LD_PRELOAD and the socket path in TIMEGLASS_SOCK. While the command runs,
- * the supervisor forwards the signals a user or a process manager sends it;
- * when the command ends it hands its exit status to the collector over the
- * lifeline, closes it, waits for the collector to finish writing (up to 30
- * s) and exits with the command's status (128 + N if killed by signal N).
+ * "ready": the store is open and the registration socket listens (old runs
+ * are pruned after that, while the command starts). Only then does it start
+ * the command (posix_spawn), with libtimeglass.so appended to LD_PRELOAD and
+ * the socket path in TIMEGLASS_SOCK. While the command runs, the supervisor
+ * forwards the signals a user or a process manager sends it; when the
+ * command ends it hands its exit status to the collector over the lifeline,
+ * closes it, waits for the collector to finish writing (up to 30 s; a pidfd
+ * says the moment it ends) and exits with the command's status (128 + N if
+ * killed by signal N).
  * If the collector dies, the command keeps running and its status is still
  * returned; when the command ends, the supervisor writes the run's end (time
  * and status) into the store itself, so the run does not look unfinished.
@@ -18,13 +20,16 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -460,11 +465,11 @@ static void install_forwarders(void)
 
 /* ---- the command ------------------------------------------------------- */
 
-/* In the command's child: environment, then exec. Never returns. */
-static void exec_command(char **argv, const char *lib, const char *sock, unsigned ring_mb, const sigset_t *mask,
-			 int no_bootstrap)
+/* The command's environment, set in this process (which reads none of
+ * these variables afterwards) for the command to inherit: the bootstrap on
+ * PYTHONPATH, the library in LD_PRELOAD, the socket and the ring size. */
+static void command_env(const char *lib, const char *sock, unsigned ring_mb, int no_bootstrap)
 {
-	sigprocmask(SIG_SETMASK, mask, NULL);
 	char boot[PATH_MAX];
 	if (no_bootstrap) {
 		setenv("TIMEGLASS_NO_BOOTSTRAP", "1", 1);
@@ -478,6 +483,7 @@ static void exec_command(char **argv, const char *lib, const char *sock, unsigne
 			if (v) {
 				snprintf(v, n, "%s:%s", boot, pp);
 				setenv("PYTHONPATH", v, 1);
+				free(v);
 			}
 		}
 		char pyext[PATH_MAX];
@@ -492,6 +498,7 @@ static void exec_command(char **argv, const char *lib, const char *sock, unsigne
 			if (v) {
 				snprintf(v, n, "%s:%s", old, lib);
 				setenv("LD_PRELOAD", v, 1);
+				free(v);
 			}
 		}
 	} else {
@@ -501,10 +508,47 @@ static void exec_command(char **argv, const char *lib, const char *sock, unsigne
 	snprintf(kb, sizeof kb, "%u", ring_mb * 1024u);
 	setenv("TIMEGLASS_SOCK", sock, 1);
 	setenv("TIMEGLASS_RING_KB", kb, 1);
-	execvp(argv[0], argv);
-	int e = errno;
-	fprintf(stderr, "timeglass: cannot run '%.200s': %s\n", argv[0], strerror(e));
-	_exit(e == ENOENT ? 127 : 126);
+}
+
+/* The command could not be run: says so; its status is 127 (not found)
+ * or 126, as a shell's. */
+static int cannot_run(const char *cmd, int e)
+{
+	fprintf(stderr, "timeglass: cannot run '%.200s': %s\n", cmd, strerror(e));
+	return e == ENOENT ? 127 : 126;
+}
+
+/* Starts the command with its environment (command_env) and the signal
+ * mask mask. posix_spawnp() starts it without copying this process (a
+ * fork's copy of the page tables is the larger part of starting a child
+ * here); a file that is not an executable (ENOEXEC: a script without #!)
+ * goes through fork() and execvp(), which runs it with the shell. Returns
+ * its pid; 0 when it could not be run (said, and its status in *status);
+ * -1 when no process could be made (errno). */
+static pid_t start_command(char **argv, const sigset_t *mask, int *status)
+{
+	posix_spawnattr_t attr;
+	pid_t pid;
+	int e = posix_spawnattr_init(&attr);
+	if (e == 0) {
+		posix_spawnattr_setsigmask(&attr, mask);
+		posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+		e = posix_spawnp(&pid, argv[0], NULL, &attr, argv, environ);
+		posix_spawnattr_destroy(&attr);
+		if (e == 0)
+			return pid;
+		if (e == ENOENT || e == EACCES || e == ENOTDIR || e == ELOOP || e == ENAMETOOLONG) {
+			*status = cannot_run(argv[0], e);
+			return 0;
+		}
+	}
+	pid = fork();
+	if (pid == 0) {
+		sigprocmask(SIG_SETMASK, mask, NULL);
+		execvp(argv[0], argv);
+		_exit(cannot_run(argv[0], errno));
+	}
+	return pid;
 }
 
 static int status_code(int st)
@@ -569,20 +613,63 @@ static void write_all(int fd, const char *s)
 	}
 }
 
-/* Reads the collector's first line ("ready ..." or "error ..."). */
+/* A descriptor that becomes readable when process pid ends (pidfd_open,
+ * Linux 5.3), or -1 where there is none. */
+static int open_pidfd(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	return (int)syscall(SYS_pidfd_open, pid, 0); /* close-on-exec */
+#else
+	(void)pid;
+	return -1;
+#endif
+}
+
+/* Waits for the collector (coll) to end, up to COLLECTOR_WAIT_NS. With a
+ * pidfd, poll() returns the moment it ends; without one, waitpid() is
+ * polled every millisecond. Returns coll (its status in *st), 0 when it
+ * is still running at the limit, -1 on an error. */
+static pid_t wait_collector(pid_t coll, int pidfd, int *st)
+{
+	int64_t deadline = tg_monotonic_ns() + COLLECTOR_WAIT_NS;
+	for (;;) {
+		pid_t w = waitpid(coll, st, WNOHANG);
+		if (w == coll)
+			return w;
+		if (w < 0 && errno != EINTR)
+			return -1;
+		int64_t left = deadline - tg_monotonic_ns();
+		if (left <= 0)
+			return 0;
+		if (pidfd >= 0) {
+			struct pollfd p = {.fd = pidfd, .events = POLLIN};
+			int ms = (int)((left + 999999) / 1000000);
+			if (poll(&p, 1, ms) < 0 && errno != EINTR)
+				pidfd = -1; /* poll by the clock from here on */
+		} else {
+			struct timespec step = {0, 1000000};
+			nanosleep(&step, NULL);
+		}
+	}
+}
+
+/* Reads the collector's first line ("ready ..." or "error ..."), the only
+ * thing it ever writes on the lifeline: read in as large pieces as come. */
 static int read_line(int fd, char *buf, size_t cap)
 {
 	size_t n = 0;
-	while (n + 1 < cap) {
-		ssize_t r = read(fd, buf + n, 1);
+	char *nl = NULL;
+	while (n + 1 < cap && !nl) {
+		ssize_t r = read(fd, buf + n, cap - 1 - n);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
 			break;
-		if (buf[n] == '\n')
-			break;
-		n++;
+		nl = memchr(buf + n, '\n', (size_t)r);
+		n += (size_t)r;
 	}
+	if (nl)
+		n = (size_t)(nl - buf);
 	buf[n] = '\0';
 	return (int)n;
 }
@@ -619,6 +706,8 @@ int cmd_run(int argc, char **argv)
 	}
 	close(life[1]);
 	int lifeline = life[0];
+	/* Opened now, while the collector is surely this process's child. */
+	int pidfd = open_pidfd(coll);
 
 	char line[PATH_MAX + 600];
 	read_line(lifeline, line, sizeof line);
@@ -642,7 +731,9 @@ int cmd_run(int argc, char **argv)
 	sigset_t old_mask;
 	block_forwarded(&old_mask);
 	fflush(NULL);
-	pid_t pid = fork();
+	command_env(lib, sock, o.ring_mb, o.no_bootstrap);
+	int status = 1, coll_alive = 1, coll_died = 0;
+	pid_t pid = start_command(argv + ci, &old_mask, &status);
 	if (pid < 0) {
 		tg_warn("cannot start '%s': %s", argv[ci], strerror(errno));
 		write_all(lifeline, "exit 2\n");
@@ -650,17 +741,12 @@ int cmd_run(int argc, char **argv)
 		waitpid(coll, NULL, 0);
 		return TG_EXIT_USAGE;
 	}
-	if (pid == 0) {
-		close(lifeline);
-		exec_command(argv + ci, lib, sock, o.ring_mb, &old_mask, o.no_bootstrap);
-	}
 	cmd_pid = pid;
 	install_forwarders();
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 
 	/* Wait for the command; notice the collector dying meanwhile. */
-	int status = 1, coll_alive = 1, coll_died = 0;
-	for (;;) {
+	for (; pid > 0;) {
 		int st;
 		pid_t w = waitpid(-1, &st, 0);
 		if (w < 0) {
@@ -685,26 +771,19 @@ int cmd_run(int argc, char **argv)
 	write_all(lifeline, msg);
 	close(lifeline);
 	if (coll_alive) {
-		struct timespec step = {0, 10 * 1000000};
-		for (int64_t waited = 0;; waited += step.tv_nsec) {
-			int st;
-			pid_t w = waitpid(coll, &st, WNOHANG);
-			if (w == coll) {
-				if (WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0)) {
-					coll_died = 1;
-					collector_lost(st, sock);
-				}
-				break;
+		int st;
+		pid_t w = wait_collector(coll, pidfd, &st);
+		if (w == coll) {
+			if (WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0)) {
+				coll_died = 1;
+				collector_lost(st, sock);
 			}
-			if (w < 0 && errno != EINTR)
-				break;
-			if (waited >= COLLECTOR_WAIT_NS) {
-				tg_warn("the collector is still writing after 30 s; it finishes in the background");
-				break;
-			}
-			nanosleep(&step, NULL);
+		} else if (w == 0) {
+			tg_warn("the collector is still writing after 30 s; it finishes in the background");
 		}
 	}
+	if (pidfd >= 0)
+		close(pidfd);
 	if (coll_died)
 		end_run_without_collector(o.db, run_id, ended_unix_ns, status);
 	return status;

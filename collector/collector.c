@@ -977,8 +977,6 @@ static int start(struct collector *c, const struct tg_collector_opts *o)
 	free(cmd);
 	if (c->run_id < 0)
 		return -1;
-	if (tg_store_prune(c->store, o->keep_runs) < 0)
-		tg_warn("%s", tg_error()); /* old runs stay; recording still works */
 	return make_socket(c);
 }
 
@@ -1151,6 +1149,10 @@ int tg_collector_main(const struct tg_collector_opts *o)
 	snprintf(line, sizeof line, "ready %" PRId64 " %s\n", c.run_id, c.sock);
 	say(c.lifeline, line);
 	fcntl(c.lifeline, F_SETFL, fcntl(c.lifeline, F_GETFL) | O_NONBLOCK);
+	/* Old runs go after "ready": the command starts meanwhile (its
+	 * registration waits on the socket, its records in its ring). */
+	if (tg_store_prune(c.store, o->keep_runs) < 0)
+		tg_warn("%s", tg_error()); /* old runs stay; recording still works */
 
 	struct pollfd *pfd = NULL;
 	size_t pfd_cap = 0;

@@ -21,14 +21,39 @@ import contextvars
 import functools
 import sys
 
-from . import _native
-from .middleware import SCOPE_KEY, scope_token, serve_native, serve_nested
+
+# The middleware and the library's bindings (ctypes, asyncio) are imported
+# when the first application is built (marker()) or a patched function
+# first runs, not when Starlette is imported: a process that imports
+# FastAPI without serving does not pay for them. Until then _native and
+# scope_token stand in, and load the real ones on their first use.
+
+
+def _load():
+    global _native, SCOPE_KEY, scope_token, serve_native, serve_nested
+    from . import _native
+    from .middleware import SCOPE_KEY, scope_token, serve_native, serve_nested
+
+
+class _NativeOnFirstUse:
+    def __getattr__(self, name):
+        _load()
+        return getattr(_native, name)
+
+
+_native = _NativeOnFirstUse()
+
+
+def scope_token():
+    _load()
+    return scope_token()
 
 
 class BootstrapMarker:
     """ASGI wrapper: route and exception marks, in-process request records."""
 
     def __init__(self, app):
+        _load()
         self.app = app
 
     def __call__(self, scope, receive, send):

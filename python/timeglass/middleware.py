@@ -43,7 +43,10 @@ import threading
 import time
 import types
 
-from . import _env, _native, _recorder, _routes, _store
+from . import _env, _native, _routes
+
+# _recorder and _store (sqlite3, a writer thread) serve standalone recording
+# only: imported when it first runs, not by a process under `timeglass run`.
 from ._text import exception_text, redact_query
 
 SCOPE_KEY = "timeglass"  # set in the scope of a request that is already being marked
@@ -125,6 +128,8 @@ class TimeGlassMiddleware:
             await self.app(scope, receive, send)
 
     def _store(self):
+        from . import _recorder, _store
+
         rec = self._recorder
         if rec is None or rec is not _recorder.recorder(rec.path):  # new after fork
             path = os.path.abspath(self._db or _store.default_path())
@@ -134,6 +139,8 @@ class TimeGlassMiddleware:
     def _lifespan_send(self, send):
         async def lifespan_send(message):
             if message.get("type") == "lifespan.shutdown.complete":
+                from . import _recorder
+
                 _quietly(_recorder.flush_all, True)
             await send(message)
         return lifespan_send
@@ -141,6 +148,8 @@ class TimeGlassMiddleware:
 
 def flush(final=False):
     """Writes every row the middleware has queued (standalone mode) now."""
+    from . import _recorder
+
     _recorder.flush_all(final)
 
 

@@ -30,6 +30,29 @@ def test_exit_status_is_passed_through(timeglass_bin, tmp_path):
     assert out.stderr == "", "--quiet prints nothing: %r" % out.stderr
 
 
+def test_a_command_that_cannot_run_has_a_shells_status(timeglass_bin, tmp_path):
+    """Not found: 127; found but not executable: 126; each said in one line,
+    and the run's end recorded with that status. A script without #! runs
+    with the shell, as execvp() runs it."""
+    missing = run_traced(tmp_path, [str(tmp_path / "no-such-program")])
+    assert missing.returncode == 127, missing
+    assert missing.stderr == "timeglass: cannot run '%s': No such file or directory\n" % (tmp_path / "no-such-program")
+    plain_file = tmp_path / "data.txt"
+    plain_file.write_text("not a program\n")
+    denied = run_traced(tmp_path, [str(plain_file)])
+    assert denied.returncode == 126 and "Permission denied" in denied.stderr, denied
+    script = tmp_path / "no-shebang"
+    script.write_text("echo from the shell; exit 4\n")
+    script.chmod(0o755)
+    shell = run_traced(tmp_path, [str(script)])
+    assert (shell.returncode, shell.stdout) == (4, "from the shell\n"), shell
+    db = open_store(str(tmp_path / "exit.db"))
+    try:
+        assert [r[0] for r in db.execute("SELECT exit_status FROM runs ORDER BY id")] == [127, 126, 4]
+    finally:
+        db.close()
+
+
 def test_not_quiet_prints_one_line(timeglass_bin, tmp_path):
     db = tmp_path / "loud.db"
     proc = subprocess.run([str(TIMEGLASS), "run", "--db", str(db), "--", PYTHON, "-c", "pass"],
