@@ -955,53 +955,166 @@ static int bind_s(struct sql_buf *q, const char *s)
 	return ++q->n;
 }
 
-/* Appends " AND " + cond, where the first "?#" becomes ?a and the second ?b
- * (the numbers bind_*() returned). */
+/* Writes cond to out (size 256), where the first "?#" becomes ?a and the
+ * second ?b (the numbers bind_*() returned). */
+static void fmt_cond(char *out, const char *cond, int a, int b)
+{
+	size_t o = 0;
+	int k = 0;
+	for (const char *p = cond; *p && o < 256 - 16; p++) {
+		if (p[0] == '?' && p[1] == '#') {
+			o += (size_t)snprintf(out + o, 256 - o, "?%d", k++ == 0 ? a : b);
+			p++;
+		} else {
+			out[o++] = *p;
+		}
+	}
+	out[o] = 0;
+}
+
+/* Appends " AND " + cond, with its "?#" numbered as fmt_cond() does. */
 static void sql_cond(struct sql_buf *q, const char *cond, int a, int b)
 {
 	char buf[256];
-	size_t o = 0;
-	int k = 0;
-	for (const char *p = cond; *p && o < sizeof buf - 16; p++) {
-		if (p[0] == '?' && p[1] == '#') {
-			o += (size_t)snprintf(buf + o, sizeof buf - o, "?%d", k++ == 0 ? a : b);
-			p++;
-		} else {
-			buf[o++] = *p;
-		}
-	}
-	buf[o] = 0;
+	fmt_cond(buf, cond, a, b);
 	sql_add(q, " AND ");
 	sql_add(q, buf);
 }
 
-/* More matching rows than this make an index on the filtered column the
- * wrong way in: walking the sort index and skipping non-matches is faster
- * than sorting that many. */
-#define PROBE_ROWS 5000
+/*
+ * Choosing how the requests list reads the store.
+ *
+ * Every page is ORDER BY key, id LIMIT n, key the start or the duration.
+ * Two ways in: walk the index of the sort key, (run_id, start_unix_ns) or
+ * (run_id, duration_ns), checking each row against the filters and
+ * stopping after n matches (no sort; the cost is n / the share of rows that
+ * match, whatever the store's size), or look the rows up on the index of
+ * one filter (route and method, status, duration, start window), check the
+ * others and sort what matches (the cost is the rows that filter matches).
+ * SQLite has no statistics on a store (nothing runs ANALYZE; the collector
+ * writes, the dashboard only reads) and then picks an index without
+ * knowing how many rows each filter matches, e.g. the duration index for
+ * min_ms=100, tens of thousands of rows to fetch and sort. So the list
+ * counts, up to PROBE_ROWS, the entries each indexed filter matches (each
+ * a range of one index, no row read) and decides:
+ * - a filter matching fewer than PROBE_ROWS: look up on its index;
+ * - otherwise walk the sort index, with a budget of rows read about what
+ *   the smallest filter's lookup would cost; a walk that uses it up (the
+ *   filters together are rare although each alone is common) stops and
+ *   the page is read again on that filter's index.
+ * Either way the rows and their order are the same: only the speed differs.
+ */
 
-/* Counts up to PROBE_ROWS requests of the run with status in [lo, hi]
- * (an index range scan of at most that many entries). */
-static int64_t status_probe(sqlite3 *db, int64_t run_id, int lo, int hi)
+/* The indexes on requests, in the order of enum list_ix. */
+enum list_ix { IX_START, IX_DURATION, IX_ROUTE, IX_STATUS, IX_N };
+static const char *const list_ix_name[IX_N] = {"requests_run_start", "requests_run_duration", "requests_run_route",
+					       "requests_run_status"};
+
+/* Entries counted by the first probe of each indexed filter. */
+#define PROBE_ROWS 4000
+/* ... and by the second, which ranks the filters that all match more. */
+#define PROBE_ROWS_MORE 400000
+/* SQLite VM steps per row of a walk, about (the budget's unit). */
+#define WALK_STEPS_PER_ROW 6
+
+/* What reading a row costs along each index, relative: rows are stored in
+ * about the order they started, so a range of the start index reads
+ * neighbouring rows, the other indexes rows spread over the table. */
+static const int list_ix_cost[IX_N] = {1, 4, 4, 4};
+
+/* The conditions on each index's columns (empty when that filter is not
+ * given), numbered as in q. */
+struct list_plan {
+	char cond[IX_N][256];
+};
+
+static void plan_add(struct list_plan *p, enum list_ix ix, const char *cond)
 {
-	char sql[200];
-	snprintf(sql, sizeof sql,
-		 "SELECT count(*) FROM (SELECT 1 FROM requests WHERE run_id = %" PRId64
-		 " AND status BETWEEN %d AND %d LIMIT %d)",
-		 run_id, lo, hi, PROBE_ROWS);
-	return tg_db_int(db, sql, PROBE_ROWS);
+	char *c = p->cond[ix];
+	size_t l = strlen(c);
+	snprintf(c + l, sizeof p->cond[ix] - l, "%s%s", l ? " AND " : "", cond);
 }
 
-/* Adds a status filter: "2xx".."5xx", "NNN" or "none". Rare statuses are
- * looked up on the status index; common ones are checked row by row
- * while the sort index is walked ("+status" keeps the planner off the
- * status index). Returns 0, or -1 for a bad value. */
-static int status_filter(struct sql_buf *q, sqlite3 *db, int64_t run_id, const char *v)
+static void bind_all(sqlite3_stmt *st, const struct sql_buf *q)
+{
+	int n = sqlite3_bind_parameter_count(st);
+	for (int i = 0; i < q->n && i < n; i++) {
+		if (q->binds[i].is_text)
+			sqlite3_bind_text(st, i + 1, q->binds[i].s, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_int64(st, i + 1, q->binds[i].i);
+	}
+}
+
+/* Counts up to cap requests of the run matching the conditions on index ix
+ * (a range of that index, no table row read); cap on errors. */
+static int64_t list_probe(sqlite3 *db, const struct sql_buf *q, const struct list_plan *p, enum list_ix ix,
+			  int64_t cap)
+{
+	char sql[512];
+	snprintf(sql, sizeof sql,
+		 "SELECT count(*) FROM (SELECT 1 FROM requests INDEXED BY %s WHERE run_id = ?1 AND %s LIMIT %" PRId64 ")",
+		 list_ix_name[ix], p->cond[ix], cap);
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return cap;
+	bind_all(st, q);
+	int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : cap;
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* Picks the index to read the page on (*drive) and, when that is the sort
+ * index walked on a budget, the index to fall back on (*fallback, -1 for
+ * none) and the budget in rows walked (*budget). */
+static void list_choose(sqlite3 *db, const struct sql_buf *q, const struct list_plan *p, enum list_ix sort_ix,
+			int *drive, int *fallback, int64_t *budget)
+{
+	int64_t n[IX_N];
+	int best = -1;
+	*drive = sort_ix;
+	*fallback = -1;
+	*budget = 0;
+	for (int i = 0; i < IX_N; i++) {
+		n[i] = INT64_MAX;
+		if (p->cond[i][0])
+			n[i] = list_probe(db, q, p, (enum list_ix)i, PROBE_ROWS);
+		if (n[i] < PROBE_ROWS && (best < 0 || n[i] < n[best]))
+			best = i;
+	}
+	if (best >= 0) {
+		*drive = best; /* walking the sort index within its range is one of these */
+		return;
+	}
+	/* Every filter given matches PROBE_ROWS or more: rank them by cost. */
+	for (int i = 0; i < IX_N; i++) {
+		if (!p->cond[i][0])
+			continue;
+		n[i] = list_probe(db, q, p, (enum list_ix)i, PROBE_ROWS_MORE) * list_ix_cost[i];
+		if (best < 0 || n[i] < n[best])
+			best = i;
+	}
+	if (best < 0 || best == (int)sort_ix)
+		return; /* walk the sort index (within the range of its filter) */
+	*fallback = best;
+	*budget = n[best] / list_ix_cost[sort_ix];
+}
+
+static int walk_progress(void *arg)
+{
+	int64_t *left = arg;
+	return --*left < 0;
+}
+
+/* Adds a status filter: "2xx".."5xx", "NNN" or "none". Returns 0, or -1
+ * for a bad value. */
+static int status_filter(struct sql_buf *q, struct list_plan *p, const char *v)
 {
 	int lo, hi;
 	int64_t n;
 	if (strcmp(v, "none") == 0) {
 		sql_add(q, " AND status IS NULL");
+		plan_add(p, IX_STATUS, "status IS NULL");
 		return 0;
 	}
 	if (strlen(v) == 3 && v[0] >= '1' && v[0] <= '5' && strcmp(v + 1, "xx") == 0) {
@@ -1012,11 +1125,11 @@ static int status_filter(struct sql_buf *q, sqlite3 *db, int64_t run_id, const c
 	} else {
 		return -1;
 	}
-	int a = bind_i(q, lo), b = bind_i(q, hi);
-	if (status_probe(db, run_id, lo, hi) < PROBE_ROWS)
-		sql_cond(q, "status BETWEEN ?# AND ?#", a, b);
-	else
-		sql_cond(q, "+status BETWEEN ?# AND ?#", a, b);
+	char c[256];
+	fmt_cond(c, "status BETWEEN ?# AND ?#", bind_i(q, lo), bind_i(q, hi));
+	sql_add(q, " AND ");
+	sql_add(q, c);
+	plan_add(p, IX_STATUS, c);
 	return 0;
 }
 
@@ -1050,13 +1163,18 @@ int tg_api_requests(struct tg_req *r)
 		return tg_send_error(r, 404, "not_found", "no such API endpoint");
 
 	struct sql_buf *q = calloc(1, sizeof *q);
-	if (!q)
+	struct list_plan *plan = calloc(1, sizeof *plan);
+	if (!q || !plan) {
+		free(q);
+		free(plan);
 		return tg_send_json(r, 500, NULL);
+	}
 	char v[512], sort[16] = "start", dir[8] = "desc";
 	int status = 0;
 	int64_t n, limit = LIST_LIMIT_DEFAULT, newer_than = 0;
 	if (param_i64(r, "limit", 1, LIST_LIMIT_MAX, &limit) < 0 || param_i64(r, "newer_than", 0, INT64_MAX, &newer_than) < 0) {
 		free(q);
+		free(plan);
 		return 400;
 	}
 	if (tg_query_param(r, "sort", sort, sizeof sort) == 0)
@@ -1065,10 +1183,12 @@ int tg_api_requests(struct tg_req *r)
 		strcpy(dir, "desc");
 	if (strcmp(sort, "start") != 0 && strcmp(sort, "duration") != 0) {
 		free(q);
+		free(plan);
 		return tg_send_error(r, 400, "bad_param", "bad value for sort (start or duration)");
 	}
 	if (strcmp(dir, "asc") != 0 && strcmp(dir, "desc") != 0) {
 		free(q);
+		free(plan);
 		return tg_send_error(r, 400, "bad_param", "bad value for dir (asc or desc)");
 	}
 	const char *key = strcmp(sort, "start") == 0 ? "start_unix_ns" : "duration_ns";
@@ -1078,18 +1198,28 @@ int tg_api_requests(struct tg_req *r)
 	sqlite3 *db = open_run(r, &run_id, &status);
 	if (!db) {
 		free(q);
+		free(plan);
 		return status;
 	}
 
-	sql_add(q, "SELECT " LIST_COLUMNS " FROM requests WHERE run_id = ?1");
+	char c[256];
+	sql_add(q, " WHERE run_id = ?1");
 	bind_i(q, run_id);
-	if (tg_query_param(r, "route", v, sizeof v) > 0)
-		sql_cond(q, "route = ?#", bind_s(q, v), 0);
+	int has_route = tg_query_param(r, "route", v, sizeof v) > 0;
+	if (has_route) {
+		fmt_cond(c, "route = ?#", bind_s(q, v), 0);
+		sql_cond(q, c, 0, 0);
+		plan_add(plan, IX_ROUTE, c);
+	}
 	if (tg_query_param(r, "path", v, sizeof v) > 0)
 		sql_cond(q, "path = ?#", bind_s(q, v), 0);
-	if (tg_query_param(r, "method", v, sizeof v) > 0)
-		sql_cond(q, "method = ?#", bind_s(q, v), 0);
-	if (tg_query_param(r, "status", v, sizeof v) > 0 && status_filter(q, db, run_id, v) < 0) {
+	if (tg_query_param(r, "method", v, sizeof v) > 0) {
+		fmt_cond(c, "method = ?#", bind_s(q, v), 0);
+		sql_cond(q, c, 0, 0);
+		if (has_route) /* the route index is (run_id, route, method) */
+			plan_add(plan, IX_ROUTE, c);
+	}
+	if (tg_query_param(r, "status", v, sizeof v) > 0 && status_filter(q, plan, v) < 0) {
 		status = tg_send_error(r, 400, "bad_param", "bad value for status (2xx, 3xx, 4xx, 5xx, none or a code)");
 		goto done;
 	}
@@ -1100,7 +1230,9 @@ int tg_api_requests(struct tg_req *r)
 			status = tg_send_error(r, 400, "bad_param", "bad value for min_ms (milliseconds, e.g. 250)");
 			goto done;
 		}
-		sql_cond(q, "duration_ns >= ?#", bind_i(q, (int64_t)llround(ms * 1e6)), 0);
+		fmt_cond(c, "duration_ns >= ?#", bind_i(q, (int64_t)llround(ms * 1e6)), 0);
+		sql_cond(q, c, 0, 0);
+		plan_add(plan, IX_DURATION, c);
 	}
 	int len = tg_query_param(r, "q", v, sizeof v / 2 - 2);
 	if (len > 0) {
@@ -1125,13 +1257,17 @@ int tg_api_requests(struct tg_req *r)
 		status = 400;
 		goto done;
 	} else if (got) {
-		sql_cond(q, "start_unix_ns >= ?#", bind_i(q, n), 0);
+		fmt_cond(c, "start_unix_ns >= ?#", bind_i(q, n), 0);
+		sql_cond(q, c, 0, 0);
+		plan_add(plan, IX_START, c);
 	}
 	if ((got = param_i64(r, "to", INT64_MIN, INT64_MAX, &n)) < 0) {
 		status = 400;
 		goto done;
 	} else if (got) {
-		sql_cond(q, "start_unix_ns < ?#", bind_i(q, n), 0);
+		fmt_cond(c, "start_unix_ns < ?#", bind_i(q, n), 0);
+		sql_cond(q, c, 0, 0);
+		plan_add(plan, IX_START, c);
 	}
 	if (newer_than > 0)
 		sql_cond(q, "id > ?#", bind_i(q, newer_than), 0);
@@ -1154,32 +1290,61 @@ int tg_api_requests(struct tg_req *r)
 		 desc ? "DESC" : "ASC", limit + 1);
 	sql_add(q, tail);
 
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, q->text, -1, &st, NULL) != SQLITE_OK) {
-		status = tg_send_error(r, 500, "store_error", "reading the store failed: %s", sqlite3_errmsg(db));
-		goto done;
-	}
-	for (int i = 0; i < q->n; i++) {
-		if (q->binds[i].is_text)
-			sqlite3_bind_text(st, i + 1, q->binds[i].s, -1, SQLITE_STATIC);
-		else
-			sqlite3_bind_int64(st, i + 1, q->binds[i].i);
-	}
-	cJSON *body = cJSON_CreateObject();
-	tg_json_add_int(body, "run", run_id);
-	cJSON *rows = cJSON_AddArrayToObject(body, "rows");
-	int rc, count = 0;
-	int64_t last_key = 0, last_id = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == limit)
-			break; /* one more than the page: there is a next page */
-		cJSON_AddItemToArray(rows, list_row(st));
-		last_key = sqlite3_column_int64(st, strcmp(sort, "start") == 0 ? 1 : 2);
-		last_id = sqlite3_column_int64(st, 0);
-		count++;
+	int drive = -1, fallback = -1;
+	int64_t budget = 0;
+	if (newer_than == 0) /* else the few rows after the id: SQLite's choice */
+		list_choose(db, q, plan, strcmp(sort, "start") == 0 ? IX_START : IX_DURATION, &drive, &fallback,
+			    &budget);
+	cJSON *body;
+	int rc, count;
+	int64_t last_key, last_id;
+again:
+	{
+		char *sql = malloc(sizeof q->text + 512);
+		if (!sql) {
+			status = tg_send_json(r, 500, NULL);
+			goto done;
+		}
+		snprintf(sql, sizeof q->text + 512, "SELECT " LIST_COLUMNS " FROM requests%s%s%s", drive >= 0 ? " INDEXED BY " : "",
+			 drive >= 0 ? list_ix_name[drive] : "", q->text);
+		sqlite3_stmt *st;
+		rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+		free(sql);
+		if (rc != SQLITE_OK) {
+			status = tg_send_error(r, 500, "store_error", "reading the store failed: %s", sqlite3_errmsg(db));
+			goto done;
+		}
+		bind_all(st, q);
+		int64_t left = fallback >= 0 ? budget * WALK_STEPS_PER_ROW / 1000 + 1 : 0;
+		if (fallback >= 0)
+			sqlite3_progress_handler(db, 1000, walk_progress, &left);
+		body = cJSON_CreateObject();
+		tg_json_add_int(body, "run", run_id);
+		cJSON *rows = cJSON_AddArrayToObject(body, "rows");
+		count = 0;
+		last_key = last_id = 0;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			if (count == limit)
+				break; /* one more than the page: there is a next page */
+			cJSON_AddItemToArray(rows, list_row(st));
+			last_key = sqlite3_column_int64(st, strcmp(sort, "start") == 0 ? 1 : 2);
+			last_id = sqlite3_column_int64(st, 0);
+			count++;
+		}
+		if (fallback >= 0)
+			sqlite3_progress_handler(db, 0, NULL, NULL);
+		sqlite3_finalize(st);
+		if (rc == SQLITE_INTERRUPT && fallback >= 0) {
+			/* The walk used its budget: the matches are rarer than the
+			 * filters' counts said; read the page on the smallest one. */
+			cJSON_Delete(body);
+			drive = fallback;
+			fallback = -1;
+			goto again;
+		}
 	}
 	int more = rc == SQLITE_ROW;
-	sqlite3_finalize(st);
+
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 		cJSON_Delete(body);
 		status = tg_send_error(r, 500, "store_error", "reading the store failed: %s", sqlite3_errmsg(db));
@@ -1195,6 +1360,7 @@ int tg_api_requests(struct tg_req *r)
 done:
 	tg_read_end(db);
 	free(q);
+	free(plan);
 	return status;
 }
 

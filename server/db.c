@@ -192,6 +192,13 @@ void tg_db_acquire(const char *path, struct tg_db *out)
 			return;
 		}
 		sqlite3_busy_timeout(c->db, 2000);
+		/* Read the store through a memory map: scans that fetch many
+		 * rows (a rare combination of the requests list's filters)
+		 * then take about half the time they take through read()
+		 * calls into a small page cache. The map shares the kernel's
+		 * page cache, so it costs no memory of its own; SQLite caps it
+		 * at its build's limit (2 GiB on Debian). */
+		sqlite3_exec(c->db, "PRAGMA mmap_size = 2147418112", NULL, NULL, NULL);
 		c->dev = st.st_dev;
 		c->ino = st.st_ino;
 	}
