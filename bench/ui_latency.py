@@ -23,6 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BAR_MS = 50.0
+VIEW_BAR_MS = 100.0  # the overview
 
 # Pages of the requests list: (name, what is added to LIST's query).
 LIST = "/api/requests?run=1&limit=100"
@@ -35,13 +36,49 @@ LIST_CALLS = [
     ("filter: min_ms=500", "&min_ms=500"),
     ("filter: path text", "&q=items%2F1"),
 ]
-# (name, path, has a bar)
-CALLS = [(name, LIST + query, True) for name, query in LIST_CALLS] + [
-    ("endpoints table", "/api/endpoints?run=1", True),
-    ("endpoints by p99", "/api/endpoints?run=1&sort=p99", True),
-    ("overview", "/api/overview?run=1", False),
-    ("runs", "/api/runs", False),
-    ("request detail", "/api/requests/123456", False),
+# One value of each filter of the Requests view; with --combos every one
+# alone and every pair of them is timed too ({window} is a twentieth of the
+# run's span, in its middle).
+FILTERS = [
+    ("route", "&route=%2Fusers%2F%7Buser_id%7D%2Forders"),
+    ("method", "&method=POST"),
+    ("status", "&status=4xx"),
+    ("min_ms", "&min_ms=100"),
+    ("q", "&q=health"),
+    ("window", "{window}"),
+]
+# Further combinations: rare and common values, three filters, the other sort.
+EXTRA_CALLS = [
+    ("route+method+status+min_ms", "&route=%2Fusers%2F%7Buser_id%7D%2Forders&method=GET&status=4xx&min_ms=50"),
+    ("route+status+min_ms", "&route=%2Fusers%2F%7Buser_id%7D%2Forders&status=4xx&min_ms=50"),
+    ("status=2xx+min_ms=50", "&status=2xx&min_ms=50"),
+    ("status=5xx+min_ms=500", "&status=5xx&min_ms=500"),
+    ("route=/health+min_ms=100", "&route=%2Fhealth&method=GET&min_ms=100"),
+    ("route=/reports/daily+status=5xx", "&route=%2Freports%2Fdaily&status=5xx"),
+    ("method=DELETE+q=items", "&method=DELETE&q=items"),
+    ("min_ms=2000", "&min_ms=2000"),
+    ("status=4xx+min_ms=100, slowest", "&status=4xx&min_ms=100&sort=duration"),
+    ("status=4xx+q=health, slowest", "&status=4xx&q=health&sort=duration"),
+    ("route+window, slowest", "&route=%2Fusers%2F%7Buser_id%7D%2Forders{window}&sort=duration"),
+    ("status=4xx+min_ms=100, oldest", "&status=4xx&min_ms=100&dir=asc"),
+]
+
+
+def combo_calls():
+    calls = [("filter: " + name, query) for name, query in FILTERS]
+    for i, (a, qa) in enumerate(FILTERS):
+        for b, qb in FILTERS[i + 1:]:
+            calls.append(("pair: %s+%s" % (a, b), qa + qb))
+    return calls + [("combo: " + name, query) for name, query in EXTRA_CALLS]
+
+
+# (name, path, bar in ms or None)
+OTHER_CALLS = [
+    ("endpoints table", "/api/endpoints?run=1", BAR_MS),
+    ("endpoints by p99", "/api/endpoints?run=1&sort=p99", BAR_MS),
+    ("overview", "/api/overview?run=1", VIEW_BAR_MS),
+    ("runs", "/api/runs", None),
+    ("request detail", "/api/requests/123456", None),
 ]
 
 
@@ -63,6 +100,11 @@ def main():
     ap.add_argument("--requests", type=int, default=1_000_000)
     ap.add_argument("--ui", default=os.environ.get("TIMEGLASS_UI_CMD", os.path.join(ROOT, "build", "server", "timeglass-ui")))
     ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--combos", action="store_true",
+                    help="also time every filter of the Requests view alone, every pair and a few more combinations")
+    ap.add_argument("--only", default=None, help="time only the calls whose name contains this text")
+    ap.add_argument("--save", metavar="DIR", default=None,
+                    help="write each requests call's JSON (first and second page) to DIR, to compare two builds")
     args = ap.parse_args()
     if not os.path.exists(args.db):
         subprocess.check_call([sys.executable, os.path.join(HERE, "gen_store.py"), "--requests", str(args.requests), "--db", args.db])
@@ -99,19 +141,43 @@ def main():
         print("first overview (loads the run's aggregates): %.0f ms" % first)
         cursor = json.loads(get("/api/requests?run=1&limit=100")[1])["next"]
         count = json.loads(get("/api/overview?run=1")[1])["summary"]["count"]
+        newest = int(json.loads(get(LIST + "&limit=1")[1])["rows"][0]["start_unix_ns"])
+        oldest = int(json.loads(get(LIST + "&limit=1&dir=asc")[1])["rows"][0]["start_unix_ns"])
+        mid = (oldest + newest) // 2
+        half = (newest - oldest) // 40
+        window = "&from=%d&to=%d" % (mid - half, mid + half)
+        list_calls = LIST_CALLS + (combo_calls() if args.combos else [])
+        calls = [(name, LIST + query, BAR_MS) for name, query in list_calls] + OTHER_CALLS
+        if args.only:
+            calls = [c for c in calls if args.only in c[0]]
+        if args.save:
+            os.makedirs(args.save, exist_ok=True)
         print("store: %s, %d requests in run 1\n" % (args.db, count))
-        print("%-28s %9s %9s %9s  %s" % ("call", "p50 ms", "p99 ms", "max ms", "bar"))
+        print("%-38s %6s %9s %9s %9s  %s" % ("call", "rows", "p50 ms", "p99 ms", "max ms", "bar"))
         failed = False
-        for name, path, bar in CALLS:
-            path = path.format(cursor=cursor)
+        for name, path, bar in calls:
+            path = path.format(cursor=cursor, window=window)
+            ms, body = get(path)
+            rows = ""
+            if path.startswith("/api/requests?"):
+                page = json.loads(body)
+                rows = len(page["rows"])
+                if args.save:
+                    pages = [page]
+                    if page["next"]:
+                        pages.append(json.loads(get(path + "&after=" + page["next"])[1]))
+                    fname = "".join(c if c.isalnum() else "_" for c in name) + ".json"
+                    with open(os.path.join(args.save, fname), "w") as f:
+                        json.dump({"path": path, "pages": pages}, f, indent=0, sort_keys=True)
             times = [get(path)[0] for _ in range(args.rounds)]
             p99 = percentile(times, 99)
             verdict = ""
             if bar:
-                ok = p99 < BAR_MS
+                ok = p99 < bar
                 failed |= not ok
-                verdict = "ok (< %.0f)" % BAR_MS if ok else "MISSED (>= %.0f)" % BAR_MS
-            print("%-28s %9.2f %9.2f %9.2f  %s" % (name, percentile(times, 50), p99, max(times), verdict))
+                verdict = "ok (< %.0f)" % bar if ok else "MISSED (>= %.0f)" % bar
+            print("%-38s %6s %9.2f %9.2f %9.2f  %s" % (name, rows, percentile(times, 50), p99, max(times), verdict),
+                  flush=True)
         sys.exit(1 if failed else 0)
     finally:
         proc.terminate()
