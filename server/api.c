@@ -1100,6 +1100,45 @@ static void list_choose(sqlite3 *db, const struct sql_buf *q, const struct list_
 	*budget = n[best] / list_ix_cost[sort_ix];
 }
 
+/* The filters of the list that the run's in-memory aggregates know of. */
+struct list_known {
+	char route[512], method[512]; /* "" when not given */
+	int status_class;             /* 4 or 5 for 4xx or 5xx, else 0 */
+	int64_t min_ns;               /* -1 when not given */
+};
+
+/* Whether the run's aggregates show that no request matches route and
+ * method together with the status class, or with min_ms (each a part of
+ * the filters: when a part matches nothing, the whole does not either).
+ * Such combinations are the slowest to look for in the store: every
+ * filter matches many rows and each must be read to find none. Only
+ * aggregates loaded already are used (brought up to this read's rows, so
+ * a row the list would see is counted); 0 when they are not at hand. */
+static int list_known_empty(sqlite3 *db, int64_t run_id, const struct list_known *k)
+{
+	if (!k->route[0] && !k->method[0])
+		return 0;
+	struct tg_run_stats *s = tg_stats_peek(db, run_id);
+	if (!s)
+		return 0;
+	uint64_t n = 0, n_status = 0, n_dur = 0;
+	int known = 1;
+	for (size_t i = 0; i < s->n_eps && known; i++) {
+		struct tg_endpoint_stats *e = &s->eps[i];
+		if (e->is_other && e->count > 0)
+			known = 0; /* endpoints beyond the cap, pooled */
+		if ((k->route[0] && (!e->is_route || strcmp(e->name, k->route) != 0)) ||
+		    (k->method[0] && strcmp(e->method, k->method) != 0))
+			continue;
+		n += e->count;
+		n_status += k->status_class == 4 ? e->n4xx : e->n5xx;
+		if (k->min_ns >= 0)
+			n_dur += tg_durs_count_ge(&e->durs, k->min_ns);
+	}
+	tg_stats_release();
+	return known && (n == 0 || (k->status_class && n_status == 0) || (k->min_ns >= 0 && n_dur == 0));
+}
+
 static int walk_progress(void *arg)
 {
 	int64_t *left = arg;
@@ -1164,6 +1203,9 @@ int tg_api_requests(struct tg_req *r)
 
 	struct sql_buf *q = calloc(1, sizeof *q);
 	struct list_plan *plan = calloc(1, sizeof *plan);
+	cJSON *body;
+	int rc, count = 0;
+	int64_t last_key = 0, last_id = 0;
 	if (!q || !plan) {
 		free(q);
 		free(plan);
@@ -1205,8 +1247,10 @@ int tg_api_requests(struct tg_req *r)
 	char c[256];
 	sql_add(q, " WHERE run_id = ?1");
 	bind_i(q, run_id);
+	struct list_known known = {.min_ns = -1};
 	int has_route = tg_query_param(r, "route", v, sizeof v) > 0;
 	if (has_route) {
+		snprintf(known.route, sizeof known.route, "%s", v);
 		fmt_cond(c, "route = ?#", bind_s(q, v), 0);
 		sql_cond(q, c, 0, 0);
 		plan_add(plan, IX_ROUTE, c);
@@ -1214,11 +1258,14 @@ int tg_api_requests(struct tg_req *r)
 	if (tg_query_param(r, "path", v, sizeof v) > 0)
 		sql_cond(q, "path = ?#", bind_s(q, v), 0);
 	if (tg_query_param(r, "method", v, sizeof v) > 0) {
+		snprintf(known.method, sizeof known.method, "%s", v);
 		fmt_cond(c, "method = ?#", bind_s(q, v), 0);
 		sql_cond(q, c, 0, 0);
 		if (has_route) /* the route index is (run_id, route, method) */
 			plan_add(plan, IX_ROUTE, c);
 	}
+	if (tg_query_param(r, "status", v, sizeof v) > 0 && (v[0] == '4' || v[0] == '5') && strcmp(v + 1, "xx") == 0)
+		known.status_class = v[0] - '0';
 	if (tg_query_param(r, "status", v, sizeof v) > 0 && status_filter(q, plan, v) < 0) {
 		status = tg_send_error(r, 400, "bad_param", "bad value for status (2xx, 3xx, 4xx, 5xx, none or a code)");
 		goto done;
@@ -1230,7 +1277,8 @@ int tg_api_requests(struct tg_req *r)
 			status = tg_send_error(r, 400, "bad_param", "bad value for min_ms (milliseconds, e.g. 250)");
 			goto done;
 		}
-		fmt_cond(c, "duration_ns >= ?#", bind_i(q, (int64_t)llround(ms * 1e6)), 0);
+		known.min_ns = (int64_t)llround(ms * 1e6);
+		fmt_cond(c, "duration_ns >= ?#", bind_i(q, known.min_ns), 0);
 		sql_cond(q, c, 0, 0);
 		plan_add(plan, IX_DURATION, c);
 	}
@@ -1292,12 +1340,16 @@ int tg_api_requests(struct tg_req *r)
 
 	int drive = -1, fallback = -1;
 	int64_t budget = 0;
+	if (list_known_empty(db, run_id, &known)) {
+		body = cJSON_CreateObject();
+		tg_json_add_int(body, "run", run_id);
+		cJSON_AddArrayToObject(body, "rows");
+		rc = SQLITE_DONE;
+		goto page_done;
+	}
 	if (newer_than == 0) /* else the few rows after the id: SQLite's choice */
 		list_choose(db, q, plan, strcmp(sort, "start") == 0 ? IX_START : IX_DURATION, &drive, &fallback,
 			    &budget);
-	cJSON *body;
-	int rc, count;
-	int64_t last_key, last_id;
 again:
 	{
 		char *sql = malloc(sizeof q->text + 512);
@@ -1343,6 +1395,7 @@ again:
 			goto again;
 		}
 	}
+page_done:;
 	int more = rc == SQLITE_ROW;
 
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {

@@ -71,6 +71,21 @@ int64_t tg_durs_percentile(struct tg_durs *d, double pct)
 	return d->v[rank - 1];
 }
 
+size_t tg_durs_count_ge(struct tg_durs *d, int64_t v)
+{
+	if (d->n == 0 || durs_sort(d) < 0)
+		return d->n; /* unknown: as if all matched */
+	size_t lo = 0, hi = d->n; /* first index with v[i] >= v */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (d->v[mid] < v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return d->n - lo;
+}
+
 static void ep_free(struct tg_endpoint_stats *e)
 {
 	free(e->method);
@@ -329,6 +344,47 @@ struct tg_run_stats *tg_stats_acquire(sqlite3 *db, int64_t run_id, const char **
 		pthread_mutex_unlock(&stats_lock);
 		return NULL;
 	}
+	return s;
+}
+
+static int64_t run_started(sqlite3 *db, const char *sql, int64_t arg)
+{
+	sqlite3_stmt *st;
+	int64_t v = 0;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(st, 1, arg);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+struct tg_run_stats *tg_stats_peek(sqlite3 *db, int64_t run_id)
+{
+	if (pthread_mutex_trylock(&stats_lock) != 0)
+		return NULL;
+	struct tg_run_stats *s = NULL;
+	for (int i = 0; i < STATS_MAX_RUNS; i++)
+		if (cache[i] && cache[i]->run_id == run_id && cache[i]->n > 0)
+			s = cache[i];
+	int64_t started = s ? run_started(db, "SELECT started_unix_ns FROM runs WHERE id = ?", run_id) : 0;
+	const char *err;
+	if (!s || s->run_started_ns != started) {
+		/* Not loaded, or the store was replaced: tg_stats_acquire()
+		 * deals with that. */
+		pthread_mutex_unlock(&stats_lock);
+		return NULL;
+	}
+	if (load_new(db, s, &err) < 0) {
+		for (int i = 0; i < STATS_MAX_RUNS; i++)
+			if (cache[i] == s)
+				cache[i] = NULL;
+		run_free(s);
+		pthread_mutex_unlock(&stats_lock);
+		return NULL;
+	}
+	s->last_used = ++use_clock;
 	return s;
 }
 

@@ -69,11 +69,19 @@ struct tg_run_stats {
  * when done; the pointer is valid until then. */
 struct tg_run_stats *tg_stats_acquire(sqlite3 *db, int64_t run_id, const char **err);
 
-/* Unlocks what tg_stats_acquire() returned. */
+/* As tg_stats_acquire(), but only when the run's stats are loaded already
+ * and the lock is free: never waits for a first load or another user.
+ * NULL (nothing locked) otherwise. */
+struct tg_run_stats *tg_stats_peek(sqlite3 *db, int64_t run_id);
+
+/* Unlocks what tg_stats_acquire() or tg_stats_peek() returned. */
 void tg_stats_release(void);
 
 /* Percentile pct (0 < pct <= 100) of the durations; 0 when empty. Sorts
  * them first if needed (callers hold the stats lock). */
 int64_t tg_durs_percentile(struct tg_durs *d, double pct);
+
+/* How many of the durations are >= v (sorts them first if needed). */
+size_t tg_durs_count_ge(struct tg_durs *d, int64_t v);
 
 #endif
