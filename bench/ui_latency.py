@@ -115,7 +115,7 @@ def main():
         conn = None
         for _ in range(100):
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
                 conn.request("GET", "/api/status", headers={"Host": "127.0.0.1:%d" % port})
                 conn.getresponse().read()
                 break
