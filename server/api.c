@@ -1013,7 +1013,7 @@ static const char *const list_ix_name[IX_N] = {"requests_run_start", "requests_r
 /* Entries counted by the first probe of each indexed filter. */
 #define PROBE_ROWS 4000
 /* ... and by the second, which ranks the filters that all match more. */
-#define PROBE_ROWS_MORE 400000
+#define PROBE_ROWS_MORE 50000
 /* SQLite VM steps per row of a walk, about (the budget's unit). */
 #define WALK_STEPS_PER_ROW 6
 
