@@ -998,8 +998,10 @@ static void sql_cond(struct sql_buf *q, const char *cond, int a, int b)
  * counts, up to PROBE_ROWS, the entries each indexed filter matches (each
  * a range of one index, no row read) and decides:
  * - a filter matching fewer than PROBE_ROWS: look up on its index;
- * - otherwise walk the sort index, with a budget of rows read about what
- *   the smallest filter's lookup would cost; a walk that uses it up (the
+ * - otherwise walk the sort index over its first WALK_FIRST_ROWS rows,
+ *   where most pages are found; failing that, count each filter further
+ *   (PROBE_ROWS_MORE) and walk again with a budget of rows about what the
+ *   cheapest filter's lookup would cost; a walk that uses it up (the
  *   filters together are rare although each alone is common) stops and
  *   the page is read again on that filter's index.
  * Either way the rows and their order are the same: only the speed differs.
@@ -1014,6 +1016,11 @@ static const char *const list_ix_name[IX_N] = {"requests_run_start", "requests_r
 #define PROBE_ROWS 4000
 /* ... and by the second, which ranks the filters that all match more. */
 #define PROBE_ROWS_MORE 50000
+/* Rows of the first walk along the start index (a quarter of that along
+ * the duration index). */
+#define WALK_FIRST_ROWS 20000
+/* The fallback of that first walk: rank the filters (list_rank()). */
+#define FALLBACK_RANK (-2)
 /* SQLite VM steps per row of a walk, about (the budget's unit). */
 #define WALK_STEPS_PER_ROW 6
 
@@ -1086,7 +1093,28 @@ static void list_choose(sqlite3 *db, const struct sql_buf *q, const struct list_
 		*drive = best; /* walking the sort index within its range is one of these */
 		return;
 	}
-	/* Every filter given matches PROBE_ROWS or more: rank them by cost. */
+	/* Every filter given matches PROBE_ROWS or more: most pages are then
+	 * found within the newest (slowest) few thousand rows. Walk those
+	 * first and rank the filters only when that is not enough. */
+	for (int i = 0; i < IX_N; i++) {
+		if (i != (int)sort_ix && p->cond[i][0]) {
+			*fallback = FALLBACK_RANK;
+			*budget = WALK_FIRST_ROWS / list_ix_cost[sort_ix];
+			break;
+		}
+	}
+}
+
+/* After a first walk used its budget: ranks the filters by what looking
+ * each up costs and sets the fallback and the budget of the next walk as
+ * list_choose() does. */
+static void list_rank(sqlite3 *db, const struct sql_buf *q, const struct list_plan *p, enum list_ix sort_ix,
+		      int *fallback, int64_t *budget)
+{
+	int64_t n[IX_N];
+	int best = -1;
+	*fallback = -1;
+	*budget = 0;
 	for (int i = 0; i < IX_N; i++) {
 		if (!p->cond[i][0])
 			continue;
@@ -1347,9 +1375,9 @@ int tg_api_requests(struct tg_req *r)
 		rc = SQLITE_DONE;
 		goto page_done;
 	}
+	enum list_ix sort_ix = strcmp(sort, "start") == 0 ? IX_START : IX_DURATION;
 	if (newer_than == 0) /* else the few rows after the id: SQLite's choice */
-		list_choose(db, q, plan, strcmp(sort, "start") == 0 ? IX_START : IX_DURATION, &drive, &fallback,
-			    &budget);
+		list_choose(db, q, plan, sort_ix, &drive, &fallback, &budget);
 again:
 	{
 		char *sql = malloc(sizeof q->text + 512);
@@ -1367,8 +1395,8 @@ again:
 			goto done;
 		}
 		bind_all(st, q);
-		int64_t left = fallback >= 0 ? budget * WALK_STEPS_PER_ROW / 1000 + 1 : 0;
-		if (fallback >= 0)
+		int64_t left = fallback != -1 ? budget * WALK_STEPS_PER_ROW / 1000 + 1 : 0;
+		if (fallback != -1)
 			sqlite3_progress_handler(db, 1000, walk_progress, &left);
 		body = cJSON_CreateObject();
 		tg_json_add_int(body, "run", run_id);
@@ -1383,12 +1411,18 @@ again:
 			last_id = sqlite3_column_int64(st, 0);
 			count++;
 		}
-		if (fallback >= 0)
+		if (fallback != -1)
 			sqlite3_progress_handler(db, 0, NULL, NULL);
 		sqlite3_finalize(st);
+		if (rc == SQLITE_INTERRUPT && fallback == FALLBACK_RANK) {
+			/* The first walk was not enough: rank the filters. */
+			cJSON_Delete(body);
+			list_rank(db, q, plan, sort_ix, &fallback, &budget);
+			goto again;
+		}
 		if (rc == SQLITE_INTERRUPT && fallback >= 0) {
 			/* The walk used its budget: the matches are rarer than the
-			 * filters' counts said; read the page on the smallest one. */
+			 * filters' counts said; read the page on the cheapest one. */
 			cJSON_Delete(body);
 			drive = fallback;
 			fallback = -1;
