@@ -16,6 +16,7 @@
  * and status) into the store itself, so the run does not look unfinished.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -427,18 +428,52 @@ static void find_lib(char out[PATH_MAX])
 
 /* ---- signals ----------------------------------------------------------- */
 
-static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+static const int forwarded[] = TG_FORWARDED_SIGNALS;
 #define NFORWARDED (sizeof forwarded / sizeof forwarded[0])
 
 static volatile pid_t cmd_pid; /* the command while it runs, else 0 */
+static char coll_status[40];   /* /proc/PID/status of the collector while it runs, else "" */
+
+/* Whether sig waits in the collector's pending set: then it was sent to the
+ * whole process group, the command included (collector.h). Async-signal-safe. */
+static int sent_to_group(int sig)
+{
+	if (!coll_status[0])
+		return 0;
+	int fd = open(coll_status, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	char buf[2048];
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	const char *p = strstr(buf, "\nShdPnd:");
+	if (!p)
+		return 0;
+	p += 9;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	/* 16 hex digits (64 signals), signal 1 in the lowest bit. */
+	const char *end = p;
+	while ((*end >= '0' && *end <= '9') || (*end >= 'a' && *end <= 'f'))
+		end++;
+	int bit = sig - 1, digit = (int)(end - p) - 1 - bit / 4;
+	if (digit < 0)
+		return 0;
+	int v = p[digit] <= '9' ? p[digit] - '0' : p[digit] - 'a' + 10;
+	return (v >> (bit % 4)) & 1;
+}
 
 static void forward(int sig, siginfo_t *si, void *uc)
 {
 	(void)uc;
 	int saved = errno;
-	/* Ctrl-C / Ctrl-\ from the terminal reached the command already. */
+	/* Ctrl-C / Ctrl-\ from the terminal reached the command already, and so
+	 * did a signal to the process group. */
 	int from_tty = (sig == SIGINT || sig == SIGQUIT) && si && si->si_code > 0;
-	if (!from_tty && cmd_pid > 0)
+	if (!from_tty && cmd_pid > 0 && !sent_to_group(sig))
 		kill(cmd_pid, sig);
 	errno = saved;
 }
@@ -742,6 +777,7 @@ int cmd_run(int argc, char **argv)
 		return TG_EXIT_USAGE;
 	}
 	cmd_pid = pid;
+	snprintf(coll_status, sizeof coll_status, "/proc/%d/status", (int)coll);
 	install_forwarders();
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 
@@ -755,6 +791,7 @@ int cmd_run(int argc, char **argv)
 			break; /* ECHILD: cannot happen while pid runs */
 		}
 		if (w == coll && (WIFEXITED(st) || WIFSIGNALED(st))) {
+			coll_status[0] = '\0'; /* its pid may be anyone's now */
 			coll_alive = 0;
 			coll_died = 1;
 			collector_lost(st, sock);

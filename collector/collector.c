@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/event.h"
@@ -126,14 +128,6 @@ struct collector {
 	int64_t otlp_unsent;       /* spans it dropped, not yet in the losses table */
 };
 
-static volatile sig_atomic_t terminate;
-
-static void on_term(int sig)
-{
-	(void)sig;
-	terminate = 1;
-}
-
 /* SIGBUS guard around every access to a ring's pages. */
 static sigjmp_buf bus_jmp;
 static volatile sig_atomic_t in_ring;
@@ -146,19 +140,49 @@ static void on_sigbus(int sig)
 	raise(sig);
 }
 
+static const int forwarded_signals[] = TG_FORWARDED_SIGNALS;
+static int64_t held_since[sizeof forwarded_signals / sizeof forwarded_signals[0]];
+
+/* Clears the group signals that have waited long enough for the supervisor
+ * to see them: one that came TG_GROUP_SIGNAL_HOLD_MS ago or more. A signal
+ * sent to the group again while one waits merges with it (and is seen). */
+static void held_signals(int64_t now)
+{
+	sigset_t pending;
+	if (sigpending(&pending) < 0)
+		return;
+	for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++) {
+		int sig = forwarded_signals[i];
+		if (!sigismember(&pending, sig)) {
+			held_since[i] = 0;
+		} else if (!held_since[i]) {
+			held_since[i] = now;
+		} else if (now - held_since[i] >= TG_GROUP_SIGNAL_HOLD_MS * 1000000LL) {
+			sigset_t one;
+			sigemptyset(&one);
+			sigaddset(&one, sig);
+			struct timespec zero = {0, 0};
+			sigtimedwait(&one, NULL, &zero);
+			held_since[i] = 0;
+		}
+	}
+}
+
 static void set_signals(void)
 {
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sigemptyset(&sa.sa_mask);
 	sa.sa_handler = SIG_IGN;
-	/* Terminal signals reach the whole process group; the collector ends
-	 * when the lifeline closes, not before. */
-	int ignored[] = {SIGINT, SIGQUIT, SIGHUP, SIGPIPE, SIGUSR1, SIGUSR2, SIGWINCH};
-	for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
-		sigaction(ignored[i], &sa, NULL);
-	sa.sa_handler = on_term;
-	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGPIPE, &sa, NULL);
+	/* Signals to the process group reach the collector too; it ends when
+	 * the lifeline closes, not before. It holds them pending for the
+	 * supervisor to see (collector.h), and clears them later (held_signals). */
+	sigset_t held;
+	sigemptyset(&held);
+	for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++)
+		sigaddset(&held, forwarded_signals[i]);
+	pthread_sigmask(SIG_BLOCK, &held, NULL); /* before any thread: they inherit it */
 	sa.sa_handler = on_sigbus;
 	sa.sa_flags = SA_NODEFER;
 	sigaction(SIGBUS, &sa, NULL);
@@ -1159,13 +1183,14 @@ int tg_collector_main(const struct tg_collector_opts *o)
 	int64_t now = tg_monotonic_ns();
 	int64_t next_drain = now + DRAIN_NS, next_tick = now + TICK_NS;
 	int done = 0;
-	while (!done && !terminate) {
+	while (!done) {
 		int64_t wait_ns = next_drain - now;
 		int timeout = wait_ns <= 0 ? 0 : (int)((wait_ns + 999999) / 1000000);
 		done = poll_once(&c, timeout, &pfd, &pfd_cap);
 		now = tg_monotonic_ns();
 		if (now < next_drain)
 			continue;
+		held_signals(now);
 		int tick = now >= next_tick;
 		next_drain = now + DRAIN_NS;
 		/* The write lock is taken only for a round with work, and given

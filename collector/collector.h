@@ -25,6 +25,15 @@ struct tg_collector_opts {
 	const struct tg_otlp_conf *otlp; /* stream spans there (otlp_stream.h), or NULL */
 };
 
+/* The signals `timeglass run` passes on to the command. The collector keeps
+ * them blocked, not ignored: one sent to the whole process group (kill
+ * -INT -PGID, systemd's stop, a terminal's Ctrl-C) waits in its pending set
+ * for a moment (TG_GROUP_SIGNAL_HOLD_MS), which tells the supervisor that
+ * the command had it too and must not get it a second time (a second
+ * SIGINT makes uvicorn skip its graceful shutdown). */
+#define TG_FORWARDED_SIGNALS {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH}
+#define TG_GROUP_SIGNAL_HOLD_MS 200
+
 /* Runs the collector until the lifeline closes. Returns the process exit
  * status: 0, or 2 if it could not start (the error went to the lifeline). */
 int tg_collector_main(const struct tg_collector_opts *o);

@@ -87,6 +87,41 @@ def test_sigterm_and_sigint_reach_the_app(traced, tmp_path, port):
         assert marker.read_text() == sig.name
 
 
+def test_group_signal_reaches_the_app_once(traced, tmp_path, port):
+    """A signal to the whole process group (kill -INT -PGID, systemd's stop,
+    a test harness's killpg) reaches the app directly: `timeglass run` must
+    not pass it on a second time (a second SIGINT makes uvicorn skip its
+    graceful shutdown, and can deadlock its --workers supervisor). One sent
+    to `timeglass run` alone is passed on, once."""
+    log = tmp_path / "signals"
+    script = tmp_path / "countapp.py"
+    script.write_text(textwrap.dedent("""
+        import signal, socket, sys, time
+        got = []
+        def handler(signum, frame):
+            got.append(signal.Signals(signum).name)
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(s, handler)
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", int(sys.argv[2]))); s.listen()
+        while not got or got[-1] != "SIGINT":
+            time.sleep(0.02)
+        time.sleep(1.0)  # a late second copy would land here
+        open(sys.argv[1], "w").write(" ".join(got))
+        sys.exit(3)
+    """))
+    with traced(argv=[PYTHON, str(script), str(log), str(port)], port=port, stop=False) as server:
+        for sig in (signal.SIGUSR1, signal.SIGTERM):
+            os.killpg(server.proc.pid, sig)
+            time.sleep(0.5)
+        server.send_signal(signal.SIGUSR1)  # to `timeglass run` alone
+        time.sleep(0.5)
+        os.killpg(server.proc.pid, signal.SIGINT)
+        status = server.wait()
+    assert status == 3, "exit status %r, app stderr:\n%s" % (status, server.diagnostics())
+    assert log.read_text().split() == ["SIGUSR1", "SIGTERM", "SIGUSR1", "SIGINT"]
+
+
 def test_app_killed_by_signal_status(traced):
     with traced(stop=False) as server:
         app = server.app_pid()
