@@ -371,7 +371,49 @@ static double active_seconds(const struct tg_run_stats *s)
 
 /* The request timeline: per time bucket, RPS, mean and max latency and
  * 4xx/5xx counts. Bucket widths are round numbers of seconds. */
-static cJSON *timeline_json(const struct tg_run_stats *s)
+/* Counts requests [t->upto, s->n) into the timeline's buckets, first
+ * starting it afresh when its width or origin changed (the run grew longer,
+ * or a request came in that started before the first). */
+static int timeline_fill(struct tg_run_stats *s, int64_t w, int64_t t0, size_t nb)
+{
+	struct tg_timeline *t = &s->timeline;
+	if (t->w != w || t->t0 != t0 || nb < t->nb) {
+		t->w = w;
+		t->t0 = t0;
+		t->nb = 0;
+		t->upto = 0;
+	}
+	if (nb > t->cap) {
+		struct tg_timeline_bucket *b = realloc(t->b, nb * sizeof *b);
+		if (!b) {
+			t->w = 0;
+			return -1;
+		}
+		t->b = b;
+		t->cap = nb;
+	}
+	if (nb > t->nb)
+		memset(t->b + t->nb, 0, (nb - t->nb) * sizeof *t->b);
+	t->nb = nb;
+	struct tg_timeline_bucket *b = t->b;
+	for (size_t i = t->upto; i < s->n; i++) {
+		size_t k = (size_t)((s->start_ns[i] - t0) / w);
+		if (k >= nb)
+			k = nb - 1;
+		b[k].n++;
+		b[k].sum += s->dur_ns[i];
+		if (s->dur_ns[i] > b[k].max)
+			b[k].max = s->dur_ns[i];
+		if (s->status[i] >= 500)
+			b[k].n5++;
+		else if (s->status[i] >= 400)
+			b[k].n4++;
+	}
+	t->upto = s->n;
+	return 0;
+}
+
+static cJSON *timeline_json(struct tg_run_stats *s)
 {
 	static const int64_t widths_s[] = { 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400 };
 	cJSON *tl = cJSON_CreateObject();
@@ -392,24 +434,12 @@ static cJSON *timeline_json(const struct tg_run_stats *s)
 	}
 	int64_t t0 = s->min_start_ns - s->min_start_ns % w;
 	size_t nb = (size_t)((s->max_end_ns - t0) / w) + 1;
-	if (nb > 4 * TIMELINE_MAX_BUCKETS)
+	int capped = nb > 4 * TIMELINE_MAX_BUCKETS;
+	if (capped)
 		nb = 4 * TIMELINE_MAX_BUCKETS;
-	struct bucket { uint64_t n, n4, n5; int64_t sum, max; } *b = calloc(nb, sizeof *b);
-	if (!b)
+	if (timeline_fill(s, w, t0, nb) < 0)
 		return tl;
-	for (size_t i = 0; i < s->n; i++) {
-		size_t k = (size_t)((s->start_ns[i] - t0) / w);
-		if (k >= nb)
-			k = nb - 1;
-		b[k].n++;
-		b[k].sum += s->dur_ns[i];
-		if (s->dur_ns[i] > b[k].max)
-			b[k].max = s->dur_ns[i];
-		if (s->status[i] >= 500)
-			b[k].n5++;
-		else if (s->status[i] >= 400)
-			b[k].n4++;
-	}
+	const struct tg_timeline_bucket *b = s->timeline.b;
 	tg_json_add_int(tl, "bucket_s", w / 1000000000LL);
 	cJSON *t = cJSON_AddArrayToObject(tl, "t");
 	cJSON *rps = cJSON_AddArrayToObject(tl, "rps");
@@ -426,7 +456,10 @@ static cJSON *timeline_json(const struct tg_run_stats *s)
 		cJSON_AddItemToArray(e4, tg_json_int((int64_t)b[k].n4));
 		cJSON_AddItemToArray(e5, tg_json_int((int64_t)b[k].n5));
 	}
-	free(b);
+	/* Requests past the last bucket were counted into it: a later, larger
+	 * cap would put them elsewhere, so such a timeline is not kept. */
+	if (capped)
+		s->timeline.w = 0;
 	return tl;
 }
 
@@ -445,14 +478,10 @@ static void add_latency(cJSON *o, struct tg_endpoint_stats *e)
 	tg_json_add_num(o, "rate_5xx", e->count ? (double)e->n5xx / (double)e->count : 0.0);
 }
 
-struct sample {
-	int64_t ts, cpu, rss;
-};
-
 /* CPU and memory of one process: mean and peak CPU%, peak and last RSS,
  * and a series of at most SERIES_MAX_POINTS points (CPU% averaged, RSS
  * maximum over each point's samples). */
-static void add_process_series(cJSON *o, const struct sample *sm, size_t n, double *cpu_avg_out, int64_t *rss_max_out)
+static void add_process_series(cJSON *o, const struct tg_metric *sm, size_t n, double *cpu_avg_out, int64_t *rss_max_out)
 {
 	cJSON *series = cJSON_AddObjectToObject(o, "series");
 	cJSON *t = cJSON_AddArrayToObject(series, "t");
@@ -494,11 +523,12 @@ static void add_process_series(cJSON *o, const struct sample *sm, size_t n, doub
 	*rss_max_out = rss_max;
 }
 
-/* The run's processes with their CPU and memory series; sets the run-wide
- * totals (sum over processes of mean CPU% and of peak RSS). */
-static int add_processes(cJSON *body, sqlite3 *db, int64_t run_id, double *cpu_total, int64_t *rss_total)
+/* The run's processes with their CPU and memory series (held in the run's
+ * stats s, locked by the caller); sets the run-wide totals (sum over
+ * processes of mean CPU% and of peak RSS). */
+static int add_processes(cJSON *body, sqlite3 *db, struct tg_run_stats *s, double *cpu_total, int64_t *rss_total)
 {
-	sqlite3_stmt *ps, *ms;
+	sqlite3_stmt *ps;
 	*cpu_total = 0;
 	*rss_total = 0;
 	if (sqlite3_prepare_v2(db,
@@ -506,18 +536,9 @@ static int add_processes(cJSON *body, sqlite3 *db, int64_t run_id, double *cpu_t
 			       " FROM processes WHERE run_id = ? ORDER BY id LIMIT 64",
 			       -1, &ps, NULL) != SQLITE_OK)
 		return -1;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT ts_unix_ns, cpu_user_ns + cpu_sys_ns, rss_bytes FROM process_metrics"
-			       " WHERE process_id = ? ORDER BY ts_unix_ns",
-			       -1, &ms, NULL) != SQLITE_OK) {
-		sqlite3_finalize(ps);
-		return -1;
-	}
-	sqlite3_bind_int64(ps, 1, run_id);
+	sqlite3_bind_int64(ps, 1, s->run_id);
 	cJSON *arr = cJSON_AddArrayToObject(body, "processes");
-	struct sample *sm = NULL;
-	size_t cap = 0;
-	int rc, ok = 0;
+	int rc;
 	while ((rc = sqlite3_step(ps)) == SQLITE_ROW) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddItemToArray(arr, o);
@@ -525,28 +546,20 @@ static int add_processes(cJSON *body, sqlite3 *db, int64_t run_id, double *cpu_t
 		add_time(o, "started", ps, 5);
 		add_time(o, "ended", ps, 6);
 		cJSON_AddBoolToObject(o, "after_fork", sqlite3_column_int(ps, 7));
-		size_t n = 0;
-		sqlite3_reset(ms);
-		sqlite3_bind_int64(ms, 1, sqlite3_column_int64(ps, 0));
-		while (sqlite3_step(ms) == SQLITE_ROW) {
-			if (TG_GROW(sm, n, cap, 256) < 0)
-				break;
-			sm[n].ts = sqlite3_column_int64(ms, 0);
-			sm[n].cpu = sqlite3_column_int64(ms, 1);
-			sm[n].rss = sqlite3_column_int64(ms, 2);
-			n++;
+		const char *err;
+		const struct tg_proc_metrics *m = tg_stats_metrics(db, s, sqlite3_column_int64(ps, 0), &err);
+		if (!m) {
+			rc = SQLITE_ERROR;
+			break;
 		}
 		double cpu;
 		int64_t rss;
-		add_process_series(o, sm, n, &cpu, &rss);
+		add_process_series(o, m->v, m->n, &cpu, &rss);
 		*cpu_total += cpu;
 		*rss_total += rss;
 	}
-	ok = rc == SQLITE_DONE ? 0 : -1;
-	free(sm);
 	sqlite3_finalize(ps);
-	sqlite3_finalize(ms);
-	return ok;
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* "losses": one object per kind of the run's losses table, classified by
@@ -566,7 +579,7 @@ static int add_losses(cJSON *body, sqlite3 *db, int64_t run_id)
 
 /* "queries": captured SQL of the run, or {"available": false} while the
  * store has no such table. */
-static void add_queries_summary(cJSON *body, sqlite3 *db, int64_t run_id)
+static void add_queries_summary(cJSON *body, sqlite3 *db, int64_t run_id, int64_t req_ns)
 {
 	cJSON *q = cJSON_AddObjectToObject(body, "queries");
 	int avail = tg_db_has_table(db, "queries");
@@ -586,18 +599,17 @@ static void add_queries_summary(cJSON *body, sqlite3 *db, int64_t run_id)
 	/* Time in the database while serving requests, over the requests' time. */
 	if (sqlite3_prepare_v2(db,
 			       "SELECT count(*), coalesce(sum(duration_ns), 0),"
-			       " (SELECT coalesce(sum(duration_ns), 0) FROM requests WHERE run_id = ?1),"
 			       " count(DISTINCT CASE WHEN n_plus_one THEN request_id END)"
 			       " FROM queries WHERE run_id = ?1 AND request_id IS NOT NULL",
 			       -1, &st, NULL) != SQLITE_OK)
 		return;
 	sqlite3_bind_int64(st, 1, run_id);
 	if (sqlite3_step(st) == SQLITE_ROW) {
-		int64_t db_ns = sqlite3_column_int64(st, 1), req_ns = sqlite3_column_int64(st, 2);
+		int64_t db_ns = sqlite3_column_int64(st, 1);
 		tg_json_add_int(q, "in_requests", sqlite3_column_int64(st, 0));
 		tg_json_add_dur(q, "in_requests", db_ns);
 		tg_json_add_num(q, "db_share", req_ns > 0 ? (double)db_ns / (double)req_ns : 0.0);
-		tg_json_add_int(q, "n_plus_one_requests", sqlite3_column_int64(st, 3));
+		tg_json_add_int(q, "n_plus_one_requests", sqlite3_column_int64(st, 2));
 	}
 	sqlite3_finalize(st);
 }
@@ -643,18 +655,20 @@ int tg_api_overview(struct tg_req *r)
 	cJSON *it;
 	cJSON_ArrayForEach(it, cJSON_GetObjectItem(tl, "rps")) if (it->valuedouble > peak) peak = it->valuedouble;
 	tg_json_add_num(sum, "peak_rps", peak);
-	tg_stats_release();
 
 	double cpu;
 	int64_t rss;
-	if (add_processes(body, db, run_id, &cpu, &rss) < 0 || add_losses(body, db, run_id) < 0) {
+	int64_t req_ns = s->all.sum_ns;
+	int bad = add_processes(body, db, s, &cpu, &rss) < 0;
+	tg_stats_release();
+	if (bad || add_losses(body, db, run_id) < 0) {
 		cJSON_Delete(body);
 		return tg_store_error(r, db);
 	}
 	cJSON *res = cJSON_AddObjectToObject(body, "resources");
 	tg_json_add_num(res, "cpu_avg_pct", cpu);
 	tg_json_add_int(res, "rss_peak_bytes", rss);
-	add_queries_summary(body, db, run_id);
+	add_queries_summary(body, db, run_id, req_ns);
 	cJSON *samples = cJSON_AddObjectToObject(body, "samples");
 	cJSON_AddBoolToObject(samples, "available", tg_db_has_table(db, "samples"));
 	tg_read_end(db);

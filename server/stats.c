@@ -105,6 +105,10 @@ static void run_free(struct tg_run_stats *s)
 		ep_free(&s->eps[i]);
 	free(s->eps);
 	free(s->table);
+	free(s->timeline.b);
+	for (size_t i = 0; i < s->n_pm; i++)
+		free(s->pm[i].v);
+	free(s->pm);
 	free(s);
 }
 
@@ -391,4 +395,49 @@ struct tg_run_stats *tg_stats_peek(sqlite3 *db, int64_t run_id)
 void tg_stats_release(void)
 {
 	pthread_mutex_unlock(&stats_lock);
+}
+
+const struct tg_proc_metrics *tg_stats_metrics(sqlite3 *db, struct tg_run_stats *s, int64_t process_id,
+					       const char **err)
+{
+	struct tg_proc_metrics *m = NULL;
+	for (size_t i = 0; i < s->n_pm; i++)
+		if (s->pm[i].process_id == process_id)
+			m = &s->pm[i];
+	if (!m) {
+		if (TG_GROW(s->pm, s->n_pm, s->cap_pm, 8) < 0) {
+			*err = "out of memory";
+			return NULL;
+		}
+		m = &s->pm[s->n_pm++];
+		memset(m, 0, sizeof *m);
+		m->process_id = process_id;
+	}
+	/* A process's samples are written in time order, each later than the
+	 * last (the collector's monotonic clock): read those after the newest
+	 * held. */
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT ts_unix_ns, cpu_user_ns + cpu_sys_ns, rss_bytes FROM process_metrics"
+			       " WHERE process_id = ?1 AND ts_unix_ns > ?2 ORDER BY ts_unix_ns",
+			       -1, &st, NULL) != SQLITE_OK) {
+		*err = sqlite3_errmsg(db);
+		return NULL;
+	}
+	sqlite3_bind_int64(st, 1, process_id);
+	sqlite3_bind_int64(st, 2, m->n ? m->v[m->n - 1].ts : INT64_MIN);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (TG_GROW(m->v, m->n, m->cap, 256) < 0) {
+			sqlite3_finalize(st);
+			*err = "out of memory";
+			return NULL;
+		}
+		m->v[m->n++] = (struct tg_metric){sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+						  sqlite3_column_int64(st, 2)};
+	}
+	if (rc != SQLITE_DONE)
+		*err = sqlite3_errmsg(db);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? m : NULL;
 }

@@ -45,6 +45,33 @@ struct tg_endpoint_stats {
 	struct tg_durs durs;
 };
 
+/* The overview's timeline: request counts in buckets of width w from t0.
+ * Kept between calls and filled only with the requests loaded since, while
+ * the width and origin stay the same (api.c). */
+struct tg_timeline_bucket {
+	uint64_t n, n4, n5;
+	int64_t sum, max;
+};
+
+struct tg_timeline {
+	int64_t w, t0;    /* bucket width and the first bucket's start, ns; w 0 = none */
+	size_t nb, cap;   /* buckets in use, allocated */
+	size_t upto;      /* requests [0, upto) of the run are counted */
+	struct tg_timeline_bucket *b;
+};
+
+/* One CPU and memory sample of a process (process_metrics). */
+struct tg_metric {
+	int64_t ts, cpu, rss; /* unix ns, user + system CPU ns, resident bytes */
+};
+
+/* A process's samples in time order: read once, then only the newer ones. */
+struct tg_proc_metrics {
+	int64_t process_id;
+	size_t n, cap;
+	struct tg_metric *v;
+};
+
 struct tg_run_stats {
 	int64_t run_id;
 	int64_t run_started_ns;  /* identifies the run across store replacement */
@@ -61,6 +88,9 @@ struct tg_run_stats {
 	uint32_t *table;        /* hash table of eps indexes + 1, 0 = empty */
 	size_t table_size;      /* power of two */
 	uint64_t last_used;
+	struct tg_timeline timeline;
+	struct tg_proc_metrics *pm; /* of the processes asked for, in that order */
+	size_t n_pm, cap_pm;
 };
 
 /* Locks the stats and returns those of run_id brought up to date from db.
@@ -76,6 +106,12 @@ struct tg_run_stats *tg_stats_peek(sqlite3 *db, int64_t run_id);
 
 /* Unlocks what tg_stats_acquire() or tg_stats_peek() returned. */
 void tg_stats_release(void);
+
+/* The CPU and memory samples of process_id (one of s's run), brought up
+ * to date from db. Callers hold the stats lock; the result is valid until
+ * they release it. NULL on SQLite or memory errors (*err says which). */
+const struct tg_proc_metrics *tg_stats_metrics(sqlite3 *db, struct tg_run_stats *s, int64_t process_id,
+					       const char **err);
 
 /* Percentile pct (0 < pct <= 100) of the durations; 0 when empty. Sorts
  * them first if needed (callers hold the stats lock). */

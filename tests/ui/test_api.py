@@ -395,6 +395,51 @@ def test_reads_while_collector_writes(tmp_path, make_server):
     w.close()
 
 
+def test_overview_kept_up_to_date_equals_a_fresh_one(tmp_path, make_server):
+    """The overview keeps its timeline and CPU/memory series between calls
+    and adds only what was written since: after each batch it must equal
+    the overview of a server that reads the store afresh, including when a
+    late request starts before the first (the timeline's origin moves) and
+    when the run grows long enough for wider buckets."""
+    db = str(tmp_path / "t.db")
+    fixture.build(db)
+    s = make_server(db)
+    t2 = T0 + 10_000 * MS
+    w = sqlite3.connect(db, isolation_level=None, timeout=10)
+    w.execute("PRAGMA journal_mode = WAL")
+    batches = [
+        # more requests in the same buckets, and the process's first metrics
+        [dict(off=30, dur=4, status=200), dict(off=900, dur=120, status=404)],
+        # a request that started before the run's first one
+        [dict(off=-2500, dur=2, status=503)],
+        # one far later: wider buckets
+        [dict(off=7200_000, dur=9, status=200)],
+        # and more into the last bucket
+        [dict(off=7200_500, dur=1, status=201), dict(off=7201_000, dur=30, status=500)],
+    ]
+    rid, k = 1000, 0
+    before = s.json("/api/overview?run=2")
+    assert before["summary"]["count"] == 2
+    for n, batch in enumerate(batches):
+        w.execute("BEGIN IMMEDIATE")
+        for r in batch:
+            rid += 1
+            fixture.insert_request(w, id=rid, run_id=2, process_id=2, pid=5000, start_unix_ns=t2 + r["off"] * MS,
+                                   duration_ns=r["dur"] * MS, status=r["status"], route="/orders", path="/orders")
+        for _ in range(3):
+            k += 1
+            w.execute("INSERT INTO process_metrics (process_id, ts_unix_ns, cpu_user_ns, cpu_sys_ns, rss_bytes)"
+                      " VALUES (2, ?, ?, 0, ?)", (t2 + k * 500 * MS, k * 100 * MS, (200 + k) * 1_000_000))
+        w.execute("COMMIT")
+        kept = s.json("/api/overview?run=2")
+        fresh = make_server(db).json("/api/overview?run=2")
+        assert kept == fresh, "batch %d" % n
+        assert kept["summary"]["count"] == 2 + sum(len(b) for b in batches[:n + 1])
+        assert len(kept["processes"][0]["series"]["t"]) > 0
+    assert kept["timeline"]["bucket_s"] > before["timeline"]["bucket_s"]
+    w.close()
+
+
 def read_events(port, n, timeout=6):
     """The first n "state" events of /api/events."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
