@@ -88,6 +88,9 @@ __attribute__((no_sanitize_address)) static void racy_copy(void *dst, uintptr_t 
 
 static uintptr_t code_type; /* &PyCode_Type */
 static pid_t self_pid;
+/* PyGILState_GetThisThreadState: the calling thread's own state, from
+ * thread-specific storage (no lock, no GIL needed). */
+static void *(*this_thread_state)(void);
 
 int tg_py_safe_read(void *dst, uintptr_t addr, size_t len)
 {
@@ -186,6 +189,7 @@ int tg_py_init(void)
 	    tg_pyoff_select((uintptr_t)rt, (uint32_t)hex, plain_read) == 0) {
 		runtime = (uintptr_t)rt;
 		code_type = (uintptr_t)ct;
+		this_thread_state = (void *(*)(void))dlsym(RTLD_DEFAULT, "PyGILState_GetThisThreadState");
 		Dl_info info;
 		const ElfW(Sym) *sym = NULL;
 		if (dladdr1(rt, &info, (void **)&sym, RTLD_DL_SYMENT) && sym && info.dli_saddr == rt &&
@@ -493,6 +497,11 @@ static uint32_t own_tid(void)
 static uintptr_t my_thread_state(struct tg_py_rd *rd, uint32_t tid)
 {
 	if (my_tstate && my_tstate_tid == tid) {
+		/* The state CPython keeps for this very thread is live: when it
+		 * is the cached one, no read is needed (a request's marker and
+		 * every query come here; the read is a system call). */
+		if (this_thread_state && (uintptr_t)this_thread_state() == my_tstate)
+			return my_tstate;
 		uint64_t t = 0;
 		if (tg_py_safe_read(&t, my_tstate + TG_PYO(ts_native_tid), sizeof t) == 0 &&
 		    (uint32_t)t == tid)
