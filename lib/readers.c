@@ -20,6 +20,17 @@ int64_t tg_latest_run(sqlite3 *db)
 	return id;
 }
 
+sqlite3_stmt *tg_prepare_id(sqlite3 *db, const char *sql, int64_t id, const char *what)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		tg_fail("%s: %s", what, sqlite3_errmsg(db));
+		return NULL;
+	}
+	sqlite3_bind_int64(st, 1, id);
+	return st;
+}
+
 /* Prepares sel's query, "SELECT ... FROM samples s ...", its filter, then
  * "GROUP BY ... ORDER BY ...", bound. */
 static sqlite3_stmt *prepare_sel(sqlite3 *db, const struct tg_samples_sel *sel, const char *select, const char *group)
@@ -37,11 +48,8 @@ static sqlite3_stmt *prepare_sel(sqlite3 *db, const struct tg_samples_sel *sel, 
 	char sql[1024];
 	snprintf(sql, sizeof sql, "%s WHERE %s AND (?4 IS NULL OR s.state = ?4) %s", select, where, group);
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		tg_fail("reading samples: %s", sqlite3_errmsg(db));
+	if (!(st = tg_prepare_id(db, sql, sel->id, "reading samples")))
 		return NULL;
-	}
-	sqlite3_bind_int64(st, 1, sel->id);
 	if (sel->of == TG_SAMPLES_ROUTE) {
 		sqlite3_bind_text(st, 2, sel->method, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, sel->route, -1, SQLITE_STATIC);

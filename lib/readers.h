@@ -34,6 +34,10 @@ struct tg_samples_sel {
 	const char *state;         /* "running" or "waiting"; NULL: both */
 };
 
+/* db's statement sql with ?1 bound to id, ready to step. Returns NULL on a
+ * SQLite error (tg_error() set: "what: ..."). */
+sqlite3_stmt *tg_prepare_id(sqlite3 *db, const char *sql, int64_t id, const char *what);
+
 /* Prepares the query of sel's samples, bound and ready to step: one row per
  * stack and state, (frames TEXT, state TEXT, count INTEGER), the most
  * sampled first, ties by stack id. The strings of sel must outlive the

@@ -528,15 +528,14 @@ static void add_process_series(cJSON *o, const struct tg_metric *sm, size_t n, d
  * processes of mean CPU% and of peak RSS). */
 static int add_processes(cJSON *body, sqlite3 *db, struct tg_run_stats *s, double *cpu_total, int64_t *rss_total)
 {
-	sqlite3_stmt *ps;
 	*cpu_total = 0;
 	*rss_total = 0;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT id, pid, ppid, exe, cmdline, started_unix_ns, ended_unix_ns, after_fork"
-			       " FROM processes WHERE run_id = ? ORDER BY id LIMIT 64",
-			       -1, &ps, NULL) != SQLITE_OK)
+	sqlite3_stmt *ps = tg_prepare_id(db,
+					 "SELECT id, pid, ppid, exe, cmdline, started_unix_ns, ended_unix_ns, after_fork"
+					 " FROM processes WHERE run_id = ?1 ORDER BY id LIMIT 64",
+					 s->run_id, "reading processes");
+	if (!ps)
 		return -1;
-	sqlite3_bind_int64(ps, 1, s->run_id);
 	cJSON *arr = cJSON_AddArrayToObject(body, "processes");
 	int rc;
 	while ((rc = sqlite3_step(ps)) == SQLITE_ROW) {

@@ -3,6 +3,7 @@
  * once and then extended with the rows added since.
  */
 #include "stats.h"
+#include "lib/readers.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -280,6 +281,18 @@ static int load_new(sqlite3 *db, struct tg_run_stats *s, const char **err)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Drops s, which may be half-loaded, so that the next call starts afresh;
+ * unlocks the stats and returns NULL. */
+static struct tg_run_stats *drop_and_unlock(struct tg_run_stats *s)
+{
+	for (int i = 0; i < STATS_MAX_RUNS; i++)
+		if (cache[i] == s)
+			cache[i] = NULL;
+	run_free(s);
+	pthread_mutex_unlock(&stats_lock);
+	return NULL;
+}
+
 struct tg_run_stats *tg_stats_acquire(sqlite3 *db, int64_t run_id, const char **err)
 {
 	*err = NULL;
@@ -339,25 +352,17 @@ struct tg_run_stats *tg_stats_acquire(sqlite3 *db, int64_t run_id, const char **
 		cache[slot] = s;
 	}
 	s->last_used = ++use_clock;
-	if (load_new(db, s, err) < 0) {
-		/* Drop what may be half-loaded; the next call starts afresh. */
-		for (int i = 0; i < STATS_MAX_RUNS; i++)
-			if (cache[i] == s)
-				cache[i] = NULL;
-		run_free(s);
-		pthread_mutex_unlock(&stats_lock);
-		return NULL;
-	}
+	if (load_new(db, s, err) < 0)
+		return drop_and_unlock(s);
 	return s;
 }
 
 static int64_t run_started(sqlite3 *db, const char *sql, int64_t arg)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = tg_prepare_id(db, sql, arg, "reading the run");
 	int64_t v = 0;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (!st)
 		return 0;
-	sqlite3_bind_int64(st, 1, arg);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		v = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
@@ -380,14 +385,8 @@ struct tg_run_stats *tg_stats_peek(sqlite3 *db, int64_t run_id)
 		pthread_mutex_unlock(&stats_lock);
 		return NULL;
 	}
-	if (load_new(db, s, &err) < 0) {
-		for (int i = 0; i < STATS_MAX_RUNS; i++)
-			if (cache[i] == s)
-				cache[i] = NULL;
-		run_free(s);
-		pthread_mutex_unlock(&stats_lock);
-		return NULL;
-	}
+	if (load_new(db, s, &err) < 0)
+		return drop_and_unlock(s);
 	s->last_used = ++use_clock;
 	return s;
 }
