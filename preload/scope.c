@@ -421,7 +421,7 @@ static void emit_scope(unsigned kind, uint64_t token, const char *host, int port
 	ev->token = token;
 	ev->ts_ns = tg_now_ns();
 	/* The collector joins a scope by its connection when it has one; the
-	 * client address is for those without (cli/scopes.c, matches()). */
+	 * client address is for those without (collector/scopes.c, matches()). */
 	if (!conn_id) {
 		ev->client_family = tg_parse_host(host, ev->client_addr);
 		ev->client_port = (uint16_t)port;

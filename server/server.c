@@ -29,6 +29,7 @@
 
 #include <pthread.h>
 
+#include "lib/readers.h"
 #include "stats.h"
 
 /* What the page may load and run: only its own scripts and styles. */
@@ -361,7 +362,7 @@ static void *warm_up(void *arg)
 	struct tg_db db;
 	tg_db_acquire(path, &db);
 	if (db.state == TG_DB_OK) {
-		long long run = tg_db_int(db.db, "SELECT max(id) FROM runs", 0);
+		int64_t run = tg_latest_run(db.db);
 		const char *err;
 		if (run > 0 && tg_stats_acquire(db.db, run, &err))
 			tg_stats_release();
