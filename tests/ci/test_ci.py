@@ -17,7 +17,7 @@ WORKLOAD = {  # route -> requests the sample suite makes (tests/ci/sample/tests)
 }
 PER_TEST = {"test_get_item": 10, "test_list_items": 5, "test_create_item": 5, "test_missing_item": 2,
             "test_slow": 8, "test_report": 1, "test_live_items": 5, "test_live_health": 3,
-            "test_seeded_rows": 0, "test_repository_function": 0}
+            "test_seeded_rows": 0, "test_repository_function": 0, "test_unit_of_work": 0}
 
 
 def failing(report):
@@ -66,6 +66,8 @@ def test_queries_outside_requests_count_for_their_test(clean_run):
     assert tests["test_seeded_rows"]["n_plus_one"] == 0  # 4 INSERTs from one line: under the threshold of 5
     assert tests["test_repository_function"]["queries"] == 5
     assert tests["test_repository_function"]["n_plus_one"] == 1  # 5 SELECTs from one call site
+    # 6 BEGINs and 6 COMMITs from one line of a helper: counted, never an N+1.
+    assert tests["test_unit_of_work"]["queries"] == 20 and tests["test_unit_of_work"]["n_plus_one"] == 0
     assert tests["test_seeded_rows"]["db_ms"] == pytest.approx(seeded[1] / 1e6, abs=1e-6)
     assert tests["test_repository_function"]["db_ms"] == pytest.approx(repo[1] / 1e6, abs=1e-6)
     # The tests through requests keep their counts: one query per request, 3 per creation.
@@ -78,7 +80,7 @@ def test_queries_outside_requests_count_for_their_test(clean_run):
     assert report["queries_in_requests"] + report["queries_outside_requests"] == everything
     assert sum(t["queries"] for t in report["tests"]) + report["queries_outside_tests"] == everything
     assert report["queries_outside_tests"] > 0
-    assert re.search(r"TimeGlass CI: run \d+, 39 requests, 10 tests, %d SQL queries \(%d outside requests, %d "
+    assert re.search(r"TimeGlass CI: run \d+, 39 requests, 11 tests, %d SQL queries \(%d outside requests, %d "
                      r"outside any test\)" % (everything, everything - in_requests, report["queries_outside_tests"]),
                      clean_run.out), clean_run
     row = re.search(r"^tests/test_repository.py::test_repository_function +0 +5 +[\d.]+ +1 ", clean_run.out, re.M)
