@@ -16,6 +16,7 @@ def run(tmp_path_factory):
                extra_env={"TIMEGLASS_TRACE": "1", "TIMEGLASS_TRACE_US": str(THRESHOLD_US)})
     s.drive("/split?ms=300", "/pool?ms=100")
     with sqlite3.connect(s.db) as db:
+        s.all_sites = [r[0] for r in db.execute("SELECT call_site FROM spans WHERE kind = 'function'")]
         s.spans = db.execute(
             "SELECT r.path, s.call_site, s.duration_ns FROM spans s JOIN requests r ON r.id = s.request_id"
             " WHERE s.kind = 'function'").fetchall()
@@ -57,3 +58,12 @@ def test_threadpool_endpoint(run):
 
 def test_only_request_spans_kept(run):
     assert run.orphans == 0
+
+
+def test_timeglass_frames_are_not_spans(run):
+    """The wrappers TimeGlass runs around every request (the bootstrap's
+    marker, its task factory) last as long as the request, far above the
+    threshold: they are not the app's functions, and no span names them."""
+    assert run.all_sites and any(site and site.endswith(" split") for site in run.all_sites)
+    ours = [site for site in run.all_sites if site and "/timeglass/" in site.partition(":")[0]]
+    assert ours == [], ours
