@@ -1,8 +1,9 @@
 """FastAPI app whose endpoints spend their time in known functions, for the
 stack sampler tests (tests/stacks)."""
+import asyncio
 import time
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 
 app = FastAPI()
 
@@ -167,3 +168,63 @@ async def native(ms: int = 300):
     compress_loop(ms / 2000.0)
     pbkdf2_loop(ms / 2000.0)
     return {"ok": True}
+
+
+# ---- a router whose endpoint fans its work out to child tasks ----------
+
+reports = APIRouter(prefix="/reports")
+
+
+class ReportQuery:
+    """Query parameters of every report: how many partitions, and the CPU
+    time of each (ms)."""
+
+    def __init__(self, parts: int = 4, ms: int = 60):
+        self.parts = parts
+        self.seconds = ms / 1000.0
+
+
+def tally_sales(seconds):
+    return burn(seconds)
+
+
+def tally_stock(seconds):
+    return burn(seconds)
+
+
+def tally_returns(seconds):
+    return burn(seconds)
+
+
+TALLIES = {"sales": tally_sales, "stock": tally_stock, "returns": tally_returns}
+
+
+async def crunch_partition(tally, seconds, chunks=10):
+    """One partition of a report: `seconds` of CPU in `tally`, in chunks,
+    yielding to the loop in between so that the partitions interleave."""
+    for _ in range(chunks):
+        tally(seconds / chunks)
+        await asyncio.sleep(0)
+
+
+@reports.get("/{kind}")
+async def report(kind: str, fanout: str = "gather", q: ReportQuery = Depends()):
+    """The report's partitions, each in a child task: started by
+    asyncio.gather, asyncio.create_task or an asyncio.TaskGroup."""
+    tally = TALLIES.get(kind)
+    if tally is None:
+        raise HTTPException(404, "no such report")
+    if fanout == "gather":
+        await asyncio.gather(*(crunch_partition(tally, q.seconds) for _ in range(q.parts)))
+    elif fanout == "tasks":
+        tasks = [asyncio.create_task(crunch_partition(tally, q.seconds)) for _ in range(q.parts)]
+        for task in tasks:
+            await task
+    else:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(q.parts):
+                group.create_task(crunch_partition(tally, q.seconds))
+    return {"kind": kind, "parts": q.parts}
+
+
+app.include_router(reports)

@@ -163,6 +163,62 @@ def test_concurrent_requests_only_own_frames(run):
     assert all(v > 0 for v in seen.values()), seen
 
 
+REPORT_KINDS = ("sales", "stock", "returns")
+FANOUTS = ("gather", "tasks", "group")
+REPORT_PARTS = 4
+PARTITION_MS = 60
+
+
+@pytest.mark.parametrize("mode", ["timer", "eval"])
+def test_child_task_samples_on_their_request(tmp_path, mode):
+    """A report runs its partitions in child tasks (asyncio.gather,
+    asyncio.create_task, an asyncio.TaskGroup), three reports at a time
+    beside requests to another endpoint on the same loop: the partitions'
+    samples are their report's, not no request's nor another request's."""
+    s = Served(tmp_path, 1000, {"TIMEGLASS_SAMPLE_MODE": mode})
+    try:
+        for r in range(len(FANOUTS)):
+            paths = ["/reports/%s?fanout=%s&parts=%d&ms=%d" % (kind, FANOUTS[(k + r) % len(FANOUTS)],
+                                                                REPORT_PARTS, PARTITION_MS)
+                     for k, kind in enumerate(REPORT_KINDS)]
+            paths += ["/ep/%d?ms=200" % i for i in range(3)]
+            barrier = threading.Barrier(len(paths))
+
+            def one(path):
+                barrier.wait()
+                return s.get(path)
+
+            with ThreadPoolExecutor(len(paths)) as ex:
+                list(ex.map(one, paths))
+    finally:
+        rc = s.stop()
+    assert rc == 0, s.output()
+    with sqlite3.connect(s.db) as db:
+        reports = db.execute("SELECT id, path FROM requests WHERE route = '/reports/{kind}'").fetchall()
+    assert len(reports) == len(REPORT_KINDS) * len(FANOUTS), reports
+
+    def crunch(text):
+        """[(kinds, count)] of the stacks in crunch_partition, kinds: the
+        reports of the tally_* functions in them."""
+        return [({f[len("tally_"):] for f in names(frames) if f.startswith("tally_")}, n)
+                for frames, n in folded(text) if "crunch_partition" in names(frames)]
+
+    on_own = 0
+    for rid, path in reports:
+        kind = path.rsplit("/", 1)[1]
+        st = crunch(s.flame("--request", str(rid)))
+        assert all(kinds <= {kind} for kinds, _ in st), (path, st)
+        own = sum(n for kinds, n in st if kinds == {kind})
+        # 4 partitions of 60 ms of CPU: ~240 samples at 1 kHz
+        assert own >= 0.3 * REPORT_PARTS * PARTITION_MS, (rid, path, own)
+        on_own += sum(n for _, n in st)
+    total = sum(n for _, n in crunch(s.flame("--all")))
+    orphans = sum(n for _, n in crunch(s.flame("--no-request")))
+    print("%s: %d of %d crunch_partition samples on their report, %d on no request"
+          % (mode, on_own, total, orphans))
+    assert total > 0 and on_own >= 0.8 * total, (on_own, orphans, total)
+
+
 def test_speedscope(run):
     rid = run.rows["/recursion"][0][0]
     doc = json.loads(run.flame("--request", str(rid), "--format", "speedscope"))
