@@ -21,7 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "event.h"
+#include "common/event.h"
 #include "http1.h"
 #include "taps.h"
 #include "tg_preload.h"

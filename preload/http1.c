@@ -36,7 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "common/event.h"
 
 #define NAME_BUF 20                  /* longest header name recognised ("transfer-encoding") */
 #define TOK_BUF 16                   /* longest list token recognised ("100-continue") */

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "event.h"
+#include "common/event.h"
 #include "http1.h"
 #include "tg_preload.h"
 

@@ -26,8 +26,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "event.h"
-#include "ring.h"
+#include "common/event.h"
+#include "common/ring.h"
 #include "http1.h"
 #include "tg_preload.h"
 

@@ -38,7 +38,7 @@
 #include <x86intrin.h>
 #endif
 
-#include "event_py.h"
+#include "common/event_py.h"
 #include "pyframes.h"
 #include "pyversions.h"
 #include "tg_preload.h"

@@ -60,7 +60,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "event_py.h"
+#include "common/event_py.h"
 #include "pyframes.h"
 #include "tg_preload.h"
 #include "unwind.h"

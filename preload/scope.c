@@ -25,7 +25,7 @@
 #include <sys/socket.h>
 
 #include "common/lines.h"
-#include "event_sql.h"
+#include "common/event_sql.h"
 #include "pyframes.h"
 #include "taps.h"
 #include "tg_preload.h"

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "event_sql.h"
+#include "common/event_sql.h"
 
 /* Per-thread guard: set while a tap runs (or while libpq runs inside a
  * libpq tap), so that nested calls pass straight through. */

@@ -18,7 +18,7 @@
 #include <sys/uio.h>
 #include <time.h>
 
-#include "ring.h"
+#include "common/ring.h"
 
 #define TG_LIKELY(x) __builtin_expect(!!(x), 1)
 #define TG_UNLIKELY(x) __builtin_expect(!!(x), 0)

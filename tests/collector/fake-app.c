@@ -39,8 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "event.h"
-#include "ring.h"
+#include "common/event.h"
+#include "common/ring.h"
 
 enum mode { NORMAL, OVERFLOW, CORRUPT, SHRINK };
 

@@ -32,7 +32,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "event.h"
+#include "common/event.h"
 #include "http1.h"
 
 #define FUZZ_NAME "fuzz-http1"

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "common/event.h"
 #include "http1.h"
 
 #define T(i) ((uint64_t)((i) + 1) * 1000u)

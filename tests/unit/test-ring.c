@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "ring.h"
+#include "common/ring.h"
 
 static int failures, checks;
 
