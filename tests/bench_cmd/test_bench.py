@@ -3,12 +3,16 @@ seeded bug found with its route and the id of its recorded request, no
 finding on a clean route, the JSON report's contract, exit statuses."""
 
 import json
+import os
+import re
+import secrets
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tgtest import run_cli, uvicorn_argv
+from tgtest import PYTHON, run_cli, uvicorn_argv
 
 APPS = Path(__file__).resolve().parent / "apps"
 
@@ -153,3 +157,65 @@ def test_open_loop_rate(traced, tmp_path):
     assert 360 <= op["requests"] <= 410, op
     assert abs(op["rps"] - 200) < 30, op
     assert op["errors"] == 0
+
+
+def test_saved_openapi_values_and_header(traced, tmp_path):
+    """An app behind a bearer token that serves no /openapi.json: the
+    operation comes from the saved document (--openapi), the one account
+    that exists from --values, the token from --header. Every request gets
+    past the token check to the account (no 401, no 404), and the token
+    reaches neither the store nor the report's curl lines."""
+    route = "/api/v1/accounts/{account_id}"
+    account = "/api/v1/accounts/acct-7731"
+    token = "tok-" + secrets.token_hex(16)
+    spec = tmp_path / "openapi.json"
+    spec.write_text(subprocess.run([PYTHON, "accounts.py"], cwd=APPS, capture_output=True, text=True,
+                                   check=True).stdout)
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps({"account_id": "acct-7731"}))
+    with traced(argv=None, app="accounts:app", app_dir=APPS, log_level="warning") as server:
+        # the app's own document is switched off: the file is the only source
+        missing = run_cli("bench", "--url", "http://127.0.0.1:%d" % server.port, "--db", server.db,
+                          "--quiet", "--no-load", check=False, timeout=60)
+        assert missing.returncode == 2 and "answered 404" in missing.stderr, missing.stderr
+        proc, doc, md = bench(server, tmp_path, "--openapi", spec, "--values", values,
+                              "--header", "Authorization: Bearer " + token)
+
+    assert [(o["method"], o["route"]) for o in doc["operations"]] == [("GET", route)], doc["operations"]
+    op = doc["operations"][0]
+    assert op["loaded"] and op["requests"] > 0 and op["errors"] == 0, op
+    assert op["status_counts"] == {"200": op["requests"]}, op["status_counts"]
+
+    # the probe got past the token check too: the seeded bug (a non-ASCII id) is found
+    findings = doc["findings"]
+    assert [(f["check"], f["route"], f["status"]) for f in findings] == [("server_error", route, 500)], findings
+    bug = findings[0]
+    assert "non-ASCII" in bug["case"] and bug["request_id"], bug
+    row = stored(server.db, bug["request_id"])
+    assert row[0] == "GET" and row[1].startswith("/api/v1/accounts/Z%C3%BC") and row[3] == 500, row
+    for f in findings:
+        assert f["request"].startswith("curl ") and token not in f["request"], f["request"]
+        assert "authorization" not in f["request"].lower(), f["request"]
+    for text in (proc.stdout, proc.stderr, md, json.dumps(doc)):
+        assert token not in text
+
+    con = sqlite3.connect(server.db)
+    try:
+        rows = con.execute("SELECT id, path, status, headers FROM requests WHERE route = ?", (route,)).fetchall()
+    finally:
+        con.close()
+    load = [r for r in rows if re.search(r"^X-TimeGlass-Bench: [0-9a-f]+-load$", r[3], re.M)]
+    assert 0 < len(load) <= op["requests"], len(load)
+    assert {(r[1], r[2]) for r in load} == {(account, 200)}
+    # case 0: the valid request of discovery
+    valid = [r for r in rows if re.search(r"^X-TimeGlass-Bench: [0-9a-f]+-0$", r[3], re.M)]
+    assert [(r[1], r[2]) for r in valid] == [(account, 200)], valid
+    # the header was sent with every request, and stored redacted
+    assert rows and not [r for r in rows if r[2] == 401]
+    assert all("Authorization: [redacted]\n" in r[3] for r in rows)
+    store_files = [Path(d) / n for d, _, names in os.walk(os.path.dirname(server.db)) for n in names]
+    assert any(f.name.startswith("run-") and f.suffix == ".json" for f in store_files), store_files
+    for f in store_files:
+        assert token.encode() not in f.read_bytes(), "the token is in %s" % f
+    # the search above means something: the requests' text is in those files
+    assert any(b"acct-7731" in f.read_bytes() for f in store_files)
