@@ -293,20 +293,30 @@ static struct tg_run_stats *drop_and_unlock(struct tg_run_stats *s)
 	return NULL;
 }
 
+/* The start of run run_id (unix ns) into *started, which tells a run
+ * from the one of a store that replaced it. Returns 1, 0 when there is no
+ * such run, -1 on a SQLite error (*err set). */
+static int run_started(sqlite3 *db, int64_t run_id, int64_t *started, const char **err)
+{
+	sqlite3_stmt *st = tg_prepare_id(db, "SELECT started_unix_ns FROM runs WHERE id = ?1", run_id, "reading the run");
+	if (!st) {
+		*err = sqlite3_errmsg(db);
+		return -1;
+	}
+	int found = sqlite3_step(st) == SQLITE_ROW;
+	if (found)
+		*started = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return found;
+}
+
 struct tg_run_stats *tg_stats_acquire(sqlite3 *db, int64_t run_id, const char **err)
 {
 	*err = NULL;
-	sqlite3_stmt *st;
 	int64_t started = 0;
-	if (sqlite3_prepare_v2(db, "SELECT started_unix_ns FROM runs WHERE id = ?", -1, &st, NULL) != SQLITE_OK) {
-		*err = sqlite3_errmsg(db);
+	int found = run_started(db, run_id, &started, err);
+	if (found < 0)
 		return NULL;
-	}
-	sqlite3_bind_int64(st, 1, run_id);
-	int found = sqlite3_step(st) == SQLITE_ROW;
-	if (found)
-		started = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
 	if (!found) {
 		*err = "no such run";
 		return NULL;
@@ -357,18 +367,6 @@ struct tg_run_stats *tg_stats_acquire(sqlite3 *db, int64_t run_id, const char **
 	return s;
 }
 
-static int64_t run_started(sqlite3 *db, const char *sql, int64_t arg)
-{
-	sqlite3_stmt *st = tg_prepare_id(db, sql, arg, "reading the run");
-	int64_t v = 0;
-	if (!st)
-		return 0;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
 struct tg_run_stats *tg_stats_peek(sqlite3 *db, int64_t run_id)
 {
 	if (pthread_mutex_trylock(&stats_lock) != 0)
@@ -377,9 +375,9 @@ struct tg_run_stats *tg_stats_peek(sqlite3 *db, int64_t run_id)
 	for (int i = 0; i < STATS_MAX_RUNS; i++)
 		if (cache[i] && cache[i]->run_id == run_id && cache[i]->n > 0)
 			s = cache[i];
-	int64_t started = s ? run_started(db, "SELECT started_unix_ns FROM runs WHERE id = ?", run_id) : 0;
+	int64_t started = 0;
 	const char *err;
-	if (!s || s->run_started_ns != started) {
+	if (!s || run_started(db, run_id, &started, &err) != 1 || s->run_started_ns != started) {
 		/* Not loaded, or the store was replaced: tg_stats_acquire()
 		 * deals with that. */
 		pthread_mutex_unlock(&stats_lock);
