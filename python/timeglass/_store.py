@@ -13,7 +13,7 @@ import os
 import sqlite3
 import stat
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 DEFAULT_PATH = os.path.join(".timeglass", "timeglass.db")
 
 BUSY_TIMEOUT_S = 5.0
@@ -73,7 +73,6 @@ MIGRATIONS = (
     "CREATE INDEX requests_run_route ON requests(run_id, route, method);"
     "CREATE INDEX requests_run_status ON requests(run_id, status);"
     "CREATE INDEX requests_run_duration ON requests(run_id, duration_ns);"
-    # Deleting a process (retention) looks its requests up by process_id.
     "CREATE INDEX requests_process ON requests(process_id);"
     "CREATE TABLE process_metrics ("
     "  process_id INTEGER NOT NULL REFERENCES processes(id) ON DELETE CASCADE,"
@@ -192,6 +191,9 @@ MIGRATIONS = (
     # 6 -> 7: the scheduler's view of the process's own threads (not TimeGlass's), summed since each started: time on a CPU and time runnable but waiting on a run queue (/proc/PID/task/TID/schedstat). Their ratio is how much a busy machine stretched the process's CPU work; NULL where the kernel gives no schedstat.
     "ALTER TABLE process_metrics ADD COLUMN sched_cpu_ns INTEGER;"
     "ALTER TABLE process_metrics ADD COLUMN run_delay_ns INTEGER;",
+    # 7 -> 8: the indexes by process of requests and queries go. They served only the delete cascading from a process; `timeglass run` deletes a run's rows by run, and every request and query row written no longer updates them.
+    "DROP INDEX requests_process;"
+    "DROP INDEX queries_process;",
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
