@@ -191,7 +191,7 @@ MIGRATIONS = (
     # 6 -> 7: the scheduler's view of the process's own threads (not TimeGlass's), summed since each started: time on a CPU and time runnable but waiting on a run queue (/proc/PID/task/TID/schedstat). Their ratio is how much a busy machine stretched the process's CPU work; NULL where the kernel gives no schedstat.
     "ALTER TABLE process_metrics ADD COLUMN sched_cpu_ns INTEGER;"
     "ALTER TABLE process_metrics ADD COLUMN run_delay_ns INTEGER;",
-    # 7 -> 8: the indexes by process of requests and queries go. They served only the delete cascading from a process; `timeglass run` deletes a run's rows by run, and every request and query row written no longer updates them.
+    # 7 -> 8: the indexes by process of requests and queries go. They served only the delete cascading from a process; tg_store_prune() deletes a run's rows by run, and every request and query row written no longer updates them (some 10% of a request row's cost).
     "DROP INDEX requests_process;"
     "DROP INDEX queries_process;",
 )
