@@ -576,41 +576,22 @@ static int add_losses(cJSON *body, sqlite3 *db, int64_t run_id)
 	return 0;
 }
 
-/* "queries": captured SQL of the run, or {"available": false} while the
- * store has no such table. */
-static void add_queries_summary(cJSON *body, sqlite3 *db, int64_t run_id, int64_t req_ns)
+/* "queries": captured SQL of the run (t, kept up to date with the run's
+ * stats), or {"available": false} while the store has no such table. */
+static void add_queries_summary(cJSON *body, sqlite3 *db, const struct tg_query_totals *t, int64_t req_ns)
 {
 	cJSON *q = cJSON_AddObjectToObject(body, "queries");
 	int avail = tg_db_has_table(db, "queries");
 	cJSON_AddBoolToObject(q, "available", avail);
-	if (!avail)
-		return;
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "SELECT count(*), coalesce(sum(duration_ns), 0) FROM queries WHERE run_id = ?", -1,
-			       &st, NULL) != SQLITE_OK)
+	if (!avail || !t)
 		return; /* a layout this build does not know: just "available" */
-	sqlite3_bind_int64(st, 1, run_id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		tg_json_add_int(q, "count", sqlite3_column_int64(st, 0));
-		tg_json_add_dur(q, "total", sqlite3_column_int64(st, 1));
-	}
-	sqlite3_finalize(st);
+	tg_json_add_int(q, "count", t->count);
+	tg_json_add_dur(q, "total", t->sum_ns);
 	/* Time in the database while serving requests, over the requests' time. */
-	if (sqlite3_prepare_v2(db,
-			       "SELECT count(*), coalesce(sum(duration_ns), 0),"
-			       " count(DISTINCT CASE WHEN n_plus_one THEN request_id END)"
-			       " FROM queries WHERE run_id = ?1 AND request_id IS NOT NULL",
-			       -1, &st, NULL) != SQLITE_OK)
-		return;
-	sqlite3_bind_int64(st, 1, run_id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		int64_t db_ns = sqlite3_column_int64(st, 1);
-		tg_json_add_int(q, "in_requests", sqlite3_column_int64(st, 0));
-		tg_json_add_dur(q, "in_requests", db_ns);
-		tg_json_add_num(q, "db_share", req_ns > 0 ? (double)db_ns / (double)req_ns : 0.0);
-		tg_json_add_int(q, "n_plus_one_requests", sqlite3_column_int64(st, 2));
-	}
-	sqlite3_finalize(st);
+	tg_json_add_int(q, "in_requests", t->in_requests);
+	tg_json_add_dur(q, "in_requests", t->in_requests_ns);
+	tg_json_add_num(q, "db_share", req_ns > 0 ? (double)t->in_requests_ns / (double)req_ns : 0.0);
+	tg_json_add_int(q, "n_plus_one_requests", (int64_t)t->n_plus_one.n);
 }
 
 int tg_api_overview(struct tg_req *r)
@@ -659,6 +640,10 @@ int tg_api_overview(struct tg_req *r)
 	int64_t rss;
 	int64_t req_ns = s->all.sum_ns;
 	int bad = add_processes(body, db, s, &cpu, &rss) < 0;
+	struct tg_query_totals qt = {0};
+	const struct tg_query_totals *q = NULL;
+	if (!bad && tg_db_has_table(db, "queries") && (q = tg_stats_queries(db, s, &err)) != NULL)
+		qt = *q; /* the totals; the ids behind n_plus_one.n stay with the stats */
 	tg_stats_release();
 	if (bad || add_losses(body, db, run_id) < 0) {
 		cJSON_Delete(body);
@@ -667,7 +652,7 @@ int tg_api_overview(struct tg_req *r)
 	cJSON *res = cJSON_AddObjectToObject(body, "resources");
 	tg_json_add_num(res, "cpu_avg_pct", cpu);
 	tg_json_add_int(res, "rss_peak_bytes", rss);
-	add_queries_summary(body, db, run_id, req_ns);
+	add_queries_summary(body, db, q ? &qt : NULL, req_ns);
 	cJSON *samples = cJSON_AddObjectToObject(body, "samples");
 	cJSON_AddBoolToObject(samples, "available", tg_db_has_table(db, "samples"));
 	tg_read_end(db);
@@ -738,7 +723,6 @@ enum ep_key { EK_COUNT, EK_AVG, EK_P50, EK_P90, EK_P99, EK_MAX, EK_ERR5, EK_ERR4
 struct ep_row {
 	struct tg_endpoint_stats *e;
 	int64_t p50, p90, p99;
-	const struct ep_db *q; /* its SQL figures, NULL if none */
 	double qpr, db_share;  /* queries per request, share of its time in SQL */
 	double n1;             /* its requests with an N+1 flag */
 };
@@ -772,49 +756,6 @@ static int cmp_ep(const void *a, const void *b)
 	if (c == 0)
 		c = strcmp(x->e->name, y->e->name) ? strcmp(x->e->name, y->e->name) : strcmp(x->e->method, y->e->method);
 	return c;
-}
-
-/* SQL figures of one endpoint (grouped as the stats group requests). */
-struct ep_db {
-	char *method, *name;
-	int is_route;
-	int64_t queries, db_ns, n_plus_one;
-};
-
-/* Queries of the run's requests per endpoint: count, time and requests
- * with an N+1 flag. Sets *out (caller frees each method, name and the
- * array); returns the number of rows (0 on error). */
-static size_t endpoint_queries(sqlite3 *db, int64_t run_id, struct ep_db **out)
-{
-	sqlite3_stmt *st;
-	*out = NULL;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT coalesce(r.method, ''), r.route IS NOT NULL, coalesce(r.route, r.path, ''),"
-			       " count(*), sum(q.duration_ns), count(DISTINCT CASE WHEN q.n_plus_one THEN r.id END)"
-			       " FROM queries q JOIN requests r ON r.id = q.request_id"
-			       " WHERE q.run_id = ?1 AND r.run_id = ?1 GROUP BY 1, 2, 3",
-			       -1, &st, NULL) != SQLITE_OK)
-		return 0;
-	sqlite3_bind_int64(st, 1, run_id);
-	size_t n = 0, cap = 0;
-	struct ep_db *a = NULL;
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		if (TG_GROW(a, n, cap, 64) < 0)
-			break;
-		const char *m = (const char *)sqlite3_column_text(st, 0), *nm = (const char *)sqlite3_column_text(st, 2);
-		a[n] = (struct ep_db){ .method = strdup(m ? m : ""), .name = strdup(nm ? nm : ""),
-				       .is_route = sqlite3_column_int(st, 1), .queries = sqlite3_column_int64(st, 3),
-				       .db_ns = sqlite3_column_int64(st, 4), .n_plus_one = sqlite3_column_int64(st, 5) };
-		if (!a[n].method || !a[n].name) {
-			free(a[n].method);
-			free(a[n].name);
-			break;
-		}
-		n++;
-	}
-	sqlite3_finalize(st);
-	*out = a;
-	return n;
 }
 
 int tg_api_endpoints(struct tg_req *r)
@@ -864,27 +805,18 @@ int tg_api_endpoints(struct tg_req *r)
 		tg_read_end(db);
 		return tg_send_json(r, 500, NULL);
 	}
-	struct ep_db *dbq = NULL;
-	size_t n_dbq = 0;
 	int have_queries = tg_db_has_table(db, "queries");
 	if (have_queries)
-		n_dbq = endpoint_queries(db, run_id, &dbq);
+		tg_stats_queries(db, s, &err); /* on an error its figures are 0 */
 	for (size_t i = 0; i < s->n_eps; i++) {
 		struct tg_endpoint_stats *e = &s->eps[i];
 		rows[i].e = e;
 		rows[i].p50 = tg_durs_percentile(&e->durs, 50);
 		rows[i].p90 = tg_durs_percentile(&e->durs, 90);
 		rows[i].p99 = tg_durs_percentile(&e->durs, 99);
-		for (size_t k = 0; k < n_dbq && !e->is_other; k++)
-			if (dbq[k].is_route == e->is_route && strcmp(dbq[k].method, e->method) == 0 &&
-			    strcmp(dbq[k].name, e->name) == 0) {
-				rows[i].q = &dbq[k];
-				break;
-			}
-		const struct ep_db *x = rows[i].q;
-		rows[i].qpr = x && e->count ? (double)x->queries / (double)e->count : 0.0;
-		rows[i].db_share = x && e->sum_ns > 0 ? (double)x->db_ns / (double)e->sum_ns : 0.0;
-		rows[i].n1 = x ? (double)x->n_plus_one : 0.0;
+		rows[i].qpr = e->count ? (double)e->queries / (double)e->count : 0.0;
+		rows[i].db_share = e->sum_ns > 0 ? (double)e->db_ns / (double)e->sum_ns : 0.0;
+		rows[i].n1 = (double)e->n_plus_one;
 	}
 	sort_key = key; /* qsort has no context argument: the lock guards these */
 	sort_desc = desc;
@@ -906,20 +838,14 @@ int tg_api_endpoints(struct tg_req *r)
 		tg_json_add_num(o, "rps", (double)e->count / secs);
 		add_latency(o, e);
 		if (have_queries) {
-			const struct ep_db *x = rows[i].q;
-			tg_json_add_int(o, "queries", x ? x->queries : 0);
+			tg_json_add_int(o, "queries", e->queries);
 			tg_json_add_num(o, "queries_per_request", rows[i].qpr);
-			tg_json_add_dur(o, "db", x ? x->db_ns : 0);
+			tg_json_add_dur(o, "db", e->db_ns);
 			tg_json_add_num(o, "db_ms_share", rows[i].db_share);
-			tg_json_add_int(o, "n_plus_one", x ? x->n_plus_one : 0);
+			tg_json_add_int(o, "n_plus_one", (int64_t)e->n_plus_one);
 		}
 		cJSON_AddItemToArray(arr, o);
 	}
-	for (size_t k = 0; k < n_dbq; k++) {
-		free(dbq[k].method);
-		free(dbq[k].name);
-	}
-	free(dbq);
 	free(rows);
 	tg_stats_release();
 	tg_read_end(db);

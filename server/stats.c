@@ -110,6 +110,7 @@ static void run_free(struct tg_run_stats *s)
 	for (size_t i = 0; i < s->n_pm; i++)
 		free(s->pm[i].v);
 	free(s->pm);
+	free(s->queries.n_plus_one.v);
 	free(s);
 }
 
@@ -161,19 +162,29 @@ static struct tg_endpoint_stats *ep_new(struct tg_run_stats *s, const char *meth
 	return e;
 }
 
+/* The slot of (method, name) in the hash table: the endpoint's index + 1
+ * there, or 0 where it would go. */
+static size_t ep_slot(const struct tg_run_stats *s, const char *method, const char *name, int is_route)
+{
+	size_t mask = s->table_size - 1, h = hash_key(method, name) & mask;
+	for (; s->table[h]; h = (h + 1) & mask) {
+		const struct tg_endpoint_stats *e = &s->eps[s->table[h] - 1];
+		if (!e->is_other && e->is_route == is_route && strcmp(e->name, name) == 0 &&
+		    strcmp(e->method, method) == 0)
+			break;
+	}
+	return h;
+}
+
 /* The endpoint for (method, name), created on first sight. */
 static struct tg_endpoint_stats *ep_find(struct tg_run_stats *s, const char *method, const char *name,
 					 int is_route)
 {
 	if ((s->n_eps + 1) * 2 > s->table_size && table_grow(s) < 0)
 		return NULL;
-	size_t mask = s->table_size - 1, h = hash_key(method, name) & mask;
-	for (; s->table[h]; h = (h + 1) & mask) {
-		struct tg_endpoint_stats *e = &s->eps[s->table[h] - 1];
-		if (!e->is_other && e->is_route == is_route && strcmp(e->name, name) == 0 &&
-		    strcmp(e->method, method) == 0)
-			return e;
-	}
+	size_t h = ep_slot(s, method, name, is_route);
+	if (s->table[h])
+		return &s->eps[s->table[h] - 1];
 	if (s->n_eps >= TG_STATS_MAX_ENDPOINTS) {
 		/* Over the cap: one shared bucket, found by a linear look once. */
 		for (size_t i = s->n_eps; i-- > 0;)
@@ -437,4 +448,133 @@ const struct tg_proc_metrics *tg_stats_metrics(sqlite3 *db, struct tg_run_stats 
 		*err = sqlite3_errmsg(db);
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? m : NULL;
+}
+
+/* Sorts the ids and keeps each once. */
+static int ids_distinct(struct tg_durs *d)
+{
+	if (d->sorted == d->n)
+		return 0;
+	if (durs_sort(d) < 0)
+		return -1;
+	size_t o = 0;
+	for (size_t i = 0; i < d->n; i++)
+		if (o == 0 || d->v[o - 1] != d->v[i])
+			d->v[o++] = d->v[i];
+	d->n = d->sorted = o;
+	return 0;
+}
+
+/* A request with an N+1 query, and the endpoint it counts for (its index
+ * in eps, or -1 for none). */
+struct flagged {
+	int64_t request_id;
+	long ep;
+};
+
+static int cmp_flagged(const void *a, const void *b)
+{
+	const struct flagged *x = a, *y = b;
+	return (x->request_id > y->request_id) - (x->request_id < y->request_id);
+}
+
+static int ids_has(const struct tg_durs *d, int64_t id)
+{
+	size_t lo = 0, hi = d->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (d->v[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < d->n && d->v[lo] == id;
+}
+
+/* Counts the requests of f (n, sorted here) not counted before, for the
+ * run and for their endpoint, and adds them to the run's set. */
+static int count_flagged(struct tg_run_stats *s, struct flagged *f, size_t n)
+{
+	struct tg_durs *set = &s->queries.n_plus_one;
+	qsort(f, n, sizeof *f, cmp_flagged);
+	for (size_t i = 0; i < n; i++) {
+		if ((i > 0 && f[i].request_id == f[i - 1].request_id) || ids_has(set, f[i].request_id))
+			continue;
+		if (f[i].ep >= 0)
+			s->eps[f[i].ep].n_plus_one++;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (durs_push(set, f[i].request_id) < 0)
+			return -1;
+	return ids_distinct(set);
+}
+
+const struct tg_query_totals *tg_stats_queries(sqlite3 *db, struct tg_run_stats *s, const char **err)
+{
+	struct tg_query_totals *q = &s->queries;
+	/* As load_new(): the run's index the first time, the rowid range
+	 * after. A query counts for the endpoint its request was counted in
+	 * (the request is loaded already: the same read, and requests are
+	 * written before their queries). */
+	const char *sql = q->last_id == 0
+		? "SELECT q.id, q.request_id, q.duration_ns, q.n_plus_one, r.id, r.method, r.route, r.path"
+		  " FROM queries q LEFT JOIN requests r ON r.id = q.request_id AND r.run_id = ?1"
+		  " WHERE q.run_id = ?1 AND q.id > ?2"
+		: "SELECT q.id, q.request_id, q.duration_ns, q.n_plus_one, r.id, r.method, r.route, r.path"
+		  " FROM queries q LEFT JOIN requests r ON r.id = q.request_id AND r.run_id = ?1"
+		  " WHERE +q.run_id = ?1 AND q.id > ?2";
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		*err = sqlite3_errmsg(db);
+		return NULL;
+	}
+	sqlite3_bind_int64(st, 1, s->run_id);
+	sqlite3_bind_int64(st, 2, q->last_id);
+	struct flagged *f = NULL;
+	size_t nf = 0, capf = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0), dur = sqlite3_column_int64(st, 2);
+		q->count++;
+		q->sum_ns += dur;
+		if (id > q->last_id)
+			q->last_id = id;
+		if (sqlite3_column_type(st, 1) == SQLITE_NULL)
+			continue;
+		q->in_requests++;
+		q->in_requests_ns += dur;
+		long ep = -1;
+		if (sqlite3_column_type(st, 4) != SQLITE_NULL && s->table_size) {
+			const char *method = (const char *)sqlite3_column_text(st, 5);
+			const char *route = (const char *)sqlite3_column_text(st, 6);
+			const char *path = (const char *)sqlite3_column_text(st, 7);
+			size_t h = ep_slot(s, method ? method : "", route ? route : path ? path : "", route != NULL);
+			if (s->table[h]) {
+				ep = (long)s->table[h] - 1;
+				s->eps[ep].queries++;
+				s->eps[ep].db_ns += dur;
+			}
+		}
+		if (sqlite3_column_int(st, 3)) {
+			if (TG_GROW(f, nf, capf, 64) < 0) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			f[nf++] = (struct flagged){sqlite3_column_int64(st, 1), ep};
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE && count_flagged(s, f, nf) < 0)
+		rc = SQLITE_NOMEM;
+	free(f);
+	if (rc != SQLITE_DONE) {
+		*err = rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(db);
+		/* Half summed: start again next time, endpoints too. */
+		free(q->n_plus_one.v);
+		memset(q, 0, sizeof *q);
+		for (size_t i = 0; i < s->n_eps; i++)
+			s->eps[i].queries = s->eps[i].db_ns = 0, s->eps[i].n_plus_one = 0;
+		return NULL;
+	}
+	return q;
 }

@@ -7,6 +7,9 @@
  * far longer than an interactive page may. Requests are only ever appended
  * (ids grow), so the first use of a run loads it once (about a second per
  * million requests) and every later use reads only the rows added since.
+ * The run's SQL queries are summed the same way, per run and per endpoint
+ * (tg_stats_queries()): the overview and the endpoints table no longer
+ * scan every query of the run on each call (seconds at millions).
  *
  * Memory: about 34 bytes per request; the newest few runs used are kept
  * (STATS_MAX_RUNS), the least recently used is dropped. Distinct endpoints
@@ -43,6 +46,10 @@ struct tg_endpoint_stats {
 	int64_t sum_ns, max_ns;
 	int64_t first_ns, last_ns; /* first start and last end, unix ns */
 	struct tg_durs durs;
+	/* SQL of its requests, kept by tg_stats_queries(): queries, their
+	 * time, requests with an N+1 query. Not kept for "(other)". */
+	int64_t queries, db_ns;
+	uint64_t n_plus_one;
 };
 
 /* The overview's timeline: request counts in buckets of width w from t0.
@@ -72,6 +79,15 @@ struct tg_proc_metrics {
 	struct tg_metric *v;
 };
 
+/* The run's SQL queries, summed: read once, then only the rows added
+ * since (queries are appended and never changed). */
+struct tg_query_totals {
+	int64_t last_id;           /* highest query id summed */
+	int64_t count, sum_ns;     /* every query of the run */
+	int64_t in_requests, in_requests_ns; /* those of a request */
+	struct tg_durs n_plus_one; /* ids of the requests with an N+1 query, distinct once sorted */
+};
+
 struct tg_run_stats {
 	int64_t run_id;
 	int64_t run_started_ns;  /* identifies the run across store replacement */
@@ -91,6 +107,7 @@ struct tg_run_stats {
 	struct tg_timeline timeline;
 	struct tg_proc_metrics *pm; /* of the processes asked for, in that order */
 	size_t n_pm, cap_pm;
+	struct tg_query_totals queries;
 };
 
 /* Locks the stats and returns those of run_id brought up to date from db.
@@ -112,6 +129,14 @@ void tg_stats_release(void);
  * they release it. NULL on SQLite or memory errors (*err says which). */
 const struct tg_proc_metrics *tg_stats_metrics(sqlite3 *db, struct tg_run_stats *s, int64_t process_id,
 					       const char **err);
+
+/* The run's query totals, and each endpoint's, brought up to date from
+ * db; the number of distinct requests with an N+1 query is
+ * queries.n_plus_one.n. Callers
+ * hold the stats lock; the result is valid until they release it. NULL on
+ * SQLite or memory errors (*err says which), such as a store without the
+ * queries table. */
+const struct tg_query_totals *tg_stats_queries(sqlite3 *db, struct tg_run_stats *s, const char **err);
 
 /* Percentile pct (0 < pct <= 100) of the durations; 0 when empty. Sorts
  * them first if needed (callers hold the stats lock). */

@@ -400,7 +400,9 @@ def test_overview_kept_up_to_date_equals_a_fresh_one(tmp_path, make_server):
     and adds only what was written since: after each batch it must equal
     the overview of a server that reads the store afresh, including when a
     late request starts before the first (the timeline's origin moves) and
-    when the run grows long enough for wider buckets."""
+    when the run grows long enough for wider buckets. Its query totals are
+    kept the same way: SQL outside requests counts in the run's total only,
+    and a request with N+1 queries written in two batches counts once."""
     db = str(tmp_path / "t.db")
     fixture.build(db)
     s = make_server(db)
@@ -418,6 +420,8 @@ def test_overview_kept_up_to_date_equals_a_fresh_one(tmp_path, make_server):
         [dict(off=7200_500, dur=1, status=201), dict(off=7201_000, dur=30, status=500)],
     ]
     rid, k = 1000, 0
+    npo_before, = w.execute("SELECT count(DISTINCT CASE WHEN n_plus_one THEN request_id END) FROM queries"
+                            " WHERE run_id = 2").fetchone()
     before = s.json("/api/overview?run=2")
     assert before["summary"]["count"] == 2
     for n, batch in enumerate(batches):
@@ -430,12 +434,33 @@ def test_overview_kept_up_to_date_equals_a_fresh_one(tmp_path, make_server):
             k += 1
             w.execute("INSERT INTO process_metrics (process_id, ts_unix_ns, cpu_user_ns, cpu_sys_ns, rss_bytes)"
                       " VALUES (2, ?, ?, 0, ?)", (t2 + k * 500 * MS, k * 100 * MS, (200 + k) * 1_000_000))
+        # Queries: N+1 ones of this batch's first request and of request
+        # 1001 again (written in every batch), and one outside requests.
+        for req, npo in ((1001, 1), (rid - len(batch) + 1, 1), (rid, 0), (None, 0)):
+            w.execute("INSERT INTO queries (run_id, request_id, process_id, pid, start_unix_ns, duration_ns,"
+                      " db_system, tap, sql, fingerprint, n_plus_one) VALUES (2, ?, 2, 5000, ?, ?, 'sqlite',"
+                      " 'sqlite3', 'SELECT 1', 'select ?', ?)", (req, t2 + n * MS, (n + 1) * 250_000, npo))
         w.execute("COMMIT")
         kept = s.json("/api/overview?run=2")
         fresh = make_server(db).json("/api/overview?run=2")
         assert kept == fresh, "batch %d" % n
         assert kept["summary"]["count"] == 2 + sum(len(b) for b in batches[:n + 1])
         assert len(kept["processes"][0]["series"]["t"]) > 0
+        count, in_req, npo_reqs = w.execute(
+            "SELECT count(*), count(request_id), count(DISTINCT CASE WHEN n_plus_one THEN request_id END)"
+            " FROM queries WHERE run_id = 2").fetchone()
+        assert (kept["queries"]["count"], kept["queries"]["in_requests"],
+                kept["queries"]["n_plus_one_requests"]) == (count, in_req, npo_reqs), "batch %d" % n
+        assert npo_reqs == npo_before + 1 + n, "request 1001 counts once, then one more per batch"
+        # The endpoints table keeps its SQL figures the same way.
+        kept_eps = s.json("/api/endpoints?run=2")
+        assert kept_eps == make_server(db).json("/api/endpoints?run=2"), "batch %d" % n
+        orders, = [e for e in kept_eps["endpoints"] if (e["method"], e["route"]) == ("GET", "/orders")]
+        assert (orders["queries"], orders["n_plus_one"]) == w.execute(
+            "SELECT count(*), count(DISTINCT CASE WHEN q.n_plus_one THEN r.id END) FROM queries q"
+            " JOIN requests r ON r.id = q.request_id WHERE r.run_id = 2 AND r.method = 'GET' AND r.route = '/orders'"
+        ).fetchone()
+        assert orders["n_plus_one"] >= 1 + n
     assert kept["timeline"]["bucket_s"] > before["timeline"]["bucket_s"]
     w.close()
 
