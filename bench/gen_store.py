@@ -2,12 +2,14 @@
 """Generates a TimeGlass store (schema v1) full of realistic requests, for
 benchmarking and trying out the dashboard without recording a real app.
 
-    /usr/bin/python3 bench/gen_store.py [--requests N] [--db PATH] [--seed S]
+    /usr/bin/python3 bench/gen_store.py [--requests N] [--db PATH] [--seed S] [--queries Q]
 
 Default: 1,000,000 requests over about 20 minutes of a FastAPI-like app with
 two worker processes (routes, statuses and lognormal latencies per route),
 process metrics every 100 ms, and a few data-loss records. Rows go in with
-executemany in large transactions; indexes are built at the end.
+executemany in large transactions; indexes are built at the end. With
+--queries Q, the store is brought to the newest schema and each request
+gets Q SQL queries on average (some N+1 loops, some outside requests).
 
 SCHEMA_TABLES and SCHEMA_INDEXES mirror the schema-1 migration in
 lib/store.c; tests/ui builds its fixture stores with them too.
@@ -231,12 +233,51 @@ def generate(db, n, seed, t0_ns, span_s, workers=2):
     db.execute("COMMIT")
 
 
+def add_queries(db, per_request, seed):
+    """Upgrades the store to the newest schema (lib/store.c's migrations)
+    and gives run 1 SQL queries: per_request on average per request (0 to
+    2 x per_request), one in 20 requests with an N+1 loop, and one query
+    in 50 outside any request (a background job's)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ui"))
+    import fixture  # the migrations parser the dashboard tests use
+    steps = fixture.migrations()
+    for v in range(SCHEMA_VERSION, len(steps)):
+        db.executescript(steps[v])
+    db.execute("PRAGMA user_version = %d" % len(steps))
+    rnd = random.Random(seed + 1)
+    sql = ("INSERT INTO queries (run_id, request_id, process_id, pid, start_unix_ns, duration_ns, db_system, tap,"
+           " database, sql, fingerprint, rows, n_plus_one) VALUES (1, ?, ?, ?, ?, ?, 'postgresql', 'wire', 'shop',"
+           " ?, ?, ?, ?)")
+    texts = [("SELECT * FROM items WHERE id = $1", "select * from items where id = ?"),
+             ("SELECT count(*) FROM orders WHERE user_id = $1", "select count(*) from orders where user_id = ?"),
+             ("UPDATE carts SET updated = now() WHERE id = $1", "update carts set updated = now() where id = ?")]
+    batch = []
+    db.execute("BEGIN")
+    for rid, proc, pid, start, dur in db.execute(
+            "SELECT id, process_id, pid, start_unix_ns, duration_ns FROM requests WHERE run_id = 1 ORDER BY id"
+    ).fetchall():
+        n = rnd.randint(0, 2 * per_request)
+        loop = rnd.random() < 0.05 and n > 0
+        for k in range(n):
+            text, fp = texts[0] if loop else rnd.choice(texts)
+            rid_or_none = None if rnd.random() < 0.02 else rid
+            batch.append((rid_or_none, proc, pid, start + dur * k // (n + 1), max(1000, dur // (2 * n + 2)),
+                          text, fp, 1, 1 if loop and rid_or_none else 0))
+        if len(batch) >= 50000:
+            db.executemany(sql, batch)
+            batch.clear()
+    db.executemany(sql, batch)
+    db.execute("COMMIT")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=1_000_000)
     ap.add_argument("--db", default="bench/results/ui-store.db")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--span", type=float, default=None, help="seconds the requests cover (default: N/800)")
+    ap.add_argument("--queries", type=int, default=0, metavar="Q",
+                    help="SQL queries per request on average (the store then has the newest schema)")
     args = ap.parse_args()
     span = args.span or max(10.0, args.requests / 800.0)
     t_start = time.time()
@@ -245,6 +286,8 @@ def main():
     t0_ns = int((time.time() - span - 60) * 1e9)
     generate(db, args.requests, args.seed, t0_ns, span)
     db.executescript(SCHEMA_INDEXES)
+    if args.queries > 0:
+        add_queries(db, args.queries, args.seed)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     print("%s: %d requests in %.1f s" % (args.db, args.requests, time.time() - t_start), file=sys.stderr)
