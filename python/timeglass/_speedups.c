@@ -1129,6 +1129,8 @@ static PyObject *mark_exception; /* mark_exception(scope, exc, token): the excep
 static PyObject *new_loop;       /* new_loop(): gives a loop seen for the first time the task factory */
 static PyObject *running_loop;   /* asyncio._get_running_loop */
 static PyObject *last_loop;      /* the loop new_loop() was last called for */
+static PyObject *last_holder;    /* what the thread's dict held for it (a strong reference) */
+static PyObject *str_running_key; /* "__asyncio_running_event_loop__" */
 
 /* The pending exception, normalized, with its traceback (new reference;
  * the error indicator is cleared). */
@@ -1445,12 +1447,30 @@ static int marker_fast(PyObject *scope, PyObject *receive, int *fd)
 	return *fd >= 0;
 }
 
-/* A loop seen for the first time gets the task factory (through new_loop). */
+/* A loop seen for the first time gets the task factory (through new_loop).
+ *
+ * On CPython 3.11, asyncio._get_running_loop() makes a getpid() system
+ * call every time (the running loop is kept with its process id, against
+ * forks). The loop is kept in the thread's dict under
+ * "__asyncio_running_event_loop__", in an object made anew for each loop
+ * that starts running there (a holder on 3.11, the loop itself on 3.12);
+ * when that object is the one seen with the last loop, the loop is the
+ * same and nothing is called. A strong reference to it keeps its address
+ * from being reused by another. Where the thread's dict has no such entry
+ * (newer CPythons keep the loop elsewhere, and their
+ * _get_running_loop() makes no system call), the loop is asked for. */
 static int check_loop(void)
 {
+	PyObject *d = PyThreadState_GetDict(); /* borrowed */
+	PyObject *held = d ? PyDict_GetItemWithError(d, str_running_key) : NULL; /* borrowed */
+	if (!held && PyErr_Occurred())
+		PyErr_Clear();
+	if (held && held == last_holder && last_loop)
+		return 0;
 	PyObject *loop = PyObject_CallNoArgs(running_loop);
 	if (!loop)
 		return -1;
+	Py_XSETREF(last_holder, Py_XNewRef(held));
 	if (loop == last_loop) {
 		Py_DECREF(loop);
 		return 0;
@@ -1637,6 +1657,7 @@ static PyObject *sp_configure_marker(PyObject *self, PyObject *const *args, Py_s
 	Py_XSETREF(new_loop, Py_NewRef(args[1]));
 	Py_XSETREF(running_loop, Py_NewRef(args[2]));
 	Py_CLEAR(last_loop);
+	Py_CLEAR(last_holder);
 	Py_RETURN_NONE;
 }
 
@@ -2033,6 +2054,7 @@ PyMODINIT_FUNC PyInit__speedups(void)
 		{&str_original_route, "original_route"},
 		{&str_http, "http"},     {&str_timeglass, "timeglass"},
 		{&str_throw, "throw"},   {&str_close, "close"},
+		{&str_running_key, "__asyncio_running_event_loop__"},
 	};
 	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
 		if (!*strings[i].slot && !(*strings[i].slot = PyUnicode_InternFromString(strings[i].text)))
