@@ -496,6 +496,8 @@ static int ids_has(const struct tg_durs *d, int64_t id)
 static int count_flagged(struct tg_run_stats *s, struct flagged *f, size_t n)
 {
 	struct tg_durs *set = &s->queries.n_plus_one;
+	if (n == 0)
+		return 0;
 	qsort(f, n, sizeof *f, cmp_flagged);
 	for (size_t i = 0; i < n; i++) {
 		if ((i > 0 && f[i].request_id == f[i - 1].request_id) || ids_has(set, f[i].request_id))

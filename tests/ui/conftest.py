@@ -30,6 +30,9 @@ def ui_command():
     pytest.skip("no timeglass-ui: build it (meson setup build && ninja -C build) or set TIMEGLASS_UI_CMD")
 
 
+SANITIZER_REPORT = re.compile(r"runtime error:|ERROR: (AddressSanitizer|LeakSanitizer)")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,8 +82,13 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        err = self.proc.stderr.read()
         self.proc.stdout.close()
         self.proc.stderr.close()
+        # A sanitized build (scripts/test runs these tests on build-asan's
+        # dashboard too) reports on stderr and carries on.
+        reports = [ln for ln in err.splitlines() if SANITIZER_REPORT.search(ln)]
+        assert not reports, "sanitizer report from timeglass-ui:\n%s" % "\n".join(reports[:10])
 
 
 @pytest.fixture(scope="module")
