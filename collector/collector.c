@@ -50,9 +50,8 @@
 #include "tg_config.h"
 #include "lib/util.h"
 
-#define DRAIN_NS (10 * 1000000LL)     /* ring drain period */
+#define DRAIN_NS (10 * 1000000LL)     /* how often the rings are looked at */
 #define TICK_NS (100 * 1000000LL)     /* sampling, loss and commit period */
-#define COMMIT_NS (100 * 1000000LL)   /* a batch is committed at most this long after it began */
 #define BATCH_ROWS 5000u              /* commit sooner when this many rows wait */
 #define DRAIN_MAX_RECORDS 20000       /* per ring per pass, so that poll() stays responsive */
 #define CMDLINE_MAX 4096              /* bytes of /proc/PID/cmdline kept */
@@ -109,7 +108,6 @@ struct collector {
 	int64_t start_mono;        /* CLOCK_MONOTONIC at start, ns */
 	int lifeline;
 	int store_locked;          /* the last round found the store locked */
-	int64_t batch_since;       /* when the open batch began (monotonic), 0: none */
 	int listen_fd;
 	char dir[PATH_MAX];        /* private run directory */
 	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -1008,9 +1006,10 @@ static int start(struct collector *c, const struct tg_collector_opts *o)
 
 /* ---- main loop --------------------------------------------------------- */
 
-/* Whether any ring holds records not yet drained. A ring that faults says
- * yes: service_ring() then finds out and gives up on it. */
-static int rings_have_data(struct collector *c)
+/* Whether a ring holds a quarter of its size or more, not yet drained. A
+ * ring that faults says yes: service_ring() then finds out and gives up on
+ * it. */
+static int rings_filling(struct collector *c)
 {
 	if (sigsetjmp(bus_jmp, 0)) {
 		in_ring = 0;
@@ -1020,7 +1019,7 @@ static int rings_have_data(struct collector *c)
 	in_ring = 1;
 	for (size_t i = 0; i < c->nprocs && !yes; i++) {
 		struct proc *p = c->procs[i];
-		yes = p->registered && p->ring_ok && tg_ring_used(&p->ring);
+		yes = p->registered && p->ring_ok && tg_ring_used(&p->ring) >= (p->ring.mask + 1) / 4;
 	}
 	in_ring = 0;
 	return yes;
@@ -1195,19 +1194,20 @@ int tg_collector_main(const struct tg_collector_opts *o)
 		held_signals(now);
 		int tick = now >= next_tick;
 		next_drain = now + DRAIN_NS;
-		/* The write lock is taken only for a round with work, and given
-		 * back when the batch is committed, at most COMMIT_NS after it
-		 * began, so that other writers of the store (the standalone
-		 * middleware, a user's sqlite3 shell) get their turn. One commit
-		 * per COMMIT_NS rather than per round writes each page a batch
-		 * touches (the table's last page, each index's) once for ten
-		 * rounds' rows: about a quarter of the collector's CPU at
-		 * 5,000-10,000 requests/s. Readers see a row at most that much
-		 * later.
+		/* The rings are drained into the store at each tick, and at a
+		 * round in between only when one of them is a quarter full: one
+		 * transaction per tick rather than per round writes each page a
+		 * batch touches (the table's last page, each index's) once for
+		 * ten rounds' rows, about a quarter of the collector's CPU at
+		 * 5,000-10,000 requests/s, and readers see a row at most a tick
+		 * later. The write lock is held only while a batch is written,
+		 * so that other writers of the store (another run's collector,
+		 * the standalone middleware, a user's sqlite3 shell) get their
+		 * turn.
 		 * Another program holds it: leave the data in the rings (the app
 		 * never waits; a ring that fills drops and counts) and try again
 		 * next round. */
-		if (!tick && !rings_have_data(&c))
+		if (!tick && !rings_filling(&c))
 			continue;
 		if (tg_store_begin(c.store, STORE_WAIT_MS) < 0) {
 			if (!c.store_locked)
@@ -1217,8 +1217,6 @@ int tg_collector_main(const struct tg_collector_opts *o)
 			continue;
 		}
 		c.store_locked = 0;
-		if (!c.batch_since)
-			c.batch_since = now;
 		drain_all(&c, tick);
 		if (tick) {
 			check_resume(&c, now);
@@ -1241,10 +1239,7 @@ int tg_collector_main(const struct tg_collector_opts *o)
 			c.accept_paused = 0;
 			next_tick = now + TICK_NS;
 		}
-		if (tick || now - c.batch_since >= COMMIT_NS) {
-			flush(&c);
-			c.batch_since = 0;
-		}
+		flush(&c);
 	}
 	finish(&c, &pfd, &pfd_cap);
 	free(pfd);
