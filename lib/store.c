@@ -755,11 +755,9 @@ static int prune(struct tg_store *s, unsigned keep)
 			continue;
 		if (sqlite3_bind_parameter_count(st) > 0)
 			sqlite3_bind_int64(st, 1, keep);
-		int last = !*sql;
 		if (step_once(s, st, what) < 0)
 			goto fail;
-		if (last)
-			n = sqlite3_changes(s->db);
+		n = sqlite3_changes(s->db); /* the last statement's: the runs deleted */
 	}
 	if (exec(s, "COMMIT") < 0)
 		goto fail;

@@ -578,10 +578,9 @@ static int add_losses(cJSON *body, sqlite3 *db, int64_t run_id)
 
 /* "queries": captured SQL of the run (t, kept up to date with the run's
  * stats), or {"available": false} while the store has no such table. */
-static void add_queries_summary(cJSON *body, sqlite3 *db, const struct tg_query_totals *t, int64_t req_ns)
+static void add_queries_summary(cJSON *body, int avail, const struct tg_query_totals *t, int64_t req_ns)
 {
 	cJSON *q = cJSON_AddObjectToObject(body, "queries");
-	int avail = tg_db_has_table(db, "queries");
 	cJSON_AddBoolToObject(q, "available", avail);
 	if (!avail || !t)
 		return; /* a layout this build does not know: just "available" */
@@ -640,9 +639,10 @@ int tg_api_overview(struct tg_req *r)
 	int64_t rss;
 	int64_t req_ns = s->all.sum_ns;
 	int bad = add_processes(body, db, s, &cpu, &rss) < 0;
+	int have_queries = tg_db_has_table(db, "queries");
 	struct tg_query_totals qt = {0};
 	const struct tg_query_totals *q = NULL;
-	if (!bad && tg_db_has_table(db, "queries") && (q = tg_stats_queries(db, s, &err)) != NULL)
+	if (!bad && have_queries && (q = tg_stats_queries(db, s, &err)) != NULL)
 		qt = *q; /* the totals; the ids behind n_plus_one.n stay with the stats */
 	tg_stats_release();
 	if (bad || add_losses(body, db, run_id) < 0) {
@@ -652,7 +652,7 @@ int tg_api_overview(struct tg_req *r)
 	cJSON *res = cJSON_AddObjectToObject(body, "resources");
 	tg_json_add_num(res, "cpu_avg_pct", cpu);
 	tg_json_add_int(res, "rss_peak_bytes", rss);
-	add_queries_summary(body, db, q ? &qt : NULL, req_ns);
+	add_queries_summary(body, have_queries, q ? &qt : NULL, req_ns);
 	cJSON *samples = cJSON_AddObjectToObject(body, "samples");
 	cJSON_AddBoolToObject(samples, "available", tg_db_has_table(db, "samples"));
 	tg_read_end(db);

@@ -450,21 +450,6 @@ const struct tg_proc_metrics *tg_stats_metrics(sqlite3 *db, struct tg_run_stats 
 	return rc == SQLITE_DONE ? m : NULL;
 }
 
-/* Sorts the ids and keeps each once. */
-static int ids_distinct(struct tg_durs *d)
-{
-	if (d->sorted == d->n)
-		return 0;
-	if (durs_sort(d) < 0)
-		return -1;
-	size_t o = 0;
-	for (size_t i = 0; i < d->n; i++)
-		if (o == 0 || d->v[o - 1] != d->v[i])
-			d->v[o++] = d->v[i];
-	d->n = d->sorted = o;
-	return 0;
-}
-
 /* A request with an N+1 query, and the endpoint it counts for (its index
  * in eps, or -1 for none). */
 struct flagged {
@@ -478,17 +463,11 @@ static int cmp_flagged(const void *a, const void *b)
 	return (x->request_id > y->request_id) - (x->request_id < y->request_id);
 }
 
-static int ids_has(const struct tg_durs *d, int64_t id)
+/* Whether the run's set of requests with an N+1 query (sorted) holds id. */
+static int ids_has(struct tg_durs *set, int64_t id)
 {
-	size_t lo = 0, hi = d->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (d->v[mid] < id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < d->n && d->v[lo] == id;
+	size_t ge = tg_durs_count_ge(set, id);
+	return ge && set->v[set->n - ge] == id;
 }
 
 /* Counts the requests of f (n, sorted here) not counted before, for the
@@ -499,16 +478,18 @@ static int count_flagged(struct tg_run_stats *s, struct flagged *f, size_t n)
 	if (n == 0)
 		return 0;
 	qsort(f, n, sizeof *f, cmp_flagged);
+	size_t fresh = 0; /* f[0..fresh): the new ones, kept in place */
 	for (size_t i = 0; i < n; i++) {
 		if ((i > 0 && f[i].request_id == f[i - 1].request_id) || ids_has(set, f[i].request_id))
 			continue;
 		if (f[i].ep >= 0)
 			s->eps[f[i].ep].n_plus_one++;
+		f[fresh++] = f[i];
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < fresh; i++)
 		if (durs_push(set, f[i].request_id) < 0)
 			return -1;
-	return ids_distinct(set);
+	return durs_sort(set);
 }
 
 const struct tg_query_totals *tg_stats_queries(sqlite3 *db, struct tg_run_stats *s, const char **err)
