@@ -865,6 +865,7 @@ struct sql_buf {
 		char s[512];
 	} binds[MAX_BINDS];
 	int n;
+	size_t filt_start, filt_end; /* text[filt_start..filt_end): " AND " + each filter */
 };
 
 static void sql_add(struct sql_buf *q, const char *s)
@@ -962,6 +963,11 @@ static const char *const list_ix_name[IX_N] = {"requests_run_start", "requests_r
 #define FALLBACK_RANK (-2)
 /* SQLite VM steps per row of a walk, about (the budget's unit). */
 #define WALK_STEPS_PER_ROW 6
+/* A search by path text (q) whose other filters all match many rows reads
+ * at most this many rows along the start index (a quarter of that along
+ * the duration index), and for at most SCAN_NS, per call; see list_scan(). */
+#define SCAN_ROWS 100000
+#define SCAN_NS (30 * 1000000LL)
 
 /* What reading a row costs along each index, relative: rows are stored in
  * about the order they started, so a range of the start index reads
@@ -1143,6 +1149,7 @@ static int status_filter(struct sql_buf *q, struct list_plan *p, const char *v)
 #define LIST_COLUMNS                                                                                        \
 	"id, start_unix_ns, duration_ns, method, path, query_string, route, status, response_bytes, pid, error," \
 	" exception IS NOT NULL, run_id"
+#define LIST_NCOLUMNS 13
 
 static cJSON *list_row(sqlite3_stmt *st)
 {
@@ -1157,6 +1164,122 @@ static cJSON *list_row(sqlite3_stmt *st)
 	cJSON_AddBoolToObject(o, "exception", sqlite3_column_int(st, 11));
 	tg_json_add_col(o, "run", st, 12);
 	return o;
+}
+
+/*
+ * The path text (q) has no index: no filter can be looked up on it, and a
+ * text that matches few rows had every row of the run read in one call
+ * when no other indexed filter was given (some 6 s on ten million
+ * requests). Such a list is read here instead: along the sort index, every
+ * row of the run in order (within the sort key's own range), each checked
+ * against all the filters by SQLite - the rows the walk of list_choose()
+ * would read, in the same order - at most SCAN_ROWS rows (a quarter along
+ * the duration index, whose rows are spread over the table) and SCAN_NS
+ * per call. A call that stops there before its page is full answers with
+ * the matches found, "partial": true and, in "next", the place it
+ * stopped: the same cursor as a full page's, so that following "next"
+ * gives every matching row once, in order, each call short; the dashboard
+ * follows it by itself, showing how far back it has searched. (With a
+ * route, status or min_ms too, the rows that filter matches are read on
+ * its index in one call, as before: fewer rows in all than this walk.)
+ * Returns the last sqlite3_step() code: SQLITE_ROW when there is a next
+ * page (o->stopped set when because of the budget), SQLITE_DONE at the
+ * end.
+ */
+struct list_scan_out {
+	int64_t count, last_key, last_id; /* the rows added; the cursor of the next page */
+	int64_t scanned;                  /* rows read */
+	int stopped;                      /* the budget ran out before the page was full */
+};
+
+/* Where a scan is, kept by tg_scan_at() as SQLite reads the rows. */
+struct scan_pos {
+	int64_t budget, t0;  /* rows; CLOCK_MONOTONIC at the start */
+	int64_t n;           /* rows seen */
+	int64_t key, id;     /* the last row gone through (matched or not) */
+	int have, stopped;
+};
+
+/* tg_scan_at(pos, key, id): called first for each row of a scan (the
+ * filters are checked after it), so that when it is called for a row the
+ * one before has been gone through. Records that row's place and returns
+ * 1; once the budget is spent, fails instead, leaving the place of the
+ * last row gone through. */
+static void scan_at(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	(void)argc;
+	struct scan_pos *p = sqlite3_value_pointer(argv[0], "tg_scan_pos");
+	if (!p) {
+		sqlite3_result_error(ctx, "tg_scan_at: no scan", -1);
+		return;
+	}
+	if (p->n >= p->budget || ((p->n & 1023) == 1023 && tg_monotonic_ns() - p->t0 > SCAN_NS)) {
+		p->stopped = 1;
+		sqlite3_result_error(ctx, "tg_scan_at: budget spent", -1);
+		return;
+	}
+	p->n++;
+	p->key = sqlite3_value_int64(argv[1]);
+	p->id = sqlite3_value_int64(argv[2]);
+	p->have = 1;
+	sqlite3_result_int(ctx, 1);
+}
+
+void tg_api_functions(sqlite3 *db)
+{
+	sqlite3_create_function(db, "tg_scan_at", 3, SQLITE_UTF8 | SQLITE_DIRECTONLY, NULL, scan_at, NULL, NULL);
+}
+
+static int list_scan(sqlite3 *db, const struct sql_buf *q, const struct list_plan *plan, enum list_ix sort_ix,
+		     const char *cursor, size_t cursor_len, const char *key, int desc, int64_t limit, cJSON *rows,
+		     struct list_scan_out *o)
+{
+	*o = (struct list_scan_out){0};
+	char *sql = malloc(2 * sizeof q->text + 1024);
+	if (!sql)
+		return SQLITE_NOMEM;
+	const char *dir = desc ? "DESC" : "ASC";
+	/* The filters inside the CASE: checked only after the row's place
+	 * is recorded. ?99 is the scan's place (bound as a pointer). */
+	snprintf(sql, 2 * sizeof q->text + 1024,
+		 "SELECT " LIST_COLUMNS " FROM requests INDEXED BY %s WHERE run_id = ?1%s%s%.*s"
+		 " AND CASE WHEN tg_scan_at(?99, %s, id) THEN (1%.*s) ELSE 0 END ORDER BY %s %s, id %s",
+		 list_ix_name[sort_ix], plan->cond[sort_ix][0] ? " AND " : "", plan->cond[sort_ix], (int)cursor_len,
+		 cursor, key, (int)(q->filt_end - q->filt_start), q->text + q->filt_start, key, dir, dir);
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	free(sql);
+	if (rc != SQLITE_OK)
+		return rc;
+	bind_all(st, q);
+	struct scan_pos pos = {.budget = SCAN_ROWS / list_ix_cost[sort_ix], .t0 = tg_monotonic_ns()};
+	const char *env = getenv("TIMEGLASS_UI_SCAN_ROWS"); /* tests: pages that stop early on a small store */
+	if (env && atoll(env) > 0)
+		pos.budget = atoll(env);
+	sqlite3_bind_pointer(st, 99, &pos, "tg_scan_pos", NULL);
+	int key_col = strcmp(key, "start_unix_ns") == 0 ? 1 : 2;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (o->count == limit)
+			break; /* one more than the page: there is a next page */
+		cJSON_AddItemToArray(rows, list_row(st));
+		o->count++;
+		o->last_key = sqlite3_column_int64(st, key_col);
+		o->last_id = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	o->scanned = pos.n;
+	if (pos.stopped) {
+		/* Go on after the last row gone through, matched or not (when
+		 * the page is full, that is its last row or one after it). */
+		if (o->count < limit)
+			o->stopped = 1;
+		if (pos.have) {
+			o->last_key = pos.key;
+			o->last_id = pos.id;
+		}
+		rc = SQLITE_ROW;
+	}
+	return rc;
 }
 
 static int request_detail(struct tg_req *r, const char *idtext);
@@ -1180,7 +1303,8 @@ int tg_api_requests(struct tg_req *r)
 	}
 	char v[512], sort[16] = "start", dir[8] = "desc";
 	int status = 0;
-	int64_t n, limit = LIST_LIMIT_DEFAULT, newer_than = 0;
+	int64_t n, limit = LIST_LIMIT_DEFAULT, newer_than = 0, scanned = 0;
+	int has_q = 0, partial = 0;
 	if (param_i64(r, "limit", 1, LIST_LIMIT_MAX, &limit) < 0 || param_i64(r, "newer_than", 0, INT64_MAX, &newer_than) < 0) {
 		free(q);
 		free(plan);
@@ -1214,6 +1338,7 @@ int tg_api_requests(struct tg_req *r)
 	char c[256];
 	sql_add(q, " WHERE run_id = ?1");
 	bind_i(q, run_id);
+	q->filt_start = q->len;
 	struct list_known known = {.min_ns = -1};
 	int has_route = tg_query_param(r, "route", v, sizeof v) > 0;
 	if (has_route) {
@@ -1250,6 +1375,7 @@ int tg_api_requests(struct tg_req *r)
 		plan_add(plan, IX_DURATION, c);
 	}
 	int len = tg_query_param(r, "q", v, sizeof v / 2 - 2);
+	has_q = len > 0;
 	if (len > 0) {
 		/* Substring of the path, ASCII case-insensitive; % _ \ taken literally. */
 		char pat[sizeof v];
@@ -1284,6 +1410,7 @@ int tg_api_requests(struct tg_req *r)
 		sql_cond(q, c, 0, 0);
 		plan_add(plan, IX_START, c);
 	}
+	q->filt_end = q->len;
 	if (newer_than > 0)
 		sql_cond(q, "id > ?#", bind_i(q, newer_than), 0);
 	if (tg_query_param(r, "after", v, sizeof v) > 0) {
@@ -1300,6 +1427,7 @@ int tg_api_requests(struct tg_req *r)
 		else
 			sql_cond(q, desc ? "(duration_ns, id) < (?#, ?#)" : "(duration_ns, id) > (?#, ?#)", a, b);
 	}
+	size_t cursor_start = q->filt_end, cursor_end = q->len; /* the "after" condition */
 	char tail[160];
 	snprintf(tail, sizeof tail, " ORDER BY %s %s, id %s LIMIT %" PRId64, key, desc ? "DESC" : "ASC",
 		 desc ? "DESC" : "ASC", limit + 1);
@@ -1317,6 +1445,23 @@ int tg_api_requests(struct tg_req *r)
 	enum list_ix sort_ix = strcmp(sort, "start") == 0 ? IX_START : IX_DURATION;
 	if (newer_than == 0) /* else the few rows after the id: SQLite's choice */
 		list_choose(db, q, plan, sort_ix, &drive, &fallback, &budget);
+	int other_ix = 0; /* an indexed filter other than the sort key's range */
+	for (int i = 0; i < IX_N; i++)
+		other_ix |= i != (int)sort_ix && plan->cond[i][0];
+	if (has_q && newer_than == 0 && drive == (int)sort_ix && !other_ix) {
+		struct list_scan_out so;
+		body = cJSON_CreateObject();
+		tg_json_add_int(body, "run", run_id);
+		cJSON *rows = cJSON_AddArrayToObject(body, "rows");
+		rc = list_scan(db, q, plan, sort_ix, q->text + cursor_start, cursor_end - cursor_start, key, desc, limit,
+			       rows, &so);
+		count = (int)so.count;
+		last_key = so.last_key;
+		last_id = so.last_id;
+		partial = so.stopped;
+		scanned = so.scanned;
+		goto page_done;
+	}
 again:
 	{
 		char *sql = malloc(sizeof q->text + 512);
@@ -1381,6 +1526,13 @@ page_done:;
 		cJSON_AddStringToObject(body, "next", v);
 	} else {
 		cJSON_AddNullToObject(body, "next");
+	}
+	/* A search that stopped before its page was full (list_scan()):
+	 * how far it read, for "searched back to ..." while it goes on. */
+	cJSON_AddBoolToObject(body, "partial", partial);
+	if (partial) {
+		tg_json_add_int(body, "scanned_rows", scanned);
+		tg_json_add_num(body, "scanned_to_ms", (double)last_key / 1e6);
 	}
 	status = tg_send_json(r, 200, body);
 done:

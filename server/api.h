@@ -35,6 +35,10 @@ int tg_store_error(struct tg_req *r, sqlite3 *db);
 /* Parses a whole decimal integer (optional '-'). Returns 0 or -1. */
 int tg_parse_i64(const char *s, int64_t *out);
 
+/* Adds the SQL functions the handlers use to a store connection just
+ * opened (the requests list's scan position, api.c). */
+void tg_api_functions(sqlite3 *db);
+
 /* Fills *out from db (a consistent snapshot). Returns 0 or -1. */
 int tg_store_summary(sqlite3 *db, struct tg_store_summary *out);
 

@@ -6,6 +6,7 @@
  * PRAGMA user_version on an open connection.
  */
 #include "db.h"
+#include "api.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -199,6 +200,7 @@ void tg_db_acquire(const char *path, struct tg_db *out)
 		 * page cache, so it costs no memory of its own; SQLite caps it
 		 * at its build's limit (2 GiB on Debian). */
 		sqlite3_exec(c->db, "PRAGMA mmap_size = 2147418112", NULL, NULL, NULL);
+		tg_api_functions(c->db);
 		c->dev = st.st_dev;
 		c->ino = st.st_ino;
 	}

@@ -42,10 +42,11 @@ def free_port():
 class Server:
     """A running dashboard; get() returns (status, headers, body)."""
 
-    def __init__(self, db, extra=()):
+    def __init__(self, db, extra=(), env=None):
         self.db = db
         self.proc = subprocess.Popen(ui_command() + ["--db", db, "--port", "0", "--no-open", *extra],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=dict(os.environ, **(env or {})))
         # The banner names the port it bound: no port picked in advance that
         # something else could take first.
         self.banner = self.proc.stdout.readline()

@@ -27,6 +27,7 @@ const store = join(tmp, 'fixture.db');
 const demo = join(tmp, 'demo.db');
 let ui;
 let demoUi;
+let scanUi; // the demo store, with a search budget of a few rows per call
 let browser;
 let page;
 const problems = []; // dialogs, page errors, CSP violations
@@ -71,6 +72,7 @@ before(async () => {
   execFileSync(PY, [join(ROOT, 'bench', 'gen_store.py'), '--requests', '30000', '--db', demo], { stdio: 'ignore' });
   ui = await startUi(store);
   demoUi = await startUi(demo);
+  scanUi = await startUi(demo, undefined, { TIMEGLASS_UI_SCAN_ROWS: '1500' });
   browser = await launchChromium(join(tmp, 'profile'), { colorScheme: 'light' });
   page = browser.pages()[0] || await browser.newPage();
   watch(page);
@@ -80,6 +82,7 @@ after(async () => {
   if (browser) await browser.close();
   if (ui) await stopUi(ui);
   if (demoUi) await stopUi(demoUi);
+  if (scanUi) await stopUi(scanUi);
   rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -190,6 +193,41 @@ test('requests: filters, sort and paging', async () => {
   await page.waitForFunction(() => document.querySelectorAll('.requests-table tbody tr').length >= 200);
   const ids = await page.$$eval('.requests-table tbody tr', (trs) => trs.map((t) => t.dataset.id));
   assert.equal(new Set(ids).size, ids.length, 'no request listed twice');
+});
+
+/** What the store db holds: rows of a query, from Python's sqlite3. */
+function sql(db, query) {
+  return JSON.parse(execFileSync(PY, ['-c', `
+import json, sqlite3, sys
+print(json.dumps(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchall()))
+`, db, query]));
+}
+
+test('requests: a path search that the server answers in parts', async () => {
+  // Rare matches on 30,000 requests, read 1,500 per call: the list follows
+  // the server's "next" by itself, saying how far back it searched, and
+  // ends with every match, newest first.
+  const [[needle]] = sql(demo, "SELECT substr(path, 1, length(path) - 1) FROM requests WHERE path GLOB '/items/[0-9]*'"
+    + ' GROUP BY 1 HAVING count(*) BETWEEN 3 AND 30 ORDER BY count(*) DESC LIMIT 1');
+  const want = sql(demo, `SELECT id FROM requests WHERE instr(path, '${needle}') > 0 ORDER BY start_unix_ns DESC, id DESC`)
+    .map(([id]) => String(id));
+  const notes = [];
+  await page.exposeFunction('tgNote', (t) => notes.push(t)).catch(() => {});
+  await go(`#/requests?run=1&q=${encodeURIComponent(needle)}`, page, scanUi.url);
+  await page.evaluate(() => {
+    new MutationObserver(() => {
+      const n = document.querySelector('.search-note');
+      if (n && n.isConnected && n.textContent) window.tgNote(n.textContent);
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+  await page.waitForFunction(() => /all loaded/.test(document.querySelector('.page-head').textContent), null, { timeout: 60000 });
+  const ids = await page.$$eval('.requests-table tbody tr', (trs) => trs.map((t) => t.dataset.id));
+  assert.deepEqual(ids, want);
+  assert.ok(notes.some((t) => /^Searching back to \d/.test(t)), `no "searching back to" note: ${notes.slice(0, 3)}`);
+  await shot('requests-search-parts', page, false);
+  // Nothing matches: the list searches to the end and says so.
+  await go('#/requests?run=1&method=POST&q=no-such-path', page, scanUi.url);
+  await page.waitForSelector('text=No requests match these filters', { timeout: 60000 });
 });
 
 test('request detail: waterfall, context, exception, curl, panels', async () => {

@@ -28,9 +28,10 @@ export function uiCommand() {
  * on a port it picks; resolves to { port, proc, url } once it listens
  * (its banner names the address).
  */
-export async function startUi(db, command = uiCommand()) {
+export async function startUi(db, command = uiCommand(), env = {}) {
   const [cmd, ...args] = command;
-  const proc = spawn(cmd, [...args, '--db', db, '--port', '0', '--no-open'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(cmd, [...args, '--db', db, '--port', '0', '--no-open'],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
   const banner = await new Promise((resolve, reject) => {
     proc.stdout.once('data', resolve);
     proc.once('exit', (code) => reject(new Error(`timeglass-ui exited with ${code}`)));

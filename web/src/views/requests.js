@@ -41,6 +41,11 @@ export function mount(root, ctx) {
   let destroyed = false;
   let next = null;
   let loading = false;
+  // A search by path text stops on the server's budget and says how far
+  // it read ("partial"); the list follows on by itself until a page is
+  // full, the list ends or the user stops it.
+  let searchedTo = null; // scanned_to_ms of the last partial answer, while searching
+  let stopSearch = false;
   let watermark = ctx.state ? ctx.state.max_request_id : 0;
   const seen = new Set();
   let shown = 0;
@@ -129,9 +134,25 @@ export function mount(root, ctx) {
 
   const params = (extra) => ({ run: runId, ...f, sort, dir, limit: PAGE, ...extra });
 
+  // "back to 12:03:04" (newest first), "down to 120 ms" (slowest first), ...
+  const searchPlace = (ms) => (sort === 'start'
+    ? `${dir === 'desc' ? 'back' : 'up'} to ${fmtTime(ms)}`
+    : `${dir === 'desc' ? 'down' : 'up'} to ${fmtMs(ms)}`);
+  const stopButton = h('button', { type: 'button', class: 'link', on: { click: () => { stopSearch = true; } } }, 'Stop');
+  const searchNote = h('span', { class: 'muted search-note', role: 'status' });
+
   const setFooter = () => {
     clear(footer);
     countText.textContent = `${fmtCount(shown)} shown${next ? '' : shown ? ', all loaded' : ''}`;
+    if (searchedTo !== null && next) {
+      // Stopped part-way (by the user): say how far the search got.
+      searchNote.textContent = `Searched ${searchPlace(searchedTo)}. `;
+      box.hidden = !shown;
+      more.textContent = 'Search further';
+      footer.append(searchNote, more);
+      return;
+    }
+    more.textContent = 'Load more';
     if (!shown) {
       footer.append(FILTER_KEYS.some((k) => f[k])
         ? notice('empty', 'No requests match these filters', 'Loosen a filter, or clear them all.')
@@ -148,17 +169,32 @@ export function mount(root, ctx) {
     loading = true;
     more.disabled = true;
     more.textContent = 'Loading…';
+    stopSearch = false;
     try {
-      const res = await api('requests', params(next ? { after: next } : {}));
-      if (destroyed) return;
-      if (!next) watermark = Math.max(watermark, ...res.rows.map((r) => r.id));
-      for (const r of res.rows) {
-        if (seen.has(r.id)) continue;
-        seen.add(r.id);
-        tbody.append(row(r, false));
-        shown++;
+      let got = 0;
+      for (;;) {
+        const first = next === null && shown === 0 && searchedTo === null;
+        const res = await api('requests', params(next ? { after: next } : {}));
+        if (destroyed) return;
+        if (first) watermark = Math.max(watermark, ...res.rows.map((r) => r.id));
+        for (const r of res.rows) {
+          if (seen.has(r.id)) continue;
+          seen.add(r.id);
+          tbody.append(row(r, false));
+          shown++;
+          got++;
+        }
+        next = res.next;
+        searchedTo = res.partial && next ? res.scanned_to_ms : null;
+        if (searchedTo === null || got >= PAGE || stopSearch) break;
+        // Still searching: show what was found so far and how far back.
+        box.hidden = !shown;
+        countText.textContent = `${fmtCount(shown)} shown`;
+        searchNote.textContent = `Searching ${searchPlace(searchedTo)}… `;
+        clear(footer);
+        footer.append(searchNote, stopButton);
       }
-      next = res.next;
+      if (!stopSearch) searchedTo = null;
     } catch (e) {
       if (destroyed) return;
       clear(footer);
@@ -168,6 +204,7 @@ export function mount(root, ctx) {
     } finally {
       more.disabled = false;
       more.textContent = 'Load more';
+      stopSearch = false;
     }
     loading = false;
     setFooter();
