@@ -4,10 +4,10 @@
  *
  * Workload: a handful to a few hundred traced processes, thousands of
  * requests per second. One thread, one poll() loop over the listening
- * socket, the process connections and the lifeline; every 100 ms (300 ms
- * while busy) the rings are drained, the processes sampled, the loss
- * counters read and the batch committed (sooner when a ring is a quarter
- * full or 20,000 rows wait).
+ * socket, the process connections and the lifeline; every 100 ms the
+ * processes are sampled, and every 100 ms (300 ms while busy) the rings
+ * drained, the loss counters read and the batch committed (sooner when a
+ * ring is a quarter full or 20,000 rows wait).
  *
  * Nothing read from a ring is trusted: the pages are shared with the traced
  * app, which may scribble over them or even shrink the memfd. Records are
@@ -53,7 +53,7 @@
 
 #define DRAIN_NS (10 * 1000000LL)     /* how often the rings are looked at */
 #define TICK_NS (100 * 1000000LL)     /* sampling, loss and commit period */
-#define BUSY_TICK_NS (300 * 1000000LL) /* ... after a tick that wrote BUSY_ROWS rows or more */
+#define BUSY_TICK_NS (300 * 1000000LL) /* the rings' period after a tick that wrote BUSY_ROWS rows or more */
 #define BUSY_ROWS 1000u
 #define BATCH_ROWS 20000u             /* commit sooner when this many rows wait */
 #define DRAIN_MAX_RECORDS 20000       /* per ring per pass, so that poll() stays responsive */
@@ -1186,7 +1186,7 @@ int tg_collector_main(const struct tg_collector_opts *o)
 	struct pollfd *pfd = NULL;
 	size_t pfd_cap = 0;
 	int64_t now = tg_monotonic_ns();
-	int64_t next_drain = now + DRAIN_NS, next_tick = now + TICK_NS;
+	int64_t next_drain = now + DRAIN_NS, next_tick = now + TICK_NS, next_store = next_tick;
 	int done = 0;
 	while (!done) {
 		int64_t wait_ns = next_drain - now;
@@ -1197,6 +1197,7 @@ int tg_collector_main(const struct tg_collector_opts *o)
 			continue;
 		held_signals(now);
 		int tick = now >= next_tick;
+		int store_tick = tick && now >= next_store;
 		next_drain = now + DRAIN_NS;
 		/* The rings are drained into the store at each tick, and at a
 		 * round in between only when one of them is a quarter full: one
@@ -1205,18 +1206,22 @@ int tg_collector_main(const struct tg_collector_opts *o)
 		 * ten rounds' rows, about a quarter of the collector's CPU at
 		 * 5,000-10,000 requests/s, and readers see a row at most a tick
 		 * later. A tick that wrote BUSY_ROWS rows or more makes the
-		 * next one come after BUSY_TICK_NS: the pages of the duration
-		 * index, where each request lands at a random place, are
-		 * written once for three times as many rows (at 1M stored
+		 * rings wait BUSY_TICK_NS for the next: the pages of the
+		 * duration index, where each request lands at a random place,
+		 * are written once for three times as many rows (at 1M stored
 		 * requests and 10,000 requests/s, 7.1 -> 5.0 us of CPU per
-		 * request in the store), and readers wait 300 ms at most. The write lock is held only while a batch is written,
-		 * so that other writers of the store (another run's collector,
+		 * request in the store), and readers wait 300 ms at most. The
+		 * ticks in between only sample the processes (a commit of a
+		 * few rows), so that their metrics keep their 100 ms period.
+		 * The write lock is held only while a batch is written, so
+		 * that other writers of the store (another run's collector,
 		 * the standalone middleware, a user's sqlite3 shell) get their
 		 * turn.
 		 * Another program holds it: leave the data in the rings (the app
 		 * never waits; a ring that fills drops and counts) and try again
 		 * next round. */
-		if (!tick && !rings_filling(&c))
+		int filling = !store_tick && rings_filling(&c);
+		if (!tick && !filling)
 			continue;
 		if (tg_store_begin(c.store, STORE_WAIT_MS) < 0) {
 			if (!c.store_locked)
@@ -1227,12 +1232,15 @@ int tg_collector_main(const struct tg_collector_opts *o)
 		}
 		c.store_locked = 0;
 		unsigned rows_before = tg_store_pending(c.store);
-		drain_all(&c, tick);
+		if (store_tick || filling)
+			drain_all(&c, store_tick);
 		if (tick) {
 			check_resume(&c, now);
 			int64_t now_unix = now + c.mono_to_unix;
 			for (size_t i = 0; i < c.nprocs; i++) {
 				sample(&c, c.procs[i], now_unix);
+				if (!store_tick)
+					continue;
 				if (c.procs[i]->sql) {
 					struct tg_sql_ctx sc = sql_ctx(&c, c.procs[i]);
 					tg_sql_settle(&sc, c.procs[i]->sql, now, 0);
@@ -1252,8 +1260,10 @@ int tg_collector_main(const struct tg_collector_opts *o)
 		 * committed on the way (BATCH_ROWS), a busy round */
 		unsigned rows_after = tg_store_pending(c.store);
 		c.tick_rows += rows_after >= rows_before ? rows_after - rows_before : BUSY_ROWS;
-		if (tick) {
-			next_tick = now + (c.tick_rows >= BUSY_ROWS ? BUSY_TICK_NS : TICK_NS);
+		if (tick)
+			next_tick = now + TICK_NS;
+		if (store_tick) {
+			next_store = now + (c.tick_rows >= BUSY_ROWS ? BUSY_TICK_NS : TICK_NS);
 			c.tick_rows = 0;
 		}
 		flush(&c);

@@ -145,5 +145,13 @@ def test_full_rate_every_request_stored_or_counted(traced, store):
     assert len(ok) <= completed + connections, (completed, len(ok))
     assert completed <= len(ok) + lost, (completed, len(ok), lost)
     assert lost <= completed / 20, "the collector fell behind: %d of %d lost" % (lost, completed)
+    # While that busy, the collector writes its batches every 300 ms but
+    # still samples the app's CPU and memory every 100 ms.
+    for (pid,) in db.execute("SELECT DISTINCT process_id FROM process_metrics").fetchall():
+        ts = [t for (t,) in db.execute("SELECT ts_unix_ns FROM process_metrics WHERE process_id = ?"
+                                       " ORDER BY ts_unix_ns", (pid,))]
+        gaps = sorted(b - a for a, b in zip(ts, ts[1:]))
+        if len(gaps) >= 50:
+            assert 80e6 <= gaps[len(gaps) // 2] <= 130e6, "metrics every %.0f ms" % (gaps[len(gaps) // 2] / 1e6)
     if lost:
         assert stderr.strip(), "losses without a warning"
