@@ -284,6 +284,12 @@ static cJSON *run_json(sqlite3 *db, sqlite3_stmt *st)
  * the run's index. */
 static int64_t run_request_count(sqlite3 *db, int64_t run_id)
 {
+	struct tg_run_stats *s = tg_stats_peek(db, run_id);
+	if (s) { /* 0.3 s to count ten million on the index */
+		int64_t n = (int64_t)s->n;
+		tg_stats_release();
+		return n;
+	}
 	char sql[96];
 	snprintf(sql, sizeof sql, "SELECT count(*) FROM requests WHERE run_id = %" PRId64, run_id);
 	return tg_db_int(db, sql, 0);
