@@ -101,6 +101,8 @@ static void run_free(struct tg_run_stats *s)
 	free(s->start_ns);
 	free(s->dur_ns);
 	free(s->status);
+	free(s->id_off);
+	free(s->ep);
 	ep_free(&s->all);
 	for (size_t i = 0; i < s->n_eps; i++)
 		ep_free(&s->eps[i]);
@@ -217,7 +219,7 @@ static int ep_add(struct tg_endpoint_stats *e, int64_t start, int64_t dur, int s
 	return 0;
 }
 
-static int run_push(struct tg_run_stats *s, int64_t start, int64_t dur, int status)
+static int run_push(struct tg_run_stats *s, int64_t id, size_t ep, int64_t start, int64_t dur, int status)
 {
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 1024;
@@ -233,8 +235,20 @@ static int run_push(struct tg_run_stats *s, int64_t start, int64_t dur, int stat
 		if (!c)
 			return -1;
 		s->status = c;
+		int32_t *d = realloc(s->id_off, cap * sizeof *d);
+		if (!d)
+			return -1;
+		s->id_off = d;
+		uint16_t *e = realloc(s->ep, cap * sizeof *e);
+		if (!e)
+			return -1;
+		s->ep = e;
 		s->cap = cap;
 	}
+	if (s->n == 0)
+		s->first_id = id;
+	if (id - s->first_id > INT32_MAX || id - s->first_id < INT32_MIN)
+		s->ids_far = 1; /* a store of billions of rows */
 	if (s->n == 0 || start < s->min_start_ns)
 		s->min_start_ns = start;
 	if (s->n == 0 || start + dur > s->max_end_ns)
@@ -242,6 +256,8 @@ static int run_push(struct tg_run_stats *s, int64_t start, int64_t dur, int stat
 	s->start_ns[s->n] = start;
 	s->dur_ns[s->n] = dur;
 	s->status[s->n] = (int16_t)(status > 0 && status < 1000 ? status : 0);
+	s->id_off[s->n] = (int32_t)(id - s->first_id);
+	s->ep[s->n] = (uint16_t)ep; /* fewer than TG_STATS_MAX_ENDPOINTS + 1 */
 	s->n++;
 	return 0;
 }
@@ -278,7 +294,7 @@ static int load_new(sqlite3 *db, struct tg_run_stats *s, const char **err)
 		struct tg_endpoint_stats *e =
 			ep_find(s, method ? method : "", route ? route : path ? path : "", route != NULL);
 		if (!e || ep_add(e, start, dur, status) < 0 || ep_add(&s->all, start, dur, status) < 0 ||
-		    run_push(s, start, dur, status) < 0) {
+		    run_push(s, id, (size_t)(e - s->eps), start, dur, status) < 0) {
 			*err = "out of memory";
 			sqlite3_finalize(st);
 			return -1;
@@ -560,4 +576,131 @@ const struct tg_query_totals *tg_stats_queries(sqlite3 *db, struct tg_run_stats 
 		return NULL;
 	}
 	return q;
+}
+
+/* ---- the requests list from the aggregates ---- */
+
+struct list_ent {
+	int64_t key, id;
+};
+
+/* a comes before b in the list's order */
+static int ent_before(struct list_ent a, struct list_ent b, int desc)
+{
+	if (a.key != b.key)
+		return desc ? a.key > b.key : a.key < b.key;
+	return desc ? a.id > b.id : a.id < b.id;
+}
+
+/* The heap keeps the first cap entries seen so far; its root is the last
+ * of them (every parent comes after its children). */
+static void heap_down(struct list_ent *h, size_t n, size_t i, int desc)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < n && ent_before(h[m], h[l], desc))
+			m = l;
+		if (r < n && ent_before(h[m], h[r], desc))
+			m = r;
+		if (m == i)
+			return;
+		struct list_ent t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+static void heap_up(struct list_ent *h, size_t i, int desc)
+{
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (!ent_before(h[p], h[i], desc))
+			return;
+		struct list_ent t = h[i];
+		h[i] = h[p];
+		h[p] = t;
+		i = p;
+	}
+}
+
+long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f, int64_t *ids, int64_t *keys,
+		   size_t cap)
+{
+	if (s->ids_far)
+		return -1;
+	if (cap == 0)
+		return 0;
+	struct list_ent *h = malloc(cap * sizeof *h);
+	if (!h)
+		return -1;
+	size_t n = 0;
+	struct list_ent after = {f->after_key, f->after_id};
+	/* The cheap columns first: most rows fail on one of them. The arrays
+	 * in locals: the heap's stores must not make the compiler load them
+	 * again per row. */
+	const uint8_t *ep_ok = f->ep_ok;
+	const uint16_t *ep = s->ep;
+	const int16_t *status = s->status;
+	const int64_t *dur_ns = s->dur_ns, *start_ns = s->start_ns;
+	const int32_t *id_off = s->id_off;
+	unsigned lo = (unsigned)f->status_lo, span = (unsigned)(f->status_hi - f->status_lo);
+	int any_status = f->status_hi == 0;
+	int64_t min_dur = f->min_dur, from = f->from, to = f->to;
+	/* By chunks: the first filter picks its rows without a branch (most
+	 * rows fail it, at random: a branch per row would mostly be
+	 * mispredicted), then the others look at those only. */
+	enum { CHUNK = 4096 };
+	uint32_t cand[CHUNK];
+	for (size_t base = 0, rows = s->n; base < rows; base += CHUNK) {
+		size_t end = rows - base < CHUNK ? rows : base + CHUNK, k = 0;
+		if (ep_ok)
+			for (size_t i = base; i < end; i++) {
+				cand[k] = (uint32_t)(i - base);
+				k += ep_ok[ep[i]] != 0;
+			}
+		else if (!any_status)
+			for (size_t i = base; i < end; i++) {
+				cand[k] = (uint32_t)(i - base);
+				k += (unsigned)status[i] - lo <= span;
+			}
+		else if (min_dur > 0)
+			for (size_t i = base; i < end; i++) {
+				cand[k] = (uint32_t)(i - base);
+				k += dur_ns[i] >= min_dur;
+			}
+		else
+			for (size_t i = base; i < end; i++)
+				cand[k++] = (uint32_t)(i - base);
+		for (size_t j = 0; j < k; j++) {
+			size_t i = base + cand[j];
+			if (!any_status && (unsigned)status[i] - lo > span)
+				continue;
+			int64_t dur = dur_ns[i];
+			if (dur < min_dur)
+				continue;
+			int64_t start = start_ns[i];
+			if (start < from || start >= to)
+				continue;
+			struct list_ent e = {f->by_duration ? dur : start, s->first_id + id_off[i]};
+			if (f->after && !ent_before(after, e, f->desc))
+				continue;
+			if (n < cap) {
+				h[n] = e;
+				heap_up(h, n++, f->desc);
+			} else if (ent_before(e, h[0], f->desc)) {
+				h[0] = e;
+				heap_down(h, n, 0, f->desc);
+			}
+		}
+	}
+	/* In order: take the last out of the heap, one at a time. */
+	for (size_t k = n; k-- > 0;) {
+		ids[k] = h[0].id;
+		keys[k] = h[0].key;
+		h[0] = h[k];
+		heap_down(h, k, 0, f->desc);
+	}
+	free(h);
+	return (long)n;
 }

@@ -11,7 +11,7 @@
  * (tg_stats_queries()): the overview and the endpoints table no longer
  * scan every query of the run on each call (seconds at millions).
  *
- * Memory: about 34 bytes per request; the newest few runs used are kept
+ * Memory: about 40 bytes per request; the newest few runs used are kept
  * (STATS_MAX_RUNS), the least recently used is dropped. Distinct endpoints
  * per run are capped (TG_STATS_MAX_ENDPOINTS): requests beyond the cap are
  * counted under one "(other)" endpoint, so unrouted paths full of ids cannot
@@ -28,7 +28,7 @@
 
 #include <sqlite3.h>
 
-#define TG_STATS_MAX_ENDPOINTS 5000
+#define TG_STATS_MAX_ENDPOINTS 5000 /* < 65535: an endpoint index is a uint16_t */
 
 /* A growing set of durations (ns) that is sorted lazily. */
 struct tg_durs {
@@ -97,6 +97,11 @@ struct tg_run_stats {
 	int64_t *start_ns;       /* per request, unix ns */
 	int64_t *dur_ns;         /* per request */
 	int16_t *status;         /* per request, 0 = none */
+	int32_t *id_off;         /* per request, its id - first_id */
+	uint16_t *ep;            /* per request, its index in eps */
+	int64_t first_id;        /* id of the first request loaded (not the lowest:
+				    the first load is in start order) */
+	int ids_far;             /* some id is 2^31 or more away: no tg_stats_list() */
 	int64_t min_start_ns, max_end_ns;
 	struct tg_endpoint_stats all; /* every request of the run */
 	struct tg_endpoint_stats *eps;
@@ -120,6 +125,25 @@ struct tg_run_stats *tg_stats_acquire(sqlite3 *db, int64_t run_id, const char **
  * and the lock is free: never waits for a first load or another user.
  * NULL (nothing locked) otherwise. */
 struct tg_run_stats *tg_stats_peek(sqlite3 *db, int64_t run_id);
+
+/* A page of the requests list answered from the aggregates (api.c uses it
+ * when the filters, each common, are rare together: the store would have
+ * to read every row one of them matches). */
+struct tg_stats_filter {
+	const uint8_t *ep_ok;     /* per endpoint of the run: may match; NULL = any */
+	int status_lo, status_hi; /* inclusive; 0, 0 = any */
+	int64_t min_dur;          /* -1 = any */
+	int64_t from, to;         /* start in [from, to) */
+	int by_duration, desc;    /* the sort key (else the start) and its direction */
+	int after;                /* rows after (after_key, after_id) in that order only */
+	int64_t after_key, after_id;
+};
+
+/* The first cap requests of s matching f, in the list's order (key, then
+ * id): their ids and keys into ids[] and keys[]; returns how many (< cap
+ * when there are no more), or -1 when out of memory or s cannot say. */
+long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f, int64_t *ids, int64_t *keys,
+		   size_t cap);
 
 /* Unlocks what tg_stats_acquire() or tg_stats_peek() returned. */
 void tg_stats_release(void);
