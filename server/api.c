@@ -974,6 +974,8 @@ static const char *const list_ix_name[IX_N] = {"requests_run_start", "requests_r
  * the duration index), and for at most SCAN_NS, per call; see list_scan(). */
 #define SCAN_ROWS 100000
 #define SCAN_NS (30 * 1000000LL)
+/* ... and this many when the run's aggregates can answer instead. */
+#define SCAN_ROWS_FIRST 20000
 
 /* What reading a row costs along each index, relative: rows are stored in
  * about the order they started, so a range of the start index reads
@@ -1082,6 +1084,7 @@ static void list_rank(sqlite3 *db, const struct sql_buf *q, const struct list_pl
 /* The filters of the list that the run's in-memory aggregates know of. */
 struct list_known {
 	char route[512], method[512]; /* "" when not given */
+	char path[512], q[512];       /* "" when not given (list_from_stats() only) */
 	int status_class;             /* 4 or 5 for 4xx or 5xx, else 0 */
 	int64_t min_ns;               /* -1 when not given */
 };
@@ -1240,8 +1243,8 @@ void tg_api_functions(sqlite3 *db)
 }
 
 static int list_scan(sqlite3 *db, const struct sql_buf *q, const struct list_plan *plan, enum list_ix sort_ix,
-		     const char *cursor, size_t cursor_len, const char *key, int desc, int64_t limit, cJSON *rows,
-		     struct list_scan_out *o)
+		     const char *cursor, size_t cursor_len, const char *key, int desc, int64_t limit, int64_t budget,
+		     cJSON *rows, struct list_scan_out *o)
 {
 	*o = (struct list_scan_out){0};
 	char *sql = malloc(2 * sizeof q->text + 1024);
@@ -1261,7 +1264,7 @@ static int list_scan(sqlite3 *db, const struct sql_buf *q, const struct list_pla
 	if (rc != SQLITE_OK)
 		return rc;
 	bind_all(st, q);
-	struct scan_pos pos = {.budget = SCAN_ROWS / list_ix_cost[sort_ix], .t0 = tg_monotonic_ns()};
+	struct scan_pos pos = {.budget = (budget ? budget : SCAN_ROWS) / list_ix_cost[sort_ix], .t0 = tg_monotonic_ns()};
 	const char *env = getenv("TIMEGLASS_UI_SCAN_ROWS"); /* tests: pages that stop early on a small store */
 	if (env && atoll(env) > 0)
 		pos.budget = atoll(env);
@@ -1291,6 +1294,47 @@ static int list_scan(sqlite3 *db, const struct sql_buf *q, const struct list_pla
 	return rc;
 }
 
+static int ascii_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : (unsigned char)c;
+}
+
+/* TIMEGLASS_UI_LIST_MEMORY=0: never from the aggregates (to compare, and
+ * for tests of the store's ways on a small store). */
+static int list_memory_on(void)
+{
+	const char *e = getenv("TIMEGLASS_UI_LIST_MEMORY");
+	return !e || strcmp(e, "0") != 0;
+}
+
+/* Whether the run's aggregates are loaded with every request's path. */
+static int list_memory_has_paths(sqlite3 *db, int64_t run_id)
+{
+	if (!list_memory_on())
+		return 0;
+	struct tg_run_stats *s = tg_stats_peek(db, run_id);
+	if (!s)
+		return 0;
+	int ok = !s->paths_full && !s->ids_far;
+	tg_stats_release();
+	return ok;
+}
+
+/* needle in hay, ASCII letters in any case: the list's q, as SQLite's
+ * LIKE '%q%' compares. */
+static int ascii_icase_contains(const char *hay, const char *needle)
+{
+	size_t n = strlen(needle);
+	for (; *hay; hay++) {
+		size_t i = 0;
+		while (i < n && hay[i] && ascii_lower(hay[i]) == ascii_lower(needle[i]))
+			i++;
+		if (i == n)
+			return 1;
+	}
+	return n == 0;
+}
+
 /* A page of the list from the run's aggregates (tg_stats_list()), when
  * they are loaded and hold every filter given (route and method through the
  * endpoints, so not when some requests were pooled under "(other)"): a
@@ -1302,9 +1346,23 @@ static int list_scan(sqlite3 *db, const struct sql_buf *q, const struct list_pla
 static int list_from_stats(sqlite3 *db, int64_t run_id, const struct list_known *k, struct tg_stats_filter *f,
 			   int64_t limit, cJSON **body, int *count, int64_t *last_key, int64_t *last_id, int *rc)
 {
+	if (!list_memory_on())
+		return -1;
 	struct tg_run_stats *s = tg_stats_peek(db, run_id);
 	if (!s)
 		return -1;
+	uint8_t *path_ok = NULL;
+	if (k->path[0] || k->q[0]) {
+		path_ok = s->paths_full ? NULL : calloc(s->n_paths ? s->n_paths : 1, 1);
+		if (!path_ok) {
+			tg_stats_release();
+			return -1;
+		}
+		for (size_t i = 1; i < s->n_paths; i++) /* paths[0]: none, never matches */
+			path_ok[i] = (!k->path[0] || strcmp(s->paths[i], k->path) == 0) &&
+				     (!k->q[0] || ascii_icase_contains(s->paths[i], k->q));
+	}
+	f->path_ok = path_ok;
 	uint8_t *ok = NULL;
 	if (k->route[0] || k->method[0]) {
 		ok = calloc(s->n_eps ? s->n_eps : 1, 1);
@@ -1320,6 +1378,8 @@ static int list_from_stats(sqlite3 *db, int64_t run_id, const struct list_known 
 		}
 		if (!ok) {
 			tg_stats_release();
+			free(path_ok);
+			f->path_ok = NULL;
 			return -1;
 		}
 	}
@@ -1329,7 +1389,9 @@ static int list_from_stats(sqlite3 *db, int64_t run_id, const struct list_known 
 	long n = ids && keys ? tg_stats_list(s, f, ids, keys, cap) : -1;
 	tg_stats_release();
 	free(ok);
+	free(path_ok);
 	f->ep_ok = NULL;
+	f->path_ok = NULL;
 	sqlite3_stmt *st = NULL;
 	if (n < 0 || sqlite3_prepare_v2(db, "SELECT " LIST_COLUMNS " FROM requests WHERE id = ?1", -1, &st, NULL) != SQLITE_OK) {
 		free(ids);
@@ -1422,7 +1484,7 @@ int tg_api_requests(struct tg_req *r)
 	q->filt_start = q->len;
 	struct list_known known = {.min_ns = -1};
 	/* The same filters for list_from_stats(); mem_ok 0 when one of them
-	 * is not kept in the aggregates. */
+	 * is not kept in the aggregates (status=none; newer_than). */
 	struct tg_stats_filter mf = {.min_dur = -1, .from = INT64_MIN, .to = INT64_MAX};
 	int mem_ok = 1;
 	int has_route = tg_query_param(r, "route", v, sizeof v) > 0;
@@ -1433,8 +1495,8 @@ int tg_api_requests(struct tg_req *r)
 		plan_add(plan, IX_ROUTE, c);
 	}
 	if (tg_query_param(r, "path", v, sizeof v) > 0) {
+		snprintf(known.path, sizeof known.path, "%s", v);
 		sql_cond(q, "path = ?#", bind_s(q, v), 0);
-		mem_ok = 0;
 	}
 	if (tg_query_param(r, "method", v, sizeof v) > 0) {
 		snprintf(known.method, sizeof known.method, "%s", v);
@@ -1465,7 +1527,7 @@ int tg_api_requests(struct tg_req *r)
 	int len = tg_query_param(r, "q", v, sizeof v / 2 - 2);
 	has_q = len > 0;
 	if (has_q)
-		mem_ok = 0;
+		snprintf(known.q, sizeof known.q, "%.*s", len, v);
 	if (len > 0) {
 		/* Substring of the path, ASCII case-insensitive; % _ \ taken literally. */
 		char pat[sizeof v];
@@ -1538,9 +1600,14 @@ int tg_api_requests(struct tg_req *r)
 		goto page_done;
 	}
 	enum list_ix sort_ix = strcmp(sort, "start") == 0 ? IX_START : IX_DURATION;
+	mf.min_dur = known.min_ns;
+	mf.by_duration = sort_ix == IX_DURATION;
+	mf.desc = desc;
+	if (newer_than > 0 || mf.status_lo == -1)
+		mem_ok = 0;
 	if (newer_than == 0) /* else the few rows after the id: SQLite's choice */
 		list_choose(db, q, plan, sort_ix, &drive, &fallback, &budget);
-	if (fallback == FALLBACK_RANK && sort_ix == IX_DURATION && mem_ok && mf.status_lo != -1) {
+	if (fallback == FALLBACK_RANK && sort_ix == IX_DURATION && mem_ok) {
 		/* When the first walk fails, the aggregates answer in some 10-20
 		 * ms at ten million requests: along the duration index, whose
 		 * rows are spread over the table (its 5,000 rows took 30-40 ms
@@ -1560,8 +1627,26 @@ int tg_api_requests(struct tg_req *r)
 		body = cJSON_CreateObject();
 		tg_json_add_int(body, "run", run_id);
 		cJSON *rows = cJSON_AddArrayToObject(body, "rows");
+		/* With the run's paths in memory, a short walk first: the
+		 * aggregates answer a text that is rare in some 10-25 ms at
+		 * ten million requests. */
+		int mem = mem_ok && list_memory_has_paths(db, run_id);
 		rc = list_scan(db, q, plan, sort_ix, q->text + cursor_start, cursor_end - cursor_start, key, desc, limit,
-			       rows, &so);
+			       mem ? SCAN_ROWS_FIRST : 0, rows, &so);
+		if (mem && so.stopped) {
+			cJSON *b = NULL;
+			if (list_from_stats(db, run_id, &known, &mf, limit, &b, &count, &last_key, &last_id, &rc) == 0) {
+				cJSON_Delete(body);
+				body = b;
+				goto page_done;
+			}
+			cJSON_Delete(body);
+			body = cJSON_CreateObject();
+			tg_json_add_int(body, "run", run_id);
+			rows = cJSON_AddArrayToObject(body, "rows");
+			rc = list_scan(db, q, plan, sort_ix, q->text + cursor_start, cursor_end - cursor_start, key, desc,
+				       limit, 0, rows, &so);
+		}
 		count = (int)so.count;
 		last_key = so.last_key;
 		last_id = so.last_id;
@@ -1612,10 +1697,7 @@ again:
 			 * rank the filters. */
 			cJSON_Delete(body);
 			body = NULL;
-			mf.min_dur = known.min_ns;
-			mf.by_duration = sort_ix == IX_DURATION;
-			mf.desc = desc;
-			if (mem_ok && mf.status_lo != -1 &&
+			if (mem_ok &&
 			    list_from_stats(db, run_id, &known, &mf, limit, &body, &count, &last_key, &last_id, &rc) == 0)
 				goto page_done;
 			list_rank(db, q, plan, sort_ix, &fallback, &budget);

@@ -103,6 +103,11 @@ static void run_free(struct tg_run_stats *s)
 	free(s->status);
 	free(s->id_off);
 	free(s->ep);
+	free(s->path);
+	for (size_t i = 0; i < s->n_paths; i++)
+		free(s->paths[i]);
+	free(s->paths);
+	free(s->path_table);
 	ep_free(&s->all);
 	for (size_t i = 0; i < s->n_eps; i++)
 		ep_free(&s->eps[i]);
@@ -219,7 +224,66 @@ static int ep_add(struct tg_endpoint_stats *e, int64_t start, int64_t dur, int s
 	return 0;
 }
 
-static int run_push(struct tg_run_stats *s, int64_t id, size_t ep, int64_t start, int64_t dur, int status)
+static uint64_t hash_path(const char *p)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (const unsigned char *c = (const unsigned char *)p; *c; c++)
+		h = (h ^ *c) * 1099511628211ULL;
+	return h;
+}
+
+/* The index of path in s->paths, added on first sight; 0 for no path,
+ * and for a path over the caps (s->paths_full then set). -1 when out of
+ * memory. */
+static long path_intern(struct tg_run_stats *s, const char *path)
+{
+	if (s->n_paths == 0) { /* paths[0]: no path */
+		if (TG_GROW(s->paths, s->n_paths, s->cap_paths, 1024) < 0)
+			return -1;
+		s->paths[s->n_paths++] = NULL;
+	}
+	if (!path)
+		return 0;
+	if ((s->n_paths + 1) * 2 > s->path_table_size) {
+		if (s->n_paths > TG_STATS_MAX_PATHS)
+			goto full;
+		size_t size = s->path_table_size ? s->path_table_size * 2 : 1024;
+		uint32_t *t = calloc(size, sizeof *t);
+		if (!t)
+			return -1;
+		for (size_t i = 1; i < s->n_paths; i++) {
+			size_t h = hash_path(s->paths[i]) & (size - 1);
+			while (t[h])
+				h = (h + 1) & (size - 1);
+			t[h] = (uint32_t)i;
+		}
+		free(s->path_table);
+		s->path_table = t;
+		s->path_table_size = size;
+	}
+	size_t mask = s->path_table_size - 1, h = hash_path(path) & mask;
+	for (; s->path_table[h]; h = (h + 1) & mask)
+		if (strcmp(s->paths[s->path_table[h]], path) == 0)
+			return s->path_table[h];
+	size_t len = strlen(path);
+	if (s->n_paths > TG_STATS_MAX_PATHS || s->path_bytes + len > TG_STATS_MAX_PATH_BYTES)
+		goto full;
+	char *copy = strdup(path);
+	if (!copy || TG_GROW(s->paths, s->n_paths, s->cap_paths, 1024) < 0) {
+		free(copy);
+		return -1;
+	}
+	s->paths[s->n_paths] = copy;
+	s->path_table[h] = (uint32_t)s->n_paths;
+	s->path_bytes += len;
+	return (long)s->n_paths++;
+full:
+	s->paths_full = 1;
+	return 0;
+}
+
+static int run_push(struct tg_run_stats *s, int64_t id, size_t ep, long path, int64_t start, int64_t dur,
+		    int status)
 {
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 1024;
@@ -243,6 +307,10 @@ static int run_push(struct tg_run_stats *s, int64_t id, size_t ep, int64_t start
 		if (!e)
 			return -1;
 		s->ep = e;
+		uint32_t *f = realloc(s->path, cap * sizeof *f);
+		if (!f)
+			return -1;
+		s->path = f;
 		s->cap = cap;
 	}
 	if (s->n == 0)
@@ -258,6 +326,7 @@ static int run_push(struct tg_run_stats *s, int64_t id, size_t ep, int64_t start
 	s->status[s->n] = (int16_t)(status > 0 && status < 1000 ? status : 0);
 	s->id_off[s->n] = (int32_t)(id - s->first_id);
 	s->ep[s->n] = (uint16_t)ep; /* fewer than TG_STATS_MAX_ENDPOINTS + 1 */
+	s->path[s->n] = (uint32_t)path;
 	s->n++;
 	return 0;
 }
@@ -291,10 +360,11 @@ static int load_new(sqlite3 *db, struct tg_run_stats *s, const char **err)
 		const char *method = (const char *)sqlite3_column_text(st, 6);
 		if (dur < 0)
 			dur = 0;
+		long pix;
 		struct tg_endpoint_stats *e =
 			ep_find(s, method ? method : "", route ? route : path ? path : "", route != NULL);
 		if (!e || ep_add(e, start, dur, status) < 0 || ep_add(&s->all, start, dur, status) < 0 ||
-		    run_push(s, id, (size_t)(e - s->eps), start, dur, status) < 0) {
+		    (pix = path_intern(s, path)) < 0 || run_push(s, id, (size_t)(e - s->eps), pix, start, dur, status) < 0) {
 			*err = "out of memory";
 			sqlite3_finalize(st);
 			return -1;
@@ -639,8 +709,9 @@ long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f
 	/* The cheap columns first: most rows fail on one of them. The arrays
 	 * in locals: the heap's stores must not make the compiler load them
 	 * again per row. */
-	const uint8_t *ep_ok = f->ep_ok;
+	const uint8_t *ep_ok = f->ep_ok, *path_ok = f->path_ok;
 	const uint16_t *ep = s->ep;
+	const uint32_t *path = s->path;
 	const int16_t *status = s->status;
 	const int64_t *dur_ns = s->dur_ns, *start_ns = s->start_ns;
 	const int32_t *id_off = s->id_off;
@@ -659,6 +730,11 @@ long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f
 				cand[k] = (uint32_t)(i - base);
 				k += ep_ok[ep[i]] != 0;
 			}
+		else if (path_ok)
+			for (size_t i = base; i < end; i++) {
+				cand[k] = (uint32_t)(i - base);
+				k += path_ok[path[i]] != 0;
+			}
 		else if (!any_status)
 			for (size_t i = base; i < end; i++) {
 				cand[k] = (uint32_t)(i - base);
@@ -674,6 +750,8 @@ long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f
 				cand[k++] = (uint32_t)(i - base);
 		for (size_t j = 0; j < k; j++) {
 			size_t i = base + cand[j];
+			if (path_ok && !path_ok[path[i]])
+				continue;
 			if (!any_status && (unsigned)status[i] - lo > span)
 				continue;
 			int64_t dur = dur_ns[i];

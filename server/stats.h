@@ -11,7 +11,8 @@
  * (tg_stats_queries()): the overview and the endpoints table no longer
  * scan every query of the run on each call (seconds at millions).
  *
- * Memory: about 40 bytes per request; the newest few runs used are kept
+ * Memory: about 44 bytes per request and each distinct path once (up to
+ * TG_STATS_MAX_PATHS); the newest few runs used are kept
  * (STATS_MAX_RUNS), the least recently used is dropped. Distinct endpoints
  * per run are capped (TG_STATS_MAX_ENDPOINTS): requests beyond the cap are
  * counted under one "(other)" endpoint, so unrouted paths full of ids cannot
@@ -29,6 +30,10 @@
 #include <sqlite3.h>
 
 #define TG_STATS_MAX_ENDPOINTS 5000 /* < 65535: an endpoint index is a uint16_t */
+/* Distinct paths kept per run (and their bytes): paths full of ids make
+ * many; beyond, the list's path filters read the store. */
+#define TG_STATS_MAX_PATHS 1000000
+#define TG_STATS_MAX_PATH_BYTES (64u << 20)
 
 /* A growing set of durations (ns) that is sorted lazily. */
 struct tg_durs {
@@ -102,6 +107,12 @@ struct tg_run_stats {
 	int64_t first_id;        /* id of the first request loaded (not the lowest:
 				    the first load is in start order) */
 	int ids_far;             /* some id is 2^31 or more away: no tg_stats_list() */
+	uint32_t *path;          /* per request, its index in paths */
+	char **paths;            /* the run's distinct paths; paths[0] is NULL (no path) */
+	size_t n_paths, cap_paths, path_bytes;
+	uint32_t *path_table;    /* hash table of paths indexes, 0 = empty */
+	size_t path_table_size;  /* power of two */
+	int paths_full;          /* over TG_STATS_MAX_PATHS: some requests' paths not kept */
 	int64_t min_start_ns, max_end_ns;
 	struct tg_endpoint_stats all; /* every request of the run */
 	struct tg_endpoint_stats *eps;
@@ -131,6 +142,7 @@ struct tg_run_stats *tg_stats_peek(sqlite3 *db, int64_t run_id);
  * to read every row one of them matches). */
 struct tg_stats_filter {
 	const uint8_t *ep_ok;     /* per endpoint of the run: may match; NULL = any */
+	const uint8_t *path_ok;   /* per distinct path (paths): matches; NULL = any */
 	int status_lo, status_hi; /* inclusive; 0, 0 = any */
 	int64_t min_dur;          /* -1 = any */
 	int64_t from, to;         /* start in [from, to) */

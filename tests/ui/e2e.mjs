@@ -72,7 +72,7 @@ before(async () => {
   execFileSync(PY, [join(ROOT, 'bench', 'gen_store.py'), '--requests', '30000', '--db', demo], { stdio: 'ignore' });
   ui = await startUi(store);
   demoUi = await startUi(demo);
-  scanUi = await startUi(demo, undefined, { TIMEGLASS_UI_SCAN_ROWS: '1500' });
+  scanUi = await startUi(demo, undefined, { TIMEGLASS_UI_SCAN_ROWS: '1500', TIMEGLASS_UI_LIST_MEMORY: '0' });
   browser = await launchChromium(join(tmp, 'profile'), { colorScheme: 'light' });
   page = browser.pages()[0] || await browser.newPage();
   watch(page);
