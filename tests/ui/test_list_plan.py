@@ -44,9 +44,11 @@ def rows(big):
 def ui(big):
     from conftest import Server
     s = Server(big)
-    s.json("/api/overview?run=1")  # loads the run's aggregates
-    yield s
-    s.stop()
+    try:
+        s.json("/api/overview?run=1")  # loads the run's aggregates
+        yield s
+    finally:
+        s.stop()
 
 
 def window(rows):
