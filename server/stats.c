@@ -5,11 +5,14 @@
 #include "stats.h"
 #include "lib/readers.h"
 
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/grow.h"
+#include "db.h"
 
 #define STATS_MAX_RUNS 3
 
@@ -334,10 +337,22 @@ static int run_push(struct tg_run_stats *s, int64_t id, size_t ep, long path, in
 /* Reads the run's requests with id > last_id. */
 static int load_new(sqlite3 *db, struct tg_run_stats *s, const char **err)
 {
-	/* The first load walks the run's index; later ones the rowid range
-	 * (+run_id keeps the planner off the run index, which cannot seek on
-	 * the id). */
-	const char *sql = s->last_id == 0
+	/* Later loads read the rowid range (+run_id keeps the planner off the
+	 * run index, which cannot seek on the id). The first reads the table
+	 * in rowid order too when the run holds an eighth of its rows or
+	 * more: walking the run's index looks each row up by rowid, more than
+	 * half of the time of that load (31 s for ten million requests),
+	 * where reading the table in order passes over the other runs' rows
+	 * at a fraction of that cost each. */
+	int by_index = 0;
+	if (s->last_id == 0) {
+		char q[128];
+		snprintf(q, sizeof q, "SELECT count(*) FROM requests WHERE run_id = %" PRId64, s->run_id);
+		int64_t mine = tg_db_int(db, q, 0);
+		int64_t all = tg_db_int(db, "SELECT max(rowid) FROM requests", 0);
+		by_index = mine < all / 8;
+	}
+	const char *sql = by_index
 		? "SELECT id, start_unix_ns, duration_ns, status, route, path, method FROM requests"
 		  " WHERE run_id = ?1 AND id > ?2"
 		: "SELECT id, start_unix_ns, duration_ns, status, route, path, method FROM requests"

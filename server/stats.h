@@ -5,7 +5,7 @@
  * Why: the figures these views show (exact latency percentiles per endpoint,
  * RPS over time) need every request of a run; scanning a million rows takes
  * far longer than an interactive page may. Requests are only ever appended
- * (ids grow), so the first use of a run loads it once (about a second per
+ * (ids grow), so the first use of a run loads it once (about 0.7 s per
  * million requests) and every later use reads only the rows added since.
  * The run's SQL queries are summed the same way, per run and per endpoint
  * (tg_stats_queries()): the overview and the endpoints table no longer
