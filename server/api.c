@@ -1161,7 +1161,6 @@ static int status_filter(struct sql_buf *q, struct list_plan *p, const char *v, 
 #define LIST_COLUMNS                                                                                        \
 	"id, start_unix_ns, duration_ns, method, path, query_string, route, status, response_bytes, pid, error," \
 	" exception IS NOT NULL, run_id"
-#define LIST_NCOLUMNS 13
 
 static cJSON *list_row(sqlite3_stmt *st)
 {

@@ -124,15 +124,19 @@ static void run_free(struct tg_run_stats *s)
 	free(s);
 }
 
-static uint64_t hash_key(const char *method, const char *name)
+#define FNV_START 1469598103934665603ULL
+
+/* FNV-1a of s, going on from h */
+static uint64_t fnv(uint64_t h, const char *s)
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (const unsigned char *p = (const unsigned char *)method; *p; p++)
-		h = (h ^ *p) * 1099511628211ULL;
-	h = (h ^ 0x1f) * 1099511628211ULL;
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
 		h = (h ^ *p) * 1099511628211ULL;
 	return h;
+}
+
+static uint64_t hash_key(const char *method, const char *name)
+{
+	return fnv((fnv(FNV_START, method) ^ 0x1f) * 1099511628211ULL, name);
 }
 
 static int table_grow(struct tg_run_stats *s)
@@ -227,14 +231,6 @@ static int ep_add(struct tg_endpoint_stats *e, int64_t start, int64_t dur, int s
 	return 0;
 }
 
-static uint64_t hash_path(const char *p)
-{
-	uint64_t h = 1469598103934665603ULL;
-	for (const unsigned char *c = (const unsigned char *)p; *c; c++)
-		h = (h ^ *c) * 1099511628211ULL;
-	return h;
-}
-
 /* The index of path in s->paths, added on first sight; 0 for no path,
  * and for a path over the caps (s->paths_full then set). -1 when out of
  * memory. */
@@ -255,7 +251,7 @@ static long path_intern(struct tg_run_stats *s, const char *path)
 		if (!t)
 			return -1;
 		for (size_t i = 1; i < s->n_paths; i++) {
-			size_t h = hash_path(s->paths[i]) & (size - 1);
+			size_t h = fnv(FNV_START, s->paths[i]) & (size - 1);
 			while (t[h])
 				h = (h + 1) & (size - 1);
 			t[h] = (uint32_t)i;
@@ -264,7 +260,7 @@ static long path_intern(struct tg_run_stats *s, const char *path)
 		s->path_table = t;
 		s->path_table_size = size;
 	}
-	size_t mask = s->path_table_size - 1, h = hash_path(path) & mask;
+	size_t mask = s->path_table_size - 1, h = fnv(FNV_START, path) & mask;
 	for (; s->path_table[h]; h = (h + 1) & mask)
 		if (strcmp(s->paths[s->path_table[h]], path) == 0)
 			return s->path_table[h];
@@ -285,35 +281,29 @@ full:
 	return 0;
 }
 
+/* Reallocates the array whose pointer (any T *) is at arr to cap elements
+ * of size elem; -1 (the array kept) when out of memory. The pointer goes
+ * through memcpy, as in tg_grow(). */
+static int resize(void *arr, size_t cap, size_t elem)
+{
+	void *old, *na;
+	memcpy(&old, arr, sizeof old);
+	na = realloc(old, cap * elem);
+	if (!na)
+		return -1;
+	memcpy(arr, &na, sizeof na);
+	return 0;
+}
+
 static int run_push(struct tg_run_stats *s, int64_t id, size_t ep, long path, int64_t start, int64_t dur,
 		    int status)
 {
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 1024;
-		int64_t *a = realloc(s->start_ns, cap * sizeof *a);
-		if (!a)
+		if (resize(&s->start_ns, cap, sizeof *s->start_ns) < 0 || resize(&s->dur_ns, cap, sizeof *s->dur_ns) < 0 ||
+		    resize(&s->status, cap, sizeof *s->status) < 0 || resize(&s->id_off, cap, sizeof *s->id_off) < 0 ||
+		    resize(&s->ep, cap, sizeof *s->ep) < 0 || resize(&s->path, cap, sizeof *s->path) < 0)
 			return -1;
-		s->start_ns = a;
-		int64_t *b = realloc(s->dur_ns, cap * sizeof *b);
-		if (!b)
-			return -1;
-		s->dur_ns = b;
-		int16_t *c = realloc(s->status, cap * sizeof *c);
-		if (!c)
-			return -1;
-		s->status = c;
-		int32_t *d = realloc(s->id_off, cap * sizeof *d);
-		if (!d)
-			return -1;
-		s->id_off = d;
-		uint16_t *e = realloc(s->ep, cap * sizeof *e);
-		if (!e)
-			return -1;
-		s->ep = e;
-		uint32_t *f = realloc(s->path, cap * sizeof *f);
-		if (!f)
-			return -1;
-		s->path = f;
 		s->cap = cap;
 	}
 	if (s->n == 0)
