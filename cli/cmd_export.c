@@ -192,9 +192,18 @@ static void export_requests(struct jw *w, struct tg_store *s, int64_t run, int64
 static void export_queries(struct jw *w, struct tg_store *s, int64_t run, int64_t request, int64_t t0)
 {
 	sqlite3_stmt *st = tg_store_prepare_or_die(
-		s, "SELECT pid, tid, start_unix_ns, duration_ns, sql, db_system, database, rows, error, call_site,"
-		   " request_id, n_plus_one, duplicate FROM queries"
-		   " WHERE run_id = ?1 AND (?2 = 0 OR request_id = ?2) ORDER BY start_unix_ns");
+		s, request
+		? "SELECT pid, tid, start_unix_ns, duration_ns, sql, db_system, database, rows, error, call_site,"
+		  " request_id, n_plus_one, duplicate FROM queries"
+		  " WHERE request_id = ?2 AND run_id = ?1 ORDER BY start_unix_ns"
+		/* the run's queries: those of its requests, then those outside
+		 * any request (the only ones indexed by run) */
+		: "SELECT pid, tid, start_unix_ns, duration_ns, sql, db_system, database, rows, error, call_site,"
+		  " request_id, n_plus_one, duplicate FROM queries"
+		  " WHERE request_id IN (SELECT id FROM requests WHERE run_id = ?1)"
+		  " UNION ALL SELECT pid, tid, start_unix_ns, duration_ns, sql, db_system, database, rows, error,"
+		  " call_site, request_id, n_plus_one, duplicate FROM queries INDEXED BY queries_run_outside"
+		  " WHERE run_id = ?1 AND request_id IS NULL ORDER BY start_unix_ns");
 	sqlite3_bind_int64(st, 1, run);
 	sqlite3_bind_int64(st, 2, request);
 	while (sqlite3_step(st) == SQLITE_ROW) {

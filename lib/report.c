@@ -606,7 +606,7 @@ static int attribute_outside(sqlite3 *db, struct rp_report *r)
 	if (!r->ntests) {
 		/* no tests to give them to (`timeglass score`, the dashboard): totals only */
 		if (!(st = run_query(db, r, "reading queries",
-				     "SELECT count(*), coalesce(sum(duration_ns), 0) FROM queries"
+				     "SELECT count(*), coalesce(sum(duration_ns), 0) FROM queries INDEXED BY queries_run_outside"
 				     " WHERE run_id = ? AND request_id IS NULL")))
 			return -1;
 		int rc = sqlite3_step(st);
@@ -620,7 +620,8 @@ static int attribute_outside(sqlite3 *db, struct rp_report *r)
 	}
 	if (!(st = run_query(db, r, "reading queries",
 			     "SELECT pid, start_unix_ns, duration_ns, coalesce(fingerprint, sql, ''), coalesce(call_site, ''),"
-			     " kind = 'housekeeping' FROM queries WHERE run_id = ? AND request_id IS NULL")))
+			     " kind = 'housekeeping' FROM queries INDEXED BY queries_run_outside"
+			     " WHERE run_id = ? AND request_id IS NULL")))
 		return -1;
 	struct outside_q *v = NULL;
 	size_t n = 0, cap = 0;

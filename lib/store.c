@@ -217,6 +217,14 @@ static const char *const migrations[] = {
 	 * written no longer updates them (some 10% of a request row's cost). */
 	"DROP INDEX requests_process;"
 	"DROP INDEX queries_process;",
+	/* 8 -> 9: the queries' index by run keeps only the queries outside
+	 * any request (startup, background jobs, tests' fixtures). A query of
+	 * a request is found through its request (queries_request), which
+	 * belongs to the same run; every query row written inside a request
+	 * (nearly all of them) no longer updates a second index, some 15% of
+	 * the collector's cost per query. */
+	"DROP INDEX queries_run_start;"
+	"CREATE INDEX queries_run_outside ON queries(run_id, start_unix_ns) WHERE request_id IS NULL;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == TG_STORE_SCHEMA,
@@ -719,9 +727,11 @@ int tg_store_prune(struct tg_store *s, unsigned keep)
 }
 
 /* A run's rows, table by table, through the indexes each table has by run
- * (or, for the metrics, by process): with foreign keys on, deleting its
- * processes would look up every table by process_id for the cascade, and
- * requests and queries have no such index (schema 8). Shared frames and
+ * (or, for the metrics, by process; for the queries of a request, by
+ * request: schema 9 indexes by run only the queries outside any request):
+ * with foreign keys on, deleting its processes would look up every table
+ * by process_id for the cascade, and requests and queries have no such
+ * index (schema 8). Queries go before their requests. Shared frames and
  * stacks stay. The writer runs with foreign keys off, so nothing cascades
  * behind these statements; a reader's connection never deletes. */
 static const char prune_sql[] =
@@ -731,7 +741,8 @@ static const char prune_sql[] =
 	" (SELECT id FROM runs ORDER BY id DESC LIMIT ?1);"
 	"DELETE FROM samples WHERE run_id IN temp.prune_runs;"
 	"DELETE FROM spans WHERE run_id IN temp.prune_runs;"
-	"DELETE FROM queries WHERE run_id IN temp.prune_runs;"
+	"DELETE FROM queries WHERE request_id IN (SELECT id FROM requests WHERE run_id IN temp.prune_runs);"
+	"DELETE FROM queries INDEXED BY queries_run_outside WHERE run_id IN temp.prune_runs AND request_id IS NULL;"
 	"DELETE FROM requests WHERE run_id IN temp.prune_runs;"
 	"DELETE FROM process_metrics WHERE process_id IN"
 	" (SELECT id FROM processes WHERE run_id IN temp.prune_runs);"

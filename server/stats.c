@@ -340,7 +340,7 @@ static int load_new(sqlite3 *db, struct tg_run_stats *s, const char **err)
 		snprintf(q, sizeof q, "SELECT count(*) FROM requests WHERE run_id = %" PRId64, s->run_id);
 		int64_t mine = tg_db_int(db, q, 0);
 		int64_t all = tg_db_int(db, "SELECT max(rowid) FROM requests", 0);
-		by_index = mine < all / 8;
+		by_index = s->small_run = mine < all / 8;
 	}
 	const char *sql = by_index
 		? "SELECT id, start_unix_ns, duration_ns, status, route, path, method FROM requests"
@@ -586,14 +586,18 @@ static int count_flagged(struct tg_run_stats *s, struct flagged *f, size_t n)
 const struct tg_query_totals *tg_stats_queries(sqlite3 *db, struct tg_run_stats *s, const char **err)
 {
 	struct tg_query_totals *q = &s->queries;
-	/* As load_new(): the run's index the first time, the rowid range
-	 * after. A query counts for the endpoint its request was counted in
-	 * (the request is loaded already: the same read, and requests are
-	 * written before their queries). */
-	const char *sql = q->last_id == 0
+	/* As load_new(): the rowid range, except the first time for a small
+	 * run, which is read through its indexes: the queries of its requests
+	 * by request, the others through the index of the queries outside any
+	 * request (the queries have no index of every query by run). A query
+	 * counts for the endpoint its request was counted in (the request is
+	 * loaded already: the same read, and requests are written before
+	 * their queries). */
+	const char *sql = q->last_id == 0 && s->small_run
 		? "SELECT q.id, q.request_id, q.duration_ns, q.n_plus_one, r.id, r.method, r.route, r.path"
-		  " FROM queries q LEFT JOIN requests r ON r.id = q.request_id AND r.run_id = ?1"
-		  " WHERE q.run_id = ?1 AND q.id > ?2"
+		  " FROM requests r JOIN queries q ON q.request_id = r.id WHERE r.run_id = ?1 AND q.id > ?2"
+		  " UNION ALL SELECT q.id, NULL, q.duration_ns, q.n_plus_one, NULL, NULL, NULL, NULL"
+		  " FROM queries q INDEXED BY queries_run_outside WHERE q.run_id = ?1 AND q.request_id IS NULL AND q.id > ?2"
 		: "SELECT q.id, q.request_id, q.duration_ns, q.n_plus_one, r.id, r.method, r.route, r.path"
 		  " FROM queries q LEFT JOIN requests r ON r.id = q.request_id AND r.run_id = ?1"
 		  " WHERE +q.run_id = ?1 AND q.id > ?2";

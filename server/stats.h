@@ -97,6 +97,8 @@ struct tg_run_stats {
 	int64_t run_id;
 	int64_t run_started_ns;  /* identifies the run across store replacement */
 	int64_t last_id;         /* highest request id loaded */
+	int small_run;           /* under an eighth of the store's requests: its
+				    first loads walk its indexes */
 	size_t n;                /* requests loaded */
 	size_t cap;
 	int64_t *start_ns;       /* per request, unix ns */

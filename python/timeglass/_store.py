@@ -13,7 +13,7 @@ import os
 import sqlite3
 import stat
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 DEFAULT_PATH = os.path.join(".timeglass", "timeglass.db")
 
 BUSY_TIMEOUT_S = 5.0
@@ -194,6 +194,9 @@ MIGRATIONS = (
     # 7 -> 8: the indexes by process of requests and queries go. They served only the delete cascading from a process; tg_store_prune() deletes a run's rows by run, and every request and query row written no longer updates them (some 10% of a request row's cost).
     "DROP INDEX requests_process;"
     "DROP INDEX queries_process;",
+    # 8 -> 9: the queries' index by run keeps only the queries outside any request (startup, background jobs, tests' fixtures). A query of a request is found through its request (queries_request), which belongs to the same run; every query row written inside a request (nearly all of them) no longer updates a second index, some 15% of the collector's cost per query.
+    "DROP INDEX queries_run_start;"
+    "CREATE INDEX queries_run_outside ON queries(run_id, start_unix_ns) WHERE request_id IS NULL;",
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

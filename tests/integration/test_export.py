@@ -1,6 +1,7 @@
 """timeglass export: a recorded run as a Chrome trace and as speedscope."""
 
 import json
+import sqlite3
 import urllib.request
 
 from tgtest import run_cli
@@ -34,6 +35,13 @@ def test_chrome_trace_has_every_request_and_query(traced, tmp_path):
     notes = next(r for r in rows if r["path"] == "/notes")
     sql = [e for e in events if e.get("cat") == "sql" and e["args"]["request_id"] == notes["id"]]
     assert sql and all("SELECT" in e["args"]["sql"].upper() or e["args"]["sql"] for e in sql)
+    # Every query of the run, those outside any request (the app's
+    # start-up) too, in start order.
+    with sqlite3.connect(server.db) as conn:
+        stored = conn.execute("SELECT request_id, sql FROM queries ORDER BY start_unix_ns, id").fetchall()
+    assert any(rid is None for rid, _ in stored)
+    exported = [e for e in events if e.get("cat") == "sql"]
+    assert [(e["args"]["request_id"], e["args"]["sql"]) for e in exported] == stored
     assert any(e["ph"] == "M" and e["name"] == "process_name" for e in events)
 
     one = tmp_path / "one.json"

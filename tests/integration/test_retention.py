@@ -55,6 +55,11 @@ def test_keep_runs_deletes_every_row_of_the_runs_it_drops(traced, store):
         for table in ("processes", "requests", "queries", "samples", "process_metrics"):
             assert before[run].get(table, 0) > 0, (run, table, before[run])
         assert before[run]["requests"] == sent[run - 1]
+    with contextlib.closing(open_store(store)) as conn:
+        # Both kinds of queries, deleted through different indexes: those
+        # of requests and those outside any (the app's start-up).
+        outside = dict(conn.execute("SELECT run_id, count(*) FROM queries WHERE request_id IS NULL GROUP BY 1"))
+    assert all(outside.get(run, 0) > 0 for run in (1, 2, 3)), outside
 
     with traced(tg_args=("--keep-runs", "1")) as server:
         # Old runs are deleted while the app starts: wait for it, then record.
