@@ -237,6 +237,7 @@ enum stmt_id {
 	ST_PROCESS_END,
 	ST_REQUEST_FIXUP,
 	ST_QUERY,
+	ST_QUERIES,
 	ST_SPAN,
 	ST_FRAME_INS,
 	ST_FRAME_GET,
@@ -248,6 +249,19 @@ enum stmt_id {
 	ST_REQUEST_EXCEPTION,
 	ST_COUNT,
 };
+
+/* A query row: QUERY_COLUMNS values. ST_QUERIES inserts QUERY_ROWS rows in
+ * one statement: SQLite opens its cursors and ends the statement once for
+ * them all, a quarter of a query row's cost when one row is a statement. */
+#define QUERY_INSERT                                                                                  \
+	"INSERT INTO queries (run_id, request_id, process_id, pid, tid, start_unix_ns, duration_ns,"  \
+	" db_system, tap, database, sql, sql_truncated, fingerprint, fingerprint_hash, params, rows," \
+	" error, call_site, attribution, duplicate, n_plus_one, kind, executions) VALUES "
+#define QUERY_VALUES "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+#define QUERY_COLUMNS 23
+#define QUERY_ROWS 8
+/* The texts of the query rows held for the next ST_QUERIES. */
+#define QUERY_TEXT_BYTES (64 * 1024)
 
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_REQUEST] = "INSERT INTO requests (run_id, process_id, pid, tid, conn_id, start_unix_ns,"
@@ -270,10 +284,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_REQUEST_CPU] = "UPDATE requests SET cpu_ns = coalesce(cpu_ns, 0) + ? WHERE id = ?",
 	[ST_REQUEST_ROUTE] = "UPDATE requests SET route = ? WHERE id = ? AND route IS NULL",
 	[ST_REQUEST_EXCEPTION] = "UPDATE requests SET exception = ? WHERE id = ?",
-	[ST_QUERY] = "INSERT INTO queries (run_id, request_id, process_id, pid, tid, start_unix_ns, duration_ns,"
-		     " db_system, tap, database, sql, sql_truncated, fingerprint, fingerprint_hash, params, rows,"
-		     " error, call_site, attribution, duplicate, n_plus_one, kind, executions)"
-		     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	[ST_QUERY] = QUERY_INSERT QUERY_VALUES,
+	[ST_QUERIES] = QUERY_INSERT QUERY_VALUES "," QUERY_VALUES "," QUERY_VALUES "," QUERY_VALUES ","
+		       QUERY_VALUES "," QUERY_VALUES "," QUERY_VALUES "," QUERY_VALUES,
 	[ST_SPAN] = "INSERT INTO spans (run_id, request_id, process_id, pid, tid, kind, start_unix_ns, duration_ns,"
 		    " method, host, path, status, request_bytes, response_bytes, tls, error, call_site, attribution)"
 		    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -300,6 +313,11 @@ struct tg_store {
 	unsigned pending;             /* rows added in the open batch */
 	unsigned pending_requests;    /* requests among them */
 	int adding_request;           /* the batch statement being run inserts a request */
+	unsigned stmt_rows;           /* rows the batch statement being run inserts */
+	struct tg_query_row queries[QUERY_ROWS]; /* held for one ST_QUERIES */
+	unsigned n_queries;
+	char *query_text;             /* their texts (QUERY_TEXT_BYTES) */
+	size_t query_text_used;
 	uint64_t lost;                /* rows lost to SQLite errors, see tg_store_take_lost() */
 	uint64_t lost_requests;       /* requests among them */
 	int full;                     /* the disk is full: rows are counted as lost, not written */
@@ -318,7 +336,7 @@ const char *tg_store_path(const struct tg_store *s)
 
 unsigned tg_store_pending(const struct tg_store *s)
 {
-	return s->pending;
+	return s->pending + s->n_queries;
 }
 
 uint64_t tg_store_take_lost(struct tg_store *s, uint64_t *requests)
@@ -674,10 +692,11 @@ void tg_store_close(struct tg_store *s)
 {
 	if (!s)
 		return;
-	if (s->in_batch)
+	if (s->in_batch || s->n_queries)
 		tg_store_flush(s);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
+	free(s->query_text);
 	sqlite3_close(s->db);
 	if (s->reserve)
 		unlink(s->reserve);
@@ -898,27 +917,30 @@ int tg_store_begin(struct tg_store *s, int wait_ms)
 /* The prepared statement `id`, reset, inside an open batch; NULL on error
  * (and when the disk is full: the row is counted as lost). A loss row that
  * cannot be written is not itself counted: the collector keeps its figure. */
-static sqlite3_stmt *batch_stmt(struct tg_store *s, enum stmt_id id)
+/* The batch's statement id, reset, for a row (rows: ST_QUERIES). A row
+ * it cannot run is counted as lost. */
+static sqlite3_stmt *batch_stmt_rows(struct tg_store *s, enum stmt_id id, unsigned rows)
 {
 	int counted = id != ST_LOSS;
 	s->adding_request = id == ST_REQUEST;
+	s->stmt_rows = rows;
 	if (s->full) {
 		if (counted)
-			lose(s, 1, s->adding_request);
+			lose(s, rows, s->adding_request);
 		return NULL;
 	}
 	if (!s->stmt[id] && sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[id],
 					       NULL) != SQLITE_OK) {
 		fail_db(s, NULL);
 		if (counted)
-			lose(s, 1, s->adding_request);
+			lose(s, rows, s->adding_request);
 		return NULL;
 	}
 	if (!s->in_batch) {
 		if (exec(s, "BEGIN") < 0) {
 			check_full(s);
 			if (counted)
-				lose(s, 1, s->adding_request);
+				lose(s, rows, s->adding_request);
 			return NULL;
 		}
 		s->in_batch = 1;
@@ -929,11 +951,16 @@ static sqlite3_stmt *batch_stmt(struct tg_store *s, enum stmt_id id)
 	return s->stmt[id];
 }
 
+static sqlite3_stmt *batch_stmt(struct tg_store *s, enum stmt_id id)
+{
+	return batch_stmt_rows(s, id, 1);
+}
+
 static int batch_step(struct tg_store *s, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
-	int counted = st != s->stmt[ST_LOSS];
+	unsigned counted = st != s->stmt[ST_LOSS] ? s->stmt_rows : 0;
 	if (rc == SQLITE_DONE) {
 		s->pending += counted;
 		s->pending_requests += s->adding_request;
@@ -943,7 +970,7 @@ static int batch_step(struct tg_store *s, sqlite3_stmt *st)
 	if (rc == SQLITE_FULL)
 		s->full = 1;
 	if (counted)
-		lose(s, 1, s->adding_request);
+		lose(s, counted, s->adding_request);
 	if (sqlite3_get_autocommit(s->db)) {
 		/* SQLite rolled the whole batch back (disk full, I/O error). */
 		lose(s, s->pending, s->pending_requests);
@@ -1018,41 +1045,119 @@ int64_t tg_store_last_id(struct tg_store *s)
 }
 
 /* The columns queries and spans begin with. */
-static void bind_origin(sqlite3_stmt *st, int64_t run_id, int64_t request_id, int64_t process_id, int32_t pid,
-			int64_t tid)
+static void bind_origin(sqlite3_stmt *st, int o, int64_t run_id, int64_t request_id, int64_t process_id,
+			int32_t pid, int64_t tid)
 {
-	sqlite3_bind_int64(st, 1, run_id);
-	bind_int_or_null(st, 2, request_id);
-	bind_int_or_null(st, 3, process_id);
-	sqlite3_bind_int(st, 4, pid);
-	sqlite3_bind_int64(st, 5, tid);
+	sqlite3_bind_int64(st, o + 1, run_id);
+	bind_int_or_null(st, o + 2, request_id);
+	bind_int_or_null(st, o + 3, process_id);
+	sqlite3_bind_int(st, o + 4, pid);
+	sqlite3_bind_int64(st, o + 5, tid);
 }
 
+/* Binds query row q to parameters o + 1 .. o + QUERY_COLUMNS. */
+static void bind_query(sqlite3_stmt *st, int o, const struct tg_query_row *q)
+{
+	bind_origin(st, o, q->run_id, q->request_id, q->process_id, q->pid, q->tid);
+	sqlite3_bind_int64(st, o + 6, q->start_unix_ns);
+	sqlite3_bind_int64(st, o + 7, q->duration_ns);
+	bind_cstr(st, o + 8, q->db_system);
+	bind_cstr(st, o + 9, q->tap);
+	bind_text_or_null(st, o + 10, q->database, q->database_len);
+	bind_text_or_null(st, o + 11, q->sql, q->sql_len);
+	sqlite3_bind_int(st, o + 12, q->sql_truncated ? 1 : 0);
+	bind_text_or_null(st, o + 13, q->fingerprint, q->fingerprint_len);
+	sqlite3_bind_int64(st, o + 14, q->fingerprint_hash);
+	bind_text_or_null(st, o + 15, q->params, q->params_len);
+	bind_int_if(st, o + 16, q->has_rows, q->rows);
+	bind_text_or_null(st, o + 17, q->error, q->error_len);
+	bind_text_or_null(st, o + 18, q->call_site, q->call_site_len);
+	bind_cstr(st, o + 19, q->attribution);
+	sqlite3_bind_int(st, o + 20, q->duplicate ? 1 : 0);
+	sqlite3_bind_int(st, o + 21, q->n_plus_one ? 1 : 0);
+	bind_cstr(st, o + 22, q->kind ? q->kind : "app");
+	sqlite3_bind_int64(st, o + 23, q->executions > 0 ? q->executions : 1);
+}
+
+/* Inserts rows q[0..n): QUERY_ROWS to a statement, the rest one by one. */
+static int insert_queries(struct tg_store *s, const struct tg_query_row *q, unsigned n)
+{
+	int rc = 0;
+	while (n) {
+		unsigned k = n >= QUERY_ROWS ? QUERY_ROWS : 1;
+		sqlite3_stmt *st = batch_stmt_rows(s, k > 1 ? ST_QUERIES : ST_QUERY, k);
+		if (st) {
+			for (unsigned i = 0; i < k; i++)
+				bind_query(st, (int)i * QUERY_COLUMNS, &q[i]);
+			if (batch_step(s, st) < 0)
+				rc = -1;
+		} else {
+			rc = -1;
+		}
+		q += k;
+		n -= k;
+	}
+	return rc;
+}
+
+/* Writes the query rows held for a statement of QUERY_ROWS. */
+static int flush_queries(struct tg_store *s)
+{
+	unsigned n = s->n_queries;
+	s->n_queries = 0;
+	s->query_text_used = 0;
+	return n ? insert_queries(s, s->queries, n) : 0;
+}
+
+/* A copy of text p[0..n) among the held rows' texts (room was checked). */
+static const char *keep_text(struct tg_store *s, const char *p, size_t n)
+{
+	if (!p)
+		return NULL;
+	char *d = s->query_text + s->query_text_used;
+	memcpy(d, p, n);
+	d[n] = '\0';
+	s->query_text_used += n + 1;
+	return d;
+}
+
+static const char *keep_cstr(struct tg_store *s, const char *p)
+{
+	return keep_text(s, p, p ? strlen(p) : 0);
+}
+
+static size_t cstr_size(const char *p)
+{
+	return p ? strlen(p) + 1 : 0;
+}
+
+/* Holds the row until QUERY_ROWS are there to insert in one statement
+ * (tg_store_flush() writes those held before it commits); a row whose
+ * texts do not fit is inserted alone. */
 int tg_store_query_add(struct tg_store *s, const struct tg_query_row *q)
 {
-	sqlite3_stmt *st = batch_stmt(s, ST_QUERY);
-	if (!st)
-		return -1;
-	bind_origin(st, q->run_id, q->request_id, q->process_id, q->pid, q->tid);
-	sqlite3_bind_int64(st, 6, q->start_unix_ns);
-	sqlite3_bind_int64(st, 7, q->duration_ns);
-	bind_cstr(st, 8, q->db_system);
-	bind_cstr(st, 9, q->tap);
-	bind_text_or_null(st, 10, q->database, q->database_len);
-	bind_text_or_null(st, 11, q->sql, q->sql_len);
-	sqlite3_bind_int(st, 12, q->sql_truncated ? 1 : 0);
-	bind_text_or_null(st, 13, q->fingerprint, q->fingerprint_len);
-	sqlite3_bind_int64(st, 14, q->fingerprint_hash);
-	bind_text_or_null(st, 15, q->params, q->params_len);
-	bind_int_if(st, 16, q->has_rows, q->rows);
-	bind_text_or_null(st, 17, q->error, q->error_len);
-	bind_text_or_null(st, 18, q->call_site, q->call_site_len);
-	bind_cstr(st, 19, q->attribution);
-	sqlite3_bind_int(st, 20, q->duplicate ? 1 : 0);
-	sqlite3_bind_int(st, 21, q->n_plus_one ? 1 : 0);
-	bind_cstr(st, 22, q->kind ? q->kind : "app");
-	sqlite3_bind_int64(st, 23, q->executions > 0 ? q->executions : 1);
-	return batch_step(s, st);
+	size_t need = cstr_size(q->db_system) + cstr_size(q->tap) + cstr_size(q->attribution) + cstr_size(q->kind) +
+		      (q->database ? q->database_len + 1 : 0) + (q->sql ? q->sql_len + 1 : 0) +
+		      (q->fingerprint ? q->fingerprint_len + 1 : 0) + (q->params ? q->params_len + 1 : 0) +
+		      (q->error ? q->error_len + 1 : 0) + (q->call_site ? q->call_site_len + 1 : 0);
+	int rc = 0;
+	if (s->n_queries == QUERY_ROWS || s->query_text_used + need > QUERY_TEXT_BYTES)
+		rc = flush_queries(s);
+	if (need > QUERY_TEXT_BYTES || (!s->query_text && !(s->query_text = malloc(QUERY_TEXT_BYTES))))
+		return insert_queries(s, q, 1) < 0 ? -1 : rc;
+	struct tg_query_row *h = &s->queries[s->n_queries++];
+	*h = *q;
+	h->db_system = keep_cstr(s, q->db_system);
+	h->tap = keep_cstr(s, q->tap);
+	h->attribution = keep_cstr(s, q->attribution);
+	h->kind = keep_cstr(s, q->kind);
+	h->database = keep_text(s, q->database, q->database_len);
+	h->sql = keep_text(s, q->sql, q->sql_len);
+	h->fingerprint = keep_text(s, q->fingerprint, q->fingerprint_len);
+	h->params = keep_text(s, q->params, q->params_len);
+	h->error = keep_text(s, q->error, q->error_len);
+	h->call_site = keep_text(s, q->call_site, q->call_site_len);
+	return rc;
 }
 
 int tg_store_span_add(struct tg_store *s, const struct tg_span_row *r)
@@ -1060,7 +1165,7 @@ int tg_store_span_add(struct tg_store *s, const struct tg_span_row *r)
 	sqlite3_stmt *st = batch_stmt(s, ST_SPAN);
 	if (!st)
 		return -1;
-	bind_origin(st, r->run_id, r->request_id, r->process_id, r->pid, r->tid);
+	bind_origin(st, 0, r->run_id, r->request_id, r->process_id, r->pid, r->tid);
 	bind_cstr(st, 6, r->kind ? r->kind : "http_client");
 	sqlite3_bind_int64(st, 7, r->start_unix_ns);
 	sqlite3_bind_int64(st, 8, r->duration_ns);
@@ -1115,6 +1220,7 @@ int tg_store_loss_add(struct tg_store *s, int64_t run_id, int64_t process_id, in
 
 int tg_store_flush(struct tg_store *s)
 {
+	flush_queries(s); /* a row it cannot write is counted as lost */
 	if (!s->in_batch)
 		return 0;
 	int rc = exec(s, "COMMIT");
