@@ -53,6 +53,85 @@ static int64_t samples(sqlite3 *db, const struct tg_samples_sel *sel, int *rows)
 	return total;
 }
 
+/* Query rows go to the store eight to a statement: every row lands once,
+ * in order, with its own texts (the caller's buffer is reused), whether it
+ * went in a statement of eight, alone (texts too long to hold) or at the
+ * commit or the close; the rows held count as pending. */
+static void test_query_rows(const char *dir)
+{
+	char path[256];
+	snprintf(path, sizeof path, "%s/q.db", dir);
+	struct tg_store *s = tg_store_open(path, TG_STORE_WRITE);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	struct tg_run_info ri = {.started_unix_ns = 1, .command = "app", .hostname = "h", .tg_version = "0",
+				 .source = "run"};
+	int64_t run = tg_store_run_begin(s, &ri);
+	int64_t req = add_request(s, run, "GET", "/q", NULL, 200, 10, 5);
+	enum { N = 30, LONG = 20, LONG_LEN = 70000 };
+	char *sql = malloc(LONG_LEN + 1), site[32];
+	CHECK(sql != NULL);
+	if (!sql)
+		return;
+	for (int i = 0; i < N; i++) {
+		size_t n = i == LONG ? LONG_LEN : (size_t)snprintf(sql, 64, "SELECT %d FROM t%d", i, i);
+		if (i == LONG)
+			memset(sql, 'x', n);
+		snprintf(site, sizeof site, "app.py:%d f", i);
+		char kind[16];
+		snprintf(kind, sizeof kind, "%s", i % 3 ? "app" : "housekeeping");
+		struct tg_query_row q = {
+			.run_id = run, .request_id = i % 4 ? req : 0, .pid = 1, .tid = 1,
+			.start_unix_ns = 100 + i, .duration_ns = i,
+			.db_system = "sqlite", .tap = "sqlite3",
+			.sql = sql, .sql_len = n, .fingerprint = sql, .fingerprint_len = n,
+			.call_site = site, .call_site_len = strlen(site),
+			.attribution = "scope", .kind = kind, .executions = i + 1,
+		};
+		CHECK(tg_store_query_add(s, &q) == 0);
+		memset(sql, '?', 64); /* the store kept its own copy */
+		memset(site, '?', sizeof site - 1);
+		memset(kind, '?', sizeof kind - 1);
+		if (i == 12)
+			CHECK(tg_store_pending(s) >= 5); /* held rows count */
+		if (i == 24)
+			CHECK(tg_store_flush(s) == 0);
+	}
+	tg_store_close(s); /* writes the last five */
+	s = tg_store_open(path, TG_STORE_READ);
+	CHECK(s != NULL);
+	if (!s) {
+		free(sql);
+		return;
+	}
+	sqlite3_stmt *st;
+	CHECK(sqlite3_prepare_v2(tg_store_db(s),
+				 "SELECT request_id, sql, fingerprint, call_site, kind, executions, start_unix_ns"
+				 " FROM queries ORDER BY id", -1, &st, NULL) == SQLITE_OK);
+	int i = 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		char want[64], want_site[32];
+		snprintf(want, sizeof want, "SELECT %d FROM t%d", i, i);
+		snprintf(want_site, sizeof want_site, "app.py:%d f", i);
+		const char *got = (const char *)sqlite3_column_text(st, 1);
+		CHECK(sqlite3_column_int64(st, 6) == 100 + i);
+		CHECK(sqlite3_column_int64(st, 0) == (i % 4 ? req : 0));
+		if (i == LONG)
+			CHECK(sqlite3_column_bytes(st, 1) == LONG_LEN && got[0] == 'x' && got[LONG_LEN - 1] == 'x');
+		else
+			CHECK(strcmp(got, want) == 0 && strcmp((const char *)sqlite3_column_text(st, 2), want) == 0);
+		CHECK(strcmp((const char *)sqlite3_column_text(st, 3), want_site) == 0);
+		CHECK(strcmp((const char *)sqlite3_column_text(st, 4), i % 3 ? "app" : "housekeeping") == 0);
+		CHECK(sqlite3_column_int64(st, 5) == i + 1);
+		i++;
+	}
+	CHECK(i == N);
+	sqlite3_finalize(st);
+	tg_store_close(s);
+	free(sql);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/tg-test-lib.XXXXXX";
@@ -166,6 +245,8 @@ int main(void)
 	CHECK(tg_store_classify(other, &version) == TG_SCHEMA_NEWER && version == 999);
 	sqlite3_close(other);
 	CHECK(tg_store_open(path, TG_STORE_READ) == NULL && strstr(tg_error(), "newer TimeGlass"));
+
+	test_query_rows(dir);
 
 	/* names and text */
 	CHECK(strcmp(tg_req_flag_name(0), "head") == 0 && strcmp(tg_req_flag_name(7), "asgi") == 0);
