@@ -317,13 +317,19 @@ int tg_py_walk(struct tg_py_rd *rd, uintptr_t ts, struct tg_py_frame *out, int m
 int tg_py_walk_ex(struct tg_py_rd *rd, uintptr_t ts, struct tg_py_frame *out, int max, int *truncated,
 		  int check_code)
 {
+	uintptr_t at = 0;
+	return tg_py_walk_more(rd, ts, &at, out, 0, max, truncated, check_code);
+}
+
+int tg_py_walk_more(struct tg_py_rd *rd, uintptr_t ts, uintptr_t *at, struct tg_py_frame *out, int n, int max,
+		    int *truncated, int check_code)
+{
 	*truncated = 0;
 	if (tg_py_init() < 0)
 		return 0;
-	uintptr_t f;
-	if (current_frame(rd, ts, &f) < 0)
+	uintptr_t f = *at;
+	if (!n && current_frame(rd, ts, &f) < 0)
 		return -1;
-	int n = 0;
 	for (int steps = 0; f; steps++) {
 		if (steps >= 4 * MAX_DEPTH)
 			return -1; /* a loop, or garbage */
@@ -338,6 +344,7 @@ int tg_py_walk_ex(struct tg_py_rd *rd, uintptr_t ts, struct tg_py_frame *out, in
 		}
 		if (n >= max) {
 			*truncated = 1;
+			*at = f;
 			break;
 		}
 		if (check_code && !is_code(rd, rf.code))

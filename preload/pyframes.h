@@ -104,6 +104,13 @@ int tg_py_walk(struct tg_py_rd *rd, uintptr_t tstate, struct tg_py_frame *out, i
 int tg_py_walk_ex(struct tg_py_rd *rd, uintptr_t tstate, struct tg_py_frame *out, int max,
 		  int *truncated, int check_code);
 
+/* Walks on: out[0..n) are the frames walked so far (n = 0: none, from the
+ * innermost), *at the frame where a truncated walk stopped (set when
+ * *truncated is); fills out[n..max) and returns the new count, or -1. The
+ * chain must not have changed since (the calling thread's own). */
+int tg_py_walk_more(struct tg_py_rd *rd, uintptr_t tstate, uintptr_t *at, struct tg_py_frame *out, int n,
+		    int max, int *truncated, int check_code);
+
 /* What identifies a code object across time (address reuse): a hash of its
  * name, file and line table pointers and first line. Returns 0, -1 if the
  * object cannot be read or is not a code object. */

@@ -390,7 +390,8 @@ size_t tg_taps_context(uint64_t *scope, char *site, size_t cap)
 		return 0;
 	rd.direct = 1;
 	int limit = need_scope ? SCOPE_FRAMES : SITE_FRAMES;
-	n = tg_py_walk_ex(&rd, ts, fr, limit, &truncated, 0);
+	uintptr_t at = 0;
+	n = tg_py_walk_more(&rd, ts, &at, fr, 0, limit, &truncated, 0);
 	size_t len = 0;
 	int site_done = 0;
 	for (int i = 0; i < n && (!site_done || need_scope); i++) {
@@ -411,10 +412,10 @@ size_t tg_taps_context(uint64_t *scope, char *site, size_t cap)
 			}
 		}
 		if (i == n - 1 && truncated && limit < CTX_FRAMES && (need_scope || !site_done)) {
-			/* Not found in the short walk: walk further (the first
-			 * frames again, then the ones beyond). */
+			/* Not found in the short walk: walk on from where it
+			 * stopped (FastAPI's root is some 15 frames up on 3.14). */
 			limit = limit < SCOPE_FRAMES * 2 ? SCOPE_FRAMES * 2 : CTX_FRAMES;
-			int m = tg_py_walk_ex(&rd, ts, fr, limit, &truncated, 0);
+			int m = tg_py_walk_more(&rd, ts, &at, fr, n, limit, &truncated, 0);
 			if (m > n)
 				n = m;
 		}
