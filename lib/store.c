@@ -914,11 +914,10 @@ int tg_store_begin(struct tg_store *s, int wait_ms)
 	return 0;
 }
 
-/* The prepared statement `id`, reset, inside an open batch; NULL on error
- * (and when the disk is full: the row is counted as lost). A loss row that
- * cannot be written is not itself counted: the collector keeps its figure. */
-/* The batch's statement id, reset, for a row (rows: ST_QUERIES). A row
- * it cannot run is counted as lost. */
+/* The prepared statement `id`, reset, inside an open batch, for `rows`
+ * rows (1, or QUERY_ROWS for ST_QUERIES); NULL on error (and when the disk
+ * is full: the rows are counted as lost). A loss row that cannot be
+ * written is not itself counted: the collector keeps its figure. */
 static sqlite3_stmt *batch_stmt_rows(struct tg_store *s, enum stmt_id id, unsigned rows)
 {
 	int counted = id != ST_LOSS;
