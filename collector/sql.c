@@ -126,13 +126,12 @@ static const char *tap_name(unsigned tap)
 	return tap == TG_TAP_LIBPQ ? "libpq" : tap == TG_TAP_WIRE ? "wire" : "sqlite3";
 }
 
-/* The redacted text, fingerprint and kind of statement sql[0..n): the
- * slot remembered for it, else worked out into *tmp (valid until the next
- * call). */
-static const struct stmt *stmt_of(struct tg_sql_proc *p, const char *sql, size_t n, struct stmt *tmp)
+/* The redacted text, fingerprint and kind of statement sql[0..n), whose
+ * hash is h (tg_hash64): the slot remembered for it, else worked out into
+ * *tmp (valid until the next call). */
+static const struct stmt *stmt_of(struct tg_sql_proc *p, const char *sql, size_t n, int64_t h, struct stmt *tmp)
 {
 	static char red[TG_SQL_MAX_LIMIT + 64], fp[FP_MAX];
-	int64_t h = tg_hash64(sql, n, 0);
 	struct stmt *st = &p->stmts[(uint64_t)h & (STMT_SLOTS - 1)];
 	if (st->text && st->hash == h && st->len == n && memcmp(st->text, sql, n) == 0)
 		return st;
@@ -154,6 +153,7 @@ static const struct stmt *stmt_of(struct tg_sql_proc *p, const char *sql, size_t
 }
 
 struct fp {
+	int64_t sql;      /* the statement's text (stmt_of()) */
 	int64_t hash;     /* fingerprint */
 	int64_t exact;    /* text and parameter values: duplicates */
 	int64_t site;     /* call site */
@@ -165,7 +165,8 @@ static void query_fp(struct tg_sql_proc *p, const struct tg_ev_query *q, struct 
 {
 	const char *sql = (const char *)(q + 1);
 	struct stmt tmp;
-	const struct stmt *st = stmt_of(p, sql, q->sql_len, &tmp);
+	f->sql = tg_hash64(sql, q->sql_len, 0);
+	const struct stmt *st = stmt_of(p, sql, q->sql_len, f->sql, &tmp);
 	f->hash = st->fp_hash;
 	const char *params = sql + q->sql_len + q->db_len + q->err_len;
 	f->known = (q->flags & TG_QF_PARAMS_KNOWN) != 0;
@@ -174,8 +175,11 @@ static void query_fp(struct tg_sql_proc *p, const struct tg_ev_query *q, struct 
 	f->housekeeping = st->housekeeping;
 }
 
+/* Writes query pe; sql_hash is its text's tg_hash64(), or 0 for not
+ * worked out yet. */
 static void write_query(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const struct pending *pe,
-			int64_t request_id, const char *attribution, int duplicate, int n_plus_one)
+			int64_t sql_hash, int64_t request_id, const char *attribution, int duplicate,
+			int n_plus_one)
 {
 	const struct tg_ev_query *q = pe->rec;
 	const char *sql = (const char *)(q + 1);
@@ -183,7 +187,8 @@ static void write_query(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const
 		   *site = params + q->params_len;
 	static char pred[TG_SQL_PARAMS_MAX + 64];
 	struct stmt tmp;
-	const struct stmt *st = stmt_of(p, sql, q->sql_len, &tmp);
+	const struct stmt *st =
+		stmt_of(p, sql, q->sql_len, sql_hash ? sql_hash : tg_hash64(sql, q->sql_len, 0), &tmp);
 	size_t pred_len = q->params_len ? tg_sql_redact(params, q->params_len, pred, sizeof pred) : 0;
 	struct tg_query_row row = {
 		.run_id = c->run_id,
@@ -274,7 +279,7 @@ static void write_one(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struct 
 		      const char *attribution)
 {
 	if (pe->type == TG_EV_QUERY)
-		write_query(c, p, pe, request_id, attribution, 0, 0);
+		write_query(c, p, pe, 0, request_id, attribution, 0, 0);
 	else
 		write_call(c, pe, request_id, attribution);
 	drop(p, pe);
@@ -297,7 +302,7 @@ static void write_group(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struc
 			continue;
 		}
 		if (fps[i].housekeeping) {
-			write_query(c, p, g[i], request_id, attribution, 0, 0);
+			write_query(c, p, g[i], fps[i].sql, request_id, attribution, 0, 0);
 			continue;
 		}
 		int dup = 0;
@@ -310,7 +315,7 @@ static void write_group(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struc
 			if (fps[j].hash == fps[i].hash && fps[j].site == fps[i].site)
 				same++;
 		}
-		write_query(c, p, g[i], request_id, attribution, dup, same >= limit);
+		write_query(c, p, g[i], fps[i].sql, request_id, attribution, dup, same >= limit);
 	}
 	for (size_t i = 0; i < n; i++)
 		drop(p, g[i]);
