@@ -9,6 +9,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Reallocates the array *(T **)arr to cap elements of size bytes (the
+ * pointer goes through memcpy, whatever T is). Returns 0, or -1 without
+ * memory with the array as it was. */
+static inline int tg_resize(void *arr, size_t cap, size_t size)
+{
+	void *old, *na;
+	memcpy(&old, arr, sizeof old);
+	na = realloc(old, cap * size);
+	if (!na)
+		return -1;
+	memcpy(arr, &na, sizeof na);
+	return 0;
+}
+
 /* Makes room for element n of the array *(T **)arr of *cap elements of size
  * bytes: when n == *cap, reallocates it to twice *cap elements (first when
  * *cap is 0). Returns 0, or -1 without memory with the array and *cap as
@@ -18,12 +32,8 @@ static inline int tg_grow(void *arr, size_t *cap, size_t n, size_t size, size_t 
 	if (n < *cap)
 		return 0;
 	size_t ncap = *cap ? *cap * 2 : first;
-	void *old, *na;
-	memcpy(&old, arr, sizeof old);
-	na = realloc(old, ncap * size);
-	if (!na)
+	if (tg_resize(arr, ncap, size) < 0)
 		return -1;
-	memcpy(arr, &na, sizeof na);
 	*cap = ncap;
 	return 0;
 }

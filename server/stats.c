@@ -281,28 +281,16 @@ full:
 	return 0;
 }
 
-/* Reallocates the array whose pointer (any T *) is at arr to cap elements
- * of size elem; -1 (the array kept) when out of memory. The pointer goes
- * through memcpy, as in tg_grow(). */
-static int resize(void *arr, size_t cap, size_t elem)
-{
-	void *old, *na;
-	memcpy(&old, arr, sizeof old);
-	na = realloc(old, cap * elem);
-	if (!na)
-		return -1;
-	memcpy(arr, &na, sizeof na);
-	return 0;
-}
-
 static int run_push(struct tg_run_stats *s, int64_t id, size_t ep, long path, int64_t start, int64_t dur,
 		    int status)
 {
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 1024;
-		if (resize(&s->start_ns, cap, sizeof *s->start_ns) < 0 || resize(&s->dur_ns, cap, sizeof *s->dur_ns) < 0 ||
-		    resize(&s->status, cap, sizeof *s->status) < 0 || resize(&s->id_off, cap, sizeof *s->id_off) < 0 ||
-		    resize(&s->ep, cap, sizeof *s->ep) < 0 || resize(&s->path, cap, sizeof *s->path) < 0)
+		if (tg_resize(&s->start_ns, cap, sizeof *s->start_ns) < 0 ||
+		    tg_resize(&s->dur_ns, cap, sizeof *s->dur_ns) < 0 ||
+		    tg_resize(&s->status, cap, sizeof *s->status) < 0 ||
+		    tg_resize(&s->id_off, cap, sizeof *s->id_off) < 0 || tg_resize(&s->ep, cap, sizeof *s->ep) < 0 ||
+		    tg_resize(&s->path, cap, sizeof *s->path) < 0)
 			return -1;
 		s->cap = cap;
 	}
