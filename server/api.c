@@ -931,16 +931,23 @@ static void sql_cond(struct sql_buf *q, const char *cond, int a, int b)
  * Choosing how the requests list reads the store.
  *
  * Every page is ORDER BY key, id LIMIT n, key the start or the duration.
- * Two ways in: walk the index of the sort key, (run_id, start_unix_ns) or
- * (run_id, duration_ns), checking each row against the filters and
+ * A list sorted or filtered by duration is answered from the run's
+ * aggregates in memory (list_from_stats(), loading them first if need
+ * be): the store has no index by duration (schema 10; writing one cost
+ * the collector a random-place insert per request). Otherwise, and when
+ * the aggregates cannot say (a route among endpoints pooled as "(other)",
+ * status=none, newer_than), there are two ways in: walk the start index,
+ * (run_id, start_unix_ns), checking each row against the filters and
  * stopping after n matches (no sort; the cost is n / the share of rows that
  * match, whatever the store's size), or look the rows up on the index of
- * one filter (route and method, status, duration, start window), check the
- * others and sort what matches (the cost is the rows that filter matches).
+ * one filter (route and method, status, start window), check the
+ * others and sort what matches (the cost is the rows that filter matches);
+ * sorted by duration, only the second (the cheapest filter's rows, else
+ * the whole run's, sorted).
  * SQLite has no statistics on a store (nothing runs ANALYZE; the collector
  * writes, the dashboard only reads) and then picks an index without
- * knowing how many rows each filter matches, e.g. the duration index for
- * min_ms=100, tens of thousands of rows to fetch and sort. So the list
+ * knowing how many rows each filter matches, e.g. the status index for
+ * status=2xx, most of the run's rows to fetch and sort. So the list
  * counts, up to PROBE_ROWS, the entries each indexed filter matches (each
  * a range of one index, no row read) and decides:
  * - a filter matching fewer than PROBE_ROWS: look up on its index;
@@ -953,25 +960,25 @@ static void sql_cond(struct sql_buf *q, const char *cond, int a, int b)
  * Either way the rows and their order are the same: only the speed differs.
  */
 
-/* The indexes on requests, in the order of enum list_ix. */
+/* The indexes on requests, in the order of enum list_ix. The duration is
+ * a sort key without one (NULL; see above): no condition is planned on it. */
 enum list_ix { IX_START, IX_DURATION, IX_ROUTE, IX_STATUS, IX_N };
-static const char *const list_ix_name[IX_N] = {"requests_run_start", "requests_run_duration", "requests_run_route",
+static const char *const list_ix_name[IX_N] = {"requests_run_start", NULL, "requests_run_route",
 					       "requests_run_status"};
 
 /* Entries counted by the first probe of each indexed filter. */
 #define PROBE_ROWS 4000
 /* ... and by the second, which ranks the filters that all match more. */
 #define PROBE_ROWS_MORE 50000
-/* Rows of the first walk along the start index (a quarter of that along
- * the duration index). */
+/* Rows of the first walk along the start index. */
 #define WALK_FIRST_ROWS 20000
 /* The fallback of that first walk: rank the filters (list_rank()). */
 #define FALLBACK_RANK (-2)
 /* SQLite VM steps per row of a walk, about (the budget's unit). */
 #define WALK_STEPS_PER_ROW 6
 /* A search by path text (q) whose other filters all match many rows reads
- * at most this many rows along the start index (a quarter of that along
- * the duration index), and for at most SCAN_NS, per call; see list_scan(). */
+ * at most this many rows along the start index, and for at most SCAN_NS,
+ * per call; see list_scan(). */
 #define SCAN_ROWS 100000
 #define SCAN_NS (30 * 1000000LL)
 /* ... and this many when the run's aggregates can answer instead. */
@@ -1024,6 +1031,9 @@ static int64_t list_probe(sqlite3 *db, const struct sql_buf *q, const struct lis
 	return n;
 }
 
+static void list_rank(sqlite3 *db, const struct sql_buf *q, const struct list_plan *p, enum list_ix sort_ix,
+		      int *fallback, int64_t *budget);
+
 /* Picks the index to read the page on (*drive) and, when that is the sort
  * index walked on a budget, the index to fall back on (*fallback, -1 for
  * none) and the budget in rows walked (*budget). */
@@ -1044,6 +1054,15 @@ static void list_choose(sqlite3 *db, const struct sql_buf *q, const struct list_
 	}
 	if (best >= 0) {
 		*drive = best; /* walking the sort index within its range is one of these */
+		return;
+	}
+	if (!list_ix_name[sort_ix]) {
+		/* No index in the sort key's order: sort what the cheapest
+		 * filter matches, else the whole run. */
+		list_rank(db, q, p, sort_ix, fallback, budget);
+		*drive = *fallback >= 0 ? *fallback : IX_START;
+		*fallback = -1;
+		*budget = 0;
 		return;
 	}
 	/* Every filter given matches PROBE_ROWS or more: most pages are then
@@ -1181,18 +1200,18 @@ static cJSON *list_row(sqlite3_stmt *st)
  * The path text (q) has no index: no filter can be looked up on it, and a
  * text that matches few rows had every row of the run read in one call
  * when no other indexed filter was given (some 6 s on ten million
- * requests). Such a list is read here instead: along the sort index, every
- * row of the run in order (within the sort key's own range), each checked
- * against all the filters by SQLite - the rows the walk of list_choose()
- * would read, in the same order - at most SCAN_ROWS rows (a quarter along
- * the duration index, whose rows are spread over the table) and SCAN_NS
- * per call. A call that stops there before its page is full answers with
+ * requests). Such a list, newest or oldest first, is read here instead:
+ * along the start index, every row of the run in order (within the
+ * window's range), each checked against all the filters by SQLite - the
+ * rows the walk of list_choose() would read, in the same order - at most
+ * SCAN_ROWS rows and SCAN_NS per call (by duration, the aggregates answer
+ * it, or one call sorts the run). A call that stops there before its page is full answers with
  * the matches found, "partial": true and, in "next", the place it
  * stopped: the same cursor as a full page's, so that following "next"
  * gives every matching row once, in order, each call short; the dashboard
  * follows it by itself, showing how far back it has searched. (With a
- * route, status or min_ms too, the rows that filter matches are read on
- * its index in one call, as before: fewer rows in all than this walk.)
+ * route or status too, the rows that filter matches are read on its index
+ * in one call, as before: fewer rows in all than this walk.)
  * Returns the last sqlite3_step() code: SQLITE_ROW when there is a next
  * page (o->stopped set when because of the budget), SQLITE_DONE at the
  * end.
@@ -1335,24 +1354,31 @@ static int ascii_icase_contains(const char *hay, const char *needle)
 }
 
 /* A page of the list from the run's aggregates (tg_stats_list()), when
- * they are loaded and hold every filter given (route and method through the
- * endpoints, so not when some requests were pooled under "(other)"): a
- * scan of a few arrays in memory, some 8-20 ms at ten million requests,
+ * they are loaded (or, with load set, once loaded) and hold every filter
+ * given (route and method through the endpoints, so not when some requests
+ * were pooled under "(other)"; a path only while every request's is kept):
+ * a scan of a few arrays in memory, some 8-20 ms at ten million requests,
  * where the store would read every row of the cheapest filter (100-120 ms
  * there for status=5xx&min_ms=500). Only the page's rows are read, by id.
  * Returns 0 with *body, *count, the cursor and *rc (SQLITE_ROW when there
  * is a next page) set, or -1 to read the store instead. */
 static int list_from_stats(sqlite3 *db, int64_t run_id, const struct list_known *k, struct tg_stats_filter *f,
-			   int64_t limit, cJSON **body, int *count, int64_t *last_key, int64_t *last_id, int *rc)
+			   int64_t limit, int load, cJSON **body, int *count, int64_t *last_key, int64_t *last_id,
+			   int *rc)
 {
 	if (!list_memory_on())
 		return -1;
-	struct tg_run_stats *s = tg_stats_peek(db, run_id);
+	const char *err;
+	struct tg_run_stats *s = load ? tg_stats_acquire(db, run_id, &err) : tg_stats_peek(db, run_id);
 	if (!s)
 		return -1;
 	uint8_t *path_ok = NULL;
+	if ((k->path[0] || k->q[0]) && s->paths_full) {
+		tg_stats_release(); /* some requests' paths are not kept */
+		return -1;
+	}
 	if (k->path[0] || k->q[0]) {
-		path_ok = s->paths_full ? NULL : calloc(s->n_paths ? s->n_paths : 1, 1);
+		path_ok = calloc(s->n_paths ? s->n_paths : 1, 1);
 		if (!path_ok) {
 			tg_stats_release();
 			return -1;
@@ -1519,9 +1545,7 @@ int tg_api_requests(struct tg_req *r)
 			goto done;
 		}
 		known.min_ns = (int64_t)llround(ms * 1e6);
-		fmt_cond(c, "duration_ns >= ?#", bind_i(q, known.min_ns), 0);
-		sql_cond(q, c, 0, 0);
-		plan_add(plan, IX_DURATION, c);
+		sql_cond(q, "duration_ns >= ?#", bind_i(q, known.min_ns), 0);
 	}
 	int len = tg_query_param(r, "q", v, sizeof v / 2 - 2);
 	has_q = len > 0;
@@ -1604,20 +1628,11 @@ int tg_api_requests(struct tg_req *r)
 	mf.desc = desc;
 	if (newer_than > 0 || mf.status_lo == -1)
 		mem_ok = 0;
+	if (mem_ok && newer_than == 0 && (sort_ix == IX_DURATION || known.min_ns >= 0) &&
+	    list_from_stats(db, run_id, &known, &mf, limit, 1, &body, &count, &last_key, &last_id, &rc) == 0)
+		goto page_done; /* by duration: the store has no index for it */
 	if (newer_than == 0) /* else the few rows after the id: SQLite's choice */
 		list_choose(db, q, plan, sort_ix, &drive, &fallback, &budget);
-	if (fallback == FALLBACK_RANK && sort_ix == IX_DURATION && mem_ok) {
-		/* When the first walk fails, the aggregates answer in some 10-20
-		 * ms at ten million requests: along the duration index, whose
-		 * rows are spread over the table (its 5,000 rows took 30-40 ms
-		 * there), walk a quarter as far first. Along the start index
-		 * such a walk costs a few ms and mostly finds the page. */
-		struct tg_run_stats *s = tg_stats_peek(db, run_id);
-		if (s) {
-			tg_stats_release();
-			budget /= 4;
-		}
-	}
 	int other_ix = 0; /* an indexed filter other than the sort key's range */
 	for (int i = 0; i < IX_N; i++)
 		other_ix |= i != (int)sort_ix && plan->cond[i][0];
@@ -1634,7 +1649,7 @@ int tg_api_requests(struct tg_req *r)
 			       mem ? SCAN_ROWS_FIRST : 0, rows, &so);
 		if (mem && so.stopped) {
 			cJSON *b = NULL;
-			if (list_from_stats(db, run_id, &known, &mf, limit, &b, &count, &last_key, &last_id, &rc) == 0) {
+			if (list_from_stats(db, run_id, &known, &mf, limit, 0, &b, &count, &last_key, &last_id, &rc) == 0) {
 				cJSON_Delete(body);
 				body = b;
 				goto page_done;
@@ -1697,7 +1712,7 @@ again:
 			cJSON_Delete(body);
 			body = NULL;
 			if (mem_ok &&
-			    list_from_stats(db, run_id, &known, &mf, limit, &body, &count, &last_key, &last_id, &rc) == 0)
+			    list_from_stats(db, run_id, &known, &mf, limit, 0, &body, &count, &last_key, &last_id, &rc) == 0)
 				goto page_done;
 			list_rank(db, q, plan, sort_ix, &fallback, &budget);
 			goto again;
