@@ -107,6 +107,7 @@ static void run_free(struct tg_run_stats *s)
 	free(s->id_off);
 	free(s->ep);
 	free(s->path);
+	free(s->zones);
 	for (size_t i = 0; i < s->n_paths; i++)
 		free(s->paths[i]);
 	free(s->paths);
@@ -302,6 +303,22 @@ static int run_push(struct tg_run_stats *s, int64_t id, size_t ep, long path, in
 		s->min_start_ns = start;
 	if (s->n == 0 || start + dur > s->max_end_ns)
 		s->max_end_ns = start + dur;
+	size_t z = s->n / TG_STATS_ZONE;
+	if (z == s->cap_zones) {
+		size_t cap = s->cap_zones ? s->cap_zones * 2 : 16;
+		if (tg_resize(&s->zones, cap, sizeof *s->zones) < 0)
+			return -1;
+		s->cap_zones = cap;
+	}
+	struct tg_stats_zone *zn = &s->zones[z];
+	if (s->n % TG_STATS_ZONE == 0) {
+		*zn = (struct tg_stats_zone){start, start, dur, dur};
+	} else {
+		zn->min_start = start < zn->min_start ? start : zn->min_start;
+		zn->max_start = start > zn->max_start ? start : zn->max_start;
+		zn->min_dur = dur < zn->min_dur ? dur : zn->min_dur;
+		zn->max_dur = dur > zn->max_dur ? dur : zn->max_dur;
+	}
 	s->start_ns[s->n] = start;
 	s->dur_ns[s->n] = dur;
 	s->status[s->n] = (int16_t)(status > 0 && status < 1000 ? status : 0);
@@ -696,16 +713,15 @@ long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f
 {
 	if (s->ids_far)
 		return -1;
-	if (cap == 0)
+	if (cap == 0 || f->to == INT64_MIN)
 		return 0;
 	struct list_ent *h = malloc(cap * sizeof *h);
 	if (!h)
 		return -1;
 	size_t n = 0;
 	struct list_ent after = {f->after_key, f->after_id};
-	/* The cheap columns first: most rows fail on one of them. The arrays
-	 * in locals: the heap's stores must not make the compiler load them
-	 * again per row. */
+	/* The arrays in locals: the heap's stores must not make the compiler
+	 * load them again per row. */
 	const uint8_t *ep_ok = f->ep_ok, *path_ok = f->path_ok;
 	const uint16_t *ep = s->ep;
 	const uint32_t *path = s->path;
@@ -715,14 +731,41 @@ long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f
 	unsigned lo = (unsigned)f->status_lo, span = (unsigned)(f->status_hi - f->status_lo);
 	int any_status = f->status_hi == 0;
 	int64_t min_dur = f->min_dur, from = f->from, to = f->to;
-	/* By chunks: the first filter picks its rows without a branch (most
-	 * rows fail it, at random: a branch per row would mostly be
-	 * mispredicted), then the others look at those only. */
-	enum { CHUNK = 4096 };
+	int by_dur = f->by_duration, desc = f->desc;
+	const int64_t *key = by_dur ? dur_ns : start_ns;
+	/* The sort key's range a row must be in, inclusive: its filter's, the
+	 * cursor's side, and once the heap holds cap entries, the side of its
+	 * last one (a tie there is settled by id, below). */
+	int64_t klo = by_dur ? (min_dur > 0 ? min_dur : INT64_MIN) : from;
+	int64_t khi = by_dur ? INT64_MAX : to - 1;
+	if (f->after && desc && after.key < khi)
+		khi = after.key;
+	if (f->after && !desc && after.key > klo)
+		klo = after.key;
+	/* By zones: one whose bounds rule its rows out is skipped unread
+	 * (once the heap is full, most are: its last entry's key bounds the
+	 * rest). Newest first, from the newest zone: rows are loaded in about
+	 * the order they started. Within a zone the first filter picks its
+	 * rows without a branch (most rows fail it, at random: a branch per row
+	 * would mostly be mispredicted), then the others look at those only. */
+	enum { CHUNK = TG_STATS_ZONE };
 	uint32_t cand[CHUNK];
-	for (size_t base = 0, rows = s->n; base < rows; base += CHUNK) {
-		size_t end = rows - base < CHUNK ? rows : base + CHUNK, k = 0;
-		if (ep_ok)
+	size_t rows = s->n, zones = (rows + CHUNK - 1) / CHUNK;
+	for (size_t zi = 0; zi < zones && klo <= khi; zi++) {
+		size_t zc = !by_dur && desc ? zones - 1 - zi : zi;
+		const struct tg_stats_zone *z = &s->zones[zc];
+		if (z->max_dur < min_dur || z->max_start < from || z->min_start >= to)
+			continue;
+		if (by_dur ? z->max_dur < klo || z->min_dur > khi : z->max_start < klo || z->min_start > khi)
+			continue;
+		size_t base = zc * CHUNK, end = rows - base < CHUNK ? rows : base + CHUNK, k = 0;
+		uint64_t kspan = (uint64_t)khi - (uint64_t)klo;
+		if (n == cap || (!ep_ok && !path_ok && any_status && min_dur <= 0))
+			for (size_t i = base; i < end; i++) {
+				cand[k] = (uint32_t)(i - base);
+				k += (uint64_t)key[i] - (uint64_t)klo <= kspan;
+			}
+		else if (ep_ok)
 			for (size_t i = base; i < end; i++) {
 				cand[k] = (uint32_t)(i - base);
 				k += ep_ok[ep[i]] != 0;
@@ -737,16 +780,18 @@ long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f
 				cand[k] = (uint32_t)(i - base);
 				k += (unsigned)status[i] - lo <= span;
 			}
-		else if (min_dur > 0)
+		else
 			for (size_t i = base; i < end; i++) {
 				cand[k] = (uint32_t)(i - base);
 				k += dur_ns[i] >= min_dur;
 			}
-		else
-			for (size_t i = base; i < end; i++)
-				cand[k++] = (uint32_t)(i - base);
 		for (size_t j = 0; j < k; j++) {
 			size_t i = base + cand[j];
+			int64_t kv = key[i];
+			if (kv < klo || kv > khi)
+				continue;
+			if (ep_ok && !ep_ok[ep[i]])
+				continue;
 			if (path_ok && !path_ok[path[i]])
 				continue;
 			if (!any_status && (unsigned)status[i] - lo > span)
@@ -757,15 +802,23 @@ long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f
 			int64_t start = start_ns[i];
 			if (start < from || start >= to)
 				continue;
-			struct list_ent e = {f->by_duration ? dur : start, s->first_id + id_off[i]};
-			if (f->after && !ent_before(after, e, f->desc))
+			struct list_ent e = {kv, s->first_id + id_off[i]};
+			if (f->after && !ent_before(after, e, desc))
 				continue;
 			if (n < cap) {
 				h[n] = e;
-				heap_up(h, n++, f->desc);
-			} else if (ent_before(e, h[0], f->desc)) {
+				heap_up(h, n++, desc);
+			} else if (ent_before(e, h[0], desc)) {
 				h[0] = e;
-				heap_down(h, n, 0, f->desc);
+				heap_down(h, n, 0, desc);
+			} else {
+				continue;
+			}
+			if (n == cap) {
+				if (desc && h[0].key > klo)
+					klo = h[0].key;
+				if (!desc && h[0].key < khi)
+					khi = h[0].key;
 			}
 		}
 	}
@@ -774,7 +827,7 @@ long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f
 		ids[k] = h[0].id;
 		keys[k] = h[0].key;
 		h[0] = h[k];
-		heap_down(h, k, 0, f->desc);
+		heap_down(h, k, 0, desc);
 	}
 	free(h);
 	return (long)n;

@@ -93,6 +93,13 @@ struct tg_query_totals {
 	struct tg_durs n_plus_one; /* ids of the requests with an N+1 query, each once, sorted */
 };
 
+/* The bounds of a zone of TG_STATS_ZONE requests (in load order) of the
+ * aggregates: a list skips a zone whose bounds rule every row out. */
+#define TG_STATS_ZONE 4096
+struct tg_stats_zone {
+	int64_t min_start, max_start, min_dur, max_dur;
+};
+
 struct tg_run_stats {
 	int64_t run_id;
 	int64_t run_started_ns;  /* identifies the run across store replacement */
@@ -106,6 +113,8 @@ struct tg_run_stats {
 	int16_t *status;         /* per request, 0 = none */
 	int32_t *id_off;         /* per request, its id - first_id */
 	uint16_t *ep;            /* per request, its index in eps */
+	struct tg_stats_zone *zones; /* per TG_STATS_ZONE requests */
+	size_t cap_zones;
 	int64_t first_id;        /* id of the first request loaded (not the lowest:
 				    the first load is in start order) */
 	int ids_far;             /* some id is 2^31 or more away: no tg_stats_list() */

@@ -140,6 +140,24 @@ def test_pages_match_the_filters(ui, rows, combo, sort):
     assert got[:2 * LIMIT] == expect[:2 * LIMIT]
 
 
+DEEP_COMBOS = [(), ("min100",), ("min100", "status4"), ("route",), ("status2", "window"), ("min500", "q")]
+
+
+@pytest.mark.parametrize("sort", ["start", "duration"])
+@pytest.mark.parametrize("direction", ["desc", "asc"])
+@pytest.mark.parametrize("combo", DEEP_COMBOS, ids=["+".join(c) or "none" for c in DEEP_COMBOS])
+def test_deep_pages_either_way_match_the_filters(ui, rows, combo, sort, direction):
+    # Twenty pages, newest or oldest (slowest or fastest) first: by
+    # duration or with min_ms, from the aggregates, which skip the rows
+    # the page so far rules out.
+    query, expect = expected(rows, combo, sort)
+    if direction == "asc":
+        query += "&dir=asc"
+        expect = expect[::-1]
+    got, _ = follow(ui, sort, query, 20 * LIMIT)
+    assert got[:20 * LIMIT] == expect[:20 * LIMIT]
+
+
 @pytest.fixture(scope="module")
 def ui_store(big):
     # The aggregates never answer: every list is read from the store, which
@@ -258,3 +276,61 @@ def test_runs_count_the_requests_from_the_aggregates(ui, big):
     w.commit()
     w.close()
     assert ui.json("/api/runs")["runs"][0]["requests"] == stored()
+
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory):
+    """A run whose durations rise with the row's place, then fall twice
+    (each duration three times, far apart: a row can tie with the last of a
+    page so far), and whose starts are shuffled: the aggregates' zones of
+    rows are narrow in duration and span the whole run in start."""
+    path = str(tmp_path_factory.mktemp("tight") / "timeglass.db")
+    db = gen_store.create_store(path)
+    t0 = 1_700_000_000_000_000_000
+    db.execute("INSERT INTO runs (id, started_unix_ns, ended_unix_ns, command, cwd, hostname, tg_version, source,"
+               " exit_status) VALUES (1, ?, ?, 'uvicorn main:app', '/srv/app', 'devbox', '0.1.0', 'run', 0)",
+               (t0 - 10**9, t0 + 10**12))
+    n = 3 * 4096 + 100
+    third = n // 3
+
+    def dur(i):
+        return (i % third if i < third else third - 1 - i % third) * 1000
+
+    rows = [(i, t0 + (i * 7919 % n) * 1_000_000, dur(i), 404 if i % 5 == 0 else 200) for i in range(1, n + 1)]
+    db.executemany("INSERT INTO requests (%s) VALUES (%s)" % (gen_store.REQUEST_COLUMNS, ",".join("?" * 24)),
+                   [gen_store.request_row(id=i, start_unix_ns=s, duration_ns=d, status=st, path="/items/%d" % (i % 50),
+                                          route="/items/{item_id}") for i, s, d, st in rows])
+    db.commit()
+    db.close()
+    return path, rows
+
+
+@pytest.mark.parametrize("sort,direction,query,keep", [
+    ("duration", "desc", "", lambda r: True),
+    ("duration", "asc", "", lambda r: True),
+    ("duration", "desc", "&min_ms=2&status=4xx", lambda r: r[2] >= 2_000_000 and r[3] == 404),
+    ("duration", "asc", "&min_ms=2", lambda r: r[2] >= 2_000_000),
+    ("start", "desc", "&min_ms=2", lambda r: r[2] >= 2_000_000),
+    ("start", "asc", "&min_ms=1&status=2xx", lambda r: r[2] >= 1_000_000 and r[3] == 200),
+])
+def test_every_page_from_narrow_zones(tight, sort, direction, query, keep):
+    # Each page's bounds rule out whole zones of rows, and pages end inside
+    # a run of equal durations: every matching row once, in order.
+    from conftest import Server
+    path, rows = tight
+    key = 2 if sort == "duration" else 1
+    expect = [r[0] for r in sorted((r for r in rows if keep(r)), key=lambda r: (r[key], r[0]),
+                                   reverse=direction == "desc")]
+    s = Server(path)
+    try:
+        got, after = [], None
+        for _ in range(100):
+            page = s.json("/api/requests?run=1&limit=400&sort=%s&dir=%s%s%s"
+                          % (sort, direction, query, "&after=" + q(after) if after else ""))
+            got += [r["id"] for r in page["rows"]]
+            after = page["next"]
+            if not after:
+                break
+        assert got == expect
+    finally:
+        s.stop()
