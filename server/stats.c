@@ -708,6 +708,9 @@ static void heap_up(struct list_ent *h, size_t i, int desc)
 	}
 }
 
+/* Zones of a newest-first list read newest first (tg_stats_list()). */
+#define BACK_ZONES 16
+
 long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f, int64_t *ids, int64_t *keys,
 		   size_t cap)
 {
@@ -744,15 +747,18 @@ long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f
 		klo = after.key;
 	/* By zones: one whose bounds rule its rows out is skipped unread
 	 * (once the heap is full, most are: its last entry's key bounds the
-	 * rest). Newest first, from the newest zone: rows are loaded in about
-	 * the order they started. Within a zone the first filter picks its
+	 * rest). Newest first, the newest BACK_ZONES zones come first, newest
+	 * to oldest (rows are loaded in about the order they started: the page
+	 * is mostly there), then the others oldest to newest (a scan the other
+	 * way round takes a quarter longer: the memory's prefetch). Within a zone the first filter picks its
 	 * rows without a branch (most rows fail it, at random: a branch per row
 	 * would mostly be mispredicted), then the others look at those only. */
 	enum { CHUNK = TG_STATS_ZONE };
 	uint32_t cand[CHUNK];
 	size_t rows = s->n, zones = (rows + CHUNK - 1) / CHUNK;
+	size_t back = !by_dur && desc ? (zones < BACK_ZONES ? zones : BACK_ZONES) : 0;
 	for (size_t zi = 0; zi < zones && klo <= khi; zi++) {
-		size_t zc = !by_dur && desc ? zones - 1 - zi : zi;
+		size_t zc = zi < back ? zones - 1 - zi : zi - back;
 		const struct tg_stats_zone *z = &s->zones[zc];
 		if (z->max_dur < min_dur || z->max_start < from || z->min_start >= to)
 			continue;
@@ -760,12 +766,13 @@ long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f
 			continue;
 		size_t base = zc * CHUNK, end = rows - base < CHUNK ? rows : base + CHUNK, k = 0;
 		uint64_t kspan = (uint64_t)khi - (uint64_t)klo;
+		int by_ep = 0; /* the endpoint picked the candidates: not checked again */
 		if (n == cap || (!ep_ok && !path_ok && any_status && min_dur <= 0))
 			for (size_t i = base; i < end; i++) {
 				cand[k] = (uint32_t)(i - base);
 				k += (uint64_t)key[i] - (uint64_t)klo <= kspan;
 			}
-		else if (ep_ok)
+		else if ((by_ep = ep_ok != NULL))
 			for (size_t i = base; i < end; i++) {
 				cand[k] = (uint32_t)(i - base);
 				k += ep_ok[ep[i]] != 0;
@@ -787,10 +794,7 @@ long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f
 			}
 		for (size_t j = 0; j < k; j++) {
 			size_t i = base + cand[j];
-			int64_t kv = key[i];
-			if (kv < klo || kv > khi)
-				continue;
-			if (ep_ok && !ep_ok[ep[i]])
+			if (ep_ok && !by_ep && !ep_ok[ep[i]])
 				continue;
 			if (path_ok && !path_ok[path[i]])
 				continue;
@@ -801,6 +805,9 @@ long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f
 				continue;
 			int64_t start = start_ns[i];
 			if (start < from || start >= to)
+				continue;
+			int64_t kv = by_dur ? dur : start;
+			if (kv < klo || kv > khi)
 				continue;
 			struct list_ent e = {kv, s->first_id + id_off[i]};
 			if (f->after && !ent_before(after, e, desc))
