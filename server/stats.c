@@ -767,7 +767,11 @@ long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f
 		size_t base = zc * CHUNK, end = rows - base < CHUNK ? rows : base + CHUNK, k = 0;
 		uint64_t kspan = (uint64_t)khi - (uint64_t)klo;
 		int by_ep = 0; /* the endpoint picked the candidates: not checked again */
-		if (n == cap || (!ep_ok && !path_ok && any_status && min_dur <= 0))
+		/* The key's bound picks when the page is full, unless newest
+		 * first past the newest zones: there most rows are newer than
+		 * the page's last, and the other filters pick fewer. */
+		int key_picks = n == cap && !(!by_dur && desc && zi >= back);
+		if (key_picks || (!ep_ok && !path_ok && any_status && min_dur <= 0))
 			for (size_t i = base; i < end; i++) {
 				cand[k] = (uint32_t)(i - base);
 				k += (uint64_t)key[i] - (uint64_t)klo <= kspan;
