@@ -158,6 +158,12 @@ static int matches(const struct tg_scope *sc, const struct tg_ev_request *r)
 		       sc->begin_ns <= r->end_ns;
 	if (sc->begin_ns < r->start_ns || sc->begin_ns > r->end_ns)
 		return 0;
+	/* The app began the request's scope before answering it: a scope
+	 * begun after the response's first byte is the next request's on the
+	 * connection (uvicorn starts it as the last bytes of this one are
+	 * still being written, when the socket's buffer was full). */
+	if (r->resp_start_ns && sc->begin_ns > r->resp_start_ns)
+		return 0;
 	if (sc->conn_id)
 		return sc->conn_id == r->conn_id;
 	if (sc->family != r->client_family || sc->port != r->client_port)
