@@ -132,11 +132,12 @@ def follow(ui, sort, query, want, max_calls=1000):
     return got, pages
 
 
+@pytest.mark.parametrize("server", ["ui", "ui_store"])
 @pytest.mark.parametrize("sort", ["start", "duration"])
 @pytest.mark.parametrize("combo", COMBOS, ids=["+".join(c) for c in COMBOS])
-def test_pages_match_the_filters(ui, rows, combo, sort):
+def test_pages_match_the_filters(request, rows, combo, sort, server):
     query, expect = expected(rows, combo, sort)
-    got, _ = follow(ui, sort, query, 2 * LIMIT)
+    got, _ = follow(request.getfixturevalue(server), sort, query, 2 * LIMIT)
     assert got[:2 * LIMIT] == expect[:2 * LIMIT]
 
 
@@ -166,14 +167,6 @@ def ui_store(big):
     s = Server(big, env={"TIMEGLASS_UI_LIST_MEMORY": "0"})
     yield s
     s.stop()
-
-
-@pytest.mark.parametrize("sort", ["start", "duration"])
-@pytest.mark.parametrize("combo", COMBOS, ids=["+".join(c) for c in COMBOS])
-def test_pages_from_the_store_alone_match_the_filters(ui_store, rows, combo, sort):
-    query, expect = expected(rows, combo, sort)
-    got, pages = follow(ui_store, sort, query, 2 * LIMIT)
-    assert got[:2 * LIMIT] == expect[:2 * LIMIT]
 
 
 def test_by_duration_first_thing_after_start(big, rows):

@@ -4,20 +4,10 @@
  * request's scope on a keep-alive connection, begun while this one's last
  * response bytes were still being written, is never taken for it.
  */
-#include <stdio.h>
 #include <string.h>
 
 #include "collector/scopes.h"
-
-static int failures;
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond); \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
+#include "lib/test-check.h"
 
 static void begin(struct tg_scopes *s, uint64_t token, uint64_t conn_id, uint64_t ts_ns)
 {
