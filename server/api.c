@@ -1628,7 +1628,7 @@ int tg_api_requests(struct tg_req *r)
 	mf.desc = desc;
 	if (newer_than > 0 || mf.status_lo == -1)
 		mem_ok = 0;
-	if (mem_ok && newer_than == 0 && (sort_ix == IX_DURATION || known.min_ns >= 0) &&
+	if (mem_ok && (sort_ix == IX_DURATION || known.min_ns >= 0) &&
 	    list_from_stats(db, run_id, &known, &mf, limit, 1, &body, &count, &last_key, &last_id, &rc) == 0)
 		goto page_done; /* by duration: the store has no index for it */
 	if (newer_than == 0) /* else the few rows after the id: SQLite's choice */
