@@ -24,7 +24,7 @@
 
 #include <sqlite3.h>
 
-#define TG_STORE_SCHEMA 10 /* newest schema version this build reads and writes */
+#define TG_STORE_SCHEMA 11 /* newest schema version this build reads and writes */
 
 struct tg_store;
 

@@ -931,23 +931,25 @@ static void sql_cond(struct sql_buf *q, const char *cond, int a, int b)
  * Choosing how the requests list reads the store.
  *
  * Every page is ORDER BY key, id LIMIT n, key the start or the duration.
- * A list sorted or filtered by duration is answered from the run's
- * aggregates in memory (list_from_stats(), loading them first if need
- * be): the store has no index by duration (schema 10; writing one cost
- * the collector a random-place insert per request). Otherwise, and when
- * the aggregates cannot say (a route among endpoints pooled as "(other)",
- * status=none, newer_than), there are two ways in: walk the start index,
- * (run_id, start_unix_ns), checking each row against the filters and
- * stopping after n matches (no sort; the cost is n / the share of rows that
- * match, whatever the store's size), or look the rows up on the index of
- * one filter (route and method, status, start window), check the
- * others and sort what matches (the cost is the rows that filter matches);
- * sorted by duration, only the second (the cheapest filter's rows, else
- * the whole run's, sorted).
+ * A list sorted or filtered by duration, or filtered by route, method or
+ * status class or code, is answered from the run's aggregates in memory
+ * (list_from_stats(), loading them first if need be): the store has no
+ * index on those columns (schemas 10 and 11; writing them cost the
+ * collector some 20-30% of its work per request). Otherwise, and when the
+ * aggregates cannot say (a route while requests with a route were pooled
+ * as "(other)", newer_than, the memory lists off), there are two ways in:
+ * walk the start index, (run_id, start_unix_ns), checking each row
+ * against the filters and stopping after n matches (no sort; the cost is
+ * n / the share of rows that match, whatever the store's size), or look
+ * the rows up on the index of one filter (the start window; status=none,
+ * whose index holds only the requests without a status), check the others
+ * and sort what matches (the cost is the rows that filter matches); sorted
+ * by duration, only the second (the cheapest filter's rows, else the
+ * whole run's, sorted).
  * SQLite has no statistics on a store (nothing runs ANALYZE; the collector
  * writes, the dashboard only reads) and then picks an index without
- * knowing how many rows each filter matches, e.g. the status index for
- * status=2xx, most of the run's rows to fetch and sort. So the list
+ * knowing how many rows each filter matches, e.g. a wide start window's,
+ * most of the run's rows to fetch and sort. So the list
  * counts, up to PROBE_ROWS, the entries each indexed filter matches (each
  * a range of one index, no row read) and decides:
  * - a filter matching fewer than PROBE_ROWS: look up on its index;
@@ -961,10 +963,11 @@ static void sql_cond(struct sql_buf *q, const char *cond, int a, int b)
  */
 
 /* The indexes on requests, in the order of enum list_ix. The duration is
- * a sort key without one (NULL; see above): no condition is planned on it. */
-enum list_ix { IX_START, IX_DURATION, IX_ROUTE, IX_STATUS, IX_N };
-static const char *const list_ix_name[IX_N] = {"requests_run_start", NULL, "requests_run_route",
-					       "requests_run_status"};
+ * a sort key without one (NULL; see above): no condition is planned on it.
+ * Route, method and status ranges have none either: they are checked on
+ * each row read. */
+enum list_ix { IX_START, IX_DURATION, IX_NOSTATUS, IX_N };
+static const char *const list_ix_name[IX_N] = {"requests_run_start", NULL, "requests_run_nostatus"};
 
 /* Entries counted by the first probe of each indexed filter. */
 #define PROBE_ROWS 4000
@@ -987,7 +990,7 @@ static const char *const list_ix_name[IX_N] = {"requests_run_start", NULL, "requ
 /* What reading a row costs along each index, relative: rows are stored in
  * about the order they started, so a range of the start index reads
  * neighbouring rows, the other indexes rows spread over the table. */
-static const int list_ix_cost[IX_N] = {1, 4, 4, 4};
+static const int list_ix_cost[IX_N] = {1, 4, 4};
 
 /* The conditions on each index's columns (empty when that filter is not
  * given), numbered as in q. */
@@ -1034,6 +1037,22 @@ static int64_t list_probe(sqlite3 *db, const struct sql_buf *q, const struct lis
 static void list_rank(sqlite3 *db, const struct sql_buf *q, const struct list_plan *p, enum list_ix sort_ix,
 		      int *fallback, int64_t *budget);
 
+/* Whether the store has index ix (a store of an older schema may lack
+ * one: requests_run_nostatus came with schema 11). */
+static int list_ix_exists(sqlite3 *db, enum list_ix ix)
+{
+	if (!list_ix_name[ix])
+		return 0;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, list_ix_name[ix], -1, SQLITE_STATIC);
+	int yes = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return yes;
+}
+
 /* Picks the index to read the page on (*drive) and, when that is the sort
  * index walked on a budget, the index to fall back on (*fallback, -1 for
  * none) and the budget in rows walked (*budget). */
@@ -1047,7 +1066,7 @@ static void list_choose(sqlite3 *db, const struct sql_buf *q, const struct list_
 	*budget = 0;
 	for (int i = 0; i < IX_N; i++) {
 		n[i] = INT64_MAX;
-		if (p->cond[i][0])
+		if (p->cond[i][0] && list_ix_exists(db, (enum list_ix)i))
 			n[i] = list_probe(db, q, p, (enum list_ix)i, PROBE_ROWS);
 		if (n[i] < PROBE_ROWS && (best < 0 || n[i] < n[best]))
 			best = i;
@@ -1069,7 +1088,7 @@ static void list_choose(sqlite3 *db, const struct sql_buf *q, const struct list_
 	 * found within the newest (slowest) few thousand rows. Walk those
 	 * first and rank the filters only when that is not enough. */
 	for (int i = 0; i < IX_N; i++) {
-		if (i != (int)sort_ix && p->cond[i][0]) {
+		if (i != (int)sort_ix && p->cond[i][0] && list_ix_exists(db, (enum list_ix)i)) {
 			*fallback = FALLBACK_RANK;
 			*budget = WALK_FIRST_ROWS / list_ix_cost[sort_ix];
 			break;
@@ -1088,7 +1107,7 @@ static void list_rank(sqlite3 *db, const struct sql_buf *q, const struct list_pl
 	*fallback = -1;
 	*budget = 0;
 	for (int i = 0; i < IX_N; i++) {
-		if (!p->cond[i][0])
+		if (!p->cond[i][0] || !list_ix_exists(db, (enum list_ix)i))
 			continue;
 		n[i] = list_probe(db, q, p, (enum list_ix)i, PROBE_ROWS_MORE) * list_ix_cost[i];
 		if (best < 0 || n[i] < n[best])
@@ -1126,8 +1145,8 @@ static int list_known_empty(sqlite3 *db, int64_t run_id, const struct list_known
 	int known = 1;
 	for (size_t i = 0; i < s->n_eps && known; i++) {
 		struct tg_endpoint_stats *e = &s->eps[i];
-		if (e->is_other && e->count > 0)
-			known = 0; /* endpoints beyond the cap, pooled */
+		if (e->is_other && e->count > 0 && !(k->route[0] && !s->other_routed))
+			known = 0; /* endpoints beyond the cap, pooled (with a route among them) */
 		if ((k->route[0] && (!e->is_route || strcmp(e->name, k->route) != 0)) ||
 		    (k->method[0] && strcmp(e->method, k->method) != 0))
 			continue;
@@ -1155,7 +1174,7 @@ static int status_filter(struct sql_buf *q, struct list_plan *p, const char *v, 
 	*lo_out = *hi_out = -1; /* "none" */
 	if (strcmp(v, "none") == 0) {
 		sql_add(q, " AND status IS NULL");
-		plan_add(p, IX_STATUS, "status IS NULL");
+		plan_add(p, IX_NOSTATUS, "status IS NULL");
 		return 0;
 	}
 	if (strlen(v) == 3 && v[0] >= '1' && v[0] <= '5' && strcmp(v + 1, "xx") == 0) {
@@ -1172,7 +1191,6 @@ static int status_filter(struct sql_buf *q, struct list_plan *p, const char *v, 
 	fmt_cond(c, "status BETWEEN ?# AND ?#", bind_i(q, lo), bind_i(q, hi));
 	sql_add(q, " AND ");
 	sql_add(q, c);
-	plan_add(p, IX_STATUS, c);
 	return 0;
 }
 
@@ -1209,9 +1227,9 @@ static cJSON *list_row(sqlite3_stmt *st)
  * the matches found, "partial": true and, in "next", the place it
  * stopped: the same cursor as a full page's, so that following "next"
  * gives every matching row once, in order, each call short; the dashboard
- * follows it by itself, showing how far back it has searched. (With a
- * route or status too, the rows that filter matches are read on its index
- * in one call, as before: fewer rows in all than this walk.)
+ * follows it by itself, showing how far back it has searched. (With
+ * status=none too, the rows that filter matches are read on its index in
+ * one call: fewer rows in all than this walk.)
  * Returns the last sqlite3_step() code: SQLITE_ROW when there is a next
  * page (o->stopped set when because of the budget), SQLITE_DONE at the
  * end.
@@ -1393,6 +1411,8 @@ static int list_from_stats(sqlite3 *db, int64_t run_id, const struct list_known 
 		ok = calloc(s->n_eps ? s->n_eps : 1, 1);
 		for (size_t i = 0; ok && i < s->n_eps; i++) {
 			const struct tg_endpoint_stats *e = &s->eps[i];
+			if (e->is_other && e->count && k->route[0] && !s->other_routed)
+				continue; /* pooled, none with a route: none matches (ok[i] 0) */
 			if (e->is_other && e->count) {
 				free(ok);
 				ok = NULL; /* which of them match is not known */
@@ -1517,7 +1537,6 @@ int tg_api_requests(struct tg_req *r)
 		snprintf(known.route, sizeof known.route, "%s", v);
 		fmt_cond(c, "route = ?#", bind_s(q, v), 0);
 		sql_cond(q, c, 0, 0);
-		plan_add(plan, IX_ROUTE, c);
 	}
 	if (tg_query_param(r, "path", v, sizeof v) > 0) {
 		snprintf(known.path, sizeof known.path, "%s", v);
@@ -1527,8 +1546,6 @@ int tg_api_requests(struct tg_req *r)
 		snprintf(known.method, sizeof known.method, "%s", v);
 		fmt_cond(c, "method = ?#", bind_s(q, v), 0);
 		sql_cond(q, c, 0, 0);
-		if (has_route) /* the route index is (run_id, route, method) */
-			plan_add(plan, IX_ROUTE, c);
 	}
 	if (tg_query_param(r, "status", v, sizeof v) > 0 && (v[0] == '4' || v[0] == '5') && strcmp(v + 1, "xx") == 0)
 		known.status_class = v[0] - '0';
@@ -1626,11 +1643,18 @@ int tg_api_requests(struct tg_req *r)
 	mf.min_dur = known.min_ns;
 	mf.by_duration = sort_ix == IX_DURATION;
 	mf.desc = desc;
-	if (newer_than > 0 || mf.status_lo == -1)
+	if (newer_than > 0)
 		mem_ok = 0;
-	if (mem_ok && (sort_ix == IX_DURATION || known.min_ns >= 0) &&
+	if (mf.status_lo == -1) { /* status=none */
+		mf.status_none = 1;
+		mf.status_lo = mf.status_hi = 0;
+	}
+	/* By duration, route, method or status: the store has no index for
+	 * them (only for status=none, rare). */
+	if (mem_ok &&
+	    (sort_ix == IX_DURATION || known.min_ns >= 0 || known.route[0] || known.method[0] || mf.status_hi > 0) &&
 	    list_from_stats(db, run_id, &known, &mf, limit, 1, &body, &count, &last_key, &last_id, &rc) == 0)
-		goto page_done; /* by duration: the store has no index for it */
+		goto page_done;
 	if (newer_than == 0) /* else the few rows after the id: SQLite's choice */
 		list_choose(db, q, plan, sort_ix, &drive, &fallback, &budget);
 	int other_ix = 0; /* an indexed filter other than the sort key's range */

@@ -202,6 +202,7 @@ static struct tg_endpoint_stats *ep_find(struct tg_run_stats *s, const char *met
 		return &s->eps[s->table[h] - 1];
 	if (s->n_eps >= TG_STATS_MAX_ENDPOINTS) {
 		/* Over the cap: one shared bucket, found by a linear look once. */
+		s->other_routed |= is_route;
 		for (size_t i = s->n_eps; i-- > 0;)
 			if (s->eps[i].is_other)
 				return &s->eps[i];
@@ -732,7 +733,7 @@ long tg_stats_list(const struct tg_run_stats *s, const struct tg_stats_filter *f
 	const int64_t *dur_ns = s->dur_ns, *start_ns = s->start_ns;
 	const int32_t *id_off = s->id_off;
 	unsigned lo = (unsigned)f->status_lo, span = (unsigned)(f->status_hi - f->status_lo);
-	int any_status = f->status_hi == 0;
+	int any_status = f->status_hi == 0 && !f->status_none; /* none: lo = span = 0 */
 	int64_t min_dur = f->min_dur, from = f->from, to = f->to;
 	int by_dur = f->by_duration, desc = f->desc;
 	const int64_t *key = by_dur ? dur_ns : start_ns;

@@ -124,6 +124,7 @@ struct tg_run_stats {
 	uint32_t *path_table;    /* hash table of paths indexes, 0 = empty */
 	size_t path_table_size;  /* power of two */
 	int paths_full;          /* over TG_STATS_MAX_PATHS: some requests' paths not kept */
+	int other_routed;        /* some request with a route is in the "(other)" endpoint */
 	int64_t min_start_ns, max_end_ns;
 	struct tg_endpoint_stats all; /* every request of the run */
 	struct tg_endpoint_stats *eps;
@@ -155,6 +156,7 @@ struct tg_stats_filter {
 	const uint8_t *ep_ok;     /* per endpoint of the run: may match; NULL = any */
 	const uint8_t *path_ok;   /* per distinct path (paths): matches; NULL = any */
 	int status_lo, status_hi; /* inclusive; 0, 0 = any */
+	int status_none;          /* only requests without a status (status_lo, status_hi 0) */
 	int64_t min_dur;          /* -1 = any */
 	int64_t from, to;         /* start in [from, to) */
 	int by_duration, desc;    /* the sort key (else the start) and its direction */
