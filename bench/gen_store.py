@@ -8,8 +8,9 @@ Default: 1,000,000 requests over about 20 minutes of a FastAPI-like app with
 two worker processes (routes, statuses and lognormal latencies per route),
 process metrics every 100 ms, and a few data-loss records. Rows go in with
 executemany in large transactions; indexes are built at the end. With
---queries Q, the store is brought to the newest schema and each request
-gets Q SQL queries on average (some N+1 loops, some outside requests).
+--newest, the store is brought to the newest schema; with --queries Q too,
+and each request gets Q SQL queries on average (some N+1 loops, some
+outside requests).
 
 SCHEMA_TABLES and SCHEMA_INDEXES mirror the schema-1 migration in
 lib/store.c; tests/ui builds its fixture stores with them too.
@@ -204,11 +205,16 @@ def generate(db, n, seed, t0_ns, span_s, workers=2):
         headers = ("host: 127.0.0.1:8000\nuser-agent: %s\naccept: application/json\n%s"
                    % (rnd.choice(["python-httpx/0.27.0", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0", "curl/7.88.1"]),
                       "authorization: [redacted]\n" if rnd.random() < 0.3 else ""))
+        # One request in 2003 has no response: the client went away first
+        # (chosen by its place, so that the other rows stay as they were).
+        gone = i % 2003 == 1000
         batch.append((i + 1, 1, w + 1, pids[w], pids[w] + rnd.randrange(4), i // 3 + 1,
                       t0_ns + int(t * 1e9), dur, wire_in, dur - wire_out, method, path, query, route, "HTTP/1.1",
-                      status, rnd.randint(120, 600) if method in ("GET", "DELETE") else rnd.randint(300, 4000),
-                      rnd.randint(80, 20000), "127.0.0.1:%d" % rnd.randint(40000, 60000), None, 0, headers, "http",
-                      EXCEPTION if status == 500 and route == "/orders" else None))
+                      None if gone else status,
+                      rnd.randint(120, 600) if method in ("GET", "DELETE") else rnd.randint(300, 4000),
+                      rnd.randint(80, 20000), "127.0.0.1:%d" % rnd.randint(40000, 60000),
+                      "connection closed before the response" if gone else None, 0, headers, "http",
+                      EXCEPTION if status == 500 and route == "/orders" and not gone else None))
         if len(batch) >= 50000:
             db.executemany("INSERT INTO requests (%s) VALUES (%s)" % (REQUEST_COLUMNS, ",".join("?" * 24)), batch)
             batch.clear()
@@ -233,17 +239,22 @@ def generate(db, n, seed, t0_ns, span_s, workers=2):
     db.execute("COMMIT")
 
 
-def add_queries(db, per_request, seed):
-    """Upgrades the store to the newest schema (lib/store.c's migrations)
-    and gives run 1 SQL queries: per_request on average per request (0 to
-    2 x per_request), one in 20 requests with an N+1 loop, and one query
-    in 50 outside any request (a background job's)."""
+def upgrade(db):
+    """Upgrades the store to the newest schema (lib/store.c's migrations)."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ui"))
     import fixture  # the migrations parser the dashboard tests use
     steps = fixture.migrations()
     for v in range(SCHEMA_VERSION, len(steps)):
         db.executescript(steps[v])
     db.execute("PRAGMA user_version = %d" % len(steps))
+
+
+def add_queries(db, per_request, seed):
+    """Upgrades the store to the newest schema (lib/store.c's migrations)
+    and gives run 1 SQL queries: per_request on average per request (0 to
+    2 x per_request), one in 20 requests with an N+1 loop, and one query
+    in 50 outside any request (a background job's)."""
+    upgrade(db)
     rnd = random.Random(seed + 1)
     sql = ("INSERT INTO queries (run_id, request_id, process_id, pid, start_unix_ns, duration_ns, db_system, tap,"
            " database, sql, fingerprint, rows, n_plus_one) VALUES (1, ?, ?, ?, ?, ?, 'postgresql', 'wire', 'shop',"
@@ -278,6 +289,8 @@ def main():
     ap.add_argument("--span", type=float, default=None, help="seconds the requests cover (default: N/800)")
     ap.add_argument("--queries", type=int, default=0, metavar="Q",
                     help="SQL queries per request on average (the store then has the newest schema)")
+    ap.add_argument("--newest", action="store_true",
+                    help="bring the store to the newest schema (lib/store.c's migrations), as --queries does")
     args = ap.parse_args()
     span = args.span or max(10.0, args.requests / 800.0)
     t_start = time.time()
@@ -288,6 +301,8 @@ def main():
     db.executescript(SCHEMA_INDEXES)
     if args.queries > 0:
         add_queries(db, args.queries, args.seed)
+    elif args.newest:
+        upgrade(db)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     print("%s: %d requests in %.1f s" % (args.db, args.requests, time.time() - t_start), file=sys.stderr)

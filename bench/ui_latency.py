@@ -67,6 +67,8 @@ EXTRA_CALLS = [
     ("status=4xx+q=health, slowest", "&status=4xx&q=health&sort=duration"),
     ("route+window, slowest", "&route=%2Fusers%2F%7Buser_id%7D%2Forders{window}&sort=duration"),
     ("status=4xx+min_ms=100, oldest", "&status=4xx&min_ms=100&dir=asc"),
+    ("status=none", "&status=none"),
+    ("status=none+route", "&status=none&route=%2Fitems%2F%7Bitem_id%7D"),
 ]
 
 
