@@ -960,12 +960,16 @@ fail:
 }
 
 /* request(scope, receive, send, owner) -> Request: enters the request's
- * scope. */
+ * scope. As the marker (marker_vectorcall), it keeps the token in the context
+ * variable only for a library without scope_current (ABI < 5): a copy of
+ * the request's context outlives the request (the event loop runs the
+ * connection's later callbacks in one, and the next request's task starts
+ * from it), and that request's token would then be the next one's. */
 static PyObject *sp_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
 	if (!nargs_ok("request", nargs, 4) || need_lib() < 0)
 		return NULL;
-	return (PyObject *)request_new(args[0], args[2], args[3], conn_fd(args[1]), 1);
+	return (PyObject *)request_new(args[0], args[2], args[3], conn_fd(args[1]), lib.scope_current == NULL);
 }
 
 /* done(): the application returned or raised; sends the route mark if the
