@@ -1041,8 +1041,6 @@ static void list_rank(sqlite3 *db, const struct sql_buf *q, const struct list_pl
  * one: requests_run_nostatus came with schema 11). */
 static int list_ix_exists(sqlite3 *db, enum list_ix ix)
 {
-	if (!list_ix_name[ix])
-		return 0;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1", -1, &st, NULL) !=
 	    SQLITE_OK)
@@ -1066,7 +1064,7 @@ static void list_choose(sqlite3 *db, const struct sql_buf *q, const struct list_
 	*budget = 0;
 	for (int i = 0; i < IX_N; i++) {
 		n[i] = INT64_MAX;
-		if (p->cond[i][0] && list_ix_exists(db, (enum list_ix)i))
+		if (p->cond[i][0])
 			n[i] = list_probe(db, q, p, (enum list_ix)i, PROBE_ROWS);
 		if (n[i] < PROBE_ROWS && (best < 0 || n[i] < n[best]))
 			best = i;
@@ -1088,7 +1086,7 @@ static void list_choose(sqlite3 *db, const struct sql_buf *q, const struct list_
 	 * found within the newest (slowest) few thousand rows. Walk those
 	 * first and rank the filters only when that is not enough. */
 	for (int i = 0; i < IX_N; i++) {
-		if (i != (int)sort_ix && p->cond[i][0] && list_ix_exists(db, (enum list_ix)i)) {
+		if (i != (int)sort_ix && p->cond[i][0]) {
 			*fallback = FALLBACK_RANK;
 			*budget = WALK_FIRST_ROWS / list_ix_cost[sort_ix];
 			break;
@@ -1107,7 +1105,7 @@ static void list_rank(sqlite3 *db, const struct sql_buf *q, const struct list_pl
 	*fallback = -1;
 	*budget = 0;
 	for (int i = 0; i < IX_N; i++) {
-		if (!p->cond[i][0] || !list_ix_exists(db, (enum list_ix)i))
+		if (!p->cond[i][0])
 			continue;
 		n[i] = list_probe(db, q, p, (enum list_ix)i, PROBE_ROWS_MORE) * list_ix_cost[i];
 		if (best < 0 || n[i] < n[best])
@@ -1127,6 +1125,13 @@ struct list_known {
 	int64_t min_ns;               /* -1 when not given */
 };
 
+/* Whether none of the requests pooled as "(other)" can match k: k names a
+ * route, and none of them had one (a scanner's 404s by distinct paths). */
+static int pooled_cannot_match(const struct tg_run_stats *s, const struct list_known *k)
+{
+	return k->route[0] && !s->other_routed;
+}
+
 /* Whether the run's aggregates show that no request matches route and
  * method together with the status class, or with min_ms (each a part of
  * the filters: when a part matches nothing, the whole does not either).
@@ -1145,7 +1150,7 @@ static int list_known_empty(sqlite3 *db, int64_t run_id, const struct list_known
 	int known = 1;
 	for (size_t i = 0; i < s->n_eps && known; i++) {
 		struct tg_endpoint_stats *e = &s->eps[i];
-		if (e->is_other && e->count > 0 && !(k->route[0] && !s->other_routed))
+		if (e->is_other && e->count > 0 && !pooled_cannot_match(s, k))
 			known = 0; /* endpoints beyond the cap, pooled (with a route among them) */
 		if ((k->route[0] && (!e->is_route || strcmp(e->name, k->route) != 0)) ||
 		    (k->method[0] && strcmp(e->method, k->method) != 0))
@@ -1411,7 +1416,7 @@ static int list_from_stats(sqlite3 *db, int64_t run_id, const struct list_known 
 		ok = calloc(s->n_eps ? s->n_eps : 1, 1);
 		for (size_t i = 0; ok && i < s->n_eps; i++) {
 			const struct tg_endpoint_stats *e = &s->eps[i];
-			if (e->is_other && e->count && k->route[0] && !s->other_routed)
+			if (e->is_other && e->count && pooled_cannot_match(s, k))
 				continue; /* pooled, none with a route: none matches (ok[i] 0) */
 			if (e->is_other && e->count) {
 				free(ok);
@@ -1554,6 +1559,8 @@ int tg_api_requests(struct tg_req *r)
 		status = tg_send_error(r, 400, "bad_param", "bad value for status (2xx, 3xx, 4xx, 5xx, none or a code)");
 		goto done;
 	}
+	if (plan->cond[IX_NOSTATUS][0] && !list_ix_exists(db, IX_NOSTATUS))
+		plan->cond[IX_NOSTATUS][0] = '\0'; /* an older store: status=none is checked per row */
 	if (tg_query_param(r, "min_ms", v, sizeof v) > 0) {
 		char *end;
 		double ms = strtod(v, &end);
