@@ -243,10 +243,7 @@ def upgrade(db):
     """Upgrades the store to the newest schema (lib/store.c's migrations)."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ui"))
     import fixture  # the migrations parser the dashboard tests use
-    steps = fixture.migrations()
-    for v in range(SCHEMA_VERSION, len(steps)):
-        db.executescript(steps[v])
-    db.execute("PRAGMA user_version = %d" % len(steps))
+    fixture.upgrade(db, len(fixture.migrations()))
 
 
 def add_queries(db, per_request, seed):

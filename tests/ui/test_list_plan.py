@@ -29,8 +29,7 @@ def big(tmp_path_factory):
     # Some connections end before a response: requests without a status.
     db.execute("UPDATE requests SET status = NULL WHERE id % 613 = 5")
     db.executescript(gen_store.SCHEMA_INDEXES)
-    import fixture  # the store as the collector makes it now (lib/store.c's migrations)
-    fixture.upgrade(db, len(fixture.migrations()))
+    gen_store.upgrade(db)  # the store as the collector makes it now
     db.close()
     return path
 
@@ -344,8 +343,7 @@ def scanned_store(path, routed_first):
     than the aggregates keep: the last ones are pooled as "(other)"), the
     route's first or the scanner's first."""
     db = gen_store.create_store(path)
-    import fixture
-    fixture.upgrade(db, len(fixture.migrations()))
+    gen_store.upgrade(db)
     t0 = 1_700_000_000_000_000_000
     db.execute("INSERT INTO runs (id, started_unix_ns, ended_unix_ns, command, cwd, hostname, tg_version, source,"
                " exit_status) VALUES (1, ?, ?, 'uvicorn main:app', '/srv/app', 'devbox', '0.1.0', 'run', 0)",
