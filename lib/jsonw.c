@@ -4,6 +4,7 @@
 #include "lib/jsonw.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 void jw_init(struct jw *w, FILE *f)
@@ -88,6 +89,59 @@ size_t tg_utf8_len(const unsigned char *s, size_t n)
 		return 4;
 	}
 	return 0;
+}
+
+size_t tg_utf8_valid_prefix(const char *str, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0;
+	while (i < n) {
+		/* Eight ASCII bytes at a time: most captured text is ASCII. */
+		while (i + 8 <= n) {
+			uint64_t w;
+			memcpy(&w, s + i, 8);
+			if (w & 0x8080808080808080ull)
+				break;
+			i += 8;
+		}
+		if (i == n)
+			break;
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		size_t len = tg_utf8_len(s + i, n - i);
+		if (!len)
+			return i;
+		i += len;
+	}
+	return n;
+}
+
+char *tg_utf8_repair(const char *str, size_t n, size_t *out_n)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	if (n > (SIZE_MAX - 1) / 3)
+		return NULL;
+	char *out = malloc(3 * n + 1);
+	if (!out)
+		return NULL;
+	size_t o = 0, i = 0;
+	while (i < n) {
+		size_t len = s[i] < 0x80 ? 1 : tg_utf8_len(s + i, n - i);
+		if (len) {
+			memcpy(out + o, s + i, len);
+			o += len;
+			i += len;
+		} else {
+			memcpy(out + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		}
+	}
+	out[o] = '\0';
+	*out_n = o;
+	return out;
 }
 
 void jw_escape(FILE *f, const char *str, size_t n)

@@ -61,4 +61,12 @@ void jw_escape(FILE *f, const char *s, size_t n);
  * U+10FFFF. The one validator of captured text, also the dashboard's. */
 size_t tg_utf8_len(const unsigned char *s, size_t n);
 
+/* Bytes of s[0..n) that start a valid UTF-8 text: n when all of it is. */
+size_t tg_utf8_valid_prefix(const char *s, size_t n);
+
+/* A malloc'ed copy of s[0..n) as valid UTF-8, each byte that starts no
+ * valid sequence replaced by U+FFFD, NUL-terminated; its length in *out_n.
+ * NULL when out of memory. */
+char *tg_utf8_repair(const char *s, size_t n, size_t *out_n);
+
 #endif

@@ -18,6 +18,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "lib/jsonw.h"
 #include "lib/readers.h"
 #include "lib/util.h"
 
@@ -842,11 +843,26 @@ fail:
 
 /* Text is bound without a copy (SQLITE_STATIC): every statement is stepped
  * right after its values are bound, while the caller's strings live, and
- * its bindings are cleared before it is bound again. */
+ * its bindings are cleared before it is bound again.
+ *
+ * Captured text is bytes from the network, a driver or another process's
+ * memory: what is not valid UTF-8 is stored with U+FFFD in place of each
+ * byte that starts no valid sequence, so that every reader of the store
+ * (Python's sqlite3 among them) can read it as text. */
 static void bind_text_or_null(sqlite3_stmt *st, int i, const char *p, size_t n)
 {
-	if (p)
+	if (!p) {
+		sqlite3_bind_null(st, i);
+		return;
+	}
+	if (tg_utf8_valid_prefix(p, n) == n) {
 		sqlite3_bind_text(st, i, p, (int)n, SQLITE_STATIC);
+		return;
+	}
+	size_t m = 0;
+	char *fixed = tg_utf8_repair(p, n, &m);
+	if (fixed)
+		sqlite3_bind_text64(st, i, fixed, m, free, SQLITE_UTF8);
 	else
 		sqlite3_bind_null(st, i);
 }

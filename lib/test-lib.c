@@ -258,6 +258,17 @@ int main(void)
 	CHECK(tg_utf8_len((const unsigned char *)"\xf4\x90\x80\x80", 4) == 0); /* above U+10FFFF */
 	CHECK(tg_utf8_len((const unsigned char *)"\xf0\x9f\x98\x80", 4) == 4);
 	CHECK(tg_utf8_len((const unsigned char *)"\xe2\x82", 2) == 0);         /* cut short */
+	CHECK(tg_utf8_valid_prefix("plain ascii text, longer than eight", 35) == 35);
+	CHECK(tg_utf8_valid_prefix("caf\xc3\xa9 ok", 8) == 8);
+	CHECK(tg_utf8_valid_prefix("abcdefgh\xf5xyz", 12) == 8);
+	CHECK(tg_utf8_valid_prefix("ab\xe2\x82", 4) == 2);
+	{
+		size_t m = 0;
+		char *r = tg_utf8_repair("a\xff" "b\xc3\xa9\xed\xa0\x80", 8, &m);
+		CHECK(r && m == 16 && strcmp(r, "a\xef\xbf\xbd" "b\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd") == 0);
+		CHECK(r && tg_utf8_valid_prefix(r, m) == m);
+		free(r);
+	}
 	CHECK(tg_mix64(1) != tg_mix64(2));
 
 	char cmd[300];

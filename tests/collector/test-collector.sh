@@ -105,8 +105,17 @@ for i, r in enumerate(rows):
     assert r["headers"] == "host: localhost\nuser-agent: fake-app\n", r
     assert r["conn_id"] == i // 10 + 1
 EOF
-# The raw JSON line of record 3 escapes the control byte and U+2028.
-grep -q '"path":"/odd\\"q\\\\b\\u0001\\ufffd\\u2028"' "$TMP/req.json" && ok "JSON escaping" ||
+# Record 3's path held a byte that is not UTF-8: the store has U+FFFD in
+# its place, so that a reader that decodes text strictly can read it.
+"$PY" - "$DB" <<'EOF' && ok "store text is UTF-8" || fail "store text is UTF-8"
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+paths = [p for (p,) in db.execute("SELECT path FROM requests WHERE path LIKE '/odd%'")]
+assert paths == ['/odd"q\\b\x01\ufffd\u2028'], paths
+EOF
+# The raw JSON line of record 3 escapes the control byte and U+2028 (the
+# stored U+FFFD is valid UTF-8, written as is).
+grep -q "$(printf '"path":"/odd\\\\"q\\\\\\\\b\\\\u0001\357\277\275\\\\u2028"')" "$TMP/req.json" && ok "JSON escaping" ||
 	fail "JSON escaping: $(grep -o '"path":"/odd[^,]*' "$TMP/req.json")"
 
 "$TG" requests --db "$DB" --limit 3 >"$TMP/table" 2>&1
