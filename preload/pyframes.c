@@ -435,6 +435,11 @@ static int read_str(struct tg_py_rd *rd, uintptr_t obj, char *out, size_t cap)
 		want = sizeof buf / kind;
 	if (want && tg_py_rd_read(rd, buf, data, want * kind) < 0)
 		return -1;
+	/* The object may be freed and its memory reused while another thread
+	 * is read: a string whose characters its own kind cannot hold (a byte
+	 * above 0x7f in an ASCII string, a code point above U+10FFFF) is not
+	 * a live str, and is refused. Lone surrogates are valid str content
+	 * (file names decoded with surrogateescape) but not UTF-8: U+FFFD. */
 	size_t pos = 0;
 	for (size_t i = 0; i < want; i++) {
 		uint32_t cp;
@@ -444,6 +449,12 @@ static int read_str(struct tg_py_rd *rd, uintptr_t obj, char *out, size_t cap)
 			cp = (uint32_t)buf[2 * i] | (uint32_t)buf[2 * i + 1] << 8;
 		else
 			memcpy(&cp, buf + 4 * i, 4);
+		if ((ascii && cp > 0x7f) || cp > 0x10ffff) {
+			out[0] = '\0';
+			return -1;
+		}
+		if (cp >= 0xd800 && cp <= 0xdfff)
+			cp = 0xfffd;
 		pos = put_utf8(out, pos, cap, cp);
 	}
 	out[pos] = '\0';

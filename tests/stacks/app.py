@@ -66,6 +66,25 @@ for _i in range(20):
     make_endpoint(_i)
 
 
+# A module whose file name is not valid text (a lone surrogate, as Python
+# decodes an undecodable byte of a path) and whose functions have names
+# beyond ASCII: Latin-1, two-byte and four-byte characters.
+_odd_ns = {"burn": burn}
+exec(compile("def r\u00e9sum\u00e9_\u0444\u043e\u0440\u043c\u0430(s):\n"
+             "    return burn(s)\n"
+             "def han_\U00020bb7(s):\n"
+             "    return burn(s)\n",
+             "/srv/reports/odd_\udcff_name.py", "exec"), _odd_ns)
+
+
+@app.get("/odd-names")
+async def odd_names(ms: int = 300):
+    total = ms / 1000.0
+    _odd_ns["r\u00e9sum\u00e9_\u0444\u043e\u0440\u043c\u0430"](total / 2)
+    _odd_ns["han_\U00020bb7"](total / 2)
+    return {"ok": True}
+
+
 def pool_work(total):
     return burn(total)
 

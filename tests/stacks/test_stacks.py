@@ -35,6 +35,7 @@ def run(request, tmp_path_factory):
         s.get("/generators?ms=300")
         s.get("/exceptions?ms=300")
         s.get("/sleep?ms=300")
+        s.get("/odd-names?ms=300")
         barrier = threading.Barrier(N_CONCURRENT)
 
         def one(i):
@@ -115,6 +116,21 @@ def test_waiting_is_labelled(run):
     rid = run.rows["/sleep"][0][0]
     text = run.flame("--request", str(rid))
     assert "(waiting)" in text
+
+
+def test_names_beyond_ascii(run):
+    """Function names in Latin-1, Cyrillic and a CJK character beyond the
+    BMP keep their characters; a file name with a lone surrogate (an
+    undecodable byte of a path) has U+FFFD in its place. Every frame in the
+    store is valid text: Python's sqlite3 reads it strictly."""
+    labels = {f for frames, _ in stacks_of(run, "/odd-names") for f in frames}
+    resume = [l for l in labels if l.startswith("r\u00e9sum\u00e9_\u0444\u043e\u0440\u043c\u0430 (")]
+    han = [l for l in labels if l.startswith("han_\U00020bb7 (")]
+    assert resume and han, sorted(labels)
+    assert all("/srv/reports/odd_\ufffd_name.py:" in l for l in resume + han), resume + han
+    with sqlite3.connect(run.db) as db:
+        n = sum(1 for _ in db.execute("SELECT name, file FROM frames"))
+    assert n > 20
 
 
 def test_threadpool_endpoint(run):
