@@ -94,18 +94,26 @@ size_t tg_utf8_len(const unsigned char *s, size_t n)
 size_t tg_utf8_valid_prefix(const char *str, size_t n)
 {
 	const unsigned char *s = (const unsigned char *)str;
+	const uint64_t high = 0x8080808080808080ull;
 	size_t i = 0;
+	/* Sixteen ASCII bytes at a time, then the last eight (overlapping):
+	 * most captured text is ASCII, and then that is all it costs. */
+	for (; i + 16 <= n; i += 16) {
+		uint64_t a, b;
+		memcpy(&a, s + i, 8);
+		memcpy(&b, s + i + 8, 8);
+		if ((a | b) & high)
+			goto slow;
+	}
+	if (n >= 8) { /* fewer than 16 left: the next eight and the last eight */
+		uint64_t a, b;
+		memcpy(&a, s + (n - i > 8 ? i : n - 8), 8);
+		memcpy(&b, s + n - 8, 8);
+		if (!((a | b) & high))
+			return n;
+	}
+slow:
 	while (i < n) {
-		/* Eight ASCII bytes at a time: most captured text is ASCII. */
-		while (i + 8 <= n) {
-			uint64_t w;
-			memcpy(&w, s + i, 8);
-			if (w & 0x8080808080808080ull)
-				break;
-			i += 8;
-		}
-		if (i == n)
-			break;
 		if (s[i] < 0x80) {
 			i++;
 			continue;

@@ -262,6 +262,19 @@ int main(void)
 	CHECK(tg_utf8_valid_prefix("caf\xc3\xa9 ok", 8) == 8);
 	CHECK(tg_utf8_valid_prefix("abcdefgh\xf5xyz", 12) == 8);
 	CHECK(tg_utf8_valid_prefix("ab\xe2\x82", 4) == 2);
+	/* Every length and place around the 16- and 8-byte steps. */
+	for (size_t len = 1; len <= 40; len++)
+		for (size_t at = 0; at < len; at++) {
+			char t[48];
+			memset(t, 'a', sizeof t);
+			t[at] = (char)0xff;
+			CHECK(tg_utf8_valid_prefix(t, len) == at);
+			if (at + 1 < len) {
+				t[at] = (char)0xc3;
+				t[at + 1] = (char)0xa9;
+				CHECK(tg_utf8_valid_prefix(t, len) == len);
+			}
+		}
 	{
 		size_t m = 0;
 		char *r = tg_utf8_repair("a\xff" "b\xc3\xa9\xed\xa0\x80", 8, &m);
