@@ -398,6 +398,25 @@ int64_t tg_hash64(const void *p, size_t n, uint64_t seed)
 	return (int64_t)h;
 }
 
+int64_t tg_hash_mem(const void *p, size_t n, uint64_t seed)
+{
+	const unsigned char *s = p;
+	uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ull);
+	for (; n >= 8; s += 8, n -= 8) {
+		uint64_t w;
+		memcpy(&w, s, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+		h ^= h >> 29;
+	}
+	uint64_t w = 0;
+	memcpy(&w, s, n);
+	h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 32;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 29;
+	return (int64_t)h;
+}
+
 size_t tg_sql_redact(const char *sql, size_t n, char *outbuf, size_t cap)
 {
 	struct out o = {.p = outbuf, .cap = cap};

@@ -33,8 +33,14 @@ size_t tg_sql_fingerprint(const char *sql, size_t n, char *out, size_t cap);
  */
 int tg_sql_housekeeping(const char *fp, size_t n);
 
-/* FNV-1a 64-bit hash of n bytes, as a signed integer for SQLite. */
+/* FNV-1a 64-bit hash of n bytes, as a signed integer for SQLite. The hash
+ * of stored values (queries.fingerprint_hash): it never changes. */
 int64_t tg_hash64(const void *p, size_t n, uint64_t seed);
+
+/* A hash of n bytes for the collector's own tables, eight bytes a step (a
+ * statement's text is hashed once per query): never stored, so free to
+ * change. */
+int64_t tg_hash_mem(const void *p, size_t n, uint64_t seed);
 
 /* Copies sql (n bytes) to out (cap bytes, NUL-terminated) with the string
  * literal after every PASSWORD keyword replaced by '[redacted]'. Returns

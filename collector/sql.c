@@ -59,7 +59,7 @@ struct recent {
 /* What a statement's text gives, worked out once per text: an app runs the
  * same few statements over and over. */
 struct stmt {
-	int64_t hash;       /* tg_hash64() of the text */
+	int64_t hash;       /* tg_hash_mem() of the text */
 	size_t len;         /* of the text */
 	char *text;         /* the text, then its redacted form, then its fingerprint (one allocation) */
 	const char *red, *fp;
@@ -127,7 +127,7 @@ static const char *tap_name(unsigned tap)
 }
 
 /* The redacted text, fingerprint and kind of statement sql[0..n), whose
- * hash is h (tg_hash64): the slot remembered for it, else worked out into
+ * hash is h (tg_hash_mem): the slot remembered for it, else worked out into
  * *tmp (valid until the next call). */
 static const struct stmt *stmt_of(struct tg_sql_proc *p, const char *sql, size_t n, int64_t h, struct stmt *tmp)
 {
@@ -165,17 +165,17 @@ static void query_fp(struct tg_sql_proc *p, const struct tg_ev_query *q, struct 
 {
 	const char *sql = (const char *)(q + 1);
 	struct stmt tmp;
-	f->sql = tg_hash64(sql, q->sql_len, 0);
+	f->sql = tg_hash_mem(sql, q->sql_len, 0);
 	const struct stmt *st = stmt_of(p, sql, q->sql_len, f->sql, &tmp);
 	f->hash = st->fp_hash;
 	const char *params = sql + q->sql_len + q->db_len + q->err_len;
 	f->known = (q->flags & TG_QF_PARAMS_KNOWN) != 0;
-	f->exact = tg_hash64(&q->params_hash, sizeof q->params_hash, (uint64_t)st->hash);
-	f->site = tg_hash64(params + q->params_len, q->site_len, 0);
+	f->exact = tg_hash_mem(&q->params_hash, sizeof q->params_hash, (uint64_t)st->hash);
+	f->site = tg_hash_mem(params + q->params_len, q->site_len, 0);
 	f->housekeeping = st->housekeeping;
 }
 
-/* Writes query pe; sql_hash is its text's tg_hash64(), or 0 for not
+/* Writes query pe; sql_hash is its text's tg_hash_mem(), or 0 for not
  * worked out yet. */
 static void write_query(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const struct pending *pe,
 			int64_t sql_hash, int64_t request_id, const char *attribution, int duplicate,
@@ -188,7 +188,7 @@ static void write_query(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const
 	static char pred[TG_SQL_PARAMS_MAX + 64];
 	struct stmt tmp;
 	const struct stmt *st =
-		stmt_of(p, sql, q->sql_len, sql_hash ? sql_hash : tg_hash64(sql, q->sql_len, 0), &tmp);
+		stmt_of(p, sql, q->sql_len, sql_hash ? sql_hash : tg_hash_mem(sql, q->sql_len, 0), &tmp);
 	size_t pred_len = q->params_len ? tg_sql_redact(params, q->params_len, pred, sizeof pred) : 0;
 	struct tg_query_row row = {
 		.run_id = c->run_id,
@@ -420,7 +420,7 @@ static int merge_batch(struct tg_sql_proc *p, const struct tg_ev_query *q)
 			f->flags &= (uint16_t)~TG_QF_PARAMS_KNOWN;
 		/* The values of every execution, with its text when it holds them. */
 		f->params_hash = mix_hash(f->params_hash,
-					  mix_hash(q->params_hash, (uint64_t)tg_hash64(q + 1, q->sql_len, 0)));
+					  mix_hash(q->params_hash, (uint64_t)tg_hash_mem(q + 1, q->sql_len, 0)));
 		if (q->end_ns > f->end_ns)
 			f->end_ns = q->end_ns;
 		pe->end_ns = f->end_ns;
