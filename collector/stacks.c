@@ -32,6 +32,7 @@
 #define KEEP_NS (120 * 1000000000LL)    /* requests remembered this long */
 #define LONG_NS (1000000000LL)          /* requests longer than this are kept apart */
 #define MAX_PENDING (1u << 20)
+#define RAW_SLOTS 4096 /* samples' frame lists remembered with their stacks.id (a power of two) */
 
 struct code {
 	uint64_t addr, ident;
@@ -58,6 +59,17 @@ struct native_key {
 struct stack_key {
 	uint64_t hash;
 	int64_t id; /* stacks.id, 0 = free slot */
+};
+
+/* A sample's Python frames as sent (code address, instruction: raw_hash())
+ * and the stacks.id they came to, so that a stack seen before costs one
+ * hash of its frames instead of a lookup per frame. */
+struct raw_stack {
+	uint64_t hash;
+	int64_t id; /* 0 = free slot */
+	uint32_t n;
+	uint64_t top; /* the innermost frame's code address */
+	int32_t top_lasti;
 };
 
 /* An open-addressing hash table of slots of one type (struct table_type). */
@@ -113,6 +125,8 @@ struct tg_stacks_proc {
 	struct table frames;  /* struct frame_key */
 	struct table stacks;  /* struct stack_key */
 	struct table natives; /* struct native_key */
+	struct raw_stack *raw; /* RAW_SLOTS, by raw_hash(); NULL until the first sample */
+	uint64_t code_gen;     /* code objects received: a new one may name a raw stack's frames anew */
 #ifdef TG_HAVE_NATIVE
 	struct tg_sym_proc *sym;
 #endif
@@ -156,6 +170,7 @@ void tg_stacks_proc_free(struct tg_stacks_proc *p)
 	free(p->frames.slots);
 	free(p->stacks.slots);
 	free(p->natives.slots);
+	free(p->raw);
 #ifdef TG_HAVE_NATIVE
 	tg_sym_proc_free(p->sym);
 #endif
@@ -344,6 +359,7 @@ static int on_code(struct tg_stacks_proc *p, const void *rec, uint32_t size)
 	struct code *c = code_slot(p, e->code);
 	if (!c)
 		return 0;
+	p->code_gen++;
 	if (c->qualname)
 		code_free(c);
 	c->ident = e->ident;
@@ -545,6 +561,34 @@ static int64_t stack_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p,
 
 /* ---- samples ---- */
 
+/* The hash of a sample's Python frames and of the code objects known when
+ * it is taken (code_gen): a code object received since may turn a frame
+ * of "<unknown>" into a function, or an address into another function. */
+static uint64_t raw_hash(const struct tg_stacks_proc *p, const struct tg_ev_pyframe *f, unsigned n)
+{
+	uint64_t h = tg_mix64(p->code_gen ^ ((uint64_t)n << 48));
+	for (unsigned i = 0; i < n; i++)
+		h = tg_mix64(h ^ f[i].code) + (uint64_t)(uint32_t)f[i].lasti;
+	return h ? h : 1;
+}
+
+/* stacks.id of Python frames f[0..n) without native frames, through the
+ * raw stacks seen before; 0 on error. */
+static int64_t py_stack_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const struct tg_ev_pyframe *f,
+			   unsigned n)
+{
+	if (!p->raw && !(p->raw = calloc(RAW_SLOTS, sizeof *p->raw)))
+		return stack_id(c, p, f, n, NULL, 0, 0);
+	uint64_t h = raw_hash(p, f, n);
+	struct raw_stack *r = &p->raw[h & (RAW_SLOTS - 1)];
+	if (r->id && r->hash == h && r->n == n && r->top == f[0].code && r->top_lasti == f[0].lasti)
+		return r->id;
+	int64_t id = stack_id(c, p, f, n, NULL, 0, 0);
+	if (id)
+		*r = (struct raw_stack){.hash = h, .id = id, .n = n, .top = f[0].code, .top_lasti = f[0].lasti};
+	return id;
+}
+
 static int on_sample(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, const void *rec, uint32_t size,
 		     int64_t now_ns)
 {
@@ -566,7 +610,7 @@ static int on_sample(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, co
 		nn = nh->n;
 		nat_truncated = (nh->flags & TG_NATIVE_TRUNCATED) != 0;
 	}
-	int64_t sid = stack_id(c, p, pf, e->nframes, nat, nn, nat_truncated);
+	int64_t sid = nn ? stack_id(c, p, pf, e->nframes, nat, nn, nat_truncated) : py_stack_id(c, p, pf, e->nframes);
 	if (!sid)
 		return 0; /* store error: counted by the store */
 	if (p->npend == p->pend_cap) {
