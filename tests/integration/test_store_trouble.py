@@ -137,6 +137,14 @@ def test_full_disk_keeps_what_fits_counts_the_rest_and_resumes(traced, tmp_path)
         assert stored + lost.get("store_error", 0) == sent, (stored, lost, sent)
         assert 0 < stored and lost.get("store_error", 0) > 0, (stored, lost)
         assert ended is not None and status == 0
+        # What was kept is whole: no sample names a stack, and no stack a
+        # frame, that went with a batch the full disk rolled back.
+        orphans = con.execute("SELECT count(*) FROM samples s LEFT JOIN stacks st ON st.id = s.stack_id"
+                              " WHERE st.id IS NULL").fetchone()[0]
+        frame_ids = {i for (i,) in con.execute("SELECT id FROM frames")}
+        used = {int(f) for (fs,) in con.execute("SELECT frames FROM stacks") for f in fs.split(",") if f}
+        samples = con.execute("SELECT count(*) FROM samples").fetchone()[0]
+        assert samples > 0 and orphans == 0 and used <= frame_ids, (samples, orphans, sorted(used - frame_ids)[:10])
         assert idle_cpu < 0.3, idle_cpu   # backed off: not a busy loop
         assert rss < max(2 * rss0, 64 * 1024), (rss0, rss)
         proc = run_cli("runs", "--db", db, "--json")
