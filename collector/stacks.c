@@ -127,6 +127,7 @@ struct tg_stacks_proc {
 	struct table natives; /* struct native_key */
 	struct raw_stack *raw; /* RAW_SLOTS, by raw_hash(); NULL until the first sample */
 	uint64_t code_gen;     /* code objects received: a new one may name a raw stack's frames anew */
+	uint64_t rollbacks;    /* the store's rolled-back batches when the id caches were last checked */
 #ifdef TG_HAVE_NATIVE
 	struct tg_sym_proc *sym;
 #endif
@@ -559,6 +560,39 @@ static int64_t stack_id(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p,
 	return k && ids[0] > 0 ? stack_of_ids(c, p, ids, k) : 0;
 }
 
+/* ---- a batch rolled back ---- */
+
+static void table_clear(struct table *t)
+{
+	free(t->slots);
+	*t = (struct table){0};
+}
+
+/* When the store rolled a batch back (a full disk), the frames and stacks
+ * it held are gone and their ids will be given to other rows: the caches
+ * of ids are emptied (their lookups go to the store again), and samples
+ * waiting with a stack of the lost batch are dropped, counted as lost,
+ * rather than stored under another stack. */
+static void check_rollback(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p)
+{
+	int64_t kept;
+	uint64_t n = tg_store_rollbacks(c->store, &kept);
+	if (n == p->rollbacks)
+		return;
+	p->rollbacks = n;
+	table_clear(&p->frames);
+	table_clear(&p->stacks);
+	table_clear(&p->natives);
+	if (p->raw)
+		memset(p->raw, 0, RAW_SLOTS * sizeof *p->raw);
+	size_t keep = 0;
+	for (size_t i = 0; i < p->npend; i++)
+		if (p->pend[i].stack_id <= kept)
+			p->pend[keep++] = p->pend[i];
+	tg_store_count_lost(c->store, p->npend - keep);
+	p->npend = keep;
+}
+
 /* ---- samples ---- */
 
 /* The hash of a sample's Python frames and of the code objects known when
@@ -683,6 +717,7 @@ int tg_stacks_record(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, co
 	case TG_EV_CODE:
 		return on_code(p, rec, size);
 	case TG_EV_SAMPLE:
+		check_rollback(c, p);
 		return on_sample(c, p, rec, size, now_ns);
 	case TG_EV_PY_FUNC:
 		return on_func(c, p, rec, size, now_ns);
@@ -892,6 +927,7 @@ void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, i
 	/* Samples carry the app's CLOCK_MONOTONIC, the same clock as ours. */
 	int64_t app_now = now_ns;
 	p->last_now = now_ns;
+	check_rollback(c, p);
 	settle_funcs(c, p, app_now, final);
 	if (!p->npend)
 		goto forget;

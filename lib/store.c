@@ -351,6 +351,9 @@ struct tg_store {
 	uint64_t lost;                /* rows lost to SQLite errors, see tg_store_take_lost() */
 	uint64_t lost_requests;       /* requests among them */
 	int full;                     /* the disk is full: rows are counted as lost, not written */
+	uint64_t rollbacks;           /* batches rolled back (tg_store_rollbacks()) */
+	int64_t stacks_kept;          /* highest stacks.id committed (or there at open) */
+	int64_t stacks_max;           /* highest stacks.id given, committed or not */
 	char *reserve;                /* the reserve file (write mode), NULL if none */
 };
 
@@ -383,6 +386,25 @@ static void lose(struct tg_store *s, uint64_t n, uint64_t requests)
 {
 	s->lost += n;
 	s->lost_requests += requests;
+}
+
+void tg_store_count_lost(struct tg_store *s, uint64_t n)
+{
+	lose(s, n, 0);
+}
+
+uint64_t tg_store_rollbacks(const struct tg_store *s, int64_t *stacks_kept)
+{
+	if (stacks_kept)
+		*stacks_kept = s->stacks_kept;
+	return s->rollbacks;
+}
+
+/* The open batch was rolled back: its ids are free again. */
+static void rolled_back(struct tg_store *s)
+{
+	s->rollbacks++;
+	s->stacks_max = s->stacks_kept;
 }
 
 /* The WAL on a disk with little room: checkpointed at 1 MiB (not SQLite's
@@ -711,6 +733,9 @@ struct tg_store *tg_store_open(const char *path, enum tg_store_mode mode)
 			 query_int(s, "PRAGMA journal_size_limit = " TG_STR(BIG_WAL_BYTES), &dummy) < 0)
 			goto fail;
 		make_reserve(s);
+		if (query_int(s, "SELECT coalesce(max(id), 0) FROM stacks", &s->stacks_kept) < 0)
+			s->stacks_kept = 0;
+		s->stacks_max = s->stacks_kept;
 	} else if (exec(s, "PRAGMA query_only = ON") < 0) {
 		goto fail;
 	}
@@ -1035,6 +1060,7 @@ static int batch_step(struct tg_store *s, sqlite3_stmt *st)
 	if (sqlite3_get_autocommit(s->db)) {
 		/* SQLite rolled the whole batch back (disk full, I/O error). */
 		lose(s, s->pending, s->pending_requests);
+		rolled_back(s);
 		s->in_batch = 0;
 		s->pending = s->pending_requests = 0;
 	}
@@ -1290,6 +1316,9 @@ int tg_store_flush(struct tg_store *s)
 		lose(s, s->pending, s->pending_requests);
 		if (sqlite3_get_autocommit(s->db) == 0)
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		rolled_back(s);
+	} else {
+		s->stacks_kept = s->stacks_max;
 	}
 	s->in_batch = 0;
 	s->pending = s->pending_requests = 0;
@@ -1353,7 +1382,12 @@ int64_t tg_store_stack_id(struct tg_store *s, int64_t hash, const char *frames)
 		return 0;
 	sqlite3_bind_int64(st, 1, hash);
 	bind_cstr(st, 2, frames);
-	return batch_step(s, st) < 0 ? 0 : sqlite3_last_insert_rowid(s->db);
+	if (batch_step(s, st) < 0)
+		return 0;
+	id = sqlite3_last_insert_rowid(s->db);
+	if (id > s->stacks_max)
+		s->stacks_max = id;
+	return id;
 }
 
 int tg_store_sample_add(struct tg_store *s, const struct tg_sample_row *r)

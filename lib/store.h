@@ -241,6 +241,17 @@ unsigned tg_store_pending(const struct tg_store *s);
  * batch's rows are gone (counted for tg_store_take_lost()). */
 int tg_store_flush(struct tg_store *s);
 
+/* Batches rolled back so far (a full disk, an I/O error). The rows of a
+ * batch rolled back are gone, and SQLite gives their ids to later rows:
+ * a caller that keeps ids of frames or stacks drops those it got since
+ * its last look. *stacks_kept (may be NULL): the highest stacks.id known
+ * to be in the store (committed, or there when it was opened). */
+uint64_t tg_store_rollbacks(const struct tg_store *s, int64_t *stacks_kept);
+
+/* Counts n rows the caller drops because of a rollback as lost (for
+ * tg_store_take_lost()). */
+void tg_store_count_lost(struct tg_store *s, uint64_t n);
+
 /* Rows of the batch API lost to SQLite errors (failed inserts, rolled-back
  * batches, rows met while the disk is full) since the last call, and in
  * *requests (may be NULL) the requests among them; resets the counts. Loss

@@ -12,12 +12,13 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 
 import pytest
 
-from tgtest import PYTHON, TIMEGLASS, read_requests, run_cli, run_threads, timeglass_env
+from tgtest import PYTHON, TIMEGLASS, free_port, read_requests, run_cli, run_threads, timeglass_env, uvicorn_argv
 
 
 def get(port, path="/"):
@@ -150,6 +151,138 @@ def test_full_disk_keeps_what_fits_counts_the_rest_and_resumes(traced, tmp_path)
         proc = run_cli("runs", "--db", db, "--json")
         run = [json.loads(l) for l in proc.stdout.splitlines() if l.strip()][0]
         assert run["lost_events"] >= lost["store_error"], run
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+REPORTS_APP = """
+import time
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
+
+KINDS = 120
+
+
+def burn(seconds):
+    end = time.thread_time() + seconds
+    x = 0
+    while time.thread_time() < end:
+        x += 1
+    return x
+
+
+# One builder per kind of report, each its own function (and frame).
+builders = {}
+for _k in range(KINDS):
+    _ns = {"burn": burn}
+    exec("def build_report_%d(ms):\\n    return burn(ms / 1000.0)\\n" % _k, _ns)
+    builders[_k] = _ns["build_report_%d" % _k]
+
+
+def builder(kind: int):
+    if kind not in builders:
+        raise HTTPException(404, "no such report")
+    return builders[kind]
+
+
+router = APIRouter(prefix="/reports")
+
+
+@router.get("/{kind}")
+def report(kind: int, ms: int = 6, build=Depends(builder)):
+    build(ms)
+    return {"kind": kind}
+
+
+app = FastAPI()
+app.include_router(router)
+
+
+@app.get("/")
+async def health():
+    return {"ok": True}
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs")
+def test_full_disk_forgets_ids_it_rolled_back(traced, tmp_path):
+    """Frames and stacks first seen in the batch that found the disk full go
+    with it. Seen again once there is room, they must be stored again, not
+    named by the ids they had in the lost batch: every sample's stack and
+    every stack's frames are in the store at the end."""
+    import http.client
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    app_dir = tmp_path / "reports"
+    app_dir.mkdir()
+    (app_dir / "reports_app.py").write_text(REPORTS_APP)
+    kinds = 120
+    try:
+        db = str(mnt / "timeglass.db")
+        port = free_port()
+        argv = uvicorn_argv(port, app="reports_app:app", app_dir=app_dir, log_level="warning")
+        with traced(argv=argv, port=port, db=db) as server:
+            # Reports of every kind in turn, each kind's builder first seen
+            # while GET / fills the disk around it.
+            stop = []
+
+            def reports():
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                k = 0
+                while not stop:
+                    conn.request("GET", "/reports/%d?ms=4" % (k % kinds))
+                    conn.getresponse().read()
+                    k += 1
+                conn.close()
+
+            t = threading.Thread(target=reports)
+            t.start()
+            try:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and "is full" not in server.stderr():
+                    hammer(server.port, 0.5, clients=3)
+                assert "is full" in server.stderr(), server.stderr()
+                time.sleep(0.5)
+            finally:
+                stop.append(1)
+                t.join()
+            subprocess.run(["mount", "-o", "remount,size=16m", str(mnt)], check=True)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and "room again" not in server.stderr():
+                get(server.port)
+                time.sleep(0.2)
+            assert "room again" in server.stderr(), server.stderr()
+            # Every builder again, now that there is room.
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            for _ in range(3):
+                for k in range(kinds):
+                    conn.request("GET", "/reports/%d?ms=8" % k)
+                    conn.getresponse().read()
+            conn.close()
+        assert server.returncode == 0
+        con = sqlite3.connect(db)
+        samples, orphans = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE st.id IS NULL) FROM samples s"
+            " LEFT JOIN stacks st ON st.id = s.stack_id").fetchone()
+        frame_ids = {i for (i,) in con.execute("SELECT id FROM frames")}
+        used = {int(f) for (fs,) in con.execute("SELECT frames FROM stacks") for f in fs.split(",") if f}
+        assert samples > 0 and orphans == 0 and used <= frame_ids, (samples, orphans, sorted(used - frame_ids)[:10])
+        # The reports made once there was room again: their samples name
+        # their own builder, none other (an id of the lost batch, given
+        # again by the store to another frame, would name another one).
+        names = dict(con.execute("SELECT id, name FROM frames"))
+        wrong, seen = [], 0
+        for rid, path in con.execute("SELECT id, path FROM requests WHERE query_string = 'ms=8'"):
+            want = "build_report_" + path.rsplit("/", 1)[1]
+            for (fs,) in con.execute("SELECT st.frames FROM samples s JOIN stacks st ON st.id = s.stack_id"
+                                     " WHERE s.request_id = ?", (rid,)):
+                got = {names.get(int(f)) for f in fs.split(",")} & {"build_report_%d" % k for k in range(kinds)}
+                seen += bool(got)
+                if got - {want}:
+                    wrong.append((path, sorted(got)))
+        assert seen > kinds and not wrong, (seen, wrong[:5])
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
 
