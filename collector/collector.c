@@ -122,6 +122,7 @@ struct collector {
 	int exit_status;           /* from "exit N", -1 until known */
 	int store_warned;          /* one warning line for store errors */
 	uint64_t store_lost;       /* rows lost to store errors, not yet recorded */
+	uint64_t rollbacks;        /* the store's rolled-back batches already seen to */
 	uint64_t store_lost_requests; /* requests among them */
 	uint64_t lost_total, lost_requests_total; /* all of the run's, for the last word */
 	int64_t next_resume_ns;    /* disk full: when to look for free space again */
@@ -213,10 +214,31 @@ static void lost_rows(struct collector *c, uint64_t n, uint64_t requests)
 	}
 }
 
+/* A batch was rolled back: the requests it held are gone, and SQLite will
+ * give their ids to other requests. The scopes joined to them and the
+ * queries' thread fallback let go of those ids (the stacks module sees to
+ * its own on its next record). */
+static void check_rollback(struct collector *c)
+{
+	int64_t kept;
+	uint64_t n = tg_store_rollbacks(c->store, NULL, &kept);
+	if (n == c->rollbacks)
+		return;
+	c->rollbacks = n;
+	for (size_t i = 0; i < c->nprocs; i++) {
+		struct proc *p = c->procs[i];
+		if (p->scopes)
+			tg_scopes_lost_after(p->scopes, kept);
+		if (p->sql)
+			tg_sql_lost_after(p->sql, kept);
+	}
+}
+
 static void note_store_errors(struct collector *c)
 {
 	uint64_t requests, n = tg_store_take_lost(c->store, &requests);
 	lost_rows(c, n, requests);
+	check_rollback(c);
 }
 
 /* Writes the store's losses (requests, and other rows) as loss rows. */

@@ -204,6 +204,13 @@ void tg_scopes_joined(struct tg_scopes *s, struct tg_scope *sc, int64_t request_
 		}
 }
 
+void tg_scopes_lost_after(struct tg_scopes *s, int64_t kept)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].joined && s->v[i].request_id > kept)
+			s->v[i].request_id = 0;
+}
+
 int64_t tg_scopes_open_since(const struct tg_scopes *s, int64_t app_now, int64_t wait_ns)
 {
 	int64_t since = INT64_MAX;

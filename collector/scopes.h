@@ -60,6 +60,12 @@ struct tg_scope *tg_scopes_match(struct tg_scopes *s, const struct tg_ev_request
  * the row was lost). A scope is joined once. */
 void tg_scopes_joined(struct tg_scopes *s, struct tg_scope *sc, int64_t request_id);
 
+/* The store rolled back a batch: scopes joined to a request row above
+ * kept (the highest requests.id it still has) now stand for a lost row, as
+ * if tg_scopes_joined() had been given 0, so that their late queries and
+ * samples never go to another request that gets the same id. */
+void tg_scopes_lost_after(struct tg_scopes *s, int64_t kept);
+
 /* The earliest begin_ns of a scope not joined yet that began less than
  * wait_ns before app_now; INT64_MAX if none. */
 int64_t tg_scopes_open_since(const struct tg_scopes *s, int64_t app_now, int64_t wait_ns);

@@ -321,11 +321,13 @@ static void write_group(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struc
 		drop(p, g[i]);
 }
 
-/* The request row of scope token, 0 while unknown. */
-static int64_t scope_request(const struct tg_sql_ctx *c, uint64_t token)
+/* 1 once the request of scope token is known, its row in *id (0: the row
+ * was lost, as on a full disk); 0 while unknown. */
+static int scope_request(const struct tg_sql_ctx *c, uint64_t token, int64_t *id)
 {
 	const struct tg_scope *s = token && c->scopes ? tg_scopes_find(c->scopes, token) : NULL;
-	return s && s->joined ? s->request_id : 0;
+	*id = s && s->joined ? s->request_id : 0;
+	return s && s->joined;
 }
 
 static void compact(struct tg_sql_proc *p)
@@ -353,13 +355,14 @@ static int64_t by_thread(const struct tg_sql_proc *p, uint32_t tid, uint64_t sta
 	return found;
 }
 
-/* Writes a record whose time is up: its scope's request if known, else by
+/* Writes a record whose time is up: its scope's request if known (none if
+ * that request's row was lost: never another request by thread), else by
  * thread, else none. */
 static void settle_one(const struct tg_sql_ctx *c, struct tg_sql_proc *p, struct pending *pe)
 {
-	int64_t id = scope_request(c, pe->token);
-	if (id) {
-		write_one(c, p, pe, id, "scope");
+	int64_t id;
+	if (scope_request(c, pe->token, &id)) {
+		write_one(c, p, pe, id, id ? "scope" : "none");
 		return;
 	}
 	id = by_thread(p, pe->tid, pe->start_ns, pe->end_ns);
@@ -458,11 +461,12 @@ int tg_sql_record(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const void 
 	if (!pe.rec)
 		return 0;
 	memcpy(pe.rec, rec, size);
-	/* Its request already stored (a late query of a finished request)? */
-	int64_t id = scope_request(c, pe.token);
-	if (id) {
+	/* Its request already stored, or lost (a late query of a finished
+	 * request, say in a background task)? */
+	int64_t id;
+	if (scope_request(c, pe.token, &id)) {
 		p->pend_live++;
-		write_one(c, p, &pe, id, "scope");
+		write_one(c, p, &pe, id, id ? "scope" : "none");
 		return 0;
 	}
 	if (p->pend_live >= PENDING_MAX) {
@@ -493,8 +497,11 @@ void tg_sql_request(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const str
 	p->recent_next = (p->recent_next + 1) % RECENT;
 	if (p->nrecent < RECENT)
 		p->nrecent++;
-	if (!request_id || !token)
+	if (!token)
 		return;
+	/* request_id 0: the row was lost (a full disk): the scope's records go
+	 * to no request, not to another one by thread. */
+	const char *attribution = request_id ? "scope" : "none";
 	/* Written records stay in the array until the next compaction: with
 	 * as many of them as live ones, compact now, so that a request does
 	 * not walk over a tick's worth of dead entries. */
@@ -508,12 +515,19 @@ void tg_sql_request(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const str
 			continue;
 		group[n++] = pe;
 		if (n == GROUP_MAX) {
-			write_group(c, p, group, n, request_id, "scope");
+			write_group(c, p, group, n, request_id, attribution);
 			n = 0;
 		}
 	}
 	if (n)
-		write_group(c, p, group, n, request_id, "scope");
+		write_group(c, p, group, n, request_id, attribution);
+}
+
+void tg_sql_lost_after(struct tg_sql_proc *p, int64_t kept)
+{
+	for (size_t i = 0; i < p->nrecent; i++)
+		if (p->recent[i].id > kept)
+			p->recent[i] = (struct recent){.tid = UINT32_MAX}; /* matches no thread */
 }
 
 void tg_sql_settle(const struct tg_sql_ctx *c, struct tg_sql_proc *p, int64_t now, int final)

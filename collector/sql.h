@@ -54,6 +54,11 @@ int tg_sql_record(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const void 
 void tg_sql_request(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const struct tg_ev_request *r,
 		    int64_t request_id, uint64_t token);
 
+/* The store rolled back a batch: requests above kept (the highest
+ * requests.id it still has) are no longer candidates for the thread
+ * fallback. */
+void tg_sql_lost_after(struct tg_sql_proc *p, int64_t kept);
+
 /* Writes what has waited long enough (final: everything). */
 void tg_sql_settle(const struct tg_sql_ctx *c, struct tg_sql_proc *p, int64_t now_ns, int final);
 

@@ -568,15 +568,17 @@ static void table_clear(struct table *t)
 	*t = (struct table){0};
 }
 
-/* When the store rolled a batch back (a full disk), the frames and stacks
- * it held are gone and their ids will be given to other rows: the caches
- * of ids are emptied (their lookups go to the store again), and samples
+/* When the store rolled a batch back (a full disk), the frames, stacks and
+ * requests it held are gone and their ids will be given to other rows: the
+ * caches of ids are emptied (their lookups go to the store again), samples
  * waiting with a stack of the lost batch are dropped, counted as lost,
- * rather than stored under another stack. */
+ * rather than stored under another stack, and the lost requests are no
+ * longer candidates for samples by thread and time. (Scopes joined to
+ * them are seen to by tg_scopes_lost_after().) */
 static void check_rollback(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p)
 {
-	int64_t kept;
-	uint64_t n = tg_store_rollbacks(c->store, &kept);
+	int64_t kept, reqs_kept;
+	uint64_t n = tg_store_rollbacks(c->store, &kept, &reqs_kept);
 	if (n == p->rollbacks)
 		return;
 	p->rollbacks = n;
@@ -591,6 +593,17 @@ static void check_rollback(const struct tg_stacks_ctx *c, struct tg_stacks_proc 
 			p->pend[keep++] = p->pend[i];
 	tg_store_count_lost(c->store, p->npend - keep);
 	p->npend = keep;
+	/* Requests of the lost batch: no sample goes to them by time. */
+	keep = 0;
+	for (size_t i = 0; i < p->nreqs; i++)
+		if (p->reqs[i].id <= reqs_kept)
+			p->reqs[keep++] = p->reqs[i];
+	p->nreqs = keep;
+	keep = 0;
+	for (size_t i = 0; i < p->nlongs; i++)
+		if (p->longs[i].id <= reqs_kept)
+			p->longs[keep++] = p->longs[i];
+	p->nlongs = keep;
 }
 
 /* ---- samples ---- */
@@ -824,8 +837,8 @@ static int attribute(const struct tg_stacks_ctx *c, const struct tg_stacks_proc 
 	*win = NULL;
 	if (s->scope) {
 		const struct tg_scope *sc = c->scopes ? tg_scopes_find(c->scopes, s->scope) : NULL;
-		if (sc && sc->joined && sc->request_id) {
-			*req = sc->request_id;
+		if (sc && sc->joined) {
+			*req = sc->request_id; /* 0: its row was lost; not another request by thread */
 			return 1;
 		}
 		if (!final && app_now - s->ts_ns < SCOPE_WAIT_NS)

@@ -354,6 +354,8 @@ struct tg_store {
 	uint64_t rollbacks;           /* batches rolled back (tg_store_rollbacks()) */
 	int64_t stacks_kept;          /* highest stacks.id committed (or there at open) */
 	int64_t stacks_max;           /* highest stacks.id given, committed or not */
+	int64_t requests_kept;        /* the same for requests.id */
+	int64_t requests_max;
 	char *reserve;                /* the reserve file (write mode), NULL if none */
 };
 
@@ -393,10 +395,12 @@ void tg_store_count_lost(struct tg_store *s, uint64_t n)
 	lose(s, n, 0);
 }
 
-uint64_t tg_store_rollbacks(const struct tg_store *s, int64_t *stacks_kept)
+uint64_t tg_store_rollbacks(const struct tg_store *s, int64_t *stacks_kept, int64_t *requests_kept)
 {
 	if (stacks_kept)
 		*stacks_kept = s->stacks_kept;
+	if (requests_kept)
+		*requests_kept = s->requests_kept;
 	return s->rollbacks;
 }
 
@@ -405,6 +409,7 @@ static void rolled_back(struct tg_store *s)
 {
 	s->rollbacks++;
 	s->stacks_max = s->stacks_kept;
+	s->requests_max = s->requests_kept;
 }
 
 /* The WAL on a disk with little room: checkpointed at 1 MiB (not SQLite's
@@ -735,7 +740,10 @@ struct tg_store *tg_store_open(const char *path, enum tg_store_mode mode)
 		make_reserve(s);
 		if (query_int(s, "SELECT coalesce(max(id), 0) FROM stacks", &s->stacks_kept) < 0)
 			s->stacks_kept = 0;
+		if (query_int(s, "SELECT coalesce(max(id), 0) FROM requests", &s->requests_kept) < 0)
+			s->requests_kept = 0;
 		s->stacks_max = s->stacks_kept;
+		s->requests_max = s->requests_kept;
 	} else if (exec(s, "PRAGMA query_only = ON") < 0) {
 		goto fail;
 	}
@@ -1123,7 +1131,12 @@ int tg_store_request_add(struct tg_store *s, const struct tg_request_row *r)
 	bind_text_or_null(st, 24, r->forwarded_for, r->forwarded_for_len);
 	bind_cstr(st, 25, r->trace_id[0] ? r->trace_id : NULL);
 	bind_cstr(st, 26, r->parent_span_id[0] ? r->parent_span_id : NULL);
-	return batch_step(s, st);
+	if (batch_step(s, st) < 0)
+		return -1;
+	int64_t id = sqlite3_last_insert_rowid(s->db);
+	if (id > s->requests_max)
+		s->requests_max = id;
+	return 0;
 }
 
 int64_t tg_store_last_id(struct tg_store *s)
@@ -1319,6 +1332,7 @@ int tg_store_flush(struct tg_store *s)
 		rolled_back(s);
 	} else {
 		s->stacks_kept = s->stacks_max;
+		s->requests_kept = s->requests_max;
 	}
 	s->in_batch = 0;
 	s->pending = s->pending_requests = 0;

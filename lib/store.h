@@ -243,10 +243,11 @@ int tg_store_flush(struct tg_store *s);
 
 /* Batches rolled back so far (a full disk, an I/O error). The rows of a
  * batch rolled back are gone, and SQLite gives their ids to later rows:
- * a caller that keeps ids of frames or stacks drops those it got since
- * its last look. *stacks_kept (may be NULL): the highest stacks.id known
- * to be in the store (committed, or there when it was opened). */
-uint64_t tg_store_rollbacks(const struct tg_store *s, int64_t *stacks_kept);
+ * a caller that keeps ids of requests, frames or stacks drops those it got
+ * since its last look. *stacks_kept and *requests_kept (each may be NULL):
+ * the highest stacks.id and requests.id known to be in the store
+ * (committed, or there when it was opened). */
+uint64_t tg_store_rollbacks(const struct tg_store *s, int64_t *stacks_kept, int64_t *requests_kept);
 
 /* Counts n rows the caller drops because of a rollback as lost (for
  * tg_store_take_lost()). */

@@ -156,11 +156,23 @@ def test_full_disk_keeps_what_fits_counts_the_rest_and_resumes(traced, tmp_path)
 
 
 REPORTS_APP = """
+import asyncio
+import os
+import sqlite3
 import time
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, HTTPException
 
 KINDS = 120
+AUDIT_DB = os.environ["REPORTS_AUDIT_DB"]
+AUDIT_DELAY = float(os.environ.get("REPORTS_AUDIT_DELAY", "0"))
+
+
+async def audit(kind):
+    # After the response: an audit row, a few seconds later.
+    await asyncio.sleep(AUDIT_DELAY)
+    with sqlite3.connect(AUDIT_DB, timeout=10) as db:
+        db.execute("INSERT INTO audit (kind) VALUES (%d)" % kind)
 
 
 def burn(seconds):
@@ -189,13 +201,17 @@ router = APIRouter(prefix="/reports")
 
 
 @router.get("/{kind}")
-def report(kind: int, ms: int = 6, build=Depends(builder)):
+def report(kind: int, background: BackgroundTasks, ms: int = 6, build=Depends(builder)):
     build(ms)
+    background.add_task(audit, kind)
     return {"kind": kind}
 
 
 app = FastAPI()
 app.include_router(router)
+
+with sqlite3.connect(AUDIT_DB) as _db:
+    _db.execute("CREATE TABLE IF NOT EXISTS audit (kind INTEGER)")
 
 
 @app.get("/")
@@ -206,10 +222,14 @@ async def health():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs")
 def test_full_disk_forgets_ids_it_rolled_back(traced, tmp_path):
-    """Frames and stacks first seen in the batch that found the disk full go
-    with it. Seen again once there is room, they must be stored again, not
-    named by the ids they had in the lost batch: every sample's stack and
-    every stack's frames are in the store at the end."""
+    """Requests, frames and stacks first seen in the batch that found the
+    disk full go with it, and SQLite gives their ids to later rows. Frames
+    seen again once there is room must be stored again, not named by the
+    ids they had in the lost batch: every sample's stack and every stack's
+    frames are in the store at the end, and a report's samples name its own
+    builder. The audit query each report runs in a background task seconds
+    after its response lands on its own report or on none, never on a
+    request that took the lost one's id."""
     import http.client
     mnt = tmp_path / "small"
     mnt.mkdir()
@@ -223,7 +243,8 @@ def test_full_disk_forgets_ids_it_rolled_back(traced, tmp_path):
         db = str(mnt / "timeglass.db")
         port = free_port()
         argv = uvicorn_argv(port, app="reports_app:app", app_dir=app_dir, log_level="warning")
-        with traced(argv=argv, port=port, db=db) as server:
+        env = dict(timeglass_env({"REPORTS_AUDIT_DB": str(app_dir / "audit.db"), "REPORTS_AUDIT_DELAY": "4"}))
+        with traced(argv=argv, port=port, db=db, env=env) as server:
             # Reports of every kind in turn, each kind's builder first seen
             # while GET / fills the disk around it.
             stop = []
@@ -254,13 +275,15 @@ def test_full_disk_forgets_ids_it_rolled_back(traced, tmp_path):
                 get(server.port)
                 time.sleep(0.2)
             assert "room again" in server.stderr(), server.stderr()
-            # Every builder again, now that there is room.
+            # Every builder again, now that there is room; then the audits
+            # of the last reports have time to run.
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             for _ in range(3):
                 for k in range(kinds):
                     conn.request("GET", "/reports/%d?ms=8" % k)
                     conn.getresponse().read()
             conn.close()
+            time.sleep(5)
         assert server.returncode == 0
         con = sqlite3.connect(db)
         samples, orphans = con.execute(
@@ -283,6 +306,11 @@ def test_full_disk_forgets_ids_it_rolled_back(traced, tmp_path):
                 if got - {want}:
                     wrong.append((path, sorted(got)))
         assert seen > kinds and not wrong, (seen, wrong[:5])
+        audits = con.execute("SELECT q.sql, r.path FROM queries q LEFT JOIN requests r ON r.id = q.request_id"
+                             " WHERE q.sql LIKE 'INSERT INTO audit%'").fetchall()
+        own = [a for a in audits if a[1] and a[1].rsplit("/", 1)[1] == a[0].rsplit("(", 1)[1].rstrip(")")]
+        astray = [a for a in audits if a[1] and a not in own]
+        assert len(own) >= 3 * kinds and not astray, (len(audits), len(own), astray[:5])
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
 
