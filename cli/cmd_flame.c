@@ -128,6 +128,17 @@ static struct frame *load_frames(struct tg_store *s, int64_t *n)
 		for (char *c = l; *c; c++)
 			if (*c == ';' || *c == '\n')
 				*c = ','; /* folded format separators */
+		size_t ll = strlen(l);
+		if (tg_utf8_valid_prefix(l, ll) != ll) {
+			/* A store written before text was kept valid: the folded
+			 * output stays UTF-8 all the same. */
+			size_t m;
+			char *fixed = tg_utf8_repair(l, ll, &m);
+			if (!fixed)
+				tg_die("out of memory");
+			free(l);
+			l = fixed;
+		}
 		fr[id] = (struct frame){.label = l, .name = nm, .file = fl, .line = native ? 0 : line};
 	}
 	sqlite3_finalize(st);

@@ -133,6 +133,24 @@ def test_names_beyond_ascii(run):
     assert n > 20
 
 
+def test_flame_of_an_older_store_is_utf8(run, tmp_path):
+    """A store written before text was kept valid may hold a function name
+    that is not UTF-8: the folded output has U+FFFD in its place, and stays
+    readable by a strict decoder."""
+    import shutil
+    db = tmp_path / "old.db"
+    shutil.copy(run.db, db)
+    with sqlite3.connect(db) as con:
+        n = con.execute("UPDATE frames SET name = CAST(X'686f74ff5f736576656e7479' AS TEXT)"
+                        " WHERE name = 'hot_seventy'").rowcount
+    assert n >= 1
+    out = subprocess.run([str(tgtest.TIMEGLASS), "flame", "--db", str(db), "--route", "GET /split"],
+                         capture_output=True, env=tgtest.timeglass_env())
+    assert out.returncode == 0, out.stderr
+    text = out.stdout.decode("utf-8")  # strict
+    assert "hot\ufffd_seventy (" in text and "hot_seventy (" not in text
+
+
 def test_threadpool_endpoint(run):
     st = stacks_of(run, "/pool")
     hits = sum(n for frames, n in st if "pool_work" in names(frames))
