@@ -172,6 +172,10 @@ int tg_py_rd_read(struct tg_py_rd *rd, void *dst, uintptr_t addr, size_t len)
 
 static int rd_ptr(struct tg_py_rd *rd, uintptr_t addr, uintptr_t *v)
 {
+	if (rd && rd->direct && addr >= 4096) {
+		memcpy(v, (const void *)addr, sizeof *v);
+		return 0;
+	}
 	return tg_py_rd_read(rd, v, addr, sizeof *v);
 }
 
@@ -291,9 +295,17 @@ struct raw_frame {
 
 static int read_frame(struct tg_py_rd *rd, uintptr_t f, struct raw_frame *rf)
 {
-	uint8_t b[96];
-	if (tg_py_rd_read(rd, b, f, sizeof b) < 0)
+	uint8_t copy[96];
+	const uint8_t *b = copy;
+	if (rd && rd->direct) {
+		/* The calling thread's own live frame: its fields in place,
+		 * not copied (the SQL taps walk a dozen frames per query). */
+		if (f < 4096)
+			return -1;
+		b = (const uint8_t *)f;
+	} else if (tg_py_rd_read(rd, copy, f, sizeof copy) < 0) {
 		return -1;
+	}
 	memcpy(&rf->code, b + TG_PYO(fr_code), sizeof rf->code);
 	memcpy(&rf->previous, b + TG_PYO(fr_previous), sizeof rf->previous);
 	memcpy(&rf->instr, b + TG_PYO(fr_instr), sizeof rf->instr);
@@ -364,6 +376,29 @@ int tg_py_walk_more(struct tg_py_rd *rd, uintptr_t ts, uintptr_t *at, struct tg_
 	return n;
 }
 
+int tg_py_own_begin(uintptr_t tstate, struct tg_py_own *w)
+{
+	if (tg_py_init() < 0 || !tstate)
+		return -1;
+	uintptr_t tag = 0;
+	struct tg_py_rd rd = {.tags = &tag, .pages = NULL, .nslots = 0, .direct = 1};
+	uintptr_t f;
+	if (current_frame(&rd, tstate, &f) < 0)
+		return -1;
+	*w = (struct tg_py_own){
+		.f = f,
+		.off_code = TG_PYO(fr_code),
+		.off_prev = TG_PYO(fr_previous),
+		.off_instr = TG_PYO(fr_instr),
+		.off_owner = TG_PYO(fr_owner),
+		.off_co_code = TG_PYO(co_code),
+		.skip1 = TG_PYO(own_skip1),
+		.skip2 = TG_PYO(own_skip2),
+		.tag_mask = (uintptr_t)TG_PYO(code_tag_mask),
+	};
+	return 0;
+}
+
 int tg_py_code_ident(struct tg_py_rd *rd, uintptr_t code, uint64_t *ident)
 {
 	uintptr_t f[4];
@@ -374,12 +409,12 @@ int tg_py_code_ident(struct tg_py_rd *rd, uintptr_t code, uint64_t *ident)
 	    rd_ptr(rd, code + TG_PYO(co_name), &f[3]) < 0 ||
 	    tg_py_rd_read(rd, &first, code + TG_PYO(co_firstlineno), sizeof first) < 0)
 		return -1;
-	uint64_t h = 1469598103934665603ull; /* FNV-1a over the fields */
-	const uint8_t *b = (const uint8_t *)f;
-	for (size_t i = 0; i < sizeof f; i++)
-		h = (h ^ b[i]) * 1099511628211ull;
+	/* A word at a time: the fields are pointers and a line number. */
+	uint64_t h = 1469598103934665603ull;
 	for (int i = 0; i < 4; i++)
-		h = (h ^ (uint8_t)(first >> (8 * i))) * 1099511628211ull;
+		h = (h ^ f[i]) * 0x9e3779b97f4a7c15ull, h ^= h >> 29;
+	h = (h ^ (uint32_t)first) * 0x9e3779b97f4a7c15ull;
+	h ^= h >> 32;
 	*ident = h ? h : 1;
 	return 0;
 }

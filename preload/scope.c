@@ -271,11 +271,6 @@ uint64_t timeglass_scope_current(void)
  */
 
 #define CTX_FRAMES 128     /* frames walked when the scope must be found */
-#define SCOPE_FRAMES 12    /* frames walked first for scope and site (a FastAPI
-			    * endpoint's root is 9 frames up) */
-#define SITE_FRAMES 2      /* frames walked first for the call site alone (a
-			    * query of the sqlite3 module, called from C, has
-			    * the app's frame innermost) */
 #define APP_SLOTS 2048     /* code objects classified (power of two) */
 #define SITE_SLOTS 1024    /* call sites cached (power of two) */
 #define RD_SLOTS 4         /* pages cached by the reader during one walk */
@@ -380,44 +375,33 @@ size_t tg_taps_context(uint64_t *scope, char *site, size_t cap)
 	struct tg_py_rd rd = {.tags = tags, .pages = pages, .nslots = RD_SLOTS};
 	tg_py_rd_reset(&rd);
 	int need_scope = !*scope && __atomic_load_n(&nroots, __ATOMIC_RELAXED);
-	struct tg_py_frame fr[CTX_FRAMES];
-	int truncated = 0, n = -1;
-	uintptr_t ts = 0;
-	/* A short walk first: the request's root is usually a dozen frames up.
-	 * Our own live frames are read with plain loads (see pyframes.h). */
-	ts = tg_py_my_thread_state(&rd);
-	if (!ts)
+	uintptr_t ts = tg_py_my_thread_state(&rd);
+	struct tg_py_own w;
+	if (!ts || tg_py_own_begin(ts, &w) < 0)
 		return 0;
+	/* Our own live frames, read with plain loads (see pyframes.h), one at
+	 * a time until both are found: the call site is most often the
+	 * innermost frame or the next, the request's root a dozen up. */
 	rd.direct = 1;
-	int limit = need_scope ? SCOPE_FRAMES : SITE_FRAMES;
-	uintptr_t at = 0;
-	n = tg_py_walk_more(&rd, ts, &at, fr, 0, limit, &truncated, 0);
 	size_t len = 0;
 	int site_done = 0;
-	for (int i = 0; i < n && (!site_done || need_scope); i++) {
+	struct tg_py_frame fr;
+	for (int i = 0; i < CTX_FRAMES && (need_scope || !site_done) && tg_py_own_next(&w, &fr) > 0; i++) {
 		if (need_scope) {
-			uint64_t t = root_find(fr[i].frame);
+			uint64_t t = root_find(fr.frame);
 			if (t) {
 				*scope = t;
 				need_scope = 0;
 			}
 		}
 		if (!site_done) {
-			int app = is_app_code(&rd, fr[i].code);
+			int app = is_app_code(&rd, fr.code);
 			if (app < 0)
 				break; /* the chain moved under us: no site rather than a wrong one */
 			if (app) {
-				len = site_of(&rd, &fr[i], site, cap);
+				len = site_of(&rd, &fr, site, cap);
 				site_done = 1;
 			}
-		}
-		if (i == n - 1 && truncated && limit < CTX_FRAMES && (need_scope || !site_done)) {
-			/* Not found in the short walk: walk on from where it
-			 * stopped (FastAPI's root is some 15 frames up on 3.14). */
-			limit = limit < SCOPE_FRAMES * 2 ? SCOPE_FRAMES * 2 : CTX_FRAMES;
-			int m = tg_py_walk_more(&rd, ts, &at, fr, n, limit, &truncated, 0);
-			if (m > n)
-				n = m;
 		}
 	}
 	return len;
