@@ -19,6 +19,7 @@ EXPORT int tgt_depth(void);
 EXPORT size_t tgt_call_site(char *buf, size_t len);
 EXPORT int tgt_stack_of(uint32_t tid, char *buf, size_t len);
 EXPORT int tgt_hammer(uint32_t tid, int rounds, int *dropped);
+EXPORT int tgt_own_stack(char *buf, size_t len);
 
 int tgt_init(void)
 {
@@ -110,4 +111,34 @@ int tgt_hammer(uint32_t tid, int rounds, int *dropped)
 			ok++;
 	}
 	return ok;
+}
+
+/* "qualname:line;..." of the calling thread, innermost first, as the SQL
+ * taps walk it (tg_py_own_begin/next: plain loads, one frame at a time).
+ * Returns frames, -1 if the walk failed or a frame's code was unreadable. */
+int tgt_own_stack(char *buf, size_t len)
+{
+	static uintptr_t otags[4];
+	static uint8_t opages[4 * 4096];
+	struct tg_py_rd rd = {.tags = otags, .pages = opages, .nslots = 4};
+	tg_py_rd_reset(&rd);
+	uintptr_t ts = tg_py_my_thread_state(&rd);
+	struct tg_py_own w;
+	if (!ts || tg_py_own_begin(ts, &w) < 0)
+		return -1;
+	rd.direct = 1;
+	size_t pos = 0;
+	int k = 0, r;
+	struct tg_py_frame f;
+	buf[0] = '\0';
+	while ((r = tg_py_own_next(&w, &f)) > 0 && pos + 300 < len) {
+		static struct tg_py_code_info ci;
+		static uint8_t table[8192];
+		if (tg_py_code_info(&rd, f.code, &ci, table, sizeof table) < 0)
+			return -1;
+		int line = tg_py_addr2line(table, ci.table_len, ci.firstlineno, f.lasti);
+		pos += (size_t)snprintf(buf + pos, len - pos, "%s:%d;", ci.qualname, line);
+		k++;
+	}
+	return r < 0 ? -1 : k;
 }

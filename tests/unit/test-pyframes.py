@@ -10,6 +10,7 @@ lib.tgt_call_site.restype = ctypes.c_size_t
 lib.tgt_call_site.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 lib.tgt_stack_of.argtypes = [ctypes.c_uint32, ctypes.c_char_p, ctypes.c_size_t]
 lib.tgt_hammer.argtypes = [ctypes.c_uint32, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+lib.tgt_own_stack.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 
 assert lib.tgt_init() == 0, "interpreter not recognised"
 v = lib.tgt_version()
@@ -43,6 +44,55 @@ cs = call_site()  # line of the call in call_site()
 assert cs.startswith(__file__ + ":") and cs.endswith(" call_site"), cs
 line = int(cs.split(":")[1].split()[0])
 assert line == call_site.__code__.co_firstlineno + 1, (cs, call_site.__code__.co_firstlineno)
+
+# The calling thread's own stack as the SQL taps walk it, frame by frame,
+# against what the interpreter says: recursion, a generator, a coroutine
+# driven by hand, a nested function and a method.
+obuf = ctypes.create_string_buffer(1 << 20)
+
+
+def own_stack():
+    n = lib.tgt_own_stack(obuf, len(obuf))
+    got = obuf.value.decode().split(";")[:-1]
+    f, want = sys._getframe(), []
+    while f is not None:
+        want.append(f"{f.f_code.co_qualname}:{f.f_lineno}")
+        f = f.f_back
+    assert n == len(got), (n, got)
+    return got, want
+
+
+def own_recurse(n):
+    if n == 0:
+        return own_stack()
+    return own_recurse(n - 1)
+
+
+def own_gen():
+    yield own_stack()
+
+
+async def own_coro():
+    def nested():
+        return own_stack()
+    return nested()
+
+
+class Own:
+    def method(self):
+        return own_recurse(40)
+
+
+checks = [own_recurse(0), own_recurse(300), next(own_gen()), Own().method()]
+try:
+    own_coro().send(None)
+except StopIteration as e:
+    checks.append(e.value)
+for got, want in checks:
+    # own_stack's own line differs (the walk ran on the line of the call,
+    # the interpreter's frame is now past it): compare from its caller.
+    assert got[0].startswith("own_stack:"), got[:3]
+    assert got[1:] == want[1:], (got[:6], want[:6])
 
 # Another thread, read from here while it spins in known functions.
 stop = False
