@@ -159,6 +159,21 @@ static inline int tg_py_own_next(struct tg_py_own *w, struct tg_py_frame *out)
 	return 0;
 }
 
+/* The next frame's address, shim frames included, without reading more of
+ * it than its link to the previous one: for the rest of a walk that only
+ * looks frames up by address. Returns 0 at the end of the chain or on a
+ * frame that cannot be one (then the walk is over). */
+static inline uintptr_t tg_py_own_next_addr(struct tg_py_own *w)
+{
+	uintptr_t f = w->f;
+	if (!f || (f & 7) || f < 4096 || ++w->steps > TG_PY_OWN_STEPS) {
+		w->f = 0;
+		return 0;
+	}
+	__builtin_memcpy(&w->f, (const uint8_t *)f + w->off_prev, sizeof w->f);
+	return f;
+}
+
 /* What identifies a code object across time (address reuse): a hash of its
  * name, file and line table pointers and first line. Returns 0, -1 if the
  * object cannot be read or is not a code object. */

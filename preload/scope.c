@@ -386,7 +386,8 @@ size_t tg_taps_context(uint64_t *scope, char *site, size_t cap)
 	size_t len = 0;
 	int site_done = 0;
 	struct tg_py_frame fr;
-	for (int i = 0; i < CTX_FRAMES && (need_scope || !site_done) && tg_py_own_next(&w, &fr) > 0; i++) {
+	int i = 0;
+	for (; i < CTX_FRAMES && !site_done && tg_py_own_next(&w, &fr) > 0; i++) {
 		if (need_scope) {
 			uint64_t t = root_find(fr.frame);
 			if (t) {
@@ -394,14 +395,21 @@ size_t tg_taps_context(uint64_t *scope, char *site, size_t cap)
 				need_scope = 0;
 			}
 		}
-		if (!site_done) {
-			int app = is_app_code(&rd, fr.code);
-			if (app < 0)
-				break; /* the chain moved under us: no site rather than a wrong one */
-			if (app) {
-				len = site_of(&rd, &fr, site, cap);
-				site_done = 1;
-			}
+		int app = is_app_code(&rd, fr.code);
+		if (app < 0)
+			return 0; /* the chain moved under us: no site rather than a wrong one */
+		if (app) {
+			len = site_of(&rd, &fr, site, cap);
+			site_done = 1;
+		}
+	}
+	/* Only the request's root is left to find, by frame address alone:
+	 * shim frames are never roots (the marker registers Python frames). */
+	for (uintptr_t f; need_scope && i < 2 * CTX_FRAMES && (f = tg_py_own_next_addr(&w)) != 0; i++) {
+		uint64_t t = root_find(f);
+		if (t) {
+			*scope = t;
+			need_scope = 0;
 		}
 	}
 	return len;
