@@ -403,12 +403,27 @@ int tg_py_code_ident(struct tg_py_rd *rd, uintptr_t code, uint64_t *ident)
 {
 	uintptr_t f[4];
 	int32_t first = 0;
-	if (!is_code(rd, code) || rd_ptr(rd, code + TG_PYO(co_filename), &f[0]) < 0 ||
-	    rd_ptr(rd, code + TG_PYO(co_qualname), &f[1]) < 0 ||
-	    rd_ptr(rd, code + TG_PYO(co_linetable), &f[2]) < 0 ||
-	    rd_ptr(rd, code + TG_PYO(co_name), &f[3]) < 0 ||
-	    tg_py_rd_read(rd, &first, code + TG_PYO(co_firstlineno), sizeof first) < 0)
+	if (rd && rd->direct) {
+		/* A code object of the calling thread's own live frame. */
+		const uint8_t *b = (const uint8_t *)code;
+		uintptr_t type;
+		if (code < 4096)
+			return -1;
+		memcpy(&type, b + TG_PYO(ob_type), sizeof type);
+		if (type != code_type)
+			return -1;
+		memcpy(&f[0], b + TG_PYO(co_filename), sizeof f[0]);
+		memcpy(&f[1], b + TG_PYO(co_qualname), sizeof f[1]);
+		memcpy(&f[2], b + TG_PYO(co_linetable), sizeof f[2]);
+		memcpy(&f[3], b + TG_PYO(co_name), sizeof f[3]);
+		memcpy(&first, b + TG_PYO(co_firstlineno), sizeof first);
+	} else if (!is_code(rd, code) || rd_ptr(rd, code + TG_PYO(co_filename), &f[0]) < 0 ||
+		   rd_ptr(rd, code + TG_PYO(co_qualname), &f[1]) < 0 ||
+		   rd_ptr(rd, code + TG_PYO(co_linetable), &f[2]) < 0 ||
+		   rd_ptr(rd, code + TG_PYO(co_name), &f[3]) < 0 ||
+		   tg_py_rd_read(rd, &first, code + TG_PYO(co_firstlineno), sizeof first) < 0) {
 		return -1;
+	}
 	/* A word at a time: the fields are pointers and a line number. */
 	uint64_t h = 1469598103934665603ull;
 	for (int i = 0; i < 4; i++)
