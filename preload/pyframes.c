@@ -170,7 +170,18 @@ int tg_py_rd_read(struct tg_py_rd *rd, void *dst, uintptr_t addr, size_t len)
 	return 0;
 }
 
+/* A pointer or a 32-bit field: with the caller's own frames (rd->direct) a
+ * load of known size, not a call of memcpy through tg_py_rd_read(). */
 static int rd_ptr(struct tg_py_rd *rd, uintptr_t addr, uintptr_t *v)
+{
+	if (rd && rd->direct && addr >= 4096) {
+		memcpy(v, (const void *)addr, sizeof *v);
+		return 0;
+	}
+	return tg_py_rd_read(rd, v, addr, sizeof *v);
+}
+
+static int rd_i32(struct tg_py_rd *rd, uintptr_t addr, int32_t *v)
 {
 	if (rd && rd->direct && addr >= 4096) {
 		memcpy(v, (const void *)addr, sizeof *v);
@@ -403,27 +414,12 @@ int tg_py_code_ident(struct tg_py_rd *rd, uintptr_t code, uint64_t *ident)
 {
 	uintptr_t f[4];
 	int32_t first = 0;
-	if (rd && rd->direct) {
-		/* A code object of the calling thread's own live frame. */
-		const uint8_t *b = (const uint8_t *)code;
-		uintptr_t type;
-		if (code < 4096)
-			return -1;
-		memcpy(&type, b + TG_PYO(ob_type), sizeof type);
-		if (type != code_type)
-			return -1;
-		memcpy(&f[0], b + TG_PYO(co_filename), sizeof f[0]);
-		memcpy(&f[1], b + TG_PYO(co_qualname), sizeof f[1]);
-		memcpy(&f[2], b + TG_PYO(co_linetable), sizeof f[2]);
-		memcpy(&f[3], b + TG_PYO(co_name), sizeof f[3]);
-		memcpy(&first, b + TG_PYO(co_firstlineno), sizeof first);
-	} else if (!is_code(rd, code) || rd_ptr(rd, code + TG_PYO(co_filename), &f[0]) < 0 ||
-		   rd_ptr(rd, code + TG_PYO(co_qualname), &f[1]) < 0 ||
-		   rd_ptr(rd, code + TG_PYO(co_linetable), &f[2]) < 0 ||
-		   rd_ptr(rd, code + TG_PYO(co_name), &f[3]) < 0 ||
-		   tg_py_rd_read(rd, &first, code + TG_PYO(co_firstlineno), sizeof first) < 0) {
+	if (!is_code(rd, code) || rd_ptr(rd, code + TG_PYO(co_filename), &f[0]) < 0 ||
+	    rd_ptr(rd, code + TG_PYO(co_qualname), &f[1]) < 0 ||
+	    rd_ptr(rd, code + TG_PYO(co_linetable), &f[2]) < 0 ||
+	    rd_ptr(rd, code + TG_PYO(co_name), &f[3]) < 0 ||
+	    rd_i32(rd, code + TG_PYO(co_firstlineno), &first) < 0)
 		return -1;
-	}
 	/* A word at a time: the fields are pointers and a line number. */
 	uint64_t h = 1469598103934665603ull;
 	for (int i = 0; i < 4; i++)
