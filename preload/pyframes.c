@@ -372,14 +372,9 @@ int tg_py_walk_more(struct tg_py_rd *rd, uintptr_t ts, uintptr_t *at, struct tg_
 		}
 		if (check_code && !is_code(rd, rf.code))
 			return -1;
-		/* Unsigned: instr may be garbage in a racing frame. */
-		uintptr_t first = rf.code + TG_PYO(co_code);
-		uintptr_t off = (uintptr_t)rf.instr - first;
-		intptr_t d = off < ((uintptr_t)2 << 24) ? (intptr_t)(off / 2) : 0;
-		/* 0 too for a frame just created, or instr not yet set. */
 		out[n].frame = f;
 		out[n].code = rf.code;
-		out[n].lasti = (int32_t)d;
+		out[n].lasti = tg_py_lasti(rf.code, rf.instr, TG_PYO(co_code));
 		out[n].entry = rf.is_entry || !rf.previous;
 		n++;
 		f = rf.previous;
@@ -620,22 +615,14 @@ int tg_py_thread_frames(uintptr_t *out, int max)
 		return 0;
 	struct own_reader own;
 	uintptr_t ts;
-	struct tg_py_rd *rd = own_reader_open(&own, &ts);
-	if (!rd)
+	struct tg_py_own w;
+	if (!own_reader_open(&own, &ts) || tg_py_own_begin(ts, &w) < 0)
 		return 0;
 	int total = 0;
 	int cap = max < MAX_DEPTH ? max : MAX_DEPTH;
-	uintptr_t f;
-	if (current_frame(rd, ts, &f) < 0)
-		return 0;
-	for (int steps = 0; f && total < cap && steps < 4 * MAX_DEPTH; steps++) {
-		struct raw_frame rf;
-		if ((f & 7) || read_frame(rd, f, &rf) < 0)
-			break;
-		if (!(rf.owner == TG_PYO(own_skip1) || rf.owner == TG_PYO(own_skip2) || !rf.code))
-			out[total++] = f;
-		f = rf.previous;
-	}
+	struct tg_py_frame fr;
+	while (total < cap && tg_py_own_next(&w, &fr) > 0)
+		out[total++] = fr.frame;
 	return total;
 }
 

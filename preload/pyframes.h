@@ -111,6 +111,16 @@ int tg_py_walk_ex(struct tg_py_rd *rd, uintptr_t tstate, struct tg_py_frame *out
 int tg_py_walk_more(struct tg_py_rd *rd, uintptr_t tstate, uintptr_t *at, struct tg_py_frame *out, int n,
 		    int max, int *truncated, int check_code);
 
+/* The instruction offset (2-byte code units) of a frame whose next
+ * instruction is at instr, in code whose first instruction is co_code bytes
+ * into the code object; 0 for a frame just created (instr not yet set).
+ * Unsigned: instr may be garbage in a racing frame. */
+static inline int32_t tg_py_lasti(uintptr_t code, uintptr_t instr, uint32_t co_code)
+{
+	uintptr_t off = instr - (code + co_code);
+	return off < ((uintptr_t)2 << 24) ? (int32_t)(off / 2) : 0;
+}
+
 /* A walk of the calling thread's own frames, one frame at a time, with
  * plain loads and the layout's offsets read once: what the SQL taps use to
  * find a query's request and call site, which are most often a few frames
@@ -148,11 +158,9 @@ static inline int tg_py_own_next(struct tg_py_own *w, struct tg_py_frame *out)
 			continue;
 		uintptr_t instr;
 		__builtin_memcpy(&instr, b + w->off_instr, sizeof instr);
-		/* Unsigned: 0 for a frame whose instruction is not yet set. */
-		uintptr_t off = instr - (code + w->off_co_code);
 		out->frame = f;
 		out->code = code;
-		out->lasti = off < ((uintptr_t)2 << 24) ? (int32_t)(off / 2) : 0;
+		out->lasti = tg_py_lasti(code, instr, w->off_co_code);
 		out->entry = 0;
 		return 1;
 	}
