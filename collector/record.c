@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "common/event.h"
+#include "lib/util.h"
 
 #define MAX_DURATION_NS (30LL * 86400 * 1000000000) /* longer is a corrupt record */
 
@@ -166,12 +167,8 @@ static void format_addr(const struct tg_ev_request *r, char addr[TG_ADDR_MAX])
 		memcpy(last_addr, r->client_addr, alen);
 		last_family = fam;
 	}
-	char port[8], *p = port + sizeof port;
-	unsigned v = r->client_port;
-	do
-		*--p = (char)('0' + v % 10);
-	while (v /= 10);
-	size_t plen = (size_t)(port + sizeof port - p);
+	char p[20];
+	size_t plen = tg_fmt_u64(p, r->client_port);
 	if (last_len + 1 + plen >= TG_ADDR_MAX) {
 		addr[0] = '\0';
 		return;

@@ -479,23 +479,15 @@ static int64_t stack_of_ids(const struct tg_stacks_ctx *c, struct tg_stacks_proc
 	int64_t id = stack_lookup(p, h, 0);
 	if (id)
 		return id;
-	/* "id,id,...", root first. By hand: snprintf cost some 700
-	 * instructions an id, and a new stack has dozens (a process's first
-	 * seconds make hundreds of stacks). */
+	/* "id,id,...", root first (a new stack has dozens of ids, and a
+	 * process's first seconds make hundreds of stacks). */
 	char *t = text;
 	for (unsigned i = n; i-- > 0;) {
-		char digits[20];
-		unsigned nd = 0;
-		uint64_t v = ids[i] < 0 ? 0 - (uint64_t)ids[i] : (uint64_t)ids[i];
 		if (i + 1 < n)
 			*t++ = ',';
 		if (ids[i] < 0)
 			*t++ = '-';
-		do
-			digits[nd++] = (char)('0' + v % 10);
-		while ((v /= 10) != 0);
-		while (nd)
-			*t++ = digits[--nd];
+		t += tg_fmt_u64(t, ids[i] < 0 ? 0 - (uint64_t)ids[i] : (uint64_t)ids[i]);
 	}
 	*t = '\0';
 	for (int salt = 0; salt < 4; salt++) {

@@ -251,6 +251,18 @@ int main(void)
 	/* names and text */
 	CHECK(strcmp(tg_req_flag_name(0), "head") == 0 && strcmp(tg_req_flag_name(7), "asgi") == 0);
 	CHECK(tg_req_flag_name(TG_REQ_FLAG_BITS) == NULL);
+	{
+		char num[21];
+		static const struct { uint64_t v; const char *s; } nums[] = {
+			{0, "0"}, {7, "7"}, {10, "10"}, {65535, "65535"}, {1000000007, "1000000007"},
+			{UINT64_MAX, "18446744073709551615"},
+		};
+		for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+			size_t len = tg_fmt_u64(num, nums[i].v);
+			num[len] = '\0';
+			CHECK(len == strlen(nums[i].s) && strcmp(num, nums[i].s) == 0);
+		}
+	}
 	CHECK(tg_utf8_len((const unsigned char *)"a", 1) == 1);
 	CHECK(tg_utf8_len((const unsigned char *)"\xc3\xa9", 2) == 2);
 	CHECK(tg_utf8_len((const unsigned char *)"\xc0\x80", 2) == 0);         /* overlong */

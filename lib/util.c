@@ -193,6 +193,18 @@ int64_t tg_monotonic_ns(void)
 	return clock_ns(CLOCK_MONOTONIC);
 }
 
+size_t tg_fmt_u64(char *out, uint64_t v)
+{
+	char digits[20];
+	size_t n = 0;
+	do
+		digits[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	for (size_t i = 0; i < n; i++)
+		out[i] = digits[n - 1 - i];
+	return n;
+}
+
 /* Three significant digits without exponent notation: 1.23, 12.3, 123. */
 static void fmt3(char *buf, size_t cap, double v, const char *unit)
 {
