@@ -386,8 +386,7 @@ int tg_py_own_begin(uintptr_t tstate, struct tg_py_own *w)
 {
 	if (tg_py_init() < 0 || !tstate)
 		return -1;
-	uintptr_t tag = 0;
-	struct tg_py_rd rd = {.tags = &tag, .pages = NULL, .nslots = 0, .direct = 1};
+	struct tg_py_rd rd = {.direct = 1}; /* plain loads: no pages to cache */
 	uintptr_t f;
 	if (current_frame(&rd, tstate, &f) < 0)
 		return -1;
