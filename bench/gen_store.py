@@ -24,6 +24,7 @@ import sys
 import time
 
 SCHEMA_VERSION = 1
+NEW_STORE_PAGE_BYTES = 16384  # lib/store.c's NEW_STORE_PAGE_BYTES
 
 SCHEMA_TABLES = """
 CREATE TABLE runs (
@@ -104,8 +105,9 @@ REQUEST_COLUMNS = (
     " error, flags, headers, transport, exception")
 
 
-def create_store(path, indexes=True):
-    """Creates an empty schema-1 store at path (replacing any file there)."""
+def create_store(path, indexes=True, page_size=NEW_STORE_PAGE_BYTES):
+    """Creates an empty schema-1 store at path (replacing any file there),
+    in pages of page_size bytes (the collector's by default)."""
     for suffix in ("", "-wal", "-shm"):
         try:
             os.unlink(path + suffix)
@@ -113,6 +115,7 @@ def create_store(path, indexes=True):
             pass
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA page_size = %d" % page_size)
     db.execute("PRAGMA journal_mode = WAL")
     db.executescript(SCHEMA_TABLES)
     if indexes:
@@ -288,10 +291,13 @@ def main():
                     help="SQL queries per request on average (the store then has the newest schema)")
     ap.add_argument("--newest", action="store_true",
                     help="bring the store to the newest schema (lib/store.c's migrations), as --queries does")
+    ap.add_argument("--page-size", type=int, default=NEW_STORE_PAGE_BYTES,
+                    help="SQLite page size in bytes (default %d, as timeglass run creates a store)"
+                    % NEW_STORE_PAGE_BYTES)
     args = ap.parse_args()
     span = args.span or max(10.0, args.requests / 800.0)
     t_start = time.time()
-    db = create_store(args.db, indexes=False)
+    db = create_store(args.db, indexes=False, page_size=args.page_size)
     db.execute("PRAGMA synchronous = OFF")
     t0_ns = int((time.time() - span - 60) * 1e9)
     generate(db, args.requests, args.seed, t0_ns, span)

@@ -324,15 +324,23 @@ static const char *const stmt_sql[ST_COUNT] = {
 #define RESUME_FREE_BYTES (1024 * 1024)
 
 /* With this much free on its disk at the start, the writer's WAL is
- * checkpointed at BIG_WAL_PAGES pages (4 MiB) and cut back to
- * BIG_WAL_BYTES: at 10,000 requests/s a checkpoint then comes about every
- * second commit rather than after each (copying each page once for all the
- * commits that rewrote it, and two fdatasync()s fewer), 5-10% of the
- * collector's CPU per request. Below it, or once the disk was full, 1 MiB
+ * checkpointed at BIG_WAL_BYTES and cut back to that size: at 10,000
+ * requests/s a checkpoint then comes about every second commit rather
+ * than after each (copying each page once for all the commits that
+ * rewrote it, and two fdatasync()s fewer), 5-10% of the collector's CPU
+ * per request. Below it, or once the disk was full, SMALL_WAL_BYTES
  * (small_wal()). */
 #define BIG_WAL_FREE_BYTES (64LL * 1024 * 1024)
-#define BIG_WAL_PAGES 1024
-#define BIG_WAL_BYTES 4194304
+#define BIG_WAL_BYTES (4LL * 1024 * 1024)
+#define SMALL_WAL_BYTES (1LL * 1024 * 1024)
+
+/* The page size of a store this program creates (an existing store keeps
+ * its own). SQLite writes a commit's pages to the WAL with two write()s
+ * each, header and page, and a checkpoint copies them back one write()
+ * each: at 10,000 requests/s a commit's new rows fill some 18 pages of
+ * SQLite's default 4 KiB, against 5 of 16 KiB, and those system calls
+ * were a tenth of the collector's CPU per request. */
+#define NEW_STORE_PAGE_BYTES 16384
 
 struct tg_store {
 	sqlite3 *db;
@@ -412,14 +420,33 @@ static void rolled_back(struct tg_store *s)
 	s->requests_max = s->requests_kept;
 }
 
-/* The WAL on a disk with little room: checkpointed at 1 MiB (not SQLite's
- * 4 MiB) and cut back to that size after a checkpoint made it longer, so
- * that the disk the store needs beyond its own data stays small (on a
- * 2 MiB disk, 4 MiB of WAL pages filled it before the first request was
- * stored). Errors leave the settings as they were. */
+static int exec(struct tg_store *s, const char *sql);
+static int query_int(struct tg_store *s, const char *sql, int64_t *out);
+
+/* The WAL checkpointed once it holds about bytes (in the store's pages)
+ * and cut back to bytes after a checkpoint made it longer. -1 on error. */
+static int wal_limit(struct tg_store *s, int64_t bytes)
+{
+	int64_t page = 0, dummy;
+	if (query_int(s, "PRAGMA page_size", &page) < 0)
+		return -1;
+	char sql[128];
+	snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint = %lld",
+		 (long long)(page > 0 && bytes / page > 0 ? bytes / page : 1));
+	if (exec(s, sql) < 0)
+		return -1;
+	snprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %lld", (long long)bytes);
+	return query_int(s, sql, &dummy);
+}
+
+/* The WAL on a disk with little room: checkpointed at SMALL_WAL_BYTES
+ * (not BIG_WAL_BYTES) and cut back to that size after a checkpoint made
+ * it longer, so that the disk the store needs beyond its own data stays
+ * small (on a 2 MiB disk, 4 MiB of WAL pages filled it before the first
+ * request was stored). Errors leave the settings as they were. */
 static void small_wal(struct tg_store *s)
 {
-	sqlite3_exec(s->db, "PRAGMA wal_autocheckpoint = 256; PRAGMA journal_size_limit = 1048576", NULL, NULL, NULL);
+	wal_limit(s, SMALL_WAL_BYTES);
 }
 
 /* After an error: SQLITE_FULL (or ENOSPC underneath) puts the store in
@@ -566,7 +593,8 @@ enum tg_schema_class tg_store_classify(sqlite3 *db, int64_t *version)
 static int migrate(struct tg_store *s)
 {
 	int64_t version;
-	switch (tg_store_classify(s->db, &version)) {
+	enum tg_schema_class cls = tg_store_classify(s->db, &version);
+	switch (cls) {
 	case TG_SCHEMA_ERROR:
 		return fail_open(s);
 	case TG_SCHEMA_NEWER:
@@ -587,6 +615,10 @@ static int migrate(struct tg_store *s)
 		return tg_fail("%s uses an older schema (%lld); open it once with timeglass run to upgrade it",
 			       s->path, (long long)version);
 	}
+	/* Before the first table: on a store with tables already (one another
+	 * writer just created, say) it changes nothing. */
+	if (cls == TG_SCHEMA_EMPTY && exec(s, "PRAGMA page_size = " TG_STR(NEW_STORE_PAGE_BYTES)) < 0)
+		return -1;
 	for (;;) {
 		/* IMMEDIATE: two writers racing on a new store serialize here. */
 		if (exec(s, "BEGIN IMMEDIATE") < 0)
@@ -734,8 +766,7 @@ struct tg_store *tg_store_open(const char *path, enum tg_store_mode mode)
 		int64_t fb = free_bytes(s);
 		if (fb >= 0 && fb < BIG_WAL_FREE_BYTES)
 			small_wal(s);
-		else if (exec(s, "PRAGMA wal_autocheckpoint = " TG_STR(BIG_WAL_PAGES)) < 0 ||
-			 query_int(s, "PRAGMA journal_size_limit = " TG_STR(BIG_WAL_BYTES), &dummy) < 0)
+		else if (wal_limit(s, BIG_WAL_BYTES) < 0)
 			goto fail;
 		make_reserve(s);
 		if (query_int(s, "SELECT coalesce(max(id), 0) FROM stacks", &s->stacks_kept) < 0)

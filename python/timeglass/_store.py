@@ -17,6 +17,7 @@ SCHEMA_VERSION = 11
 DEFAULT_PATH = os.path.join(".timeglass", "timeglass.db")
 
 BUSY_TIMEOUT_S = 5.0
+NEW_STORE_PAGE_BYTES = 16384  # lib/store.c's NEW_STORE_PAGE_BYTES
 
 _log = logging.getLogger("timeglass")
 
@@ -277,6 +278,10 @@ def _migrate(conn, path):
                          % (path, version, SCHEMA_VERSION))
     if version == 0 and tables > 0:
         raise StoreError("%s is not a TimeGlass store (it holds other tables)" % path)
+    if version == 0:
+        # A new store gets the collector's page size (lib/store.c); once it
+        # has tables (another writer's, just made) this changes nothing.
+        conn.execute("PRAGMA page_size = %d" % NEW_STORE_PAGE_BYTES)
     while version < SCHEMA_VERSION:
         # IMMEDIATE: two writers racing on a new store serialize here.
         conn.execute("BEGIN IMMEDIATE")
