@@ -1,10 +1,13 @@
 /*
  * collector/scopes.c - request scopes in the collector (scopes.h).
  *
- * Scopes live in an array in arrival order; a hash index (open addressing,
- * rebuilt whenever the array is compacted) finds one by token, and a list
- * of the indices not joined yet serves joins. Memory is bounded: at most
- * SCOPES_MAX scopes are kept, the older half going first.
+ * Scopes live in a ring in arrival order, the oldest going first; a hash
+ * index (open addressing, linear probing, deletion by shifting back the
+ * entries that follow, so no tombstones) finds one by token, and a list of
+ * the ring slots not joined yet serves joins. Adding a scope and forgetting
+ * the oldest are each a constant amount of work: nothing is moved or
+ * rebuilt except when the ring grows. Memory is bounded: at most
+ * SCOPES_MAX scopes are kept.
  */
 #include "collector/scopes.h"
 
@@ -12,16 +15,24 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define SCOPES_MAX 65536u       /* scopes kept per process */
+#define SCOPES_MAX 65536u       /* scopes kept per process (a power of two) */
+#define SCOPES_FIRST 256u       /* the ring's first size (a power of two) */
+#define DROP_AHEAD 4            /* see drop_oldest() */
 #define ASGI_SLACK_NS (1000000LL) /* in-process: scope begun up to 1 ms before the request */
 
+/* An entry of the index: the slot it stands for and its token's hash, so
+ * that probing and deleting never read the ring (5 MiB when full). */
+struct ix {
+	uint32_t slot1; /* v slot + 1, 0 = free */
+	uint32_t hash;  /* hash_token() of its token, its low 32 bits */
+};
+
 struct tg_scopes {
-	struct tg_scope *v;
-	size_t n, cap;
-	uint32_t *index;  /* token hash -> v index + 1, 0 = free */
-	size_t index_cap; /* 0 or a power of two, at least 2n */
-	uint32_t *open;   /* v indices of scopes not joined yet */
-	size_t nopen, open_cap;
+	struct tg_scope *v; /* the ring: cap slots, 0 or a power of two */
+	size_t head, n, cap; /* the oldest scope is v[head], n of them */
+	struct ix *index;   /* 2 * cap entries, by token hash */
+	uint32_t *open;     /* slots of the scopes not joined yet (cap entries) */
+	size_t nopen;
 	int any;
 };
 
@@ -48,49 +59,104 @@ static size_t hash_token(uint64_t t)
 	return (size_t)t;
 }
 
-static void index_put(struct tg_scopes *s, size_t i)
+static size_t slot_of(const struct tg_scopes *s, size_t i)
 {
-	size_t m = s->index_cap - 1, j = hash_token(s->v[i].token) & m;
-	while (s->index[j])
-		j = (j + 1) & m;
-	s->index[j] = (uint32_t)i + 1;
+	return (s->head + i) & (s->cap - 1);
 }
 
-/* Rebuilds the index and the open list for v[0..n). -1 on ENOMEM (then
- * lookups find nothing until the next rebuild). */
-static int rebuild(struct tg_scopes *s)
+/* 1 if ring slot k holds a scope. */
+static int live(const struct tg_scopes *s, size_t k)
 {
-	size_t want = 64;
-	while (want < s->n * 2 + 2)
-		want <<= 1;
-	if (want != s->index_cap) {
-		uint32_t *ni = realloc(s->index, want * sizeof *ni);
-		if (!ni) {
-			s->index_cap = 0;
-			return -1;
-		}
-		s->index = ni;
-		s->index_cap = want;
+	return ((k - s->head) & (s->cap - 1)) < s->n;
+}
+
+static void index_put(struct tg_scopes *s, size_t k)
+{
+	uint32_t h = (uint32_t)hash_token(s->v[k].token);
+	size_t m = 2 * s->cap - 1, j = h & m;
+	while (s->index[j].slot1)
+		j = (j + 1) & m;
+	s->index[j] = (struct ix){(uint32_t)k + 1, h};
+}
+
+/* Takes slot k out of the index: the entries after it in its probe run
+ * that would no longer be found past the hole move back into it. */
+static void index_del(struct tg_scopes *s, size_t k)
+{
+	size_t m = 2 * s->cap - 1, j = hash_token(s->v[k].token) & m;
+	while (s->index[j].slot1 != (uint32_t)k + 1) {
+		if (!s->index[j].slot1)
+			return; /* not there (cannot happen) */
+		j = (j + 1) & m;
 	}
-	memset(s->index, 0, s->index_cap * sizeof *s->index);
-	s->nopen = 0;
-	for (size_t i = 0; i < s->n; i++) {
-		index_put(s, i);
-		if (!s->v[i].joined)
-			s->open[s->nopen++] = (uint32_t)i;
+	for (size_t i = (j + 1) & m;; i = (i + 1) & m) {
+		struct ix e = s->index[i];
+		if (!e.slot1)
+			break;
+		size_t h = e.hash & m;
+		/* e stays where it is if its home h lies cyclically in (j, i] */
+		if (j <= i ? (j < h && h <= i) : (j < h || h <= i))
+			continue;
+		s->index[j] = e;
+		j = i;
 	}
+	s->index[j].slot1 = 0;
+}
+
+/* Doubles the ring (SCOPES_FIRST at first), its scopes moved to the start
+ * in order; the index is rebuilt and the open list renumbered. -1 on
+ * ENOMEM, leaving everything as it was. */
+static int grow(struct tg_scopes *s)
+{
+	size_t ncap = s->cap ? s->cap * 2 : SCOPES_FIRST;
+	struct tg_scope *nv = malloc(ncap * sizeof *nv);
+	struct ix *ni = calloc(2 * ncap, sizeof *ni);
+	uint32_t *no = malloc(ncap * sizeof *no);
+	if (!nv || !ni || !no) {
+		free(nv);
+		free(ni);
+		free(no);
+		return -1;
+	}
+	for (size_t i = 0; i < s->n; i++)
+		nv[i] = s->v[slot_of(s, i)];
+	for (size_t k = 0; k < s->nopen; k++)
+		no[k] = (uint32_t)((s->open[k] - s->head) & (s->cap - 1));
+	free(s->v);
+	free(s->index);
+	free(s->open);
+	s->v = nv;
+	s->index = ni;
+	s->open = no;
+	s->cap = ncap;
+	s->head = 0;
+	for (size_t k = 0; k < s->n; k++)
+		index_put(s, k);
 	return 0;
 }
 
-/* Keeps the scopes for which keep(scope) is true, in order. */
-static void compact(struct tg_scopes *s, int64_t now_ns, int64_t keep_ns, size_t drop_first)
+/* Forgets the count oldest scopes. */
+static void drop_oldest(struct tg_scopes *s, size_t count)
 {
+	int was_open = 0;
+	for (size_t i = 0; i < count && s->n; i++) {
+		/* The index entry of a scope dropped a few steps later, read
+		 * ahead: one drop per scope added once the ring is full, and that
+		 * entry, at a random place in a megabyte, is a cache miss. */
+		if (s->n > DROP_AHEAD)
+			__builtin_prefetch(&s->index[hash_token(s->v[slot_of(s, DROP_AHEAD)].token) & (2 * s->cap - 1)], 1);
+		index_del(s, s->head);
+		was_open |= !s->v[s->head].joined;
+		s->head = (s->head + 1) & (s->cap - 1);
+		s->n--;
+	}
+	if (!was_open)
+		return;
 	size_t j = 0;
-	for (size_t i = drop_first; i < s->n; i++)
-		if (keep_ns <= 0 || now_ns - s->v[i].seen_ns <= keep_ns)
-			s->v[j++] = s->v[i];
-	s->n = j;
-	rebuild(s);
+	for (size_t k = 0; k < s->nopen; k++)
+		if (live(s, s->open[k]))
+			s->open[j++] = s->open[k];
+	s->nopen = j;
 }
 
 int tg_scopes_record(struct tg_scopes *s, const void *rec, uint32_t size, int64_t now_ns)
@@ -104,41 +170,29 @@ int tg_scopes_record(struct tg_scopes *s, const void *rec, uint32_t size, int64_
 		return -1;
 	s->any = 1;
 	if (s->n == SCOPES_MAX)
-		compact(s, now_ns, 0, SCOPES_MAX / 2);
-	if (s->n == s->cap) {
-		size_t ncap = s->cap ? s->cap * 2 : 256;
-		struct tg_scope *nv = realloc(s->v, ncap * sizeof *nv);
-		if (!nv)
-			return 0;
-		uint32_t *no = realloc(s->open, ncap * sizeof *no);
-		if (!no) {
-			s->v = nv;
-			return 0;
-		}
-		s->v = nv;
-		s->open = no;
-		s->cap = ncap;
-	}
-	size_t i = s->n++;
-	struct tg_scope *sc = &s->v[i];
+		drop_oldest(s, 1);
+	if (s->n == s->cap && grow(s) < 0)
+		return 0;
+	size_t k = slot_of(s, s->n++);
+	struct tg_scope *sc = &s->v[k];
 	*sc = (struct tg_scope){.token = e->token, .tid = e->tid, .begin_ns = e->ts_ns, .conn_id = e->conn_id,
 				.family = e->client_family, .port = e->client_port, .seen_ns = now_ns};
 	memcpy(sc->addr, e->client_addr, sizeof sc->addr);
-	s->open[s->nopen++] = (uint32_t)i;
-	if (s->n * 2 + 2 > s->index_cap)
-		rebuild(s);
-	else
-		index_put(s, i);
+	s->open[s->nopen++] = (uint32_t)k;
+	index_put(s, k);
 	return 0;
 }
 
 static struct tg_scope *find(const struct tg_scopes *s, uint64_t token)
 {
-	if (!token || !s->index_cap)
+	if (!token || !s->cap)
 		return NULL;
-	size_t m = s->index_cap - 1;
-	for (size_t j = hash_token(token) & m; s->index[j]; j = (j + 1) & m) {
-		struct tg_scope *sc = &s->v[s->index[j] - 1];
+	uint32_t h = (uint32_t)hash_token(token);
+	size_t m = 2 * s->cap - 1;
+	for (size_t j = h & m; s->index[j].slot1; j = (j + 1) & m) {
+		if (s->index[j].hash != h)
+			continue;
+		struct tg_scope *sc = &s->v[s->index[j].slot1 - 1];
 		if (sc->token == token)
 			return sc;
 	}
@@ -206,9 +260,11 @@ void tg_scopes_joined(struct tg_scopes *s, struct tg_scope *sc, int64_t request_
 
 void tg_scopes_lost_after(struct tg_scopes *s, int64_t kept)
 {
-	for (size_t i = 0; i < s->n; i++)
-		if (s->v[i].joined && s->v[i].request_id > kept)
-			s->v[i].request_id = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		struct tg_scope *sc = &s->v[slot_of(s, i)];
+		if (sc->joined && sc->request_id > kept)
+			sc->request_id = 0;
+	}
 }
 
 int64_t tg_scopes_open_since(const struct tg_scopes *s, int64_t app_now, int64_t wait_ns)
@@ -229,17 +285,14 @@ int tg_scopes_any(const struct tg_scopes *s)
 
 void tg_scopes_forget(struct tg_scopes *s, int64_t now_ns, int64_t keep_ns)
 {
-	/* Scopes are in arrival order: the expired ones are a prefix. It goes
-	 * once it is an eighth of the table, so that the index is rebuilt
-	 * now and then, not at every tick of a steady stream. */
+	/* Scopes are in arrival order: the expired ones are the oldest. */
 	size_t lo = 0, hi = s->n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if (now_ns - s->v[mid].seen_ns > keep_ns)
+		if (now_ns - s->v[slot_of(s, mid)].seen_ns > keep_ns)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	if (lo && lo >= s->n / 8)
-		compact(s, now_ns, 0, lo);
+	drop_oldest(s, lo);
 }
