@@ -553,9 +553,6 @@ static void store_record(struct collector *c, struct proc *p, const void *rec, u
 		flush(c);
 }
 
-/* Drains up to DRAIN_MAX_RECORDS records of p's ring (and, with losses,
- * stores its loss counters). A ring that faults or breaks the protocol is
- * given up on. Returns the number of records consumed. */
 /* See YIELD_NS. */
 static void maybe_yield(struct collector *c)
 {
@@ -566,6 +563,9 @@ static void maybe_yield(struct collector *c)
 	c->yield_at = tg_monotonic_ns() + YIELD_NS;
 }
 
+/* Drains up to DRAIN_MAX_RECORDS records of p's ring (and, with losses,
+ * stores its loss counters). A ring that faults or breaks the protocol is
+ * given up on. Returns the number of records consumed. */
 static int service_ring(struct collector *c, struct proc *p, int losses)
 {
 	/* 8-aligned copy of the record being decoded. */
