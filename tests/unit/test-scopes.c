@@ -41,6 +41,16 @@ static struct tg_ev_request request(uint64_t conn_id, uint64_t start, uint64_t r
 	return r;
 }
 
+/* The next of a stream of well-spread tokens (xorshift64; never
+ * 0, which is no token). */
+static uint64_t next_token(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x | 1;
+}
+
 /* Scope i of churn(): begun at 1000 i on connection i + 1, arrived at i. */
 static struct tg_ev_request churn_request(size_t i)
 {
@@ -63,10 +73,7 @@ static void churn(void)
 	size_t forgot_below = 0; /* scopes below it were forgotten */
 	int bad = 0;
 	for (size_t i = 0; i < N; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		tok[i] = x | 1;
+		tok[i] = next_token(&x);
 		begin_seen(s, tok[i], i + 1, 1000 * i, (int64_t)i);
 		if (i % 100 != 0) { /* one in a hundred stays open */
 			struct tg_ev_request r = churn_request(i);
@@ -128,10 +135,7 @@ static void small_churn(void)
 	uint64_t x = 2463534242ull;
 	int bad = 0;
 	for (size_t i = 0; i < N; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		tok[i] = x | 1;
+		tok[i] = next_token(&x);
 		begin_seen(s, tok[i], i + 1, 1000 * i, (int64_t)i);
 		tg_scopes_forget(s, (int64_t)i, KEEP);
 		size_t lo = i > KEEP ? i - KEEP : 0;
