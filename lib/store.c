@@ -271,9 +271,17 @@ enum stmt_id {
 
 /* A query row: QUERY_COLUMNS values. ST_QUERIES inserts QUERY_ROWS rows in
  * one statement: SQLite opens its cursors and ends the statement once for
- * them all, a quarter of a query row's cost when one row is a statement. */
+ * them all, a quarter of a query row's cost when one row is a statement.
+ * OR FAIL: a statement of several rows that could abort (a NOT NULL
+ * column) would have SQLite copy every page it touches into a statement
+ * journal first, to undo the statement alone; with 16 KiB pages that
+ * journal soon outgrows the 64 KiB SQLite keeps in memory, and from then
+ * to the commit every statement wrote some 40 KB to a temporary file,
+ * seven times the store's own writes. A row that cannot be stored is a bug of ours either way (it is
+ * counted lost), and a full disk or an I/O error in the middle of a
+ * statement rolls the batch back as at its commit (batch_step()). */
 #define QUERY_INSERT                                                                                  \
-	"INSERT INTO queries (run_id, request_id, process_id, pid, tid, start_unix_ns, duration_ns,"  \
+	"INSERT OR FAIL INTO queries (run_id, request_id, process_id, pid, tid, start_unix_ns, duration_ns,"  \
 	" db_system, tap, database, sql, sql_truncated, fingerprint, fingerprint_hash, params, rows," \
 	" error, call_site, attribution, duplicate, n_plus_one, kind, executions) VALUES "
 #define QUERY_VALUES "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"

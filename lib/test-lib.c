@@ -3,8 +3,9 @@
  * small store written here: schema classification, the newest run, the
  * samples of each flame selection (order and filters, and split by request),
  * request flag names, the UTF-8 validator, and rp_load()/rp_score() on one
- * run.
+ * run; and that the writer's batches never spill a statement journal.
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,8 +133,91 @@ static void test_query_rows(const char *dir)
 	free(sql);
 }
 
+/* How many of this process's open files are SQLite temporary files (a
+ * statement journal spilled to disk: "etilqs_..." under the temp dir). */
+static int temp_files_open(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		char link[64], target[512];
+		snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+		ssize_t k = readlink(link, target, sizeof target - 1);
+		if (k > 0) {
+			target[k] = '\0';
+			n += strstr(target, "etilqs_") != NULL;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/* A batch's rows of every kind go in without a statement journal: an
+ * INSERT of several rows that could abort half-way would make SQLite copy
+ * every page it touches aside first, with 16 KiB pages into a temporary
+ * file, several times the bytes of the rows themselves. main() sets the
+ * journal to spill at its first byte, so any such journal shows here as an
+ * open file until the batch is committed. */
+static void test_no_statement_journal(const char *dir)
+{
+	char path[256];
+	snprintf(path, sizeof path, "%s/j.db", dir);
+	struct tg_store *s = tg_store_open(path, TG_STORE_WRITE);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	struct tg_run_info ri = {.started_unix_ns = 1, .command = "app", .hostname = "h", .tg_version = "0",
+				 .source = "run"};
+	int64_t run = tg_store_run_begin(s, &ri);
+	int64_t f = tg_store_frame_id(s, "python", "main", "app.py", 1);
+	char frames[32];
+	snprintf(frames, sizeof frames, "%lld", (long long)f);
+	int64_t stack = tg_store_stack_id(s, 7, frames);
+	CHECK(tg_store_flush(s) == 0);
+	CHECK(tg_store_begin(s, 1000) == 0);
+	for (int r = 0; r < 200; r++) {
+		struct tg_request_row rq = {
+			.run_id = run, .pid = 1, .tid = 1, .conn_id = 1, .start_unix_ns = 1000 + r, .duration_ns = 5,
+			.method = "GET", .method_len = 3, .path = "/q", .path_len = 2, .http_version = "HTTP/1.1",
+			.status = 200,
+		};
+		CHECK(tg_store_request_add(s, &rq) == 0);
+		int64_t req = sqlite3_last_insert_rowid(tg_store_db(s));
+		for (int i = 0; i < 10; i++) {
+			struct tg_query_row q = {
+				.run_id = run, .request_id = req, .pid = 1, .tid = 1, .start_unix_ns = 1000 + r,
+				.duration_ns = 1, .db_system = "sqlite", .tap = "sqlite3",
+				.sql = "SELECT count(*) FROM notes", .sql_len = 26,
+				.fingerprint = "select count(*) from notes", .fingerprint_len = 26,
+				.attribution = "scope",
+			};
+			CHECK(tg_store_query_add(s, &q) == 0);
+		}
+		struct tg_sample_row sm = {.run_id = run, .request_id = req, .stack_id = stack, .state = "running",
+					   .count = 1, .cpu_ns = 1000};
+		CHECK(tg_store_sample_add(s, &sm) == 0);
+		CHECK(tg_store_request_cpu_add(s, req, 1000) == 0);
+	}
+	CHECK(temp_files_open() == 0);
+	CHECK(tg_store_flush(s) == 0);
+	int64_t n = 0;
+	sqlite3_stmt *st;
+	CHECK(sqlite3_prepare_v2(tg_store_db(s), "SELECT count(*) FROM queries", -1, &st, NULL) == SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	CHECK(n == 2000);
+	tg_store_close(s);
+}
+
 int main(void)
 {
+	/* Before SQLite starts: a statement journal goes to a file at once
+	 * (test_no_statement_journal()). */
+	CHECK(sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, 0) == SQLITE_OK);
 	char dir[] = "/tmp/tg-test-lib.XXXXXX";
 	if (!mkdtemp(dir))
 		return 1;
@@ -247,6 +331,7 @@ int main(void)
 	CHECK(tg_store_open(path, TG_STORE_READ) == NULL && strstr(tg_error(), "newer TimeGlass"));
 
 	test_query_rows(dir);
+	test_no_statement_journal(dir);
 
 	/* names and text */
 	CHECK(strcmp(tg_req_flag_name(0), "head") == 0 && strcmp(tg_req_flag_name(7), "asgi") == 0);
