@@ -53,9 +53,12 @@
 #include "lib/util.h"
 
 #define DRAIN_NS (10 * 1000000LL)     /* how often the rings are looked at */
-#define TICK_NS (100 * 1000000LL)     /* sampling, loss and commit period */
-#define BUSY_TICK_NS (300 * 1000000LL) /* the rings' period after a tick that wrote BUSY_ROWS rows or more */
-#define BUSY_ROWS 1000u
+#define TICK_NS (100 * 1000000LL)     /* process sampling period */
+#define STORE_TICK_NS (300 * 1000000LL) /* the rings' period: drain, settle, commit (see the main loop) */
+/* Process metrics sampled between store ticks wait for the next batch,
+ * this many at most (a store locked by another program for longer loses
+ * the newest). */
+#define METRICS_HELD 16
 #define BATCH_ROWS 20000u             /* commit sooner when this many rows wait */
 #define DRAIN_MAX_RECORDS 20000       /* per ring per pass, so that poll() stays responsive */
 /* A drain that has worked YIELD_NS since it began or last yielded lets
@@ -109,6 +112,10 @@ struct proc {
 	struct tg_sql_proc *sql;   /* queries and outbound calls waiting for their request (sql.h) */
 	struct tg_stacks_proc *stacks; /* Python stack samples waiting for their request (stacks.h) */
 	struct tg_sched sched;     /* its threads' run-queue delay (schedstat.h) */
+	struct metric {            /* sampled, not yet written (see METRICS_HELD) */
+		int64_t ts_unix_ns, cpu_user_ns, cpu_sys_ns, rss_bytes, sched_cpu_ns, run_delay_ns;
+	} metrics[METRICS_HELD];
+	unsigned nmetrics;
 };
 
 #define STORE_WAIT_MS 50                         /* per round, for a locked store */
@@ -123,7 +130,6 @@ struct collector {
 	int64_t start_mono;        /* CLOCK_MONOTONIC at start, ns */
 	int lifeline;
 	int store_locked;          /* the last round found the store locked */
-	unsigned tick_rows;        /* rows written since the last tick */
 	int listen_fd;
 	char dir[PATH_MAX];        /* private run directory */
 	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -644,6 +650,8 @@ static struct proc *proc_new(struct collector *c, int fd, pid_t pid)
 	return p;
 }
 
+static void write_metrics(struct collector *c, struct proc *p);
+
 /* Last drain, losses, end time; then the process's resources go. */
 static void proc_finish(struct collector *c, struct proc *p)
 {
@@ -665,6 +673,7 @@ static void proc_finish(struct collector *c, struct proc *p)
 			tg_stacks_settle(&xc, p->stacks, tg_monotonic_ns(), 1);
 			note_store_errors(c);
 		}
+		write_metrics(c, p);
 		if (p->process_id) {
 			tg_store_process_end(c->store, p->process_id, tg_realtime_ns());
 			note_store_errors(c);
@@ -765,9 +774,24 @@ static void sample(struct collector *c, struct proc *p, int64_t now_unix)
 	int64_t ns_per_tick = 1000000000LL / c->clk_tck, sched_cpu = -1, run_delay = -1;
 	if (tg_sched_read(&p->sched, p->pid, &sched_cpu, &run_delay) < 0)
 		sched_cpu = run_delay = -1;
-	tg_store_metric_add(c->store, p->process_id, now_unix, (int64_t)ut * ns_per_tick, (int64_t)st * ns_per_tick,
-			    (int64_t)rss_pages * c->page_size, sched_cpu, run_delay);
-	note_store_errors(c);
+	if (p->nmetrics < METRICS_HELD)
+		p->metrics[p->nmetrics++] = (struct metric){
+			.ts_unix_ns = now_unix, .cpu_user_ns = (int64_t)ut * ns_per_tick,
+			.cpu_sys_ns = (int64_t)st * ns_per_tick, .rss_bytes = (int64_t)rss_pages * c->page_size,
+			.sched_cpu_ns = sched_cpu, .run_delay_ns = run_delay};
+}
+
+/* Writes the metrics p sampled since the last batch into the open one. */
+static void write_metrics(struct collector *c, struct proc *p)
+{
+	for (unsigned i = 0; i < p->nmetrics; i++) {
+		const struct metric *m = &p->metrics[i];
+		tg_store_metric_add(c->store, p->process_id, m->ts_unix_ns, m->cpu_user_ns, m->cpu_sys_ns,
+				    m->rss_bytes, m->sched_cpu_ns, m->run_delay_ns);
+	}
+	if (p->nmetrics)
+		note_store_errors(c);
+	p->nmetrics = 0;
 }
 
 static int is_pow2(uint64_t x)
@@ -1252,20 +1276,20 @@ int tg_collector_main(const struct tg_collector_opts *o)
 		int tick = now >= next_tick;
 		int store_tick = tick && now >= next_store;
 		next_drain = now + DRAIN_NS;
-		/* The rings are drained into the store at each tick, and at a
-		 * round in between only when one of them is a quarter full: one
-		 * transaction per tick rather than per round writes each page a
-		 * batch touches (the table's last page, each index's) once for
-		 * ten rounds' rows, about a quarter of the collector's CPU at
-		 * 5,000-10,000 requests/s, and readers see a row at most a tick
-		 * later. A tick that wrote BUSY_ROWS rows or more makes the
-		 * rings wait BUSY_TICK_NS for the next: the pages of the
-		 * duration index, where each request lands at a random place,
-		 * are written once for three times as many rows (at 1M stored
-		 * requests and 10,000 requests/s, 7.1 -> 5.0 us of CPU per
-		 * request in the store), and readers wait 300 ms at most. The
-		 * ticks in between only sample the processes (a commit of a
-		 * few rows), so that their metrics keep their 100 ms period.
+		/* The rings are drained into the store every STORE_TICK_NS,
+		 * and at a round in between only when one of them is a quarter
+		 * full: a commit rewrites the last page of each table and index
+		 * its batch touches, so one transaction per store tick rather
+		 * than per round writes those pages once for thirty rounds'
+		 * rows. Under load that is CPU (at 10,000 requests/s, 5.15 us
+		 * of collector CPU per request against 6.05 with a 100 ms tick:
+		 * bench/README.md, A longer tick while busy); at low rates and
+		 * idle it is the disk: with 16 KiB pages, ten commits a second
+		 * of a few rows each wrote 1.6 MB/s at 10 requests/s and 1 MB/s
+		 * for an idle app. Readers see a row at most 300 ms after it
+		 * was recorded. The ticks in between only sample the
+		 * processes, so that their metrics keep their 100 ms period;
+		 * those rows go with the next batch.
 		 * The write lock is held only while a batch is written, so
 		 * that other writers of the store (another run's collector,
 		 * the standalone middleware, a user's sqlite3 shell) get their
@@ -1274,6 +1298,17 @@ int tg_collector_main(const struct tg_collector_opts *o)
 		 * never waits; a ring that fills drops and counts) and try again
 		 * next round. */
 		int filling = !store_tick && rings_filling(&c);
+		if (tick && !store_tick && !filling) {
+			/* Between store ticks only the processes are sampled:
+			 * their metrics keep the 100 ms period and wait for the
+			 * next batch, with no commit of their own. */
+			int64_t now_unix = now + c.mono_to_unix;
+			for (size_t i = 0; i < c.nprocs; i++)
+				sample(&c, c.procs[i], now_unix);
+			c.accept_paused = 0;
+			next_tick = now + TICK_NS;
+			continue;
+		}
 		if (!tick && !filling)
 			continue;
 		if (tg_store_begin(c.store, STORE_WAIT_MS) < 0) {
@@ -1284,7 +1319,6 @@ int tg_collector_main(const struct tg_collector_opts *o)
 			continue;
 		}
 		c.store_locked = 0;
-		unsigned rows_before = tg_store_pending(c.store);
 		if (store_tick || filling)
 			drain_all(&c, store_tick);
 		if (tick) {
@@ -1292,6 +1326,7 @@ int tg_collector_main(const struct tg_collector_opts *o)
 			int64_t now_unix = now + c.mono_to_unix;
 			for (size_t i = 0; i < c.nprocs; i++) {
 				sample(&c, c.procs[i], now_unix);
+				write_metrics(&c, c.procs[i]);
 				if (!store_tick)
 					continue;
 				if (c.procs[i]->sql) {
@@ -1309,16 +1344,10 @@ int tg_collector_main(const struct tg_collector_opts *o)
 			}
 			c.accept_paused = 0;
 		}
-		/* rows this round wrote; fewer than before: a batch was
-		 * committed on the way (BATCH_ROWS), a busy round */
-		unsigned rows_after = tg_store_pending(c.store);
-		c.tick_rows += rows_after >= rows_before ? rows_after - rows_before : BUSY_ROWS;
 		if (tick)
 			next_tick = now + TICK_NS;
-		if (store_tick) {
-			next_store = now + (c.tick_rows >= BUSY_ROWS ? BUSY_TICK_NS : TICK_NS);
-			c.tick_rows = 0;
-		}
+		if (store_tick)
+			next_store = now + STORE_TICK_NS;
 		flush(&c);
 	}
 	finish(&c, &pfd, &pfd_cap);
