@@ -333,6 +333,12 @@ def open_store(path):
         conn.execute("PRAGMA journal_mode = WAL").fetchone()
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        # The recorder inserts up to 100 rows with one statement, which SQLite
+        # must be able to undo alone (a NOT NULL column, a foreign key): it
+        # copies every page the statement touches aside first, and past 64 KiB
+        # (four 16 KiB pages) into a temporary file. In memory, that copy
+        # costs no disk writes.
+        conn.execute("PRAGMA temp_store = MEMORY")
     except StoreError:
         conn.close()
         raise

@@ -121,3 +121,60 @@ def test_a_store_open_to_others_is_made_private(tmp_path, caplog):
             "it holds captured requests" % store]
     finally:
         reader.close()
+
+
+def _temp_files_open():
+    """SQLite temporary files this process holds open (a statement journal
+    spilled to disk: "etilqs_..." under the temp dir, unlinked at once)."""
+    import os
+
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += "etilqs_" in os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            pass
+    return n
+
+
+def test_the_writer_spills_no_statement_journal(tmp_path):
+    """The recorder inserts up to 100 request rows with one statement. One
+    that could abort half-way (a NOT NULL column, a foreign key) makes
+    SQLite keep a copy of every page it touches, to undo that statement
+    alone; past 64 KiB, 16 KiB pages soon, SQLite writes that copy to a
+    temporary file, several times the bytes of the rows. The writer keeps
+    it in memory; the rows land all the same."""
+    import sqlite3
+
+    from timeglass._recorder import ROW_COLUMNS
+
+    db = tmp_path / "s.db"
+    rec = Recorder(str(db))
+    conn = rec._connection()
+    seen = []
+
+    class Watched:
+        def execute(self, *args):
+            cur = conn.execute(*args)
+            seen.append(_temp_files_open())
+            return cur
+
+        def __getattr__(self, name):
+            return getattr(conn, name)
+
+    rec._conn = Watched()
+    values = dict(tid=1, start_unix_ns=1, duration_ns=2, req_end_ns=1, resp_start_ns=2, method="GET",
+                  path="/items/5?" + "q" * 200, query_string="a=1", route="/items/{item_id}",
+                  http_version="HTTP/1.1", status=200, request_bytes=10, response_bytes=100,
+                  client_addr="127.0.0.1:5", error=None, flags=0, transport="asgi", exception=None)
+    for _ in range(3):
+        for i in range(400):
+            rec.add(tuple(values[c] if c != "start_unix_ns" else i for c in ROW_COLUMNS))
+        rec.flush()
+    rec.flush(final=True)
+    assert seen and max(seen) == 0, "temporary files open while writing: %r" % sorted(set(seen))
+    check = sqlite3.connect(str(db))
+    try:
+        assert check.execute("SELECT count(*) FROM requests").fetchone()[0] == 1200
+    finally:
+        check.close()
