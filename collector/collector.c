@@ -152,7 +152,7 @@ struct collector {
 	int64_t yield_at;          /* when the drain under way next lets other threads run */
 	int64_t seen_ns;           /* when the records being drained were seen: the clock read as a
 				    * ring's drain begins and every YIELD_CHECK records, not for each
-				    * record (four reads a request were 2-3% of the collector's CPU) */
+				    * record (four reads a request were 1-3% of the collector's CPU) */
 };
 
 /* SIGBUS guard around every access to a ring's pages. */
