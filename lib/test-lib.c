@@ -54,6 +54,21 @@ static int64_t samples(sqlite3 *db, const struct tg_samples_sel *sel, int *rows)
 	return total;
 }
 
+/* A new store dir/name (its path in path[0..cap)) open for writing, with
+ * one run (*run). NULL (and a failed check) if it cannot be opened. */
+static struct tg_store *store_with_run(const char *dir, const char *name, char *path, size_t cap, int64_t *run)
+{
+	snprintf(path, cap, "%s/%s", dir, name);
+	struct tg_store *s = tg_store_open(path, TG_STORE_WRITE);
+	CHECK(s != NULL);
+	if (!s)
+		return NULL;
+	struct tg_run_info ri = {.started_unix_ns = 1, .command = "app", .hostname = "h", .tg_version = "0",
+				 .source = "run"};
+	*run = tg_store_run_begin(s, &ri);
+	return s;
+}
+
 /* Query rows go to the store eight to a statement: every row lands once,
  * in order, with its own texts (the caller's buffer is reused), whether it
  * went in a statement of eight, alone (texts too long to hold) or at the
@@ -61,14 +76,10 @@ static int64_t samples(sqlite3 *db, const struct tg_samples_sel *sel, int *rows)
 static void test_query_rows(const char *dir)
 {
 	char path[256];
-	snprintf(path, sizeof path, "%s/q.db", dir);
-	struct tg_store *s = tg_store_open(path, TG_STORE_WRITE);
-	CHECK(s != NULL);
+	int64_t run;
+	struct tg_store *s = store_with_run(dir, "q.db", path, sizeof path, &run);
 	if (!s)
 		return;
-	struct tg_run_info ri = {.started_unix_ns = 1, .command = "app", .hostname = "h", .tg_version = "0",
-				 .source = "run"};
-	int64_t run = tg_store_run_begin(s, &ri);
 	int64_t req = add_request(s, run, "GET", "/q", NULL, 200, 10, 5);
 	enum { N = 30, LONG = 20, LONG_LEN = 70000 };
 	char *sql = malloc(LONG_LEN + 1), site[32];
@@ -164,14 +175,10 @@ static int temp_files_open(void)
 static void test_no_statement_journal(const char *dir)
 {
 	char path[256];
-	snprintf(path, sizeof path, "%s/j.db", dir);
-	struct tg_store *s = tg_store_open(path, TG_STORE_WRITE);
-	CHECK(s != NULL);
+	int64_t run;
+	struct tg_store *s = store_with_run(dir, "j.db", path, sizeof path, &run);
 	if (!s)
 		return;
-	struct tg_run_info ri = {.started_unix_ns = 1, .command = "app", .hostname = "h", .tg_version = "0",
-				 .source = "run"};
-	int64_t run = tg_store_run_begin(s, &ri);
 	int64_t f = tg_store_frame_id(s, "python", "main", "app.py", 1);
 	char frames[32];
 	snprintf(frames, sizeof frames, "%lld", (long long)f);
