@@ -154,7 +154,7 @@ static int temp_files_open(void)
 	int n = 0;
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
-		char link[64], target[512];
+		char link[sizeof "/proc/self/fd/" + sizeof e->d_name], target[512];
 		snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
 		ssize_t k = readlink(link, target, sizeof target - 1);
 		if (k > 0) {
