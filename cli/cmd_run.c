@@ -80,7 +80,9 @@ void cmd_run_usage(FILE *f)
 		   "  --sample-rate HZ  Python stack samples per second and thread, 0 = off\n"
 		   "                    (default 1000, or $TIMEGLASS_SAMPLE_HZ); lowered while the\n"
 		   "                    sampler uses more than $TIMEGLASS_SAMPLE_BUDGET %% of a core\n"
-		   "                    (default 5, 0 = no limit)\n"
+		   "                    (default 5, 0 = no limit); while no thread runs, it dozes up\n"
+		   "                    to $TIMEGLASS_SAMPLE_DOZE_MS ms (default 100, 0 = never)\n"
+		   "                    until the app's next read\n"
 		   "  --sample-mode MODE  how samples are taken (or $TIMEGLASS_SAMPLE_MODE):\n"
 		   "                    timer: a sampler thread reads every thread's stack at the\n"
 		   "                    rate; eval: each thread samples itself at its Python calls\n"
@@ -168,6 +170,7 @@ static void check_env(void)
 		uint64_t min, max;
 	} numbers[] = {
 		{ "TIMEGLASS_SAMPLE_HZ", 0, 100000 },   /* --sample-rate */
+		{ "TIMEGLASS_SAMPLE_DOZE_MS", 0, 10000 }, /* the sampler's longest doze */
 		{ "TIMEGLASS_TRACE_US", 0, 60000000 },  /* --trace-threshold-us */
 		{ "TIMEGLASS_SQL_MAX", 16, 32768 },     /* --sql-max */
 		{ "TIMEGLASS_N_PLUS_ONE", 2, 1000000 }, /* --n-plus-one */

@@ -29,6 +29,17 @@
  * thread costs ~15 us of CPU whatever the work done, so 10 kHz costs ~15% of
  * a core before any stack is read: the budget is what bounds it.
  *
+ * Dozing: after DOZE_AFTER ticks in a row in which no thread ran any code
+ * (an app waiting for work), the sampler sleeps up to TIMEGLASS_SAMPLE_DOZE_MS
+ * (default 100, 0 = never) instead of waking every period: the next read,
+ * accept or close of the app (hooks.c, tg_sampler_poll) wakes it at once.
+ * The pass after a doze stands for the ticks it skipped: a thread that ran
+ * no code sends its kept sample with that weight (its stack cannot have
+ * changed); a thread that ran sends its kept stack, waiting, for the ticks
+ * before it ran, and its stack now for the rest (sample_thread). An idle
+ * app's sampler thus wakes some 10 times a second rather than 1,000, and
+ * its samples say the same.
+ *
  * Native frames (--native, TIMEGLASS_NATIVE=1): before walking a thread
  * that ran, the sampler asks it for its native stack (unwind.c: a signal,
  * libunwind in the handler, bounded wait); the addresses follow the Python
@@ -76,6 +87,7 @@
 #define BUDGET_WINDOW_NS 100000000ull /* the sampler's CPU use is checked this often */
 #define MIN_HZ 50u             /* the budget never lowers the rate below this */
 #define REUSE_MAX 8            /* the shortcut's samples in a row before a full walk */
+#define DOZE_AFTER 5           /* idle ticks in a row before the sampler dozes */
 
 /* The eval-clocked sampler's rate (pytrace.c). */
 void tg_trace_eval_rate(unsigned hz) __attribute__((weak));
@@ -118,11 +130,13 @@ static uint32_t smp_tid;
 static uint32_t smp_wake;
 static int smp_stopped_for_fork;
 uint64_t tg_sampler_restart_at; /* CLOCK_MONOTONIC ns; 0: nothing to restart */
+uint32_t tg_sampler_dozing;     /* 1 while the sampler dozes: the next hook wakes it */
 
 static struct {
 	unsigned rate_hz;       /* rate in force */
 	unsigned target_hz;     /* rate asked for */
 	uint32_t budget_ppm;    /* CPU budget, millionths of one core; 0 = none */
+	uint64_t doze_ns;       /* longest doze (0: never doze) */
 	uint64_t recheck_ticks; /* RECHECK_NS in ticks */
 	int started;
 	uint64_t gen; /* bumped on fork: a stale thread exits */
@@ -345,7 +359,36 @@ static uint64_t export_frames(int n, uint32_t tid, uint64_t before)
 	return scope_of(frame_addrs, n, tid, before);
 }
 
-static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, uint64_t now)
+/* Whether the stack just read (out_frames[0..n)) is thread slot ts's kept one. */
+static int same_as_kept(const struct thr_state *ts, int n)
+{
+	if (ts->kept_n != n)
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (out_frames[i].code != ts->kept[i].code || out_frames[i].lasti != ts->kept[i].lasti)
+			return 0;
+	return 1;
+}
+
+/* After a doze of doze_w ticks in which thread tid (slot ts) ran: its
+ * kept stack, waiting, for all but the last `mine` ticks, which are left
+ * to this pass's sample (*weight, *wall_d and *running set for it). */
+static void doze_rest(uint32_t tid, const struct thr_state *ts, uint64_t now, uint32_t doze_w, uint32_t mine,
+		      uint32_t *weight, uint64_t *wall_d, int *running, uint64_t cpu_d)
+{
+	uint64_t period = *wall_d / doze_w;
+	if (mine < doze_w)
+		emit_sample(tid, 0, ts->kept_flags, now - mine * period, ts->kept_scope, 0, *wall_d - mine * period,
+			    ts->kept, ts->kept_n, ts->kept_native, ts->kept_nn, doze_w - mine);
+	*weight = mine;
+	*wall_d = mine * period;
+	*running = cpu_d * 2 >= *wall_d;
+}
+
+/* Samples thread th. weight: the ticks this pass stands for (more than 1
+ * after a doze). Returns 1 if the thread ran no code since its previous
+ * sample (its kept sample was sent again), else 0. */
+static int sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, uint64_t now, uint32_t weight)
 {
 	struct thr_state *ts = thread_slot(th->tid);
 	uint64_t cpu = thread_cpu_ns(th->tid);
@@ -369,10 +412,24 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 	/* Ran no code since its previous sample: the same stack, waiting. */
 	if (ts && ts->kept_n && cpu && cpu == prev_cpu) {
 		if (emit_sample(th->tid, 0, ts->kept_flags, now, ts->kept_scope, 0, wall_d, ts->kept, ts->kept_n,
-				ts->kept_native, ts->kept_nn, 1) == 0)
+				ts->kept_native, ts->kept_nn, weight) == 0)
 			S.reused++;
-		return;
+		return 1;
 	}
+	/* It ran during a doze: most likely just now (the work that woke the
+	 * sampler), else work that began without a read (a timer). Its
+	 * stack now stands for as many of the ticks as its CPU time filled
+	 * when it is that work's (a stack other than the kept one, or the
+	 * same one still running), else only for the last (where the CPU
+	 * went is not known); its kept stack, waiting, for the ticks before
+	 * (doze_rest). */
+	uint32_t doze_w = 0, doze_ran = 1;
+	if (weight > 1 && ts && ts->kept_n && wall_d) {
+		uint64_t ticks = (cpu_d + wall_d / weight / 2) / (wall_d / weight);
+		doze_w = weight;
+		doze_ran = ticks < 1 ? 1 : ticks >= weight ? weight : (uint32_t)ticks;
+	}
+	weight = 1;
 	int truncated;
 	int n;
 	int native = tg_unwind_active();
@@ -390,13 +447,21 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 			       frames[i].lasti == ts->kept[i].lasti;
 		if (same) {
 			ts->reuse_run++;
+			if (doze_w)
+				doze_rest(th->tid, ts, now, doze_w,
+					  doze_ran > 1 && thread_cpu_ns(th->tid) != cpu ? doze_ran : 1, &weight,
+					  &wall_d, &running, cpu_d);
 			/* The thread ran: its request may have changed (a new
 			 * request's frames at the addresses of the last one's). */
 			uint64_t scope = scope_of(ts->kept_addrs, ts->kept_n, th->tid, before);
 			if (emit_sample(th->tid, running, ts->kept_flags, now, scope, cpu_d, wall_d, ts->kept,
-					ts->kept_n, NULL, 0, 1) == 0)
+					ts->kept_n, NULL, 0, weight) == 0)
 				S.reused++;
-			return;
+			return 0;
+		}
+		if (doze_w) { /* another stack than the kept one: the work's */
+			doze_rest(th->tid, ts, now, doze_w, doze_ran, &weight, &wall_d, &running, cpu_d);
+			doze_w = 0;
 		}
 		ts->kept_n = 0;
 	}
@@ -426,20 +491,23 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 	n = tg_py_walk_ex(rd, th->tstate, frames, MAX_FRAMES, &truncated, 0);
 	if (n < 0) {
 		S.dropped++;
-		return;
+		return 0;
 	}
 	if (n == 0)
-		return; /* no Python code on this thread right now */
+		return 0; /* no Python code on this thread right now */
 	for (int i = 0; i < n; i++)
 		if (note_code(rd, frames[i].code) < 0) {
 			S.dropped++;
-			return;
+			return 0;
 		}
 	uint64_t scope = export_frames(n, th->tid, before);
 	struct tg_ev_pyframe *out = out_frames;
 	uint8_t flags = truncated ? TG_SAMPLEF_TRUNCATED : 0;
-	if (emit_sample(th->tid, running, flags, now, scope, cpu_d, wall_d, out, n, nat, nn, 1) < 0)
-		return;
+	if (doze_w)
+		doze_rest(th->tid, ts, now, doze_w, same_as_kept(ts, n) && thread_cpu_ns(th->tid) == cpu ? 1 : doze_ran,
+			  &weight, &wall_d, &running, cpu_d);
+	if (emit_sample(th->tid, running, flags, now, scope, cpu_d, wall_d, out, n, nat, nn, weight) < 0)
+		return 0;
 	if (ts && n <= KEEP_FRAMES) {
 		memcpy(ts->kept, out, (size_t)n * sizeof out[0]);
 		memcpy(ts->kept_addrs, frame_addrs, (size_t)n * sizeof frame_addrs[0]);
@@ -450,6 +518,7 @@ static void sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, ui
 		ts->kept_scope = scope;
 		ts->kept_top = frames[0].frame;
 	}
+	return 0;
 }
 
 /* ---- Eval-driven sampling (--sample-mode eval, pytrace.c) ----
@@ -580,24 +649,43 @@ static void *sampler_main(void *arg)
 	uint64_t period = 1000000000ull / S.rate_hz;
 	uint64_t next = tg_now_ns() + period, last_info = 0;
 	uint64_t win_start = 0, win_cpu = 0, win_ticks = 0;
+	uint64_t last_pass = 0; /* time of the previous pass over the stacks */
+	unsigned idle = 0;      /* passes in a row in which no thread ran */
 	int was_up = 0, was_eval = 0;
 	while (__atomic_load_n(&S.gen, __ATOMIC_ACQUIRE) == gen) {
-		struct timespec dl = {.tv_sec = (time_t)(next / 1000000000ull),
-				      .tv_nsec = (long)(next % 1000000000ull)};
-		/* Until the deadline, or until woken (fork: see the top). */
+		int doze = S.doze_ns && idle >= DOZE_AFTER && last_pass;
+		uint64_t until = doze ? last_pass + S.doze_ns : next;
+		struct timespec dl = {.tv_sec = (time_t)(until / 1000000000ull),
+				      .tv_nsec = (long)(until % 1000000000ull)};
+		/* Until the deadline, or until woken (fork: see the top; a
+		 * doze: tg_sampler_wake). The wake count is read before the
+		 * doze is shown: a wake in between makes the wait return. */
 		uint32_t w = __atomic_load_n(&smp_wake, __ATOMIC_ACQUIRE);
+		if (doze)
+			__atomic_store_n(&tg_sampler_dozing, 1, __ATOMIC_SEQ_CST);
 		if (__atomic_load_n(&S.gen, __ATOMIC_ACQUIRE) != gen)
 			break;
 		syscall(SYS_futex, &smp_wake, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, w, &dl, NULL,
 			FUTEX_BITSET_MATCH_ANY);
+		if (doze)
+			__atomic_store_n(&tg_sampler_dozing, 0, __ATOMIC_SEQ_CST);
 		if (__atomic_load_n(&S.gen, __ATOMIC_ACQUIRE) != gen)
 			break;
 		uint64_t now = tg_now_ns();
-		if (now > next + period) {
+		uint32_t weight = 1;
+		if (doze) {
+			/* The ticks slept through, this one included. */
+			uint64_t d = (now - last_pass + period / 2) / period;
+			weight = d < 1 ? 1 : d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+			next = now;
+		} else if (now > next + period) {
 			S.overruns++;
 			next = now;
 		}
 		next += period;
+		/* Only a pass over the stacks counts towards a doze. */
+		unsigned was_idle = idle;
+		idle = 0;
 		if (!tg_proc.enabled)
 			continue;
 		if (__atomic_load_n(&S.eval_mode, __ATOMIC_ACQUIRE)) {
@@ -637,9 +725,12 @@ static void *sampler_main(void *arg)
 			continue;
 		}
 		was_up = 1;
-		S.ticks++;
+		S.ticks += weight;
+		int ran = n == 0;
 		for (int i = 0; i < n; i++)
-			sample_thread(&rd, &threads[i], now);
+			ran |= !sample_thread(&rd, &threads[i], now, weight);
+		idle = ran ? 0 : was_idle + 1;
+		last_pass = now;
 		if (now - win_start >= BUDGET_WINDOW_NS) {
 			uint64_t cpu = own_cpu_ns();
 			unsigned hz = win_start ? budget_rate(cpu - win_cpu, now - win_start, S.ticks - win_ticks) : 0;
@@ -697,6 +788,7 @@ void tg_sampler_start(void)
 	S.rate_hz = S.target_hz = (unsigned)hz;
 	double pct = tg_getenv_percent("TIMEGLASS_SAMPLE_BUDGET", 5.0); /* 0: no budget */
 	S.budget_ppm = (uint32_t)(pct * 10000.0);
+	S.doze_ns = tg_getenv_uint("TIMEGLASS_SAMPLE_DOZE_MS", 100, 0, 10000) * 1000000ull;
 	S.recheck_ticks = RECHECK_NS * hz / 1000000000ull;
 	if (S.recheck_ticks == 0)
 		S.recheck_ticks = 1;
@@ -736,6 +828,17 @@ void tg_sampler_after_fork_parent(void)
 	__atomic_store_n(&tg_sampler_restart_at, tg_now_ns() + 10000000ull, __ATOMIC_RELEASE);
 }
 
+/* Wakes the sampler from a doze (one caller wins). */
+void tg_sampler_wake(void)
+{
+	if (!__atomic_exchange_n(&tg_sampler_dozing, 0, __ATOMIC_ACQ_REL))
+		return;
+	int saved = errno;
+	__atomic_add_fetch(&smp_wake, 1, __ATOMIC_ACQ_REL);
+	syscall(SYS_futex, &smp_wake, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
+	errno = saved;
+}
+
 /* Restarts the sampler thread if its time has come (one caller wins). */
 void tg_sampler_restart(void)
 {
@@ -759,6 +862,7 @@ void tg_sampler_after_fork(void)
 	tg_py_after_fork();
 	tg_unwind_after_fork();
 	__atomic_store_n(&tg_sampler_restart_at, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&tg_sampler_dozing, 0, __ATOMIC_RELEASE);
 	if (!S.started && !smp_stopped_for_fork)
 		return;
 	smp_stopped_for_fork = 0;

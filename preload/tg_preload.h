@@ -107,10 +107,17 @@ void tg_sampler_after_fork_parent(void);
 void tg_sampler_restart(void);
 extern uint64_t tg_sampler_restart_at;
 
+/* While the app is idle the sampler dozes (sampler.c); the hooks that see
+ * the app take up work (a read, an accept, a close) wake it. */
+void tg_sampler_wake(void);
+extern uint32_t tg_sampler_dozing;
+
 static inline void tg_sampler_poll(void)
 {
 	if (TG_UNLIKELY(__atomic_load_n(&tg_sampler_restart_at, __ATOMIC_RELAXED) != 0))
 		tg_sampler_restart();
+	if (TG_UNLIKELY(__atomic_load_n(&tg_sampler_dozing, __ATOMIC_RELAXED) != 0))
+		tg_sampler_wake();
 }
 
 /* Eval-driven sampling (pytrace.c calls these from its eval-frame hook, GIL

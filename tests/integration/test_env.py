@@ -83,6 +83,8 @@ def test_bad_value_is_refused_as_its_option_is(timeglass_bin, tmp_path, name, va
     ("TIMEGLASS_SAMPLE_BUDGET", "abc", "bad number for TIMEGLASS_SAMPLE_BUDGET"),
     ("TIMEGLASS_SAMPLE_BUDGET", "101", "bad number for TIMEGLASS_SAMPLE_BUDGET"),
     ("TIMEGLASS_SAMPLE_BUDGET", "1e1", "bad number for TIMEGLASS_SAMPLE_BUDGET"),
+    ("TIMEGLASS_SAMPLE_DOZE_MS", "-1", "bad number for TIMEGLASS_SAMPLE_DOZE_MS: '-1' (want an integer 0..10000)"),
+    ("TIMEGLASS_SAMPLE_DOZE_MS", "10001", "bad number for TIMEGLASS_SAMPLE_DOZE_MS"),
     ("TIMEGLASS_BOOTSTRAP_DIR", "/nonexistent/boot", "TIMEGLASS_BOOTSTRAP_DIR=/nonexistent/boot: No such file"),
     ("TIMEGLASS_PYEXT_DIR", "/etc/hostname", "TIMEGLASS_PYEXT_DIR=/etc/hostname: Not a directory"),
     ("TIMEGLASS_LIB", "/nonexistent/libtimeglass.so", "TIMEGLASS_LIB=/nonexistent/libtimeglass.so: No such file"),

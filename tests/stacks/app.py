@@ -1,6 +1,7 @@
 """FastAPI app whose endpoints spend their time in known functions, for the
 stack sampler tests (tests/stacks)."""
 import asyncio
+import threading
 import time
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException
@@ -150,6 +151,18 @@ def exc_loop(total):
 async def exceptions(ms: int = 200):
     exc_loop(ms / 1000.0)
     return {"ok": True}
+
+
+def refresh_price_cache(delay, seconds):
+    """A job that waits, then computes without any I/O: a timer's work."""
+    time.sleep(delay)
+    return burn(seconds)
+
+
+@app.get("/cache/refresh")
+def schedule_cache_refresh(delay_ms: int = 500, ms: int = 300):
+    threading.Thread(target=refresh_price_cache, args=(delay_ms / 1000.0, ms / 1000.0), daemon=True).start()
+    return {"scheduled": True}
 
 
 @app.get("/sleep")

@@ -1,6 +1,7 @@
 """The Python stack sampler end to end: a FastAPI app under `timeglass run`,
 its samples in the store, `timeglass flame` output."""
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -335,3 +336,77 @@ def test_top_functions(run):
     keys = [(-r[1], -r[3]) for r in order]
     assert keys == sorted(keys)
     assert len(run.flame("--route", "GET /split", "--format", "top", "--limit", "2").splitlines()) == 4
+
+
+def sampler_wakeups(pid):
+    """Voluntary context switches of process pid's sampler thread: one per
+    sleep, thus per wakeup."""
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                if f.read().strip() != "timeglass-smp":
+                    continue
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        return int(line.split()[1])
+        except OSError:
+            continue
+    return None
+
+
+def test_an_idle_app_lets_the_sampler_doze(tmp_path):
+    """While no thread of the app runs, the sampler wakes some ten times a
+    second instead of a thousand (a laptop's battery, a CI machine's other
+    jobs); the next request wakes it at once. The samples say the same as
+    without the doze: the idle time is still all there, as the loop's
+    waiting, and a request after a pause gets its own work and not the
+    pause."""
+    s = Served(tmp_path, 1000)
+    try:
+        s.get("/split?ms=50")
+        app = next(p for p in tgtest.descendants(s.proc.pid) if sampler_wakeups(p) is not None)
+        time.sleep(0.5)
+        w0, t0 = sampler_wakeups(app), time.monotonic()
+        time.sleep(2)
+        w1, t1 = sampler_wakeups(app), time.monotonic()
+        s.get("/split?ms=300")
+        s.get("/sleep?ms=300")
+    finally:
+        assert s.stop() == 0, s.output()
+    # At 1 kHz without the doze: some 2,000 wakeups in these two seconds.
+    assert w1 - w0 < 0.3 * 1000 * (t1 - t0), (w0, w1)
+    with sqlite3.connect(s.db) as db:
+        (split_id, cpu, _), (sleep_id, _, sleep_ns) = db.execute(
+            "SELECT id, cpu_ns, duration_ns FROM requests WHERE path IN ('/split', '/sleep')"
+            " ORDER BY id").fetchall()[1:]
+        by_state = dict(db.execute("SELECT state, sum(count) FROM samples WHERE request_id = ? GROUP BY state",
+                                   (split_id,)).fetchall())
+        sleep_n, = db.execute("SELECT sum(count) FROM samples WHERE request_id = ?", (sleep_id,)).fetchone()
+        idle_n, = db.execute("SELECT sum(count) FROM samples WHERE request_id IS NULL AND state = 'waiting'"
+                             ).fetchone()
+    # The request woke the sampler: its CPU is sampled at 1 kHz, and the
+    # idle seconds before it are not its own.
+    assert by_state.get("running", 0) >= 0.6 * cpu / 1e6, (by_state, cpu)
+    assert by_state.get("waiting", 0) < 60, by_state
+    # /sleep awaits 300 ms with nothing to wake the sampler: its waiting
+    # samples still stand for the whole wait, within a doze's rounding.
+    assert 0.6 * sleep_ns / 1e6 <= sleep_n <= 1.3 * sleep_ns / 1e6 + 10, (sleep_n, sleep_ns)
+    # The event loop's idle seconds, in weighted samples of no request.
+    assert idle_n >= 0.7 * 1000 * (t1 - t0), idle_n
+
+
+def test_work_without_a_read_during_a_doze(tmp_path):
+    """A thread that starts computing while the sampler dozes, with no read
+    to wake it (a job on a timer): the sampler sees it at the doze's end at
+    the latest, and while it still runs, its samples stand for all its CPU
+    time, the part before the sampler woke included."""
+    s = Served(tmp_path, 1000)
+    try:
+        s.get("/cache/refresh?delay_ms=1000&ms=400")
+        time.sleep(2)
+    finally:
+        assert s.stop() == 0, s.output()
+    job = sum(n for frames, n in folded(s.flame("--all", "--state", "running"))
+              if "refresh_price_cache" in names(frames))
+    assert 0.92 * 400 <= job <= 1.1 * 400, job
