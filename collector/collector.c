@@ -53,6 +53,16 @@
 #include "lib/util.h"
 
 #define DRAIN_NS (10 * 1000000LL)     /* how often the rings are looked at */
+/* While the rings fill slowly (less than 1/256 of a ring between two looks,
+ * QUIET_LOOKS looks in a row: an app waiting for work, whose sampler sends
+ * a few samples a second), they are looked at every QUIET_DRAIN_NS
+ * instead: a look is a wakeup, some 20 us of CPU on a VM, and a hundred a
+ * second were most of an idle run's collector. An app at full speed
+ * writes some 5 MB/s: 250 KB in one quiet interval, a quarter of the
+ * smallest ring (--ring-size 1), which the next look sees filling; the
+ * first look that finds more brings the 10 ms looks back. */
+#define QUIET_DRAIN_NS (50 * 1000000LL)
+#define QUIET_LOOKS 3
 #define TICK_NS (100 * 1000000LL)     /* process sampling period */
 #define STORE_TICK_NS (300 * 1000000LL) /* the rings' period: drain, settle, commit (see the main loop) */
 /* Process metrics sampled between store ticks wait for the next batch,
@@ -100,6 +110,7 @@ struct proc {
 	size_t map_bytes;
 	struct tg_ring ring;
 	int ring_ok;               /* 0 once the ring proved corrupt (or truncated) */
+	uint64_t seen_head;        /* the ring's head at the last look (QUIET_LOOKS) */
 	uint64_t seen_lost_events; /* loss counters already stored */
 	uint64_t seen_lost_bytes;
 	uint64_t seen_untracked;
@@ -1088,18 +1099,26 @@ static int start(struct collector *c, const struct tg_collector_opts *o)
 
 /* Whether a ring holds a quarter of its size or more, not yet drained. A
  * ring that faults says yes: service_ring() then finds out and gives up on
- * it. */
-static int rings_filling(struct collector *c)
+ * it. *moved: whether a ring took 1/256 of its size or more since the last
+ * look (QUIET_LOOKS). */
+static int rings_filling(struct collector *c, int *moved)
 {
 	if (sigsetjmp(bus_jmp, 0)) {
 		in_ring = 0;
+		*moved = 1;
 		return 1;
 	}
 	int yes = 0;
+	*moved = 0;
 	in_ring = 1;
-	for (size_t i = 0; i < c->nprocs && !yes; i++) {
+	for (size_t i = 0; i < c->nprocs; i++) {
 		struct proc *p = c->procs[i];
-		yes = p->registered && p->ring_ok && tg_ring_used(&p->ring) >= (p->ring.mask + 1) / 4;
+		if (!p->registered || !p->ring_ok)
+			continue;
+		uint64_t head = __atomic_load_n(&p->ring.hdr->head, __ATOMIC_RELAXED);
+		*moved |= head - p->seen_head >= (p->ring.mask + 1) / 256;
+		p->seen_head = head;
+		yes |= tg_ring_used(&p->ring) >= (p->ring.mask + 1) / 4;
 	}
 	in_ring = 0;
 	return yes;
@@ -1264,18 +1283,22 @@ int tg_collector_main(const struct tg_collector_opts *o)
 	size_t pfd_cap = 0;
 	int64_t now = tg_monotonic_ns();
 	int64_t next_drain = now + DRAIN_NS, next_tick = now + TICK_NS, next_store = next_tick;
+	unsigned quiet = 0; /* looks in a row that found no new record */
 	int done = 0;
 	while (!done) {
-		int64_t wait_ns = next_drain - now;
+		int64_t wait_ns = (next_drain < next_tick ? next_drain : next_tick) - now;
 		int timeout = wait_ns <= 0 ? 0 : (int)((wait_ns + 999999) / 1000000);
 		done = poll_once(&c, timeout, &pfd, &pfd_cap);
 		now = tg_monotonic_ns();
-		if (now < next_drain)
+		if (now < next_drain && now < next_tick)
 			continue;
 		held_signals(now);
 		int tick = now >= next_tick;
 		int store_tick = tick && now >= next_store;
-		next_drain = now + DRAIN_NS;
+		int moved;
+		int filling = rings_filling(&c, &moved) && !store_tick;
+		quiet = moved ? 0 : quiet + 1;
+		next_drain = now + (quiet >= QUIET_LOOKS ? QUIET_DRAIN_NS : DRAIN_NS);
 		/* The rings are drained into the store every STORE_TICK_NS,
 		 * and at a round in between only when one of them is a quarter
 		 * full: a commit rewrites the last page of each table and index
@@ -1297,7 +1320,6 @@ int tg_collector_main(const struct tg_collector_opts *o)
 		 * Another program holds it: leave the data in the rings (the app
 		 * never waits; a ring that fills drops and counts) and try again
 		 * next round. */
-		int filling = !store_tick && rings_filling(&c);
 		if (tick && !store_tick && !filling) {
 			/* Between store ticks only the processes are sampled:
 			 * their metrics keep the 100 ms period and wait for the

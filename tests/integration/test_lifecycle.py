@@ -9,8 +9,8 @@ import textwrap
 import time
 
 from rawhttp import RawConnection, build_request
-from tgtest import (BUILD, PYTHON, TIMEGLASS, children, open_store, proc_comm, run_cli, start_dashboard, summarize,
-                    timeglass_env, wait_for)
+from tgtest import (BUILD, PYTHON, TIMEGLASS, children, open_store, proc_comm, read_requests, run_cli,
+                    start_dashboard, summarize, timeglass_env, wait_for)
 
 
 def run_traced(tmp_path, argv, timeout=60, **kw):
@@ -326,3 +326,34 @@ def test_an_idle_app_costs_few_commits(traced, store):
     assert len(versions) - 1 <= 16, "%d commits in 3 s of idle" % (len(versions) - 1)
     # the metrics keep their 100 ms period: some 35 rows in 3.5 s
     assert later - first >= 20, "only %d metrics rows in 3.5 s" % (later - first)
+
+
+def wakeups(pid):
+    """Voluntary context switches of single-threaded process pid: one per
+    sleep, thus per wakeup."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches for %d" % pid)
+
+
+def test_an_idle_app_wakes_the_collector_seldom(traced, store):
+    """While the app waits for work (its sampler sends a few samples a
+    second), the collector looks at the rings every 50 ms instead of every
+    10 ms: a hundred wakeups a second were most of an idle run's collector
+    CPU. The next request is stored as before."""
+    with traced(db=store) as server:
+        server.app_pid()
+        time.sleep(1.0)
+        collector, = server.collector_pids()
+        w0, t0 = wakeups(collector), time.monotonic()
+        time.sleep(2.0)
+        w1, t1 = wakeups(collector), time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+        conn.close()
+        wait_for(lambda: len(read_requests(store)[0]) == 1, 2.0, what="the request in the store")
+    # about 20 looks and 10 process samples a second; 100 looks before
+    assert w1 - w0 < 50 * (t1 - t0), "%d wakeups in %.1f s" % (w1 - w0, t1 - t0)
