@@ -37,7 +37,7 @@
  * no code sends its kept sample with that weight (its stack cannot have
  * changed); a thread that ran sends its kept stack, waiting, for the ticks
  * before it ran, and its stack now for the rest (sample_thread). An idle
- * app's sampler thus wakes some 10 times a second rather than 1,000, and
+ * app's sampler thus wakes a few dozen times a second rather than 1,000, and
  * its samples say the same.
  *
  * Native frames (--native, TIMEGLASS_NATIVE=1): before walking a thread
@@ -87,7 +87,7 @@
 #define BUDGET_WINDOW_NS 100000000ull /* the sampler's CPU use is checked this often */
 #define MIN_HZ 50u             /* the budget never lowers the rate below this */
 #define REUSE_MAX 8            /* the shortcut's samples in a row before a full walk */
-#define DOZE_AFTER 5           /* idle ticks in a row before the sampler dozes */
+#define DOZE_AFTER 2           /* idle ticks in a row before the sampler dozes */
 
 /* The eval-clocked sampler's rate (pytrace.c). */
 void tg_trace_eval_rate(unsigned hz) __attribute__((weak));

@@ -356,7 +356,7 @@ def sampler_wakeups(pid):
 
 
 def test_an_idle_app_lets_the_sampler_doze(tmp_path):
-    """While no thread of the app runs, the sampler wakes some ten times a
+    """While no thread of the app runs, the sampler wakes a few dozen times a
     second instead of a thousand (a laptop's battery, a CI machine's other
     jobs); the next request wakes it at once. The samples say the same as
     without the doze: the idle time is still all there, as the loop's
