@@ -370,12 +370,16 @@ static int same_as_kept(const struct thr_state *ts, int n)
 	return 1;
 }
 
-/* After a doze of doze_w ticks in which thread tid (slot ts) ran: its
- * kept stack, waiting, for all but the last `mine` ticks, which are left
- * to this pass's sample (*weight, *wall_d and *running set for it). */
-static void doze_rest(uint32_t tid, const struct thr_state *ts, uint64_t now, uint32_t doze_w, uint32_t mine,
-		      uint32_t *weight, uint64_t *wall_d, int *running, uint64_t cpu_d)
+/* After a doze of doze_w ticks in which thread tid (slot ts) ran, doze_ran
+ * of them by its CPU time: this pass's stack stands for those when it is
+ * the work's (not the kept stack: !same, or the same one still running,
+ * its CPU clock past cpu), else for the last only; the kept stack, waiting,
+ * for the ticks before. *weight, *wall_d and *running are set for this
+ * pass's sample. */
+static void doze_rest(uint32_t tid, const struct thr_state *ts, uint64_t now, uint32_t doze_w, uint32_t doze_ran,
+		      int same, uint64_t cpu, uint64_t cpu_d, uint32_t *weight, uint64_t *wall_d, int *running)
 {
+	uint32_t mine = doze_ran > 1 && (!same || thread_cpu_ns(tid) != cpu) ? doze_ran : 1;
 	uint64_t period = *wall_d / doze_w;
 	if (mine < doze_w)
 		emit_sample(tid, 0, ts->kept_flags, now - mine * period, ts->kept_scope, 0, *wall_d - mine * period,
@@ -417,12 +421,8 @@ static int sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, uin
 		return 1;
 	}
 	/* It ran during a doze: most likely just now (the work that woke the
-	 * sampler), else work that began without a read (a timer). Its
-	 * stack now stands for as many of the ticks as its CPU time filled
-	 * when it is that work's (a stack other than the kept one, or the
-	 * same one still running), else only for the last (where the CPU
-	 * went is not known); its kept stack, waiting, for the ticks before
-	 * (doze_rest). */
+	 * sampler), else work that began without a read (a timer); how the
+	 * doze's ticks are shared between its stacks: doze_rest. */
 	uint32_t doze_w = 0, doze_ran = 1;
 	if (weight > 1 && ts && ts->kept_n && wall_d) {
 		uint64_t ticks = (cpu_d + wall_d / weight / 2) / (wall_d / weight);
@@ -448,9 +448,8 @@ static int sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, uin
 		if (same) {
 			ts->reuse_run++;
 			if (doze_w)
-				doze_rest(th->tid, ts, now, doze_w,
-					  doze_ran > 1 && thread_cpu_ns(th->tid) != cpu ? doze_ran : 1, &weight,
-					  &wall_d, &running, cpu_d);
+				doze_rest(th->tid, ts, now, doze_w, doze_ran, 1, cpu, cpu_d, &weight, &wall_d,
+					  &running);
 			/* The thread ran: its request may have changed (a new
 			 * request's frames at the addresses of the last one's). */
 			uint64_t scope = scope_of(ts->kept_addrs, ts->kept_n, th->tid, before);
@@ -459,8 +458,8 @@ static int sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, uin
 				S.reused++;
 			return 0;
 		}
-		if (doze_w) { /* another stack than the kept one: the work's */
-			doze_rest(th->tid, ts, now, doze_w, doze_ran, &weight, &wall_d, &running, cpu_d);
+		if (doze_w) { /* before the kept stack goes */
+			doze_rest(th->tid, ts, now, doze_w, doze_ran, 0, cpu, cpu_d, &weight, &wall_d, &running);
 			doze_w = 0;
 		}
 		ts->kept_n = 0;
@@ -504,8 +503,8 @@ static int sample_thread(struct tg_py_rd *rd, const struct tg_py_thread *th, uin
 	struct tg_ev_pyframe *out = out_frames;
 	uint8_t flags = truncated ? TG_SAMPLEF_TRUNCATED : 0;
 	if (doze_w)
-		doze_rest(th->tid, ts, now, doze_w, same_as_kept(ts, n) && thread_cpu_ns(th->tid) == cpu ? 1 : doze_ran,
-			  &weight, &wall_d, &running, cpu_d);
+		doze_rest(th->tid, ts, now, doze_w, doze_ran, same_as_kept(ts, n), cpu, cpu_d, &weight, &wall_d,
+			  &running);
 	if (emit_sample(th->tid, running, flags, now, scope, cpu_d, wall_d, out, n, nat, nn, weight) < 0)
 		return 0;
 	if (ts && n <= KEEP_FRAMES) {
@@ -795,6 +794,13 @@ void tg_sampler_start(void)
 	spawn();
 }
 
+/* Ends the sampler thread's wait on its futex now. */
+static void wake_thread(void)
+{
+	__atomic_add_fetch(&smp_wake, 1, __ATOMIC_ACQ_REL);
+	syscall(SYS_futex, &smp_wake, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
+}
+
 /* pthread_atfork prepare: the sampler thread ends before fork() (see the
  * top); it is not waited for longer than one pass. */
 void tg_sampler_before_fork(void)
@@ -803,8 +809,7 @@ void tg_sampler_before_fork(void)
 		return;
 	int saved = errno;
 	__atomic_add_fetch(&S.gen, 1, __ATOMIC_ACQ_REL);
-	__atomic_add_fetch(&smp_wake, 1, __ATOMIC_ACQ_REL);
-	syscall(SYS_futex, &smp_wake, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
+	wake_thread();
 	pthread_join(smp_thread, NULL);
 	/* pthread_join returns when the kernel clears the thread's tid, a little
 	 * before it leaves the thread group that CPython counts: wait for that
@@ -834,8 +839,7 @@ void tg_sampler_wake(void)
 	if (!__atomic_exchange_n(&tg_sampler_dozing, 0, __ATOMIC_ACQ_REL))
 		return;
 	int saved = errno;
-	__atomic_add_fetch(&smp_wake, 1, __ATOMIC_ACQ_REL);
-	syscall(SYS_futex, &smp_wake, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
+	wake_thread();
 	errno = saved;
 }
 
