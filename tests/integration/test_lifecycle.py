@@ -10,7 +10,7 @@ import time
 
 from rawhttp import RawConnection, build_request
 from tgtest import (BUILD, PYTHON, TIMEGLASS, children, open_store, proc_comm, read_requests, run_cli,
-                    start_dashboard, summarize, timeglass_env, wait_for)
+                    start_dashboard, summarize, timeglass_env, wait_for, wakeups)
 
 
 def run_traced(tmp_path, argv, timeout=60, **kw):
@@ -326,16 +326,6 @@ def test_an_idle_app_costs_few_commits(traced, store):
     assert len(versions) - 1 <= 16, "%d commits in 3 s of idle" % (len(versions) - 1)
     # the metrics keep their 100 ms period: some 35 rows in 3.5 s
     assert later - first >= 20, "only %d metrics rows in 3.5 s" % (later - first)
-
-
-def wakeups(pid):
-    """Voluntary context switches of single-threaded process pid: one per
-    sleep, thus per wakeup."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("voluntary_ctxt_switches:"):
-                return int(line.split()[1])
-    raise AssertionError("no voluntary_ctxt_switches for %d" % pid)
 
 
 def test_an_idle_app_wakes_the_collector_seldom(traced, store):

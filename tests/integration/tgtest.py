@@ -160,9 +160,10 @@ def proc_ppid(pid):
     return int(data[data.rindex(")") + 2:].split()[1])
 
 
-def proc_comm(pid):
+def proc_comm(pid, tid=None):
+    """Name of process pid, or of its thread tid."""
     try:
-        with open("/proc/%d/comm" % pid) as f:
+        with open("/proc/%d/comm" % pid if tid is None else "/proc/%d/task/%s/comm" % (pid, tid)) as f:
             return f.read().strip()
     except OSError:
         return None
@@ -199,6 +200,24 @@ def cpu_ticks(pid):
         data = f.read()
     fields = data[data.rindex(")") + 2:].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def wakeups(pid, thread=None):
+    """Voluntary context switches (one per sleep, thus per wakeup) of
+    process pid's main thread, or of its thread named `thread`; None if it
+    has none such."""
+    tids = [str(pid)]
+    if thread is not None:
+        tids = [t for t in os.listdir("/proc/%d/task" % pid) if proc_comm(pid, t) == thread]
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        return int(line.split()[1])
+        except OSError:
+            continue
+    return None
 
 
 def wait_for(predicate, timeout, interval=0.05, what="condition"):

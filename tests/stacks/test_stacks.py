@@ -1,7 +1,6 @@
 """The Python stack sampler end to end: a FastAPI app under `timeglass run`,
 its samples in the store, `timeglass flame` output."""
 import json
-import os
 import re
 import sqlite3
 import subprocess
@@ -338,23 +337,6 @@ def test_top_functions(run):
     assert len(run.flame("--route", "GET /split", "--format", "top", "--limit", "2").splitlines()) == 4
 
 
-def sampler_wakeups(pid):
-    """Voluntary context switches of process pid's sampler thread: one per
-    sleep, thus per wakeup."""
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
-                if f.read().strip() != "timeglass-smp":
-                    continue
-            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
-                for line in f:
-                    if line.startswith("voluntary_ctxt_switches:"):
-                        return int(line.split()[1])
-        except OSError:
-            continue
-    return None
-
-
 def test_an_idle_app_lets_the_sampler_doze(tmp_path):
     """While no thread of the app runs, the sampler wakes a few dozen times a
     second instead of a thousand (a laptop's battery, a CI machine's other
@@ -365,11 +347,11 @@ def test_an_idle_app_lets_the_sampler_doze(tmp_path):
     s = Served(tmp_path, 1000)
     try:
         s.get("/split?ms=50")
-        app = next(p for p in tgtest.descendants(s.proc.pid) if sampler_wakeups(p) is not None)
+        app = next(p for p in tgtest.descendants(s.proc.pid) if tgtest.wakeups(p, "timeglass-smp") is not None)
         time.sleep(0.5)
-        w0, t0 = sampler_wakeups(app), time.monotonic()
+        w0, t0 = tgtest.wakeups(app, "timeglass-smp"), time.monotonic()
         time.sleep(2)
-        w1, t1 = sampler_wakeups(app), time.monotonic()
+        w1, t1 = tgtest.wakeups(app, "timeglass-smp"), time.monotonic()
         s.get("/split?ms=300")
         s.get("/sleep?ms=300")
     finally:
