@@ -26,6 +26,7 @@
 #include "cli/cmds.h"
 #include "lib/jsonw.h"
 #include "lib/otlp.h"
+#include "lib/readers.h"
 #include "lib/store.h"
 #include "lib/util.h"
 
@@ -60,15 +61,6 @@ struct export_opts {
 	int64_t run, request;
 };
 
-
-static int has_table(struct tg_store *s, const char *name)
-{
-	sqlite3_stmt *st = tg_store_prepare_or_die(s, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?");
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	int yes = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	return yes;
-}
 
 static const char *col_str(sqlite3_stmt *st, int i, size_t *n)
 {
@@ -301,9 +293,9 @@ static int export_chrome(struct tg_store *s, int64_t run, int64_t request, FILE 
 	jw_arr_open(&w);
 	export_processes(&w, s, run);
 	export_requests(&w, s, run, request, t0);
-	if (has_table(s, "queries"))
+	if (tg_has_table(tg_store_db(s), "queries"))
 		export_queries(&w, s, run, request, t0);
-	if (has_table(s, "spans"))
+	if (tg_has_table(tg_store_db(s), "spans"))
 		export_spans(&w, s, run, request, t0);
 	jw_arr_close(&w);
 	jw_obj_close(&w);

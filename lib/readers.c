@@ -20,6 +20,18 @@ int64_t tg_latest_run(sqlite3 *db)
 	return id;
 }
 
+int tg_has_table(sqlite3 *db, const char *name)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?", -1,
+			       &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	int yes = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return yes;
+}
+
 sqlite3_stmt *tg_prepare_id(sqlite3 *db, const char *sql, int64_t id, const char *what)
 {
 	sqlite3_stmt *st;

@@ -34,6 +34,10 @@ struct tg_samples_sel {
 	const char *state;         /* "running" or "waiting"; NULL: both */
 };
 
+/* Whether the store has a table or view of this name (an old store may
+ * predate it). */
+int tg_has_table(sqlite3 *db, const char *name);
+
 /* db's statement sql with ?1 bound to id, ready to step. Returns NULL on a
  * SQLite error (tg_error() set: "what: ..."). */
 sqlite3_stmt *tg_prepare_id(sqlite3 *db, const char *sql, int64_t id, const char *what);

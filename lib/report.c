@@ -43,18 +43,6 @@ static sqlite3_stmt *run_query(sqlite3 *db, const struct rp_report *r, const cha
 	return st;
 }
 
-static int table_exists(sqlite3 *db, const char *name)
-{
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", -1, &st,
-			       NULL) != SQLITE_OK)
-		return 0;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	int yes = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	return yes;
-}
-
 /* 1 when table has column (the store may predate it). */
 static int has_column(sqlite3 *db, const char *table, const char *column)
 {
@@ -763,7 +751,7 @@ int rp_load(sqlite3 *db, int64_t run_id, const char *events_path, struct rp_repo
 			return tg_fail("the store holds no runs yet");
 	}
 	r->run_id = run_id;
-	r->has_queries = table_exists(db, "queries");
+	r->has_queries = tg_has_table(db, "queries");
 	if (load_run(db, r) < 0 || load_routes(db, r) < 0 || load_requests(db, r) < 0 || load_metrics(db, r) < 0 ||
 	    load_cpu_wait(db, r) < 0 ||
 	    tg_losses_read(db, r->run_id, &r->losses) < 0)
@@ -898,12 +886,12 @@ void rp_coverage_read(const char *path, struct rp_coverage *c)
 		sqlite3_close(db);
 		return;
 	}
-	if (table_exists(db, "file")) {
+	if (tg_has_table(db, "file")) {
 		c->files = int_query(db, "SELECT count(*) FROM file");
 		int64_t lines = 0;
-		if (table_exists(db, "line_bits"))
+		if (tg_has_table(db, "line_bits"))
 			lines = count_line_bits(db);
-		if (lines <= 0 && table_exists(db, "arc"))
+		if (lines <= 0 && tg_has_table(db, "arc"))
 			lines = int_query(db, "SELECT count(*) FROM (SELECT DISTINCT file_id, tono FROM arc WHERE tono > 0)");
 		c->lines = lines < 0 ? 0 : lines;
 		c->found = c->files >= 0;

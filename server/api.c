@@ -148,8 +148,8 @@ int tg_store_summary(sqlite3 *db, struct tg_store_summary *out)
 static void add_capabilities(cJSON *obj, sqlite3 *db)
 {
 	cJSON *caps = cJSON_AddObjectToObject(obj, "capabilities");
-	cJSON_AddBoolToObject(caps, "queries", tg_db_has_table(db, "queries"));
-	cJSON_AddBoolToObject(caps, "samples", tg_db_has_table(db, "samples"));
+	cJSON_AddBoolToObject(caps, "queries", tg_has_table(db, "queries"));
+	cJSON_AddBoolToObject(caps, "samples", tg_has_table(db, "samples"));
 }
 
 int tg_api_status(struct tg_req *r)
@@ -645,7 +645,7 @@ int tg_api_overview(struct tg_req *r)
 	int64_t rss;
 	int64_t req_ns = s->all.sum_ns;
 	int bad = add_processes(body, db, s, &cpu, &rss) < 0;
-	int have_queries = tg_db_has_table(db, "queries");
+	int have_queries = tg_has_table(db, "queries");
 	struct tg_query_totals qt = {0};
 	const struct tg_query_totals *q = NULL;
 	if (!bad && have_queries && (q = tg_stats_queries(db, s, &err)) != NULL)
@@ -660,7 +660,7 @@ int tg_api_overview(struct tg_req *r)
 	tg_json_add_int(res, "rss_peak_bytes", rss);
 	add_queries_summary(body, have_queries, q ? &qt : NULL, req_ns);
 	cJSON *samples = cJSON_AddObjectToObject(body, "samples");
-	cJSON_AddBoolToObject(samples, "available", tg_db_has_table(db, "samples"));
+	cJSON_AddBoolToObject(samples, "available", tg_has_table(db, "samples"));
 	tg_read_end(db);
 	return tg_send_json(r, 200, body);
 }
@@ -811,7 +811,7 @@ int tg_api_endpoints(struct tg_req *r)
 		tg_read_end(db);
 		return tg_send_json(r, 500, NULL);
 	}
-	int have_queries = tg_db_has_table(db, "queries");
+	int have_queries = tg_has_table(db, "queries");
 	if (have_queries)
 		tg_stats_queries(db, s, &err); /* on an error its figures are 0 */
 	for (size_t i = 0; i < s->n_eps; i++) {
@@ -1915,7 +1915,7 @@ static int request_detail(struct tg_req *r, const char *idtext)
 	};
 	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
 		cJSON *o = cJSON_AddObjectToObject(body, parts[i].key);
-		int avail = tg_db_has_table(db, parts[i].table);
+		int avail = tg_has_table(db, parts[i].table);
 		cJSON_AddBoolToObject(o, "available", avail);
 		if (!avail)
 			continue;

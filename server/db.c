@@ -80,19 +80,6 @@ long long tg_db_int(sqlite3 *db, const char *sql, long long dflt)
 	return v;
 }
 
-int tg_db_has_table(sqlite3 *db, const char *name)
-{
-	sqlite3_stmt *st;
-	int found = 0;
-	if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", -1, &st,
-			       NULL) != SQLITE_OK)
-		return 0;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	found = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	return found;
-}
-
 int tg_db_has_column(sqlite3 *db, const char *table, const char *column)
 {
 	sqlite3_stmt *st;

@@ -45,8 +45,6 @@ void tg_db_close_thread(void);
  * "bad"), used in the API. */
 const char *tg_db_state_name(enum tg_db_state state);
 
-/* 1 when the store has a table of that name, else 0. */
-int tg_db_has_table(sqlite3 *db, const char *name);
 
 /* 1 if table has column (older schemas lack later columns). */
 int tg_db_has_column(sqlite3 *db, const char *table, const char *column);

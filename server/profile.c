@@ -76,7 +76,7 @@ static int list_open(struct tg_req *r, int64_t id, const char *table, const char
 		return status;
 	l->body = cJSON_CreateObject();
 	tg_json_add_int(l->body, "request", id);
-	if (!tg_db_has_table(l->db, table)) {
+	if (!tg_has_table(l->db, table)) {
 		cJSON_AddBoolToObject(l->body, "available", 0);
 		tg_read_end(l->db);
 		return tg_send_json(r, 200, l->body);
@@ -548,7 +548,7 @@ static int send_flame(struct tg_req *r, const struct selection *sels, int sides)
 		add_selection(cJSON_AddObjectToObject(body, "b"), &sel[1]);
 	}
 	cJSON_AddStringToObject(body, "state", state);
-	if (!tg_db_has_table(db, "samples") || !tg_db_has_table(db, "stacks") || !tg_db_has_table(db, "frames")) {
+	if (!tg_has_table(db, "samples") || !tg_has_table(db, "stacks") || !tg_has_table(db, "frames")) {
 		cJSON_AddBoolToObject(body, "available", 0);
 		tg_read_end(db);
 		return tg_send_json(r, 200, body);
