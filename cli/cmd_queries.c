@@ -143,13 +143,15 @@ static int list(int argc, char **argv, const char *cmd, void (*usage)(FILE *), c
 	size_t used = (size_t)snprintf(sql, sizeof sql, "SELECT ");
 	for (size_t i = 0; i < ncols; i++)
 		used += (size_t)snprintf(sql + used, sizeof sql - used, "%s%s", i ? ", " : "", cols[i]);
-	snprintf(sql + used, sizeof sql - used,
-		 " FROM %s WHERE run_id = ?1 AND (?2 = 0 OR request_id = ?2)"
-		 " ORDER BY start_unix_ns DESC, id DESC LIMIT ?3",
-		 table);
+	/* One request's rows through its index; a limit keeps the newest
+	 * rows, printed oldest first. */
+	snprintf(sql + used, sizeof sql - used, " FROM %s WHERE %s ORDER BY start_unix_ns%s", table,
+		 o.request ? "request_id = ?2 AND run_id = ?1" : "run_id = ?1",
+		 o.limit ? " DESC, id DESC LIMIT ?3" : ", id");
 	char outer[1200];
-	snprintf(outer, sizeof outer, "SELECT * FROM (%s) ORDER BY start_unix_ns, id", sql);
-	sqlite3_stmt *st = tg_store_prepare_or_die(s, outer);
+	if (o.limit)
+		snprintf(outer, sizeof outer, "SELECT * FROM (%s) ORDER BY start_unix_ns, id", sql);
+	sqlite3_stmt *st = tg_store_prepare_or_die(s, o.limit ? outer : sql);
 	sqlite3_bind_int64(st, 1, run);
 	sqlite3_bind_int64(st, 2, o.request);
 	sqlite3_bind_int64(st, 3, o.limit ? o.limit : -1);
