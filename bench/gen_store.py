@@ -16,6 +16,7 @@ SCHEMA_TABLES and SCHEMA_INDEXES mirror the schema-1 migration in
 lib/store.c; tests/ui builds its fixture stores with them too.
 """
 import argparse
+import json
 import math
 import os
 import random
@@ -253,28 +254,58 @@ def add_queries(db, per_request, seed):
     """Upgrades the store to the newest schema (lib/store.c's migrations)
     and gives run 1 SQL queries: per_request on average per request (0 to
     2 x per_request), one in 20 requests with an N+1 loop, and one query
-    in 50 outside any request (a background job's)."""
+    in 50 outside any request (a background job's). They are written as
+    the collector writes them: one query set per request, its queries in
+    order and its distinct texts once, and a set of one for each query
+    outside any request."""
     upgrade(db)
     rnd = random.Random(seed + 1)
-    sql = ("INSERT INTO queries (run_id, request_id, process_id, pid, start_unix_ns, duration_ns, db_system, tap,"
-           " database, sql, fingerprint, rows, n_plus_one) VALUES (1, ?, ?, ?, ?, ?, 'postgresql', 'wire', 'shop',"
-           " ?, ?, ?, ?)")
+    sql = ("INSERT INTO query_sets (id, run_id, request_id, process_id, pid, tid, db_system, tap, database,"
+           " attribution, start_unix_ns, n, duration_ns, n_plus_one, queries, texts)"
+           " VALUES (?, 1, ?, ?, ?, NULL, 'postgresql', 'wire', 'shop', NULL, ?, ?, ?, ?, ?, ?)")
     texts = [("SELECT * FROM items WHERE id = $1", "select * from items where id = ?"),
              ("SELECT count(*) FROM orders WHERE user_id = $1", "select count(*) from orders where user_id = ?"),
              ("UPDATE carts SET updated = now() WHERE id = $1", "update carts set updated = now() where id = ?")]
+    next_id = (db.execute("SELECT max(id + n) FROM query_sets").fetchone()[0] or 1)
     batch = []
+
+    def add_set(rid, proc, pid, queries):
+        # queries: (start, duration, sql, fingerprint, n_plus_one); each is written as [start offset,
+        # duration, sql, sql_truncated, fingerprint, fingerprint_hash, params, rows, error, call_site,
+        # duplicate, n_plus_one, kind, executions] with its texts as indexes (lib/store.c, enum query_field)
+        nonlocal next_id
+        start0 = queries[0][0]
+        known, out = {}, []
+
+        def text(t):
+            return known.setdefault(t, len(known))
+        for start, dur, text_sql, fp, npo in queries:
+            out.append([start - start0, dur, text(text_sql), 0, text(fp), None, None, 1, None, None, 0, npo,
+                        "app", 1])
+        batch.append((next_id, rid, proc, pid, start0, len(queries), sum(q[1] for q in queries),
+                      sum(q[4] for q in queries), json.dumps(out, separators=(",", ":")),
+                      json.dumps(list(known), separators=(",", ":"))))
+        next_id += len(queries)
+
     db.execute("BEGIN")
     for rid, proc, pid, start, dur in db.execute(
             "SELECT id, process_id, pid, start_unix_ns, duration_ns FROM requests WHERE run_id = 1 ORDER BY id"
     ).fetchall():
         n = rnd.randint(0, 2 * per_request)
         loop = rnd.random() < 0.05 and n > 0
+        mine = []
         for k in range(n):
-            text, fp = texts[0] if loop else rnd.choice(texts)
-            rid_or_none = None if rnd.random() < 0.02 else rid
-            batch.append((rid_or_none, proc, pid, start + dur * k // (n + 1), max(1000, dur // (2 * n + 2)),
-                          text, fp, 1, 1 if loop and rid_or_none else 0))
-        if len(batch) >= 50000:
+            text_sql, fp = texts[0] if loop else rnd.choice(texts)
+            outside = rnd.random() < 0.02
+            q = (start + dur * k // (n + 1), max(1000, dur // (2 * n + 2)), text_sql, fp,
+                 1 if loop and not outside else 0)
+            if outside:
+                add_set(None, proc, pid, [q])
+            else:
+                mine.append(q)
+        if mine:
+            add_set(rid, proc, pid, mine)
+        if len(batch) >= 20000:
             db.executemany(sql, batch)
             batch.clear()
     db.executemany(sql, batch)

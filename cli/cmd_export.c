@@ -194,7 +194,7 @@ static void export_queries(struct jw *w, struct tg_store *s, int64_t run, int64_
 		  " request_id, n_plus_one, duplicate FROM queries"
 		  " WHERE request_id IN (SELECT id FROM requests WHERE run_id = ?1)"
 		  " UNION ALL SELECT pid, tid, start_unix_ns, duration_ns, sql, db_system, database, rows, error,"
-		  " call_site, request_id, n_plus_one, duplicate FROM queries INDEXED BY queries_run_outside"
+		  " call_site, request_id, n_plus_one, duplicate FROM queries"
 		  " WHERE run_id = ?1 AND request_id IS NULL ORDER BY start_unix_ns");
 	sqlite3_bind_int64(st, 1, run);
 	sqlite3_bind_int64(st, 2, request);

@@ -230,7 +230,7 @@ enum {
 	"id, run_id, pid, tid, conn_id, start_unix_ns, duration_ns, req_end_ns, resp_start_ns, method, path,"     \
 	" query_string, route, http_version, status, request_bytes, response_bytes, client_addr, error, flags,"  \
 	" headers, transport, process_id, exception, forwarded_for,"                                             \
-	" (SELECT count(*) FROM queries WHERE queries.request_id = requests.id),"                                \
+	" (SELECT coalesce(sum(n), 0) FROM query_sets WHERE query_sets.request_id = requests.id),"                \
 	" (SELECT count(*) FROM spans WHERE spans.request_id = requests.id)"
 
 /* The exception type of an exception text ("ZeroDivisionError: division by

@@ -35,7 +35,7 @@ struct tg_samples_sel {
 };
 
 /* Whether the store has a table or view of this name (an old store may
- * predate it). */
+ * predate it; queries are a view since schema 12). */
 int tg_has_table(sqlite3 *db, const char *name);
 
 /* db's statement sql with ?1 bound to id, ready to step. Returns NULL on a

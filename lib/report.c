@@ -180,10 +180,24 @@ static int load_requests(sqlite3 *db, struct rp_report *r)
 		"   FROM queries WHERE request_id IN (SELECT id FROM requests WHERE run_id = ?1)"
 		"   GROUP BY request_id) q ON q.request_id = r.id"
 		" WHERE r.run_id = ?1 ORDER BY r.start_unix_ns, r.id";
+	/* A query set holds its count and summed duration: only the sets with
+	 * N+1 queries are opened, for their fingerprints. */
+	const char *with_sets =
+		"SELECT r.id, r.start_unix_ns, r.duration_ns, r.pid, coalesce(r.status, 0), " ROUTE_KEY_SQL ","
+		" coalesce(q.n, 0), coalesce(q.ns, 0), coalesce(f.np1, 0), r.process_id"
+		" FROM requests r LEFT JOIN (SELECT request_id, sum(n) AS n, sum(duration_ns) AS ns"
+		"   FROM query_sets WHERE request_id IN (SELECT id FROM requests WHERE run_id = ?1)"
+		"   GROUP BY request_id) q ON q.request_id = r.id"
+		" LEFT JOIN (SELECT request_id, count(DISTINCT coalesce(fingerprint, sql, '')) AS np1"
+		"   FROM queries WHERE n_plus_one AND request_id IN (SELECT request_id FROM query_sets"
+		"     WHERE n_plus_one > 0 AND request_id IN (SELECT id FROM requests WHERE run_id = ?1))"
+		"   GROUP BY request_id) f ON f.request_id = r.id"
+		" WHERE r.run_id = ?1 ORDER BY r.start_unix_ns, r.id";
 	const char *without_q = "SELECT r.id, r.start_unix_ns, r.duration_ns, r.pid, coalesce(r.status, 0), " ROUTE_KEY_SQL
 				", 0, 0, 0, r.process_id FROM requests r WHERE r.run_id = ?1 ORDER BY r.start_unix_ns, r.id";
 	sqlite3_stmt *st;
-	if (!(st = run_query(db, r, "reading requests", r->has_queries ? with_q : without_q)))
+	if (!(st = run_query(db, r, "reading requests",
+			     !r->has_queries ? without_q : tg_has_table(db, "query_sets") ? with_sets : with_q)))
 		return -1;
 	size_t cap = 0;
 	int rc;
@@ -594,7 +608,7 @@ static int attribute_outside(sqlite3 *db, struct rp_report *r)
 	if (!r->ntests) {
 		/* no tests to give them to (`timeglass score`, the dashboard): totals only */
 		if (!(st = run_query(db, r, "reading queries",
-				     "SELECT count(*), coalesce(sum(duration_ns), 0) FROM queries INDEXED BY queries_run_outside"
+				     "SELECT count(*), coalesce(sum(duration_ns), 0) FROM queries"
 				     " WHERE run_id = ? AND request_id IS NULL")))
 			return -1;
 		int rc = sqlite3_step(st);
@@ -608,8 +622,7 @@ static int attribute_outside(sqlite3 *db, struct rp_report *r)
 	}
 	if (!(st = run_query(db, r, "reading queries",
 			     "SELECT pid, start_unix_ns, duration_ns, coalesce(fingerprint, sql, ''), coalesce(call_site, ''),"
-			     " kind = 'housekeeping' FROM queries INDEXED BY queries_run_outside"
-			     " WHERE run_id = ? AND request_id IS NULL")))
+			     " kind = 'housekeeping' FROM queries WHERE run_id = ? AND request_id IS NULL")))
 		return -1;
 	struct outside_q *v = NULL;
 	size_t n = 0, cap = 0;

@@ -244,6 +244,77 @@ static const char *const migrations[] = {
 	"DROP INDEX requests_run_route;"
 	"DROP INDEX requests_run_status;"
 	"CREATE INDEX requests_run_nostatus ON requests(run_id, start_unix_ns) WHERE status IS NULL;",
+	/* 11 -> 12: queries are stored by set: one row of query_sets holds
+	 * queries of one request (or outside any request) that the collector
+	 * wrote one after the other from one thread to one database, in
+	 * order: what they share as columns, each query's own fields as a
+	 * JSON array in an array (enum query_field), their distinct texts
+	 * (SQL, fingerprint, call site: a repeated query stores its texts
+	 * once) as another, which the fields give by index, and the set's
+	 * count, summed duration and N+1 count. A row of queries cost the
+	 * collector some 10,000 instructions whatever it held (23 columns
+	 * through SQLite's VM, their binds, two B-tree inserts): ten queries
+	 * per request were three times the request's own cost. The queries
+	 * view gives every reader the table it read before, column for
+	 * column, and takes inserts (a set of one each). A set's id is its
+	 * first query's: a set of n takes ids id .. id+n-1, so query ids stay
+	 * those a table of queries would have given. The queries stored
+	 * before become sets of one, their ids kept. */
+	"CREATE TABLE query_sets ("
+	"  id INTEGER PRIMARY KEY,"         /* the first query's id */
+	"  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	"  request_id INTEGER REFERENCES requests(id) ON DELETE CASCADE,"
+	"  process_id INTEGER REFERENCES processes(id) ON DELETE CASCADE,"
+	"  pid INTEGER NOT NULL,"
+	"  tid INTEGER,"
+	"  db_system TEXT NOT NULL,"
+	"  tap TEXT NOT NULL,"
+	"  database TEXT,"
+	"  attribution TEXT,"
+	"  start_unix_ns INTEGER NOT NULL," /* the first query's; each query's own is an offset from it */
+	"  n INTEGER NOT NULL,"             /* queries in the set */
+	"  duration_ns INTEGER NOT NULL,"   /* their sum */
+	"  n_plus_one INTEGER NOT NULL,"    /* how many are flagged N+1 */
+	/* queries: [[start offset, duration, sql, sql_truncated, fingerprint,
+	 * fingerprint_hash, params, rows, error, call_site, duplicate,
+	 * n_plus_one, kind, executions], ...], where sql, fingerprint and
+	 * call_site are indexes in texts: ["text", ...] */
+	"  queries TEXT NOT NULL,"
+	"  texts TEXT NOT NULL);"
+	"INSERT INTO query_sets (id, run_id, request_id, process_id, pid, tid, db_system, tap, database, attribution,"
+	"  start_unix_ns, n, duration_ns, n_plus_one, queries, texts) SELECT id, run_id, request_id, process_id,"
+	"  pid, tid, db_system, tap, database, attribution, start_unix_ns, 1, duration_ns, n_plus_one != 0,"
+	"  json_array(json_array(0, duration_ns, CASE WHEN sql IS NOT NULL THEN 0 END, sql_truncated,"
+	"  CASE WHEN fingerprint IS NOT NULL THEN 1 END, fingerprint_hash, params, rows, error,"
+	"  CASE WHEN call_site IS NOT NULL THEN 2 END, duplicate, n_plus_one, kind, executions)),"
+	"  json_array(sql, fingerprint, call_site) FROM queries ORDER BY id;"
+	"DROP TABLE queries;"
+	"CREATE INDEX query_sets_request ON query_sets(request_id);"
+	"CREATE INDEX query_sets_run_outside ON query_sets(run_id, start_unix_ns) WHERE request_id IS NULL;"
+	"CREATE VIEW queries (id, run_id, request_id, process_id, pid, tid, start_unix_ns, duration_ns, db_system,"
+	"  tap, database, sql, sql_truncated, fingerprint, fingerprint_hash, params, rows, error, call_site,"
+	"  attribution, duplicate, n_plus_one, kind, executions) AS"
+	"  SELECT s.id + q.key, s.run_id, s.request_id, s.process_id, s.pid, s.tid,"
+	"  s.start_unix_ns + json_extract(q.value, '$[0]'), json_extract(q.value, '$[1]'), s.db_system, s.tap,"
+	"  s.database, json_extract(s.texts, '$[' || json_extract(q.value, '$[2]') || ']'),"
+	"  json_extract(q.value, '$[3]'), json_extract(s.texts, '$[' || json_extract(q.value, '$[4]') || ']'),"
+	"  json_extract(q.value, '$[5]'), json_extract(q.value, '$[6]'), json_extract(q.value, '$[7]'),"
+	"  json_extract(q.value, '$[8]'), json_extract(s.texts, '$[' || json_extract(q.value, '$[9]') || ']'),"
+	"  s.attribution, json_extract(q.value, '$[10]'), json_extract(q.value, '$[11]'),"
+	"  json_extract(q.value, '$[12]'), json_extract(q.value, '$[13]')"
+	"  FROM query_sets s, json_each(s.queries) q;"
+	"CREATE TRIGGER queries_insert INSTEAD OF INSERT ON queries BEGIN"
+	"  INSERT INTO query_sets (id, run_id, request_id, process_id, pid, tid, db_system, tap, database,"
+	"  attribution, start_unix_ns, n, duration_ns, n_plus_one, queries, texts) VALUES (coalesce(NEW.id,"
+	"  (SELECT id + n FROM query_sets ORDER BY id DESC LIMIT 1), 1), NEW.run_id, NEW.request_id,"
+	"  NEW.process_id, NEW.pid, NEW.tid, NEW.db_system, NEW.tap, NEW.database, NEW.attribution,"
+	"  NEW.start_unix_ns, 1, NEW.duration_ns, coalesce(NEW.n_plus_one, 0) != 0, json_array(json_array(0,"
+	"  NEW.duration_ns, CASE WHEN NEW.sql IS NOT NULL THEN 0 END, coalesce(NEW.sql_truncated, 0),"
+	"  CASE WHEN NEW.fingerprint IS NOT NULL THEN 1 END, NEW.fingerprint_hash, NEW.params, NEW.rows,"
+	"  NEW.error, CASE WHEN NEW.call_site IS NOT NULL THEN 2 END, coalesce(NEW.duplicate, 0),"
+	"  coalesce(NEW.n_plus_one, 0), coalesce(NEW.kind, 'app'), coalesce(NEW.executions, 1))),"
+	"  json_array(NEW.sql, NEW.fingerprint, NEW.call_site));"
+	"  END;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == TG_STORE_SCHEMA,
@@ -255,8 +326,7 @@ enum stmt_id {
 	ST_LOSS,
 	ST_PROCESS_END,
 	ST_REQUEST_FIXUP,
-	ST_QUERY,
-	ST_QUERIES,
+	ST_QUERY_SET,
 	ST_SPAN,
 	ST_FRAME_INS,
 	ST_FRAME_GET,
@@ -269,26 +339,24 @@ enum stmt_id {
 	ST_COUNT,
 };
 
-/* A query row: QUERY_COLUMNS values. ST_QUERIES inserts QUERY_ROWS rows in
- * one statement: SQLite opens its cursors and ends the statement once for
- * them all, a quarter of a query row's cost when one row is a statement.
- * OR FAIL: a statement of several rows that could abort (a NOT NULL
- * column) would have SQLite copy every page it touches into a statement
- * journal first, to undo the statement alone; with 16 KiB pages that
- * journal soon outgrows the 64 KiB SQLite keeps in memory, and from then
- * to the commit every statement wrote some 40 KB to a temporary file,
- * seven times the store's own writes. A row that cannot be stored is a bug of ours either way (it is
- * counted lost), and a full disk or an I/O error in the middle of a
- * statement rolls the batch back as at its commit (batch_step()). */
-#define QUERY_INSERT                                                                                  \
-	"INSERT OR FAIL INTO queries (run_id, request_id, process_id, pid, tid, start_unix_ns, duration_ns,"  \
-	" db_system, tap, database, sql, sql_truncated, fingerprint, fingerprint_hash, params, rows," \
-	" error, call_site, attribution, duplicate, n_plus_one, kind, executions) VALUES "
-#define QUERY_VALUES "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-#define QUERY_COLUMNS 23
-#define QUERY_ROWS 8
-/* The texts of the query rows held for the next ST_QUERIES. */
-#define QUERY_TEXT_BYTES (64 * 1024)
+/* A set of queries (schema 12): each query's own fields, in this order, as
+ * a JSON array (the queries view reads them by position). QF_START is the
+ * offset from the set's start; QF_SQL, QF_FINGERPRINT and QF_CALL_SITE are
+ * indexes in the set's texts (or null). */
+enum query_field {
+	QF_START, QF_DURATION, QF_SQL, QF_SQL_TRUNCATED, QF_FINGERPRINT, QF_FINGERPRINT_HASH, QF_PARAMS,
+	QF_ROWS, QF_ERROR, QF_CALL_SITE, QF_DUPLICATE, QF_N_PLUS_ONE, QF_KIND, QF_EXECUTIONS, QUERY_FIELDS
+};
+/* A set is written when the next query belongs elsewhere (another request,
+ * process, run, thread, database, tap or attribution), at the batch's
+ * flush, or when it is this large (or has SET_TEXTS texts). */
+#define SET_QUERIES 4096
+#define SET_BYTES (256 * 1024)
+/* A set's id is the first of its queries': the one after the last set's
+ * queries. The store gives it (tg_store.next_set_id) once a set has been
+ * written in the batch: from then on, until its commit, no other writer
+ * can add one. */
+#define SET_ID "coalesce(?, (SELECT id + n FROM query_sets ORDER BY id DESC LIMIT 1), 1)"
 
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_REQUEST] = "INSERT INTO requests (run_id, process_id, pid, tid, conn_id, start_unix_ns,"
@@ -311,9 +379,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_REQUEST_CPU] = "UPDATE requests SET cpu_ns = coalesce(cpu_ns, 0) + ? WHERE id = ?",
 	[ST_REQUEST_ROUTE] = "UPDATE requests SET route = ? WHERE id = ? AND route IS NULL",
 	[ST_REQUEST_EXCEPTION] = "UPDATE requests SET exception = ? WHERE id = ?",
-	[ST_QUERY] = QUERY_INSERT QUERY_VALUES,
-	[ST_QUERIES] = QUERY_INSERT QUERY_VALUES "," QUERY_VALUES "," QUERY_VALUES "," QUERY_VALUES ","
-		       QUERY_VALUES "," QUERY_VALUES "," QUERY_VALUES "," QUERY_VALUES,
+	[ST_QUERY_SET] = "INSERT INTO query_sets (id, run_id, request_id, process_id, pid, tid, db_system, tap,"
+			 " database, attribution, start_unix_ns, n, duration_ns, n_plus_one, queries, texts)"
+			 " VALUES (" SET_ID ",?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_SPAN] = "INSERT INTO spans (run_id, request_id, process_id, pid, tid, kind, start_unix_ns, duration_ns,"
 		    " method, host, path, status, request_bytes, response_bytes, tls, error, call_site, attribution)"
 		    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -350,6 +418,47 @@ static const char *const stmt_sql[ST_COUNT] = {
  * were a tenth of the collector's CPU per request. */
 #define NEW_STORE_PAGE_BYTES 16384
 
+/* A name of TimeGlass's own (struct tg_query_row), kept. */
+#define SET_NAME_BYTES 32
+/* A set's distinct texts (each query's SQL, fingerprint and call site are
+ * an index among them), and the slots of their hash table. */
+#define SET_TEXTS 256
+#define SET_TEXT_SLOTS 1024
+
+/* A growing JSON text. */
+struct jbuf {
+	char *p;
+	size_t len, cap;
+};
+
+/* A text of the set, as it came (for compares) at raw + off. */
+struct set_text {
+	size_t off, len;
+	uint64_t hash;
+};
+
+/* Queries held to be written as one row of query_sets: what they share,
+ * their own fields as JSON (json) and their distinct texts (texts). */
+struct query_set {
+	int64_t run_id, request_id, process_id; /* request_id, process_id 0 = NULL */
+	int32_t pid;
+	int64_t tid;
+	char db_system[SET_NAME_BYTES], tap[SET_NAME_BYTES], attribution[SET_NAME_BYTES];
+	int has_attribution;
+	int has_database;
+	char *database; /* its database_len bytes when has_database */
+	size_t database_len, database_cap;
+	int64_t start_unix_ns, duration_ns;
+	unsigned n, n_plus_one;
+	struct jbuf json;  /* "[[...],[...]" as the queries come; "]" ends it */
+	struct jbuf texts; /* "[\"...\",\"...\"" likewise */
+	struct set_text text[SET_TEXTS];
+	unsigned n_texts;
+	uint16_t slot[SET_TEXT_SLOTS]; /* text index + 1, 0 = free */
+	char *raw;                     /* the texts, one after the other */
+	size_t raw_len, raw_cap;
+};
+
 struct tg_store {
 	sqlite3 *db;
 	char *path;
@@ -360,10 +469,8 @@ struct tg_store {
 	unsigned pending_requests;    /* requests among them */
 	int adding_request;           /* the batch statement being run inserts a request */
 	unsigned stmt_rows;           /* rows the batch statement being run inserts */
-	struct tg_query_row queries[QUERY_ROWS]; /* held for one ST_QUERIES */
-	unsigned n_queries;
-	char *query_text;             /* their texts (QUERY_TEXT_BYTES) */
-	size_t query_text_used;
+	struct query_set set;         /* the queries held for one ST_QUERY_SET */
+	int64_t next_set_id;          /* the next set's id in the open batch, 0 = not known */
 	uint64_t lost;                /* rows lost to SQLite errors, see tg_store_take_lost() */
 	uint64_t lost_requests;       /* requests among them */
 	int full;                     /* the disk is full: rows are counted as lost, not written */
@@ -387,7 +494,7 @@ const char *tg_store_path(const struct tg_store *s)
 
 unsigned tg_store_pending(const struct tg_store *s)
 {
-	return s->pending + s->n_queries;
+	return s->pending + s->set.n;
 }
 
 uint64_t tg_store_take_lost(struct tg_store *s, uint64_t *requests)
@@ -808,11 +915,14 @@ void tg_store_close(struct tg_store *s)
 {
 	if (!s)
 		return;
-	if (s->in_batch || s->n_queries)
+	if (s->in_batch || s->set.n)
 		tg_store_flush(s);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
-	free(s->query_text);
+	free(s->set.json.p);
+	free(s->set.texts.p);
+	free(s->set.raw);
+	free(s->set.database);
 	sqlite3_close(s->db);
 	if (s->reserve)
 		unlink(s->reserve);
@@ -876,8 +986,8 @@ static const char prune_sql[] =
 	" (SELECT id FROM runs ORDER BY id DESC LIMIT ?1);"
 	"DELETE FROM samples WHERE run_id IN temp.prune_runs;"
 	"DELETE FROM spans WHERE run_id IN temp.prune_runs;"
-	"DELETE FROM queries WHERE request_id IN (SELECT id FROM requests WHERE run_id IN temp.prune_runs);"
-	"DELETE FROM queries INDEXED BY queries_run_outside WHERE run_id IN temp.prune_runs AND request_id IS NULL;"
+	"DELETE FROM query_sets WHERE request_id IN (SELECT id FROM requests WHERE run_id IN temp.prune_runs);"
+	"DELETE FROM query_sets INDEXED BY query_sets_run_outside WHERE run_id IN temp.prune_runs AND request_id IS NULL;"
 	"DELETE FROM requests WHERE run_id IN temp.prune_runs;"
 	"DELETE FROM process_metrics WHERE process_id IN"
 	" (SELECT id FROM processes WHERE run_id IN temp.prune_runs);"
@@ -1042,11 +1152,12 @@ int tg_store_begin(struct tg_store *s, int wait_ms)
 		return -1;
 	s->in_batch = 1;
 	s->pending = 0;
+	s->next_set_id = 0;
 	return 0;
 }
 
 /* The prepared statement `id`, reset, inside an open batch, for `rows`
- * rows (1, or QUERY_ROWS for ST_QUERIES); NULL on error (and when the disk
+ * rows (1, or a set's queries for ST_QUERY_SET); NULL on error (and when the disk
  * is full: the rows are counted as lost). A loss row that cannot be
  * written is not itself counted: the collector keeps its figure. */
 static sqlite3_stmt *batch_stmt_rows(struct tg_store *s, enum stmt_id id, unsigned rows)
@@ -1075,11 +1186,12 @@ static sqlite3_stmt *batch_stmt_rows(struct tg_store *s, enum stmt_id id, unsign
 		}
 		s->in_batch = 1;
 		s->pending = s->pending_requests = 0;
+		s->next_set_id = 0;
 	}
 	sqlite3_reset(s->stmt[id]);
 	/* The row statements bind every parameter each time: clearing first
-	 * (a pass over all 184 of ST_QUERIES) would be work thrown away. */
-	if (id != ST_REQUEST && id != ST_QUERY && id != ST_QUERIES && id != ST_SAMPLE)
+	 * would be work thrown away. */
+	if (id != ST_REQUEST && id != ST_QUERY_SET && id != ST_SAMPLE)
 		sqlite3_clear_bindings(s->stmt[id]);
 	return s->stmt[id];
 }
@@ -1183,7 +1295,7 @@ int64_t tg_store_last_id(struct tg_store *s)
 	return sqlite3_last_insert_rowid(s->db);
 }
 
-/* The columns queries and spans begin with. */
+/* The columns spans begin with. */
 static void bind_origin(sqlite3_stmt *st, int o, int64_t run_id, int64_t request_id, int64_t process_id,
 			int32_t pid, int64_t tid)
 {
@@ -1194,108 +1306,366 @@ static void bind_origin(sqlite3_stmt *st, int o, int64_t run_id, int64_t request
 	sqlite3_bind_int64(st, o + 5, tid);
 }
 
-/* Binds query row q to parameters o + 1 .. o + QUERY_COLUMNS. */
-static void bind_query(sqlite3_stmt *st, int o, const struct tg_query_row *q)
+/* Room for `more` bytes after b's text; -1 out of memory. */
+static int jb_room(struct jbuf *b, size_t more)
 {
-	bind_origin(st, o, q->run_id, q->request_id, q->process_id, q->pid, q->tid);
-	sqlite3_bind_int64(st, o + 6, q->start_unix_ns);
-	sqlite3_bind_int64(st, o + 7, q->duration_ns);
-	bind_cstr(st, o + 8, q->db_system);
-	bind_cstr(st, o + 9, q->tap);
-	bind_text_or_null(st, o + 10, q->database, q->database_len);
-	bind_text_or_null(st, o + 11, q->sql, q->sql_len);
-	sqlite3_bind_int(st, o + 12, q->sql_truncated ? 1 : 0);
-	bind_text_or_null(st, o + 13, q->fingerprint, q->fingerprint_len);
-	sqlite3_bind_int64(st, o + 14, q->fingerprint_hash);
-	bind_text_or_null(st, o + 15, q->params, q->params_len);
-	bind_int_if(st, o + 16, q->has_rows, q->rows);
-	bind_text_or_null(st, o + 17, q->error, q->error_len);
-	bind_text_or_null(st, o + 18, q->call_site, q->call_site_len);
-	bind_cstr(st, o + 19, q->attribution);
-	sqlite3_bind_int(st, o + 20, q->duplicate ? 1 : 0);
-	sqlite3_bind_int(st, o + 21, q->n_plus_one ? 1 : 0);
-	bind_cstr(st, o + 22, q->kind ? q->kind : "app");
-	sqlite3_bind_int64(st, o + 23, q->executions > 0 ? q->executions : 1);
-}
-
-/* Inserts rows q[0..n): QUERY_ROWS to a statement, the rest one by one. */
-static int insert_queries(struct tg_store *s, const struct tg_query_row *q, unsigned n)
-{
-	int rc = 0;
-	while (n) {
-		unsigned k = n >= QUERY_ROWS ? QUERY_ROWS : 1;
-		sqlite3_stmt *st = batch_stmt_rows(s, k > 1 ? ST_QUERIES : ST_QUERY, k);
-		if (st) {
-			for (unsigned i = 0; i < k; i++)
-				bind_query(st, (int)i * QUERY_COLUMNS, &q[i]);
-			if (batch_step(s, st) < 0)
-				rc = -1;
-		} else {
-			rc = -1;
-		}
-		q += k;
-		n -= k;
-	}
-	return rc;
-}
-
-/* Writes the query rows held for a statement of QUERY_ROWS. */
-static int flush_queries(struct tg_store *s)
-{
-	unsigned n = s->n_queries;
-	s->n_queries = 0;
-	s->query_text_used = 0;
-	return n ? insert_queries(s, s->queries, n) : 0;
-}
-
-/* A copy of text p[0..n) among the held rows' texts (room was checked). */
-static const char *keep_text(struct tg_store *s, const char *p, size_t n)
-{
+	if (b->len + more <= b->cap)
+		return 0;
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap < b->len + more)
+		cap *= 2;
+	char *p = realloc(b->p, cap);
 	if (!p)
-		return NULL;
-	char *d = s->query_text + s->query_text_used;
-	memcpy(d, p, n);
-	d[n] = '\0';
-	s->query_text_used += n + 1;
-	return d;
+		return -1;
+	b->p = p;
+	b->cap = cap;
+	return 0;
 }
 
-static const char *keep_cstr(struct tg_store *s, const char *p)
+/* Appends to b (room was made). */
+static void put(struct jbuf *b, const char *p, size_t n)
 {
-	return keep_text(s, p, p ? strlen(p) : 0);
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
 }
 
-static size_t cstr_size(const char *p)
+static void put_i64(struct jbuf *b, int64_t v)
 {
-	return p ? strlen(p) + 1 : 0;
+	static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+				    "25262728293031323334353637383940414243444546474849"
+				    "50515253545556575859606162636465666768697071727374"
+				    "75767778798081828384858687888990919293949596979899";
+	char buf[24], *e = buf + sizeof buf, *p = e;
+	uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+	while (u >= 100) {
+		p -= 2;
+		memcpy(p, pairs + 2 * (u % 100), 2);
+		u /= 100;
+	}
+	if (u >= 10) {
+		p -= 2;
+		memcpy(p, pairs + 2 * u, 2);
+	} else {
+		*--p = (char)('0' + u);
+	}
+	if (v < 0)
+		*--p = '-';
+	put(b, p, (size_t)(e - p));
 }
 
-/* Holds the row until QUERY_ROWS are there to insert in one statement
- * (tg_store_flush() writes those held before it commits); a row whose
- * texts do not fit is inserted alone. */
+/* A JSON string of one of TimeGlass's own names (a kind: ASCII letters,
+ * digits and underscores). */
+static void put_name(struct jbuf *b, const char *p, size_t n)
+{
+	char *d = b->p + b->len;
+	*d = '"';
+	memcpy(d + 1, p, n);
+	d[n + 1] = '"';
+	b->len += n + 2;
+}
+
+/* Bytes a JSON string holds as they are: printable ASCII but for the quote
+ * and the backslash. */
+#define PLAIN(c) ((c) >= 0x20 && (c) < 0x7f && (c) != '"' && (c) != '\\')
+#define PLAIN4(c) PLAIN(c), PLAIN((c) + 1), PLAIN((c) + 2), PLAIN((c) + 3)
+#define PLAIN16(c) PLAIN4(c), PLAIN4((c) + 4), PLAIN4((c) + 8), PLAIN4((c) + 12)
+#define PLAIN64(c) PLAIN16(c), PLAIN16((c) + 16), PLAIN16((c) + 32), PLAIN16((c) + 48)
+static const unsigned char json_plain[256] = {PLAIN64(0), PLAIN64(64), PLAIN64(128), PLAIN64(192)};
+
+/* Whether all eight bytes of w are plain (json_plain): none below 0x20,
+ * above 0x7e, a quote or a backslash. */
+static inline int json_plain8(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+	uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+	uint64_t bad = (w - ones * 0x20) | (w + ones * 0x01) | (quote - ones) | (backslash - ones);
+	/* w + 1 sets a byte's high bit for 0x7f and above; the other terms set
+	 * it for a byte below 0x20, equal to a quote or a backslash (borrows
+	 * can only mark more bytes, never hide one); bytes of 0x80 and above
+	 * are caught by the | w. */
+	return ((bad | w) & highs) == 0;
+}
+
+/* A JSON string of p[0..n): quotes, backslashes and control characters
+ * escaped, each byte of invalid UTF-8 as U+FFFD (what binding the text
+ * repaired did before). Room for 6 bytes per byte and the quotes was made.
+ * Runs of plain bytes are copied whole: SQL texts are mostly that. */
+static void put_str(struct jbuf *b, const char *p, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)p;
+	char *d = b->p + b->len;
+	*d++ = '"';
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		/* eight bytes at a time while none needs escaping */
+		while (j + 8 <= n) {
+			uint64_t w;
+			memcpy(&w, u + j, 8);
+			if (!json_plain8(w))
+				break;
+			j += 8;
+		}
+		while (j < n && json_plain[u[j]])
+			j++;
+		memcpy(d, u + i, j - i);
+		d += j - i;
+		if (j == n)
+			break;
+		unsigned char c = u[j];
+		i = j + 1;
+		if (c == '"' || c == '\\') {
+			*d++ = '\\';
+			*d++ = (char)c;
+		} else if (c < 0x20 || c == 0x7f) {
+			memcpy(d, "\\u00", 4);
+			d[4] = hex[c >> 4];
+			d[5] = hex[c & 15];
+			d += 6;
+		} else {
+			size_t len = tg_utf8_len(u + j, n - j);
+			if (len) {
+				memcpy(d, u + j, len);
+				d += len;
+				i = j + len;
+			} else {
+				memcpy(d, "\\ufffd", 6);
+				d += 6;
+			}
+		}
+	}
+	*d++ = '"';
+	b->len = (size_t)(d - b->p);
+}
+
+/* Whether name a (NUL-terminated, or NULL) is the kept name k. */
+static int same_name(const char *k, int has, const char *a)
+{
+	return a ? has && strcmp(k, a) == 0 : !has;
+}
+
+/* Keeps name a (truncated to SET_NAME_BYTES - 1: TimeGlass's own names
+ * are shorter). */
+static void keep_name(char *k, const char *a)
+{
+	tg_strlcpy(k, a ? a : "", SET_NAME_BYTES);
+}
+
+/* Whether query q can join the set: it shares what the set's columns
+ * hold, and its three texts fit among the set's. */
+static int set_takes(const struct query_set *set, const struct tg_query_row *q)
+{
+	return set->request_id == q->request_id && set->run_id == q->run_id && set->process_id == q->process_id &&
+	       set->pid == q->pid && set->tid == q->tid && same_name(set->db_system, 1, q->db_system) &&
+	       same_name(set->tap, 1, q->tap) && same_name(set->attribution, set->has_attribution, q->attribution) &&
+	       (q->database ? set->has_database && set->database_len == q->database_len &&
+				      memcmp(set->database, q->database, q->database_len) == 0
+			    : !set->has_database) &&
+	       set->n < SET_QUERIES && set->json.len + set->texts.len < SET_BYTES && set->n_texts + 3 <= SET_TEXTS;
+}
+
+/* Opens the set with query q's shared fields. -1 out of memory. */
+static int set_open(struct query_set *set, const struct tg_query_row *q)
+{
+	if (q->database && q->database_len + 1 > set->database_cap) {
+		char *p = realloc(set->database, q->database_len + 1);
+		if (!p)
+			return -1;
+		set->database = p;
+		set->database_cap = q->database_len + 1;
+	}
+	set->run_id = q->run_id;
+	set->request_id = q->request_id;
+	set->process_id = q->process_id;
+	set->pid = q->pid;
+	set->tid = q->tid;
+	keep_name(set->db_system, q->db_system);
+	keep_name(set->tap, q->tap);
+	keep_name(set->attribution, q->attribution);
+	set->has_attribution = q->attribution != NULL;
+	set->has_database = q->database != NULL;
+	set->database_len = q->database ? q->database_len : 0;
+	if (q->database)
+		memcpy(set->database, q->database, q->database_len);
+	set->start_unix_ns = q->start_unix_ns;
+	set->duration_ns = 0;
+	set->n_plus_one = 0;
+	set->json.len = set->texts.len = set->raw_len = 0;
+	set->n_texts = 0;
+	memset(set->slot, 0, sizeof set->slot);
+	return 0;
+}
+
+static uint64_t text_hash(const char *p, size_t n)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
+	uint64_t w = 0;
+	memcpy(&w, p + i, n - i);
+	h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+	return h ^ (h >> 29);
+}
+
+/* Writes the index among the set's texts of p[0..n), or null: a text seen
+ * in the set before has its index; another is added (set_takes() checked
+ * there is room for it). -1 out of memory. */
+static int put_text(struct query_set *set, const char *p, size_t n)
+{
+	if (!p) {
+		put(&set->json, "null", 4);
+		return 0;
+	}
+	uint64_t h = text_hash(p, n);
+	size_t k = h & (SET_TEXT_SLOTS - 1);
+	for (; set->slot[k]; k = (k + 1) & (SET_TEXT_SLOTS - 1)) {
+		const struct set_text *t = &set->text[set->slot[k] - 1];
+		if (t->hash == h && t->len == n && memcmp(set->raw + t->off, p, n) == 0) {
+			put_i64(&set->json, set->slot[k] - 1);
+			return 0;
+		}
+	}
+	if (jb_room(&set->texts, 6 * n + 3) < 0)
+		return -1;
+	if (set->raw_len + n > set->raw_cap) {
+		size_t cap = set->raw_cap ? set->raw_cap : 4096;
+		while (cap < set->raw_len + n)
+			cap *= 2;
+		char *r = realloc(set->raw, cap);
+		if (!r)
+			return -1;
+		set->raw = r;
+		set->raw_cap = cap;
+	}
+	memcpy(set->raw + set->raw_len, p, n);
+	unsigned i = set->n_texts++;
+	set->text[i] = (struct set_text){set->raw_len, n, h};
+	set->raw_len += n;
+	set->slot[k] = (uint16_t)(i + 1);
+	put(&set->texts, i ? "," : "[", 1);
+	put_str(&set->texts, p, n);
+	put_i64(&set->json, i);
+	return 0;
+}
+
+/* Appends query q to the set (opened). -1 out of memory. */
+static int set_append(struct query_set *set, const struct tg_query_row *q)
+{
+	const char *kind = q->kind ? q->kind : "app";
+	size_t lkind = strlen(kind);
+	size_t room = 2 + QUERY_FIELDS * 24 + (q->params ? 6 * q->params_len + 2 : 4) +
+		      (q->error ? 6 * q->error_len + 2 : 4) + lkind + 2 + 2;
+	if (jb_room(&set->json, room) < 0)
+		return -1;
+	size_t mark = set->json.len;
+	put(&set->json, set->n ? ",[" : "[[", 2);
+	/* in enum query_field's order */
+	put_i64(&set->json, q->start_unix_ns - set->start_unix_ns);
+	put(&set->json, ",", 1);
+	put_i64(&set->json, q->duration_ns);
+	put(&set->json, ",", 1);
+	if (put_text(set, q->sql, q->sql_len) < 0)
+		goto fail;
+	put(&set->json, q->sql_truncated ? ",1," : ",0,", 3);
+	if (put_text(set, q->fingerprint, q->fingerprint_len) < 0)
+		goto fail;
+	put(&set->json, ",", 1);
+	put_i64(&set->json, q->fingerprint_hash);
+	put(&set->json, ",", 1);
+	if (q->params)
+		put_str(&set->json, q->params, q->params_len);
+	else
+		put(&set->json, "null", 4);
+	put(&set->json, ",", 1);
+	if (q->has_rows)
+		put_i64(&set->json, q->rows);
+	else
+		put(&set->json, "null", 4);
+	put(&set->json, ",", 1);
+	if (q->error)
+		put_str(&set->json, q->error, q->error_len);
+	else
+		put(&set->json, "null", 4);
+	put(&set->json, ",", 1);
+	if (put_text(set, q->call_site, q->call_site_len) < 0)
+		goto fail;
+	put(&set->json, q->duplicate ? ",1" : ",0", 2);
+	put(&set->json, q->n_plus_one ? ",1," : ",0,", 3);
+	put_name(&set->json, kind, lkind);
+	put(&set->json, ",", 1);
+	put_i64(&set->json, q->executions > 0 ? q->executions : 1);
+	put(&set->json, "]", 1);
+	set->n++;
+	set->duration_ns += q->duration_ns;
+	set->n_plus_one += q->n_plus_one != 0;
+	return 0;
+fail:
+	set->json.len = mark; /* a text it added stays, unused */
+	return -1;
+}
+
+/* Writes the queries held as one row of query_sets (a row it cannot write
+ * counts its queries as lost). */
+static int write_set(struct tg_store *s)
+{
+	struct query_set *set = &s->set;
+	unsigned n = set->n;
+	if (!n)
+		return 0;
+	set->n = 0;
+	if (jb_room(&set->json, 1) < 0 || jb_room(&set->texts, 2) < 0) {
+		lose(s, n, 0);
+		return -1;
+	}
+	put(&set->json, "]", 1);
+	put(&set->texts, set->n_texts ? "]" : "[]", set->n_texts ? 1 : 2);
+	sqlite3_stmt *st = batch_stmt_rows(s, ST_QUERY_SET, n);
+	if (!st)
+		return -1;
+	bind_int_or_null(st, 1, s->next_set_id);
+	sqlite3_bind_int64(st, 2, set->run_id);
+	bind_int_or_null(st, 3, set->request_id);
+	bind_int_or_null(st, 4, set->process_id);
+	sqlite3_bind_int(st, 5, set->pid);
+	sqlite3_bind_int64(st, 6, set->tid);
+	sqlite3_bind_text(st, 7, set->db_system, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, set->tap, -1, SQLITE_STATIC);
+	bind_text_or_null(st, 9, set->has_database ? set->database : NULL, set->database_len);
+	bind_text_or_null(st, 10, set->has_attribution ? set->attribution : NULL, strlen(set->attribution));
+	sqlite3_bind_int64(st, 11, set->start_unix_ns);
+	sqlite3_bind_int(st, 12, (int)n);
+	sqlite3_bind_int64(st, 13, set->duration_ns);
+	sqlite3_bind_int(st, 14, (int)set->n_plus_one);
+	sqlite3_bind_text(st, 15, set->json.p, (int)set->json.len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 16, set->texts.p, (int)set->texts.len, SQLITE_STATIC);
+	if (batch_step(s, st) < 0) {
+		s->next_set_id = 0;
+		return -1;
+	}
+	s->next_set_id = sqlite3_last_insert_rowid(s->db) + n;
+	return 0;
+}
+
+/* Holds the query in the set being built: the queries of one request (or
+ * outside any request) from one thread to one database come one after the
+ * other, and are written together when the next belongs elsewhere, the
+ * set is large, or the batch is flushed (tg_store_flush() writes it before
+ * it commits). */
 int tg_store_query_add(struct tg_store *s, const struct tg_query_row *q)
 {
-	size_t need = cstr_size(q->db_system) + cstr_size(q->tap) + cstr_size(q->attribution) + cstr_size(q->kind) +
-		      (q->database ? q->database_len + 1 : 0) + (q->sql ? q->sql_len + 1 : 0) +
-		      (q->fingerprint ? q->fingerprint_len + 1 : 0) + (q->params ? q->params_len + 1 : 0) +
-		      (q->error ? q->error_len + 1 : 0) + (q->call_site ? q->call_site_len + 1 : 0);
+	struct query_set *set = &s->set;
 	int rc = 0;
-	if (s->n_queries == QUERY_ROWS || s->query_text_used + need > QUERY_TEXT_BYTES)
-		rc = flush_queries(s);
-	if (need > QUERY_TEXT_BYTES || (!s->query_text && !(s->query_text = malloc(QUERY_TEXT_BYTES))))
-		return insert_queries(s, q, 1) < 0 ? -1 : rc;
-	struct tg_query_row *h = &s->queries[s->n_queries++];
-	*h = *q;
-	h->db_system = keep_cstr(s, q->db_system);
-	h->tap = keep_cstr(s, q->tap);
-	h->attribution = keep_cstr(s, q->attribution);
-	h->kind = keep_cstr(s, q->kind);
-	h->database = keep_text(s, q->database, q->database_len);
-	h->sql = keep_text(s, q->sql, q->sql_len);
-	h->fingerprint = keep_text(s, q->fingerprint, q->fingerprint_len);
-	h->params = keep_text(s, q->params, q->params_len);
-	h->error = keep_text(s, q->error, q->error_len);
-	h->call_site = keep_text(s, q->call_site, q->call_site_len);
+	if (set->n && !set_takes(set, q))
+		rc = write_set(s);
+	if ((!set->n && set_open(set, q) < 0) || set_append(set, q) < 0) {
+		lose(s, 1, 0);
+		return -1;
+	}
 	return rc;
 }
 
@@ -1359,7 +1729,7 @@ int tg_store_loss_add(struct tg_store *s, int64_t run_id, int64_t process_id, in
 
 int tg_store_flush(struct tg_store *s)
 {
-	flush_queries(s); /* a row it cannot write is counted as lost */
+	write_set(s); /* a set it cannot write is counted as lost */
 	if (!s->in_batch)
 		return 0;
 	int rc = exec(s, "COMMIT");

@@ -24,7 +24,7 @@
 
 #include <sqlite3.h>
 
-#define TG_STORE_SCHEMA 11 /* newest schema version this build reads and writes */
+#define TG_STORE_SCHEMA 12 /* newest schema version this build reads and writes */
 
 struct tg_store;
 
@@ -178,7 +178,9 @@ struct tg_query_row {
 	int32_t pid;
 	int64_t tid;
 	int64_t start_unix_ns, duration_ns;
-	const char *db_system, *tap;             /* NUL-terminated */
+	/* db_system, tap, attribution and kind are TimeGlass's own names
+	 * (NUL-terminated ASCII letters, digits, '_'), stored unescaped. */
+	const char *db_system, *tap;
 	const char *database; size_t database_len;
 	const char *sql; size_t sql_len;
 	int sql_truncated;

@@ -144,6 +144,254 @@ static void test_query_rows(const char *dir)
 	free(sql);
 }
 
+/* A query's texts and numbers come back from the queries view as they went
+ * in: every byte value, quotes, backslashes, control characters and
+ * multi-byte UTF-8 as such, invalid UTF-8 as U+FFFD byte by byte (what
+ * tg_utf8_repair() gives), 64-bit extremes, and NULL kept apart from 0 and
+ * from "". Query sets break at another request or process. */
+static void test_query_texts(const char *dir)
+{
+	char path[256];
+	int64_t run;
+	struct tg_store *s = store_with_run(dir, "qt.db", path, sizeof path, &run);
+	if (!s)
+		return;
+	int64_t req = add_request(s, run, "GET", "/t", NULL, 200, 10, 5);
+	enum { N = 12 };
+	char texts[N][300];
+	size_t lens[N];
+	for (int i = 0; i < N; i++) {
+		size_t n = 0;
+		if (i == 0) { /* every byte value but NUL, in order */
+			for (int c = 1; c < 256; c++)
+				texts[i][n++] = (char)c;
+		} else {
+			static const char *const samples[] = {
+				"SELECT \"a\" FROM t WHERE b = '\\' AND c = '\t\n\r\x01\x1f\x7f'",
+				"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", /* 2-, 3-, 4-byte sequences */
+				"bad \xc3 \xff\xfe \xed\xa0\x80 \xf4\x90\x80\x80 end", /* truncated, surrogate, too high */
+				"", "12345678abcdefgh\"2345678\\", "x", "\xe2\x82", "ab\"", "\\", "\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f",
+				"/* ok */ SELECT 1 -- comment",
+			};
+			n = strlen(samples[i - 1]);
+			memcpy(texts[i], samples[i - 1], n);
+		}
+		lens[i] = n;
+	}
+	for (int i = 0; i < N; i++) {
+		struct tg_query_row q = {
+			.run_id = run, .request_id = i < 6 ? req : 0, .process_id = 0, .pid = i < 9 ? 7 : 8,
+			.tid = i == 3 ? INT64_MAX : -i, .start_unix_ns = 1000 + i, .duration_ns = i * 3,
+			.db_system = "postgresql", .tap = "wire", .database = i == 1 ? NULL : texts[i],
+			.database_len = lens[i], .sql = texts[i], .sql_len = lens[i], .fingerprint = i == 2 ? NULL : texts[i],
+			.fingerprint_len = lens[i], .fingerprint_hash = i == 4 ? INT64_MIN : i == 5 ? INT64_MAX : -i,
+			.params = i == 6 ? "" : NULL, .params_len = 0, .rows = i == 7 ? 0 : -i, .has_rows = i != 8,
+			.error = texts[i], .error_len = lens[i], .call_site = texts[i], .call_site_len = lens[i],
+			.attribution = "thread", .duplicate = i & 1, .n_plus_one = (i >> 1) & 1, .kind = NULL,
+			.executions = i == 9 ? 0 : i + 1, .sql_truncated = i == 10,
+		};
+		CHECK(tg_store_query_add(s, &q) == 0);
+	}
+	tg_store_close(s);
+	s = tg_store_open(path, TG_STORE_READ);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	sqlite3 *db = tg_store_db(s);
+	sqlite3_stmt *st;
+	CHECK(sqlite3_prepare_v2(db,
+				 "SELECT id, request_id, pid, tid, start_unix_ns, duration_ns, db_system, tap, database, sql,"
+				 " fingerprint, fingerprint_hash, params, rows, error, call_site, attribution, duplicate,"
+				 " n_plus_one, kind, executions, sql_truncated, typeof(tid), typeof(sql)"
+				 " FROM queries ORDER BY id", -1, &st, NULL) == SQLITE_OK);
+	int i = 0;
+	int64_t first = 0;
+	while (sqlite3_step(st) == SQLITE_ROW && i < N) {
+		size_t m = 0;
+		char *want = tg_utf8_repair(texts[i], lens[i], &m);
+		CHECK(want != NULL);
+		if (!want)
+			break;
+		if (i == 0)
+			first = sqlite3_column_int64(st, 0);
+		CHECK(sqlite3_column_int64(st, 0) == first + i); /* ids one after the other */
+		CHECK(sqlite3_column_int64(st, 1) == (i < 6 ? req : 0));
+		CHECK(sqlite3_column_type(st, 1) == (i < 6 ? SQLITE_INTEGER : SQLITE_NULL));
+		CHECK(sqlite3_column_int(st, 2) == (i < 9 ? 7 : 8));
+		CHECK(sqlite3_column_int64(st, 3) == (i == 3 ? INT64_MAX : -i));
+		CHECK(sqlite3_column_int64(st, 4) == 1000 + i && sqlite3_column_int64(st, 5) == i * 3);
+		CHECK(strcmp((const char *)sqlite3_column_text(st, 6), "postgresql") == 0);
+		CHECK(strcmp((const char *)sqlite3_column_text(st, 7), "wire") == 0);
+		for (int col = 8; col <= 15; col++) {
+			if (col == 11 || col == 12 || col == 13)
+				continue;
+			int null = (col == 8 && i == 1) || (col == 10 && i == 2);
+			CHECK((sqlite3_column_type(st, col) == SQLITE_NULL) == null);
+			if (null)
+				continue;
+			const void *got = sqlite3_column_blob(st, col);
+			int ok = (size_t)sqlite3_column_bytes(st, col) == m && (m == 0 || memcmp(got, want, m) == 0);
+			CHECK(ok);
+			if (!ok)
+				fprintf(stderr, "query %d column %d: %d bytes, want %zu\n", i, col,
+					sqlite3_column_bytes(st, col), m);
+		}
+		CHECK(sqlite3_column_int64(st, 11) == (i == 4 ? INT64_MIN : i == 5 ? INT64_MAX : -i));
+		CHECK((sqlite3_column_type(st, 12) == SQLITE_NULL) == (i != 6));
+		CHECK((sqlite3_column_type(st, 13) == SQLITE_NULL) == (i == 8));
+		if (i != 8)
+			CHECK(sqlite3_column_int64(st, 13) == (i == 7 ? 0 : -i));
+		CHECK(strcmp((const char *)sqlite3_column_text(st, 16), "thread") == 0);
+		CHECK(sqlite3_column_int(st, 17) == (i & 1) && sqlite3_column_int(st, 18) == ((i >> 1) & 1));
+		CHECK(strcmp((const char *)sqlite3_column_text(st, 19), "app") == 0);
+		CHECK(sqlite3_column_int64(st, 20) == (i == 9 ? 1 : i + 1));
+		CHECK(sqlite3_column_int(st, 21) == (i == 10));
+		CHECK(strcmp((const char *)sqlite3_column_text(st, 22), "integer") == 0);
+		CHECK(strcmp((const char *)sqlite3_column_text(st, 23), "text") == 0);
+		free(want);
+		i++;
+	}
+	CHECK(i == N);
+	sqlite3_finalize(st);
+	/* every query differs in tid and database from the one before: a set each */
+	CHECK(sqlite3_prepare_v2(db, "SELECT count(*), sum(n), sum(queries LIKE '[[0,%') FROM query_sets", -1, &st,
+				 NULL) == SQLITE_OK);
+	CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == N && sqlite3_column_int(st, 1) == N &&
+	      sqlite3_column_int(st, 2) == N);
+	sqlite3_finalize(st);
+	tg_store_close(s);
+}
+
+/* Queries that follow one another join one set while they share its
+ * columns (request, process, thread, database, tap, attribution); each
+ * change starts a set, with the queries' count, summed duration, N+1 count
+ * and start offsets kept. */
+static void test_query_sets(const char *dir)
+{
+	char path[256];
+	int64_t run;
+	struct tg_store *s = store_with_run(dir, "qs.db", path, sizeof path, &run);
+	if (!s)
+		return;
+	int64_t req = add_request(s, run, "GET", "/s", NULL, 200, 10, 5);
+	static const struct {
+		int outside, pid, tid, npo;
+		const char *database, *tap, *attribution;
+	} qs[] = {
+		{0, 7, 1, 1, "shop", "wire", "scope"}, {0, 7, 1, 1, "shop", "wire", "scope"},
+		{0, 7, 1, 0, "shop", "wire", "scope"}, /* 3 together */
+		{0, 7, 2, 0, "shop", "wire", "scope"},     /* another thread */
+		{0, 7, 2, 0, NULL, "wire", "scope"},       /* no database */
+		{0, 7, 2, 0, "shop2", "wire", "scope"},    /* another database */
+		{0, 7, 2, 0, "shop2", "libpq", "scope"},   /* another tap */
+		{0, 7, 2, 0, "shop2", "libpq", NULL},      /* no attribution */
+		{1, 7, 2, 1, "shop2", "libpq", NULL},      /* outside the request */
+		{1, 7, 2, 0, "shop2", "libpq", NULL},      /* 2 together */
+		{1, 8, 2, 0, "shop2", "libpq", NULL},      /* another process */
+	};
+	enum { N = sizeof qs / sizeof qs[0] };
+	for (int i = 0; i < N; i++) {
+		struct tg_query_row q = {
+			.run_id = run, .request_id = qs[i].outside ? 0 : req, .pid = qs[i].pid, .tid = qs[i].tid,
+			.start_unix_ns = 5000 - 10 * i * (i % 2 ? -1 : 1), .duration_ns = 100 + i,
+			.db_system = "postgresql", .tap = qs[i].tap, .database = qs[i].database,
+			.database_len = qs[i].database ? strlen(qs[i].database) : 0,
+			.sql = i % 2 ? "SELECT 2" : "SELECT 1", .sql_len = 8,
+			.attribution = qs[i].attribution, .n_plus_one = qs[i].npo, .has_rows = 1, .rows = 1,
+		};
+		CHECK(tg_store_query_add(s, &q) == 0);
+	}
+	tg_store_close(s);
+	s = tg_store_open(path, TG_STORE_READ);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	sqlite3_stmt *st;
+	CHECK(sqlite3_prepare_v2(tg_store_db(s), "SELECT group_concat(n || ':' || duration_ns || ':' || n_plus_one, ' ')"
+				 " FROM (SELECT * FROM query_sets ORDER BY id)", -1, &st, NULL) == SQLITE_OK);
+	CHECK(sqlite3_step(st) == SQLITE_ROW);
+	const char *sets = (const char *)sqlite3_column_text(st, 0);
+	static const char want[] = "3:303:2 1:103:0 1:104:0 1:105:0 1:106:0 1:107:0 2:217:1 1:110:0";
+	CHECK(sets && strcmp(sets, want) == 0);
+	if (sets && strcmp(sets, want) != 0)
+		fprintf(stderr, "sets: %s\n", sets);
+	sqlite3_finalize(st);
+	/* each query as it went in, through the view */
+	CHECK(sqlite3_prepare_v2(tg_store_db(s), "SELECT request_id, pid, tid, start_unix_ns, duration_ns, database, tap,"
+				 " attribution, n_plus_one, sql FROM queries ORDER BY id", -1, &st, NULL) == SQLITE_OK);
+	int i = 0;
+	while (sqlite3_step(st) == SQLITE_ROW && i < N) {
+		CHECK(sqlite3_column_int64(st, 0) == (qs[i].outside ? 0 : req));
+		CHECK(sqlite3_column_int(st, 1) == qs[i].pid && sqlite3_column_int(st, 2) == qs[i].tid);
+		CHECK(sqlite3_column_int64(st, 3) == 5000 - 10 * i * (i % 2 ? -1 : 1));
+		CHECK(sqlite3_column_int64(st, 4) == 100 + i);
+		const char *db = (const char *)sqlite3_column_text(st, 5), *att = (const char *)sqlite3_column_text(st, 7);
+		CHECK(qs[i].database ? db && strcmp(db, qs[i].database) == 0 : db == NULL);
+		CHECK(strcmp((const char *)sqlite3_column_text(st, 6), qs[i].tap) == 0);
+		CHECK(qs[i].attribution ? att && strcmp(att, qs[i].attribution) == 0 : att == NULL);
+		CHECK(sqlite3_column_int(st, 8) == qs[i].npo);
+		CHECK(strcmp((const char *)sqlite3_column_text(st, 9), i % 2 ? "SELECT 2" : "SELECT 1") == 0);
+		i++;
+	}
+	CHECK(i == N);
+	sqlite3_finalize(st);
+	/* a text repeated in a set is stored once */
+	CHECK(sqlite3_prepare_v2(tg_store_db(s), "SELECT texts FROM query_sets ORDER BY id LIMIT 1", -1, &st, NULL) ==
+	      SQLITE_OK);
+	CHECK(sqlite3_step(st) == SQLITE_ROW &&
+	      strcmp((const char *)sqlite3_column_text(st, 0), "[\"SELECT 1\",\"SELECT 2\"]") == 0);
+	sqlite3_finalize(st);
+	tg_store_close(s);
+
+	/* 300 queries of one request with two new texts each: a set holds up
+	 * to 256 texts, so they take three sets, and come back in order */
+	s = tg_store_open(path, TG_STORE_WRITE);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	int64_t req2 = add_request(s, run, "GET", "/many", NULL, 200, 20, 5);
+	enum { MANY = 300 };
+	for (int k = 0; k < MANY; k++) {
+		char sql[32], fp[32];
+		snprintf(sql, sizeof sql, "SELECT %d", k);
+		snprintf(fp, sizeof fp, "select %d -- fp", k);
+		struct tg_query_row q = {
+			.run_id = run, .request_id = req2, .pid = 7, .tid = 1, .start_unix_ns = 9000 + k,
+			.duration_ns = 1, .db_system = "sqlite", .tap = "sqlite3", .sql = sql, .sql_len = strlen(sql),
+			.fingerprint = fp, .fingerprint_len = strlen(fp), .call_site = "app.py:1 f", .call_site_len = 10,
+		};
+		CHECK(tg_store_query_add(s, &q) == 0);
+	}
+	tg_store_close(s);
+	s = tg_store_open(path, TG_STORE_READ);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK(sqlite3_prepare_v2(tg_store_db(s), "SELECT count(*), sum(n), max(json_array_length(texts))"
+				 " FROM query_sets WHERE request_id = ?", -1, &st, NULL) == SQLITE_OK);
+	sqlite3_bind_int64(st, 1, req2);
+	CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 3 && sqlite3_column_int(st, 1) == MANY &&
+	      sqlite3_column_int(st, 2) <= 256);
+	sqlite3_finalize(st);
+	CHECK(sqlite3_prepare_v2(tg_store_db(s), "SELECT sql, fingerprint, call_site, start_unix_ns FROM queries"
+				 " WHERE request_id = ? ORDER BY id", -1, &st, NULL) == SQLITE_OK);
+	sqlite3_bind_int64(st, 1, req2);
+	int k = 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		char sql[32], fp[32];
+		snprintf(sql, sizeof sql, "SELECT %d", k);
+		snprintf(fp, sizeof fp, "select %d -- fp", k);
+		CHECK(strcmp((const char *)sqlite3_column_text(st, 0), sql) == 0);
+		CHECK(strcmp((const char *)sqlite3_column_text(st, 1), fp) == 0);
+		CHECK(strcmp((const char *)sqlite3_column_text(st, 2), "app.py:1 f") == 0);
+		CHECK(sqlite3_column_int64(st, 3) == 9000 + k);
+		k++;
+	}
+	CHECK(k == MANY);
+	sqlite3_finalize(st);
+	tg_store_close(s);
+}
+
 /* How many of this process's open files are SQLite temporary files (a
  * statement journal spilled to disk: "etilqs_..." under the temp dir). */
 static int temp_files_open(void)
@@ -338,6 +586,8 @@ int main(void)
 	CHECK(tg_store_open(path, TG_STORE_READ) == NULL && strstr(tg_error(), "newer TimeGlass"));
 
 	test_query_rows(dir);
+	test_query_texts(dir);
+	test_query_sets(dir);
 	test_no_statement_journal(dir);
 
 	/* names and text */

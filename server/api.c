@@ -1907,11 +1907,14 @@ static int request_detail(struct tg_req *r, const char *idtext)
 	}
 	sqlite3_finalize(st);
 	/* What else was captured for the request: the page fetches the lists
-	 * (/queries, /spans, /api/flame) only when there is something. */
-	static const struct { const char *key, *table, *sql; } parts[] = {
-		{ "queries", "queries", "SELECT count(*), coalesce(sum(duration_ns), 0) FROM queries WHERE request_id = ?" },
-		{ "spans", "spans", "SELECT count(*), coalesce(sum(duration_ns), 0) FROM spans WHERE request_id = ?" },
-		{ "samples", "samples", "SELECT coalesce(sum(count), 0), 0 FROM samples WHERE request_id = ?" },
+	 * (/queries, /spans, /api/flame) only when there is something. A query
+	 * set holds its count and summed duration (sets_sql): its queries need
+	 * not be read; a store before schema 12 has no sets. */
+	static const struct { const char *key, *table, *sql, *sets_sql; } parts[] = {
+		{ "queries", "queries", "SELECT count(*), coalesce(sum(duration_ns), 0) FROM queries WHERE request_id = ?",
+		  "SELECT coalesce(sum(n), 0), coalesce(sum(duration_ns), 0) FROM query_sets WHERE request_id = ?" },
+		{ "spans", "spans", "SELECT count(*), coalesce(sum(duration_ns), 0) FROM spans WHERE request_id = ?", NULL },
+		{ "samples", "samples", "SELECT coalesce(sum(count), 0), 0 FROM samples WHERE request_id = ?", NULL },
 	};
 	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
 		cJSON *o = cJSON_AddObjectToObject(body, parts[i].key);
@@ -1919,7 +1922,8 @@ static int request_detail(struct tg_req *r, const char *idtext)
 		cJSON_AddBoolToObject(o, "available", avail);
 		if (!avail)
 			continue;
-		if (sqlite3_prepare_v2(db, parts[i].sql, -1, &st, NULL) != SQLITE_OK)
+		const char *sql = parts[i].sets_sql && tg_has_table(db, "query_sets") ? parts[i].sets_sql : parts[i].sql;
+		if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 			continue;
 		sqlite3_bind_int64(st, 1, id);
 		if (sqlite3_step(st) == SQLITE_ROW) {

@@ -593,19 +593,27 @@ const struct tg_query_totals *tg_stats_queries(sqlite3 *db, struct tg_run_stats 
 {
 	struct tg_query_totals *q = &s->queries;
 	/* As load_new(): the rowid range, except the first time for a small
-	 * run, which is read through its indexes: the queries of its requests
-	 * by request, the others through the index of the queries outside any
-	 * request (the queries have no index of every query by run). A query
-	 * counts for the endpoint its request was counted in (the request is
-	 * loaded already: the same read, and requests are written before
-	 * their queries). */
-	const char *sql = q->last_id == 0 && s->small_run
-		? "SELECT q.id, q.request_id, q.duration_ns, q.n_plus_one, r.id, r.method, r.route, r.path"
-		  " FROM requests r JOIN queries q ON q.request_id = r.id WHERE r.run_id = ?1 AND q.id > ?2"
-		  " UNION ALL SELECT q.id, NULL, q.duration_ns, q.n_plus_one, NULL, NULL, NULL, NULL"
-		  " FROM queries q INDEXED BY queries_run_outside WHERE q.run_id = ?1 AND q.request_id IS NULL AND q.id > ?2"
-		: "SELECT q.id, q.request_id, q.duration_ns, q.n_plus_one, r.id, r.method, r.route, r.path"
+	 * run, which is read through its indexes: the query sets of its
+	 * requests by request, the others through the index of the sets
+	 * outside any request (sets have no index of every set by run). A set
+	 * holds the queries of one request, their count, summed duration and
+	 * N+1 count, which is all this needs: the queries themselves are not
+	 * read. A query counts for the endpoint its request was counted in
+	 * (the request is loaded already: the same read, and requests are
+	 * written before their queries). */
+	const char *sql = !tg_has_table(db, "query_sets")
+		/* a store written before schema 12: a row per query */
+		? "SELECT q.id, q.request_id, q.duration_ns, q.n_plus_one, r.id, r.method, r.route, r.path, 1"
 		  " FROM queries q LEFT JOIN requests r ON r.id = q.request_id AND r.run_id = ?1"
+		  " WHERE +q.run_id = ?1 AND q.id > ?2"
+		: q->last_id == 0 && s->small_run
+		? "SELECT q.id, q.request_id, q.duration_ns, q.n_plus_one, r.id, r.method, r.route, r.path, q.n"
+		  " FROM requests r JOIN query_sets q ON q.request_id = r.id WHERE r.run_id = ?1 AND q.id > ?2"
+		  " UNION ALL SELECT q.id, NULL, q.duration_ns, q.n_plus_one, NULL, NULL, NULL, NULL, q.n"
+		  " FROM query_sets q INDEXED BY query_sets_run_outside"
+		  " WHERE q.run_id = ?1 AND q.request_id IS NULL AND q.id > ?2"
+		: "SELECT q.id, q.request_id, q.duration_ns, q.n_plus_one, r.id, r.method, r.route, r.path, q.n"
+		  " FROM query_sets q LEFT JOIN requests r ON r.id = q.request_id AND r.run_id = ?1"
 		  " WHERE +q.run_id = ?1 AND q.id > ?2";
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -619,13 +627,14 @@ const struct tg_query_totals *tg_stats_queries(sqlite3 *db, struct tg_run_stats 
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0), dur = sqlite3_column_int64(st, 2);
-		q->count++;
+		int64_t n = sqlite3_column_int64(st, 8);
+		q->count += n;
 		q->sum_ns += dur;
 		if (id > q->last_id)
 			q->last_id = id;
 		if (sqlite3_column_type(st, 1) == SQLITE_NULL)
 			continue;
-		q->in_requests++;
+		q->in_requests += n;
 		q->in_requests_ns += dur;
 		long ep = -1;
 		if (sqlite3_column_type(st, 4) != SQLITE_NULL && s->table_size) {
@@ -635,7 +644,7 @@ const struct tg_query_totals *tg_stats_queries(sqlite3 *db, struct tg_run_stats 
 			size_t h = ep_slot(s, method ? method : "", route ? route : path ? path : "", route != NULL);
 			if (s->table[h]) {
 				ep = (long)s->table[h] - 1;
-				s->eps[ep].queries++;
+				s->eps[ep].queries += n;
 				s->eps[ep].db_ns += dur;
 			}
 		}

@@ -87,7 +87,7 @@ struct tg_proc_metrics {
 /* The run's SQL queries, summed: read once, then only the rows added
  * since (queries are appended and never changed). */
 struct tg_query_totals {
-	int64_t last_id;           /* highest query id summed */
+	int64_t last_id;           /* highest query set id summed */
 	int64_t count, sum_ns;     /* every query of the run */
 	int64_t in_requests, in_requests_ns; /* those of a request */
 	struct tg_durs n_plus_one; /* ids of the requests with an N+1 query, each once, sorted */

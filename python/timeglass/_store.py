@@ -13,7 +13,7 @@ import os
 import sqlite3
 import stat
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 DEFAULT_PATH = os.path.join(".timeglass", "timeglass.db")
 
 BUSY_TIMEOUT_S = 5.0
@@ -204,6 +204,59 @@ MIGRATIONS = (
     "DROP INDEX requests_run_route;"
     "DROP INDEX requests_run_status;"
     "CREATE INDEX requests_run_nostatus ON requests(run_id, start_unix_ns) WHERE status IS NULL;",
+    # 11 -> 12: queries are stored by set: one row of query_sets holds queries of one request (or outside any request) that the collector wrote one after the other from one thread to one database, in order: what they share as columns, each query's own fields as a JSON array in an array (enum query_field), their distinct texts (SQL, fingerprint, call site: a repeated query stores its texts once) as another, which the fields give by index, and the set's count, summed duration and N+1 count. A row of queries cost the collector some 10,000 instructions whatever it held (23 columns through SQLite's VM, their binds, two B-tree inserts): ten queries per request were three times the request's own cost. The queries view gives every reader the table it read before, column for column, and takes inserts (a set of one each). A set's id is its first query's: a set of n takes ids id .. id+n-1, so query ids stay those a table of queries would have given. The queries stored before become sets of one, their ids kept.
+    "CREATE TABLE query_sets ("
+    "  id INTEGER PRIMARY KEY,"         # the first query's id
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  request_id INTEGER REFERENCES requests(id) ON DELETE CASCADE,"
+    "  process_id INTEGER REFERENCES processes(id) ON DELETE CASCADE,"
+    "  pid INTEGER NOT NULL,"
+    "  tid INTEGER,"
+    "  db_system TEXT NOT NULL,"
+    "  tap TEXT NOT NULL,"
+    "  database TEXT,"
+    "  attribution TEXT,"
+    "  start_unix_ns INTEGER NOT NULL," # the first query's; each query's own is an offset from it
+    "  n INTEGER NOT NULL,"             # queries in the set
+    "  duration_ns INTEGER NOT NULL,"   # their sum
+    "  n_plus_one INTEGER NOT NULL,"    # how many are flagged N+1
+    # queries: [[start offset, duration, sql, sql_truncated, fingerprint, fingerprint_hash, params, rows, error, call_site, duplicate, n_plus_one, kind, executions], ...], where sql, fingerprint and call_site are indexes in texts: ["text", ...]
+    "  queries TEXT NOT NULL,"
+    "  texts TEXT NOT NULL);"
+    "INSERT INTO query_sets (id, run_id, request_id, process_id, pid, tid, db_system, tap, database, attribution,"
+    "  start_unix_ns, n, duration_ns, n_plus_one, queries, texts) SELECT id, run_id, request_id, process_id,"
+    "  pid, tid, db_system, tap, database, attribution, start_unix_ns, 1, duration_ns, n_plus_one != 0,"
+    "  json_array(json_array(0, duration_ns, CASE WHEN sql IS NOT NULL THEN 0 END, sql_truncated,"
+    "  CASE WHEN fingerprint IS NOT NULL THEN 1 END, fingerprint_hash, params, rows, error,"
+    "  CASE WHEN call_site IS NOT NULL THEN 2 END, duplicate, n_plus_one, kind, executions)),"
+    "  json_array(sql, fingerprint, call_site) FROM queries ORDER BY id;"
+    "DROP TABLE queries;"
+    "CREATE INDEX query_sets_request ON query_sets(request_id);"
+    "CREATE INDEX query_sets_run_outside ON query_sets(run_id, start_unix_ns) WHERE request_id IS NULL;"
+    "CREATE VIEW queries (id, run_id, request_id, process_id, pid, tid, start_unix_ns, duration_ns, db_system,"
+    "  tap, database, sql, sql_truncated, fingerprint, fingerprint_hash, params, rows, error, call_site,"
+    "  attribution, duplicate, n_plus_one, kind, executions) AS"
+    "  SELECT s.id + q.key, s.run_id, s.request_id, s.process_id, s.pid, s.tid,"
+    "  s.start_unix_ns + json_extract(q.value, '$[0]'), json_extract(q.value, '$[1]'), s.db_system, s.tap,"
+    "  s.database, json_extract(s.texts, '$[' || json_extract(q.value, '$[2]') || ']'),"
+    "  json_extract(q.value, '$[3]'), json_extract(s.texts, '$[' || json_extract(q.value, '$[4]') || ']'),"
+    "  json_extract(q.value, '$[5]'), json_extract(q.value, '$[6]'), json_extract(q.value, '$[7]'),"
+    "  json_extract(q.value, '$[8]'), json_extract(s.texts, '$[' || json_extract(q.value, '$[9]') || ']'),"
+    "  s.attribution, json_extract(q.value, '$[10]'), json_extract(q.value, '$[11]'),"
+    "  json_extract(q.value, '$[12]'), json_extract(q.value, '$[13]')"
+    "  FROM query_sets s, json_each(s.queries) q;"
+    "CREATE TRIGGER queries_insert INSTEAD OF INSERT ON queries BEGIN"
+    "  INSERT INTO query_sets (id, run_id, request_id, process_id, pid, tid, db_system, tap, database,"
+    "  attribution, start_unix_ns, n, duration_ns, n_plus_one, queries, texts) VALUES (coalesce(NEW.id,"
+    "  (SELECT id + n FROM query_sets ORDER BY id DESC LIMIT 1), 1), NEW.run_id, NEW.request_id,"
+    "  NEW.process_id, NEW.pid, NEW.tid, NEW.db_system, NEW.tap, NEW.database, NEW.attribution,"
+    "  NEW.start_unix_ns, 1, NEW.duration_ns, coalesce(NEW.n_plus_one, 0) != 0, json_array(json_array(0,"
+    "  NEW.duration_ns, CASE WHEN NEW.sql IS NOT NULL THEN 0 END, coalesce(NEW.sql_truncated, 0),"
+    "  CASE WHEN NEW.fingerprint IS NOT NULL THEN 1 END, NEW.fingerprint_hash, NEW.params, NEW.rows,"
+    "  NEW.error, CASE WHEN NEW.call_site IS NOT NULL THEN 2 END, coalesce(NEW.duplicate, 0),"
+    "  coalesce(NEW.n_plus_one, 0), coalesce(NEW.kind, 'app'), coalesce(NEW.executions, 1))),"
+    "  json_array(NEW.sql, NEW.fingerprint, NEW.call_site));"
+    "  END;",
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

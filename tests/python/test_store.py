@@ -3,7 +3,10 @@
 by the `timeglass` commands."""
 
 import json
+import sqlite3
 import subprocess
+import sys
+from pathlib import Path
 
 from timeglass import _store
 from timeglass._recorder import Recorder
@@ -12,8 +15,6 @@ from tgpy import TIMEGLASS, child_env, require_c_build
 
 
 def schema(db):
-    import sqlite3
-
     conn = sqlite3.connect(str(db))
     try:
         objects = conn.execute(
@@ -46,7 +47,9 @@ def test_schema_has_the_documented_tables(tmp_path):
     objects, version = schema(python_store(tmp_path / "s.db"))
     tables = {name for kind, name, _, _ in objects if kind == "table"}
     assert tables == {"runs", "processes", "requests", "process_metrics", "losses",
-                      "queries", "spans", "frames", "stacks", "samples"}
+                      "query_sets", "spans", "frames", "stacks", "samples"}
+    # queries are stored by set; every reader reads them through this view
+    assert {name for kind, name, _, _ in objects if kind == "view"} == {"queries"}
     assert version == _store.SCHEMA_VERSION
 
 
@@ -178,3 +181,49 @@ def test_the_writer_spills_no_statement_journal(tmp_path):
         assert check.execute("SELECT count(*) FROM requests").fetchone()[0] == 1200
     finally:
         check.close()
+
+
+QUERY_COLUMNS = ("id", "run_id", "request_id", "process_id", "pid", "tid", "start_unix_ns", "duration_ns",
+                 "db_system", "tap", "database", "sql", "sql_truncated", "fingerprint", "fingerprint_hash",
+                 "params", "rows", "error", "call_site", "attribution", "duplicate", "n_plus_one", "kind",
+                 "executions")
+
+
+def every_query(db):
+    """Every query's columns, each with its SQLite type."""
+    conn = sqlite3.connect(str(db))
+    try:
+        return conn.execute("SELECT %s FROM queries ORDER BY id"
+                            % ", ".join("%s, typeof(%s)" % (c, c) for c in QUERY_COLUMNS)).fetchall()
+    finally:
+        conn.close()
+
+
+def test_upgrading_to_query_sets_keeps_every_query(tmp_path):
+    """Schema 12 stores queries by set, behind a queries view. A store of
+    schema 11, upgraded by `timeglass run`, reads the same queries through
+    the view, value for value, type for type and id for id, each a set of
+    one; a query inserted through the view afterwards takes the next id."""
+    require_c_build()
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ui"))
+    import fixture
+
+    db = tmp_path / "v11.db"
+    fixture.build(str(db), schema=11)
+    before = every_query(db)
+    assert len(before) == 12 and any(row[QUERY_COLUMNS.index("error") * 2] for row in before)
+    proc = subprocess.run([str(TIMEGLASS), "run", "--db", str(db), "--quiet", "--", "true"],
+                          env=child_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert every_query(db) == before
+    conn = sqlite3.connect(str(db))
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == _store.SCHEMA_VERSION
+        assert conn.execute("SELECT count(*), sum(n = 1), sum(id IN (SELECT id FROM queries))"
+                            " FROM query_sets").fetchone() == (12, 12, 12)
+        conn.execute("INSERT INTO queries (run_id, request_id, pid, start_unix_ns, duration_ns, db_system, tap, sql)"
+                     " VALUES (1, 9, 4242, 5, 7, 'sqlite', 'sqlite3', 'SELECT 1')")
+        last = conn.execute("SELECT id, sql, kind, executions, duplicate FROM queries ORDER BY id DESC LIMIT 1").fetchone()
+        assert last == (before[-1][0] + 1, "SELECT 1", "app", 1, 0)
+    finally:
+        conn.close()
