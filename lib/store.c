@@ -425,13 +425,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 #define SET_TEXTS 256
 #define SET_TEXT_SLOTS 1024
 
-/* A growing JSON text. */
+/* A growing text (JSON, or the texts a set compares with). */
 struct jbuf {
 	char *p;
 	size_t len, cap;
 };
 
-/* A text of the set, as it came (for compares) at raw + off. */
+/* A text of the set, as it came (for compares), at raw.p + off. */
 struct set_text {
 	size_t off, len;
 	uint64_t hash;
@@ -455,8 +455,7 @@ struct query_set {
 	struct set_text text[SET_TEXTS];
 	unsigned n_texts;
 	uint16_t slot[SET_TEXT_SLOTS]; /* text index + 1, 0 = free */
-	char *raw;                     /* the texts, one after the other */
-	size_t raw_len, raw_cap;
+	struct jbuf raw;               /* the texts as they came, one after the other */
 };
 
 struct tg_store {
@@ -921,7 +920,7 @@ void tg_store_close(struct tg_store *s)
 		sqlite3_finalize(s->stmt[i]);
 	free(s->set.json.p);
 	free(s->set.texts.p);
-	free(s->set.raw);
+	free(s->set.raw.p);
 	free(s->set.database);
 	sqlite3_close(s->db);
 	if (s->reserve)
@@ -1306,10 +1305,11 @@ static void bind_origin(sqlite3_stmt *st, int o, int64_t run_id, int64_t request
 	sqlite3_bind_int64(st, o + 5, tid);
 }
 
-/* Room for `more` bytes after b's text; -1 out of memory. */
+/* Room for `more` bytes after b's text (a buffer there, even for none);
+ * -1 out of memory. */
 static int jb_room(struct jbuf *b, size_t more)
 {
-	if (b->len + more <= b->cap)
+	if (b->p && b->len + more <= b->cap)
 		return 0;
 	size_t cap = b->cap ? b->cap : 4096;
 	while (cap < b->len + more)
@@ -1490,7 +1490,7 @@ static int set_open(struct query_set *set, const struct tg_query_row *q)
 	set->start_unix_ns = q->start_unix_ns;
 	set->duration_ns = 0;
 	set->n_plus_one = 0;
-	set->json.len = set->texts.len = set->raw_len = 0;
+	set->json.len = set->texts.len = set->raw.len = 0;
 	set->n_texts = 0;
 	memset(set->slot, 0, sizeof set->slot);
 	return 0;
@@ -1525,27 +1525,16 @@ static int put_text(struct query_set *set, const char *p, size_t n)
 	size_t k = h & (SET_TEXT_SLOTS - 1);
 	for (; set->slot[k]; k = (k + 1) & (SET_TEXT_SLOTS - 1)) {
 		const struct set_text *t = &set->text[set->slot[k] - 1];
-		if (t->hash == h && t->len == n && memcmp(set->raw + t->off, p, n) == 0) {
+		if (t->hash == h && t->len == n && memcmp(set->raw.p + t->off, p, n) == 0) {
 			put_i64(&set->json, set->slot[k] - 1);
 			return 0;
 		}
 	}
-	if (jb_room(&set->texts, 6 * n + 3) < 0)
+	if (jb_room(&set->texts, 6 * n + 3) < 0 || jb_room(&set->raw, n) < 0)
 		return -1;
-	if (set->raw_len + n > set->raw_cap) {
-		size_t cap = set->raw_cap ? set->raw_cap : 4096;
-		while (cap < set->raw_len + n)
-			cap *= 2;
-		char *r = realloc(set->raw, cap);
-		if (!r)
-			return -1;
-		set->raw = r;
-		set->raw_cap = cap;
-	}
-	memcpy(set->raw + set->raw_len, p, n);
 	unsigned i = set->n_texts++;
-	set->text[i] = (struct set_text){set->raw_len, n, h};
-	set->raw_len += n;
+	set->text[i] = (struct set_text){set->raw.len, n, h};
+	put(&set->raw, p, n);
 	set->slot[k] = (uint16_t)(i + 1);
 	put(&set->texts, i ? "," : "[", 1);
 	put_str(&set->texts, p, n);

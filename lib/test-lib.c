@@ -148,7 +148,8 @@ static void test_query_rows(const char *dir)
  * in: every byte value, quotes, backslashes, control characters and
  * multi-byte UTF-8 as such, invalid UTF-8 as U+FFFD byte by byte (what
  * tg_utf8_repair() gives), 64-bit extremes, and NULL kept apart from 0 and
- * from "". Query sets break at another request or process. */
+ * from "". Each query differs in thread and database from the one before:
+ * a set each. */
 static void test_query_texts(const char *dir)
 {
 	char path[256];
@@ -258,6 +259,36 @@ static void test_query_texts(const char *dir)
 				 NULL) == SQLITE_OK);
 	CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == N && sqlite3_column_int(st, 1) == N &&
 	      sqlite3_column_int(st, 2) == N);
+	sqlite3_finalize(st);
+	tg_store_close(s);
+}
+
+/* Empty texts, first thing in a new store, are texts: "" twice, not NULL. */
+static void test_query_empty_texts(const char *dir)
+{
+	char path[256];
+	int64_t run;
+	struct tg_store *s = store_with_run(dir, "qe.db", path, sizeof path, &run);
+	if (!s)
+		return;
+	for (int i = 0; i < 2; i++) {
+		struct tg_query_row q = {
+			.run_id = run, .pid = 1, .start_unix_ns = 1 + i, .db_system = "sqlite", .tap = "sqlite3",
+			.sql = "", .fingerprint = "", .call_site = "", .database = "", .attribution = "none",
+		};
+		CHECK(tg_store_query_add(s, &q) == 0);
+	}
+	tg_store_close(s);
+	s = tg_store_open(path, TG_STORE_READ);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	sqlite3_stmt *st;
+	CHECK(sqlite3_prepare_v2(tg_store_db(s), "SELECT count(*), sum(sql = '' AND fingerprint = '' AND call_site = ''"
+				 " AND database = ''), (SELECT texts FROM query_sets) FROM queries", -1, &st, NULL) ==
+	      SQLITE_OK);
+	CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2 && sqlite3_column_int(st, 1) == 2 &&
+	      strcmp((const char *)sqlite3_column_text(st, 2), "[\"\"]") == 0);
 	sqlite3_finalize(st);
 	tg_store_close(s);
 }
@@ -587,6 +618,7 @@ int main(void)
 
 	test_query_rows(dir);
 	test_query_texts(dir);
+	test_query_empty_texts(dir);
 	test_query_sets(dir);
 	test_no_statement_journal(dir);
 
