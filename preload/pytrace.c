@@ -22,7 +22,8 @@
  * All of this runs with the GIL held, so the static buffers are not shared.
  *
  * The same hook drives eval-clocked sampling (`--sample-mode eval`,
- * timeglass_sample_eval_start()): each thread keeps its next period
+ * timeglass_sample_eval_start()); without --trace a leaner twin of it is
+ * set instead, which does nothing else. Each thread keeps its next period
  * boundary, and a call that starts or ends past it takes a sample of the
  * thread (sampler.c, tg_sampler_eval_sample) weighted by the boundaries
  * crossed since the thread's previous call or return, the interval during
@@ -59,7 +60,7 @@ uint64_t tg_scope_current(void) __attribute__((weak));
 
 static tg_eval_fn real_eval;
 static uint64_t threshold; /* in clock units (TSC ticks or ns) */
-static int hooked;        /* eval_hook is the interpreter's eval-frame function */
+static int hooked;        /* one of the hooks below is the interpreter's eval-frame function */
 static int tracing;       /* spans of long calls (--trace) */
 static int eval_sampling; /* eval-clocked samples (--sample-mode eval) */
 static uint64_t eval_period; /* clock units between two sampling boundaries */
@@ -200,6 +201,7 @@ static void __attribute__((noinline)) eval_tick(void *tstate, uint64_t t, uintpt
 	errno = saved;
 }
 
+/* The hook while --trace is on (with or without eval-clocked sampling). */
 static void *eval_hook(void *tstate, void *frame, int throwflag)
 {
 	uint64_t t0 = clock_now();
@@ -217,25 +219,59 @@ static void *eval_hook(void *tstate, void *frame, int throwflag)
 	return r;
 }
 
-/* Installs eval_hook for the main interpreter (GIL held). 0, or -1. */
-static int install(void)
+/* The hook of eval-clocked sampling alone, the one every Python call of a
+ * sampled app passes through: a clock read and a compare before the call
+ * and after it, nothing for --trace (half the instructions of eval_hook). */
+static void *eval_hook_sample(void *tstate, void *frame, int throwflag)
+{
+	uint64_t t0 = clock_now();
+	if (__builtin_expect(t0 >= ev_next, 0))
+		eval_tick(tstate, t0, 0, NULL);
+	/* Read now: the frame is gone when the call returns. */
+	uintptr_t code = *(const uintptr_t *)((const char *)frame + TG_PYO(fr_code));
+	void *r = real_eval(tstate, frame, throwflag);
+	uint64_t t1 = clock_now();
+	if (__builtin_expect(t1 >= ev_next, 0))
+		eval_tick(tstate, t1, code & ~(uintptr_t)TG_PYO(code_tag_mask), frame);
+	return r;
+}
+
+static void *interp;                           /* the main interpreter */
+static void (*set_eval)(void *, tg_eval_fn);   /* _PyInterpreterState_SetEvalFrameFunc */
+static tg_eval_fn (*get_eval)(void *);         /* _PyInterpreterState_GetEvalFrameFunc */
+
+/* Finds the interpreter's eval-frame functions and the clock, once (GIL
+ * held). 0, or -1 when there is no hook to set: not a supported CPython,
+ * the process is not recorded, or someone else's hook is in place. */
+static int prepare(void)
 {
 	if (hooked)
 		return 0;
 	if (!tg_proc.enabled || tg_py_init() < 0)
 		return -1;
 	void *(*get_interp)(void) = (void *(*)(void))dlsym(RTLD_DEFAULT, "PyInterpreterState_Get");
-	void (*set_eval)(void *, tg_eval_fn) =
-		(void (*)(void *, tg_eval_fn))dlsym(RTLD_DEFAULT, "_PyInterpreterState_SetEvalFrameFunc");
-	tg_eval_fn (*get_eval)(void *) = (tg_eval_fn(*)(void *))dlsym(RTLD_DEFAULT, "_PyInterpreterState_GetEvalFrameFunc");
+	set_eval = (void (*)(void *, tg_eval_fn))dlsym(RTLD_DEFAULT, "_PyInterpreterState_SetEvalFrameFunc");
+	get_eval = (tg_eval_fn(*)(void *))dlsym(RTLD_DEFAULT, "_PyInterpreterState_GetEvalFrameFunc");
 	real_eval = (tg_eval_fn)dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");
 	if (!get_interp || !set_eval || !get_eval || !real_eval)
 		return -1;
-	void *interp = get_interp();
+	interp = get_interp();
 	if (!interp || get_eval(interp) != real_eval)
-		return -1; /* someone else's hook */
+		return -1;
 	tsc_setup();
-	set_eval(interp, eval_hook);
+	return 0;
+}
+
+/* Makes the hook the modes now on need the interpreter's eval-frame
+ * function (GIL held): eval_hook_sample for sampling alone, eval_hook once
+ * --trace is on. Frames running under the other one return through it. */
+static int install(void)
+{
+	tg_eval_fn want = tracing ? eval_hook : eval_hook_sample, now = get_eval(interp);
+	if (now != real_eval && now != eval_hook && now != eval_hook_sample)
+		return -1; /* someone else's hook, set since */
+	if (now != want)
+		set_eval(interp, want);
 	hooked = 1;
 	return 0;
 }
@@ -247,10 +283,14 @@ int timeglass_trace_start(uint64_t threshold_ns)
 {
 	if (tracing)
 		return 0;
-	if (install() < 0)
+	if (prepare() < 0)
 		return -1;
 	threshold = use_tsc ? (uint64_t)((double)threshold_ns * tsc_per_ns) : threshold_ns;
 	tracing = 1;
+	if (install() < 0) {
+		tracing = 0;
+		return -1;
+	}
 	return 0;
 }
 
@@ -277,11 +317,15 @@ int timeglass_sample_eval_start(uint32_t hz)
 {
 	if (eval_sampling)
 		return 0;
-	if (hz == 0 || hz > 1000000 || install() < 0)
+	if (hz == 0 || hz > 1000000 || prepare() < 0)
 		return -1;
 	eval_period = period_of(hz);
-	tg_sampler_eval_on(hz);
 	eval_sampling = 1;
+	if (install() < 0) {
+		eval_sampling = 0;
+		return -1;
+	}
+	tg_sampler_eval_on(hz);
 	return 0;
 }
 

@@ -67,3 +67,21 @@ def test_timeglass_frames_are_not_spans(run):
     assert run.all_sites and any(site and site.endswith(" split") for site in run.all_sites)
     ours = [site for site in run.all_sites if site and "/timeglass/" in site.partition(":")[0]]
     assert ours == [], ours
+
+
+def test_trace_with_eval_sampling(tmp_path):
+    """--trace and eval-clocked sampling share the eval-frame hook: a request
+    gets its function spans and its 10 kHz samples both."""
+    s = Served(tmp_path, 10000, extra_env={"TIMEGLASS_TRACE": "1", "TIMEGLASS_TRACE_US": str(THRESHOLD_US)})
+    s.drive("/split?ms=300")
+    assert "not available" not in s.output(), s.output()  # neither fell back
+    with sqlite3.connect(s.db) as db:
+        rid, cpu = db.execute("SELECT id, cpu_ns FROM requests WHERE path = '/split'").fetchone()
+        sites = [r[0] for r in db.execute("SELECT call_site FROM spans WHERE kind = 'function' AND request_id = ?",
+                                          (rid,))]
+        running, = db.execute("SELECT sum(count) FROM samples WHERE request_id = ? AND state = 'running'",
+                              (rid,)).fetchone()
+    assert any(site.endswith(" hot_seventy") for site in sites), sites
+    assert any(site.endswith(" cold_thirty") for site in sites), sites
+    expected = cpu / 1e5  # samples of 100 us in its CPU time
+    assert 0.7 * expected <= running <= 1.3 * expected, (running, expected)
