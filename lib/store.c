@@ -1335,22 +1335,37 @@ static void put_i64(struct jbuf *b, int64_t v)
 				    "25262728293031323334353637383940414243444546474849"
 				    "50515253545556575859606162636465666768697071727374"
 				    "75767778798081828384858687888990919293949596979899";
-	char buf[24], *e = buf + sizeof buf, *p = e;
-	uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+	char *d = b->p + b->len;
+	/* Most of a set's numbers are flags, counts and text indexes. */
+	if ((uint64_t)v < 10) {
+		*d = (char)('0' + v);
+		b->len++;
+		return;
+	}
+	uint64_t u = (uint64_t)v;
+	if (v < 0) {
+		*d++ = '-';
+		u = -u;
+	}
+	static const uint64_t pow10[19] = {1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull,
+					   10000000ull, 100000000ull, 1000000000ull, 10000000000ull,
+					   100000000000ull, 1000000000000ull, 10000000000000ull,
+					   100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+					   100000000000000000ull, 1000000000000000000ull};
+	unsigned n = 1; /* digits: at most 19 (|INT64_MIN| < 10^19) */
+	while (n < 19 && u >= pow10[n])
+		n++;
+	char *p = d + n;
+	b->len = (size_t)(p - b->p);
 	while (u >= 100) {
 		p -= 2;
 		memcpy(p, pairs + 2 * (u % 100), 2);
 		u /= 100;
 	}
-	if (u >= 10) {
-		p -= 2;
-		memcpy(p, pairs + 2 * u, 2);
-	} else {
-		*--p = (char)('0' + u);
-	}
-	if (v < 0)
-		*--p = '-';
-	put(b, p, (size_t)(e - p));
+	if (u >= 10)
+		memcpy(p - 2, pairs + 2 * u, 2);
+	else
+		p[-1] = (char)('0' + u);
 }
 
 /* A JSON string of one of TimeGlass's own names (a kind: ASCII letters,

@@ -264,6 +264,60 @@ static void test_query_texts(const char *dir)
 }
 
 /* Empty texts, first thing in a new store, are texts: "" twice, not NULL. */
+/* Numbers of every length come back from the queries view as they went
+ * in: 10^k - 1, 10^k and their negatives for every k, in the fields a set
+ * writes as JSON numbers (one set: the same thread and database). */
+static void test_query_numbers(const char *dir)
+{
+	char path[256];
+	int64_t run;
+	struct tg_store *s = store_with_run(dir, "qn.db", path, sizeof path, &run);
+	if (!s)
+		return;
+	int64_t req = add_request(s, run, "GET", "/n", NULL, 200, 10, 5);
+	int64_t vals[80];
+	int n = 0;
+	for (int64_t p = 1, k = 0; k <= 18; k++, p *= 10) {
+		vals[n++] = p - 1;
+		vals[n++] = p;
+		vals[n++] = -(p - 1);
+		vals[n++] = -p;
+	}
+	vals[n++] = INT64_MAX;
+	vals[n++] = INT64_MIN;
+	for (int i = 0; i < n; i++) {
+		struct tg_query_row q = {
+			.run_id = run, .request_id = req, .pid = 7, .tid = 1, .start_unix_ns = 1000 + vals[i] / 4,
+			.duration_ns = vals[i], .db_system = "sqlite", .tap = "sqlite3", .sql = "SELECT 1", .sql_len = 8,
+			.fingerprint = "SELECT ?", .fingerprint_len = 8, .fingerprint_hash = vals[i], .rows = vals[i],
+			.has_rows = 1, .attribution = "scope", .executions = vals[i] > 0 ? vals[i] : 1,
+		};
+		CHECK(tg_store_query_add(s, &q) == 0);
+	}
+	tg_store_close(s);
+	s = tg_store_open(path, TG_STORE_READ);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	sqlite3_stmt *st;
+	CHECK(sqlite3_prepare_v2(tg_store_db(s), "SELECT start_unix_ns, duration_ns, fingerprint_hash, rows, executions"
+				 " FROM queries ORDER BY id", -1, &st, NULL) == SQLITE_OK);
+	int i = 0;
+	while (sqlite3_step(st) == SQLITE_ROW && i < n) {
+		int ok = sqlite3_column_int64(st, 0) == 1000 + vals[i] / 4 && sqlite3_column_int64(st, 1) == vals[i] &&
+			 sqlite3_column_int64(st, 2) == vals[i] && sqlite3_column_int64(st, 3) == vals[i] &&
+			 sqlite3_column_int64(st, 4) == (vals[i] > 0 ? vals[i] : 1);
+		CHECK(ok);
+		if (!ok)
+			fprintf(stderr, "query %d: %lld came back as %lld\n", i, (long long)vals[i],
+				(long long)sqlite3_column_int64(st, 1));
+		i++;
+	}
+	CHECK(i == n);
+	sqlite3_finalize(st);
+	tg_store_close(s);
+}
+
 static void test_query_empty_texts(const char *dir)
 {
 	char path[256];
@@ -619,6 +673,7 @@ int main(void)
 	test_query_rows(dir);
 	test_query_texts(dir);
 	test_query_empty_texts(dir);
+	test_query_numbers(dir);
 	test_query_sets(dir);
 	test_no_statement_journal(dir);
 
