@@ -39,6 +39,12 @@
 #define BATCH_LOOKBACK 4096                    /* pending records searched for a batch's first record */
 #define STMT_SLOTS 1024                        /* statement texts remembered per process (a power of two) */
 #define STMT_MAX 8192                          /* longer texts are not remembered */
+#define REC_BLOCK 1024                         /* records up to this size are copied into blocks */
+#if defined(__SANITIZE_ADDRESS__)
+#define FREE_BLOCKS 0 /* every copy its own allocation: AddressSanitizer sees a use after free */
+#else
+#define FREE_BLOCKS 4096                       /* blocks kept for reuse per process (4 MiB) */
+#endif
 
 struct pending {
 	void *rec;       /* private copy of the record, NULL once written */
@@ -74,6 +80,10 @@ struct tg_sql_proc {
 	struct stmt stmts[STMT_SLOTS]; /* by hash, the last text of each slot */
 	struct recent recent[RECENT];
 	size_t nrecent, recent_next;
+	/* Blocks of REC_BLOCK bytes given back by written records, each
+	 * holding the next: a query's copy costs no malloc() and free(). */
+	void *free_blocks;
+	size_t nfree;
 };
 
 struct tg_sql_proc *tg_sql_proc_new(void)
@@ -90,7 +100,38 @@ void tg_sql_proc_free(struct tg_sql_proc *p)
 	free(p->pend);
 	for (size_t i = 0; i < STMT_SLOTS; i++)
 		free(p->stmts[i].text);
+	while (p->free_blocks) {
+		void *next = *(void **)p->free_blocks;
+		free(p->free_blocks);
+		p->free_blocks = next;
+	}
 	free(p);
+}
+
+/* Room for a private copy of a record of size bytes: a block when it fits
+ * one (a kept one if any), else its own allocation. NULL out of memory. */
+static void *rec_alloc(struct tg_sql_proc *p, uint32_t size)
+{
+	if (size > REC_BLOCK)
+		return malloc(size);
+	void *b = p->free_blocks;
+	if (!b)
+		return malloc(REC_BLOCK);
+	p->free_blocks = *(void **)b;
+	p->nfree--;
+	return b;
+}
+
+/* Gives back rec_alloc(p, size)'s memory. */
+static void rec_free(struct tg_sql_proc *p, void *rec, uint32_t size)
+{
+	if (size > REC_BLOCK || p->nfree >= FREE_BLOCKS) {
+		free(rec);
+		return;
+	}
+	*(void **)rec = p->free_blocks;
+	p->free_blocks = rec;
+	p->nfree++;
 }
 
 /* ---- decoding ---------------------------------------------------------- */
@@ -269,7 +310,7 @@ static void write_call(const struct tg_sql_ctx *c, const struct pending *pe, int
 
 static void drop(struct tg_sql_proc *p, struct pending *pe)
 {
-	free(pe->rec);
+	rec_free(p, pe->rec, pe->size);
 	pe->rec = NULL;
 	p->pend_live--;
 }
@@ -457,7 +498,7 @@ int tg_sql_record(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const void 
 	} else {
 		return -1;
 	}
-	pe.rec = malloc(size);
+	pe.rec = rec_alloc(p, size);
 	if (!pe.rec)
 		return 0;
 	memcpy(pe.rec, rec, size);
@@ -477,7 +518,7 @@ int tg_sql_record(const struct tg_sql_ctx *c, struct tg_sql_proc *p, const void 
 	if (p->npend == p->pend_cap) {
 		compact(p);
 		if (TG_GROW(p->pend, p->npend, p->pend_cap, 256) < 0) {
-			free(pe.rec);
+			rec_free(p, pe.rec, pe.size);
 			return 0;
 		}
 	}
