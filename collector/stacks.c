@@ -113,6 +113,11 @@ struct agg {
 	int used;
 };
 
+/* The CPU time one settle's samples give a request (tg_stacks_settle()). */
+struct req_cpu {
+	int64_t request_id, cpu_ns; /* request_id 0: a free slot */
+};
+
 /* A sample whose request is known (tg_stacks_settle()). */
 struct settled {
 	struct pending s;
@@ -942,6 +947,16 @@ static void agg_add(struct agg *tab, size_t cap, int64_t req, const struct pendi
 		agg_add_state(tab, cap, req, s, TG_PYSTATE_WAITING, count - run, run > 0 ? 0 : cpu_ns);
 }
 
+/* Adds cpu_ns to request req in tab (cap slots, a power of two, never full). */
+static void req_cpu_add(struct req_cpu *tab, size_t cap, int64_t req, int64_t cpu_ns)
+{
+	size_t k = (size_t)((uint64_t)req * 0x9e3779b97f4a7c15ull >> 32) & (cap - 1);
+	while (tab[k].request_id && tab[k].request_id != req)
+		k = (k + 1) & (cap - 1);
+	tab[k].request_id = req;
+	tab[k].cpu_ns += cpu_ns;
+}
+
 void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, int64_t now_ns, int final)
 {
 	/* Samples carry the app's CLOCK_MONOTONIC, the same clock as ours. */
@@ -981,8 +996,15 @@ void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, i
 	while (cap < nsettled * 8) /* a sample can become four rows (two requests, two states) */
 		cap <<= 1;
 	struct agg *tab = calloc(cap, sizeof *tab);
-	if (!tab)
+	/* A request's samples, however many stacks and states, add to its
+	 * CPU time with one UPDATE (a rewrite of its whole row). Its requests
+	 * are at most the rows of tab, under half of cap. */
+	struct req_cpu *cpus = calloc(cap, sizeof *cpus);
+	if (!tab || !cpus) {
+		free(tab);
+		free(cpus);
 		return;
+	}
 	for (size_t i = 0; i < nsettled; i++) {
 		const struct pending *s = &p->settled[i].s;
 		const struct recent_req *win = p->settled[i].win;
@@ -1016,9 +1038,13 @@ void tg_stacks_settle(const struct tg_stacks_ctx *c, struct tg_stacks_proc *p, i
 		tg_store_sample_add(c->store, &row);
 		/* Per-request CPU time: the CPU its samples stand for. */
 		if (a->request_id && a->cpu_ns)
-			tg_store_request_cpu_add(c->store, a->request_id, a->cpu_ns);
+			req_cpu_add(cpus, cap, a->request_id, a->cpu_ns);
 	}
+	for (size_t j = 0; j < cap; j++)
+		if (cpus[j].request_id)
+			tg_store_request_cpu_add(c->store, cpus[j].request_id, cpus[j].cpu_ns);
 	free(tab);
+	free(cpus);
 forget:
 	/* Forget requests no sample can be attributed to any more: those that
 	 * ended before the oldest sample or span still waiting, and before
