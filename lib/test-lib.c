@@ -69,6 +69,16 @@ static struct tg_store *store_with_run(const char *dir, const char *name, char *
 	return s;
 }
 
+/* Closes writer s (writing what it holds) and opens its store at path
+ * to read; NULL (a failed check) if it cannot. */
+static struct tg_store *reopen_read(struct tg_store *s, const char *path)
+{
+	tg_store_close(s);
+	s = tg_store_open(path, TG_STORE_READ);
+	CHECK(s != NULL);
+	return s;
+}
+
 /* Query rows go to the store eight to a statement: every row lands once,
  * in order, with its own texts (the caller's buffer is reused), whether it
  * went in a statement of eight, alone (texts too long to hold) or at the
@@ -110,9 +120,7 @@ static void test_query_rows(const char *dir)
 		if (i == 24)
 			CHECK(tg_store_flush(s) == 0);
 	}
-	tg_store_close(s); /* writes the last five */
-	s = tg_store_open(path, TG_STORE_READ);
-	CHECK(s != NULL);
+	s = reopen_read(s, path); /* writes the last five */
 	if (!s) {
 		free(sql);
 		return;
@@ -193,9 +201,7 @@ static void test_query_texts(const char *dir)
 		};
 		CHECK(tg_store_query_add(s, &q) == 0);
 	}
-	tg_store_close(s);
-	s = tg_store_open(path, TG_STORE_READ);
-	CHECK(s != NULL);
+	s = reopen_read(s, path);
 	if (!s)
 		return;
 	sqlite3 *db = tg_store_db(s);
@@ -294,9 +300,7 @@ static void test_query_numbers(const char *dir)
 		};
 		CHECK(tg_store_query_add(s, &q) == 0);
 	}
-	tg_store_close(s);
-	s = tg_store_open(path, TG_STORE_READ);
-	CHECK(s != NULL);
+	s = reopen_read(s, path);
 	if (!s)
 		return;
 	sqlite3_stmt *st;
@@ -332,9 +336,7 @@ static void test_query_empty_texts(const char *dir)
 		};
 		CHECK(tg_store_query_add(s, &q) == 0);
 	}
-	tg_store_close(s);
-	s = tg_store_open(path, TG_STORE_READ);
-	CHECK(s != NULL);
+	s = reopen_read(s, path);
 	if (!s)
 		return;
 	sqlite3_stmt *st;
@@ -386,9 +388,7 @@ static void test_query_sets(const char *dir)
 		};
 		CHECK(tg_store_query_add(s, &q) == 0);
 	}
-	tg_store_close(s);
-	s = tg_store_open(path, TG_STORE_READ);
-	CHECK(s != NULL);
+	s = reopen_read(s, path);
 	if (!s)
 		return;
 	sqlite3_stmt *st;
@@ -447,9 +447,7 @@ static void test_query_sets(const char *dir)
 		};
 		CHECK(tg_store_query_add(s, &q) == 0);
 	}
-	tg_store_close(s);
-	s = tg_store_open(path, TG_STORE_READ);
-	CHECK(s != NULL);
+	s = reopen_read(s, path);
 	if (!s)
 		return;
 	CHECK(sqlite3_prepare_v2(tg_store_db(s), "SELECT count(*), sum(n), max(json_array_length(texts))"
