@@ -269,7 +269,6 @@ static void test_query_texts(const char *dir)
 	tg_store_close(s);
 }
 
-/* Empty texts, first thing in a new store, are texts: "" twice, not NULL. */
 /* Numbers of every length come back from the queries view as they went
  * in: 10^k - 1, 10^k and their negatives for every k, in the fields a set
  * writes as JSON numbers (one set: the same thread and database). */
@@ -322,6 +321,7 @@ static void test_query_numbers(const char *dir)
 	tg_store_close(s);
 }
 
+/* Empty texts, first thing in a new store, are texts: "" twice, not NULL. */
 static void test_query_empty_texts(const char *dir)
 {
 	char path[256];
