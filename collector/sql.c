@@ -125,7 +125,7 @@ static void *rec_alloc(struct tg_sql_proc *p, uint32_t size)
 /* Gives back rec_alloc(p, size)'s memory. */
 static void rec_free(struct tg_sql_proc *p, void *rec, uint32_t size)
 {
-	if (size > REC_BLOCK || p->nfree >= FREE_BLOCKS) {
+	if (size > REC_BLOCK || p->nfree + 1 > FREE_BLOCKS) { /* FREE_BLOCKS may be 0 */
 		free(rec);
 		return;
 	}
