@@ -1,5 +1,5 @@
 /*
- * common/grow.h - the growable array of the host programs (collector, store
+ * common/grow.h - the growable array (and byte buffer) of the host programs (collector, store
  * readers, dashboard, symbolizer, load generator): doubled when full. Not for
  * the preload library's hooks, which must not allocate.
  */
@@ -38,7 +38,26 @@ static inline int tg_grow(void *arr, size_t *cap, size_t n, size_t size, size_t 
 	return 0;
 }
 
+/* Makes room for need elements in the array *(T **)arr of *cap elements of
+ * size bytes: doubles *cap (from first when it is 0) until they fit. Returns
+ * 0, or -1 without memory with the array and *cap as they were. */
+static inline int tg_reserve(void *arr, size_t *cap, size_t need, size_t size, size_t first)
+{
+	if (need <= *cap)
+		return 0;
+	size_t ncap = *cap ? *cap : first;
+	while (ncap < need)
+		ncap *= 2;
+	if (tg_resize(arr, ncap, size) < 0)
+		return -1;
+	*cap = ncap;
+	return 0;
+}
+
 /* tg_grow() for the array pointer v (any T *) with n elements used of cap. */
 #define TG_GROW(v, n, cap, first) tg_grow(&(v), &(cap), (n), sizeof *(v), (first))
+
+/* tg_reserve() for the array pointer v (any T *) of cap elements. */
+#define TG_RESERVE(v, need, cap, first) tg_reserve(&(v), &(cap), (need), sizeof *(v), (first))
 
 #endif

@@ -12,6 +12,7 @@
 
 #include <zlib.h>
 
+#include "common/grow.h"
 #include "lib/util.h"
 
 /* ---- protobuf encoder ---------------------------------------------------- */
@@ -29,18 +30,10 @@ static int reserve(struct tg_pb *b, size_t n)
 {
 	if (b->failed)
 		return -1;
-	if (b->len + n <= b->cap)
-		return 0;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap < b->len + n)
-		cap *= 2;
-	uint8_t *nb = realloc(b->buf, cap);
-	if (!nb) {
+	if (TG_RESERVE(b->buf, b->len + n, b->cap, 256) < 0) {
 		b->failed = 1;
 		return -1;
 	}
-	b->buf = nb;
-	b->cap = cap;
 	return 0;
 }
 

@@ -18,6 +18,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "common/grow.h"
 #include "lib/jsonw.h"
 #include "lib/readers.h"
 #include "lib/util.h"
@@ -1309,17 +1310,7 @@ static void bind_origin(sqlite3_stmt *st, int o, int64_t run_id, int64_t request
  * -1 out of memory. */
 static int jb_room(struct jbuf *b, size_t more)
 {
-	if (b->p && b->len + more <= b->cap)
-		return 0;
-	size_t cap = b->cap ? b->cap : 4096;
-	while (cap < b->len + more)
-		cap *= 2;
-	char *p = realloc(b->p, cap);
-	if (!p)
-		return -1;
-	b->p = p;
-	b->cap = cap;
-	return 0;
+	return TG_RESERVE(b->p, b->len + (b->p || more ? more : 1), b->cap, 4096);
 }
 
 /* Appends to b (room was made). */

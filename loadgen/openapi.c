@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/grow.h"
+
 #define MAX_DEPTH 8           /* nesting of generated values and of validation */
 
 /* ---- growable string ---------------------------------------------------- */
@@ -24,18 +26,8 @@ struct sb {
 
 static void sb_addn(struct sb *b, const char *s, size_t n)
 {
-	size_t need = b->len + n + 1;
-	if (!b->oom && need > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < need)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		b->oom = !p;
-		if (p) {
-			b->p = p;
-			b->cap = cap;
-		}
-	}
+	if (!b->oom && TG_RESERVE(b->p, b->len + n + 1, b->cap, 256) < 0)
+		b->oom = 1;
 	if (b->oom)
 		return;
 	memcpy(b->p + b->len, s, n);

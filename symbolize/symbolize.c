@@ -72,16 +72,8 @@ static int add_sym(struct symvec *sv, uint64_t addr, uint64_t size, const char *
 	size_t l = strlen(name) + 1;
 	if (TG_GROW(sv->v, sv->n, sv->cap, 1024) < 0)
 		return -1;
-	if (sv->nlen + l > sv->ncap) {
-		size_t nc = sv->ncap ? sv->ncap * 2 : 65536;
-		while (nc < sv->nlen + l)
-			nc *= 2;
-		char *nn = realloc(sv->names, nc);
-		if (!nn)
-			return -1;
-		sv->names = nn;
-		sv->ncap = nc;
-	}
+	if (TG_RESERVE(sv->names, sv->nlen + l, sv->ncap, 65536) < 0)
+		return -1;
 	memcpy(sv->names + sv->nlen, name, l);
 	/* name holds an offset until the arena stops moving */
 	sv->v[sv->n++] = (struct sym){.addr = addr, .size = size, .name = (const char *)(uintptr_t)sv->nlen};
